@@ -1,0 +1,101 @@
+//! Shared plumbing for Tessera's binaries: exit codes, error reports with hints, secret input,
+//! atomic output files, JSON output and logging. The library proper never prints or exits; this
+//! module is what the binaries use to do both consistently.
+//!
+//! | exit code | meaning |
+//! |---|---|
+//! | [`exit::OK`] (0) | success |
+//! | [`exit::REJECTED`] (1) | the check ran and said no (untrusted, tampered, revoked, expired) |
+//! | [`exit::USAGE`] (2) | bad command line |
+//! | [`exit::FAILURE`] (3) | could not run (I/O, missing file, wrong passphrase, bad input) |
+
+mod passphrase;
+mod report;
+
+use std::path::Path;
+
+pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
+pub use report::{CliError, classify_pki, report};
+
+/// Process exit codes shared by every tool.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The check ran and said no.
+    pub const REJECTED: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// Could not run.
+    pub const FAILURE: u8 = 3;
+}
+
+/// The EXIT CODES paragraph every `--help` ends with.
+pub const EXIT_CODES_HELP: &str = "EXIT CODES:
+  0  success
+  1  the check ran and said no (untrusted, tampered, revoked, expired)
+  2  usage error
+  3  could not run (I/O error, missing file, wrong passphrase, unusable input)";
+
+/// Replaces `path` atomically (temp file in the same directory, fsync, rename, fsync directory).
+/// Public files get mode 0644.
+///
+/// # Errors
+/// The underlying I/O error; the target is then untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, bytes, crate::fsutil::PUBLIC_MODE)
+}
+
+/// Creates `path` (mode 0644) atomically, refusing to overwrite an existing file.
+///
+/// # Errors
+/// `AlreadyExists` when the file is there; other I/O errors.
+pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::fsutil::create_new_atomic(path, bytes, crate::fsutil::PUBLIC_MODE)
+}
+
+/// Prints a value as pretty JSON on stdout, followed by a newline.
+///
+/// # Errors
+/// [`CliError`] (exit 3) if the value cannot be serialised or stdout is closed.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    use std::io::Write;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))
+}
+
+/// Parses an RFC 3339 time such as `2030-01-01T00:00:00Z` (for `--at`).
+///
+/// # Errors
+/// A message saying what form is expected.
+pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2030-01-31T12:00:00Z ({e})"))
+}
+
+/// Sends `tracing` events to stderr: warnings and errors by default, `--verbose` for info,
+/// `RUST_LOG` to override; `quiet` shows errors only.
+pub fn init_logging(quiet: bool, verbose: bool) {
+    let default = if quiet {
+        "error"
+    } else if verbose {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(use_colour())
+        .with_target(false)
+        .try_init();
+}
+
+/// Colour only on a terminal and never with `NO_COLOR`.
+pub fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}

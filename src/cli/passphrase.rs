@@ -1,0 +1,71 @@
+//! Passphrases come from a file, the environment or the terminal; never from argv.
+
+use std::path::Path;
+
+use super::CliError;
+use crate::pki::{Passphrase, pem};
+
+/// The environment variable holding a passphrase.
+pub const PASSPHRASE_ENV: &str = "TESSERA_PASSPHRASE";
+
+/// Where a passphrase came from (for messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// `--passphrase-file`.
+    File,
+    /// The `TESSERA_PASSPHRASE` environment variable.
+    Environment,
+    /// Typed at the terminal.
+    Terminal,
+}
+
+/// Gets a passphrase: from `file` if given, else `TESSERA_PASSPHRASE`, else a prompt on the
+/// terminal (twice when `confirm`), else an error that says how to give one.
+///
+/// # Errors
+/// [`CliError`] (exit 3) when the file cannot be read, the passphrase is empty, the two
+/// entries differ, or there is no terminal to ask.
+pub fn read_passphrase(
+    file: Option<&Path>,
+    purpose: &str,
+    confirm: bool,
+) -> Result<(Passphrase, PassphraseSource), CliError> {
+    if let Some(path) = file {
+        let bytes = pem::read_file(path).map_err(|e| CliError::failure(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| CliError::failure(format!("passphrase file {} is not UTF-8 text", path.display())))?;
+        let pass = Passphrase::new(text);
+        if pass.is_empty() {
+            return Err(CliError::failure(format!(
+                "passphrase file {} is empty",
+                path.display()
+            )));
+        }
+        return Ok((pass, PassphraseSource::File));
+    }
+    if let Ok(text) = std::env::var(PASSPHRASE_ENV) {
+        let pass = Passphrase::new(text);
+        if pass.is_empty() {
+            return Err(CliError::failure(format!("{PASSPHRASE_ENV} is set but empty")));
+        }
+        return Ok((pass, PassphraseSource::Environment));
+    }
+    let no_terminal = || {
+        CliError::failure(format!(
+            "a passphrase is needed for {purpose} and there is no terminal to ask"
+        ))
+        .with_hint(format!("use --passphrase-file FILE or set {PASSPHRASE_ENV}"))
+    };
+    let first = rpassword::prompt_password(format!("passphrase for {purpose}: ")).map_err(|_| no_terminal())?;
+    let first = Passphrase::new(first);
+    if first.is_empty() {
+        return Err(CliError::failure("empty passphrase"));
+    }
+    if confirm {
+        let again = rpassword::prompt_password("repeat the passphrase: ").map_err(|_| no_terminal())?;
+        if Passphrase::new(again).expose() != first.expose() {
+            return Err(CliError::failure("the two passphrases differ; nothing was written"));
+        }
+    }
+    Ok((first, PassphraseSource::Terminal))
+}

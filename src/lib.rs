@@ -1,0 +1,9 @@
+//! Tessera: a mini certificate authority, signed load modules and a rotating mutual-TLS channel
+//! that share one trust model.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod pki;
+
+pub mod cli;
+mod fsutil;

@@ -1,0 +1,347 @@
+//! Certificate and CRL inspection (`ca show`): the facts, parsed by x509-parser, for people and
+//! for JSON. Inspection never decides trust; that is [`super::TrustStore::verify`]'s job.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::{X509Certificate, parse_x509_certificate, parse_x509_crl};
+
+use super::PkiError;
+use super::trust::trim_serial;
+
+/// Lowercase hex without separators.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The facts of one certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificateInfo {
+    /// Subject distinguished name (RFC 4514 style).
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number, lowercase hex (the form `ca revoke` takes).
+    pub serial: String,
+    /// Start of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Subject alternative names as `dns:…`, `ip:…`, `email:…`, `uri:…`.
+    pub sans: Vec<String>,
+    /// True for a CA certificate (basicConstraints CA:TRUE).
+    pub is_ca: bool,
+    /// The path length constraint of a CA, if any.
+    pub path_len: Option<u32>,
+    /// Key usage bits by name (`digitalSignature`, `keyCertSign`, …).
+    pub key_usage: Vec<String>,
+    /// Extended key usages by name (`serverAuth`, `clientAuth`, `codeSigning`, or an OID).
+    pub extended_key_usage: Vec<String>,
+    /// Permitted name-constraint subtrees, as `dns:…`, `ip:…/…`, `email:…`.
+    pub permitted_names: Vec<String>,
+    /// Excluded name-constraint subtrees.
+    pub excluded_names: Vec<String>,
+    /// Public key algorithm (`ed25519`, `p256`, `p384`, `rsa`, or an OID).
+    pub key_algorithm: String,
+    /// Subject key identifier, hex.
+    pub subject_key_id: Option<String>,
+    /// Authority key identifier, hex.
+    pub authority_key_id: Option<String>,
+    /// SHA-256 of the DER certificate, hex.
+    pub sha256_fingerprint: String,
+    /// Issued by Tessera's profiles: `root`/`intermediate` for CAs, else `server`, `client`,
+    /// `code-signing`, or `other`.
+    pub profile: String,
+}
+
+impl CertificateInfo {
+    /// Inspects a DER certificate.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] when it is not a parseable X.509 certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
+        let (_, cert) = parse_x509_certificate(der)
+            .map_err(|e| PkiError::malformed("certificate", format!("cannot be parsed: {e}")))?;
+        Self::from_parsed(&cert, der)
+    }
+
+    fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
+        let mut info = Self {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            serial: hex(trim_serial(cert.raw_serial())),
+            not_before: cert.validity().not_before.to_datetime(),
+            not_after: cert.validity().not_after.to_datetime(),
+            sans: Vec::new(),
+            is_ca: false,
+            path_len: None,
+            key_usage: Vec::new(),
+            extended_key_usage: Vec::new(),
+            permitted_names: Vec::new(),
+            excluded_names: Vec::new(),
+            key_algorithm: key_algorithm(cert),
+            subject_key_id: None,
+            authority_key_id: None,
+            sha256_fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
+            profile: String::new(),
+        };
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    info.sans = san.general_names.iter().filter_map(general_name).collect();
+                }
+                ParsedExtension::BasicConstraints(bc) => {
+                    info.is_ca = bc.ca;
+                    info.path_len = bc.path_len_constraint;
+                }
+                ParsedExtension::KeyUsage(ku) => {
+                    let names = [
+                        (ku.digital_signature(), "digitalSignature"),
+                        (ku.non_repudiation(), "contentCommitment"),
+                        (ku.key_encipherment(), "keyEncipherment"),
+                        (ku.data_encipherment(), "dataEncipherment"),
+                        (ku.key_agreement(), "keyAgreement"),
+                        (ku.key_cert_sign(), "keyCertSign"),
+                        (ku.crl_sign(), "cRLSign"),
+                        (ku.encipher_only(), "encipherOnly"),
+                        (ku.decipher_only(), "decipherOnly"),
+                    ];
+                    info.key_usage = names.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+                }
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    let names = [
+                        (eku.any, "any"),
+                        (eku.server_auth, "serverAuth"),
+                        (eku.client_auth, "clientAuth"),
+                        (eku.code_signing, "codeSigning"),
+                        (eku.email_protection, "emailProtection"),
+                        (eku.time_stamping, "timeStamping"),
+                        (eku.ocsp_signing, "OCSPSigning"),
+                    ];
+                    info.extended_key_usage = names.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+                    info.extended_key_usage
+                        .extend(eku.other.iter().map(|o| o.to_id_string()));
+                }
+                ParsedExtension::NameConstraints(nc) => {
+                    let subtrees = |t: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| {
+                        t.iter()
+                            .flatten()
+                            .filter_map(|s| general_name(&s.base))
+                            .collect::<Vec<_>>()
+                    };
+                    info.permitted_names = subtrees(&nc.permitted_subtrees);
+                    info.excluded_names = subtrees(&nc.excluded_subtrees);
+                }
+                ParsedExtension::SubjectKeyIdentifier(ski) => info.subject_key_id = Some(hex(ski.0)),
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    info.authority_key_id = aki.key_identifier.as_ref().map(|k| hex(k.0));
+                }
+                _ => {}
+            }
+        }
+        info.profile = if info.is_ca {
+            if cert.subject().as_raw() == cert.issuer().as_raw() {
+                "root"
+            } else {
+                "intermediate"
+            }
+        } else if info.extended_key_usage == ["codeSigning"] {
+            "code-signing"
+        } else if info.extended_key_usage.iter().any(|e| e == "serverAuth") {
+            "server"
+        } else if info.extended_key_usage.iter().any(|e| e == "clientAuth") {
+            "client"
+        } else {
+            "other"
+        }
+        .to_string();
+        Ok(info)
+    }
+
+    /// A multi-line description for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let t = |t: OffsetDateTime| rfc3339(t);
+        let _ = writeln!(out, "Certificate ({})", self.profile);
+        let _ = writeln!(out, "  subject:      {}", self.subject);
+        let _ = writeln!(out, "  issuer:       {}", self.issuer);
+        let _ = writeln!(out, "  serial:       {}", self.serial);
+        let _ = writeln!(out, "  not before:   {}", t(self.not_before));
+        let _ = writeln!(out, "  not after:    {}", t(self.not_after));
+        let _ = writeln!(out, "  key:          {}", self.key_algorithm);
+        if self.is_ca {
+            let len = self.path_len.map_or("unlimited".to_string(), |l| l.to_string());
+            let _ = writeln!(out, "  CA:           yes (path length {len})");
+        }
+        let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let _ = writeln!(out, "  SANs:         {}", list(&self.sans));
+        let _ = writeln!(out, "  key usage:    {}", list(&self.key_usage));
+        let _ = writeln!(out, "  ext. usage:   {}", list(&self.extended_key_usage));
+        if !self.permitted_names.is_empty() {
+            let _ = writeln!(out, "  permitted:    {}", list(&self.permitted_names));
+        }
+        if !self.excluded_names.is_empty() {
+            let _ = writeln!(out, "  excluded:     {}", list(&self.excluded_names));
+        }
+        if let Some(ski) = &self.subject_key_id {
+            let _ = writeln!(out, "  subject key:  {ski}");
+        }
+        if let Some(aki) = &self.authority_key_id {
+            let _ = writeln!(out, "  authority key:{aki}");
+        }
+        let _ = writeln!(out, "  SHA-256:      {}", self.sha256_fingerprint);
+        out
+    }
+}
+
+/// One entry of a CRL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RevokedEntry {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// When the CA revoked it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub revoked_at: OffsetDateTime,
+    /// The reason code, in words (`unspecified` when absent).
+    pub reason: String,
+}
+
+/// The facts of one CRL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CrlInfo {
+    /// The issuing CA's distinguished name.
+    pub issuer: String,
+    /// When this CRL was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    /// When the next CRL is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_update: Option<OffsetDateTime>,
+    /// The CRL number, decimal.
+    pub crl_number: Option<String>,
+    /// The revoked certificates.
+    pub revoked: Vec<RevokedEntry>,
+}
+
+impl CrlInfo {
+    /// Inspects a DER CRL.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] when it is not a parseable CRL.
+    pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
+        let (_, crl) = parse_x509_crl(der).map_err(|e| PkiError::malformed("CRL", format!("cannot be parsed: {e}")))?;
+        Ok(Self {
+            issuer: crl.issuer().to_string(),
+            this_update: crl.last_update().to_datetime(),
+            next_update: crl.next_update().map(|t| t.to_datetime()),
+            crl_number: crl.crl_number().map(|n| n.to_string()),
+            revoked: crl
+                .iter_revoked_certificates()
+                .map(|r| RevokedEntry {
+                    serial: hex(trim_serial(r.raw_serial())),
+                    revoked_at: r.revocation_date.to_datetime(),
+                    reason: r
+                        .reason_code()
+                        .map(|(_, code)| reason_code_name(code.0))
+                        .unwrap_or("unspecified")
+                        .to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// A multi-line description for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "CRL");
+        let _ = writeln!(out, "  issuer:       {}", self.issuer);
+        let _ = writeln!(out, "  this update:  {}", rfc3339(self.this_update));
+        let next = self.next_update.map_or("-".to_string(), rfc3339);
+        let _ = writeln!(out, "  next update:  {next}");
+        let _ = writeln!(out, "  CRL number:   {}", self.crl_number.as_deref().unwrap_or("-"));
+        let _ = writeln!(out, "  revoked:      {}", self.revoked.len());
+        for r in &self.revoked {
+            let _ = writeln!(out, "    {}  {}  {}", r.serial, rfc3339(r.revoked_at), r.reason);
+        }
+        out
+    }
+}
+
+fn reason_code_name(code: u8) -> &'static str {
+    match code {
+        1 => "key-compromise",
+        2 => "ca-compromise",
+        3 => "affiliation-changed",
+        4 => "superseded",
+        5 => "cessation-of-operation",
+        6 => "certificate-hold",
+        8 => "remove-from-crl",
+        9 => "privilege-withdrawn",
+        10 => "aa-compromise",
+        _ => "unspecified",
+    }
+}
+
+/// RFC 3339 form of a time (falls back to the default format, which cannot fail).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn general_name(name: &GeneralName<'_>) -> Option<String> {
+    match name {
+        GeneralName::DNSName(d) => Some(format!("dns:{d}")),
+        GeneralName::RFC822Name(e) => Some(format!("email:{e}")),
+        GeneralName::URI(u) => Some(format!("uri:{u}")),
+        GeneralName::IPAddress(bytes) => Some(format!("ip:{}", ip_text(bytes))),
+        GeneralName::DirectoryName(n) => Some(format!("dirname:{n}")),
+        _ => None,
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    let addr = |b: &[u8]| -> Option<IpAddr> {
+        match b.len() {
+            4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+            _ => None,
+        }
+    };
+    if let Some(ip) = addr(bytes) {
+        return ip.to_string();
+    }
+    // Name-constraint form: address followed by mask.
+    let half = bytes.len() / 2;
+    match (addr(bytes.get(..half).unwrap_or_default()), bytes.get(half..)) {
+        (Some(ip), Some(mask)) => {
+            let prefix: u32 = mask.iter().map(|b| b.count_ones()).sum();
+            format!("{ip}/{prefix}")
+        }
+        _ => hex(bytes),
+    }
+}
+
+fn key_algorithm(cert: &X509Certificate<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    match cert.public_key().parsed() {
+        Ok(PublicKey::EC(point)) => match point.key_size() {
+            256 => "p256".into(),
+            384 => "p384".into(),
+            n => format!("ec-{n}"),
+        },
+        Ok(PublicKey::RSA(rsa)) => format!("rsa-{}", rsa.key_size()),
+        _ => {
+            let oid = cert.public_key().algorithm.algorithm.to_id_string();
+            if oid == "1.3.101.112" { "ed25519".into() } else { oid }
+        }
+    }
+}

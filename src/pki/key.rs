@@ -1,0 +1,337 @@
+//! Private keys at rest: PKCS#8 PEM, optionally encrypted (PBES2: scrypt + AES-256-CBC).
+
+use std::fmt;
+use std::path::Path;
+
+use pkcs8::der::pem::LineEnding;
+use zeroize::Zeroizing;
+
+use super::PkiError;
+use super::pem::read_file;
+use crate::fsutil;
+
+/// PEM label of an unencrypted PKCS#8 key.
+pub const PRIVATE_KEY: &str = "PRIVATE KEY";
+/// PEM label of an encrypted PKCS#8 key.
+pub const ENCRYPTED_PRIVATE_KEY: &str = "ENCRYPTED PRIVATE KEY";
+
+const OID_ED25519: &str = "1.3.101.112";
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// A passphrase for an encrypted key. Zeroized on drop; its `Debug` output is redacted.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// Wraps a passphrase. A trailing newline (as left by `echo` into a file) is removed.
+    pub fn new(mut text: String) -> Self {
+        while text.ends_with('\n') || text.ends_with('\r') {
+            text.pop();
+        }
+        Self(Zeroizing::new(text))
+    }
+
+    /// The passphrase's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// True for the empty passphrase.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+/// The key algorithms Tessera issues and signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    /// Ed25519 (RFC 8032). Required for module signing.
+    Ed25519,
+    /// ECDSA on NIST P-256 with SHA-256: the default, accepted by every TLS stack.
+    P256,
+    /// ECDSA on NIST P-384 with SHA-384.
+    P384,
+}
+
+impl KeyAlgorithm {
+    /// The name used on command lines and in JSON: `ed25519`, `p256`, `p384`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "ed25519",
+            Self::P256 => "p256",
+            Self::P384 => "p384",
+        }
+    }
+
+    /// The rcgen signature algorithm for this key type.
+    pub(crate) fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+            Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "ed25519" => Ok(Self::Ed25519),
+            "p256" | "p-256" | "ecdsa-p256" => Ok(Self::P256),
+            "p384" | "p-384" | "ecdsa-p384" => Ok(Self::P384),
+            _ => Err(format!("unknown key type {s:?} (use ed25519, p256 or p384)")),
+        }
+    }
+}
+
+/// A private key held as PKCS#8 DER, zeroized on drop. `Debug` shows only the algorithm.
+pub struct PrivateKey {
+    der: Zeroizing<Vec<u8>>,
+    algorithm: KeyAlgorithm,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrivateKey {
+    /// Generates a fresh key from the operating system's random source.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] if the random source fails.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, PkiError> {
+        let pair =
+            rcgen::KeyPair::generate_for(algorithm.rcgen()).map_err(|e| PkiError::malformed("key generation", e))?;
+        Ok(Self {
+            der: Zeroizing::new(pair.serialize_der()),
+            algorithm,
+        })
+    }
+
+    /// Takes an unencrypted PKCS#8 DER key. `what` names it in errors.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] or [`PkiError::UnsupportedKey`].
+    pub fn from_pkcs8_der(der: &[u8], what: &str) -> Result<Self, PkiError> {
+        let info = pkcs8::PrivateKeyInfoRef::try_from(der)
+            .map_err(|e| PkiError::malformed(what, format!("not a PKCS#8 private key: {e}")))?;
+        let oid = info.algorithm.oid.to_string();
+        let algorithm = match oid.as_str() {
+            OID_ED25519 => KeyAlgorithm::Ed25519,
+            OID_EC_PUBLIC_KEY => {
+                let curve = info
+                    .algorithm
+                    .parameters_oid()
+                    .map(|o| o.to_string())
+                    .map_err(|_| PkiError::UnsupportedKey { what: what.into() })?;
+                match curve.as_str() {
+                    OID_P256 => KeyAlgorithm::P256,
+                    OID_P384 => KeyAlgorithm::P384,
+                    _ => return Err(PkiError::UnsupportedKey { what: what.into() }),
+                }
+            }
+            _ => return Err(PkiError::UnsupportedKey { what: what.into() }),
+        };
+        let key = Self {
+            der: Zeroizing::new(der.to_vec()),
+            algorithm,
+        };
+        // Make sure ring accepts it too, so failures surface at load time.
+        key.to_key_pair_named(what)?;
+        Ok(key)
+    }
+
+    /// Parses a PEM private key (`PRIVATE KEY` or `ENCRYPTED PRIVATE KEY`).
+    ///
+    /// # Errors
+    /// [`PkiError::PassphraseRequired`] for an encrypted key without a passphrase,
+    /// [`PkiError::WrongPassphrase`], [`PkiError::Missing`] when the PEM holds no key (e.g. a
+    /// certificate was given), [`PkiError::Malformed`], [`PkiError::UnsupportedKey`].
+    pub fn from_pem(pem_bytes: &[u8], passphrase: Option<&Passphrase>, what: &str) -> Result<Self, PkiError> {
+        let blocks = ::pem::parse_many(pem_bytes).map_err(|e| PkiError::malformed(what, e))?;
+        for block in blocks {
+            match block.tag() {
+                PRIVATE_KEY => return Self::from_pkcs8_der(&Zeroizing::new(block.into_contents()), what),
+                ENCRYPTED_PRIVATE_KEY => {
+                    let Some(passphrase) = passphrase else {
+                        return Err(PkiError::PassphraseRequired { what: what.into() });
+                    };
+                    let contents = block.into_contents();
+                    let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(contents.as_slice())
+                        .map_err(|e| PkiError::malformed(what, format!("not an encrypted PKCS#8 key: {e}")))?;
+                    let doc = encrypted
+                        .decrypt(passphrase.expose())
+                        .map_err(|_| PkiError::WrongPassphrase { what: what.into() })?;
+                    return Self::from_pkcs8_der(doc.as_bytes(), what);
+                }
+                "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
+                    return Err(PkiError::malformed(
+                        what,
+                        format!(
+                            "{} is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY`",
+                            block.tag()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Err(PkiError::Missing {
+            what: what.into(),
+            expected: PRIVATE_KEY,
+        })
+    }
+
+    /// Reads a PEM key file. Logs a warning when the file is readable by group or others.
+    ///
+    /// # Errors
+    /// As [`PrivateKey::from_pem`], and [`PkiError::Io`].
+    pub fn load(path: &Path, passphrase: Option<&Passphrase>) -> Result<Self, PkiError> {
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = Zeroizing::new(read_file(path)?);
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "private key file is readable by group or others; `chmod 600` it"
+            );
+        }
+        Self::from_pem(&bytes, passphrase, &path.display().to_string())
+    }
+
+    /// True if the PEM file at `path` holds an encrypted key (so a passphrase will be needed).
+    pub fn is_encrypted_file(path: &Path) -> bool {
+        read_file(path)
+            .map(|b| String::from_utf8_lossy(&b).contains("BEGIN ENCRYPTED PRIVATE KEY"))
+            .unwrap_or(false)
+    }
+
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// The PKCS#8 DER encoding. Secret.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The key as PEM, encrypted when a non-empty passphrase is given.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] if encryption fails.
+    pub fn to_pem(&self, passphrase: Option<&Passphrase>) -> Result<Zeroizing<String>, PkiError> {
+        match passphrase {
+            Some(p) => {
+                let info = pkcs8::PrivateKeyInfoRef::try_from(self.der.as_slice())
+                    .map_err(|e| PkiError::malformed("private key", e))?;
+                let doc = info
+                    .encrypt(p.expose())
+                    .map_err(|e| PkiError::malformed("private key encryption", e))?;
+                doc.to_pem(ENCRYPTED_PRIVATE_KEY, LineEnding::LF)
+                    .map_err(|e| PkiError::malformed("private key encryption", e))
+            }
+            None => Ok(Zeroizing::new(super::pem::to_pem(PRIVATE_KEY, &self.der))),
+        }
+    }
+
+    /// Writes the key to a new file with mode 0600; never overwrites an existing file.
+    ///
+    /// # Errors
+    /// [`PkiError::AlreadyExists`], [`PkiError::Io`].
+    pub fn save(&self, path: &Path, passphrase: Option<&Passphrase>) -> Result<(), PkiError> {
+        let pem = self.to_pem(passphrase)?;
+        fsutil::create_new_atomic(path, pem.as_bytes(), fsutil::PRIVATE_MODE).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                PkiError::AlreadyExists { path: path.into() }
+            } else {
+                PkiError::io(path, e)
+            }
+        })
+    }
+
+    /// An rcgen key pair for signing certificates and CRLs.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] if ring rejects the key.
+    pub fn to_key_pair(&self) -> Result<rcgen::KeyPair, PkiError> {
+        self.to_key_pair_named("private key")
+    }
+
+    fn to_key_pair_named(&self, what: &str) -> Result<rcgen::KeyPair, PkiError> {
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(self.der.as_slice());
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, self.algorithm.rcgen())
+            .map_err(|e| PkiError::malformed(what, format!("unusable private key: {e}")))
+    }
+
+    /// The DER SubjectPublicKeyInfo of the matching public key.
+    ///
+    /// # Errors
+    /// [`PkiError::Malformed`] if ring rejects the key.
+    pub fn public_key_spki(&self) -> Result<Vec<u8>, PkiError> {
+        use rcgen::PublicKeyData;
+        Ok(self.to_key_pair()?.subject_public_key_info())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_round_trip_and_wrong_passphrase() {
+        let key = PrivateKey::generate(KeyAlgorithm::P256).unwrap();
+        let pass = Passphrase::new("correct horse\n".into());
+        let pem = key.to_pem(Some(&pass)).unwrap();
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let back = PrivateKey::from_pem(pem.as_bytes(), Some(&pass), "k").unwrap();
+        assert_eq!(back.pkcs8_der(), key.pkcs8_der());
+        let wrong = Passphrase::new("battery".into());
+        assert!(matches!(
+            PrivateKey::from_pem(pem.as_bytes(), Some(&wrong), "k"),
+            Err(PkiError::WrongPassphrase { .. })
+        ));
+        assert!(matches!(
+            PrivateKey::from_pem(pem.as_bytes(), None, "k"),
+            Err(PkiError::PassphraseRequired { .. })
+        ));
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::P256, KeyAlgorithm::P384] {
+            let key = PrivateKey::generate(alg).unwrap();
+            let pem = key.to_pem(None).unwrap();
+            let back = PrivateKey::from_pem(pem.as_bytes(), None, "k").unwrap();
+            assert_eq!(back.algorithm(), alg);
+        }
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        assert_eq!(format!("{key:?}"), "PrivateKey { algorithm: Ed25519, .. }");
+        assert_eq!(format!("{:?}", Passphrase::new("x".into())), "Passphrase(<redacted>)");
+    }
+}

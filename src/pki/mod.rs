@@ -1,0 +1,20 @@
+//! Trust decisions and the certificate plumbing they need.
+//!
+//! - [`TrustStore`]: trusted roots plus CRLs; [`TrustStore::verify`] answers "is this
+//!   certificate trusted for [`Usage`] U at time T?" through rustls-webpki and returns a
+//!   [`VerifiedChain`]. It is the only place in Tessera where a chain is judged.
+//! - [`pem`]: reading certificates and CRLs from PEM/DER files.
+//! - [`PrivateKey`] and [`Passphrase`]: PKCS#8 keys at rest, optionally encrypted.
+//! - [`CertificateInfo`] and [`CrlInfo`]: inspection for people and JSON.
+
+mod error;
+mod inspect;
+mod key;
+pub mod pem;
+mod trust;
+
+pub use error::PkiError;
+pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, rfc3339};
+pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
+pub(crate) use trust::{SIGNATURE_ALGORITHMS, trim_serial, unix_time};
+pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest, reason_name};

@@ -1,0 +1,161 @@
+//! Reading certificates and CRLs from PEM (or DER) files, and writing them as PEM.
+
+use std::path::Path;
+
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+
+use super::PkiError;
+
+/// The largest PEM/DER file Tessera reads (certificates, chains, CRLs, keys): 16 MiB.
+pub const MAX_PEM_FILE: u64 = 16 * 1024 * 1024;
+
+/// PEM label of a certificate.
+pub const CERTIFICATE: &str = "CERTIFICATE";
+/// PEM label of a certificate revocation list.
+pub const X509_CRL: &str = "X509 CRL";
+/// PEM label of a certificate signing request.
+pub const CERTIFICATE_REQUEST: &str = "CERTIFICATE REQUEST";
+
+/// Reads a whole file, refusing files larger than [`MAX_PEM_FILE`].
+///
+/// # Errors
+/// [`PkiError::Io`] when the file cannot be read, [`PkiError::Malformed`] when it is too large.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| PkiError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PkiError::io(path, e))?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(PkiError::malformed(
+            path.display().to_string(),
+            format!("larger than {MAX_PEM_FILE} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Splits PEM text into its blocks with the given label; other labels are skipped.
+///
+/// Input that is not PEM at all is taken as one DER object. `what` names the input in errors.
+///
+/// # Errors
+/// [`PkiError::Malformed`] for broken PEM, [`PkiError::Missing`] when no block has the label.
+pub fn parse_blocks(bytes: &[u8], label: &'static str, what: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    if !looks_like_pem(bytes) {
+        if bytes.first() == Some(&0x30) {
+            return Ok(vec![bytes.to_vec()]);
+        }
+        return Err(PkiError::malformed(what, "neither PEM nor DER"));
+    }
+    let blocks = pem::parse_many(bytes).map_err(|e| PkiError::malformed(what, e))?;
+    let found: Vec<Vec<u8>> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == label)
+        .map(|b| b.into_contents())
+        .collect();
+    if found.is_empty() {
+        return Err(PkiError::Missing {
+            what: what.to_string(),
+            expected: label,
+        });
+    }
+    Ok(found)
+}
+
+fn looks_like_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// Parses every certificate in PEM (or DER) bytes, in order.
+///
+/// # Errors
+/// As [`parse_blocks`]; also when a block is not a well-formed X.509 certificate.
+pub fn parse_certificates(bytes: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let blocks = parse_blocks(bytes, CERTIFICATE, what)?;
+    blocks
+        .into_iter()
+        .map(|der| {
+            x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| PkiError::malformed(what, format!("not an X.509 certificate: {e}")))
+                .and_then(|(rest, _)| {
+                    if rest.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(PkiError::malformed(what, "trailing bytes after a certificate"))
+                    }
+                })?;
+            Ok(CertificateDer::from(der))
+        })
+        .collect()
+}
+
+/// Reads every certificate in a PEM (or DER) file.
+///
+/// # Errors
+/// As [`read_file`] and [`parse_certificates`].
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    parse_certificates(&read_file(path)?, &path.display().to_string())
+}
+
+/// Parses every CRL in PEM (or DER) bytes.
+///
+/// # Errors
+/// As [`parse_blocks`]; also when a block is not a well-formed CRL.
+pub fn parse_crls(bytes: &[u8], what: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    let blocks = parse_blocks(bytes, X509_CRL, what)?;
+    blocks
+        .into_iter()
+        .map(|der| {
+            x509_parser::parse_x509_crl(&der)
+                .map_err(|e| PkiError::malformed(what, format!("not an X.509 CRL: {e}")))?;
+            Ok(CertificateRevocationListDer::from(der))
+        })
+        .collect()
+}
+
+/// Reads every CRL in a PEM (or DER) file.
+///
+/// # Errors
+/// As [`read_file`] and [`parse_crls`].
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    parse_crls(&read_file(path)?, &path.display().to_string())
+}
+
+/// Encodes DER as one PEM block with the given label (LF line endings).
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Encodes certificates as concatenated PEM blocks.
+pub fn certificates_to_pem<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> String {
+    certs.into_iter().map(|c| to_pem(CERTIFICATE, c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused_with_a_reason() {
+        let err = parse_certificates(b"hello world", "x.pem").unwrap_err();
+        assert!(err.to_string().contains("neither PEM nor DER"), "{err}");
+        let err = parse_certificates(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "x.pem",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not an X.509 certificate"), "{err}");
+    }
+
+    #[test]
+    fn missing_label_is_named() {
+        let pem = to_pem("PRIVATE KEY", &[0x30, 0x00]);
+        let err = parse_certificates(pem.as_bytes(), "k.pem").unwrap_err();
+        assert_eq!(err.to_string(), "k.pem contains no CERTIFICATE");
+    }
+}
