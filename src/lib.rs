@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod pki;
+pub mod sign;
 
 pub mod cli;
 mod fsutil;

@@ -1,0 +1,312 @@
+//! Streaming SHA-3 (FIPS 202) over any reader: big reads into a small pool of reused buffers, a
+//! reader thread that fills the next buffer while the current one is hashed, and a hard stop at
+//! a stated length (with a one-byte probe to tell "exactly this long" from "longer").
+
+use std::fmt;
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use sha3::Digest as _;
+
+/// Bytes asked of the reader at a time.
+pub const READ_CHUNK: usize = 1 << 20;
+/// Buffers in flight between the reader thread and the hasher.
+const BUFFERS: usize = 3;
+
+/// The hash algorithms a statement may name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashAlgorithm {
+    /// SHA3-256 (FIPS 202), the default.
+    #[default]
+    #[serde(rename = "sha3-256")]
+    Sha3_256,
+    /// SHA3-512 (FIPS 202).
+    #[serde(rename = "sha3-512")]
+    Sha3_512,
+}
+
+impl HashAlgorithm {
+    /// The name used on command lines and in JSON: `sha3-256`, `sha3-512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha3_256 => "sha3-256",
+            Self::Sha3_512 => "sha3-512",
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            Self::Sha3_256 => 32,
+            Self::Sha3_512 => 64,
+        }
+    }
+
+    /// The DER contents of the algorithm's object identifier (NIST, 2.16.840.1.101.3.4.2.8 and
+    /// 2.16.840.1.101.3.4.2.10).
+    pub(crate) fn oid(self) -> &'static [u8] {
+        match self {
+            Self::Sha3_256 => &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x08],
+            Self::Sha3_512 => &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x0a],
+        }
+    }
+
+    pub(crate) fn from_oid(oid: &[u8]) -> Option<Self> {
+        [Self::Sha3_256, Self::Sha3_512].into_iter().find(|a| a.oid() == oid)
+    }
+
+    /// A fresh incremental hasher.
+    pub fn hasher(self) -> Hasher {
+        match self {
+            Self::Sha3_256 => Hasher::Sha3_256(sha3::Sha3_256::new()),
+            Self::Sha3_512 => Hasher::Sha3_512(sha3::Sha3_512::new()),
+        }
+    }
+
+    /// Hashes a byte string in one go.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        let mut hasher = self.hasher();
+        hasher.update(data);
+        hasher.finalize()
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for HashAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sha3-256" => Ok(Self::Sha3_256),
+            "sha3-512" => Ok(Self::Sha3_512),
+            _ => Err(format!("unknown hash {s:?} (use sha3-256 or sha3-512)")),
+        }
+    }
+}
+
+/// An incremental SHA-3 hasher of either size.
+#[derive(Clone, Debug)]
+pub enum Hasher {
+    /// SHA3-256.
+    Sha3_256(sha3::Sha3_256),
+    /// SHA3-512.
+    Sha3_512(sha3::Sha3_512),
+}
+
+impl Hasher {
+    /// Absorbs bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha3_256(h) => h.update(data),
+            Self::Sha3_512(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything absorbed.
+    pub fn finalize(self) -> Vec<u8> {
+        match self {
+            Self::Sha3_256(h) => h.finalize().to_vec(),
+            Self::Sha3_512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// What [`hash_stream`] read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDigest {
+    /// The digest of the bytes read (at most the limit).
+    pub digest: Vec<u8>,
+    /// How many bytes were hashed.
+    pub length: u64,
+    /// True when a limit was given and at least one more byte followed it.
+    pub extended: bool,
+}
+
+enum Message {
+    Chunk(Vec<u8>, usize),
+    End { extended: bool },
+    Failed(io::Error),
+}
+
+/// Hashes `reader` with `algorithm`, at most `limit` bytes when a limit is given, handing every
+/// chunk to `sink` (in order, before the next is hashed) and the running byte count to
+/// `progress`. Reading happens on a helper thread while the previous chunk is hashed; buffers
+/// are allocated once and reused.
+///
+/// With a limit, one more byte is read after it to find out whether the input is longer
+/// ([`StreamDigest::extended`]); that byte is neither hashed nor given to `sink`.
+///
+/// # Errors
+/// The reader's I/O error, or the first error `sink` returns (reading then stops).
+pub fn hash_stream<R: Read + Send>(
+    algorithm: HashAlgorithm,
+    mut reader: R,
+    limit: Option<u64>,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<StreamDigest> {
+    let buffer_size = match limit {
+        Some(l) => usize::try_from(l).unwrap_or(READ_CHUNK).clamp(4096, READ_CHUNK),
+        None => READ_CHUNK,
+    };
+    let (full_tx, full_rx) = mpsc::channel::<Message>();
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        free_tx
+            .send(vec![0u8; buffer_size])
+            .map_err(|_| io::Error::other("hashing pipeline closed"))?;
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut remaining = limit;
+            loop {
+                let Ok(mut buffer) = free_rx.recv() else { return };
+                let want = match remaining {
+                    Some(r) => usize::try_from(r).unwrap_or(usize::MAX).min(buffer.len()),
+                    None => buffer.len(),
+                };
+                if want == 0 {
+                    // At the limit: probe for one more byte.
+                    let mut probe = [0u8; 1];
+                    let extended = match read_full(&mut reader, &mut probe) {
+                        Ok(n) => n > 0,
+                        Err(e) => {
+                            let _ = full_tx.send(Message::Failed(e));
+                            return;
+                        }
+                    };
+                    let _ = full_tx.send(Message::End { extended });
+                    return;
+                }
+                let target = buffer.get_mut(..want).unwrap_or_default();
+                match read_full(&mut reader, target) {
+                    Ok(0) => {
+                        let _ = full_tx.send(Message::End { extended: false });
+                        return;
+                    }
+                    Ok(n) => {
+                        if let Some(r) = remaining.as_mut() {
+                            *r -= n as u64;
+                        }
+                        if full_tx.send(Message::Chunk(buffer, n)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = full_tx.send(Message::Failed(e));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut hasher = algorithm.hasher();
+        let mut length = 0u64;
+        loop {
+            match full_rx.recv() {
+                Ok(Message::Chunk(buffer, n)) => {
+                    let data = buffer.get(..n).unwrap_or_default();
+                    hasher.update(data);
+                    sink(data)?;
+                    length += n as u64;
+                    progress(length);
+                    // The reader may already have finished; a closed pool is fine.
+                    let _ = free_tx.send(buffer);
+                }
+                Ok(Message::End { extended }) => {
+                    return Ok(StreamDigest {
+                        digest: hasher.finalize(),
+                        length,
+                        extended,
+                    });
+                }
+                Ok(Message::Failed(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("reader thread stopped unexpectedly")),
+            }
+        }
+    })
+}
+
+/// Reads until `buffer` is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(reader: &mut R, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let Some(rest) = buffer.get_mut(filled..) else { break };
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(alg: HashAlgorithm, data: &[u8], limit: Option<u64>) -> (StreamDigest, Vec<u8>) {
+        let mut seen = Vec::new();
+        let out = hash_stream(
+            alg,
+            data,
+            limit,
+            &mut |c| {
+                seen.extend_from_slice(c);
+                Ok(())
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        (out, seen)
+    }
+
+    #[test]
+    fn streaming_equals_one_shot_across_chunk_boundaries() {
+        let data: Vec<u8> = (0..(READ_CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        for alg in [HashAlgorithm::Sha3_256, HashAlgorithm::Sha3_512] {
+            let (out, seen) = stream(alg, &data, None);
+            assert_eq!(out.digest, alg.digest(&data));
+            assert_eq!(out.length, data.len() as u64);
+            assert!(!out.extended);
+            assert_eq!(seen, data);
+        }
+    }
+
+    #[test]
+    fn limit_stops_and_detects_extension() {
+        let data = vec![5u8; 10_000];
+        let (exact, _) = stream(HashAlgorithm::Sha3_256, &data, Some(10_000));
+        assert!(!exact.extended);
+        assert_eq!(exact.digest, HashAlgorithm::Sha3_256.digest(&data));
+        let (short, seen) = stream(HashAlgorithm::Sha3_256, &data, Some(9_999));
+        assert!(short.extended);
+        assert_eq!(short.length, 9_999);
+        assert_eq!(seen.len(), 9_999);
+        let (long, _) = stream(HashAlgorithm::Sha3_256, &data, Some(20_000));
+        assert_eq!(long.length, 10_000);
+        assert!(!long.extended);
+        let (empty, _) = stream(HashAlgorithm::Sha3_256, &[], Some(0));
+        assert_eq!(empty.length, 0);
+        assert!(!empty.extended);
+    }
+
+    #[test]
+    fn sink_errors_stop_the_stream() {
+        let data = vec![1u8; READ_CHUNK * 3];
+        let err = hash_stream(
+            HashAlgorithm::Sha3_256,
+            &data[..],
+            None,
+            &mut |_| Err(io::Error::other("disk full")),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+    }
+}

@@ -1,0 +1,76 @@
+//! Signed load modules: sign a module's SHA-3 digest with an Ed25519 code-signing key, verify it
+//! offline against a pinned root, and load exactly the bytes that were verified.
+//!
+//! Which API do I use?
+//! - To sign: [`Signer::with_certificate`] (a key and its code-signing chain) or
+//!   [`Signer::with_raw_key`], then [`Signer::sign_reader`] / [`Signer::sign_bytes`]; write
+//!   [`Bundle::to_pem`] next to the module, or append [`embed::trailer`] to it.
+//! - To load a module: [`load_verified`] / [`Verifier::load_verified`], which returns a
+//!   [`VerifiedModule`] holding the verified bytes.
+//! - To check a stream without keeping it: [`Verifier::verify_stream`].
+//!
+//! The normative format is in `docs/FORMAT.md`.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tessera::pki::{KeyAlgorithm, PrivateKey, TrustStore};
+//! use tessera::sign::{SignRequest, Signer, Verifier};
+//!
+//! let now = time::macros::datetime!(2030-01-01 00:00 UTC);
+//! // A root and a code-signing certificate with an Ed25519 key (made with rcgen here).
+//! let root_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+//! let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+//! root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+//! root_params.not_before = now - time::Duration::days(1);
+//! root_params.not_after = now + time::Duration::days(365);
+//! let root = root_params.self_signed(&root_key)?;
+//! let issuer = rcgen::Issuer::new(root_params, root_key);
+//! let key = PrivateKey::generate(KeyAlgorithm::Ed25519)?;
+//! let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+//! params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+//! params.not_before = now - time::Duration::days(1);
+//! params.not_after = now + time::Duration::days(30);
+//! let cert = params.signed_by(&key.to_key_pair()?, &issuer)?;
+//!
+//! // Sign.
+//! let signer = Signer::with_certificate(&key, vec![cert.der().clone()])?;
+//! let module = b"\x7fELF... a loadable module";
+//! let bundle = signer.sign_bytes(module, &SignRequest::new("module.so", now))?;
+//! let pem = bundle.to_pem();
+//!
+//! // Verify, pinning the root, and get the verified bytes back.
+//! let mut trust = TrustStore::new();
+//! trust.add_root(root.der().clone(), "root")?;
+//! let verifier = Verifier::new(trust, now).require_name("module.so");
+//! let bundle = tessera::sign::Bundle::from_pem(pem.as_bytes(), "module.so.sig")?;
+//! let verified = verifier.verify_reader(&bundle, &module[..], "module.so")?;
+//! assert_eq!(verified.bytes(), module);
+//!
+//! // One changed byte is refused.
+//! let mut tampered = module.to_vec();
+//! tampered[0] ^= 1;
+//! assert!(verifier.verify_reader(&bundle, &tampered[..], "module.so").is_err());
+//! # Ok(()) }
+//! ```
+
+mod bundle;
+mod der;
+mod digest;
+pub mod embed;
+mod error;
+mod keys;
+mod output;
+mod signer;
+mod statement;
+mod verifier;
+
+pub use bundle::{BUNDLE_LABEL, BUNDLE_VERSION, Bundle, MAX_BUNDLE_SIZE, MAX_CHAIN_LEN};
+pub use digest::{HashAlgorithm, Hasher, READ_CHUNK, StreamDigest, hash_stream};
+pub use error::{CheckTime, SignError};
+pub use keys::{GeneratedKeyPair, KeyId, PUBLIC_KEY, PublicKey, generate_key_pair};
+pub use output::AtomicFile;
+pub use signer::{SignRequest, Signer};
+pub use statement::{CONTEXT, MAX_MODULE_LEN, MAX_NAME_LEN, STATEMENT_VERSION, SignerId, Statement, check_name};
+pub use verifier::{
+    MAX_CLOCK_SKEW, SignerInfo, Verification, VerifiedModule, Verifier, default_signature_path, load_verified,
+};

@@ -1,0 +1,206 @@
+//! Signing: a digest of the module, a statement about it, an Ed25519 signature over the
+//! statement, and a bundle that carries all three with the signer's chain.
+
+use std::io::{self, Read};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use super::bundle::{Bundle, MAX_CHAIN_LEN};
+use super::digest::{HashAlgorithm, hash_stream};
+use super::keys::{PublicKey, certificate_key, signing_key};
+use super::statement::{MAX_MODULE_LEN, SignerId, Statement, check_name, whole_seconds};
+use super::SignError;
+use crate::pki::{CertificateInfo, PkiError, PrivateKey, pem};
+
+/// What to sign a module as.
+#[derive(Clone, Debug)]
+pub struct SignRequest {
+    /// The module's logical name (1 to 255 bytes, no control characters), e.g. its file name.
+    pub name: String,
+    /// The hash algorithm (SHA3-256 by default).
+    pub hash: HashAlgorithm,
+    /// The signing time (kept to whole seconds); the certificate must be valid then.
+    pub time: OffsetDateTime,
+}
+
+impl SignRequest {
+    /// A request with SHA3-256.
+    pub fn new(name: impl Into<String>, time: OffsetDateTime) -> Self {
+        Self {
+            name: name.into(),
+            hash: HashAlgorithm::default(),
+            time,
+        }
+    }
+
+    /// Uses another hash algorithm.
+    pub fn with_hash(mut self, hash: HashAlgorithm) -> Self {
+        self.hash = hash;
+        self
+    }
+}
+
+/// A module signer: an Ed25519 key with either its code-signing certificate chain or no
+/// certificate at all (raw-key mode). The key is zeroized when the signer is dropped.
+pub struct Signer {
+    key: SigningKey,
+    chain: Vec<CertificateDer<'static>>,
+    certificate: Option<CertificateInfo>,
+    id: SignerId,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("signer", &self.id.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer with a code-signing certificate. `chain` is the signer's certificate followed
+    /// by any intermediates (the root is not needed: verifiers pin it).
+    ///
+    /// # Errors
+    /// [`SignError::NotEd25519`], [`SignError::KeyMismatch`] when the key is not the
+    /// certificate's, [`SignError::NotCodeSigning`] without the code-signing extended key usage
+    /// (or for a CA certificate), PKI errors for unreadable certificates. Validity is checked when signing, at the signing time.
+    ///
+    /// # Security
+    /// Only the certificate's own facts are checked here; whether it chains to a trusted root
+    /// is the verifier's decision (`pki::TrustStore::verify`).
+    pub fn with_certificate(key: &PrivateKey, chain: Vec<CertificateDer<'static>>) -> Result<Self, SignError> {
+        let leaf = chain.first().ok_or_else(|| PkiError::Missing {
+            what: "certificate chain".into(),
+            expected: pem::CERTIFICATE,
+        })?;
+        if chain.len() > MAX_CHAIN_LEN {
+            return Err(PkiError::malformed(
+                "certificate chain",
+                format!("holds {} certificates, at most {MAX_CHAIN_LEN} fit in a bundle", chain.len()),
+            )
+            .into());
+        }
+        let info = CertificateInfo::from_der(leaf)?;
+        let cert_key = certificate_key(leaf, &format!("certificate {}", info.subject))?;
+        let signing = signing_key(key, "signing key")?;
+        if signing.verifying_key().as_bytes() != &cert_key {
+            return Err(SignError::KeyMismatch { subject: info.subject });
+        }
+        if info.is_ca || !info.extended_key_usage.iter().any(|u| u == "codeSigning") {
+            let usages = if info.is_ca {
+                "a CA certificate".to_string()
+            } else if info.extended_key_usage.is_empty() {
+                "none".to_string()
+            } else {
+                info.extended_key_usage.join(", ")
+            };
+            return Err(SignError::NotCodeSigning {
+                subject: info.subject,
+                usages,
+            });
+        }
+        let hash = ring::digest::digest(&ring::digest::SHA256, leaf);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(hash.as_ref());
+        Ok(Self {
+            key: signing,
+            chain,
+            certificate: Some(info),
+            id: SignerId::Certificate(id),
+        })
+    }
+
+    /// A raw-key signer: no certificate; verifiers pin its public key.
+    ///
+    /// # Errors
+    /// [`SignError::NotEd25519`] and PKI errors for an unusable key.
+    pub fn with_raw_key(key: &PrivateKey) -> Result<Self, SignError> {
+        let signing = signing_key(key, "signing key")?;
+        let id = SignerId::RawKey(signing.verifying_key().to_bytes());
+        Ok(Self {
+            key: signing,
+            chain: Vec::new(),
+            certificate: None,
+            id,
+        })
+    }
+
+    /// The public key that verifies this signer's signatures.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_verifying_key(self.key.verifying_key())
+    }
+
+    /// The signer's certificate, when it has one.
+    pub fn certificate(&self) -> Option<&CertificateInfo> {
+        self.certificate.as_ref()
+    }
+
+    /// Signs a module whose digest and length are already known.
+    ///
+    /// # Errors
+    /// [`SignError::InvalidName`], [`SignError::CertificateNotValid`] when the certificate is
+    /// not valid at `request.time`, [`SignError::MalformedBundle`] for a digest of the wrong
+    /// size or an impossible length.
+    ///
+    /// # Security
+    /// The signature covers the whole statement: context, hash algorithm, digest, length,
+    /// name, time and the signer's certificate hash (or raw key).
+    pub fn sign_digest(&self, digest: &[u8], length: u64, request: &SignRequest) -> Result<Bundle, SignError> {
+        check_name(&request.name)?;
+        if digest.len() != request.hash.output_len() || length > MAX_MODULE_LEN {
+            return Err(SignError::malformed("new signature", "digest size or module length out of range"));
+        }
+        let time = whole_seconds(request.time);
+        if let Some(info) = &self.certificate
+            && (time < info.not_before || time > info.not_after)
+        {
+            return Err(SignError::CertificateNotValid {
+                subject: info.subject.clone(),
+                not_before: info.not_before,
+                not_after: info.not_after,
+                time,
+            });
+        }
+        let statement = Statement {
+            hash: request.hash,
+            digest: digest.to_vec(),
+            length,
+            name: request.name.clone(),
+            signed_at: time,
+            signer: self.id,
+        };
+        let signature = self.key.sign(&statement.to_der()).to_bytes();
+        Ok(Bundle::new(statement, signature, self.chain.clone()))
+    }
+
+    /// Signs a module held in memory.
+    ///
+    /// # Errors
+    /// As [`Signer::sign_digest`].
+    pub fn sign_bytes(&self, module: &[u8], request: &SignRequest) -> Result<Bundle, SignError> {
+        let digest = request.hash.digest(module);
+        self.sign_digest(&digest, module.len() as u64, request)
+    }
+
+    /// Signs a module read from `reader` to its end, streaming. Every chunk is also handed to
+    /// `sink` (e.g. to copy the payload while hashing it, for embedding); `progress` gets the
+    /// running byte count. `what` names the input in errors.
+    ///
+    /// # Errors
+    /// [`SignError::Io`] for read or sink errors, then as [`Signer::sign_digest`].
+    pub fn sign_reader<R: Read + Send>(
+        &self,
+        reader: R,
+        what: &str,
+        request: &SignRequest,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Bundle, SignError> {
+        check_name(&request.name)?;
+        let out = hash_stream(request.hash, reader, None, sink, progress).map_err(|e| SignError::io(what, e))?;
+        self.sign_digest(&out.digest, out.length, request)
+    }
+}

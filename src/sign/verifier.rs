@@ -1,0 +1,496 @@
+//! Verification, in the one order that is safe: parse the bundle → chain the signer to a pinned
+//! root with the code-signing usage, at the signing time and now, CRLs applied → the statement
+//! names that certificate → `verify_strict` over the statement → only then read the module once,
+//! stop at the signed length, hash, compare. The result is a [`Verification`] (facts) or a
+//! [`VerifiedModule`] holding exactly the bytes that were hashed.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::SignError;
+use super::bundle::Bundle;
+use super::digest::{HashAlgorithm, hash_stream};
+use super::embed::read_embedded;
+use super::error::CheckTime;
+use super::keys::{KeyId, PublicKey, certificate_key};
+use super::statement::{SignerId, Statement};
+use crate::pki::{TrustStore, Usage, VerifyRequest, hex};
+
+/// How far in the future a signing time may lie before it is refused (clock skew).
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// Who signed a verified module.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SignerInfo {
+    /// `certificate` or `raw-key`.
+    pub kind: &'static str,
+    /// The signer certificate's subject (certificate mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The signer certificate's serial, lowercase hex (certificate mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// The signer certificate's SHA-256 fingerprint, hex (certificate mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// Subjects on the verified path, signer first, root last (certificate mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// The key id of the signing key (both modes).
+    pub key_id: String,
+}
+
+impl SignerInfo {
+    /// One line for people: the subject, or the key id in raw-key mode.
+    pub fn describe(&self) -> String {
+        match &self.subject {
+            Some(subject) => format!("{subject} (serial {})", self.serial.as_deref().unwrap_or("?")),
+            None => format!("raw key {}", self.key_id),
+        }
+    }
+}
+
+/// The facts of a successful verification. Only a [`Verifier`] builds one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Verification {
+    /// The module's logical name, as signed.
+    pub name: String,
+    /// The signed length in bytes (= the bytes verified).
+    pub length: u64,
+    /// The hash algorithm.
+    pub hash: HashAlgorithm,
+    /// The digest, lowercase hex.
+    pub digest: String,
+    /// The signing time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub signed_at: OffsetDateTime,
+    /// The verification time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub verified_at: OffsetDateTime,
+    /// The signer.
+    pub signer: SignerInfo,
+    /// True when the signature was embedded in the module file.
+    pub embedded: bool,
+}
+
+/// Proof that a module verified, holding exactly the bytes that were hashed and compared.
+/// Load these bytes, never the file again by its path.
+#[must_use]
+#[derive(Clone, Debug)]
+pub struct VerifiedModule {
+    bytes: Vec<u8>,
+    verification: Verification,
+}
+
+impl VerifiedModule {
+    /// The verified bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The verified bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// What was verified and who signed it.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+}
+
+/// What the verifier trusts.
+#[derive(Clone, Debug)]
+enum Anchor {
+    Roots(TrustStore),
+    PublicKey(PublicKey),
+}
+
+/// A module verifier: a trust store (roots and CRLs) or a pinned raw public key, an optional
+/// required module name, and the verification time.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    anchor: Anchor,
+    name: Option<String>,
+    now: OffsetDateTime,
+}
+
+/// Where the module's bytes are and what signs them.
+struct Located {
+    file: File,
+    bundle: Bundle,
+    payload_len: u64,
+    embedded: bool,
+}
+
+impl Verifier {
+    /// Trusts signers whose certificate chains to a root in `trust` with the code-signing
+    /// usage (CRLs in `trust` are applied), checking at `now`.
+    pub fn new(trust: TrustStore, now: OffsetDateTime) -> Self {
+        Self {
+            anchor: Anchor::Roots(trust),
+            name: None,
+            now,
+        }
+    }
+
+    /// Trusts raw-key signatures made by `key` only.
+    pub fn with_public_key(key: PublicKey, now: OffsetDateTime) -> Self {
+        Self {
+            anchor: Anchor::PublicKey(key),
+            name: None,
+            now,
+        }
+    }
+
+    /// Also requires the signed logical name to be `name`.
+    pub fn require_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Checks everything but the module's bytes: the signer's trust, the statement's binding to
+    /// the signer, the signature, the name and the signing time.
+    ///
+    /// # Errors
+    /// [`SignError::Untrusted`], [`SignError::RawKeySignature`],
+    /// [`SignError::CertificateSignature`], [`SignError::WrongKey`], [`SignError::SignerMismatch`],
+    /// [`SignError::BadSignature`], [`SignError::WrongName`], [`SignError::SignedInFuture`].
+    ///
+    /// # Security
+    /// The statement is authentic after this, the module is not yet checked: use
+    /// [`Verifier::verify_stream`] or [`Verifier::verify_reader`] for that.
+    pub fn check_bundle(&self, bundle: &Bundle) -> Result<SignerInfo, SignError> {
+        let statement = bundle.statement();
+        let (key, info) = match (&self.anchor, statement.signer) {
+            (Anchor::Roots(_), SignerId::RawKey(key)) => {
+                return Err(SignError::RawKeySignature {
+                    key_id: KeyId::of(&key).to_string(),
+                });
+            }
+            (Anchor::PublicKey(_), SignerId::Certificate(_)) => {
+                let subject = bundle
+                    .chain()
+                    .first()
+                    .and_then(|c| crate::pki::CertificateInfo::from_der(c).ok())
+                    .map_or_else(|| "(unreadable)".to_string(), |c| c.subject);
+                return Err(SignError::CertificateSignature { subject });
+            }
+            (Anchor::Roots(store), SignerId::Certificate(cert_hash)) => {
+                self.check_chain(store, bundle, statement, &cert_hash)?
+            }
+            (Anchor::PublicKey(trusted), SignerId::RawKey(key)) => {
+                if key != trusted.to_bytes() {
+                    return Err(SignError::WrongKey {
+                        expected: trusted.key_id().to_string(),
+                        actual: KeyId::of(&key).to_string(),
+                    });
+                }
+                if !bundle.chain().is_empty() {
+                    return Err(SignError::malformed("signature bundle", "a raw-key bundle carries certificates"));
+                }
+                let info = SignerInfo {
+                    kind: "raw-key",
+                    subject: None,
+                    serial: None,
+                    certificate_sha256: None,
+                    chain: Vec::new(),
+                    key_id: trusted.key_id().to_string(),
+                };
+                (key, info)
+            }
+        };
+        let verifying = VerifyingKey::from_bytes(&key).map_err(|_| SignError::BadSignature)?;
+        verifying
+            .verify_strict(bundle.statement_der(), &Signature::from_bytes(bundle.signature()))
+            .map_err(|_| SignError::BadSignature)?;
+        if let Some(expected) = &self.name
+            && *expected != statement.name
+        {
+            return Err(SignError::WrongName {
+                expected: expected.clone(),
+                actual: statement.name.clone(),
+            });
+        }
+        if statement.signed_at > self.now + MAX_CLOCK_SKEW {
+            return Err(SignError::SignedInFuture {
+                signed_at: statement.signed_at,
+                now: self.now,
+            });
+        }
+        Ok(info)
+    }
+
+    fn check_chain(
+        &self,
+        store: &TrustStore,
+        bundle: &Bundle,
+        statement: &Statement,
+        cert_hash: &[u8; 32],
+    ) -> Result<([u8; 32], SignerInfo), SignError> {
+        let (leaf, intermediates) = bundle
+            .chain()
+            .split_first()
+            .ok_or_else(|| SignError::malformed("signature bundle", "no signer certificate"))?;
+        let at_signing = VerifyRequest::new(Usage::CodeSigning, statement.signed_at);
+        let _valid_when_signed = store
+            .verify(leaf, intermediates, &at_signing)
+            .map_err(|source| SignError::Untrusted {
+                when: CheckTime::SigningTime,
+                source,
+            })?;
+        let now = VerifyRequest::new(Usage::CodeSigning, self.now);
+        let chain = store
+            .verify(leaf, intermediates, &now)
+            .map_err(|source| SignError::Untrusted {
+                when: CheckTime::Now,
+                source,
+            })?;
+        let actual = ring::digest::digest(&ring::digest::SHA256, leaf);
+        if actual.as_ref() != cert_hash {
+            return Err(SignError::SignerMismatch);
+        }
+        let key = certificate_key(leaf, "signer certificate")?;
+        let ee = chain.end_entity();
+        let info = SignerInfo {
+            kind: "certificate",
+            subject: Some(ee.subject.clone()),
+            serial: Some(ee.serial.clone()),
+            certificate_sha256: Some(ee.sha256_fingerprint.clone()),
+            chain: chain
+                .path()
+                .iter()
+                .filter_map(|c| crate::pki::CertificateInfo::from_der(c).ok())
+                .map(|c| c.subject)
+                .collect(),
+            key_id: KeyId::of(&key).to_string(),
+        };
+        Ok((key, info))
+    }
+
+    /// Verifies a module read from `reader` against `bundle`: checks the bundle first
+    /// ([`Verifier::check_bundle`]), then reads at most the signed length (plus one byte to
+    /// detect an extended module), hashing as it reads. `sink` receives every chunk as it is
+    /// hashed and `progress` the bytes done and the total; `what` names the input in errors.
+    ///
+    /// # Errors
+    /// As [`Verifier::check_bundle`]; [`SignError::Truncated`], [`SignError::Extended`],
+    /// [`SignError::DigestMismatch`]; [`SignError::Io`].
+    ///
+    /// # Security
+    /// Bytes given to `sink` are not verified until this returns `Ok`: discard them on error
+    /// (as `verify --extract` does by writing to a temporary file it renames only on success).
+    pub fn verify_stream<R: Read + Send>(
+        &self,
+        bundle: &Bundle,
+        reader: R,
+        what: &str,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Verification, SignError> {
+        let signer = self.check_bundle(bundle)?;
+        self.check_content(bundle, signer, reader, what, false, sink, progress)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_content<R: Read + Send>(
+        &self,
+        bundle: &Bundle,
+        signer: SignerInfo,
+        reader: R,
+        what: &str,
+        embedded: bool,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Verification, SignError> {
+        let statement = bundle.statement();
+        let expected = statement.length;
+        let out = hash_stream(statement.hash, reader, Some(expected), sink, &mut |done| {
+            progress(done, expected)
+        })
+        .map_err(|e| SignError::io(what, e))?;
+        if out.length < expected {
+            return Err(SignError::Truncated {
+                expected,
+                actual: out.length,
+            });
+        }
+        if out.extended {
+            return Err(SignError::Extended { expected });
+        }
+        if out.digest != statement.digest {
+            return Err(SignError::DigestMismatch);
+        }
+        Ok(Verification {
+            name: statement.name.clone(),
+            length: expected,
+            hash: statement.hash,
+            digest: hex(&statement.digest),
+            signed_at: statement.signed_at,
+            verified_at: self.now,
+            signer,
+            embedded,
+        })
+    }
+
+    /// Verifies a module read from `reader` and returns its bytes.
+    ///
+    /// # Errors
+    /// As [`Verifier::verify_stream`], and [`SignError::TooLargeToLoad`] when the signed length
+    /// cannot be held in memory (checked after the signature, before allocating).
+    pub fn verify_reader<R: Read + Send>(
+        &self,
+        bundle: &Bundle,
+        reader: R,
+        what: &str,
+    ) -> Result<VerifiedModule, SignError> {
+        let signer = self.check_bundle(bundle)?;
+        let mut bytes = allocate(bundle.statement().length)?;
+        let verification = self.check_content(
+            bundle,
+            signer,
+            reader,
+            what,
+            false,
+            &mut |chunk| {
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            },
+            &mut |_, _| {},
+        )?;
+        Ok(VerifiedModule { bytes, verification })
+    }
+
+    /// Verifies the module file at `path`, opened once. The signature is `signature` when
+    /// given, else the one embedded in the file, else `PATH.sig`. Chunks go to `sink` as in
+    /// [`Verifier::verify_stream`].
+    ///
+    /// # Errors
+    /// [`SignError::NoSignature`], bundle errors, then as [`Verifier::verify_stream`].
+    pub fn verify_file(
+        &self,
+        path: &Path,
+        signature: Option<&Path>,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Verification, SignError> {
+        let located = locate(path, signature)?;
+        let signer = self.check_bundle(&located.bundle)?;
+        self.check_length(&located)?;
+        let what = path.display().to_string();
+        let reader = (&located.file).take(located.payload_len);
+        self.check_content(&located.bundle, signer, reader, &what, located.embedded, sink, progress)
+    }
+
+    /// Verifies the module file at `path` (signature found as in [`Verifier::verify_file`]) and
+    /// returns exactly the bytes that were verified, read through one open file handle.
+    ///
+    /// # Errors
+    /// As [`Verifier::verify_file`] and [`Verifier::verify_reader`].
+    ///
+    /// # Security
+    /// Use the returned bytes; opening `path` again would reopen the window for a swap.
+    pub fn load_verified(&self, path: &Path, signature: Option<&Path>) -> Result<VerifiedModule, SignError> {
+        let located = locate(path, signature)?;
+        let signer = self.check_bundle(&located.bundle)?;
+        self.check_length(&located)?;
+        let mut bytes = allocate(located.bundle.statement().length)?;
+        let what = path.display().to_string();
+        let reader = (&located.file).take(located.payload_len);
+        let verification = self.check_content(
+            &located.bundle,
+            signer,
+            reader,
+            &what,
+            located.embedded,
+            &mut |chunk| {
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            },
+            &mut |_, _| {},
+        )?;
+        Ok(VerifiedModule { bytes, verification })
+    }
+
+    /// Compares the payload's size on disk with the signed length before reading anything.
+    fn check_length(&self, located: &Located) -> Result<(), SignError> {
+        let expected = located.bundle.statement().length;
+        if located.payload_len < expected {
+            return Err(SignError::Truncated {
+                expected,
+                actual: located.payload_len,
+            });
+        }
+        if located.payload_len > expected {
+            return Err(SignError::Extended { expected });
+        }
+        Ok(())
+    }
+}
+
+/// Loads the module at `path` if `verifier` accepts it (signature: embedded or `PATH.sig`),
+/// returning exactly the verified bytes. Shorthand for [`Verifier::load_verified`].
+///
+/// # Errors
+/// As [`Verifier::load_verified`].
+pub fn load_verified(path: &Path, verifier: &Verifier) -> Result<VerifiedModule, SignError> {
+    verifier.load_verified(path, None)
+}
+
+/// The default detached signature path: `FILE.sig`.
+pub fn default_signature_path(module: &Path) -> PathBuf {
+    let mut name = module.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+fn locate(path: &Path, signature: Option<&Path>) -> Result<Located, SignError> {
+    let what = path.display().to_string();
+    let file = File::open(path).map_err(|e| SignError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| SignError::io(path, e))?.len();
+    if let Some(sig) = signature {
+        return Ok(Located {
+            bundle: Bundle::load(sig)?,
+            file,
+            payload_len: file_len,
+            embedded: false,
+        });
+    }
+    if let Some((bundle, layout)) = read_embedded(&file, file_len, &what)? {
+        return Ok(Located {
+            file,
+            bundle,
+            payload_len: layout.payload_len,
+            embedded: true,
+        });
+    }
+    let sig = default_signature_path(path);
+    if !sig.exists() {
+        return Err(SignError::NoSignature {
+            path: path.into(),
+            sig,
+        });
+    }
+    Ok(Located {
+        bundle: Bundle::load(&sig)?,
+        file,
+        payload_len: file_len,
+        embedded: false,
+    })
+}
+
+fn allocate(length: u64) -> Result<Vec<u8>, SignError> {
+    let size = usize::try_from(length).map_err(|_| SignError::TooLargeToLoad { length })?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(size)
+        .map_err(|_| SignError::TooLargeToLoad { length })?;
+    Ok(bytes)
+}
