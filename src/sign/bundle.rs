@@ -32,7 +32,9 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    pub(crate) fn new(statement: Statement, signature: [u8; 64], chain: Vec<CertificateDer<'static>>) -> Self {
+    /// Assembles a bundle from its parts (as a signer does). A bundle is untrusted data: only
+    /// [`super::Verifier`] decides whether it vouches for a module.
+    pub fn from_parts(statement: Statement, signature: [u8; 64], chain: Vec<CertificateDer<'static>>) -> Self {
         Self {
             statement_der: statement.to_der(),
             statement,

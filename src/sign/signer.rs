@@ -173,7 +173,7 @@ impl Signer {
             signer: self.id,
         };
         let signature = self.key.sign(&statement.to_der()).to_bytes();
-        Ok(Bundle::new(statement, signature, self.chain.clone()))
+        Ok(Bundle::from_parts(statement, signature, self.chain.clone()))
     }
 
     /// Signs a module held in memory.
