@@ -138,6 +138,10 @@ fn classify(error: &SignError) -> (u8, Option<String>) {
             ..
         } => Some("the signer does not chain to --root; pass the root CA that issued the signer".into()),
         SignError::Untrusted {
+            source: PkiError::BadSignature,
+            ..
+        } => Some("the signer's chain does not verify against --root (another CA with the same name?)".into()),
+        SignError::Untrusted {
             source: PkiError::WrongUsage { .. },
             ..
         } => Some("only certificates issued with `ca issue --profile code-signing` may sign modules".into()),
