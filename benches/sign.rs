@@ -1,0 +1,110 @@
+//! Verification throughput against `openssl dgst -sha3-256` on the same file, in one run.
+//!
+//! `cargo bench --bench sign` (or `make bench`). The size is `TESSERA_BENCH_MIB` MiB (default 512,
+//! as the issue asks); the file lives in `TESSERA_BENCH_DIR` (default the system temp dir) and is
+//! removed afterwards. Each side runs `TESSERA_BENCH_RUNS` times (default 3) on a warm page
+//! cache and the best time counts. Prints both throughputs and the ratio; with
+//! `TESSERA_BENCH_STRICT=1` it exits 1 when verifying is not faster than OpenSSL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use tessera::pki::{KeyAlgorithm, PrivateKey};
+use tessera::sign::{HashAlgorithm, SignRequest, Signer, Verifier};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn mb_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64()
+}
+
+fn main() -> ExitCode {
+    // `cargo test --benches` runs bench targets without `--bench`: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sign bench: skipped (run with `cargo bench --bench sign`)");
+        return ExitCode::SUCCESS;
+    }
+    let mib = env_u64("TESSERA_BENCH_MIB", 512);
+    let runs = env_u64("TESSERA_BENCH_RUNS", 3).max(1);
+    let size = mib * 1024 * 1024;
+    let dir = match std::env::var_os("TESSERA_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let path = dir.path().join("module.bin");
+
+    // A module of pseudo-random bytes (xorshift), written in 1 MiB blocks.
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            for chunk in block.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+            }
+            file.write_all(&block).unwrap();
+        }
+        file.flush().unwrap();
+    }
+
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+    let signer = Signer::with_raw_key(&key).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let file = std::fs::File::open(&path).unwrap();
+    let bundle = signer
+        .sign_reader(&file, "module", &SignRequest::new("module.bin", now), &mut |_| Ok(()), &mut |_| {})
+        .unwrap();
+    std::fs::write(dir.path().join("module.bin.sig"), bundle.to_pem()).unwrap();
+    let verifier = Verifier::with_public_key(signer.public_key(), now);
+
+    let mut best_verify = Duration::MAX;
+    let mut best_openssl = Duration::MAX;
+    let mut openssl_digest = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let v = verifier.verify_file(&path, None, &mut |_| Ok(()), &mut |_, _| {}).unwrap();
+        best_verify = best_verify.min(start.elapsed());
+        assert_eq!(v.length, size);
+
+        let start = Instant::now();
+        match Command::new("openssl").args(["dgst", "-sha3-256", "-r"]).arg(&path).output() {
+            Ok(out) if out.status.success() => {
+                best_openssl = best_openssl.min(start.elapsed());
+                openssl_digest = String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+    let ours = tessera::pki::hex(&bundle.statement().digest);
+    println!("module: {mib} MiB ({size} bytes), {runs} runs, best of each");
+    println!(
+        "tessera verify (sha3-256, file → verified): {:>8.3} s  {:>7.1} MB/s",
+        best_verify.as_secs_f64(),
+        mb_per_s(size, best_verify)
+    );
+    let Some(theirs) = openssl_digest else {
+        println!("openssl dgst -sha3-256: not available; no comparison");
+        return ExitCode::SUCCESS;
+    };
+    assert_eq!(theirs, ours, "openssl and tessera disagree on the digest");
+    assert_eq!(bundle.statement().hash, HashAlgorithm::Sha3_256);
+    println!(
+        "openssl dgst -sha3-256:                     {:>8.3} s  {:>7.1} MB/s",
+        best_openssl.as_secs_f64(),
+        mb_per_s(size, best_openssl)
+    );
+    let ratio = best_verify.as_secs_f64() / best_openssl.as_secs_f64();
+    let verdict = if ratio < 1.0 { "faster" } else { "NOT faster" };
+    println!("ratio verify/openssl time: {ratio:.3} (verify is {verdict} than openssl)");
+    if ratio >= 1.0 && std::env::var_os("TESSERA_BENCH_STRICT").is_some() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
