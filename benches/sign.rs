@@ -59,7 +59,13 @@ fn main() -> ExitCode {
     let now = time::OffsetDateTime::now_utc();
     let file = std::fs::File::open(&path).unwrap();
     let bundle = signer
-        .sign_reader(&file, "module", &SignRequest::new("module.bin", now), &mut |_| Ok(()), &mut |_| {})
+        .sign_reader(
+            &file,
+            "module",
+            &SignRequest::new("module.bin", now),
+            &mut |_| Ok(()),
+            &mut |_| {},
+        )
         .unwrap();
     std::fs::write(dir.path().join("module.bin.sig"), bundle.to_pem()).unwrap();
     let verifier = Verifier::with_public_key(signer.public_key(), now);
@@ -69,15 +75,24 @@ fn main() -> ExitCode {
     let mut openssl_digest = None;
     for _ in 0..runs {
         let start = Instant::now();
-        let v = verifier.verify_file(&path, None, &mut |_| Ok(()), &mut |_, _| {}).unwrap();
+        let v = verifier
+            .verify_file(&path, None, &mut |_| Ok(()), &mut |_, _| {})
+            .unwrap();
         best_verify = best_verify.min(start.elapsed());
         assert_eq!(v.length, size);
 
         let start = Instant::now();
-        match Command::new("openssl").args(["dgst", "-sha3-256", "-r"]).arg(&path).output() {
+        match Command::new("openssl")
+            .args(["dgst", "-sha3-256", "-r"])
+            .arg(&path)
+            .output()
+        {
             Ok(out) if out.status.success() => {
                 best_openssl = best_openssl.min(start.elapsed());
-                openssl_digest = String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string);
+                openssl_digest = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string);
             }
             _ => {}
         }

@@ -89,7 +89,9 @@ impl Env {
 }
 
 fn run(cmd: Command) -> assert_cmd::assert::Assert {
-    assert_cmd::Command::from_std(cmd).timeout(Duration::from_secs(60)).assert()
+    assert_cmd::Command::from_std(cmd)
+        .timeout(Duration::from_secs(60))
+        .assert()
 }
 
 fn module_bytes() -> Vec<u8> {
@@ -103,7 +105,10 @@ fn detached_round_trip_then_tamper_is_rejected_with_exit_1() {
     env.sign_module(&m, &[]);
     assert!(env.path("mod.bin.sig").exists());
     let mut ok = env.verify();
-    ok.arg("mod.bin").arg("--root").arg(env.root()).args(["--name", "mod.bin"]);
+    ok.arg("mod.bin")
+        .arg("--root")
+        .arg(env.root())
+        .args(["--name", "mod.bin"]);
     run(ok)
         .code(0)
         .stdout(predicate::str::starts_with("mod.bin: OK\n"))
@@ -131,9 +136,9 @@ fn truncated_and_extended_modules_are_rejected() {
     std::fs::write(&m, &module_bytes()[..299_999]).unwrap();
     let mut cmd = env.verify();
     cmd.arg("mod.bin").arg("--root").arg(env.root());
-    run(cmd)
-        .code(1)
-        .stderr(predicate::str::starts_with("verify: error: module is truncated: 299999 bytes, signed length 300000\n"));
+    run(cmd).code(1).stderr(predicate::str::starts_with(
+        "verify: error: module is truncated: 299999 bytes, signed length 300000\n",
+    ));
     let mut longer = module_bytes();
     longer.push(0);
     std::fs::write(&m, &longer).unwrap();
@@ -151,7 +156,10 @@ fn embedded_signature_is_detected_and_extract_gives_the_original_bytes() {
     env.sign_module(&m, &["--embed"]);
     let signed = env.path("mod.bin.signed");
     let mut cmd = env.verify();
-    cmd.arg(&signed).arg("--root").arg(env.root()).args(["--extract", "out.bin", "--quiet"]);
+    cmd.arg(&signed)
+        .arg("--root")
+        .arg(env.root())
+        .args(["--extract", "out.bin", "--quiet"]);
     run(cmd).code(0).stdout("");
     assert_eq!(std::fs::read(env.path("out.bin")).unwrap(), module_bytes());
 
@@ -160,7 +168,10 @@ fn embedded_signature_is_detected_and_extract_gives_the_original_bytes() {
     bytes[5] ^= 0x80;
     std::fs::write(&signed, &bytes).unwrap();
     let mut cmd = env.verify();
-    cmd.arg(&signed).arg("--root").arg(env.root()).args(["--extract", "out2.bin"]);
+    cmd.arg(&signed)
+        .arg("--root")
+        .arg(env.root())
+        .args(["--extract", "out2.bin"]);
     run(cmd).code(1);
     assert!(!env.path("out2.bin").exists());
     let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
@@ -192,16 +203,25 @@ fn wrong_root_revoked_signer_and_wrong_name_exit_1() {
         .stderr(predicate::str::contains("bad signature in certificate chain"));
 
     let mut cmd = env.verify();
-    cmd.arg("mod.bin").arg("--root").arg(env.root()).args(["--name", "other.bin"]);
-    run(cmd)
-        .code(1)
-        .stderr(predicate::str::starts_with("verify: error: module is signed as \"mod.bin\", not \"other.bin\"\n"));
+    cmd.arg("mod.bin")
+        .arg("--root")
+        .arg(env.root())
+        .args(["--name", "other.bin"]);
+    run(cmd).code(1).stderr(predicate::str::starts_with(
+        "verify: error: module is signed as \"mod.bin\", not \"other.bin\"\n",
+    ));
 
     // Revoke the signer: with the CRL the module is refused.
     let signer = env.path("signer.pem");
-    let info = tessera::pki::CertificateInfo::from_der(&tessera::pki::pem::load_certificates(&signer).unwrap()[0]).unwrap();
+    let info =
+        tessera::pki::CertificateInfo::from_der(&tessera::pki::pem::load_certificates(&signer).unwrap()[0]).unwrap();
     env.ca
-        .revoke(&info.serial, RevocationReason::KeyCompromise, OffsetDateTime::now_utc(), Duration::from_secs(86_400))
+        .revoke(
+            &info.serial,
+            RevocationReason::KeyCompromise,
+            OffsetDateTime::now_utc(),
+            Duration::from_secs(86_400),
+        )
         .unwrap();
     let mut cmd = env.verify();
     cmd.arg("mod.bin")
@@ -296,7 +316,11 @@ fn raw_key_mode_with_an_encrypted_key() {
     run(cmd).code(0).stderr(predicate::str::contains("(key id "));
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(env.path("me.key")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    assert!(std::fs::read_to_string(env.path("me.key")).unwrap().contains("ENCRYPTED PRIVATE KEY"));
+    assert!(
+        std::fs::read_to_string(env.path("me.key"))
+            .unwrap()
+            .contains("ENCRYPTED PRIVATE KEY")
+    );
     // Never overwrites.
     let mut cmd = env.sign();
     cmd.args(["--generate", "me", "--passphrase-file", "pass"]);
@@ -310,19 +334,24 @@ fn raw_key_mode_with_an_encrypted_key() {
     assert_eq!(v["mode"], "raw-key");
     let mut cmd = env.verify();
     cmd.args(["mod.bin", "--pubkey", "me.pub"]);
-    run(cmd)
-        .code(0)
-        .stdout(predicate::str::contains(format!("signer:    raw key {}", v["key_id"].as_str().unwrap())));
+    run(cmd).code(0).stdout(predicate::str::contains(format!(
+        "signer:    raw key {}",
+        v["key_id"].as_str().unwrap()
+    )));
     let mut cmd = env.verify();
     cmd.arg("mod.bin").arg("--root").arg(env.root());
-    run(cmd).code(1).stderr(predicate::str::contains("signed with a raw key"));
+    run(cmd)
+        .code(1)
+        .stderr(predicate::str::contains("signed with a raw key"));
 
     let mut cmd = env.sign();
     cmd.args(["--generate", "stranger", "--no-passphrase"]);
     run(cmd).code(0);
     let mut cmd = env.verify();
     cmd.args(["mod.bin", "--pubkey", "stranger.pub"]);
-    run(cmd).code(1).stderr(predicate::str::contains("not by the trusted key"));
+    run(cmd)
+        .code(1)
+        .stderr(predicate::str::contains("not by the trusted key"));
 
     // Wrong passphrase: could not run.
     std::fs::write(env.path("wrong"), "nope\n").unwrap();
@@ -363,7 +392,18 @@ fn openssl_independently_verifies_signature_and_digest() {
     assert!(status.success());
     let out = Command::new("openssl")
         .current_dir(env.dir.path())
-        .args(["pkeyutl", "-verify", "-pubin", "-inkey", "signer.pub", "-rawin", "-in", "statement.der", "-sigfile", "sig.bin"])
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "signer.pub",
+            "-rawin",
+            "-in",
+            "statement.der",
+            "-sigfile",
+            "sig.bin",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -373,5 +413,8 @@ fn openssl_independently_verifies_signature_and_digest() {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.split_whitespace().next().unwrap(), tessera::pki::hex(&bundle.statement().digest));
+    assert_eq!(
+        text.split_whitespace().next().unwrap(),
+        tessera::pki::hex(&bundle.statement().digest)
+    );
 }

@@ -11,7 +11,9 @@ const FORMAT: &str = include_str!("../docs/FORMAT.md");
 const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
 fn example_key() -> PrivateKey {
-    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
     der.extend((0..32).map(|i| u8::from_str_radix(&SEED[2 * i..2 * i + 2], 16).unwrap()));
     PrivateKey::from_pkcs8_der(&der, "example key").unwrap()
 }
@@ -49,12 +51,21 @@ fn example_statement_bundle_and_footer_match_the_spec() {
         println!("STATEMENT\n{}", wrap_hex(bundle.statement_der()));
         println!("BUNDLE\n{}", bundle.to_pem());
         println!("FOOTER\n{}", wrap_hex(&embed::footer(bundle.to_pem().len())));
-        println!("PUBKEY\n{}", Signer::with_raw_key(&example_key()).unwrap().public_key().to_pem());
-        println!("KEYID {}", Signer::with_raw_key(&example_key()).unwrap().public_key().key_id());
+        println!(
+            "PUBKEY\n{}",
+            Signer::with_raw_key(&example_key()).unwrap().public_key().to_pem()
+        );
+        println!(
+            "KEYID {}",
+            Signer::with_raw_key(&example_key()).unwrap().public_key().key_id()
+        );
     }
     assert_eq!(section("example-statement"), wrap_hex(bundle.statement_der()));
     assert_eq!(section("example-bundle"), bundle.to_pem());
-    assert_eq!(section("example-footer"), wrap_hex(&embed::footer(bundle.to_pem().len())));
+    assert_eq!(
+        section("example-footer"),
+        wrap_hex(&embed::footer(bundle.to_pem().len()))
+    );
     let public = Signer::with_raw_key(&example_key()).unwrap().public_key();
     assert_eq!(section("example-public-key"), public.to_pem());
     assert!(FORMAT.contains(&format!("key id `{}`", public.key_id())));
@@ -64,8 +75,10 @@ fn example_statement_bundle_and_footer_match_the_spec() {
 fn example_bundle_in_the_spec_verifies() {
     let bundle = Bundle::from_pem(section("example-bundle").as_bytes(), "FORMAT.md").unwrap();
     let public = PublicKey::from_pem(section("example-public-key").as_bytes(), "FORMAT.md").unwrap();
-    let verifier = Verifier::with_public_key(public, time::macros::datetime!(2030-01-02 00:00:00 UTC))
-        .require_name("hello.txt");
-    let verified = verifier.verify_reader(&bundle, &b"Hello, Tessera!\n"[..], "hello.txt").unwrap();
+    let verifier =
+        Verifier::with_public_key(public, time::macros::datetime!(2030-01-02 00:00:00 UTC)).require_name("hello.txt");
+    let verified = verifier
+        .verify_reader(&bundle, &b"Hello, Tessera!\n"[..], "hello.txt")
+        .unwrap();
     assert_eq!(verified.bytes(), b"Hello, Tessera!\n");
 }

@@ -71,18 +71,27 @@ fn embedded_round_trip_gives_back_the_exact_payload() {
     let mut longer = file.clone();
     longer.push(0);
     std::fs::write(&path, &longer).unwrap();
-    assert!(matches!(verifier.load_verified(&path, None), Err(SignError::NoSignature { .. })));
+    assert!(matches!(
+        verifier.load_verified(&path, None),
+        Err(SignError::NoSignature { .. })
+    ));
     // A byte inserted into the payload: the payload is longer than signed.
     let mut inserted = data.clone();
     inserted.insert(10, 0);
     inserted.extend_from_slice(&embed::trailer(&bundle));
     std::fs::write(&path, &inserted).unwrap();
-    assert!(matches!(verifier.load_verified(&path, None), Err(SignError::Extended { .. })));
+    assert!(matches!(
+        verifier.load_verified(&path, None),
+        Err(SignError::Extended { .. })
+    ));
     // A byte removed from the payload.
     let mut removed = data[1..].to_vec();
     removed.extend_from_slice(&embed::trailer(&bundle));
     std::fs::write(&path, &removed).unwrap();
-    assert!(matches!(verifier.load_verified(&path, None), Err(SignError::Truncated { .. })));
+    assert!(matches!(
+        verifier.load_verified(&path, None),
+        Err(SignError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -109,7 +118,10 @@ fn truncated_extended_and_tampered_streams_are_rejected() {
     let path = dir.path().join("m");
     std::fs::write(&path, &longer).unwrap();
     std::fs::write(dir.path().join("m.sig"), bundle.to_pem()).unwrap();
-    assert!(matches!(verifier.load_verified(&path, None), Err(SignError::Extended { .. })));
+    assert!(matches!(
+        verifier.load_verified(&path, None),
+        Err(SignError::Extended { .. })
+    ));
 }
 
 #[test]
@@ -133,10 +145,21 @@ fn wrong_root_is_untrusted() {
     let pki = Pki::new(now() - time::Duration::days(10));
     let other = Pki::named("Other Root", now() - time::Duration::days(10));
     let (key, chain, _) = pki.code_signer(now() - time::Duration::days(5));
-    let bundle = Signer::with_certificate(&key, chain).unwrap().sign_bytes(b"abc", &request()).unwrap();
-    let err = Verifier::new(other.trust(), now()).verify_reader(&bundle, &b"abc"[..], "m").unwrap_err();
+    let bundle = Signer::with_certificate(&key, chain)
+        .unwrap()
+        .sign_bytes(b"abc", &request())
+        .unwrap();
+    let err = Verifier::new(other.trust(), now())
+        .verify_reader(&bundle, &b"abc"[..], "m")
+        .unwrap_err();
     assert!(
-        matches!(err, SignError::Untrusted { when: CheckTime::SigningTime, source: PkiError::UnknownIssuer }),
+        matches!(
+            err,
+            SignError::Untrusted {
+                when: CheckTime::SigningTime,
+                source: PkiError::UnknownIssuer
+            }
+        ),
         "{err:?}"
     );
     assert!(err.is_rejection());
@@ -153,7 +176,10 @@ fn server_certificate_is_refused_by_signer_and_verifier() {
         None,
     );
     let err = Signer::with_certificate(&key, chain.clone()).unwrap_err();
-    assert!(matches!(err, SignError::NotCodeSigning { ref usages, .. } if usages.contains("serverAuth")), "{err:?}");
+    assert!(
+        matches!(err, SignError::NotCodeSigning { ref usages, .. } if usages.contains("serverAuth")),
+        "{err:?}"
+    );
 
     // Forge a bundle by hand with the server key: the verifier must still say no.
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed(&key));
@@ -168,9 +194,17 @@ fn server_certificate_is_refused_by_signer_and_verifier() {
     };
     let signature = signing.sign(&statement.to_der()).to_bytes();
     let bundle = Bundle::from_parts(statement, signature, chain);
-    let err = Verifier::new(pki.trust(), now()).verify_reader(&bundle, &b"abc"[..], "m").unwrap_err();
+    let err = Verifier::new(pki.trust(), now())
+        .verify_reader(&bundle, &b"abc"[..], "m")
+        .unwrap_err();
     assert!(
-        matches!(err, SignError::Untrusted { source: PkiError::WrongUsage { .. }, .. }),
+        matches!(
+            err,
+            SignError::Untrusted {
+                source: PkiError::WrongUsage { .. },
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -185,16 +219,30 @@ fn revoked_signer_is_rejected_with_a_crl() {
             break issued;
         }
     };
-    let bundle = Signer::with_certificate(&key, chain).unwrap().sign_bytes(b"abc", &request()).unwrap();
+    let bundle = Signer::with_certificate(&key, chain)
+        .unwrap()
+        .sign_bytes(b"abc", &request())
+        .unwrap();
     let crl = pki
         .ca
-        .revoke(&serial, RevocationReason::KeyCompromise, now() - time::Duration::minutes(30), Duration::from_secs(7 * 86_400))
+        .revoke(
+            &serial,
+            RevocationReason::KeyCompromise,
+            now() - time::Duration::minutes(30),
+            Duration::from_secs(7 * 86_400),
+        )
         .unwrap();
     // Without the CRL the module still verifies; with it, it does not.
-    assert!(Verifier::new(pki.trust(), now()).verify_reader(&bundle, &b"abc"[..], "m").is_ok());
+    assert!(
+        Verifier::new(pki.trust(), now())
+            .verify_reader(&bundle, &b"abc"[..], "m")
+            .is_ok()
+    );
     let mut trust = pki.trust();
     trust.add_crl(&crl, "crl").unwrap();
-    let err = Verifier::new(trust, now()).verify_reader(&bundle, &b"abc"[..], "m").unwrap_err();
+    let err = Verifier::new(trust, now())
+        .verify_reader(&bundle, &b"abc"[..], "m")
+        .unwrap_err();
     match err {
         SignError::Untrusted {
             source: PkiError::Revoked { serial: s, reason },
@@ -223,7 +271,10 @@ fn key_certificate_mismatch_and_wrong_key_types_are_refused() {
         Err(SignError::KeyMismatch { .. })
     ));
     let p256 = PrivateKey::generate(KeyAlgorithm::P256).unwrap();
-    assert!(matches!(Signer::with_certificate(&p256, chain), Err(SignError::NotEd25519 { .. })));
+    assert!(matches!(
+        Signer::with_certificate(&p256, chain),
+        Err(SignError::NotEd25519 { .. })
+    ));
     let (p_key, p_chain, _) = pki.issue(
         Profile::CodeSigning,
         "P256 Signer",
@@ -231,7 +282,10 @@ fn key_certificate_mismatch_and_wrong_key_types_are_refused() {
         now() - time::Duration::days(5),
         None,
     );
-    assert!(matches!(Signer::with_certificate(&p_key, p_chain), Err(SignError::NotEd25519 { .. })));
+    assert!(matches!(
+        Signer::with_certificate(&p_key, p_chain),
+        Err(SignError::NotEd25519 { .. })
+    ));
 }
 
 #[test]
@@ -252,9 +306,17 @@ fn expired_certificate_is_refused_at_sign_time_and_at_verify_time() {
     let bundle = signer
         .sign_bytes(b"abc", &SignRequest::new("m", issued_at + time::Duration::hours(1)))
         .unwrap();
-    let err = Verifier::new(pki.trust(), now()).verify_reader(&bundle, &b"abc"[..], "m").unwrap_err();
+    let err = Verifier::new(pki.trust(), now())
+        .verify_reader(&bundle, &b"abc"[..], "m")
+        .unwrap_err();
     assert!(
-        matches!(err, SignError::Untrusted { when: CheckTime::Now, source: PkiError::Expired { .. } }),
+        matches!(
+            err,
+            SignError::Untrusted {
+                when: CheckTime::Now,
+                source: PkiError::Expired { .. }
+            }
+        ),
         "{err:?}"
     );
 }
@@ -273,7 +335,9 @@ fn wrong_name_and_future_signatures_are_rejected() {
     let future = signer
         .sign_bytes(b"abc", &SignRequest::new("m", now() + time::Duration::hours(1)))
         .unwrap();
-    let err = Verifier::new(pki.trust(), now()).verify_reader(&future, &b"abc"[..], "m").unwrap_err();
+    let err = Verifier::new(pki.trust(), now())
+        .verify_reader(&future, &b"abc"[..], "m")
+        .unwrap_err();
     assert!(matches!(err, SignError::SignedInFuture { .. }), "{err:?}");
 }
 
@@ -297,10 +361,15 @@ fn raw_key_mode_round_trip_and_cross_mode_refusals() {
     assert!(matches!(err, SignError::WrongKey { .. }));
 
     let pki = Pki::new(now() - time::Duration::days(10));
-    let err = Verifier::new(pki.trust(), now()).verify_reader(&bundle, &b"raw module"[..], "m").unwrap_err();
+    let err = Verifier::new(pki.trust(), now())
+        .verify_reader(&bundle, &b"raw module"[..], "m")
+        .unwrap_err();
     assert!(matches!(err, SignError::RawKeySignature { .. }));
     let (ckey, chain, _) = pki.code_signer(now() - time::Duration::days(5));
-    let cert_bundle = Signer::with_certificate(&ckey, chain).unwrap().sign_bytes(b"x", &request()).unwrap();
+    let cert_bundle = Signer::with_certificate(&ckey, chain)
+        .unwrap()
+        .sign_bytes(b"x", &request())
+        .unwrap();
     let err = verifier.verify_reader(&cert_bundle, &b"x"[..], "m").unwrap_err();
     assert!(matches!(err, SignError::CertificateSignature { .. }));
 }
@@ -324,10 +393,16 @@ fn absurd_sizes_are_rejected_before_allocation() {
         generate_key_pair(&dir.path().join("k"), None).unwrap().public_key,
         now(),
     );
-    assert!(matches!(v.load_verified(&path, None), Err(SignError::BundleTooLarge { .. })));
+    assert!(matches!(
+        v.load_verified(&path, None),
+        Err(SignError::BundleTooLarge { .. })
+    ));
     // A bundle over 64 KiB in memory.
     let big = vec![b'A'; MAX_BUNDLE_SIZE + 1];
-    assert!(matches!(Bundle::from_pem(&big, "b"), Err(SignError::BundleTooLarge { .. })));
+    assert!(matches!(
+        Bundle::from_pem(&big, "b"),
+        Err(SignError::BundleTooLarge { .. })
+    ));
     // DER claiming a huge inner length.
     assert!(Bundle::from_der(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], "b").is_err());
     // A statement with an absurd length field is refused at parse time.
@@ -357,5 +432,7 @@ fn signed_huge_length_is_not_allocated() {
     std::fs::write(&path, b"tiny").unwrap();
     std::fs::write(dir.path().join("m.sig"), bundle.to_pem()).unwrap();
     let v = Verifier::with_public_key(pair.public_key, now());
-    assert!(matches!(v.load_verified(&path, None), Err(SignError::Truncated { expected, actual: 4 }) if expected == 1 << 62));
+    assert!(
+        matches!(v.load_verified(&path, None), Err(SignError::Truncated { expected, actual: 4 }) if expected == 1 << 62)
+    );
 }

@@ -155,11 +155,19 @@ mod tests {
         // indefinite length
         assert!(Reader::new(&[0x30, 0x80, 0x00, 0x00]).read(SEQUENCE).is_err());
         // a length far beyond the input is refused without allocating
-        assert!(Reader::new(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff]).read(OCTET_STRING).is_err());
+        assert!(
+            Reader::new(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff])
+                .read(OCTET_STRING)
+                .is_err()
+        );
         // non-minimal and negative integers
         assert!(Reader::new(&[0x02, 0x02, 0x00, 0x01]).read_u64().is_err());
         assert!(Reader::new(&[0x02, 0x01, 0x80]).read_u64().is_err());
         // a nine-byte magnitude
-        assert!(Reader::new(&[0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]).read_u64().is_err());
+        assert!(
+            Reader::new(&[0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0])
+                .read_u64()
+                .is_err()
+        );
     }
 }

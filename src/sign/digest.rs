@@ -204,31 +204,43 @@ pub fn hash_stream<R: Read + Send>(
                 }
             }
         });
-        let mut hasher = algorithm.hasher();
-        let mut length = 0u64;
-        loop {
-            match full_rx.recv() {
-                Ok(Message::Chunk(buffer, n)) => {
-                    let data = buffer.get(..n).unwrap_or_default();
-                    hasher.update(data);
-                    sink(data)?;
-                    length += n as u64;
-                    progress(length);
-                    // The reader may already have finished; a closed pool is fine.
-                    let _ = free_tx.send(buffer);
-                }
-                Ok(Message::End { extended }) => {
-                    return Ok(StreamDigest {
-                        digest: hasher.finalize(),
-                        length,
-                        extended,
-                    });
-                }
-                Ok(Message::Failed(e)) => return Err(e),
-                Err(_) => return Err(io::Error::other("reader thread stopped unexpectedly")),
-            }
-        }
+        // `consume` owns the hasher's ends of both channels, so when it returns (also early, on
+        // a sink error) they close and the reader thread stops before the scope joins it.
+        consume(algorithm, full_rx, free_tx, sink, progress)
     })
+}
+
+fn consume(
+    algorithm: HashAlgorithm,
+    full_rx: mpsc::Receiver<Message>,
+    free_tx: mpsc::Sender<Vec<u8>>,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<StreamDigest> {
+    let mut hasher = algorithm.hasher();
+    let mut length = 0u64;
+    loop {
+        match full_rx.recv() {
+            Ok(Message::Chunk(buffer, n)) => {
+                let data = buffer.get(..n).unwrap_or_default();
+                hasher.update(data);
+                sink(data)?;
+                length += n as u64;
+                progress(length);
+                // The reader may already have finished; a closed pool is fine.
+                let _ = free_tx.send(buffer);
+            }
+            Ok(Message::End { extended }) => {
+                return Ok(StreamDigest {
+                    digest: hasher.finalize(),
+                    length,
+                    extended,
+                });
+            }
+            Ok(Message::Failed(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("reader thread stopped unexpectedly")),
+        }
+    }
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read.

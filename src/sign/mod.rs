@@ -13,40 +13,32 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use tessera::pki::{KeyAlgorithm, PrivateKey, TrustStore};
-//! use tessera::sign::{SignRequest, Signer, Verifier};
+//! use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile};
+//! use tessera::pki::{KeyAlgorithm, TrustStore};
+//! use tessera::sign::{Bundle, SignRequest, Signer, Verifier};
 //!
 //! let now = time::macros::datetime!(2030-01-01 00:00 UTC);
-//! // A root and a code-signing certificate with an Ed25519 key (made with rcgen here).
-//! let root_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
-//! let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-//! root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-//! root_params.not_before = now - time::Duration::days(1);
-//! root_params.not_after = now + time::Duration::days(365);
-//! let root = root_params.self_signed(&root_key)?;
-//! let issuer = rcgen::Issuer::new(root_params, root_key);
-//! let key = PrivateKey::generate(KeyAlgorithm::Ed25519)?;
-//! let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-//! params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
-//! params.not_before = now - time::Duration::days(1);
-//! params.not_after = now + time::Duration::days(30);
-//! let cert = params.signed_by(&key.to_key_pair()?, &issuer)?;
+//! // A CA and a code-signing certificate with an Ed25519 key.
+//! let dir = tempfile::tempdir()?;
+//! let ca = CertificateAuthority::init(&dir.path().join("ca"), &InitRequest::new("Root"), None, now)?;
+//! let request = IssueRequest::new(Profile::CodeSigning, "Signer").with_key_algorithm(KeyAlgorithm::Ed25519);
+//! let issued = ca.issue(&request, now)?;
+//! let key = issued.key.ok_or("no key")?;
 //!
-//! // Sign.
-//! let signer = Signer::with_certificate(&key, vec![cert.der().clone()])?;
+//! // Sign: a detached bundle, PEM text to store as `module.so.sig`.
+//! let signer = Signer::with_certificate(&key, issued.chain)?;
 //! let module = b"\x7fELF... a loadable module";
-//! let bundle = signer.sign_bytes(module, &SignRequest::new("module.so", now))?;
-//! let pem = bundle.to_pem();
+//! let pem = signer.sign_bytes(module, &SignRequest::new("module.so", now))?.to_pem();
 //!
 //! // Verify, pinning the root, and get the verified bytes back.
 //! let mut trust = TrustStore::new();
-//! trust.add_root(root.der().clone(), "root")?;
+//! trust.add_root(ca.root().clone(), "root")?;
 //! let verifier = Verifier::new(trust, now).require_name("module.so");
-//! let bundle = tessera::sign::Bundle::from_pem(pem.as_bytes(), "module.so.sig")?;
+//! let bundle = Bundle::from_pem(pem.as_bytes(), "module.so.sig")?;
 //! let verified = verifier.verify_reader(&bundle, &module[..], "module.so")?;
 //! assert_eq!(verified.bytes(), module);
 //!
-//! // One changed byte is refused.
+//! // One changed bit is refused.
 //! let mut tampered = module.to_vec();
 //! tampered[0] ^= 1;
 //! assert!(verifier.verify_reader(&bundle, &tampered[..], "module.so").is_err());

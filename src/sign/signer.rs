@@ -7,11 +7,11 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use super::SignError;
 use super::bundle::{Bundle, MAX_CHAIN_LEN};
 use super::digest::{HashAlgorithm, hash_stream};
 use super::keys::{PublicKey, certificate_key, signing_key};
 use super::statement::{MAX_MODULE_LEN, SignerId, Statement, check_name, whole_seconds};
-use super::SignError;
 use crate::pki::{CertificateInfo, PkiError, PrivateKey, pem};
 
 /// What to sign a module as.
@@ -79,7 +79,10 @@ impl Signer {
         if chain.len() > MAX_CHAIN_LEN {
             return Err(PkiError::malformed(
                 "certificate chain",
-                format!("holds {} certificates, at most {MAX_CHAIN_LEN} fit in a bundle", chain.len()),
+                format!(
+                    "holds {} certificates, at most {MAX_CHAIN_LEN} fit in a bundle",
+                    chain.len()
+                ),
             )
             .into());
         }
@@ -151,7 +154,10 @@ impl Signer {
     pub fn sign_digest(&self, digest: &[u8], length: u64, request: &SignRequest) -> Result<Bundle, SignError> {
         check_name(&request.name)?;
         if digest.len() != request.hash.output_len() || length > MAX_MODULE_LEN {
-            return Err(SignError::malformed("new signature", "digest size or module length out of range"));
+            return Err(SignError::malformed(
+                "new signature",
+                "digest size or module length out of range",
+            ));
         }
         let time = whole_seconds(request.time);
         if let Some(info) = &self.certificate

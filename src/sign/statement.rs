@@ -99,7 +99,11 @@ impl Statement {
         der::write(&mut body, der::OCTET_STRING, &self.digest);
         der::write_u64(&mut body, self.length);
         der::write(&mut body, der::UTF8_STRING, self.name.as_bytes());
-        der::write(&mut body, der::GENERALIZED_TIME, generalized_time(self.signed_at).as_bytes());
+        der::write(
+            &mut body,
+            der::GENERALIZED_TIME,
+            generalized_time(self.signed_at).as_bytes(),
+        );
         match &self.signer {
             SignerId::Certificate(hash) => der::write(&mut body, 0x80, hash),
             SignerId::RawKey(key) => der::write(&mut body, 0x81, key),
@@ -131,7 +135,11 @@ impl Statement {
         let hash = HashAlgorithm::from_oid(oid).ok_or_else(|| bad("unsupported hash algorithm".into()))?;
         let digest = r.read(der::OCTET_STRING).map_err(bad)?;
         if digest.len() != hash.output_len() {
-            return Err(bad(format!("digest is {} bytes, {hash} needs {}", digest.len(), hash.output_len())));
+            return Err(bad(format!(
+                "digest is {} bytes, {hash} needs {}",
+                digest.len(),
+                hash.output_len()
+            )));
         }
         let length = r.read_u64().map_err(bad)?;
         if length > MAX_MODULE_LEN {
@@ -143,9 +151,9 @@ impl Statement {
         let time = r.read(der::GENERALIZED_TIME).map_err(bad)?;
         let signed_at = parse_generalized_time(time).ok_or_else(|| bad("bad signing time".into()))?;
         let signer = match r.peek() {
-            Some(0x80) => SignerId::Certificate(fixed32(r.read(0x80).map_err(bad)?).ok_or_else(|| {
-                bad("certificate hash is not 32 bytes".into())
-            })?),
+            Some(0x80) => SignerId::Certificate(
+                fixed32(r.read(0x80).map_err(bad)?).ok_or_else(|| bad("certificate hash is not 32 bytes".into()))?,
+            ),
             Some(0x81) => SignerId::RawKey(
                 fixed32(r.read(0x81).map_err(bad)?).ok_or_else(|| bad("public key is not 32 bytes".into()))?,
             ),
@@ -248,7 +256,12 @@ mod tests {
         let pos = good.windows(7).position(|w| w == b"tessera").unwrap();
         let mut other = good.clone();
         other[pos] = b'T';
-        assert!(Statement::from_der(&other, "t").unwrap_err().to_string().contains("wrong context"));
+        assert!(
+            Statement::from_der(&other, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("wrong context")
+        );
     }
 
     #[test]

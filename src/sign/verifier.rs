@@ -194,7 +194,10 @@ impl Verifier {
                     });
                 }
                 if !bundle.chain().is_empty() {
-                    return Err(SignError::malformed("signature bundle", "a raw-key bundle carries certificates"));
+                    return Err(SignError::malformed(
+                        "signature bundle",
+                        "a raw-key bundle carries certificates",
+                    ));
                 }
                 let info = SignerInfo {
                     kind: "raw-key",
@@ -240,12 +243,13 @@ impl Verifier {
             .split_first()
             .ok_or_else(|| SignError::malformed("signature bundle", "no signer certificate"))?;
         let at_signing = VerifyRequest::new(Usage::CodeSigning, statement.signed_at);
-        let _valid_when_signed = store
-            .verify(leaf, intermediates, &at_signing)
-            .map_err(|source| SignError::Untrusted {
-                when: CheckTime::SigningTime,
-                source,
-            })?;
+        let _valid_when_signed =
+            store
+                .verify(leaf, intermediates, &at_signing)
+                .map_err(|source| SignError::Untrusted {
+                    when: CheckTime::SigningTime,
+                    source,
+                })?;
         let now = VerifyRequest::new(Usage::CodeSigning, self.now);
         let chain = store
             .verify(leaf, intermediates, &now)
@@ -473,10 +477,7 @@ fn locate(path: &Path, signature: Option<&Path>) -> Result<Located, SignError> {
     }
     let sig = default_signature_path(path);
     if !sig.exists() {
-        return Err(SignError::NoSignature {
-            path: path.into(),
-            sig,
-        });
+        return Err(SignError::NoSignature { path: path.into(), sig });
     }
     Ok(Located {
         bundle: Bundle::load(&sig)?,

@@ -85,8 +85,7 @@ fn classify(error: &SignError) -> (u8, Option<String>) {
             Some("pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)".into())
         }
         SignError::NotCodeSigning { .. } | SignError::NotEd25519 { .. } => Some(
-            "issue a code-signing certificate: `ca issue --profile code-signing --key-type ed25519 --name NAME`"
-                .into(),
+            "issue a code-signing certificate: `ca issue --profile code-signing --key-type ed25519 --name NAME`".into(),
         ),
         SignError::CertificateNotValid { .. } => Some("issue a fresh code-signing certificate".into()),
         SignError::InvalidName { .. } => Some("give a printable name of at most 255 bytes with --name".into()),
@@ -164,16 +163,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 &input,
                 &what,
                 &request,
-                &mut |chunk| {
-                    out.write_all(chunk).inspect_err(|e| write_error = Some(e.kind()))
-                },
+                &mut |chunk| out.write_all(chunk).inspect_err(|e| write_error = Some(e.kind())),
                 &mut |done| bar.set_position(done),
             );
             let bundle = match (bundle, write_error) {
                 (Err(SignError::Io { source, .. }), Some(_)) => return Err(io_error(&output, source).into()),
                 (result, _) => result?,
             };
-            out.write_all(&embed::trailer(&bundle)).map_err(|e| io_error(&output, e))?;
+            out.write_all(&embed::trailer(&bundle))
+                .map_err(|e| io_error(&output, e))?;
             out.commit(true).map_err(|e| io_error(&output, e))?;
             bar.finish_and_clear();
             bundle
@@ -204,7 +202,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     let report = Report {
         output: out_name,
-        mode: if signer.certificate().is_some() { "certificate" } else { "raw-key" },
+        mode: if signer.certificate().is_some() {
+            "certificate"
+        } else {
+            "raw-key"
+        },
         embedded: cli.embed,
         name: &statement.name,
         length: statement.length,
