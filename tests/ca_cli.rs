@@ -731,3 +731,68 @@ fn help_lists_examples_and_exit_codes() {
         assert!(text.contains("EXAMPLES:") && text.contains("EXIT CODES:"), "{args:?}");
     }
 }
+
+/// A tmpfs of `size`, unmounted on drop. None where mounting is not permitted (not root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(&at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(tmp.path().join("disk"), "96k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); CI runs as root");
+        return;
+    };
+    let dir = disk.0.join("ca");
+    ok(ca(&dir).args(["init", "--no-passphrase"]));
+    let mut failure = None;
+    for i in 0..200 {
+        let out = run(ca(&dir).args(["issue", "--profile", "client", "--name", &format!("filler-{i}")]));
+        if !out.status.success() {
+            failure = Some(out);
+            break;
+        }
+    }
+    let out = failure.expect("the disk fills up");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
+    // The database still parses, and every certificate whose files exist is recorded.
+    let list = ok(ca(&dir).args(["list", "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let serials: Vec<&str> = list.iter().map(|r| r["serial"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(dir.join("issued")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "temporary file left behind: {name}");
+        if name.ends_with(".chain.pem") {
+            let info = CertificateInfo::from_der(&pem::load_certificates(&path).unwrap()[0]).unwrap();
+            assert!(serials.contains(&info.serial.as_str()));
+        }
+    }
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".db.json.tmp"),
+            "temporary database left behind: {name}"
+        );
+    }
+    drop(disk);
+}
