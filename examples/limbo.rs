@@ -368,7 +368,12 @@ fn print_table(families: &BTreeMap<&'static str, Tally>, total: &Tally, native: 
     let ordered = FAMILIES
         .iter()
         .filter_map(|name| families.get(name).map(|t| (*name, t)))
-        .chain(families.iter().filter(|(n, _)| !FAMILIES.contains(n)).map(|(n, t)| (*n, t)));
+        .chain(
+            families
+                .iter()
+                .filter(|(n, _)| !FAMILIES.contains(n))
+                .map(|(n, t)| (*n, t)),
+        );
     for (name, tally) in ordered {
         println!("{name:<36} {:>6} {:>7} {:>8}", tally.agree, tally.differ, tally.skipped);
     }
@@ -406,9 +411,11 @@ fn family(id: &str) -> &'static str {
 /// Reads the suite, through `xz -dc` when the file name ends in `.xz`.
 fn load_suite(path: &Path) -> anyhow::Result<Suite> {
     if !path.is_file() {
-        return Err(CliError::failure(format!("{} does not exist or is not a file", path.display()))
-            .with_hint("pass the path of limbo.json.xz, e.g. ../shared/conformance/limbo.json.xz")
-            .into());
+        return Err(
+            CliError::failure(format!("{} does not exist or is not a file", path.display()))
+                .with_hint("pass the path of limbo.json.xz, e.g. ../shared/conformance/limbo.json.xz")
+                .into(),
+        );
     }
     let is_xz = path.extension().is_some_and(|e| e == "xz");
     if !is_xz {
