@@ -193,6 +193,9 @@ struct Summary {
     differences: Vec<Difference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wrapper_differences: Option<Vec<WrapperDifference>>,
+    /// Per family, bare rustls-webpki's agreement (`--compare-webpki`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webpki_alone: Option<BTreeMap<&'static str, Tally>>,
 }
 
 #[derive(Serialize)]
@@ -243,12 +246,107 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let suite = load_suite(&args.path)?;
     let now = OffsetDateTime::now_utc();
 
+    let Outcome {
+        families,
+        skipped,
+        differences,
+        wrapper_differences,
+        reference,
+    } = evaluate(&suite.testcases, args.only.as_deref(), args.compare_webpki, now);
+
+    let mut total = Tally::default();
+    let mut native = Tally::default();
+    for (name, tally) in &families {
+        total.add(tally);
+        if *name != "bettertls" {
+            native.add(tally);
+        }
+    }
+    let passed = total.percent() >= args.min_agreement;
+
+    if args.json {
+        let summary = Summary {
+            suite: args.path.display().to_string(),
+            families: families.clone(),
+            total: total.into(),
+            native: native.into(),
+            skipped,
+            min_agreement: args.min_agreement,
+            passed,
+            differences,
+            wrapper_differences,
+            webpki_alone: reference,
+        };
+        cli::print_json(&summary)?;
+    } else {
+        print_table(&families, &total, &native, reference.as_ref());
+        if !skipped.is_empty() {
+            let reasons: Vec<String> = skipped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+            println!("skipped (no such knob in Tessera's verifier): {}", reasons.join(", "));
+        }
+        if args.verbose {
+            println!();
+            println!("differing cases ({}):", differences.len());
+            for d in &differences {
+                let expected = match d.expected {
+                    Expected::Success => "SUCCESS",
+                    Expected::Failure => "FAILURE",
+                };
+                match &d.reason {
+                    Some(reason) => println!("  {}: expected {expected}, Tessera {}: {reason}", d.id, d.tessera),
+                    None => println!("  {}: expected {expected}, Tessera {}", d.id, d.tessera),
+                }
+            }
+        }
+        if let Some(wrapper_differences) = &wrapper_differences {
+            println!();
+            println!("Tessera vs bare rustls-webpki ({} differ):", wrapper_differences.len());
+            for d in wrapper_differences {
+                println!(
+                    "  {} (expected {:?}): Tessera {}, webpki {}",
+                    d.id,
+                    d.expected,
+                    d.tessera.as_deref().unwrap_or("accepted"),
+                    d.webpki.as_deref().unwrap_or("accepted")
+                );
+            }
+        }
+    }
+
+    if passed {
+        Ok(ExitCode::from(exit::OK))
+    } else {
+        eprintln!(
+            "limbo: error: total agreement {:.2}% is below the required {:.2}%",
+            total.percent(),
+            args.min_agreement
+        );
+        eprintln!("limbo: hint: run with --verbose to list the differing cases and Tessera's reasons");
+        Ok(ExitCode::from(exit::REJECTED))
+    }
+}
+
+/// Everything a run found.
+struct Outcome {
+    families: BTreeMap<&'static str, Tally>,
+    skipped: BTreeMap<&'static str, usize>,
+    differences: Vec<Difference>,
+    /// With `--compare-webpki`: where Tessera and bare webpki disagree.
+    wrapper_differences: Option<Vec<WrapperDifference>>,
+    /// With `--compare-webpki`: bare webpki's agreement per family.
+    reference: Option<BTreeMap<&'static str, Tally>>,
+}
+
+/// Runs every case (whose id contains `only`, if given) through Tessera, and through bare
+/// rustls-webpki too when `compare_webpki` is set.
+fn evaluate(cases: &[Case], only: Option<&str>, compare_webpki: bool, now: OffsetDateTime) -> Outcome {
     let mut families: BTreeMap<&'static str, Tally> = FAMILIES.iter().map(|f| (*f, Tally::default())).collect();
     let mut skipped: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut differences = Vec::new();
     let mut wrapper_differences = Vec::new();
-    for case in &suite.testcases {
-        if args.only.as_deref().is_some_and(|only| !case.id.contains(only)) {
+    let mut reference: BTreeMap<&'static str, Tally> = BTreeMap::new();
+    for case in cases {
+        if only.is_some_and(|only| !case.id.contains(only)) {
             continue;
         }
         let verdict = run_case(case, now);
@@ -275,12 +373,18 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 },
             });
         }
-        if args.compare_webpki {
+        if compare_webpki {
             let tessera = match &verdict {
                 Verdict::Ran(Err(reason)) => Some(reason.clone()),
                 _ => None,
             };
             let webpki = bare_webpki(case, now).err();
+            let bare = reference.entry(family(&case.id)).or_default();
+            if webpki.is_none() == (case.expected_result == Expected::Success) {
+                bare.agree += 1;
+            } else {
+                bare.differ += 1;
+            }
             if tessera.is_some() != webpki.is_some() {
                 wrapper_differences.push(WrapperDifference {
                     id: case.id.clone(),
@@ -292,79 +396,32 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut total = Tally::default();
-    let mut native = Tally::default();
-    for (name, tally) in &families {
-        total.add(tally);
-        if *name != "bettertls" {
-            native.add(tally);
-        }
-    }
-    let passed = total.percent() >= args.min_agreement;
-
-    if args.json {
-        let summary = Summary {
-            suite: args.path.display().to_string(),
-            families: families.clone(),
-            total: total.into(),
-            native: native.into(),
-            skipped,
-            min_agreement: args.min_agreement,
-            passed,
-            differences,
-            wrapper_differences: args.compare_webpki.then_some(wrapper_differences),
-        };
-        cli::print_json(&summary)?;
-    } else {
-        print_table(&families, &total, &native);
-        if !skipped.is_empty() {
-            let reasons: Vec<String> = skipped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
-            println!("skipped (no such knob in Tessera's verifier): {}", reasons.join(", "));
-        }
-        if args.verbose {
-            println!();
-            println!("differing cases ({}):", differences.len());
-            for d in &differences {
-                let expected = match d.expected {
-                    Expected::Success => "SUCCESS",
-                    Expected::Failure => "FAILURE",
-                };
-                match &d.reason {
-                    Some(reason) => println!("  {}: expected {expected}, Tessera {}: {reason}", d.id, d.tessera),
-                    None => println!("  {}: expected {expected}, Tessera {}", d.id, d.tessera),
-                }
-            }
-        }
-        if args.compare_webpki {
-            println!();
-            println!("Tessera vs bare rustls-webpki ({} differ):", wrapper_differences.len());
-            for d in &wrapper_differences {
-                println!(
-                    "  {} (expected {:?}): Tessera {}, webpki {}",
-                    d.id,
-                    d.expected,
-                    d.tessera.as_deref().unwrap_or("accepted"),
-                    d.webpki.as_deref().unwrap_or("accepted")
-                );
-            }
-        }
-    }
-
-    if passed {
-        Ok(ExitCode::from(exit::OK))
-    } else {
-        eprintln!(
-            "limbo: error: total agreement {:.2}% is below the required {:.2}%",
-            total.percent(),
-            args.min_agreement
-        );
-        eprintln!("limbo: hint: run with --verbose to list the differing cases and Tessera's reasons");
-        Ok(ExitCode::from(exit::REJECTED))
+    Outcome {
+        families,
+        skipped,
+        differences,
+        wrapper_differences: compare_webpki.then_some(wrapper_differences),
+        reference: compare_webpki.then_some(reference),
     }
 }
 
-fn print_table(families: &BTreeMap<&'static str, Tally>, total: &Tally, native: &Tally) {
-    println!("{:<36} {:>6} {:>7} {:>8}", "family", "agree", "differ", "skipped");
+fn print_table(
+    families: &BTreeMap<&'static str, Tally>,
+    total: &Tally,
+    native: &Tally,
+    reference: Option<&BTreeMap<&'static str, Tally>>,
+) {
+    let bare = |name: &str| {
+        reference.map_or_else(String::new, |r| {
+            let t = r.get(name).copied().unwrap_or_default();
+            format!("   {:>5} / {}", t.agree, t.differ)
+        })
+    };
+    let header = if reference.is_some() { "   webpki alone" } else { "" };
+    println!(
+        "{:<36} {:>6} {:>7} {:>8}{header}",
+        "family", "agree", "differ", "skipped"
+    );
     let ordered = FAMILIES
         .iter()
         .filter_map(|name| families.get(name).map(|t| (*name, t)))
@@ -375,7 +432,13 @@ fn print_table(families: &BTreeMap<&'static str, Tally>, total: &Tally, native: 
                 .map(|(n, t)| (*n, t)),
         );
     for (name, tally) in ordered {
-        println!("{name:<36} {:>6} {:>7} {:>8}", tally.agree, tally.differ, tally.skipped);
+        println!(
+            "{name:<36} {:>6} {:>7} {:>8}{}",
+            tally.agree,
+            tally.differ,
+            tally.skipped,
+            bare(name)
+        );
     }
     println!(
         "{:<36} {:>6} / {} ({:.2}%), {} skipped",
@@ -392,6 +455,26 @@ fn print_table(families: &BTreeMap<&'static str, Tally>, total: &Tally, native: 
         native.ran(),
         native.percent()
     );
+    if let Some(reference) = reference {
+        let mut bare_total = Tally::default();
+        let mut bare_native = Tally::default();
+        for (name, tally) in reference {
+            bare_total.add(tally);
+            if *name != "bettertls" {
+                bare_native.add(tally);
+            }
+        }
+        println!(
+            "{:<36} {:>6} / {} ({:.2}%), native {} / {} ({:.2}%)",
+            "webpki alone: total",
+            bare_total.agree,
+            bare_total.ran(),
+            bare_total.percent(),
+            bare_native.agree,
+            bare_native.ran(),
+            bare_native.percent()
+        );
+    }
 }
 
 /// The family a case belongs to: the first `::` component of its id, with the small families
@@ -573,7 +656,8 @@ fn verify_case(case: &Case, usage: Usage, now: OffsetDateTime) -> Result<(), Str
 }
 
 /// The reference run: bare rustls-webpki, as the suite's README measured it (every verification
-/// algorithm, `verify_for_usage` for the server or client usage, no CRLs, then the peer name).
+/// algorithm, `verify_for_usage` for the server or client usage with the case's CRLs under
+/// webpki's default revocation options, then the peer name).
 fn bare_webpki(case: &Case, now: OffsetDateTime) -> Result<(), String> {
     let usage = match usage(case).map_err(str::to_string)? {
         Usage::Client => webpki::KeyUsage::client_auth(),
@@ -592,13 +676,22 @@ fn bare_webpki(case: &Case, now: OffsetDateTime) -> Result<(), String> {
     let peer = blocks(std::slice::from_ref(&case.peer_certificate), pem::CERTIFICATE)?;
     let peer = peer.first().ok_or("no peer certificate")?;
     let ee = webpki::EndEntityCert::try_from(peer).map_err(|e| format!("{e:?}"))?;
+    let crls = crls(&case.crls)?
+        .iter()
+        .map(|der| webpki::OwnedCertRevocationList::from_der(der).map(webpki::CertRevocationList::Owned))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{e:?}"))?;
+    let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
+    let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
+        .ok()
+        .map(webpki::RevocationOptionsBuilder::build);
     ee.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
         &anchors,
         &intermediates,
         time,
         usage,
-        None,
+        revocation,
         None,
     )
     .map_err(|e| format!("{e:?}"))?;
@@ -617,4 +710,172 @@ fn blocks(pems: &[String], label: &'static str) -> Result<Vec<CertificateDer<'st
         out.extend(found.into_iter().map(CertificateDer::from));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    };
+    use serde_json::json;
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
+
+    /// A root, a server leaf for example.com and 10.0.0.1, and a CRL revoking the leaf.
+    fn pki() -> (String, String, String) {
+        let mut root = CertificateParams::default();
+        root.distinguished_name.push(DnType::CommonName, "root");
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        root.not_before = datetime!(2030-01-01 0:00 UTC);
+        root.not_after = datetime!(2031-01-01 0:00 UTC);
+        let root_key = KeyPair::generate().unwrap();
+        let root_pem = root.self_signed(&root_key).unwrap().pem();
+
+        let mut leaf = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("10.0.0.1".parse().unwrap()));
+        leaf.distinguished_name.push(DnType::CommonName, "example.com");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.serial_number = Some(SerialNumber::from(vec![0x42]));
+        leaf.not_before = datetime!(2030-01-01 0:00 UTC);
+        leaf.not_after = datetime!(2030-12-01 0:00 UTC);
+        let issuer = Issuer::from_params(&root, &root_key);
+        let leaf_pem = leaf.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap().pem();
+
+        let crl = CertificateRevocationListParams {
+            this_update: datetime!(2030-01-01 0:00 UTC),
+            next_update: datetime!(2031-01-01 0:00 UTC),
+            crl_number: SerialNumber::from(vec![0x01]),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(vec![0x42]),
+                revocation_time: datetime!(2030-02-01 0:00 UTC),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl_pem = crl.signed_by(&issuer).unwrap().pem().unwrap();
+        (root_pem, leaf_pem, crl_pem)
+    }
+
+    fn case(id: &str, root: &str, leaf: &str, expected: &str) -> serde_json::Value {
+        json!({
+            "id": id,
+            "description": "",
+            "validation_kind": "SERVER",
+            "trusted_certs": [root],
+            "untrusted_intermediates": [],
+            "peer_certificate": leaf,
+            "validation_time": "2030-06-01T00:00:00Z",
+            "signature_algorithms": [],
+            "key_usage": [],
+            "extended_key_usage": [],
+            "expected_result": expected,
+            "expected_peer_name": {"kind": "DNS", "value": "example.com"},
+            "expected_peer_names": [],
+            "max_chain_depth": null,
+            "crls": [],
+            "features": [],
+        })
+    }
+
+    fn suite() -> serde_json::Value {
+        let (root, leaf, crl) = pki();
+        let mut cases = vec![case("rfc5280::ok", &root, &leaf, "SUCCESS")];
+        let mut wrong_name = case("rfc5280::wrong-name", &root, &leaf, "FAILURE");
+        wrong_name["expected_peer_name"] = json!({"kind": "DNS", "value": "other.example"});
+        cases.push(wrong_name);
+        let mut ip = case("bettertls::ip", &root, &leaf, "SUCCESS");
+        ip["expected_peer_name"] = json!({"kind": "IP", "value": "10.0.0.1"});
+        cases.push(ip);
+        let mut now = case("bettertls::null-time-is-now", &root, &leaf, "SUCCESS");
+        now["validation_time"] = serde_json::Value::Null;
+        cases.push(now);
+        let mut client = case("webpki::client-usage", &root, &leaf, "FAILURE");
+        client["validation_kind"] = json!("CLIENT");
+        cases.push(client);
+        let mut revoked = case("crl::revoked", &root, &leaf, "FAILURE");
+        revoked["crls"] = json!([crl]);
+        cases.push(revoked);
+        let mut expired = case("webpki::wrongly-expects-success", &root, &leaf, "SUCCESS");
+        expired["validation_time"] = json!("2032-01-01T00:00:00Z");
+        cases.push(expired);
+        let mut depth = case("pathlen::depth", &root, &leaf, "SUCCESS");
+        depth["max_chain_depth"] = json!(1);
+        cases.push(depth);
+        let mut email = case("rfc5280::nc::email", &root, &leaf, "SUCCESS");
+        email["expected_peer_name"] = serde_json::Value::Null;
+        email["expected_peer_names"] = json!([{"kind": "RFC822", "value": "a@example.com"}]);
+        cases.push(email);
+        json!({"version": 1, "testcases": cases})
+    }
+
+    #[test]
+    fn families_group_like_the_readme() {
+        assert_eq!(family("bettertls::nc::x"), "bettertls");
+        assert_eq!(family("rfc5280::aki::critical-aki"), "rfc5280");
+        assert_eq!(family("cve::cve-2024-0567"), "pathological, online, cve, invalid");
+        assert_eq!(family("invalid::x"), "pathological, online, cve, invalid");
+    }
+
+    #[test]
+    fn a_small_suite_is_mapped_tallied_and_skipped_as_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limbo.json");
+        std::fs::write(&path, serde_json::to_vec(&suite()).unwrap()).unwrap();
+        let suite = load_suite(&path).unwrap();
+        let outcome = evaluate(&suite.testcases, None, true, NOW);
+
+        let rfc5280 = outcome.families["rfc5280"];
+        assert_eq!((rfc5280.agree, rfc5280.differ, rfc5280.skipped), (2, 0, 1));
+        let bettertls = outcome.families["bettertls"];
+        assert_eq!((bettertls.agree, bettertls.differ), (2, 0));
+        let webpki = outcome.families["webpki"];
+        assert_eq!((webpki.agree, webpki.differ), (1, 1));
+        assert_eq!(outcome.families["crl"].agree, 1);
+        assert_eq!(outcome.families["pathlen"].skipped, 1);
+        assert_eq!(outcome.skipped.get("max_chain_depth"), Some(&1));
+        assert_eq!(outcome.skipped.get("RFC822 peer name"), Some(&1));
+
+        let [difference] = outcome.differences.as_slice() else {
+            panic!("expected one difference");
+        };
+        assert_eq!(difference.id, "webpki::wrongly-expects-success");
+        assert!(difference.reason.as_deref().unwrap().contains("expired"));
+        // Bare webpki, given the same CRLs, agrees with Tessera on these well-formed chains.
+        assert!(outcome.wrapper_differences.unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_xz_suite_is_decompressed_through_xz() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limbo.json");
+        std::fs::write(&path, serde_json::to_vec(&suite()).unwrap()).unwrap();
+        let Ok(status) = Command::new("xz").arg("-z").arg(&path).status() else {
+            eprintln!("xz is not installed; skipping");
+            return;
+        };
+        assert!(status.success());
+        let suite = load_suite(&dir.path().join("limbo.json.xz")).unwrap();
+        assert_eq!(suite.testcases.len(), 9);
+    }
+
+    #[test]
+    fn garbage_and_missing_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_suite(&dir.path().join("absent.json.xz")).err().unwrap();
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+        let garbage = dir.path().join("garbage.json");
+        std::fs::write(&garbage, b"{\"version\": 1}").unwrap();
+        let error = load_suite(&garbage).err().unwrap();
+        assert!(error.to_string().contains("not an x509-limbo suite"), "{error}");
+    }
 }
