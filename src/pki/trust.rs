@@ -262,16 +262,18 @@ impl TrustStore {
     ///
     /// On top of rustls-webpki (which implements the Web PKI's subset of RFC 5280), the path is
     /// held to the RFC 5280 profile rules listed in `docs/conformance.md`: the root must be
-    /// valid at `request.time` and be a proper CA certificate (critical basic constraints with
-    /// cA, keyCertSign if it has a key usage, no unknown critical extension), every issuer has a
-    /// non-empty subject, key identifiers are not critical, name constraints appear only in CA
-    /// certificates and are not empty, and the end entity's key is one Tessera can use
-    /// (Ed25519, ECDSA P-256/P-384, RSA 2048–8192 bits). A self-signed certificate trusted as
-    /// its own root (pinned) is exempt from the root rules.
+    /// valid at `request.time`, carry no unknown critical extension and, if it signed a CRL
+    /// held here, allow cRLSign; every issuer (root included) has a non-empty subject, critical
+    /// basic constraints with cA, and keyCertSign if it has a key usage; key identifiers are
+    /// not critical, policy constraints are; name constraints appear only in CA certificates
+    /// and are not empty; and the end entity's key is one Tessera can use (Ed25519, ECDSA
+    /// P-256/P-384, RSA 2048–8192 bits). A self-signed certificate trusted as its own root
+    /// (pinned) is exempt from the issuer and root rules.
     ///
     /// # Errors
-    /// A rejection ([`PkiError::is_rejection`]) says why the certificate is not trusted;
-    /// [`PkiError::NoRoots`] or [`PkiError::Malformed`] mean the question could not be asked.
+    /// A rejection ([`PkiError::is_rejection`]) says why the certificate is not trusted
+    /// ([`PkiError::ProfileViolation`] for the profile rules); [`PkiError::NoRoots`] or
+    /// [`PkiError::Malformed`] mean the question could not be asked.
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
