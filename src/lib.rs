@@ -5,5 +5,7 @@
 
 pub mod pki;
 
+pub mod channel;
+
 pub mod cli;
 mod fsutil;
