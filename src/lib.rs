@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ca;
 pub mod pki;
 
 pub mod channel;

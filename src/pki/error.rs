@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use super::Usage;
+use super::{Usage, rfc3339};
 
 /// Why a PKI operation failed: unusable input, or a trust decision that said no.
 ///
@@ -67,7 +67,7 @@ pub enum PkiError {
     #[error("no trusted root certificate was given")]
     NoRoots,
     /// A certificate's validity period had ended at the verification time.
-    #[error("certificate {subject} expired at {not_after} (checked at {time})")]
+    #[error("certificate {subject} expired at {} (checked at {})", rfc3339(*not_after), rfc3339(*time))]
     Expired {
         /// Subject of the expired certificate (in the chain) or of the end entity.
         subject: String,
@@ -77,7 +77,7 @@ pub enum PkiError {
         time: OffsetDateTime,
     },
     /// A certificate's validity period had not started at the verification time.
-    #[error("certificate {subject} is not valid before {not_before} (checked at {time})")]
+    #[error("certificate {subject} is not valid before {} (checked at {})", rfc3339(*not_before), rfc3339(*time))]
     NotYetValid {
         /// Subject of the certificate.
         subject: String,

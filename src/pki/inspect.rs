@@ -196,7 +196,7 @@ impl CertificateInfo {
             let _ = writeln!(out, "  subject key:  {ski}");
         }
         if let Some(aki) = &self.authority_key_id {
-            let _ = writeln!(out, "  authority key:{aki}");
+            let _ = writeln!(out, "  issuer key:   {aki}");
         }
         let _ = writeln!(out, "  SHA-256:      {}", self.sha256_fingerprint);
         out

@@ -16,5 +16,4 @@ mod trust;
 pub use error::PkiError;
 pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, rfc3339};
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
-pub(crate) use trust::{SIGNATURE_ALGORITHMS, trim_serial, unix_time};
 pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest, reason_name};

@@ -46,7 +46,7 @@ pub enum Usage {
     Server,
     /// TLS client authentication (id-kp-clientAuth, required if the certificate lists EKUs).
     Client,
-    /// Code signing (id-kp-codeSigning, always required).
+    /// Code signing (id-kp-codeSigning, required on the end entity; on issuers if they list EKUs).
     CodeSigning,
     /// Any usage: the chain alone is checked.
     Any,
@@ -103,7 +103,9 @@ impl From<Usage> for EkuPolicy {
         match usage {
             Usage::Server => Self::Webpki(KeyUsage::server_auth()),
             Usage::Client => Self::Webpki(KeyUsage::client_auth()),
-            Usage::CodeSigning => Self::Webpki(KeyUsage::required(EKU_CODE_SIGNING)),
+            // webpki applies the validator to issuers too; CA certificates rarely carry EKUs, so
+            // "if present" here, and the end entity's codeSigning EKU is required in `verify`.
+            Usage::CodeSigning => Self::Webpki(KeyUsage::required_if_present(EKU_CODE_SIGNING)),
             Usage::Any => Self::Any,
         }
     }
@@ -316,6 +318,9 @@ impl TrustStore {
             path.push(root);
         }
         let info = CertificateInfo::from_der(end_entity)?;
+        if request.usage == Usage::CodeSigning && !info.extended_key_usage.iter().any(|e| e == "codeSigning") {
+            return Err(PkiError::WrongUsage { usage: request.usage });
+        }
         Ok(VerifiedChain {
             path,
             end_entity: info,

@@ -1,0 +1,18 @@
+//! The mini certificate authority: CA directories, profiles, issuing from new keys or CSRs,
+//! the crash- and concurrency-safe issuance database, revocation and CRLs.
+//!
+//! Every certificate is checked through [`crate::pki::TrustStore::verify`] against the CA's own
+//! chain before it is handed out, so name constraints and path lengths are enforced at issuance
+//! by the same code that enforces them at verification.
+
+mod authority;
+mod database;
+mod error;
+mod profile;
+mod revocation;
+
+pub use authority::{CertificateAuthority, InitRequest, IssueRequest, Issued, IssuedFiles, read_ca_certificates};
+pub use database::{DATABASE_FILE, Database, LockedDatabase, Record, Revocation, Status, normalise_serial};
+pub use error::CaError;
+pub use profile::{Profile, SubjectAltName};
+pub use revocation::RevocationReason;
