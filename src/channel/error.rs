@@ -104,19 +104,27 @@ impl ChannelError {
     pub fn is_rejection(&self) -> bool {
         match self {
             Self::NotAllowed { .. } => true,
-            Self::Handshake { source } => source
-                .get_ref()
-                .and_then(|e| e.downcast_ref::<rustls::Error>())
-                .is_some_and(|e| {
-                    matches!(
-                        e,
-                        rustls::Error::InvalidCertificate(_)
-                            | rustls::Error::AlertReceived(_)
-                            | rustls::Error::PeerIncompatible(_)
-                            | rustls::Error::NoCertificatesPresented
-                    )
-                }),
+            Self::Handshake { source } | Self::Io { source, .. } => is_tls_refusal(source),
             _ => false,
         }
     }
+
+}
+
+/// True when an I/O error carries a rustls refusal: a certificate we did not trust, an alert
+/// from the peer (which is how a TLS 1.3 server refuses a client certificate), or no common
+/// protocol.
+pub(crate) fn is_tls_refusal(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::AlertReceived(_)
+                    | rustls::Error::PeerIncompatible(_)
+                    | rustls::Error::NoCertificatesPresented
+            )
+        })
 }

@@ -49,7 +49,7 @@ pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
 pub use identity::{Authorization, PeerIdentity};
 pub use reload::ReloadableServerConfig;
 pub use rotation::{
-    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, RotationPolicy, RotationStats, RotationTrigger,
+    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, RotationPolicy, parse_byte_size, RotationStats, RotationTrigger,
 };
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

@@ -267,9 +267,43 @@ impl RotationState {
     }
 }
 
+/// Parses a byte count as command lines take it: `65536`, `64K`, `64KiB`, `1M`, `1GiB`
+/// (K, M, G, T are powers of 1024).
+///
+/// # Errors
+/// A message saying what form is expected.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let bad = || format!("{text:?} is not a size like 65536, 64K or 1GiB");
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(1u64 << shift).ok_or_else(|| format!("{text:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("65536"), Ok(65536));
+        assert_eq!(parse_byte_size("64K"), Ok(65536));
+        assert_eq!(parse_byte_size("64KiB"), Ok(65536));
+        assert_eq!(parse_byte_size("1g"), Ok(1 << 30));
+        assert!(parse_byte_size("").is_err());
+        assert!(parse_byte_size("1X").is_err());
+        assert!(parse_byte_size("-1").is_err());
+        assert!(parse_byte_size("99999999999T").is_err());
+    }
 
     #[test]
     fn default_is_64_mib_or_10_minutes() {
