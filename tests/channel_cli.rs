@@ -21,9 +21,21 @@ fn text(bytes: &[u8]) -> String {
 
 /// The number after `key` in a log line such as `rotations=12`.
 fn field(log: &str, line_marker: &str, key: &str) -> u64 {
-    let line = log.lines().find(|l| l.contains(line_marker)).unwrap_or_else(|| panic!("no {line_marker:?} in {log}"));
-    let start = line.find(&format!("{key}=")).unwrap_or_else(|| panic!("no {key} in {line}")) + key.len() + 1;
-    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    let line = log
+        .lines()
+        .find(|l| l.contains(line_marker))
+        .unwrap_or_else(|| panic!("no {line_marker:?} in {log}"));
+    let start = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -33,8 +45,13 @@ fn echo_over_mutual_tls_with_rotation_then_graceful_stop() {
     args.extend(["--rotate-bytes".into(), "16".into(), "--allow".into(), "client1".into()]);
     let mut server = Server::start(pki.dir.path(), &os(&args));
     let out = run(
-        pki.client(server.addr, Some(&pki.client1))
-            .args(["--rotate-bytes", "8", "-v", "hello", "a message longer than the limits"]),
+        pki.client(server.addr, Some(&pki.client1)).args([
+            "--rotate-bytes",
+            "8",
+            "-v",
+            "hello",
+            "a message longer than the limits",
+        ]),
         b"",
         STEP,
     );
@@ -64,8 +81,15 @@ fn echo_over_mutual_tls_with_rotation_then_graceful_stop() {
 fn stdin_streams_through_unchanged() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let out = run(pki.client(server.addr, Some(&pki.client1)).args(["--rotate-bytes", "4K"]), &data, STEP);
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let out = run(
+        pki.client(server.addr, Some(&pki.client1))
+            .args(["--rotate-bytes", "4K"]),
+        &data,
+        STEP,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout == data, "echo differs ({} bytes back)", out.stdout.len());
 }
@@ -86,7 +110,10 @@ fn refusals_exit_1_with_the_reason() {
         let out = run(pki.client(server.addr, leaf).arg("hello"), b"", STEP);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{reason}: {stderr}");
-        assert!(stderr.contains("echo-client: error:") && stderr.contains(reason), "{reason}: {stderr}");
+        assert!(
+            stderr.contains("echo-client: error:") && stderr.contains(reason),
+            "{reason}: {stderr}"
+        );
         assert!(stderr.contains("echo-client: hint:"), "{stderr}");
         assert!(out.stdout.is_empty());
     }
@@ -120,7 +147,12 @@ fn client_refuses_a_server_it_does_not_trust() {
 fn abuse_leaves_the_server_serving() {
     let pki = Pki::new();
     let mut args = pki.server_args();
-    args.extend(["--handshake-timeout".into(), "1".into(), "--idle-timeout".into(), "2".into()]);
+    args.extend([
+        "--handshake-timeout".into(),
+        "1".into(),
+        "--idle-timeout".into(),
+        "2".into(),
+    ]);
     let server = Server::start(pki.dir.path(), &os(&args));
     let closed_by_server = |mut tcp: TcpStream| {
         tcp.set_read_timeout(Some(STEP)).unwrap();
@@ -135,7 +167,9 @@ fn abuse_leaves_the_server_serving() {
 
     // Random bytes.
     let mut tcp = TcpStream::connect(server.addr).unwrap();
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 13) as u8)
+        .collect();
     let _ = tcp.write_all(&noise);
     closed_by_server(tcp);
 
@@ -157,7 +191,11 @@ fn abuse_leaves_the_server_serving() {
     assert!(log.matches("handshake timed out").count() >= 100, "{log}");
 
     // A client that completes the handshake and then idles is closed by the idle timeout.
-    let out = run(pki.client(server.addr, Some(&pki.client1)).arg("after abuse"), b"", STEP);
+    let out = run(
+        pki.client(server.addr, Some(&pki.client1)).arg("after abuse"),
+        b"",
+        STEP,
+    );
     assert_eq!(text(&out.stdout), "after abuse\n");
 }
 
@@ -165,7 +203,12 @@ fn abuse_leaves_the_server_serving() {
 fn max_conns_refuses_the_excess() {
     let pki = Pki::new();
     let mut args = pki.server_args();
-    args.extend(["--max-conns".into(), "1".into(), "--handshake-timeout".into(), "30".into()]);
+    args.extend([
+        "--max-conns".into(),
+        "1".into(),
+        "--handshake-timeout".into(),
+        "30".into(),
+    ]);
     let server = Server::start(pki.dir.path(), &os(&args));
     let _held = TcpStream::connect(server.addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -183,7 +226,12 @@ fn sighup_reloads_certificates_and_survives_a_bad_file() {
     std::fs::copy(&pki.server.key, &key).unwrap();
     let server = Server::start(
         pki.dir.path(),
-        &os(&["--cert".into(), chain.clone().into(), "--key".into(), key.clone().into()]),
+        &os(&[
+            "--cert".into(),
+            chain.clone().into(),
+            "--key".into(),
+            key.clone().into(),
+        ]),
     );
     let serial_seen = || {
         let out = run(pki.client(server.addr, None).args(["-v", "ping"]), b"", STEP);
@@ -211,7 +259,10 @@ fn help_and_usage_errors() {
         let out = run(std::process::Command::new(tool).arg("--help"), b"", STEP);
         assert!(out.status.success());
         let help = text(&out.stdout);
-        assert!(help.contains("EXIT CODES") && help.contains("EXAMPLES") && help.contains("SSLKEYLOGFILE"), "{help}");
+        assert!(
+            help.contains("EXIT CODES") && help.contains("EXAMPLES") && help.contains("SSLKEYLOGFILE"),
+            "{help}"
+        );
         let out = run(std::process::Command::new(tool).arg("--bogus"), b"", STEP);
         assert_eq!(out.status.code(), Some(2));
     }
@@ -225,7 +276,12 @@ fn help_and_usage_errors() {
         b"",
         STEP,
     );
-    assert_eq!(out.status.code(), Some(2), "--allow needs --client-ca: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--allow needs --client-ca: {}",
+        text(&out.stderr)
+    );
     let out = run(
         std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
             .args(["--listen", "127.0.0.1:0", "--cert"])
@@ -244,8 +300,16 @@ fn bench_reports_json() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
     let out = run(
-        pki.client(server.addr, Some(&pki.client1))
-            .args(["--bench", "--bytes", "1M", "--conns", "4", "--json", "--rotate-bytes", "64K"]),
+        pki.client(server.addr, Some(&pki.client1)).args([
+            "--bench",
+            "--bytes",
+            "1M",
+            "--conns",
+            "4",
+            "--json",
+            "--rotate-bytes",
+            "64K",
+        ]),
         b"",
         STEP,
     );

@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use tessera::channel::{
-    self, Authorization, ChannelError, ChannelStats, ChannelStream, ReloadableServerConfig, RotationPolicy,
-    TlsOptions, TrustStoreServerVerifier,
+    self, Authorization, ChannelError, ChannelStats, ChannelStream, ReloadableServerConfig, RotationPolicy, TlsOptions,
+    TrustStoreServerVerifier,
 };
 
 /// A server that accepts one connection and echoes framed messages until the client closes.
@@ -22,7 +22,10 @@ use tessera::channel::{
 async fn one_shot_server(
     config: rustls::ServerConfig,
     policy: RotationPolicy,
-) -> (std::net::SocketAddr, JoinHandle<Result<(Option<String>, ChannelStats), ChannelError>>) {
+) -> (
+    std::net::SocketAddr,
+    JoinHandle<Result<(Option<String>, ChannelStats), ChannelError>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = Arc::new(config);
@@ -65,7 +68,11 @@ async fn mutual_tls_echo_with_identities() {
             assert_eq!(stream.recv_message().await.unwrap().unwrap(), message);
         }
         stream.close().await.unwrap();
-        assert_eq!(stream.recv_message().await.unwrap(), None, "clean close after close_notify");
+        assert_eq!(
+            stream.recv_message().await.unwrap(),
+            None,
+            "clean close after close_notify"
+        );
         let (client_name, stats) = server.await.unwrap().unwrap();
         assert_eq!(client_name.as_deref(), Some("client1"));
         assert_eq!(stats.messages_received, 3);
@@ -180,7 +187,11 @@ async fn keys_rotate_as_the_policy_says() {
         let policy = RotationPolicy::never().with_bytes(1024);
         let (tx, rx, tx_sequence, stats) = key_generations(policy, 8, 1000).await;
         eprintln!("client keys: sending generation {tx}, receiving generation {rx}, {stats:?}");
-        assert!(stats.rotations.total() >= 7, "client sent {} KeyUpdates", stats.rotations.total());
+        assert!(
+            stats.rotations.total() >= 7,
+            "client sent {} KeyUpdates",
+            stats.rotations.total()
+        );
         assert!(tx >= 7, "client sending key is generation {tx}");
         assert!(rx >= 7, "client receiving key is generation {rx}");
         // Sequence numbers restart at each update: far fewer records under the last key than sent.
@@ -217,7 +228,10 @@ async fn refused(pki: &Pki, authorization: Authorization, client: Option<&channe
     assert!(error.is_rejection(), "{error:?}");
     let server_error = server.await.unwrap().expect_err("server refused");
     assert!(server_error.is_rejection(), "{server_error:?}");
-    (format!("{:?}", std::error::Error::source(&error)), format!("{server_error:?}"))
+    (
+        format!("{:?}", std::error::Error::source(&error)),
+        format!("{server_error:?}"),
+    )
 }
 
 #[tokio::test]
@@ -272,9 +286,12 @@ async fn client_refuses_untrusted_or_misnamed_server() {
         // A server certificate from a CA the client does not trust.
         let mut settings = pki.server_settings(Authorization::any_verified());
         settings.credentials = pki.foreign_server.credentials();
-        let (addr, _server) = one_shot_server(channel::server_config(&settings).unwrap(), RotationPolicy::default()).await;
+        let (addr, _server) =
+            one_shot_server(channel::server_config(&settings).unwrap(), RotationPolicy::default()).await;
         let client_config = channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap();
-        let error = connect(addr, client_config.clone(), RotationPolicy::default()).await.unwrap_err();
+        let error = connect(addr, client_config.clone(), RotationPolicy::default())
+            .await
+            .unwrap_err();
         assert!(error.is_rejection());
         assert!(format!("{error:?}").contains("UnknownIssuer"), "{error:?}");
 
@@ -309,7 +326,11 @@ async fn tls12_client_is_refused() {
         let error = connect(addr, tls12, RotationPolicy::default()).await.unwrap_err();
         assert!(format!("{error:?}").contains("ProtocolVersion"), "{error:?}");
         let server_error = server.await.unwrap().unwrap_err();
-        assert!(format!("{server_error:?}").contains("Tls12NotOffered") || format!("{server_error:?}").contains("Incompatible"), "{server_error:?}");
+        assert!(
+            format!("{server_error:?}").contains("Tls12NotOffered")
+                || format!("{server_error:?}").contains("Incompatible"),
+            "{server_error:?}"
+        );
     })
     .await
     .unwrap();
@@ -334,13 +355,19 @@ async fn oversized_messages_are_refused_with_a_clear_error() {
         let mut stream = connect(addr, client_config, RotationPolicy::default()).await.unwrap();
         stream.set_max_message_size(1000);
         let error = stream.send_message(&[0u8; 1001]).await.unwrap_err();
-        assert_eq!(error.to_string(), "message of 1001 bytes exceeds the maximum of 1000 bytes");
+        assert_eq!(
+            error.to_string(),
+            "message of 1001 bytes exceeds the maximum of 1000 bytes"
+        );
         stream.send_message(&[1u8; 100]).await.unwrap();
         stream.send_message(&[2u8; 101]).await.unwrap();
         let (first, second) = server.await.unwrap().unwrap();
         assert_eq!(first.unwrap(), vec![1u8; 100]);
         let error = second.unwrap_err();
-        assert!(matches!(error, ChannelError::MessageTooLarge { size: 101, max: 100 }), "{error:?}");
+        assert!(
+            matches!(error, ChannelError::MessageTooLarge { size: 101, max: 100 }),
+            "{error:?}"
+        );
     })
     .await
     .unwrap();

@@ -108,7 +108,6 @@ impl ChannelError {
             _ => false,
         }
     }
-
 }
 
 /// True when an I/O error carries a rustls refusal: a certificate we did not trust, an alert

@@ -41,15 +41,13 @@ mod rotation;
 mod stream;
 mod verifier;
 
-pub use config::{
-    ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config,
-};
+pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
 pub use error::ChannelError;
 pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
 pub use identity::{Authorization, PeerIdentity};
 pub use reload::ReloadableServerConfig;
 pub use rotation::{
-    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, RotationPolicy, parse_byte_size, RotationStats, RotationTrigger,
+    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, RotationPolicy, RotationStats, RotationTrigger, parse_byte_size,
 };
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

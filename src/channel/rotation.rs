@@ -286,7 +286,9 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 40,
         _ => return Err(bad()),
     };
-    number.checked_mul(1u64 << shift).ok_or_else(|| format!("{text:?} is too large"))
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -368,7 +370,11 @@ mod tests {
             .with_min_interval(Duration::from_secs(5));
         let mut s = RotationState::new(policy, start);
         s.record_sent(10);
-        assert_eq!(s.due(start), Some(RotationTrigger::Sent), "first rotation is not limited");
+        assert_eq!(
+            s.due(start),
+            Some(RotationTrigger::Sent),
+            "first rotation is not limited"
+        );
         s.rotated(RotationTrigger::Sent, start);
         s.record_sent(10);
         let soon = start + Duration::from_secs(1);

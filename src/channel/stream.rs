@@ -238,9 +238,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
     /// [`ChannelError::Rotation`] or [`ChannelError::Io`].
     pub async fn maintain(&mut self) -> Result<(), ChannelError> {
         self.rotate_if_due()?;
-        self.flush()
-            .await
-            .map_err(|source| ChannelError::Io { operation: "flush", source })
+        self.flush().await.map_err(|source| ChannelError::Io {
+            operation: "flush",
+            source,
+        })
     }
 
     /// Sends `close_notify` and shuts the transport's write side.

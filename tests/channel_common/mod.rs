@@ -63,7 +63,8 @@ impl Pki {
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
         let start = now - time::Duration::days(10);
-        let ca = CertificateAuthority::init(&dir.path().join("ca"), &InitRequest::new("Test Root"), None, start).unwrap();
+        let ca =
+            CertificateAuthority::init(&dir.path().join("ca"), &InitRequest::new("Test Root"), None, start).unwrap();
         let server_request = || {
             IssueRequest::new(Profile::Server, "localhost").with_sans([
                 SubjectAltName::Dns("localhost".into()),
@@ -80,7 +81,12 @@ impl Pki {
         let mut attempt = 0;
         let revoked = loop {
             attempt += 1;
-            let leaf = issue(&ca, client("revoked"), now, &dir.path().join(format!("revoked{attempt}")));
+            let leaf = issue(
+                &ca,
+                client("revoked"),
+                now,
+                &dir.path().join(format!("revoked{attempt}")),
+            );
             if !leaf.serial.starts_with('0') {
                 break leaf;
             }
@@ -92,15 +98,25 @@ impl Pki {
             &dir.path().join("expired"),
         );
         let crl_der = ca
-            .revoke(&revoked.serial, RevocationReason::KeyCompromise, now, Duration::from_secs(86_400))
+            .revoke(
+                &revoked.serial,
+                RevocationReason::KeyCompromise,
+                now,
+                Duration::from_secs(86_400),
+            )
             .unwrap();
         let crl = dir.path().join("crl.pem");
         std::fs::write(&crl, pem::to_pem("X509 CRL", &crl_der)).unwrap();
         let root = dir.path().join("root.pem");
         std::fs::write(&root, pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
 
-        let foreign =
-            CertificateAuthority::init(&dir.path().join("foreign"), &InitRequest::new("Foreign Root"), None, start).unwrap();
+        let foreign = CertificateAuthority::init(
+            &dir.path().join("foreign"),
+            &InitRequest::new("Foreign Root"),
+            None,
+            start,
+        )
+        .unwrap();
         let foreign_client = issue(&foreign, client("client1"), now, &dir.path().join("foreign-client"));
         let foreign_server = issue(&foreign, server_request(), now, &dir.path().join("foreign-server"));
         let foreign_root = dir.path().join("foreign-root.pem");
@@ -228,7 +244,10 @@ impl Server {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("echo-server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "echo-server did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
         };
         let Some(addr) = line.trim().strip_prefix("listening on ") else {
@@ -268,7 +287,10 @@ impl Server {
             if log.contains(needle) {
                 return log;
             }
-            assert!(std::time::Instant::now() < deadline, "log never showed {needle:?}:\n{log}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "log never showed {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -139,5 +139,6 @@ impl RotationArgs {
 
 /// A non-negative, finite number of seconds.
 pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))
 }

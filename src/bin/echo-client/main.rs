@@ -78,10 +78,12 @@ impl Target {
                 ChannelStream::connect(Arc::clone(&self.config), &self.server_name, tcp, self.policy).await?,
             )
         };
-        timeout(self.connect_timeout, attempt).await.map_err(|_| ChannelError::Timeout {
-            phase: "connect and handshake",
-            seconds,
-        })?
+        timeout(self.connect_timeout, attempt)
+            .await
+            .map_err(|_| ChannelError::Timeout {
+                phase: "connect and handshake",
+                seconds,
+            })?
     }
 }
 
@@ -107,7 +109,14 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     let credentials = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
             let passphrase = if PrivateKey::is_encrypted_file(key) {
-                Some(read_passphrase(args.passphrase_file.as_deref(), &format!("key {}", key.display()), false)?.0)
+                Some(
+                    read_passphrase(
+                        args.passphrase_file.as_deref(),
+                        &format!("key {}", key.display()),
+                        false,
+                    )?
+                    .0,
+                )
             } else {
                 None
             };
@@ -206,28 +215,15 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??;
         out.write_all(&echoed).and_then(|()| out.flush())?;
     }
-    finish(&mut stream, target).await?;
-    Ok(stream.stats())
-}
-
-/// Sends close_notify and waits (bounded) for the server's.
-async fn finish(stream: &mut ChannelStream<TcpStream>, target: &Target) -> anyhow::Result<()> {
+    // Every echo is in: send close_notify without waiting for the server's.
     let seconds = target.io_timeout.as_secs_f64();
-    timeout(target.io_timeout, async {
-        stream.close().await?;
-        let mut rest = Vec::new();
-        stream
-            .read_to_end(&mut rest)
-            .await
-            .map_err(|source| ChannelError::Io { operation: "read", source })?;
-        Ok::<_, ChannelError>(())
-    })
-    .await
-    .map_err(|_| ChannelError::Timeout {
-        phase: "shutdown",
-        seconds,
-    })??;
-    Ok(())
+    timeout(target.io_timeout, stream.close())
+        .await
+        .map_err(|_| ChannelError::Timeout {
+            phase: "shutdown",
+            seconds,
+        })??;
+    Ok(stream.stats())
 }
 
 async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {

@@ -74,7 +74,12 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     }
     let passphrase = if PrivateKey::is_encrypted_file(&args.key) {
         Some(Arc::new(
-            read_passphrase(args.passphrase_file.as_deref(), &format!("key {}", args.key.display()), false)?.0,
+            read_passphrase(
+                args.passphrase_file.as_deref(),
+                &format!("key {}", args.key.display()),
+                false,
+            )?
+            .0,
         ))
     } else {
         None
@@ -201,7 +206,10 @@ async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(remaining = tasks.len(), "connections did not close in time; dropping them");
+        tracing::warn!(
+            remaining = tasks.len(),
+            "connections did not close in time; dropping them"
+        );
         tasks.abort_all();
     }
     tracing::info!(connections = open, "stopped");
@@ -327,4 +335,3 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
-
