@@ -483,11 +483,10 @@ impl CertificateAuthority {
         if request.profile == Profile::Server {
             // A server's common name is also one of its names, as TLS clients only look at SANs.
             match SubjectAltName::parse(&request.name) {
-                Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) => {
-                    if !sans.contains(&san) {
-                        sans.insert(0, san);
-                    }
+                Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) if !sans.contains(&san) => {
+                    sans.insert(0, san);
                 }
+                Ok(SubjectAltName::Dns(_) | SubjectAltName::Ip(_)) => {}
                 _ if sans.is_empty() => {
                     return Err(CaError::invalid(
                         "san",

@@ -398,7 +398,10 @@ impl TrustStore {
                 continue;
             };
             for crl in &self.crls {
-                if crl.issuer() != parsed.issuer().as_raw() {
+                // webpki gives the issuer Name's contents; x509-parser the whole TLV.
+                let issuer = parsed.issuer().as_raw();
+                if crl.issuer() != issuer && !(issuer.ends_with(crl.issuer()) && issuer.len() - crl.issuer().len() <= 4)
+                {
                     continue;
                 }
                 if let Ok(Some(entry)) = crl.find_serial(parsed.raw_serial()) {

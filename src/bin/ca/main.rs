@@ -62,6 +62,7 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     match &cli.command {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
