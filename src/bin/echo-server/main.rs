@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
@@ -310,15 +310,38 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
     }
 }
 
-/// The next piece of plaintext, copied out of rustls' buffer; `None` at end of stream.
+/// Up to this much plaintext is echoed with one write.
+const ECHO_BATCH: usize = 64 * 1024;
+
+/// The plaintext available now, copied out of rustls' buffer: waits (holding no buffer) for the
+/// first piece, then takes whatever else is already decrypted, up to [`ECHO_BATCH`]. `None` at
+/// end of stream.
 async fn read_chunk(stream: &mut ChannelStream<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
-    let available = stream.fill_buf().await?;
-    if available.is_empty() {
+    let first = stream.fill_buf().await?;
+    if first.is_empty() {
         return Ok(None);
     }
-    let chunk = available.to_vec();
-    stream.consume(chunk.len());
-    Ok(Some(chunk))
+    let mut batch = Vec::with_capacity(ECHO_BATCH.max(first.len()));
+    batch.extend_from_slice(first);
+    let taken = batch.len();
+    stream.consume(taken);
+    while batch.len() < ECHO_BATCH {
+        // Take more only if it is there already: never wait with the batch allocated.
+        let more = std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *stream).poll_fill_buf(cx) {
+            std::task::Poll::Ready(Ok(available)) if !available.is_empty() => {
+                let take = available.len().min(ECHO_BATCH - batch.len());
+                batch.extend_from_slice(available.get(..take).unwrap_or_default());
+                std::task::Poll::Ready(take)
+            }
+            _ => std::task::Poll::Ready(0),
+        })
+        .await;
+        if more == 0 {
+            break;
+        }
+        stream.consume(more);
+    }
+    Ok(Some(batch))
 }
 
 /// An error and its causes on one line.
