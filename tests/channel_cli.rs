@@ -320,3 +320,46 @@ fn bench_reports_json() {
     assert!(report["rotations"].as_u64().unwrap() >= 8, "{report}");
     assert!(report["handshake_ms"]["p99"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn encrypted_server_key_and_sslkeylogfile() {
+    use tessera::pki::{Passphrase, PrivateKey};
+    let pki = Pki::new();
+    let key = PrivateKey::load(&pki.server.key, None).unwrap();
+    let encrypted = pki.dir.path().join("server-encrypted.key");
+    key.save(&encrypted, Some(&Passphrase::new("correct horse".into()))).unwrap();
+    let good = pki.dir.path().join("pass");
+    std::fs::write(&good, "correct horse").unwrap();
+    let bad = pki.dir.path().join("wrong");
+    std::fs::write(&bad, "wrong horse").unwrap();
+    let server_args = |pass: &std::path::Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--cert".into(),
+            pki.server.chain.clone().into(),
+            "--key".into(),
+            encrypted.clone().into(),
+            "--passphrase-file".into(),
+            pass.into(),
+        ]
+    };
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(server_args(&bad)),
+        b"",
+        STEP,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("wrong passphrase"), "{}", text(&out.stderr));
+
+    let args = server_args(&good);
+    let server = Server::start(pki.dir.path(), &os(&args[2..]));
+    let keylog = pki.dir.path().join("keys.log");
+    let out = run(pki.client(server.addr, None).env("SSLKEYLOGFILE", &keylog).arg("secret"), b"", STEP);
+    assert_eq!(text(&out.stdout), "secret\n", "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(&keylog).unwrap();
+    assert!(log.contains("CLIENT_TRAFFIC_SECRET_0 ") && log.contains("SERVER_HANDSHAKE_TRAFFIC_SECRET "), "{log}");
+    // Nothing secret in the client's or server's output.
+    let secret_hex = log.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    assert!(!text(&out.stderr).contains(&secret_hex) && !server.log().contains(&secret_hex));
+}

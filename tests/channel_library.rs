@@ -418,3 +418,34 @@ async fn reload_swaps_certificates_and_keeps_old_on_error() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn interval_rotation_only_rotates_keys_that_carried_traffic() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let config = channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap();
+        let (addr, server) = one_shot_server(config, RotationPolicy::never()).await;
+        let client_config = channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap();
+        let policy = RotationPolicy::never().with_interval(std::time::Duration::from_millis(150));
+        let mut stream = connect(addr, client_config, policy).await.unwrap();
+        assert_eq!(stream.next_rotation_deadline(), None, "no traffic yet");
+        stream.send_message(b"tick").await.unwrap();
+        assert_eq!(stream.recv_message().await.unwrap().unwrap(), b"tick");
+        let due = stream.next_rotation_deadline().expect("keys carried traffic");
+        tokio::time::sleep_until(due).await;
+        stream.maintain().await.unwrap();
+        assert_eq!(stream.stats().rotations.by_interval, 1);
+        // Idle since: the new keys protected nothing, so they are left alone.
+        assert_eq!(stream.next_rotation_deadline(), None);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        stream.maintain().await.unwrap();
+        assert_eq!(stream.stats().rotations.by_interval, 1);
+        // The connection still works under the rotated keys.
+        stream.send_message(b"tock").await.unwrap();
+        assert_eq!(stream.recv_message().await.unwrap().unwrap(), b"tock");
+        stream.close().await.unwrap();
+        server.await.unwrap().unwrap();
+    })
+    .await
+    .unwrap();
+}
