@@ -99,6 +99,18 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
+    /// The rustls error underneath a handshake or I/O failure, if any (e.g. the alert the peer
+    /// sent).
+    pub fn tls_error(&self) -> Option<&rustls::Error> {
+        match self {
+            Self::Handshake { source } | Self::Io { source, .. } => {
+                source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+            }
+            Self::Rotation { source } | Self::Config { source } => Some(source),
+            _ => None,
+        }
+    }
+
     /// True when the peer was refused for a trust or authorization reason (exit 1 in the tools),
     /// as opposed to a failure to run.
     pub fn is_rejection(&self) -> bool {

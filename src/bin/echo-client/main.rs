@@ -40,19 +40,43 @@ fn main() -> ExitCode {
         Err(err) => tessera::cli::report("echo-client", err.as_ref(), |e| {
             e.downcast_ref::<ChannelError>().map(|ce| {
                 if ce.is_rejection() {
-                    (
-                        tessera::cli::exit::REJECTED,
-                        Some(
-                            "the TLS peer refused the connection or its certificate was not trusted: check --ca, \
-                             --cert/--key, --server-name, and the server's --client-ca/--allow"
-                                .into(),
-                        ),
-                    )
+                    (tessera::cli::exit::REJECTED, Some(refusal_hint(ce).into()))
                 } else {
                     (tessera::cli::exit::FAILURE, None)
                 }
             })
         }),
+    }
+}
+
+/// What to do about a refusal, by the alert the server sent or our own verdict.
+fn refusal_hint(error: &ChannelError) -> &'static str {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    match error.tls_error() {
+        Some(E::AlertReceived(A::CertificateRequired)) => {
+            "the server requires a client certificate: pass --cert and --key"
+        }
+        Some(E::AlertReceived(A::UnknownCA | A::BadCertificate)) => {
+            "the server does not trust the issuer of your certificate (its --client-ca)"
+        }
+        Some(E::AlertReceived(A::CertificateRevoked)) => "your certificate is revoked: get a new one issued",
+        Some(E::AlertReceived(A::CertificateExpired)) => "your certificate is expired or not yet valid",
+        Some(E::AlertReceived(A::AccessDenied)) => {
+            "your certificate is trusted but not admitted: the server's --allow list does not name it"
+        }
+        Some(E::AlertReceived(A::ProtocolVersion) | E::PeerIncompatible(_)) => {
+            "the peer does not speak TLS 1.3 (--insecure-allow-tls12 accepts TLS 1.2)"
+        }
+        Some(E::InvalidCertificate(C::UnknownIssuer)) => "the server's certificate does not chain to --ca",
+        Some(E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })) => {
+            "the server's certificate does not hold the name asked for: check --server-name"
+        }
+        Some(E::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => "the server's certificate has expired",
+        Some(E::InvalidCertificate(C::Revoked)) => "the server's certificate is revoked (by a --crl)",
+        _ => {
+            "the TLS peer refused the connection or its certificate was not trusted: check --ca, --cert/--key, \
+             --server-name, and the server's --client-ca/--allow"
+        }
     }
 }
 
