@@ -114,7 +114,10 @@ fn refusals_exit_1_with_the_reason() {
             stderr.contains("echo-client: error:") && stderr.contains(reason),
             "{reason}: {stderr}"
         );
-        assert!(stderr.contains("echo-client: hint:") && stderr.contains(hint), "{stderr}");
+        assert!(
+            stderr.contains("echo-client: hint:") && stderr.contains(hint),
+            "{stderr}"
+        );
         assert!(out.stdout.is_empty());
     }
     let log = server.log();
@@ -193,7 +196,7 @@ fn abuse_leaves_the_server_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // A client that completes the handshake and then idles is closed by the idle timeout.
+    // Still serving after all that.
     let out = run(
         pki.client(server.addr, Some(&pki.client1)).arg("after abuse"),
         b"",
