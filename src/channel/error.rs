@@ -90,12 +90,6 @@ pub enum ChannelError {
         /// Bytes expected.
         expected: u64,
     },
-    /// The peer's verified identity is not on the allow list.
-    #[error("peer {identity} is not allowed")]
-    NotAllowed {
-        /// The peer's subject.
-        identity: String,
-    },
 }
 
 impl ChannelError {
@@ -115,7 +109,6 @@ impl ChannelError {
     /// as opposed to a failure to run.
     pub fn is_rejection(&self) -> bool {
         match self {
-            Self::NotAllowed { .. } => true,
             Self::Handshake { source } | Self::Io { source, .. } => is_tls_refusal(source),
             _ => false,
         }

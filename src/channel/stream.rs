@@ -312,7 +312,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ChannelStream<IO> {
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, chunk))?;
         this.stats.bytes_sent += n as u64;
         this.rotation.record_sent(n as u64);
-        this.flush_pending = false;
         Poll::Ready(Ok(n))
     }
 

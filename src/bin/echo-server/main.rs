@@ -190,7 +190,9 @@ async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc
             },
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading certificates and CRLs");
-                let _ = config.reload();
+                // Reading files (and decrypting a key) blocks: keep it off the accept loop.
+                let config = Arc::clone(&config);
+                tokio::task::spawn_blocking(move || config.reload());
             }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
