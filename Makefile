@@ -1,6 +1,8 @@
 # Tessera: the two commands are `make demo` and `make test`.
 CARGO ?= cargo
 LIMBO ?= ../shared/conformance/limbo.json.xz
+# Tessera's own measured agreement (docs/conformance.md): losing one case fails.
+LIMBO_MIN ?= 99.61
 
 .PHONY: all build demo test fmt-check clippy unit conformance bench deps clean-demo
 
@@ -27,7 +29,7 @@ unit:
 
 ## conformance: the x509-limbo suite through tessera's pki verification path
 conformance: deps
-	$(CARGO) run --release --example limbo -- $(LIMBO)
+	$(CARGO) run --example limbo -- $(LIMBO) --min-agreement $(LIMBO_MIN)
 
 ## bench: speed figures (never part of `make test`)
 bench: deps
