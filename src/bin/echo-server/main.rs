@@ -279,13 +279,14 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
 /// Echoes until the peer closes, the connection idles out, or the server stops. Holds no
 /// buffer while waiting: data is read from rustls' own plaintext buffer.
 async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: watch::Receiver<bool>) -> End {
+    let mut batch = Vec::new();
     loop {
         let rotation_due = stream.next_rotation_deadline();
         let idle_at = Instant::now() + limits.idle;
         let chunk = tokio::select! {
             biased;
             _ = stop.changed() => return End::Shutdown,
-            read = read_chunk(stream) => read,
+            read = read_chunk(stream, &mut batch) => read,
             _ = sleep_until(idle_at) => return End::Idle,
             _ = sleep_until(rotation_due.unwrap_or(idle_at)), if rotation_due.is_some() => {
                 if let Err(error) = stream.maintain().await {
@@ -294,14 +295,14 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
                 continue;
             }
         };
-        let chunk = match chunk {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return End::PeerClosed,
+        match chunk {
+            Ok(true) => {}
+            Ok(false) => return End::PeerClosed,
             Err(error) => return End::Failed(error),
-        };
+        }
         stream.mark_message_received();
         let write = async {
-            stream.write_all(&chunk).await?;
+            stream.write_all(&batch).await?;
             stream.flush().await
         };
         match timeout(limits.idle, write).await {
@@ -315,35 +316,41 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
 /// Up to this much plaintext is echoed with one write.
 const ECHO_BATCH: usize = 64 * 1024;
 
-/// The plaintext available now, copied out of rustls' buffer: waits (holding no buffer) for the
-/// first piece, then takes whatever else is already decrypted, up to [`ECHO_BATCH`]. `None` at
-/// end of stream.
-async fn read_chunk(stream: &mut ChannelStream<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
-    let first = stream.fill_buf().await?;
-    if first.is_empty() {
-        return Ok(None);
-    }
-    let mut batch = Vec::with_capacity(ECHO_BATCH.max(first.len()));
-    batch.extend_from_slice(first);
-    let taken = batch.len();
-    stream.consume(taken);
-    while batch.len() < ECHO_BATCH {
-        // Take more only if it is there already: never wait with the batch allocated.
-        let more = std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *stream).poll_fill_buf(cx) {
-            std::task::Poll::Ready(Ok(available)) if !available.is_empty() => {
-                let take = available.len().min(ECHO_BATCH - batch.len());
-                batch.extend_from_slice(available.get(..take).unwrap_or_default());
-                std::task::Poll::Ready(take)
-            }
-            _ => std::task::Poll::Ready(0),
-        })
-        .await;
-        if more == 0 {
-            break;
+/// The plaintext available now, copied out of rustls' buffer into `batch` (up to
+/// [`ECHO_BATCH`]); false at end of stream. While data keeps coming `batch` is reused; before
+/// waiting for more it is freed, so an idle connection holds no buffer of its own.
+async fn read_chunk(stream: &mut ChannelStream<TcpStream>, batch: &mut Vec<u8>) -> std::io::Result<bool> {
+    batch.clear();
+    if take_available(stream, batch) == 0 {
+        *batch = Vec::new();
+        let first = stream.fill_buf().await?;
+        if first.is_empty() {
+            return Ok(false);
         }
-        stream.consume(more);
+        batch.reserve_exact(ECHO_BATCH.max(first.len()));
+        batch.extend_from_slice(first);
+        let taken = batch.len();
+        stream.consume(taken);
     }
-    Ok(Some(batch))
+    while batch.len() < ECHO_BATCH && take_available(stream, batch) > 0 {}
+    Ok(true)
+}
+
+/// Appends plaintext that is already there (without waiting) to `batch`; returns how much.
+/// Errors are left for the next waiting read to report.
+fn take_available(stream: &mut ChannelStream<TcpStream>, batch: &mut Vec<u8>) -> usize {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let taken = match std::pin::Pin::new(&mut *stream).poll_fill_buf(&mut cx) {
+        std::task::Poll::Ready(Ok(available)) if !available.is_empty() => {
+            let take = available.len().min(ECHO_BATCH.saturating_sub(batch.len()));
+            batch.extend_from_slice(available.get(..take).unwrap_or_default());
+            take
+        }
+        _ => 0,
+    };
+    std::pin::Pin::new(&mut *stream).consume(taken);
+    taken
 }
 
 /// An error and its causes on one line.
