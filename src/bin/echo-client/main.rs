@@ -193,7 +193,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     })
 }
 
-/// The host part of HOST:PORT or [V6]:PORT.
+/// The host part of `HOST:PORT` or `[V6]:PORT`.
 fn host_of(address: &str) -> Option<String> {
     let (host, port) = address.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
