@@ -449,3 +449,39 @@ async fn interval_rotation_only_rotates_keys_that_carried_traffic() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn explicit_byte_limit_is_honoured_exactly() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never())
+                .await
+                .unwrap();
+            let mut all = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut all)
+                .await
+                .unwrap();
+            all.len()
+        });
+        let client_config = channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap();
+        let mut stream = connect(addr, client_config, RotationPolicy::never().with_bytes(1024))
+            .await
+            .unwrap();
+        // One 10 KiB write: cut at every 1024 bytes, a KeyUpdate before each following KiB.
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &[5u8; 10 * 1024])
+            .await
+            .unwrap();
+        stream.close().await.unwrap();
+        let stats = stream.stats();
+        assert_eq!(stats.rotations.by_sent, 9, "{stats:?}");
+        assert_eq!(stats.rotations.total(), 9, "{stats:?}");
+        assert_eq!(server.await.unwrap(), 10 * 1024);
+    })
+    .await
+    .unwrap();
+}
