@@ -67,7 +67,7 @@ fn echo_over_mutual_tls_with_rotation_then_graceful_stop() {
     assert!(updates >= 4, "{summary}");
 
     let log = server.wait_for_log("connection closed");
-    assert!(log.contains("peer_identity=client1"), "{log}");
+    assert!(log.contains("peer_identity=\"client1\""), "{log}");
     assert_eq!(field(&log, "connection closed", "bytes_in"), 6 + 33);
     assert!(field(&log, "connection closed", "rotations") >= 2, "{log}");
     assert!(log.contains("close_notify sent"), "{log}");
@@ -378,4 +378,65 @@ fn encrypted_server_key_and_sslkeylogfile() {
     // Nothing secret in the client's or server's output.
     let secret_hex = log.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
     assert!(!text(&out.stderr).contains(&secret_hex) && !server.log().contains(&secret_hex));
+}
+
+/// Connects to `server` with the library and returns the stream, after one echo.
+async fn library_client(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+) -> tessera::channel::ChannelStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config =
+        std::sync::Arc::new(tessera::channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tessera::channel::ChannelStream::connect(config, "localhost", tcp, Default::default())
+        .await
+        .unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut echo = [0u8; 4];
+    stream.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    stream
+}
+
+/// Reads until the server ends the connection; true when it did so with close_notify.
+async fn closed_cleanly(stream: &mut tessera::channel::ChannelStream<tokio::net::TcpStream>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    // rustls reports a close without close_notify as an UnexpectedEof error.
+    stream.read_to_end(&mut rest).await.is_ok() && rest.is_empty()
+}
+
+#[test]
+fn idle_timeout_and_shutdown_close_with_close_notify() {
+    let pki = Pki::new();
+    let mut args = pki.server_args();
+    args.extend(["--idle-timeout".into(), "1".into()]);
+    let mut server = Server::start(pki.dir.path(), &os(&args));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(STEP, async {
+            // An idle client is closed after --idle-timeout, cleanly.
+            let mut idle = library_client(&pki, server.addr).await;
+            assert!(
+                closed_cleanly(&mut idle).await,
+                "no close_notify after the idle timeout"
+            );
+
+            // At SIGTERM an open connection gets close_notify and the server exits 0.
+            let mut open = library_client(&pki, server.addr).await;
+            server.signal("TERM");
+            assert!(closed_cleanly(&mut open).await, "no close_notify at shutdown");
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let log = server.log();
+    assert!(log.contains("ended=\"idle for 1 s\""), "{log}");
+    assert!(log.contains("ended=\"server shutdown\""), "{log}");
 }

@@ -82,7 +82,7 @@ fn openssl_s_client_sees_the_server_rotate() {
     );
     assert_eq!(stdout.matches('z').count(), 9900, "everything echoed");
     let log = server.wait_for_log("connection closed");
-    assert!(log.contains("peer_identity=client1"), "{log}");
+    assert!(log.contains("peer_identity=\"client1\""), "{log}");
 }
 
 #[test]

@@ -240,11 +240,21 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
         }
         Ok(Ok(stream)) => stream,
     };
-    let identity = stream
-        .peer_identity()
-        .map_or_else(|| "anonymous".to_string(), ToString::to_string);
+    // The peer's name (common name, else subject) and serial, as separate log fields.
+    let (identity, serial, sans) = stream.peer_identity().map_or_else(
+        || ("anonymous".to_string(), String::new(), Vec::new()),
+        |peer| {
+            (
+                peer.common_name.clone().unwrap_or_else(|| peer.subject.clone()),
+                peer.serial.clone(),
+                peer.sans.clone(),
+            )
+        },
+    );
     tracing::info!(
-        peer_identity = %identity,
+        peer_identity = ?identity,
+        peer_serial = %serial,
+        peer_sans = ?sans,
         version = ?stream.protocol_version(),
         suite = ?stream.cipher_suite().map(|s| s.suite()),
         "connected"
@@ -263,14 +273,15 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
         End::Failed(error) => format!("error: {}", chain(error)),
     };
     tracing::info!(
-        peer_identity = %identity,
+        peer_identity = ?identity,
+        peer_serial = %serial,
         bytes_in = stats.bytes_received,
         bytes_out = stats.bytes_sent,
         rotations = stats.rotations.total(),
         rotations_by_sent = stats.rotations.by_sent,
         rotations_by_received = stats.rotations.by_received,
         rotations_by_interval = stats.rotations.by_interval,
-        ended = %ended,
+        ended = ?ended,
         close = closed,
         "connection closed"
     );
