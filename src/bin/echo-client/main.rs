@@ -80,6 +80,20 @@ fn refusal_hint(error: &ChannelError) -> &'static str {
     }
 }
 
+/// Logs (with -v) whom we are talking to and how.
+fn log_connected(stream: &ChannelStream<TcpStream>) {
+    if let Some(peer) = stream.peer_identity() {
+        tracing::info!(
+            server = ?peer.common_name.as_deref().unwrap_or(&peer.subject),
+            serial = %peer.serial,
+            sans = ?peer.sans,
+            version = ?stream.protocol_version(),
+            suite = ?stream.cipher_suite().map(|s| s.suite()),
+            "connected"
+        );
+    }
+}
+
 /// Everything needed to open a connection.
 struct Target {
     address: String,
@@ -207,7 +221,7 @@ fn io_error(operation: &'static str) -> impl Fn(std::io::Error) -> ChannelError 
 
 async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<ChannelStats> {
     let mut stream = target.open().await?;
-    tracing::info!(peer = ?stream.peer_identity().map(ToString::to_string), "connected");
+    log_connected(&stream);
     let seconds = target.io_timeout.as_secs_f64();
     let mut out = std::io::stdout();
     for message in messages {
@@ -252,7 +266,7 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
 
 async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
     let mut stream = target.open().await?;
-    tracing::info!(peer = ?stream.peer_identity().map(ToString::to_string), "connected");
+    log_connected(&stream);
     let seconds = target.io_timeout.as_secs_f64();
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
