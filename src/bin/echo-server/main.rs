@@ -291,9 +291,9 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
 /// buffer while waiting: data is read from rustls' own plaintext buffer.
 async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: watch::Receiver<bool>) -> End {
     let mut batch = Vec::new();
+    let mut idle_at = Instant::now() + limits.idle;
     loop {
         let rotation_due = stream.next_rotation_deadline();
-        let idle_at = Instant::now() + limits.idle;
         let chunk = tokio::select! {
             biased;
             _ = stop.changed() => return End::Shutdown,
@@ -317,7 +317,10 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
             stream.flush().await
         };
         match timeout(limits.idle, write).await {
-            Ok(Ok(())) => stream.mark_message_sent(),
+            Ok(Ok(())) => {
+                stream.mark_message_sent();
+                idle_at = Instant::now() + limits.idle;
+            }
             Ok(Err(error)) => return End::Failed(error),
             Err(_) => return End::Idle,
         }
