@@ -67,6 +67,7 @@
 #![deny(missing_docs)]
 
 pub mod ca;
+pub mod channel;
 pub mod cli;
 pub mod pki;
 
