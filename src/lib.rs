@@ -1,11 +1,75 @@
 //! Tessera: a mini certificate authority, signed load modules and a rotating mutual-TLS channel
 //! that share one trust model.
+//!
+//! A *tessera* was the Roman token split between two parties to prove who is who. This crate
+//! does that job for people who run their own PKI, ship signed code, or need a hardened TLS
+//! channel.
+//!
+//! # Which API do I use?
+//!
+//! | I want to… | use |
+//! |---|---|
+//! | create a CA, issue, revoke, write CRLs | [`ca::CertificateAuthority`] |
+//! | decide whether a certificate is trusted for a usage at a time | [`pki::TrustStore::verify`] |
+//! | read certificates, CRLs, keys; inspect a certificate | [`pki::pem`], [`pki::PrivateKey`], [`pki::CertificateInfo`] |
+//! | write a tool with Tessera's exit codes and messages | [`cli`] |
+//!
+//! Every trust decision (`ca verify`, issuance self-checks, module signatures, TLS peers) goes
+//! through [`pki::TrustStore::verify`], which builds and checks paths with rustls-webpki.
+//!
+//! # Example: create a CA and issue a certificate
+//!
+//! ```
+//! use std::time::Duration;
+//! use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile, SubjectAltName};
+//! use tessera::pki::{TrustStore, Usage, VerifyRequest};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let now = time::OffsetDateTime::now_utc();
+//!
+//! // A root CA (key unencrypted here; pass a Passphrase to encrypt it) and an intermediate.
+//! let root = CertificateAuthority::init(&dir.path().join("root"), &InitRequest::new("Example Root"), None, now)?;
+//! let mut constrained = InitRequest::new("Example Issuing CA");
+//! constrained.permitted_dns = vec!["example.org".into()];
+//! let issuing = root.init_intermediate(&dir.path().join("issuing"), &constrained, None, now)?;
+//!
+//! // A server certificate, from a fresh P-256 key.
+//! let request = IssueRequest::new(Profile::Server, "www.example.org")
+//!     .with_sans([SubjectAltName::parse("ip:127.0.0.1")?])
+//!     .with_lifetime(Duration::from_secs(7 * 86_400));
+//! let issued = issuing.issue(&request, now)?;
+//! assert_eq!(issued.info.sans, ["dns:www.example.org", "ip:127.0.0.1"]);
+//!
+//! // Anyone holding the root can now verify it, for a usage, a name and a time.
+//! let mut trust = TrustStore::new();
+//! trust.add_root(root.certificate().clone(), "root")?;
+//! let verified = trust.verify(
+//!     &issued.certificate,
+//!     &issued.chain[1..],
+//!     &VerifyRequest::new(Usage::Server, now).with_name("www.example.org"),
+//! )?;
+//! assert_eq!(verified.path().len(), 3);
+//!
+//! // Outside the name constraints: refused, nothing recorded.
+//! let outside = IssueRequest::new(Profile::Server, "www.example.com");
+//! assert!(issuing.issue(&outside, now).is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What Tessera does not do
+//!
+//! - No OCSP, no ACME, no online CA server: revocation is by CRL, issuance is local.
+//! - No RSA key generation (it verifies RSA chains issued elsewhere).
+//! - No TLS below 1.2, and TLS 1.2 only when asked for explicitly.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod ca;
+pub mod channel;
+pub mod cli;
 pub mod pki;
 pub mod sign;
 
-pub mod cli;
 mod fsutil;

@@ -90,7 +90,11 @@ impl InitRequest {
                 .iter()
                 .map(|(ip, prefix)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *prefix))),
         );
-        permitted.extend(self.permitted_email.iter().map(|e| GeneralSubtree::Rfc822Name(e.clone())));
+        permitted.extend(
+            self.permitted_email
+                .iter()
+                .map(|e| GeneralSubtree::Rfc822Name(e.clone())),
+        );
         let excluded: Vec<GeneralSubtree> = self
             .excluded_dns
             .iter()
@@ -205,7 +209,10 @@ impl Issued {
         if let Some(parent) = files.certificate.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| CaError::io(parent, e))?;
         }
-        for path in std::iter::once(&files.certificate).chain(files.key.iter()).chain([&files.chain]) {
+        for path in std::iter::once(&files.certificate)
+            .chain(files.key.iter())
+            .chain([&files.chain])
+        {
             if path.exists() {
                 return Err(PkiError::AlreadyExists { path: path.clone() }.into());
             }
@@ -216,7 +223,10 @@ impl Issued {
                 key.save(path, key_passphrase)?;
                 written.push(path.clone());
             }
-            create_public(&files.certificate, pem::to_pem(pem::CERTIFICATE, &self.certificate).as_bytes())?;
+            create_public(
+                &files.certificate,
+                pem::to_pem(pem::CERTIFICATE, &self.certificate).as_bytes(),
+            )?;
             written.push(files.certificate.clone());
             create_public(&files.chain, pem::certificates_to_pem(&self.chain).as_bytes())?;
             Ok(())
@@ -272,7 +282,9 @@ impl CertificateAuthority {
             Some(n) => BasicConstraints::Constrained(n),
             None => BasicConstraints::Unconstrained,
         });
-        let cert = params.self_signed(&key_pair).map_err(|e| CaError::build("CA certificate", e))?;
+        let cert = params
+            .self_signed(&key_pair)
+            .map_err(|e| CaError::build("CA certificate", e))?;
         let certificate = cert.der().clone();
         Self::create(dir, certificate.clone(), vec![certificate], key, passphrase)
     }
@@ -357,7 +369,10 @@ impl CertificateAuthority {
             )
             .map_err(|e| CaError::io(dir.join(CHAIN), e))?;
             // ca.pem last: its presence marks a complete CA directory.
-            create_public(&dir.join(CA_CERT), pem::to_pem(pem::CERTIFICATE, &certificate).as_bytes())
+            create_public(
+                &dir.join(CA_CERT),
+                pem::to_pem(pem::CERTIFICATE, &certificate).as_bytes(),
+            )
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&key_path);
@@ -437,7 +452,13 @@ impl CertificateAuthority {
     pub fn default_prefix(&self, name: &str) -> PathBuf {
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join(ISSUED).join(safe.trim_start_matches('.'))
     }
@@ -462,11 +483,10 @@ impl CertificateAuthority {
         if request.profile == Profile::Server {
             // A server's common name is also one of its names, as TLS clients only look at SANs.
             match SubjectAltName::parse(&request.name) {
-                Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) => {
-                    if !sans.contains(&san) {
-                        sans.insert(0, san);
-                    }
+                Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) if !sans.contains(&san) => {
+                    sans.insert(0, san);
                 }
+                Ok(SubjectAltName::Dns(_) | SubjectAltName::Ip(_)) => {}
                 _ if sans.is_empty() => {
                     return Err(CaError::invalid(
                         "san",
@@ -536,7 +556,12 @@ impl CertificateAuthority {
     }
 
     /// The one trust path, applied to our own work before it leaves the CA.
-    fn self_check(&self, certificate: &CertificateDer<'_>, profile: Profile, now: OffsetDateTime) -> Result<(), CaError> {
+    fn self_check(
+        &self,
+        certificate: &CertificateDer<'_>,
+        profile: Profile,
+        now: OffsetDateTime,
+    ) -> Result<(), CaError> {
         let mut store = TrustStore::new();
         store.add_root(self.root().clone(), "root")?;
         let intermediates: Vec<CertificateDer<'_>> = self.chain.to_vec();
@@ -607,7 +632,11 @@ impl CertificateAuthority {
                 Some(RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&hex_decode(&r.serial)),
                     revocation_time: revocation.at,
-                    reason_code: revocation.reason.parse::<RevocationReason>().ok().and_then(|r| r.to_rcgen()),
+                    reason_code: revocation
+                        .reason
+                        .parse::<RevocationReason>()
+                        .ok()
+                        .and_then(|r| r.to_rcgen()),
                     invalidity_date: None,
                 })
             })
@@ -619,14 +648,12 @@ impl CertificateAuthority {
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
-                self.info
-                    .subject_key_id
-                    .as_deref()
-                    .map(hex_decode)
-                    .unwrap_or_default(),
+                self.info.subject_key_id.as_deref().map(hex_decode).unwrap_or_default(),
             ),
         };
-        let crl = params.signed_by(&self.issuer()?).map_err(|e| CaError::build("CRL", e))?;
+        let crl = params
+            .signed_by(&self.issuer()?)
+            .map_err(|e| CaError::build("CRL", e))?;
         let der = crl.der().clone();
         locked.commit()?;
         let path = self.crl_path();
@@ -697,7 +724,11 @@ pub fn read_ca_certificates(dir: &Path) -> Result<(CertificateDer<'static>, Vec<
     Ok((certificate, chain))
 }
 
-fn ca_params(request: &InitRequest, now: OffsetDateTime, not_after: OffsetDateTime) -> Result<CertificateParams, CaError> {
+fn ca_params(
+    request: &InitRequest,
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name(&request.name);
     params.not_before = now - BACKDATE;
@@ -725,10 +756,16 @@ fn check_name(name: &str) -> Result<(), CaError> {
         return Err(CaError::invalid("name", "the common name must not be empty"));
     }
     if name.len() > 64 {
-        return Err(CaError::invalid("name", "the common name must be at most 64 characters"));
+        return Err(CaError::invalid(
+            "name",
+            "the common name must be at most 64 characters",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(CaError::invalid("name", "the common name must not contain control characters"));
+        return Err(CaError::invalid(
+            "name",
+            "the common name must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -814,8 +851,16 @@ fn positive_integer(n: u64) -> Vec<u8> {
 }
 
 fn hex_decode(text: &str) -> Vec<u8> {
-    let padded = if text.len() % 2 == 1 { format!("0{text}") } else { text.to_string() };
+    let padded = if text.len() % 2 == 1 {
+        format!("0{text}")
+    } else {
+        text.to_string()
+    };
     (0..padded.len() / 2)
-        .filter_map(|i| padded.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .filter_map(|i| {
+            padded
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect()
 }

@@ -162,17 +162,23 @@ impl Database {
     }
 }
 
-/// Canonical form of a serial typed by a person: lowercase hex, no `:` or `0x`, no leading zeros.
+/// Canonical form of a serial typed by a person: lowercase hex of the serial's octets without
+/// leading zero octets (as `ca list` and `ca show` print it); `:`, `0x` and extra leading zeros
+/// are ignored, so `0A1B`, `a1b` and `00:0a:1b` all name the serial `0a1b`.
 pub fn normalise_serial(serial: &str) -> String {
-    let s: String = serial
+    let digits: String = serial
         .trim()
         .trim_start_matches("0x")
         .chars()
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase();
-    let trimmed = s.trim_start_matches('0');
-    if trimmed.is_empty() { "0".into() } else { trimmed.into() }
+    let significant = digits.trim_start_matches('0');
+    match significant.len() {
+        0 => "00".into(),
+        n if n % 2 == 1 => format!("0{significant}"),
+        _ => significant.into(),
+    }
 }
 
 /// A database loaded under the CA's exclusive lock.
@@ -219,7 +225,35 @@ mod tests {
     #[test]
     fn serials_are_normalised() {
         assert_eq!(normalise_serial("0x00:AB:cd"), "abcd");
-        assert_eq!(normalise_serial("000"), "0");
+        assert_eq!(normalise_serial("000"), "00");
+        // A first octet below 0x10 prints with its leading zero, and is found either way.
+        assert_eq!(normalise_serial("a1b"), "0a1b");
+        assert_eq!(normalise_serial("0a1b"), "0a1b");
+        assert_eq!(normalise_serial("00:0a:1b"), "0a1b");
+    }
+
+    #[test]
+    fn a_serial_with_a_small_first_octet_is_found_however_it_is_typed() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let db = Database {
+            version: FORMAT_VERSION,
+            crl_number: 0,
+            records: vec![Record {
+                serial: "0a1b".into(),
+                subject: "CN=x".into(),
+                sans: vec![],
+                profile: "client".into(),
+                not_before: now,
+                not_after: now,
+                issued_at: now,
+                revoked: None,
+                certificate: String::new(),
+            }],
+        };
+        for typed in ["0a1b", "a1b", "0A:1B", "0x000a1b"] {
+            assert!(db.contains(typed), "{typed}");
+        }
+        assert!(!db.contains("a1"));
     }
 
     #[test]

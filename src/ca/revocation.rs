@@ -75,7 +75,11 @@ impl fmt::Display for RevocationReason {
 impl std::str::FromStr for RevocationReason {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted: String = s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        let wanted: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
         Self::ALL
             .into_iter()
             .find(|r| r.name().replace('-', "") == wanted)
@@ -95,7 +99,10 @@ mod tests {
         for reason in RevocationReason::ALL {
             assert_eq!(reason.name().parse::<RevocationReason>().unwrap(), reason);
         }
-        assert_eq!("keyCompromise".parse::<RevocationReason>().unwrap(), RevocationReason::KeyCompromise);
+        assert_eq!(
+            "keyCompromise".parse::<RevocationReason>().unwrap(),
+            RevocationReason::KeyCompromise
+        );
         assert!("stolen".parse::<RevocationReason>().is_err());
     }
 }

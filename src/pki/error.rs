@@ -130,6 +130,15 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
+    /// A certificate on an otherwise valid path breaks a rule of the RFC 5280 profile (or of
+    /// Tessera's key policy) that rustls-webpki does not check itself.
+    #[error("certificate {subject} is not acceptable: {rule}")]
+    ProfileViolation {
+        /// Subject of the offending certificate (`(empty subject)` when it has none).
+        subject: String,
+        /// The rule it breaks, citing its source.
+        rule: String,
+    },
     /// Any other reason rustls-webpki gives for rejecting a chain.
     #[error("certificate chain rejected: {0:?}")]
     Rejected(webpki::Error),
@@ -151,6 +160,7 @@ impl PkiError {
                 | Self::PathLenExceeded
                 | Self::BadSignature
                 | Self::RevocationUnknown { .. }
+                | Self::ProfileViolation { .. }
                 | Self::Rejected(_)
         )
     }

@@ -11,6 +11,7 @@ mod error;
 mod inspect;
 mod key;
 pub mod pem;
+mod profile;
 mod trust;
 
 pub use error::PkiError;

@@ -15,6 +15,7 @@ use webpki::{
 };
 
 use super::inspect::{CertificateInfo, hex};
+use super::profile::{check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, subject_of};
 use super::{PkiError, pem};
 
 /// DER value of id-kp-codeSigning (1.3.6.1.5.5.7.3.3).
@@ -213,10 +214,12 @@ impl TrustStore {
     /// Adds a CRL (DER).
     ///
     /// # Errors
-    /// [`PkiError::Malformed`] when rustls-webpki cannot parse it.
+    /// [`PkiError::Malformed`] when rustls-webpki cannot parse it, or when it breaks RFC 5280
+    /// §5.2.3 (no CRL number, or a critical one): such a CRL cannot be ordered against others.
     pub fn add_crl(&mut self, crl: &CertificateRevocationListDer<'_>, what: &str) -> Result<(), PkiError> {
         let owned = OwnedCertRevocationList::from_der(crl)
             .map_err(|e| PkiError::malformed(what, format!("unusable CRL: {e:?}")))?;
+        check_crl_profile(crl).map_err(|reason| PkiError::malformed(what, reason))?;
         self.crls.push(Arc::new(CertRevocationList::Owned(owned)));
         Ok(())
     }
@@ -258,9 +261,20 @@ impl TrustStore {
     /// constraints and path lengths, revocation by the CRLs held (for every certificate on the
     /// path that a CRL covers; a stale CRL is an error), and the name if one is given.
     ///
+    /// On top of rustls-webpki (which implements the Web PKI's subset of RFC 5280), the path is
+    /// held to the RFC 5280 profile rules listed in `docs/conformance.md`: the root must be
+    /// valid at `request.time`, carry no unknown critical extension and, if it signed a CRL
+    /// held here, allow cRLSign; every issuer (root included) has a non-empty subject, critical
+    /// basic constraints with cA, and keyCertSign if it has a key usage; key identifiers are
+    /// not critical, policy constraints are; name constraints appear only in CA certificates
+    /// and are not empty; and the end entity's key is one Tessera can use (Ed25519, ECDSA
+    /// P-256/P-384, RSA 2048–8192 bits). A self-signed certificate trusted as its own root
+    /// (pinned) is exempt from the issuer and root rules.
+    ///
     /// # Errors
-    /// A rejection ([`PkiError::is_rejection`]) says why the certificate is not trusted;
-    /// [`PkiError::NoRoots`] or [`PkiError::Malformed`] mean the question could not be asked.
+    /// A rejection ([`PkiError::is_rejection`]) says why the certificate is not trusted
+    /// ([`PkiError::ProfileViolation`] for the profile rules); [`PkiError::NoRoots`] or
+    /// [`PkiError::Malformed`] mean the question could not be asked.
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -270,8 +284,15 @@ impl TrustStore {
         if self.anchors.is_empty() {
             return Err(PkiError::NoRoots);
         }
-        let ee = EndEntityCert::try_from(end_entity)
-            .map_err(|e| PkiError::malformed("certificate", format!("cannot be parsed: {e:?}")))?;
+        let ee = EndEntityCert::try_from(end_entity).map_err(|e| match e {
+            // RFC 5280 4.2: a certificate with a critical extension the verifier does not know
+            // must be rejected: a "no", not unusable input.
+            webpki::Error::UnsupportedCriticalExtension => PkiError::ProfileViolation {
+                subject: CertificateInfo::from_der(end_entity).map_or_else(|_| "(unparsable)".into(), |c| c.subject),
+                rule: "it has a critical extension Tessera does not recognise (RFC 5280 4.2)".into(),
+            },
+            e => PkiError::malformed("certificate", format!("cannot be parsed: {e:?}")),
+        })?;
         let time = unix_time(request.time);
         let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
         let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|builder| {
@@ -294,13 +315,6 @@ impl TrustStore {
             )
             .map_err(|e| self.explain(e, end_entity, &intermediates, request))?;
 
-        if let Some(name) = &request.name {
-            let server_name =
-                ServerName::try_from(name.as_str()).map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
-            ee.verify_is_valid_for_subject_name(&server_name)
-                .map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
-        }
-
         let mut path = vec![end_entity.clone().into_owned()];
         path.extend(
             verified
@@ -308,15 +322,24 @@ impl TrustStore {
                 .map(|c| CertificateDer::from(c.der().to_vec())),
         );
         let anchor = verified.anchor();
-        if let Some(root) = self
+        let root = self
             .anchors
             .iter()
             .zip(&self.roots)
             .find(|(a, _)| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
-            .map(|(_, r)| r.clone())
-        {
+            .map(|(_, r)| r.clone());
+        self.check_profile(&path, root.as_ref(), request.time)?;
+        if let Some(root) = root {
             path.push(root);
         }
+
+        if let Some(name) = &request.name {
+            let server_name =
+                ServerName::try_from(name.as_str()).map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
+            ee.verify_is_valid_for_subject_name(&server_name)
+                .map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
+        }
+
         let info = CertificateInfo::from_der(end_entity)?;
         if request.usage == Usage::CodeSigning && !info.extended_key_usage.iter().any(|e| e == "codeSigning") {
             return Err(PkiError::WrongUsage { usage: request.usage });
@@ -327,6 +350,60 @@ impl TrustStore {
             usage: request.usage,
             time: request.time,
         })
+    }
+
+    /// The RFC 5280 profile rules rustls-webpki leaves out, on a path it has accepted: `path`
+    /// is the end entity then the intermediates, `root` the trusted certificate it chains to.
+    fn check_profile(
+        &self,
+        path: &[CertificateDer<'_>],
+        root: Option<&CertificateDer<'_>>,
+        time: OffsetDateTime,
+    ) -> Result<(), PkiError> {
+        // A self-signed certificate trusted as its own root is a pinned end entity, not a CA.
+        let pinned = root.is_some() && path.len() == 1 && path.first() == root;
+        let root = root.filter(|_| !pinned);
+        for (index, der) in path.iter().chain(root).enumerate() {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::ProfileViolation {
+                subject: "on the path".into(),
+                rule: "it cannot be parsed as an X.509 certificate".into(),
+            })?;
+            let violation = |rule: String| PkiError::ProfileViolation {
+                subject: subject_of(&cert),
+                rule,
+            };
+            check_extensions(&cert).map_err(violation)?;
+            if index == 0 {
+                check_end_entity(&cert).map_err(violation)?;
+            } else {
+                check_issuer(&cert).map_err(violation)?;
+            }
+            if index == path.len() {
+                check_root(der, &cert, time)?;
+                self.check_crl_signer(&cert)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// rustls-webpki checks that an intermediate CA may sign the CRLs it issues (cRLSign), but
+    /// it never sees the root's key usage (a trust anchor is only a name and a key): do it here.
+    fn check_crl_signer(&self, root: &x509_parser::certificate::X509Certificate<'_>) -> Result<(), PkiError> {
+        let may_sign_crls = match root.key_usage() {
+            Ok(Some(usage)) => usage.value.crl_sign(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        let subject = name_contents(root.subject().as_raw());
+        if !may_sign_crls && self.crls.iter().any(|crl| crl.issuer() == subject) {
+            return Err(PkiError::RevocationUnknown {
+                reason: format!(
+                    "a CRL is signed by {}, whose key usage does not include cRLSign (RFC 5280 4.2.1.3)",
+                    subject_of(root)
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Turns a webpki error into a precise, human-meaningful reason.
@@ -398,7 +475,7 @@ impl TrustStore {
                 continue;
             };
             for crl in &self.crls {
-                if crl.issuer() != parsed.issuer().as_raw() {
+                if crl.issuer() != name_contents(parsed.issuer().as_raw()) {
                     continue;
                 }
                 if let Ok(Some(entry)) = crl.find_serial(parsed.raw_serial()) {
@@ -413,6 +490,15 @@ impl TrustStore {
             serial: "in the chain".into(),
             reason: "unspecified".into(),
         }
+    }
+}
+
+/// The contents of a DER `Name` (without its SEQUENCE header), as rustls-webpki holds names.
+fn name_contents(raw: &[u8]) -> &[u8] {
+    use x509_parser::prelude::FromDer;
+    match x509_parser::asn1_rs::Any::from_der(raw) {
+        Ok((_, any)) => any.data,
+        Err(_) => raw,
     }
 }
 
@@ -453,4 +539,448 @@ fn rfc3339_unix(secs: u64) -> String {
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| secs.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName,
+        DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
+        RevocationReason, RevokedCertParams, SerialNumber, SigningKey,
+    };
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
+
+    /// A CA (root or intermediate) made with rcgen.
+    struct Ca {
+        params: CertificateParams,
+        key: KeyPair,
+        der: CertificateDer<'static>,
+    }
+
+    impl Ca {
+        fn root(params: CertificateParams) -> Self {
+            let key = KeyPair::generate().unwrap();
+            let der = params.self_signed(&key).unwrap().der().clone();
+            Self { params, key, der }
+        }
+
+        fn issue(&self, params: &CertificateParams, public: &impl PublicKeyData) -> CertificateDer<'static> {
+            let issuer = Issuer::from_params(&self.params, &self.key);
+            params.signed_by(public, &issuer).unwrap().der().clone()
+        }
+
+        fn intermediate(&self, params: CertificateParams) -> Self {
+            let key = KeyPair::generate().unwrap();
+            let der = self.issue(&params, &key);
+            Self { params, key, der }
+        }
+
+        fn leaf(&self, params: &CertificateParams) -> CertificateDer<'static> {
+            self.issue(params, &KeyPair::generate().unwrap())
+        }
+
+        fn subject(&self) -> Vec<u8> {
+            let (_, cert) = x509_parser::parse_x509_certificate(&self.der).unwrap();
+            cert.subject().as_raw().to_vec()
+        }
+    }
+
+    fn name(cn: &str) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        dn
+    }
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = datetime!(2030-01-01 0:00 UTC);
+        params.not_after = datetime!(2031-01-01 0:00 UTC);
+        params
+    }
+
+    fn leaf_params() -> CertificateParams {
+        let mut params = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
+        params.distinguished_name = name("example.com");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(SerialNumber::from(vec![0x01, 0x02, 0x03]));
+        params.not_before = datetime!(2030-01-01 0:00 UTC);
+        params.not_after = datetime!(2030-12-01 0:00 UTC);
+        params
+    }
+
+    fn extension(oid: &[u64], content: &[u8], critical: bool) -> CustomExtension {
+        let mut ext = CustomExtension::from_oid_content(oid, content.to_vec());
+        ext.set_criticality(critical);
+        ext
+    }
+
+    fn store(root: &CertificateDer<'static>) -> TrustStore {
+        let mut store = TrustStore::new();
+        store.add_root(root.clone(), "root").unwrap();
+        store
+    }
+
+    fn verify_at(
+        store: &TrustStore,
+        leaf: &CertificateDer<'_>,
+        chain: &[CertificateDer<'_>],
+        time: OffsetDateTime,
+    ) -> Result<VerifiedChain, PkiError> {
+        store.verify(
+            leaf,
+            chain,
+            &VerifyRequest::new(Usage::Server, time).with_name("example.com"),
+        )
+    }
+
+    fn verify(root: &Ca, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> Result<VerifiedChain, PkiError> {
+        verify_at(&store(&root.der), leaf, chain, NOW)
+    }
+
+    #[track_caller]
+    fn assert_accepted(result: Result<VerifiedChain, PkiError>) {
+        if let Err(e) = result {
+            panic!("expected the chain to be accepted, got: {e}");
+        }
+    }
+
+    #[track_caller]
+    fn assert_violation(result: Result<VerifiedChain, PkiError>, needle: &str) {
+        match result {
+            Err(PkiError::ProfileViolation { rule, .. }) => assert!(rule.contains(needle), "{rule}"),
+            other => panic!("expected a profile violation mentioning {needle:?}, got {other:?}"),
+        }
+    }
+
+    /// A DER TLV (lengths up to 65535).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n < 0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A v2 CRL by `ca`, revoking nothing, with the CRL number extension as given (`None`:
+    /// absent; `Some(critical)`). rcgen always writes a proper one, so this is built by hand.
+    fn hand_made_crl(ca: &Ca, crl_number: Option<bool>) -> CertificateRevocationListDer<'static> {
+        let ecdsa_sha256 = tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+        let mut tbs = tlv(0x02, &[0x01]);
+        tbs.extend(&ecdsa_sha256);
+        tbs.extend(ca.subject());
+        tbs.extend(tlv(0x17, b"300101000000Z"));
+        tbs.extend(tlv(0x17, b"310101000000Z"));
+        // An authority key identifier, then the CRL number if wanted.
+        let mut key_id = tlv(0x06, &[0x55, 0x1d, 0x23]);
+        key_id.extend(tlv(0x04, &tlv(0x30, &tlv(0x80, &[0x11; 20]))));
+        let mut extensions = tlv(0x30, &key_id);
+        if let Some(critical) = crl_number {
+            let mut number = tlv(0x06, &[0x55, 0x1d, 0x14]);
+            if critical {
+                number.extend(tlv(0x01, &[0xff]));
+            }
+            number.extend(tlv(0x04, &tlv(0x02, &[0x07])));
+            extensions.extend(tlv(0x30, &number));
+        }
+        tbs.extend(tlv(0xa0, &tlv(0x30, &extensions)));
+        let tbs = tlv(0x30, &tbs);
+        let signature = ca.key.sign(&tbs).unwrap();
+        let mut bits = vec![0x00];
+        bits.extend(signature);
+        let mut list = tbs;
+        list.extend(ecdsa_sha256);
+        list.extend(tlv(0x03, &bits));
+        CertificateRevocationListDer::from(tlv(0x30, &list))
+    }
+
+    /// An RSA public key with a made-up modulus of `bits` bits (never used to verify anything).
+    struct RsaKey(Vec<u8>);
+
+    impl RsaKey {
+        fn with_bits(bits: usize) -> Self {
+            let mut modulus = vec![0x00];
+            modulus.extend(vec![0xc5; bits / 8]);
+            let mut seq = tlv(0x02, &modulus);
+            seq.extend(tlv(0x02, &[0x01, 0x00, 0x01]));
+            Self(tlv(0x30, &seq))
+        }
+    }
+
+    impl PublicKeyData for RsaKey {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0
+        }
+
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_RSA_SHA256
+        }
+    }
+
+    #[test]
+    fn chains_shaped_like_ours_are_accepted() {
+        let root = Ca::root(ca_params("root"));
+        let mut intermediate = ca_params("intermediate");
+        intermediate.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        intermediate.use_authority_key_identifier_extension = true;
+        let intermediate = root.intermediate(intermediate);
+        let leaf = intermediate.leaf(&leaf_params());
+        let chain = verify(&root, &leaf, std::slice::from_ref(&intermediate.der)).unwrap();
+        assert_eq!(chain.path().len(), 3);
+
+        let ed25519 = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_accepted(verify(&root, &root.issue(&leaf_params(), &ed25519), &[]));
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        assert_accepted(verify(&root, &root.issue(&leaf_params(), &p384), &[]));
+    }
+
+    #[test]
+    fn a_pinned_self_signed_end_entity_is_not_held_to_the_root_rules() {
+        let key = KeyPair::generate().unwrap();
+        let leaf = leaf_params().self_signed(&key).unwrap().der().clone();
+        assert_accepted(verify_at(&store(&leaf), &leaf, &[], NOW));
+    }
+
+    #[test]
+    fn the_root_must_be_valid_at_the_verification_time() {
+        let mut params = ca_params("root");
+        params.not_after = datetime!(2030-03-01 0:00 UTC);
+        let expired = Ca::root(params);
+        match verify(&expired, &expired.leaf(&leaf_params()), &[]) {
+            Err(PkiError::Expired { subject, .. }) => assert!(subject.contains("root"), "{subject}"),
+            other => panic!("expected an expired root, got {other:?}"),
+        }
+
+        let mut params = ca_params("root");
+        params.not_before = datetime!(2030-07-01 0:00 UTC);
+        let early = Ca::root(params);
+        assert!(matches!(
+            verify(&early, &early.leaf(&leaf_params()), &[]),
+            Err(PkiError::NotYetValid { .. })
+        ));
+
+        // Whole seconds, as webpki compares: a root ending exactly now is still valid 5 ms later.
+        let mut params = ca_params("root");
+        params.not_after = NOW;
+        let ending = Ca::root(params);
+        let later = NOW + time::Duration::milliseconds(5);
+        assert_accepted(verify_at(&store(&ending.der), &ending.leaf(&leaf_params()), &[], later));
+    }
+
+    #[test]
+    fn the_root_must_be_a_proper_ca_certificate() {
+        let mut params = ca_params("root");
+        params.is_ca = IsCa::NoCa;
+        let root = Ca::root(params);
+        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), "no basic constraints");
+
+        let mut params = ca_params("root");
+        params.is_ca = IsCa::NoCa;
+        params.custom_extensions = vec![extension(&[2, 5, 29, 19], &[0x30, 0x03, 0x01, 0x01, 0xff], false)];
+        let root = Ca::root(params);
+        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), "not critical");
+
+        let mut params = ca_params("root");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+        let root = Ca::root(params);
+        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), "keyCertSign");
+
+        let mut params = ca_params("root");
+        params.custom_extensions = vec![extension(&[1, 3, 6, 1, 4, 1, 55738, 666, 1], &[0x05, 0x00], true)];
+        let root = Ca::root(params);
+        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), "critical extension");
+    }
+
+    #[test]
+    fn an_issuer_needs_a_subject() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = ca_params("unused");
+        params.distinguished_name = DistinguishedName::new();
+        let intermediate = root.intermediate(params);
+        let leaf = intermediate.leaf(&leaf_params());
+        assert_violation(
+            verify(&root, &leaf, std::slice::from_ref(&intermediate.der)),
+            "empty subject",
+        );
+    }
+
+    #[test]
+    fn key_identifiers_must_not_be_critical() {
+        // On the root: webpki never parses it. (webpki refuses an end entity or intermediate
+        // with a critical key identifier itself, as an unsupported critical extension.)
+        let mut aki = vec![0x30, 0x16, 0x80, 0x14];
+        aki.extend([0x11; 20]);
+        let mut params = ca_params("root");
+        params.custom_extensions = vec![extension(&[2, 5, 29, 35], &aki, true)];
+        let root = Ca::root(params);
+        assert_violation(
+            verify(&root, &root.leaf(&leaf_params()), &[]),
+            "authority key identifier is critical",
+        );
+
+        let root = Ca::root(ca_params("root"));
+        let mut params = leaf_params();
+        params.use_authority_key_identifier_extension = false;
+        params.custom_extensions = vec![extension(&[2, 5, 29, 35], &aki, true)];
+        assert_violation(verify(&root, &root.leaf(&params), &[]), "critical extension");
+    }
+
+    #[test]
+    fn name_constraints_belong_to_cas_and_are_never_empty() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = leaf_params();
+        let mut permitted = vec![0x30, 0x11, 0xa0, 0x0f, 0x30, 0x0d, 0x82, 0x0b];
+        permitted.extend(b"example.com");
+        params.custom_extensions = vec![extension(&[2, 5, 29, 30], &permitted, true)];
+        assert_violation(
+            verify(&root, &root.leaf(&params), &[]),
+            "end entity with name constraints",
+        );
+
+        let mut params = ca_params("intermediate");
+        params.custom_extensions = vec![extension(&[2, 5, 29, 30], &[0x30, 0x00], true)];
+        let intermediate = root.intermediate(params);
+        let leaf = intermediate.leaf(&leaf_params());
+        assert_violation(
+            verify(&root, &leaf, std::slice::from_ref(&intermediate.der)),
+            "no subtree",
+        );
+    }
+
+    #[test]
+    fn policy_constraints_must_be_critical() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = ca_params("intermediate");
+        params.custom_extensions = vec![extension(&[2, 5, 29, 36], &[0x30, 0x03, 0x80, 0x01, 0x00], false)];
+        let intermediate = root.intermediate(params);
+        let leaf = intermediate.leaf(&leaf_params());
+        assert_violation(
+            verify(&root, &leaf, std::slice::from_ref(&intermediate.der)),
+            "policy constraints",
+        );
+    }
+
+    #[test]
+    fn an_end_entity_may_not_assert_key_cert_sign() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = leaf_params();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+        assert_violation(verify(&root, &root.leaf(&params), &[]), "keyCertSign without cA");
+    }
+
+    #[test]
+    fn an_empty_subject_needs_a_critical_subject_alternative_name() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = leaf_params();
+        params.distinguished_name = DistinguishedName::new();
+        // rcgen marks the SAN critical when the subject is empty: accepted.
+        assert_accepted(verify(&root, &root.leaf(&params), &[]));
+
+        params.subject_alt_names = Vec::new();
+        let mut san = vec![0x30, 0x0d, 0x82, 0x0b];
+        san.extend(b"example.com");
+        params.custom_extensions = vec![extension(&[2, 5, 29, 17], &san, false)];
+        assert_violation(
+            verify(&root, &root.leaf(&params), &[]),
+            "subject alternative name is not critical",
+        );
+    }
+
+    #[test]
+    fn a_malformed_structural_extension_is_refused() {
+        let root = Ca::root(ca_params("root"));
+        let mut params = leaf_params();
+        params.custom_extensions = vec![extension(&[1, 3, 6, 1, 5, 5, 7, 1, 1], b"malformed", false)];
+        assert_violation(
+            verify(&root, &root.leaf(&params), &[]),
+            "1.3.6.1.5.5.7.1.1 is malformed",
+        );
+    }
+
+    #[test]
+    fn the_end_entity_key_must_be_one_tessera_can_use() {
+        let root = Ca::root(ca_params("root"));
+        assert_violation(
+            verify(&root, &root.issue(&leaf_params(), &RsaKey::with_bits(1024)), &[]),
+            "public key",
+        );
+        assert_accepted(verify(
+            &root,
+            &root.issue(&leaf_params(), &RsaKey::with_bits(2048)),
+            &[],
+        ));
+    }
+
+    #[test]
+    fn a_crl_needs_a_non_critical_crl_number() {
+        let root = Ca::root(ca_params("root"));
+        let mut store = store(&root.der);
+        store.add_crl(&hand_made_crl(&root, Some(false)), "good").unwrap();
+        for (crl, needle) in [(None, "no CRL number"), (Some(true), "critical")] {
+            match store.add_crl(&hand_made_crl(&root, crl), "crl") {
+                Err(PkiError::Malformed { reason, .. }) => assert!(reason.contains(needle), "{reason}"),
+                other => panic!("expected the CRL to be refused, got {other:?}"),
+            }
+        }
+        assert_eq!(store.crl_count(), 1);
+        assert_accepted(verify_at(&store, &root.leaf(&leaf_params()), &[], NOW));
+    }
+
+    #[test]
+    fn a_root_without_crl_sign_cannot_vouch_for_a_crl() {
+        let mut params = ca_params("root");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let root = Ca::root(params);
+        let leaf = root.leaf(&leaf_params());
+        let mut store = store(&root.der);
+        assert_accepted(verify_at(&store, &leaf, &[], NOW));
+        store.add_crl(&hand_made_crl(&root, Some(false)), "crl").unwrap();
+        match verify_at(&store, &leaf, &[], NOW) {
+            Err(PkiError::RevocationUnknown { reason }) => assert!(reason.contains("cRLSign"), "{reason}"),
+            other => panic!("expected the CRL to be unusable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revocation_names_the_serial_and_reason() {
+        let root = Ca::root(ca_params("root"));
+        let leaf = root.leaf(&leaf_params());
+        let crl = CertificateRevocationListParams {
+            this_update: datetime!(2030-01-01 0:00 UTC),
+            next_update: datetime!(2031-01-01 0:00 UTC),
+            crl_number: SerialNumber::from(vec![0x01]),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(vec![0x01, 0x02, 0x03]),
+                revocation_time: datetime!(2030-02-01 0:00 UTC),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::from_params(&root.params, &root.key))
+        .unwrap();
+        let mut store = store(&root.der);
+        store.add_crl(crl.der(), "crl").unwrap();
+        match verify_at(&store, &leaf, &[], NOW) {
+            Err(PkiError::Revoked { serial, reason }) => {
+                assert_eq!(serial, "010203");
+                assert_eq!(reason, "key-compromise");
+            }
+            other => panic!("expected a revocation, got {other:?}"),
+        }
+    }
 }

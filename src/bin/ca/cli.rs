@@ -22,7 +22,13 @@ const EXAMPLES: &str = "EXAMPLES:
 #[command(name = "ca", version, after_help = after_help(), disable_help_subcommand = true)]
 pub struct Cli {
     /// The CA directory.
-    #[arg(long, global = true, env = "TESSERA_CA_DIR", default_value = "certs/ca", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_CA_DIR",
+        default_value = "certs/ca",
+        value_name = "DIR"
+    )]
     pub dir: PathBuf,
 
     /// Read the CA key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt).

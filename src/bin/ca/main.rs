@@ -26,9 +26,7 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| {
-            e.downcast_ref::<CaError>().map(classify_ca)
-        }),
+        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| e.downcast_ref::<CaError>().map(classify_ca)),
     }
 }
 
@@ -64,6 +62,7 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     match &cli.command {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
@@ -135,7 +134,12 @@ struct InitOutput<'a> {
 
 fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let mut request = InitRequest::new(args.name.clone().unwrap_or_else(|| {
-        if args.parent.is_some() { "Tessera Intermediate CA" } else { "Tessera Root CA" }.to_string()
+        if args.parent.is_some() {
+            "Tessera Intermediate CA"
+        } else {
+            "Tessera Root CA"
+        }
+        .to_string()
     }));
     request.key_algorithm = args.key_type;
     request.lifetime = args.days.map(days).transpose()?;
@@ -152,7 +156,9 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let parent = match &args.parent {
         Some(dir) => Some(open_ca_with(
             dir,
-            args.parent_passphrase_file.as_deref().or(cli.passphrase_file.as_deref()),
+            args.parent_passphrase_file
+                .as_deref()
+                .or(cli.passphrase_file.as_deref()),
         )?),
         None => None,
     };
@@ -178,7 +184,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         println!(
             "  key:         {} ({})",
             ca.dir().join("ca.key").display(),
-            if passphrase.is_some() { "encrypted" } else { "NOT encrypted" }
+            if passphrase.is_some() {
+                "encrypted"
+            } else {
+                "NOT encrypted"
+            }
         );
         println!("  valid until: {}", rfc3339(ca.info().not_after));
         if let Some(parent) = &parent {
@@ -233,9 +243,12 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         let mut p = prefix.as_os_str().to_owned();
         p.push(suffix);
         if Path::new(&p).exists() {
-            return Err(CliError::failure(format!("{} already exists; refusing to overwrite it", Path::new(&p).display()))
-                .with_hint("choose another --out PREFIX or remove the old files")
-                .into());
+            return Err(CliError::failure(format!(
+                "{} already exists; refusing to overwrite it",
+                Path::new(&p).display()
+            ))
+            .with_hint("choose another --out PREFIX or remove the old files")
+            .into());
         }
     }
     let issued = ca.issue(&request, now)?;
@@ -315,13 +328,20 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         println!("no certificates issued yet");
         return Ok(exit::OK);
     }
-    println!("{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES", "SERIAL", "PROFILE", "STATUS", "NOT AFTER");
+    println!(
+        "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
+        "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+    );
     for e in &entries {
         let status = serde_json::to_value(e.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let names = if e.sans.is_empty() { String::new() } else { format!(" [{}]", e.sans.join(", ")) };
+        let names = if e.sans.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", e.sans.join(", "))
+        };
         println!(
             "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
             e.serial,
@@ -448,9 +468,19 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             if args.json {
                 tessera::cli::print_json(&output)?;
             } else {
-                println!("{}: trusted for {} use at {}", args.cert.display(), args.usage, rfc3339(time));
+                println!(
+                    "{}: trusted for {} use at {}",
+                    args.cert.display(),
+                    args.usage,
+                    rfc3339(time)
+                );
                 for (depth, entry) in output.path.iter().enumerate() {
-                    println!("  {depth}: {} (serial {}, until {})", entry.subject, entry.serial, rfc3339(entry.not_after));
+                    println!(
+                        "  {depth}: {} (serial {}, until {})",
+                        entry.subject,
+                        entry.serial,
+                        rfc3339(entry.not_after)
+                    );
                 }
             }
             Ok(exit::OK)

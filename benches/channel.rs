@@ -1,0 +1,505 @@
+//! Channel benchmark (`cargo bench --bench channel`, run by `make bench`; never by `cargo test`).
+//!
+//! In one run on loopback, with fresh certificates from Tessera's CA:
+//! 1. echo throughput (default 1 GiB in 64 KiB writes, one connection) against a plain TCP echo,
+//!    a minimal rustls echo (tokio-rustls + a 64 KiB copy buffer), echo-server without policy
+//!    rotation, and echo-server and client both rotating every 1 MiB;
+//! 2. mutual-TLS handshakes per second from this process with several in flight, against the
+//!    minimal rustls echo and echo-server, and with `openssl s_time -new` against echo-server
+//!    and `openssl s_server` (when openssl is installed);
+//! 3. memory: N idle mutual-TLS connections (default 10,000) that each echoed 64 KiB once:
+//!    server RSS per connection, for echo-server and the minimal rustls echo, and the echo
+//!    latency of an active client with and without them.
+//!
+//! Sizes come from environment variables (defaults in brackets):
+//! `TESSERA_BENCH_BYTES` [1G], `TESSERA_BENCH_WRITE` [64K], `TESSERA_BENCH_ROTATE` [1M],
+//! `TESSERA_BENCH_HANDSHAKES` [2000], `TESSERA_BENCH_INFLIGHT` [8], `TESSERA_BENCH_STIME_SECS`
+//! [5, 0 skips s_time], `TESSERA_BENCH_IDLE_CONNS` [10000, 0 skips], `TESSERA_BENCH_PINGS` [2000],
+//! `TESSERA_BENCH_ROUNDS` [3: throughput is the best of this many rounds].
+//! Arguments select parts: `cargo bench --bench channel -- throughput handshakes memory`.
+//! The server processes inherit the file-descriptor limit: raise it first (`ulimit -n 20000`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile, SubjectAltName};
+use tessera::channel::{self, ChannelStream, ClientSettings, Credentials, RotationPolicy, TlsOptions, parse_byte_size};
+use tessera::pki::{TrustStore, pem};
+
+const SERVE_ENV: &str = "TESSERA_BENCH_SERVE";
+
+fn env_size(name: &str, default: &str) -> u64 {
+    parse_byte_size(&std::env::var(name).unwrap_or_else(|_| default.into())).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+struct Files {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    server_chain: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_chain: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let ca = CertificateAuthority::init(&dir.path().join("ca"), &InitRequest::new("Bench Root"), None, now).unwrap();
+    let server = ca
+        .issue(
+            &IssueRequest::new(Profile::Server, "localhost")
+                .with_sans([SubjectAltName::Ip("127.0.0.1".parse().unwrap())]),
+            now,
+        )
+        .unwrap();
+    let server_files = server.write(&dir.path().join("server"), None).unwrap();
+    let client = ca
+        .issue(&IssueRequest::new(Profile::Client, "bench-client"), now)
+        .unwrap();
+    let client_files = client.write(&dir.path().join("client"), None).unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
+    Files {
+        root,
+        server_chain: server_files.chain,
+        server_cert: server_files.certificate,
+        server_key: server_files.key.unwrap(),
+        client_chain: client_files.chain,
+        client_key: client_files.key.unwrap(),
+        _dir: dir,
+    }
+}
+
+/// A server process, killed on drop.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts a command that prints `listening on ADDR` (or `ACCEPT ADDR` for s_server).
+    fn start(mut command: Command) -> Self {
+        use std::io::BufRead;
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                let addr = line
+                    .strip_prefix("listening on ")
+                    .or_else(|| line.strip_prefix("ACCEPT "));
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("server did not start");
+        Self {
+            child,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn self_server(kind: &str, files: &Files) -> Proc {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .env(SERVE_ENV, kind)
+        .env("BENCH_ROOT", &files.root)
+        .env("BENCH_CHAIN", &files.server_chain)
+        .env("BENCH_KEY", &files.server_key);
+    Proc::start(command)
+}
+
+fn echo_server(files: &Files, extra: &[&str]) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--quiet", "--cert"])
+        .arg(&files.server_chain)
+        .arg("--key")
+        .arg(&files.server_key)
+        .arg("--client-ca")
+        .arg(&files.root)
+        .args(["--max-conns", "30000", "--idle-timeout", "3600"])
+        .args(extra)
+        .env_remove("SSLKEYLOGFILE");
+    Proc::start(command)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The comparison servers, run in a child process of this benchmark.
+
+fn serve(kind: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening on {}", listener.local_addr().unwrap());
+        let tls = (kind == "rustls").then(minimal_rustls_config);
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                match tls {
+                    None => copy_loop(tcp, &mut buf).await,
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            copy_loop(stream, &mut buf).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn copy_loop<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, buf: &mut [u8]) {
+    loop {
+        match stream.read(buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() || stream.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// rustls' own WebPKI client verifier, TLS 1.3 only, ring: what a minimal mTLS echo would use.
+fn minimal_rustls_config() -> tokio_rustls::TlsAcceptor {
+    let provider = channel::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem::load_certificates(Path::new(&std::env::var("BENCH_ROOT").unwrap())).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .unwrap();
+    let credentials = Credentials::load(
+        Path::new(&std::env::var("BENCH_CHAIN").unwrap()),
+        Path::new(&std::env::var("BENCH_KEY").unwrap()),
+        None,
+    )
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+            credentials.certified_key(),
+        )));
+    config.send_tls13_tickets = 0;
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side.
+
+fn client_config(files: &Files) -> Arc<rustls::ClientConfig> {
+    let store = TrustStore::from_root_file(&files.root).unwrap();
+    Arc::new(
+        channel::client_config(&ClientSettings {
+            server_trust: Arc::new(store),
+            credentials: Some(Credentials::load(&files.client_chain, &files.client_key, None).unwrap()),
+            options: TlsOptions::default(),
+        })
+        .unwrap(),
+    )
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    policy: RotationPolicy,
+) -> ChannelStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    ChannelStream::connect(Arc::clone(config), "127.0.0.1", tcp, policy)
+        .await
+        .unwrap()
+}
+
+fn mib_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0)
+}
+
+async fn echo_rate<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    total: u64,
+    write: usize,
+) -> f64 {
+    let start = Instant::now();
+    let done = channel::exchange(stream, total, write).await.unwrap();
+    assert_eq!(done.received, total);
+    mib_s(done.received, start.elapsed())
+}
+
+async fn throughput(files: &Files, total: u64, write: usize, rotate: u64, rounds: usize) {
+    println!(
+        "\n## Echo throughput: {} MiB in {} KiB writes, one connection, each way (best of {rounds} rounds)",
+        total >> 20,
+        write >> 10
+    );
+    let config = client_config(files);
+    let plain = self_server("plain", files);
+    let minimal = self_server("rustls", files);
+    let unrotated = echo_server(files, &["--no-rotate"]);
+    let rotate_text = rotate.to_string();
+    let rotating = echo_server(files, &["--rotate-bytes", &rotate_text]);
+    let policy = RotationPolicy::never().with_bytes(rotate);
+    let mut best = [0f64; 4];
+    let mut key_updates = 0;
+    for _ in 0..rounds.max(1) {
+        let mut tcp = TcpStream::connect(plain.addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        best[0] = best[0].max(echo_rate(&mut tcp, total, write).await);
+        let mut stream = tls_connect(minimal.addr, &config, RotationPolicy::never()).await;
+        best[1] = best[1].max(echo_rate(&mut stream, total, write).await);
+        let mut stream = tls_connect(unrotated.addr, &config, RotationPolicy::never()).await;
+        best[2] = best[2].max(echo_rate(&mut stream, total, write).await);
+        let mut stream = tls_connect(rotating.addr, &config, policy).await;
+        best[3] = best[3].max(echo_rate(&mut stream, total, write).await);
+        key_updates = stream.stats().rotations.total();
+    }
+    let [plain_rate, minimal_rate, tessera_rate, rotating_rate] = best;
+    println!("plain TCP echo                             {plain_rate:8.1} MiB/s");
+    println!("minimal rustls echo (tokio-rustls)         {minimal_rate:8.1} MiB/s");
+    println!(
+        "echo-server, no rotation                   {tessera_rate:8.1} MiB/s  ({:.3} of minimal rustls)",
+        tessera_rate / minimal_rate
+    );
+    println!(
+        "echo-server + client rotating every {:>4} KiB {rotating_rate:6.1} MiB/s  ({:+.1}% vs no rotation; client sent {key_updates} KeyUpdates per run)",
+        rotate >> 10,
+        (rotating_rate / tessera_rate - 1.0) * 100.0,
+    );
+}
+
+async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u64) {
+    println!("\n## Mutual-TLS handshakes ({count} from this process, {in_flight} in flight)");
+    let config = client_config(files);
+    let measure = |addr: SocketAddr| {
+        let config = Arc::clone(&config);
+        async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..count {
+                let permit = Arc::clone(&slots).acquire_owned().await.unwrap();
+                let config = Arc::clone(&config);
+                tasks.spawn(async move {
+                    let mut stream = tls_connect(addr, &config, RotationPolicy::never()).await;
+                    let _ = stream.close().await;
+                    drop(permit);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            count as f64 / start.elapsed().as_secs_f64()
+        }
+    };
+    let minimal = self_server("rustls", files);
+    println!(
+        "minimal rustls echo      {:8.0} handshakes/s",
+        measure(minimal.addr).await
+    );
+    let server = echo_server(files, &[]);
+    println!(
+        "echo-server              {:8.0} handshakes/s",
+        measure(server.addr).await
+    );
+
+    if stime_secs == 0 || Command::new("openssl").arg("version").output().is_err() {
+        println!("(openssl s_time skipped)");
+        return;
+    }
+    let s_time = |addr: SocketAddr| {
+        let out = Command::new("openssl")
+            .args([
+                "s_time",
+                "-new",
+                "-connect",
+                &addr.to_string(),
+                "-time",
+                &stime_secs.to_string(),
+            ])
+            .arg("-CAfile")
+            .arg(&files.root)
+            .arg("-cert")
+            .arg(&files.client_chain)
+            .arg("-key")
+            .arg(&files.client_key)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let found: Vec<&str> = text.lines().filter(|l| l.contains("connections")).collect();
+        if found.is_empty() {
+            format!("no result: {text}")
+        } else {
+            found.join(" | ")
+        }
+    };
+    println!("openssl s_time -new against echo-server:  {}", s_time(server.addr));
+    drop(server);
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_server", "-accept", "127.0.0.1:0", "-tls1_3", "-cert"])
+        .arg(&files.server_cert)
+        .arg("-cert_chain")
+        .arg(&files.server_chain)
+        .arg("-key")
+        .arg(&files.server_key)
+        .arg("-CAfile")
+        .arg(&files.root)
+        .args(["-Verify", "2", "-verify_return_error"])
+        // s_server stops at end of input: keep its stdin open (the pipe lives as long as Proc).
+        .stdin(Stdio::piped());
+    let s_server = Proc::start(command);
+    println!("openssl s_time -new against s_server:     {}", s_time(s_server.addr));
+}
+
+/// Median round trip of 64-byte pings on one connection, in µs.
+async fn ping_p50(stream: &mut ChannelStream<TcpStream>, pings: usize) -> f64 {
+    let mut samples = Vec::with_capacity(pings);
+    let mut buf = [0u8; 64];
+    for _ in 0..pings {
+        let start = Instant::now();
+        stream.write_all(&buf).await.unwrap();
+        stream.flush().await.unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
+        samples.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+async fn idle_memory(files: &Files, conns: usize, pings: usize) {
+    println!("\n## Memory: {conns} idle mutual-TLS connections, each after echoing 64 KiB once");
+    let config = client_config(files);
+    for (name, server) in [
+        ("echo-server", echo_server(files, &[])),
+        ("minimal rustls echo", self_server("rustls", files)),
+    ] {
+        let mut active = tls_connect(server.addr, &config, RotationPolicy::never()).await;
+        let quiet_p50 = ping_p50(&mut active, pings).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = server.rss_kib();
+        let mut held = Vec::with_capacity(conns);
+        let mut tasks = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(64));
+        for _ in 0..conns {
+            let permit = Arc::clone(&slots).acquire_owned().await.unwrap();
+            let config = Arc::clone(&config);
+            let addr = server.addr;
+            tasks.spawn(async move {
+                let mut stream = tls_connect(addr, &config, RotationPolicy::never()).await;
+                channel::exchange(&mut stream, 64 * 1024, 64 * 1024).await.unwrap();
+                drop(permit);
+                stream
+            });
+        }
+        while let Some(stream) = tasks.join_next().await {
+            held.push(stream.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = server.rss_kib();
+        let loaded_p50 = ping_p50(&mut active, pings).await;
+        println!(
+            "{name:<20} RSS {before} KiB -> {after} KiB: {:.1} KiB per idle connection; active echo p50 {quiet_p50:.1} µs alone, {loaded_p50:.1} µs with them",
+            after.saturating_sub(before) as f64 / held.len() as f64,
+        );
+        drop(held);
+    }
+}
+
+fn fd_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+fn main() {
+    if let Ok(kind) = std::env::var(SERVE_ENV) {
+        serve(&kind);
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter argument selects parts: throughput, handshakes, memory.
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |part: &str| filter.is_empty() || filter.iter().any(|f| part.contains(f.as_str()));
+    let files = pki();
+    let total = env_size("TESSERA_BENCH_BYTES", "1G");
+    let write = env_size("TESSERA_BENCH_WRITE", "64K") as usize;
+    let rotate = env_size("TESSERA_BENCH_ROTATE", "1M");
+    let handshake_count = env_size("TESSERA_BENCH_HANDSHAKES", "2000") as usize;
+    let in_flight = env_size("TESSERA_BENCH_INFLIGHT", "8") as usize;
+    let stime_secs = env_size("TESSERA_BENCH_STIME_SECS", "5");
+    let mut idle = env_size("TESSERA_BENCH_IDLE_CONNS", "10000") as usize;
+    let pings = env_size("TESSERA_BENCH_PINGS", "2000") as usize;
+    let rounds = env_size("TESSERA_BENCH_ROUNDS", "3") as usize;
+    let limit = fd_limit();
+    if idle > 0 && idle as u64 + 200 > limit {
+        let fit = limit.saturating_sub(200) as usize;
+        println!(
+            "(file descriptor limit {limit}: idle connections reduced from {idle} to {fit}; run `ulimit -n 20000` first)"
+        );
+        idle = fit;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!(
+            "# Tessera channel benchmark (loopback, {} CPUs)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        if wanted("throughput") {
+            throughput(&files, total, write, rotate, rounds).await;
+        }
+        if wanted("handshakes") {
+            handshakes(&files, handshake_count, in_flight, stime_secs).await;
+        }
+        if wanted("memory") && idle > 0 {
+            idle_memory(&files, idle, pings).await;
+        }
+    });
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make bench`: every speed figure, each as a ratio against a baseline measured in the same run
+# (the machines are shared and noisy). Sizes come from TESSERA_BENCH_* variables; see
+# docs/PERFORMANCE.md. Nothing here runs in `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -f benches/sign.rs ]; then
+  echo "== sign/verify: verify throughput vs openssl dgst -sha3-256"
+  cargo bench --bench sign
+fi
+echo "== channel: echo throughput, rotation cost, handshakes, memory"
+bash scripts/bench-channel.sh

@@ -1,0 +1,144 @@
+//! The `echo-client` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tessera::channel::{RotationPolicy, parse_byte_size};
+
+const AFTER_HELP: &str = "EXAMPLES:
+  # send two messages over mutual TLS, rotating keys every 16 bytes, and print the echoes
+  echo-client --connect 127.0.0.1:4433 --server-name localhost --ca root.pem \\
+      --cert client.chain.pem --key client.key --rotate-bytes 16 hello world
+
+  # stream stdin to the server and its echo to stdout
+  echo-client --connect localhost:4433 --ca root.pem --cert client.chain.pem --key client.key < file
+
+  # load test: 1 GiB over 4 connections, JSON report
+  echo-client --connect localhost:4433 --ca root.pem --cert c.chain.pem --key c.key \\
+      --bench --bytes 1G --conns 4 --json
+
+OUTPUT:
+  Messages: each MESSAGE is sent followed by a newline; what comes back is printed as is.
+  --bench: a summary (text, or with --json an object with connections, bytes_sent,
+  bytes_received, seconds, mib_per_second, handshakes_per_second, handshake_ms {p50, p99, max},
+  rotations).
+
+ENVIRONMENT:
+  SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
+";
+
+/// A TLS 1.3 echo client with mutual TLS and in-flight key rotation.
+#[derive(Debug, Parser)]
+#[command(name = "echo-client", version, after_help = format!("{AFTER_HELP}\n{}", tessera::cli::EXIT_CODES_HELP))]
+pub struct Args {
+    /// The server's address (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub connect: String,
+    /// Root certificate(s) the server's certificate must chain to (PEM).
+    #[arg(long, value_name = "ROOT")]
+    pub ca: PathBuf,
+    /// A CRL to check the server's certificate against (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Client certificate chain for mutual TLS (PEM: certificate, then intermediates).
+    #[arg(long, value_name = "CHAIN", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PKCS#8 PEM, possibly encrypted).
+    #[arg(long, value_name = "KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted --key (else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The name the server's certificate must hold (default: the host part of --connect).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
+    /// Seconds allowed for the TCP connection and the TLS handshake.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds without progress before giving up on the server.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Also accept TLS 1.2 (such connections cannot rotate keys).
+    #[arg(long)]
+    pub insecure_allow_tls12: bool,
+    /// Run a load test instead of sending messages.
+    #[arg(long)]
+    pub bench: bool,
+    /// --bench: total bytes to echo, spread over the connections (0: handshakes only).
+    #[arg(long, value_name = "N", default_value = "64M", value_parser = parse_byte_size, requires = "bench")]
+    pub bytes: u64,
+    /// --bench: number of connections.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "bench")]
+    pub conns: usize,
+    /// --bench: connections in flight at once (default: all).
+    #[arg(long, value_name = "N", requires = "bench")]
+    pub concurrency: Option<usize>,
+    /// --bench: size of each write.
+    #[arg(long, value_name = "N", default_value = "64K", value_parser = parse_byte_size, requires = "bench")]
+    pub write_size: u64,
+    /// --bench: print the report as JSON.
+    #[arg(long, requires = "bench")]
+    pub json: bool,
+    /// Log errors only and print no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Log connection details and print a traffic and rotation summary on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Messages to send (none: stream stdin to the server and the echo to stdout).
+    #[arg(value_name = "MESSAGE", conflicts_with = "bench")]
+    pub messages: Vec<String>,
+}
+
+/// The `--rotate-…` options.
+#[derive(Debug, clap::Args)]
+pub struct RotationArgs {
+    /// Rotate the traffic keys after this many bytes in one direction (65536, 64K, 1M; 0: never).
+    /// Default 64M.
+    #[arg(long, value_name = "N", value_parser = parse_byte_size)]
+    pub rotate_bytes: Option<u64>,
+    /// Rotate after this many messages in one direction (0: never). Off by default.
+    #[arg(long, value_name = "N")]
+    pub rotate_messages: Option<u64>,
+    /// Rotate keys that have carried traffic after this many seconds (0: never). Default 600.
+    #[arg(long, value_name = "S")]
+    pub rotate_secs: Option<f64>,
+    /// Never rotate twice within this many seconds. Off by default.
+    #[arg(long, value_name = "S")]
+    pub rotate_min_interval: Option<f64>,
+    /// No policy rotation at all.
+    #[arg(long, conflicts_with_all = ["rotate_bytes", "rotate_messages", "rotate_secs"])]
+    pub no_rotate: bool,
+}
+
+impl RotationArgs {
+    /// The policy: defaults, with each given option replacing its own default.
+    pub fn policy(&self) -> Result<RotationPolicy, String> {
+        if self.no_rotate {
+            return Ok(RotationPolicy::never());
+        }
+        let mut policy = RotationPolicy::default();
+        if let Some(bytes) = self.rotate_bytes {
+            policy = policy.with_bytes(bytes);
+        }
+        if let Some(messages) = self.rotate_messages {
+            policy = policy.with_messages(messages);
+        }
+        if let Some(secs) = self.rotate_secs {
+            policy = policy.with_interval(seconds(secs, "--rotate-secs")?);
+        }
+        if let Some(secs) = self.rotate_min_interval {
+            policy = policy.with_min_interval(seconds(secs, "--rotate-min-interval")?);
+        }
+        Ok(policy)
+    }
+}
+
+/// A non-negative, finite number of seconds.
+pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))
+}

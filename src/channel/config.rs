@@ -1,0 +1,199 @@
+//! rustls configurations built from a [`TrustStore`], with the ring provider passed explicitly.
+//! TLS 1.3 only, unless [`TlsOptions::allow_tls12`] says otherwise.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::ChannelError;
+use super::identity::Authorization;
+use super::verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};
+use crate::pki::{Passphrase, PrivateKey, TrustStore, pem};
+
+static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The one crypto provider the channel uses: rustls' ring provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain (end entity first, then intermediates) with its private key, checked to
+/// belong together. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    key: Arc<CertifiedKey>,
+}
+
+impl Credentials {
+    /// Loads a PEM chain and a PKCS#8 key (encrypted keys need `passphrase`).
+    ///
+    /// # Errors
+    /// [`ChannelError::Load`], [`ChannelError::EmptyChain`], [`ChannelError::UnusableKey`].
+    pub fn load(chain: &Path, key: &Path, passphrase: Option<&Passphrase>) -> Result<Self, ChannelError> {
+        let certificates = pem::load_certificates(chain).map_err(|source| ChannelError::Load {
+            what: format!("certificate chain {}", chain.display()),
+            source,
+        })?;
+        if certificates.is_empty() {
+            return Err(ChannelError::EmptyChain { path: chain.into() });
+        }
+        let private_key = PrivateKey::load(key, passphrase).map_err(|source| ChannelError::Load {
+            what: format!("private key {}", key.display()),
+            source,
+        })?;
+        Self::new(certificates, &private_key)
+    }
+
+    /// Pairs a chain with its key.
+    ///
+    /// # Errors
+    /// [`ChannelError::UnusableKey`] when the key does not match the first certificate or
+    /// rustls cannot sign with it.
+    pub fn new(chain: Vec<CertificateDer<'static>>, key: &PrivateKey) -> Result<Self, ChannelError> {
+        if chain.is_empty() {
+            return Err(ChannelError::UnusableKey {
+                reason: "the certificate chain is empty".into(),
+            });
+        }
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
+        let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| ChannelError::UnusableKey {
+            reason: match e {
+                rustls::Error::InconsistentKeys(_) => "the key does not belong to the first certificate".into(),
+                other => other.to_string(),
+            },
+        })?;
+        Ok(Self {
+            key: Arc::new(certified),
+        })
+    }
+
+    /// The chain, end entity first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.key.cert
+    }
+
+    /// The rustls form.
+    pub fn certified_key(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.key)
+    }
+}
+
+/// Options shared by servers and clients.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// Also accept TLS 1.2 (no key rotation is possible on such connections). Off by default.
+    pub allow_tls12: bool,
+    /// Where to log session secrets (e.g. [`rustls::KeyLogFile`], which honours
+    /// `SSLKEYLOGFILE`). `None` logs nothing.
+    pub key_log: Option<Arc<dyn KeyLog>>,
+    /// Allow the secrets of established connections to be extracted (tests, kTLS). Off by
+    /// default.
+    pub enable_secret_extraction: bool,
+}
+
+impl TlsOptions {
+    /// Default options plus the standard `SSLKEYLOGFILE` convention (nothing is written when the
+    /// variable is unset).
+    pub fn with_sslkeylogfile() -> Self {
+        Self {
+            key_log: Some(Arc::new(rustls::KeyLogFile::new())),
+            ..Self::default()
+        }
+    }
+
+    fn versions(&self) -> &'static [&'static SupportedProtocolVersion] {
+        if self.allow_tls12 {
+            rustls::ALL_VERSIONS
+        } else {
+            TLS13_ONLY
+        }
+    }
+}
+
+/// What a server needs: its credentials, and for mutual TLS the store that client certificates
+/// must verify against (with its CRLs) and who among them is allowed.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The server's certificate chain and key.
+    pub credentials: Credentials,
+    /// Roots (and CRLs) for client certificates; `None` means no client authentication.
+    pub client_trust: Option<Arc<TrustStore>>,
+    /// Which verified clients may connect (ignored without `client_trust`).
+    pub authorization: Authorization,
+    /// Protocol options.
+    pub options: TlsOptions,
+}
+
+/// Builds a server configuration.
+///
+/// # Errors
+/// [`ChannelError::Config`] if rustls refuses the combination.
+pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelError> {
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(settings.options.versions())
+        .map_err(|source| ChannelError::Config { source })?;
+    let builder = match &settings.client_trust {
+        Some(store) => builder.with_client_cert_verifier(Arc::new(TrustStoreClientVerifier::new(
+            Arc::clone(store),
+            settings.authorization.clone(),
+            &provider,
+        ))),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+        settings.credentials.certified_key(),
+    )));
+    if let Some(key_log) = &settings.options.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
+    config.enable_secret_extraction = settings.options.enable_secret_extraction;
+    // Resumption would let a client skip certificate verification against a later CRL: off.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// What a client needs: the roots (and CRLs) the server's certificate must verify against, and
+/// optionally its own credentials for mutual TLS.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Roots and CRLs for the server's certificate.
+    pub server_trust: Arc<TrustStore>,
+    /// The client's certificate chain and key, if it authenticates.
+    pub credentials: Option<Credentials>,
+    /// Protocol options.
+    pub options: TlsOptions,
+}
+
+/// Builds a client configuration.
+///
+/// # Errors
+/// [`ChannelError::Config`] if rustls refuses the combination.
+pub fn client_config(settings: &ClientSettings) -> Result<ClientConfig, ChannelError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(settings.options.versions())
+        .map_err(|source| ChannelError::Config { source })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustStoreServerVerifier::new(
+            Arc::clone(&settings.server_trust),
+            &provider,
+        )));
+    let mut config = match &settings.credentials {
+        Some(credentials) => builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+            credentials.certified_key(),
+        ))),
+        None => builder.with_no_client_auth(),
+    };
+    if let Some(key_log) = &settings.options.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
+    config.enable_secret_extraction = settings.options.enable_secret_extraction;
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}

@@ -1,0 +1,184 @@
+//! rustls certificate verifiers whose chain decision is [`TrustStore::verify`]: the one trust
+//! path of Tessera, CRLs included. Handshake signatures are checked with the crypto provider's
+//! helpers.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use time::OffsetDateTime;
+
+use super::identity::{Authorization, PeerIdentity};
+use crate::pki::{PkiError, TrustStore, Usage, VerifyRequest};
+
+/// Verifies a server's certificate chain for [`Usage::Server`] and the name the client asked
+/// for, through [`TrustStore::verify`].
+#[derive(Debug)]
+pub struct TrustStoreServerVerifier {
+    store: Arc<TrustStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl TrustStoreServerVerifier {
+    /// A verifier trusting `store`'s roots and consulting its CRLs; handshake signatures are
+    /// checked with `provider`'s algorithms.
+    pub fn new(store: Arc<TrustStore>, provider: &CryptoProvider) -> Self {
+        Self {
+            store,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for TrustStoreServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let request = VerifyRequest::new(Usage::Server, to_time(now)).with_name(server_name.to_str().into_owned());
+        match self.store.verify(end_entity, intermediates, &request) {
+            Ok(_chain) => Ok(ServerCertVerified::assertion()),
+            Err(error) => {
+                tracing::warn!(server = %server_name.to_str(), reason = %error, "server certificate refused");
+                Err(to_rustls(error))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Requires a client certificate, verifies its chain for [`Usage::Client`] through
+/// [`TrustStore::verify`], then checks the verified identity against an [`Authorization`].
+#[derive(Debug)]
+pub struct TrustStoreClientVerifier {
+    store: Arc<TrustStore>,
+    authorization: Authorization,
+    algorithms: WebPkiSupportedAlgorithms,
+    hints: Vec<DistinguishedName>,
+}
+
+impl TrustStoreClientVerifier {
+    /// A verifier trusting `store`'s roots (sent as hints to clients) and consulting its CRLs,
+    /// admitting only peers `authorization` permits.
+    pub fn new(store: Arc<TrustStore>, authorization: Authorization, provider: &CryptoProvider) -> Self {
+        let hints = store
+            .anchors()
+            .iter()
+            .map(|anchor| DistinguishedName::in_sequence(anchor.subject.as_ref()))
+            .collect();
+        Self {
+            store,
+            authorization,
+            algorithms: provider.signature_verification_algorithms,
+            hints,
+        }
+    }
+}
+
+impl ClientCertVerifier for TrustStoreClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let request = VerifyRequest::new(Usage::Client, to_time(now));
+        let chain = match self.store.verify(end_entity, intermediates, &request) {
+            Ok(chain) => chain,
+            Err(error) => {
+                tracing::warn!(reason = %error, "client certificate refused");
+                return Err(to_rustls(error));
+            }
+        };
+        let identity = PeerIdentity::from_info(chain.end_entity());
+        if !self.authorization.permits(&identity) {
+            tracing::warn!(peer = %identity, "client is not on the allow list");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn to_time(now: UnixTime) -> OffsetDateTime {
+    i64::try_from(now.as_secs())
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The rustls error (and so the TLS alert) that best says why a chain was refused.
+fn to_rustls(error: PkiError) -> rustls::Error {
+    let certificate_error = match error {
+        PkiError::Expired { .. } => CertificateError::Expired,
+        PkiError::NotYetValid { .. } => CertificateError::NotValidYet,
+        PkiError::Revoked { .. } => CertificateError::Revoked,
+        PkiError::UnknownIssuer => CertificateError::UnknownIssuer,
+        PkiError::NameMismatch { .. } => CertificateError::NotValidForName,
+        PkiError::WrongUsage { .. } => CertificateError::InvalidPurpose,
+        PkiError::BadSignature => CertificateError::BadSignature,
+        PkiError::RevocationUnknown { .. } => CertificateError::UnknownRevocationStatus,
+        PkiError::Malformed { .. } => CertificateError::BadEncoding,
+        other => CertificateError::Other(OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(certificate_error)
+}

@@ -1,0 +1,798 @@
+//! The `ca` tool end to end: every certificate it issues is checked by independent verifiers
+//! (`openssl verify`, rustls-webpki through the library), and bad input is pinned by exit code
+//! and message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::cargo_bin;
+use tessera::pki::{CertificateInfo, TrustStore, Usage, VerifyRequest, pem};
+
+fn ca(dir: &Path) -> Command {
+    let mut cmd = Command::new(cargo_bin("ca"));
+    cmd.arg("--dir")
+        .arg(dir)
+        .env_remove("TESSERA_PASSPHRASE")
+        .env_remove("TESSERA_CA_DIR");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("tool runs")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "failed: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed")
+}
+
+/// A root and an intermediate CA (no passphrases) under a fresh temporary directory.
+struct Pki {
+    tmp: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new(intermediate_flags: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Self { tmp };
+        ok(ca(&pki.root()).args(["init", "--name", "Test Root", "--no-passphrase"]));
+        ok(ca(&pki.inter())
+            .args(["init", "--name", "Test Issuing CA", "--no-passphrase", "--parent"])
+            .arg(pki.root())
+            .args(intermediate_flags));
+        pki
+    }
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+    fn inter(&self) -> PathBuf {
+        self.tmp.path().join("inter")
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    fn s(&self, p: PathBuf) -> String {
+        p.display().to_string()
+    }
+    fn issue(&self, profile: &str, name: &str, extra: &[&str]) -> PathBuf {
+        let prefix = self.path(name);
+        ok(ca(&self.inter())
+            .args(["issue", "--profile", profile, "--name", name, "--out"])
+            .arg(&prefix)
+            .args(extra));
+        prefix
+    }
+    fn list(&self) -> Vec<serde_json::Value> {
+        let out = ok(ca(&self.inter()).args(["list", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn with(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[test]
+fn every_profile_is_accepted_by_openssl_and_webpki() {
+    let pki = Pki::new(&[]);
+    let root = pki.s(pki.root().join("ca.pem"));
+    let inter = pki.s(pki.inter().join("ca.pem"));
+    let cases = [
+        (
+            "server",
+            "www.example.org",
+            "sslserver",
+            Usage::Server,
+            "TLS Web Server Authentication",
+        ),
+        (
+            "client",
+            "alice",
+            "sslclient",
+            Usage::Client,
+            "TLS Web Client Authentication",
+        ),
+        (
+            "code-signing",
+            "release-signer",
+            "any",
+            Usage::CodeSigning,
+            "Code Signing",
+        ),
+    ];
+    for (profile, name, purpose, usage, eku_text) in cases {
+        let prefix = pki.issue(profile, name, &["--san", "127.0.0.1"]);
+        let cert = pki.s(with(&prefix, ".pem"));
+        let out = openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            purpose,
+            "-CAfile",
+            &root,
+            "-untrusted",
+            &inter,
+            &cert,
+        ]);
+        assert!(out.status.success(), "openssl rejects {profile}: {}", stderr(&out));
+        let text = openssl(&[
+            "x509",
+            "-in",
+            &cert,
+            "-noout",
+            "-ext",
+            "extendedKeyUsage,basicConstraints,keyUsage",
+        ]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains(eku_text), "{profile}: {text}");
+        assert!(
+            text.contains("CA:FALSE") && text.contains("Digital Signature"),
+            "{profile}: {text}"
+        );
+
+        // webpki at a fixed time (one day after issuance), through the library's one path.
+        let certs = pem::load_certificates(&with(&prefix, ".chain.pem")).unwrap();
+        let info = CertificateInfo::from_der(&certs[0]).unwrap();
+        let at = info.not_before + time::Duration::days(1);
+        let store = TrustStore::from_root_file(&pki.root().join("ca.pem")).unwrap();
+        let chain = store
+            .verify(&certs[0], &certs[1..], &VerifyRequest::new(usage, at))
+            .unwrap();
+        assert_eq!(chain.path().len(), 3, "{profile}: leaf, intermediate, root");
+        // and for no other TLS usage
+        let other = if usage == Usage::Server {
+            Usage::Client
+        } else {
+            Usage::Server
+        };
+        if usage != Usage::CodeSigning {
+            assert!(
+                store
+                    .verify(&certs[0], &certs[1..], &VerifyRequest::new(other, at))
+                    .is_err()
+            );
+        }
+    }
+    // The code-signing key is Ed25519 by default; TLS keys are P-256.
+    let shown = ok(ca(&pki.inter())
+        .args(["show", "--json"])
+        .arg(pki.path("release-signer.pem")));
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(json["key_algorithm"], "ed25519");
+    assert_eq!(json["extended_key_usage"], serde_json::json!(["codeSigning"]));
+    let shown = ok(ca(&pki.inter())
+        .args(["show", "--json"])
+        .arg(pki.path("www.example.org.pem")));
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(json["key_algorithm"], "p256");
+    assert_eq!(json["sans"], serde_json::json!(["dns:www.example.org", "ip:127.0.0.1"]));
+    assert!(json["subject_key_id"].is_string() && json["authority_key_id"].is_string());
+}
+
+#[test]
+fn ca_certificates_have_the_right_extensions_and_files_the_right_modes() {
+    let pki = Pki::new(&["--path-len", "0", "--permit-dns", "example.org"]);
+    let text = openssl(&["x509", "-in", &pki.s(pki.inter().join("ca.pem")), "-noout", "-text"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("X509v3 Key Usage: critical\n                Certificate Sign, CRL Sign"),
+        "{text}"
+    );
+    assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+    assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+    for dir in [pki.root(), pki.inter()] {
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("ca.key")), 0o600);
+    }
+    let prefix = pki.issue("server", "a.example.org", &[]);
+    assert_eq!(
+        std::fs::metadata(with(&prefix, ".key")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The intermediate is recorded in the root's database.
+    let out = ok(ca(&pki.root()).args(["list", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["profile"], "intermediate");
+    assert_eq!(list[0]["subject"], "CN=Test Issuing CA");
+    // path length 0: no CA below the intermediate
+    let out = run(ca(&pki.path("sub"))
+        .args(["init", "--no-passphrase", "--parent"])
+        .arg(pki.inter()));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!pki.path("sub").join("ca.pem").exists());
+}
+
+#[test]
+fn name_constraints_are_enforced_at_issuance_and_nothing_is_written() {
+    let pki = Pki::new(&["--permit-dns", "example.org", "--permit-ip", "10.0.0.0/8"]);
+    pki.issue("server", "api.example.org", &["--san", "10.1.2.3"]);
+    for bad in [["--san", "evil.com"], ["--san", "192.168.1.1"]] {
+        let prefix = pki.path("bad");
+        let out = run(ca(&pki.inter())
+            .args(["issue", "--profile", "server", "--name", "ok.example.org", "--out"])
+            .arg(&prefix)
+            .args(bad));
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr(&out),
+            "ca: error: refusing to issue: certificate violates its issuer's name constraints\n\
+             ca: hint: every --san must lie inside the CA's permitted names (see `ca show DIR/ca.pem`)\n"
+        );
+        assert!(!with(&prefix, ".pem").exists() && !with(&prefix, ".key").exists());
+    }
+    assert_eq!(pki.list().len(), 1, "refused certificates are not recorded");
+}
+
+#[test]
+fn lifetimes_are_clamped_by_default_and_refused_when_explicit() {
+    let pki = Pki::new(&["--days", "10"]);
+    let inter_after = CertificateInfo::from_der(&pem::load_certificates(&pki.inter().join("ca.pem")).unwrap()[0])
+        .unwrap()
+        .not_after;
+    let prefix = pki.path("clamped");
+    let out = run(ca(&pki.inter())
+        .args(["issue", "--profile", "server", "--name", "c.example.org", "--out"])
+        .arg(&prefix));
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("lifetime shortened"), "{}", stderr(&out));
+    let info = CertificateInfo::from_der(&pem::load_certificates(&with(&prefix, ".pem")).unwrap()[0]).unwrap();
+    assert_eq!(info.not_after, inter_after);
+
+    let out = run(ca(&pki.inter())
+        .args([
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "d.example.org",
+            "--days",
+            "11",
+            "--out",
+        ])
+        .arg(pki.path("long")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("after its issuer"), "{}", stderr(&out));
+    assert!(!pki.path("long.pem").exists());
+
+    pki.issue("client", "short", &["--hours", "1"]);
+    let info = CertificateInfo::from_der(&pem::load_certificates(&pki.path("short.pem")).unwrap()[0]).unwrap();
+    let lifetime = info.not_after - info.not_before;
+    assert!(
+        lifetime <= time::Duration::minutes(61) && lifetime >= time::Duration::minutes(60),
+        "{lifetime}"
+    );
+}
+
+#[test]
+fn a_csr_made_by_openssl_is_issued_and_a_broken_one_refused() {
+    let pki = Pki::new(&[]);
+    let key = pki.s(pki.path("req.key"));
+    let csr = pki.s(pki.path("req.csr"));
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        "/CN=csr.example.org",
+        "-addext",
+        "subjectAltName=DNS:csr.example.org",
+        "-out",
+        &csr,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prefix = pki.issue("server", "csr.example.org", &["--csr", &csr]);
+    assert!(!with(&prefix, ".key").exists(), "no key is written for a CSR");
+    let cert = pki.s(with(&prefix, ".pem"));
+    let out = openssl(&[
+        "verify",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &pki.s(pki.root().join("ca.pem")),
+        "-untrusted",
+        &pki.s(pki.inter().join("ca.pem")),
+        &cert,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The certificate carries the requester's public key.
+    let from_cert = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"]).stdout;
+    let from_key = openssl(&["pkey", "-in", &key, "-pubout"]).stdout;
+    assert_eq!(from_cert, from_key);
+
+    // Break the CSR's signature (last bytes of the DER) and re-armour it.
+    let der = pem::parse_blocks(&std::fs::read(&csr).unwrap(), pem::CERTIFICATE_REQUEST, "csr").unwrap();
+    let mut der = der[0].clone();
+    let n = der.len();
+    der[n - 3] ^= 0x55;
+    let broken = pki.path("broken.csr");
+    std::fs::write(&broken, pem::to_pem(pem::CERTIFICATE_REQUEST, &der)).unwrap();
+    let out = run(ca(&pki.inter())
+        .args(["issue", "--profile", "server", "--name", "csr.example.org", "--csr"])
+        .arg(&broken)
+        .arg("--out")
+        .arg(pki.path("broken")));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("self-signature does not verify"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("ca: hint: make a request with"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!pki.path("broken.pem").exists());
+}
+
+#[test]
+fn revocation_is_seen_by_openssl_and_by_ca_verify() {
+    let pki = Pki::new(&[]);
+    let prefix = pki.issue("client", "mallory", &[]);
+    let keep = pki.issue("client", "bob", &[]);
+    let serial = pki.list().iter().find(|r| r["subject"] == "CN=mallory").unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(ca(&pki.inter()).args(["revoke", &serial, "--reason", "key-compromise"]));
+    let crl = pki.s(pki.inter().join("crl.pem"));
+    let out = openssl(&[
+        "crl",
+        "-in",
+        &crl,
+        "-CAfile",
+        &pki.s(pki.inter().join("chain.pem")),
+        "-noout",
+        "-verify",
+    ]);
+    assert!(
+        out.status.success() && stderr(&out).contains("verify OK"),
+        "{}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&openssl(&["crl", "-in", &crl, "-noout", "-text"]).stdout).into_owned();
+    assert!(text.contains("Version 2") && text.contains("X509v3 CRL Number") && text.contains("Key Compromise"));
+    assert!(text.contains("Next Update"));
+
+    let root = pki.s(pki.root().join("ca.pem"));
+    let inter = pki.s(pki.inter().join("ca.pem"));
+    let verify = |cert: &str| {
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            &crl,
+            "-CAfile",
+            &root,
+            "-untrusted",
+            &inter,
+            cert,
+        ])
+    };
+    let out = verify(&pki.s(with(&prefix, ".pem")));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("certificate revoked")
+            || stderr(&out).contains("certificate revoked")
+    );
+    assert!(verify(&pki.s(with(&keep, ".pem"))).status.success());
+
+    let out = run(ca(&pki.inter())
+        .arg("verify")
+        .arg(with(&prefix, ".chain.pem"))
+        .args(["--root", &root, "--usage", "client", "--crl", &crl]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("certificate {serial} is revoked (key-compromise)")),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(ca(&pki.inter())
+        .arg("verify")
+        .arg(with(&keep, ".chain.pem"))
+        .args(["--root", &root, "--usage", "client", "--crl", &crl]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let list = pki.list();
+    let entry = list.iter().find(|r| r["serial"] == serial.as_str()).unwrap();
+    assert_eq!(entry["status"], "revoked");
+    for field in [
+        "serial",
+        "subject",
+        "sans",
+        "profile",
+        "not_before",
+        "not_after",
+        "status",
+    ] {
+        assert!(entry.get(field).is_some(), "list --json lacks {field}");
+    }
+    // Revoking twice or an unknown serial is an error that changes nothing.
+    let out = run(ca(&pki.inter()).args(["revoke", &serial]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("already revoked"));
+    let out = run(ca(&pki.inter()).args(["revoke", "abcdef"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out),
+        "ca: error: no certificate with serial abcdef was issued by this CA\nca: hint: `ca list` shows the serials this CA issued\n"
+    );
+    // A fresh CRL gets the next number.
+    ok(ca(&pki.inter()).args(["crl"]));
+    let shown = ok(ca(&pki.inter()).args(["show", "--json"]).arg(&crl));
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(json["crl_number"], "2");
+    assert_eq!(json["revoked"][0]["reason"], "key-compromise");
+}
+
+#[test]
+fn ca_verify_says_why_not() {
+    let pki = Pki::new(&[]);
+    let prefix = pki.issue("server", "www.example.org", &[]);
+    let chain = with(&prefix, ".chain.pem");
+    let root = pki.s(pki.root().join("ca.pem"));
+    let verify = |extra: &[&str]| {
+        run(ca(&pki.inter())
+            .arg("verify")
+            .arg(&chain)
+            .args(["--root", &root])
+            .args(extra))
+    };
+
+    let out = verify(&["--usage", "server", "--name", "www.example.org", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["trusted"], true);
+    assert_eq!(json["path"].as_array().unwrap().len(), 3);
+
+    let cases: [(&[&str], &str); 4] = [
+        (&["--usage", "client"], "not valid for client use"),
+        (
+            &["--usage", "server", "--name", "other.example.org"],
+            "not valid for the name other.example.org",
+        ),
+        (&["--at", "2099-01-01T00:00:00Z"], "expired at"),
+        (&["--at", "2001-01-01T00:00:00Z"], "is not valid before"),
+    ];
+    for (args, reason) in cases {
+        let out = verify(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(reason), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("ca: error: "), "{}", stderr(&out));
+    }
+    // A foreign root: unknown issuer.
+    let other = pki.path("other");
+    ok(ca(&other).args(["init", "--no-passphrase"]));
+    let out = run(ca(&pki.inter())
+        .arg("verify")
+        .arg(&chain)
+        .arg("--root")
+        .arg(other.join("ca.pem")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown issuer"), "{}", stderr(&out));
+    let out = run(ca(&pki.inter())
+        .arg("verify")
+        .arg(&chain)
+        .arg("--root")
+        .arg(other.join("ca.pem"))
+        .arg("--json"));
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["trusted"], false);
+    assert!(json["reason"].as_str().unwrap().contains("unknown issuer"));
+}
+
+#[test]
+fn parallel_issuers_lose_nothing() {
+    let pki = Pki::new(&[]);
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            ca(&pki.inter())
+                .args([
+                    "issue",
+                    "--profile",
+                    "client",
+                    "--name",
+                    &format!("client-{i}"),
+                    "--out",
+                ])
+                .arg(pki.path(&format!("c{i}")))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let list = pki.list();
+    assert_eq!(list.len(), 10);
+    let mut serials: Vec<&str> = list.iter().map(|r| r["serial"].as_str().unwrap()).collect();
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 10, "serials are unique");
+    for serial in serials {
+        assert!(serial.len() >= 16, "at least 64 bits: {serial}");
+    }
+}
+
+#[test]
+fn a_killed_issuer_leaves_a_database_that_loads_and_holds_what_was_handed_out() {
+    let pki = Pki::new(&[]);
+    let out_dir = pki.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    for i in 0..12u64 {
+        let mut child = ca(&pki.inter())
+            .args(["issue", "--profile", "client", "--name", &format!("k{i}"), "--out"])
+            .arg(out_dir.join(format!("k{i}")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at varying moments: before, during and after the database write.
+        std::thread::sleep(std::time::Duration::from_millis(3 * i));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let list = pki.list(); // parses, or the test fails
+    let serials: Vec<&str> = list.iter().map(|r| r["serial"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".chain.pem") {
+            let cert = pem::load_certificates(&path).unwrap();
+            let info = CertificateInfo::from_der(&cert[0]).unwrap();
+            assert!(
+                serials.contains(&info.serial.as_str()),
+                "{} was handed out but not recorded",
+                info.serial
+            );
+        }
+    }
+}
+
+#[test]
+fn encrypted_ca_keys_and_passphrase_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    ok(ca(&dir).args(["init", "--passphrase-file"]).arg(&pass));
+    let key = std::fs::read_to_string(dir.join("ca.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    // openssl can decrypt it with the same passphrase (standard PBES2)
+    let out = openssl(&[
+        "pkey",
+        "-in",
+        &dir.join("ca.key").display().to_string(),
+        "-passin",
+        &format!("file:{}", pass.display()),
+        "-noout",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Environment variable works too.
+    let out = run(ca(&dir)
+        .env("TESSERA_PASSPHRASE", "correct horse battery staple")
+        .args(["issue", "--profile", "client", "--name", "envuser", "--out"])
+        .arg(tmp.path().join("envuser")));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "nope").unwrap();
+    let out = run(ca(&dir)
+        .args(["issue", "--profile", "client", "--name", "x", "--passphrase-file"])
+        .arg(&wrong));
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("wrong passphrase or damaged key"), "{err}");
+    assert!(
+        err.contains("ca: hint: check the passphrase file or TESSERA_PASSPHRASE"),
+        "{err}"
+    );
+
+    // No passphrase source and no terminal.
+    let out = run(ca(&dir)
+        .args(["issue", "--profile", "client", "--name", "y"])
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("hint: use --passphrase-file FILE or set TESSERA_PASSPHRASE"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+        key,
+        "key unchanged"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("issued")).map(|d| d.count()).unwrap_or(0),
+        0,
+        "nothing written by failed runs"
+    );
+}
+
+#[test]
+fn bad_input_gets_the_right_exit_code_and_message() {
+    let pki = Pki::new(&[]);
+    let garbage = pki.path("garbage.pem");
+    std::fs::write(&garbage, "this is not a certificate").unwrap();
+
+    let out = run(ca(&pki.inter()).arg("show").arg(&garbage));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out),
+        format!("ca: error: {} is not valid: neither PEM nor DER\n", garbage.display())
+    );
+
+    let out = run(ca(&pki.inter()).arg("show").arg(pki.path("missing.pem")));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("No such file or directory") && stderr(&out).contains("ca: hint: check the path"));
+
+    let out = run(ca(&pki.path("nowhere")).args(["issue", "--profile", "server", "--name", "a.example"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("is not a CA directory (no ca.pem)"));
+    assert!(stderr(&out).contains("ca: hint: create one with `ca init`"));
+
+    // A certificate where the key should be.
+    let broken = pki.path("broken-ca");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["ca.pem", "chain.pem"] {
+        std::fs::copy(pki.inter().join(f), broken.join(f)).unwrap();
+    }
+    std::fs::copy(pki.inter().join("ca.pem"), broken.join("ca.key")).unwrap();
+    let out = run(ca(&broken).args(["issue", "--profile", "server", "--name", "a.example"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("ca.key contains no PRIVATE KEY"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("hint: pass the PKCS#8 private key file"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Usage errors exit 2.
+    for args in [
+        vec!["issue", "--profile", "webmaster", "--name", "x"],
+        vec!["issue", "--name", "x"],
+        vec!["verify", "x.pem", "--root", "r.pem", "--at", "yesterday"],
+        vec!["init", "--key-type", "rsa"],
+    ] {
+        let out = run(ca(&pki.inter()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let out = run(ca(&pki.inter()).args(["issue", "--profile", "server", "--name", "x", "--san", "ip:999.1.1.1"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("\"ip:999.1.1.1\" is not an IP address"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing is overwritten.
+    let prefix = pki.issue("server", "keep.example.org", &[]);
+    let before = std::fs::read(with(&prefix, ".key")).unwrap();
+    let out = run(ca(&pki.inter())
+        .args(["issue", "--profile", "server", "--name", "keep.example.org", "--out"])
+        .arg(&prefix));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("already exists; refusing to overwrite it"));
+    assert_eq!(std::fs::read(with(&prefix, ".key")).unwrap(), before);
+    let out = run(ca(&pki.root()).args(["init", "--no-passphrase"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("already holds a CA"));
+}
+
+#[test]
+fn help_lists_examples_and_exit_codes() {
+    for args in [vec!["--help"], vec!["issue", "--help"], vec!["verify", "--help"]] {
+        let out = run(Command::new(cargo_bin("ca")).args(&args));
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("EXAMPLES:") && text.contains("EXIT CODES:"), "{args:?}");
+    }
+}
+
+/// A tmpfs of `size`, unmounted on drop. None where mounting is not permitted (not root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(&at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(tmp.path().join("disk"), "96k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); CI runs as root");
+        return;
+    };
+    let dir = disk.0.join("ca");
+    ok(ca(&dir).args(["init", "--no-passphrase"]));
+    let mut failure = None;
+    for i in 0..200 {
+        let out = run(ca(&dir).args(["issue", "--profile", "client", "--name", &format!("filler-{i}")]));
+        if !out.status.success() {
+            failure = Some(out);
+            break;
+        }
+    }
+    let out = failure.expect("the disk fills up");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
+    // The database still parses, and every certificate whose files exist is recorded.
+    let list = ok(ca(&dir).args(["list", "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let serials: Vec<&str> = list.iter().map(|r| r["serial"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(dir.join("issued")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "temporary file left behind: {name}");
+        if name.ends_with(".chain.pem") {
+            let info = CertificateInfo::from_der(&pem::load_certificates(&path).unwrap()[0]).unwrap();
+            assert!(serials.contains(&info.serial.as_str()));
+        }
+    }
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".db.json.tmp"),
+            "temporary database left behind: {name}"
+        );
+    }
+    drop(disk);
+}
