@@ -35,21 +35,15 @@ impl Env {
     }
 
     fn issue(&self, profile: Profile, prefix: &str, name: &str) -> String {
-        loop {
-            let issued = self
-                .ca
-                .issue(
-                    &IssueRequest::new(profile, name).with_key_algorithm(KeyAlgorithm::Ed25519),
-                    OffsetDateTime::now_utc() - time::Duration::minutes(30),
-                )
-                .unwrap();
-            // `ca revoke` at this commit cannot find serials starting with 0 (reported).
-            if issued.info.serial.starts_with('0') {
-                continue;
-            }
-            issued.write(&self.path(prefix), None).unwrap();
-            return issued.info.serial;
-        }
+        let issued = self
+            .ca
+            .issue(
+                &IssueRequest::new(profile, name).with_key_algorithm(KeyAlgorithm::Ed25519),
+                OffsetDateTime::now_utc() - time::Duration::minutes(30),
+            )
+            .unwrap();
+        issued.write(&self.path(prefix), None).unwrap();
+        issued.info.serial
     }
 
     fn path(&self, name: &str) -> PathBuf {
