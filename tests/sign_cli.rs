@@ -185,7 +185,7 @@ fn wrong_root_revoked_signer_and_wrong_name_exit_1() {
     let mut cmd = env.verify();
     cmd.arg("mod.bin").arg("--root").arg(other.root());
     run(cmd).code(1).stderr(
-        "verify: error: signer is not trusted at the signing time: certificate was not issued by a trusted root (unknown issuer)\n\
+        "verify: error: signer is not trusted: certificate was not issued by a trusted root (unknown issuer)\n\
          verify: hint: the signer does not chain to --root; pass the root CA that issued the signer\n",
     );
     // A different root with the same name: the chain's signature does not verify.
@@ -411,4 +411,58 @@ fn openssl_independently_verifies_signature_and_digest() {
         text.split_whitespace().next().unwrap(),
         tessera::pki::hex(&bundle.statement().digest)
     );
+}
+
+#[test]
+fn a_signer_expired_by_now_is_rejected() {
+    let env = Env::new();
+    let m = env.module("mod.bin", b"module");
+    env.sign_module(&m, &[]);
+    let mut cmd = env.verify();
+    cmd.arg("mod.bin")
+        .arg("--root")
+        .arg(env.root())
+        .args(["--at", "2099-01-01T00:00:00Z"]);
+    run(cmd)
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "verify: error: signer is not trusted now: certificate CN=Module Signer expired at ",
+        ))
+        .stderr(predicate::str::contains("(checked at 2099-01-01T00:00:00Z)\n"));
+}
+
+#[test]
+fn standard_input_signs_to_standard_output() {
+    let env = Env::new();
+    let mut cmd = env.sign();
+    cmd.args([
+        "-",
+        "--key",
+        "signer.key",
+        "--cert",
+        "signer.chain.pem",
+        "--name",
+        "piped.bin",
+        "--quiet",
+    ]);
+    let out = assert_cmd::Command::from_std(cmd)
+        .write_stdin(b"piped module".to_vec())
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out.starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----\n"));
+    std::fs::write(env.path("piped.sig"), &out).unwrap();
+    env.module("piped.bin", b"piped module");
+    let mut cmd = env.verify();
+    cmd.arg("piped.bin")
+        .arg("--root")
+        .arg(env.root())
+        .args(["--sig", "piped.sig", "--name", "piped.bin", "--quiet"]);
+    run(cmd).code(0).stdout("");
+    let mut cmd = env.sign();
+    cmd.args(["-", "--key", "signer.key", "--cert", "signer.chain.pem"]);
+    run(cmd).code(2).stderr(predicate::str::contains("--name is required"));
 }

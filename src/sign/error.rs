@@ -117,7 +117,7 @@ pub enum SignError {
     },
     /// The signer's certificate chain is not trusted (unknown issuer, expired, revoked, wrong
     /// usage) at one of the times it must be valid.
-    #[error("signer is not trusted {when}: {source}")]
+    #[error("signer is not trusted{}: {source}", when_phrase(*when, source))]
     Untrusted {
         /// Which check failed.
         when: CheckTime,
@@ -193,6 +193,17 @@ pub enum SignError {
     /// A key or certificate could not be loaded.
     #[error(transparent)]
     Pki(#[from] PkiError),
+}
+
+/// " at the signing time" / " now" for time-dependent reasons (expiry, validity, stale CRLs);
+/// nothing for reasons that hold at any time (unknown issuer, revocation, wrong usage).
+fn when_phrase(when: CheckTime, source: &PkiError) -> String {
+    match source {
+        PkiError::Expired { .. } | PkiError::NotYetValid { .. } | PkiError::RevocationUnknown { .. } => {
+            format!(" {when}")
+        }
+        _ => String::new(),
+    }
 }
 
 impl SignError {
