@@ -180,7 +180,7 @@ impl Verifier {
                     .chain()
                     .first()
                     .and_then(|c| crate::pki::CertificateInfo::from_der(c).ok())
-                    .map_or_else(|| "(unreadable)".to_string(), |c| c.subject);
+                    .map_or_else(|| "(unreadable)".to_string(), |c| printable(&c.subject));
                 return Err(SignError::CertificateSignature { subject });
             }
             (Anchor::Roots(store), SignerId::Certificate(cert_hash)) => {
@@ -487,6 +487,11 @@ fn locate(path: &Path, signature: Option<&Path>) -> Result<Located, SignError> {
     })
 }
 
+/// Untrusted text, safe to show: control characters become `?`.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 fn allocate(length: u64) -> Result<Vec<u8>, SignError> {
     let size = usize::try_from(length).map_err(|_| SignError::TooLargeToLoad { length })?;
     let mut bytes = Vec::new();
@@ -494,4 +499,18 @@ fn allocate(length: u64) -> Result<Vec<u8>, SignError> {
         .try_reserve_exact(size)
         .map_err(|_| SignError::TooLargeToLoad { length })?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_is_made_printable() {
+        assert_eq!(printable("CN=a\u{1b}[31mb\n"), "CN=a?[31mb?");
+        assert_eq!(
+            default_signature_path(Path::new("dir/m.so")),
+            PathBuf::from("dir/m.so.sig")
+        );
+    }
 }
