@@ -8,7 +8,8 @@ DEMO=certs/demo
 CA="$BIN/ca"
 
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
-say() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+STEP=0
+say() { STEP=$((STEP + 1)); printf '\n%s== %d. %s%s\n' "$B" "$STEP" "$*" "$N"; }
 run() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 rm -rf "$DEMO"
@@ -18,30 +19,30 @@ chmod 700 "$DEMO"
 (umask 077; head -c 24 /dev/urandom | base64 > "$DEMO/passphrase")
 P=(--passphrase-file "$DEMO/passphrase")
 
-say "1. A root CA and an intermediate (issuing) CA limited to *.demo.test and 127.0.0.0/8"
+say "A root CA and an intermediate (issuing) CA limited to *.demo.test and 127.0.0.0/8"
 run "$CA" init --dir "$DEMO/root" --name "Tessera Demo Root" "${P[@]}" --path-len 1
 run "$CA" init --dir "$DEMO/issuing" --parent "$DEMO/root" --name "Tessera Demo Issuing CA" "${P[@]}" \
     --permit-dns demo.test --permit-ip 127.0.0.0/8
 
-say "2. Server, client and code-signing certificates"
+say "Server, client and code-signing certificates"
 run "$CA" issue --dir "$DEMO/issuing" "${P[@]}" --profile server --name server.demo.test --san 127.0.0.1 --out "$DEMO/server"
 run "$CA" issue --dir "$DEMO/issuing" "${P[@]}" --profile client --name client.demo.test --out "$DEMO/client"
 run "$CA" issue --dir "$DEMO/issuing" "${P[@]}" --profile code-signing --name "Demo Release Signer" --out "$DEMO/signer"
 
-say "3. The issuing CA refuses a name outside its constraints"
+say "The issuing CA refuses a name outside its constraints"
 if "$CA" issue --dir "$DEMO/issuing" "${P[@]}" --profile server --name www.evil.example --out "$DEMO/evil"; then
   echo "UNEXPECTED: the CA issued a certificate outside its name constraints" >&2; exit 1
 else
   echo "(refused, exit code $?)"
 fi
 
-say "4. Inspect and verify"
+say "Inspect and verify"
 run "$CA" show "$DEMO/server.pem"
 run "$CA" verify "$DEMO/server.chain.pem" --root "$DEMO/root/ca.pem" --usage server --name server.demo.test
 run "$CA" verify "$DEMO/client.chain.pem" --root "$DEMO/root/ca.pem" --usage client
 run "$CA" verify "$DEMO/signer.chain.pem" --root "$DEMO/root/ca.pem" --usage code-signing
 
-say "5. Revocation: a second client certificate is revoked and the CRL rejects it"
+say "Revocation: a second client certificate is revoked and the CRL rejects it"
 run "$CA" issue --dir "$DEMO/issuing" "${P[@]}" --profile client --name lost-laptop.demo.test --out "$DEMO/lost"
 SERIAL=$("$CA" show --json "$DEMO/lost.pem" | sed -n 's/.*"serial": "\([0-9a-f]*\)".*/\1/p')
 run "$CA" revoke --dir "$DEMO/issuing" "${P[@]}" "$SERIAL" --reason key-compromise
@@ -56,4 +57,4 @@ run "$CA" list --dir "$DEMO/issuing"
 if [ -f scripts/demo-sign.sh ]; then source scripts/demo-sign.sh; fi
 if [ -f scripts/demo-channel.sh ]; then source scripts/demo-channel.sh; fi
 
-say "Done. Everything is in $DEMO (git-ignored; 'make clean-demo' removes it)."
+printf '\n%sDone: every step behaved as expected. Everything is in %s (git-ignored; make clean-demo removes it).%s\n' "$B" "$DEMO" "$N"
