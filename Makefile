@@ -4,7 +4,7 @@ LIMBO ?= ../shared/conformance/limbo.json.xz
 # Tessera's own measured agreement (docs/conformance.md): losing one case fails.
 LIMBO_MIN ?= 99.61
 
-.PHONY: all build demo test fmt-check clippy unit conformance bench deps clean-demo
+.PHONY: all build demo test fmt-check clippy unit doc conformance bench deps clean-demo
 
 all: build
 
@@ -16,7 +16,7 @@ demo: deps build
 	@bash scripts/demo.sh
 
 ## test: everything CI runs (rustfmt check, clippy -D warnings, unit + integration + doc tests)
-test: deps fmt-check clippy unit
+test: deps fmt-check clippy unit doc
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -26,6 +26,9 @@ clippy:
 
 unit:
 	$(CARGO) test
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 ## conformance: the x509-limbo suite through tessera's pki verification path
 conformance: deps

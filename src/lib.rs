@@ -12,6 +12,11 @@
 //! | create a CA, issue, revoke, write CRLs | [`ca::CertificateAuthority`] |
 //! | decide whether a certificate is trusted for a usage at a time | [`pki::TrustStore::verify`] |
 //! | read certificates, CRLs, keys; inspect a certificate | [`pki::pem`], [`pki::PrivateKey`], [`pki::CertificateInfo`] |
+//! | sign a module (detached or embedded) | [`sign::Signer`] |
+//! | load a module only if it is signed by someone I trust | [`sign::load_verified`] → [`sign::VerifiedModule`] |
+//! | a mutual-TLS connection whose keys rotate by policy | [`channel::server_config`] / [`channel::client_config`] + [`channel::ChannelStream`] with a [`channel::RotationPolicy`] |
+//! | length-prefixed messages over it | [`channel::ChannelStream::send_message`] / [`channel::ChannelStream::recv_message`] |
+//! | reload certificates and CRLs without a restart | [`channel::ReloadableServerConfig`] |
 //! | write a tool with Tessera's exit codes and messages | [`cli`] |
 //!
 //! Every trust decision (`ca verify`, issuance self-checks, module signatures, TLS peers) goes
@@ -57,6 +62,16 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Module signing and the TLS channel have their own doctested examples in [`sign`] and
+//! [`channel`].
+//!
+//! # Dependencies
+//!
+//! rustls (ring provider only; no aws-lc) and tokio-rustls for TLS; rustls-webpki for every path
+//! validation and CRL check; rcgen to issue; x509-parser to inspect; ring, sha3 and
+//! ed25519-dalek (`verify_strict`) for the primitives; pkcs8 (PBES2) for encrypted keys. All
+//! parts build by default: the crate has no optional features.
 //!
 //! # What Tessera does not do
 //!
