@@ -11,11 +11,13 @@
 
 mod passphrase;
 mod report;
+mod rotation;
 
 use std::path::Path;
 
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
 pub use report::{CliError, classify_pki, report};
+pub use rotation::{RotationArgs, seconds};
 
 /// Process exit codes shared by every tool.
 pub mod exit {

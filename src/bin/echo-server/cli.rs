@@ -1,10 +1,9 @@
 //! The `echo-server` command line.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
-use tessera::channel::{RotationPolicy, parse_byte_size};
+pub use tessera::cli::{RotationArgs, seconds};
 
 const AFTER_HELP: &str = "EXAMPLES:
   # mutual TLS, keys rotated every MiB, only client1 and client2 admitted
@@ -72,54 +71,4 @@ pub struct Args {
     /// Log errors only.
     #[arg(short, long)]
     pub quiet: bool,
-}
-
-/// The `--rotate-…` options.
-#[derive(Debug, clap::Args)]
-pub struct RotationArgs {
-    /// Rotate the traffic keys after this many bytes in one direction (65536, 64K, 1M; 0: never).
-    /// Default 64M.
-    #[arg(long, value_name = "N", value_parser = parse_byte_size)]
-    pub rotate_bytes: Option<u64>,
-    /// Rotate after this many messages in one direction (0: never). Off by default.
-    #[arg(long, value_name = "N")]
-    pub rotate_messages: Option<u64>,
-    /// Rotate keys that have carried traffic after this many seconds (0: never). Default 600.
-    #[arg(long, value_name = "S")]
-    pub rotate_secs: Option<f64>,
-    /// Never rotate twice within this many seconds. Off by default.
-    #[arg(long, value_name = "S")]
-    pub rotate_min_interval: Option<f64>,
-    /// No policy rotation at all.
-    #[arg(long, conflicts_with_all = ["rotate_bytes", "rotate_messages", "rotate_secs"])]
-    pub no_rotate: bool,
-}
-
-impl RotationArgs {
-    /// The policy: defaults, with each given option replacing its own default.
-    pub fn policy(&self) -> Result<RotationPolicy, String> {
-        if self.no_rotate {
-            return Ok(RotationPolicy::never());
-        }
-        let mut policy = RotationPolicy::default();
-        if let Some(bytes) = self.rotate_bytes {
-            policy = policy.with_bytes(bytes);
-        }
-        if let Some(messages) = self.rotate_messages {
-            policy = policy.with_messages(messages);
-        }
-        if let Some(secs) = self.rotate_secs {
-            policy = policy.with_interval(seconds(secs, "--rotate-secs")?);
-        }
-        if let Some(secs) = self.rotate_min_interval {
-            policy = policy.with_min_interval(seconds(secs, "--rotate-min-interval")?);
-        }
-        Ok(policy)
-    }
-}
-
-/// A non-negative, finite number of seconds.
-pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))
 }
