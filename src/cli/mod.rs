@@ -96,6 +96,25 @@ pub fn init_logging(quiet: bool, verbose: bool) {
         .try_init();
 }
 
+/// Modules this large or larger get a progress bar while they are hashed.
+pub const PROGRESS_THRESHOLD: u64 = 64 * 1024 * 1024;
+
+/// A progress bar on stderr for work on `size` bytes, shown only when stderr is a terminal, the
+/// work is large ([`PROGRESS_THRESHOLD`]) and the user did not ask for `quiet` output (`--quiet`,
+/// `--json`); hidden otherwise.
+pub fn progress_bar(quiet: bool, size: u64, message: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() || size < PROGRESS_THRESHOLD {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
 /// Colour only on a terminal and never with `NO_COLOR`.
 pub fn use_colour() -> bool {
     use std::io::IsTerminal;

@@ -2,7 +2,7 @@
 //! detached `FILE.sig` or a copy of the module with the signature appended.
 #![forbid(unsafe_code)]
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -292,13 +292,5 @@ fn io_error(path: &Path, source: std::io::Error) -> SignError {
 }
 
 fn progress_bar(cli: &Cli, size: u64) -> indicatif::ProgressBar {
-    if cli.quiet || cli.json || !std::io::stderr().is_terminal() || size < 64 * 1024 * 1024 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}") {
-        bar.set_style(style);
-    }
-    bar.set_message("hashing");
-    bar
+    tessera::cli::progress_bar(cli.quiet || cli.json, size, "hashing")
 }
