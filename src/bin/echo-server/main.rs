@@ -26,17 +26,8 @@ use tessera::cli::{CliError, read_passphrase};
 use tessera::pki::{Passphrase, PrivateKey, TrustStore};
 
 fn main() -> ExitCode {
-    let args = match cli::Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(tessera::cli::exit::USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
+    // clap exits 2 on a usage error (0 for --help), as every Tessera tool does.
+    let args = cli::Args::parse();
     tessera::cli::init_logging(args.quiet, true);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
