@@ -16,7 +16,7 @@ mod rotation;
 use std::path::Path;
 
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
-pub use report::{CliError, classify_pki, report};
+pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{RotationArgs, seconds};
 
 /// Process exit codes shared by every tool.

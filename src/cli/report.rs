@@ -114,9 +114,26 @@ pub fn report(
         current = e.source();
     }
     let (code, hint) = verdict.unwrap_or((exit::FAILURE, None));
-    eprintln!("{tool}: error: {message}");
+    eprintln!("{tool}: error: {}", printable(&message));
     if let Some(hint) = hint {
-        eprintln!("{tool}: hint: {hint}");
+        eprintln!("{tool}: hint: {}", printable(&hint));
     }
     ExitCode::from(code)
+}
+
+/// Replaces control characters with `?`: error messages quote untrusted text (certificate
+/// subjects, file names), which must not be able to move the cursor or rewrite the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        assert_eq!(printable("CN=evil\u{1b}[2K\rmodule.so: OK"), "CN=evil?[2K?module.so: OK");
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
+    }
 }

@@ -407,8 +407,11 @@ fn render<T: Serialize>(json: bool, items: &[T], text: fn(&T) -> String) -> anyh
             many => tessera::cli::print_json(&many)?,
         }
     } else {
+        // Certificates from anywhere may carry control characters in their names.
         let blocks: Vec<String> = items.iter().map(text).collect();
-        print!("{}", blocks.join("\n"));
+        for line in blocks.join("\n").lines() {
+            println!("{}", tessera::cli::printable(line));
+        }
     }
     Ok(exit::OK)
 }
