@@ -4,7 +4,7 @@ LIMBO ?= ../shared/conformance/limbo.json.xz
 # Tessera's own measured agreement (docs/conformance.md): losing one case fails.
 LIMBO_MIN ?= 99.61
 
-.PHONY: all build demo test fmt-check clippy unit doc conformance bench deps clean-demo
+.PHONY: all build demo test fmt-check clippy dependencies unit doc conformance bench deps clean-demo
 
 all: build
 
@@ -16,13 +16,20 @@ demo: deps build
 	@bash scripts/demo.sh
 
 ## test: everything CI runs (rustfmt check, clippy -D warnings, unit + integration + doc tests)
-test: deps fmt-check clippy unit doc
+test: deps fmt-check clippy dependencies unit doc
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## dependencies: ring is the only crypto provider (no aws-lc), one generation of RustCrypto crates
+dependencies:
+	@if $(CARGO) tree -i aws-lc-rs >/dev/null 2>&1; then echo "aws-lc-rs is in the dependency tree"; exit 1; fi
+	@dups=$$($(CARGO) tree --duplicates -e normal 2>/dev/null | grep -E '^(digest|pkcs8|pkcs5|der|spki|sha2|sha3|ed25519|ed25519-dalek|curve25519-dalek) v' || true); \
+	  if [ -n "$$dups" ]; then echo "two generations of RustCrypto crates: $$dups"; exit 1; fi
+	@echo "dependencies: ring only, one generation of RustCrypto crates"
 
 unit:
 	$(CARGO) test
