@@ -1,6 +1,8 @@
 //! The `sign` and `verify` binaries: exit codes, messages and files, run for real.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod sign_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -465,4 +467,154 @@ fn standard_input_signs_to_standard_output() {
     let mut cmd = env.sign();
     cmd.args(["-", "--key", "signer.key", "--cert", "signer.chain.pem"]);
     run(cmd).code(2).stderr(predicate::str::contains("--name is required"));
+}
+
+fn no_files_but(dir: &Path, expected: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn sign_refuses_a_chain_too_large_for_a_bundle_and_writes_nothing() {
+    let env = Env::new();
+    env.module("mod.bin", &module_bytes());
+    let mut chain = std::fs::read_to_string(env.path("signer.chain.pem")).unwrap();
+    for i in 0..6 {
+        let cert = sign_support::large_certificate(&format!("Filler {i}"), 9000);
+        chain.push_str(&tessera::pki::pem::to_pem(tessera::pki::pem::CERTIFICATE, &cert));
+    }
+    std::fs::write(env.path("big.chain.pem"), chain).unwrap();
+    let before: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for extra in [&[][..], &["--embed"][..]] {
+        let mut cmd = env.sign();
+        cmd.args(["mod.bin", "--key", "signer.key", "--cert", "big.chain.pem"])
+            .args(extra);
+        run(cmd)
+            .code(3)
+            .stdout("")
+            .stderr(predicate::str::starts_with(
+                "sign: error: signature bundle for \"mod.bin\" is ",
+            ))
+            .stderr(predicate::str::contains("bytes, more than the 65536 allowed\n"))
+            .stderr(predicate::str::contains("sign: hint: CHAIN is too large"));
+        let names: Vec<&str> = before.iter().map(String::as_str).collect();
+        no_files_but(env.dir.path(), &names);
+    }
+}
+
+#[test]
+fn sign_refuses_a_root_in_the_chain() {
+    let env = Env::new();
+    env.module("mod.bin", b"module");
+    let mut chain = std::fs::read_to_string(env.path("signer.chain.pem")).unwrap();
+    chain.push_str(&std::fs::read_to_string(env.root()).unwrap());
+    std::fs::write(env.path("rooted.chain.pem"), chain).unwrap();
+    let mut cmd = env.sign();
+    cmd.args(["mod.bin", "--key", "signer.key", "--cert", "rooted.chain.pem"]);
+    run(cmd).code(3).stderr(
+        "sign: error: certificate chain holds the self-signed certificate CN=CLI Root (a root) at position 2; \
+         signatures never carry the root\n\
+         sign: hint: CHAIN is the signer's certificate and intermediates, not the root (verifiers pin it)\n",
+    );
+    assert!(!env.path("mod.bin.sig").exists());
+}
+
+#[test]
+fn json_with_standard_input_needs_an_output_file() {
+    let env = Env::new();
+    let mut cmd = env.sign();
+    cmd.args([
+        "-",
+        "--key",
+        "signer.key",
+        "--cert",
+        "signer.chain.pem",
+        "--name",
+        "piped.bin",
+        "--json",
+    ]);
+    assert_cmd::Command::from_std(cmd)
+        .write_stdin(b"piped module".to_vec())
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "sign: error: --json with standard input needs -o",
+        ))
+        .stderr(predicate::str::contains(
+            "sign: hint: write the signature to a file with -o OUT",
+        ));
+
+    // With -o, stdout holds the JSON report alone and the signature goes to the file.
+    let mut cmd = env.sign();
+    cmd.args([
+        "-",
+        "--key",
+        "signer.key",
+        "--cert",
+        "signer.chain.pem",
+        "--name",
+        "piped.bin",
+        "--json",
+        "-o",
+        "piped.sig",
+    ]);
+    let out = assert_cmd::Command::from_std(cmd)
+        .write_stdin(b"piped module".to_vec())
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["output"], "piped.sig");
+    assert_eq!(report["name"], "piped.bin");
+    assert!(
+        std::fs::read(env.path("piped.sig"))
+            .unwrap()
+            .starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----\n")
+    );
+}
+
+#[test]
+fn extract_write_errors_name_the_output_file() {
+    let env = Env::new();
+    let m = env.module("mod.bin", &module_bytes());
+    env.sign_module(&m, &[]);
+    // Files over 1 KiB cannot be written (EFBIG rather than SIGXFSZ, which is ignored and stays
+    // ignored across exec): the module verifies, but writing OUT fails.
+    let verify = assert_cmd::cargo::cargo_bin("verify");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2; exec \"$0\" \"$@\"")
+        .arg(&verify)
+        .args(["mod.bin", "--root", "ca/ca.pem", "--extract", "out.bin"]);
+    run(cmd)
+        .code(3)
+        .stderr(predicate::str::starts_with("verify: error: cannot access out.bin: "))
+        .stderr(predicate::str::contains("mod.bin").not());
+    assert!(!env.path("out.bin").exists());
+    no_files_but(
+        env.dir.path(),
+        &[
+            "ca",
+            "mod.bin",
+            "mod.bin.sig",
+            "signer.chain.pem",
+            "signer.key",
+            "signer.pem",
+        ],
+    );
 }

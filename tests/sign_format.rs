@@ -50,7 +50,7 @@ fn example_statement_bundle_and_footer_match_the_spec() {
     if std::env::var_os("TESSERA_PRINT_EXAMPLE").is_some() {
         println!("STATEMENT\n{}", wrap_hex(bundle.statement_der()));
         println!("BUNDLE\n{}", bundle.to_pem());
-        println!("FOOTER\n{}", wrap_hex(&embed::footer(bundle.to_pem().len())));
+        println!("FOOTER\n{}", wrap_hex(&embed::footer(bundle.to_pem().len()).unwrap()));
         println!(
             "PUBKEY\n{}",
             Signer::with_raw_key(&example_key()).unwrap().public_key().to_pem()
@@ -64,7 +64,7 @@ fn example_statement_bundle_and_footer_match_the_spec() {
     assert_eq!(section("example-bundle"), bundle.to_pem());
     assert_eq!(
         section("example-footer"),
-        wrap_hex(&embed::footer(bundle.to_pem().len()))
+        wrap_hex(&embed::footer(bundle.to_pem().len()).unwrap())
     );
     let public = Signer::with_raw_key(&example_key()).unwrap().public_key();
     assert_eq!(section("example-public-key"), public.to_pem());

@@ -7,7 +7,7 @@ mod sign_support;
 use std::time::Duration;
 
 use ed25519_dalek::Signer as _;
-use sign_support::{Pki, now, seed};
+use sign_support::{Pki, large_certificate, now, seed};
 use tessera::ca::{Profile, RevocationReason};
 use tessera::pki::{KeyAlgorithm, PkiError, PrivateKey};
 use tessera::sign::{
@@ -56,7 +56,7 @@ fn embedded_round_trip_gives_back_the_exact_payload() {
     let req = request().with_hash(HashAlgorithm::Sha3_512);
     let bundle = signer.sign_bytes(&data, &req).unwrap();
     let mut file = data.clone();
-    file.extend_from_slice(&embed::trailer(&bundle));
+    file.extend_from_slice(&embed::trailer(&bundle).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("module.so.signed");
     std::fs::write(&path, &file).unwrap();
@@ -78,7 +78,7 @@ fn embedded_round_trip_gives_back_the_exact_payload() {
     // A byte inserted into the payload: the payload is longer than signed.
     let mut inserted = data.clone();
     inserted.insert(10, 0);
-    inserted.extend_from_slice(&embed::trailer(&bundle));
+    inserted.extend_from_slice(&embed::trailer(&bundle).unwrap());
     std::fs::write(&path, &inserted).unwrap();
     assert!(matches!(
         verifier.load_verified(&path, None),
@@ -86,7 +86,7 @@ fn embedded_round_trip_gives_back_the_exact_payload() {
     ));
     // A byte removed from the payload.
     let mut removed = data[1..].to_vec();
-    removed.extend_from_slice(&embed::trailer(&bundle));
+    removed.extend_from_slice(&embed::trailer(&bundle).unwrap());
     std::fs::write(&path, &removed).unwrap();
     assert!(matches!(
         verifier.load_verified(&path, None),
@@ -373,7 +373,7 @@ fn absurd_sizes_are_rejected_before_allocation() {
     // An embedded footer claiming a 4 GiB bundle.
     let path = dir.path().join("e");
     let mut bytes = b"payload".to_vec();
-    bytes.extend_from_slice(&embed::footer(0));
+    bytes.extend_from_slice(&embed::footer(0).unwrap());
     let n = bytes.len();
     bytes[n - 32..n - 28].copy_from_slice(&u32::MAX.to_be_bytes());
     std::fs::write(&path, &bytes).unwrap();
@@ -423,4 +423,128 @@ fn signed_huge_length_is_not_allocated() {
     assert!(
         matches!(v.load_verified(&path, None), Err(SignError::Truncated { expected, actual: 4 }) if expected == 1 << 62)
     );
+}
+
+/// DER `SEQUENCE` around `content` (any length up to 64 KiB).
+fn der_sequence(content: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x30];
+    match content.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend_from_slice(&[0x81, n as u8]),
+        n => {
+            out.push(0x82);
+            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+#[test]
+fn a_chain_entry_that_only_holds_a_certificate_as_pem_text_is_malformed() {
+    let pki = Pki::new(now() - time::Duration::days(10));
+    let (key, chain, _) = pki.code_signer(now() - time::Duration::days(5));
+    let signer = Signer::with_certificate(&key, chain.clone()).unwrap();
+    let good = signer.sign_bytes(b"module", &request()).unwrap();
+    // SEQUENCE { "junk" ‖ PEM of the genuine signer certificate }: not a certificate.
+    let mut content = b"junk".to_vec();
+    content.extend_from_slice(tessera::pki::pem::to_pem(tessera::pki::pem::CERTIFICATE, &chain[0]).as_bytes());
+    let crafted = der_sequence(&content);
+    let bad = Bundle::from_parts(good.statement().clone(), *good.signature(), vec![crafted.into()]);
+    for result in [
+        Bundle::from_der(&bad.to_der(), "crafted.sig"),
+        Bundle::from_pem(bad.to_pem().as_bytes(), "crafted.sig"),
+    ] {
+        match result {
+            Err(SignError::MalformedBundle { what, reason }) => {
+                assert_eq!(what, "crafted.sig");
+                assert!(
+                    reason.starts_with("certificate 1 is not a well-formed X.509 certificate"),
+                    "{reason}"
+                );
+            }
+            other => panic!("crafted chain entry accepted or misreported: {other:?}"),
+        }
+    }
+    // The genuine chain still parses.
+    assert_eq!(Bundle::from_pem(good.to_pem().as_bytes(), "good.sig").unwrap(), good);
+}
+
+#[test]
+fn a_bundle_over_the_size_limit_is_never_produced() {
+    let pki = Pki::new(now() - time::Duration::days(10));
+    let (key, mut chain, _) = pki.code_signer(now() - time::Duration::days(5));
+    for i in 0..6 {
+        chain.push(large_certificate(&format!("Filler {i}"), 9000));
+    }
+    let signer = Signer::with_certificate(&key, chain.clone()).unwrap();
+    match signer.sign_bytes(b"module", &request()) {
+        Err(SignError::BundleTooLarge { what, size, max }) => {
+            assert_eq!(what, "for \"module.so\"");
+            assert!(size > MAX_BUNDLE_SIZE as u64, "{size}");
+            assert_eq!(max, MAX_BUNDLE_SIZE as u64);
+        }
+        other => panic!("oversized bundle not refused: {other:?}"),
+    }
+    // Assembled by hand, such a bundle cannot be embedded either: no clamped footer.
+    let statement = Statement {
+        hash: HashAlgorithm::Sha3_256,
+        digest: vec![0; 32],
+        length: 6,
+        name: "module.so".into(),
+        signed_at: now(),
+        signer: SignerId::RawKey([1; 32]),
+    };
+    let big = Bundle::from_parts(statement, [0; 64], chain);
+    assert!(big.to_pem().len() > MAX_BUNDLE_SIZE);
+    assert!(matches!(
+        embed::trailer(&big),
+        Err(SignError::BundleTooLarge { size, .. }) if size == big.to_pem().len() as u64
+    ));
+}
+
+#[test]
+fn a_root_after_the_signer_certificate_is_refused() {
+    let at = now() - time::Duration::days(10);
+    let pki = Pki::new(at);
+    let (key, mut chain, _) = pki.code_signer(now() - time::Duration::days(5));
+    chain.push(pki.root());
+    match Signer::with_certificate(&key, chain) {
+        Err(SignError::RootInChain { subject, position }) => {
+            assert_eq!(subject, "CN=Test Root");
+            assert_eq!(position, 2);
+        }
+        other => panic!("root in chain accepted: {other:?}"),
+    }
+
+    // Intermediates are fine; the root above them is not.
+    let mut request = tessera::ca::InitRequest::new("Test Intermediate");
+    request.key_algorithm = KeyAlgorithm::Ed25519;
+    let intermediate = pki
+        .ca
+        .init_intermediate(&pki.dir.path().join("intermediate"), &request, None, at)
+        .unwrap();
+    let issued = intermediate
+        .issue(
+            &tessera::ca::IssueRequest::new(Profile::CodeSigning, "Deep Signer")
+                .with_key_algorithm(KeyAlgorithm::Ed25519),
+            at,
+        )
+        .unwrap();
+    let key = issued.key.unwrap();
+    assert_eq!(issued.chain.len(), 2);
+    let signer = Signer::with_certificate(&key, issued.chain.clone()).unwrap();
+    let bundle = signer.sign_bytes(b"deep", &request_for("deep.so")).unwrap();
+    let verifier = Verifier::new(pki.trust(), now());
+    assert!(verifier.verify_reader(&bundle, &b"deep"[..], "deep.so").is_ok());
+    let mut with_root = issued.chain;
+    with_root.push(pki.root());
+    assert!(matches!(
+        Signer::with_certificate(&key, with_root),
+        Err(SignError::RootInChain { position: 3, .. })
+    ));
+}
+
+fn request_for(name: &str) -> SignRequest {
+    SignRequest::new(name, now() - time::Duration::hours(1))
 }

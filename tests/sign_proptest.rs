@@ -90,7 +90,7 @@ proptest! {
     fn any_bit_flip_in_an_embedded_file_is_rejected(bit in any::<usize>()) {
         let f = fixture();
         let mut file = f.module.clone();
-        file.extend_from_slice(&embed::trailer(&f.bundle));
+        file.extend_from_slice(&embed::trailer(&f.bundle).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.so");
         std::fs::write(&path, flip(&file, bit)).unwrap();

@@ -223,7 +223,11 @@ impl PrivateKey {
     /// True if the PEM file at `path` holds an encrypted key (so a passphrase will be needed).
     pub fn is_encrypted_file(path: &Path) -> bool {
         read_file(path)
-            .map(|b| String::from_utf8_lossy(&b).contains("BEGIN ENCRYPTED PRIVATE KEY"))
+            .map(|b| {
+                zeroize::Zeroizing::new(b)
+                    .windows(27)
+                    .any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY")
+            })
             .unwrap_or(false)
     }
 

@@ -120,7 +120,16 @@ impl Bundle {
                 return Err(bad(format!("more than {MAX_CHAIN_LEN} certificates")));
             }
             let (cert, _) = certs.read_raw(der::SEQUENCE).map_err(bad)?;
-            pem::parse_certificates(cert, what)?;
+            match x509_parser::parse_x509_certificate(cert) {
+                Ok(([], _)) => {}
+                Ok(_) => return Err(bad(format!("certificate {} has trailing bytes", chain.len() + 1))),
+                Err(e) => {
+                    return Err(bad(format!(
+                        "certificate {} is not a well-formed X.509 certificate: {e}",
+                        chain.len() + 1
+                    )));
+                }
+            }
             chain.push(CertificateDer::from(cert.to_vec()));
         }
         let bundle = Self {

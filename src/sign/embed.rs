@@ -23,23 +23,38 @@ pub struct EmbeddedLayout {
     pub bundle_len: u64,
 }
 
-/// The footer for a bundle of `bundle_len` bytes (at most [`MAX_BUNDLE_SIZE`]).
-pub fn footer(bundle_len: usize) -> [u8; FOOTER_LEN] {
+/// The footer for a bundle of `bundle_len` bytes.
+///
+/// # Errors
+/// [`SignError::BundleTooLarge`] when `bundle_len` exceeds [`MAX_BUNDLE_SIZE`]: no verifier
+/// would accept such a file.
+pub fn footer(bundle_len: usize) -> Result<[u8; FOOTER_LEN], SignError> {
+    let len = u32::try_from(bundle_len)
+        .ok()
+        .filter(|&l| l as usize <= MAX_BUNDLE_SIZE)
+        .ok_or_else(|| SignError::BundleTooLarge {
+            what: "to embed".into(),
+            size: bundle_len as u64,
+            max: MAX_BUNDLE_SIZE as u64,
+        })?;
     let mut out = [0u8; FOOTER_LEN];
-    let len = u32::try_from(bundle_len.min(MAX_BUNDLE_SIZE)).unwrap_or(0);
     let (head, tail) = out.split_at_mut(4);
     head.copy_from_slice(&len.to_be_bytes());
     tail.copy_from_slice(FOOTER_MAGIC);
-    out
+    Ok(out)
 }
 
 /// What to append to a payload to embed `bundle`: its PEM text and the footer.
-pub fn trailer(bundle: &Bundle) -> Vec<u8> {
+///
+/// # Errors
+/// As [`footer`].
+pub fn trailer(bundle: &Bundle) -> Result<Vec<u8>, SignError> {
     let pem = bundle.to_pem();
+    let footer = footer(pem.len())?;
     let mut out = Vec::with_capacity(pem.len() + FOOTER_LEN);
     out.extend_from_slice(pem.as_bytes());
-    out.extend_from_slice(&footer(pem.len()));
-    out
+    out.extend_from_slice(&footer);
+    Ok(out)
 }
 
 /// Interprets the last [`FOOTER_LEN`] bytes of a file of `file_len` bytes. `None` when the magic
@@ -99,7 +114,7 @@ mod tests {
 
     #[test]
     fn footer_round_trips_and_absurd_lengths_are_refused() {
-        let f = footer(1000);
+        let f = footer(1000).unwrap();
         assert_eq!(
             parse_footer(5000, &f, "m").unwrap(),
             Some(EmbeddedLayout {
@@ -115,5 +130,17 @@ mod tests {
             Err(SignError::BundleTooLarge { size, .. }) if size == u64::from(u32::MAX)
         ));
         assert!(parse_footer(100, &f, "m").is_err());
+    }
+
+    #[test]
+    fn footer_refuses_lengths_no_verifier_accepts() {
+        let max = footer(MAX_BUNDLE_SIZE).unwrap();
+        assert_eq!(max[..4], (MAX_BUNDLE_SIZE as u32).to_be_bytes());
+        for len in [MAX_BUNDLE_SIZE + 1, u32::MAX as usize, usize::MAX] {
+            assert!(matches!(
+                footer(len),
+                Err(SignError::BundleTooLarge { size, max, .. }) if size == len as u64 && max == MAX_BUNDLE_SIZE as u64
+            ));
+        }
     }
 }

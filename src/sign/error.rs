@@ -81,6 +81,17 @@ pub enum SignError {
         /// The key or certificate.
         what: String,
     },
+    /// A certificate after the signer's in the chain is self-signed: a root, which bundles never
+    /// carry (verifiers pin it).
+    #[error(
+        "certificate chain holds the self-signed certificate {subject} (a root) at position {position}; signatures never carry the root"
+    )]
+    RootInChain {
+        /// The self-signed certificate's subject.
+        subject: String,
+        /// Its position in the chain, counting from 1 (the signer's certificate).
+        position: usize,
+    },
     /// The private key does not belong to the certificate it is to sign with.
     #[error("the private key does not match certificate {subject}")]
     KeyMismatch {

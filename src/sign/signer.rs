@@ -8,7 +8,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::SignError;
-use super::bundle::{Bundle, MAX_CHAIN_LEN};
+use super::bundle::{Bundle, MAX_BUNDLE_SIZE, MAX_CHAIN_LEN};
 use super::digest::{HashAlgorithm, hash_stream};
 use super::keys::{PublicKey, certificate_key, signing_key};
 use super::statement::{MAX_MODULE_LEN, SignerId, Statement, check_name, whole_seconds};
@@ -66,7 +66,9 @@ impl Signer {
     /// # Errors
     /// [`SignError::NotEd25519`], [`SignError::KeyMismatch`] when the key is not the
     /// certificate's, [`SignError::NotCodeSigning`] without the code-signing extended key usage
-    /// (or for a CA certificate), PKI errors for unreadable certificates. Validity is checked when signing, at the signing time.
+    /// (or for a CA certificate), [`SignError::RootInChain`] when a certificate after the
+    /// signer's is self-signed (subject = issuer: a root, which bundles never carry), PKI errors
+    /// for unreadable certificates. Validity is checked when signing, at the signing time.
     ///
     /// # Security
     /// Only the certificate's own facts are checked here; whether it chains to a trusted root
@@ -85,6 +87,20 @@ impl Signer {
                 ),
             )
             .into());
+        }
+        for (index, cert) in chain.iter().enumerate().skip(1) {
+            let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| {
+                PkiError::malformed(
+                    "certificate chain",
+                    format!("certificate {} is not a well-formed X.509 certificate: {e}", index + 1),
+                )
+            })?;
+            if parsed.subject().as_raw() == parsed.issuer().as_raw() {
+                return Err(SignError::RootInChain {
+                    subject: parsed.subject().to_string(),
+                    position: index + 1,
+                });
+            }
         }
         let info = CertificateInfo::from_der(leaf)?;
         let cert_key = certificate_key(leaf, &format!("certificate {}", info.subject))?;
@@ -146,7 +162,9 @@ impl Signer {
     /// # Errors
     /// [`SignError::InvalidName`], [`SignError::CertificateNotValid`] when the certificate is
     /// not valid at `request.time`, [`SignError::MalformedBundle`] for a digest of the wrong
-    /// size or an impossible length.
+    /// size or an impossible length, [`SignError::BundleTooLarge`] when the armoured bundle
+    /// would exceed [`MAX_BUNDLE_SIZE`] (a chain of large certificates), which no verifier
+    /// accepts.
     ///
     /// # Security
     /// The signature covers the whole statement: context, hash algorithm, digest, length,
@@ -179,7 +197,16 @@ impl Signer {
             signer: self.id,
         };
         let signature = self.key.sign(&statement.to_der()).to_bytes();
-        Ok(Bundle::from_parts(statement, signature, self.chain.clone()))
+        let bundle = Bundle::from_parts(statement, signature, self.chain.clone());
+        let size = bundle.to_pem().len();
+        if size > MAX_BUNDLE_SIZE {
+            return Err(SignError::BundleTooLarge {
+                what: format!("for {:?}", request.name),
+                size: size as u64,
+                max: MAX_BUNDLE_SIZE as u64,
+            });
+        }
+        Ok(bundle)
     }
 
     /// Signs a module held in memory.

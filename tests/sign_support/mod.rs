@@ -72,3 +72,28 @@ impl Pki {
 pub fn seed(key: &PrivateKey) -> [u8; 32] {
     key.pkcs8_der()[16..48].try_into().unwrap()
 }
+
+/// A certificate of more than `size` bytes of DER (a large private extension), issued by a
+/// throwaway CA: not self-signed, not a code-signing certificate. Filler for oversized chains.
+pub fn large_certificate(subject: &str, size: usize) -> CertificateDer<'static> {
+    let issuer_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut issuer_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    issuer_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Filler Issuer");
+    let issuer = rcgen::Issuer::new(issuer_params, issuer_key);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, subject);
+    let mut content = vec![0x04, 0x82];
+    content.extend_from_slice(&u16::try_from(size).unwrap().to_be_bytes());
+    content.resize(size + 4, 0x5a);
+    params.custom_extensions.push(rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 4, 1, 55555, 1],
+        content,
+    ));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let der = cert.der().clone();
+    assert!(der.len() > size);
+    der
+}

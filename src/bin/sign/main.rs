@@ -61,7 +61,7 @@ struct Cli {
     /// With --generate: store the private key unencrypted.
     #[arg(long, requires = "generate")]
     no_passphrase: bool,
-    /// Print the result as JSON on stdout.
+    /// Print the result as JSON on stdout (with `-` as FILE, only together with -o).
     #[arg(long)]
     json: bool,
     /// Print nothing on success and no progress bar.
@@ -89,6 +89,12 @@ fn classify(error: &SignError) -> (u8, Option<String>) {
         ),
         SignError::CertificateNotValid { .. } => Some("issue a fresh code-signing certificate".into()),
         SignError::InvalidName { .. } => Some("give a printable name of at most 255 bytes with --name".into()),
+        SignError::BundleTooLarge { .. } => Some(
+            "CHAIN is too large to fit in a signature: pass only the signer's certificate and its intermediates".into(),
+        ),
+        SignError::RootInChain { .. } => {
+            Some("CHAIN is the signer's certificate and intermediates, not the root (verifiers pin it)".into())
+        }
         _ => None,
     };
     // A refusal to sign is a usage problem of the inputs, not a verdict on a module.
@@ -130,6 +136,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if stdin && cli.embed {
         return Err(CliError::usage("--embed needs a file, not standard input").into());
     }
+    if stdin && cli.json && cli.output.is_none() {
+        return Err(
+            CliError::usage("--json with standard input needs -o: the signature would go to stdout too")
+                .with_hint("write the signature to a file with -o OUT; --json then prints only the report")
+                .into(),
+        );
+    }
     let hash: HashAlgorithm = cli.hash.parse().map_err(CliError::usage)?;
     let passphrase = key_passphrase(key_path, cli.passphrase_file.as_deref())?;
     let key = PrivateKey::load(key_path, passphrase.as_ref())?;
@@ -170,8 +183,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 (Err(SignError::Io { source, .. }), Some(_)) => return Err(io_error(&output, source).into()),
                 (result, _) => result?,
             };
-            out.write_all(&embed::trailer(&bundle))
-                .map_err(|e| io_error(&output, e))?;
+            let trailer = embed::trailer(&bundle)?;
+            out.write_all(&trailer).map_err(|e| io_error(&output, e))?;
             out.commit(true).map_err(|e| io_error(&output, e))?;
             bar.finish_and_clear();
             bundle

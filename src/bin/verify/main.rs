@@ -192,12 +192,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 path: out_path.clone(),
                 source: e,
             })?;
+            // A failed write to OUT comes back as an I/O error on the module: name OUT instead.
+            let mut write_failed = false;
             let verification = verifier.verify_file(
                 &cli.file,
                 cli.sig.as_deref(),
-                &mut |chunk| out.write_all(chunk),
+                &mut |chunk| out.write_all(chunk).inspect_err(|_| write_failed = true),
                 &mut progress,
-            )?;
+            );
+            let verification = match verification {
+                Err(SignError::Io { source, .. }) if write_failed => {
+                    return Err(SignError::Io {
+                        path: out_path.clone(),
+                        source,
+                    }
+                    .into());
+                }
+                result => result?,
+            };
             out.commit(true).map_err(|e| SignError::Io {
                 path: out_path.clone(),
                 source: e,
