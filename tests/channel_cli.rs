@@ -106,6 +106,7 @@ fn refusals_exit_1_with_the_reason() {
         (Some(&pki.revoked), "CertificateRevoked", "revoked"),
         (Some(&pki.expired), "CertificateExpired", "expired"),
         (Some(&pki.client2), "AccessDenied", "--allow list"),
+        (Some(&pki.comma), "AccessDenied", "--allow list"),
     ] {
         let out = run(pki.client(server.addr, leaf).arg("hello"), b"", STEP);
         let stderr = text(&out.stderr);

@@ -257,6 +257,11 @@ async fn refusals_seen_on_first_read() {
         let (client, server) = refused(&pki, Authorization::only(["client1"]), Some(&pki.client2)).await;
         assert!(client.contains("AccessDenied"), "{client}");
         assert!(server.contains("ApplicationVerificationFailure"), "{server}");
+
+        // The common name "client1, mallory" is not client1.
+        let (client, server) = refused(&pki, Authorization::only(["client1"]), Some(&pki.comma)).await;
+        assert!(client.contains("AccessDenied"), "{client}");
+        assert!(server.contains("ApplicationVerificationFailure"), "{server}");
     })
     .await
     .unwrap();
@@ -481,6 +486,54 @@ async fn explicit_byte_limit_is_honoured_exactly() {
         assert_eq!(stats.rotations.by_sent, 9, "{stats:?}");
         assert_eq!(stats.rotations.total(), 9, "{stats:?}");
         assert_eq!(server.await.unwrap(), 10 * 1024);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_that_only_receives_survives_many_rotations() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The server only reads, rotating after every KiB received: KeyUpdates with no data sent.
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never().with_bytes(1024))
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut all = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            stream.close().await.map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>((all, stream.stats()))
+        });
+        let client_config = channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap();
+        let mut stream = connect(addr, client_config, RotationPolicy::never()).await.unwrap();
+        // The client only writes (100 x 1 KiB), then reads what the server sent: its KeyUpdates.
+        let sent: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 253) as u8).collect();
+        for chunk in sent.chunks(1024) {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, chunk).await.unwrap();
+            tokio::io::AsyncWriteExt::flush(&mut stream).await.unwrap();
+        }
+        stream.close().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)
+            .await
+            .expect("the server's KeyUpdates are acceptable");
+        assert!(rest.is_empty());
+        let (received, stats) = server.await.unwrap().expect("the receiving side ends without error");
+        assert!(received == sent, "{} of {} bytes arrived", received.len(), sent.len());
+        assert_eq!(stats.rotations.by_received, 16, "{stats:?}");
+        assert!(stats.rotations.postponed > 0, "{stats:?}");
     })
     .await
     .unwrap();

@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn control_characters_cannot_reach_the_terminal() {
-        assert_eq!(printable("CN=evil\u{1b}[2K\rmodule.so: OK"), "CN=evil?[2K?module.so: OK");
+        assert_eq!(
+            printable("CN=evil\u{1b}[2K\rmodule.so: OK"),
+            "CN=evil?[2K?module.so: OK"
+        );
         assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
     }
 }
