@@ -303,6 +303,41 @@ fn help_and_usage_errors() {
 }
 
 #[test]
+fn huge_durations_are_usage_errors() {
+    let pki = Pki::new();
+    for flag in [
+        "--shutdown-timeout",
+        "--idle-timeout",
+        "--handshake-timeout",
+        "--rotate-secs",
+    ] {
+        let out = run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+                .args(["--listen", "127.0.0.1:0", flag, "1e19", "--cert"])
+                .arg(&pki.server.chain)
+                .arg("--key")
+                .arg(&pki.server.key),
+            b"",
+            STEP,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo-server {flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("at most"), "{stderr}");
+    }
+    // Nothing listens on the address: a usage error must come first.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for flag in ["--rotate-secs", "--rotate-min-interval", "--connect-timeout"] {
+        let out = run(pki.client(closed, None).args([flag, "1e19", "hello"]), b"", STEP);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo-client {flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("at most"), "{stderr}");
+    }
+}
+
+#[test]
 fn bench_reports_json() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
