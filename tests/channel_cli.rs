@@ -476,3 +476,45 @@ fn idle_timeout_and_shutdown_close_with_close_notify() {
     assert!(log.contains("ended=\"idle for 1 s\""), "{log}");
     assert!(log.contains("ended=\"server shutdown\""), "{log}");
 }
+
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
+    let pki = Pki::new();
+    let mut args = pki.server_args();
+    args.extend(["--shutdown-timeout".into(), "2".into()]);
+    let mut server = Server::start(pki.dir.path(), &os(&args));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stuck = runtime.block_on(async {
+        tokio::time::timeout(STEP, async {
+            use tokio::io::AsyncWriteExt;
+            // Write without reading until the writes stall: the server is then stuck sending
+            // the echo to a client that does not read.
+            let mut stuck = library_client(&pki, server.addr).await;
+            let chunk = vec![7u8; 64 * 1024];
+            loop {
+                let write = async {
+                    stuck.write_all(&chunk).await?;
+                    stuck.flush().await
+                };
+                match tokio::time::timeout(std::time::Duration::from_millis(500), write).await {
+                    Ok(result) => result.unwrap(),
+                    Err(_) => break,
+                }
+            }
+            stuck
+        })
+        .await
+        .unwrap()
+    });
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    drop(stuck);
+    let log = server.log();
+    // The connection ends for the shutdown (its close_notify cannot be delivered), rather than
+    // being dropped when the drain time is up.
+    assert!(log.contains("ended=\"server shutdown\""), "{log}");
+    assert!(!log.contains("did not close in time"), "{log}");
+}
