@@ -538,3 +538,18 @@ async fn a_stream_that_only_receives_survives_many_rotations() {
     .await
     .unwrap();
 }
+
+#[test]
+fn an_allow_list_without_client_trust_is_a_config_error() {
+    let pki = Pki::new();
+    let mut settings = pki.server_settings(Authorization::only(["client1"]));
+    settings.client_trust = None;
+    let error = channel::server_config(&settings).expect_err("anonymous clients would pass the allow list");
+    assert!(
+        matches!(error, ChannelError::AllowListWithoutClientTrust { allowed: 1 }),
+        "{error:?}"
+    );
+    let mut open = pki.server_settings(Authorization::any_verified());
+    open.client_trust = None;
+    channel::server_config(&open).expect("no client authentication and no allow list");
+}
