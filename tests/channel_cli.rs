@@ -518,3 +518,42 @@ fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
     assert!(log.contains("ended=\"server shutdown\""), "{log}");
     assert!(!log.contains("did not close in time"), "{log}");
 }
+
+#[test]
+fn stdin_may_pause_longer_than_the_timeout() {
+    use std::process::Stdio;
+    let pki = Pki::new();
+    let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_echo-client"))
+        .arg("--connect")
+        .arg(server.addr.to_string())
+        .args(["--server-name", "localhost", "--timeout", "0.3", "--ca"])
+        .arg(&pki.root)
+        .arg("--cert")
+        .arg(&pki.client1.chain)
+        .arg("--key")
+        .arg(&pki.client1.key)
+        .env_remove("SSLKEYLOGFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    // The user pauses for longer than --timeout: nothing is owed by the server meanwhile.
+    std::thread::sleep(Duration::from_millis(1200));
+    stdin.write_all(b"second\n").unwrap();
+    drop(stdin);
+    let deadline = std::time::Instant::now() + STEP;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("echo-client did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "first\nsecond\n");
+}
