@@ -553,3 +553,58 @@ fn an_allow_list_without_client_trust_is_a_config_error() {
     open.client_trust = None;
     channel::server_config(&open).expect("no client authentication and no allow list");
 }
+
+#[test]
+fn overlapping_reloads_install_the_newest_files() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let pki = Pki::new();
+    let settings = pki.server_settings(Authorization::any_verified());
+    // The "files": a version number the loader reads; the load of version 1 is slow.
+    let version = Arc::new(AtomicU32::new(0));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let loader_version = Arc::clone(&version);
+    let reloadable = Arc::new(
+        ReloadableServerConfig::new(move || {
+            let seen = loader_version.load(Ordering::SeqCst);
+            if seen == 1 {
+                let _ = release_rx.lock().unwrap().recv_timeout(STEP);
+            }
+            let mut config = channel::server_config(&settings)?;
+            config.send_tls13_tickets = seen as usize;
+            Ok(config)
+        })
+        .unwrap(),
+    );
+    version.store(1, Ordering::SeqCst);
+    let first = {
+        let reloadable = Arc::clone(&reloadable);
+        std::thread::spawn(move || reloadable.reload())
+    };
+    // Let the first reload start reading version 1, then change the files and reload again.
+    std::thread::sleep(Duration::from_millis(100));
+    version.store(2, Ordering::SeqCst);
+    let (done_tx, done_rx) = mpsc::channel();
+    let second = {
+        let reloadable = Arc::clone(&reloadable);
+        std::thread::spawn(move || {
+            let result = reloadable.reload();
+            let _ = done_tx.send(());
+            result
+        })
+    };
+    // Unserialised, the second reload would finish now, before the first.
+    let _ = done_rx.recv_timeout(Duration::from_millis(300));
+    release_tx.send(()).unwrap();
+    first.join().unwrap().unwrap();
+    second.join().unwrap().unwrap();
+    assert_eq!(reloadable.generation(), 2);
+    assert_eq!(
+        reloadable.current().send_tls13_tickets,
+        2,
+        "the configuration in force comes from the newest files"
+    );
+}
