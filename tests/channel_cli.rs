@@ -106,6 +106,7 @@ fn refusals_exit_1_with_the_reason() {
         (Some(&pki.revoked), "CertificateRevoked", "revoked"),
         (Some(&pki.expired), "CertificateExpired", "expired"),
         (Some(&pki.client2), "AccessDenied", "--allow list"),
+        (Some(&pki.comma), "AccessDenied", "--allow list"),
     ] {
         let out = run(pki.client(server.addr, leaf).arg("hello"), b"", STEP);
         let stderr = text(&out.stderr);
@@ -302,6 +303,41 @@ fn help_and_usage_errors() {
 }
 
 #[test]
+fn huge_durations_are_usage_errors() {
+    let pki = Pki::new();
+    for flag in [
+        "--shutdown-timeout",
+        "--idle-timeout",
+        "--handshake-timeout",
+        "--rotate-secs",
+    ] {
+        let out = run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+                .args(["--listen", "127.0.0.1:0", flag, "1e19", "--cert"])
+                .arg(&pki.server.chain)
+                .arg("--key")
+                .arg(&pki.server.key),
+            b"",
+            STEP,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo-server {flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("at most"), "{stderr}");
+    }
+    // Nothing listens on the address: a usage error must come first.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for flag in ["--rotate-secs", "--rotate-min-interval", "--connect-timeout"] {
+        let out = run(pki.client(closed, None).args([flag, "1e19", "hello"]), b"", STEP);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo-client {flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("at most"), "{stderr}");
+    }
+}
+
+#[test]
 fn bench_reports_json() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
@@ -439,4 +475,85 @@ fn idle_timeout_and_shutdown_close_with_close_notify() {
     let log = server.log();
     assert!(log.contains("ended=\"idle for 1 s\""), "{log}");
     assert!(log.contains("ended=\"server shutdown\""), "{log}");
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_stops_reading() {
+    let pki = Pki::new();
+    let mut args = pki.server_args();
+    args.extend(["--shutdown-timeout".into(), "2".into()]);
+    let mut server = Server::start(pki.dir.path(), &os(&args));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stuck = runtime.block_on(async {
+        tokio::time::timeout(STEP, async {
+            use tokio::io::AsyncWriteExt;
+            // Write without reading until the writes stall: the server is then stuck sending
+            // the echo to a client that does not read.
+            let mut stuck = library_client(&pki, server.addr).await;
+            let chunk = vec![7u8; 64 * 1024];
+            loop {
+                let write = async {
+                    stuck.write_all(&chunk).await?;
+                    stuck.flush().await
+                };
+                match tokio::time::timeout(std::time::Duration::from_millis(500), write).await {
+                    Ok(result) => result.unwrap(),
+                    Err(_) => break,
+                }
+            }
+            stuck
+        })
+        .await
+        .unwrap()
+    });
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    drop(stuck);
+    let log = server.log();
+    // The connection ends for the shutdown (its close_notify cannot be delivered), rather than
+    // being dropped when the drain time is up.
+    assert!(log.contains("ended=\"server shutdown\""), "{log}");
+    assert!(!log.contains("did not close in time"), "{log}");
+}
+
+#[test]
+fn stdin_may_pause_longer_than_the_timeout() {
+    use std::process::Stdio;
+    let pki = Pki::new();
+    let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_echo-client"))
+        .arg("--connect")
+        .arg(server.addr.to_string())
+        .args(["--server-name", "localhost", "--timeout", "0.3", "--ca"])
+        .arg(&pki.root)
+        .arg("--cert")
+        .arg(&pki.client1.chain)
+        .arg("--key")
+        .arg(&pki.client1.key)
+        .env_remove("SSLKEYLOGFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    // The user pauses for longer than --timeout: nothing is owed by the server meanwhile.
+    std::thread::sleep(Duration::from_millis(1200));
+    stdin.write_all(b"second\n").unwrap();
+    drop(stdin);
+    let deadline = std::time::Instant::now() + STEP;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("echo-client did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "first\nsecond\n");
 }

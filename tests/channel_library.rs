@@ -257,6 +257,11 @@ async fn refusals_seen_on_first_read() {
         let (client, server) = refused(&pki, Authorization::only(["client1"]), Some(&pki.client2)).await;
         assert!(client.contains("AccessDenied"), "{client}");
         assert!(server.contains("ApplicationVerificationFailure"), "{server}");
+
+        // The common name "client1, mallory" is not client1.
+        let (client, server) = refused(&pki, Authorization::only(["client1"]), Some(&pki.comma)).await;
+        assert!(client.contains("AccessDenied"), "{client}");
+        assert!(server.contains("ApplicationVerificationFailure"), "{server}");
     })
     .await
     .unwrap();
@@ -484,4 +489,122 @@ async fn explicit_byte_limit_is_honoured_exactly() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_that_only_receives_survives_many_rotations() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The server only reads, rotating after every KiB received: KeyUpdates with no data sent.
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never().with_bytes(1024))
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut all = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            stream.close().await.map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>((all, stream.stats()))
+        });
+        let client_config = channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap();
+        let mut stream = connect(addr, client_config, RotationPolicy::never()).await.unwrap();
+        // The client only writes (100 x 1 KiB), then reads what the server sent: its KeyUpdates.
+        let sent: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 253) as u8).collect();
+        for chunk in sent.chunks(1024) {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, chunk).await.unwrap();
+            tokio::io::AsyncWriteExt::flush(&mut stream).await.unwrap();
+        }
+        stream.close().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)
+            .await
+            .expect("the server's KeyUpdates are acceptable");
+        assert!(rest.is_empty());
+        let (received, stats) = server.await.unwrap().expect("the receiving side ends without error");
+        assert!(received == sent, "{} of {} bytes arrived", received.len(), sent.len());
+        assert_eq!(stats.rotations.by_received, 16, "{stats:?}");
+        assert!(stats.rotations.postponed > 0, "{stats:?}");
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn an_allow_list_without_client_trust_is_a_config_error() {
+    let pki = Pki::new();
+    let mut settings = pki.server_settings(Authorization::only(["client1"]));
+    settings.client_trust = None;
+    let error = channel::server_config(&settings).expect_err("anonymous clients would pass the allow list");
+    assert!(
+        matches!(error, ChannelError::AllowListWithoutClientTrust { allowed: 1 }),
+        "{error:?}"
+    );
+    let mut open = pki.server_settings(Authorization::any_verified());
+    open.client_trust = None;
+    channel::server_config(&open).expect("no client authentication and no allow list");
+}
+
+#[test]
+fn overlapping_reloads_install_the_newest_files() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let pki = Pki::new();
+    let settings = pki.server_settings(Authorization::any_verified());
+    // The "files": a version number the loader reads; the load of version 1 is slow.
+    let version = Arc::new(AtomicU32::new(0));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let loader_version = Arc::clone(&version);
+    let reloadable = Arc::new(
+        ReloadableServerConfig::new(move || {
+            let seen = loader_version.load(Ordering::SeqCst);
+            if seen == 1 {
+                let _ = release_rx.lock().unwrap().recv_timeout(STEP);
+            }
+            let mut config = channel::server_config(&settings)?;
+            config.send_tls13_tickets = seen as usize;
+            Ok(config)
+        })
+        .unwrap(),
+    );
+    version.store(1, Ordering::SeqCst);
+    let first = {
+        let reloadable = Arc::clone(&reloadable);
+        std::thread::spawn(move || reloadable.reload())
+    };
+    // Let the first reload start reading version 1, then change the files and reload again.
+    std::thread::sleep(Duration::from_millis(100));
+    version.store(2, Ordering::SeqCst);
+    let (done_tx, done_rx) = mpsc::channel();
+    let second = {
+        let reloadable = Arc::clone(&reloadable);
+        std::thread::spawn(move || {
+            let result = reloadable.reload();
+            let _ = done_tx.send(());
+            result
+        })
+    };
+    // Unserialised, the second reload would finish now, before the first.
+    let _ = done_rx.recv_timeout(Duration::from_millis(300));
+    release_tx.send(()).unwrap();
+    first.join().unwrap().unwrap();
+    second.join().unwrap().unwrap();
+    assert_eq!(reloadable.generation(), 2);
+    assert_eq!(
+        reloadable.current().send_tls13_tickets,
+        2,
+        "the configuration in force comes from the newest files"
+    );
 }

@@ -122,7 +122,7 @@ pub struct ServerSettings {
     pub credentials: Credentials,
     /// Roots (and CRLs) for client certificates; `None` means no client authentication.
     pub client_trust: Option<Arc<TrustStore>>,
-    /// Which verified clients may connect (ignored without `client_trust`).
+    /// Which verified clients may connect (an allow list requires `client_trust`).
     pub authorization: Authorization,
     /// Protocol options.
     pub options: TlsOptions,
@@ -131,8 +131,15 @@ pub struct ServerSettings {
 /// Builds a server configuration.
 ///
 /// # Errors
-/// [`ChannelError::Config`] if rustls refuses the combination.
+/// [`ChannelError::AllowListWithoutClientTrust`] when `authorization` names peers but there is
+/// no `client_trust` (anonymous clients would be admitted); [`ChannelError::Config`] if rustls
+/// refuses the combination.
 pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelError> {
+    if settings.client_trust.is_none() && !settings.authorization.is_open() {
+        return Err(ChannelError::AllowListWithoutClientTrust {
+            allowed: settings.authorization.allowed().len(),
+        });
+    }
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(settings.options.versions())

@@ -37,6 +37,13 @@ pub enum ChannelError {
         #[source]
         source: rustls::Error,
     },
+    /// A server was given an allow list but no trust store for client certificates: without
+    /// client authentication nobody could be checked against the list.
+    #[error("an allow list of {allowed} names needs client authentication: give a client trust store")]
+    AllowListWithoutClientTrust {
+        /// How many names the allow list holds.
+        allowed: usize,
+    },
     /// The server name given to a client is neither a DNS name nor an IP address.
     #[error("server name {name:?} is not a valid DNS name or IP address")]
     BadServerName {
@@ -126,9 +133,64 @@ pub(crate) fn is_tls_refusal(error: &std::io::Error) -> bool {
             matches!(
                 e,
                 rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::AlertReceived(_)
                     | rustls::Error::PeerIncompatible(_)
                     | rustls::Error::NoCertificatesPresented
-            )
+            ) || matches!(e, rustls::Error::AlertReceived(alert) if is_refusal_alert(*alert))
         })
+}
+
+/// Alerts by which a peer refuses us or our certificate (rather than failing).
+fn is_refusal_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::CertificateRequired
+            | A::ProtocolVersion
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::AlertDescription as A;
+
+    use super::*;
+
+    fn alert(description: A) -> ChannelError {
+        ChannelError::Io {
+            operation: "read",
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(description),
+            ),
+        }
+    }
+
+    #[test]
+    fn only_certificate_access_and_version_alerts_are_refusals() {
+        for refusal in [
+            A::AccessDenied,
+            A::UnknownCA,
+            A::CertificateRevoked,
+            A::CertificateRequired,
+            A::ProtocolVersion,
+        ] {
+            assert!(alert(refusal).is_rejection(), "{refusal:?}");
+        }
+        for failure in [
+            A::InternalError,
+            A::DecodeError,
+            A::BadRecordMac,
+            A::DecryptError,
+            A::UnexpectedMessage,
+        ] {
+            assert!(!alert(failure).is_rejection(), "{failure:?}");
+        }
+    }
 }

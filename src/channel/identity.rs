@@ -4,6 +4,7 @@ use std::fmt;
 
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
+use x509_parser::x509::X509Name;
 
 use crate::pki::CertificateInfo;
 
@@ -27,30 +28,61 @@ pub struct PeerIdentity {
 impl PeerIdentity {
     /// The identity stated by an end-entity certificate (DER).
     ///
+    /// The common name is the exact string value of the subject's one `CN` attribute (none when
+    /// the subject has no `CN`, or several, or one that is not a string).
+    ///
     /// Returns `None` when the certificate cannot be parsed.
     pub fn from_certificate(der: &CertificateDer<'_>) -> Option<Self> {
-        CertificateInfo::from_der(der).ok().map(|info| Self::from_info(&info))
+        let info = CertificateInfo::from_der(der).ok()?;
+        let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(Self {
+            common_name: common_name(certificate.subject()),
+            subject: info.subject,
+            sans: info.sans,
+            serial: info.serial,
+            sha256_fingerprint: info.sha256_fingerprint,
+        })
     }
 
-    /// The identity stated by an inspected certificate.
-    pub fn from_info(info: &CertificateInfo) -> Self {
-        Self {
-            common_name: common_name(&info.subject),
-            subject: info.subject.clone(),
-            sans: info.sans.clone(),
-            serial: info.serial.clone(),
-            sha256_fingerprint: info.sha256_fingerprint.clone(),
+    /// Does this identity answer to the allow-list entry `entry`? A typed entry (`dns:…`,
+    /// `ip:…`, `email:…`, `uri:…`) matches only a SAN of that type; a bare entry matches the
+    /// common name or a DNS SAN. DNS names ignore ASCII case; everything else is compared
+    /// exactly.
+    pub fn answers_to(&self, entry: &str) -> bool {
+        let typed = entry
+            .split_once(':')
+            .map(|(kind, value)| (kind.to_ascii_lowercase(), value))
+            .filter(|(kind, _)| SAN_TYPES.contains(&kind.as_str()));
+        match typed {
+            Some((kind, value)) => self.sans_of(&kind).any(|san| same_value(&kind, san, value)),
+            None => {
+                self.common_name.as_deref() == Some(entry)
+                    || self.sans_of("dns").any(|san| san.eq_ignore_ascii_case(entry))
+            }
         }
     }
 
-    /// The names this identity answers to for [`Authorization`]: the common name, every SAN
-    /// value (`client1.example`) and every SAN in typed form (`dns:client1.example`).
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.common_name.as_deref().into_iter().chain(
-            self.sans
-                .iter()
-                .flat_map(|san| [san.as_str(), san.split_once(':').map_or(san.as_str(), |(_, v)| v)]),
-        )
+    /// The values of the SANs of one type (`dns`, `ip`, `email`, `uri`).
+    fn sans_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.sans.iter().filter_map(move |san| {
+            san.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(kind))
+                .map(|(_, value)| value)
+        })
+    }
+}
+
+/// The SAN types an allow-list entry may name.
+const SAN_TYPES: &[&str] = &["dns", "ip", "email", "uri"];
+
+fn same_value(kind: &str, san: &str, wanted: &str) -> bool {
+    match kind {
+        "dns" => san.eq_ignore_ascii_case(wanted),
+        "ip" => match (san.parse::<std::net::IpAddr>(), wanted.parse::<std::net::IpAddr>()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => san == wanted,
+        },
+        _ => san == wanted,
     }
 }
 
@@ -67,8 +99,8 @@ impl fmt::Display for PeerIdentity {
     }
 }
 
-/// Which verified peers may use the service: a list of names (common name or SAN, see
-/// [`PeerIdentity::names`]). An empty list allows every peer whose certificate verifies.
+/// Which verified peers may use the service: a list of names (see [`PeerIdentity::answers_to`]:
+/// `alice` is a common name or DNS SAN, `dns:…`, `ip:…`, `email:…`, `uri:…` a SAN of that type). An empty list allows every peer whose certificate verifies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Authorization {
     allowed: Vec<String>,
@@ -80,8 +112,7 @@ impl Authorization {
         Self::default()
     }
 
-    /// Allows only peers that answer to one of `names` (compared exactly; DNS names ignore ASCII
-    /// case).
+    /// Allows only peers that answer to one of `names` (see [`PeerIdentity::answers_to`]).
     pub fn only(names: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Self {
             allowed: names.into_iter().map(Into::into).collect(),
@@ -100,33 +131,54 @@ impl Authorization {
 
     /// Is this (verified) peer allowed?
     pub fn permits(&self, identity: &PeerIdentity) -> bool {
-        self.is_open()
-            || identity
-                .names()
-                .any(|name| self.allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(name)))
+        self.is_open() || self.allowed.iter().any(|entry| identity.answers_to(entry))
     }
 }
 
-/// The `CN=` value of an RFC 4514 style distinguished name.
-fn common_name(subject: &str) -> Option<String> {
-    subject
-        .split(',')
-        .map(str::trim)
-        .find_map(|part| part.strip_prefix("CN=").map(str::to_string))
+/// The exact value of the one `CN` attribute of a name; `None` for no `CN`, several, or one
+/// that is not a string.
+fn common_name(name: &X509Name<'_>) -> Option<String> {
+    let mut names = name.iter_common_name();
+    let first = names.next()?;
+    if names.next().is_some() {
+        return None;
+    }
+    first.as_str().ok().map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
     use super::*;
 
     fn identity() -> PeerIdentity {
         PeerIdentity {
             subject: "O=Tessera, CN=client1".into(),
-            common_name: common_name("O=Tessera, CN=client1"),
-            sans: vec!["dns:client1.example".into(), "email:ops@example.org".into()],
+            common_name: Some("client1".into()),
+            sans: vec![
+                "dns:client1.example".into(),
+                "email:ops@example.org".into(),
+                "uri:admin".into(),
+                "ip:10.0.0.1".into(),
+            ],
             serial: "01".into(),
             sha256_fingerprint: "00".into(),
         }
+    }
+
+    fn certificate(common_name: Option<&str>, sans: Vec<SanType>) -> PeerIdentity {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = common_name {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        PeerIdentity::from_certificate(cert.der()).unwrap()
     }
 
     #[test]
@@ -137,13 +189,48 @@ mod tests {
     #[test]
     fn allow_list_matches_common_name_and_sans() {
         let id = identity();
-        assert_eq!(id.common_name.as_deref(), Some("client1"));
         assert!(Authorization::only(["client1"]).permits(&id));
         assert!(Authorization::only(["CLIENT1.example"]).permits(&id));
         assert!(Authorization::only(["dns:client1.example"]).permits(&id));
-        assert!(Authorization::only(["ops@example.org"]).permits(&id));
+        assert!(Authorization::only(["email:ops@example.org"]).permits(&id));
+        assert!(Authorization::only(["ip:10.0.0.1"]).permits(&id));
         assert!(!Authorization::only(["client2"]).permits(&id));
         assert!(!Authorization::only(["client"]).permits(&id));
         assert!(!Authorization::only(["O=Tessera"]).permits(&id));
+        assert!(
+            !Authorization::only(["CLIENT1"]).permits(&id),
+            "a common name is compared exactly"
+        );
+    }
+
+    #[test]
+    fn bare_entries_match_only_the_common_name_or_a_dns_san() {
+        let id = identity();
+        assert!(
+            !Authorization::only(["admin"]).permits(&id),
+            "uri:admin is not the name admin"
+        );
+        assert!(Authorization::only(["uri:admin"]).permits(&id));
+        assert!(!Authorization::only(["ops@example.org"]).permits(&id));
+        assert!(!Authorization::only(["10.0.0.1"]).permits(&id));
+        assert!(
+            !Authorization::only(["dns:client1"]).permits(&id),
+            "typed entries match SANs only"
+        );
+        assert!(!Authorization::only(["uri:client1.example"]).permits(&id));
+    }
+
+    #[test]
+    fn common_name_is_the_exact_attribute_value() {
+        let id = certificate(Some("alice, mallory"), Vec::new());
+        assert_eq!(id.common_name.as_deref(), Some("alice, mallory"));
+        assert!(!Authorization::only(["alice"]).permits(&id));
+        assert!(!Authorization::only(["mallory"]).permits(&id));
+        assert!(Authorization::only(["alice, mallory"]).permits(&id));
+
+        let id = certificate(None, vec![SanType::URI("admin".try_into().unwrap())]);
+        assert_eq!(id.common_name, None);
+        assert!(!Authorization::only(["admin"]).permits(&id));
+        assert!(Authorization::only(["uri:admin"]).permits(&id));
     }
 }

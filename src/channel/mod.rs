@@ -47,7 +47,8 @@ pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
 pub use identity::{Authorization, PeerIdentity};
 pub use reload::ReloadableServerConfig;
 pub use rotation::{
-    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, RotationPolicy, RotationStats, RotationTrigger, parse_byte_size,
+    DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, MAX_ROTATIONS_WITHOUT_SENDING, RotationPolicy, RotationStats,
+    RotationTrigger, parse_byte_size,
 };
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

@@ -2,7 +2,7 @@
 //! swapped in for new handshakes; open connections keep the configuration they started with.
 //! A new configuration that cannot be built leaves the old one in place.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustls::ServerConfig;
 
@@ -15,6 +15,9 @@ pub struct ReloadableServerConfig {
     loader: Box<Loader>,
     current: RwLock<Arc<ServerConfig>>,
     generation: RwLock<u64>,
+    /// Held for a whole load-and-swap, so that reloads run one at a time and the last to start
+    /// installs the newest files.
+    reloading: Mutex<()>,
 }
 
 impl std::fmt::Debug for ReloadableServerConfig {
@@ -38,6 +41,7 @@ impl ReloadableServerConfig {
             loader: Box::new(loader),
             current: RwLock::new(Arc::new(first)),
             generation: RwLock::new(0),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -52,11 +56,13 @@ impl ReloadableServerConfig {
     }
 
     /// Rebuilds the configuration and swaps it in. On failure the old configuration stays in
-    /// force and a warning says why.
+    /// force and a warning says why. Reloads run one at a time: one that starts while another
+    /// is loading waits for it, then loads the files as they are by then.
     ///
     /// # Errors
     /// The loader's error (the configuration in force is unchanged).
     pub fn reload(&self) -> Result<u64, ChannelError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         match (self.loader)() {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);

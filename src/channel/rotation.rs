@@ -14,6 +14,11 @@ use tokio::time::Instant;
 pub const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// 10 minutes: the default lifetime of one key.
 pub const DEFAULT_ROTATE_INTERVAL: Duration = Duration::from_secs(600);
+/// At most this many rotations triggered by received data or by the interval are made without
+/// application data sent in between; later ones are postponed until this side sends. (Each
+/// sends a `KeyUpdate` requesting an update, and rustls, like BoringSSL, closes a connection
+/// that receives more than 32 such requests without application data in between.)
+pub const MAX_ROTATIONS_WITHOUT_SENDING: u32 = 16;
 
 /// How much traffic one set of keys may protect before it is replaced. Every limit is
 /// optional; the first one reached triggers a rotation.
@@ -122,7 +127,9 @@ pub struct RotationStats {
     pub by_interval: u64,
     /// Rotations the application asked for.
     pub requested: u64,
-    /// Rotations that were due but postponed by `min_interval`.
+    /// Rotations that were due but postponed: by `min_interval`, or because this side has sent
+    /// no application data since [`MAX_ROTATIONS_WITHOUT_SENDING`] rotations (counted once per
+    /// postponement, not per check).
     pub postponed: u64,
 }
 
@@ -145,6 +152,8 @@ pub(crate) struct RotationState {
     last_rotation: Option<Instant>,
     pub(crate) stats: RotationStats,
     postponed_noted: bool,
+    /// Rotations made since application data was last sent.
+    rotations_since_sent: u32,
 }
 
 impl RotationState {
@@ -159,6 +168,7 @@ impl RotationState {
             last_rotation: None,
             stats: RotationStats::default(),
             postponed_noted: false,
+            rotations_since_sent: 0,
         }
     }
 
@@ -175,6 +185,14 @@ impl RotationState {
 
     pub(crate) fn record_sent(&mut self, bytes: u64) {
         self.bytes_sent = self.bytes_sent.saturating_add(bytes);
+        if bytes > 0 {
+            self.rotations_since_sent = 0;
+        }
+    }
+
+    /// True when rotations not caused by sending must wait until this side sends data.
+    fn held_until_sent(&self) -> bool {
+        self.rotations_since_sent >= MAX_ROTATIONS_WITHOUT_SENDING
     }
 
     pub(crate) fn record_received(&mut self, bytes: u64) {
@@ -196,6 +214,13 @@ impl RotationState {
     /// Is a rotation due at `now`, and why? Honours `min_interval` (counting a postponement).
     pub(crate) fn due(&mut self, now: Instant) -> Option<RotationTrigger> {
         let trigger = self.trigger(now)?;
+        if matches!(trigger, RotationTrigger::Received | RotationTrigger::Interval) && self.held_until_sent() {
+            if !self.postponed_noted {
+                self.stats.postponed += 1;
+                self.postponed_noted = true;
+            }
+            return None;
+        }
         if let (Some(min), Some(last)) = (self.policy.min_interval, self.last_rotation)
             && now.saturating_duration_since(last) < min
         {
@@ -229,24 +254,27 @@ impl RotationState {
 
     /// When the next time-based check is worth making (interval expiry or the end of a
     /// `min_interval` postponement), if any.
+    ///
+    /// A deadline too far away to represent is no deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.held_until_sent() {
+            // Only sending can make a rotation possible again; no timer helps.
+            return None;
+        }
         if self.trigger(self.keys_since).is_some() || self.postponed_noted {
             // Due by volume but postponed: wake up when min_interval has passed.
-            return self
-                .policy
-                .min_interval
-                .zip(self.last_rotation)
-                .map(|(min, last)| last + min);
+            let (min, last) = self.policy.min_interval.zip(self.last_rotation)?;
+            return last.checked_add(min);
         }
         if !self.used() {
             return None;
         }
         let interval = self.policy.interval?;
-        let at = self.keys_since + interval;
-        Some(match (self.policy.min_interval, self.last_rotation) {
-            (Some(min), Some(last)) => at.max(last + min),
-            _ => at,
-        })
+        let at = self.keys_since.checked_add(interval)?;
+        match (self.policy.min_interval, self.last_rotation) {
+            (Some(min), Some(last)) => last.checked_add(min).map(|earliest| at.max(earliest)),
+            _ => Some(at),
+        }
     }
 
     /// Records a rotation made at `now`.
@@ -264,6 +292,7 @@ impl RotationState {
         self.keys_since = now;
         self.last_rotation = Some(now);
         self.postponed_noted = false;
+        self.rotations_since_sent = self.rotations_since_sent.saturating_add(1);
     }
 }
 
@@ -383,5 +412,40 @@ mod tests {
         assert_eq!(s.stats.postponed, 1);
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(5)));
         assert_eq!(s.due(start + Duration::from_secs(5)), Some(RotationTrigger::Sent));
+    }
+
+    #[test]
+    fn rotations_without_sending_are_limited() {
+        let now = Instant::now();
+        let mut s = RotationState::new(RotationPolicy::never().with_bytes(10), now);
+        for _ in 0..MAX_ROTATIONS_WITHOUT_SENDING {
+            s.record_received(10);
+            let trigger = s.due(now);
+            assert_eq!(trigger, Some(RotationTrigger::Received));
+            s.rotated(RotationTrigger::Received, now);
+        }
+        s.record_received(10);
+        assert_eq!(s.due(now), None, "held until this side sends");
+        assert_eq!(s.due(now), None);
+        assert_eq!(s.stats.postponed, 1);
+        assert_eq!(s.next_deadline(), None);
+        s.record_sent(1);
+        assert_eq!(s.due(now), Some(RotationTrigger::Received));
+    }
+
+    #[test]
+    fn huge_durations_mean_no_deadline() {
+        let start = Instant::now();
+        let mut s = RotationState::new(RotationPolicy::never().with_interval(Duration::MAX), start);
+        s.record_sent(1);
+        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.due(start), None);
+        let policy = RotationPolicy::never().with_bytes(1).with_min_interval(Duration::MAX);
+        let mut s = RotationState::new(policy, start);
+        s.record_sent(1);
+        s.rotated(RotationTrigger::Sent, start);
+        s.record_sent(1);
+        assert_eq!(s.due(start), None);
+        assert_eq!(s.next_deadline(), None);
     }
 }

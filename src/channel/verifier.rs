@@ -119,14 +119,16 @@ impl ClientCertVerifier for TrustStoreClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let request = VerifyRequest::new(Usage::Client, to_time(now));
-        let chain = match self.store.verify(end_entity, intermediates, &request) {
-            Ok(chain) => chain,
+        match self.store.verify(end_entity, intermediates, &request) {
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(reason = %error, "client certificate refused");
                 return Err(to_rustls(error));
             }
         };
-        let identity = PeerIdentity::from_info(chain.end_entity());
+        let Some(identity) = PeerIdentity::from_certificate(end_entity) else {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding));
+        };
         if !self.authorization.permits(&identity) {
             tracing::warn!(peer = %identity, "client is not on the allow list");
             return Err(rustls::Error::InvalidCertificate(

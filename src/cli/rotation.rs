@@ -49,8 +49,36 @@ impl RotationArgs {
     }
 }
 
-/// A non-negative, finite number of seconds.
+/// The largest duration [`seconds`] accepts: ten years (365-day years).
+pub const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// A non-negative, finite number of seconds, at most [`MAX_SECONDS`].
+///
+/// # Errors
+/// A message naming `flag` for a negative, non-finite or too large value.
 pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))
+    let duration = Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} needs a non-negative number of seconds, not {value}"))?;
+    if duration > Duration::from_secs(MAX_SECONDS) {
+        return Err(format!(
+            "{flag} is at most {MAX_SECONDS} seconds (ten years), not {value}"
+        ));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert_eq!(seconds(1.5, "--x"), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds(0.0, "--x"), Ok(Duration::ZERO));
+        assert!(seconds(MAX_SECONDS as f64, "--x").is_ok());
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e19, MAX_SECONDS as f64 + 1.0] {
+            let error = seconds(bad, "--x").expect_err("refused");
+            assert!(error.starts_with("--x "), "{error}");
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub struct Pki {
     pub expired: Leaf,
     /// A client certificate from another CA.
     pub foreign_client: Leaf,
+    /// A client whose one common name is "client1, mallory" (not client1).
+    pub comma: Leaf,
     /// A server certificate from another CA.
     pub foreign_server: Leaf,
     pub foreign_root: PathBuf,
@@ -76,6 +78,7 @@ impl Pki {
         let client = |name: &str| IssueRequest::new(Profile::Client, name);
         let client1 = issue(&ca, client("client1"), now, &dir.path().join("client1"));
         let client2 = issue(&ca, client("client2"), now, &dir.path().join("client2"));
+        let comma = issue(&ca, client("client1, mallory"), now, &dir.path().join("comma"));
         // Work around `ca revoke` not finding serials whose first octet is below 0x10 (the
         // database keeps the leading zero nibble, the lookup strips it): reissue until clear.
         let mut attempt = 0;
@@ -132,6 +135,7 @@ impl Pki {
             revoked,
             expired,
             foreign_client,
+            comma,
             foreign_server,
             foreign_root,
         }

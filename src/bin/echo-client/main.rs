@@ -264,19 +264,29 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
     let mut input = vec![0u8; 64 * 1024];
     let mut stdin_open = true;
     loop {
-        let progress = timeout(target.io_timeout, async {
+        // --timeout bounds the wait for the server only while it owes us something (an echo,
+        // or its close after ours); waiting for stdin is not limited.
+        let stats = stream.stats();
+        let outstanding = !stdin_open || stats.bytes_sent > stats.bytes_received;
+        let step = async {
             tokio::select! {
                 read = stdin.read(&mut input), if stdin_open => {
                     let n = read.context("cannot read stdin")?;
-                    if n == 0 {
-                        stdin_open = false;
-                        stream.close().await?;
-                    } else {
-                        let data = input.get(..n).unwrap_or_default();
-                        stream.write_all(data).await.map_err(io_error("write"))?;
-                        stream.flush().await.map_err(io_error("write"))?;
-                        stream.mark_message_sent();
-                    }
+                    let send = async {
+                        if n == 0 {
+                            stdin_open = false;
+                            stream.close().await?;
+                        } else {
+                            let data = input.get(..n).unwrap_or_default();
+                            stream.write_all(data).await.map_err(io_error("write"))?;
+                            stream.flush().await.map_err(io_error("write"))?;
+                            stream.mark_message_sent();
+                        }
+                        Ok::<(), anyhow::Error>(())
+                    };
+                    timeout(target.io_timeout, send)
+                        .await
+                        .map_err(|_| ChannelError::Timeout { phase: "write", seconds })??;
                     Ok::<bool, anyhow::Error>(true)
                 }
                 chunk = stream.fill_buf() => {
@@ -291,9 +301,14 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
                     Ok(true)
                 }
             }
-        })
-        .await
-        .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??;
+        };
+        let progress = if outstanding {
+            timeout(target.io_timeout, step)
+                .await
+                .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??
+        } else {
+            step.await?
+        };
         if !progress {
             break;
         }

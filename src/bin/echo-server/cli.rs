@@ -48,7 +48,8 @@ pub struct Args {
     /// A CRL to check client certificates against (repeatable).
     #[arg(long, value_name = "FILE", requires = "client_ca")]
     pub crl: Vec<PathBuf>,
-    /// Admit only clients whose certificate names NAME as common name or SAN (repeatable).
+    /// Admit only clients whose certificate answers to NAME (repeatable): a bare NAME is the
+    /// exact common name or a DNS SAN; dns:, ip:, email:, uri: NAME only a SAN of that type.
     #[arg(long, value_name = "NAME", requires = "client_ca")]
     pub allow: Vec<String>,
     #[command(flatten)]

@@ -291,10 +291,18 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
             read = read_chunk(stream, &mut batch) => read,
             _ = sleep_until(idle_at) => return End::Idle,
             _ = sleep_until(rotation_due.unwrap_or(idle_at)), if rotation_due.is_some() => {
-                if let Err(error) = stream.maintain().await {
-                    return End::Failed(std::io::Error::other(error));
+                // Sending the KeyUpdate waits for a peer that reads: bounded like any write, and
+                // abandoned on shutdown.
+                let maintained = tokio::select! {
+                    biased;
+                    _ = stop.changed() => return End::Shutdown,
+                    maintained = timeout(limits.idle, stream.maintain()) => maintained,
+                };
+                match maintained {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => return End::Failed(std::io::Error::other(error)),
+                    Err(_) => return End::Idle,
                 }
-                continue;
             }
         };
         match chunk {
@@ -307,7 +315,12 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
             stream.write_all(&batch).await?;
             stream.flush().await
         };
-        match timeout(limits.idle, write).await {
+        let written = tokio::select! {
+            biased;
+            _ = stop.changed() => return End::Shutdown,
+            written = timeout(limits.idle, write) => written,
+        };
+        match written {
             Ok(Ok(())) => {
                 stream.mark_message_sent();
                 idle_at = Instant::now() + limits.idle;
