@@ -454,12 +454,14 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
         stderr(&out),
         "ca: error: no certificate with serial abcdef was issued by this CA\nca: hint: `ca list` shows the serials this CA issued\n"
     );
-    // A fresh CRL gets the next number.
-    ok(ca(&pki.inter()).args(["crl"]));
+    // A fresh CRL gets the next number; --json describes it, and so does `ca show`.
+    let written: serde_json::Value = serde_json::from_str(&ok(ca(&pki.inter()).args(["crl", "--json"]))).unwrap();
+    assert_eq!(written["crl_number"], "2");
     let shown = ok(ca(&pki.inter()).args(["show", "--json"]).arg(&crl));
     let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
-    assert_eq!(json["crl_number"], "2");
+    assert_eq!(json, written);
     assert_eq!(json["revoked"][0]["reason"], "key-compromise");
+    assert_eq!(json["revoked"][0]["serial"], serial.as_str());
 }
 
 #[test]

@@ -166,6 +166,9 @@ pub struct RevokeArgs {
     /// Days until the new CRL's nextUpdate.
     #[arg(long, default_value_t = 7)]
     pub crl_days: u32,
+    /// Print the new CRL as JSON (as `ca show --json` does).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ca crl`.
@@ -177,6 +180,9 @@ pub struct CrlArgs {
     /// Days until the CRL's nextUpdate.
     #[arg(long, default_value_t = 7)]
     pub crl_days: u32,
+    /// Print the new CRL as JSON (as `ca show --json` does).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ca list`.

@@ -68,7 +68,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Issue(args) => issue(cli, args, now),
         Command::Revoke(args) => {
             let ca = open_ca(cli, &cli.dir)?;
-            ca.revoke(&args.serial, args.reason, now, days(args.crl_days)?)?;
+            let der = ca.revoke(&args.serial, args.reason, now, days(args.crl_days)?)?;
             if !cli.quiet {
                 eprintln!(
                     "{TOOL}: revoked {} ({}); wrote {}",
@@ -76,6 +76,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     args.reason,
                     ca.crl_path().display()
                 );
+            }
+            if args.json {
+                tessera::cli::print_json(&CrlInfo::from_der(&der)?)?;
             }
             Ok(exit::OK)
         }
@@ -86,14 +89,17 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 tessera::cli::write_atomic(out, pki::pem::to_pem(pki::pem::X509_CRL, &der).as_bytes())
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
+            let info = CrlInfo::from_der(&der)?;
             if !cli.quiet {
-                let info = CrlInfo::from_der(&der)?;
                 eprintln!(
                     "{TOOL}: wrote CRL number {} with {} revoked certificate(s) to {}",
                     info.crl_number.as_deref().unwrap_or("?"),
                     info.revoked.len(),
                     ca.crl_path().display()
                 );
+            }
+            if args.json {
+                tessera::cli::print_json(&info)?;
             }
             Ok(exit::OK)
         }
