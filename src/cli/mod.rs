@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
-pub use rotation::{RotationArgs, seconds};
+pub use rotation::{MAX_SECONDS, RotationArgs, seconds};
 
 /// Process exit codes shared by every tool.
 pub mod exit {
