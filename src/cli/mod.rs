@@ -15,6 +15,8 @@ mod rotation;
 
 use std::path::Path;
 
+pub use crate::fsutil::AtomicFile;
+
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{MAX_SECONDS, RotationArgs, seconds};

@@ -10,9 +10,10 @@ use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use tessera::cli::AtomicFile;
 use tessera::cli::{CliError, exit, read_passphrase};
 use tessera::pki::{Passphrase, PrivateKey, hex, pem, rfc3339};
-use tessera::sign::{AtomicFile, Bundle, HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
+use tessera::sign::{Bundle, HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
 
 const TOOL: &str = "sign";
 

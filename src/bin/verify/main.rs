@@ -10,9 +10,10 @@ use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use tessera::cli::AtomicFile;
 use tessera::cli::{CliError, exit};
 use tessera::pki::{PkiError, TrustStore, rfc3339};
-use tessera::sign::{AtomicFile, PublicKey, SignError, Verification, Verifier};
+use tessera::sign::{PublicKey, SignError, Verification, Verifier};
 
 const TOOL: &str = "verify";
 
