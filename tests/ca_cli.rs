@@ -798,3 +798,76 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing_half_written() {
     }
     drop(disk);
 }
+
+/// Runs `ca ARGS` on a pseudo-terminal (util-linux `script`): waits for each prompt, then types
+/// its answer. Returns everything the terminal showed.
+fn ca_on_a_terminal(args: &str, answers: &[(&str, &str)]) -> Option<(std::process::ExitStatus, String)> {
+    use std::io::{Read, Write};
+    let script = Command::new("script").arg("--version").output().ok()?;
+    if !script.status.success() {
+        return None;
+    }
+    let command = format!("{} {args}", cargo_bin("ca").display());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("TESSERA_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let mut stdout = child.stdout.take()?;
+    let mut shown = Vec::new();
+    for (prompt, answer) in answers {
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&shown).contains(prompt) {
+            if stdout.read(&mut byte).ok()? == 0 {
+                break;
+            }
+            shown.push(byte[0]);
+        }
+        writeln!(stdin, "{answer}").ok()?;
+    }
+    stdout.read_to_end(&mut shown).ok()?;
+    let status = child.wait().ok()?;
+    drop(stdin);
+    Some((status, String::from_utf8_lossy(&shown).into_owned()))
+}
+
+#[test]
+fn the_passphrase_can_be_typed_at_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let prompts = |first: &'static str, second: &'static str| {
+        [
+            ("passphrase for the new CA key:", first),
+            ("repeat the passphrase:", second),
+        ]
+    };
+    let Some((status, text)) = ca_on_a_terminal(
+        &format!("init --dir {}", dir.display()),
+        &prompts("typed secret", "typed secret"),
+    ) else {
+        eprintln!("skipped: no `script` to make a terminal");
+        return;
+    };
+    assert!(status.success(), "{text}");
+    assert!(text.contains("created root CA"), "{text}");
+    assert!(!text.contains("typed secret"), "the passphrase is not echoed: {text}");
+    // The typed passphrase is the key's passphrase.
+    let out = run(ca(&dir)
+        .env("TESSERA_PASSPHRASE", "typed secret")
+        .args(["issue", "--profile", "client", "--name", "t", "--out"])
+        .arg(tmp.path().join("t")));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Two different entries: nothing is written.
+    let other = tmp.path().join("other");
+    let (status, text) = ca_on_a_terminal(&format!("init --dir {}", other.display()), &prompts("one", "two")).unwrap();
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("the two passphrases differ; nothing was written"),
+        "{text}"
+    );
+    assert!(!other.join("ca.key").exists() && !other.join("ca.pem").exists());
+}
