@@ -356,20 +356,7 @@ impl Verifier {
         what: &str,
     ) -> Result<VerifiedModule, SignError> {
         let signer = self.check_bundle(bundle)?;
-        let mut bytes = allocate(bundle.statement().length)?;
-        let verification = self.check_content(
-            bundle,
-            signer,
-            reader,
-            what,
-            false,
-            &mut |chunk| {
-                bytes.extend_from_slice(chunk);
-                Ok(())
-            },
-            &mut |_, _| {},
-        )?;
-        Ok(VerifiedModule { bytes, verification })
+        self.load_content(bundle, signer, reader, what, false)
     }
 
     /// Verifies the module file at `path`, opened once. The signature is `signature` when
@@ -405,15 +392,28 @@ impl Verifier {
         let located = locate(path, signature)?;
         let signer = self.check_bundle(&located.bundle)?;
         self.check_length(&located)?;
-        let mut bytes = allocate(located.bundle.statement().length)?;
         let what = path.display().to_string();
         let reader = (&located.file).take(located.payload_len);
+        self.load_content(&located.bundle, signer, reader, &what, located.embedded)
+    }
+
+    /// Reads, hashes and keeps the module once its bundle has been checked: the bytes returned
+    /// are the bytes hashed. Memory for the signed length is reserved before reading.
+    fn load_content<R: Read + Send>(
+        &self,
+        bundle: &Bundle,
+        signer: SignerInfo,
+        reader: R,
+        what: &str,
+        embedded: bool,
+    ) -> Result<VerifiedModule, SignError> {
+        let mut bytes = allocate(bundle.statement().length)?;
         let verification = self.check_content(
-            &located.bundle,
+            bundle,
             signer,
             reader,
-            &what,
-            located.embedded,
+            what,
+            embedded,
             &mut |chunk| {
                 bytes.extend_from_slice(chunk);
                 Ok(())
