@@ -36,18 +36,23 @@ impl RevocationReason {
         Self::PrivilegeWithdrawn,
     ];
 
-    /// The command-line name (`key-compromise`, …).
-    pub fn name(self) -> &'static str {
+    /// The RFC 5280 reason code.
+    pub fn code(self) -> u8 {
         match self {
-            Self::Unspecified => "unspecified",
-            Self::KeyCompromise => "key-compromise",
-            Self::CaCompromise => "ca-compromise",
-            Self::AffiliationChanged => "affiliation-changed",
-            Self::Superseded => "superseded",
-            Self::CessationOfOperation => "cessation-of-operation",
-            Self::CertificateHold => "certificate-hold",
-            Self::PrivilegeWithdrawn => "privilege-withdrawn",
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::CaCompromise => 2,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+            Self::CertificateHold => 6,
+            Self::PrivilegeWithdrawn => 9,
         }
+    }
+
+    /// The command-line name (`key-compromise`, …), from the one table in [`crate::pki::reason_name`].
+    pub fn name(self) -> &'static str {
+        crate::pki::reason_name(self.code())
     }
 
     /// The reason code to put in the CRL (`None` for unspecified: RFC 5280 says omit it).

@@ -251,7 +251,7 @@ impl CrlInfo {
                     revoked_at: r.revocation_date.to_datetime(),
                     reason: r
                         .reason_code()
-                        .map(|(_, code)| reason_code_name(code.0))
+                        .map(|(_, code)| reason_name(code.0))
                         .unwrap_or("unspecified")
                         .to_string(),
                 })
@@ -276,7 +276,9 @@ impl CrlInfo {
     }
 }
 
-fn reason_code_name(code: u8) -> &'static str {
+/// The name of an RFC 5280 CRLReason code, as `ca revoke --reason` takes it and CRL listings
+/// show it (`key-compromise`, …; unknown codes and 0 are `unspecified`).
+pub fn reason_name(code: u8) -> &'static str {
     match code {
         1 => "key-compromise",
         2 => "ca-compromise",

@@ -15,6 +15,6 @@ mod profile;
 mod trust;
 
 pub use error::PkiError;
-pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, rfc3339};
+pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, reason_name, rfc3339};
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
-pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest, reason_name};
+pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest};

@@ -14,7 +14,7 @@ use webpki::{
     OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use super::inspect::{CertificateInfo, hex};
+use super::inspect::{CertificateInfo, hex, reason_name};
 use super::profile::{check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, subject_of};
 use super::{PkiError, pem};
 
@@ -481,7 +481,7 @@ impl TrustStore {
                 if let Ok(Some(entry)) = crl.find_serial(parsed.raw_serial()) {
                     return PkiError::Revoked {
                         serial: hex(trim_serial(parsed.raw_serial())),
-                        reason: entry.reason_code.map(reason_name).unwrap_or("unspecified").to_string(),
+                        reason: reason_name(entry.reason_code.map_or(0, |r| r as u8)).to_string(),
                     };
                 }
             }
@@ -509,23 +509,6 @@ pub(crate) fn trim_serial(serial: &[u8]) -> &[u8] {
         .position(|b| *b != 0)
         .unwrap_or(serial.len().saturating_sub(1));
     serial.get(start..).unwrap_or(serial)
-}
-
-/// RFC 5280 reason code names, as `ca revoke --reason` takes them.
-pub fn reason_name(reason: webpki::RevocationReason) -> &'static str {
-    use webpki::RevocationReason as R;
-    match reason {
-        R::Unspecified => "unspecified",
-        R::KeyCompromise => "key-compromise",
-        R::CaCompromise => "ca-compromise",
-        R::AffiliationChanged => "affiliation-changed",
-        R::Superseded => "superseded",
-        R::CessationOfOperation => "cessation-of-operation",
-        R::CertificateHold => "certificate-hold",
-        R::RemoveFromCrl => "remove-from-crl",
-        R::PrivilegeWithdrawn => "privilege-withdrawn",
-        R::AaCompromise => "aa-compromise",
-    }
 }
 
 /// Converts a time to rustls' representation (times before 1970 become the epoch).
