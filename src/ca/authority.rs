@@ -412,10 +412,9 @@ impl CertificateAuthority {
         })
     }
 
-    /// True when the key of the CA in `dir` is encrypted (so [`CertificateAuthority::open`]
-    /// needs a passphrase).
-    pub fn key_is_encrypted(dir: &Path) -> bool {
-        PrivateKey::is_encrypted_file(&dir.join(CA_KEY))
+    /// The path of the key of the CA in `dir` (`DIR/ca.key`).
+    pub fn key_path(dir: &Path) -> PathBuf {
+        dir.join(CA_KEY)
     }
 
     /// The CA's directory.

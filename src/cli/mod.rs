@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use crate::fsutil::AtomicFile;
 
-pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, read_passphrase};
+pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{MAX_SECONDS, RotationArgs, seconds};
 

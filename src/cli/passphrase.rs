@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::CliError;
-use crate::pki::{Passphrase, pem};
+use crate::pki::{Passphrase, PrivateKey, pem};
 
 /// The environment variable holding a passphrase.
 pub const PASSPHRASE_ENV: &str = "TESSERA_PASSPHRASE";
@@ -68,4 +68,17 @@ pub fn read_passphrase(
         }
     }
     Ok((first, PassphraseSource::Terminal))
+}
+
+/// The passphrase for the key file `key`: `None` when the key is not encrypted, else read as
+/// [`read_passphrase`] does (`file`, then `TESSERA_PASSPHRASE`, then the terminal), naming
+/// `purpose` in the prompt.
+///
+/// # Errors
+/// As [`read_passphrase`].
+pub fn passphrase_for_key(key: &Path, file: Option<&Path>, purpose: &str) -> Result<Option<Passphrase>, CliError> {
+    if !PrivateKey::is_encrypted_file(key) {
+        return Ok(None);
+    }
+    Ok(Some(read_passphrase(file, purpose, false)?.0))
 }

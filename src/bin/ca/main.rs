@@ -123,11 +123,11 @@ fn open_ca(cli: &Cli, dir: &Path) -> anyhow::Result<CertificateAuthority> {
 
 fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     tessera::ca::read_ca_certificates(dir)?;
-    let passphrase = if CertificateAuthority::key_is_encrypted(dir) {
-        Some(read_passphrase(passphrase_file, &format!("the CA key in {}", dir.display()), false)?.0)
-    } else {
-        None
-    };
+    let passphrase = tessera::cli::passphrase_for_key(
+        &CertificateAuthority::key_path(dir),
+        passphrase_file,
+        &format!("the CA key in {}", dir.display()),
+    )?;
     Ok(CertificateAuthority::open(dir, passphrase.as_ref())?)
 }
 

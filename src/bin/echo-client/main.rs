@@ -19,8 +19,8 @@ use tokio::time::{Instant, timeout};
 use tessera::channel::{
     self, ChannelError, ChannelStats, ChannelStream, ClientSettings, Credentials, RotationPolicy, TlsOptions,
 };
-use tessera::cli::{CliError, read_passphrase};
-use tessera::pki::{PrivateKey, TrustStore};
+use tessera::cli::CliError;
+use tessera::pki::TrustStore;
 
 fn main() -> ExitCode {
     // clap exits 2 on a usage error (0 for --help), as every Tessera tool does.
@@ -137,18 +137,11 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     }
     let credentials = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
-            let passphrase = if PrivateKey::is_encrypted_file(key) {
-                Some(
-                    read_passphrase(
-                        args.passphrase_file.as_deref(),
-                        &format!("key {}", key.display()),
-                        false,
-                    )?
-                    .0,
-                )
-            } else {
-                None
-            };
+            let passphrase = tessera::cli::passphrase_for_key(
+                key,
+                args.passphrase_file.as_deref(),
+                &format!("key {}", key.display()),
+            )?;
             Some(Credentials::load(cert, key, passphrase.as_ref())?)
         }
         _ => None,

@@ -22,8 +22,8 @@ use tessera::channel::{
     self, Authorization, ChannelError, ChannelStream, Credentials, ReloadableServerConfig, RotationPolicy,
     ServerSettings, TlsOptions,
 };
-use tessera::cli::{CliError, read_passphrase};
-use tessera::pki::{Passphrase, PrivateKey, TrustStore};
+use tessera::cli::CliError;
+use tessera::pki::{Passphrase, TrustStore};
 
 fn main() -> ExitCode {
     // clap exits 2 on a usage error (0 for --help), as every Tessera tool does.
@@ -63,18 +63,12 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     if args.max_conns == 0 {
         return Err(CliError::usage("--max-conns must be at least 1").into());
     }
-    let passphrase = if PrivateKey::is_encrypted_file(&args.key) {
-        Some(Arc::new(
-            read_passphrase(
-                args.passphrase_file.as_deref(),
-                &format!("key {}", args.key.display()),
-                false,
-            )?
-            .0,
-        ))
-    } else {
-        None
-    };
+    let passphrase = tessera::cli::passphrase_for_key(
+        &args.key,
+        args.passphrase_file.as_deref(),
+        &format!("key {}", args.key.display()),
+    )?
+    .map(Arc::new);
     let sources = Sources {
         cert: args.cert.clone(),
         key: args.key.clone(),

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use tessera::cli::AtomicFile;
 use tessera::cli::{CliError, exit, read_passphrase};
-use tessera::pki::{Passphrase, PrivateKey, hex, pem, rfc3339};
+use tessera::pki::{PrivateKey, hex, pem, rfc3339};
 use tessera::sign::{Bundle, HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
 
 const TOOL: &str = "sign";
@@ -145,7 +145,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let hash: HashAlgorithm = cli.hash.parse().map_err(CliError::usage)?;
-    let passphrase = key_passphrase(key_path, cli.passphrase_file.as_deref())?;
+    let passphrase = tessera::cli::passphrase_for_key(
+        key_path,
+        cli.passphrase_file.as_deref(),
+        &key_path.display().to_string(),
+    )?;
     let key = PrivateKey::load(key_path, passphrase.as_ref())?;
     let signer = match &cli.cert {
         Some(chain) => Signer::with_certificate(&key, pem::load_certificates(chain)?)?,
@@ -289,13 +293,6 @@ fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn key_passphrase(key: &Path, file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
-    if !PrivateKey::is_encrypted_file(key) {
-        return Ok(None);
-    }
-    Ok(Some(read_passphrase(file, &key.display().to_string(), false)?.0))
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> SignError {
