@@ -2,6 +2,12 @@
 //! atomic output files, JSON output and logging. The library proper never prints or exits; this
 //! module is what the binaries use to do both consistently.
 //!
+//! Output: the tools never use `println!`/`eprintln!` (they panic on a closed or full stream;
+//! clippy forbids them), but [`outln!`](crate::outln), [`out!`](crate::out) (stdout, returning
+//! `Result<(), CliError>` for `?`; a reader that went away ends the tool quietly with exit 0,
+//! another write error exits 3) and [`errln!`](crate::errln) (stderr, never fails). Arguments:
+//! [`parse_args`] (`tool: error: …` usage errors, exit 2; help that keeps examples on one line).
+//!
 //! | exit code | meaning |
 //! |---|---|
 //! | [`exit::OK`] (0) | success |
@@ -9,6 +15,8 @@
 //! | [`exit::USAGE`] (2) | bad command line |
 //! | [`exit::FAILURE`] (3) | could not run (I/O, missing file, wrong passphrase, bad input) |
 
+mod args;
+mod output;
 mod passphrase;
 mod report;
 mod rotation;
@@ -17,6 +25,8 @@ use std::path::Path;
 
 pub use crate::fsutil::AtomicFile;
 
+pub use args::{parse_args, parse_args_from};
+pub use output::{write_stderr, write_stdout, write_stdout_bytes};
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{MAX_SECONDS, RotationArgs, seconds};
@@ -60,13 +70,12 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Prints a value as pretty JSON on stdout, followed by a newline.
 ///
 /// # Errors
-/// [`CliError`] (exit 3) if the value cannot be serialised or stdout is closed.
+/// [`CliError`] (exit 3) if the value cannot be serialised or stdout cannot be written; a quiet
+/// [`CliError`] (exit 0, see [`CliError::stdout`]) when the reader of stdout went away.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    use std::io::Write;
     let text =
         serde_json::to_string_pretty(value).map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))
+    crate::outln!("{text}")
 }
 
 /// Parses an RFC 3339 time such as `2030-01-01T00:00:00Z` (for `--at`).
@@ -79,7 +88,8 @@ pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
 }
 
 /// Sends `tracing` events to stderr: warnings and errors by default, `--verbose` for info,
-/// `RUST_LOG` to override; `quiet` shows errors only.
+/// `RUST_LOG` to override; `quiet` shows errors only. A full or closed stderr loses the events
+/// but never panics.
 pub fn init_logging(quiet: bool, verbose: bool) {
     let default = if quiet {
         "error"
@@ -95,6 +105,8 @@ pub fn init_logging(quiet: bool, verbose: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(use_colour())
         .with_target(false)
+        // Otherwise a failed write is reported with `eprintln!`, which panics on a full stderr.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -121,4 +133,43 @@ pub fn progress_bar(quiet: bool, size: u64, message: &'static str) -> indicatif:
 pub fn use_colour() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn times_parse() {
+        let t = parse_time("2030-01-31T12:00:00Z").expect("valid");
+        assert_eq!(t.unix_timestamp(), 1_896_091_200);
+        assert!(parse_time("2030-01-31").is_err());
+        assert!(parse_time("10000-01-01T00:00:00Z").is_err());
+        assert!(parse_time("2030-02-30T00:00:00Z").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_time_never_panics(text in "\\PC*") {
+            let _ = parse_time(&text);
+        }
+
+        #[test]
+        fn parse_time_never_panics_on_near_misses(
+            y in 0u32..20000, mo in 0u32..15, d in 0u32..40, h in 0u32..30, mi in 0u32..70, s in 0u32..70,
+            offset in prop_oneof![Just("Z".to_string()), "[+-][0-9]{2}:[0-9]{2}"],
+            fraction in prop_oneof![Just(String::new()), "\\.[0-9]{1,12}"],
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}{offset}");
+            match parse_time(&text) {
+                Ok(_) => prop_assert!(
+                    y <= 9999 && (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && s <= 60,
+                    "accepted {}", text
+                ),
+                Err(message) => prop_assert!(message.contains("RFC 3339"), "{}", message),
+            }
+        }
+    }
 }

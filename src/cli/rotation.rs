@@ -69,7 +69,53 @@ pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn seconds_never_panic_and_bound_the_value(value in proptest::num::f64::ANY) {
+            match seconds(value, "--x") {
+                Ok(duration) => {
+                    prop_assert!(value >= 0.0 && value <= MAX_SECONDS as f64, "accepted {}", value);
+                    prop_assert!(duration <= Duration::from_secs(MAX_SECONDS));
+                }
+                Err(message) => {
+                    prop_assert!(message.starts_with("--x "), "{}", message);
+                    prop_assert!(!(value >= 0.0 && value <= MAX_SECONDS as f64), "refused {}", value);
+                }
+            }
+        }
+
+        #[test]
+        fn seconds_in_range_are_kept(value in 0.0..=(MAX_SECONDS as f64)) {
+            let duration = seconds(value, "--x").map_err(TestCaseError::fail)?;
+            prop_assert!((duration.as_secs_f64() - value).abs() < 1e-6);
+        }
+
+        #[test]
+        fn rotation_options_never_panic(
+            secs in proptest::option::of(proptest::num::f64::ANY),
+            min in proptest::option::of(proptest::num::f64::ANY),
+            bytes in proptest::option::of(any::<u64>()),
+            messages in proptest::option::of(any::<u64>()),
+        ) {
+            let args = RotationArgs {
+                rotate_bytes: bytes,
+                rotate_messages: messages,
+                rotate_secs: secs,
+                rotate_min_interval: min,
+                no_rotate: false,
+            };
+            let _ = args.policy();
+        }
+
+        #[test]
+        fn byte_sizes_never_panic(text in "\\PC*|[0-9]{1,25}[kKmMgGtT]?") {
+            let _ = parse_byte_size(&text);
+        }
+    }
 
     #[test]
     fn seconds_are_bounded() {

@@ -1,0 +1,199 @@
+//! Command-line parsing with the tools' own error format: `ca: error: …` for usage errors
+//! (exit 2), help and version on stdout (exit 0) written without panicking, and EXAMPLES
+//! paragraphs (`after_help`) that are never wrapped mid-command.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::builder::StyledStr;
+use clap::error::ErrorKind;
+
+use super::exit;
+
+/// Parses the process's arguments into `T` the way every Tessera tool does.
+///
+/// - Usage errors go to stderr as clap renders them, with the tool's prefix:
+///   `ca: error: unexpected argument '--bogus' found`, clap's `tip:` lines as `ca: hint: …`, then
+///   clap's usage line; `Err(2)`.
+/// - `--help`, `-h`, `help SUBCOMMAND` and `--version` go to stdout: `Err(0)`; when stdout
+///   cannot be written, `ca: error: cannot write to stdout: …` and `Err(3)` (quietly `Err(0)`
+///   when the reader went away).
+/// - Flag descriptions are wrapped at the terminal width (`COLUMNS` when stdout is not a
+///   terminal), but `after_help` / `after_long_help` text (the EXAMPLES and EXIT CODES blocks)
+///   is shown exactly as written, so an example command stays on one line.
+///
+/// Use it as the first line of `main`:
+/// ```ignore
+/// let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+///     Ok(cli) => cli,
+///     Err(code) => return code,
+/// };
+/// ```
+///
+/// # Errors
+/// The [`ExitCode`] `main` must return when the tool must not run (see above); everything has
+/// already been printed.
+pub fn parse_args<T: clap::Parser>(tool: &str) -> Result<T, ExitCode> {
+    parse_args_from(tool, std::env::args_os())
+}
+
+/// [`parse_args`] over the given arguments (the first is the program name).
+///
+/// # Errors
+/// As [`parse_args`].
+pub fn parse_args_from<T, I, A>(tool: &str, args: I) -> Result<T, ExitCode>
+where
+    T: clap::Parser,
+    I: IntoIterator<Item = A>,
+    A: Into<OsString> + Clone,
+{
+    let mut texts = Vec::new();
+    let mut command = protect_after_help(T::command(), &mut texts);
+    let parsed = command
+        .try_get_matches_from_mut(args)
+        .and_then(|mut matches| T::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command)));
+    parsed.map_err(|error| show_error(tool, &error, &texts))
+}
+
+/// Replaces every `after_help` / `after_long_help` in the command tree with a marker (one word,
+/// which clap's wrapping cannot break), keeping the texts, so [`show_error`] can put them back
+/// unwrapped.
+fn protect_after_help(mut command: clap::Command, texts: &mut Vec<StyledStr>) -> clap::Command {
+    if let Some(text) = command.get_after_help().cloned() {
+        command = command.after_help(marker(texts.len()));
+        texts.push(text);
+    }
+    if let Some(text) = command.get_after_long_help().cloned() {
+        command = command.after_long_help(marker(texts.len()));
+        texts.push(text);
+    }
+    let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| protect_after_help(sub, texts));
+    }
+    command
+}
+
+fn marker(index: usize) -> String {
+    format!("@@tessera-after-help-{index}@@")
+}
+
+fn restore_after_help(mut rendered: String, texts: &[StyledStr], colour: bool) -> String {
+    for (index, text) in texts.iter().enumerate() {
+        let marker = marker(index);
+        if rendered.contains(&marker) {
+            let text = if colour {
+                text.ansi().to_string()
+            } else {
+                text.to_string()
+            };
+            rendered = rendered.replace(&marker, &text);
+        }
+    }
+    rendered
+}
+
+fn show_error(tool: &str, error: &clap::Error, texts: &[StyledStr]) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let colour = colour_on(&std::io::stdout());
+            let rendered = restore_after_help(styled(&error.render(), colour), texts, colour);
+            match crate::out!("{rendered}") {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => super::report(tool, &e, |_| None),
+            }
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let rendered = restore_after_help(error.render().to_string(), texts, false);
+            crate::errln!("{tool}: error: a command or argument is required\n");
+            super::write_stderr(format_args!("{rendered}"));
+            ExitCode::from(exit::USAGE)
+        }
+        _ => {
+            let rendered = restore_after_help(error.render().to_string(), texts, false);
+            super::write_stderr(format_args!("{}", usage_error_text(tool, &rendered)));
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+/// clap's error text in the tools' words: `error:` and `  tip:` lines get the tool's prefix.
+fn usage_error_text(tool: &str, rendered: &str) -> String {
+    let mut text = String::with_capacity(rendered.len() + 2 * tool.len());
+    for line in rendered.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("error: ") {
+            text.push_str(&format!("{tool}: error: {rest}"));
+        } else if let Some(rest) = line.trim_start().strip_prefix("tip: ") {
+            text.push_str(&format!("{tool}: hint: {rest}"));
+        } else {
+            text.push_str(line);
+        }
+    }
+    if !text.starts_with(&format!("{tool}: error: ")) {
+        text.insert_str(0, &format!("{tool}: error: "));
+    }
+    text
+}
+
+fn styled(text: &StyledStr, colour: bool) -> String {
+    if colour {
+        text.ansi().to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
+    std::env::var_os("NO_COLOR").is_none() && stream.is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_carry_the_tool_prefix() {
+        let rendered = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use \
+                        '-- --bogus'\n\nUsage: ca list [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_text("ca", rendered),
+            "ca: error: unexpected argument '--bogus' found\n\nca: hint: to pass '--bogus' as a value, use \
+             '-- --bogus'\n\nUsage: ca list [OPTIONS]\n\nFor more information, try '--help'.\n"
+        );
+        assert_eq!(usage_error_text("ca", "odd\n"), "ca: error: odd\n");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    #[command(
+        name = "t",
+        after_help = "EXAMPLES:\n  t run --a-rather-long-flag value --another-flag value2"
+    )]
+    struct Args {
+        /// A flag with a description long enough to be wrapped at a narrow terminal width, for sure.
+        #[arg(long)]
+        flag: Option<u32>,
+    }
+
+    #[test]
+    fn after_help_is_not_wrapped() {
+        let mut texts = Vec::new();
+        let mut command = protect_after_help(<Args as clap::CommandFactory>::command(), &mut texts).term_width(30);
+        let help = command.render_help().to_string();
+        let help = restore_after_help(help, &texts, false);
+        assert!(
+            help.contains("\n  t run --a-rather-long-flag value --another-flag value2"),
+            "{help}"
+        );
+        // The flag's description is still wrapped.
+        assert!(
+            help.lines().filter(|l| l.contains("wrapped")).all(|l| l.len() <= 30),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn good_arguments_parse() {
+        let args: Args = parse_args_from("t", ["t", "--flag", "7"]).expect("parses");
+        assert_eq!(args.flag, Some(7));
+    }
+}
