@@ -19,6 +19,7 @@
 //! Arguments select parts: `cargo bench --bench channel -- throughput handshakes memory`.
 //! The server processes inherit the file-descriptor limit: raise it first (`ulimit -n 20000`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(clippy::disallowed_macros)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! removed afterwards. Each side runs `TESSERA_BENCH_RUNS` times (default 3) on a warm page
 //! cache and the best time counts. Prints both throughputs and the ratio; with
 //! `TESSERA_BENCH_STRICT=1` it exits 1 when verifying is not faster than OpenSSL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 use std::io::Write;
 use std::process::{Command, ExitCode};

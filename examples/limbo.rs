@@ -10,6 +10,8 @@
 //!
 //! A `.xz` file is decompressed by piping it through `xz -dc` (a child process); any other file
 //! is read as JSON. See `docs/conformance.md` for the figures and what each difference means.
+// A developer harness, not a shipped tool: plain print macros are fine here.
+#![allow(clippy::disallowed_macros)]
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};

@@ -1,6 +1,6 @@
 //! The channel through the library API: mutual-TLS echo, proof that keys rotate, refusals,
 //! message limits and hot reload.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 mod channel_common;
 

@@ -1,6 +1,6 @@
 //! The example in `docs/FORMAT.md` is reproduced byte for byte from a fixed key, module and
 //! time: the statement (hex), the armoured bundle, and the embedded footer.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 use tessera::pki::{PrivateKey, hex};
 use tessera::sign::{Bundle, HashAlgorithm, PublicKey, SignRequest, Signer, Verifier, embed};

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -22,7 +21,10 @@ use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustSt
 const TOOL: &str = "ca";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -70,7 +72,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let ca = open_ca(cli, &cli.dir)?;
             let der = ca.revoke(&args.serial, args.reason, now, days(args.crl_days)?)?;
             if !cli.quiet {
-                eprintln!(
+                tessera::errln!(
                     "{TOOL}: revoked {} ({}); wrote {}",
                     tessera::ca::normalise_serial(&args.serial),
                     args.reason,
@@ -91,7 +93,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             }
             let info = CrlInfo::from_der(&der)?;
             if !cli.quiet {
-                eprintln!(
+                tessera::errln!(
                     "{TOOL}: wrote CRL number {} with {} revoked certificate(s) to {}",
                     info.crl_number.as_deref().unwrap_or("?"),
                     info.revoked.len(),
@@ -185,9 +187,9 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         })?;
     } else {
         let kind = if parent.is_some() { "intermediate" } else { "root" };
-        println!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display());
-        println!("  certificate: {}", ca.dir().join("ca.pem").display());
-        println!(
+        tessera::outln!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display())?;
+        tessera::outln!("  certificate: {}", ca.dir().join("ca.pem").display())?;
+        tessera::outln!(
             "  key:         {} ({})",
             ca.dir().join("ca.key").display(),
             if passphrase.is_some() {
@@ -195,10 +197,10 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             } else {
                 "NOT encrypted"
             }
-        );
-        println!("  valid until: {}", rfc3339(ca.info().not_after));
+        )?;
+        tessera::outln!("  valid until: {}", rfc3339(ca.info().not_after))?;
         if let Some(parent) = &parent {
-            println!("  issued by:   {} (recorded in its database)", parent.dir().display());
+            tessera::outln!("  issued by:   {} (recorded in its database)", parent.dir().display())?;
         }
     }
     Ok(exit::OK)
@@ -260,7 +262,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     let issued = ca.issue(&request, now)?;
     let files = issued.write(&prefix, key_passphrase.as_ref())?;
     if issued.clamped && !cli.quiet {
-        eprintln!(
+        tessera::errln!(
             "{TOOL}: warning: lifetime shortened to end with the CA certificate ({})",
             rfc3339(issued.info.not_after)
         );
@@ -272,19 +274,21 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
             clamped: issued.clamped,
         })?;
     } else {
-        println!(
+        tessera::outln!(
             "issued {} certificate {:?} serial {}",
-            args.profile, issued.info.subject, issued.info.serial
-        );
+            args.profile,
+            issued.info.subject,
+            issued.info.serial
+        )?;
         if !issued.info.sans.is_empty() {
-            println!("  names:       {}", issued.info.sans.join(", "));
+            tessera::outln!("  names:       {}", issued.info.sans.join(", "))?;
         }
-        println!("  valid until: {}", rfc3339(issued.info.not_after));
-        println!("  certificate: {}", files.certificate.display());
+        tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
+        tessera::outln!("  certificate: {}", files.certificate.display())?;
         if let Some(key) = &files.key {
-            println!("  key:         {}", key.display());
+            tessera::outln!("  key:         {}", key.display())?;
         }
-        println!("  chain:       {}", files.chain.display());
+        tessera::outln!("  chain:       {}", files.chain.display())?;
     }
     Ok(exit::OK)
 }
@@ -331,13 +335,16 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if entries.is_empty() {
-        println!("no certificates issued yet");
+        tessera::outln!("no certificates issued yet")?;
         return Ok(exit::OK);
     }
-    println!(
+    tessera::outln!(
         "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
-        "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
-    );
+        "SERIAL",
+        "PROFILE",
+        "STATUS",
+        "NOT AFTER"
+    )?;
     for e in &entries {
         let status = serde_json::to_value(e.status)
             .ok()
@@ -348,7 +355,7 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         } else {
             format!(" [{}]", e.sans.join(", "))
         };
-        println!(
+        tessera::outln!(
             "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
             e.serial,
             e.profile,
@@ -356,7 +363,7 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             rfc3339(e.not_after),
             e.subject,
             names
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -416,7 +423,7 @@ fn render<T: Serialize>(json: bool, items: &[T], text: fn(&T) -> String) -> anyh
         // Certificates from anywhere may carry control characters in their names.
         let blocks: Vec<String> = items.iter().map(text).collect();
         for line in blocks.join("\n").lines() {
-            println!("{}", tessera::cli::printable(line));
+            tessera::outln!("{}", tessera::cli::printable(line))?;
         }
     }
     Ok(exit::OK)
@@ -477,19 +484,19 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             if args.json {
                 tessera::cli::print_json(&output)?;
             } else {
-                println!(
+                tessera::outln!(
                     "{}: trusted for {} use at {}",
                     args.cert.display(),
                     args.usage,
                     rfc3339(time)
-                );
+                )?;
                 for (depth, entry) in output.path.iter().enumerate() {
-                    println!(
+                    tessera::outln!(
                         "  {depth}: {} (serial {}, until {})",
                         entry.subject,
                         entry.serial,
                         rfc3339(entry.not_after)
-                    );
+                    )?;
                 }
             }
             Ok(exit::OK)

@@ -3,13 +3,11 @@
 
 mod cli;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,8 +21,11 @@ use tessera::cli::CliError;
 use tessera::pki::TrustStore;
 
 fn main() -> ExitCode {
-    // clap exits 2 on a usage error (0 for --help), as every Tessera tool does.
-    let args = cli::Args::parse();
+    // `echo-client: error: …` and exit 2 on a usage error (0 for --help), as every Tessera tool does.
+    let args = match tessera::cli::parse_args::<cli::Args>("echo-client") {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(args.quiet, args.verbose);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,7 +176,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
                 send_messages(&target, &args.messages).await?
             };
             if args.verbose {
-                eprintln!(
+                tessera::errln!(
                     "echo-client: {} bytes sent, {} received, {} key updates sent ({} for sent data, {} for \
                      received data, {} by interval)",
                     stats.bytes_sent,
@@ -207,7 +208,6 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
     let mut stream = target.open().await?;
     log_connected(&stream);
     let seconds = target.io_timeout.as_secs_f64();
-    let mut out = std::io::stdout();
     for message in messages {
         let mut line = message.clone().into_bytes();
         line.push(b'\n');
@@ -235,7 +235,7 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
         let echoed = timeout(target.io_timeout, exchange)
             .await
             .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??;
-        out.write_all(&echoed).and_then(|()| out.flush())?;
+        tessera::cli::write_stdout_bytes(&echoed)?;
     }
     // Every echo is in: send close_notify without waiting for the server's.
     let seconds = target.io_timeout.as_secs_f64();
@@ -288,7 +288,7 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
                         return Ok(false);
                     }
                     let n = chunk.len();
-                    stdout.write_all(chunk).await.context("cannot write stdout")?;
+                    stdout.write_all(chunk).await.map_err(tessera::cli::CliError::stdout)?;
                     stream.consume(n);
                     stream.mark_message_received();
                     Ok(true)
@@ -306,7 +306,7 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
             break;
         }
     }
-    stdout.flush().await.context("cannot write stdout")?;
+    stdout.flush().await.map_err(tessera::cli::CliError::stdout)?;
     if stdin_open {
         return Err(CliError::failure("the server closed the connection before the input ended").into());
     }
@@ -412,7 +412,7 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
     if args.json {
         tessera::cli::print_json(&report)?;
     } else {
-        println!(
+        tessera::outln!(
             "{} connections ({} at once), {} bytes echoed in {:.3} s: {:.1} MiB/s each way, {:.1} handshakes/s",
             report.connections,
             report.concurrency,
@@ -420,11 +420,14 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             report.seconds,
             report.mib_per_second,
             report.handshakes_per_second
-        );
-        println!(
+        )?;
+        tessera::outln!(
             "handshake latency: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} key updates sent",
-            report.handshake_ms.p50, report.handshake_ms.p99, report.handshake_ms.max, report.rotations
-        );
+            report.handshake_ms.p50,
+            report.handshake_ms.p99,
+            report.handshake_ms.max,
+            report.rotations
+        )?;
     }
     Ok(())
 }

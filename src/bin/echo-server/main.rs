@@ -3,13 +3,11 @@
 
 mod cli;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -26,8 +24,11 @@ use tessera::cli::CliError;
 use tessera::pki::{Passphrase, TrustStore};
 
 fn main() -> ExitCode {
-    // clap exits 2 on a usage error (0 for --help), as every Tessera tool does.
-    let args = cli::Args::parse();
+    // `echo-server: error: …` and exit 2 on a usage error (0 for --help), as every Tessera tool does.
+    let args = match tessera::cli::parse_args::<cli::Args>("echo-server") {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(args.quiet, true);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,10 +137,7 @@ async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {local}").and_then(|()| out.flush())?;
-    }
+    tessera::outln!("listening on {local}")?;
     tracing::info!(address = %local, policy = ?limits.policy, max_conns = args.max_conns, "listening");
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

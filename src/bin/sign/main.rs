@@ -71,7 +71,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(cli.quiet, false);
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
@@ -237,7 +240,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.json {
         tessera::cli::print_json(&report)?;
     } else if !cli.quiet {
-        eprintln!(
+        tessera::errln!(
             "{TOOL}: signed {:?} ({} bytes, {} {}) as {} at {}; wrote {}",
             report.name,
             report.length,
@@ -254,10 +257,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn write_detached(cli: &Cli, stdin: bool, output: &Path, bundle: &Bundle) -> anyhow::Result<()> {
     let pem = bundle.to_pem();
     if stdin && cli.output.is_none() {
-        let mut out = std::io::stdout().lock();
-        out.write_all(pem.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))?;
+        tessera::cli::write_stdout_bytes(pem.as_bytes())?;
         return Ok(());
     }
     tessera::cli::write_atomic(output, pem.as_bytes()).map_err(|e| io_error(output, e))?;
@@ -287,9 +287,11 @@ fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
     if cli.json {
         tessera::cli::print_json(&report)?;
     } else if !cli.quiet {
-        eprintln!(
+        tessera::errln!(
             "{TOOL}: wrote {} (private, keep it secret) and {} (key id {})",
-            report.private_key, report.public_key, report.key_id
+            report.private_key,
+            report.public_key,
+            report.key_id
         );
     }
     Ok(())

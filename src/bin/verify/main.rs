@@ -80,7 +80,10 @@ struct Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(cli.quiet, false);
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
@@ -228,7 +231,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             extracted: cli.extract.as_ref().map(|p| p.display().to_string()),
         })?;
     } else if !cli.quiet {
-        let mut out = std::io::stdout().lock();
         let v = &verification;
         let mode = if v.embedded { "embedded" } else { "detached" };
         let mut text = format!(
@@ -251,8 +253,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         if let Some(path) = &cli.extract {
             text.push_str(&format!("  extracted: {}\n", path.display()));
         }
-        out.write_all(text.as_bytes())
-            .map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))?;
+        // The module name and signer come from the signature: shown escaped (bidi controls too).
+        for line in text.lines() {
+            tessera::outln!("{}", tessera::cli::printable(line))?;
+        }
     }
     Ok(())
 }
