@@ -4,6 +4,11 @@
 //! `db.lock` and replaced atomically (temp file, fsync, rename, fsync directory), so concurrent
 //! `ca issue` processes never lose an entry and a crash at any moment leaves either the old or
 //! the new database, never a torn one.
+//!
+//! `ca init` writes the database (empty) before `ca.pem`, so every CA directory has one: a
+//! missing, empty or unparseable `db.json` beside a `ca.pem` is damage, and is reported as such
+//! ([`CaError::MissingDatabase`], [`CaError::Database`]), never taken for a new CA. Without its
+//! database a CA would write a CRL that forgets every revocation.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -84,65 +89,161 @@ impl Record {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {
     version: u32,
-    /// The number of the last CRL written (0: none yet).
+    /// SHA-256 fingerprint (hex) of the certificate of the CA this database belongs to, so that
+    /// another CA's `db.json` is not taken for this one's. Absent in databases written before it
+    /// was recorded; filled in by the next change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_fingerprint: Option<String>,
+    /// The number of the last CRL made from this database (0: none yet). Every change to a
+    /// revocation advances it in the same atomic write, so `crl.pem` reflects the database
+    /// exactly when its CRL number equals this one.
     pub crl_number: u64,
     /// Every certificate issued, in issuance order.
     pub records: Vec<Record>,
 }
 
 impl Database {
-    /// Reads the database of the CA in `dir` (an absent file is an empty database).
+    /// An empty database for the CA whose certificate has this SHA-256 fingerprint (hex).
+    pub(crate) fn new(ca_fingerprint: &str) -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            ca_fingerprint: Some(ca_fingerprint.to_string()),
+            crl_number: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads the database of the CA in `dir`.
     ///
     /// # Errors
-    /// [`CaError::Io`], or [`CaError::Database`] when the file does not parse.
+    /// [`CaError::MissingDatabase`] when there is no `db.json` (every CA directory has one from
+    /// `ca init` on), [`CaError::Database`] when it is empty, truncated or does not parse,
+    /// [`CaError::Io`].
     pub fn load(dir: &Path) -> Result<Self, CaError> {
         let path = dir.join(DATABASE_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let db: Self = serde_json::from_slice(&bytes).map_err(|e| CaError::Database {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                if db.version != FORMAT_VERSION {
-                    return Err(CaError::Database {
-                        path,
-                        reason: format!("unsupported format version {}", db.version),
-                    });
-                }
-                Ok(db)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self {
-                version: FORMAT_VERSION,
-                ..Self::default()
-            }),
-            Err(e) => Err(CaError::io(path, e)),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CaError::MissingDatabase { path }),
+            Err(e) => return Err(CaError::io(path, e)),
+        };
+        Self::parse(&bytes, &path)
+    }
+
+    /// Reads the database of the CA in `dir` and checks that it is that CA's (the one whose
+    /// certificate is `DIR/ca.pem`), as every command that uses a CA does.
+    ///
+    /// # Errors
+    /// As [`Database::load`], [`CaError::NotACa`], and [`CaError::Database`] for another CA's
+    /// database.
+    pub fn load_checked(dir: &Path) -> Result<Self, CaError> {
+        let (certificate, _) = super::read_ca_certificates(dir)?;
+        let fingerprint = crate::pki::CertificateInfo::from_der(&certificate)?.sha256_fingerprint;
+        let db = Self::load(dir)?;
+        db.check_owner(dir, &fingerprint)?;
+        Ok(db)
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self, CaError> {
+        let damaged = |reason: String| CaError::Database {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(damaged("the file is empty".into()));
         }
+        let db: Self = serde_json::from_slice(bytes).map_err(|e| {
+            damaged(if e.is_eof() {
+                format!("the file is truncated ({e})")
+            } else {
+                format!("the file does not parse ({e})")
+            })
+        })?;
+        if db.version != FORMAT_VERSION {
+            return Err(damaged(format!(
+                "unsupported format version {} (this version of Tessera reads version {FORMAT_VERSION})",
+                db.version
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for record in &db.records {
+            if normalise_serial(&record.serial) != record.serial {
+                return Err(damaged(format!("serial {:?} is not in canonical form", record.serial)));
+            }
+            if !seen.insert(record.serial.as_str()) {
+                return Err(damaged(format!("serial {} is recorded twice", record.serial)));
+            }
+        }
+        Ok(db)
+    }
+
+    /// Creates the empty database of a new CA in `dir`, refusing to replace an existing one.
+    pub(crate) fn create(dir: &Path, ca_fingerprint: &str) -> Result<(), CaError> {
+        let path = dir.join(DATABASE_FILE);
+        let bytes = Self::new(ca_fingerprint).to_bytes(&path)?;
+        fsutil::create_new_atomic(&path, &bytes, fsutil::PUBLIC_MODE).map_err(|e| CaError::io(path, e))
+    }
+
+    /// Refuses a database that belongs to another CA (whose certificate has another
+    /// fingerprint).
+    pub(crate) fn check_owner(&self, dir: &Path, ca_fingerprint: &str) -> Result<(), CaError> {
+        match &self.ca_fingerprint {
+            Some(recorded) if !recorded.eq_ignore_ascii_case(ca_fingerprint) => Err(CaError::Database {
+                path: dir.join(DATABASE_FILE),
+                reason: format!(
+                    "it belongs to another CA (certificate fingerprint {recorded}, but ca.pem has {ca_fingerprint})"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The serials of every revoked certificate.
+    pub fn revoked_serials(&self) -> impl Iterator<Item = &str> {
+        self.records
+            .iter()
+            .filter(|r| r.revoked.is_some())
+            .map(|r| r.serial.as_str())
+    }
+
+    fn to_bytes(&self, path: &Path) -> Result<Vec<u8>, CaError> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| CaError::Database {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        Ok(bytes)
     }
 
     fn save(&self, dir: &Path) -> Result<(), CaError> {
         let path = dir.join(DATABASE_FILE);
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| CaError::Database {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        bytes.push(b'\n');
+        let bytes = self.to_bytes(&path)?;
         fsutil::write_atomic(&path, &bytes, fsutil::PUBLIC_MODE).map_err(|e| CaError::io(path, e))
     }
 
     /// Locks the database of the CA in `dir` (waiting for other processes) and loads it. Change
     /// it through the returned guard and [`LockedDatabase::commit`]; the lock is held until the
     /// guard is dropped, so work that must follow the commit (writing the CRL) stays serialised.
+    /// Temporary files that killed processes left in `dir` are removed first.
     ///
     /// # Errors
-    /// [`CaError::Io`] or [`CaError::Database`].
+    /// [`CaError::Io`], [`CaError::MissingDatabase`] or [`CaError::Database`].
     pub fn lock(dir: &Path) -> Result<LockedDatabase, CaError> {
         let lock = Lock::acquire(dir)?;
+        if let Err(e) = fsutil::remove_stale_temporaries(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for leftover temporary files");
+        }
         let db = Self::load(dir)?;
         Ok(LockedDatabase {
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
         })
+    }
+
+    /// Takes the exclusive lock of the CA in `dir` without loading the database (to serialise
+    /// writing an issued certificate's files with the search for leftovers of interrupted ones).
+    pub(crate) fn lock_only(dir: &Path) -> Result<impl Sized, CaError> {
+        Lock::acquire(dir)
     }
 
     /// Finds a record by serial (hex, case-insensitive, leading zeros and colons ignored).
@@ -197,6 +298,13 @@ impl LockedDatabase {
     pub fn commit(&self) -> Result<(), CaError> {
         self.db.save(&self.dir)
     }
+
+    /// Records the owning CA's fingerprint in a database written before it was recorded.
+    pub(crate) fn adopt(&mut self, ca_fingerprint: &str) {
+        if self.db.ca_fingerprint.is_none() {
+            self.db.ca_fingerprint = Some(ca_fingerprint.to_string());
+        }
+    }
 }
 
 /// An exclusive advisory lock on the CA's `db.lock`, released on drop.
@@ -236,8 +344,6 @@ mod tests {
     fn a_serial_with_a_small_first_octet_is_found_however_it_is_typed() {
         let now = OffsetDateTime::UNIX_EPOCH;
         let db = Database {
-            version: FORMAT_VERSION,
-            crl_number: 0,
             records: vec![Record {
                 serial: "0a1b".into(),
                 subject: "CN=x".into(),
@@ -249,6 +355,7 @@ mod tests {
                 revoked: None,
                 certificate: String::new(),
             }],
+            ..Database::new("00")
         };
         for typed in ["0a1b", "a1b", "0A:1B", "0x000a1b"] {
             assert!(db.contains(typed), "{typed}");
@@ -259,6 +366,7 @@ mod tests {
     #[test]
     fn a_stray_temp_file_does_not_damage_the_database() {
         let dir = tempfile::tempdir().unwrap();
+        Database::create(dir.path(), "00").unwrap();
         let mut locked = Database::lock(dir.path()).unwrap();
         locked.db.crl_number = 7;
         locked.commit().unwrap();
@@ -271,9 +379,51 @@ mod tests {
     #[test]
     fn nothing_is_written_without_commit() {
         let dir = tempfile::tempdir().unwrap();
+        Database::create(dir.path(), "00").unwrap();
+        let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
         let mut locked = Database::lock(dir.path()).unwrap();
         locked.db.crl_number = 9;
         drop(locked);
-        assert!(!dir.path().join(DATABASE_FILE).exists());
+        assert_eq!(std::fs::read(dir.path().join(DATABASE_FILE)).unwrap(), before);
+    }
+
+    #[test]
+    fn a_missing_or_damaged_database_is_an_error_never_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Database::load(dir.path()),
+            Err(CaError::MissingDatabase { .. })
+        ));
+        assert!(matches!(
+            Database::lock(dir.path()),
+            Err(CaError::MissingDatabase { .. })
+        ));
+        Database::create(dir.path(), "00").unwrap();
+        assert!(Database::create(dir.path(), "00").is_err(), "never replaced");
+        let whole = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
+        let cases: [(&[u8], &str); 5] = [
+            (b"", "empty"),
+            (b"\n  \n", "empty"),
+            (&whole[..whole.len() / 2], "truncated"),
+            (b"\x00\x01garbage", "does not parse"),
+            (b"{\"version\": 2, \"crl_number\": 0, \"records\": []}", "unsupported format version 2"),
+        ];
+        for (bytes, words) in cases {
+            std::fs::write(dir.path().join(DATABASE_FILE), bytes).unwrap();
+            let err = Database::load(dir.path()).unwrap_err();
+            assert!(matches!(err, CaError::Database { .. }), "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn another_cas_database_is_refused() {
+        let db = Database::new("aa");
+        assert!(db.check_owner(Path::new("d"), "AA").is_ok());
+        let err = db.check_owner(Path::new("d"), "bb").unwrap_err();
+        assert!(err.to_string().contains("belongs to another CA"), "{err}");
+        // Databases from before the fingerprint was recorded are adopted.
+        let old: Database = serde_json::from_str(r#"{"version":1,"crl_number":3,"records":[]}"#).unwrap();
+        assert!(old.check_owner(Path::new("d"), "bb").is_ok());
     }
 }

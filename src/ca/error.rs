@@ -84,18 +84,67 @@ pub enum CaError {
         /// The serial asked for.
         serial: String,
     },
-    /// The certificate is already revoked.
-    #[error("certificate {serial} is already revoked")]
+    /// The certificate is already revoked, for another reason than the one asked for. A
+    /// revocation is final: its time and reason are not changed. (Revoking again for the same
+    /// reason, or without one, succeeds and changes nothing.)
+    #[error("certificate {serial} is already revoked, since {} ({reason})", rfc3339(*at))]
     AlreadyRevoked {
         /// Its serial.
         serial: String,
+        /// When it was revoked.
+        at: OffsetDateTime,
+        /// The recorded reason (`key-compromise`, …).
+        reason: String,
     },
-    /// The issuance database cannot be parsed.
+    /// The issuance database is missing although the directory holds a CA. The CA refuses to
+    /// run without it rather than start afresh: a new database would forget every revocation.
+    #[error("the issuance database {path} is missing")]
+    MissingDatabase {
+        /// Where the database should be.
+        path: PathBuf,
+    },
+    /// The issuance database cannot be used: empty, truncated, unparseable, of an unknown
+    /// format version, or belonging to another CA.
     #[error("issuance database {path} is damaged: {reason}")]
     Database {
         /// The database file.
         path: PathBuf,
-        /// The parser's reason.
+        /// What is wrong.
+        reason: String,
+    },
+    /// `crl.pem` is newer than the issuance database: the database was replaced by an older
+    /// copy, which may lack revocations that the CRL has. Nothing is written until that is
+    /// resolved, so no revocation is undone.
+    #[error(
+        "{crl} has CRL number {crl_number}, but the issuance database has only reached \
+         {database_crl_number}: the database is older than the CRL"
+    )]
+    DatabaseBehindCrl {
+        /// The CRL file.
+        crl: PathBuf,
+        /// Its CRL number.
+        crl_number: u64,
+        /// The last CRL number the database recorded.
+        database_crl_number: u64,
+    },
+    /// A previous `ca init` in this directory did not finish: there is a CA key (or chain or
+    /// database) but no `ca.pem`.
+    #[error("{dir} holds an unfinished CA ({found} exists but ca.pem does not): an earlier `ca init` was interrupted")]
+    UnfinishedInit {
+        /// The directory.
+        dir: PathBuf,
+        /// The file found.
+        found: String,
+    },
+    /// An output file of an earlier issuance is there without its certificate (`PREFIX.key`
+    /// without `PREFIX.pem`), and cannot be shown to be the leftover of an interrupted issue.
+    #[error("{path} exists without {certificate}: {reason}")]
+    UnfinishedOutput {
+        /// The file found.
+        path: PathBuf,
+        /// The certificate that is missing beside it.
+        certificate: PathBuf,
+        /// What is known about it.
         reason: String,
     },
     /// Key, certificate or PEM trouble.
@@ -115,7 +164,10 @@ impl CaError {
     /// True when the CA ran and refused on policy (name constraints, lifetime), as opposed to
     /// unusable input or I/O trouble.
     pub fn is_rejection(&self) -> bool {
-        matches!(self, Self::Refused(_) | Self::OutlivesIssuer { .. })
+        matches!(
+            self,
+            Self::Refused(_) | Self::OutlivesIssuer { .. } | Self::AlreadyRevoked { .. }
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
