@@ -6,11 +6,15 @@
 //!   ca.pem        this CA's certificate
 //!   ca.key        its private key, PKCS#8 (encrypted unless --no-passphrase), 0600
 //!   chain.pem     this CA's certificate followed by its issuers, up to and including the root
-//!   db.json       the issuance database (see `Database`)
+//!   db.json       the issuance database (see `Database`), written by `init` before ca.pem
 //!   db.lock       the lock that serialises changes to db.json
 //!   crl.pem       the current CRL
 //!   issued/       default home of issued certificates and keys
 //! ```
+//!
+//! `ca.pem` is written last by `init`: its presence marks a complete CA, whose `db.json` must
+//! then exist. Every operation that changes the database first checks that `crl.pem` reflects
+//! it, and rewrites the CRL when an interrupted command left it behind (see [`CrlStatus`]).
 
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -24,13 +28,14 @@ use rcgen::{
 };
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, CertificateSigningRequestDer};
 use time::OffsetDateTime;
+use time::macros::datetime;
 
-use super::database::{Database, Record, Revocation, normalise_serial};
+use super::database::{DATABASE_FILE, Database, LockedDatabase, Record, Revocation, normalise_serial};
 use super::revocation::RevocationReason;
 use super::{CaError, Profile, SubjectAltName};
 use crate::fsutil;
 use crate::pki::{
-    self, CertificateInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, TrustStore, VerifyRequest, pem,
+    self, CertificateInfo, CrlInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, TrustStore, VerifyRequest, pem,
 };
 
 const CA_CERT: &str = "ca.pem";
@@ -40,7 +45,183 @@ const CRL: &str = "crl.pem";
 const ISSUED: &str = "issued";
 
 /// Certificates start this long before the moment of issuance, to tolerate clock skew.
-const BACKDATE: Duration = Duration::from_secs(60);
+const BACKDATE: time::Duration = time::Duration::seconds(60);
+
+/// The CRL lifetime used when an interrupted CRL write is repaired and the old CRL does not say
+/// its own (`ca revoke` and `ca crl` default to it too).
+pub const DEFAULT_CRL_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// The earliest time a certificate or CRL can carry (GeneralizedTime has four year digits,
+/// RFC 5280 §4.1.2.5.2).
+pub const EARLIEST_TIME: OffsetDateTime = datetime!(0000-01-01 00:00:00 UTC);
+/// The latest time a certificate or CRL can carry (RFC 5280 §4.1.2.5.2).
+pub const LATEST_TIME: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
+
+/// `now` as a certificate carries it: UTC, whole seconds, within [`EARLIEST_TIME`] (plus the
+/// backdating) and [`LATEST_TIME`].
+fn x509_time(now: OffsetDateTime) -> Result<OffsetDateTime, CaError> {
+    let utc = now
+        .checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|t| t.replace_nanosecond(0).ok())
+        .filter(|t| *t >= EARLIEST_TIME + BACKDATE && *t <= LATEST_TIME)
+        .ok_or_else(|| {
+            CaError::invalid(
+                "time",
+                format!(
+                    "{} is outside the times a certificate can carry ({} to {})",
+                    pki::rfc3339(now),
+                    pki::rfc3339(EARLIEST_TIME),
+                    pki::rfc3339(LATEST_TIME)
+                ),
+            )
+        })?;
+    Ok(utc)
+}
+
+/// `start + lifetime`, refused (never a panic) when it passes [`LATEST_TIME`]. `field` names the
+/// parameter in the error.
+fn end_of(start: OffsetDateTime, lifetime: Duration, field: &'static str) -> Result<OffsetDateTime, CaError> {
+    time::Duration::try_from(lifetime)
+        .ok()
+        .and_then(|d| start.checked_add(d))
+        .filter(|end| *end <= LATEST_TIME)
+        .ok_or_else(|| {
+            CaError::invalid(
+                field,
+                format!(
+                    "{} days from {} is too long: it would end after {}, the latest time X.509 can express",
+                    lifetime.as_secs() / 86_400,
+                    pki::rfc3339(start),
+                    pki::rfc3339(LATEST_TIME)
+                ),
+            )
+        })
+}
+
+/// How a CA's `crl.pem` stands against its issuance database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrlStatus {
+    /// No CRL was written yet, and nothing is revoked: there is nothing to publish.
+    NotYetWritten,
+    /// `crl.pem` was made from the database as it is: it lists every recorded revocation.
+    Current,
+    /// `crl.pem` is missing, damaged, or older than the database (a command was interrupted
+    /// between recording a revocation and writing the CRL). The next command that signs with
+    /// the CA (`revoke`, `crl`, `issue`, `init --parent`) rewrites it; `reason` says what is
+    /// wrong.
+    Stale {
+        /// What is wrong, for people.
+        reason: String,
+    },
+}
+
+/// Compares `DIR/crl.pem` with the database of the CA in `dir` (for tools that only read, such
+/// as `ca list`; the CA repairs a stale CRL itself whenever it takes its lock).
+///
+/// # Errors
+/// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the database, I/O errors.
+pub fn crl_status(dir: &Path, db: &Database) -> Result<CrlStatus, CaError> {
+    let (certificate, _) = read_ca_certificates(dir)?;
+    let subject = CertificateInfo::from_der(&certificate)?.subject;
+    Ok(inspect_crl(dir, db, &subject)?.status)
+}
+
+/// What [`inspect_crl`] found.
+struct CrlInspection {
+    status: CrlStatus,
+    /// The current CRL (DER), when it is [`CrlStatus::Current`].
+    der: Option<CertificateRevocationListDer<'static>>,
+    /// The lifetime (nextUpdate − thisUpdate) of the CRL found, if it could be read.
+    lifetime: Option<Duration>,
+}
+
+fn inspect_crl(dir: &Path, db: &Database, ca_subject: &str) -> Result<CrlInspection, CaError> {
+    let path = dir.join(CRL);
+    let stale = |reason: String, lifetime: Option<Duration>| CrlInspection {
+        status: CrlStatus::Stale { reason },
+        der: None,
+        lifetime,
+    };
+    let recorded = db.revoked_serials().count();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(if db.crl_number == 0 && recorded == 0 {
+                CrlInspection {
+                    status: CrlStatus::NotYetWritten,
+                    der: None,
+                    lifetime: None,
+                }
+            } else {
+                stale(
+                    format!(
+                        "{} is missing, though the database records CRL number {} and {recorded} revocation(s)",
+                        path.display(),
+                        db.crl_number
+                    ),
+                    None,
+                )
+            });
+        }
+        Err(e) => return Err(CaError::io(path, e)),
+    };
+    let parsed = pem::parse_crls(&bytes, &path.display().to_string())
+        .ok()
+        .and_then(|crls| crls.into_iter().next())
+        .and_then(|der| CrlInfo::from_der(&der).ok().map(|info| (der, info)));
+    let Some((der, info)) = parsed else {
+        return Ok(stale(format!("{} is damaged (no CRL can be read from it)", path.display()), None));
+    };
+    let lifetime = info
+        .next_update
+        .and_then(|next| Duration::try_from(next - info.this_update).ok())
+        .filter(|d| !d.is_zero());
+    if info.issuer != ca_subject {
+        return Ok(stale(
+            format!("{} was issued by {}, not by this CA", path.display(), info.issuer),
+            lifetime,
+        ));
+    }
+    let Some(number) = info.crl_number.as_deref().and_then(|n| n.parse::<u64>().ok()) else {
+        return Ok(stale(format!("{} has no usable CRL number", path.display()), lifetime));
+    };
+    if number > db.crl_number {
+        return Err(CaError::DatabaseBehindCrl {
+            crl: path,
+            crl_number: number,
+            database_crl_number: db.crl_number,
+        });
+    }
+    if number < db.crl_number {
+        return Ok(stale(
+            format!(
+                "{} is CRL number {number}, but the database was changed for CRL number {} (an earlier command was interrupted)",
+                path.display(),
+                db.crl_number
+            ),
+            lifetime,
+        ));
+    }
+    let listed: std::collections::HashSet<&str> = info.revoked.iter().map(|r| r.serial.as_str()).collect();
+    let wanted: std::collections::HashSet<&str> = db.revoked_serials().collect();
+    if listed != wanted {
+        return Ok(stale(
+            format!(
+                "{} lists {} revoked certificate(s), the database {}",
+                path.display(),
+                listed.len(),
+                wanted.len()
+            ),
+            lifetime,
+        ));
+    }
+    Ok(CrlInspection {
+        status: CrlStatus::Current,
+        der: Some(der),
+        lifetime,
+    })
+}
 
 /// How to create a CA (`ca init`).
 #[derive(Clone, Debug)]
@@ -176,6 +357,8 @@ pub struct Issued {
     pub info: CertificateInfo,
     /// True when the default lifetime was shortened to end with the issuer's.
     pub clamped: bool,
+    /// The issuing CA's directory (its lock serialises writing the files).
+    ca_dir: PathBuf,
 }
 
 /// Where [`Issued::write`] put the files.
@@ -189,54 +372,94 @@ pub struct IssuedFiles {
     pub chain: PathBuf,
 }
 
-impl Issued {
-    /// Writes `PREFIX.pem`, `PREFIX.key` (0600, encrypted if a passphrase is given) and
-    /// `PREFIX.chain.pem`. Existing files are never overwritten; on failure nothing is left.
-    ///
-    /// # Errors
-    /// [`CaError::Pki`] with [`PkiError::AlreadyExists`] when a target exists, or I/O errors.
-    pub fn write(&self, prefix: &Path, key_passphrase: Option<&Passphrase>) -> Result<IssuedFiles, CaError> {
+impl IssuedFiles {
+    /// The files for `prefix`: `PREFIX.pem`, `PREFIX.chain.pem`, and `PREFIX.key` when
+    /// `with_key`.
+    pub fn for_prefix(prefix: &Path, with_key: bool) -> Self {
         let with_suffix = |suffix: &str| {
             let mut name = prefix.as_os_str().to_owned();
             name.push(suffix);
             PathBuf::from(name)
         };
-        let files = IssuedFiles {
+        Self {
             certificate: with_suffix(".pem"),
-            key: self.key.as_ref().map(|_| with_suffix(".key")),
+            key: with_key.then(|| with_suffix(".key")),
             chain: with_suffix(".chain.pem"),
-        };
-        if let Some(parent) = files.certificate.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| CaError::io(parent, e))?;
         }
+    }
+}
+
+/// A file that an interrupted `ca issue` left and [`CertificateAuthority::clear_outputs`]
+/// removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    /// The file removed (`PREFIX.key` or `PREFIX.chain.pem`).
+    pub path: PathBuf,
+    /// The serial of the certificate it belonged to: recorded in the database, but its
+    /// `PREFIX.pem` never written.
+    pub serial: String,
+}
+
+/// The outcome of [`CertificateAuthority::revoke_certificate`].
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    /// The certificate's serial, lowercase hex.
+    pub serial: String,
+    /// When and why it is revoked (the recorded revocation when it already was).
+    pub revocation: Revocation,
+    /// False when the certificate was already revoked and nothing changed.
+    pub newly_revoked: bool,
+    /// The CA's current CRL (as in `crl.pem`), which lists the certificate.
+    pub crl: CertificateRevocationListDer<'static>,
+}
+
+impl Issued {
+    /// Writes `PREFIX.key` (0600, encrypted if a passphrase is given), `PREFIX.chain.pem` and
+    /// `PREFIX.pem`. Existing files are never overwritten. All three are written and fsynced
+    /// under temporary names first and then put in place together, the certificate last, so a
+    /// crash leaves either nothing, or (in a window of a few system calls) a key and chain
+    /// without their certificate, which [`CertificateAuthority::clear_outputs`] recognises and
+    /// removes. On failure nothing is left. Temporary files that killed processes left in the
+    /// target directory are removed first.
+    ///
+    /// # Errors
+    /// [`CaError::Pki`] with [`PkiError::AlreadyExists`] when a target exists, or I/O errors.
+    pub fn write(&self, prefix: &Path, key_passphrase: Option<&Passphrase>) -> Result<IssuedFiles, CaError> {
+        let files = IssuedFiles::for_prefix(prefix, self.key.is_some());
+        let parent = match files.certificate.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| CaError::io(parent, e))?;
         for path in std::iter::once(&files.certificate)
             .chain(files.key.iter())
             .chain([&files.chain])
         {
-            if path.exists() {
+            if path.symlink_metadata().is_ok() {
                 return Err(PkiError::AlreadyExists { path: path.clone() }.into());
             }
         }
-        let mut written: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            if let (Some(key), Some(path)) = (&self.key, &files.key) {
-                key.save(path, key_passphrase)?;
-                written.push(path.clone());
-            }
-            create_public(
-                &files.certificate,
-                pem::to_pem(pem::CERTIFICATE, &self.certificate).as_bytes(),
-            )?;
-            written.push(files.certificate.clone());
-            create_public(&files.chain, pem::certificates_to_pem(&self.chain).as_bytes())?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for path in written {
-                let _ = std::fs::remove_file(path);
-            }
-            return Err(e);
+        // Encrypting the key (scrypt) takes a while: before taking the lock.
+        let key_pem = self.key.as_ref().map(|k| k.to_pem(key_passphrase)).transpose()?;
+        let certificate_pem = pem::to_pem(pem::CERTIFICATE, &self.certificate);
+        let chain_pem = pem::certificates_to_pem(&self.chain);
+        let mut group: Vec<(&Path, &[u8], u32)> = Vec::with_capacity(3);
+        if let (Some(pem), Some(path)) = (&key_pem, &files.key) {
+            group.push((path, pem.as_bytes(), fsutil::PRIVATE_MODE));
         }
+        group.push((&files.chain, chain_pem.as_bytes(), fsutil::PUBLIC_MODE));
+        group.push((&files.certificate, certificate_pem.as_bytes(), fsutil::PUBLIC_MODE));
+        let _lock = Database::lock_only(&self.ca_dir)?;
+        if let Err(e) = fsutil::remove_stale_temporaries(parent) {
+            tracing::warn!(dir = %parent.display(), error = %e, "cannot look for leftover temporary files");
+        }
+        fsutil::create_new_group(&group).map_err(|(path, e)| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                PkiError::AlreadyExists { path }.into()
+            } else {
+                CaError::io(path, e)
+            }
+        })?;
         Ok(files)
     }
 }
@@ -263,10 +486,13 @@ pub struct CertificateAuthority {
 
 impl CertificateAuthority {
     /// Creates a self-signed root CA in `dir` (created 0700 if absent). The key is encrypted
-    /// with `passphrase` when one is given.
+    /// with `passphrase` when one is given. The CA's certificate, chain, key and (empty)
+    /// issuance database are written, `ca.pem` last.
     ///
     /// # Errors
-    /// [`CaError::AlreadyInitialised`], [`CaError::InvalidRequest`], I/O errors.
+    /// [`CaError::AlreadyInitialised`], [`CaError::UnfinishedInit`],
+    /// [`CaError::InvalidRequest`] (also when `now` or the lifetime cannot be expressed in a
+    /// certificate, e.g. [`Duration::MAX`]), I/O errors.
     pub fn init(
         dir: &Path,
         request: &InitRequest,
@@ -274,10 +500,16 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
         check_name(&request.name)?;
+        let now = x509_time(now)?;
+        check_free(dir)?;
         let lifetime = request.lifetime.unwrap_or(Duration::from_secs(10 * 365 * 86_400));
+        if lifetime.is_zero() {
+            return Err(CaError::invalid("lifetime", "must be positive"));
+        }
+        let not_after = end_of(now, lifetime, "lifetime")?;
         let key = PrivateKey::generate(request.key_algorithm)?;
         let key_pair = key.to_key_pair()?;
-        let mut params = ca_params(request, now, now + lifetime)?;
+        let mut params = ca_params(request, now, not_after)?;
         params.is_ca = IsCa::Ca(match request.path_len {
             Some(n) => BasicConstraints::Constrained(n),
             None => BasicConstraints::Unconstrained,
@@ -302,6 +534,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
         check_name(&request.name)?;
+        let now = x509_time(now)?;
         if self.info.path_len == Some(0) {
             return Err(CaError::Refused(PkiError::PathLenExceeded));
         }
@@ -316,9 +549,7 @@ impl CertificateAuthority {
             (None, Some(parent)) => u8::try_from(parent.saturating_sub(1)).ok(),
             (None, None) => None,
         };
-        if dir.join(CA_CERT).exists() {
-            return Err(CaError::AlreadyInitialised { dir: dir.into() });
-        }
+        check_free(dir)?;
         let (not_after, _) = self.lifetime_end(now, request.lifetime, Duration::from_secs(5 * 365 * 86_400))?;
         let key = PrivateKey::generate(request.key_algorithm)?;
         let key_pair = key.to_key_pair()?;
@@ -329,7 +560,7 @@ impl CertificateAuthority {
             None => BasicConstraints::Unconstrained,
         });
         params.use_authority_key_identifier_extension = true;
-        let mut locked = Database::lock(&self.dir)?;
+        let mut locked = self.lock_database(now)?;
         params.serial_number = Some(unique_serial(&locked.db)?);
         let cert = params
             .signed_by(&key_pair, &self.issuer()?)
@@ -351,23 +582,25 @@ impl CertificateAuthority {
         key: PrivateKey,
         passphrase: Option<&Passphrase>,
     ) -> Result<Self, CaError> {
-        if dir.join(CA_CERT).exists() {
-            return Err(CaError::AlreadyInitialised { dir: dir.into() });
-        }
+        check_free(dir)?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| CaError::io(dir, e))?;
+        if let Err(e) = fsutil::remove_stale_temporaries(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for leftover temporary files");
+        }
+        let info = CertificateInfo::from_der(&certificate)?;
         let key_path = dir.join(CA_KEY);
         key.save(&key_path, passphrase)?;
+        let mut written = vec![key_path];
         let result = (|| {
-            fsutil::write_atomic(
-                &dir.join(CHAIN),
-                pem::certificates_to_pem(&chain).as_bytes(),
-                fsutil::PUBLIC_MODE,
-            )
-            .map_err(|e| CaError::io(dir.join(CHAIN), e))?;
+            create_public(&dir.join(CHAIN), pem::certificates_to_pem(&chain).as_bytes())?;
+            written.push(dir.join(CHAIN));
+            // The database before ca.pem: a CA directory always has one.
+            Database::create(dir, &info.sha256_fingerprint)?;
+            written.push(dir.join(DATABASE_FILE));
             // ca.pem last: its presence marks a complete CA directory.
             create_public(
                 &dir.join(CA_CERT),
@@ -375,11 +608,11 @@ impl CertificateAuthority {
             )
         })();
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&key_path);
-            let _ = std::fs::remove_file(dir.join(CHAIN));
+            for path in written {
+                let _ = std::fs::remove_file(path);
+            }
             return Err(e);
         }
-        let info = CertificateInfo::from_der(&certificate)?;
         Ok(Self {
             dir: dir.into(),
             certificate,
@@ -390,13 +623,17 @@ impl CertificateAuthority {
     }
 
     /// Opens the CA in `dir`, decrypting its key with `passphrase` if it is encrypted.
+    /// The CA's issuance database must be there and be its own: a CA whose state is missing or
+    /// damaged is refused, never taken for a new one.
     ///
     /// # Errors
-    /// [`CaError::NotACa`], [`PkiError::PassphraseRequired`], [`PkiError::WrongPassphrase`], …
+    /// [`CaError::NotACa`], [`CaError::MissingDatabase`], [`CaError::Database`],
+    /// [`PkiError::PassphraseRequired`], [`PkiError::WrongPassphrase`], …
     pub fn open(dir: &Path, passphrase: Option<&Passphrase>) -> Result<Self, CaError> {
         let (certificate, chain) = read_ca_certificates(dir)?;
-        let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         let info = CertificateInfo::from_der(&certificate)?;
+        Database::load(dir)?.check_owner(dir, &info.sha256_fingerprint)?;
+        let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(CaError::Pki(PkiError::malformed(
                 dir.join(CA_KEY).display().to_string(),
@@ -447,19 +684,205 @@ impl CertificateAuthority {
         self.dir.join(CRL)
     }
 
-    /// The default output prefix for a certificate with this common name: `DIR/issued/<name>`.
+    /// The default output prefix for a certificate with this common name: `DIR/issued/<name>`
+    /// (see [`CertificateAuthority::output_prefix`]; a name that yields no file name gives
+    /// `DIR/issued/_`).
     pub fn default_prefix(&self, name: &str) -> PathBuf {
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
+        self.dir
+            .join(ISSUED)
+            .join(file_name_for(name).unwrap_or_else(|| "_".into()))
+    }
+
+    /// The output prefix `ca issue` writes `PREFIX.pem`, `PREFIX.key` and `PREFIX.chain.pem`
+    /// to, for the CA in `dir`, an `--out` value and the common name `name`:
+    ///
+    /// - no `out`: `DIR/issued/<name>`, the name's characters other than letters, digits, `.`,
+    ///   `_` and `-` replaced by `_`, leading and trailing dots removed;
+    /// - `out` ending in `/`, or naming an existing directory: `OUT/<name>` likewise;
+    /// - else `out`, less trailing dots and a `.pem`, `.chain.pem` or `.key` ending (so
+    ///   `--out www.pem` writes `www.pem`, `www.key` and `www.chain.pem`).
+    ///
+    /// # Errors
+    /// [`CaError::InvalidRequest`] (field `--out`) when no file name is left (`--out ''`,
+    /// `--out dir/...`, or a common name such as `...` with no `--out`).
+    pub fn output_prefix(dir: &Path, out: Option<&Path>, name: &str) -> Result<PathBuf, CaError> {
+        let from_name = |base: &Path| {
+            file_name_for(name).map(|file| base.join(file)).ok_or_else(|| {
+                CaError::invalid(
+                    "--out",
+                    format!("no file name can be made from the name {name:?}; give --out PREFIX"),
+                )
             })
+        };
+        let Some(out) = out else {
+            return from_name(&dir.join(ISSUED));
+        };
+        let text = out.as_os_str().as_encoded_bytes();
+        if text.is_empty() {
+            return Err(CaError::invalid("--out", "the output prefix is empty; give --out PREFIX"));
+        }
+        if text.ends_with(b"/") || out.is_dir() {
+            return from_name(out);
+        }
+        let Some(file) = out.file_name().and_then(|f| f.to_str()) else {
+            return match out.file_name() {
+                // Not UTF-8: used as given.
+                Some(_) => Ok(out.to_path_buf()),
+                // `..` or `/`: a directory.
+                None => from_name(out),
+            };
+        };
+        let mut stem = file.trim_end_matches('.');
+        for ending in [".chain.pem", ".pem", ".key"] {
+            if let Some(shorter) = stem.strip_suffix(ending) {
+                stem = shorter.trim_end_matches('.');
+                break;
+            }
+        }
+        if stem.is_empty() || stem.chars().all(|c| c == '.') {
+            return Err(CaError::invalid(
+                "--out",
+                format!(
+                    "{:?} leaves no file name for the certificate; give a prefix such as {}",
+                    out.display().to_string(),
+                    out.with_file_name("www").display()
+                ),
+            ));
+        }
+        Ok(out.with_file_name(stem))
+    }
+
+    /// Gets `PREFIX` ready for [`Issued::write`] before anything is issued. `PREFIX.pem` must
+    /// not exist. A `PREFIX.chain.pem` or (when `with_key`) `PREFIX.key` without `PREFIX.pem`
+    /// is what an interrupted `ca issue` leaves: when it belongs to a certificate in this CA's
+    /// database (the same certificate, or the key of one; an encrypted key is checked with
+    /// `key_passphrase`), it is removed and reported; any other file there is refused.
+    ///
+    /// # Errors
+    /// [`PkiError::AlreadyExists`] for a file that is not such a leftover,
+    /// [`CaError::UnfinishedOutput`] for an encrypted key that cannot be checked, I/O errors.
+    pub fn clear_outputs(
+        &self,
+        prefix: &Path,
+        with_key: bool,
+        key_passphrase: Option<&Passphrase>,
+    ) -> Result<Vec<Leftover>, CaError> {
+        let files = IssuedFiles::for_prefix(prefix, with_key);
+        if files.certificate.symlink_metadata().is_ok() {
+            return Err(PkiError::AlreadyExists {
+                path: files.certificate,
+            }
+            .into());
+        }
+        let present: Vec<&PathBuf> = std::iter::once(&files.chain)
+            .chain(files.key.iter())
+            .filter(|p| p.symlink_metadata().is_ok())
             .collect();
-        self.dir.join(ISSUED).join(safe.trim_start_matches('.'))
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Under the lock, so a leftover is never a file another `ca issue` is still writing.
+        let _lock = Database::lock_only(&self.dir)?;
+        let db = Database::load(&self.dir)?;
+        let mut leftovers = Vec::new();
+        for path in present {
+            let not_ours = || CaError::from(PkiError::AlreadyExists { path: path.clone() });
+            let meta = path.symlink_metadata().map_err(|e| CaError::io(path, e))?;
+            if !meta.file_type().is_file() {
+                return Err(not_ours());
+            }
+            let bytes = zeroize::Zeroizing::new(pem::read_file(path)?);
+            let serial = if Some(path) == files.key.as_ref() {
+                let key = match PrivateKey::from_pem(&bytes, key_passphrase, &path.display().to_string()) {
+                    Ok(key) => key,
+                    Err(PkiError::PassphraseRequired { .. } | PkiError::WrongPassphrase { .. }) => {
+                        return Err(CaError::UnfinishedOutput {
+                            path: path.clone(),
+                            certificate: files.certificate.clone(),
+                            reason: "it is encrypted, and without its passphrase it cannot be told apart from a \
+                                     key that must be kept"
+                                .into(),
+                        });
+                    }
+                    Err(_) => return Err(not_ours()),
+                };
+                let spki = key.public_key_spki()?;
+                db.records.iter().rev().find_map(|r| {
+                    let der = pem::parse_certificates(r.certificate.as_bytes(), "database").ok()?;
+                    let first = der.first()?;
+                    (spki_of(first).ok()? == spki).then(|| r.serial.clone())
+                })
+            } else {
+                pem::parse_certificates(&bytes, &path.display().to_string())
+                    .ok()
+                    .and_then(|certs| certs.into_iter().next())
+                    .and_then(|first| {
+                        let info = CertificateInfo::from_der(&first).ok()?;
+                        let record = db.find(&info.serial)?;
+                        (record.certificate == pem::to_pem(pem::CERTIFICATE, &first)).then(|| record.serial.clone())
+                    })
+            };
+            match serial {
+                Some(serial) => leftovers.push(Leftover {
+                    path: path.clone(),
+                    serial,
+                }),
+                None => return Err(not_ours()),
+            }
+        }
+        for leftover in &leftovers {
+            std::fs::remove_file(&leftover.path).map_err(|e| CaError::io(&leftover.path, e))?;
+            tracing::info!(path = %leftover.path.display(), serial = %leftover.serial, "removed a file left by an interrupted issue");
+        }
+        Ok(leftovers)
+    }
+
+    /// Locks this CA's database (checking it is this CA's), and rewrites `crl.pem` if an
+    /// interrupted command left it behind the database.
+    fn lock_database(&self, now: OffsetDateTime) -> Result<LockedDatabase, CaError> {
+        let mut locked = self.lock_database_only()?;
+        self.ensure_crl(&mut locked, now)?;
+        Ok(locked)
+    }
+
+    fn lock_database_only(&self) -> Result<LockedDatabase, CaError> {
+        let mut locked = Database::lock(&self.dir)?;
+        locked.db.check_owner(&self.dir, &self.info.sha256_fingerprint)?;
+        locked.adopt(&self.info.sha256_fingerprint);
+        Ok(locked)
+    }
+
+    /// The current CRL, rewritten first if it does not reflect the database; `None` when no CRL
+    /// was ever written and nothing is revoked.
+    fn ensure_crl(
+        &self,
+        locked: &mut LockedDatabase,
+        now: OffsetDateTime,
+    ) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
+        let found = inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
+        match found.status {
+            CrlStatus::NotYetWritten => Ok(None),
+            CrlStatus::Current => Ok(found.der),
+            CrlStatus::Stale { reason } => {
+                let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
+                let der = self.write_crl_locked(locked, now, lifetime)?;
+                tracing::warn!(
+                    crl = %self.crl_path().display(),
+                    "{reason}; rewrote it from the database as CRL number {}",
+                    locked.db.crl_number
+                );
+                Ok(Some(der))
+            }
+        }
+    }
+
+    /// How this CA's `crl.pem` stands against its database (see [`crl_status`]).
+    ///
+    /// # Errors
+    /// [`CaError::DatabaseBehindCrl`], database and I/O errors.
+    pub fn crl_status(&self) -> Result<CrlStatus, CaError> {
+        let db = Database::load(&self.dir)?;
+        Ok(inspect_crl(&self.dir, &db, &self.info.subject)?.status)
     }
 
     /// Issues a leaf certificate. Before anything is handed out, the new certificate is checked
@@ -468,10 +891,12 @@ impl CertificateAuthority {
     /// recorded in the database (under its lock, with a fresh unique serial).
     ///
     /// # Errors
-    /// [`CaError::InvalidRequest`], [`CaError::BadCsr`], [`CaError::OutlivesIssuer`],
-    /// [`CaError::IssuerNotValid`], [`CaError::Refused`], I/O errors.
+    /// [`CaError::InvalidRequest`] (also for a `now` or lifetime a certificate cannot carry),
+    /// [`CaError::BadCsr`], [`CaError::OutlivesIssuer`], [`CaError::IssuerNotValid`],
+    /// [`CaError::Refused`], database and I/O errors.
     pub fn issue(&self, request: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
         check_name(&request.name)?;
+        let now = x509_time(now)?;
         let csr = request.csr.as_deref().map(parse_csr).transpose()?;
         let mut sans = request.sans.clone();
         if sans.is_empty()
@@ -503,7 +928,10 @@ impl CertificateAuthority {
 
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(&request.name);
-        params.not_before = (now - BACKDATE).max(self.info.not_before);
+        params.not_before = now
+            .checked_sub(BACKDATE)
+            .unwrap_or(EARLIEST_TIME)
+            .max(self.info.not_before);
         params.not_after = not_after;
         params.subject_alt_names = sans.iter().map(SubjectAltName::to_rcgen).collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -512,7 +940,7 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
 
         let issuer = self.issuer()?;
-        let mut locked = Database::lock(&self.dir)?;
+        let mut locked = self.lock_database(now)?;
         params.serial_number = Some(unique_serial(&locked.db)?);
         let (cert, key) = match &csr {
             Some(csr) => (
@@ -551,6 +979,7 @@ impl CertificateAuthority {
             key,
             info,
             clamped,
+            ca_dir: self.dir.clone(),
         })
     }
 
@@ -571,10 +1000,12 @@ impl CertificateAuthority {
         }
     }
 
-    /// Marks the certificate with `serial` revoked and writes a fresh CRL.
+    /// Marks the certificate with `serial` revoked and writes a fresh CRL; returns the CRL.
+    /// See [`CertificateAuthority::revoke_certificate`], which also says whether anything
+    /// changed.
     ///
     /// # Errors
-    /// [`CaError::UnknownSerial`], [`CaError::AlreadyRevoked`], I/O errors.
+    /// As [`CertificateAuthority::revoke_certificate`].
     pub fn revoke(
         &self,
         serial: &str,
@@ -582,46 +1013,116 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         crl_lifetime: Duration,
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
-        let mut locked = Database::lock(&self.dir)?;
-        let record = locked.db.find_mut(serial).ok_or_else(|| CaError::UnknownSerial {
-            serial: normalise_serial(serial),
-        })?;
-        if record.revoked.is_some() {
-            return Err(CaError::AlreadyRevoked {
-                serial: record.serial.clone(),
-            });
+        self.revoke_certificate(serial, reason, now, crl_lifetime)
+            .map(|revoked| revoked.crl)
+    }
+
+    /// Marks the certificate with `serial` revoked and writes a fresh CRL (`DIR/crl.pem`, valid
+    /// for `crl_lifetime`), the database first, so that an interruption in between is repaired
+    /// by the next command.
+    ///
+    /// Revoking an already revoked certificate again, for the same reason or with
+    /// [`RevocationReason::Unspecified`], changes nothing and succeeds
+    /// ([`Revoked::newly_revoked`] is false): a retry after a crash is safe, and the CRL returned
+    /// lists the certificate. Another reason is refused: a revocation is final.
+    ///
+    /// # Errors
+    /// [`CaError::UnknownSerial`], [`CaError::AlreadyRevoked`] (another reason),
+    /// [`CaError::InvalidRequest`] (a zero or too long CRL lifetime, a `now` a CRL cannot
+    /// carry), [`CaError::DatabaseBehindCrl`], database and I/O errors.
+    pub fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+        crl_lifetime: Duration,
+    ) -> Result<Revoked, CaError> {
+        let now = x509_time(now)?;
+        crl_next_update(now, crl_lifetime)?;
+        let mut locked = self.lock_database_only()?;
+        let existing = match locked.db.find(serial) {
+            None => {
+                self.ensure_crl(&mut locked, now)?;
+                return Err(CaError::UnknownSerial {
+                    serial: normalise_serial(serial),
+                });
+            }
+            Some(record) => (record.serial.clone(), record.revoked.clone()),
+        };
+        match existing {
+            (serial, Some(revocation)) => {
+                let crl = self.ensure_crl(&mut locked, now)?;
+                if reason != RevocationReason::Unspecified && revocation.reason != reason.name() {
+                    return Err(CaError::AlreadyRevoked {
+                        serial,
+                        at: revocation.at,
+                        reason: revocation.reason,
+                    });
+                }
+                let crl = match crl {
+                    Some(crl) => crl,
+                    None => self.write_crl_locked(&mut locked, now, crl_lifetime)?,
+                };
+                Ok(Revoked {
+                    serial,
+                    revocation,
+                    newly_revoked: false,
+                    crl,
+                })
+            }
+            (serial, None) => {
+                // Refuse before changing anything if the CRL is ahead of the database.
+                inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
+                let revocation = Revocation {
+                    at: now,
+                    reason: reason.name().into(),
+                };
+                if let Some(record) = locked.db.find_mut(&serial) {
+                    record.revoked = Some(revocation.clone());
+                }
+                let crl = self.write_crl_locked(&mut locked, now, crl_lifetime)?;
+                tracing::info!(serial = %serial, reason = reason.name(), "revoked");
+                Ok(Revoked {
+                    serial,
+                    revocation,
+                    newly_revoked: true,
+                    crl,
+                })
+            }
         }
-        record.revoked = Some(Revocation {
-            at: now,
-            reason: reason.name().into(),
-        });
-        tracing::info!(serial = %record.serial, reason = reason.name(), "revoked");
-        self.write_crl_locked(&mut locked, now, crl_lifetime)
     }
 
     /// Writes a fresh CRL (next CRL number, every revoked certificate) to `crl.pem`.
     ///
     /// # Errors
-    /// I/O errors, or [`CaError::Build`].
+    /// [`CaError::InvalidRequest`] (a zero or too long CRL lifetime), [`CaError::DatabaseBehindCrl`],
+    /// database and I/O errors, or [`CaError::Build`].
     pub fn write_crl(
         &self,
         now: OffsetDateTime,
         crl_lifetime: Duration,
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
-        let mut locked = Database::lock(&self.dir)?;
+        let now = x509_time(now)?;
+        crl_next_update(now, crl_lifetime)?;
+        let mut locked = self.lock_database_only()?;
+        inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
         self.write_crl_locked(&mut locked, now, crl_lifetime)
     }
 
+    /// Signs a CRL of the database's revocations with the next CRL number, records the number
+    /// (and the revocations) in the database, then writes `crl.pem`. A crash between the two
+    /// writes leaves `crl.pem` behind the database, which [`inspect_crl`] notices.
     fn write_crl_locked(
         &self,
-        locked: &mut super::database::LockedDatabase,
+        locked: &mut LockedDatabase,
         now: OffsetDateTime,
         crl_lifetime: Duration,
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
-        if crl_lifetime.is_zero() {
-            return Err(CaError::invalid("crl-days", "the CRL lifetime must be positive"));
-        }
-        locked.db.crl_number += 1;
+        let next_update = crl_next_update(now, crl_lifetime)?;
+        let number = locked.db.crl_number.checked_add(1).ok_or_else(|| CaError::Database {
+            path: self.dir.join(DATABASE_FILE),
+            reason: "the CRL number cannot go any higher".into(),
+        })?;
         let revoked_certs = locked
             .db
             .records
@@ -642,8 +1143,8 @@ impl CertificateAuthority {
             .collect();
         let params = CertificateRevocationListParams {
             this_update: now,
-            next_update: now + crl_lifetime,
-            crl_number: SerialNumber::from_slice(&positive_integer(locked.db.crl_number)),
+            next_update,
+            crl_number: SerialNumber::from_slice(&positive_integer(number)),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
@@ -654,6 +1155,7 @@ impl CertificateAuthority {
             .signed_by(&self.issuer()?)
             .map_err(|e| CaError::build("CRL", e))?;
         let der = crl.der().clone();
+        locked.db.crl_number = number;
         locked.commit()?;
         let path = self.crl_path();
         fsutil::write_atomic(&path, pem::to_pem(pem::X509_CRL, &der).as_bytes(), fsutil::PUBLIC_MODE)
@@ -674,36 +1176,87 @@ impl CertificateAuthority {
         requested: Option<Duration>,
         default: Duration,
     ) -> Result<(OffsetDateTime, bool), CaError> {
-        if now < self.info.not_before || now > self.info.not_after {
-            return Err(CaError::IssuerNotValid {
-                time: now,
-                not_before: self.info.not_before,
-                not_after: self.info.not_after,
+        lifetime_end(now, requested, default, self.info.not_before, self.info.not_after)
+    }
+}
+
+/// The notAfter for a certificate issued at `now` by an issuer valid from `issuer_not_before` to
+/// `issuer_not_after`, and whether it was clamped: the `requested` lifetime (refused past the
+/// issuer's notAfter) or the `default` (clamped to it). Never panics, whatever the durations.
+fn lifetime_end(
+    now: OffsetDateTime,
+    requested: Option<Duration>,
+    default: Duration,
+    issuer_not_before: OffsetDateTime,
+    issuer_not_after: OffsetDateTime,
+) -> Result<(OffsetDateTime, bool), CaError> {
+    if now < issuer_not_before || now > issuer_not_after {
+        return Err(CaError::IssuerNotValid {
+            time: now,
+            not_before: issuer_not_before,
+            not_after: issuer_not_after,
+        });
+    }
+    match requested {
+        Some(lifetime) if lifetime.is_zero() => Err(CaError::invalid("lifetime", "must be positive")),
+        Some(lifetime) => {
+            let outlives = |requested| CaError::OutlivesIssuer {
+                requested,
+                issuer_not_after,
+            };
+            match end_of(now, lifetime, "lifetime") {
+                Ok(end) if end > issuer_not_after => Err(outlives(end)),
+                Ok(end) => Ok((end, false)),
+                // Past the end of X.509 time: certainly past the issuer's end too.
+                Err(_) => Err(outlives(LATEST_TIME)),
+            }
+        }
+        None => match end_of(now, default, "lifetime") {
+            Ok(end) if end <= issuer_not_after => Ok((end, false)),
+            _ => Ok((issuer_not_after, true)),
+        },
+    }
+}
+
+/// The nextUpdate of a CRL made at `now` that lives `lifetime`.
+fn crl_next_update(now: OffsetDateTime, lifetime: Duration) -> Result<OffsetDateTime, CaError> {
+    if lifetime.is_zero() {
+        return Err(CaError::invalid("crl-lifetime", "the CRL lifetime must be positive"));
+    }
+    end_of(now, lifetime, "crl-lifetime")
+}
+
+/// Refuses a directory that holds a CA, or what an interrupted `init` left of one.
+fn check_free(dir: &Path) -> Result<(), CaError> {
+    if dir.join(CA_CERT).symlink_metadata().is_ok() {
+        return Err(CaError::AlreadyInitialised { dir: dir.into() });
+    }
+    for name in [CA_KEY, CHAIN, DATABASE_FILE, CRL] {
+        if dir.join(name).symlink_metadata().is_ok() {
+            return Err(CaError::UnfinishedInit {
+                dir: dir.into(),
+                found: name.into(),
             });
         }
-        match requested {
-            Some(lifetime) if lifetime.is_zero() => Err(CaError::invalid("lifetime", "must be positive")),
-            Some(lifetime) => {
-                let end = now + lifetime;
-                if end > self.info.not_after {
-                    Err(CaError::OutlivesIssuer {
-                        requested: end,
-                        issuer_not_after: self.info.not_after,
-                    })
-                } else {
-                    Ok((end, false))
-                }
-            }
-            None => {
-                let end = now + default;
-                if end > self.info.not_after {
-                    Ok((self.info.not_after, true))
-                } else {
-                    Ok((end, false))
-                }
-            }
-        }
     }
+    Ok(())
+}
+
+/// A file name made from a common name: characters other than ASCII letters, digits, `.`, `_`
+/// and `-` become `_`; leading and trailing dots are dropped. `None` if nothing is left.
+fn file_name_for(name: &str) -> Option<String> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = safe.trim_matches('.');
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
 /// Reads `ca.pem` and `chain.pem` of the CA in `dir` (no key needed).
@@ -730,7 +1283,8 @@ fn ca_params(
 ) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name(&request.name);
-    params.not_before = now - BACKDATE;
+    // `now` comes from x509_time, which leaves room for the backdating.
+    params.not_before = now.checked_sub(BACKDATE).unwrap_or(EARLIEST_TIME);
     params.not_after = not_after;
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.name_constraints = request.name_constraints();

@@ -226,7 +226,9 @@ pub struct CrlInfo {
     /// When the next CRL is due.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_update: Option<OffsetDateTime>,
-    /// The CRL number, decimal.
+    /// The CRL number, decimal. In JSON a number (a string only past 128 bits, which RFC 5280
+    /// §5.2.3 allows up to 20 octets but no real CA reaches).
+    #[serde(serialize_with = "decimal_as_number")]
     pub crl_number: Option<String>,
     /// The revoked certificates.
     pub revoked: Vec<RevokedEntry>,
@@ -273,6 +275,20 @@ impl CrlInfo {
             let _ = writeln!(out, "    {}  {}  {}", r.serial, rfc3339(r.revoked_at), r.reason);
         }
         out
+    }
+}
+
+/// Serialises a decimal string as a JSON number when it fits in 128 bits.
+fn decimal_as_number<S: serde::Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    let Some(text) = value.as_deref() else {
+        return serializer.serialize_none();
+    };
+    match text.parse::<u128>() {
+        Ok(number) => match u64::try_from(number) {
+            Ok(small) => serializer.serialize_u64(small),
+            Err(_) => serializer.serialize_u128(number),
+        },
+        Err(_) => serializer.serialize_str(text),
     }
 }
 

@@ -8,18 +8,134 @@ use tessera::pki::{KeyAlgorithm, Usage};
 
 const EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
-  ca init --parent certs/root --name 'Example Issuing CA' --permit-dns example.org --dir certs/issuing
+  ca init --parent certs/root --name 'Example Issuing CA' --dir certs/issuing
+  ca issue --profile server --name www.example.org --san 127.0.0.1 --dir certs/issuing
+  ca list --dir certs/issuing
+  ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
+  ca verify www.pem --chain www.chain.pem --root certs/root/ca.pem --usage server
+
+Each subcommand's --help has its own examples and exit codes.";
+
+const INIT_EXAMPLES: &str = "EXAMPLES:
+  ca init --name 'Example Root' --no-passphrase --dir certs/root
+  ca init --name 'Example Root' --days 7300 --passphrase-file root.pass --dir certs/root
+  ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing";
+
+const INIT_EXIT_CODES: &str = "EXIT CODES:
+  0  the CA was created
+  1  refused: the parent's path length allows no further CA, or --days outlives the parent
+  2  usage error (unknown flag, bad or out-of-range value)
+  3  could not run (DIR already holds a CA or an unfinished one, the parent's state is
+     missing or damaged, wrong passphrase, I/O error)";
+
+const ISSUE_EXAMPLES: &str = "EXAMPLES:
   ca issue --profile server --name www.example.org --san 127.0.0.1 --dir certs/issuing
   ca issue --profile code-signing --name 'Release signer' --dir certs/issuing
   ca issue --profile client --name alice --csr alice.csr --out alice --dir certs/issuing
-  ca list --json --dir certs/issuing
-  ca revoke 3f9a0c… --reason key-compromise --dir certs/issuing
-  ca verify www.pem --chain certs/issuing/issued/www.example.org.chain.pem --root certs/root/ca.pem --usage server --name www.example.org";
+  ca issue --profile client --name bob --hours 12 --out certs/short/ --dir certs/issuing
+  openssl req -new -key k.pem -subj /CN=a.test | ca issue --profile server --name a.test --csr -";
+
+const ISSUE_EXIT_CODES: &str = "EXIT CODES:
+  0  the certificate was issued and written
+  1  refused: a name is outside the CA's name constraints, or the lifetime outlives the CA
+  2  usage error (unknown flag, bad or out-of-range value, no usable output name)
+  3  could not run (an output file exists, unusable CSR, the CA's state is missing or
+     damaged, wrong passphrase, I/O error)";
+
+const REVOKE_EXAMPLES: &str = "EXAMPLES:
+  ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
+  ca revoke 3f:9a:0c:... --reason superseded --crl-days 1 --dir certs/issuing
+  ca revoke 3f9a0c... --json --dir certs/issuing";
+
+const REVOKE_EXIT_CODES: &str = "EXIT CODES:
+  0  revoked, and crl.pem rewritten; also when it already was revoked for that reason (or
+     no --reason was given): nothing changes, and crl.pem lists it
+  1  refused: it is already revoked for another reason (a revocation is final)
+  2  usage error (unknown flag, unknown reason, out-of-range --crl-days)
+  3  could not run (unknown serial, the CA's state is missing or damaged, wrong
+     passphrase, I/O error)";
+
+const CRL_EXAMPLES: &str = "EXAMPLES:
+  ca crl --dir certs/issuing
+  ca crl --crl-days 1 --out /srv/www/issuing.crl --dir certs/issuing
+  ca crl --out - --dir certs/issuing | openssl crl -noout -text";
+
+const CRL_EXIT_CODES: &str = "EXIT CODES:
+  0  the CRL was written
+  2  usage error (unknown flag, out-of-range --crl-days, --json with --out -)
+  3  could not run (the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
+const LIST_EXAMPLES: &str = "EXAMPLES:
+  ca list --dir certs/issuing
+  ca list --json --dir certs/issuing | jq -r '.[] | select(.status == \"valid\") | .serial'";
+
+const LIST_EXIT_CODES: &str = "EXIT CODES:
+  0  the list was printed
+  2  usage error
+  3  could not run (no CA in DIR, its database is missing or damaged, I/O error)";
+
+const SHOW_EXAMPLES: &str = "EXAMPLES:
+  ca show certs/issuing/ca.pem
+  ca show --json certs/issuing/crl.pem
+  openssl s_client -connect example.org:443 </dev/null | ca show -";
+
+const SHOW_EXIT_CODES: &str = "EXIT CODES:
+  0  shown
+  2  usage error
+  3  could not run (missing file, no certificate or CRL in it, I/O error)";
+
+const VERIFY_EXAMPLES: &str = "EXAMPLES:
+  ca verify www.pem --chain www.chain.pem --root root.pem --usage server --name www.example.org
+  ca verify alice.pem --root root.pem --crl certs/issuing/crl.pem --usage client
+  ca verify - --root root.pem --at 2030-01-01T00:00:00Z < www.chain.pem";
+
+const VERIFY_EXIT_CODES: &str = "EXIT CODES:
+  0  trusted
+  1  not trusted (unknown issuer, expired, revoked, wrong usage or name, ...)
+  2  usage error (unknown flag, bad time, more than one input read from stdin)
+  3  could not run (missing file, no certificate in it, unusable root or CRL, I/O error)";
+
+/// The most days any lifetime may be asked for: 100 years.
+pub const MAX_DAYS: u32 = 36_500;
+/// The most hours a lifetime may be asked for: 100 years.
+pub const MAX_HOURS: u32 = MAX_DAYS * 24;
+/// The most days a CRL may be valid: 10 years.
+pub const MAX_CRL_DAYS: u32 = 3_650;
+
+/// A whole number in `1..=max`, or a message that names the allowed range.
+pub fn parse_count(text: &str, unit: &str, max: u32) -> Result<u32, String> {
+    let digits = text.trim();
+    let range = || format!("use a whole number of {unit} from 1 to {max}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not a whole number of {unit}: {}", range()));
+    }
+    match digits.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{digits} {unit} is out of range: {}", range())),
+    }
+}
+
+fn parse_days(text: &str) -> Result<u32, String> {
+    parse_count(text, "days", MAX_DAYS)
+}
+
+fn parse_hours(text: &str) -> Result<u32, String> {
+    parse_count(text, "hours", MAX_HOURS)
+}
+
+fn parse_crl_days(text: &str) -> Result<u32, String> {
+    parse_count(text, "days", MAX_CRL_DAYS)
+}
 
 /// A small certificate authority: create root and intermediate CAs, issue server, client and
 /// code-signing certificates, revoke them, and verify chains.
 #[derive(Debug, Parser)]
-#[command(name = "ca", version, after_help = after_help(), disable_help_subcommand = true)]
+#[command(
+    name = "ca",
+    version,
+    after_help = help(EXAMPLES, tessera::cli::EXIT_CODES_HELP),
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// The CA directory.
     #[arg(
@@ -35,7 +151,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
-    /// Print only errors on stderr.
+    /// Print errors only (`init` and `issue` still print what they created; --json output is
+    /// printed).
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
@@ -48,33 +165,33 @@ pub struct Cli {
     pub command: Command,
 }
 
-fn after_help() -> String {
-    format!("{EXAMPLES}\n\n{}", tessera::cli::EXIT_CODES_HELP)
+fn help(examples: &str, exit_codes: &str) -> String {
+    format!("{examples}\n\n{exit_codes}")
 }
 
 /// The `ca` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a root CA, or with --parent an intermediate CA issued by the CA in that directory.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(INIT_EXAMPLES, INIT_EXIT_CODES))]
     Init(InitArgs),
     /// Issue a server, client or code-signing certificate, from a new key or a CSR.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(ISSUE_EXAMPLES, ISSUE_EXIT_CODES))]
     Issue(IssueArgs),
     /// Revoke a certificate by serial number and write a fresh CRL.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(REVOKE_EXAMPLES, REVOKE_EXIT_CODES))]
     Revoke(RevokeArgs),
     /// (Re)write the CA's CRL.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(CRL_EXAMPLES, CRL_EXIT_CODES))]
     Crl(CrlArgs),
     /// List every certificate the CA issued.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(LIST_EXAMPLES, LIST_EXIT_CODES))]
     List(ListArgs),
     /// Show a certificate, a chain or a CRL.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(SHOW_EXAMPLES, SHOW_EXIT_CODES))]
     Show(ShowArgs),
     /// Verify a certificate's chain to a trusted root, for a usage, a name and a time.
-    #[command(after_help = after_help())]
+    #[command(after_help = help(VERIFY_EXAMPLES, VERIFY_EXIT_CODES))]
     Verify(VerifyArgs),
 }
 
@@ -87,8 +204,9 @@ pub struct InitArgs {
     /// Key type.
     #[arg(long, default_value = "p256", value_name = "ed25519|p256|p384")]
     pub key_type: KeyAlgorithm,
-    /// Lifetime in days (default: 3650 for a root, 1825 for an intermediate, never past the parent).
-    #[arg(long)]
+    /// Lifetime in days, 1 to 36500 (default: 3650 for a root; 1825 for an intermediate,
+    /// shortened to end with the parent). An explicit value past the parent's end is refused.
+    #[arg(long, value_parser = parse_days)]
     pub days: Option<u32>,
     /// Path length constraint: how many CAs may follow below this one.
     #[arg(long)]
@@ -131,19 +249,23 @@ pub struct IssueArgs {
     /// Subject alternative name: dns:HOST, ip:ADDR, email:ADDR, uri:URI, or a bare value (repeatable).
     #[arg(long, value_name = "SAN")]
     pub san: Vec<String>,
-    /// Lifetime in days (default: 90 for TLS, 365 for code signing, clamped to the CA's lifetime).
-    #[arg(long, conflicts_with = "hours")]
+    /// Lifetime in days, 1 to 36500. Default: 90 for TLS, 365 for code signing, shortened (with
+    /// a warning) to end with the CA's certificate; an explicit value past the CA's end is
+    /// refused (exit 1).
+    #[arg(long, conflicts_with = "hours", value_parser = parse_days)]
     pub days: Option<u32>,
-    /// Lifetime in hours, for short-lived certificates.
-    #[arg(long)]
+    /// Lifetime in hours, 1 to 876000, for short-lived certificates (refused past the CA's end,
+    /// like --days).
+    #[arg(long, value_parser = parse_hours)]
     pub hours: Option<u32>,
     /// Key type for a new key (default: ed25519 for code signing, p256 otherwise).
     #[arg(long, value_name = "ed25519|p256|p384", conflicts_with = "csr")]
     pub key_type: Option<KeyAlgorithm>,
-    /// Issue for the public key in this PKCS#10 request; no key is written.
+    /// Issue for the public key in this PKCS#10 request ("-" for stdin); no key is written.
     #[arg(long, value_name = "FILE")]
     pub csr: Option<PathBuf>,
-    /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (default: DIR/issued/NAME).
+    /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (default: DIR/issued/NAME). A
+    /// directory (ending in /) gets DIR/NAME.*; a trailing dot or .pem/.key is dropped.
     #[arg(long, value_name = "PREFIX")]
     pub out: Option<PathBuf>,
     /// Encrypt the new key with the passphrase in this file.
@@ -160,13 +282,13 @@ pub struct RevokeArgs {
     /// The certificate's serial number, hex (as `ca list` prints it).
     pub serial: String,
     /// Why: unspecified, key-compromise, ca-compromise, affiliation-changed, superseded,
-    /// cessation-of-operation, certificate-hold, privilege-withdrawn.
-    #[arg(long, default_value = "unspecified")]
-    pub reason: RevocationReason,
-    /// Days until the new CRL's nextUpdate.
-    #[arg(long, default_value_t = 7)]
+    /// cessation-of-operation, certificate-hold, privilege-withdrawn (default: unspecified).
+    #[arg(long)]
+    pub reason: Option<RevocationReason>,
+    /// Days until the new CRL's nextUpdate, 1 to 3650.
+    #[arg(long, default_value_t = 7, value_parser = parse_crl_days)]
     pub crl_days: u32,
-    /// Print the new CRL as JSON (as `ca show --json` does).
+    /// Print the revocation and the new CRL as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -174,11 +296,11 @@ pub struct RevokeArgs {
 /// `ca crl`.
 #[derive(Debug, Args)]
 pub struct CrlArgs {
-    /// Also write the CRL to this file.
+    /// Also write the CRL (PEM) to this file; "-" writes it to stdout instead of a summary.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Days until the CRL's nextUpdate.
-    #[arg(long, default_value_t = 7)]
+    /// Days until the CRL's nextUpdate, 1 to 3650.
+    #[arg(long, default_value_t = 7, value_parser = parse_crl_days)]
     pub crl_days: u32,
     /// Print the new CRL as JSON (as `ca show --json` does).
     #[arg(long)]
@@ -206,12 +328,12 @@ pub struct ShowArgs {
 /// `ca verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The certificate to verify (PEM or DER; a chain file's first certificate).
+    /// The certificate to verify (PEM or DER; a chain file's first certificate; "-" for stdin).
     pub cert: PathBuf,
-    /// Trusted root certificate(s), PEM.
+    /// Trusted root certificate(s), PEM ("-" for stdin).
     #[arg(long, value_name = "FILE")]
     pub root: PathBuf,
-    /// Intermediate certificates, PEM (may be a PREFIX.chain.pem).
+    /// Intermediate certificates, PEM (may be a PREFIX.chain.pem; "-" for stdin).
     #[arg(long, value_name = "FILE")]
     pub chain: Option<PathBuf>,
     /// The usage to check.
@@ -220,7 +342,7 @@ pub struct VerifyArgs {
     /// A DNS name or IP address the certificate must be valid for.
     #[arg(long, value_name = "DNS-OR-IP")]
     pub name: Option<String>,
-    /// A CRL to consult (repeatable).
+    /// A CRL to consult (repeatable; "-" for stdin).
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
     /// Verify at this time (RFC 3339) instead of now.
@@ -229,4 +351,73 @@ pub struct VerifyArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_outside_their_range_name_it() {
+        assert_eq!(parse_days("90"), Ok(90));
+        assert_eq!(parse_days(" 36500 "), Ok(36_500));
+        for bad in ["0", "36501", "3000000", "4000000", "4294967295", "99999999999999999999999"] {
+            let err = parse_days(bad).unwrap_err();
+            assert!(err.contains("out of range: use a whole number of days from 1 to 36500"), "{bad}: {err}");
+        }
+        for bad in ["", "-1", "+5", "1e3", "ten", "1.5"] {
+            let err = parse_days(bad).unwrap_err();
+            assert!(err.contains("is not a whole number of days"), "{bad}: {err}");
+        }
+        assert!(parse_hours("4294967295").unwrap_err().contains("from 1 to 876000"));
+        assert!(parse_crl_days("4000000").unwrap_err().contains("from 1 to 3650"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_to_a_count_in_range_or_a_message(text in ".{0,24}", max in 1u32..=u32::MAX) {
+            match parse_count(&text, "days", max) {
+                Ok(n) => prop_assert!((1..=max).contains(&n)),
+                Err(message) => prop_assert!(message.contains(&format!("from 1 to {max}"))),
+            }
+        }
+
+        #[test]
+        fn every_number_is_accepted_exactly_when_in_range(n in any::<u64>()) {
+            let parsed = parse_count(&n.to_string(), "hours", MAX_HOURS);
+            prop_assert_eq!(parsed.is_ok(), (1..=u64::from(MAX_HOURS)).contains(&n));
+        }
+
+        #[test]
+        fn the_command_line_never_panics_on_lifetimes(days in any::<u64>(), hours in any::<u64>(), crl in any::<i64>()) {
+            for args in [
+                vec!["ca".to_string(), "init".into(), "--days".into(), days.to_string()],
+                vec!["ca".to_string(), "issue".into(), "--profile".into(), "server".into(), "--name".into(), "x".into(), "--hours".into(), hours.to_string()],
+                vec!["ca".to_string(), "crl".into(), "--crl-days".into(), crl.to_string()],
+                vec!["ca".to_string(), "revoke".into(), "ab".into(), "--crl-days".into(), crl.to_string()],
+            ] {
+                match Cli::try_parse_from(&args) {
+                    Ok(cli) => {
+                        let n = match cli.command {
+                            Command::Init(a) => a.days.unwrap(),
+                            Command::Issue(a) => a.hours.unwrap(),
+                            Command::Crl(a) => a.crl_days,
+                            Command::Revoke(a) => a.crl_days,
+                            _ => unreachable!(),
+                        };
+                        prop_assert!(n >= 1 && n <= MAX_HOURS);
+                    }
+                    Err(e) => prop_assert_eq!(e.exit_code(), 2),
+                }
+            }
+        }
+    }
 }

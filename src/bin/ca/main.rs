@@ -10,21 +10,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use cli::{Cli, Command, InitArgs, IssueArgs, ShowArgs, VerifyArgs};
-use tessera::ca::{CaError, CertificateAuthority, Database, InitRequest, IssueRequest, SubjectAltName};
+use cli::{Cli, Command, CrlArgs, InitArgs, IssueArgs, RevokeArgs, ShowArgs, VerifyArgs};
+use tessera::ca::{
+    CaError, CertificateAuthority, CrlStatus, Database, InitRequest, IssueRequest, IssuedFiles, RevocationReason,
+    SubjectAltName,
+};
 use tessera::cli::{CliError, exit, read_passphrase};
 use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustStore, VerifyRequest, rfc3339};
 
 const TOOL: &str = "ca";
 
 fn main() -> ExitCode {
-    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
+    let cli = Cli::parse();
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -58,6 +59,45 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
             exit::FAILURE,
             Some("restore db.json from a backup; the certificates themselves are unaffected".into()),
         ),
+        CaError::MissingDatabase { .. } => (
+            exit::FAILURE,
+            Some(
+                "restore db.json from a backup; a CA never starts afresh without it, as a new database \
+                 would forget every revocation (certificates and keys are unaffected)"
+                    .into(),
+            ),
+        ),
+        CaError::DatabaseBehindCrl { .. } => (
+            exit::FAILURE,
+            Some(
+                "restore the newest db.json (its crl_number must be at least the CRL's); nothing was written"
+                    .into(),
+            ),
+        ),
+        CaError::UnfinishedInit { .. } => (
+            exit::FAILURE,
+            Some(
+                "if nothing was issued from it, remove the directory and run `ca init` again; if ca.pem \
+                 was deleted, restore it from a backup"
+                    .into(),
+            ),
+        ),
+        CaError::UnfinishedOutput { .. } => (
+            exit::FAILURE,
+            Some(
+                "if an earlier `ca issue` of this name was interrupted, remove the file (or give its \
+                 --key-passphrase-file); otherwise choose another --out"
+                    .into(),
+            ),
+        ),
+        CaError::AlreadyRevoked { .. } => (
+            exit::REJECTED,
+            Some("a revocation is final: its time and reason stay as recorded (`ca list` shows them)".into()),
+        ),
+        CaError::InvalidRequest { field: "--out", .. } => (
+            exit::USAGE,
+            Some("give --out PREFIX, e.g. --out certs/www or a directory ending in /".into()),
+        ),
         _ => (exit::FAILURE, None),
     }
 }
@@ -68,54 +108,134 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
-        Command::Revoke(args) => {
-            let ca = open_ca(cli, &cli.dir)?;
-            let der = ca.revoke(&args.serial, args.reason, now, days(args.crl_days)?)?;
-            if !cli.quiet {
-                tessera::errln!(
-                    "{TOOL}: revoked {} ({}); wrote {}",
-                    tessera::ca::normalise_serial(&args.serial),
-                    args.reason,
-                    ca.crl_path().display()
-                );
-            }
-            if args.json {
-                tessera::cli::print_json(&CrlInfo::from_der(&der)?)?;
-            }
-            Ok(exit::OK)
-        }
-        Command::Crl(args) => {
-            let ca = open_ca(cli, &cli.dir)?;
-            let der = ca.write_crl(now, days(args.crl_days)?)?;
-            if let Some(out) = &args.out {
-                tessera::cli::write_atomic(out, pki::pem::to_pem(pki::pem::X509_CRL, &der).as_bytes())
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-            }
-            let info = CrlInfo::from_der(&der)?;
-            if !cli.quiet {
-                tessera::errln!(
-                    "{TOOL}: wrote CRL number {} with {} revoked certificate(s) to {}",
-                    info.crl_number.as_deref().unwrap_or("?"),
-                    info.revoked.len(),
-                    ca.crl_path().display()
-                );
-            }
-            if args.json {
-                tessera::cli::print_json(&info)?;
-            }
-            Ok(exit::OK)
-        }
+        Command::Revoke(args) => revoke(cli, args, now),
+        Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args.json, now),
         Command::Show(args) => show(args),
         Command::Verify(args) => verify(args, now),
     }
 }
 
+/// The `-` that stands for standard input or output.
+fn is_stdio(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// A lifetime of `n` days. The parsers keep `n` in range; a zero still says so.
 fn days(n: u32) -> Result<Duration, CliError> {
     if n == 0 {
         return Err(CliError::usage("the lifetime must be at least one day"));
     }
     Ok(Duration::from_secs(u64::from(n) * 86_400))
+}
+
+/// A warning on stderr, unless `--quiet`.
+fn warn(cli: &Cli, message: &str) {
+    if !cli.quiet {
+        eprintln!("{TOOL}: warning: {}", tessera::cli::printable(message));
+    }
+}
+
+/// A success summary on stdout, unless `--quiet`.
+fn summary(cli: &Cli, message: &str) {
+    if !cli.quiet {
+        println!("{message}");
+    }
+}
+
+#[derive(Serialize)]
+struct RevokeOutput<'a> {
+    serial: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    revoked_at: OffsetDateTime,
+    reason: &'a str,
+    already_revoked: bool,
+    crl: &'a CrlInfo,
+}
+
+fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+    let lifetime = days(args.crl_days)?;
+    let ca = open_ca(cli, &cli.dir)?;
+    let reason = args.reason.unwrap_or(RevocationReason::Unspecified);
+    let revoked = ca.revoke_certificate(&args.serial, reason, now, lifetime)?;
+    let info = CrlInfo::from_der(&revoked.crl)?;
+    if args.json {
+        tessera::cli::print_json(&RevokeOutput {
+            serial: &revoked.serial,
+            revoked_at: revoked.revocation.at,
+            reason: &revoked.revocation.reason,
+            already_revoked: !revoked.newly_revoked,
+            crl: &info,
+        })?;
+    } else if revoked.newly_revoked {
+        summary(
+            cli,
+            &format!(
+                "revoked {} ({}); wrote {} (CRL number {}, {} revoked)",
+                revoked.serial,
+                revoked.revocation.reason,
+                ca.crl_path().display(),
+                info.crl_number.as_deref().unwrap_or("-"),
+                info.revoked.len()
+            ),
+        );
+    } else {
+        summary(
+            cli,
+            &format!(
+                "{} was already revoked on {} ({}); nothing changed, and {} lists it",
+                revoked.serial,
+                rfc3339(revoked.revocation.at),
+                revoked.revocation.reason,
+                ca.crl_path().display()
+            ),
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn crl(cli: &Cli, args: &CrlArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+    let to_stdout = args.out.as_deref().is_some_and(is_stdio);
+    if to_stdout && args.json {
+        return Err(CliError::usage("--json and --out - both write to stdout; choose one").into());
+    }
+    let lifetime = days(args.crl_days)?;
+    let ca = open_ca(cli, &cli.dir)?;
+    let der = ca.write_crl(now, lifetime)?;
+    let pem = pki::pem::to_pem(pki::pem::X509_CRL, &der);
+    let info = CrlInfo::from_der(&der)?;
+    match &args.out {
+        Some(_) if to_stdout => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(pem.as_bytes())
+                .and_then(|()| out.flush())
+                .context("cannot write the CRL to stdout")?;
+            return Ok(exit::OK);
+        }
+        Some(out) => tessera::cli::write_atomic(out, pem.as_bytes())
+            .with_context(|| format!("cannot write {}", out.display()))?,
+        None => {}
+    }
+    if args.json {
+        tessera::cli::print_json(&info)?;
+    } else {
+        let also = args
+            .out
+            .as_ref()
+            .map(|out| format!(" and {}", out.display()))
+            .unwrap_or_default();
+        summary(
+            cli,
+            &format!(
+                "wrote CRL number {} with {} revoked certificate(s) to {}{also}",
+                info.crl_number.as_deref().unwrap_or("-"),
+                info.revoked.len(),
+                ca.crl_path().display()
+            ),
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// Opens a CA, asking for its passphrase only if its key is encrypted.
@@ -125,6 +245,8 @@ fn open_ca(cli: &Cli, dir: &Path) -> anyhow::Result<CertificateAuthority> {
 
 fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     tessera::ca::read_ca_certificates(dir)?;
+    // A CA whose state is missing is refused before anyone is asked for a passphrase.
+    Database::load_checked(dir)?;
     let passphrase = tessera::cli::passphrase_for_key(
         &CertificateAuthority::key_path(dir),
         passphrase_file,
@@ -133,11 +255,13 @@ fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<Ce
     Ok(CertificateAuthority::open(dir, passphrase.as_ref())?)
 }
 
+/// What `init` and `issue` print with `--json`: the same shape for both.
 #[derive(Serialize)]
-struct InitOutput<'a> {
-    dir: &'a Path,
+struct CreatedOutput<'a> {
     certificate: &'a CertificateInfo,
+    files: &'a IssuedFiles,
     encrypted_key: bool,
+    clamped: bool,
 }
 
 fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
@@ -180,16 +304,25 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         None => CertificateAuthority::init(&cli.dir, &request, passphrase.as_ref(), now)?,
     };
     if args.json {
-        tessera::cli::print_json(&InitOutput {
-            dir: ca.dir(),
+        let clamped = match &parent {
+            Some(parent) => args.days.is_none() && ca.info().not_after == parent.info().not_after,
+            None => false,
+        };
+        tessera::cli::print_json(&CreatedOutput {
             certificate: ca.info(),
+            files: &IssuedFiles {
+                certificate: ca.dir().join("ca.pem"),
+                key: Some(CertificateAuthority::key_path(ca.dir())),
+                chain: ca.dir().join("chain.pem"),
+            },
             encrypted_key: passphrase.is_some(),
+            clamped,
         })?;
     } else {
         let kind = if parent.is_some() { "intermediate" } else { "root" };
-        tessera::outln!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display())?;
-        tessera::outln!("  certificate: {}", ca.dir().join("ca.pem").display())?;
-        tessera::outln!(
+        println!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display());
+        println!("  certificate: {}", ca.dir().join("ca.pem").display());
+        println!(
             "  key:         {} ({})",
             ca.dir().join("ca.key").display(),
             if passphrase.is_some() {
@@ -197,10 +330,10 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             } else {
                 "NOT encrypted"
             }
-        )?;
-        tessera::outln!("  valid until: {}", rfc3339(ca.info().not_after))?;
+        );
+        println!("  valid until: {}", rfc3339(ca.info().not_after));
         if let Some(parent) = &parent {
-            tessera::outln!("  issued by:   {} (recorded in its database)", parent.dir().display())?;
+            println!("  issued by:   {} (recorded in its database)", parent.dir().display());
         }
     }
     Ok(exit::OK)
@@ -218,14 +351,6 @@ fn parse_cidr(text: &str) -> Result<(std::net::IpAddr, u8), CliError> {
     Ok((addr, prefix))
 }
 
-#[derive(Serialize)]
-struct IssueOutput<'a> {
-    #[serde(flatten)]
-    certificate: &'a CertificateInfo,
-    files: &'a tessera::ca::IssuedFiles,
-    clamped: bool,
-}
-
 fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let mut request = IssueRequest::new(args.profile, args.name.clone());
     for san in &args.san {
@@ -238,6 +363,13 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         (None, None) => None,
     };
     request.key_algorithm = args.key_type;
+    if args.out.as_deref().is_some_and(is_stdio) {
+        return Err(CliError::usage("--out takes a file prefix: `ca issue` writes three files, so - cannot stand for stdout")
+            .with_hint("give --out PREFIX, e.g. --out certs/www or a directory ending in /")
+            .into());
+    }
+    // The output names, before anything is asked or issued.
+    let prefix = CertificateAuthority::output_prefix(&cli.dir, args.out.as_deref(), &args.name)?;
     if let Some(csr) = &args.csr {
         request.csr = Some(read_input(csr)?);
     }
@@ -246,49 +378,57 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         None => None,
     };
     let ca = open_ca(cli, &cli.dir)?;
-    let prefix = args.out.clone().unwrap_or_else(|| ca.default_prefix(&args.name));
-    for suffix in [".pem", ".key", ".chain.pem"] {
-        let mut p = prefix.as_os_str().to_owned();
-        p.push(suffix);
-        if Path::new(&p).exists() {
-            return Err(CliError::failure(format!(
-                "{} already exists; refusing to overwrite it",
-                Path::new(&p).display()
-            ))
-            .with_hint("choose another --out PREFIX or remove the old files")
-            .into());
-        }
+    let leftovers = ca
+        .clear_outputs(&prefix, request.csr.is_none(), key_passphrase.as_ref())
+        .map_err(|e| match e {
+            CaError::Pki(PkiError::AlreadyExists { path }) => anyhow::Error::new(
+                CliError::failure(format!("{} already exists; refusing to overwrite it", path.display()))
+                    .with_hint("choose another --out PREFIX or remove the old files"),
+            ),
+            other => other.into(),
+        })?;
+    for leftover in &leftovers {
+        warn(
+            cli,
+            &format!(
+                "removed {}, left by an interrupted `ca issue` (certificate {} was recorded but never written)",
+                leftover.path.display(),
+                leftover.serial
+            ),
+        );
     }
     let issued = ca.issue(&request, now)?;
     let files = issued.write(&prefix, key_passphrase.as_ref())?;
-    if issued.clamped && !cli.quiet {
-        tessera::errln!(
-            "{TOOL}: warning: lifetime shortened to end with the CA certificate ({})",
-            rfc3339(issued.info.not_after)
+    if issued.clamped {
+        warn(
+            cli,
+            &format!(
+                "lifetime shortened to end with the CA certificate ({})",
+                rfc3339(issued.info.not_after)
+            ),
         );
     }
     if args.json {
-        tessera::cli::print_json(&IssueOutput {
+        tessera::cli::print_json(&CreatedOutput {
             certificate: &issued.info,
             files: &files,
+            encrypted_key: files.key.is_some() && key_passphrase.is_some(),
             clamped: issued.clamped,
         })?;
     } else {
-        tessera::outln!(
+        println!(
             "issued {} certificate {:?} serial {}",
-            args.profile,
-            issued.info.subject,
-            issued.info.serial
-        )?;
+            args.profile, issued.info.subject, issued.info.serial
+        );
         if !issued.info.sans.is_empty() {
-            tessera::outln!("  names:       {}", issued.info.sans.join(", "))?;
+            println!("  names:       {}", issued.info.sans.join(", "));
         }
-        tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
-        tessera::outln!("  certificate: {}", files.certificate.display())?;
+        println!("  valid until: {}", rfc3339(issued.info.not_after));
+        println!("  certificate: {}", files.certificate.display());
         if let Some(key) = &files.key {
-            tessera::outln!("  key:         {}", key.display())?;
+            println!("  key:         {}", key.display());
         }
-        tessera::outln!("  chain:       {}", files.chain.display())?;
+        println!("  chain:       {}", files.chain.display());
     }
     Ok(exit::OK)
 }
@@ -312,8 +452,15 @@ struct ListEntry<'a> {
 }
 
 fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
-    tessera::ca::read_ca_certificates(&cli.dir)?;
-    let db = Database::load(&cli.dir)?;
+    let db = Database::load_checked(&cli.dir)?;
+    match tessera::ca::crl_status(&cli.dir, &db) {
+        Ok(CrlStatus::Stale { reason }) => warn(
+            cli,
+            &format!("{reason}; the next `ca crl` (or any command that signs) rewrites it"),
+        ),
+        Ok(_) => {}
+        Err(e) => warn(cli, &e.to_string()),
+    }
     let entries: Vec<ListEntry<'_>> = db
         .records
         .iter()
@@ -322,11 +469,11 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             subject: &r.subject,
             sans: &r.sans,
             profile: &r.profile,
-            not_before: r.not_before,
-            not_after: r.not_after,
-            issued_at: r.issued_at,
+            not_before: whole_seconds(r.not_before),
+            not_after: whole_seconds(r.not_after),
+            issued_at: whole_seconds(r.issued_at),
             status: r.status(now),
-            revoked_at: r.revoked.as_ref().map(|x| x.at),
+            revoked_at: r.revoked.as_ref().map(|x| whole_seconds(x.at)),
             revocation_reason: r.revoked.as_ref().map(|x| x.reason.as_str()),
         })
         .collect();
@@ -335,16 +482,13 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if entries.is_empty() {
-        tessera::outln!("no certificates issued yet")?;
+        println!("no certificates issued yet");
         return Ok(exit::OK);
     }
-    tessera::outln!(
+    println!(
         "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
-        "SERIAL",
-        "PROFILE",
-        "STATUS",
-        "NOT AFTER"
-    )?;
+        "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+    );
     for e in &entries {
         let status = serde_json::to_value(e.status)
             .ok()
@@ -355,7 +499,7 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         } else {
             format!(" [{}]", e.sans.join(", "))
         };
-        tessera::outln!(
+        println!(
             "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
             e.serial,
             e.profile,
@@ -363,13 +507,19 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             rfc3339(e.not_after),
             e.subject,
             names
-        )?;
+        );
     }
     Ok(exit::OK)
 }
 
+/// A time as every `--json` shows it: UTC, whole seconds (`2030-01-31T12:00:00Z`).
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    let utc = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
+    utc.replace_nanosecond(0).unwrap_or(utc)
+}
+
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if path == Path::new("-") {
+    if is_stdio(path) {
         let mut bytes = Vec::new();
         std::io::stdin()
             .take(pki::pem::MAX_PEM_FILE + 1)
@@ -423,7 +573,7 @@ fn render<T: Serialize>(json: bool, items: &[T], text: fn(&T) -> String) -> anyh
         // Certificates from anywhere may carry control characters in their names.
         let blocks: Vec<String> = items.iter().map(text).collect();
         for line in blocks.join("\n").lines() {
-            tessera::outln!("{}", tessera::cli::printable(line))?;
+            println!("{}", tessera::cli::printable(line));
         }
     }
     Ok(exit::OK)
@@ -449,16 +599,36 @@ struct PathEntry {
 }
 
 fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
-    let time = args.at.unwrap_or(now);
-    let mut certs = pki::pem::load_certificates(&args.cert)?;
+    let time = whole_seconds(args.at.unwrap_or(now));
+    let inputs = std::iter::once(&args.cert)
+        .chain([&args.root])
+        .chain(args.chain.iter())
+        .chain(args.crl.iter());
+    if inputs.filter(|p| is_stdio(p)).count() > 1 {
+        return Err(CliError::usage("only one input can be read from stdin (-)").into());
+    }
+    let certificates = |path: &Path| -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+        let bytes = read_input(path)?;
+        Ok(pki::pem::parse_certificates(&bytes, &display_name(path))?)
+    };
+    let mut certs = certificates(&args.cert)?;
+    if certs.is_empty() {
+        return Err(CliError::failure(format!("{} holds no certificate", display_name(&args.cert))).into());
+    }
     let end_entity = certs.remove(0);
     let mut intermediates = certs;
     if let Some(chain) = &args.chain {
-        intermediates.extend(pki::pem::load_certificates(chain)?);
+        intermediates.extend(certificates(chain)?);
     }
-    let mut store = TrustStore::from_root_file(&args.root)?;
+    let mut store = TrustStore::new();
+    for root in certificates(&args.root)? {
+        store.add_root(root, &display_name(&args.root))?;
+    }
     for crl in &args.crl {
-        store.add_crl_file(crl)?;
+        let bytes = read_input(crl)?;
+        for der in pki::pem::parse_crls(&bytes, &display_name(crl))? {
+            store.add_crl(&der, &display_name(crl))?;
+        }
     }
     let mut request = VerifyRequest::new(args.usage, time);
     request.name = args.name.clone();
@@ -484,19 +654,19 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             if args.json {
                 tessera::cli::print_json(&output)?;
             } else {
-                tessera::outln!(
+                println!(
                     "{}: trusted for {} use at {}",
-                    args.cert.display(),
+                    display_name(&args.cert),
                     args.usage,
                     rfc3339(time)
-                )?;
+                );
                 for (depth, entry) in output.path.iter().enumerate() {
-                    tessera::outln!(
+                    println!(
                         "  {depth}: {} (serial {}, until {})",
                         entry.subject,
                         entry.serial,
                         rfc3339(entry.not_after)
-                    )?;
+                    );
                 }
             }
             Ok(exit::OK)
@@ -507,9 +677,18 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
                 tessera::cli::print_json(&output)?;
                 Ok(exit::REJECTED)
             } else {
-                Err(anyhow::Error::new(err).context(format!("{} is not trusted", args.cert.display())))
+                Err(anyhow::Error::new(err).context(format!("{} is not trusted", display_name(&args.cert))))
             }
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// How an input is named in messages: `-` is standard input.
+fn display_name(path: &Path) -> String {
+    if is_stdio(path) {
+        "standard input".into()
+    } else {
+        path.display().to_string()
     }
 }
