@@ -1417,3 +1417,114 @@ fn hex_decode(text: &str) -> Vec<u8> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(unix: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(unix).unwrap()
+    }
+
+    #[test]
+    fn times_a_certificate_cannot_carry_are_errors_not_panics() {
+        for now in [
+            OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT),
+            datetime!(9999-12-31 23:00:00 -05:00),
+            EARLIEST_TIME,
+        ] {
+            assert!(matches!(x509_time(now), Err(CaError::InvalidRequest { field: "time", .. })), "{now}");
+        }
+        assert_eq!(
+            x509_time(datetime!(2030-01-01 12:00:00.75 +02:00)).unwrap(),
+            datetime!(2030-01-01 10:00:00 UTC)
+        );
+        let now = at(1_900_000_000);
+        for lifetime in [Duration::MAX, Duration::from_secs(u64::MAX / 2), Duration::from_secs(9_000 * 365 * 86_400)] {
+            let err = end_of(now, lifetime, "lifetime").unwrap_err();
+            assert!(err.to_string().contains("the latest time X.509 can express"), "{err}");
+        }
+        assert!(crl_next_update(now, Duration::MAX).is_err());
+        assert!(crl_next_update(now, Duration::ZERO).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_lifetime_is_granted_clamped_or_refused_never_a_panic(
+            now in -62_000_000_000i64..253_402_300_000,
+            requested in proptest::option::of(any::<u64>()),
+            nanos in 0u32..1_000_000_000,
+            default in any::<u64>(),
+            issuer_start in 0i64..4_000_000_000,
+            issuer_life in 0i64..8_000_000_000,
+        ) {
+            let Ok(now) = OffsetDateTime::from_unix_timestamp(now) else { return Ok(()) };
+            let requested = requested.map(|s| Duration::new(s, nanos));
+            let not_before = at(issuer_start);
+            let not_after = at(issuer_start + issuer_life);
+            match lifetime_end(now, requested, Duration::from_secs(default), not_before, not_after) {
+                Ok((end, clamped)) => {
+                    prop_assert!(end <= not_after && end >= now);
+                    prop_assert!(!clamped || requested.is_none());
+                    if let Some(lifetime) = requested {
+                        prop_assert_eq!(Duration::try_from(end - now).ok(), Some(lifetime));
+                    }
+                }
+                Err(CaError::IssuerNotValid { .. }) => prop_assert!(now < not_before || now > not_after),
+                Err(CaError::OutlivesIssuer { .. }) => prop_assert!(requested.is_some()),
+                Err(CaError::InvalidRequest { field: "lifetime", .. }) => {
+                    prop_assert_eq!(requested, Some(Duration::ZERO))
+                }
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+        }
+
+        #[test]
+        fn a_crl_lifetime_is_granted_or_refused(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+            let now = at(1_900_000_000);
+            let lifetime = Duration::new(secs, nanos);
+            match crl_next_update(now, lifetime) {
+                Ok(next) => prop_assert!(next > now && next <= LATEST_TIME),
+                Err(CaError::InvalidRequest { field: "crl-lifetime", .. }) => {}
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+        }
+
+        #[test]
+        fn output_names_are_never_empty(out in "[a-z./]{0,12}", name in "[ -~]{0,12}") {
+            let dir = Path::new("/nonexistent-ca");
+            let outs = [None, Some(Path::new(&out))];
+            for out in outs {
+                if let Ok(prefix) = CertificateAuthority::output_prefix(dir, out, &name) {
+                    let file = prefix.file_name().and_then(|f| f.to_str()).unwrap_or("");
+                    prop_assert!(!file.is_empty() && !file.ends_with('.') && file != "..", "{prefix:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn output_prefixes_are_derived_sensibly() {
+        let dir = Path::new("/ca");
+        let prefix = |out: Option<&str>, name: &str| {
+            CertificateAuthority::output_prefix(dir, out.map(Path::new), name).map(|p| p.display().to_string())
+        };
+        assert_eq!(prefix(None, "www.example.org").unwrap(), "/ca/issued/www.example.org");
+        assert_eq!(prefix(None, "www.example.org.").unwrap(), "/ca/issued/www.example.org");
+        assert_eq!(prefix(None, "Release signer").unwrap(), "/ca/issued/Release_signer");
+        assert_eq!(prefix(None, ".hidden").unwrap(), "/ca/issued/hidden");
+        assert_eq!(prefix(Some("out/"), "alice").unwrap(), "out/alice");
+        assert_eq!(prefix(Some("name."), "alice").unwrap(), "name");
+        assert_eq!(prefix(Some("d/name.."), "alice").unwrap(), "d/name");
+        assert_eq!(prefix(Some("www.pem"), "alice").unwrap(), "www");
+        assert_eq!(prefix(Some("www.chain.pem"), "alice").unwrap(), "www");
+        assert_eq!(prefix(Some("www.key"), "alice").unwrap(), "www");
+        assert_eq!(prefix(Some("www.example.org"), "alice").unwrap(), "www.example.org");
+        assert_eq!(prefix(Some("/"), "alice").unwrap(), "/alice");
+        for (out, name) in [(None, "..."), (None, "."), (Some(""), "a"), (Some("d/..."), "a"), (Some(".pem"), "a"), (Some("out/"), "..")] {
+            let err = prefix(out, name).unwrap_err();
+            assert!(matches!(err, CaError::InvalidRequest { field: "--out", .. }), "{out:?} {name:?}: {err}");
+        }
+    }
+}
