@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -25,7 +24,10 @@ use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustSt
 const TOOL: &str = "ca";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -132,15 +134,16 @@ fn days(n: u32) -> Result<Duration, CliError> {
 /// A warning on stderr, unless `--quiet`.
 fn warn(cli: &Cli, message: &str) {
     if !cli.quiet {
-        eprintln!("{TOOL}: warning: {}", tessera::cli::printable(message));
+        tessera::errln!("{TOOL}: warning: {}", tessera::cli::printable(message));
     }
 }
 
 /// A success summary on stdout, unless `--quiet`.
-fn summary(cli: &Cli, message: &str) {
+fn summary(cli: &Cli, message: &str) -> Result<(), CliError> {
     if !cli.quiet {
-        println!("{message}");
+        tessera::outln!("{message}")?;
     }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -178,7 +181,7 @@ fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u
                 info.crl_number.as_deref().unwrap_or("-"),
                 info.revoked.len()
             ),
-        );
+        )?;
     } else {
         summary(
             cli,
@@ -189,7 +192,7 @@ fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u
                 revoked.revocation.reason,
                 ca.crl_path().display()
             ),
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -206,11 +209,7 @@ fn crl(cli: &Cli, args: &CrlArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let info = CrlInfo::from_der(&der)?;
     match &args.out {
         Some(_) if to_stdout => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            out.write_all(pem.as_bytes())
-                .and_then(|()| out.flush())
-                .context("cannot write the CRL to stdout")?;
+            tessera::cli::write_stdout_bytes(pem.as_bytes())?;
             return Ok(exit::OK);
         }
         Some(out) => tessera::cli::write_atomic(out, pem.as_bytes())
@@ -233,7 +232,7 @@ fn crl(cli: &Cli, args: &CrlArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
                 info.revoked.len(),
                 ca.crl_path().display()
             ),
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -320,9 +319,9 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         })?;
     } else {
         let kind = if parent.is_some() { "intermediate" } else { "root" };
-        println!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display());
-        println!("  certificate: {}", ca.dir().join("ca.pem").display());
-        println!(
+        tessera::outln!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display())?;
+        tessera::outln!("  certificate: {}", ca.dir().join("ca.pem").display())?;
+        tessera::outln!(
             "  key:         {} ({})",
             ca.dir().join("ca.key").display(),
             if passphrase.is_some() {
@@ -330,10 +329,10 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             } else {
                 "NOT encrypted"
             }
-        );
-        println!("  valid until: {}", rfc3339(ca.info().not_after));
+        )?;
+        tessera::outln!("  valid until: {}", rfc3339(ca.info().not_after))?;
         if let Some(parent) = &parent {
-            println!("  issued by:   {} (recorded in its database)", parent.dir().display());
+            tessera::outln!("  issued by:   {} (recorded in its database)", parent.dir().display())?;
         }
     }
     Ok(exit::OK)
@@ -416,19 +415,19 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
             clamped: issued.clamped,
         })?;
     } else {
-        println!(
+        tessera::outln!(
             "issued {} certificate {:?} serial {}",
             args.profile, issued.info.subject, issued.info.serial
-        );
+        )?;
         if !issued.info.sans.is_empty() {
-            println!("  names:       {}", issued.info.sans.join(", "));
+            tessera::outln!("  names:       {}", issued.info.sans.join(", "))?;
         }
-        println!("  valid until: {}", rfc3339(issued.info.not_after));
-        println!("  certificate: {}", files.certificate.display());
+        tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
+        tessera::outln!("  certificate: {}", files.certificate.display())?;
         if let Some(key) = &files.key {
-            println!("  key:         {}", key.display());
+            tessera::outln!("  key:         {}", key.display())?;
         }
-        println!("  chain:       {}", files.chain.display());
+        tessera::outln!("  chain:       {}", files.chain.display())?;
     }
     Ok(exit::OK)
 }
@@ -482,13 +481,13 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if entries.is_empty() {
-        println!("no certificates issued yet");
+        tessera::outln!("no certificates issued yet")?;
         return Ok(exit::OK);
     }
-    println!(
+    tessera::outln!(
         "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
         "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
-    );
+    )?;
     for e in &entries {
         let status = serde_json::to_value(e.status)
             .ok()
@@ -499,7 +498,7 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         } else {
             format!(" [{}]", e.sans.join(", "))
         };
-        println!(
+        tessera::outln!(
             "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
             e.serial,
             e.profile,
@@ -507,7 +506,7 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             rfc3339(e.not_after),
             e.subject,
             names
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -573,7 +572,7 @@ fn render<T: Serialize>(json: bool, items: &[T], text: fn(&T) -> String) -> anyh
         // Certificates from anywhere may carry control characters in their names.
         let blocks: Vec<String> = items.iter().map(text).collect();
         for line in blocks.join("\n").lines() {
-            println!("{}", tessera::cli::printable(line));
+            tessera::outln!("{}", tessera::cli::printable(line))?;
         }
     }
     Ok(exit::OK)
@@ -654,19 +653,19 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             if args.json {
                 tessera::cli::print_json(&output)?;
             } else {
-                println!(
+                tessera::outln!(
                     "{}: trusted for {} use at {}",
                     display_name(&args.cert),
                     args.usage,
                     rfc3339(time)
-                );
+                )?;
                 for (depth, entry) in output.path.iter().enumerate() {
-                    println!(
+                    tessera::outln!(
                         "  {depth}: {} (serial {}, until {})",
                         entry.subject,
                         entry.serial,
                         rfc3339(entry.not_after)
-                    );
+                    )?;
                 }
             }
             Ok(exit::OK)
