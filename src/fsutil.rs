@@ -228,7 +228,10 @@ fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
         // `pid (comm) S …`: the state follows the last ')'.
         Ok(stat) => !matches!(
-            stat.rfind(')').and_then(|i| stat.get(i + 1..)).map(str::trim_start).and_then(|s| s.chars().next()),
+            stat.rfind(')')
+                .and_then(|i| stat.get(i + 1..))
+                .map(str::trim_start)
+                .and_then(|s| s.chars().next()),
             Some('Z' | 'X')
         ),
         Err(_) => false,
@@ -320,7 +323,8 @@ mod tests {
             .write(true)
             .open(dir.path().join(&names[2]))
             .unwrap();
-        old.set_modified(SystemTime::now() - STALE_AFTER - Duration::from_secs(1)).unwrap();
+        old.set_modified(SystemTime::now() - STALE_AFTER - Duration::from_secs(1))
+            .unwrap();
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert!(!dir.path().join(&names[2]).exists());
         assert_eq!(remove_stale_temporaries(&dir.path().join("absent")).unwrap(), 0);

@@ -1,7 +1,7 @@
 //! The `ca` tool's command-line conventions: `-` is stdin/stdout, results on stdout and
 //! diagnostics on stderr, `-q`, per-subcommand help, `--json` shapes and types, out-of-range
 //! numbers (usage errors, never a panic; typed errors in the library), and output names.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,9 +90,14 @@ impl Ca {
         cmd
     }
     fn issue(&self, name: &str) -> Value {
-        json(&ok(self
-            .cmd()
-            .args(["issue", "--profile", "client", "--json", "--name", name])))
+        json(&ok(self.cmd().args([
+            "issue",
+            "--profile",
+            "client",
+            "--json",
+            "--name",
+            name,
+        ])))
     }
 }
 
@@ -139,13 +144,19 @@ fn a_dash_is_stdin_or_stdout() {
     let root = ca.dir().join("ca.pem");
 
     // ca verify -: the certificate from stdin.
-    let out = run_with_stdin(ca.cmd().args(["verify", "-", "--usage", "client", "--root"]).arg(&root), &chain);
+    let out = run_with_stdin(
+        ca.cmd().args(["verify", "-", "--usage", "client", "--root"]).arg(&root),
+        &chain,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("standard input: trusted for client use at "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("standard input: trusted for client use at "),
+        "{}",
+        stdout(&out)
+    );
     // --root -: the root from stdin.
     let out = run_with_stdin(
-        ca.cmd()
-            .args(["verify", "ca/issued/alice.pem", "--root", "-"]),
+        ca.cmd().args(["verify", "ca/issued/alice.pem", "--root", "-"]),
         &std::fs::read(&root).unwrap(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -157,13 +168,25 @@ fn a_dash_is_stdin_or_stdout() {
     // ca show -.
     let out = run_with_stdin(ca.cmd().args(["show", "--json", "-"]), &chain);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(json(&out)["subject"], "CN=alice", "the chain of a leaf of a root holds the leaf alone");
+    assert_eq!(
+        json(&out)["subject"],
+        "CN=alice",
+        "the chain of a leaf of a root holds the leaf alone"
+    );
 
     // ca crl --out -: the CRL on stdout, no summary, no file named "-".
     let out = ok(ca.cmd().args(["crl", "--out", "-"]));
-    assert!(stdout(&out).starts_with("-----BEGIN X509 CRL-----\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("-----BEGIN X509 CRL-----\n"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).ends_with("-----END X509 CRL-----\n"));
-    assert_eq!(stdout(&out).lines().filter(|l| l.starts_with("-----")).count(), 2, "nothing but the CRL");
+    assert_eq!(
+        stdout(&out).lines().filter(|l| l.starts_with("-----")).count(),
+        2,
+        "nothing but the CRL"
+    );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert!(!ca.path("-").exists(), "a file named - was created");
     assert_eq!(
@@ -173,7 +196,10 @@ fn a_dash_is_stdin_or_stdout() {
     );
     let out = run(ca.cmd().args(["crl", "--out", "-", "--json"]));
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr(&out), "ca: error: --json and --out - both write to stdout; choose one\n");
+    assert_eq!(
+        stderr(&out),
+        "ca: error: --json and --out - both write to stdout; choose one\n"
+    );
 
     // ca issue --csr -: the request from stdin (made by openssl).
     let key = ca.path("svc.key");
@@ -190,8 +216,16 @@ fn a_dash_is_stdin_or_stdout() {
         .unwrap();
     assert!(csr.status.success());
     let out = run_with_stdin(
-        ca.cmd()
-            .args(["issue", "--profile", "server", "--name", "svc.example.test", "--csr", "-", "--json"]),
+        ca.cmd().args([
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "svc.example.test",
+            "--csr",
+            "-",
+            "--json",
+        ]),
         &csr.stdout,
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -199,9 +233,15 @@ fn a_dash_is_stdin_or_stdout() {
     assert!(!ca.path("-").exists());
 
     // ca issue --out - is not stdout: three files are written.
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--name", "x", "--out", "-"]));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "x", "--out", "-"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("ca: error: --out takes a file prefix"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("ca: error: --out takes a file prefix"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!ca.path("-.pem").exists());
 }
 
@@ -213,24 +253,49 @@ fn results_go_to_stdout_diagnostics_to_stderr_and_quiet_keeps_only_errors() {
 
     // revoke and crl: their summary on stdout, nothing on stderr.
     let out = ok(ca.cmd().args(["revoke", &serial]));
-    assert!(stdout(&out).starts_with(&format!("revoked {serial} (unspecified); wrote ")), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with("(CRL number 1, 1 revoked)\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("revoked {serial} (unspecified); wrote ")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).ends_with("(CRL number 1, 1 revoked)\n"),
+        "{}",
+        stdout(&out)
+    );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let out = ok(ca.cmd().arg("crl"));
-    assert!(stdout(&out).starts_with("wrote CRL number 2 with 1 revoked certificate(s) to "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("wrote CRL number 2 with 1 revoked certificate(s) to "),
+        "{}",
+        stdout(&out)
+    );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let out = ok(ca.cmd().args(["crl", "--out", "copy.crl"]));
-    assert!(stdout(&out).trim_end().ends_with("crl.pem and copy.crl"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).trim_end().ends_with("crl.pem and copy.crl"),
+        "{}",
+        stdout(&out)
+    );
     assert!(ca.path("copy.crl").exists());
 
     // -q: nothing at all on success…
     for args in [&["revoke", &serial][..], &["crl"], &["crl", "-q", "--out", "copy2.crl"]] {
         let out = ok(ca.cmd().arg("-q").args(args));
-        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}: {} / {}", stdout(&out), stderr(&out));
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{args:?}: {} / {}",
+            stdout(&out),
+            stderr(&out)
+        );
     }
     // …except what issue and init created, which is their result.
     let out = ok(ca.cmd().args(["-q", "issue", "--profile", "client", "--name", "carol"]));
-    assert!(stdout(&out).starts_with("issued client certificate \"CN=carol\""), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("issued client certificate \"CN=carol\""),
+        "{}",
+        stdout(&out)
+    );
     assert!(out.stderr.is_empty());
     let out = ok(ca_at(&ca.path("other")).args(["init", "-q", "--no-passphrase"]));
     assert!(stdout(&out).starts_with("created root CA"), "{}", stdout(&out));
@@ -295,8 +360,14 @@ fn each_subcommand_has_its_own_examples_and_exit_codes() {
     // --days says what happens past the CA's lifetime.
     let help = stdout(&ok(Command::new(cargo_bin("ca")).args(["issue", "--help"])));
     let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains("shortened (with a warning) to end with the CA's certificate"), "{flat}");
-    assert!(flat.contains("an explicit value past the CA's end is refused (exit 1)"), "{flat}");
+    assert!(
+        flat.contains("shortened (with a warning) to end with the CA's certificate"),
+        "{flat}"
+    );
+    assert!(
+        flat.contains("an explicit value past the CA's end is refused (exit 1)"),
+        "{flat}"
+    );
 }
 
 #[test]
@@ -313,7 +384,15 @@ fn json_is_consistent_across_commands() {
         .arg(ca.dir())));
     let issue = json(&ok(ca
         .cmd()
-        .args(["issue", "--profile", "client", "--name", "alice", "--json", "--key-passphrase-file"])
+        .args([
+            "issue",
+            "--profile",
+            "client",
+            "--name",
+            "alice",
+            "--json",
+            "--key-passphrase-file",
+        ])
         .arg(&pass)));
     for (what, value) in [("init", &init), ("issue", &issue)] {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
@@ -324,7 +403,10 @@ fn json_is_consistent_across_commands() {
         assert!(value["clamped"].is_boolean(), "{what}");
         for file in ["certificate", "key", "chain"] {
             let path = value["files"][file].as_str().unwrap();
-            assert!(Path::new(path).is_file() || ca.path(path).is_file(), "{what}: {file} = {path}");
+            assert!(
+                Path::new(path).is_file() || ca.path(path).is_file(),
+                "{what}: {file} = {path}"
+            );
         }
         assert_timestamps(value, what);
     }
@@ -334,7 +416,13 @@ fn json_is_consistent_across_commands() {
     let serial = issue["certificate"]["serial"].as_str().unwrap().to_string();
 
     // revoke: the revocation and the CRL; numbers are numbers.
-    let revoke = json(&ok(ca.cmd().args(["revoke", &serial, "--reason", "key-compromise", "--json"])));
+    let revoke = json(&ok(ca.cmd().args([
+        "revoke",
+        &serial,
+        "--reason",
+        "key-compromise",
+        "--json",
+    ])));
     assert_eq!(revoke["serial"], serial.as_str());
     assert_eq!(revoke["reason"], "key-compromise");
     assert_eq!(revoke["already_revoked"], false);
@@ -361,7 +449,14 @@ fn json_is_consistent_across_commands() {
         .to_offset(time::macros::offset!(+02:00));
     let verify = json(&ok(ca
         .cmd()
-        .args(["verify", "--json", "--root", "ca/ca.pem", "--at", &at.format(format).unwrap()])
+        .args([
+            "verify",
+            "--json",
+            "--root",
+            "ca/ca.pem",
+            "--at",
+            &at.format(format).unwrap(),
+        ])
         .arg(ca.dir().join("issued/alice.pem"))));
     let expected = at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap();
     assert_eq!(verify["time"], expected.format(format).unwrap().as_str());
@@ -377,9 +472,26 @@ fn out_of_range_numbers_are_usage_errors_that_name_the_range() {
     let cases: [(&[&str], &str); 7] = [
         (&["init", "--days", "3000000"], "from 1 to 36500"),
         (&["init", "--days", "0"], "from 1 to 36500"),
-        (&["issue", "--profile", "client", "--name", "a", "--days", "4000000"], "from 1 to 36500"),
-        (&["issue", "--profile", "client", "--name", "a", "--hours", "4294967295"], "from 1 to 876000"),
-        (&["issue", "--profile", "client", "--name", "a", "--hours", "99999999999999999999"], "from 1 to 876000"),
+        (
+            &["issue", "--profile", "client", "--name", "a", "--days", "4000000"],
+            "from 1 to 36500",
+        ),
+        (
+            &["issue", "--profile", "client", "--name", "a", "--hours", "4294967295"],
+            "from 1 to 876000",
+        ),
+        (
+            &[
+                "issue",
+                "--profile",
+                "client",
+                "--name",
+                "a",
+                "--hours",
+                "99999999999999999999",
+            ],
+            "from 1 to 876000",
+        ),
         (&["crl", "--crl-days", "4000000"], "from 1 to 3650"),
         (&["revoke", "ab", "--crl-days", "4000000"], "from 1 to 3650"),
     ];
@@ -393,7 +505,9 @@ fn out_of_range_numbers_are_usage_errors_that_name_the_range() {
     }
     assert!(!ca.dir().join("issued/a.pem").exists());
     // The largest values allowed give a clear answer, not a panic either.
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--name", "a", "--hours", "876000"]));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "a", "--hours", "876000"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("after its issuer"), "{}", stderr(&out));
     ok(ca.cmd().args(["crl", "--crl-days", "3650"]));
@@ -407,12 +521,18 @@ fn the_library_gives_typed_errors_for_any_duration() {
     let mut request = InitRequest::new("Library Root");
     request.lifetime = Some(Duration::MAX);
     let err = CertificateAuthority::init(&tmp.path().join("a"), &request, None, now).unwrap_err();
-    assert!(matches!(err, CaError::InvalidRequest { field: "lifetime", .. }), "{err}");
+    assert!(
+        matches!(err, CaError::InvalidRequest { field: "lifetime", .. }),
+        "{err}"
+    );
     assert!(!tmp.path().join("a").exists());
 
     let root = CertificateAuthority::init(&tmp.path().join("root"), &InitRequest::new("Root"), None, now).unwrap();
     let err = root
-        .issue(&IssueRequest::new(Profile::Client, "x").with_lifetime(Duration::MAX), now)
+        .issue(
+            &IssueRequest::new(Profile::Client, "x").with_lifetime(Duration::MAX),
+            now,
+        )
         .unwrap_err();
     assert!(matches!(err, CaError::OutlivesIssuer { .. }), "{err}");
     let err = root
@@ -424,9 +544,27 @@ fn the_library_gives_typed_errors_for_any_duration() {
         let err = root
             .revoke(&issued.info.serial, RevocationReason::Superseded, now, lifetime)
             .unwrap_err();
-        assert!(matches!(err, CaError::InvalidRequest { field: "crl-lifetime", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CaError::InvalidRequest {
+                    field: "crl-lifetime",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = root.write_crl(now, lifetime).unwrap_err();
-        assert!(matches!(err, CaError::InvalidRequest { field: "crl-lifetime", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CaError::InvalidRequest {
+                    field: "crl-lifetime",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
     // Nothing was revoked by the refused calls.
     assert!(!root.crl_path().exists());
@@ -463,9 +601,7 @@ proptest! {
 #[test]
 fn output_names_are_derived_sensibly() {
     let ca = Ca::new();
-    let files = |v: &Value| {
-        ["certificate", "key", "chain"].map(|f| v["files"][f].as_str().unwrap().to_string())
-    };
+    let files = |v: &Value| ["certificate", "key", "chain"].map(|f| v["files"][f].as_str().unwrap().to_string());
     let issue = |name: &str, out: &str| {
         run(ca
             .cmd()
@@ -474,10 +610,16 @@ fn output_names_are_derived_sensibly() {
     // A directory: DIR/<name>.*, created if need be.
     let out = issue("alice", "certs/");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(files(&json(&out)), ["certs/alice.pem", "certs/alice.key", "certs/alice.chain.pem"]);
+    assert_eq!(
+        files(&json(&out)),
+        ["certs/alice.pem", "certs/alice.key", "certs/alice.chain.pem"]
+    );
     // An existing directory without the slash: the same.
     let out = issue("bob", "certs");
-    assert_eq!(files(&json(&out)), ["certs/bob.pem", "certs/bob.key", "certs/bob.chain.pem"]);
+    assert_eq!(
+        files(&json(&out)),
+        ["certs/bob.pem", "certs/bob.key", "certs/bob.chain.pem"]
+    );
     // A trailing dot, or a .pem ending, is not doubled.
     let out = issue("carol", "carol.");
     assert_eq!(files(&json(&out)), ["carol.pem", "carol.key", "carol.chain.pem"]);
@@ -500,10 +642,20 @@ fn output_names_are_derived_sensibly() {
     }
     let result = run(ca.cmd().args(["issue", "--profile", "client", "--name", "..."]));
     assert_eq!(result.status.code(), Some(2));
-    assert!(stderr(&result).contains("no file name can be made from the name \"...\""), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("no file name can be made from the name \"...\""),
+        "{}",
+        stderr(&result)
+    );
     // The default from a name with a trailing dot.
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--json", "--name", "frank."]));
-    assert!(files(&json(&out))[0].ends_with("/ca/issued/frank.pem"), "{}", stdout(&out));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--json", "--name", "frank."]));
+    assert!(
+        files(&json(&out))[0].ends_with("/ca/issued/frank.pem"),
+        "{}",
+        stdout(&out)
+    );
     // Nothing was recorded for the refused ones.
     let list = json(&ok(ca.cmd().args(["list", "--json"])));
     assert_eq!(list.as_array().unwrap().len(), 5);

@@ -1,7 +1,7 @@
 //! The `ca` tool's state: a CA whose database is missing or damaged is refused (never started
 //! afresh), the CRL always reflects the database (an interrupted command is repaired by the next
 //! one), and `kill -9` at any moment leaves no debris and blocks nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,9 @@ impl Ca {
     }
     /// Issues a client certificate; returns its serial.
     fn issue(&self, name: &str) -> String {
-        let out = ok(self.cmd().args(["issue", "--profile", "client", "--json", "--name", name]));
+        let out = ok(self
+            .cmd()
+            .args(["issue", "--profile", "client", "--json", "--name", name]));
         let json: serde_json::Value = serde_json::from_str(&out).unwrap();
         json["certificate"]["serial"].as_str().unwrap().to_string()
     }
@@ -94,7 +96,11 @@ impl Ca {
     /// The CRL lists exactly what the database records, under the database's CRL number.
     fn assert_consistent(&self, context: &str) {
         assert_eq!(self.revoked_in_crl(), self.revoked_in_db(), "{context}");
-        assert_eq!(self.crl_number(), self.db()["crl_number"].as_u64().unwrap(), "{context}");
+        assert_eq!(
+            self.crl_number(),
+            self.db()["crl_number"].as_u64().unwrap(),
+            "{context}"
+        );
     }
 }
 
@@ -173,7 +179,9 @@ fn a_missing_database_is_refused_and_nothing_is_started_afresh() {
         assert_eq!(std::fs::read(ca.dir().join("crl.pem")).unwrap(), crl_before, "{args:?}");
     }
     // An intermediate cannot be made from it either.
-    let out = run(self::ca(&ca.path("sub")).args(["init", "--no-passphrase", "--parent"]).arg(ca.dir()));
+    let out = run(self::ca(&ca.path("sub"))
+        .args(["init", "--no-passphrase", "--parent"])
+        .arg(ca.dir()));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("db.json is missing"), "{}", stderr(&out));
     assert!(!ca.path("sub").exists());
@@ -210,17 +218,28 @@ fn an_empty_truncated_corrupt_or_foreign_database_is_refused() {
     ];
     for (bytes, words) in cases {
         std::fs::write(ca.dir().join("db.json"), &bytes).unwrap();
-        for args in [&["crl"][..], &["list"], &["revoke", &serial], &["issue", "--profile", "client", "--name", "x"]] {
+        for args in [
+            &["crl"][..],
+            &["list"],
+            &["revoke", &serial],
+            &["issue", "--profile", "client", "--name", "x"],
+        ] {
             let out = run(ca.cmd().args(args));
             assert_eq!(out.status.code(), Some(3), "{words} {args:?}: {}", stderr(&out));
             let err = stderr(&out);
             assert!(
-                err.starts_with(&format!("ca: error: issuance database {}/db.json is damaged: ", ca.dir().display()))
-                    && err.contains(words)
+                err.starts_with(&format!(
+                    "ca: error: issuance database {}/db.json is damaged: ",
+                    ca.dir().display()
+                )) && err.contains(words)
                     && err.contains("ca: hint: restore db.json from a backup"),
                 "{words} {args:?}: {err}"
             );
-            assert_eq!(std::fs::read(ca.dir().join("db.json")).unwrap(), bytes, "{words} {args:?}");
+            assert_eq!(
+                std::fs::read(ca.dir().join("db.json")).unwrap(),
+                bytes,
+                "{words} {args:?}"
+            );
             assert_eq!(std::fs::read(ca.dir().join("crl.pem")).unwrap(), crl_before);
             assert!(!ca.dir().join("issued/x.pem").exists());
         }
@@ -237,7 +256,11 @@ fn a_database_older_than_the_crl_is_refused_so_no_revocation_is_undone() {
     ok(ca.cmd().args(["revoke", &second]));
     let crl = std::fs::read(ca.dir().join("crl.pem")).unwrap();
     std::fs::write(ca.dir().join("db.json"), &backup).unwrap();
-    for args in [&["crl"][..], &["revoke", &first], &["issue", "--profile", "client", "--name", "c"]] {
+    for args in [
+        &["crl"][..],
+        &["revoke", &first],
+        &["issue", "--profile", "client", "--name", "c"],
+    ] {
         let out = run(ca.cmd().args(args));
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         assert!(
@@ -292,7 +315,11 @@ fn an_interrupted_revocation_is_repaired_by_the_retry() {
         String::from_utf8_lossy(&out.stdout)
     );
     ca.assert_consistent("after the retry");
-    assert_eq!(ca.crl_number(), 3, "a fresh number: CRL number 2 may have been seen nowhere, but never reuse");
+    assert_eq!(
+        ca.crl_number(),
+        3,
+        "a fresh number: CRL number 2 may have been seen nowhere, but never reuse"
+    );
     // openssl accepts the repaired CRL.
     let out = Command::new("openssl")
         .args(["crl", "-noout", "-verify", "-in"])
@@ -318,7 +345,10 @@ fn any_command_that_signs_repairs_a_crl_left_behind() {
         assert_eq!(ca.revoked_in_crl().len(), 2);
     }
     // A deleted or damaged crl.pem is rewritten the same way.
-    for damage in [None, Some(&b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"[..])] {
+    for damage in [
+        None,
+        Some(&b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"[..]),
+    ] {
         let ca = Ca::new();
         let serial = ca.issue("alice");
         ok(ca.cmd().args(["revoke", &serial]));
@@ -337,7 +367,10 @@ fn revoking_again_is_idempotent_and_another_reason_is_refused() {
     let ca = Ca::new();
     let serial = ca.issue("alice");
     let out = ok(ca.cmd().args(["revoke", &serial, "--reason", "key-compromise"]));
-    assert!(out.starts_with(&format!("revoked {serial} (key-compromise); wrote ")), "{out}");
+    assert!(
+        out.starts_with(&format!("revoked {serial} (key-compromise); wrote ")),
+        "{out}"
+    );
     let crl = std::fs::read(ca.dir().join("crl.pem")).unwrap();
     // Same reason, or none: nothing changes, success.
     for args in [&["--reason", "key-compromise"][..], &[], &["--reason", "unspecified"]] {
@@ -350,7 +383,11 @@ fn revoking_again_is_idempotent_and_another_reason_is_refused() {
             "{text}"
         );
         assert!(out.stderr.is_empty(), "{}", stderr(&out));
-        assert_eq!(std::fs::read(ca.dir().join("crl.pem")).unwrap(), crl, "the CRL is not re-signed");
+        assert_eq!(
+            std::fs::read(ca.dir().join("crl.pem")).unwrap(),
+            crl,
+            "the CRL is not re-signed"
+        );
     }
     // Another reason: exit 1, with a hint; nothing changes.
     let out = run(ca.cmd().args(["revoke", &serial, "--reason", "superseded"]));
@@ -363,8 +400,7 @@ fn revoking_again_is_idempotent_and_another_reason_is_refused() {
     );
     assert_eq!(std::fs::read(ca.dir().join("crl.pem")).unwrap(), crl);
     // --json tells which case it was.
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(ca.cmd().args(["revoke", &serial, "--json"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(ca.cmd().args(["revoke", &serial, "--json"]))).unwrap();
     assert_eq!(json["already_revoked"], true);
     assert_eq!(json["reason"], "key-compromise");
 }
@@ -440,7 +476,11 @@ fn kill_9_during_issue_leaves_no_debris_and_blocks_no_reissue() {
     for entry in std::fs::read_dir(&out_dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "key") {
-            assert!(path.with_extension("pem").exists(), "{} without certificate", path.display());
+            assert!(
+                path.with_extension("pem").exists(),
+                "{} without certificate",
+                path.display()
+            );
         }
     }
 }
@@ -450,11 +490,17 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
     let ca = Ca::new();
     let prefix = ca.path("www");
     let with = |suffix: &str| ca.path(&format!("www{suffix}"));
-    ok(ca.cmd().args(["issue", "--profile", "client", "--name", "www", "--out"]).arg(&prefix));
+    ok(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "www", "--out"])
+        .arg(&prefix));
     // What a crash between placing the key and the certificate leaves.
     std::fs::remove_file(with(".pem")).unwrap();
     let serial = ca.db()["records"][0]["serial"].as_str().unwrap().to_string();
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--name", "www", "--out"]).arg(&prefix));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "www", "--out"])
+        .arg(&prefix));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
@@ -475,9 +521,16 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         .unwrap();
     assert!(status.success());
     let key = std::fs::read(foreign.with_extension("key")).unwrap();
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--name", "mine", "--out"]).arg(&foreign));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "mine", "--out"])
+        .arg(&foreign));
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("mine.key already exists; refusing to overwrite it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mine.key already exists; refusing to overwrite it"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(foreign.with_extension("key")).unwrap(), key);
 
     // An encrypted leftover is removed only when its passphrase proves it is ours.
@@ -492,7 +545,10 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         .arg(&enc));
     std::fs::remove_file(enc.with_extension("pem")).unwrap();
     std::fs::remove_file(ca.path("enc.chain.pem")).unwrap();
-    let out = run(ca.cmd().args(["issue", "--profile", "client", "--name", "enc", "--out"]).arg(&enc));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "enc", "--out"])
+        .arg(&enc));
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("enc.key exists without")
@@ -508,7 +564,11 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         .arg("--out")
         .arg(&enc));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("enc.key, left by an interrupted"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("enc.key, left by an interrupted"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -171,7 +171,10 @@ fn inspect_crl(dir: &Path, db: &Database, ca_subject: &str) -> Result<CrlInspect
         .and_then(|crls| crls.into_iter().next())
         .and_then(|der| CrlInfo::from_der(&der).ok().map(|info| (der, info)));
     let Some((der, info)) = parsed else {
-        return Ok(stale(format!("{} is damaged (no CRL can be read from it)", path.display()), None));
+        return Ok(stale(
+            format!("{} is damaged (no CRL can be read from it)", path.display()),
+            None,
+        ));
     };
     let lifetime = info
         .next_update
@@ -719,7 +722,10 @@ impl CertificateAuthority {
         };
         let text = out.as_os_str().as_encoded_bytes();
         if text.is_empty() {
-            return Err(CaError::invalid("--out", "the output prefix is empty; give --out PREFIX"));
+            return Err(CaError::invalid(
+                "--out",
+                "the output prefix is empty; give --out PREFIX",
+            ));
         }
         if text.ends_with(b"/") || out.is_dir() {
             return from_name(out);
@@ -1434,14 +1440,21 @@ mod tests {
             datetime!(9999-12-31 23:00:00 -05:00),
             EARLIEST_TIME,
         ] {
-            assert!(matches!(x509_time(now), Err(CaError::InvalidRequest { field: "time", .. })), "{now}");
+            assert!(
+                matches!(x509_time(now), Err(CaError::InvalidRequest { field: "time", .. })),
+                "{now}"
+            );
         }
         assert_eq!(
             x509_time(datetime!(2030-01-01 12:00:00.75 +02:00)).unwrap(),
             datetime!(2030-01-01 10:00:00 UTC)
         );
         let now = at(1_900_000_000);
-        for lifetime in [Duration::MAX, Duration::from_secs(u64::MAX / 2), Duration::from_secs(9_000 * 365 * 86_400)] {
+        for lifetime in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX / 2),
+            Duration::from_secs(9_000 * 365 * 86_400),
+        ] {
             let err = end_of(now, lifetime, "lifetime").unwrap_err();
             assert!(err.to_string().contains("the latest time X.509 can express"), "{err}");
         }
@@ -1522,9 +1535,19 @@ mod tests {
         assert_eq!(prefix(Some("www.key"), "alice").unwrap(), "www");
         assert_eq!(prefix(Some("www.example.org"), "alice").unwrap(), "www.example.org");
         assert_eq!(prefix(Some("/"), "alice").unwrap(), "/alice");
-        for (out, name) in [(None, "..."), (None, "."), (Some(""), "a"), (Some("d/..."), "a"), (Some(".pem"), "a"), (Some("out/"), "..")] {
+        for (out, name) in [
+            (None, "..."),
+            (None, "."),
+            (Some(""), "a"),
+            (Some("d/..."), "a"),
+            (Some(".pem"), "a"),
+            (Some("out/"), ".."),
+        ] {
             let err = prefix(out, name).unwrap_err();
-            assert!(matches!(err, CaError::InvalidRequest { field: "--out", .. }), "{out:?} {name:?}: {err}");
+            assert!(
+                matches!(err, CaError::InvalidRequest { field: "--out", .. }),
+                "{out:?} {name:?}: {err}"
+            );
         }
     }
 }

@@ -406,7 +406,10 @@ mod tests {
             (b"\n  \n", "empty"),
             (&whole[..whole.len() / 2], "truncated"),
             (b"\x00\x01garbage", "does not parse"),
-            (b"{\"version\": 2, \"crl_number\": 0, \"records\": []}", "unsupported format version 2"),
+            (
+                b"{\"version\": 2, \"crl_number\": 0, \"records\": []}",
+                "unsupported format version 2",
+            ),
         ];
         for (bytes, words) in cases {
             std::fs::write(dir.path().join(DATABASE_FILE), bytes).unwrap();

@@ -12,8 +12,8 @@ mod profile;
 mod revocation;
 
 pub use authority::{
-    CertificateAuthority, CrlStatus, DEFAULT_CRL_LIFETIME, EARLIEST_TIME, InitRequest, IssueRequest, Issued, IssuedFiles,
-    LATEST_TIME, Leftover, Revoked, crl_status, read_ca_certificates,
+    CertificateAuthority, CrlStatus, DEFAULT_CRL_LIFETIME, EARLIEST_TIME, InitRequest, IssueRequest, Issued,
+    IssuedFiles, LATEST_TIME, Leftover, Revoked, crl_status, read_ca_certificates,
 };
 pub use database::{DATABASE_FILE, Database, LockedDatabase, Record, Revocation, Status, normalise_serial};
 pub use error::CaError;

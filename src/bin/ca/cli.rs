@@ -369,9 +369,19 @@ mod tests {
     fn counts_outside_their_range_name_it() {
         assert_eq!(parse_days("90"), Ok(90));
         assert_eq!(parse_days(" 36500 "), Ok(36_500));
-        for bad in ["0", "36501", "3000000", "4000000", "4294967295", "99999999999999999999999"] {
+        for bad in [
+            "0",
+            "36501",
+            "3000000",
+            "4000000",
+            "4294967295",
+            "99999999999999999999999",
+        ] {
             let err = parse_days(bad).unwrap_err();
-            assert!(err.contains("out of range: use a whole number of days from 1 to 36500"), "{bad}: {err}");
+            assert!(
+                err.contains("out of range: use a whole number of days from 1 to 36500"),
+                "{bad}: {err}"
+            );
         }
         for bad in ["", "-1", "+5", "1e3", "ten", "1.5"] {
             let err = parse_days(bad).unwrap_err();
@@ -386,7 +396,10 @@ mod tests {
         fn any_text_parses_to_a_count_in_range_or_a_message(text in ".{0,24}", max in 1u32..=u32::MAX) {
             match parse_count(&text, "days", max) {
                 Ok(n) => prop_assert!((1..=max).contains(&n)),
-                Err(message) => prop_assert!(message.contains(&format!("from 1 to {max}"))),
+                Err(message) => {
+                    let range = format!("from 1 to {max}");
+                    prop_assert!(message.contains(&range), "{}", message);
+                }
             }
         }
 
@@ -413,7 +426,7 @@ mod tests {
                             Command::Revoke(a) => a.crl_days,
                             _ => unreachable!(),
                         };
-                        prop_assert!(n >= 1 && n <= MAX_HOURS);
+                        prop_assert!((1..=MAX_HOURS).contains(&n));
                     }
                     Err(e) => prop_assert_eq!(e.exit_code(), 2),
                 }

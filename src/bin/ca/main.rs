@@ -71,10 +71,7 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
         ),
         CaError::DatabaseBehindCrl { .. } => (
             exit::FAILURE,
-            Some(
-                "restore the newest db.json (its crl_number must be at least the CRL's); nothing was written"
-                    .into(),
-            ),
+            Some("restore the newest db.json (its crl_number must be at least the CRL's); nothing was written".into()),
         ),
         CaError::UnfinishedInit { .. } => (
             exit::FAILURE,
@@ -363,9 +360,11 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     };
     request.key_algorithm = args.key_type;
     if args.out.as_deref().is_some_and(is_stdio) {
-        return Err(CliError::usage("--out takes a file prefix: `ca issue` writes three files, so - cannot stand for stdout")
-            .with_hint("give --out PREFIX, e.g. --out certs/www or a directory ending in /")
-            .into());
+        return Err(CliError::usage(
+            "--out takes a file prefix: `ca issue` writes three files, so - cannot stand for stdout",
+        )
+        .with_hint("give --out PREFIX, e.g. --out certs/www or a directory ending in /")
+        .into());
     }
     // The output names, before anything is asked or issued.
     let prefix = CertificateAuthority::output_prefix(&cli.dir, args.out.as_deref(), &args.name)?;
@@ -417,7 +416,9 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     } else {
         tessera::outln!(
             "issued {} certificate {:?} serial {}",
-            args.profile, issued.info.subject, issued.info.serial
+            args.profile,
+            issued.info.subject,
+            issued.info.serial
         )?;
         if !issued.info.sans.is_empty() {
             tessera::outln!("  names:       {}", issued.info.sans.join(", "))?;
@@ -486,7 +487,10 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
     }
     tessera::outln!(
         "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
-        "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+        "SERIAL",
+        "PROFILE",
+        "STATUS",
+        "NOT AFTER"
     )?;
     for e in &entries {
         let status = serde_json::to_value(e.status)
