@@ -635,7 +635,7 @@ impl CertificateAuthority {
     pub fn open(dir: &Path, passphrase: Option<&Passphrase>) -> Result<Self, CaError> {
         let (certificate, chain) = read_ca_certificates(dir)?;
         let info = CertificateInfo::from_der(&certificate)?;
-        Database::load(dir)?.check_owner(dir, &info.sha256_fingerprint)?;
+        Database::check(dir)?;
         let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(CaError::Pki(PkiError::malformed(

@@ -121,12 +121,7 @@ impl Database {
     /// [`CaError::Io`].
     pub fn load(dir: &Path) -> Result<Self, CaError> {
         let path = dir.join(DATABASE_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CaError::MissingDatabase { path }),
-            Err(e) => return Err(CaError::io(path, e)),
-        };
-        Self::parse(&bytes, &path)
+        Self::parse(&read(&path)?, &path)
     }
 
     /// Reads the database of the CA in `dir` and checks that it is that CA's (the one whose
@@ -136,11 +131,41 @@ impl Database {
     /// As [`Database::load`], [`CaError::NotACa`], and [`CaError::Database`] for another CA's
     /// database.
     pub fn load_checked(dir: &Path) -> Result<Self, CaError> {
-        let (certificate, _) = super::read_ca_certificates(dir)?;
-        let fingerprint = crate::pki::CertificateInfo::from_der(&certificate)?.sha256_fingerprint;
+        let fingerprint = ca_fingerprint(dir)?;
         let db = Self::load(dir)?;
         db.check_owner(dir, &fingerprint)?;
         Ok(db)
+    }
+
+    /// Checks, without keeping it, that the CA in `dir` has its database: present, whole, of a
+    /// known version, and its own (a quicker [`Database::load_checked`], for commands that
+    /// open a CA before locking it).
+    ///
+    /// # Errors
+    /// As [`Database::load_checked`].
+    pub fn check(dir: &Path) -> Result<(), CaError> {
+        #[derive(Deserialize)]
+        struct Header {
+            version: u32,
+            #[serde(default)]
+            ca_fingerprint: Option<String>,
+            #[serde(rename = "crl_number")]
+            _crl_number: u64,
+            #[serde(rename = "records")]
+            _records: serde::de::IgnoredAny,
+        }
+        let fingerprint = ca_fingerprint(dir)?;
+        let path = dir.join(DATABASE_FILE);
+        let bytes = read(&path)?;
+        let header: Header = parse_json(&bytes, &path)?;
+        check_version(header.version, &path)?;
+        Self {
+            version: header.version,
+            ca_fingerprint: header.ca_fingerprint,
+            crl_number: 0,
+            records: Vec::new(),
+        }
+        .check_owner(dir, &fingerprint)
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, CaError> {
@@ -148,22 +173,8 @@ impl Database {
             path: path.to_path_buf(),
             reason,
         };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(damaged("the file is empty".into()));
-        }
-        let db: Self = serde_json::from_slice(bytes).map_err(|e| {
-            damaged(if e.is_eof() {
-                format!("the file is truncated ({e})")
-            } else {
-                format!("the file does not parse ({e})")
-            })
-        })?;
-        if db.version != FORMAT_VERSION {
-            return Err(damaged(format!(
-                "unsupported format version {} (this version of Tessera reads version {FORMAT_VERSION})",
-                db.version
-            )));
-        }
+        let db: Self = parse_json(bytes, path)?;
+        check_version(db.version, path)?;
         let mut seen = std::collections::HashSet::new();
         for record in &db.records {
             if normalise_serial(&record.serial) != record.serial {
@@ -171,6 +182,15 @@ impl Database {
             }
             if !seen.insert(record.serial.as_str()) {
                 return Err(damaged(format!("serial {} is recorded twice", record.serial)));
+            }
+            // Times are written to CRLs in UTC: each must have a UTC form.
+            let times = [record.not_before, record.not_after, record.issued_at]
+                .into_iter()
+                .chain(record.revoked.as_ref().map(|r| r.at));
+            for time in times {
+                if time.checked_to_offset(time::UtcOffset::UTC).is_none() {
+                    return Err(damaged(format!("certificate {} has an impossible time", record.serial)));
+                }
             }
         }
         Ok(db)
@@ -261,6 +281,51 @@ impl Database {
     pub fn contains(&self, serial: &str) -> bool {
         self.find(serial).is_some()
     }
+}
+
+/// The database file's bytes; a missing file is [`CaError::MissingDatabase`].
+fn read(path: &Path) -> Result<Vec<u8>, CaError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CaError::MissingDatabase { path: path.into() }),
+        Err(e) => Err(CaError::io(path, e)),
+    }
+}
+
+/// Parses the database's JSON, saying whether it is empty, truncated or otherwise broken.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, CaError> {
+    let damaged = |reason: String| CaError::Database {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(damaged("the file is empty".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        damaged(if e.is_eof() {
+            format!("the file is truncated ({e})")
+        } else {
+            format!("the file does not parse ({e})")
+        })
+    })
+}
+
+fn check_version(version: u32, path: &Path) -> Result<(), CaError> {
+    if version == FORMAT_VERSION {
+        return Ok(());
+    }
+    Err(CaError::Database {
+        path: path.to_path_buf(),
+        reason: format!(
+            "unsupported format version {version} (this version of Tessera reads version {FORMAT_VERSION})"
+        ),
+    })
+}
+
+/// The SHA-256 fingerprint (hex) of the certificate of the CA in `dir`.
+fn ca_fingerprint(dir: &Path) -> Result<String, CaError> {
+    let (certificate, _) = super::read_ca_certificates(dir)?;
+    Ok(crate::pki::CertificateInfo::from_der(&certificate)?.sha256_fingerprint)
 }
 
 /// Canonical form of a serial typed by a person: lowercase hex of the serial's octets without
@@ -417,6 +482,38 @@ mod tests {
             assert!(matches!(err, CaError::Database { .. }), "{err}");
             assert!(err.to_string().contains(words), "{err}");
         }
+    }
+
+    #[test]
+    fn the_quick_check_sees_what_loading_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::ca::CertificateAuthority::init(
+            &dir.path().join("ca"),
+            &crate::ca::InitRequest::new("Check Root"),
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let db_path = ca.dir().join(DATABASE_FILE);
+        Database::check(ca.dir()).unwrap();
+        let whole = std::fs::read(&db_path).unwrap();
+        let cases: [&[u8]; 4] = [
+            b"",
+            &whole[..whole.len() - 4],
+            b"{\"version\": 3}",
+            br#"{"version":1,"ca_fingerprint":"00","crl_number":0,"records":[]}"#,
+        ];
+        for bytes in cases {
+            std::fs::write(&db_path, bytes).unwrap();
+            let quick = Database::check(ca.dir()).unwrap_err().to_string();
+            let full = Database::load_checked(ca.dir()).unwrap_err().to_string();
+            assert_eq!(quick.split(" (").next(), full.split(" (").next(), "{quick} / {full}");
+        }
+        std::fs::remove_file(&db_path).unwrap();
+        assert!(matches!(
+            Database::check(ca.dir()),
+            Err(CaError::MissingDatabase { .. })
+        ));
     }
 
     #[test]

@@ -242,7 +242,7 @@ fn open_ca(cli: &Cli, dir: &Path) -> anyhow::Result<CertificateAuthority> {
 fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     tessera::ca::read_ca_certificates(dir)?;
     // A CA whose state is missing is refused before anyone is asked for a passphrase.
-    Database::load_checked(dir)?;
+    Database::check(dir)?;
     let passphrase = tessera::cli::passphrase_for_key(
         &CertificateAuthority::key_path(dir),
         passphrase_file,
