@@ -873,7 +873,6 @@ impl CertificateAuthority {
                 let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
                 let der = self.write_crl_locked(locked, now, lifetime)?;
                 tracing::warn!(
-                    crl = %self.crl_path().display(),
                     "{reason}; rewrote it from the database as CRL number {}",
                     locked.db.crl_number
                 );
