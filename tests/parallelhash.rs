@@ -55,3 +55,56 @@ proptest! {
         prop_assert_eq!(ours(&data, block_size, &custom, len, threads, step), independent(&data, block_size, &custom, len));
     }
 }
+
+fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    cmd.env_remove("TESSERA_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `sign --hash parallelhash128` end to end: the digest `verify --json` reports is the
+/// independent implementation's ParallelHash128(module, B = 8192, L = 256, S = ""), and one
+/// changed byte is refused (exit 1).
+#[test]
+fn sign_and_verify_with_parallelhash128() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sign = env!("CARGO_BIN_EXE_sign");
+    let verify = env!("CARGO_BIN_EXE_verify");
+    let out = run(std::process::Command::new(sign)
+        .current_dir(d)
+        .args(["--generate", "k", "--no-passphrase"]));
+    assert!(out.status.success(), "{out:?}");
+    let module: Vec<u8> = (0..(3 * PARALLELHASH_BLOCK_SIZE + 1234))
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
+    std::fs::write(d.join("m.bin"), &module).unwrap();
+    let out = run(std::process::Command::new(sign).current_dir(d).args([
+        "m.bin",
+        "--key",
+        "k.key",
+        "--hash",
+        "parallelhash128",
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    let out = run(std::process::Command::new(verify)
+        .current_dir(d)
+        .args(["m.bin", "--pubkey", "k.pub", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["hash"], "parallelhash128");
+    let expected: String = independent(&module, PARALLELHASH_BLOCK_SIZE, b"", 32)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(report["digest"], expected.as_str());
+
+    let mut tampered = module.clone();
+    tampered[PARALLELHASH_BLOCK_SIZE + 5] ^= 0x01;
+    std::fs::write(d.join("m.bin"), &tampered).unwrap();
+    let out = run(std::process::Command::new(verify)
+        .current_dir(d)
+        .args(["m.bin", "--pubkey", "k.pub"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

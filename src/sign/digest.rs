@@ -8,6 +8,8 @@ use std::sync::mpsc;
 
 use sha3::Digest as _;
 
+use super::parallelhash::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
+
 /// Bytes asked of the reader at a time.
 pub const READ_CHUNK: usize = 1 << 20;
 /// Buffers in flight between the reader thread and the hasher.
@@ -24,36 +26,51 @@ pub enum HashAlgorithm {
     /// SHA3-512 (FIPS 202).
     #[serde(rename = "sha3-512")]
     Sha3_512,
+    /// ParallelHash128 (NIST SP 800-185 §6) with a 256-bit output, block size
+    /// [`PARALLELHASH_BLOCK_SIZE`](super::PARALLELHASH_BLOCK_SIZE) and an empty customization
+    /// string: 128-bit security like Ed25519, and leaves hashed on every core.
+    #[serde(rename = "parallelhash128")]
+    ParallelHash128,
 }
 
 impl HashAlgorithm {
-    /// The name used on command lines and in JSON: `sha3-256`, `sha3-512`.
+    /// Every algorithm a statement may name, the default first.
+    pub const ALL: [Self; 3] = [Self::Sha3_256, Self::Sha3_512, Self::ParallelHash128];
+
+    /// The name used on command lines and in JSON: `sha3-256`, `sha3-512`, `parallelhash128`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Sha3_256 => "sha3-256",
             Self::Sha3_512 => "sha3-512",
+            Self::ParallelHash128 => "parallelhash128",
         }
     }
 
     /// Digest length in bytes.
     pub fn output_len(self) -> usize {
         match self {
-            Self::Sha3_256 => 32,
+            Self::Sha3_256 | Self::ParallelHash128 => 32,
             Self::Sha3_512 => 64,
         }
     }
 
-    /// The DER contents of the algorithm's object identifier (NIST, 2.16.840.1.101.3.4.2.8 and
-    /// 2.16.840.1.101.3.4.2.10).
+    /// The DER contents of the algorithm's object identifier: NIST's 2.16.840.1.101.3.4.2.8 and
+    /// 2.16.840.1.101.3.4.2.10 for SHA3-256 and SHA3-512; NIST assigns none to ParallelHash, so
+    /// Tessera's ParallelHash128/256-bit/B=8192 has a UUID-based one (ITU-T X.667, arc 2.25):
+    /// 2.25.320669733960937005484730021054341035432 (docs/FORMAT.md).
     pub(crate) fn oid(self) -> &'static [u8] {
         match self {
             Self::Sha3_256 => &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x08],
             Self::Sha3_512 => &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x0a],
+            Self::ParallelHash128 => &[
+                0x69, 0x83, 0xe2, 0xbe, 0xdf, 0xa2, 0xb8, 0x82, 0x82, 0xac, 0xdb, 0x96, 0xab, 0xd2, 0xba, 0x95, 0x8d,
+                0xf6, 0xeb, 0x28,
+            ],
         }
     }
 
     pub(crate) fn from_oid(oid: &[u8]) -> Option<Self> {
-        [Self::Sha3_256, Self::Sha3_512].into_iter().find(|a| a.oid() == oid)
+        Self::ALL.into_iter().find(|a| a.oid() == oid)
     }
 
     /// A fresh incremental hasher.
@@ -61,6 +78,11 @@ impl HashAlgorithm {
         match self {
             Self::Sha3_256 => Hasher::Sha3_256(sha3::Sha3_256::new()),
             Self::Sha3_512 => Hasher::Sha3_512(sha3::Sha3_512::new()),
+            Self::ParallelHash128 => Hasher::ParallelHash128(Box::new(ParallelHash128::new(
+                PARALLELHASH_BLOCK_SIZE,
+                b"",
+                self.output_len(),
+            ))),
         }
     }
 
@@ -81,21 +103,22 @@ impl fmt::Display for HashAlgorithm {
 impl std::str::FromStr for HashAlgorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "sha3-256" => Ok(Self::Sha3_256),
-            "sha3-512" => Ok(Self::Sha3_512),
-            _ => Err(format!("unknown hash {s:?} (use sha3-256 or sha3-512)")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown hash {s:?} (use sha3-256, sha3-512 or parallelhash128)"))
     }
 }
 
-/// An incremental SHA-3 hasher of either size.
+/// An incremental hasher for one of the [`HashAlgorithm`]s.
 #[derive(Clone, Debug)]
 pub enum Hasher {
     /// SHA3-256.
     Sha3_256(sha3::Sha3_256),
     /// SHA3-512.
     Sha3_512(sha3::Sha3_512),
+    /// ParallelHash128 with Tessera's block size and a 256-bit output.
+    ParallelHash128(Box<ParallelHash128>),
 }
 
 impl Hasher {
@@ -104,6 +127,7 @@ impl Hasher {
         match self {
             Self::Sha3_256(h) => h.update(data),
             Self::Sha3_512(h) => h.update(data),
+            Self::ParallelHash128(h) => h.update(data),
         }
     }
 
@@ -112,6 +136,7 @@ impl Hasher {
         match self {
             Self::Sha3_256(h) => h.finalize().to_vec(),
             Self::Sha3_512(h) => h.finalize().to_vec(),
+            Self::ParallelHash128(h) => h.finalize(),
         }
     }
 }

@@ -51,7 +51,7 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Hash algorithm.
-    #[arg(long, value_name = "ALG", default_value = "sha3-256", value_parser = ["sha3-256", "sha3-512"])]
+    #[arg(long, value_name = "ALG", default_value = "sha3-256", value_parser = ["sha3-256", "sha3-512", "parallelhash128"])]
     hash: String,
     /// Read the key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "F")]
