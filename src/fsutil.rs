@@ -608,7 +608,10 @@ mod tests {
         std::os::unix::fs::symlink("later.pem", &link).unwrap();
         // Writing through `out` would create `later.pem`, the input path.
         let err = check(&[&input], &link).unwrap_err();
-        assert_eq!((err.output.as_path(), err.input.as_path()), (link.as_path(), input.as_path()));
+        assert_eq!(
+            (err.output.as_path(), err.input.as_path()),
+            (link.as_path(), input.as_path())
+        );
         // A chain of links, relative to each link's own directory.
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
