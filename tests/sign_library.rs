@@ -386,11 +386,7 @@ fn absurd_sizes_are_rejected_before_allocation() {
     let n = bytes.len();
     bytes[n - 32..n - 28].copy_from_slice(&u32::MAX.to_be_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let v = Verifier::with_public_key(
-        generate_key_pair(&dir.path().join("k"), None).unwrap().public_key,
-        now(),
-    )
-    .at();
+    let v = Verifier::with_public_key(generate_key_pair(&dir.path().join("k"), None).unwrap().public_key).at(now());
     assert!(matches!(
         v.load_verified(&path, None),
         Err(SignError::BundleTooLarge { .. })
