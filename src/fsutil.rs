@@ -291,11 +291,14 @@ impl<'a> FileArg<'a> {
 }
 
 /// An output that is the same file as an input: writing it would destroy the input.
+///
+/// Shown as `the output (-o) m.bin is the same file as the module m.bin; refusing to overwrite
+/// an input`; `-` is shown as `standard output` or `standard input`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{output_role} {} is the same file as {input_role} {}; refusing to overwrite an input",
-    output.display(),
-    input.display()
+    "{} is the same file as {}; refusing to overwrite an input",
+    describe(output_role, output, "standard output"),
+    describe(input_role, input, "standard input")
 )]
 #[non_exhaustive]
 pub struct SameFileError {
@@ -309,14 +312,30 @@ pub struct SameFileError {
     pub input: PathBuf,
 }
 
+fn describe(role: &str, path: &Path, stdio: &str) -> String {
+    if is_stdio(path) {
+        stdio.to_string()
+    } else {
+        format!("{role} {}", path.display())
+    }
+}
+
 impl From<SameFileError> for crate::cli::CliError {
     fn from(error: SameFileError) -> Self {
         Self::usage(error.to_string()).with_hint("write the output to another path; the input was left as it is")
     }
 }
 
-/// Refuses a command whose output would be one of its inputs, before anything is read or
-/// written.
+/// Refuses a command whose output would be one of its inputs: what binaries call before
+/// anything is read or written. As [`find_same_file`], as a usage error (exit 2) with a hint.
+///
+/// # Errors
+/// A [`crate::cli::CliError`] (exit 2) naming both paths.
+pub fn ensure_distinct(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), crate::cli::CliError> {
+    Ok(find_same_file(inputs, outputs)?)
+}
+
+/// Finds an output that would be one of the inputs.
 ///
 /// An output and an input are the same file when both exist and have the same device and inode
 /// (whatever the path: `./m`, an absolute path, a symbolic link, a hard link), when `-` output
@@ -327,7 +346,7 @@ impl From<SameFileError> for crate::cli::CliError {
 ///
 /// # Errors
 /// [`SameFileError`] naming the first output and input that coincide.
-pub fn ensure_distinct(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), SameFileError> {
+pub fn find_same_file(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), SameFileError> {
     let inputs: Vec<(FileArg<'_>, Option<FileId>, Option<PathBuf>)> = inputs
         .iter()
         .map(|arg| {
@@ -555,7 +574,7 @@ mod tests {
 
     fn check(inputs: &[&Path], output: &Path) -> Result<(), SameFileError> {
         let inputs: Vec<FileArg<'_>> = inputs.iter().map(|p| FileArg::new("the input", p)).collect();
-        ensure_distinct(&inputs, &[FileArg::new("the output", output)])
+        find_same_file(&inputs, &[FileArg::new("the output", output)])
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::digest::{Hasher, pump};
 use super::embed::{FOOTER_LEN, parse_footer, read_embedded};
 use super::error::CheckTime;
 use super::keys::{KeyId, PublicKey, certificate_key};
-use super::statement::{SignerId, Statement};
+use super::statement::{SignerId, Statement, whole_seconds};
 use crate::pki::{TrustStore, Usage, VerifyRequest, hex};
 
 /// How far in the future a signing time may lie before it is refused (clock skew).
@@ -74,7 +74,7 @@ pub struct Verification {
     /// The signing time.
     #[serde(with = "time::serde::rfc3339")]
     pub signed_at: OffsetDateTime,
-    /// The verification time.
+    /// The verification time ("now"), in UTC, in whole seconds.
     #[serde(with = "time::serde::rfc3339")]
     pub verified_at: OffsetDateTime,
     /// The signer.
@@ -396,7 +396,7 @@ impl Verifier {
             hash: statement.hash,
             digest: hex(&statement.digest),
             signed_at: statement.signed_at,
-            verified_at: whole_seconds_utc(now),
+            verified_at: whole_seconds(now),
             signer,
             embedded,
         }
@@ -636,12 +636,6 @@ impl Read for ReadFromStart<'_> {
         self.offset += n as u64;
         Ok(n)
     }
-}
-
-/// `time` in UTC, without its fraction of a second.
-fn whole_seconds_utc(time: OffsetDateTime) -> OffsetDateTime {
-    let utc = time.to_offset(time::UtcOffset::UTC);
-    utc.replace_nanosecond(0).unwrap_or(utc)
 }
 
 /// Loads the module at `path` if `verifier` accepts it (signature: embedded or `PATH.sig`),
