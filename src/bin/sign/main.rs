@@ -88,23 +88,13 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(cli.quiet, false);
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(err) => {
-            if let Some(gone) = err.downcast_ref::<ReaderGone>() {
-                return ExitCode::from(gone.0);
-            }
-            tessera::cli::report(TOOL, err.as_ref(), |e| {
-                e.downcast_ref::<SignError>()
-                    .map(classify)
-                    .or_else(|| e.downcast_ref::<PkiError>().map(classify_pki))
-            })
-        }
+        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| {
+            e.downcast_ref::<SignError>()
+                .map(classify)
+                .or_else(|| e.downcast_ref::<PkiError>().map(classify_pki))
+        }),
     }
 }
-
-/// The reader of standard output went away: end quietly with this exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("standard output was closed")]
-struct ReaderGone(u8);
 
 /// `sign` never judges a module: a certificate the PKI rules refuse is unfit for signing
 /// (exit 3), not a rejection (exit 1).
@@ -282,7 +272,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.json {
         tessera::cli::print_json(&report)?;
     } else {
-        write_stdout(
+        tessera::cli::write_stdout_bytes(
             format!(
                 "signed {} ({} bytes, {} {})\n  signer:    {}\n  signed at: {}\n  wrote:     {}\n",
                 printable(report.name),
@@ -317,7 +307,7 @@ fn sign_to<R: io::Read + Send>(
         bar.finish_and_clear();
         let pem = bundle.to_pem();
         match output {
-            Output::Stdout => write_stdout(pem.as_bytes())?,
+            Output::Stdout => tessera::cli::write_stdout_bytes(pem.as_bytes())?,
             Output::File(path) => tessera::cli::write_atomic(path, pem.as_bytes()).map_err(|e| io_error(path, e))?,
         }
         return Ok(bundle);
@@ -380,19 +370,8 @@ impl Write for Sink<'_> {
 
 fn write_failed(output: &Output, source: io::Error) -> anyhow::Error {
     match output {
-        Output::Stdout if source.kind() == io::ErrorKind::BrokenPipe => ReaderGone(exit::FAILURE).into(),
-        Output::Stdout => CliError::failure(format!("cannot write to standard output: {source}")).into(),
+        Output::Stdout => CliError::stdout(source).into(),
         Output::File(path) => io_error(path, source).into(),
-    }
-}
-
-/// Writes data or a report to standard output; a reader that went away ends the tool quietly.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ReaderGone(exit::OK).into()),
-        Err(e) => Err(CliError::failure(format!("cannot write to standard output: {e}")).into()),
     }
 }
 
@@ -434,7 +413,7 @@ fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
     if cli.json {
         tessera::cli::print_json(&report)?;
     } else if !cli.quiet {
-        write_stdout(
+        tessera::cli::write_stdout_bytes(
             format!(
                 "wrote {} (private, keep it secret) and {} (key id {})\n",
                 printable(&report.private_key),

@@ -116,11 +116,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            if let Some(quiet) = err.downcast_ref::<ReaderGone>() {
-                return ExitCode::from(quiet.0);
-            }
             let code = tessera::cli::report(TOOL, err.as_ref(), |e| e.downcast_ref::<SignError>().map(classify));
-            if cli.json {
+            // A quiet end (the reader of stdout went away) has nothing to report.
+            if cli.json && exit_code_of(err.as_ref()) != exit::OK {
                 let mut message = err.to_string();
                 let mut source = err.source();
                 while let Some(cause) = source {
@@ -142,11 +140,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// The reader of standard output went away: end quietly with this exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("standard output was closed")]
-struct ReaderGone(u8);
 
 fn exit_code_of(err: &(dyn std::error::Error + 'static)) -> u8 {
     let mut current = Some(err);
@@ -322,7 +315,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             extracted,
         })?;
     } else if !cli.quiet && !cli.extract_to_stdout() {
-        write_stdout(summary(cli, &verification).as_bytes())?;
+        tessera::cli::write_stdout_bytes(summary(cli, &verification).as_bytes())?;
     }
     Ok(())
 }
@@ -428,16 +421,6 @@ fn summary(cli: &Cli, v: &Verification) -> String {
     text
 }
 
-/// Writes data or a report to standard output; a reader that went away ends the tool quietly.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ReaderGone(exit::OK).into()),
-        Err(e) => Err(CliError::failure(format!("cannot write to standard output: {e}")).into()),
-    }
-}
-
 /// An unnamed temporary file holding the module's bytes until they are verified.
 struct Spool {
     file: File,
@@ -490,16 +473,9 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CliError::failure(format!("cannot read the spooled module: {e}")).into()),
             };
-            match out.write_all(buffer.get(..n).unwrap_or_default()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(ReaderGone(exit::OK).into()),
-                Err(e) => return Err(CliError::failure(format!("cannot write to standard output: {e}")).into()),
-            }
+            out.write_all(buffer.get(..n).unwrap_or_default())
+                .map_err(CliError::stdout)?;
         }
-        match out.flush() {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ReaderGone(exit::OK).into()),
-            Err(e) => Err(CliError::failure(format!("cannot write to standard output: {e}")).into()),
-        }
+        Ok(out.flush().map_err(CliError::stdout)?)
     }
 }
