@@ -177,7 +177,7 @@ pub enum SignError {
         now: OffsetDateTime,
     },
     /// The module's logical name differs from the one required.
-    #[error("module is signed as {actual:?}, not {expected:?}")]
+    #[error("module is signed as \"{actual}\", not \"{expected}\"")]
     WrongName {
         /// The name required by the verifier.
         expected: String,
