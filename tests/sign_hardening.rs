@@ -750,7 +750,7 @@ fn verify_reads_the_module_or_the_signature_from_standard_input() {
     assert_eq!(
         stderr(&out),
         "verify: error: standard input has no embedded signature, and no detached signature was given\n\
-         verify: hint: pass the detached signature with --sig SIG (a module on standard input has no FILE.sig)\n"
+         verify: hint: pass the detached signature with --sig SIG (a module read from a pipe has no FILE.sig beside it)\n"
     );
     // Signature on stdin.
     let sig = env.read("m.bin.sig");
@@ -764,6 +764,57 @@ fn verify_reads_the_module_or_the_signature_from_standard_input() {
         "verify: error: standard input can carry the module (FILE -) or its signature (--sig -), not both\n\
          verify: hint: give one of them as a file\n"
     );
+}
+
+/// Starts writing `bytes` into the named pipe `path` (the writer waits for a reader).
+fn feed_fifo(path: PathBuf, bytes: Vec<u8>) {
+    std::thread::spawn(move || {
+        if let Ok(mut fifo) = File::options().write(true).open(path) {
+            let _ = fifo.write_all(&bytes);
+        }
+    });
+}
+
+#[test]
+fn a_module_on_a_named_pipe_is_read_as_a_stream() {
+    let env = Env::new();
+    let module = env.read("m.bin");
+    let fifo = |name: &str| {
+        let made = Command::new("mkfifo").arg(env.path(name)).status().unwrap();
+        assert!(made.success());
+    };
+    // A pipe has no size: with FILE.sig beside it, it is checked against that.
+    fifo("p.bin");
+    std::fs::copy(env.path("m.bin.sig"), env.path("p.bin.sig")).unwrap();
+    feed_fifo(env.path("p.bin"), module.clone());
+    let out = env.verify(&["p.bin", "--name", "m.bin"]);
+    env.ok(&out);
+    assert!(stdout(&out).starts_with("p.bin: OK\n"), "{}", stdout(&out));
+    // With an embedded signature, extracted exactly.
+    fifo("p.signed");
+    feed_fifo(env.path("p.signed"), env.read("m.bin.signed"));
+    let out = env.verify(&["p.signed", "--extract", "-"]);
+    env.ok(&out);
+    assert_eq!(out.stdout, module);
+    // A plain module on a pipe, no signature anywhere.
+    fifo("q.bin");
+    feed_fifo(env.path("q.bin"), module.clone());
+    let out = env.verify(&["q.bin"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out)
+            .starts_with("verify: error: q.bin has no embedded signature, and no detached signature was given\n")
+    );
+    // The library reads it the same way.
+    fifo("lib.signed");
+    feed_fifo(env.path("lib.signed"), env.read("m.bin.signed"));
+    let mut trust = tessera::pki::TrustStore::new();
+    trust.add_root(env.ca.root().clone(), "root").unwrap();
+    let loaded = Verifier::new(trust)
+        .load_verified(&env.path("lib.signed"), None)
+        .unwrap();
+    assert_eq!(loaded.bytes(), &module[..]);
+    assert!(loaded.verification().embedded);
 }
 
 #[test]

@@ -422,6 +422,10 @@ impl Verifier {
     /// given, else the one embedded in the file, else `PATH.sig`. Chunks go to `sink` as in
     /// [`Verifier::verify_stream`].
     ///
+    /// A path that is not a regular file (a named pipe, `/dev/fd/N` from a shell's process
+    /// substitution) is read as a stream: against `signature` or `PATH.sig` when either is
+    /// there, else as in [`Verifier::verify_embedded_stream`].
+    ///
     /// # Errors
     /// [`SignError::NoSignature`], bundle errors, then as [`Verifier::verify_stream`].
     pub fn verify_file(
@@ -431,14 +435,33 @@ impl Verifier {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Verification, SignError> {
-        let (file, located) = locate(path, signature)?;
-        self.verify_located(&file, located, &path.display().to_string(), sink, progress)
+        let what = path.display().to_string();
+        match locate(path, signature)? {
+            Found::Regular(file, located) => self.verify_located(&file, located, &what, sink, progress),
+            Found::Stream(file, bundle) => self.verify_unseekable(&file, &what, bundle.as_ref(), sink, progress),
+        }
+    }
+
+    /// A module that can be read only once: against `bundle`, or its embedded signature.
+    fn verify_unseekable(
+        &self,
+        file: &File,
+        what: &str,
+        bundle: Option<&Bundle>,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Verification, SignError> {
+        match bundle {
+            Some(bundle) => self.verify_stream(bundle, file, what, sink, progress),
+            None => self.verify_embedded_stream(file, what, sink, &mut |done| progress(done, 0)),
+        }
     }
 
     /// Verifies a module in a file that is already open (standard input redirected from a
     /// file, say), read from its start whatever its cursor: against `bundle` when given (the
     /// whole file is the module), else against the signature embedded in it. `what` names the
-    /// file in errors; chunks go to `sink` as in [`Verifier::verify_stream`].
+    /// file in errors; chunks go to `sink` as in [`Verifier::verify_stream`]. A file that is not
+    /// a regular file (a pipe) is read once from where it stands, as a stream.
     ///
     /// # Errors
     /// [`SignError::NoEmbeddedSignature`] without `bundle` when the file has no embedded
@@ -451,6 +474,9 @@ impl Verifier {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Verification, SignError> {
+        if !is_regular(file, what)? {
+            return self.verify_unseekable(file, what, bundle, sink, progress);
+        }
         let located = locate_in(file, what, bundle.cloned())?
             .ok_or_else(|| SignError::NoEmbeddedSignature { what: what.to_string() })?;
         self.verify_located(file, located, what, sink, progress)
@@ -566,11 +592,30 @@ impl Verifier {
     /// # Security
     /// Use the returned bytes; opening `path` again would reopen the window for a swap.
     pub fn load_verified(&self, path: &Path, signature: Option<&Path>) -> Result<VerifiedModule, SignError> {
-        let (file, located) = locate(path, signature)?;
+        let what = path.display().to_string();
+        let (file, located) = match locate(path, signature)? {
+            Found::Regular(file, located) => (file, located),
+            Found::Stream(file, Some(bundle)) => return self.verify_reader(&bundle, &file, &what),
+            Found::Stream(file, None) => {
+                let mut bytes = Vec::new();
+                let verification = self.verify_embedded_stream(
+                    &file,
+                    &what,
+                    &mut |chunk| {
+                        bytes
+                            .try_reserve(chunk.len())
+                            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+                        bytes.extend_from_slice(chunk);
+                        Ok(())
+                    },
+                    &mut |_| {},
+                )?;
+                return Ok(VerifiedModule { bytes, verification });
+            }
+        };
         let now = self.clock.now();
         let signer = self.check_bundle_at(&located.bundle, now)?;
         check_length(&located.bundle, located.payload_len)?;
-        let what = path.display().to_string();
         let reader = ReadFromStart::new(&file).take(located.payload_len);
         Self::load_content(&located.bundle, signer, now, reader, &what, located.embedded)
     }
@@ -654,16 +699,33 @@ pub fn default_signature_path(module: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// An opened module and where its signature is.
+enum Found {
+    /// A regular file: its signature located (read from the file, or given).
+    Regular(File, Located),
+    /// Something that can be read only once (a pipe): the detached signature, if there is one.
+    Stream(File, Option<Bundle>),
+}
+
 /// Opens the module at `path` and finds its signature: `signature` when given, else the one
-/// embedded in the file, else `PATH.sig`.
-fn locate(path: &Path, signature: Option<&Path>) -> Result<(File, Located), SignError> {
+/// embedded in the file, else `PATH.sig`. For a path that is not a regular file, `signature`
+/// or `PATH.sig` when either is there, else none (it must then be embedded).
+fn locate(path: &Path, signature: Option<&Path>) -> Result<Found, SignError> {
     let what = path.display().to_string();
     let file = File::open(path).map_err(|e| SignError::io(path, e))?;
     let bundle = signature.map(Bundle::load).transpose()?;
-    if let Some(located) = locate_in(&file, &what, bundle)? {
-        return Ok((file, located));
-    }
     let sig = default_signature_path(path);
+    if !is_regular(&file, &what)? {
+        let bundle = match bundle {
+            Some(bundle) => Some(bundle),
+            None if sig.exists() => Some(Bundle::load(&sig)?),
+            None => None,
+        };
+        return Ok(Found::Stream(file, bundle));
+    }
+    if let Some(located) = locate_in(&file, &what, bundle)? {
+        return Ok(Found::Regular(file, located));
+    }
     if !sig.exists() {
         return Err(SignError::NoSignature { path: path.into(), sig });
     }
@@ -671,7 +733,11 @@ fn locate(path: &Path, signature: Option<&Path>) -> Result<(File, Located), Sign
         path: path.into(),
         sig: sig.clone(),
     })?;
-    Ok((file, located))
+    Ok(Found::Regular(file, located))
+}
+
+fn is_regular(file: &File, what: &str) -> Result<bool, SignError> {
+    Ok(file.metadata().map_err(|e| SignError::io(what, e))?.is_file())
 }
 
 /// With `bundle`, the whole file is the module; without, the signature embedded in the file

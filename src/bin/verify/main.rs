@@ -183,9 +183,9 @@ fn classify(error: &SignError) -> (u8, Option<String>) {
             ..
         } => Some("pass a current CRL (`ca crl`)".into()),
         SignError::NoSignature { .. } => Some("sign the module first, or pass its signature with --sig".into()),
-        SignError::NoEmbeddedSignature { .. } => {
-            Some("pass the detached signature with --sig SIG (a module on standard input has no FILE.sig)".into())
-        }
+        SignError::NoEmbeddedSignature { .. } => Some(
+            "pass the detached signature with --sig SIG (a module read from a pipe has no FILE.sig beside it)".into(),
+        ),
         SignError::RawKeySignature { .. } => Some("pass the signer's public key with --pubkey".into()),
         SignError::CertificateSignature { .. } => Some("pass the signer's root CA with --root".into()),
         SignError::DigestMismatch | SignError::Truncated { .. } | SignError::Extended { .. } => {
