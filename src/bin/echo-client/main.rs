@@ -448,10 +448,7 @@ fn refuse_key_log_over_inputs(args: &cli::Args) -> Result<(), CliError> {
         return Ok(());
     };
     let key_log = std::path::PathBuf::from(key_log);
-    let mut inputs = Vec::new();
-    if let Some(path) = Some(&args.ca) {
-        inputs.push(tessera::cli::FileArg::new("the root (--ca)", path));
-    }
+    let mut inputs = vec![tessera::cli::FileArg::new("the root (--ca)", &args.ca)];
     if let Some(path) = args.cert.as_ref() {
         inputs.push(tessera::cli::FileArg::new("the certificate chain (--cert)", path));
     }

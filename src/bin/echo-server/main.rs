@@ -385,13 +385,10 @@ fn refuse_key_log_over_inputs(args: &cli::Args) -> Result<(), CliError> {
         return Ok(());
     };
     let key_log = std::path::PathBuf::from(key_log);
-    let mut inputs = Vec::new();
-    if let Some(path) = Some(&args.cert) {
-        inputs.push(tessera::cli::FileArg::new("the certificate chain (--cert)", path));
-    }
-    if let Some(path) = Some(&args.key) {
-        inputs.push(tessera::cli::FileArg::new("the key (--key)", path));
-    }
+    let mut inputs = vec![
+        tessera::cli::FileArg::new("the certificate chain (--cert)", &args.cert),
+        tessera::cli::FileArg::new("the key (--key)", &args.key),
+    ];
     if let Some(path) = args.passphrase_file.as_ref() {
         inputs.push(tessera::cli::FileArg::new(
             "the passphrase file (--passphrase-file)",
