@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         )
         .unwrap();
     std::fs::write(dir.path().join("module.bin.sig"), bundle.to_pem()).unwrap();
-    let verifier = Verifier::with_public_key(signer.public_key(), now);
+    let verifier = Verifier::with_public_key(signer.public_key()).at(now);
 
     let mut best_verify = Duration::MAX;
     let mut best_openssl = Duration::MAX;

@@ -272,6 +272,200 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent_dir(path))?.sync_all()
 }
 
+/// One file a command reads or writes: the path as the user gave it, and what the command calls
+/// it in messages (`"the module (FILE)"`, `"--extract"`). The path `-` stands for standard input
+/// (among inputs) or standard output (among outputs).
+#[derive(Clone, Copy, Debug)]
+pub struct FileArg<'a> {
+    /// How messages name it: a flag or a short description.
+    pub role: &'a str,
+    /// The path as given.
+    pub path: &'a Path,
+}
+
+impl<'a> FileArg<'a> {
+    /// A file named `role` in messages.
+    pub fn new(role: &'a str, path: &'a Path) -> Self {
+        Self { role, path }
+    }
+}
+
+/// An output that is the same file as an input: writing it would destroy the input.
+///
+/// Shown as `the output (-o) m.bin is the same file as the module m.bin; refusing to overwrite
+/// an input`; `-` is shown as `standard output` or `standard input`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is the same file as {}; refusing to overwrite an input",
+    describe(output_role, output, "standard output"),
+    describe(input_role, input, "standard input")
+)]
+#[non_exhaustive]
+pub struct SameFileError {
+    /// What the command calls the output.
+    pub output_role: String,
+    /// The output path as given.
+    pub output: PathBuf,
+    /// What the command calls the input.
+    pub input_role: String,
+    /// The input path as given.
+    pub input: PathBuf,
+}
+
+fn describe(role: &str, path: &Path, stdio: &str) -> String {
+    if is_stdio(path) {
+        stdio.to_string()
+    } else {
+        format!("{role} {}", path.display())
+    }
+}
+
+impl From<SameFileError> for crate::cli::CliError {
+    fn from(error: SameFileError) -> Self {
+        Self::usage(error.to_string()).with_hint("write the output to another path; the input was left as it is")
+    }
+}
+
+/// Refuses a command whose output would be one of its inputs: what binaries call before
+/// anything is read or written. As [`find_same_file`], as a usage error (exit 2) with a hint.
+///
+/// # Errors
+/// A [`crate::cli::CliError`] (exit 2) naming both paths.
+pub fn ensure_distinct(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), crate::cli::CliError> {
+    Ok(find_same_file(inputs, outputs)?)
+}
+
+/// Finds an output that would be one of the inputs.
+///
+/// An output and an input are the same file when both exist and have the same device and inode
+/// (whatever the path: `./m`, an absolute path, a symbolic link, a hard link), when `-` output
+/// (standard output) is redirected to an input file, when `-` input (standard input) is
+/// redirected from an output file, or when the output is a dangling symbolic link that resolves
+/// to an input's path (writing through it would create the input). Only regular-file inputs are
+/// compared: reading `/dev/null` or a pipe and writing there loses nothing.
+///
+/// # Errors
+/// [`SameFileError`] naming the first output and input that coincide.
+pub fn find_same_file(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), SameFileError> {
+    let inputs: Vec<(FileArg<'_>, Option<FileId>, Option<PathBuf>)> = inputs
+        .iter()
+        .map(|arg| {
+            let id = if is_stdio(arg.path) {
+                stdio_id(Stdio::In)
+            } else {
+                regular_file_id(arg.path)
+            };
+            let location = (!is_stdio(arg.path)).then(|| resolved_location(arg.path)).flatten();
+            (*arg, id, location)
+        })
+        .collect();
+    for output in outputs {
+        let (id, dangling) = if is_stdio(output.path) {
+            (stdio_id(Stdio::Out), None)
+        } else {
+            match std::fs::metadata(output.path) {
+                Ok(meta) => (Some(FileId::of(&meta)), None),
+                Err(_) => (None, dangling_target(output.path)),
+            }
+        };
+        for (input, input_id, input_location) in &inputs {
+            let same_inode = id.is_some() && id == *input_id;
+            let through_dangling_link = dangling.is_some() && dangling == *input_location;
+            if same_inode || through_dangling_link {
+                return Err(SameFileError {
+                    output_role: output.role.to_string(),
+                    output: output.path.to_path_buf(),
+                    input_role: input.role.to_string(),
+                    input: input.path.to_path_buf(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file's identity: its device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
+}
+
+enum Stdio {
+    In,
+    Out,
+}
+
+fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The identity of a regular file at `path` (following symbolic links); `None` for anything
+/// else or nothing at all.
+fn regular_file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| FileId::of(&m))
+}
+
+/// The identity of the regular file behind standard input or output, if it is one.
+fn stdio_id(which: Stdio) -> Option<FileId> {
+    use std::os::fd::AsFd;
+    let fd = match which {
+        Stdio::In => std::io::stdin().as_fd().try_clone_to_owned(),
+        Stdio::Out => std::io::stdout().as_fd().try_clone_to_owned(),
+    }
+    .ok()?;
+    File::from(fd)
+        .metadata()
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| FileId::of(&m))
+}
+
+/// Where a path points: its canonical form when it exists, else its canonical directory joined
+/// with its file name.
+fn resolved_location(path: &Path) -> Option<PathBuf> {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return Some(canonical);
+    }
+    let absolute = std::path::absolute(path).ok()?;
+    let name = absolute.file_name()?;
+    let dir = std::fs::canonicalize(parent_dir(&absolute)).ok()?;
+    Some(dir.join(name))
+}
+
+/// For a dangling symbolic link, the path that writing through it would create; `None` for
+/// anything else (including a link loop).
+fn dangling_target(path: &Path) -> Option<PathBuf> {
+    const MAX_LINKS: usize = 40;
+    let mut current = std::path::absolute(path).ok()?;
+    let mut followed = false;
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&current).ok()?;
+                current = parent_dir(&current).join(target);
+                followed = true;
+            }
+            Ok(_) => return None,
+            Err(_) => return if followed { resolved_location(&current) } else { None },
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +570,87 @@ mod tests {
         assert_eq!(g.commit(false).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&target).unwrap(), b"whole");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn check(inputs: &[&Path], output: &Path) -> Result<(), SameFileError> {
+        let inputs: Vec<FileArg<'_>> = inputs.iter().map(|p| FileArg::new("the input", p)).collect();
+        find_same_file(&inputs, &[FileArg::new("the output", output)])
+    }
+
+    #[test]
+    fn same_file_by_any_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("m.bin");
+        std::fs::write(&input, b"module").unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"other").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("m.bin", &link).unwrap();
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&input, &hard).unwrap();
+        let dotted = dir.path().join(".").join("m.bin");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let roundabout = sub.join("..").join("m.bin");
+        let link_dir = dir.path().join("linkdir");
+        std::os::unix::fs::symlink(dir.path(), &link_dir).unwrap();
+        let through_dir = link_dir.join("m.bin");
+        for output in [&input, &link, &hard, &dotted, &roundabout, &through_dir] {
+            let err = check(&[&other, &input], output).unwrap_err();
+            assert_eq!(err.output, *output);
+            assert_eq!(err.input, input);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the output {} is the same file as the input {}; refusing to overwrite an input",
+                    output.display(),
+                    input.display()
+                )
+            );
+        }
+        // The input given through a link is found the same way.
+        assert_eq!(check(&[&link], &input).unwrap_err().input, link);
+        assert_eq!(check(&[&hard], &input).unwrap_err().input, hard);
+        // Distinct files, and outputs that do not exist yet, pass.
+        check(&[&input], &other).unwrap();
+        check(&[&input], &dir.path().join("new.sig")).unwrap();
+        // A missing input cannot be destroyed.
+        check(&[&dir.path().join("missing")], &other).unwrap();
+        assert_eq!(std::fs::read(&input).unwrap(), b"module");
+    }
+
+    #[test]
+    fn dangling_links_to_an_input_path_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("later.pem");
+        let link = dir.path().join("out");
+        std::os::unix::fs::symlink("later.pem", &link).unwrap();
+        // Writing through `out` would create `later.pem`, the input path.
+        let err = check(&[&input], &link).unwrap_err();
+        assert_eq!(
+            (err.output.as_path(), err.input.as_path()),
+            (link.as_path(), input.as_path())
+        );
+        // A chain of links, relative to each link's own directory.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let chained = sub.join("chained");
+        std::os::unix::fs::symlink("../out", &chained).unwrap();
+        assert!(check(&[&input], &chained).is_err());
+        // A dangling link elsewhere, and a link loop, are not the input.
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink("nowhere.pem", &elsewhere).unwrap();
+        check(&[&input], &elsewhere).unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", &b).unwrap();
+        check(&[&input], &a).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_count() {
+        // Reading and writing /dev/null destroys nothing.
+        check(&[Path::new("/dev/null")], Path::new("/dev/null")).unwrap();
     }
 }

@@ -309,7 +309,8 @@ fn raw_key_mode_with_an_encrypted_key() {
     std::fs::write(env.path("pass"), "correct horse battery staple\n").unwrap();
     let mut cmd = env.sign();
     cmd.args(["--generate", "me", "--passphrase-file", "pass"]);
-    run(cmd).code(0).stderr(predicate::str::contains("(key id "));
+    // The summary is a result: stdout; stderr stays empty.
+    run(cmd).code(0).stdout(predicate::str::contains("(key id ")).stderr("");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(env.path("me.key")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     assert!(

@@ -75,8 +75,9 @@ fn example_statement_bundle_and_footer_match_the_spec() {
 fn example_bundle_in_the_spec_verifies() {
     let bundle = Bundle::from_pem(section("example-bundle").as_bytes(), "FORMAT.md").unwrap();
     let public = PublicKey::from_pem(section("example-public-key").as_bytes(), "FORMAT.md").unwrap();
-    let verifier =
-        Verifier::with_public_key(public, time::macros::datetime!(2030-01-02 00:00:00 UTC)).require_name("hello.txt");
+    let verifier = Verifier::with_public_key(public)
+        .at(time::macros::datetime!(2030-01-02 00:00:00 UTC))
+        .require_name("hello.txt");
     let verified = verifier
         .verify_reader(&bundle, &b"Hello, Tessera!\n"[..], "hello.txt")
         .unwrap();

@@ -35,7 +35,7 @@ fn detached_round_trip_through_files() {
     std::fs::write(&path, &data).unwrap();
     std::fs::write(dir.path().join("module.so.sig"), bundle.to_pem()).unwrap();
 
-    let verifier = Verifier::new(pki.trust(), now()).require_name("module.so");
+    let verifier = Verifier::new(pki.trust()).at(now()).require_name("module.so");
     let loaded = load_verified(&path, &verifier).unwrap();
     assert_eq!(loaded.bytes(), &data[..]);
     let v = loaded.verification();
@@ -60,7 +60,7 @@ fn embedded_round_trip_gives_back_the_exact_payload() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("module.so.signed");
     std::fs::write(&path, &file).unwrap();
-    let verifier = Verifier::new(pki.trust(), now());
+    let verifier = Verifier::new(pki.trust()).at(now());
     let loaded = verifier.load_verified(&path, None).unwrap();
     assert_eq!(loaded.bytes(), &data[..]);
     assert!(loaded.verification().embedded);
@@ -101,7 +101,7 @@ fn truncated_extended_and_tampered_streams_are_rejected() {
     let signer = Signer::with_certificate(&key, chain).unwrap();
     let data = module();
     let bundle = signer.sign_bytes(&data, &request()).unwrap();
-    let verifier = Verifier::new(pki.trust(), now());
+    let verifier = Verifier::new(pki.trust()).at(now());
     let r = verifier.verify_reader(&bundle, &data[..data.len() - 1], "m");
     assert!(matches!(r, Err(SignError::Truncated { expected, actual }) if expected == 200_000 && actual == 199_999));
     let mut longer = data.clone();
@@ -131,7 +131,7 @@ fn empty_module_signs_and_verifies_and_cannot_be_padded() {
     let signer = Signer::with_certificate(&key, chain).unwrap();
     let bundle = signer.sign_bytes(&[], &request()).unwrap();
     assert_eq!(bundle.statement().length, 0);
-    let verifier = Verifier::new(pki.trust(), now());
+    let verifier = Verifier::new(pki.trust()).at(now());
     let loaded = verifier.verify_reader(&bundle, &[][..], "empty").unwrap();
     assert!(loaded.bytes().is_empty());
     assert!(matches!(
@@ -149,7 +149,8 @@ fn wrong_root_is_untrusted() {
         .unwrap()
         .sign_bytes(b"abc", &request())
         .unwrap();
-    let err = Verifier::new(other.trust(), now())
+    let err = Verifier::new(other.trust())
+        .at(now())
         .verify_reader(&bundle, &b"abc"[..], "m")
         .unwrap_err();
     assert!(
@@ -194,7 +195,8 @@ fn server_certificate_is_refused_by_signer_and_verifier() {
     };
     let signature = signing.sign(&statement.to_der()).to_bytes();
     let bundle = Bundle::from_parts(statement, signature, chain);
-    let err = Verifier::new(pki.trust(), now())
+    let err = Verifier::new(pki.trust())
+        .at(now())
         .verify_reader(&bundle, &b"abc"[..], "m")
         .unwrap_err();
     assert!(
@@ -228,13 +230,15 @@ fn revoked_signer_is_rejected_with_a_crl() {
         .unwrap();
     // Without the CRL the module still verifies; with it, it does not.
     assert!(
-        Verifier::new(pki.trust(), now())
+        Verifier::new(pki.trust())
+            .at(now())
             .verify_reader(&bundle, &b"abc"[..], "m")
             .is_ok()
     );
     let mut trust = pki.trust();
     trust.add_crl(&crl, "crl").unwrap();
-    let err = Verifier::new(trust, now())
+    let err = Verifier::new(trust)
+        .at(now())
         .verify_reader(&bundle, &b"abc"[..], "m")
         .unwrap_err();
     match err {
@@ -294,7 +298,8 @@ fn expired_certificate_is_refused_at_sign_time_and_at_verify_time() {
     let bundle = signer
         .sign_bytes(b"abc", &SignRequest::new("m", issued_at + time::Duration::hours(1)))
         .unwrap();
-    let err = Verifier::new(pki.trust(), now())
+    let err = Verifier::new(pki.trust())
+        .at(now())
         .verify_reader(&bundle, &b"abc"[..], "m")
         .unwrap_err();
     assert!(
@@ -315,7 +320,8 @@ fn wrong_name_and_future_signatures_are_rejected() {
     let (key, chain, _) = pki.code_signer(now() - time::Duration::days(5));
     let signer = Signer::with_certificate(&key, chain).unwrap();
     let bundle = signer.sign_bytes(b"abc", &request()).unwrap();
-    let err = Verifier::new(pki.trust(), now())
+    let err = Verifier::new(pki.trust())
+        .at(now())
         .require_name("other.so")
         .verify_reader(&bundle, &b"abc"[..], "m")
         .unwrap_err();
@@ -323,7 +329,8 @@ fn wrong_name_and_future_signatures_are_rejected() {
     let future = signer
         .sign_bytes(b"abc", &SignRequest::new("m", now() + time::Duration::hours(1)))
         .unwrap();
-    let err = Verifier::new(pki.trust(), now())
+    let err = Verifier::new(pki.trust())
+        .at(now())
         .verify_reader(&future, &b"abc"[..], "m")
         .unwrap_err();
     assert!(matches!(err, SignError::SignedInFuture { .. }), "{err:?}");
@@ -338,18 +345,20 @@ fn raw_key_mode_round_trip_and_cross_mode_refusals() {
     assert_eq!(signer.public_key(), pair.public_key);
     let bundle = signer.sign_bytes(b"raw module", &request()).unwrap();
     assert!(bundle.chain().is_empty());
-    let verifier = Verifier::with_public_key(pair.public_key, now());
+    let verifier = Verifier::with_public_key(pair.public_key).at(now());
     let ok = verifier.verify_reader(&bundle, &b"raw module"[..], "m").unwrap();
     assert_eq!(ok.verification().signer.key_id, pair.public_key.key_id().to_string());
 
     let stranger = generate_key_pair(&dir.path().join("other"), None).unwrap();
-    let err = Verifier::with_public_key(stranger.public_key, now())
+    let err = Verifier::with_public_key(stranger.public_key)
+        .at(now())
         .verify_reader(&bundle, &b"raw module"[..], "m")
         .unwrap_err();
     assert!(matches!(err, SignError::WrongKey { .. }));
 
     let pki = Pki::new(now() - time::Duration::days(10));
-    let err = Verifier::new(pki.trust(), now())
+    let err = Verifier::new(pki.trust())
+        .at(now())
         .verify_reader(&bundle, &b"raw module"[..], "m")
         .unwrap_err();
     assert!(matches!(err, SignError::RawKeySignature { .. }));
@@ -377,10 +386,7 @@ fn absurd_sizes_are_rejected_before_allocation() {
     let n = bytes.len();
     bytes[n - 32..n - 28].copy_from_slice(&u32::MAX.to_be_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let v = Verifier::with_public_key(
-        generate_key_pair(&dir.path().join("k"), None).unwrap().public_key,
-        now(),
-    );
+    let v = Verifier::with_public_key(generate_key_pair(&dir.path().join("k"), None).unwrap().public_key).at(now());
     assert!(matches!(
         v.load_verified(&path, None),
         Err(SignError::BundleTooLarge { .. })
@@ -419,7 +425,7 @@ fn signed_huge_length_is_not_allocated() {
     let path = dir.path().join("m");
     std::fs::write(&path, b"tiny").unwrap();
     std::fs::write(dir.path().join("m.sig"), bundle.to_pem()).unwrap();
-    let v = Verifier::with_public_key(pair.public_key, now());
+    let v = Verifier::with_public_key(pair.public_key).at(now());
     assert!(
         matches!(v.load_verified(&path, None), Err(SignError::Truncated { expected, actual: 4 }) if expected == 1 << 62)
     );
@@ -535,7 +541,7 @@ fn a_root_after_the_signer_certificate_is_refused() {
     assert_eq!(issued.chain.len(), 2);
     let signer = Signer::with_certificate(&key, issued.chain.clone()).unwrap();
     let bundle = signer.sign_bytes(b"deep", &request_for("deep.so")).unwrap();
-    let verifier = Verifier::new(pki.trust(), now());
+    let verifier = Verifier::new(pki.trust()).at(now());
     assert!(verifier.verify_reader(&bundle, &b"deep"[..], "deep.so").is_ok());
     let mut with_root = issued.chain;
     with_root.push(pki.root());

@@ -28,7 +28,7 @@ fn fixture() -> &'static Fixture {
         let bundle = signer
             .sign_bytes(&module, &SignRequest::new("m.so", now() - time::Duration::hours(1)))
             .unwrap();
-        let verifier = Verifier::new(pki.trust(), now()).require_name("m.so");
+        let verifier = Verifier::new(pki.trust()).at(now()).require_name("m.so");
         Fixture {
             _pki: pki,
             verifier,

@@ -24,6 +24,7 @@ mod rotation;
 use std::path::Path;
 
 pub use crate::fsutil::AtomicFile;
+pub use crate::fsutil::{FileArg, SameFileError, ensure_distinct, find_same_file};
 
 pub use args::{parse_args, parse_args_from};
 pub use output::{write_stderr, write_stdout, write_stdout_bytes};

@@ -106,6 +106,13 @@ pub struct PrivateKey {
     algorithm: KeyAlgorithm,
 }
 
+/// True when PEM text holds a private key block (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`,
+/// `EC PRIVATE KEY`, `RSA PRIVATE KEY`, `OPENSSH PRIVATE KEY`, …).
+fn holds_private_key(pem_bytes: &[u8]) -> bool {
+    const MARK: &[u8] = b"PRIVATE KEY-----";
+    pem_bytes.windows(MARK.len()).any(|w| w == MARK)
+}
+
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrivateKey")
@@ -202,19 +209,23 @@ impl PrivateKey {
         })
     }
 
-    /// Reads a PEM key file. Logs a warning when the file is readable by group or others.
+    /// Reads a PEM key file. Logs a warning when the file holds private key material (a
+    /// `… PRIVATE KEY` block) and group or others have any access to it; a public key or a
+    /// certificate given by mistake gets no such warning, only the error that it holds no key.
     ///
     /// # Errors
     /// As [`PrivateKey::from_pem`], and [`PkiError::Io`].
     pub fn load(path: &Path, passphrase: Option<&Passphrase>) -> Result<Self, PkiError> {
         use std::os::unix::fs::PermissionsExt;
         let bytes = Zeroizing::new(read_file(path)?);
-        if let Ok(meta) = std::fs::metadata(path)
+        if holds_private_key(&bytes)
+            && let Ok(meta) = std::fs::metadata(path)
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(
                 path = %path.display(),
-                "private key file is readable by group or others; `chmod 600` it"
+                mode = %format!("{:04o}", meta.permissions().mode() & 0o7777),
+                "private key file is accessible to group or others; `chmod 600` it"
             );
         }
         Self::from_pem(&bytes, passphrase, &path.display().to_string())

@@ -170,11 +170,39 @@ enum Message {
 /// The reader's I/O error, or the first error `sink` returns (reading then stops).
 pub fn hash_stream<R: Read + Send>(
     algorithm: HashAlgorithm,
-    mut reader: R,
+    reader: R,
     limit: Option<u64>,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<StreamDigest> {
+    let mut hasher = algorithm.hasher();
+    let mut length = 0u64;
+    let extended = pump(reader, limit, &mut |data| {
+        hasher.update(data);
+        sink(data)?;
+        length += data.len() as u64;
+        progress(length);
+        Ok(())
+    })?;
+    Ok(StreamDigest {
+        digest: hasher.finalize(),
+        length,
+        extended,
+    })
+}
+
+/// Reads `reader` (at most `limit` bytes when a limit is given) on a helper thread into a small
+/// pool of reused buffers, handing each chunk to `consume` in order while the next is read.
+/// Returns whether at least one byte followed the limit (always false without a limit); that
+/// byte is not handed on.
+///
+/// # Errors
+/// The reader's I/O error, or the first error `consume` returns (reading then stops).
+pub(crate) fn pump<R: Read + Send>(
+    mut reader: R,
+    limit: Option<u64>,
+    consume: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<bool> {
     let buffer_size = match limit {
         Some(l) => usize::try_from(l).unwrap_or(READ_CHUNK).clamp(4096, READ_CHUNK),
         None => READ_CHUNK,
@@ -229,39 +257,25 @@ pub fn hash_stream<R: Read + Send>(
                 }
             }
         });
-        // `consume` owns the hasher's ends of both channels, so when it returns (also early, on
-        // a sink error) they close and the reader thread stops before the scope joins it.
-        consume(algorithm, full_rx, free_tx, sink, progress)
+        // `drain` owns the consumer's ends of both channels, so when it returns (also early, on
+        // a consumer error) they close and the reader thread stops before the scope joins it.
+        drain(full_rx, free_tx, consume)
     })
 }
 
-fn consume(
-    algorithm: HashAlgorithm,
+fn drain(
     full_rx: mpsc::Receiver<Message>,
     free_tx: mpsc::Sender<Vec<u8>>,
-    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    progress: &mut dyn FnMut(u64),
-) -> io::Result<StreamDigest> {
-    let mut hasher = algorithm.hasher();
-    let mut length = 0u64;
+    consume: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<bool> {
     loop {
         match full_rx.recv() {
             Ok(Message::Chunk(buffer, n)) => {
-                let data = buffer.get(..n).unwrap_or_default();
-                hasher.update(data);
-                sink(data)?;
-                length += n as u64;
-                progress(length);
+                consume(buffer.get(..n).unwrap_or_default())?;
                 // The reader may already have finished; a closed pool is fine.
                 let _ = free_tx.send(buffer);
             }
-            Ok(Message::End { extended }) => {
-                return Ok(StreamDigest {
-                    digest: hasher.finalize(),
-                    length,
-                    extended,
-                });
-            }
+            Ok(Message::End { extended }) => return Ok(extended),
             Ok(Message::Failed(e)) => return Err(e),
             Err(_) => return Err(io::Error::other("reader thread stopped unexpectedly")),
         }

@@ -67,6 +67,12 @@ pub enum SignError {
         /// The detached signature file that was looked for.
         sig: PathBuf,
     },
+    /// A module given without a detached signature does not end in an embedded one.
+    #[error("{what} has no embedded signature, and no detached signature was given")]
+    NoEmbeddedSignature {
+        /// The module (`standard input`, say).
+        what: String,
+    },
     /// A public key file is not an Ed25519 public key.
     #[error("{what} is not an Ed25519 public key: {reason}")]
     MalformedPublicKey {
@@ -171,7 +177,7 @@ pub enum SignError {
         now: OffsetDateTime,
     },
     /// The module's logical name differs from the one required.
-    #[error("module is signed as {actual:?}, not {expected:?}")]
+    #[error("module is signed as \"{actual}\", not \"{expected}\"")]
     WrongName {
         /// The name required by the verifier.
         expected: String,

@@ -7,7 +7,13 @@
 //!   [`Bundle::to_pem`] next to the module, or append [`embed::trailer`] to it.
 //! - To load a module: [`load_verified`] / [`Verifier::load_verified`], which returns a
 //!   [`VerifiedModule`] holding the verified bytes.
-//! - To check a stream without keeping it: [`Verifier::verify_stream`].
+//! - To check a stream without keeping it: [`Verifier::verify_stream`] (detached signature),
+//!   [`Verifier::verify_open_file`] (an open file, embedded or detached signature), or
+//!   [`Verifier::verify_embedded_stream`] (a pipe ending in an embedded signature).
+//!
+//! A [`Verifier`] reads the time at each verification (the system clock, unless
+//! [`Verifier::at`] fixes it or [`Verifier::with_clock`] supplies another clock), so one verifier
+//! can live as long as the program.
 //!
 //! The normative format is in `docs/FORMAT.md`.
 //!
@@ -33,7 +39,8 @@
 //! // Verify, pinning the root, and get the verified bytes back.
 //! let mut trust = TrustStore::new();
 //! trust.add_root(ca.root().clone(), "root")?;
-//! let verifier = Verifier::new(trust, now).require_name("module.so");
+//! // `at(now)` fixes the verification time; without it, each verification reads the clock.
+//! let verifier = Verifier::new(trust).at(now).require_name("module.so");
 //! let bundle = Bundle::from_pem(pem.as_bytes(), "module.so.sig")?;
 //! let verified = verifier.verify_reader(&bundle, &module[..], "module.so")?;
 //! assert_eq!(verified.bytes(), module);

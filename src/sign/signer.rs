@@ -170,13 +170,35 @@ impl Signer {
     /// The signature covers the whole statement: context, hash algorithm, digest, length,
     /// name, time and the signer's certificate hash (or raw key).
     pub fn sign_digest(&self, digest: &[u8], length: u64, request: &SignRequest) -> Result<Bundle, SignError> {
-        check_name(&request.name)?;
+        self.check_request(request)?;
         if digest.len() != request.hash.output_len() || length > MAX_MODULE_LEN {
             return Err(SignError::malformed(
                 "new signature",
                 "digest size or module length out of range",
             ));
         }
+        let statement = self.statement(digest.to_vec(), length, request);
+        let signature = self.key.sign(&statement.to_der()).to_bytes();
+        let bundle = Bundle::from_parts(statement, signature, self.chain.clone());
+        check_size(&bundle, request)?;
+        Ok(bundle)
+    }
+
+    fn statement(&self, digest: Vec<u8>, length: u64, request: &SignRequest) -> Statement {
+        Statement {
+            hash: request.hash,
+            digest,
+            length,
+            name: request.name.clone(),
+            signed_at: whole_seconds(request.time),
+            signer: self.id,
+        }
+    }
+
+    /// Everything that can be checked before the module is read: the name, the certificate's
+    /// validity at the signing time, and that a bundle for the smallest module fits.
+    fn check_request(&self, request: &SignRequest) -> Result<(), SignError> {
+        check_name(&request.name)?;
         let time = whole_seconds(request.time);
         if let Some(info) = &self.certificate
             && (time < info.not_before || time > info.not_after)
@@ -188,25 +210,8 @@ impl Signer {
                 time,
             });
         }
-        let statement = Statement {
-            hash: request.hash,
-            digest: digest.to_vec(),
-            length,
-            name: request.name.clone(),
-            signed_at: time,
-            signer: self.id,
-        };
-        let signature = self.key.sign(&statement.to_der()).to_bytes();
-        let bundle = Bundle::from_parts(statement, signature, self.chain.clone());
-        let size = bundle.to_pem().len();
-        if size > MAX_BUNDLE_SIZE {
-            return Err(SignError::BundleTooLarge {
-                what: format!("for {:?}", request.name),
-                size: size as u64,
-                max: MAX_BUNDLE_SIZE as u64,
-            });
-        }
-        Ok(bundle)
+        let smallest = self.statement(vec![0; request.hash.output_len()], 0, request);
+        check_size(&Bundle::from_parts(smallest, [0; 64], self.chain.clone()), request)
     }
 
     /// Signs a module held in memory.
@@ -222,6 +227,9 @@ impl Signer {
     /// `sink` (e.g. to copy the payload while hashing it, for embedding); `progress` gets the
     /// running byte count. `what` names the input in errors.
     ///
+    /// What can be refused without the module (the name, the certificate's validity at the
+    /// signing time, a chain too large for any bundle) is refused before anything is read.
+    ///
     /// # Errors
     /// [`SignError::Io`] for read or sink errors, then as [`Signer::sign_digest`].
     pub fn sign_reader<R: Read + Send>(
@@ -232,8 +240,21 @@ impl Signer {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Bundle, SignError> {
-        check_name(&request.name)?;
+        self.check_request(request)?;
         let out = hash_stream(request.hash, reader, None, sink, progress).map_err(|e| SignError::io(what, e))?;
         self.sign_digest(&out.digest, out.length, request)
     }
+}
+
+/// Refuses a bundle no verifier would accept.
+fn check_size(bundle: &Bundle, request: &SignRequest) -> Result<(), SignError> {
+    let size = bundle.to_pem().len();
+    if size > MAX_BUNDLE_SIZE {
+        return Err(SignError::BundleTooLarge {
+            what: format!("for {:?}", request.name),
+            size: size as u64,
+            max: MAX_BUNDLE_SIZE as u64,
+        });
+    }
+    Ok(())
 }

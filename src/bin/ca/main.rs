@@ -200,6 +200,9 @@ fn crl(cli: &Cli, args: &CrlArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         return Err(CliError::usage("--json and --out - both write to stdout; choose one").into());
     }
     let lifetime = days(args.crl_days)?;
+    if let Some(out) = &args.out {
+        same_file::crl(cli, out)?;
+    }
     let ca = open_ca(cli, &cli.dir)?;
     let der = ca.write_crl(now, lifetime)?;
     let pem = pki::pem::to_pem(pki::pem::X509_CRL, &der);
@@ -278,6 +281,7 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     for cidr in &args.permit_ip {
         request.permitted_ip.push(parse_cidr(cidr)?);
     }
+    same_file::init(cli, args)?;
     if cli.dir.join("ca.pem").exists() {
         return Err(CaError::AlreadyInitialised { dir: cli.dir.clone() }.into());
     }
@@ -368,6 +372,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     }
     // The output names, before anything is asked or issued.
     let prefix = CertificateAuthority::output_prefix(&cli.dir, args.out.as_deref(), &args.name)?;
+    same_file::issue(cli, args, &prefix)?;
     if let Some(csr) = &args.csr {
         request.csr = Some(read_input(csr)?);
     }
@@ -693,5 +698,117 @@ fn display_name(path: &Path) -> String {
         "standard input".into()
     } else {
         path.display().to_string()
+    }
+}
+
+/// No output may be one of a command's inputs, or a file of a CA: refused (exit 2) before
+/// anything is written.
+mod same_file {
+    use std::path::{Path, PathBuf};
+
+    use tessera::cli::{CliError, FileArg, ensure_distinct};
+
+    use crate::cli::{Cli, InitArgs, IssueArgs};
+
+    /// The files of a CA directory.
+    const CA_FILES: [&str; 6] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db"];
+
+    fn ca_files(dir: &Path) -> Vec<(String, PathBuf)> {
+        let roles = ["certificate", "key", "chain", "CRL", "database", "database"];
+        CA_FILES
+            .iter()
+            .zip(roles)
+            .map(|(name, role)| (format!("the CA's {role}"), dir.join(name)))
+            .collect()
+    }
+
+    fn file_args(files: &[(String, PathBuf)]) -> Vec<FileArg<'_>> {
+        files.iter().map(|(role, path)| FileArg::new(role, path)).collect()
+    }
+
+    fn passphrase_files<'a>(cli: &'a Cli, extra: &[(&'a str, &'a Option<PathBuf>)]) -> Vec<FileArg<'a>> {
+        let mut inputs = Vec::new();
+        if let Some(file) = &cli.passphrase_file {
+            inputs.push(FileArg::new("the passphrase file (--passphrase-file)", file));
+        }
+        for (role, file) in extra {
+            if let Some(file) = file {
+                inputs.push(FileArg::new(role, file));
+            }
+        }
+        inputs
+    }
+
+    /// `ca init`: the new CA's files are outputs; passphrase files are inputs.
+    pub(crate) fn init(cli: &Cli, args: &InitArgs) -> Result<(), CliError> {
+        let inputs = passphrase_files(
+            cli,
+            &[(
+                "the parent's passphrase file (--parent-passphrase-file)",
+                &args.parent_passphrase_file,
+            )],
+        );
+        let outputs = ca_files(&cli.dir);
+        ensure_distinct(&inputs, &file_args(&outputs))
+    }
+
+    /// `ca issue`: PREFIX.pem, PREFIX.key and PREFIX.chain.pem are outputs; the CSR, passphrase
+    /// files and the CA's own files are inputs.
+    pub(crate) fn issue(cli: &Cli, issue: &IssueArgs, prefix: &Path) -> Result<(), CliError> {
+        let mut inputs = passphrase_files(
+            cli,
+            &[
+                ("the request (--csr)", &issue.csr),
+                (
+                    "the key passphrase file (--key-passphrase-file)",
+                    &issue.key_passphrase_file,
+                ),
+            ],
+        );
+        let ca = ca_files(&cli.dir);
+        inputs.extend(file_args(&ca));
+        let outputs: Vec<(String, PathBuf)> = [".pem", ".key", ".chain.pem"]
+            .iter()
+            .map(|suffix| {
+                let mut path = prefix.as_os_str().to_owned();
+                path.push(suffix);
+                (format!("the output PREFIX{suffix} (--out)"), PathBuf::from(path))
+            })
+            .collect();
+        ensure_distinct(&inputs, &file_args(&outputs))
+    }
+
+    /// `ca crl --out FILE`: FILE may be the CA's own crl.pem (the same CRL), but no other file
+    /// of this CA or of any other CA directory, and no passphrase file.
+    pub(crate) fn crl(cli: &Cli, out: &Path) -> Result<(), CliError> {
+        let mut inputs = passphrase_files(cli, &[]);
+        let own: Vec<(String, PathBuf)> = ca_files(&cli.dir)
+            .into_iter()
+            .filter(|(_, path)| !path.ends_with("crl.pem"))
+            .collect();
+        inputs.extend(file_args(&own));
+        let output = [FileArg::new("the output (--out)", out)];
+        ensure_distinct(&inputs, &output)?;
+        let Some(name) = out.file_name().and_then(|n| n.to_str()) else {
+            return Ok(());
+        };
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let is_ca_dir = dir.join("ca.pem").exists() && dir.join("ca.key").exists();
+        let own_crl = name == "crl.pem"
+            && std::fs::canonicalize(dir)
+                .ok()
+                .is_some_and(|d| std::fs::canonicalize(&cli.dir).ok() == Some(d));
+        if CA_FILES.contains(&name) && is_ca_dir && !own_crl {
+            return Err(CliError::usage(format!(
+                "the output (--out) {} is a file of the CA in {}; refusing to replace it",
+                out.display(),
+                dir.display()
+            ))
+            .with_hint("write the CRL to another path; `ca crl` keeps this CA's own crl.pem up to date"));
+        }
+        Ok(())
     }
 }

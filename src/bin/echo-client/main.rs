@@ -118,6 +118,7 @@ impl Target {
 }
 
 fn run(args: cli::Args) -> anyhow::Result<()> {
+    refuse_key_log_over_inputs(&args)?;
     let policy = args.rotation.policy().map_err(CliError::usage)?;
     let connect_timeout = cli::seconds(args.connect_timeout, "--connect-timeout").map_err(CliError::usage)?;
     let io_timeout = cli::seconds(args.timeout, "--timeout").map_err(CliError::usage)?;
@@ -439,4 +440,32 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted.get(rank - 1).copied().unwrap_or(0.0)
+}
+
+/// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
+fn refuse_key_log_over_inputs(args: &cli::Args) -> Result<(), CliError> {
+    let Some(key_log) = std::env::var_os("SSLKEYLOGFILE").filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let key_log = std::path::PathBuf::from(key_log);
+    let mut inputs = vec![tessera::cli::FileArg::new("the root (--ca)", &args.ca)];
+    if let Some(path) = args.cert.as_ref() {
+        inputs.push(tessera::cli::FileArg::new("the certificate chain (--cert)", path));
+    }
+    if let Some(path) = args.key.as_ref() {
+        inputs.push(tessera::cli::FileArg::new("the key (--key)", path));
+    }
+    if let Some(path) = args.passphrase_file.as_ref() {
+        inputs.push(tessera::cli::FileArg::new(
+            "the passphrase file (--passphrase-file)",
+            path,
+        ));
+    }
+    for crl in &args.crl {
+        inputs.push(tessera::cli::FileArg::new("the CRL (--crl)", crl));
+    }
+    tessera::cli::ensure_distinct(
+        &inputs,
+        &[tessera::cli::FileArg::new("the key log (SSLKEYLOGFILE)", &key_log)],
+    )
 }

@@ -54,6 +54,7 @@ struct Limits {
 }
 
 fn run(args: cli::Args) -> anyhow::Result<()> {
+    refuse_key_log_over_inputs(&args)?;
     let policy = args.rotation.policy().map_err(CliError::usage)?;
     let limits = Arc::new(Limits {
         policy,
@@ -376,4 +377,32 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
+fn refuse_key_log_over_inputs(args: &cli::Args) -> Result<(), CliError> {
+    let Some(key_log) = std::env::var_os("SSLKEYLOGFILE").filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let key_log = std::path::PathBuf::from(key_log);
+    let mut inputs = vec![
+        tessera::cli::FileArg::new("the certificate chain (--cert)", &args.cert),
+        tessera::cli::FileArg::new("the key (--key)", &args.key),
+    ];
+    if let Some(path) = args.passphrase_file.as_ref() {
+        inputs.push(tessera::cli::FileArg::new(
+            "the passphrase file (--passphrase-file)",
+            path,
+        ));
+    }
+    if let Some(path) = args.client_ca.as_ref() {
+        inputs.push(tessera::cli::FileArg::new("the client CA (--client-ca)", path));
+    }
+    for crl in &args.crl {
+        inputs.push(tessera::cli::FileArg::new("the CRL (--crl)", crl));
+    }
+    tessera::cli::ensure_distinct(
+        &inputs,
+        &[tessera::cli::FileArg::new("the key log (SSLKEYLOGFILE)", &key_log)],
+    )
 }

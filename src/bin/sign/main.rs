@@ -2,7 +2,7 @@
 //! detached `FILE.sig` or a copy of the module with the signature appended.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,10 +10,9 @@ use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use tessera::cli::AtomicFile;
-use tessera::cli::{CliError, exit, read_passphrase};
-use tessera::pki::{PrivateKey, hex, pem, rfc3339};
-use tessera::sign::{Bundle, HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
+use tessera::cli::{AtomicFile, CliError, FileArg, exit, printable, read_passphrase};
+use tessera::pki::{PkiError, PrivateKey, hex, pem, rfc3339};
+use tessera::sign::{HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
 
 const TOOL: &str = "sign";
 
@@ -23,16 +22,26 @@ const EXAMPLES: &str = "EXAMPLES:
   sign module.so --key signer.key --cert signer.chain.pem --embed    # writes module.so.signed
   sign module.so --key signer.key --cert signer.chain.pem --name plugins/module.so --hash sha3-512
 
+  # standard input and output
+  build | sign - --name module.so --key signer.key --cert signer.chain.pem > module.so.sig
+  sign module.so --key signer.key --cert signer.chain.pem -o - | ssh host 'cat > module.so.sig'
+
   # raw-key mode (no CA): make a key pair once, then sign with it
   sign --generate me                 # writes me.key (0600, encrypted) and me.pub
   sign module.so --key me.key        # verify with: verify module.so --pubkey me.pub";
 
+const EXIT_CODES: &str = "EXIT CODES:
+  0  signed (or key pair generated)
+  2  usage error, including an output that is one of the inputs (nothing is written)
+  3  could not sign: unreadable input, wrong passphrase, a key or certificate unfit for
+     signing, an output that exists (--generate) or cannot be written";
+
 /// Sign a load module.
 #[derive(Debug, Parser)]
-#[command(name = "sign", version, after_help = format!("{EXAMPLES}\n\n{}", tessera::cli::EXIT_CODES_HELP))]
+#[command(name = "sign", version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
 struct Cli {
-    /// The module to sign (`-` reads standard input; then --name is required and the
-    /// signature goes to stdout unless -o is given).
+    /// The module to sign (`-` reads standard input; then --name is required and the signature
+    /// goes to standard output unless -o is given).
     #[arg(required_unless_present = "generate")]
     file: Option<PathBuf>,
     /// The signer's Ed25519 private key (PKCS#8 PEM, possibly encrypted).
@@ -41,7 +50,8 @@ struct Cli {
     /// The signer's certificate followed by intermediates (PEM). Without it, signs in raw-key mode.
     #[arg(long, value_name = "CHAIN")]
     cert: Option<PathBuf>,
-    /// Where to write: default FILE.sig, or FILE.signed with --embed. Replaced atomically.
+    /// Where to write: default FILE.sig, or FILE.signed with --embed; `-` is standard output.
+    /// A file is replaced atomically; it may not be one of the inputs.
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
     /// Write a copy of FILE with the signature appended instead of a detached signature.
@@ -62,10 +72,10 @@ struct Cli {
     /// With --generate: store the private key unencrypted.
     #[arg(long, requires = "generate")]
     no_passphrase: bool,
-    /// Print the result as JSON on stdout (with `-` as FILE, only together with -o).
+    /// Print the result as JSON on stdout (not with the signature on stdout).
     #[arg(long)]
     json: bool,
-    /// Print nothing on success and no progress bar.
+    /// Print only errors; no progress bar.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -78,13 +88,24 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(cli.quiet, false);
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| e.downcast_ref::<SignError>().map(classify)),
+        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| {
+            e.downcast_ref::<SignError>()
+                .map(classify)
+                .or_else(|| e.downcast_ref::<PkiError>().map(classify_pki))
+        }),
     }
+}
+
+/// `sign` never judges a module: a certificate the PKI rules refuse is unfit for signing
+/// (exit 3), not a rejection (exit 1).
+fn classify_pki(error: &PkiError) -> (u8, Option<String>) {
+    let (code, hint) = tessera::cli::classify_pki(error);
+    (if code == exit::REJECTED { exit::FAILURE } else { code }, hint)
 }
 
 fn classify(error: &SignError) -> (u8, Option<String>) {
     let hint = match error {
-        SignError::Pki(pki) => return tessera::cli::classify_pki(pki),
+        SignError::Pki(pki) => return classify_pki(pki),
         SignError::KeyMismatch { .. } => {
             Some("pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)".into())
         }
@@ -101,7 +122,7 @@ fn classify(error: &SignError) -> (u8, Option<String>) {
         }
         _ => None,
     };
-    // A refusal to sign is a usage problem of the inputs, not a verdict on a module.
+    // A refusal to sign is a problem of the inputs, not a verdict on a module.
     (exit::FAILURE, hint)
 }
 
@@ -120,6 +141,25 @@ struct Report<'a> {
     key_id: String,
 }
 
+/// Where the signature (or signed copy) goes.
+enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Output {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Stdout => Path::new("-"),
+            Self::File(path) => path,
+        }
+    }
+}
+
+fn is_dash(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     if let Some(prefix) = &cli.generate {
         return generate(cli, prefix);
@@ -127,7 +167,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let (Some(file), Some(key_path)) = (&cli.file, &cli.key) else {
         return Err(CliError::usage("FILE and --key are required").into());
     };
-    let stdin = file.as_os_str() == "-";
+    let stdin = is_dash(file);
     let name = match (&cli.name, stdin) {
         (Some(n), _) => n.clone(),
         (None, true) => return Err(CliError::usage("--name is required when signing standard input").into()),
@@ -137,16 +177,43 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             .map(str::to_string)
             .ok_or_else(|| CliError::usage(format!("cannot take a name from {}; give --name", file.display())))?,
     };
-    if stdin && cli.embed {
-        return Err(CliError::usage("--embed needs a file, not standard input").into());
+    let output = match &cli.output {
+        Some(path) if is_dash(path) => Output::Stdout,
+        Some(path) => Output::File(path.clone()),
+        None if stdin => Output::Stdout,
+        None => {
+            let mut out = file.as_os_str().to_owned();
+            out.push(if cli.embed { ".signed" } else { ".sig" });
+            Output::File(PathBuf::from(out))
+        }
+    };
+    if cli.json && matches!(output, Output::Stdout) {
+        let message = if cli.output.is_none() {
+            "--json with standard input needs -o: the signature would go to stdout too"
+        } else {
+            "--json and -o - would both write to standard output"
+        };
+        return Err(CliError::usage(message)
+            .with_hint("write the signature to a file with -o OUT; --json then prints only the report")
+            .into());
     }
-    if stdin && cli.json && cli.output.is_none() {
-        return Err(
-            CliError::usage("--json with standard input needs -o: the signature would go to stdout too")
-                .with_hint("write the signature to a file with -o OUT; --json then prints only the report")
-                .into(),
-        );
+    let mut inputs = vec![
+        FileArg::new("the module", file),
+        FileArg::new("the key (--key)", key_path),
+    ];
+    if let Some(chain) = &cli.cert {
+        inputs.push(FileArg::new("the chain (--cert)", chain));
     }
+    if let Some(pass) = &cli.passphrase_file {
+        inputs.push(FileArg::new("the passphrase file", pass));
+    }
+    let role = if cli.output.is_some() {
+        "the output (-o)"
+    } else {
+        "the output"
+    };
+    tessera::cli::ensure_distinct(&inputs, &[FileArg::new(role, output.path())])?;
+
     let hash: HashAlgorithm = cli.hash.parse().map_err(CliError::usage)?;
     let passphrase = tessera::cli::passphrase_for_key(
         key_path,
@@ -159,70 +226,35 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         None => Signer::with_raw_key(&key)?,
     };
     drop(key);
-    let request = SignRequest::new(name.clone(), OffsetDateTime::now_utc()).with_hash(hash);
-    let output = cli.output.clone().unwrap_or_else(|| {
-        let mut out = file.as_os_str().to_owned();
-        out.push(if cli.embed { ".signed" } else { ".sig" });
-        PathBuf::from(out)
-    });
+    let request = SignRequest::new(name, OffsetDateTime::now_utc()).with_hash(hash);
 
     let bundle = if stdin {
-        let what = "standard input".to_string();
-        signer.sign_reader(std::io::stdin(), &what, &request, &mut |_| Ok(()), &mut |_| {})?
+        sign_to(cli, &signer, &request, io::stdin(), "standard input", 0, &output)?
     } else {
-        let input = std::fs::File::open(file).map_err(|e| SignError::Io {
-            path: file.clone(),
-            source: e,
-        })?;
+        let input = std::fs::File::open(file).map_err(|e| io_error(file, e))?;
         let size = input.metadata().map(|m| m.len()).unwrap_or(0);
-        let bar = progress_bar(cli, size);
-        let what = file.display().to_string();
-        if cli.embed {
-            let mut out = AtomicFile::create(&output).map_err(|e| io_error(&output, e))?;
-            let mut write_error = None;
-            let bundle = signer.sign_reader(
-                &input,
-                &what,
-                &request,
-                &mut |chunk| out.write_all(chunk).inspect_err(|e| write_error = Some(e.kind())),
-                &mut |done| bar.set_position(done),
-            );
-            let bundle = match (bundle, write_error) {
-                (Err(SignError::Io { source, .. }), Some(_)) => return Err(io_error(&output, source).into()),
-                (result, _) => result?,
-            };
-            let trailer = embed::trailer(&bundle)?;
-            out.write_all(&trailer).map_err(|e| io_error(&output, e))?;
-            out.commit(true).map_err(|e| io_error(&output, e))?;
-            bar.finish_and_clear();
-            bundle
-        } else {
-            let bundle = signer.sign_reader(&input, &what, &request, &mut |_| Ok(()), &mut |d| bar.set_position(d))?;
-            bar.finish_and_clear();
-            bundle
-        }
+        sign_to(
+            cli,
+            &signer,
+            &request,
+            &input,
+            &file.display().to_string(),
+            size,
+            &output,
+        )?
     };
-    if !cli.embed {
-        write_detached(cli, stdin, &output, &bundle)?;
+
+    if matches!(output, Output::Stdout) || (cli.quiet && !cli.json) {
+        return Ok(());
     }
     let statement = bundle.statement();
-    let out_name = if stdin && cli.output.is_none() {
-        "-".to_string()
-    } else {
-        output.display().to_string()
-    };
-    let (signer_text, key_id) = match signer.certificate() {
-        Some(info) => (
-            format!("{} (serial {})", info.subject, info.serial),
-            signer.public_key().key_id().to_string(),
-        ),
-        None => {
-            let id = signer.public_key().key_id().to_string();
-            (format!("raw key {id}"), id)
-        }
+    let key_id = signer.public_key().key_id().to_string();
+    let signer_text = match signer.certificate() {
+        Some(info) => format!("{} (serial {})", info.subject, info.serial),
+        None => format!("raw key {key_id}"),
     };
     let report = Report {
-        output: out_name,
+        output: output.path().display().to_string(),
         mode: if signer.certificate().is_some() {
             "certificate"
         } else {
@@ -239,32 +271,126 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     if cli.json {
         tessera::cli::print_json(&report)?;
-    } else if !cli.quiet {
-        tessera::errln!(
-            "{TOOL}: signed {:?} ({} bytes, {} {}) as {} at {}; wrote {}",
-            report.name,
-            report.length,
-            report.hash,
-            report.digest,
-            report.signer,
-            rfc3339(report.signed_at),
-            report.output
-        );
+    } else {
+        tessera::cli::write_stdout_bytes(
+            format!(
+                "signed {} ({} bytes, {} {})\n  signer:    {}\n  signed at: {}\n  wrote:     {}\n",
+                printable(report.name),
+                report.length,
+                report.hash,
+                report.digest,
+                printable(&report.signer),
+                rfc3339(report.signed_at),
+                printable(&report.output)
+            )
+            .as_bytes(),
+        )?;
     }
     Ok(())
 }
 
-fn write_detached(cli: &Cli, stdin: bool, output: &Path, bundle: &Bundle) -> anyhow::Result<()> {
-    let pem = bundle.to_pem();
-    if stdin && cli.output.is_none() {
-        tessera::cli::write_stdout_bytes(pem.as_bytes())?;
-        return Ok(());
+/// Signs the module read from `input` and writes the detached signature, or with --embed the
+/// module followed by its signature, to `output`.
+fn sign_to<R: io::Read + Send>(
+    cli: &Cli,
+    signer: &Signer,
+    request: &SignRequest,
+    input: R,
+    what: &str,
+    size: u64,
+    output: &Output,
+) -> anyhow::Result<tessera::sign::Bundle> {
+    let bar = tessera::cli::progress_bar(cli.quiet || cli.json, size, "hashing");
+    let mut progress = |done| bar.set_position(done);
+    if !cli.embed {
+        let bundle = signer.sign_reader(input, what, request, &mut |_| Ok(()), &mut progress)?;
+        bar.finish_and_clear();
+        let pem = bundle.to_pem();
+        match output {
+            Output::Stdout => tessera::cli::write_stdout_bytes(pem.as_bytes())?,
+            Output::File(path) => tessera::cli::write_atomic(path, pem.as_bytes()).map_err(|e| io_error(path, e))?,
+        }
+        return Ok(bundle);
     }
-    tessera::cli::write_atomic(output, pem.as_bytes()).map_err(|e| io_error(output, e))?;
-    Ok(())
+    // Embedded: the payload is copied while it is hashed, then the signature follows.
+    let mut sink = match output {
+        Output::Stdout => Sink::Stdout(io::stdout().lock()),
+        Output::File(path) => Sink::File(AtomicFile::create(path).map_err(|e| io_error(path, e))?),
+    };
+    let mut write_error = None;
+    let bundle = signer.sign_reader(
+        input,
+        what,
+        request,
+        &mut |chunk| sink.write_all(chunk).inspect_err(|e| write_error = Some(e.kind())),
+        &mut progress,
+    );
+    let bundle = match (bundle, write_error) {
+        (Err(SignError::Io { source, .. }), Some(_)) => return Err(write_failed(output, source)),
+        (result, _) => result?,
+    };
+    let trailer = embed::trailer(&bundle)?;
+    sink.write_all(&trailer).map_err(|e| write_failed(output, e))?;
+    sink.finish().map_err(|e| write_failed(output, e))?;
+    bar.finish_and_clear();
+    Ok(bundle)
+}
+
+/// Where an embedded copy is written as it is made.
+enum Sink<'a> {
+    Stdout(io::StdoutLock<'a>),
+    /// Renamed into place only once complete.
+    File(AtomicFile),
+}
+
+impl Sink<'_> {
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Self::Stdout(mut out) => out.flush(),
+            Self::File(file) => file.commit(true),
+        }
+    }
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Stdout(out) => out.write(buf),
+            Self::File(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Stdout(out) => out.flush(),
+            Self::File(file) => file.flush(),
+        }
+    }
+}
+
+fn write_failed(output: &Output, source: io::Error) -> anyhow::Error {
+    match output {
+        Output::Stdout => CliError::stdout(source).into(),
+        Output::File(path) => io_error(path, source).into(),
+    }
 }
 
 fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
+    let with_ext = |ext: &str| {
+        let mut name = prefix.as_os_str().to_owned();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    let (key_out, pub_out) = (with_ext(".key"), with_ext(".pub"));
+    if let Some(pass) = &cli.passphrase_file {
+        tessera::cli::ensure_distinct(
+            &[FileArg::new("the passphrase file", pass)],
+            &[
+                FileArg::new("the private key", &key_out),
+                FileArg::new("the public key", &pub_out),
+            ],
+        )?;
+    }
     let passphrase = if cli.no_passphrase {
         None
     } else {
@@ -287,23 +413,22 @@ fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
     if cli.json {
         tessera::cli::print_json(&report)?;
     } else if !cli.quiet {
-        tessera::errln!(
-            "{TOOL}: wrote {} (private, keep it secret) and {} (key id {})",
-            report.private_key,
-            report.public_key,
-            report.key_id
-        );
+        tessera::cli::write_stdout_bytes(
+            format!(
+                "wrote {} (private, keep it secret) and {} (key id {})\n",
+                printable(&report.private_key),
+                printable(&report.public_key),
+                report.key_id
+            )
+            .as_bytes(),
+        )?;
     }
     Ok(())
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> SignError {
+fn io_error(path: &Path, source: io::Error) -> SignError {
     SignError::Io {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn progress_bar(cli: &Cli, size: u64) -> indicatif::ProgressBar {
-    tessera::cli::progress_bar(cli.quiet || cli.json, size, "hashing")
 }
