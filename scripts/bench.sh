@@ -4,8 +4,9 @@
 # docs/PERFORMANCE.md. Nothing here runs in `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v minisign >/dev/null 2>&1 || { echo "installing minisign (the verify baseline)"; apt-get update -qq && apt-get install -y -qq minisign >/dev/null; }
 if [ -f benches/sign.rs ]; then
-  echo "== sign/verify: verify throughput vs openssl dgst -sha3-256"
+  echo "== sign/verify: verify throughput vs openssl dgst -sha3-256 and minisign -V"
   cargo bench --bench sign
 fi
 echo "== channel: echo throughput, rotation cost, handshakes, memory"
