@@ -10,6 +10,7 @@
 mod error;
 mod inspect;
 mod key;
+mod pbe;
 pub mod pem;
 mod profile;
 mod trust;
