@@ -136,6 +136,21 @@ pub enum PkiError {
     /// A name in the chain is outside an issuer's name constraints.
     #[error("certificate violates its issuer's name constraints")]
     NameConstraintViolation,
+    /// An issuer's name constraints restrict a name form that rustls-webpki does not evaluate
+    /// (e-mail addresses, URIs, directory names, otherName, …), and the chain holds a name of
+    /// that form: webpki refuses every such certificate, whatever the name.
+    #[error(
+        "the name constraints of {issuer} restrict {form}, which Tessera's verifier does not evaluate: it refuses \
+         every certificate below that CA holding one, and this chain holds {name}"
+    )]
+    UnsupportedNameConstraint {
+        /// Subject of the constraining CA.
+        issuer: String,
+        /// The name form, e.g. `e-mail addresses (rfc822Name)`.
+        form: &'static str,
+        /// The name of that form in the chain, e.g. `email:carol@example.test`.
+        name: String,
+    },
     /// An issuer's path-length constraint is exceeded.
     #[error("certificate chain is longer than an issuer's path length constraint allows")]
     PathLenExceeded,
@@ -175,6 +190,7 @@ impl PkiError {
                 | Self::UnknownIssuer
                 | Self::BadCaUse { .. }
                 | Self::NameConstraintViolation
+                | Self::UnsupportedNameConstraint { .. }
                 | Self::PathLenExceeded
                 | Self::BadSignature
                 | Self::RevocationUnknown { .. }
