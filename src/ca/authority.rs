@@ -262,6 +262,18 @@ impl InitRequest {
         }
     }
 
+    /// Checks the request before any key is made: names, e-mail constraints (refused: see
+    /// [`InitRequest::permitted_email`]), wildcards and host bits in constraints, a permitted
+    /// DNS subtree that an excluded one covers. [`CertificateAuthority::init`] and
+    /// [`CertificateAuthority::init_intermediate`] call it too.
+    ///
+    /// # Errors
+    /// [`CaError::InvalidRequest`] naming the parameter and what is wrong.
+    pub fn validate(&self) -> Result<(), CaError> {
+        check_name(&self.name)?;
+        check::init_request(self)
+    }
+
     fn name_constraints(&self) -> Option<NameConstraints> {
         let mut permitted: Vec<GeneralSubtree> = self
             .permitted_dns
