@@ -32,7 +32,10 @@ fn ok(cmd: &mut Command) -> String {
 
 #[track_caller]
 fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl").args(args).output().expect("openssl is installed");
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
     assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
     out
 }
@@ -133,7 +136,11 @@ impl Pki {
             .arg(&cert)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: openssl verify: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{name}: openssl verify: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
 
         ok(ca(&self.inter())
             .arg("verify")
@@ -197,7 +204,15 @@ fn the_issue_example_a_p256_key_signed_with_sha384_keeps_its_key() {
     openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &s(&key)]);
     let csr = pki.path("m.csr");
     openssl(&[
-        "req", "-new", "-key", &s(&key), "-sha384", "-subj", "/CN=mix.example.test", "-out", &s(&csr),
+        "req",
+        "-new",
+        "-key",
+        &s(&key),
+        "-sha384",
+        "-subj",
+        "/CN=mix.example.test",
+        "-out",
+        &s(&csr),
     ]);
     let der = pki.issue_ok("server", "mix.example.test", &csr, &[], "p256");
     // And OpenSSL can use it with the key: the certificate's key is the private key's.
@@ -207,7 +222,10 @@ fn the_issue_example_a_p256_key_signed_with_sha384_keeps_its_key() {
     let from_key = openssl(&["pkey", "-in", &s(&key), "-pubout"]).stdout;
     assert_eq!(from_cert, from_key);
     let text = String::from_utf8(openssl(&["x509", "-in", &s(&cert), "-noout", "-text"]).stdout).unwrap();
-    assert!(text.contains("NIST CURVE: P-256") || text.contains("prime256v1"), "{text}");
+    assert!(
+        text.contains("NIST CURVE: P-256") || text.contains("prime256v1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -226,13 +244,25 @@ fn every_supported_key_and_digest_is_issued_with_the_exact_key() {
         (
             "rsa2048-pss-sha256",
             RSA2048,
-            &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"],
+            &[
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:digest",
+            ],
             "rsa-2048",
         ),
         (
             "rsa2048-pss-sha512",
             RSA2048,
-            &["-sha512", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"],
+            &[
+                "-sha512",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:digest",
+            ],
             "rsa-2048",
         ),
     ];
@@ -248,20 +278,43 @@ fn keys_tessera_does_not_issue_for_are_named() {
     let pki = Pki::new();
     let dsa_params = pki.path("dsa.params");
     openssl(&[
-        "genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt", "dsa_paramgen_bits:2048", "-out", &s(&dsa_params),
+        "genpkey",
+        "-genparam",
+        "-algorithm",
+        "DSA",
+        "-pkeyopt",
+        "dsa_paramgen_bits:2048",
+        "-out",
+        &s(&dsa_params),
     ]);
     let dsa_newkey = format!("param:{}", s(&dsa_params));
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("p521", vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"], "the request's key is EC P-521"),
-        ("secp256k1", vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"], "the request's key is EC secp256k1"),
+        (
+            "p521",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+            "the request's key is EC P-521",
+        ),
+        (
+            "secp256k1",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+            "the request's key is EC secp256k1",
+        ),
         (
             "brainpool",
             vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:brainpoolP256r1"],
             "the request's key is EC brainpoolP256r1",
         ),
         ("ed448", vec!["-newkey", "ed448"], "the request's key is Ed448"),
-        ("rsa1024", vec!["-newkey", "rsa:1024"], "the request's key is RSA 1024-bit"),
-        ("rsapss", vec!["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"], "the request's key is RSA-PSS"),
+        (
+            "rsa1024",
+            vec!["-newkey", "rsa:1024"],
+            "the request's key is RSA 1024-bit",
+        ),
+        (
+            "rsapss",
+            vec!["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"],
+            "the request's key is RSA-PSS",
+        ),
         ("dsa", vec!["-newkey", &dsa_newkey], "the request's key is DSA"),
     ];
     for (name, newkey, needle) in &cases {
@@ -276,13 +329,33 @@ fn keys_tessera_does_not_issue_for_are_named() {
 fn signature_algorithms_ring_cannot_verify_are_named_not_called_forged() {
     let pki = Pki::new();
     let cases: &[(&str, &[&str], &[&str], &str)] = &[
-        ("p256-sha512", P256, &["-sha512"], "signed with ecdsa-with-SHA512, which Tessera cannot verify for an EC P-256 key"),
-        ("p384-sha512", P384, &["-sha512"], "signed with ecdsa-with-SHA512, which Tessera cannot verify for an EC P-384 key"),
+        (
+            "p256-sha512",
+            P256,
+            &["-sha512"],
+            "signed with ecdsa-with-SHA512, which Tessera cannot verify for an EC P-256 key",
+        ),
+        (
+            "p384-sha512",
+            P384,
+            &["-sha512"],
+            "signed with ecdsa-with-SHA512, which Tessera cannot verify for an EC P-384 key",
+        ),
         ("p256-sha1", P256, &["-sha1"], "signed with ecdsa-with-SHA1"),
         ("rsa-sha1", RSA2048, &["-sha1"], "signed with sha1WithRSAEncryption"),
-        ("rsa-sha224", RSA2048, &["-sha224"], "signed with sha224WithRSAEncryption"),
+        (
+            "rsa-sha224",
+            RSA2048,
+            &["-sha224"],
+            "signed with sha224WithRSAEncryption",
+        ),
         // OpenSSL's default PSS salt is as long as possible; ring verifies a salt as long as the hash.
-        ("rsa-pss-maxsalt", RSA2048, &["-sigopt", "rsa_padding_mode:pss"], "salt of 222 bytes"),
+        (
+            "rsa-pss-maxsalt",
+            RSA2048,
+            &["-sigopt", "rsa_padding_mode:pss"],
+            "salt of 222 bytes",
+        ),
     ];
     for (name, newkey, extra, needle) in cases {
         let csr = pki.csr(name, newkey, extra);
@@ -307,7 +380,13 @@ fn a_forged_or_broken_request_is_said_not_to_verify() {
         for (kind, bytes) in [("signature", signature), ("subject", subject)] {
             let forged = pki.path(&format!("{name}-{kind}.csr"));
             std::fs::write(&forged, pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", bytes))).unwrap();
-            pki.refused("server", &format!("{name}-{kind}"), &forged, &[], "its self-signature does not verify");
+            pki.refused(
+                "server",
+                &format!("{name}-{kind}"),
+                &forged,
+                &[],
+                "its self-signature does not verify",
+            );
         }
     }
 }
@@ -362,7 +441,14 @@ fn what_a_request_asks_for_besides_its_key_and_names_changes_nothing() {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["2.5.29.14", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.35", "2.5.29.37"],
+        [
+            "2.5.29.14",
+            "2.5.29.15",
+            "2.5.29.17",
+            "2.5.29.19",
+            "2.5.29.35",
+            "2.5.29.37"
+        ],
         "only the profile's extensions: {oids:?}"
     );
     // The names are the request's (plus the server's --name).
@@ -410,7 +496,11 @@ fn names_come_from_the_request_unless_san_is_given() {
 
     // Names Tessera cannot put in a certificate are refused by name, unless --san is given.
     for (name, san, needle) in [
-        ("other", "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test", "an otherName (1.3.6.1.4.1.311.20.2.3)"),
+        (
+            "other",
+            "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test",
+            "an otherName (1.3.6.1.4.1.311.20.2.3)",
+        ),
         ("dirname", "dirName:dir_sect", "a directoryName"),
         ("rid", "RID:1.2.3.4", "a registeredID (1.2.3.4)"),
         ("badname", "DNS:bad..name.example", "not a valid DNS name"),
@@ -428,8 +518,17 @@ fn names_come_from_the_request_unless_san_is_given() {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let csr = pki.csr(name, P256, &extra);
         let err = pki.refused("client", name, &csr, &[], needle);
-        assert!(err.contains("ca: hint: give the certificate's names with --san"), "{err}");
-        pki.issue_ok("client", &format!("{name}-with-san"), &csr, &["--san", "dns:c.example.test"], "p256");
+        assert!(
+            err.contains("ca: hint: give the certificate's names with --san"),
+            "{err}"
+        );
+        pki.issue_ok(
+            "client",
+            &format!("{name}-with-san"),
+            &csr,
+            &["--san", "dns:c.example.test"],
+            "p256",
+        );
     }
 }
 
@@ -440,12 +539,27 @@ fn a_key_left_beside_the_request_by_openssl_does_not_block_it() {
     let prefix = pki.path("svc");
     let (key, csr) = (with(&prefix, ".key"), with(&prefix, ".csr"));
     openssl(&[
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &s(&key),
-        "-subj", "/CN=svc.example.test", "-out", &s(&csr),
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&key),
+        "-subj",
+        "/CN=svc.example.test",
+        "-out",
+        &s(&csr),
     ]);
     let key_before = std::fs::read(&key).unwrap();
     pki.issue_ok("server", "svc", &csr, &["--san", "dns:svc.example.test"], "p256");
-    assert_eq!(std::fs::read(&key).unwrap(), key_before, "the requester's key is untouched");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        key_before,
+        "the requester's key is untouched"
+    );
     // Without --csr, an existing PREFIX.key still blocks a new key.
     let out = ca(&pki.inter())
         .args(["issue", "--profile", "server", "--name", "svc.example.test", "--out"])
@@ -460,7 +574,13 @@ fn a_key_left_beside_the_request_by_openssl_does_not_block_it() {
 fn code_signing_needs_an_ed25519_request_and_then_signs_modules() {
     let pki = Pki::new();
     let csr = pki.csr("p256-signer", P256, &[]);
-    let err = pki.refused("code-signing", "p256-signer", &csr, &[], "a code-signing certificate needs an Ed25519 key");
+    let err = pki.refused(
+        "code-signing",
+        "p256-signer",
+        &csr,
+        &[],
+        "a code-signing certificate needs an Ed25519 key",
+    );
     assert!(err.contains("the request's key is EC P-256"), "{err}");
 
     let csr = pki.csr("signer", ED25519, &[]);
@@ -496,7 +616,11 @@ fn request_encodings_and_wrong_inputs() {
     std::fs::write(&der_path, &der).unwrap();
     pki.issue_ok("client", "from-der", &der_path, &[], "p256");
     let new_label = pki.path("new.csr");
-    std::fs::write(&new_label, pem::encode(&pem::Pem::new("NEW CERTIFICATE REQUEST", der.clone()))).unwrap();
+    std::fs::write(
+        &new_label,
+        pem::encode(&pem::Pem::new("NEW CERTIFICATE REQUEST", der.clone())),
+    )
+    .unwrap();
     pki.issue_ok("client", "new-label", &new_label, &[], "p256");
 
     // Two requests, a certificate, garbage, trailing bytes.
@@ -504,7 +628,13 @@ fn request_encodings_and_wrong_inputs() {
     let text = std::fs::read_to_string(&csr).unwrap();
     std::fs::write(&two, format!("{text}{text}")).unwrap();
     pki.refused("client", "two", &two, &[], "it holds 2 certificate requests");
-    pki.refused("client", "cert", &pki.root().join("ca.pem"), &[], "it holds CERTIFICATE, not a certificate request");
+    pki.refused(
+        "client",
+        "cert",
+        &pki.root().join("ca.pem"),
+        &[],
+        "it holds CERTIFICATE, not a certificate request",
+    );
     let garbage = pki.path("garbage.csr");
     std::fs::write(&garbage, "hello").unwrap();
     pki.refused("client", "garbage", &garbage, &[], "neither PEM nor DER");

@@ -553,7 +553,14 @@ impl CertificateAuthority {
         let now = x509_time(now)?;
         check::init_request(request)?;
         if self.info.path_len == Some(0) {
-            return Err(CaError::Refused(PkiError::PathLenExceeded));
+            return Err(CaError::Unusable {
+                what: "the intermediate CA".into(),
+                reason: format!(
+                    "the parent CA {} has path length 0: no CA may follow it, so Tessera's verifier would refuse \
+                     everything the new CA issued",
+                    self.info.subject
+                ),
+            });
         }
         let path_len = match (request.path_len, self.info.path_len) {
             (Some(want), Some(parent)) if u32::from(want) >= parent => {

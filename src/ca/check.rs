@@ -45,6 +45,13 @@ pub(super) fn init_request(request: &InitRequest) -> Result<(), CaError> {
         list.iter()
             .map(|d| {
                 let bare = d.trim_start_matches('.');
+                if let Ok(ip) = bare.parse::<IpAddr>() {
+                    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+                    return Err(CaError::invalid(
+                        flag,
+                        format!("{d:?} is an IP address, not a domain; constrain addresses with --permit-ip {ip}/{prefix}"),
+                    ));
+                }
                 match SubjectAltName::parse(&format!("dns:{bare}")) {
                     Ok(SubjectAltName::Dns(name)) if !name.starts_with('*') => Ok(name),
                     Ok(_) => Err(CaError::invalid(
@@ -215,9 +222,16 @@ pub(super) fn leaf(
             match store.verify(certificate, intermediates, &request.clone().with_name(name.clone())) {
                 Ok(_) => {}
                 Err(PkiError::NameMismatch { .. }) => {
+                    let instead = match name.parse::<IpAddr>() {
+                        Ok(ip) => format!("; for an address write ip:{ip}"),
+                        Err(_) => String::new(),
+                    };
                     return Err(CaError::invalid(
                         "san",
-                        format!("{san} is not a name TLS clients can match (Tessera's verifier refuses {name:?})"),
+                        format!(
+                            "{san} is not a name TLS clients can match: Tessera's verifier refuses a client asking \
+                             for {name:?}{instead}"
+                        ),
                     ));
                 }
                 Err(e) => return Err(refused(e)),
@@ -254,7 +268,11 @@ pub(super) fn new_ca(
         Issuer::from_ca_cert_der(certificate, key.to_key_pair()?).map_err(|e| CaError::build("probe issuer", e))?;
     let probe_key =
         KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| CaError::build("probe key", e))?;
-    let what = "the CA";
+    let what = if chain.len() > 1 {
+        "the intermediate CA"
+    } else {
+        "the root CA"
+    };
     let probe = |san: Option<SanType>| -> Result<Result<(), PkiError>, CaError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();

@@ -577,6 +577,44 @@ mod tests {
         assert_eq!(modulus_bits(&[]), 0);
     }
 
+    /// A P-256 key that presents its public key as a compressed point (OpenSSL never writes
+    /// one into a request, but hand-made requests may).
+    struct Compressed {
+        pair: rcgen::KeyPair,
+        point: Vec<u8>,
+    }
+
+    impl rcgen::PublicKeyData for Compressed {
+        fn der_bytes(&self) -> &[u8] {
+            &self.point
+        }
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        }
+    }
+
+    impl rcgen::SigningKey for Compressed {
+        fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+            self.pair.sign(msg)
+        }
+    }
+
+    #[test]
+    fn a_compressed_point_is_named() {
+        #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+        use rcgen::PublicKeyData;
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let full = pair.der_bytes().to_vec();
+        let mut point = vec![0x02 | (full[64] & 1)];
+        point.extend_from_slice(&full[1..33]);
+        let key = Compressed { pair, point };
+        let request = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
+        match parse(request.der()) {
+            Err(CaError::UnsupportedCsr { reason, .. }) => assert!(reason.contains("compressed point"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn garbage_and_other_pem_are_bad_requests() {
         for input in [
