@@ -505,8 +505,9 @@ impl CertificateAuthority {
     ///
     /// # Errors
     /// [`CaError::AlreadyInitialised`], [`CaError::UnfinishedInit`],
-    /// [`CaError::InvalidRequest`] (also when `now` or the lifetime cannot be expressed in a
-    /// certificate, e.g. [`Duration::MAX`]), I/O errors.
+    /// [`CaError::InvalidRequest`] (see [`InitRequest::validate`]; also when `now` or the
+    /// lifetime cannot be expressed in a certificate, e.g. [`Duration::MAX`]),
+    /// [`CaError::Unusable`] when Tessera's verifier would refuse what the CA issues, I/O errors.
     pub fn init(
         dir: &Path,
         request: &InitRequest,
@@ -540,8 +541,9 @@ impl CertificateAuthority {
     /// Creates an intermediate CA in `dir`, issued (and recorded) by `self`.
     ///
     /// # Errors
-    /// As [`CertificateAuthority::init`]; also [`CaError::Refused`] when `self`'s path length
-    /// forbids another CA below it, [`CaError::OutlivesIssuer`].
+    /// As [`CertificateAuthority::init`]; also [`CaError::Unusable`] when `self`'s path length
+    /// forbids another CA below it or a permitted subtree lies outside `self`'s constraints,
+    /// [`CaError::OutlivesIssuer`].
     pub fn init_intermediate(
         &self,
         dir: &Path,
@@ -913,14 +915,17 @@ impl CertificateAuthority {
     }
 
     /// Issues a leaf certificate. Before anything is handed out, the new certificate is checked
-    /// through [`TrustStore::verify`] against this CA's own chain for the profile's usage, so a
+    /// through [`TrustStore::verify`](crate::pki::TrustStore::verify) against this CA's own
+    /// chain for the profile's usage (a server's once more per DNS name and IP address), so a
     /// certificate that breaks a name constraint or a path length is refused; then it is
-    /// recorded in the database (under its lock, with a fresh unique serial).
+    /// recorded in the database (under its lock, with a fresh unique serial). With a CSR, the
+    /// certificate carries the request's SubjectPublicKeyInfo byte for byte, and its names
+    /// when `sans` is empty; nothing else the request asks for is used.
     ///
     /// # Errors
     /// [`CaError::InvalidRequest`] (also for a `now` or lifetime a certificate cannot carry),
-    /// [`CaError::BadCsr`], [`CaError::OutlivesIssuer`], [`CaError::IssuerNotValid`],
-    /// [`CaError::Refused`], database and I/O errors.
+    /// [`CaError::BadCsr`], [`CaError::UnsupportedCsr`], [`CaError::OutlivesIssuer`],
+    /// [`CaError::IssuerNotValid`], [`CaError::Refused`], database and I/O errors.
     pub fn issue(&self, request: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
         check_name(&request.name)?;
         let now = x509_time(now)?;

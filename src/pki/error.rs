@@ -47,7 +47,7 @@ pub enum PkiError {
     },
     /// Decryption proved the passphrase wrong: the padding of the decrypted data is wrong, or
     /// the decrypted data is not a PKCS#8 key (a damaged file gives the same result).
-    #[error("cannot decrypt {what}: wrong passphrase (or the key file is damaged)")]
+    #[error("cannot decrypt {what}: wrong passphrase or damaged key")]
     WrongPassphrase {
         /// The key file.
         what: String,
