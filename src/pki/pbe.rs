@@ -138,7 +138,7 @@ struct Scheme {
 pub(super) fn decrypt(der: &[u8], passphrase: &[u8], what: &str) -> Result<Zeroizing<Vec<u8>>, PkiError> {
     let malformed = |reason: String| PkiError::malformed(what, reason);
     let (algorithm, ciphertext) = outer(der).map_err(|e| malformed(format!("not an encrypted PKCS#8 key: {e}")))?;
-    let scheme = describe(&algorithm);
+    let scheme = describe(&algorithm).map_err(malformed)?;
     if let Some(reason) = scheme.unsupported {
         return Err(PkiError::UnsupportedEncryption {
             what: what.into(),
@@ -189,27 +189,26 @@ fn lookup<'a>(table: &'a [(&str, &'a str, Support)], oid: &ObjectIdentifier) -> 
         .map(|(_, name, ok)| (*name, *ok))
 }
 
-fn describe(algorithm: &AlgorithmIdentifierRef<'_>) -> Scheme {
+/// Names the scheme of an `EncryptedPrivateKeyInfo`; `Err` when its PBES2 parameters are
+/// malformed (a damaged file, not an unsupported scheme).
+fn describe(algorithm: &AlgorithmIdentifierRef<'_>) -> Result<Scheme, String> {
     let oid = algorithm.oid.to_string();
     if oid == PBES2 {
         return match algorithm.parameters.map(pbes2_parts) {
-            Some(Ok(scheme)) => scheme,
-            _ => Scheme {
-                description: "PBES2".into(),
-                unsupported: Some("its parameters cannot be parsed".into()),
-                legacy: false,
-            },
+            Some(Ok(scheme)) => Ok(scheme),
+            Some(Err(e)) => Err(format!("its PBES2 parameters are malformed: {e}")),
+            None => Err("its PBES2 parameters are missing".into()),
         };
     }
     let known = OTHER_SCHEMES.iter().find(|(o, _, _)| *o == oid);
-    Scheme {
+    Ok(Scheme {
         description: known.map_or_else(
             || format!("an unknown scheme (OID {oid})"),
             |(_, name, _)| (*name).to_string(),
         ),
         unsupported: Some("only PBES2 (RFC 8018) is supported".into()),
         legacy: known.is_some_and(|(_, _, support)| *support == Legacy),
-    }
+    })
 }
 
 /// `PBES2-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, encryptionScheme
