@@ -267,8 +267,17 @@ fn key_certificate_mismatch_and_wrong_key_types_are_refused() {
         Signer::with_certificate(&p256, chain),
         Err(SignError::NotEd25519 { .. })
     ));
+    // The CA no longer issues a P-256 code-signing certificate (it could never sign a module);
+    // a certificate with a P-256 key is still refused by the signer.
+    assert!(matches!(
+        pki.ca.issue(
+            &tessera::ca::IssueRequest::new(Profile::CodeSigning, "P256 Signer").with_key_algorithm(KeyAlgorithm::P256),
+            now() - time::Duration::days(5)
+        ),
+        Err(tessera::ca::CaError::InvalidRequest { field: "key-type", .. })
+    ));
     let (p_key, p_chain, _) = pki.issue(
-        Profile::CodeSigning,
+        Profile::Client,
         "P256 Signer",
         KeyAlgorithm::P256,
         now() - time::Duration::days(5),

@@ -22,21 +22,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertificateSigningRequestParams, CidrSubnet,
-    DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
-    RevokedCertParams, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CidrSubnet, DistinguishedName, DnType,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, RevokedCertParams, SerialNumber,
 };
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, CertificateSigningRequestDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::database::{DATABASE_FILE, Database, LockedDatabase, Record, Revocation, normalise_serial};
 use super::revocation::RevocationReason;
-use super::{CaError, Profile, SubjectAltName};
+use super::{CaError, Profile, SubjectAltName, check, csr};
 use crate::fsutil;
-use crate::pki::{
-    self, CertificateInfo, CrlInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, TrustStore, VerifyRequest, pem,
-};
+use crate::pki::{self, CertificateInfo, CrlInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, pem};
 
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
@@ -242,7 +239,9 @@ pub struct InitRequest {
     pub permitted_dns: Vec<String>,
     /// Permitted IP ranges (name constraints), address and prefix length.
     pub permitted_ip: Vec<(IpAddr, u8)>,
-    /// Permitted e-mail domains or addresses (name constraints).
+    /// Permitted e-mail domains or addresses (name constraints). Always refused: Tessera's
+    /// verifier (rustls-webpki) refuses every e-mail address below a CA with e-mail name
+    /// constraints, so such a CA could never issue an e-mail certificate.
     pub permitted_email: Vec<String>,
     /// Excluded DNS subtrees (name constraints).
     pub excluded_dns: Vec<String>,
@@ -261,6 +260,18 @@ impl InitRequest {
             permitted_email: Vec::new(),
             excluded_dns: Vec::new(),
         }
+    }
+
+    /// Checks the request before any key is made: names, e-mail constraints (refused: see
+    /// [`InitRequest::permitted_email`]), wildcards and host bits in constraints, a permitted
+    /// DNS subtree that an excluded one covers. [`CertificateAuthority::init`] and
+    /// [`CertificateAuthority::init_intermediate`] call it too.
+    ///
+    /// # Errors
+    /// [`CaError::InvalidRequest`] naming the parameter and what is wrong.
+    pub fn validate(&self) -> Result<(), CaError> {
+        check_name(&self.name)?;
+        check::init_request(self)
     }
 
     fn name_constraints(&self) -> Option<NameConstraints> {
@@ -494,8 +505,9 @@ impl CertificateAuthority {
     ///
     /// # Errors
     /// [`CaError::AlreadyInitialised`], [`CaError::UnfinishedInit`],
-    /// [`CaError::InvalidRequest`] (also when `now` or the lifetime cannot be expressed in a
-    /// certificate, e.g. [`Duration::MAX`]), I/O errors.
+    /// [`CaError::InvalidRequest`] (see [`InitRequest::validate`]; also when `now` or the
+    /// lifetime cannot be expressed in a certificate, e.g. [`Duration::MAX`]),
+    /// [`CaError::Unusable`] when Tessera's verifier would refuse what the CA issues, I/O errors.
     pub fn init(
         dir: &Path,
         request: &InitRequest,
@@ -505,6 +517,7 @@ impl CertificateAuthority {
         check_name(&request.name)?;
         let now = x509_time(now)?;
         check_free(dir)?;
+        check::init_request(request)?;
         let lifetime = request.lifetime.unwrap_or(Duration::from_secs(10 * 365 * 86_400));
         if lifetime.is_zero() {
             return Err(CaError::invalid("lifetime", "must be positive"));
@@ -521,14 +534,16 @@ impl CertificateAuthority {
             .self_signed(&key_pair)
             .map_err(|e| CaError::build("CA certificate", e))?;
         let certificate = cert.der().clone();
+        check::new_ca(std::slice::from_ref(&certificate), &key, request, now)?;
         Self::create(dir, certificate.clone(), vec![certificate], key, passphrase)
     }
 
     /// Creates an intermediate CA in `dir`, issued (and recorded) by `self`.
     ///
     /// # Errors
-    /// As [`CertificateAuthority::init`]; also [`CaError::Refused`] when `self`'s path length
-    /// forbids another CA below it, [`CaError::OutlivesIssuer`].
+    /// As [`CertificateAuthority::init`]; also [`CaError::Unusable`] when `self`'s path length
+    /// forbids another CA below it or a permitted subtree lies outside `self`'s constraints,
+    /// [`CaError::OutlivesIssuer`].
     pub fn init_intermediate(
         &self,
         dir: &Path,
@@ -538,8 +553,16 @@ impl CertificateAuthority {
     ) -> Result<Self, CaError> {
         check_name(&request.name)?;
         let now = x509_time(now)?;
+        check::init_request(request)?;
         if self.info.path_len == Some(0) {
-            return Err(CaError::Refused(PkiError::PathLenExceeded));
+            return Err(CaError::Unusable {
+                what: "the intermediate CA".into(),
+                reason: format!(
+                    "the parent CA {} has path length 0: no CA may follow it, so Tessera's verifier would refuse \
+                     everything the new CA issued",
+                    self.info.subject
+                ),
+            });
         }
         let path_len = match (request.path_len, self.info.path_len) {
             (Some(want), Some(parent)) if u32::from(want) >= parent => {
@@ -569,12 +592,13 @@ impl CertificateAuthority {
             .signed_by(&key_pair, &self.issuer()?)
             .map_err(|e| CaError::build("intermediate CA certificate", e))?;
         let certificate = cert.der().clone();
+        let mut chain = vec![certificate.clone()];
+        chain.extend(self.chain.iter().cloned());
+        check::new_ca(&chain, &key, request, now)?;
         let info = CertificateInfo::from_der(&certificate)?;
         locked.db.records.push(record(&info, "intermediate", &certificate, now));
         locked.commit()?;
         drop(locked);
-        let mut chain = vec![certificate.clone()];
-        chain.extend(self.chain.iter().cloned());
         Self::create(dir, certificate, chain, key, passphrase)
     }
 
@@ -891,43 +915,44 @@ impl CertificateAuthority {
     }
 
     /// Issues a leaf certificate. Before anything is handed out, the new certificate is checked
-    /// through [`TrustStore::verify`] against this CA's own chain for the profile's usage, so a
+    /// through [`TrustStore::verify`](crate::pki::TrustStore::verify) against this CA's own
+    /// chain for the profile's usage (a server's once more per DNS name and IP address), so a
     /// certificate that breaks a name constraint or a path length is refused; then it is
-    /// recorded in the database (under its lock, with a fresh unique serial).
+    /// recorded in the database (under its lock, with a fresh unique serial). With a CSR, the
+    /// certificate carries the request's SubjectPublicKeyInfo byte for byte, and its names
+    /// when `sans` is empty; nothing else the request asks for is used.
     ///
     /// # Errors
     /// [`CaError::InvalidRequest`] (also for a `now` or lifetime a certificate cannot carry),
-    /// [`CaError::BadCsr`], [`CaError::OutlivesIssuer`], [`CaError::IssuerNotValid`],
-    /// [`CaError::Refused`], database and I/O errors.
+    /// [`CaError::BadCsr`], [`CaError::UnsupportedCsr`], [`CaError::OutlivesIssuer`],
+    /// [`CaError::IssuerNotValid`], [`CaError::Refused`], database and I/O errors.
     pub fn issue(&self, request: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
         check_name(&request.name)?;
         let now = x509_time(now)?;
-        let csr = request.csr.as_deref().map(parse_csr).transpose()?;
+        let csr = request.csr.as_deref().map(csr::parse).transpose()?;
+        let algorithm = request.key_algorithm.unwrap_or(match request.profile {
+            Profile::CodeSigning => KeyAlgorithm::Ed25519,
+            Profile::Server | Profile::Client => KeyAlgorithm::P256,
+        });
+        match &csr {
+            Some(csr) => check::profile_csr_key(request.profile, csr.key())?,
+            None => check::profile_key(request.profile, algorithm)?,
+        }
         let mut sans = request.sans.clone();
         if sans.is_empty()
             && let Some(csr) = &csr
         {
-            sans = csr_sans(csr);
+            sans = csr.sans()?;
         }
         if request.profile == Profile::Server {
             // A server's common name is also one of its names, as TLS clients only look at SANs.
-            match SubjectAltName::parse(&request.name) {
-                Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) if !sans.contains(&san) => {
-                    sans.insert(0, san);
-                }
-                Ok(SubjectAltName::Dns(_) | SubjectAltName::Ip(_)) => {}
-                _ if sans.is_empty() => {
-                    return Err(CaError::invalid(
-                        "san",
-                        format!(
-                            "a server certificate needs a DNS name or IP address, and {:?} is neither; add --san",
-                            request.name
-                        ),
-                    ));
-                }
-                _ => {}
+            if let Ok(san @ (SubjectAltName::Dns(_) | SubjectAltName::Ip(_))) = SubjectAltName::parse(&request.name)
+                && !sans.contains(&san)
+            {
+                sans.insert(0, san);
             }
         }
+        check::server_names(request.profile, &request.name, &sans)?;
         let default_lifetime = request.profile.default_lifetime();
         let (not_after, clamped) = self.lifetime_end(now, request.lifetime, default_lifetime)?;
 
@@ -948,17 +973,23 @@ impl CertificateAuthority {
         let mut locked = self.lock_database(now)?;
         params.serial_number = Some(unique_serial(&locked.db)?);
         let (cert, key) = match &csr {
-            Some(csr) => (
-                params
-                    .signed_by(&csr.public_key, &issuer)
-                    .map_err(|e| CaError::build("certificate", e))?,
-                None,
-            ),
+            Some(csr) => {
+                let cert = params
+                    .signed_by(&csr.public_key(), &issuer)
+                    .map_err(|e| CaError::build("certificate", e))?;
+                // The certificate must carry the request's SubjectPublicKeyInfo exactly.
+                if spki_of(cert.der())? != csr.spki() {
+                    return Err(CaError::UnsupportedCsr {
+                        reason: format!(
+                            "its {} public key is not encoded the usual way, and Tessera copies keys only byte for byte",
+                            csr.key()
+                        ),
+                        fix: "make the request with OpenSSL (`openssl req -new -key KEY -out REQ.csr`)".into(),
+                    });
+                }
+                (cert, None)
+            }
             None => {
-                let algorithm = request.key_algorithm.unwrap_or(match request.profile {
-                    Profile::CodeSigning => KeyAlgorithm::Ed25519,
-                    Profile::Server | Profile::Client => KeyAlgorithm::P256,
-                });
                 let key = PrivateKey::generate(algorithm)?;
                 let cert = params
                     .signed_by(&key.to_key_pair()?, &issuer)
@@ -969,7 +1000,7 @@ impl CertificateAuthority {
         let certificate = cert.der().clone();
         let mut chain = vec![certificate.clone()];
         chain.extend(self.chain.iter().take(self.chain.len().saturating_sub(1)).cloned());
-        self.self_check(&certificate, request.profile, now)?;
+        check::leaf(self.root(), &self.chain, &certificate, request.profile, &sans, now)?;
 
         let info = CertificateInfo::from_der(&certificate)?;
         locked
@@ -986,23 +1017,6 @@ impl CertificateAuthority {
             clamped,
             ca_dir: self.dir.clone(),
         })
-    }
-
-    /// The one trust path, applied to our own work before it leaves the CA.
-    fn self_check(
-        &self,
-        certificate: &CertificateDer<'_>,
-        profile: Profile,
-        now: OffsetDateTime,
-    ) -> Result<(), CaError> {
-        let mut store = TrustStore::new();
-        store.add_root(self.root().clone(), "root")?;
-        let intermediates: Vec<CertificateDer<'_>> = self.chain.to_vec();
-        match store.verify(certificate, &intermediates, &VerifyRequest::new(profile.usage(), now)) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_rejection() => Err(CaError::Refused(e)),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Marks the certificate with `serial` revoked and writes a fresh CRL; returns the CRL.
@@ -1358,37 +1372,6 @@ fn record(info: &CertificateInfo, profile: &str, certificate: &CertificateDer<'_
         revoked: None,
         certificate: pem::to_pem(pem::CERTIFICATE, certificate),
     }
-}
-
-fn parse_csr(bytes: &[u8]) -> Result<CertificateSigningRequestParams, CaError> {
-    let der = pem::parse_blocks(bytes, pem::CERTIFICATE_REQUEST, "CSR")
-        .ok()
-        .and_then(|blocks| blocks.into_iter().next())
-        .ok_or_else(|| CaError::BadCsr {
-            what: "input".into(),
-            reason: "no -----BEGIN CERTIFICATE REQUEST----- block or DER request found".into(),
-        })?;
-    CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der)).map_err(|e| CaError::BadCsr {
-        what: "input".into(),
-        reason: match e {
-            rcgen::Error::InvalidCertificationRequestSignature => "its self-signature does not verify".into(),
-            other => other.to_string(),
-        },
-    })
-}
-
-fn csr_sans(csr: &CertificateSigningRequestParams) -> Vec<SubjectAltName> {
-    csr.params
-        .subject_alt_names
-        .iter()
-        .filter_map(|san| match san {
-            rcgen::SanType::DnsName(d) => Some(SubjectAltName::Dns(d.as_str().to_string())),
-            rcgen::SanType::IpAddress(ip) => Some(SubjectAltName::Ip(*ip)),
-            rcgen::SanType::Rfc822Name(e) => Some(SubjectAltName::Email(e.as_str().to_string())),
-            rcgen::SanType::URI(u) => Some(SubjectAltName::Uri(u.as_str().to_string())),
-            _ => None,
-        })
-        .collect()
 }
 
 fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, CaError> {

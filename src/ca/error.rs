@@ -70,6 +70,15 @@ pub enum CaError {
     /// length, …): the CA refuses to issue it.
     #[error("refusing to issue: {0}")]
     Refused(#[source] PkiError),
+    /// What a command would create (a CA, a certificate) would be refused by Tessera's own
+    /// verifier, so it is not created. Nothing was written or recorded.
+    #[error("refusing to create {what}: {reason}")]
+    Unusable {
+        /// What would have been created (`the CA`).
+        what: String,
+        /// Why Tessera would refuse it, naming the cause.
+        reason: String,
+    },
     /// A CSR could not be parsed, or its self-signature does not verify.
     #[error("certificate signing request {what} is unusable: {reason}")]
     BadCsr {
@@ -77,6 +86,15 @@ pub enum CaError {
         what: String,
         /// Why.
         reason: String,
+    },
+    /// A well-formed CSR that Tessera will not issue for: its key type, a signature algorithm
+    /// it cannot verify, or a name it cannot put in a certificate. Nothing was issued.
+    #[error("cannot issue for the certificate signing request: {reason}")]
+    UnsupportedCsr {
+        /// What is not supported, named (e.g. `the request's key is EC P-521, …`).
+        reason: String,
+        /// What to do instead.
+        fix: String,
     },
     /// The database names no certificate with this serial.
     #[error("no certificate with serial {serial} was issued by this CA")]
@@ -166,7 +184,7 @@ impl CaError {
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            Self::Refused(_) | Self::OutlivesIssuer { .. } | Self::AlreadyRevoked { .. }
+            Self::Refused(_) | Self::OutlivesIssuer { .. } | Self::AlreadyRevoked { .. } | Self::Unusable { .. }
         )
     }
 

@@ -6,6 +6,8 @@
 //! by the same code that enforces them at verification.
 
 mod authority;
+mod check;
+mod csr;
 mod database;
 mod error;
 mod profile;

@@ -45,17 +45,35 @@ pub enum PkiError {
         /// The key file.
         what: String,
     },
-    /// A private key could not be decrypted with the passphrase given.
+    /// Decryption proved the passphrase wrong: the padding of the decrypted data is wrong, or
+    /// the decrypted data is not a PKCS#8 key (a damaged file gives the same result).
     #[error("cannot decrypt {what}: wrong passphrase or damaged key")]
     WrongPassphrase {
         /// The key file.
         what: String,
     },
+    /// An encrypted key is protected by a scheme Tessera does not read (PBES1, PKCS#12 PBE,
+    /// or PBES2 with another cipher or PRF): the passphrase was not tried.
+    #[error("{what} is encrypted with {scheme}, which Tessera cannot read: {reason}; convert it with `{conversion}`")]
+    UnsupportedEncryption {
+        /// The key file.
+        what: String,
+        /// The scheme, e.g. `PKCS#12 PBE pbeWithSHAAnd3-KeyTripleDES-CBC`.
+        scheme: String,
+        /// What in it Tessera does not read.
+        reason: String,
+        /// The OpenSSL command that re-encrypts it with PBES2 and AES-256-CBC.
+        conversion: &'static str,
+    },
     /// The key's algorithm is not one Tessera supports (Ed25519, ECDSA P-256, ECDSA P-384).
-    #[error("{what}: unsupported key algorithm (expected Ed25519, ECDSA P-256 or P-384)")]
+    #[error(
+        "the key in {what} is {algorithm}, which Tessera does not use (supported: Ed25519, ECDSA P-256, ECDSA P-384)"
+    )]
     UnsupportedKey {
         /// The key file.
         what: String,
+        /// The key's algorithm, e.g. `EC P-521` or `RSA`.
+        algorithm: String,
     },
     /// A key or data file exists and will not be overwritten.
     #[error("{path} already exists; refusing to overwrite it")]
@@ -118,6 +136,21 @@ pub enum PkiError {
     /// A name in the chain is outside an issuer's name constraints.
     #[error("certificate violates its issuer's name constraints")]
     NameConstraintViolation,
+    /// An issuer's name constraints restrict a name form that rustls-webpki does not evaluate
+    /// (e-mail addresses, URIs, directory names, otherName, …), and the chain holds a name of
+    /// that form: webpki refuses every such certificate, whatever the name.
+    #[error(
+        "the name constraints of {issuer} restrict {form}, which Tessera's verifier does not evaluate: it refuses \
+         every certificate below that CA holding one, and this chain holds {name}"
+    )]
+    UnsupportedNameConstraint {
+        /// Subject of the constraining CA.
+        issuer: String,
+        /// The name form, e.g. `e-mail addresses (rfc822Name)`.
+        form: &'static str,
+        /// The name of that form in the chain, e.g. `email:carol@example.test`.
+        name: String,
+    },
     /// An issuer's path-length constraint is exceeded.
     #[error("certificate chain is longer than an issuer's path length constraint allows")]
     PathLenExceeded,
@@ -157,6 +190,7 @@ impl PkiError {
                 | Self::UnknownIssuer
                 | Self::BadCaUse { .. }
                 | Self::NameConstraintViolation
+                | Self::UnsupportedNameConstraint { .. }
                 | Self::PathLenExceeded
                 | Self::BadSignature
                 | Self::RevocationUnknown { .. }

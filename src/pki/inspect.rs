@@ -350,12 +350,26 @@ fn ip_text(bytes: &[u8]) -> String {
 
 fn key_algorithm(cert: &X509Certificate<'_>) -> String {
     use x509_parser::public_key::PublicKey;
-    match cert.public_key().parsed() {
-        Ok(PublicKey::EC(point)) => match point.key_size() {
-            256 => "p256".into(),
-            384 => "p384".into(),
-            n => format!("ec-{n}"),
-        },
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::EC(point)) => {
+            // The curve is named by the parameters, not guessed from the point's size (a
+            // brainpoolP256r1 key is not p256; a P-256 point under a P-384 label is broken).
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match (curve.as_deref(), point.key_size()) {
+                (Some("1.2.840.10045.3.1.7"), 256) => "p256".into(),
+                (Some("1.3.132.0.34"), 384) => "p384".into(),
+                (curve, bits) => {
+                    let name = super::key::algorithm_name("1.2.840.10045.2.1", curve);
+                    format!("{} ({bits}-bit point)", name.to_ascii_lowercase().replace(' ', "-"))
+                }
+            }
+        }
         Ok(PublicKey::RSA(rsa)) => format!("rsa-{}", rsa.key_size()),
         _ => {
             let oid = cert.public_key().algorithm.algorithm.to_id_string();

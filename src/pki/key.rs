@@ -1,4 +1,5 @@
-//! Private keys at rest: PKCS#8 PEM, optionally encrypted (PBES2: scrypt + AES-256-CBC).
+//! Private keys at rest: PKCS#8 PEM, optionally encrypted. Tessera writes PBES2 with scrypt and
+//! AES-256-CBC, and reads every PBES2 variant OpenSSL 3 writes (see [`super::pbe`]).
 
 use std::fmt;
 use std::path::Path;
@@ -19,6 +20,58 @@ const OID_ED25519: &str = "1.3.101.112";
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+
+/// Public-key algorithms by OID, for naming the ones Tessera does not use.
+const ALGORITHMS: &[(&str, &str)] = &[
+    ("1.2.840.113549.1.1.1", "RSA"),
+    ("1.2.840.113549.1.1.10", "RSA-PSS"),
+    ("1.2.840.10040.4.1", "DSA"),
+    ("1.2.840.10046.2.1", "DH"),
+    ("1.2.840.113549.1.3.1", "DH"),
+    ("1.3.101.110", "X25519"),
+    ("1.3.101.111", "X448"),
+    (OID_ED25519, "Ed25519"),
+    ("1.3.101.113", "Ed448"),
+    ("1.2.156.10197.1.301", "SM2"),
+    ("2.16.840.1.101.3.4.3.17", "ML-DSA-44"),
+    ("2.16.840.1.101.3.4.3.18", "ML-DSA-65"),
+    ("2.16.840.1.101.3.4.3.19", "ML-DSA-87"),
+    ("1.2.643.7.1.1.1.1", "GOST R 34.10-2012 (256 bit)"),
+    ("1.2.643.7.1.1.1.2", "GOST R 34.10-2012 (512 bit)"),
+];
+
+/// Named elliptic curves by OID.
+const CURVES: &[(&str, &str)] = &[
+    (OID_P256, "P-256"),
+    (OID_P384, "P-384"),
+    ("1.3.132.0.35", "P-521"),
+    ("1.2.840.10045.3.1.1", "P-192"),
+    ("1.3.132.0.33", "P-224"),
+    ("1.3.132.0.10", "secp256k1"),
+    ("1.3.36.3.3.2.8.1.1.7", "brainpoolP256r1"),
+    ("1.3.36.3.3.2.8.1.1.11", "brainpoolP384r1"),
+    ("1.3.36.3.3.2.8.1.1.13", "brainpoolP512r1"),
+    ("1.2.156.10197.1.301", "SM2"),
+];
+
+/// A person's name for a public-key algorithm (`RSA`, `EC P-521`, `Ed448`, …), from the OID of
+/// an AlgorithmIdentifier and, for elliptic-curve keys, the OID of the named curve (`None` for
+/// explicit curve parameters).
+pub(crate) fn algorithm_name(oid: &str, curve: Option<&str>) -> String {
+    if oid == OID_EC_PUBLIC_KEY {
+        return match curve {
+            Some(curve) => CURVES
+                .iter()
+                .find(|(o, _)| *o == curve)
+                .map_or_else(|| format!("EC (curve OID {curve})"), |(_, name)| format!("EC {name}")),
+            None => "EC with explicit curve parameters".into(),
+        };
+    }
+    ALGORITHMS.iter().find(|(o, _)| *o == oid).map_or_else(
+        || format!("unknown (algorithm OID {oid})"),
+        |(_, name)| (*name).to_string(),
+    )
+}
 
 /// A passphrase for an encrypted key. Zeroized on drop; its `Debug` output is redacted.
 #[derive(Clone)]
@@ -129,10 +182,19 @@ impl PrivateKey {
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, PkiError> {
         let pair =
             rcgen::KeyPair::generate_for(algorithm.rcgen()).map_err(|e| PkiError::malformed("key generation", e))?;
-        Ok(Self {
-            der: Zeroizing::new(pair.serialize_der()),
-            algorithm,
-        })
+        let der = Zeroizing::new(pair.serialize_der());
+        let der = match algorithm {
+            // ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key), which
+            // OpenSSL 3.0 cannot read; the v1 form (RFC 8410 §7) is read everywhere.
+            KeyAlgorithm::Ed25519 => {
+                let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
+                    .map_err(|e| PkiError::malformed("key generation", e))?;
+                let v1 = pkcs8::PrivateKeyInfoRef::new(info.algorithm, info.private_key);
+                Zeroizing::new(pkcs8::der::Encode::to_der(&v1).map_err(|e| PkiError::malformed("key generation", e))?)
+            }
+            KeyAlgorithm::P256 | KeyAlgorithm::P384 => der,
+        };
+        Ok(Self { der, algorithm })
     }
 
     /// Takes an unencrypted PKCS#8 DER key. `what` names it in errors.
@@ -143,21 +205,17 @@ impl PrivateKey {
         let info = pkcs8::PrivateKeyInfoRef::try_from(der)
             .map_err(|e| PkiError::malformed(what, format!("not a PKCS#8 private key: {e}")))?;
         let oid = info.algorithm.oid.to_string();
-        let algorithm = match oid.as_str() {
-            OID_ED25519 => KeyAlgorithm::Ed25519,
-            OID_EC_PUBLIC_KEY => {
-                let curve = info
-                    .algorithm
-                    .parameters_oid()
-                    .map(|o| o.to_string())
-                    .map_err(|_| PkiError::UnsupportedKey { what: what.into() })?;
-                match curve.as_str() {
-                    OID_P256 => KeyAlgorithm::P256,
-                    OID_P384 => KeyAlgorithm::P384,
-                    _ => return Err(PkiError::UnsupportedKey { what: what.into() }),
-                }
+        let curve = info.algorithm.parameters_oid().ok().map(|o| o.to_string());
+        let algorithm = match (oid.as_str(), curve.as_deref()) {
+            (OID_ED25519, _) => KeyAlgorithm::Ed25519,
+            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => KeyAlgorithm::P256,
+            (OID_EC_PUBLIC_KEY, Some(OID_P384)) => KeyAlgorithm::P384,
+            _ => {
+                return Err(PkiError::UnsupportedKey {
+                    what: what.into(),
+                    algorithm: algorithm_name(&oid, curve.as_deref()),
+                });
             }
-            _ => return Err(PkiError::UnsupportedKey { what: what.into() }),
         };
         let key = Self {
             der: Zeroizing::new(der.to_vec()),
@@ -170,10 +228,16 @@ impl PrivateKey {
 
     /// Parses a PEM private key (`PRIVATE KEY` or `ENCRYPTED PRIVATE KEY`).
     ///
+    /// An encrypted key may use any PBES2 variant OpenSSL 3 writes: PBKDF2 with HMAC-SHA-1,
+    /// -SHA-224, -SHA-256, -SHA-384 or -SHA-512, or scrypt; AES-128-, AES-192- or AES-256-CBC.
+    ///
     /// # Errors
     /// [`PkiError::PassphraseRequired`] for an encrypted key without a passphrase,
-    /// [`PkiError::WrongPassphrase`], [`PkiError::Missing`] when the PEM holds no key (e.g. a
-    /// certificate was given), [`PkiError::Malformed`], [`PkiError::UnsupportedKey`].
+    /// [`PkiError::WrongPassphrase`] when decryption proves the passphrase wrong,
+    /// [`PkiError::UnsupportedEncryption`] for another scheme (PBES1, PKCS#12 PBE, other PBES2
+    /// ciphers or PRFs, and OpenSSL's traditional encrypted PEM), [`PkiError::Missing`] when
+    /// the PEM holds no key (e.g. a certificate was given), [`PkiError::Malformed`],
+    /// [`PkiError::UnsupportedKey`].
     pub fn from_pem(pem_bytes: &[u8], passphrase: Option<&Passphrase>, what: &str) -> Result<Self, PkiError> {
         let blocks = ::pem::parse_many(pem_bytes).map_err(|e| PkiError::malformed(what, e))?;
         for block in blocks {
@@ -183,15 +247,25 @@ impl PrivateKey {
                     let Some(passphrase) = passphrase else {
                         return Err(PkiError::PassphraseRequired { what: what.into() });
                     };
-                    let contents = block.into_contents();
-                    let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(contents.as_slice())
-                        .map_err(|e| PkiError::malformed(what, format!("not an encrypted PKCS#8 key: {e}")))?;
-                    let doc = encrypted
-                        .decrypt(passphrase.expose())
-                        .map_err(|_| PkiError::WrongPassphrase { what: what.into() })?;
-                    return Self::from_pkcs8_der(doc.as_bytes(), what);
+                    let plain = super::pbe::decrypt(block.contents(), passphrase.expose(), what)?;
+                    return Self::from_pkcs8_der(&plain, what);
                 }
-                "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
+                tag @ ("EC PRIVATE KEY" | "RSA PRIVATE KEY" | "DSA PRIVATE KEY")
+                    if block
+                        .headers()
+                        .get("Proc-Type")
+                        .is_some_and(|v| v.contains("ENCRYPTED")) =>
+                {
+                    let cipher = block.headers().get("DEK-Info").unwrap_or("unknown");
+                    let cipher = cipher.split(',').next().unwrap_or(cipher);
+                    return Err(PkiError::UnsupportedEncryption {
+                        what: what.into(),
+                        scheme: format!("OpenSSL's traditional PEM encryption ({tag}, {cipher})"),
+                        reason: "only encrypted PKCS#8 keys are supported".into(),
+                        conversion: super::pbe::CONVERSION,
+                    });
+                }
+                "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "DSA PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
                     return Err(PkiError::malformed(
                         what,
                         format!(
@@ -341,6 +415,15 @@ mod tests {
             let back = PrivateKey::from_pem(pem.as_bytes(), None, "k").unwrap();
             assert_eq!(back.algorithm(), alg);
         }
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1() {
+        // RFC 8410 §7: version 0, no public key; OpenSSL 3.0 reads nothing else.
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        assert_eq!(key.pkcs8_der().len(), 48);
+        assert_eq!(key.pkcs8_der().get(..5), Some(&[0x30, 0x2e, 0x02, 0x01, 0x00][..]));
+        key.to_key_pair().unwrap();
     }
 
     #[test]

@@ -10,11 +10,13 @@
 mod error;
 mod inspect;
 mod key;
+mod pbe;
 pub mod pem;
 mod profile;
 mod trust;
 
 pub use error::PkiError;
 pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, reason_name, rfc3339};
+pub(crate) use key::algorithm_name;
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
 pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest};

@@ -452,7 +452,9 @@ impl TrustStore {
             E::EndEntityUsedAsCa => PkiError::BadCaUse {
                 reason: "an end-entity certificate was used as an issuer",
             },
-            E::NameConstraintViolation => PkiError::NameConstraintViolation,
+            E::NameConstraintViolation => self
+                .unevaluated_constraint(end_entity, intermediates)
+                .unwrap_or(PkiError::NameConstraintViolation),
             E::PathLenConstraintViolated => PkiError::PathLenExceeded,
             E::InvalidSignatureForPublicKey => PkiError::BadSignature,
             E::CrlExpired { next_update, .. } => PkiError::RevocationUnknown {
@@ -466,6 +468,81 @@ impl TrustStore {
             },
             other => PkiError::Rejected(other),
         }
+    }
+
+    /// rustls-webpki evaluates DNS and IP address constraints only: a subtree of any other form
+    /// (e-mail address, URI, directory name, …) makes every name of that form below it a
+    /// violation. When that is why a chain failed, say so, naming the CA and the name.
+    fn unevaluated_constraint(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<PkiError> {
+        use x509_parser::extensions::GeneralName;
+        fn form(name: &GeneralName<'_>) -> Option<&'static str> {
+            match name {
+                GeneralName::RFC822Name(_) => Some("e-mail addresses (rfc822Name)"),
+                GeneralName::URI(_) => Some("URIs"),
+                GeneralName::DirectoryName(_) => Some("directory names"),
+                GeneralName::OtherName(..) => Some("otherName names"),
+                GeneralName::X400Address(_) => Some("x400Address names"),
+                GeneralName::EDIPartyName(_) => Some("ediPartyName names"),
+                GeneralName::RegisteredID(_) => Some("registeredID names"),
+                GeneralName::DNSName(_) | GeneralName::IPAddress(_) | GeneralName::Invalid(..) => None,
+            }
+        }
+        let parsed: Vec<_> = std::iter::once(end_entity)
+            .chain(intermediates.iter())
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c))
+            .collect();
+        // Only roots that issued something in the chain.
+        let roots: Vec<_> = self
+            .roots
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c))
+            .filter(|root| parsed.iter().any(|c| c.issuer() == root.subject()))
+            .collect();
+        // The names of a form held by the certificates below an issuer.
+        let held = |wanted: &'static str, issuer: &x509_parser::certificate::X509Certificate<'_>| {
+            parsed.iter().filter(|c| c.subject() != issuer.subject()).find_map(|c| {
+                if wanted == "directory names" {
+                    return Some(format!("the subject {}", subject_of(c)));
+                }
+                let san = c.subject_alternative_name().ok().flatten()?;
+                san.value
+                    .general_names
+                    .iter()
+                    .find(|n| form(n) == Some(wanted))
+                    .map(|n| match n {
+                        GeneralName::RFC822Name(e) => format!("email:{e}"),
+                        GeneralName::URI(u) => format!("uri:{u}"),
+                        other => format!("{other}"),
+                    })
+            })
+        };
+        for issuer in parsed.iter().skip(1).chain(roots.iter()) {
+            let Ok(Some(constraints)) = issuer.name_constraints() else {
+                continue;
+            };
+            let subtrees = constraints
+                .value
+                .permitted_subtrees
+                .iter()
+                .flatten()
+                .chain(constraints.value.excluded_subtrees.iter().flatten());
+            for subtree in subtrees {
+                if let Some(wanted) = form(&subtree.base)
+                    && let Some(name) = held(wanted, issuer)
+                {
+                    return Some(PkiError::UnsupportedNameConstraint {
+                        issuer: subject_of(issuer),
+                        form: wanted,
+                        name,
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Finds which certificate on the chain a CRL revokes, for the message.

@@ -217,8 +217,9 @@ pub struct InitArgs {
     /// Permit only IP addresses in this range (repeatable), e.g. 10.0.0.0/8.
     #[arg(long, value_name = "CIDR")]
     pub permit_ip: Vec<String>,
-    /// Permit only e-mail addresses at this domain or address (repeatable).
-    #[arg(long, value_name = "DOMAIN")]
+    /// Refused (a usage error that says why): Tessera's verifier cannot evaluate e-mail name
+    /// constraints, so such a CA could never issue an e-mail certificate (docs/ca.md).
+    #[arg(long, value_name = "DOMAIN", hide = true)]
     pub permit_email: Vec<String>,
     /// Exclude this DNS subtree (repeatable).
     #[arg(long, value_name = "DOMAIN")]
@@ -261,7 +262,8 @@ pub struct IssueArgs {
     /// Key type for a new key (default: ed25519 for code signing, p256 otherwise).
     #[arg(long, value_name = "ed25519|p256|p384", conflicts_with = "csr")]
     pub key_type: Option<KeyAlgorithm>,
-    /// Issue for the public key in this PKCS#10 request ("-" for stdin); no key is written.
+    /// Issue for the key (and, without --san, the names) in this PKCS#10 request (PEM, DER or
+    /// -); nothing else it asks for is used, and no key is written.
     #[arg(long, value_name = "FILE")]
     pub csr: Option<PathBuf>,
     /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (default: DIR/issued/NAME). A

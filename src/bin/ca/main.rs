@@ -51,7 +51,12 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
             exit::REJECTED,
             Some("every --san must lie inside the CA's permitted names (see `ca show DIR/ca.pem`)".into()),
         ),
-        CaError::Refused(_) => (exit::REJECTED, None),
+        CaError::Refused(PkiError::UnsupportedNameConstraint { .. }) => (
+            exit::REJECTED,
+            Some("Tessera cannot issue such names below this CA (see docs/ca.md, \"Name constraints\")".into()),
+        ),
+        CaError::Refused(_) | CaError::Unusable { .. } => (exit::REJECTED, None),
+        CaError::UnsupportedCsr { fix, .. } => (exit::FAILURE, Some(fix.clone())),
         CaError::UnknownSerial { .. } => (exit::FAILURE, Some("`ca list` shows the serials this CA issued".into())),
         CaError::BadCsr { .. } => (
             exit::FAILURE,
@@ -282,6 +287,20 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         request.permitted_ip.push(parse_cidr(cidr)?);
     }
     same_file::init(cli, args)?;
+    // Flag values that can never make a usable CA are usage errors, found before any prompt.
+    request.validate().map_err(|e| match e {
+        CaError::InvalidRequest { field, reason } => {
+            let error = CliError::usage(format!("--{field}: {reason}"));
+            match field {
+                "permit-email" => error.with_hint(
+                    "leave out --permit-email; constrain DNS names and addresses with --permit-dns and --permit-ip",
+                ),
+                _ => error,
+            }
+            .into()
+        }
+        other => anyhow::Error::from(other),
+    })?;
     if cli.dir.join("ca.pem").exists() {
         return Err(CaError::AlreadyInitialised { dir: cli.dir.clone() }.into());
     }
