@@ -224,7 +224,7 @@ impl fmt::Display for ChannelError {
                 "server name \"{}\" is not a valid DNS name or IP address",
                 text::escape(name)
             ),
-            Self::Handshake { source } => write!(f, "TLS handshake failed: {}", text::io_error(source)),
+            Self::Handshake { source } => write!(f, "TLS handshake failed: {}", text::handshake_io_error(source)),
             Self::Refused { refusal, .. } => write!(f, "the peer's certificate was refused: {refusal}"),
             Self::Timeout { phase, seconds } => write!(f, "{phase} timed out after {seconds} s"),
             Self::Io { operation, source } => write!(f, "channel {operation} failed: {}", text::io_error(source)),

@@ -179,6 +179,16 @@ pub fn io_error(error: &std::io::Error) -> String {
     }
 }
 
+/// An I/O error that ended a handshake: as [`io_error`], except that a connection closed
+/// before the handshake completed is said so.
+pub fn handshake_io_error(error: &std::io::Error) -> String {
+    let tls = error.get_ref().is_some_and(|e| e.is::<rustls::Error>());
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof if !tls => "the peer closed the connection before the handshake completed".into(),
+        _ => io_error(error),
+    }
+}
+
 /// True for the Unicode controls that reorder text (bidirectional overrides, embeddings and
 /// isolates, marks): shown raw, they can make a name read as another.
 pub fn is_bidi_control(c: char) -> bool {

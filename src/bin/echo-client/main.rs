@@ -48,6 +48,10 @@ fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
              limit, be shutting down, or have dropped an idle connection",
         ),
         ChannelError::Timeout { .. } => Some("the server did not answer in time: check it is running and reachable"),
+        ChannelError::Handshake { .. } => Some(
+            "the server ended the handshake: it may be at its --max-conns limit, shutting down, or not a TLS 1.3 \
+             service",
+        ),
         ChannelError::NotAFile { .. } => Some("give the path of a regular PEM file (not a pipe, device or directory)"),
         ChannelError::UnusableKey { .. } => {
             Some("give the key that was issued with this certificate (PREFIX.key beside PREFIX.chain.pem)")
@@ -150,7 +154,10 @@ impl Target {
         let attempt = async {
             let tcp = TcpStream::connect(&self.address)
                 .await
-                .map_err(|e| CliError::failure(format!("cannot connect to {}: {e}", self.address)))?;
+                .map_err(|e| {
+                    CliError::failure(format!("cannot connect to {}: {e}", self.address))
+                        .with_hint("check that the server is running and listening at --connect")
+                })?;
             let _ = tcp.set_nodelay(true);
             Ok::<_, anyhow::Error>(
                 ChannelStream::connect(Arc::clone(&self.config), &self.server_name, tcp, self.policy).await?,
