@@ -338,7 +338,10 @@ fn huge_durations_are_usage_errors() {
         );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "echo-server {flag}: {stderr}");
-        assert!(stderr.contains(&format!("{flag} takes a number of seconds from 0.01 to ")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} takes a number of seconds from 0.01 to ")),
+            "{stderr}"
+        );
     }
     // Nothing listens on the address: a usage error must come first.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

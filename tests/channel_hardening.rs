@@ -48,14 +48,21 @@ fn wait_for_count(server: &Server, needle: &str, times: usize) -> String {
         if log.matches(needle).count() >= times {
             return log;
         }
-        assert!(Instant::now() < deadline, "log never showed {needle:?} {times} times:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "log never showed {needle:?} {times} times:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// The serial of the server certificate a client sees (with -v), after a successful echo.
 fn serial_seen(pki: &Pki, server: &Server) -> String {
-    let out = run(pki.client(server.addr, Some(&pki.client1)).args(["-v", "ping"]), b"", STEP);
+    let out = run(
+        pki.client(server.addr, Some(&pki.client1)).args(["-v", "ping"]),
+        b"",
+        STEP,
+    );
     assert_eq!(text(&out.stdout), "ping\n", "{}", text(&out.stderr));
     text(&out.stderr)
 }
@@ -86,8 +93,18 @@ fn mkfifo(path: &Path) {
 fn a_fifo_is_refused_at_reload_and_sigterm_still_stops_the_server() {
     let pki = Pki::new();
     let (chain, key) = install(&pki, &pki.server.chain, &pki.server.key);
-    let mut args: Vec<OsString> = vec!["--cert".into(), chain.clone().into(), "--key".into(), key.clone().into()];
-    args.extend(["--client-ca".into(), pki.root.clone().into(), "--reload-timeout".into(), "2".into()]);
+    let mut args: Vec<OsString> = vec![
+        "--cert".into(),
+        chain.clone().into(),
+        "--key".into(),
+        key.clone().into(),
+    ];
+    args.extend([
+        "--client-ca".into(),
+        pki.root.clone().into(),
+        "--reload-timeout".into(),
+        "2".into(),
+    ]);
     let mut server = Server::start(pki.dir.path(), &os(&args));
     assert!(serial_seen(&pki, &server).contains(&pki.server.serial));
 
@@ -125,11 +142,21 @@ fn special_files_are_refused_at_start_with_exit_3() {
     let dir = pki.dir.path().to_path_buf();
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (
-            vec!["--cert".into(), fifo.clone().into(), "--key".into(), pki.server.key.clone().into()],
+            vec![
+                "--cert".into(),
+                fifo.clone().into(),
+                "--key".into(),
+                pki.server.key.clone().into(),
+            ],
             "certificate chain",
         ),
         (
-            vec!["--cert".into(), pki.server.chain.clone().into(), "--key".into(), fifo.clone().into()],
+            vec![
+                "--cert".into(),
+                pki.server.chain.clone().into(),
+                "--key".into(),
+                fifo.clone().into(),
+            ],
             "private key",
         ),
         (
@@ -153,10 +180,16 @@ fn special_files_are_refused_at_start_with_exit_3() {
                 && stderr.contains("is a FIFO (named pipe), not a regular file"),
             "{stderr}"
         );
-        assert!(stderr.contains("echo-server: hint: give the path of a regular PEM file"), "{stderr}");
+        assert!(
+            stderr.contains("echo-server: hint: give the path of a regular PEM file"),
+            "{stderr}"
+        );
     }
     // A device and a directory as a CRL.
-    for (crl, kind) in [(Path::new("/dev/zero"), "a character device"), (dir.as_path(), "a directory")] {
+    for (crl, kind) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (dir.as_path(), "a directory"),
+    ] {
         let out = run(
             server_command()
                 .arg("--cert")
@@ -175,7 +208,10 @@ fn special_files_are_refused_at_start_with_exit_3() {
         assert!(stderr.contains(&format!("CRL {} is {kind}", crl.display())), "{stderr}");
     }
     // echo-client too, before it connects anywhere.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let out = run(pki.client(closed, None).arg("--crl").arg(&fifo).arg("hello"), b"", STEP);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("is a FIFO"), "{}", text(&out.stderr));
@@ -190,13 +226,21 @@ fn unservable(pki: &Pki) -> Vec<(&'static str, Leaf, &'static str)> {
     };
     vec![
         ("expired", pki.expired_server.clone(), "cannot be used: it expired at "),
-        ("not yet valid", pki.future_server.clone(), "cannot be used: it is not valid before "),
+        (
+            "not yet valid",
+            pki.future_server.clone(),
+            "cannot be used: it is not valid before ",
+        ),
         (
             "client certificate",
             pki.client1.clone(),
             "cannot be used: it is not for server use (its extended key usage is clientAuth)",
         ),
-        ("key not matching", mismatched, "the key does not belong to the first certificate"),
+        (
+            "key not matching",
+            mismatched,
+            "the key does not belong to the first certificate",
+        ),
     ]
 }
 
@@ -205,7 +249,11 @@ fn a_certificate_the_server_cannot_serve_with_is_refused_at_start() {
     let pki = Pki::new();
     for (case, leaf, message) in unservable(&pki) {
         let out = run(
-            server_command().arg("--cert").arg(&leaf.chain).arg("--key").arg(&leaf.key),
+            server_command()
+                .arg("--cert")
+                .arg(&leaf.chain)
+                .arg("--key")
+                .arg(&leaf.key),
             b"",
             STEP,
         );
@@ -224,7 +272,12 @@ fn sighup_with_a_certificate_it_cannot_serve_with_keeps_the_old_one() {
     let (chain, key) = install(&pki, &pki.server.chain, &pki.server.key);
     let server = Server::start(
         pki.dir.path(),
-        &os(&["--cert".into(), chain.clone().into(), "--key".into(), key.clone().into()]),
+        &os(&[
+            "--cert".into(),
+            chain.clone().into(),
+            "--key".into(),
+            key.clone().into(),
+        ]),
     );
     for (round, (case, leaf, message)) in unservable(&pki).into_iter().enumerate() {
         std::fs::copy(&leaf.chain, &chain).unwrap();
@@ -256,21 +309,48 @@ fn sighup_with_a_certificate_it_cannot_serve_with_keeps_the_old_one() {
 fn zero_and_absurd_numbers_are_usage_errors() {
     let pki = Pki::new();
     let server_cases: &[(&[&str], &str)] = &[
-        (&["--handshake-timeout", "0"], "--handshake-timeout takes a number of seconds from 0.01 to 3600, not 0"),
-        (&["--handshake-timeout", "0.001"], "--handshake-timeout takes a number of seconds"),
-        (&["--handshake-timeout", "86400"], "--handshake-timeout takes a number of seconds"),
+        (
+            &["--handshake-timeout", "0"],
+            "--handshake-timeout takes a number of seconds from 0.01 to 3600, not 0",
+        ),
+        (
+            &["--handshake-timeout", "0.001"],
+            "--handshake-timeout takes a number of seconds",
+        ),
+        (
+            &["--handshake-timeout", "86400"],
+            "--handshake-timeout takes a number of seconds",
+        ),
         (&["--handshake-timeout=-1"], "--handshake-timeout takes"),
         (&["--handshake-timeout", "NaN"], "--handshake-timeout takes"),
         (&["--idle-timeout", "0"], "--idle-timeout takes a number of seconds"),
         (&["--idle-timeout", "1e19"], "--idle-timeout takes a number of seconds"),
-        (&["--shutdown-timeout", "0"], "--shutdown-timeout takes a number of seconds"),
+        (
+            &["--shutdown-timeout", "0"],
+            "--shutdown-timeout takes a number of seconds",
+        ),
         (&["--reload-timeout", "0"], "--reload-timeout takes a number of seconds"),
-        (&["--max-conns", "0"], "--max-conns takes a number from 1 to 1000000, not 0"),
-        (&["--max-conns", "18446744073709551615"], "--max-conns takes a number from 1 to 1000000"),
-        (&["--max-handshakes", "0"], "--max-handshakes takes a number from 1 to 1000000, not 0"),
-        (&["--rotate-secs", "1e-9"], "--rotate-secs is 0 (never) or at least 0.001 seconds"),
+        (
+            &["--max-conns", "0"],
+            "--max-conns takes a number from 1 to 1000000, not 0",
+        ),
+        (
+            &["--max-conns", "18446744073709551615"],
+            "--max-conns takes a number from 1 to 1000000",
+        ),
+        (
+            &["--max-handshakes", "0"],
+            "--max-handshakes takes a number from 1 to 1000000, not 0",
+        ),
+        (
+            &["--rotate-secs", "1e-9"],
+            "--rotate-secs is 0 (never) or at least 0.001 seconds",
+        ),
         (&["--rotate-secs", "1e19"], "--rotate-secs is at most"),
-        (&["--rotate-min-interval", "1e-12"], "--rotate-min-interval is 0 (never) or at least"),
+        (
+            &["--rotate-min-interval", "1e-12"],
+            "--rotate-min-interval is 0 (never) or at least",
+        ),
     ];
     for (flags, message) in server_cases {
         let out = run(
@@ -292,17 +372,44 @@ fn zero_and_absurd_numbers_are_usage_errors() {
         assert!(out.stdout.is_empty(), "echo-server {flags:?} must not listen");
     }
     // Nothing listens there: a usage error must come before any connection attempt.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client_cases: &[(&[&str], &str)] = &[
         (&["--timeout", "0", "hello"], "--timeout takes a number of seconds"),
-        (&["--connect-timeout", "0", "hello"], "--connect-timeout takes a number of seconds"),
-        (&["--connect-timeout", "1e9", "hello"], "--connect-timeout takes a number of seconds"),
-        (&["--bench", "--conns", "0"], "--conns takes a number from 1 to 100000, not 0"),
-        (&["--bench", "--conns", "1000000000000"], "--conns takes a number from 1 to 100000"),
-        (&["--bench", "--conns", "4", "--concurrency", "0"], "--concurrency takes a number from 1 to 4, not 0"),
-        (&["--bench", "--write-size", "0"], "--write-size takes a number from 1 to 16777216, not 0"),
-        (&["--rotate-secs", "1e-9", "hello"], "--rotate-secs is 0 (never) or at least"),
-        (&["--server-name", "a..b", "hello"], "server name \"a..b\" is not a valid DNS name or IP address"),
+        (
+            &["--connect-timeout", "0", "hello"],
+            "--connect-timeout takes a number of seconds",
+        ),
+        (
+            &["--connect-timeout", "1e9", "hello"],
+            "--connect-timeout takes a number of seconds",
+        ),
+        (
+            &["--bench", "--conns", "0"],
+            "--conns takes a number from 1 to 100000, not 0",
+        ),
+        (
+            &["--bench", "--conns", "1000000000000"],
+            "--conns takes a number from 1 to 100000",
+        ),
+        (
+            &["--bench", "--conns", "4", "--concurrency", "0"],
+            "--concurrency takes a number from 1 to 4, not 0",
+        ),
+        (
+            &["--bench", "--write-size", "0"],
+            "--write-size takes a number from 1 to 16777216, not 0",
+        ),
+        (
+            &["--rotate-secs", "1e-9", "hello"],
+            "--rotate-secs is 0 (never) or at least",
+        ),
+        (
+            &["--server-name", "a..b", "hello"],
+            "server name \"a..b\" is not a valid DNS name or IP address",
+        ),
     ];
     for (flags, message) in client_cases {
         let out = run(bare_client(&pki, closed).args(*flags), b"", STEP);
@@ -335,7 +442,12 @@ fn stalled_connections(addr: std::net::SocketAddr, count: usize) -> Vec<TcpStrea
 fn slow_handshakes_cannot_lock_out_a_client() {
     let pki = Pki::new();
     let mut args = pki.server_args();
-    args.extend(["--max-conns".into(), "50".into(), "--handshake-timeout".into(), "60".into()]);
+    args.extend([
+        "--max-conns".into(),
+        "50".into(),
+        "--handshake-timeout".into(),
+        "60".into(),
+    ]);
     let server = Server::start(pki.dir.path(), &os(&args));
     let stalled = stalled_connections(server.addr, 60);
     std::thread::sleep(Duration::from_millis(200));
@@ -424,8 +536,14 @@ fn a_stale_crl_is_reported_and_clients_are_told_why() {
     let out = run(pki.client(server.addr, Some(&pki.client1)).arg("hello"), b"", STEP);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("the peer sent the TLS alert certificate_unknown"), "{stderr}");
-    assert!(!stderr.contains("unknown_ca") && !stderr.contains("issuer of your certificate"), "{stderr}");
+    assert!(
+        stderr.contains("the peer sent the TLS alert certificate_unknown"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("unknown_ca") && !stderr.contains("issuer of your certificate"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("echo-client: hint: the server could not decide on your certificate, most likely because its CRL is out of date"),
         "{stderr}"
@@ -444,26 +562,40 @@ fn a_stale_crl_is_reported_and_clients_are_told_why() {
     args.truncate(4);
     let open = Server::start(pki.dir.path(), &os(&args));
     let out = run(
-        pki.client(open.addr, None).arg("--crl").arg(&pki.stale_crl).arg("hello"),
+        pki.client(open.addr, None)
+            .arg("--crl")
+            .arg(&pki.stale_crl)
+            .arg("hello"),
         b"",
         STEP,
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("echo-client: warning: CRL {} (issuer CN=Test Root) is out of date", pki.stale_crl.display())),
+        stderr.contains(&format!(
+            "echo-client: warning: CRL {} (issuer CN=Test Root) is out of date",
+            pki.stale_crl.display()
+        )),
         "{stderr}"
     );
     assert!(
-        stderr.contains("echo-client: error: the peer's certificate was refused: its revocation status could not be determined"),
+        stderr.contains(
+            "echo-client: error: the peer's certificate was refused: its revocation status could not be determined"
+        ),
         "{stderr}"
     );
-    assert!(stderr.contains("echo-client: hint: a --crl you gave is out of date"), "{stderr}");
+    assert!(
+        stderr.contains("echo-client: hint: a --crl you gave is out of date"),
+        "{stderr}"
+    );
     let log = open.wait_for_log("handshake failed");
     assert!(log.contains("the peer sent the TLS alert certificate_unknown"), "{log}");
     // -q: errors only.
     let out = run(
-        pki.client(open.addr, None).args(["-q", "--crl"]).arg(&pki.stale_crl).arg("hello"),
+        pki.client(open.addr, None)
+            .args(["-q", "--crl"])
+            .arg(&pki.stale_crl)
+            .arg("hello"),
         b"",
         STEP,
     );
@@ -481,7 +613,11 @@ fn refusals_are_explained_in_the_projects_words() {
     let server = Server::start(pki.dir.path(), &os(&args));
     for (leaf, alert, hint) in [
         (None, "certificate_required", "pass --cert and --key"),
-        (Some(&pki.foreign_client), "unknown_ca", "does not trust the issuer of your certificate"),
+        (
+            Some(&pki.foreign_client),
+            "unknown_ca",
+            "does not trust the issuer of your certificate",
+        ),
         (Some(&pki.revoked), "certificate_revoked", "your certificate is revoked"),
         (Some(&pki.expired), "certificate_expired", "expired or not yet valid"),
         (Some(&pki.client2), "access_denied", "--allow list does not name it"),
@@ -491,10 +627,15 @@ fn refusals_are_explained_in_the_projects_words() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{alert}: {stderr}");
         assert!(
-            stderr.contains(&format!("echo-client: error: channel read failed: the peer sent the TLS alert {alert}: ")),
+            stderr.contains(&format!(
+                "echo-client: error: channel read failed: the peer sent the TLS alert {alert}: "
+            )),
             "{stderr}"
         );
-        assert!(stderr.contains(&format!("echo-client: hint: ")) && stderr.contains(hint), "{stderr}");
+        assert!(
+            stderr.contains("echo-client: hint: ") && stderr.contains(hint),
+            "{stderr}"
+        );
         for raw in ["AlertReceived", "CertificateRequired", "UnknownCA", "docs.rs", "Some("] {
             assert!(!stderr.contains(raw), "{raw} in {stderr}");
         }
@@ -511,7 +652,10 @@ fn refusals_are_explained_in_the_projects_words() {
     ] {
         assert!(log.contains(reason), "server log lacks {reason:?}:\n{log}");
     }
-    assert!(!log.contains(BIDI_NAME), "raw right-to-left override in the log:\n{log}");
+    assert!(
+        !log.contains(BIDI_NAME),
+        "raw right-to-left override in the log:\n{log}"
+    );
 
     // A server the client does not trust, and a name it does not hold.
     let out = run(
@@ -522,7 +666,9 @@ fn refusals_are_explained_in_the_projects_words() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("the peer's certificate was refused: the certificate is not valid for the name elsewhere.example"),
+        stderr.contains(
+            "the peer's certificate was refused: the certificate is not valid for the name elsewhere.example"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("check --server-name"), "{stderr}");
@@ -534,7 +680,14 @@ fn refusals_are_explained_in_the_projects_words() {
     let out = run(pki.client(server.addr, Some(&pki.client1)).arg("admitted"), b"", STEP);
     assert_eq!(text(&out.stdout), "admitted\n", "{}", text(&out.stderr));
     let log = server.wait_for_log("connection closed");
-    for raw in ["docs.rs", "Some(", "RotationPolicy", "TLSv1_3", "BadCertificate", "AlertReceived"] {
+    for raw in [
+        "docs.rs",
+        "Some(",
+        "RotationPolicy",
+        "TLSv1_3",
+        "BadCertificate",
+        "AlertReceived",
+    ] {
         assert!(!log.contains(raw), "{raw} in the server log:\n{log}");
     }
     assert!(log.contains("rotation=every 64 MiB or 600 s of use"), "{log}");
@@ -543,19 +696,29 @@ fn refusals_are_explained_in_the_projects_words() {
 
 /// A TLS server (library) that reads one line and echoes only `echo` bytes of it, then closes
 /// (with close_notify, or by dropping TCP).
-fn partial_echo_server(pki: &Pki, echo: usize, close_notify: bool) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+fn partial_echo_server(
+    pki: &Pki,
+    echo: usize,
+    close_notify: bool,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     use tessera::channel::{self, Authorization, ChannelStream, RotationPolicy};
-    let config = std::sync::Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+    let config =
+        std::sync::Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (tcp, _) = tokio::time::timeout(STEP, listener.accept()).await.unwrap().unwrap();
-            let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never()).await.unwrap();
+            let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never())
+                .await
+                .unwrap();
             let mut line = [0u8; 6];
             stream.read_exact(&mut line).await.unwrap();
             stream.write_all(&line[..echo]).await.unwrap();
@@ -572,9 +735,21 @@ fn partial_echo_server(pki: &Pki, echo: usize, close_notify: bool) -> (std::net:
 fn a_partial_echo_reports_the_bytes_received() {
     let pki = Pki::new();
     for (echo, close_notify, message) in [
-        (3, true, "the peer closed the connection after 3 of the 6 bytes expected"),
-        (2, false, "the peer closed the connection after 2 of the 6 bytes expected"),
-        (0, true, "the peer closed the connection before sending any of the 6 bytes expected"),
+        (
+            3,
+            true,
+            "the peer closed the connection after 3 of the 6 bytes expected",
+        ),
+        (
+            2,
+            false,
+            "the peer closed the connection after 2 of the 6 bytes expected",
+        ),
+        (
+            0,
+            true,
+            "the peer closed the connection before sending any of the 6 bytes expected",
+        ),
     ] {
         let (addr, thread) = partial_echo_server(&pki, echo, close_notify);
         let out = run(pki.client(addr, Some(&pki.client1)).arg("hello"), b"", STEP);
@@ -582,7 +757,10 @@ fn a_partial_echo_reports_the_bytes_received() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.contains(&format!("echo-client: error: {message}")), "{stderr}");
-        assert!(stderr.contains("echo-client: hint: the server closed the connection"), "{stderr}");
+        assert!(
+            stderr.contains("echo-client: hint: the server closed the connection"),
+            "{stderr}"
+        );
         assert_eq!(out.stdout, b"", "nothing half-printed");
     }
 }
@@ -591,19 +769,25 @@ fn a_partial_echo_reports_the_bytes_received() {
 fn a_client_that_drops_tcp_is_logged_without_library_text() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let config = std::sync::Arc::new(
-            tessera::channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap(),
-        );
+        let config =
+            std::sync::Arc::new(tessera::channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap());
         let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let mut stream =
-            tessera::channel::ChannelStream::connect(config, "localhost", tcp, Default::default()).await.unwrap();
+        let mut stream = tessera::channel::ChannelStream::connect(config, "localhost", tcp, Default::default())
+            .await
+            .unwrap();
         stream.write_all(b"ping").await.unwrap();
         stream.flush().await.unwrap();
         let mut echo = [0u8; 4];
-        tokio::time::timeout(STEP, stream.read_exact(&mut echo)).await.unwrap().unwrap();
+        tokio::time::timeout(STEP, stream.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
         // Drop the TCP connection without close_notify.
         drop(stream.into_inner());
     });
@@ -656,12 +840,23 @@ fn each_tool_documents_its_own_examples_and_exit_codes() {
     let server = help(env!("CARGO_BIN_EXE_echo-server"));
     let exit_codes = server.split("EXIT CODES:").nth(1).unwrap();
     assert!(exit_codes.contains("0  stopped by SIGINT or SIGTERM"), "{server}");
-    assert!(exit_codes.contains("2  usage error") && exit_codes.contains("3  could not start"), "{server}");
+    assert!(
+        exit_codes.contains("2  usage error") && exit_codes.contains("3  could not start"),
+        "{server}"
+    );
     assert!(!exit_codes.contains("\n  1 "), "echo-server never exits 1: {server}");
-    assert!(server.contains("EXAMPLES:\n  # mutual TLS") && server.contains("--max-handshakes"), "{server}");
+    assert!(
+        server.contains("EXAMPLES:\n  # mutual TLS") && server.contains("--max-handshakes"),
+        "{server}"
+    );
     let client = help(env!("CARGO_BIN_EXE_echo-client"));
     let exit_codes = client.split("EXIT CODES:").nth(1).unwrap();
-    for code in ["0  every message was echoed", "1  refused", "2  usage error", "3  could not run"] {
+    for code in [
+        "0  every message was echoed",
+        "1  refused",
+        "2  usage error",
+        "3  could not run",
+    ] {
         assert!(exit_codes.contains(code), "{code}: {client}");
     }
     assert!(client.contains("EXAMPLES:\n  # send two messages"), "{client}");

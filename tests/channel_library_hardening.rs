@@ -53,7 +53,7 @@ async fn handshake(
 
 /// The server's refusal, checked to be a rejection that carries the typed reason.
 fn refusal(accepted: Result<ChannelStream<TcpStream>, ChannelError>) -> Refusal {
-    let error = accepted.err().expect("the server refused the client");
+    let error = accepted.expect_err("the server refused the client");
     assert!(error.is_rejection(), "{error:?}");
     assert!(matches!(error, ChannelError::Refused { .. }), "{error:?}");
     error.refusal().cloned().unwrap()
@@ -79,7 +79,10 @@ async fn a_server_learns_why_a_client_was_refused() {
                 reason: "key-compromise".into()
             }
         );
-        assert_eq!(client.unwrap().peer_alert(), Some(rustls::AlertDescription::CertificateRevoked));
+        assert_eq!(
+            client.unwrap().peer_alert(),
+            Some(rustls::AlertDescription::CertificateRevoked)
+        );
 
         let (accepted, client) = handshake(&pki, open(), &pki.crl, Some(&pki.expired)).await;
         match refusal(accepted) {
@@ -89,14 +92,20 @@ async fn a_server_learns_why_a_client_was_refused() {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(client.unwrap().peer_alert(), Some(rustls::AlertDescription::CertificateExpired));
+        assert_eq!(
+            client.unwrap().peer_alert(),
+            Some(rustls::AlertDescription::CertificateExpired)
+        );
 
         let (accepted, client) = handshake(&pki, Authorization::only(["client1"]), &pki.crl, Some(&pki.client2)).await;
         match refusal(accepted) {
             Refusal::NotAllowed { peer } => assert_eq!(peer.common_name.as_deref(), Some("client2")),
             other => panic!("{other:?}"),
         }
-        assert_eq!(client.unwrap().peer_alert(), Some(rustls::AlertDescription::AccessDenied));
+        assert_eq!(
+            client.unwrap().peer_alert(),
+            Some(rustls::AlertDescription::AccessDenied)
+        );
 
         // A stale CRL: refused, and the alert does not blame the client's issuer.
         let (accepted, client) = handshake(&pki, open(), &pki.stale_crl, Some(&pki.client1)).await;
@@ -121,7 +130,8 @@ async fn a_server_learns_why_a_client_was_refused() {
 async fn a_client_learns_why_it_refused_the_server() {
     timeout(STEP, async {
         let pki = Pki::new();
-        let server_config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let server_config =
+            Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
         let connect = |client_settings: channel::ClientSettings, name: &'static str| {
             let server_config = Arc::clone(&server_config);
             async move {
@@ -135,9 +145,11 @@ async fn a_client_learns_why_it_refused_the_server() {
                 let config = Arc::new(channel::client_config(&client_settings).unwrap());
                 let error = ChannelStream::connect(config, name, tcp, RotationPolicy::default())
                     .await
-                    .err()
-                    .expect("refused");
-                (error, server.await.unwrap().err().expect("server sees the client's alert"))
+                    .expect_err("refused");
+                (
+                    error,
+                    server.await.unwrap().expect_err("server sees the client's alert"),
+                )
             }
         };
         let (error, _) = connect(pki.client_settings(Some(&pki.client1)), "elsewhere.example").await;
@@ -154,7 +166,10 @@ async fn a_client_learns_why_it_refused_the_server() {
         stale.server_trust = Arc::new(trust);
         let (error, server_error) = connect(stale, "localhost").await;
         assert!(error.refusal().unwrap().is_revocation_unknown(), "{error:?}");
-        assert_eq!(server_error.peer_alert(), Some(rustls::AlertDescription::CertificateUnknown));
+        assert_eq!(
+            server_error.peer_alert(),
+            Some(rustls::AlertDescription::CertificateUnknown)
+        );
         assert!(
             server_error
                 .to_string()
@@ -181,7 +196,8 @@ async fn duration_max_and_u64_max_never_panic() {
         let json = serde_json::to_value(policy).unwrap();
         assert!(json["interval"].is_number(), "{json}");
 
-        let server_config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let server_config =
+            Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -232,24 +248,35 @@ async fn duration_max_and_u64_max_never_panic() {
 async fn a_framed_message_cut_short_reports_what_arrived() {
     timeout(STEP, async {
         let pki = Pki::new();
-        let server_config = Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
+        let server_config =
+            Arc::new(channel::server_config(&pki.server_settings(Authorization::any_verified())).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let mut stream = ChannelStream::accept(server_config, tcp, RotationPolicy::default()).await.unwrap();
+            let mut stream = ChannelStream::accept(server_config, tcp, RotationPolicy::default())
+                .await
+                .unwrap();
             stream.recv_message().await
         });
         let config = Arc::new(channel::client_config(&pki.client_settings(Some(&pki.client1))).unwrap());
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut stream = ChannelStream::connect(config, "localhost", tcp, RotationPolicy::default()).await.unwrap();
+        let mut stream = ChannelStream::connect(config, "localhost", tcp, RotationPolicy::default())
+            .await
+            .unwrap();
         // Announce 100 bytes, send 10, close.
         stream.write_all(&[0, 0, 0, 100]).await.unwrap();
         stream.write_all(&[7; 10]).await.unwrap();
         stream.close().await.unwrap();
         let error = server.await.unwrap().unwrap_err();
         assert!(
-            matches!(error, ChannelError::TruncatedMessage { received: 14, expected: 104 }),
+            matches!(
+                error,
+                ChannelError::TruncatedMessage {
+                    received: 14,
+                    expected: 104
+                }
+            ),
             "{error:?}"
         );
         assert_eq!(
@@ -289,25 +316,40 @@ fn async_loaders_leave_the_runtime_free() {
     Credentials::load(&pki.server.chain, &encrypted, Some(&passphrase)).unwrap();
     let blocking_time = started.elapsed();
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let chain = pki.server.chain.clone();
-        let (loaded, ticks) =
-            ticks_during(Credentials::load_async(chain, encrypted.clone(), Some(passphrase.clone()))).await;
+        let (loaded, ticks) = ticks_during(Credentials::load_async(
+            chain,
+            encrypted.clone(),
+            Some(passphrase.clone()),
+        ))
+        .await;
         let credentials = loaded.unwrap();
         assert!(!credentials.chain().is_empty());
         // The only worker thread kept running tasks while scrypt ran elsewhere.
         if blocking_time > Duration::from_millis(20) {
             assert!(ticks > 0, "no tick in {blocking_time:?} of key derivation");
         }
-        let error = Credentials::load_async(pki.server.chain.clone(), encrypted.clone(), Some(Passphrase::new("wrong".into())))
-            .await
-            .unwrap_err();
+        let error = Credentials::load_async(
+            pki.server.chain.clone(),
+            encrypted.clone(),
+            Some(Passphrase::new("wrong".into())),
+        )
+        .await
+        .unwrap_err();
         assert!(error.to_string().contains("cannot load private key"), "{error}");
 
         let store = TrustStore::from_root_file_async(pki.root.clone()).await.unwrap();
         assert_eq!(store.roots().len(), 1);
-        assert!(TrustStore::from_root_file_async(pki.dir.path().join("missing.pem")).await.is_err());
+        assert!(
+            TrustStore::from_root_file_async(pki.dir.path().join("missing.pem"))
+                .await
+                .is_err()
+        );
 
         let mut files = ServerFiles::new(&pki.server.chain, &encrypted);
         files.passphrase = Some(Arc::new(passphrase.clone()));
@@ -345,16 +387,46 @@ fn async_loaders_leave_the_runtime_free() {
 fn non_regular_files_are_refused_without_blocking() {
     let pki = Pki::new();
     let fifo = pki.dir.path().join("fifo.pem");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let error = Credentials::load(&fifo, &pki.server.key, None).unwrap_err();
     assert!(
-        matches!(&error, ChannelError::NotAFile { kind: "a FIFO (named pipe)", .. }),
+        matches!(
+            &error,
+            ChannelError::NotAFile {
+                kind: "a FIFO (named pipe)",
+                ..
+            }
+        ),
         "{error:?}"
     );
     let error = Credentials::load(&pki.server.chain, std::path::Path::new("/dev/zero"), None).unwrap_err();
-    assert!(matches!(&error, ChannelError::NotAFile { kind: "a character device", .. }), "{error:?}");
+    assert!(
+        matches!(
+            &error,
+            ChannelError::NotAFile {
+                kind: "a character device",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let error = channel::load_trust(pki.dir.path(), &[], time::OffsetDateTime::now_utc()).unwrap_err();
-    assert!(matches!(&error, ChannelError::NotAFile { kind: "a directory", .. }), "{error:?}");
+    assert!(
+        matches!(
+            &error,
+            ChannelError::NotAFile {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let big = pki.dir.path().join("big.pem");
     let file = std::fs::File::create(&big).unwrap();
     file.set_len(tessera::pki::pem::MAX_PEM_FILE + 1).unwrap();
@@ -370,8 +442,14 @@ fn server_files_refuse_a_certificate_the_server_cannot_serve_with() {
         Err(ChannelError::UnsuitableCertificate { problem, .. }) => problem,
         other => panic!("{other:?}"),
     };
-    assert!(matches!(problem(&pki.expired_server), CertificateProblem::Expired { .. }));
-    assert!(matches!(problem(&pki.future_server), CertificateProblem::NotYetValid { .. }));
+    assert!(matches!(
+        problem(&pki.expired_server),
+        CertificateProblem::Expired { .. }
+    ));
+    assert!(matches!(
+        problem(&pki.future_server),
+        CertificateProblem::NotYetValid { .. }
+    ));
     assert_eq!(
         problem(&pki.client1),
         CertificateProblem::WrongUsage {
@@ -379,10 +457,15 @@ fn server_files_refuse_a_certificate_the_server_cannot_serve_with() {
             extended_key_usage: vec!["clientAuth".into()]
         }
     );
-    let error = ServerFiles::new(&pki.server.chain, &pki.server2.key).load(now).unwrap_err();
+    let error = ServerFiles::new(&pki.server.chain, &pki.server2.key)
+        .load(now)
+        .unwrap_err();
     assert!(matches!(error, ChannelError::UnusableKey { .. }), "{error:?}");
     // The same certificate is fine for the client side, and a server one at its own time.
-    pki.client1.credentials().check_usable(Usage::Client, now, "client1").unwrap();
+    pki.client1
+        .credentials()
+        .check_usable(Usage::Client, now, "client1")
+        .unwrap();
     ServerFiles::new(&pki.server.chain, &pki.server.key).load(now).unwrap();
 }
 
@@ -414,7 +497,13 @@ async fn a_reload_that_hangs_is_abandoned_and_never_blocks_the_next() {
         version.store(1, Ordering::SeqCst);
         let error = reloadable.reload_async(Duration::from_millis(200)).await.unwrap_err();
         assert!(
-            matches!(error, ChannelError::Timeout { phase: "reading the certificate files", .. }),
+            matches!(
+                error,
+                ChannelError::Timeout {
+                    phase: "reading the certificate files",
+                    ..
+                }
+            ),
             "{error:?}"
         );
         assert_eq!(reloadable.generation(), 0);
@@ -434,8 +523,14 @@ async fn a_reload_that_hangs_is_abandoned_and_never_blocks_the_next() {
         }
         assert_eq!(reloadable.running(), MAX_RUNNING_RELOADS);
         let error = reloadable.reload_async(Duration::from_secs(5)).await.unwrap_err();
-        assert!(matches!(error, ChannelError::ReloadBusy { running } if running == MAX_RUNNING_RELOADS), "{error:?}");
-        assert!(error.to_string().contains("still reading files that do not answer"), "{error}");
+        assert!(
+            matches!(error, ChannelError::ReloadBusy { running } if running == MAX_RUNNING_RELOADS),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("still reading files that do not answer"),
+            "{error}"
+        );
 
         // Released, the abandoned loads end without installing their (older) configurations.
         for _ in 0..MAX_RUNNING_RELOADS {

@@ -121,14 +121,20 @@ impl Credentials {
                 source,
             })?;
             if now > info.not_after {
-                return Err(unsuitable(&info.subject, CertificateProblem::Expired {
-                    not_after: info.not_after,
-                }));
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::Expired {
+                        not_after: info.not_after,
+                    },
+                ));
             }
             if now < info.not_before {
-                return Err(unsuitable(&info.subject, CertificateProblem::NotYetValid {
-                    not_before: info.not_before,
-                }));
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::NotYetValid {
+                        not_before: info.not_before,
+                    },
+                ));
             }
             if index > 0 {
                 continue;
@@ -146,15 +152,21 @@ impl Credentials {
                 && !info.extended_key_usage.is_empty()
                 && !info.extended_key_usage.iter().any(|eku| eku == wanted)
             {
-                return Err(unsuitable(&info.subject, CertificateProblem::WrongUsage {
-                    usage,
-                    extended_key_usage: info.extended_key_usage,
-                }));
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::WrongUsage {
+                        usage,
+                        extended_key_usage: info.extended_key_usage,
+                    },
+                ));
             }
             if !info.key_usage.is_empty() && !info.key_usage.iter().any(|ku| ku == "digitalSignature") {
-                return Err(unsuitable(&info.subject, CertificateProblem::NoDigitalSignature {
-                    key_usage: info.key_usage,
-                }));
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::NoDigitalSignature {
+                        key_usage: info.key_usage,
+                    },
+                ));
             }
         }
         Ok(())

@@ -202,9 +202,15 @@ impl fmt::Display for ChannelError {
         match self {
             Self::Load { what, .. } => write!(f, "cannot load {what}"),
             Self::EmptyChain { path } => write!(f, "certificate chain {} holds no certificate", path.display()),
-            Self::UnusableKey { reason } => write!(f, "private key cannot be used with the certificate chain: {reason}"),
+            Self::UnusableKey { reason } => {
+                write!(f, "private key cannot be used with the certificate chain: {reason}")
+            }
             Self::UnsuitableCertificate { what, subject, problem } => {
-                write!(f, "{what}: certificate {} cannot be used: {problem}", text::escape(subject))
+                write!(
+                    f,
+                    "{what}: certificate {} cannot be used: {problem}",
+                    text::escape(subject)
+                )
             }
             Self::NotAFile { what, path, kind } => {
                 write!(f, "{what} {} is {kind}, not a regular file", path.display())
@@ -245,7 +251,10 @@ impl fmt::Display for ChannelError {
                 "{running} earlier reloads are still reading files that do not answer; no new reload was started"
             ),
             Self::TaskFailed { task } => {
-                write!(f, "{task} ended without a result (it failed, or the program is stopping)")
+                write!(
+                    f,
+                    "{task} ended without a result (it failed, or the program is stopping)"
+                )
             }
         }
     }

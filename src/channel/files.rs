@@ -207,9 +207,7 @@ pub fn load_trust(roots: &Path, crls: &[PathBuf], now: OffsetDateTime) -> Result
     };
     let mut store = TrustStore::new();
     for root in pem::parse_certificates(&bytes, &roots.display().to_string()).map_err(load_error)? {
-        store
-            .add_root(root, &roots.display().to_string())
-            .map_err(load_error)?;
+        store.add_root(root, &roots.display().to_string()).map_err(load_error)?;
     }
     let mut facts = Vec::new();
     let mut warnings = Vec::new();
@@ -306,7 +304,10 @@ impl ServerFiles {
 
     /// Every file this reads, with what it holds (`certificate chain`, …), for up-front checks.
     pub fn paths(&self) -> Vec<(&'static str, &Path)> {
-        let mut paths = vec![("certificate chain", self.cert.as_path()), ("private key", self.key.as_path())];
+        let mut paths = vec![
+            ("certificate chain", self.cert.as_path()),
+            ("private key", self.key.as_path()),
+        ];
         if let Some(ca) = &self.client_ca {
             paths.push(("root certificates", ca.as_path()));
         }
@@ -329,7 +330,11 @@ impl ServerFiles {
         let chain = read_chain(&self.cert)?;
         let key = read_key(&self.key, self.passphrase.as_deref())?;
         let credentials = super::Credentials::new(chain, &key)?;
-        credentials.check_usable(Usage::Server, now, &format!("certificate chain {}", self.cert.display()))?;
+        credentials.check_usable(
+            Usage::Server,
+            now,
+            &format!("certificate chain {}", self.cert.display()),
+        )?;
         let (client_trust, crls, warnings) = match &self.client_ca {
             Some(roots) => {
                 let trust = load_trust(roots, &self.crls, now)?;
@@ -343,11 +348,7 @@ impl ServerFiles {
             authorization: self.authorization.clone(),
             options: self.options.clone(),
         })?;
-        Ok(LoadedServerConfig {
-            config,
-            crls,
-            warnings,
-        })
+        Ok(LoadedServerConfig { config, crls, warnings })
     }
 
     /// [`ServerFiles::load`] on Tokio's blocking pool at the current time, under `deadline`:

@@ -42,7 +42,8 @@
 //! let mut stream = ChannelStream::connect(config, "localhost", tcp, policy).await?;
 //! stream.send_message(b"hello").await?;
 //! let reply = stream.recv_message().await?;
-//! println!("{reply:?}, {} key updates", stream.stats().rotations.total());
+//! let reply = reply.unwrap_or_default();
+//! println!("{}, {} key updates", String::from_utf8_lossy(&reply), stream.stats().rotations.total());
 //! stream.close().await?;
 //! # Ok(()) }
 //! ```

@@ -89,9 +89,7 @@ impl Refusal {
     pub fn from_pki(error: &PkiError) -> Self {
         match error {
             PkiError::UnknownIssuer => Self::UnknownIssuer,
-            PkiError::Expired {
-                subject, not_after, ..
-            } => Self::Expired {
+            PkiError::Expired { subject, not_after, .. } => Self::Expired {
                 subject: subject.clone(),
                 not_after: Some(*not_after),
             },
@@ -184,11 +182,11 @@ impl Refusal {
             // as OpenSSL does, which tells the peer its issuer is not trusted: wrong advice for
             // a CRL that is out of date here. `Other` gives `certificate_unknown` ("some other
             // issue … rendering it unacceptable", RFC 8446 §6.2).
-            Self::RevocationUnknown { .. } => CertificateError::Other(rustls::OtherError(Arc::new(
-                pki.unwrap_or(PkiError::RevocationUnknown {
+            Self::RevocationUnknown { .. } => CertificateError::Other(rustls::OtherError(Arc::new(pki.unwrap_or(
+                PkiError::RevocationUnknown {
                     reason: "a CRL is out of date".into(),
-                }),
-            ))),
+                },
+            )))),
             Self::NotAllowed { .. } => CertificateError::ApplicationVerificationFailure,
             Self::WrongUsage { .. } => CertificateError::InvalidPurpose,
             Self::NameMismatch { .. } => CertificateError::NotValidForName,
@@ -231,7 +229,9 @@ impl fmt::Display for Refusal {
                 write!(f, "its revocation status could not be determined: {}", escape(reason))
             }
             Self::NotAllowed { peer } => write!(f, "{peer} is trusted but not on the allow list"),
-            Self::WrongUsage { usage } => write!(f, "the certificate is not valid for {usage} use (extended key usage)"),
+            Self::WrongUsage { usage } => {
+                write!(f, "the certificate is not valid for {usage} use (extended key usage)")
+            }
             Self::NameMismatch { name } => write!(f, "the certificate is not valid for the name {}", escape(name)),
             Self::Untrusted { reason } => write!(f, "the certificate is not trusted: {}", escape(reason)),
         }

@@ -374,7 +374,12 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
-    let bad = || format!("\"{}\" is not a size like 65536, 64K or 1GiB", super::text::escape(text));
+    let bad = || {
+        format!(
+            "\"{}\" is not a size like 65536, 64K or 1GiB",
+            super::text::escape(text)
+        )
+    };
     let number: u64 = digits.parse().map_err(|_| bad())?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,

@@ -107,7 +107,7 @@ pub fn certificate_error(error: &CertificateError) -> String {
         }
         C::ApplicationVerificationFailure => "the certificate is trusted but not admitted".into(),
         C::Other(other) => match other.0.downcast_ref::<crate::pki::PkiError>() {
-            Some(pki) => escape(&pki.to_string()),
+            Some(pki) => super::Refusal::from_pki(pki).to_string(),
             None => "the certificate was refused".into(),
         },
         _ => "the certificate was refused".into(),
@@ -184,7 +184,9 @@ pub fn io_error(error: &std::io::Error) -> String {
 pub fn handshake_io_error(error: &std::io::Error) -> String {
     let tls = error.get_ref().is_some_and(|e| e.is::<rustls::Error>());
     match error.kind() {
-        std::io::ErrorKind::UnexpectedEof if !tls => "the peer closed the connection before the handshake completed".into(),
+        std::io::ErrorKind::UnexpectedEof if !tls => {
+            "the peer closed the connection before the handshake completed".into()
+        }
         _ => io_error(error),
     }
 }

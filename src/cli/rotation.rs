@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(timeout_seconds(0.01, "--t", 3600), Ok(Duration::from_millis(10)));
         for bad in [0.0, -0.0, 0.001, -1.0, 3600.5, 1e19, f64::NAN, f64::INFINITY] {
             let error = timeout_seconds(bad, "--t", 3600).expect_err("refused");
-            assert!(error.starts_with("--t takes a number of seconds from 0.01 to 3600"), "{error}");
+            assert!(
+                error.starts_with("--t takes a number of seconds from 0.01 to 3600"),
+                "{error}"
+            );
         }
         assert_eq!(count(1, "--n", 5), Ok(1));
         assert!(count(0, "--n", 5).is_err());
@@ -196,7 +199,10 @@ mod tests {
         assert_eq!(interval_seconds(0.0, "--r"), Ok(Duration::ZERO));
         assert_eq!(interval_seconds(0.5, "--r"), Ok(Duration::from_millis(500)));
         assert!(interval_seconds(1e-9, "--r").is_err());
-        assert!(interval_seconds(1e-12, "--r").is_err(), "rounds to zero nanoseconds, yet is not 0");
+        assert!(
+            interval_seconds(1e-12, "--r").is_err(),
+            "rounds to zero nanoseconds, yet is not 0"
+        );
         assert!(interval_seconds(1e19, "--r").is_err());
     }
 }

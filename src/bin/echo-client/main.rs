@@ -152,12 +152,10 @@ impl Target {
     async fn open(&self) -> Result<ChannelStream<TcpStream>, anyhow::Error> {
         let seconds = self.connect_timeout.as_secs_f64();
         let attempt = async {
-            let tcp = TcpStream::connect(&self.address)
-                .await
-                .map_err(|e| {
-                    CliError::failure(format!("cannot connect to {}: {e}", self.address))
-                        .with_hint("check that the server is running and listening at --connect")
-                })?;
+            let tcp = TcpStream::connect(&self.address).await.map_err(|e| {
+                CliError::failure(format!("cannot connect to {}: {e}", self.address))
+                    .with_hint("check that the server is running and listening at --connect")
+            })?;
             let _ = tcp.set_nodelay(true);
             Ok::<_, anyhow::Error>(
                 ChannelStream::connect(Arc::clone(&self.config), &self.server_name, tcp, self.policy).await?,
@@ -319,7 +317,9 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             while received < echoed.len() {
                 let slot = echoed.get_mut(received..).unwrap_or_default();
                 let n = stream.read(slot).await.map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof && e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>()) {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof
+                        && e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
+                    {
                         // Closed without close_notify: as truncated as a clean close.
                         ChannelError::TruncatedMessage {
                             received: received as u64,

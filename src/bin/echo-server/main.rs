@@ -49,7 +49,9 @@ fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
             "give a server certificate valid now, for server use (`ca issue --profile server --name HOST`), \
              with its own key"
         }
-        ChannelError::UnusableKey { .. } => "give the key that was issued with this certificate (PREFIX.key beside PREFIX.chain.pem)",
+        ChannelError::UnusableKey { .. } => {
+            "give the key that was issued with this certificate (PREFIX.key beside PREFIX.chain.pem)"
+        }
         ChannelError::NotAFile { .. } => "give the path of a regular PEM file (not a pipe, device or directory)",
         ChannelError::FileTooLarge { .. } => "check the path: certificate, key and CRL files are far smaller",
         ChannelError::Timeout { .. } => {
@@ -376,7 +378,10 @@ async fn handle(
         Some(Ok(Ok(stream))) => stream,
     };
     let Ok(_session) = Arc::clone(&shared.sessions).try_acquire_owned() else {
-        tracing::warn!(max = limits.max_conns, "connection refused after its handshake: --max-conns reached");
+        tracing::warn!(
+            max = limits.max_conns,
+            "connection refused after its handshake: --max-conns reached"
+        );
         let _ = timeout(limits.shutdown, stream.close()).await;
         return;
     };
