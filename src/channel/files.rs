@@ -2,7 +2,7 @@
 //!
 //! - only regular files are read (a FIFO or a device could block a reload forever), at most
 //!   [`MAX_PEM_FILE`] bytes each;
-//! - a server's own certificate is checked before it is served ([`Credentials::check_usable`]):
+//! - a server's own certificate is checked before it is served ([`super::Credentials::check_usable`]):
 //!   one every client would refuse is an error, not a running server;
 //! - CRLs past their nextUpdate are reported as [`LoadWarning`]s (they make every certificate
 //!   they cover be refused);
@@ -316,7 +316,7 @@ impl ServerFiles {
     }
 
     /// Reads the files and builds the configuration, checking that the server's certificate
-    /// can serve at `now` ([`Credentials::check_usable`] for [`Usage::Server`]). Blocking (file
+    /// can serve at `now` ([`super::Credentials::check_usable`] for [`Usage::Server`]). Blocking (file
     /// I/O; scrypt for an encrypted key): from async code use [`ServerFiles::load_async`].
     ///
     /// # Errors
