@@ -339,7 +339,7 @@ pub(crate) fn is_tls_refusal(error: &std::io::Error) -> bool {
 }
 
 /// Alerts by which a peer refuses us or our certificate (rather than failing).
-fn is_refusal_alert(alert: rustls::AlertDescription) -> bool {
+pub(crate) fn is_refusal_alert(alert: rustls::AlertDescription) -> bool {
     use rustls::AlertDescription as A;
     matches!(
         alert,

@@ -77,7 +77,8 @@ pub enum Refusal {
     },
     /// Any other reason the chain is not trusted (a bad signature, a name constraint or path
     /// length exceeded, a rule of the RFC 5280 profile, a malformed certificate). Alert
-    /// `bad_certificate` (`decrypt_error` for a bad signature).
+    /// `bad_certificate` ("contained signatures that did not verify correctly, etc.", RFC 8446
+    /// §6.2).
     Untrusted {
         /// Why, in words.
         reason: String,
@@ -172,6 +173,8 @@ impl Refusal {
 
     /// The rustls error that makes rustls send the alert documented on each variant.
     pub(crate) fn to_rustls(&self, pki: Option<PkiError>) -> rustls::Error {
+        // rustls picks the alert from the `CertificateError` (`From<CertificateError> for
+        // AlertDescription`); the test below pins each choice.
         let certificate_error = match self {
             Self::NoCertificate => return rustls::Error::NoCertificatesPresented,
             Self::UnknownIssuer => CertificateError::UnknownIssuer,
@@ -190,10 +193,9 @@ impl Refusal {
             Self::NotAllowed { .. } => CertificateError::ApplicationVerificationFailure,
             Self::WrongUsage { .. } => CertificateError::InvalidPurpose,
             Self::NameMismatch { .. } => CertificateError::NotValidForName,
-            Self::Untrusted { .. } => match pki {
-                Some(PkiError::BadSignature) => CertificateError::BadSignature,
-                _ => CertificateError::BadEncoding,
-            },
+            // rustls would send `decrypt_error` for `BadSignature`, which peers do not read as a
+            // refusal of the certificate.
+            Self::Untrusted { .. } => CertificateError::BadEncoding,
         };
         rustls::Error::InvalidCertificate(certificate_error)
     }
@@ -296,4 +298,90 @@ pub(crate) fn record(refusal: &Refusal) {
     let _ = CURRENT.try_with(|slot| {
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal.clone());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::AlertDescription as A;
+
+    use super::*;
+
+    fn alert(refusal: &Refusal) -> A {
+        match refusal.to_rustls(None) {
+            rustls::Error::InvalidCertificate(error) => A::from(error),
+            rustls::Error::NoCertificatesPresented => A::CertificateRequired,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_sends_the_alert_it_documents() {
+        let peer = PeerIdentity {
+            subject: "CN=x".into(),
+            common_name: Some("x".into()),
+            sans: Vec::new(),
+            serial: "01".into(),
+            sha256_fingerprint: "00".into(),
+        };
+        let subject = String::from("CN=x");
+        for (refusal, expected) in [
+            (Refusal::NoCertificate, A::CertificateRequired),
+            (Refusal::UnknownIssuer, A::UnknownCA),
+            (
+                Refusal::Expired {
+                    subject: subject.clone(),
+                    not_after: None,
+                },
+                A::CertificateExpired,
+            ),
+            (
+                Refusal::NotYetValid {
+                    subject,
+                    not_before: None,
+                },
+                A::CertificateExpired,
+            ),
+            (
+                Refusal::Revoked {
+                    serial: "01".into(),
+                    reason: "superseded".into(),
+                },
+                A::CertificateRevoked,
+            ),
+            // Not `unknown_ca`: the peer's issuer is not the problem.
+            (
+                Refusal::RevocationUnknown { reason: "stale".into() },
+                A::CertificateUnknown,
+            ),
+            (Refusal::NotAllowed { peer }, A::AccessDenied),
+            (Refusal::WrongUsage { usage: Usage::Client }, A::UnsupportedCertificate),
+            (Refusal::NameMismatch { name: "x".into() }, A::BadCertificate),
+            (Refusal::Untrusted { reason: "x".into() }, A::BadCertificate),
+        ] {
+            assert_eq!(alert(&refusal), expected, "{refusal:?}");
+            assert!(
+                crate::channel::error::is_refusal_alert(expected),
+                "{expected:?} must read as a refusal on the other side"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_crl_round_trips_through_rustls() {
+        let pki = PkiError::RevocationUnknown {
+            reason: "a CRL expired at 2030-01-01T00:00:00Z".into(),
+        };
+        let refusal = Refusal::from_pki(&pki);
+        let error = refusal.to_rustls(Some(pki));
+        assert_eq!(Refusal::from_tls(&error), Some(refusal));
+    }
+
+    #[test]
+    fn webpki_reasons_are_words() {
+        let refusal = Refusal::from_pki(&PkiError::Rejected(webpki::Error::MalformedDnsIdentifier));
+        assert_eq!(
+            refusal.to_string(),
+            "the certificate is not trusted: a DNS name in the certificate is malformed"
+        );
+    }
 }
