@@ -862,3 +862,17 @@ fn each_tool_documents_its_own_examples_and_exit_codes() {
     assert!(client.contains("EXAMPLES:\n  # send two messages"), "{client}");
     assert_eq!(client.matches("EXIT CODES:").count(), 1, "{client}");
 }
+
+#[test]
+fn a_signal_right_after_listening_on_is_handled() {
+    let pki = Pki::new();
+    for _ in 0..5 {
+        let mut server = Server::start(pki.dir.path(), &os(&pki.server_args()));
+        // `listening on` promises that signals are handled from then on.
+        server.signal("HUP");
+        server.wait_for_log("configuration reloaded");
+        assert!(server.child.try_wait().unwrap().is_none(), "{}", server.log());
+        server.signal("TERM");
+        assert_eq!(server.wait_exit().code(), Some(0), "{}", server.log());
+    }
+}

@@ -180,6 +180,11 @@ struct Shared {
 }
 
 async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Limits>) -> anyhow::Result<()> {
+    // Before `listening on`: from then on a script may signal us, and an unhandled SIGHUP would
+    // end the process.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {listen}: {e}")))?;
@@ -193,9 +198,6 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Li
         "listening"
     );
 
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         limits: Arc::clone(&limits),
