@@ -1,18 +1,20 @@
 //! rustls configurations built from a [`TrustStore`], with the ring provider passed explicitly.
 //! TLS 1.3 only, unless [`TlsOptions::allow_tls12`] says otherwise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
 
-use super::ChannelError;
+use super::error::{CertificateProblem, ChannelError};
+use super::files::{blocking, check_regular_file, read_chain, read_key};
 use super::identity::Authorization;
 use super::verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};
-use crate::pki::{Passphrase, PrivateKey, TrustStore, pem};
+use crate::pki::{CertificateInfo, Passphrase, PrivateKey, TrustStore, Usage};
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
@@ -29,23 +31,37 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Loads a PEM chain and a PKCS#8 key (encrypted keys need `passphrase`).
+    /// Loads a PEM chain and a PKCS#8 key (encrypted keys need `passphrase`). Only regular
+    /// files of at most [`crate::pki::pem::MAX_PEM_FILE`] bytes are read. Blocking (file I/O,
+    /// and scrypt for an encrypted key): from async code use [`Credentials::load_async`].
     ///
     /// # Errors
-    /// [`ChannelError::Load`], [`ChannelError::EmptyChain`], [`ChannelError::UnusableKey`].
+    /// [`ChannelError::Load`], [`ChannelError::NotAFile`], [`ChannelError::FileTooLarge`],
+    /// [`ChannelError::EmptyChain`], [`ChannelError::UnusableKey`].
     pub fn load(chain: &Path, key: &Path, passphrase: Option<&Passphrase>) -> Result<Self, ChannelError> {
-        let certificates = pem::load_certificates(chain).map_err(|source| ChannelError::Load {
-            what: format!("certificate chain {}", chain.display()),
-            source,
-        })?;
-        if certificates.is_empty() {
-            return Err(ChannelError::EmptyChain { path: chain.into() });
-        }
-        let private_key = PrivateKey::load(key, passphrase).map_err(|source| ChannelError::Load {
-            what: format!("private key {}", key.display()),
-            source,
-        })?;
+        check_regular_file(chain, "certificate chain")?;
+        check_regular_file(key, "private key")?;
+        let certificates = read_chain(chain)?;
+        let private_key = read_key(key, passphrase)?;
         Self::new(certificates, &private_key)
+    }
+
+    /// [`Credentials::load`] on Tokio's blocking pool, so that reading the files and deriving
+    /// the key of an encrypted one never stall the runtime's worker threads. Outside a Tokio
+    /// runtime it runs on the calling thread.
+    ///
+    /// # Errors
+    /// As [`Credentials::load`]; [`ChannelError::TaskFailed`] if the blocking task could not
+    /// finish.
+    pub async fn load_async(
+        chain: PathBuf,
+        key: PathBuf,
+        passphrase: Option<Passphrase>,
+    ) -> Result<Self, ChannelError> {
+        blocking("loading the certificate and key", move || {
+            Self::load(&chain, &key, passphrase.as_ref())
+        })
+        .await
     }
 
     /// Pairs a chain with its key.
@@ -54,21 +70,106 @@ impl Credentials {
     /// [`ChannelError::UnusableKey`] when the key does not match the first certificate or
     /// rustls cannot sign with it.
     pub fn new(chain: Vec<CertificateDer<'static>>, key: &PrivateKey) -> Result<Self, ChannelError> {
-        if chain.is_empty() {
+        let Some(end_entity) = chain.first() else {
             return Err(ChannelError::UnusableKey {
                 reason: "the certificate chain is empty".into(),
+            });
+        };
+        // Compare the public keys ourselves: rustls skips the check for keys whose public half
+        // it cannot derive.
+        let key_spki = key.public_key_spki().map_err(|e| ChannelError::UnusableKey {
+            reason: format!("its public key cannot be derived: {e}"),
+        })?;
+        let certificate_spki = x509_parser::parse_x509_certificate(end_entity)
+            .map(|(_, certificate)| certificate.public_key().raw.to_vec())
+            .map_err(|_| ChannelError::UnusableKey {
+                reason: "the first certificate of the chain cannot be parsed".into(),
+            })?;
+        if key_spki != certificate_spki {
+            return Err(ChannelError::UnusableKey {
+                reason: "the key does not belong to the first certificate".into(),
             });
         }
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
         let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| ChannelError::UnusableKey {
             reason: match e {
                 rustls::Error::InconsistentKeys(_) => "the key does not belong to the first certificate".into(),
-                other => other.to_string(),
+                other => super::text::tls_error(&other),
             },
         })?;
         Ok(Self {
             key: Arc::new(certified),
         })
+    }
+
+    /// Checks that these credentials can be used for `usage` at `now`, as a peer will judge
+    /// them: every certificate of the chain valid at `now`; the end entity not a CA, with an
+    /// extended key usage (if it lists any) that includes `usage`, and a key usage (if any)
+    /// that allows digital signatures. `what` names the chain in the error.
+    ///
+    /// # Errors
+    /// [`ChannelError::UnsuitableCertificate`].
+    pub fn check_usable(&self, usage: Usage, now: OffsetDateTime, what: &str) -> Result<(), ChannelError> {
+        let unsuitable = |subject: &str, problem| ChannelError::UnsuitableCertificate {
+            what: what.into(),
+            subject: subject.into(),
+            problem,
+        };
+        for (index, der) in self.chain().iter().enumerate() {
+            let info = CertificateInfo::from_der(der).map_err(|source| ChannelError::Load {
+                what: what.into(),
+                source,
+            })?;
+            if now > info.not_after {
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::Expired {
+                        not_after: info.not_after,
+                    },
+                ));
+            }
+            if now < info.not_before {
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::NotYetValid {
+                        not_before: info.not_before,
+                    },
+                ));
+            }
+            if index > 0 {
+                continue;
+            }
+            if info.is_ca {
+                return Err(unsuitable(&info.subject, CertificateProblem::CaCertificate));
+            }
+            let wanted = match usage {
+                Usage::Server => Some("serverAuth"),
+                Usage::Client => Some("clientAuth"),
+                Usage::CodeSigning => Some("codeSigning"),
+                Usage::Any => None,
+            };
+            if let Some(wanted) = wanted
+                && !info.extended_key_usage.is_empty()
+                && !info.extended_key_usage.iter().any(|eku| eku == wanted)
+            {
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::WrongUsage {
+                        usage,
+                        extended_key_usage: info.extended_key_usage,
+                    },
+                ));
+            }
+            if !info.key_usage.is_empty() && !info.key_usage.iter().any(|ku| ku == "digitalSignature") {
+                return Err(unsuitable(
+                    &info.subject,
+                    CertificateProblem::NoDigitalSignature {
+                        key_usage: info.key_usage,
+                    },
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The chain, end entity first.

@@ -1,102 +1,276 @@
-//! The one error type of the `channel` module.
+//! The one error type of the `channel` module. Its messages are Tessera's own words: a TLS
+//! alert by its RFC 8446 name and what it means, never a library's debug form or URL; the
+//! rustls or I/O error underneath stays available ([`ChannelError::tls_error`],
+//! [`ChannelError::io_error`]).
 
+use std::fmt;
 use std::path::PathBuf;
 
-use crate::pki::PkiError;
+use time::OffsetDateTime;
+
+use super::refusal::Refusal;
+use super::text;
+use crate::pki::{PkiError, Usage, rfc3339};
 
 /// Why a channel operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum ChannelError {
     /// A certificate, key or CRL file could not be loaded.
-    #[error("cannot load {what}")]
     Load {
         /// What was being loaded (`certificate chain /path`, `private key /path`, …).
         what: String,
         /// The reason.
-        #[source]
         source: PkiError,
     },
     /// A certificate chain file held no certificate.
-    #[error("certificate chain {path} holds no certificate")]
     EmptyChain {
         /// The chain file.
         path: PathBuf,
     },
     /// The private key does not belong to the first certificate of the chain, or rustls cannot
     /// use it.
-    #[error("private key cannot be used with certificate chain: {reason}")]
     UnusableKey {
-        /// What rustls said.
+        /// Why, in words.
         reason: String,
     },
+    /// A certificate of our own cannot be used for what it is loaded for: a server certificate
+    /// that is expired, not yet valid, or not for server use would make every client refuse
+    /// the server.
+    UnsuitableCertificate {
+        /// The file it came from (`certificate chain /path`).
+        what: String,
+        /// The subject of the certificate concerned (untrusted text, escaped when displayed).
+        subject: String,
+        /// What is wrong with it.
+        problem: CertificateProblem,
+    },
+    /// A file to read is not a regular file (a FIFO, a device, a directory, a socket): reading
+    /// it could block forever or never end.
+    NotAFile {
+        /// What the file was to hold (`certificate chain`, `private key`, …).
+        what: String,
+        /// The path.
+        path: PathBuf,
+        /// What it is instead: `a FIFO`, `a directory`, `a character device`, …
+        kind: &'static str,
+    },
+    /// A file to read is larger than any certificate, key or CRL file Tessera reads.
+    FileTooLarge {
+        /// What the file was to hold.
+        what: String,
+        /// The path.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes ([`crate::pki::pem::MAX_PEM_FILE`]).
+        max: u64,
+    },
     /// rustls refused to build a configuration (e.g. no protocol version left).
-    #[error("cannot build the TLS configuration: {source}")]
     Config {
         /// The rustls error.
-        #[source]
         source: rustls::Error,
     },
     /// A server was given an allow list but no trust store for client certificates: without
     /// client authentication nobody could be checked against the list.
-    #[error("an allow list of {allowed} names needs client authentication: give a client trust store")]
     AllowListWithoutClientTrust {
         /// How many names the allow list holds.
         allowed: usize,
     },
     /// The server name given to a client is neither a DNS name nor an IP address.
-    #[error("server name {name:?} is not a valid DNS name or IP address")]
     BadServerName {
         /// The name given.
         name: String,
     },
-    /// The TLS handshake failed (certificate refused, protocol mismatch, peer closed, …).
-    #[error("TLS handshake failed")]
+    /// The TLS handshake failed (the peer refused us, protocol mismatch, peer closed, …).
     Handshake {
         /// The underlying error (usually wraps a [`rustls::Error`]).
-        #[source]
+        source: std::io::Error,
+    },
+    /// This side refused the peer's certificate during the handshake, for the reason given
+    /// (the peer got the TLS alert [`Refusal`] documents).
+    Refused {
+        /// Why (boxed: a refusal can carry the peer's identity).
+        refusal: Box<Refusal>,
+        /// The handshake error (wraps the [`rustls::Error`] that selected the alert).
         source: std::io::Error,
     },
     /// A phase did not complete within its time limit.
-    #[error("{phase} timed out after {seconds} s")]
     Timeout {
-        /// The phase: `handshake`, `read`, `write`, `shutdown`.
+        /// The phase: `handshake`, `read`, `write`, `shutdown`, `reload`, ….
         phase: &'static str,
         /// The limit.
         seconds: f64,
     },
     /// An I/O error on an established channel.
-    #[error("channel {operation} failed")]
     Io {
         /// `read`, `write`, `flush`, `shutdown`.
         operation: &'static str,
         /// The underlying error.
-        #[source]
         source: std::io::Error,
     },
     /// rustls could not rotate the traffic keys.
-    #[error("key rotation failed: {source}")]
     Rotation {
         /// The rustls error.
-        #[source]
         source: rustls::Error,
     },
     /// A framed message is larger than the maximum size allowed.
-    #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge {
         /// The size announced or given.
         size: u64,
         /// The limit in force.
         max: u64,
     },
-    /// The peer closed the connection in the middle of a framed message.
-    #[error("connection closed in the middle of a message ({received} of {expected} bytes)")]
+    /// The peer closed the connection before a message (or an echo) was complete.
     TruncatedMessage {
-        /// Bytes of the message (header included) received.
+        /// Bytes of the message received (for framed messages, header included).
         received: u64,
         /// Bytes expected.
         expected: u64,
     },
+    /// Reloads already running (stuck on a file that does not answer) reached the limit
+    /// ([`super::MAX_RUNNING_RELOADS`]); no new one was started.
+    ReloadBusy {
+        /// How many are running.
+        running: usize,
+    },
+    /// A blocking task (file reading, key decryption) ended without a result: it panicked, or
+    /// the runtime is shutting down.
+    TaskFailed {
+        /// What the task was doing.
+        task: &'static str,
+    },
+}
+
+/// What is wrong with a certificate of our own (see [`ChannelError::UnsuitableCertificate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Its validity ended before now.
+    Expired {
+        /// End of validity.
+        not_after: OffsetDateTime,
+    },
+    /// Its validity starts after now.
+    NotYetValid {
+        /// Start of validity.
+        not_before: OffsetDateTime,
+    },
+    /// Its extended key usage does not include the usage (e.g. a client certificate given
+    /// to a server).
+    WrongUsage {
+        /// The usage needed.
+        usage: Usage,
+        /// The extended key usages it has (`clientAuth`, `codeSigning`, an OID, …).
+        extended_key_usage: Vec<String>,
+    },
+    /// Its key usage does not allow digital signatures, which every TLS 1.3 handshake needs
+    /// (RFC 5280 §4.2.1.3, RFC 8446 §4.4.3).
+    NoDigitalSignature {
+        /// The key usages it has.
+        key_usage: Vec<String>,
+    },
+    /// It is a CA certificate, which TLS peers refuse as an end entity.
+    CaCertificate,
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired { not_after } => write!(f, "it expired at {}", rfc3339(*not_after)),
+            Self::NotYetValid { not_before } => write!(f, "it is not valid before {}", rfc3339(*not_before)),
+            Self::WrongUsage {
+                usage,
+                extended_key_usage,
+            } => write!(
+                f,
+                "it is not for {usage} use (its extended key usage is {})",
+                text::escape(&extended_key_usage.join(", "))
+            ),
+            Self::NoDigitalSignature { key_usage } => write!(
+                f,
+                "its key usage ({}) does not allow the digital signatures a TLS handshake needs",
+                text::escape(&key_usage.join(", "))
+            ),
+            Self::CaCertificate => f.write_str("it is a CA certificate, not an end-entity certificate"),
+        }
+    }
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Load { what, .. } => write!(f, "cannot load {what}"),
+            Self::EmptyChain { path } => write!(f, "certificate chain {} holds no certificate", path.display()),
+            Self::UnusableKey { reason } => {
+                write!(f, "private key cannot be used with the certificate chain: {reason}")
+            }
+            Self::UnsuitableCertificate { what, subject, problem } => {
+                write!(
+                    f,
+                    "{what}: certificate {} cannot be used: {problem}",
+                    text::escape(subject)
+                )
+            }
+            Self::NotAFile { what, path, kind } => {
+                write!(f, "{what} {} is {kind}, not a regular file", path.display())
+            }
+            Self::FileTooLarge { what, path, size, max } => write!(
+                f,
+                "{what} {} is {size} bytes, more than the {max} bytes a certificate, key or CRL file may hold",
+                path.display()
+            ),
+            Self::Config { source } => write!(f, "cannot build the TLS configuration: {}", text::tls_error(source)),
+            Self::AllowListWithoutClientTrust { allowed } => write!(
+                f,
+                "an allow list of {allowed} names needs client authentication: give a client trust store"
+            ),
+            Self::BadServerName { name } => write!(
+                f,
+                "server name \"{}\" is not a valid DNS name or IP address",
+                text::escape(name)
+            ),
+            Self::Handshake { source } => write!(f, "TLS handshake failed: {}", text::handshake_io_error(source)),
+            Self::Refused { refusal, .. } => write!(f, "the peer's certificate was refused: {refusal}"),
+            Self::Timeout { phase, seconds } => write!(f, "{phase} timed out after {seconds} s"),
+            Self::Io { operation, source } => write!(f, "channel {operation} failed: {}", text::io_error(source)),
+            Self::Rotation { source } => write!(f, "key rotation failed: {}", text::tls_error(source)),
+            Self::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the maximum of {max} bytes")
+            }
+            Self::TruncatedMessage { received: 0, expected } => write!(
+                f,
+                "the peer closed the connection before sending any of the {expected} bytes expected"
+            ),
+            Self::TruncatedMessage { received, expected } => write!(
+                f,
+                "the peer closed the connection after {received} of the {expected} bytes expected"
+            ),
+            Self::ReloadBusy { running } => write!(
+                f,
+                "{running} earlier reloads are still reading files that do not answer; no new reload was started"
+            ),
+            Self::TaskFailed { task } => {
+                write!(
+                    f,
+                    "{task} ended without a result (it failed, or the program is stopping)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {
+    /// The cause, when its own message adds to this one: the [`PkiError`] of a load. The rustls
+    /// and I/O errors of handshakes and connections are already described in this error's
+    /// message (their own text is a library's); get them with [`ChannelError::tls_error`] and
+    /// [`ChannelError::io_error`].
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Load { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 impl ChannelError {
@@ -104,7 +278,7 @@ impl ChannelError {
     /// sent).
     pub fn tls_error(&self) -> Option<&rustls::Error> {
         match self {
-            Self::Handshake { source } | Self::Io { source, .. } => {
+            Self::Handshake { source } | Self::Io { source, .. } | Self::Refused { source, .. } => {
                 source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
             }
             Self::Rotation { source } | Self::Config { source } => Some(source),
@@ -112,10 +286,35 @@ impl ChannelError {
         }
     }
 
-    /// True when the peer was refused for a trust or authorization reason (exit 1 in the tools),
-    /// as opposed to a failure to run.
+    /// The I/O error underneath a handshake or connection failure.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Self::Handshake { source } | Self::Io { source, .. } | Self::Refused { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Why this side refused the peer's certificate, when it did.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Self::Refused { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// The alert by which the peer refused us or ended the connection, if it sent one.
+    pub fn peer_alert(&self) -> Option<rustls::AlertDescription> {
+        match self.tls_error() {
+            Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
+            _ => None,
+        }
+    }
+
+    /// True when one side refused the other for a trust or authorization reason (exit 1 in the
+    /// tools), as opposed to a failure to run.
     pub fn is_rejection(&self) -> bool {
         match self {
+            Self::Refused { .. } => true,
             Self::Handshake { source } | Self::Io { source, .. } => is_tls_refusal(source),
             _ => false,
         }
@@ -140,7 +339,7 @@ pub(crate) fn is_tls_refusal(error: &std::io::Error) -> bool {
 }
 
 /// Alerts by which a peer refuses us or our certificate (rather than failing).
-fn is_refusal_alert(alert: rustls::AlertDescription) -> bool {
+pub(crate) fn is_refusal_alert(alert: rustls::AlertDescription) -> bool {
     use rustls::AlertDescription as A;
     matches!(
         alert,

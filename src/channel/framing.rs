@@ -14,6 +14,9 @@ pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// The length prefix: 4 bytes, big-endian.
 pub const HEADER_LEN: usize = 4;
 
+/// A message body is read (and its buffer grown) at most this much at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
     /// Sends one message and flushes it.
     ///
@@ -72,21 +75,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
                 max: self.max_message as u64,
             });
         }
-        let mut body = vec![0u8; len];
-        let mut filled = 0usize;
-        while filled < len {
-            let slot = body.get_mut(filled..).unwrap_or_default();
+        // The buffer grows with the data received, not with the length announced: a peer that
+        // announces 16 MiB and sends nothing costs nothing.
+        let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+        while body.len() < len {
+            let start = body.len();
+            let want = (len - start).min(READ_CHUNK);
+            body.resize(start.saturating_add(want), 0);
+            let slot = body.get_mut(start..).unwrap_or_default();
             let n = self.read(slot).await.map_err(|source| ChannelError::Io {
                 operation: "read",
                 source,
             })?;
+            body.truncate(start.saturating_add(n));
             if n == 0 {
                 return Err(ChannelError::TruncatedMessage {
-                    received: (HEADER_LEN + filled) as u64,
-                    expected: (HEADER_LEN + len) as u64,
+                    received: (HEADER_LEN + start) as u64,
+                    expected: (HEADER_LEN as u64).saturating_add(len as u64),
                 });
             }
-            filled += n;
         }
         self.mark_message_received();
         Ok(Some(body))

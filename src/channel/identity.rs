@@ -6,6 +6,7 @@ use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use x509_parser::x509::X509Name;
 
+use super::text::escape;
 use crate::pki::CertificateInfo;
 
 /// Who the peer is, as stated by its certificate. Only meaningful once the certificate has been
@@ -86,14 +87,21 @@ fn same_value(kind: &str, san: &str, wanted: &str) -> bool {
     }
 }
 
+impl PeerIdentity {
+    /// The name to show for the peer: its common name, else its subject. Untrusted text, not
+    /// escaped (see [`super::escape`]).
+    pub fn name(&self) -> &str {
+        self.common_name.as_deref().unwrap_or(&self.subject)
+    }
+}
+
+/// `NAME [SAN, …] serial HEX`, with the names (untrusted text from the certificate) escaped by
+/// [`super::escape`]: no control or bidirectional character reaches a terminal or a log.
 impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.common_name {
-            Some(cn) => write!(f, "{cn}")?,
-            None => write!(f, "{}", self.subject)?,
-        }
+        f.write_str(&escape(self.name()))?;
         if !self.sans.is_empty() {
-            write!(f, " [{}]", self.sans.join(", "))?;
+            write!(f, " [{}]", escape(&self.sans.join(", ")))?;
         }
         write!(f, " serial {}", self.serial)
     }

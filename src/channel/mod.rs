@@ -7,8 +7,23 @@
 //! - [`ChannelStream`]: the stream; it counts traffic and sends a TLS 1.3 `KeyUpdate` whenever
 //!   the [`RotationPolicy`] says so. [`ChannelStream::send_message`] /
 //!   [`ChannelStream::recv_message`] add length-prefixed messages.
-//! - [`PeerIdentity`] and [`Authorization`]: who the peer is and whether it may connect.
-//! - [`ReloadableServerConfig`]: certificate and CRL hot reload.
+//! - [`PeerIdentity`] and [`Authorization`]: who the peer is and whether it may connect;
+//!   [`Refusal`]: why a peer was refused, as a value ([`ChannelError::Refused`], returned by
+//!   [`ChannelStream::accept`] and [`ChannelStream::connect`]).
+//! - [`ServerFiles`] and [`ReloadableServerConfig`]: a server's configuration from its files,
+//!   checked (regular files only, size-capped; a certificate the server cannot serve with is an
+//!   error; stale CRLs are [`LoadWarning`]s), and hot reload under a deadline.
+//!
+//! # Blocking work and async callers
+//!
+//! Reading certificate, key and CRL files is blocking I/O, and an encrypted key costs an
+//! scrypt derivation (hundreds of milliseconds by design). [`Credentials::load`],
+//! [`ServerFiles::load`], [`load_trust`] and [`ReloadableServerConfig::reload`] do that work on
+//! the calling thread: call them before the runtime starts or from a blocking context. From
+//! async code use [`Credentials::load_async`], [`ServerFiles::load_async`],
+//! [`load_trust_async`], [`crate::pki::TrustStore::from_root_file_async`] and
+//! [`ReloadableServerConfig::reload_async`]: they run it on Tokio's blocking pool (the latter
+//! two under a deadline), so worker threads never wait for a disk or for scrypt.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,28 +42,38 @@
 //! let mut stream = ChannelStream::connect(config, "localhost", tcp, policy).await?;
 //! stream.send_message(b"hello").await?;
 //! let reply = stream.recv_message().await?;
-//! println!("{reply:?}, {} key updates", stream.stats().rotations.total());
+//! let reply = reply.unwrap_or_default();
+//! println!("{}, {} key updates", String::from_utf8_lossy(&reply), stream.stats().rotations.total());
 //! stream.close().await?;
 //! # Ok(()) }
 //! ```
 
 mod config;
 mod error;
+mod files;
 mod framing;
 mod identity;
+mod refusal;
 mod reload;
 mod rotation;
 mod stream;
+mod text;
 mod verifier;
 
 pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
-pub use error::ChannelError;
+pub use error::{CertificateProblem, ChannelError};
+pub use files::{
+    CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
+    load_trust, load_trust_async,
+};
 pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
 pub use identity::{Authorization, PeerIdentity};
-pub use reload::ReloadableServerConfig;
+pub use refusal::Refusal;
+pub use reload::{MAX_RUNNING_RELOADS, ReloadableServerConfig};
 pub use rotation::{
     DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, MAX_ROTATIONS_WITHOUT_SENDING, RotationPolicy, RotationStats,
     RotationTrigger, parse_byte_size,
 };
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
+pub use text::{alert_name, escape, version_name};
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

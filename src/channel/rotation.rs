@@ -39,10 +39,64 @@ pub struct RotationPolicy {
     pub bytes: Option<u64>,
     /// Rotate after this many messages in one direction.
     pub messages: Option<u64>,
-    /// Rotate keys that have protected traffic and are this old.
+    /// Rotate keys that have protected traffic and are this old. (JSON: seconds, a number.)
+    #[serde(serialize_with = "seconds")]
     pub interval: Option<Duration>,
-    /// Leave at least this long between two rotations.
+    /// Leave at least this long between two rotations. (JSON: seconds, a number.)
+    #[serde(serialize_with = "seconds")]
     pub min_interval: Option<Duration>,
+}
+
+/// A duration as a JSON number of seconds (an integer when whole), `null` when absent.
+fn seconds<S: serde::Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        None => serializer.serialize_none(),
+        Some(d) if d.subsec_nanos() == 0 => serializer.serialize_u64(d.as_secs()),
+        Some(d) => serializer.serialize_f64(d.as_secs_f64()),
+    }
+}
+
+/// A duration for people: `600 s`, `0.25 s`.
+fn human_seconds(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} s", duration.as_secs_f64())
+    }
+}
+
+/// A byte count for people: `64 MiB`, `1000 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// `every 64 MiB or 600 s of use, at most every 1 s`; `never`.
+impl std::fmt::Display for RotationPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut limits = Vec::new();
+        if let Some(bytes) = self.bytes {
+            limits.push(human_bytes(bytes));
+        }
+        if let Some(messages) = self.messages {
+            limits.push(format!("{messages} messages"));
+        }
+        if let Some(interval) = self.interval {
+            limits.push(format!("{} of use", human_seconds(interval)));
+        }
+        if limits.is_empty() {
+            return f.write_str("never");
+        }
+        write!(f, "every {}", limits.join(" or "))?;
+        if let Some(min) = self.min_interval {
+            write!(f, ", at most once per {}", human_seconds(min))?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for RotationPolicy {
@@ -116,6 +170,18 @@ pub enum RotationTrigger {
     Requested,
 }
 
+/// `sent`, `received`, `interval`, `requested`.
+impl std::fmt::Display for RotationTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::Interval => "interval",
+            Self::Requested => "requested",
+        })
+    }
+}
+
 /// Rotation counters of one connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RotationStats {
@@ -136,7 +202,10 @@ pub struct RotationStats {
 impl RotationStats {
     /// The number of `KeyUpdate`s this side sent (each renews both directions).
     pub fn total(&self) -> u64 {
-        self.by_sent + self.by_received + self.by_interval + self.requested
+        self.by_sent
+            .saturating_add(self.by_received)
+            .saturating_add(self.by_interval)
+            .saturating_add(self.requested)
     }
 }
 
@@ -216,7 +285,7 @@ impl RotationState {
         let trigger = self.trigger(now)?;
         if matches!(trigger, RotationTrigger::Received | RotationTrigger::Interval) && self.held_until_sent() {
             if !self.postponed_noted {
-                self.stats.postponed += 1;
+                self.stats.postponed = self.stats.postponed.saturating_add(1);
                 self.postponed_noted = true;
             }
             return None;
@@ -225,7 +294,7 @@ impl RotationState {
             && now.saturating_duration_since(last) < min
         {
             if !self.postponed_noted {
-                self.stats.postponed += 1;
+                self.stats.postponed = self.stats.postponed.saturating_add(1);
                 self.postponed_noted = true;
             }
             return None;
@@ -280,10 +349,10 @@ impl RotationState {
     /// Records a rotation made at `now`.
     pub(crate) fn rotated(&mut self, trigger: RotationTrigger, now: Instant) {
         match trigger {
-            RotationTrigger::Sent => self.stats.by_sent += 1,
-            RotationTrigger::Received => self.stats.by_received += 1,
-            RotationTrigger::Interval => self.stats.by_interval += 1,
-            RotationTrigger::Requested => self.stats.requested += 1,
+            RotationTrigger::Sent => self.stats.by_sent = self.stats.by_sent.saturating_add(1),
+            RotationTrigger::Received => self.stats.by_received = self.stats.by_received.saturating_add(1),
+            RotationTrigger::Interval => self.stats.by_interval = self.stats.by_interval.saturating_add(1),
+            RotationTrigger::Requested => self.stats.requested = self.stats.requested.saturating_add(1),
         }
         self.bytes_sent = 0;
         self.bytes_received = 0;
@@ -305,7 +374,12 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
-    let bad = || format!("{text:?} is not a size like 65536, 64K or 1GiB");
+    let bad = || {
+        format!(
+            "\"{}\" is not a size like 65536, 64K or 1GiB",
+            super::text::escape(text)
+        )
+    };
     let number: u64 = digits.parse().map_err(|_| bad())?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -317,7 +391,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     };
     number
         .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| format!("\"{}\" is more than 2^64 bytes", super::text::escape(text)))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use tokio_rustls::TlsStream;
 use super::ChannelError;
 use super::framing::DEFAULT_MAX_MESSAGE;
 use super::identity::PeerIdentity;
+use super::refusal::{Refusal, capture};
 use super::rotation::{RotationPolicy, RotationState, RotationStats, RotationTrigger};
 
 /// Traffic counters of one connection.
@@ -64,12 +65,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
     /// Runs the server side of a handshake on `io`.
     ///
     /// # Errors
-    /// [`ChannelError::Handshake`]. The caller sets the time limit (`tokio::time::timeout`).
+    /// [`ChannelError::Refused`] when the client's certificate was refused (or it sent none):
+    /// [`ChannelError::refusal`] says why, as a [`super::Refusal`]; [`ChannelError::Handshake`]
+    /// for any other failure. The caller sets the time limit (`tokio::time::timeout`).
     pub async fn accept(config: Arc<ServerConfig>, io: IO, policy: RotationPolicy) -> Result<Self, ChannelError> {
-        let stream = tokio_rustls::TlsAcceptor::from(config)
-            .accept(io)
-            .await
-            .map_err(|source| ChannelError::Handshake { source })?;
+        let (result, refusal) = capture(tokio_rustls::TlsAcceptor::from(config).accept(io)).await;
+        let stream = result.map_err(|source| handshake_error(source, refusal))?;
         Ok(Self::new(TlsStream::Server(stream), policy))
     }
 
@@ -77,7 +78,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
     /// address, which the server's certificate must match).
     ///
     /// # Errors
-    /// [`ChannelError::BadServerName`], [`ChannelError::Handshake`].
+    /// [`ChannelError::BadServerName`]; [`ChannelError::Refused`] when the server's certificate
+    /// was refused ([`ChannelError::refusal`] says why); [`ChannelError::Handshake`] for any
+    /// other failure (a server that refuses our certificate does so after the handshake, in
+    /// TLS 1.3: the first read reports it).
     pub async fn connect(
         config: Arc<ClientConfig>,
         server_name: &str,
@@ -87,11 +91,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
         let name = ServerName::try_from(server_name.to_string()).map_err(|_| ChannelError::BadServerName {
             name: server_name.to_string(),
         })?;
-        let stream = tokio_rustls::TlsConnector::from(config)
-            .connect(name, io)
-            .await
-            .map_err(|source| ChannelError::Handshake { source })?;
+        let (result, refusal) = capture(tokio_rustls::TlsConnector::from(config).connect(name, io)).await;
+        let stream = result.map_err(|source| handshake_error(source, refusal))?;
         Ok(Self::new(TlsStream::Client(stream), policy))
+    }
+}
+
+/// A failed handshake as an error: [`ChannelError::Refused`] when this side refused the peer's
+/// certificate (with the verifier's reason, else the one the rustls error implies).
+fn handshake_error(source: io::Error, recorded: Option<Refusal>) -> ChannelError {
+    let implied = || {
+        source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .and_then(Refusal::from_tls)
+    };
+    match recorded.or_else(implied) {
+        Some(refusal) => ChannelError::Refused {
+            refusal: Box::new(refusal),
+            source,
+        },
+        None => ChannelError::Handshake { source },
     }
 }
 
@@ -149,13 +169,13 @@ impl<IO> ChannelStream<IO> {
     /// Counts one message sent, for [`RotationPolicy::messages`] (the message API does this
     /// itself; raw-stream users mark their own message boundaries).
     pub fn mark_message_sent(&mut self) {
-        self.stats.messages_sent += 1;
+        self.stats.messages_sent = self.stats.messages_sent.saturating_add(1);
         self.rotation.record_message_sent();
     }
 
     /// Counts one message received.
     pub fn mark_message_received(&mut self) {
-        self.stats.messages_received += 1;
+        self.stats.messages_received = self.stats.messages_received.saturating_add(1);
         self.rotation.record_message_received();
         self.rotate_if_due_silently();
     }
@@ -218,14 +238,14 @@ impl<IO> ChannelStream<IO> {
         result.map_err(|source| ChannelError::Rotation { source })?;
         self.rotation.rotated(trigger, now);
         self.flush_pending = true;
-        tracing::debug!(?trigger, total = self.rotation.stats.total(), "traffic keys rotated");
+        tracing::debug!(%trigger, total = self.rotation.stats.total(), "traffic keys rotated");
         Ok(())
     }
 
     /// Rotation from the receive path: a failure there is reported by the next write.
     fn rotate_if_due_silently(&mut self) {
         if let Err(error) = self.rotate_if_due() {
-            tracing::warn!(%error, "key rotation failed");
+            tracing::warn!("key rotation failed: {error}");
             self.can_rotate = false;
         }
     }
@@ -271,8 +291,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ChannelStream<IO> {
         this.poll_pending_flush(cx);
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let n = (buf.filled().len() - before) as u64;
-        this.stats.bytes_received += n;
+        let n = buf.filled().len().saturating_sub(before) as u64;
+        this.stats.bytes_received = this.stats.bytes_received.saturating_add(n);
         this.rotation.record_received(n);
         this.rotate_if_due_silently();
         this.poll_pending_flush(cx);
@@ -290,7 +310,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncBufRead for ChannelStream<IO> {
     fn consume(self: Pin<&mut Self>, amount: usize) {
         let this = self.get_mut();
         Pin::new(&mut this.inner).consume(amount);
-        this.stats.bytes_received += amount as u64;
+        this.stats.bytes_received = this.stats.bytes_received.saturating_add(amount as u64);
         this.rotation.record_received(amount as u64);
         this.rotate_if_due_silently();
     }
@@ -310,7 +330,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ChannelStream<IO> {
         }
         let chunk = buf.get(..len).unwrap_or(buf);
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, chunk))?;
-        this.stats.bytes_sent += n as u64;
+        this.stats.bytes_sent = this.stats.bytes_sent.saturating_add(n as u64);
         this.rotation.record_sent(n as u64);
         Poll::Ready(Ok(n))
     }
@@ -356,15 +376,15 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         loop {
             let mut progress = false;
             if done.sent < total {
-                let left = usize::try_from(total - done.sent).unwrap_or(usize::MAX);
-                let end = pattern.len().min(offset + left);
+                let left = usize::try_from(total.saturating_sub(done.sent)).unwrap_or(usize::MAX);
+                let end = pattern.len().min(offset.saturating_add(left));
                 let chunk = pattern.get(offset..end).unwrap_or(&[]);
                 if let Poll::Ready(n) = Pin::new(&mut *stream).poll_write(cx, chunk)? {
                     if n == 0 {
                         return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
                     }
-                    done.sent += n as u64;
-                    offset = (offset + n) % pattern.len();
+                    done.sent = done.sent.saturating_add(n as u64);
+                    offset = offset.saturating_add(n) % pattern.len().max(1);
                     flushed = false;
                     progress = true;
                 }
@@ -377,7 +397,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 if n == 0 {
                     return Poll::Ready(Ok(()));
                 }
-                done.received += n as u64;
+                done.received = done.received.saturating_add(n as u64);
                 progress = true;
             }
             if done.sent >= total && done.received >= total && flushed {

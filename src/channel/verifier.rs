@@ -7,11 +7,13 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 
 use super::identity::{Authorization, PeerIdentity};
+use super::refusal::{Refusal, record};
+use super::text::escape;
 use crate::pki::{PkiError, TrustStore, Usage, VerifyRequest};
 
 /// Verifies a server's certificate chain for [`Usage::Server`] and the name the client asked
@@ -46,8 +48,9 @@ impl ServerCertVerifier for TrustStoreServerVerifier {
         match self.store.verify(end_entity, intermediates, &request) {
             Ok(_chain) => Ok(ServerCertVerified::assertion()),
             Err(error) => {
-                tracing::warn!(server = %server_name.to_str(), reason = %error, "server certificate refused");
-                Err(to_rustls(error))
+                let refusal = Refusal::from_pki(&error);
+                tracing::debug!(server = %escape(&server_name.to_str()), reason = %refusal, "server certificate refused");
+                Err(refuse(refusal, error))
             }
         }
     }
@@ -119,21 +122,23 @@ impl ClientCertVerifier for TrustStoreClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let request = VerifyRequest::new(Usage::Client, to_time(now));
-        match self.store.verify(end_entity, intermediates, &request) {
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(reason = %error, "client certificate refused");
-                return Err(to_rustls(error));
-            }
-        };
+        if let Err(error) = self.store.verify(end_entity, intermediates, &request) {
+            let refusal = Refusal::from_pki(&error);
+            tracing::debug!(reason = %refusal, "client certificate refused");
+            return Err(refuse(refusal, error));
+        }
         let Some(identity) = PeerIdentity::from_certificate(end_entity) else {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding));
+            let refusal = Refusal::Untrusted {
+                reason: "the certificate cannot be parsed".into(),
+            };
+            record(&refusal);
+            return Err(refusal.to_rustls(None));
         };
         if !self.authorization.permits(&identity) {
-            tracing::warn!(peer = %identity, "client is not on the allow list");
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
+            let refusal = Refusal::NotAllowed { peer: identity };
+            tracing::debug!(reason = %refusal, "client refused");
+            record(&refusal);
+            return Err(refusal.to_rustls(None));
         }
         Ok(ClientCertVerified::assertion())
     }
@@ -168,19 +173,9 @@ fn to_time(now: UnixTime) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// The rustls error (and so the TLS alert) that best says why a chain was refused.
-fn to_rustls(error: PkiError) -> rustls::Error {
-    let certificate_error = match error {
-        PkiError::Expired { .. } => CertificateError::Expired,
-        PkiError::NotYetValid { .. } => CertificateError::NotValidYet,
-        PkiError::Revoked { .. } => CertificateError::Revoked,
-        PkiError::UnknownIssuer => CertificateError::UnknownIssuer,
-        PkiError::NameMismatch { .. } => CertificateError::NotValidForName,
-        PkiError::WrongUsage { .. } => CertificateError::InvalidPurpose,
-        PkiError::BadSignature => CertificateError::BadSignature,
-        PkiError::RevocationUnknown { .. } => CertificateError::UnknownRevocationStatus,
-        PkiError::Malformed { .. } => CertificateError::BadEncoding,
-        other => CertificateError::Other(OtherError(Arc::new(other))),
-    };
-    rustls::Error::InvalidCertificate(certificate_error)
+/// Records `refusal` for the handshake in progress and returns the rustls error that sends its
+/// alert (see [`Refusal`]).
+fn refuse(refusal: Refusal, error: PkiError) -> rustls::Error {
+    record(&refusal);
+    refusal.to_rustls(Some(error))
 }

@@ -30,7 +30,9 @@ pub use args::{parse_args, parse_args_from};
 pub use output::{write_stderr, write_stdout, write_stdout_bytes};
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
-pub use rotation::{MAX_SECONDS, RotationArgs, seconds};
+pub use rotation::{
+    MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, seconds, timeout_seconds,
+};
 
 /// Process exit codes shared by every tool.
 pub mod exit {

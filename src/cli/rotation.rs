@@ -40,13 +40,63 @@ impl RotationArgs {
             policy = policy.with_messages(messages);
         }
         if let Some(secs) = self.rotate_secs {
-            policy = policy.with_interval(seconds(secs, "--rotate-secs")?);
+            policy = policy.with_interval(interval_seconds(secs, "--rotate-secs")?);
         }
         if let Some(secs) = self.rotate_min_interval {
-            policy = policy.with_min_interval(seconds(secs, "--rotate-min-interval")?);
+            policy = policy.with_min_interval(interval_seconds(secs, "--rotate-min-interval")?);
         }
         Ok(policy)
     }
+}
+
+/// The shortest rotation interval accepted (other than 0, "never"): 1 ms.
+pub const MIN_ROTATE_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A rotation interval: 0 (never), or from [`MIN_ROTATE_INTERVAL`] to [`MAX_SECONDS`].
+fn interval_seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    let duration = seconds(value, flag)?;
+    if value != 0.0 && duration < MIN_ROTATE_INTERVAL {
+        return Err(format!(
+            "{flag} is 0 (never) or at least {} seconds, not {value}",
+            MIN_ROTATE_INTERVAL.as_secs_f64()
+        ));
+    }
+    Ok(duration)
+}
+
+/// The shortest time limit the channel tools accept: 10 ms (less cannot complete a handshake
+/// or an echo even on loopback).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// The longest limit for one phase (handshake, connect, shutdown, reload): one hour.
+pub const MAX_PHASE_SECONDS: u64 = 3600;
+
+/// A time limit in seconds, from [`MIN_TIMEOUT`] to `max_secs`: zero, a fraction too small to
+/// let anything complete, or more than `max_secs` is refused.
+///
+/// # Errors
+/// A message naming `flag`, the range and the value given.
+pub fn timeout_seconds(value: f64, flag: &str, max_secs: u64) -> Result<Duration, String> {
+    let range = format!(
+        "{flag} takes a number of seconds from {} to {max_secs}",
+        MIN_TIMEOUT.as_secs_f64()
+    );
+    let duration = Duration::try_from_secs_f64(value).map_err(|_| format!("{range}, not {value}"))?;
+    if duration < MIN_TIMEOUT || duration > Duration::from_secs(max_secs) {
+        return Err(format!("{range}, not {value}"));
+    }
+    Ok(duration)
+}
+
+/// A count from 1 to `max`.
+///
+/// # Errors
+/// A message naming `flag`, the range and the value given.
+pub fn count(value: u64, flag: &str, max: u64) -> Result<u64, String> {
+    if value == 0 || value > max {
+        return Err(format!("{flag} takes a number from 1 to {max}, not {value}"));
+    }
+    Ok(value)
 }
 
 /// The largest duration [`seconds`] accepts: ten years (365-day years).
@@ -126,5 +176,33 @@ mod tests {
             let error = seconds(bad, "--x").expect_err("refused");
             assert!(error.starts_with("--x "), "{error}");
         }
+    }
+
+    #[test]
+    fn timeouts_are_neither_zero_nor_absurd() {
+        assert_eq!(timeout_seconds(10.0, "--t", 3600), Ok(Duration::from_secs(10)));
+        assert_eq!(timeout_seconds(0.01, "--t", 3600), Ok(Duration::from_millis(10)));
+        for bad in [0.0, -0.0, 0.001, -1.0, 3600.5, 1e19, f64::NAN, f64::INFINITY] {
+            let error = timeout_seconds(bad, "--t", 3600).expect_err("refused");
+            assert!(
+                error.starts_with("--t takes a number of seconds from 0.01 to 3600"),
+                "{error}"
+            );
+        }
+        assert_eq!(count(1, "--n", 5), Ok(1));
+        assert!(count(0, "--n", 5).is_err());
+        assert!(count(6, "--n", 5).is_err());
+    }
+
+    #[test]
+    fn rotation_intervals_are_never_or_at_least_a_millisecond() {
+        assert_eq!(interval_seconds(0.0, "--r"), Ok(Duration::ZERO));
+        assert_eq!(interval_seconds(0.5, "--r"), Ok(Duration::from_millis(500)));
+        assert!(interval_seconds(1e-9, "--r").is_err());
+        assert!(
+            interval_seconds(1e-12, "--r").is_err(),
+            "rounds to zero nanoseconds, yet is not 0"
+        );
+        assert!(interval_seconds(1e19, "--r").is_err());
     }
 }

@@ -186,7 +186,8 @@ impl TrustStore {
         Self::default()
     }
 
-    /// A store with the roots in a PEM file (a file may hold several roots).
+    /// A store with the roots in a PEM file (a file may hold several roots). Blocking file
+    /// I/O: from async code use [`TrustStore::from_root_file_async`].
     ///
     /// # Errors
     /// [`PkiError::Io`], [`PkiError::Malformed`], [`PkiError::Missing`].
@@ -196,6 +197,23 @@ impl TrustStore {
             store.add_root(cert, &path.display().to_string())?;
         }
         Ok(store)
+    }
+
+    /// [`TrustStore::from_root_file`] on Tokio's blocking pool, so that reading the file never
+    /// stalls the runtime's worker threads (on the calling thread outside a Tokio runtime).
+    ///
+    /// # Errors
+    /// As [`TrustStore::from_root_file`]; [`PkiError::Io`] if the blocking task could not
+    /// finish (the runtime is shutting down).
+    pub async fn from_root_file_async(path: std::path::PathBuf) -> Result<Self, PkiError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self::from_root_file(&path);
+        };
+        let shown = path.clone();
+        runtime
+            .spawn_blocking(move || Self::from_root_file(&path))
+            .await
+            .map_err(|_| PkiError::io(shown, std::io::Error::other("the loading task did not finish")))?
     }
 
     /// Adds a trusted root certificate. `what` names it in errors.

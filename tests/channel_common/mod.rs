@@ -48,7 +48,18 @@ pub struct Pki {
     /// A server certificate from another CA.
     pub foreign_server: Leaf,
     pub foreign_root: PathBuf,
+    /// A CRL of the root whose nextUpdate has passed (issued three days ago, for one day).
+    pub stale_crl: PathBuf,
+    /// A server certificate that expired yesterday.
+    pub expired_server: Leaf,
+    /// A server certificate valid from tomorrow.
+    pub future_server: Leaf,
+    /// A client whose common name holds a right-to-left override: "evil\u{202e}gnp.exe".
+    pub bidi: Leaf,
 }
+
+/// The common name of [`Pki::bidi`].
+pub const BIDI_NAME: &str = "evil\u{202e}gnp.exe";
 
 fn issue(ca: &CertificateAuthority, request: IssueRequest, now: OffsetDateTime, prefix: &Path) -> Leaf {
     let issued = ca.issue(&request, now).unwrap();
@@ -124,6 +135,25 @@ impl Pki {
         let foreign_server = issue(&foreign, server_request(), now, &dir.path().join("foreign-server"));
         let foreign_root = dir.path().join("foreign-root.pem");
         std::fs::write(&foreign_root, pem::to_pem(pem::CERTIFICATE, foreign.root())).unwrap();
+
+        let expired_server = issue(
+            &ca,
+            server_request().with_lifetime(Duration::from_secs(3600)),
+            now - time::Duration::days(2),
+            &dir.path().join("expired-server"),
+        );
+        let future_server = issue(
+            &ca,
+            server_request().with_lifetime(Duration::from_secs(86_400 * 7)),
+            now + time::Duration::days(1),
+            &dir.path().join("future-server"),
+        );
+        let bidi = issue(&ca, client(BIDI_NAME), now, &dir.path().join("bidi"));
+        let stale_der = ca
+            .write_crl(now - time::Duration::days(3), Duration::from_secs(86_400))
+            .unwrap();
+        let stale_crl = dir.path().join("stale-crl.pem");
+        std::fs::write(&stale_crl, pem::to_pem("X509 CRL", &stale_der)).unwrap();
         Self {
             dir,
             root,
@@ -138,6 +168,10 @@ impl Pki {
             comma,
             foreign_server,
             foreign_root,
+            stale_crl,
+            expired_server,
+            future_server,
+            bidi,
         }
     }
 

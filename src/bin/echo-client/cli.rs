@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use tessera::channel::parse_byte_size;
-pub use tessera::cli::{RotationArgs, seconds};
+pub use tessera::cli::RotationArgs;
 
 const AFTER_HELP: &str = "EXAMPLES:
   # send two messages over mutual TLS, rotating keys every 16 bytes, and print the echoes
@@ -26,11 +26,19 @@ OUTPUT:
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
-";
+
+EXIT CODES:
+  0  every message was echoed (or the benchmark ran to its end)
+  1  refused: the server's certificate is not trusted (by --ca, --server-name, a --crl), or the
+     server refused ours (no certificate, unknown issuer, revoked, expired, not on its allow
+     list, its CRL out of date); the hint names the cause
+  2  usage error (unknown flag, a value out of range such as --timeout 0, a bad --server-name)
+  3  could not run: a file missing, unreadable or not PEM; wrong passphrase; connection refused
+     or lost; timeout; a TLS failure that is not a refusal";
 
 /// A TLS 1.3 echo client with mutual TLS and in-flight key rotation.
 #[derive(Debug, Parser)]
-#[command(name = "echo-client", version, after_help = format!("{AFTER_HELP}\n{}", tessera::cli::EXIT_CODES_HELP))]
+#[command(name = "echo-client", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// The server's address (HOST:PORT).
     #[arg(long, value_name = "ADDR")]
@@ -55,10 +63,10 @@ pub struct Args {
     pub server_name: Option<String>,
     #[command(flatten)]
     pub rotation: RotationArgs,
-    /// Seconds allowed for the TCP connection and the TLS handshake.
+    /// Seconds allowed for the TCP connection and the TLS handshake (0.01 to 3600).
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub connect_timeout: f64,
-    /// Seconds without progress before giving up on the server.
+    /// Seconds without progress before giving up on the server (0.01 to ten years).
     #[arg(long, value_name = "S", default_value_t = 30.0)]
     pub timeout: f64,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
@@ -70,13 +78,13 @@ pub struct Args {
     /// --bench: total bytes to echo, spread over the connections (0: handshakes only).
     #[arg(long, value_name = "N", default_value = "64M", value_parser = parse_byte_size, requires = "bench")]
     pub bytes: u64,
-    /// --bench: number of connections.
+    /// --bench: number of connections (1 to 100000).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "bench")]
-    pub conns: usize,
-    /// --bench: connections in flight at once (default: all).
+    pub conns: u64,
+    /// --bench: connections in flight at once (1 to --conns; default: all).
     #[arg(long, value_name = "N", requires = "bench")]
-    pub concurrency: Option<usize>,
-    /// --bench: size of each write.
+    pub concurrency: Option<u64>,
+    /// --bench: size of each write (1 to 16M).
     #[arg(long, value_name = "N", default_value = "64K", value_parser = parse_byte_size, requires = "bench")]
     pub write_size: u64,
     /// --bench: print the report as JSON.

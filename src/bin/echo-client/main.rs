@@ -15,10 +15,10 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 
 use tessera::channel::{
-    self, ChannelError, ChannelStats, ChannelStream, ClientSettings, Credentials, RotationPolicy, TlsOptions,
+    self, ChannelError, ChannelStats, ChannelStream, ClientSettings, Credentials, Refusal, RotationPolicy, TlsOptions,
 };
 use tessera::cli::CliError;
-use tessera::pki::TrustStore;
+use tessera::pki::Usage;
 
 fn main() -> ExitCode {
     // `echo-client: error: …` and exit 2 on a usage error (0 for --help), as every Tessera tool does.
@@ -30,57 +30,109 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => tessera::cli::report("echo-client", err.as_ref(), |e| {
-            e.downcast_ref::<ChannelError>().map(|ce| {
-                if ce.is_rejection() {
-                    (tessera::cli::exit::REJECTED, Some(refusal_hint(ce).into()))
-                } else {
-                    (tessera::cli::exit::FAILURE, None)
-                }
-            })
+            e.downcast_ref::<ChannelError>().and_then(classify)
         }),
     }
 }
 
-/// What to do about a refusal, by the alert the server sent or our own verdict.
+/// Exit code and hint for a channel error; `None` lets a [`tessera::pki::PkiError`] underneath
+/// (a load error) speak for itself.
+fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
+    if error.is_rejection() {
+        return Some((tessera::cli::exit::REJECTED, Some(refusal_hint(error).into())));
+    }
+    let hint = match error {
+        ChannelError::Load { .. } => return None,
+        ChannelError::TruncatedMessage { .. } => Some(
+            "the server closed the connection before echoing everything: it may have reached its --max-conns \
+             limit, be shutting down, or have dropped an idle connection",
+        ),
+        ChannelError::Timeout { .. } => Some("the server did not answer in time: check it is running and reachable"),
+        ChannelError::Handshake { .. } => Some(
+            "the server ended the handshake: it may be at its --max-conns limit, shutting down, or not a TLS 1.3 \
+             service",
+        ),
+        ChannelError::NotAFile { .. } => Some("give the path of a regular PEM file (not a pipe, device or directory)"),
+        ChannelError::UnusableKey { .. } => {
+            Some("give the key that was issued with this certificate (PREFIX.key beside PREFIX.chain.pem)")
+        }
+        _ => None,
+    };
+    Some((tessera::cli::exit::FAILURE, hint.map(Into::into)))
+}
+
+/// What to do about a refusal: ours of the server's certificate (by why we refused it), or the
+/// server's of ours (by the alert it sent).
 fn refusal_hint(error: &ChannelError) -> &'static str {
-    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
-    match error.tls_error() {
-        Some(E::AlertReceived(A::CertificateRequired)) => {
-            "the server requires a client certificate: pass --cert and --key"
+    use rustls::AlertDescription as A;
+    if let Some(refusal) = error.refusal() {
+        return match refusal {
+            Refusal::UnknownIssuer => "the server's certificate does not chain to --ca: pass the root that issued it",
+            Refusal::NameMismatch { .. } => {
+                "the server's certificate does not hold the name asked for: check --server-name"
+            }
+            Refusal::Expired { .. } | Refusal::NotYetValid { .. } => {
+                "the server's certificate is expired or not yet valid: check the clocks, or ask its operator for a \
+                 fresh certificate"
+            }
+            Refusal::Revoked { .. } => "the server's certificate is revoked by a --crl: its operator needs a new one",
+            Refusal::RevocationUnknown { .. } => {
+                "a --crl you gave is out of date (past its nextUpdate) or not signed by its issuer: fetch a fresh \
+                 CRL (`ca crl` on the CA) and try again"
+            }
+            Refusal::WrongUsage { .. } => "the server's certificate is not for server use (extended key usage)",
+            Refusal::NoCertificate => "the server presented no certificate",
+            _ => "the server's certificate is not acceptable: check it with `ca verify --usage server`",
+        };
+    }
+    match error.peer_alert() {
+        Some(A::CertificateRequired) => "the server requires a client certificate: pass --cert and --key",
+        Some(A::UnknownCA) => {
+            "the server does not trust the issuer of your certificate (check it was issued under the server's \
+             --client-ca), or it could not check its revocation: some servers send unknown_ca for a CRL past its \
+             nextUpdate"
         }
-        Some(E::AlertReceived(A::UnknownCA | A::BadCertificate)) => {
-            "the server does not trust the issuer of your certificate (its --client-ca)"
+        Some(A::CertificateUnknown) => {
+            "the server could not decide on your certificate, most likely because its CRL is out of date (past its \
+             nextUpdate): its operator must install a fresh CRL (`ca crl`) and reload it (SIGHUP)"
         }
-        Some(E::AlertReceived(A::CertificateRevoked)) => "your certificate is revoked: get a new one issued",
-        Some(E::AlertReceived(A::CertificateExpired)) => "your certificate is expired or not yet valid",
-        Some(E::AlertReceived(A::AccessDenied)) => {
+        Some(A::BadCertificate) => {
+            "the server found your certificate unacceptable (malformed, or against a rule of the certificate \
+             profile): check it with `ca verify --usage client`"
+        }
+        Some(A::UnsupportedCertificate) => {
+            "your certificate is not for client use: issue one with `ca issue --profile client`"
+        }
+        Some(A::CertificateRevoked) => "your certificate is revoked: get a new one issued",
+        Some(A::CertificateExpired) => {
+            "your certificate is expired or not yet valid: check the clocks, or get a new one issued"
+        }
+        Some(A::AccessDenied) => {
             "your certificate is trusted but not admitted: the server's --allow list does not name it"
         }
-        Some(E::AlertReceived(A::ProtocolVersion) | E::PeerIncompatible(_)) => {
-            "the peer does not speak TLS 1.3 (--insecure-allow-tls12 accepts TLS 1.2)"
-        }
-        Some(E::InvalidCertificate(C::UnknownIssuer)) => "the server's certificate does not chain to --ca",
-        Some(E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })) => {
-            "the server's certificate does not hold the name asked for: check --server-name"
-        }
-        Some(E::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => "the server's certificate has expired",
-        Some(E::InvalidCertificate(C::Revoked)) => "the server's certificate is revoked (by a --crl)",
-        _ => {
-            "the TLS peer refused the connection or its certificate was not trusted: check --ca, --cert/--key, \
-             --server-name, and the server's --client-ca/--allow"
-        }
+        Some(A::ProtocolVersion) => "the server does not speak TLS 1.3 (--insecure-allow-tls12 accepts TLS 1.2)",
+        _ => match error.tls_error() {
+            Some(rustls::Error::PeerIncompatible(_)) => {
+                "the server does not speak TLS 1.3 (--insecure-allow-tls12 accepts TLS 1.2)"
+            }
+            _ => {
+                "the TLS peer refused the connection: check --ca, --cert/--key, --server-name, and the server's \
+                 --client-ca/--allow"
+            }
+        },
     }
 }
 
 /// Logs (with -v) whom we are talking to and how.
 fn log_connected(stream: &ChannelStream<TcpStream>) {
     if let Some(peer) = stream.peer_identity() {
+        // Names from the certificate are untrusted: `?` prints them quoted and escaped.
         tracing::info!(
-            server = ?peer.common_name.as_deref().unwrap_or(&peer.subject),
+            server = ?peer.name(),
             serial = %peer.serial,
-            sans = ?peer.sans,
-            version = ?stream.protocol_version(),
-            suite = ?stream.cipher_suite().map(|s| s.suite()),
+            sans = ?peer.sans.join(", "),
+            version = %stream.protocol_version().map_or_else(|| "unknown".into(), channel::version_name),
+            suite = %stream.cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
             "connected"
         );
     }
@@ -100,9 +152,10 @@ impl Target {
     async fn open(&self) -> Result<ChannelStream<TcpStream>, anyhow::Error> {
         let seconds = self.connect_timeout.as_secs_f64();
         let attempt = async {
-            let tcp = TcpStream::connect(&self.address)
-                .await
-                .map_err(|e| CliError::failure(format!("cannot connect to {}: {e}", self.address)))?;
+            let tcp = TcpStream::connect(&self.address).await.map_err(|e| {
+                CliError::failure(format!("cannot connect to {}: {e}", self.address))
+                    .with_hint("check that the server is running and listening at --connect")
+            })?;
             let _ = tcp.set_nodelay(true);
             Ok::<_, anyhow::Error>(
                 ChannelStream::connect(Arc::clone(&self.config), &self.server_name, tcp, self.policy).await?,
@@ -117,25 +170,62 @@ impl Target {
     }
 }
 
+/// Writes `echo-client: warning: …` on stderr (nothing with -q).
+fn warn(quiet: bool, message: &str) {
+    if !quiet {
+        tessera::errln!("echo-client: warning: {}", tessera::cli::printable(message));
+    }
+}
+
+/// The largest --conns.
+const MAX_CONNS: u64 = 100_000;
+/// The largest --write-size.
+const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
+
 fn run(args: cli::Args) -> anyhow::Result<()> {
+    use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
     refuse_key_log_over_inputs(&args)?;
     let policy = args.rotation.policy().map_err(CliError::usage)?;
-    let connect_timeout = cli::seconds(args.connect_timeout, "--connect-timeout").map_err(CliError::usage)?;
-    let io_timeout = cli::seconds(args.timeout, "--timeout").map_err(CliError::usage)?;
+    let connect_timeout =
+        timeout_seconds(args.connect_timeout, "--connect-timeout", MAX_PHASE_SECONDS).map_err(CliError::usage)?;
+    let io_timeout = timeout_seconds(args.timeout, "--timeout", MAX_SECONDS).map_err(CliError::usage)?;
+    if args.bench {
+        count(args.conns, "--conns", MAX_CONNS).map_err(CliError::usage)?;
+        if let Some(concurrency) = args.concurrency {
+            count(concurrency, "--concurrency", args.conns).map_err(CliError::usage)?;
+        }
+        count(args.write_size, "--write-size", MAX_WRITE_SIZE).map_err(CliError::usage)?;
+    }
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
-        None => host_of(&args.connect)
-            .ok_or_else(|| CliError::usage(format!("--connect {:?} is not HOST:PORT", args.connect)))?,
+        None => host_of(&args.connect).ok_or_else(|| {
+            CliError::usage(format!(
+                "--connect \"{}\" is not HOST:PORT",
+                tessera::cli::printable(&args.connect)
+            ))
+        })?,
     };
-    let mut store = TrustStore::from_root_file(&args.ca).map_err(|source| ChannelError::Load {
-        what: format!("root {}", args.ca.display()),
-        source,
-    })?;
-    for crl in &args.crl {
-        store.add_crl_file(crl).map_err(|source| ChannelError::Load {
-            what: format!("CRL {}", crl.display()),
-            source,
-        })?;
+    if rustls_pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        return Err(CliError::usage(format!(
+            "server name \"{}\" is not a valid DNS name or IP address",
+            tessera::cli::printable(&server_name)
+        ))
+        .with_hint("give the name the server's certificate holds with --server-name")
+        .into());
+    }
+    // Before anything opens a file (the passphrase step reads the key): a FIFO would block.
+    let mut paths: Vec<(&str, &std::path::Path)> = vec![("root certificates", args.ca.as_path())];
+    paths.extend(args.crl.iter().map(|crl| ("CRL", crl.as_path())));
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        paths.extend([("certificate chain", cert.as_path()), ("private key", key.as_path())]);
+    }
+    for (what, path) in paths {
+        channel::check_regular_file(path, what)?;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let trust = channel::load_trust(&args.ca, &args.crl, now)?;
+    for warning in &trust.warnings {
+        warn(args.quiet, &warning.to_string());
     }
     let credentials = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
@@ -144,14 +234,20 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
                 args.passphrase_file.as_deref(),
                 &format!("key {}", key.display()),
             )?;
-            Some(Credentials::load(cert, key, passphrase.as_ref())?)
+            let credentials = Credentials::load(cert, key, passphrase.as_ref())?;
+            if let Err(problem) =
+                credentials.check_usable(Usage::Client, now, &format!("certificate chain {}", cert.display()))
+            {
+                warn(args.quiet, &format!("{problem}; the server will refuse it"));
+            }
+            Some(credentials)
         }
         _ => None,
     };
     let mut options = TlsOptions::with_sslkeylogfile();
     options.allow_tls12 = args.insecure_allow_tls12;
     let config = channel::client_config(&ClientSettings {
-        server_trust: Arc::new(store),
+        server_trust: Arc::new(trust.store),
         credentials,
         options,
     })?;
@@ -217,19 +313,33 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             stream.flush().await.map_err(io_error("write"))?;
             stream.mark_message_sent();
             let mut echoed = vec![0u8; line.len()];
-            stream.read_exact(&mut echoed).await.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    ChannelError::TruncatedMessage {
-                        received: 0,
+            let mut received = 0usize;
+            while received < echoed.len() {
+                let slot = echoed.get_mut(received..).unwrap_or_default();
+                let n = stream.read(slot).await.map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof
+                        && e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
+                    {
+                        // Closed without close_notify: as truncated as a clean close.
+                        ChannelError::TruncatedMessage {
+                            received: received as u64,
+                            expected: line.len() as u64,
+                        }
+                    } else {
+                        ChannelError::Io {
+                            operation: "read",
+                            source: e,
+                        }
+                    }
+                })?;
+                if n == 0 {
+                    return Err(ChannelError::TruncatedMessage {
+                        received: received as u64,
                         expected: line.len() as u64,
-                    }
-                } else {
-                    ChannelError::Io {
-                        operation: "read",
-                        source: e,
-                    }
+                    });
                 }
-            })?;
+                received += n;
+            }
             stream.mark_message_received();
             Ok::<_, ChannelError>(echoed)
         };
@@ -318,7 +428,7 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
 #[derive(Debug, Serialize)]
 struct BenchReport {
     connections: usize,
-    concurrency: usize,
+    concurrency: u64,
     write_size: u64,
     bytes_sent: u64,
     bytes_received: u64,
@@ -345,18 +455,17 @@ struct ConnResult {
 }
 
 async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
-    if args.conns == 0 {
-        return Err(CliError::usage("--conns must be at least 1").into());
-    }
-    let concurrency = args.concurrency.unwrap_or(args.conns).clamp(1, args.conns);
+    // --conns, --concurrency and --write-size were checked in `run`.
+    let conns = args.conns.max(1);
+    let concurrency = args.concurrency.unwrap_or(conns).clamp(1, conns);
     let write_size = usize::try_from(args.write_size.max(1)).unwrap_or(64 * 1024);
-    let per_conn = args.bytes / args.conns as u64;
-    let extra = args.bytes % args.conns as u64;
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let per_conn = args.bytes / conns;
+    let extra = args.bytes % conns;
+    let slots = Arc::new(Semaphore::new(usize::try_from(concurrency).unwrap_or(1)));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..args.conns {
-        let bytes = per_conn + u64::from((index as u64) < extra);
+    for index in 0..conns {
+        let bytes = per_conn + u64::from(index < extra);
         let target = Arc::clone(&target);
         let slots = Arc::clone(&slots);
         tasks.spawn(async move {
@@ -367,7 +476,7 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             let seconds = target.io_timeout.as_secs_f64();
             let done = if bytes > 0 {
                 timeout(
-                    target.io_timeout.max(Duration::from_secs(1)) * 100,
+                    target.io_timeout.max(Duration::from_secs(1)).saturating_mul(100),
                     channel::exchange(&mut stream, bytes, write_size),
                 )
                 .await
@@ -385,7 +494,7 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             })
         });
     }
-    let mut results = Vec::with_capacity(args.conns);
+    let mut results = Vec::with_capacity(usize::try_from(conns).unwrap_or(0));
     while let Some(joined) = tasks.join_next().await {
         results.push(joined.context("a benchmark task failed")??);
     }

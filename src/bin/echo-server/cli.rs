@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-pub use tessera::cli::{RotationArgs, seconds};
+pub use tessera::cli::RotationArgs;
 
 const AFTER_HELP: &str = "EXAMPLES:
   # mutual TLS, keys rotated every MiB, only client1 and client2 admitted
@@ -13,14 +13,25 @@ const AFTER_HELP: &str = "EXAMPLES:
   # any port; the chosen one is printed as `listening on 127.0.0.1:PORT`
   echo-server --listen 127.0.0.1:0 --cert server.chain.pem --key server.key --client-ca root.pem
 
+  # many clients: 10000 sessions, at most 512 handshakes in progress, 5 s to complete one
+  echo-server --listen 0.0.0.0:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
+      --max-conns 10000 --max-handshakes 512 --handshake-timeout 5
+
 SIGNALS:
-  SIGHUP            reload --cert, --key, --client-ca and --crl (a bad file keeps the old ones)
+  SIGHUP            reload --cert, --key, --client-ca and --crl within --reload-timeout
+                    (a bad or unreadable file keeps the configuration in force, and the log says why)
   SIGINT, SIGTERM   stop accepting, close connections with close_notify, exit 0
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
   RUST_LOG          log filter (default: info)
-";
+
+EXIT CODES:
+  0  stopped by SIGINT or SIGTERM
+  2  usage error (unknown flag, a value out of range such as --handshake-timeout 0)
+  3  could not start: a file missing, unreadable, not a regular file or not PEM; wrong passphrase;
+     a certificate it cannot serve with (expired, not yet valid, not for server use, key not
+     matching); cannot listen on --listen";
 
 /// A TLS 1.3 echo service with mutual TLS and in-flight key rotation.
 ///
@@ -28,15 +39,15 @@ ENVIRONMENT:
 /// clients must present a certificate for client use that chains to ROOT (and is not revoked by
 /// any --crl), and with --allow their certificate's common name or a SAN must be listed.
 #[derive(Debug, Parser)]
-#[command(name = "echo-server", version, after_help = format!("{AFTER_HELP}\n{}", tessera::cli::EXIT_CODES_HELP))]
+#[command(name = "echo-server", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
-    /// The server's certificate chain (PEM: certificate, then intermediates).
+    /// The server's certificate chain (PEM: certificate, then intermediates); a regular file.
     #[arg(long, value_name = "CHAIN")]
     pub cert: PathBuf,
-    /// The server's private key (PKCS#8 PEM, possibly encrypted).
+    /// The server's private key (PKCS#8 PEM, possibly encrypted); a regular file.
     #[arg(long, value_name = "KEY")]
     pub key: PathBuf,
     /// File holding the passphrase of an encrypted --key (else TESSERA_PASSPHRASE, else a prompt).
@@ -45,7 +56,8 @@ pub struct Args {
     /// Require client certificates chaining to a root in this PEM file.
     #[arg(long, value_name = "ROOT")]
     pub client_ca: Option<PathBuf>,
-    /// A CRL to check client certificates against (repeatable).
+    /// A CRL to check client certificates against (repeatable). One past its nextUpdate is
+    /// reported at start and reload: it makes every client it covers be refused.
     #[arg(long, value_name = "FILE", requires = "client_ca")]
     pub crl: Vec<PathBuf>,
     /// Admit only clients whose certificate answers to NAME (repeatable): a bare NAME is the
@@ -54,18 +66,28 @@ pub struct Args {
     pub allow: Vec<String>,
     #[command(flatten)]
     pub rotation: RotationArgs,
-    /// Seconds a client has to complete the TLS handshake.
+    /// Seconds a client has to complete the TLS handshake (0.01 to 3600).
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub handshake_timeout: f64,
-    /// Seconds a connection may stay without traffic (reads and writes) before it is closed.
+    /// Seconds a connection may stay without traffic (reads and writes) before it is closed
+    /// (0.01 to ten years).
     #[arg(long, value_name = "S", default_value_t = 300.0)]
     pub idle_timeout: f64,
-    /// Seconds allowed for close_notify and for connections to finish at shutdown.
+    /// Seconds allowed for close_notify and for connections to finish at shutdown (0.01 to 3600).
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub shutdown_timeout: f64,
-    /// Most connections served at once; more are refused (closed at once).
+    /// Seconds allowed for reading the files at start and at each reload (0.01 to 3600).
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub reload_timeout: f64,
+    /// Most established sessions at once (1 to 1000000); a client that completes its
+    /// handshake beyond it is closed at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_conns: usize,
+    pub max_conns: u64,
+    /// Most connections still in their handshake at once (1 to 1000000). They do not count
+    /// against --max-conns; when the limit is reached the oldest pending handshake is dropped,
+    /// so connections that never complete one cannot lock clients out.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_handshakes: u64,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,

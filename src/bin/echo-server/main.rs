@@ -3,25 +3,26 @@
 
 mod cli;
 
+use std::collections::VecDeque;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use time::OffsetDateTime;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 
 use tessera::channel::{
-    self, Authorization, ChannelError, ChannelStream, Credentials, ReloadableServerConfig, RotationPolicy,
-    ServerSettings, TlsOptions,
+    self, Authorization, ChannelError, ChannelStream, CrlFacts, ReloadableServerConfig, RotationPolicy, ServerFiles,
+    TlsOptions,
 };
 use tessera::cli::CliError;
-use tessera::pki::{Passphrase, TrustStore};
 
 fn main() -> ExitCode {
     // `echo-server: error: …` and exit 2 on a usage error (0 for --help), as every Tessera tool does.
@@ -33,150 +34,225 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => tessera::cli::report("echo-server", err.as_ref(), |e| {
-            e.downcast_ref::<ChannelError>().map(|ce| {
-                let code = if ce.is_rejection() {
-                    tessera::cli::exit::REJECTED
-                } else {
-                    tessera::cli::exit::FAILURE
-                };
-                (code, None)
-            })
+            e.downcast_ref::<ChannelError>().and_then(classify)
         }),
     }
 }
 
-/// Per-connection settings.
+/// Exit code and hint for a start-up failure; `None` lets a [`tessera::pki::PkiError`]
+/// underneath (a load error) speak for itself.
+fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
+    let failure = tessera::cli::exit::FAILURE;
+    let hint = match error {
+        ChannelError::Load { .. } => return None,
+        ChannelError::UnsuitableCertificate { .. } => {
+            "give a server certificate valid now, for server use (`ca issue --profile server --name HOST`), \
+             with its own key"
+        }
+        ChannelError::UnusableKey { .. } => {
+            "give the key that was issued with this certificate (PREFIX.key beside PREFIX.chain.pem)"
+        }
+        ChannelError::NotAFile { .. } => "give the path of a regular PEM file (not a pipe, device or directory)",
+        ChannelError::FileTooLarge { .. } => "check the path: certificate, key and CRL files are far smaller",
+        ChannelError::Timeout { .. } => {
+            "a file did not answer in time (a hung network file system?); --reload-timeout sets the limit"
+        }
+        _ => return Some((failure, None)),
+    };
+    Some((failure, Some(hint.into())))
+}
+
+/// Per-connection settings and limits.
 struct Limits {
     policy: RotationPolicy,
     handshake: Duration,
     idle: Duration,
     shutdown: Duration,
+    reload: Duration,
+    max_conns: usize,
+    max_handshakes: usize,
+}
+
+/// The largest --max-conns and --max-handshakes.
+const MAX_CONNECTIONS: u64 = 1_000_000;
+
+impl Limits {
+    fn from_args(args: &cli::Args) -> Result<Self, CliError> {
+        use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(Self {
+            policy: args.rotation.policy().map_err(CliError::usage)?,
+            handshake: timeout_seconds(args.handshake_timeout, "--handshake-timeout", MAX_PHASE_SECONDS)
+                .map_err(CliError::usage)?,
+            idle: timeout_seconds(args.idle_timeout, "--idle-timeout", MAX_SECONDS).map_err(CliError::usage)?,
+            shutdown: timeout_seconds(args.shutdown_timeout, "--shutdown-timeout", MAX_PHASE_SECONDS)
+                .map_err(CliError::usage)?,
+            reload: timeout_seconds(args.reload_timeout, "--reload-timeout", MAX_PHASE_SECONDS)
+                .map_err(CliError::usage)?,
+            max_conns: to_usize(count(args.max_conns, "--max-conns", MAX_CONNECTIONS).map_err(CliError::usage)?),
+            max_handshakes: to_usize(
+                count(args.max_handshakes, "--max-handshakes", MAX_CONNECTIONS).map_err(CliError::usage)?,
+            ),
+        })
+    }
 }
 
 fn run(args: cli::Args) -> anyhow::Result<()> {
     refuse_key_log_over_inputs(&args)?;
-    let policy = args.rotation.policy().map_err(CliError::usage)?;
-    let limits = Arc::new(Limits {
-        policy,
-        handshake: cli::seconds(args.handshake_timeout, "--handshake-timeout").map_err(CliError::usage)?,
-        idle: cli::seconds(args.idle_timeout, "--idle-timeout").map_err(CliError::usage)?,
-        shutdown: cli::seconds(args.shutdown_timeout, "--shutdown-timeout").map_err(CliError::usage)?,
-    });
-    if args.max_conns == 0 {
-        return Err(CliError::usage("--max-conns must be at least 1").into());
+    let limits = Arc::new(Limits::from_args(&args)?);
+    let mut options = TlsOptions::with_sslkeylogfile();
+    options.allow_tls12 = args.insecure_allow_tls12;
+    let mut files = ServerFiles {
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        passphrase: None,
+        client_ca: args.client_ca.clone(),
+        crls: args.crl.clone(),
+        authorization: Authorization::only(args.allow.clone()),
+        options,
+    };
+    // Before anything opens a file (the passphrase step reads the key): a FIFO would block.
+    for (what, path) in files.paths() {
+        channel::check_regular_file(path, what)?;
     }
-    let passphrase = tessera::cli::passphrase_for_key(
+    files.passphrase = tessera::cli::passphrase_for_key(
         &args.key,
         args.passphrase_file.as_deref(),
         &format!("key {}", args.key.display()),
     )?
     .map(Arc::new);
-    let sources = Sources {
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        passphrase,
-        client_ca: args.client_ca.clone(),
-        crls: args.crl.clone(),
-        authorization: Authorization::only(args.allow.clone()),
-        allow_tls12: args.insecure_allow_tls12,
-    };
-    let config = ReloadableServerConfig::new(move || sources.load())?;
-    if args.client_ca.is_none() {
-        tracing::warn!("no --client-ca: clients are not authenticated");
-    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, Arc::new(config), limits))
+    let result = runtime.block_on(async {
+        let first = files.load_async(limits.reload).await?;
+        for warning in &first.warnings {
+            tracing::warn!("{warning}; then send SIGHUP");
+        }
+        if files.client_ca.is_none() {
+            tracing::warn!("no --client-ca: clients are not authenticated");
+        }
+        let config = Arc::new(ReloadableServerConfig::from_files(first, files));
+        serve(&args.listen, config, limits).await
+    });
+    // A reload abandoned on a file that never answered must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
-/// Where the configuration comes from, so that SIGHUP can rebuild it.
-struct Sources {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    passphrase: Option<Arc<Passphrase>>,
-    client_ca: Option<std::path::PathBuf>,
-    crls: Vec<std::path::PathBuf>,
-    authorization: Authorization,
-    allow_tls12: bool,
+/// Handshakes in progress, oldest first, each with the means to abandon it.
+#[derive(Default)]
+struct Pending {
+    queue: Mutex<VecDeque<(u64, Arc<Notify>)>>,
 }
 
-impl Sources {
-    fn load(&self) -> Result<rustls::ServerConfig, ChannelError> {
-        let credentials = Credentials::load(&self.cert, &self.key, self.passphrase.as_deref())?;
-        let client_trust = match &self.client_ca {
-            Some(path) => {
-                let mut store = TrustStore::from_root_file(path).map_err(|source| ChannelError::Load {
-                    what: format!("client CA {}", path.display()),
-                    source,
-                })?;
-                for crl in &self.crls {
-                    store.add_crl_file(crl).map_err(|source| ChannelError::Load {
-                        what: format!("CRL {}", crl.display()),
-                        source,
-                    })?;
-                }
-                Some(Arc::new(store))
+impl Pending {
+    /// Registers handshake `id`; when `max` are already pending, the oldest is told to give up.
+    fn add(&self, id: u64, max: usize) -> Arc<Notify> {
+        let evict = Arc::new(Notify::new());
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        while queue.len() >= max {
+            match queue.pop_front() {
+                // notify_one keeps the notification if the task is not waiting yet.
+                Some((_, oldest)) => oldest.notify_one(),
+                None => break,
             }
-            None => None,
-        };
-        let mut options = TlsOptions::with_sslkeylogfile();
-        options.allow_tls12 = self.allow_tls12;
-        channel::server_config(&ServerSettings {
-            credentials,
-            client_trust,
-            authorization: self.authorization.clone(),
-            options,
-        })
+        }
+        queue.push_back((id, Arc::clone(&evict)));
+        evict
+    }
+
+    fn remove(&self, id: u64) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = queue.iter().position(|(pending, _)| *pending == id) {
+            queue.remove(index);
+        }
     }
 }
 
-async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc<Limits>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
-    tessera::outln!("listening on {local}")?;
-    tracing::info!(address = %local, policy = ?limits.policy, max_conns = args.max_conns, "listening");
+/// What a connection task needs besides its socket.
+struct Shared {
+    limits: Arc<Limits>,
+    sessions: Arc<Semaphore>,
+    pending: Pending,
+}
 
+async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Limits>) -> anyhow::Result<()> {
+    // Before `listening on`: from then on a script may signal us, and an unhandled SIGHUP would
+    // end the process.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot listen on {listen}: {e}")))?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
+    tessera::outln!("listening on {local}")?;
+    tracing::info!(
+        address = %local,
+        rotation = %limits.policy,
+        max_conns = limits.max_conns,
+        max_handshakes = limits.max_handshakes,
+        "listening"
+    );
+
     let (stop_tx, stop_rx) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(args.max_conns));
+    let shared = Arc::new(Shared {
+        limits: Arc::clone(&limits),
+        sessions: Arc::new(Semaphore::new(limits.max_conns)),
+        pending: Pending::default(),
+    });
     let mut tasks = JoinSet::new();
     let mut next_id: u64 = 0;
+    // One reload at a time; a SIGHUP during one asks for another when it ends.
+    let mut reload: Option<JoinHandle<()>> = None;
+    let mut reload_again = false;
+    let mut crl_watch = CrlWatch::new(&config.crls());
 
     loop {
+        let crl_due = crl_watch.next_deadline();
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    next_id += 1;
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, max = args.max_conns, "connection refused: --max-conns reached");
+                    next_id = next_id.wrapping_add(1);
+                    if shared.sessions.available_permits() == 0 {
+                        tracing::warn!(%peer, max = limits.max_conns, "connection refused: --max-conns reached");
                         drop(tcp);
                         continue;
-                    };
+                    }
+                    let evict = shared.pending.add(next_id, limits.max_handshakes);
                     let span = tracing::info_span!("conn", id = next_id, %peer);
-                    let task = handle(tcp, config.current(), Arc::clone(&limits), stop_rx.clone());
-                    tasks.spawn(async move {
-                        task.await;
-                        drop(permit);
-                    }.instrument(span));
+                    let task = handle(tcp, next_id, evict, config.current(), Arc::clone(&shared), stop_rx.clone());
+                    tasks.spawn(task.instrument(span));
                 }
                 Err(error) => {
                     // E.g. out of file descriptors: wait a moment rather than spin.
-                    tracing::warn!(%error, "accept failed");
+                    tracing::warn!("accept failed: {error}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             _ = sighup.recv() => {
-                tracing::info!("SIGHUP: reloading certificates and CRLs");
-                // Reading files (and decrypting a key) blocks: keep it off the accept loop.
-                let config = Arc::clone(&config);
-                tokio::task::spawn_blocking(move || config.reload());
+                if reload.is_some() {
+                    tracing::info!("SIGHUP: a reload is running; another follows when it ends");
+                    reload_again = true;
+                } else {
+                    tracing::info!("SIGHUP: reloading certificates and CRLs");
+                    reload = Some(start_reload(&config, limits.reload));
+                }
+            }
+            _ = async { if let Some(task) = reload.as_mut() { let _ = task.await; } }, if reload.is_some() => {
+                reload = None;
+                crl_watch = CrlWatch::new(&config.crls());
+                if reload_again {
+                    reload_again = false;
+                    tracing::info!("reloading again for a SIGHUP received during the last reload");
+                    reload = Some(start_reload(&config, limits.reload));
+                }
+            }
+            _ = sleep_until(crl_due.unwrap_or_else(Instant::now)), if crl_due.is_some() => {
+                crl_watch.warn_stale();
             }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
@@ -184,10 +260,13 @@ async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc
         }
     }
 
+    if let Some(task) = reload.take() {
+        task.abort();
+    }
     drop(listener);
     let _ = stop_tx.send(true);
     let open = tasks.len();
-    let drained = timeout(limits.shutdown + limits.shutdown, async {
+    let drained = timeout(limits.shutdown.saturating_mul(2), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -202,48 +281,133 @@ async fn serve(args: cli::Args, config: Arc<ReloadableServerConfig>, limits: Arc
     Ok(())
 }
 
+/// Runs one reload in its own task (the library logs its outcome).
+fn start_reload(config: &Arc<ReloadableServerConfig>, deadline: Duration) -> JoinHandle<()> {
+    let config = Arc::clone(config);
+    tokio::spawn(async move {
+        let _ = config.reload_async(deadline).await;
+    })
+}
+
+/// Warns when a CRL in force passes its nextUpdate while the server runs (from then on every
+/// client it covers is refused).
+struct CrlWatch {
+    pending: Vec<CrlFacts>,
+}
+
+impl CrlWatch {
+    /// Watches the CRLs that are still fresh (the stale ones were reported by the load).
+    fn new(crls: &[CrlFacts]) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            pending: crls
+                .iter()
+                .filter(|crl| crl.next_update.is_some_and(|next| next > now))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let next = self.pending.iter().filter_map(|crl| crl.next_update).min()?;
+        let wait = Duration::try_from(next - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+        // A timer more than a year away wakes early and is set again.
+        Instant::now().checked_add(wait.min(Duration::from_secs(365 * 24 * 3600)))
+    }
+
+    fn warn_stale(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        self.pending.retain(|crl| {
+            let stale = crl.next_update.is_some_and(|next| next <= now);
+            if stale {
+                tracing::warn!("{}; then send SIGHUP", channel::LoadWarning::StaleCrl(crl.clone()));
+            }
+            !stale
+        });
+    }
+}
+
 /// Why an echo loop ended.
 #[derive(Debug)]
 enum End {
     PeerClosed,
     Idle,
     Shutdown,
-    Failed(std::io::Error),
+    Failed(String),
 }
 
-async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<Limits>, stop: watch::Receiver<bool>) {
+/// One connection: the handshake (abandoned for a newer one when --max-handshakes are
+/// pending), a session slot, then the echo.
+async fn handle(
+    tcp: TcpStream,
+    id: u64,
+    evict: Arc<Notify>,
+    config: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let limits = &shared.limits;
     let _ = tcp.set_nodelay(true);
-    let mut stream = match timeout(limits.handshake, ChannelStream::accept(config, tcp, limits.policy)).await {
-        Err(_) => {
+    let handshake = timeout(limits.handshake, ChannelStream::accept(config, tcp, limits.policy));
+    let outcome = tokio::select! {
+        outcome = handshake => Some(outcome),
+        _ = evict.notified() => None,
+        _ = stop.changed() => {
+            shared.pending.remove(id);
+            return;
+        }
+    };
+    shared.pending.remove(id);
+    let mut stream = match outcome {
+        None => {
+            tracing::warn!(
+                max = limits.max_handshakes,
+                "handshake abandoned: --max-handshakes handshakes were pending and this one was the oldest"
+            );
+            return;
+        }
+        Some(Err(_)) => {
             tracing::warn!(seconds = limits.handshake.as_secs_f64(), "handshake timed out");
             return;
         }
-        Ok(Err(error)) => {
-            tracing::warn!(reason = %chain(&error), "handshake failed");
+        Some(Ok(Err(error))) => {
+            match error.refusal() {
+                Some(refusal) => tracing::warn!(reason = %refusal, "client certificate refused"),
+                None => tracing::warn!(reason = %error, "handshake failed"),
+            }
             return;
         }
-        Ok(Ok(stream)) => stream,
+        Some(Ok(Ok(stream))) => stream,
     };
-    // The peer's name (common name, else subject) and serial, as separate log fields.
+    let Ok(_session) = Arc::clone(&shared.sessions).try_acquire_owned() else {
+        tracing::warn!(
+            max = limits.max_conns,
+            "connection refused after its handshake: --max-conns reached"
+        );
+        let _ = timeout(limits.shutdown, stream.close()).await;
+        return;
+    };
     let (identity, serial, sans) = stream.peer_identity().map_or_else(
-        || ("anonymous".to_string(), String::new(), Vec::new()),
-        |peer| {
-            (
-                peer.common_name.clone().unwrap_or_else(|| peer.subject.clone()),
-                peer.serial.clone(),
-                peer.sans.clone(),
-            )
-        },
+        || ("anonymous".to_string(), String::new(), String::new()),
+        |peer| (peer.name().to_string(), peer.serial.clone(), peer.sans.join(", ")),
     );
+    let version = stream
+        .protocol_version()
+        .map_or_else(|| "unknown".into(), channel::version_name);
+    let suite = stream
+        .cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("unknown");
+    // Names from the certificate are untrusted: `?` prints them quoted and escaped.
     tracing::info!(
         peer_identity = ?identity,
         peer_serial = %serial,
         peer_sans = ?sans,
-        version = ?stream.protocol_version(),
-        suite = ?stream.cipher_suite().map(|s| s.suite()),
+        version = %version,
+        suite = %suite,
         "connected"
     );
-    let end = echo(&mut stream, &limits, stop).await;
+    let end = echo(&mut stream, limits, stop).await;
     let closed = match timeout(limits.shutdown, stream.close()).await {
         Ok(Ok(())) => "close_notify sent",
         Ok(Err(_)) => "close failed",
@@ -254,7 +418,7 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
         End::PeerClosed => "peer closed".to_string(),
         End::Idle => format!("idle for {} s", limits.idle.as_secs_f64()),
         End::Shutdown => "server shutdown".to_string(),
-        End::Failed(error) => format!("error: {}", chain(error)),
+        End::Failed(error) => format!("error: {error}"),
     };
     tracing::info!(
         peer_identity = ?identity,
@@ -271,11 +435,19 @@ async fn handle(tcp: TcpStream, config: Arc<rustls::ServerConfig>, limits: Arc<L
     );
 }
 
+/// `now + duration`, or a day from now if that cannot be represented.
+fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
 /// Echoes until the peer closes, the connection idles out, or the server stops. Holds no
 /// buffer while waiting: data is read from rustls' own plaintext buffer.
 async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: watch::Receiver<bool>) -> End {
     let mut batch = Vec::new();
-    let mut idle_at = Instant::now() + limits.idle;
+    let mut idle_at = deadline_after(limits.idle);
     loop {
         let rotation_due = stream.next_rotation_deadline();
         let chunk = tokio::select! {
@@ -293,7 +465,7 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
                 };
                 match maintained {
                     Ok(Ok(())) => continue,
-                    Ok(Err(error)) => return End::Failed(std::io::Error::other(error)),
+                    Ok(Err(error)) => return End::Failed(error.to_string()),
                     Err(_) => return End::Idle,
                 }
             }
@@ -301,7 +473,7 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
         match chunk {
             Ok(true) => {}
             Ok(false) => return End::PeerClosed,
-            Err(error) => return End::Failed(error),
+            Err(error) => return End::Failed(describe_read(error)),
         }
         stream.mark_message_received();
         let write = async {
@@ -316,12 +488,28 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &Limits, mut stop: 
         match written {
             Ok(Ok(())) => {
                 stream.mark_message_sent();
-                idle_at = Instant::now() + limits.idle;
+                idle_at = deadline_after(limits.idle);
             }
-            Ok(Err(error)) => return End::Failed(error),
+            Ok(Err(error)) => {
+                return End::Failed(
+                    ChannelError::Io {
+                        operation: "write",
+                        source: error,
+                    }
+                    .to_string(),
+                );
+            }
             Err(_) => return End::Idle,
         }
     }
+}
+
+fn describe_read(error: std::io::Error) -> String {
+    ChannelError::Io {
+        operation: "read",
+        source: error,
+    }
+    .to_string()
 }
 
 /// Up to this much plaintext is echoed with one write.
@@ -362,21 +550,6 @@ fn take_available(stream: &mut ChannelStream<TcpStream>, batch: &mut Vec<u8>) ->
     };
     std::pin::Pin::new(&mut *stream).consume(taken);
     taken
-}
-
-/// An error and its causes on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
