@@ -1376,7 +1376,7 @@ fn record(info: &CertificateInfo, profile: &str, certificate: &CertificateDer<'_
 
 fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, CaError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| PkiError::malformed("ca.pem", format!("cannot be parsed: {e}")))?;
+        .map_err(|e| PkiError::malformed("ca.pem", format!("cannot be parsed: {}", crate::pki::describe_x509(&e))))?;
     Ok(parsed.public_key().raw.to_vec())
 }
 

@@ -173,8 +173,92 @@ pub enum PkiError {
         rule: String,
     },
     /// Any other reason rustls-webpki gives for rejecting a chain.
-    #[error("certificate chain rejected: {0:?}")]
+    #[error("certificate chain rejected: {}", describe_webpki(.0))]
     Rejected(webpki::Error),
+}
+
+/// What an x509-parser error means, in words: "it ends too early (truncated)" rather than
+/// `Parsing Error: NomError(Eof)`.
+pub(crate) fn describe_x509(error: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+    use x509_parser::error::X509Error;
+    use x509_parser::nom::{Err, error::ErrorKind};
+    match error {
+        Err::Incomplete(_)
+        | Err::Error(X509Error::NomError(ErrorKind::Eof))
+        | Err::Failure(X509Error::NomError(ErrorKind::Eof)) => "it ends too early (truncated or cut short)".into(),
+        Err::Error(X509Error::NomError(_) | X509Error::Der(_))
+        | Err::Failure(X509Error::NomError(_) | X509Error::Der(_)) => "its DER encoding is malformed".into(),
+        Err::Error(e) | Err::Failure(e) => format!("it is malformed ({e})"),
+    }
+}
+
+/// What a rustls-webpki error means, in words (for messages: its `Debug` form is a Rust
+/// identifier, not an explanation). Deprecated variants are still matched: webpki may return them.
+#[allow(deprecated, clippy::unneeded_struct_pattern)] // `{ .. }` keeps every arm alike
+pub(crate) fn describe_webpki(error: &webpki::Error) -> &'static str {
+    use webpki::Error as E;
+    match error {
+        E::BadDer { .. } => "a certificate or CRL is not valid DER",
+        E::BadDerTime { .. } => "a certificate or CRL holds a malformed time",
+        E::CaUsedAsEndEntity { .. } => "a CA certificate was presented as the end entity",
+        E::CertDistrusted { .. } => "a certificate on the path is distrusted",
+        E::CertExpired { .. } => "a certificate on the path has expired",
+        E::CertNotValidForName { .. } => "the certificate is not valid for the requested name",
+        E::CertNotValidYet { .. } => "a certificate on the path is not valid yet",
+        E::CertRevoked { .. } => "a certificate on the path is revoked",
+        E::CrlExpired { .. } => "a CRL is past its nextUpdate",
+        E::EmptyEkuExtension { .. } => "the extended key usage extension is empty",
+        E::EndEntityUsedAsCa { .. } => "an end-entity certificate was used as an issuer",
+        E::ExtensionValueInvalid { .. } => "a certificate extension holds an invalid value",
+        E::InvalidCertValidity { .. } => "a certificate's notAfter is before its notBefore",
+        E::InvalidCrlNumber { .. } => "a CRL number is invalid (RFC 5280 §5.2.3)",
+        E::InvalidNetworkMaskConstraint { .. } => "an IP address name constraint has an invalid mask",
+        E::InvalidSerialNumber { .. } => "a serial number is invalid (RFC 5280 §4.1.2.2)",
+        E::InvalidCrlSignatureForPublicKey { .. } => "a CRL's signature does not verify with its issuer's key",
+        E::InvalidSignatureForPublicKey { .. } => "a signature on the path does not verify with its issuer's key",
+        E::IssuerNotCrlSigner { .. } => "a CRL's issuer may not sign CRLs (no cRLSign key usage)",
+        E::MalformedDnsIdentifier { .. } => "a DNS name in a certificate is malformed",
+        E::MalformedExtensions { .. } => "a certificate's extensions are malformed (RFC 5280 §4.2)",
+        E::MalformedNameConstraint { .. } => "a name constraint is malformed",
+        E::MaximumNameConstraintComparisonsExceeded { .. } => {
+            "checking name constraints took too many comparisons (a denial-of-service guard)"
+        }
+        E::MaximumPathBuildCallsExceeded { .. } | E::MaximumSignatureChecksExceeded { .. } => {
+            "building the path took too many steps (a denial-of-service guard)"
+        }
+        E::MaximumPathDepthExceeded { .. } => "the path is longer than allowed",
+        E::NameConstraintViolation { .. } => "a name is outside its issuer's name constraints",
+        E::PathLenConstraintViolated { .. } => "a CA's path length constraint is exceeded",
+        E::RequiredEkuNotFound { .. } | E::RequiredEkuNotFoundContext { .. } => {
+            "the certificate lacks the required extended key usage"
+        }
+        E::SignatureAlgorithmMismatch { .. } => "a certificate's two signature algorithm fields differ",
+        E::TrailingData { .. } => "a certificate or CRL has trailing data after its DER",
+        E::UnknownIssuer { .. } => "no path leads to a trusted root",
+        E::UnknownRevocationStatus { .. } => "the revocation status is unknown (no CRL covers a certificate)",
+        E::UnsupportedCertVersion { .. } => "a certificate is not X.509 version 3",
+        E::UnsupportedCriticalExtension { .. } => "a certificate has a critical extension that is not understood",
+        E::UnsupportedCrlIssuingDistributionPoint { .. } => "a CRL's issuing distribution point is not supported",
+        E::UnsupportedCrlVersion { .. } => "a CRL is not version 2",
+        E::UnsupportedDeltaCrl { .. } => "delta CRLs are not supported",
+        E::UnsupportedIndirectCrl { .. } => "indirect CRLs are not supported",
+        E::UnsupportedNameType { .. } => "a name of an unsupported type was asked for",
+        E::UnsupportedRevocationReason { .. } => "a CRL entry has an unsupported revocation reason",
+        E::UnsupportedRevocationReasonsPartitioning { .. } => "CRLs partitioned by reason are not supported",
+        E::UnsupportedCrlSignatureAlgorithm { .. }
+        | E::UnsupportedCrlSignatureAlgorithmContext { .. }
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey { .. }
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext { .. } => {
+            "a CRL is signed with an algorithm that is not supported"
+        }
+        E::UnsupportedSignatureAlgorithm { .. }
+        | E::UnsupportedSignatureAlgorithmContext { .. }
+        | E::UnsupportedSignatureAlgorithmForPublicKey { .. }
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "a certificate is signed with an algorithm that is not supported"
+        }
+        _ => "the chain breaks a rule of rustls-webpki's RFC 5280 profile",
+    }
 }
 
 impl PkiError {
@@ -210,6 +294,48 @@ impl PkiError {
         Self::Malformed {
             what: what.into(),
             reason: reason.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kind 9 of issue 7: webpki's identifiers (`MalformedDnsIdentifier`, `BadDer`) never reach
+    /// a message; its reasons are said in words.
+    #[test]
+    fn webpki_reasons_are_words() {
+        let message = PkiError::Rejected(webpki::Error::MalformedDnsIdentifier).to_string();
+        assert_eq!(
+            message,
+            "certificate chain rejected: a DNS name in a certificate is malformed"
+        );
+        for error in [
+            webpki::Error::BadDer,
+            webpki::Error::UnsupportedCertVersion,
+            webpki::Error::UnknownIssuer,
+        ] {
+            let text = describe_webpki(&error);
+            assert!(!text.contains(&format!("{error:?}")), "{text}");
+            assert!(text.chars().next().is_some_and(char::is_lowercase), "{text}");
+        }
+    }
+
+    /// x509-parser's `Parsing Error: NomError(Eof)` becomes words too.
+    #[test]
+    fn x509_parser_reasons_are_words() {
+        for bytes in [
+            &[0x30u8, 0x82, 0x01, 0x00, 0x00][..],
+            &[0x30, 0x03, 0x02, 0x01][..],
+            &[0x04, 0x00][..],
+        ] {
+            let error = x509_parser::parse_x509_certificate(bytes)
+                .err()
+                .map(|e| describe_x509(&e));
+            let text = error.unwrap_or_default();
+            assert!(text.starts_with("it") && text.len() > 10, "{bytes:?}: {text}");
+            assert!(!text.contains("Nom") && !text.contains("Parsing Error"), "{text}");
         }
     }
 }

@@ -69,8 +69,12 @@ impl CertificateInfo {
     /// # Errors
     /// [`PkiError::Malformed`] when it is not a parseable X.509 certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let (_, cert) = parse_x509_certificate(der)
-            .map_err(|e| PkiError::malformed("certificate", format!("cannot be parsed: {e}")))?;
+        let (_, cert) = parse_x509_certificate(der).map_err(|e| {
+            PkiError::malformed(
+                "certificate",
+                format!("cannot be parsed: {}", crate::pki::describe_x509(&e)),
+            )
+        })?;
         Self::from_parsed(&cert, der)
     }
 
@@ -240,7 +244,8 @@ impl CrlInfo {
     /// # Errors
     /// [`PkiError::Malformed`] when it is not a parseable CRL.
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let (_, crl) = parse_x509_crl(der).map_err(|e| PkiError::malformed("CRL", format!("cannot be parsed: {e}")))?;
+        let (_, crl) = parse_x509_crl(der)
+            .map_err(|e| PkiError::malformed("CRL", format!("cannot be parsed: {}", crate::pki::describe_x509(&e))))?;
         Ok(Self {
             issuer: crl.issuer().to_string(),
             this_update: crl.last_update().to_datetime(),

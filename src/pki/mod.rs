@@ -16,6 +16,7 @@ mod profile;
 mod trust;
 
 pub use error::PkiError;
+pub(crate) use error::describe_x509;
 pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, reason_name, rfc3339};
 pub(crate) use key::algorithm_name;
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};

@@ -78,7 +78,12 @@ pub fn parse_certificates(bytes: &[u8], what: &str) -> Result<Vec<CertificateDer
         .into_iter()
         .map(|der| {
             x509_parser::parse_x509_certificate(&der)
-                .map_err(|e| PkiError::malformed(what, format!("not an X.509 certificate: {e}")))
+                .map_err(|e| {
+                    PkiError::malformed(
+                        what,
+                        format!("not an X.509 certificate: {}", crate::pki::describe_x509(&e)),
+                    )
+                })
                 .and_then(|(rest, _)| {
                     if rest.is_empty() {
                         Ok(())
@@ -108,8 +113,9 @@ pub fn parse_crls(bytes: &[u8], what: &str) -> Result<Vec<CertificateRevocationL
     blocks
         .into_iter()
         .map(|der| {
-            x509_parser::parse_x509_crl(&der)
-                .map_err(|e| PkiError::malformed(what, format!("not an X.509 CRL: {e}")))?;
+            x509_parser::parse_x509_crl(&der).map_err(|e| {
+                PkiError::malformed(what, format!("not an X.509 CRL: {}", crate::pki::describe_x509(&e)))
+            })?;
             Ok(CertificateRevocationListDer::from(der))
         })
         .collect()

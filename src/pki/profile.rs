@@ -222,7 +222,7 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 pub(super) fn check_crl_profile(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
     use x509_parser::prelude::FromDer;
     let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
-        .map_err(|e| format!("unusable CRL: {e}"))?;
+        .map_err(|e| format!("unusable CRL: {}", super::error::describe_x509(&e)))?;
     let number = parsed
         .extensions()
         .iter()

@@ -222,7 +222,12 @@ impl TrustStore {
     /// [`PkiError::Malformed`] when the certificate cannot serve as a trust anchor.
     pub fn add_root(&mut self, cert: CertificateDer<'static>, what: &str) -> Result<(), PkiError> {
         let anchor = webpki::anchor_from_trusted_cert(&cert)
-            .map_err(|e| PkiError::malformed(what, format!("cannot be used as a root: {e:?}")))?
+            .map_err(|e| {
+                PkiError::malformed(
+                    what,
+                    format!("cannot be used as a root: {}", super::error::describe_webpki(&e)),
+                )
+            })?
             .to_owned();
         self.anchors.push(anchor);
         self.roots.push(cert);
@@ -236,7 +241,7 @@ impl TrustStore {
     /// §5.2.3 (no CRL number, or a critical one): such a CRL cannot be ordered against others.
     pub fn add_crl(&mut self, crl: &CertificateRevocationListDer<'_>, what: &str) -> Result<(), PkiError> {
         let owned = OwnedCertRevocationList::from_der(crl)
-            .map_err(|e| PkiError::malformed(what, format!("unusable CRL: {e:?}")))?;
+            .map_err(|e| PkiError::malformed(what, format!("unusable CRL: {}", super::error::describe_webpki(&e))))?;
         check_crl_profile(crl).map_err(|reason| PkiError::malformed(what, reason))?;
         self.crls.push(Arc::new(CertRevocationList::Owned(owned)));
         Ok(())

@@ -139,8 +139,12 @@ pub(crate) fn signing_key(key: &PrivateKey, what: &str) -> Result<SigningKey, Si
 /// [`SignError::NotEd25519`] when the certificate's key is of another kind,
 /// [`SignError::Pki`] when it cannot be parsed.
 pub(crate) fn certificate_key(cert: &[u8], what: &str) -> Result<[u8; 32], SignError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| PkiError::malformed(what, format!("not an X.509 certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| {
+        PkiError::malformed(
+            what,
+            format!("not an X.509 certificate: {}", crate::pki::describe_x509(&e)),
+        )
+    })?;
     let spki = parsed.public_key();
     if spki.algorithm.algorithm.to_id_string() != "1.3.101.112" {
         return Err(SignError::NotEd25519 { what: what.into() });
