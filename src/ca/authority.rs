@@ -737,7 +737,7 @@ impl CertificateAuthority {
             file_name_for(name).map(|file| base.join(file)).ok_or_else(|| {
                 CaError::invalid(
                     "--out",
-                    format!("no file name can be made from the name {name:?}; give --out PREFIX"),
+                    format!("no file name can be made from the name \"{name}\"; give --out PREFIX"),
                 )
             })
         };
@@ -773,7 +773,7 @@ impl CertificateAuthority {
             return Err(CaError::invalid(
                 "--out",
                 format!(
-                    "{:?} leaves no file name for the certificate; give a prefix such as {}",
+                    "\"{}\" leaves no file name for the certificate; give a prefix such as {}",
                     out.display().to_string(),
                     out.with_file_name("www").display()
                 ),
@@ -1309,7 +1309,7 @@ fn ca_params(
     params.name_constraints = request.name_constraints();
     for dns in request.permitted_dns.iter().chain(&request.excluded_dns) {
         SubjectAltName::parse(&format!("dns:{}", dns.trim_start_matches('.')))
-            .map_err(|_| CaError::invalid("permit-dns", format!("{dns:?} is not a DNS name or domain")))?;
+            .map_err(|_| CaError::invalid("permit-dns", format!("\"{dns}\" is not a DNS name or domain")))?;
     }
     let mut serial = [0u8; 16];
     random_serial(&mut serial)?;

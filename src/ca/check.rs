@@ -38,7 +38,7 @@ pub(super) fn init_request(request: &InitRequest) -> Result<(), CaError> {
     if let Some(email) = request.permitted_email.first() {
         return Err(CaError::invalid(
             "permit-email",
-            format!("{email:?}: {NO_EMAIL_CONSTRAINTS}"),
+            format!("\"{email}\": {NO_EMAIL_CONSTRAINTS}"),
         ));
     }
     let domains = |list: &[String], flag: &'static str| -> Result<Vec<String>, CaError> {
@@ -49,16 +49,16 @@ pub(super) fn init_request(request: &InitRequest) -> Result<(), CaError> {
                     let prefix = if ip.is_ipv4() { 32 } else { 128 };
                     return Err(CaError::invalid(
                         flag,
-                        format!("{d:?} is an IP address, not a domain; constrain addresses with --permit-ip {ip}/{prefix}"),
+                        format!("\"{d}\" is an IP address, not a domain; constrain addresses with --permit-ip {ip}/{prefix}"),
                     ));
                 }
                 match SubjectAltName::parse(&format!("dns:{bare}")) {
                     Ok(SubjectAltName::Dns(name)) if !name.starts_with('*') => Ok(name),
                     Ok(_) => Err(CaError::invalid(
                         flag,
-                        format!("{d:?} is a wildcard; a name constraint is a domain, e.g. example.org (it covers every name under it)"),
+                        format!("\"{d}\" is a wildcard; a name constraint is a domain, e.g. example.org (it covers every name under it)"),
                     )),
-                    Err(_) => Err(CaError::invalid(flag, format!("{d:?} is not a DNS name or domain"))),
+                    Err(_) => Err(CaError::invalid(flag, format!("\"{d}\" is not a DNS name or domain"))),
                 }
             })
             .collect()
@@ -172,7 +172,7 @@ pub(super) fn server_names(profile: Profile, name: &str, sans: &[SubjectAltName]
         return Err(CaError::invalid(
             "san",
             format!(
-                "a server certificate needs a DNS name or IP address, and {name:?} is neither (nor is any --san); \
+                "a server certificate needs a DNS name or IP address, and \"{name}\" is neither (nor is any --san); \
                  add --san dns:HOST or --san ip:ADDR"
             ),
         ));
@@ -230,7 +230,7 @@ pub(super) fn leaf(
                         "san",
                         format!(
                             "{san} is not a name TLS clients can match: Tessera's verifier refuses a client asking \
-                             for {name:?}{instead}"
+                             for \"{name}\"{instead}"
                         ),
                     ));
                 }
@@ -309,7 +309,7 @@ pub(super) fn new_ca(
             domain
                 .clone()
                 .try_into()
-                .map_err(|_| CaError::invalid("permit-dns", format!("{domain:?} is not ASCII")))?,
+                .map_err(|_| CaError::invalid("permit-dns", format!("\"{domain}\" is not ASCII")))?,
         );
         match probe(Some(san))? {
             Ok(()) => {}

@@ -225,9 +225,11 @@ impl Csr {
     ///
     /// # Errors
     /// [`CaError::UnsupportedCsr`] when it asks for a name Tessera cannot put in a certificate
-    /// (otherName, directoryName, registeredID, …, or a malformed one).
+    /// (otherName, directoryName, registeredID, …, or one not valid for its type, see
+    /// [`SubjectAltName::check`]). Repeated names are given once.
     pub(crate) fn sans(&self) -> Result<Vec<SubjectAltName>, CaError> {
-        self.names
+        let names = self
+            .names
             .iter()
             .map(|name| {
                 name.clone().map_err(|reason| CaError::UnsupportedCsr {
@@ -235,7 +237,9 @@ impl Csr {
                     fix: "give the certificate's names with --san (the request's names are then ignored)".into(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // A name asked for twice (in any case, with or without a trailing dot) is written once.
+        Ok(SubjectAltName::dedup(names).0)
     }
 }
 
@@ -531,11 +535,9 @@ fn requested_names(request: &X509CertificationRequest<'_>) -> Result<Vec<Result<
 }
 
 fn san_of(name: &GeneralName<'_>) -> Result<SubjectAltName, String> {
-    let parse = |kind: &str, value: &str| {
-        SubjectAltName::parse(&format!("{kind}:{value}")).map_err(|e| match e {
-            CaError::InvalidRequest { reason, .. } => format!("the request asks for the name {reason}"),
-            other => other.to_string(),
-        })
+    let parse = |kind: &str, what: &str, value: &str| {
+        SubjectAltName::check(kind, value)
+            .map_err(|why| format!("the request asks for the {what} \"{value}\", which {why}"))
     };
     let cannot = |what: String| {
         Err(format!(
@@ -543,9 +545,9 @@ fn san_of(name: &GeneralName<'_>) -> Result<SubjectAltName, String> {
         ))
     };
     match name {
-        GeneralName::DNSName(d) => parse("dns", d),
-        GeneralName::RFC822Name(e) => parse("email", e),
-        GeneralName::URI(u) => parse("uri", u),
+        GeneralName::DNSName(d) => parse("dns", "DNS name", d),
+        GeneralName::RFC822Name(e) => parse("email", "e-mail address", e),
+        GeneralName::URI(u) => parse("uri", "URI", u),
         GeneralName::IPAddress(bytes) => match bytes.len() {
             4 => Ok(SubjectAltName::Ip(IpAddr::from(
                 <[u8; 4]>::try_from(*bytes).unwrap_or_default(),

@@ -75,7 +75,7 @@ impl std::str::FromStr for Profile {
             "server" => Ok(Self::Server),
             "client" => Ok(Self::Client),
             "code-signing" | "codesigning" => Ok(Self::CodeSigning),
-            _ => Err(format!("unknown profile {s:?} (use server, client or code-signing)")),
+            _ => Err(format!("unknown profile \"{s}\" (use server, client or code-signing)")),
         }
     }
 }
@@ -94,21 +94,25 @@ pub enum SubjectAltName {
 }
 
 impl SubjectAltName {
-    /// Parses `dns:…`, `ip:…`, `email:…`, `uri:…`, or a bare value classified by its shape
-    /// (an IP address, something with `@`, something with `://`, else a DNS name).
+    /// Parses `dns:…`, `ip:…`, `email:…`, `uri:…` (the type prefix in any case), or a bare
+    /// value classified by its shape (an IP address, something with `://`, something with `@`,
+    /// else a DNS name), and checks that the value is valid for its type (see
+    /// [`SubjectAltName::check`]).
     ///
     /// # Errors
-    /// [`CaError::InvalidRequest`] for an empty or malformed value.
+    /// [`CaError::InvalidRequest`] (field `san`) for an empty value or one that is not valid
+    /// for its type, saying why: `"dns:a..b" is not a valid DNS name: label 2 is empty`.
     pub fn parse(text: &str) -> Result<Self, CaError> {
         let text = text.trim();
         let (kind, value) = match text.split_once(':') {
-            Some((k @ ("dns" | "ip" | "email" | "uri" | "DNS" | "IP"), v)) => (Some(k.to_ascii_lowercase()), v),
+            Some((k, v)) if ["dns", "ip", "email", "uri"].contains(&k.to_ascii_lowercase().as_str()) => {
+                (Some(k.to_ascii_lowercase()), v)
+            }
             _ => (None, text),
         };
         if value.is_empty() {
-            return Err(CaError::invalid("san", format!("{text:?} has no value")));
+            return Err(CaError::invalid("san", format!("\"{text}\" has no value")));
         }
-        let bad = |why: &str| CaError::invalid("san", format!("{text:?} {why}"));
         let kind = kind.unwrap_or_else(|| {
             if value.parse::<IpAddr>().is_ok() {
                 "ip".into()
@@ -120,38 +124,63 @@ impl SubjectAltName {
                 "dns".into()
             }
         });
-        match kind.as_str() {
-            "ip" => value.parse().map(Self::Ip).map_err(|_| bad("is not an IP address")),
-            "email" if value.contains('@') && !value.contains(char::is_whitespace) => Ok(Self::Email(value.into())),
-            "email" => Err(bad("is not an e-mail address")),
-            "uri" if value.contains(':') && !value.contains(char::is_whitespace) => Ok(Self::Uri(value.into())),
-            "uri" => Err(bad("is not a URI")),
-            _ => {
-                let name = value.trim_end_matches('.').to_ascii_lowercase();
-                let ok = !name.is_empty()
-                    && name.len() <= 253
-                    && name.split('.').enumerate().all(|(i, label)| {
-                        (i == 0 && label == "*")
-                            || (!label.is_empty()
-                                && label.len() <= 63
-                                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                                && !label.starts_with('-')
-                                && !label.ends_with('-'))
-                    });
-                if ok {
-                    Ok(Self::Dns(name))
-                } else {
-                    Err(bad("is not a valid DNS name"))
+        Self::check(&kind, value).map_err(|why| CaError::invalid("san", format!("\"{text}\" {why}")))
+    }
+
+    /// Checks `value` as a name of `kind` (`dns`, `ip`, `email` or `uri`) and returns it
+    /// normalised: DNS names and e-mail domains in lower case without a trailing dot, URI
+    /// schemes in lower case.
+    ///
+    /// - dNSName (RFC 5280 §4.2.1.6, RFC 1034 §3.5, RFC 5890): ASCII letters, digits and
+    ///   hyphens in labels of 1 to 63 characters that neither start nor end with a hyphen, at
+    ///   most 253 characters; a wildcard `*` only as the whole leftmost label, before at least
+    ///   one other. Internationalised names are given as A-labels (`xn--…`).
+    /// - rfc822Name: an RFC 5322 addr-spec in ASCII, `local@domain`: a dot-atom local part
+    ///   (letters, digits, ``!#$%&'*+-/=?^_`{|}~`` and single dots inside), a DNS domain.
+    /// - uniformResourceIdentifier: an absolute RFC 3986 URI (`scheme:rest`), only the
+    ///   characters RFC 3986 §2 allows (percent-encode others), `%` followed by two hex digits.
+    /// - iPAddress: an IPv4 or IPv6 address.
+    ///
+    /// # Errors
+    /// Why it is not valid, as the end of a sentence that names it: `is not a valid DNS name:
+    /// label 2 is empty`. Characters are named by code point (`U+001B`), never quoted raw.
+    pub fn check(kind: &str, value: &str) -> Result<Self, String> {
+        match kind {
+            "ip" => value.parse().map(Self::Ip).map_err(|_| "is not an IP address".to_string()),
+            "email" => check_email(value)
+                .map(Self::Email)
+                .map_err(|why| format!("is not a valid e-mail address: {why}")),
+            "uri" => check_uri(value)
+                .map(Self::Uri)
+                .map_err(|why| format!("is not a valid URI: {why}")),
+            _ => check_dns(value, true)
+                .map(Self::Dns)
+                .map_err(|why| format!("is not a valid DNS name: {why}")),
+        }
+    }
+
+    /// `names` in their order, without the repeats (after normalisation, see
+    /// [`SubjectAltName::check`]); the second list holds each name that was repeated.
+    pub fn dedup(names: impl IntoIterator<Item = Self>) -> (Vec<Self>, Vec<Self>) {
+        let mut unique: Vec<Self> = Vec::new();
+        let mut repeated: Vec<Self> = Vec::new();
+        for name in names {
+            if unique.contains(&name) {
+                if !repeated.contains(&name) {
+                    repeated.push(name);
                 }
+            } else {
+                unique.push(name);
             }
         }
+        (unique, repeated)
     }
 
     pub(crate) fn to_rcgen(&self) -> Result<SanType, CaError> {
         let ia5 = |s: &str| {
             s.to_string()
                 .try_into()
-                .map_err(|_| CaError::invalid("san", format!("{s:?} is not ASCII")))
+                .map_err(|_| CaError::invalid("san", format!("\"{s}\" is not ASCII")))
         };
         Ok(match self {
             Self::Dns(d) => SanType::DnsName(ia5(d)?),
@@ -160,6 +189,136 @@ impl SubjectAltName {
             Self::Uri(u) => SanType::URI(ia5(u)?),
         })
     }
+}
+
+/// A character as messages name it: `'x'` when it is visible ASCII, else its code point.
+fn describe(c: char) -> String {
+    if c.is_ascii_graphic() {
+        format!("'{c}'")
+    } else {
+        format!("U+{:04X}", u32::from(c))
+    }
+}
+
+/// A DNS name (see [`SubjectAltName::check`]), lower case, without its trailing dot.
+fn check_dns(value: &str, wildcard: bool) -> Result<String, String> {
+    if let Some(c) = value.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "character {} is not ASCII (give an internationalised name as its A-label, xn--…)",
+            describe(c)
+        ));
+    }
+    let name = value.strip_suffix('.').unwrap_or(value).to_ascii_lowercase();
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 253 {
+        return Err(format!("it is {} characters long, more than 253", name.len()));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    for (index, label) in labels.iter().enumerate() {
+        let number = index + 1;
+        if *label == "*" {
+            if index != 0 || !wildcard {
+                return Err("a wildcard * may only be the whole leftmost label".into());
+            }
+            if labels.len() < 2 {
+                return Err("a wildcard * must be followed by a domain (*.example.org)".into());
+            }
+            continue;
+        }
+        if label.is_empty() {
+            return Err(format!("label {number} is empty"));
+        }
+        if label.len() > 63 {
+            return Err(format!("label {number} is {} characters long, more than 63", label.len()));
+        }
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+            return Err(format!(
+                "character {} is not a letter, digit or hyphen (RFC 1034 §3.5)",
+                describe(c)
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {number} starts or ends with a hyphen"));
+        }
+    }
+    Ok(name)
+}
+
+/// The characters of an RFC 5322 `atext`, besides letters and digits.
+const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+
+/// An e-mail address (see [`SubjectAltName::check`]), its domain in lower case.
+fn check_email(value: &str) -> Result<String, String> {
+    let Some((local, domain)) = value.split_once('@') else {
+        return Err("it has no @ (give local@domain)".into());
+    };
+    if local.starts_with('"') {
+        return Err("a quoted local part is not supported".into());
+    }
+    if local.is_empty() {
+        return Err("the part before @ is empty".into());
+    }
+    if local.len() > 64 {
+        return Err(format!("the part before @ is {} characters long, more than 64", local.len()));
+    }
+    if let Some(c) = local
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || ATEXT_SPECIALS.contains(*c)))
+    {
+        return Err(format!(
+            "character {} is not allowed before @ (RFC 5322 §3.2.3: letters, digits, dots and {ATEXT_SPECIALS})",
+            describe(c)
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before @ starts or ends with a dot, or has two in a row".into());
+    }
+    if domain.starts_with('[') {
+        return Err("a domain literal ([…]) is not supported".into());
+    }
+    let domain = check_dns(domain, false).map_err(|why| format!("the domain after @: {why}"))?;
+    Ok(format!("{local}@{domain}"))
+}
+
+/// The characters RFC 3986 §2 allows in a URI, besides letters, digits and `%`.
+const URI_SPECIALS: &str = "-._~:/?#[]@!$&'()*+,;=";
+
+/// An absolute URI (see [`SubjectAltName::check`]), its scheme in lower case.
+fn check_uri(value: &str) -> Result<String, String> {
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '%' || URI_SPECIALS.contains(*c)))
+    {
+        return Err(format!(
+            "character {} is not allowed in a URI (RFC 3986 §2: percent-encode it)",
+            describe(c)
+        ));
+    }
+    let bytes = value.as_bytes();
+    for (at, byte) in bytes.iter().enumerate() {
+        if *byte == b'%' {
+            let hex = bytes.get(at + 1..at + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return Err("a % is not followed by two hex digits (RFC 3986 §2.1)".into());
+            }
+        }
+    }
+    let Some((scheme, rest)) = value.split_once(':') else {
+        return Err("it has no scheme (an absolute URI such as https://host/path, RFC 5280 §4.2.1.6)".into());
+    };
+    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(format!(
+            "the scheme \"{scheme}\" is not a letter followed by letters, digits, +, - or . (RFC 3986 §3.1)"
+        ));
+    }
+    if rest.is_empty() {
+        return Err("nothing follows the scheme".into());
+    }
+    Ok(format!("{}:{rest}", scheme.to_ascii_lowercase()))
 }
 
 impl fmt::Display for SubjectAltName {

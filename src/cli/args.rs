@@ -19,8 +19,13 @@ use super::exit;
 ///   cannot be written, `ca: error: cannot write to stdout: …` and `Err(3)` (quietly `Err(0)`
 ///   when the reader went away).
 /// - Flag descriptions are wrapped at the terminal width (`COLUMNS` when stdout is not a
-///   terminal), but `after_help` / `after_long_help` text (the EXAMPLES and EXIT CODES blocks)
+///   terminal), never below [`MIN_HELP_WIDTH`] columns (a narrower terminal wraps the lines
+///   itself, instead of clap putting one word on each line) nor above 100, but `after_help` / `after_long_help` text (the EXAMPLES and EXIT CODES blocks)
 ///   is shown exactly as written, so an example command stays on one line.
+/// - Every option and positional value may start with `-`, so `--days -1` reaches the value's
+///   own check ("is not a whole number of days …") instead of clap's "unexpected argument".
+/// - clap's closing "For more information, try '--help'." becomes a hint naming the command:
+///   `ca: hint: see 'ca issue --help'`.
 ///
 /// Use it as the first line of `main`:
 /// ```ignore
@@ -48,17 +53,43 @@ where
     A: Into<OsString> + Clone,
 {
     let mut texts = Vec::new();
-    let mut command = protect_after_help(T::command(), &mut texts);
+    let mut command = protect_after_help(T::command(), &mut texts).term_width(help_width());
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let path = command_path(&command, &args);
     let parsed = command
         .try_get_matches_from_mut(args)
         .and_then(|mut matches| T::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command)));
-    parsed.map_err(|error| show_error(tool, &error, &texts))
+    parsed.map_err(|error| show_error(tool, &path, &error, &texts))
+}
+
+/// The subcommand named on the command line (`ca issue`), for the hint that follows a usage
+/// error; the tool's name alone when there is none.
+fn command_path(command: &clap::Command, args: &[OsString]) -> String {
+    let mut path = vec![command.get_name().to_string()];
+    let mut current = command;
+    for arg in args.iter().skip(1) {
+        let Some(word) = arg.to_str() else { continue };
+        if let Some(sub) = current.find_subcommand(word) {
+            path.push(sub.get_name().to_string());
+            current = sub;
+        }
+    }
+    path.join(" ")
 }
 
 /// Replaces every `after_help` / `after_long_help` in the command tree with a marker (one word,
 /// which clap's wrapping cannot break), keeping the texts, so [`show_error`] can put them back
 /// unwrapped.
+///
+/// Also lets every value start with `-` (see [`parse_args`]).
 fn protect_after_help(mut command: clap::Command, texts: &mut Vec<StyledStr>) -> clap::Command {
+    command = command.mut_args(|arg| {
+        if arg.get_action().takes_values() {
+            arg.allow_negative_numbers(true)
+        } else {
+            arg
+        }
+    });
     if let Some(text) = command.get_after_help().cloned() {
         command = command.after_help(marker(texts.len()));
         texts.push(text);
@@ -72,6 +103,18 @@ fn protect_after_help(mut command: clap::Command, texts: &mut Vec<StyledStr>) ->
         command = command.mut_subcommand(name, |sub| protect_after_help(sub, texts));
     }
     command
+}
+
+/// The narrowest width help is wrapped at: below it clap would put one word on each line.
+pub const MIN_HELP_WIDTH: usize = 80;
+
+/// The width to wrap help at: the terminal's (or `COLUMNS`), kept within
+/// [`MIN_HELP_WIDTH`]..=100.
+fn help_width() -> usize {
+    let detected = terminal_size::terminal_size()
+        .map(|(width, _)| usize::from(width.0))
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()));
+    detected.map_or(100, |width| width.clamp(MIN_HELP_WIDTH, 100))
 }
 
 fn marker(index: usize) -> String {
@@ -93,7 +136,7 @@ fn restore_after_help(mut rendered: String, texts: &[StyledStr], colour: bool) -
     rendered
 }
 
-fn show_error(tool: &str, error: &clap::Error, texts: &[StyledStr]) -> ExitCode {
+fn show_error(tool: &str, path: &str, error: &clap::Error, texts: &[StyledStr]) -> ExitCode {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let colour = colour_on(&std::io::stdout());
@@ -111,20 +154,23 @@ fn show_error(tool: &str, error: &clap::Error, texts: &[StyledStr]) -> ExitCode 
         }
         _ => {
             let rendered = restore_after_help(error.render().to_string(), texts, false);
-            super::write_stderr(format_args!("{}", usage_error_text(tool, &rendered)));
+            super::write_stderr(format_args!("{}", usage_error_text(tool, path, &rendered)));
             ExitCode::from(exit::USAGE)
         }
     }
 }
 
-/// clap's error text in the tools' words: `error:` and `  tip:` lines get the tool's prefix.
-fn usage_error_text(tool: &str, rendered: &str) -> String {
+/// clap's error text in the tools' words: `error:` and `  tip:` lines get the tool's prefix,
+/// and "For more information, try '--help'." becomes `tool: hint: see 'COMMAND --help'`.
+fn usage_error_text(tool: &str, command: &str, rendered: &str) -> String {
     let mut text = String::with_capacity(rendered.len() + 2 * tool.len());
     for line in rendered.split_inclusive('\n') {
         if let Some(rest) = line.strip_prefix("error: ") {
             text.push_str(&format!("{tool}: error: {rest}"));
         } else if let Some(rest) = line.trim_start().strip_prefix("tip: ") {
             text.push_str(&format!("{tool}: hint: {rest}"));
+        } else if line.trim_start().starts_with("For more information, try '--help'") {
+            text.push_str(&format!("{tool}: hint: see '{command} --help'\n"));
         } else {
             text.push_str(line);
         }
@@ -156,11 +202,11 @@ mod tests {
         let rendered = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use \
                         '-- --bogus'\n\nUsage: ca list [OPTIONS]\n\nFor more information, try '--help'.\n";
         assert_eq!(
-            usage_error_text("ca", rendered),
+            usage_error_text("ca", "ca list", rendered),
             "ca: error: unexpected argument '--bogus' found\n\nca: hint: to pass '--bogus' as a value, use \
-             '-- --bogus'\n\nUsage: ca list [OPTIONS]\n\nFor more information, try '--help'.\n"
+             '-- --bogus'\n\nUsage: ca list [OPTIONS]\n\nca: hint: see 'ca list --help'\n"
         );
-        assert_eq!(usage_error_text("ca", "odd\n"), "ca: error: odd\n");
+        assert_eq!(usage_error_text("ca", "ca", "odd\n"), "ca: error: odd\n");
     }
 
     #[derive(Debug, clap::Parser)]

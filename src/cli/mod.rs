@@ -93,7 +93,27 @@ pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
 /// Sends `tracing` events to stderr: warnings and errors by default, `--verbose` for info,
 /// `RUST_LOG` to override; `quiet` shows errors only. A full or closed stderr loses the events
 /// but never panics.
+///
+/// The short-lived tools (every tool but the long-running `echo-server` and `echo-client`,
+/// told apart by the program's file name) write each event as one line in the form of their
+/// other diagnostics, `ca: warning: the CRL was rewritten …` (`error`, `warning`, `info`,
+/// `debug`, `trace`), its text passed through [`printable`]; the long-running tools keep
+/// tracing's timestamped lines (`2030-01-31T12:00:00.000000Z  WARN …`).
 pub fn init_logging(quiet: bool, verbose: bool) {
+    let program = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    match program.as_str() {
+        "echo-server" | "echo-client" => init_logging_as(None, quiet, verbose),
+        _ => init_logging_as(Some(&program), quiet, verbose),
+    }
+}
+
+/// [`init_logging`] with the line format chosen by the caller: `Some(tool)` for the short
+/// `tool: warning: …` lines, `None` for tracing's timestamped lines.
+pub fn init_logging_as(tool: Option<&str>, quiet: bool, verbose: bool) {
     let default = if quiet {
         "error"
     } else if verbose {
@@ -103,14 +123,50 @@ pub fn init_logging(quiet: bool, verbose: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(use_colour())
         .with_target(false)
         // Otherwise a failed write is reported with `eprintln!`, which panics on a full stderr.
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match tool {
+        Some(tool) => builder
+            .with_ansi(false)
+            .event_format(ToolLines { tool: tool.to_string() })
+            .try_init(),
+        None => builder.try_init(),
+    };
+}
+
+/// `tool: warning: message key=value` lines for [`init_logging_as`].
+struct ToolLines {
+    tool: String,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for ToolLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        let mut text = String::new();
+        ctx.field_format()
+            .format_fields(tracing_subscriber::fmt::format::Writer::new(&mut text), event)?;
+        writeln!(writer, "{}: {level}: {}", self.tool, printable(&text))
+    }
 }
 
 /// Modules this large or larger get a progress bar while they are hashed.

@@ -230,10 +230,16 @@ pub struct CrlInfo {
     /// When the next CRL is due.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_update: Option<OffsetDateTime>,
-    /// The CRL number, decimal. In JSON a number (a string only past 128 bits, which RFC 5280
-    /// §5.2.3 allows up to 20 octets but no real CA reaches).
-    #[serde(serialize_with = "decimal_as_number")]
+    /// The CRL number, decimal. In JSON always a number or `null`: a number when it fits in 64
+    /// bits (every CRL Tessera writes: it counts from 1 and refuses to go past 2^64 - 1);
+    /// `null` when the CRL has none, or when it is larger (RFC 5280 §5.2.3 allows up to 20
+    /// octets), and then `crl_number_decimal` gives it.
+    #[serde(serialize_with = "u64_or_null")]
     pub crl_number: Option<String>,
+    /// The CRL number, decimal, only when it does not fit in 64 bits (JSON
+    /// `crl_number_decimal`, left out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl_number_decimal: Option<String>,
     /// The revoked certificates.
     pub revoked: Vec<RevokedEntry>,
 }
@@ -251,6 +257,10 @@ impl CrlInfo {
             this_update: crl.last_update().to_datetime(),
             next_update: crl.next_update().map(|t| t.to_datetime()),
             crl_number: crl.crl_number().map(|n| n.to_string()),
+            crl_number_decimal: crl
+                .crl_number()
+                .map(|n| n.to_string())
+                .filter(|n| n.parse::<u64>().is_err()),
             revoked: crl
                 .iter_revoked_certificates()
                 .map(|r| RevokedEntry {
@@ -283,17 +293,11 @@ impl CrlInfo {
     }
 }
 
-/// Serialises a decimal string as a JSON number when it fits in 128 bits.
-fn decimal_as_number<S: serde::Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
-    let Some(text) = value.as_deref() else {
-        return serializer.serialize_none();
-    };
-    match text.parse::<u128>() {
-        Ok(number) => match u64::try_from(number) {
-            Ok(small) => serializer.serialize_u64(small),
-            Err(_) => serializer.serialize_u128(number),
-        },
-        Err(_) => serializer.serialize_str(text),
+/// Serialises a decimal string as a JSON number when it fits in 64 bits, else as `null`.
+fn u64_or_null<S: serde::Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value.as_deref().and_then(|text| text.parse::<u64>().ok()) {
+        Some(number) => serializer.serialize_u64(number),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -380,5 +384,52 @@ fn key_algorithm(cert: &X509Certificate<'_>) -> String {
             let oid = cert.public_key().algorithm.algorithm.to_id_string();
             if oid == "1.3.101.112" { "ed25519".into() } else { oid }
         }
+    }
+}
+
+#[cfg(test)]
+mod crl_number_tests {
+    #![allow(clippy::unwrap_used)]
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, KeyIdMethod, KeyPair,
+        KeyUsagePurpose, SerialNumber,
+    };
+    use time::macros::datetime;
+
+    use super::CrlInfo;
+
+    fn crl_with_number(number: &[u8]) -> Vec<u8> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = rcgen::Issuer::new(params, key);
+        let crl = CertificateRevocationListParams {
+            this_update: datetime!(2030-01-01 0:00 UTC),
+            next_update: datetime!(2031-01-01 0:00 UTC),
+            crl_number: SerialNumber::from(number.to_vec()),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        crl.signed_by(&issuer).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn crl_numbers_are_json_numbers_up_to_64_bits_and_decimal_text_beyond() {
+        let small = CrlInfo::from_der(&crl_with_number(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).unwrap();
+        let json = serde_json::to_value(&small).unwrap();
+        assert_eq!(json["crl_number"].as_u64(), Some(u64::MAX));
+        assert!(json.get("crl_number_decimal").is_none(), "{json}");
+
+        // 20 octets, the most RFC 5280 §5.2.3 allows.
+        let mut big = vec![0x7f];
+        big.extend([0xff; 19]);
+        let large = CrlInfo::from_der(&crl_with_number(&big)).unwrap();
+        let json = serde_json::to_value(&large).unwrap();
+        assert!(json["crl_number"].is_null(), "{json}");
+        let decimal = json["crl_number_decimal"].as_str().unwrap();
+        assert_eq!(decimal, "730750818665451459101842416358141509827966271487");
+        assert_eq!(large.crl_number.as_deref(), Some(decimal));
     }
 }

@@ -16,6 +16,16 @@ const EXAMPLES: &str = "EXAMPLES:
 
 Each subcommand's --help has its own examples and exit codes.";
 
+/// `ca --help`'s EXIT CODES: the causes of every subcommand, and only theirs.
+const EXIT_CODES: &str = "EXIT CODES:
+  0  success
+  1  refused or not trusted: a name outside the CA's name constraints, a lifetime past the
+     CA's, a revocation already made for another reason; `verify`: not trusted (unknown
+     issuer, expired, revoked, wrong usage or name)
+  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex)
+  3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR, certificate
+     or CRL, wrong passphrase, I/O error)";
+
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
   ca init --name 'Example Root' --days 7300 --passphrase-file root.pass --dir certs/root
@@ -38,9 +48,10 @@ const ISSUE_EXAMPLES: &str = "EXAMPLES:
 const ISSUE_EXIT_CODES: &str = "EXIT CODES:
   0  the certificate was issued and written
   1  refused: a name is outside the CA's name constraints, or the lifetime outlives the CA
-  2  usage error (unknown flag, bad or out-of-range value, no usable output name)
-  3  could not run (an output file exists, unusable CSR, the CA's state is missing or
-     damaged, wrong passphrase, I/O error)";
+  2  usage error (unknown flag, bad or out-of-range value, a --san not valid for its type,
+     no usable output name)
+  3  could not run (an output file exists, unusable CSR or a name in it not valid for its
+     type, the CA's state is missing or damaged, wrong passphrase, I/O error)";
 
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
@@ -51,7 +62,8 @@ const REVOKE_EXIT_CODES: &str = "EXIT CODES:
   0  revoked, and crl.pem rewritten; also when it already was revoked for that reason (or
      no --reason was given): nothing changes, and crl.pem lists it
   1  refused: it is already revoked for another reason (a revocation is final)
-  2  usage error (unknown flag, unknown reason, out-of-range --crl-days)
+  2  usage error (unknown flag, unknown reason, out-of-range --crl-days, a serial that is
+     not hex)
   3  could not run (unknown serial, the CA's state is missing or damaged, wrong
      passphrase, I/O error)";
 
@@ -133,21 +145,22 @@ fn parse_crl_days(text: &str) -> Result<u32, String> {
 #[command(
     name = "ca",
     version,
-    after_help = help(EXAMPLES, tessera::cli::EXIT_CODES_HELP),
+    after_help = help(EXAMPLES, EXIT_CODES),
     disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// The CA directory.
-    #[arg(
-        long,
-        global = true,
-        env = "TESSERA_CA_DIR",
-        default_value = "certs/ca",
-        value_name = "DIR"
-    )]
+    /// The CA directory (default: $TESSERA_CA_DIR when set and not empty, else certs/ca;
+    /// not used by `show` and `verify`).
+    #[arg(long = "dir", global = true, value_name = "DIR", value_parser = parse_dir)]
+    pub dir_flag: Option<PathBuf>,
+
+    /// The CA directory in effect: --dir, else $TESSERA_CA_DIR unless empty, else certs/ca
+    /// (see [`Cli::resolve_dir`]).
+    #[arg(skip)]
     pub dir: PathBuf,
 
-    /// Read the CA key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt).
+    /// Read the CA key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt;
+    /// not used by `list`, `show` and `verify`).
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
@@ -163,6 +176,31 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The environment variable that names the CA directory when --dir is not given.
+pub const DIR_ENV: &str = "TESSERA_CA_DIR";
+
+/// The CA directory when neither --dir nor TESSERA_CA_DIR names one.
+pub const DEFAULT_DIR: &str = "certs/ca";
+
+impl Cli {
+    /// Sets [`Cli::dir`]: --dir, else TESSERA_CA_DIR (an empty one counts as unset), else
+    /// [`DEFAULT_DIR`].
+    pub fn resolve_dir(&mut self) {
+        self.dir = match (&self.dir_flag, std::env::var_os(DIR_ENV)) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
+            (None, _) => PathBuf::from(DEFAULT_DIR),
+        };
+    }
+}
+
+fn parse_dir(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err(format!("the directory must not be empty (leave out --dir for ${DIR_ENV} or {DEFAULT_DIR})"));
+    }
+    Ok(PathBuf::from(text))
 }
 
 fn help(examples: &str, exit_codes: &str) -> String {

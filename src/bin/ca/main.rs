@@ -24,10 +24,11 @@ use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustSt
 const TOOL: &str = "ca";
 
 fn main() -> ExitCode {
-    let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
+    let mut cli = match tessera::cli::parse_args::<Cli>(TOOL) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    cli.resolve_dir();
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -116,7 +117,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args.json, now),
         Command::Show(args) => show(args),
-        Command::Verify(args) => verify(args, now),
+        Command::Verify(args) => verify(cli, args, now),
     }
 }
 
@@ -131,6 +132,82 @@ fn days(n: u32) -> Result<Duration, CliError> {
         return Err(CliError::usage("the lifetime must be at least one day"));
     }
     Ok(Duration::from_secs(u64::from(n) * 86_400))
+}
+
+/// Text from a certificate, CSR, CRL or the database, as text output shows it: control, bidi
+/// and invisible characters escaped (`--json` output keeps it raw).
+fn shown(text: &str) -> String {
+    tessera::cli::printable(text)
+}
+
+/// A serial number as `ca revoke` takes it: hex digits, optionally separated by colons
+/// (`3f9a0c…`, `3F:9A:0C:…`), at most 20 octets (RFC 5280 §4.1.2.2).
+fn check_serial(text: &str) -> Result<(), CliError> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    let hint = "give the serial in hex as `ca list` prints it, e.g. 3f9a0c… or 3f:9a:0c:…";
+    if digits.is_empty() {
+        return Err(CliError::usage("the serial number is empty").with_hint(hint));
+    }
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        let c = if c.is_ascii_graphic() {
+            format!("'{c}'")
+        } else {
+            format!("U+{:04X}", u32::from(c))
+        };
+        return Err(CliError::usage(format!(
+            "\"{text}\" is not a serial number: {c} is not a hex digit"
+        ))
+        .with_hint(hint));
+    }
+    if digits.trim_start_matches('0').len() > 40 {
+        return Err(CliError::usage(format!(
+            "\"{text}\" is not a serial number: it is longer than 20 octets (40 hex digits)"
+        ))
+        .with_hint(hint));
+    }
+    Ok(())
+}
+
+/// The files that hold a CA's state. Each must be a regular file (or a link to one): reading a
+/// FIFO or a device would block or never end.
+const STATE_FILES: [&str; 6] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db"];
+
+/// Refuses a CA directory whose state files include something other than a regular file.
+fn check_state_files(dir: &Path) -> Result<(), CliError> {
+    for name in STATE_FILES {
+        let path = dir.join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() {
+            continue;
+        }
+        let kind = file_kind(&meta);
+        return Err(CliError::failure(format!(
+            "{} is {kind}, not a regular file; refusing to read it",
+            path.display()
+        ))
+        .with_hint("a CA's state files are plain files: restore this one from a backup"));
+    }
+    Ok(())
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if meta.is_dir() { "a directory" } else { "not a regular file" }
 }
 
 /// A warning on stderr, unless `--quiet`.
@@ -159,6 +236,7 @@ struct RevokeOutput<'a> {
 }
 
 fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+    check_serial(&args.serial)?;
     let lifetime = days(args.crl_days)?;
     let ca = open_ca(cli, &cli.dir)?;
     let reason = args.reason.unwrap_or(RevocationReason::Unspecified);
@@ -248,6 +326,7 @@ fn open_ca(cli: &Cli, dir: &Path) -> anyhow::Result<CertificateAuthority> {
 }
 
 fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
+    check_state_files(dir)?;
     tessera::ca::read_ca_certificates(dir)?;
     // A CA whose state is missing is refused before anyone is asked for a passphrase.
     Database::check(dir)?;
@@ -301,6 +380,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         }
         other => anyhow::Error::from(other),
     })?;
+    if cli.dir.exists() && !cli.dir.is_dir() {
+        return Err(CliError::failure(format!("{} exists and is not a directory", cli.dir.display()))
+            .with_hint("choose another --dir (a new or empty directory)")
+            .into());
+    }
     if cli.dir.join("ca.pem").exists() {
         return Err(CaError::AlreadyInitialised { dir: cli.dir.clone() }.into());
     }
@@ -339,7 +423,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         })?;
     } else {
         let kind = if parent.is_some() { "intermediate" } else { "root" };
-        tessera::outln!("created {kind} CA {:?} in {}", ca.info().subject, ca.dir().display())?;
+        tessera::outln!(
+            "created {kind} CA \"{}\" in {}",
+            shown(&ca.info().subject),
+            ca.dir().display()
+        )?;
         tessera::outln!("  certificate: {}", ca.dir().join("ca.pem").display())?;
         tessera::outln!(
             "  key:         {} ({})",
@@ -359,7 +447,7 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
 }
 
 fn parse_cidr(text: &str) -> Result<(std::net::IpAddr, u8), CliError> {
-    let bad = || CliError::usage(format!("--permit-ip {text:?} is not an address range like 10.0.0.0/8"));
+    let bad = || CliError::usage(format!("--permit-ip \"{text}\" is not an address range like 10.0.0.0/8"));
     let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
     let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
     let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -372,9 +460,19 @@ fn parse_cidr(text: &str) -> Result<(std::net::IpAddr, u8), CliError> {
 
 fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let mut request = IssueRequest::new(args.profile, args.name.clone());
+    let mut sans = Vec::new();
     for san in &args.san {
-        request.sans.push(SubjectAltName::parse(san)?);
+        sans.push(SubjectAltName::parse(san).map_err(|e| match e {
+            CaError::InvalidRequest { reason, .. } => CliError::usage(format!("--san {reason}"))
+                .with_hint("give dns:HOST (ASCII, xn-- for internationalised names), ip:ADDR, email:LOCAL@DOMAIN or uri:SCHEME:…"),
+            other => CliError::usage(other.to_string()),
+        })?);
     }
+    let (sans, repeated) = SubjectAltName::dedup(sans);
+    for name in &repeated {
+        warn(cli, &format!("--san {name} is given more than once; the certificate names it once"));
+    }
+    request.sans = sans;
     request.lifetime = match (args.days, args.hours) {
         (Some(d), _) => Some(days(d)?),
         (None, Some(0)) => return Err(CliError::usage("--hours must be at least 1").into()),
@@ -439,13 +537,13 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         })?;
     } else {
         tessera::outln!(
-            "issued {} certificate {:?} serial {}",
+            "issued {} certificate \"{}\" serial {}",
             args.profile,
-            issued.info.subject,
+            shown(&issued.info.subject),
             issued.info.serial
         )?;
         if !issued.info.sans.is_empty() {
-            tessera::outln!("  names:       {}", issued.info.sans.join(", "))?;
+            tessera::outln!("  names:       {}", shown(&issued.info.sans.join(", ")))?;
         }
         tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
         tessera::outln!("  certificate: {}", files.certificate.display())?;
@@ -476,6 +574,7 @@ struct ListEntry<'a> {
 }
 
 fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
+    check_state_files(&cli.dir)?;
     let db = Database::load_checked(&cli.dir)?;
     match tessera::ca::crl_status(&cli.dir, &db) {
         Ok(CrlStatus::Stale { reason }) => warn(
@@ -532,8 +631,8 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             e.profile,
             status,
             rfc3339(e.not_after),
-            e.subject,
-            names
+            shown(e.subject),
+            shown(&names)
         )?;
     }
     Ok(exit::OK)
@@ -551,9 +650,14 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
         std::io::stdin()
             .take(pki::pem::MAX_PEM_FILE + 1)
             .read_to_end(&mut bytes)
-            .context("cannot read stdin")?;
+            .context("cannot read standard input")?;
         if bytes.len() as u64 > pki::pem::MAX_PEM_FILE {
-            return Err(CliError::failure("stdin is larger than 16 MiB").into());
+            return Err(CliError::failure("standard input is larger than 16 MiB").into());
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(CliError::failure("standard input is empty")
+                .with_hint("pipe a PEM or DER certificate or CRL into it, or give a file name")
+                .into());
         }
         return Ok(bytes);
     }
@@ -625,7 +729,7 @@ struct PathEntry {
     not_after: OffsetDateTime,
 }
 
-fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     let time = whole_seconds(args.at.unwrap_or(now));
     let inputs = std::iter::once(&args.cert)
         .chain([&args.root])
@@ -680,7 +784,7 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             }
             if args.json {
                 tessera::cli::print_json(&output)?;
-            } else {
+            } else if !cli.quiet {
                 tessera::outln!(
                     "{}: trusted for {} use at {}",
                     display_name(&args.cert),
@@ -690,7 +794,7 @@ fn verify(args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
                 for (depth, entry) in output.path.iter().enumerate() {
                     tessera::outln!(
                         "  {depth}: {} (serial {}, until {})",
-                        entry.subject,
+                        shown(&entry.subject),
                         entry.serial,
                         rfc3339(entry.not_after)
                     )?;
