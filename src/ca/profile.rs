@@ -334,6 +334,7 @@ impl fmt::Display for SubjectAltName {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -374,8 +375,68 @@ mod tests {
             "dns:-a.b",
             "email:nobody",
             "dns:a b",
+            "dns:a_b.test",
+            "dns:*",
+            "dns:a.*.b",
+            "dns:b\u{fc}cher.de",
+            "dns:a\u{1b}.test",
+            &format!("dns:{}.test", "a".repeat(64)),
+            &format!("dns:{}", ["a"; 127].join(".") + ".ab"),
+            "email:a\u{1b}b@x.org",
+            "email:a b@x.org",
+            "email:.a@x.org",
+            "email:a@",
+            "email:\"a\"@x.org",
+            "email:a@[10.0.0.1]",
+            "email:a@b_c.org",
+            "uri:x://a\u{1b}[2Jb",
+            "uri:x://a\u{202e}b",
+            "uri:https://a b",
+            "uri:https://a/%g0",
+            "uri:https://a/%",
+            "uri:1a:b",
+            "uri:x:",
+            "uri:no-scheme",
         ] {
             assert!(SubjectAltName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn good_values_are_normalised() {
+        for (good, shown) in [
+            ("dns:WWW.Example.ORG.", "dns:www.example.org"),
+            ("dns:xn--bcher-kva.example", "dns:xn--bcher-kva.example"),
+            ("email:First.Last+tag@Example.ORG", "email:First.Last+tag@example.org"),
+            ("email:a!#$%&'*+-/=?^_`{|}~@x.org", "email:a!#$%&'*+-/=?^_`{|}~@x.org"),
+            ("uri:HTTPS://Example.org/a%20b?q=1#f", "uri:https://Example.org/a%20b?q=1#f"),
+            ("URI:urn:uuid:123e4567-e89b-12d3-a456-426614174000", "uri:urn:uuid:123e4567-e89b-12d3-a456-426614174000"),
+            ("DNS:a.test", "dns:a.test"),
+            ("Email:a@b.test", "email:a@b.test"),
+        ] {
+            assert_eq!(SubjectAltName::parse(good).unwrap().to_string(), shown, "{good}");
+        }
+    }
+
+    #[test]
+    fn repeats_are_dropped_after_normalisation() {
+        let names = ["a.test", "A.TEST", "dns:a.test.", "ip:::1", "ip:0:0::1", "email:x@B.test", "email:x@b.test"]
+            .map(|n| SubjectAltName::parse(n).unwrap());
+        let (unique, repeated) = SubjectAltName::dedup(names);
+        let shown: Vec<String> = unique.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["dns:a.test", "ip:::1", "email:x@b.test"]);
+        assert_eq!(repeated.len(), 3);
+    }
+
+    #[test]
+    fn messages_name_characters_by_code_point() {
+        match SubjectAltName::parse("uri:x://a\u{1b}b") {
+            Err(CaError::InvalidRequest { reason, .. }) => assert_eq!(
+                reason,
+                "\"uri:x://a\u{1b}b\" is not a valid URI: character U+001B is not allowed in a URI (RFC 3986 §2: \
+                 percent-encode it)"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 }

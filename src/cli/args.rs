@@ -195,6 +195,7 @@ fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
 
     #[test]
@@ -235,6 +236,29 @@ mod tests {
             help.lines().filter(|l| l.contains("wrapped")).all(|l| l.len() <= 30),
             "{help}"
         );
+    }
+
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "t")]
+    enum Nested {
+        /// A subcommand.
+        Run {
+            /// A signed count.
+            #[arg(long)]
+            count: i32,
+        },
+    }
+
+    #[test]
+    fn values_may_start_with_a_hyphen_and_errors_name_the_subcommand() {
+        match parse_args_from::<Nested, _, _>("t", ["t", "run", "--count", "-1"]) {
+            Ok(Nested::Run { count }) => assert_eq!(count, -1),
+            Err(code) => panic!("{code:?}"),
+        }
+        let command = protect_after_help(<Nested as clap::CommandFactory>::command(), &mut Vec::new());
+        let args: Vec<OsString> = ["t", "--x", "run", "--count"].iter().map(OsString::from).collect();
+        assert_eq!(command_path(&command, &args), "t run");
+        assert_eq!(command_path(&command, &args[..1]), "t");
     }
 
     #[test]
