@@ -349,7 +349,7 @@ fn usage_errors_carry_the_tool_prefix() {
         );
         assert!(err.contains(&format!("\nUsage: {name} ")), "{name}: {err}");
         assert!(
-            err.ends_with("\nFor more information, try '--help'.\n"),
+            err.ends_with(&format!("\n{name}: hint: see '{name} --help'\n")),
             "{name}: {err}"
         );
         assert!(!err.lines().any(|l| l.starts_with("error:")), "{name}: {err}");
@@ -363,7 +363,7 @@ fn usage_errors_carry_the_tool_prefix() {
     assert_eq!(
         stderr(&out),
         "ca: error: unexpected argument '--jsno' found\n\nca: hint: a similar argument exists: '--json'\n\n\
-         Usage: ca list --json\n\nFor more information, try '--help'.\n"
+         Usage: ca list --json\n\nca: hint: see 'ca list --help'\n"
     );
     // No command at all: still an error with the prefix, exit 2, the help on stderr.
     let out = tool(env!("CARGO_BIN_EXE_ca")).output().unwrap();

@@ -53,7 +53,10 @@ fn code(out: &Output) -> i32 {
 
 #[track_caller]
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("openssl is installed");
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
     assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
 }
 
@@ -61,7 +64,9 @@ fn openssl(args: &[&str]) {
 #[track_caller]
 fn assert_no_raw_controls(text: &str) {
     assert!(
-        !text.chars().any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
         "raw control or bidi character in {text:?}"
     );
 }
@@ -74,9 +79,7 @@ impl Ca {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let ca = Self { tmp };
-        ok(ca
-            .cmd()
-            .args(["init", "--name", "Review CA", "--no-passphrase", "-q"]));
+        ok(ca.cmd().args(["init", "--name", "Review CA", "--no-passphrase", "-q"]));
         ca
     }
 
@@ -116,14 +119,17 @@ fn s(p: &Path) -> String {
 #[test]
 fn issue_and_list_escape_subjects_and_json_keeps_them() {
     let ca = Ca::new();
-    let out = ok(ca.cmd().args([
-        "issue",
-        "--profile",
-        "client",
-        "--name",
-        "evil\u{202e}gro.elpmaxe",
-        "--out",
-    ]).arg(ca.path("b")));
+    let out = ok(ca
+        .cmd()
+        .args([
+            "issue",
+            "--profile",
+            "client",
+            "--name",
+            "evil\u{202e}gro.elpmaxe",
+            "--out",
+        ])
+        .arg(ca.path("b")));
     assert!(
         out.starts_with("issued client certificate \"CN=evil\\u{202e}gro.elpmaxe\" serial "),
         "{out}"
@@ -139,7 +145,10 @@ fn issue_and_list_escape_subjects_and_json_keeps_them() {
 #[test]
 fn list_escapes_names_from_the_database() {
     let ca = Ca::new();
-    ok(ca.cmd().args(["issue", "--profile", "client", "--name", "a", "-q", "--out"]).arg(ca.path("a")));
+    ok(ca
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "a", "-q", "--out"])
+        .arg(ca.path("a")));
     // A database written by someone else (or an older Tessera) may hold anything.
     let db_path = ca.dir().join("db.json");
     let mut db: serde_json::Value = serde_json::from_slice(&std::fs::read(&db_path).unwrap()).unwrap();
@@ -170,17 +179,58 @@ fn evil_chain(dir: &Path) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     openssl(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &s(&root_key),
-        "-out", &s(&root), "-days", "5", "-utf8", "-subj", "/CN=Root\u{1b}[31m\u{202e}X",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&root_key),
+        "-out",
+        &s(&root),
+        "-days",
+        "5",
+        "-utf8",
+        "-subj",
+        "/CN=Root\u{1b}[31m\u{202e}X",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(&[
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &s(&leaf_key),
-        "-out", &s(&csr), "-utf8", "-subj", "/CN=evil\u{1b}[31m\u{202e}RED",
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&leaf_key),
+        "-out",
+        &s(&csr),
+        "-utf8",
+        "-subj",
+        "/CN=evil\u{1b}[31m\u{202e}RED",
     ]);
     openssl(&[
-        "x509", "-req", "-in", &s(&csr), "-CA", &s(&root), "-CAkey", &s(&root_key), "-days", "3", "-out", &s(&leaf),
-        "-extfile", &s(&ext),
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&root),
+        "-CAkey",
+        &s(&root_key),
+        "-days",
+        "3",
+        "-out",
+        &s(&leaf),
+        "-extfile",
+        &s(&ext),
     ]);
     (root, leaf)
 }
@@ -193,9 +243,13 @@ fn verify_escapes_the_trusted_path_and_quiet_prints_nothing() {
     assert!(out.contains("\n  0: CN=evil\\u{1b}[31m\\u{202e}RED (serial "), "{out}");
     assert!(out.contains("\n  1: CN=Root\\u{1b}[31m\\u{202e}X (serial "), "{out}");
     assert_no_raw_controls(&out);
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(tool("ca").arg("verify").arg(&leaf).arg("--root").arg(&root).arg("--json")))
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(tool("ca")
+        .arg("verify")
+        .arg(&leaf)
+        .arg("--root")
+        .arg(&root)
+        .arg("--json")))
+    .unwrap();
     assert_eq!(json["path"][0]["subject"], "CN=evil\u{1b}[31m\u{202e}RED");
 
     let quiet = run(tool("ca").args(["-q", "verify"]).arg(&leaf).arg("--root").arg(&root));
@@ -211,8 +265,19 @@ fn a_request_with_a_control_character_in_a_name_is_refused_and_nothing_is_writte
     let ca = Ca::new();
     let csr = ca.path("esc.csr");
     openssl(&[
-        "req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x", "-addext",
-        "subjectAltName=URI:x://a\u{1b}[2Jb,DNS:z.example.org", "-out", &s(&csr),
+        "req",
+        "-new",
+        "-newkey",
+        "ed25519",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=x",
+        "-addext",
+        "subjectAltName=URI:x://a\u{1b}[2Jb,DNS:z.example.org",
+        "-out",
+        &s(&csr),
     ]);
     let before = ca.files();
     let out = run(ca
@@ -239,8 +304,19 @@ fn a_request_with_a_malformed_dns_name_is_refused_in_plain_words() {
     let ca = Ca::new();
     let csr = ca.path("dd.csr");
     openssl(&[
-        "req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x", "-addext",
-        "subjectAltName=DNS:a..b", "-out", &s(&csr),
+        "req",
+        "-new",
+        "-newkey",
+        "ed25519",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=x",
+        "-addext",
+        "subjectAltName=DNS:a..b",
+        "-out",
+        &s(&csr),
     ]);
     let out = run(ca
         .cmd()
@@ -250,9 +326,8 @@ fn a_request_with_a_malformed_dns_name_is_refused_in_plain_words() {
         .arg(ca.path("dd")));
     assert_eq!(code(&out), 3);
     assert!(
-        stderr(&out).contains(
-            "the request asks for the DNS name \"a..b\", which is not a valid DNS name: label 2 is empty\n"
-        ),
+        stderr(&out)
+            .contains("the request asks for the DNS name \"a..b\", which is not a valid DNS name: label 2 is empty\n"),
         "{}",
         stderr(&out)
     );
@@ -263,28 +338,76 @@ fn a_request_with_a_malformed_dns_name_is_refused_in_plain_words() {
 fn san_values_not_valid_for_their_type_are_usage_errors() {
     let ca = Ca::new();
     let cases = [
-        ("email:a\u{1b}b@x.org", "\"email:a\\u{1b}b@x.org\" is not a valid e-mail address: character U+001B is not allowed before @"),
-        ("uri:x://a\u{1b}[2Jb", "\"uri:x://a\\u{1b}[2Jb\" is not a valid URI: character U+001B is not allowed in a URI"),
-        ("uri:https://a b", "\"uri:https://a b\" is not a valid URI: character U+0020 is not allowed in a URI"),
-        ("uri://host/path", "\"uri://host/path\" is not a valid URI: it has no scheme"),
+        (
+            "email:a\u{1b}b@x.org",
+            "\"email:a\\u{1b}b@x.org\" is not a valid e-mail address: character U+001B is not allowed before @",
+        ),
+        (
+            "uri:x://a\u{1b}[2Jb",
+            "\"uri:x://a\\u{1b}[2Jb\" is not a valid URI: character U+001B is not allowed in a URI",
+        ),
+        (
+            "uri:https://a b",
+            "\"uri:https://a b\" is not a valid URI: character U+0020 is not allowed in a URI",
+        ),
+        (
+            "uri://host/path",
+            "\"uri://host/path\" is not a valid URI: it has no scheme",
+        ),
         ("uri:1x://host", "is not a valid URI: the scheme \"1x\" is not a letter"),
-        ("uri:https://a/%zz", "is not a valid URI: a % is not followed by two hex digits"),
-        ("email:a b@x.org", "is not a valid e-mail address: character U+0020 is not allowed before @"),
-        ("email:a@b@x.org", "is not a valid e-mail address: the domain after @: character '@' is not a letter"),
-        ("email:a..b@x.org", "is not a valid e-mail address: the part before @ starts or ends with a dot"),
+        (
+            "uri:https://a/%zz",
+            "is not a valid URI: a % is not followed by two hex digits",
+        ),
+        (
+            "email:a b@x.org",
+            "is not a valid e-mail address: character U+0020 is not allowed before @",
+        ),
+        (
+            "email:a@b@x.org",
+            "is not a valid e-mail address: the domain after @: character '@' is not a letter",
+        ),
+        (
+            "email:a..b@x.org",
+            "is not a valid e-mail address: the part before @ starts or ends with a dot",
+        ),
         ("email:nobody", "is not a valid e-mail address: it has no @"),
-        ("dns:a\u{7f}.test", "\"dns:a\\u{7f}.test\" is not a valid DNS name: character U+007F is not a letter, digit or hyphen"),
-        ("dns:a_b.test", "is not a valid DNS name: character '_' is not a letter, digit or hyphen"),
-        ("dns:bücher.example", "is not a valid DNS name: character U+00FC is not ASCII (give an internationalised name as its A-label, xn--…)"),
+        (
+            "dns:a\u{7f}.test",
+            "\"dns:a\\u{7f}.test\" is not a valid DNS name: character U+007F is not a letter, digit or hyphen",
+        ),
+        (
+            "dns:a_b.test",
+            "is not a valid DNS name: character '_' is not a letter, digit or hyphen",
+        ),
+        (
+            "dns:bücher.example",
+            "is not a valid DNS name: character U+00FC is not ASCII (give an internationalised name as its A-label, xn--…)",
+        ),
         ("dns:a..b", "\"dns:a..b\" is not a valid DNS name: label 2 is empty"),
-        ("dns:-a.test", "is not a valid DNS name: label 1 starts or ends with a hyphen"),
-        ("dns:a.*.test", "is not a valid DNS name: a wildcard * may only be the whole leftmost label"),
+        (
+            "dns:-a.test",
+            "is not a valid DNS name: label 1 starts or ends with a hyphen",
+        ),
+        (
+            "dns:a.*.test",
+            "is not a valid DNS name: a wildcard * may only be the whole leftmost label",
+        ),
         ("ip:300.1.1.1", "\"ip:300.1.1.1\" is not an IP address"),
     ];
     for (san, expected) in cases {
         let out = run(ca
             .cmd()
-            .args(["issue", "--profile", "server", "--name", "ok.example.org", "--san", san, "--out"])
+            .args([
+                "issue",
+                "--profile",
+                "server",
+                "--name",
+                "ok.example.org",
+                "--san",
+                san,
+                "--out",
+            ])
             .arg(ca.path("x")));
         assert_eq!(code(&out), 2, "{san}: {}", stderr(&out));
         let err = stderr(&out);
@@ -296,11 +419,27 @@ fn san_values_not_valid_for_their_type_are_usage_errors() {
     assert_eq!(ca.records(), 0);
     assert!(!ca.path("x.pem").exists());
     // Valid names of every type pass, normalised.
-    let out = ok(ca.cmd().args([
-        "issue", "--profile", "server", "--name", "ok.example.org", "--san", "email:First.Last+tag@Example.ORG",
-        "--san", "URI:SPIFFE://example.org/svc%20a", "--san", "dns:xn--bcher-kva.example.", "--san", "*.Example.org",
-        "--san", "ip:::1", "--out",
-    ]).arg(ca.path("ok")));
+    let out = ok(ca
+        .cmd()
+        .args([
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "ok.example.org",
+            "--san",
+            "email:First.Last+tag@Example.ORG",
+            "--san",
+            "URI:SPIFFE://example.org/svc%20a",
+            "--san",
+            "dns:xn--bcher-kva.example.",
+            "--san",
+            "*.Example.org",
+            "--san",
+            "ip:::1",
+            "--out",
+        ])
+        .arg(ca.path("ok")));
     assert!(
         out.contains(
             "  names:       dns:ok.example.org, email:First.Last+tag@example.org, uri:spiffe://example.org/svc%20a, \
@@ -315,10 +454,27 @@ fn repeated_sans_are_written_once() {
     let ca = Ca::new();
     let out = run(ca
         .cmd()
-        .args(["issue", "--profile", "server", "--name", "b.test", "--san", "a.test", "--san", "A.TEST", "--san", "dns:a.test.", "--out"])
+        .args([
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "b.test",
+            "--san",
+            "a.test",
+            "--san",
+            "A.TEST",
+            "--san",
+            "dns:a.test.",
+            "--out",
+        ])
         .arg(ca.path("dup")));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("  names:       dns:b.test, dns:a.test\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("  names:       dns:b.test, dns:a.test\n"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         stderr(&out),
         "ca: warning: --san dns:a.test is given more than once; the certificate names it once\n"
@@ -329,8 +485,19 @@ fn repeated_sans_are_written_once() {
     // The same from a request, quietly.
     let csr = ca.path("dup.csr");
     openssl(&[
-        "req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x", "-addext",
-        "subjectAltName=DNS:c.test,DNS:C.TEST,DNS:c.test.", "-out", &s(&csr),
+        "req",
+        "-new",
+        "-newkey",
+        "ed25519",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-subj",
+        "/CN=x",
+        "-addext",
+        "subjectAltName=DNS:c.test,DNS:C.TEST,DNS:c.test.",
+        "-out",
+        &s(&csr),
     ]);
     let out = ok(ca
         .cmd()
@@ -347,16 +514,28 @@ fn repeated_sans_are_written_once() {
 fn a_serial_that_is_not_hex_is_a_usage_error() {
     let ca = Ca::new();
     for (serial, expected) in [
-        ("zz", "ca: error: \"zz\" is not a serial number: 'z' is not a hex digit\n"),
+        (
+            "zz",
+            "ca: error: \"zz\" is not a serial number: 'z' is not a hex digit\n",
+        ),
         ("", "ca: error: the serial number is empty\n"),
-        ("-1", "ca: error: \"-1\" is not a serial number: '-' is not a hex digit\n"),
-        ("0x1f", "ca: error: \"0x1f\" is not a serial number: 'x' is not a hex digit\n"),
+        (
+            "-1",
+            "ca: error: \"-1\" is not a serial number: '-' is not a hex digit\n",
+        ),
+        (
+            "0x1f",
+            "ca: error: \"0x1f\" is not a serial number: 'x' is not a hex digit\n",
+        ),
     ] {
         let out = run(ca.cmd().args(["revoke", serial]));
         assert_eq!(code(&out), 2, "{serial:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.starts_with(expected), "{serial:?}: {err}");
-        assert!(err.contains("ca: hint: give the serial in hex as `ca list` prints it"), "{err}");
+        assert!(
+            err.contains("ca: hint: give the serial in hex as `ca list` prints it"),
+            "{err}"
+        );
     }
     let out = run(ca.cmd().args(["revoke", &"1".repeat(41)]));
     assert_eq!(code(&out), 2);
@@ -364,7 +543,11 @@ fn a_serial_that_is_not_hex_is_a_usage_error() {
     // A well-formed serial that is not there is still exit 3.
     let out = run(ca.cmd().args(["revoke", "3f:9a:0c"]));
     assert_eq!(code(&out), 3);
-    assert!(stderr(&out).starts_with("ca: error: no certificate with serial 3f9a0c was issued"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("ca: error: no certificate with serial 3f9a0c was issued"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -375,7 +558,10 @@ fn help_lists_only_causes_of_its_own() {
     for sub in ["verify", "show"] {
         let help = ok(tool("ca").args([sub, "--help"]));
         let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(words.contains("else certs/ca; not used by `show` and `verify`)"), "{sub}: {help}");
+        assert!(
+            words.contains("else certs/ca; not used by `show` and `verify`)"),
+            "{sub}: {help}"
+        );
         assert!(!help.contains("tampered"), "{help}");
     }
 }
@@ -383,7 +569,9 @@ fn help_lists_only_causes_of_its_own() {
 #[test]
 fn a_name_is_escaped_once() {
     let ca = Ca::new();
-    let out = run(ca.cmd().args(["issue", "--profile", "server", "--name", "a\u{202e}b.test"]));
+    let out = run(ca
+        .cmd()
+        .args(["issue", "--profile", "server", "--name", "a\u{202e}b.test"]));
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
     assert!(err.contains("and \"a\\u{202e}b.test\" is neither"), "{err}");
@@ -420,7 +608,10 @@ fn state_files_that_are_not_regular_files_are_refused() {
             assert_eq!(code(&out), 3, "{name}: {}", stderr(&out));
             assert_eq!(
                 stderr(&out).lines().next().unwrap(),
-                format!("ca: error: {} is a FIFO, not a regular file; refusing to read it", path.display())
+                format!(
+                    "ca: error: {} is a FIFO, not a regular file; refusing to read it",
+                    path.display()
+                )
             );
         }
     }
@@ -438,7 +629,11 @@ fn an_empty_ca_dir_variable_counts_as_unset() {
     );
     let out = run(tool("ca").args(["--dir", "", "list"]));
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("the directory must not be empty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the directory must not be empty"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -449,7 +644,10 @@ fn init_over_a_file_and_show_of_nothing_say_what_is_wrong() {
     let out = run(ca(&file).args(["init", "--no-passphrase"]));
     assert_eq!(code(&out), 3);
     assert!(
-        stderr(&out).starts_with(&format!("ca: error: {} exists and is not a directory\n", file.display())),
+        stderr(&out).starts_with(&format!(
+            "ca: error: {} exists and is not a directory\n",
+            file.display()
+        )),
         "{}",
         stderr(&out)
     );
@@ -457,7 +655,11 @@ fn init_over_a_file_and_show_of_nothing_say_what_is_wrong() {
 
     let out = run(tool("ca").args(["show", "-"]));
     assert_eq!(code(&out), 3);
-    assert!(stderr(&out).starts_with("ca: error: standard input is empty\n"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("ca: error: standard input is empty\n"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -480,7 +682,10 @@ fn library_warnings_read_tool_warning() {
     let err = stderr(&out);
     let crl = ca.dir().join("crl.pem");
     assert!(
-        err.starts_with(&format!("ca: warning: {} is missing, though the database records CRL number 1", crl.display())),
+        err.starts_with(&format!(
+            "ca: warning: {} is missing, though the database records CRL number 1",
+            crl.display()
+        )),
         "{err}"
     );
     assert!(!err.contains("WARN"), "{err}");
@@ -491,7 +696,12 @@ fn library_warnings_read_tool_warning() {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let module = ca.path("m.bin");
     std::fs::write(&module, b"module").unwrap();
-    let out = run(tool("sign").arg(&module).arg("--key").arg(&key).arg("-o").arg(ca.path("m.sig")));
+    let out = run(tool("sign")
+        .arg(&module)
+        .arg("--key")
+        .arg(&key)
+        .arg("-o")
+        .arg(ca.path("m.sig")));
     let err = stderr(&out);
     assert!(
         err.starts_with("sign: warning: private key file is accessible to group or others; `chmod 600` it"),

@@ -774,7 +774,7 @@ impl CertificateAuthority {
                 "--out",
                 format!(
                     "\"{}\" leaves no file name for the certificate; give a prefix such as {}",
-                    out.display().to_string(),
+                    out.display(),
                     out.with_file_name("www").display()
                 ),
             ));

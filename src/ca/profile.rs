@@ -146,7 +146,10 @@ impl SubjectAltName {
     /// label 2 is empty`. Characters are named by code point (`U+001B`), never quoted raw.
     pub fn check(kind: &str, value: &str) -> Result<Self, String> {
         match kind {
-            "ip" => value.parse().map(Self::Ip).map_err(|_| "is not an IP address".to_string()),
+            "ip" => value
+                .parse()
+                .map(Self::Ip)
+                .map_err(|_| "is not an IP address".to_string()),
             "email" => check_email(value)
                 .map(Self::Email)
                 .map_err(|why| format!("is not a valid e-mail address: {why}")),
@@ -231,7 +234,10 @@ fn check_dns(value: &str, wildcard: bool) -> Result<String, String> {
             return Err(format!("label {number} is empty"));
         }
         if label.len() > 63 {
-            return Err(format!("label {number} is {} characters long, more than 63", label.len()));
+            return Err(format!(
+                "label {number} is {} characters long, more than 63",
+                label.len()
+            ));
         }
         if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
             return Err(format!(
@@ -261,7 +267,10 @@ fn check_email(value: &str) -> Result<String, String> {
         return Err("the part before @ is empty".into());
     }
     if local.len() > 64 {
-        return Err(format!("the part before @ is {} characters long, more than 64", local.len()));
+        return Err(format!(
+            "the part before @ is {} characters long, more than 64",
+            local.len()
+        ));
     }
     if let Some(c) = local
         .chars()
@@ -309,7 +318,9 @@ fn check_uri(value: &str) -> Result<String, String> {
         return Err("it has no scheme (an absolute URI such as https://host/path, RFC 5280 §4.2.1.6)".into());
     };
     let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !scheme_ok {
         return Err(format!(
             "the scheme \"{scheme}\" is not a letter followed by letters, digits, +, - or . (RFC 3986 §3.1)"
@@ -409,8 +420,14 @@ mod tests {
             ("dns:xn--bcher-kva.example", "dns:xn--bcher-kva.example"),
             ("email:First.Last+tag@Example.ORG", "email:First.Last+tag@example.org"),
             ("email:a!#$%&'*+-/=?^_`{|}~@x.org", "email:a!#$%&'*+-/=?^_`{|}~@x.org"),
-            ("uri:HTTPS://Example.org/a%20b?q=1#f", "uri:https://Example.org/a%20b?q=1#f"),
-            ("URI:urn:uuid:123e4567-e89b-12d3-a456-426614174000", "uri:urn:uuid:123e4567-e89b-12d3-a456-426614174000"),
+            (
+                "uri:HTTPS://Example.org/a%20b?q=1#f",
+                "uri:https://Example.org/a%20b?q=1#f",
+            ),
+            (
+                "URI:urn:uuid:123e4567-e89b-12d3-a456-426614174000",
+                "uri:urn:uuid:123e4567-e89b-12d3-a456-426614174000",
+            ),
             ("DNS:a.test", "dns:a.test"),
             ("Email:a@b.test", "email:a@b.test"),
         ] {
@@ -420,8 +437,16 @@ mod tests {
 
     #[test]
     fn repeats_are_dropped_after_normalisation() {
-        let names = ["a.test", "A.TEST", "dns:a.test.", "ip:::1", "ip:0:0::1", "email:x@B.test", "email:x@b.test"]
-            .map(|n| SubjectAltName::parse(n).unwrap());
+        let names = [
+            "a.test",
+            "A.TEST",
+            "dns:a.test.",
+            "ip:::1",
+            "ip:0:0::1",
+            "email:x@B.test",
+            "email:x@b.test",
+        ]
+        .map(|n| SubjectAltName::parse(n).unwrap());
         let (unique, repeated) = SubjectAltName::dedup(names);
         let shown: Vec<String> = unique.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["dns:a.test", "ip:::1", "email:x@b.test"]);

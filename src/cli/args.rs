@@ -113,7 +113,11 @@ pub const MIN_HELP_WIDTH: usize = 80;
 fn help_width() -> usize {
     let detected = terminal_size::terminal_size()
         .map(|(width, _)| usize::from(width.0))
-        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()));
+        .or_else(|| {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse::<usize>().ok())
+        });
     detected.map_or(100, |width| width.clamp(MIN_HELP_WIDTH, 100))
 }
 

@@ -417,7 +417,10 @@ mod crl_number_tests {
 
     #[test]
     fn crl_numbers_are_json_numbers_up_to_64_bits_and_decimal_text_beyond() {
-        let small = CrlInfo::from_der(&crl_with_number(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).unwrap();
+        let small = CrlInfo::from_der(&crl_with_number(&[
+            0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]))
+        .unwrap();
         let json = serde_json::to_value(&small).unwrap();
         assert_eq!(json["crl_number"].as_u64(), Some(u64::MAX));
         assert!(json.get("crl_number_decimal").is_none(), "{json}");

@@ -19,12 +19,12 @@ Each subcommand's --help has its own examples and exit codes.";
 /// `ca --help`'s EXIT CODES: the causes of every subcommand, and only theirs.
 const EXIT_CODES: &str = "EXIT CODES:
   0  success
-  1  refused or not trusted: a name outside the CA's name constraints, a lifetime past the
-     CA's, a revocation already made for another reason; `verify`: not trusted (unknown
-     issuer, expired, revoked, wrong usage or name)
+  1  refused or not trusted: a name outside the CA's name constraints, a
+     lifetime past the CA's, a revocation already made for another reason;
+     `verify`: not trusted (unknown issuer, expired, revoked, wrong usage or name)
   2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex)
-  3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR, certificate
-     or CRL, wrong passphrase, I/O error)";
+  3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
+     certificate or CRL, wrong passphrase, I/O error)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
@@ -48,10 +48,10 @@ const ISSUE_EXAMPLES: &str = "EXAMPLES:
 const ISSUE_EXIT_CODES: &str = "EXIT CODES:
   0  the certificate was issued and written
   1  refused: a name is outside the CA's name constraints, or the lifetime outlives the CA
-  2  usage error (unknown flag, bad or out-of-range value, a --san not valid for its type,
-     no usable output name)
-  3  could not run (an output file exists, unusable CSR or a name in it not valid for its
-     type, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+  2  usage error (unknown flag, bad or out-of-range value, a --san not valid for
+     its type, no usable output name)
+  3  could not run (an output file exists, unusable CSR or a name in it not valid
+     for its type, the CA's state is missing or damaged, wrong passphrase, I/O error)";
 
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
@@ -198,7 +198,9 @@ impl Cli {
 
 fn parse_dir(text: &str) -> Result<PathBuf, String> {
     if text.is_empty() {
-        return Err(format!("the directory must not be empty (leave out --dir for ${DIR_ENV} or {DEFAULT_DIR})"));
+        return Err(format!(
+            "the directory must not be empty (leave out --dir for ${DIR_ENV} or {DEFAULT_DIR})"
+        ));
     }
     Ok(PathBuf::from(text))
 }

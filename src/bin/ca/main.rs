@@ -154,10 +154,9 @@ fn check_serial(text: &str) -> Result<(), CliError> {
         } else {
             format!("U+{:04X}", u32::from(c))
         };
-        return Err(CliError::usage(format!(
-            "\"{text}\" is not a serial number: {c} is not a hex digit"
-        ))
-        .with_hint(hint));
+        return Err(
+            CliError::usage(format!("\"{text}\" is not a serial number: {c} is not a hex digit")).with_hint(hint),
+        );
     }
     if digits.trim_start_matches('0').len() > 40 {
         return Err(CliError::usage(format!(
@@ -207,7 +206,11 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
             return "a device";
         }
     }
-    if meta.is_dir() { "a directory" } else { "not a regular file" }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// A warning on stderr, unless `--quiet`.
@@ -381,9 +384,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         other => anyhow::Error::from(other),
     })?;
     if cli.dir.exists() && !cli.dir.is_dir() {
-        return Err(CliError::failure(format!("{} exists and is not a directory", cli.dir.display()))
-            .with_hint("choose another --dir (a new or empty directory)")
-            .into());
+        return Err(
+            CliError::failure(format!("{} exists and is not a directory", cli.dir.display()))
+                .with_hint("choose another --dir (a new or empty directory)")
+                .into(),
+        );
     }
     if cli.dir.join("ca.pem").exists() {
         return Err(CaError::AlreadyInitialised { dir: cli.dir.clone() }.into());
@@ -447,7 +452,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
 }
 
 fn parse_cidr(text: &str) -> Result<(std::net::IpAddr, u8), CliError> {
-    let bad = || CliError::usage(format!("--permit-ip \"{text}\" is not an address range like 10.0.0.0/8"));
+    let bad = || {
+        CliError::usage(format!(
+            "--permit-ip \"{text}\" is not an address range like 10.0.0.0/8"
+        ))
+    };
     let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
     let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
     let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -463,14 +472,18 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     let mut sans = Vec::new();
     for san in &args.san {
         sans.push(SubjectAltName::parse(san).map_err(|e| match e {
-            CaError::InvalidRequest { reason, .. } => CliError::usage(format!("--san {reason}"))
-                .with_hint("give dns:HOST (ASCII, xn-- for internationalised names), ip:ADDR, email:LOCAL@DOMAIN or uri:SCHEME:…"),
+            CaError::InvalidRequest { reason, .. } => CliError::usage(format!("--san {reason}")).with_hint(
+                "give dns:HOST (ASCII, xn-- for internationalised names), ip:ADDR, email:LOCAL@DOMAIN or uri:SCHEME:…",
+            ),
             other => CliError::usage(other.to_string()),
         })?);
     }
     let (sans, repeated) = SubjectAltName::dedup(sans);
     for name in &repeated {
-        warn(cli, &format!("--san {name} is given more than once; the certificate names it once"));
+        warn(
+            cli,
+            &format!("--san {name} is given more than once; the certificate names it once"),
+        );
     }
     request.sans = sans;
     request.lifetime = match (args.days, args.hours) {
