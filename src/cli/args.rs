@@ -19,9 +19,10 @@ use super::exit;
 ///   cannot be written, `ca: error: cannot write to stdout: …` and `Err(3)` (quietly `Err(0)`
 ///   when the reader went away).
 /// - Flag descriptions are wrapped at the terminal width (`COLUMNS` when stdout is not a
-///   terminal), never below 80 columns (a narrower terminal wraps the lines
-///   itself, instead of clap putting one word on each line) nor above 100, but `after_help` / `after_long_help` text (the EXAMPLES and EXIT CODES blocks)
-///   is shown exactly as written, so an example command stays on one line.
+///   terminal), never below 80 columns (a narrower terminal wraps the lines itself, instead of
+///   clap putting one word on each line) nor above 100, but `after_help` / `after_long_help`
+///   text (the EXAMPLES and EXIT CODES blocks) is shown exactly as written, so an example
+///   command stays on one line.
 /// - Every option and positional value may start with `-`, so `--days -1` reaches the value's
 ///   own check ("is not a whole number of days …") instead of clap's "unexpected argument".
 /// - clap's closing "For more information, try '--help'." becomes a hint naming the command:
