@@ -470,7 +470,11 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(10)));
         assert_eq!(s.due(later, false), Some(RotationTrigger::Interval));
         s.rotated(RotationTrigger::Interval, later);
-        assert_eq!(s.due(later + Duration::from_secs(60), false), None, "idle after rotation");
+        assert_eq!(
+            s.due(later + Duration::from_secs(60), false),
+            None,
+            "idle after rotation"
+        );
     }
 
     #[test]
@@ -493,7 +497,10 @@ mod tests {
         assert_eq!(s.due(soon, false), None);
         assert_eq!(s.stats.postponed, 1);
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(5)));
-        assert_eq!(s.due(start + Duration::from_secs(5), false), Some(RotationTrigger::Sent));
+        assert_eq!(
+            s.due(start + Duration::from_secs(5), false),
+            Some(RotationTrigger::Sent)
+        );
     }
 
     #[test]

@@ -475,7 +475,10 @@ impl Pump {
             }
         }
         if self.output_written < self.output_len {
-            let data = self.output.get(self.output_written..self.output_len).unwrap_or_default();
+            let data = self
+                .output
+                .get(self.output_written..self.output_len)
+                .unwrap_or_default();
             if let Poll::Ready(written) = Pin::new(&mut *stdout).poll_write(cx, data) {
                 let n = written.map_err(CliError::stdout)?;
                 if n == 0 {
@@ -512,10 +515,12 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
         let writing = pump.input_len > 0;
         let step = std::future::poll_fn(|cx| pump.poll_step(cx, &mut stream, &mut stdin, &mut stdout));
         let progress = if outstanding {
-            timeout(target.io_timeout, step).await.map_err(|_| ChannelError::Timeout {
-                phase: if writing { "write" } else { "read" },
-                seconds,
-            })??
+            timeout(target.io_timeout, step)
+                .await
+                .map_err(|_| ChannelError::Timeout {
+                    phase: if writing { "write" } else { "read" },
+                    seconds,
+                })??
         } else {
             step.await?
         };
