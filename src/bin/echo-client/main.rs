@@ -177,8 +177,6 @@ fn warn(quiet: bool, message: &str) {
     }
 }
 
-/// The largest --conns.
-const MAX_CONNS: u64 = 100_000;
 /// The largest --write-size.
 const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -190,7 +188,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         timeout_seconds(args.connect_timeout, "--connect-timeout", MAX_PHASE_SECONDS).map_err(CliError::usage)?;
     let io_timeout = timeout_seconds(args.timeout, "--timeout", MAX_SECONDS).map_err(CliError::usage)?;
     if args.bench {
-        count(args.conns, "--conns", MAX_CONNS).map_err(CliError::usage)?;
+        count(args.conns, "--conns", cli::MAX_CONNS).map_err(CliError::usage)?;
         if let Some(concurrency) = args.concurrency {
             count(concurrency, "--concurrency", args.conns).map_err(CliError::usage)?;
         }
