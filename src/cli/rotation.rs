@@ -49,9 +49,9 @@ impl RotationArgs {
     }
 }
 
-/// A flag's whole-number value from `min` to `max`, for clap's `value_parser` (in place of
-/// Rust's "invalid digit found in string"). `min`/`max` only shape the message when `max` is
-/// `u64::MAX`.
+/// A flag's whole-number value, for clap's `value_parser` (in place of Rust's "invalid digit
+/// found in string"): text that is no whole number is refused saying the range, `min` to `max`.
+/// A number out of range is returned as is: the tool checks it (with [`count`]) and says so.
 ///
 /// # Errors
 /// `expected a whole number from MIN to MAX, not "TEXT"`.
@@ -62,16 +62,18 @@ pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
         format!("from {min} to {max}")
     };
     match text.trim().parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ => Err(format!(
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!(
             "expected a whole number {range}, not \"{}\"",
             super::printable(text)
         )),
     }
 }
 
-/// A flag's number of seconds from `min` to `max` (`0` also when `zero_means_never`), for
-/// clap's `value_parser` (in place of Rust's "invalid float literal").
+/// A flag's number of seconds, for clap's `value_parser` (in place of Rust's "invalid float
+/// literal"): text that is no number is refused saying the range, `min` to `max` (`0` also when
+/// `zero_means_never`). A number out of range is returned as is, for the tool's own check
+/// ([`timeout_seconds`], [`seconds`]) to report.
 ///
 /// # Errors
 /// `expected a number of seconds from MIN to MAX, not "TEXT"`.
@@ -82,9 +84,8 @@ pub fn seconds_value(text: &str, min: f64, max: u64, zero_means_never: bool) -> 
         format!("a number of seconds from {min} to {max}")
     };
     match text.trim().parse::<f64>() {
-        Ok(value) if zero_means_never && value == 0.0 => Ok(value),
-        Ok(value) if value >= min && value <= max as f64 => Ok(value),
-        _ => Err(format!(
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!(
             "expected {range}, not \"{}\"",
             super::printable(text)
         )),
