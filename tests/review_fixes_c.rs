@@ -241,3 +241,349 @@ fn a_short_stream_echo_is_an_error_with_the_counts() {
     assert_eq!(out.status.code(), Some(3), "stderr {stderr}");
     assert_eq!(out.stdout.len(), 1000);
 }
+
+/// Runs `echo-server` with `args` (no listening expected) and returns (exit code, stderr).
+fn server_usage(pki: &Pki, args: &[&str]) -> (Option<i32>, String) {
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .args(["--cert"])
+            .arg(&pki.server.chain)
+            .arg("--key")
+            .arg(&pki.server.key)
+            .arg("--client-ca")
+            .arg(&pki.root)
+            .args(args),
+        b"",
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "echo-server {args:?} must not listen: {}",
+        text(&out.stdout)
+    );
+    (out.status.code(), text(&out.stderr))
+}
+
+fn client_usage(args: &[&str]) -> (Option<i32>, String) {
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-client"))
+            .args(["--ca", "/nonexistent/root.pem"])
+            .args(args)
+            .env_remove("SSLKEYLOGFILE"),
+        b"",
+        Duration::from_secs(20),
+    );
+    (out.status.code(), text(&out.stderr))
+}
+
+/// Rust's own parse messages, which say nothing about the flag or its range.
+fn assert_no_library_text(stderr: &str) {
+    for raw in ["invalid digit", "invalid float", "number too large", "cannot parse"] {
+        assert!(!stderr.contains(raw), "library text {raw:?} in {stderr}");
+    }
+}
+
+#[test]
+fn numeric_flags_say_their_range_for_values_that_are_no_number() {
+    let pki = Pki::new();
+    let server_flags: &[(&str, &str)] = &[
+        ("--max-conns", "expected a whole number from 1 to 1000000"),
+        ("--max-handshakes", "expected a whole number from 1 to 1000000"),
+        ("--rotate-messages", "expected a whole number 0 (never) or more"),
+        ("--handshake-timeout", "expected a number of seconds from 0.01 to 3600"),
+        ("--shutdown-timeout", "expected a number of seconds from 0.01 to 3600"),
+        ("--reload-timeout", "expected a number of seconds from 0.01 to 3600"),
+        ("--idle-timeout", "expected a number of seconds from 0.01 to 315360000"),
+        (
+            "--rotate-secs",
+            "expected 0 (never) or a number of seconds from 0.001 to 315360000",
+        ),
+        (
+            "--rotate-min-interval",
+            "expected 0 (never) or a number of seconds from 0.001",
+        ),
+    ];
+    for (flag, message) in server_flags {
+        let bad: &[&str] = if message.contains("whole") {
+            &["-5", "abc", "1.5", "99999999999999999999"]
+        } else {
+            &["abc", "1,5", "ten"]
+        };
+        for value in bad {
+            let (code, stderr) = server_usage(&pki, &["--listen", "127.0.0.1:0", flag, value]);
+            assert_eq!(code, Some(2), "echo-server {flag} {value}: {stderr}");
+            assert!(stderr.starts_with("echo-server: error: "), "{stderr}");
+            assert!(
+                stderr.contains(flag) && stderr.contains(message),
+                "echo-server {flag} {value}: {stderr}"
+            );
+            assert!(stderr.contains(&format!("not \"{value}\"")), "{stderr}");
+            assert_no_library_text(&stderr);
+        }
+    }
+    let client_flags: &[(&[&str], &str, &str)] = &[
+        (
+            &["--bench", "--conns"],
+            "-5",
+            "expected a whole number from 1 to 100000",
+        ),
+        (
+            &["--bench", "--concurrency"],
+            "x",
+            "expected a whole number from 1 to 100000",
+        ),
+        (
+            &["--timeout"],
+            "soon",
+            "expected a number of seconds from 0.01 to 315360000",
+        ),
+        (
+            &["--connect-timeout"],
+            "1s",
+            "expected a number of seconds from 0.01 to 3600",
+        ),
+        (
+            &["--rotate-messages"],
+            "-1",
+            "expected a whole number 0 (never) or more",
+        ),
+    ];
+    for (flags, value, message) in client_flags {
+        let mut args = vec!["--connect", "127.0.0.1:9"];
+        args.extend_from_slice(flags);
+        args.push(value);
+        let (code, stderr) = client_usage(&args);
+        assert_eq!(code, Some(2), "echo-client {args:?}: {stderr}");
+        assert!(stderr.contains(message), "echo-client {args:?}: {stderr}");
+        assert_no_library_text(&stderr);
+    }
+}
+
+#[test]
+fn bad_addresses_are_usage_errors_with_the_expected_form() {
+    let pki = Pki::new();
+    for address in [
+        "127.0.0.1:99999",
+        "garbage",
+        "127.0.0.1:",
+        ":4433",
+        "[::1:4433",
+        "bad host:1",
+        "1.2.3.4:-1",
+    ] {
+        let (code, stderr) = server_usage(&pki, &["--listen", address]);
+        assert_eq!(code, Some(2), "--listen {address}: {stderr}");
+        assert!(
+            stderr.contains("expected HOST:PORT such as 127.0.0.1:4433") && stderr.contains("port from 0 to 65535"),
+            "--listen {address}: {stderr}"
+        );
+    }
+    for address in ["127.0.0.1:0", "127.0.0.1:70000", "nohost"] {
+        let (code, stderr) = client_usage(&["--server-name", "localhost", "--connect", address, "hi"]);
+        assert_eq!(code, Some(2), "--connect {address}: {stderr}");
+        assert!(stderr.contains("port from 1 to 65535"), "--connect {address}: {stderr}");
+    }
+}
+
+#[test]
+fn allow_entries_follow_the_san_grammar() {
+    let pki = Pki::new();
+    let cases: &[(&str, &str)] = &[
+        ("dns:", "names nothing after \"dns:\""),
+        ("ip:", "names nothing after \"ip:\""),
+        ("ip:999.1.1.1", "after \"ip:\" give an IP address"),
+        ("IP:1.2.3", "after \"ip:\" give an IP address"),
+        ("dns:bad..name", "after \"dns:\" give a DNS name"),
+        ("dns:under score", "after \"dns:\" give a DNS name"),
+        ("email:nobody", "after \"email:\" give an e-mail address"),
+        ("uri:no-scheme", "after \"uri:\" give a URI"),
+        ("client\u{7}1", "contains control, bidi or invisible characters"),
+        ("client1\n", "contains control, bidi or invisible characters"),
+        ("evil\u{202e}gnp.exe", "contains control, bidi or invisible characters"),
+        ("", "an --allow entry is empty"),
+        ("   ", "an --allow entry is empty"),
+    ];
+    for (entry, message) in cases {
+        let (code, stderr) = server_usage(&pki, &["--listen", "127.0.0.1:0", "--allow", entry]);
+        assert_eq!(code, Some(2), "--allow {entry:?}: {stderr}");
+        assert!(stderr.contains(message), "--allow {entry:?}: {stderr}");
+    }
+    // Good entries of every kind are still accepted (the server starts).
+    let mut args = pki.server_args();
+    for entry in [
+        "client1",
+        "client1, mallory",
+        "dns:client2",
+        "DNS:Client2.Example",
+        "ip:127.0.0.1",
+        "ip:::1",
+        "email:a@example.org",
+        "uri:spiffe://example.org/svc",
+    ] {
+        args.extend(["--allow".into(), entry.into()]);
+    }
+    let server = Server::start(pki.dir.path(), &os(&args));
+    let out = run(
+        &mut pki.client(server.addr, Some(&pki.client1)),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "client1 is allowed: {}", text(&out.stderr));
+}
+
+/// A signed module in `dir`: returns the path of its `.sig`.
+fn signed_module(pki: &Pki) -> std::path::PathBuf {
+    let dir = pki.dir.path();
+    let ca_dir = dir.join("ca");
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ca"))
+            .arg("--dir")
+            .arg(ca_dir)
+            .args([
+                "issue",
+                "--profile",
+                "code-signing",
+                "--key-type",
+                "ed25519",
+                "--name",
+                "signer",
+                "-q",
+                "--out",
+            ])
+            .arg(dir.join("signer")),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "ca issue: {}", text(&out.stderr));
+    std::fs::write(dir.join("m.so"), b"module bytes\n").unwrap();
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sign"))
+            .arg(dir.join("m.so"))
+            .arg("--key")
+            .arg(dir.join("signer.key"))
+            .arg("--cert")
+            .arg(dir.join("signer.chain.pem"))
+            .arg("-q"),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "sign: {}", text(&out.stderr));
+    dir.join("m.so.sig")
+}
+
+fn verify_with(pki: &Pki, sig: &std::path::Path) -> (Option<i32>, String) {
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_verify"))
+            .arg(pki.dir.path().join("m.so"))
+            .arg("--sig")
+            .arg(sig)
+            .arg("--root")
+            .arg(&pki.root),
+        b"",
+        Duration::from_secs(60),
+    );
+    (out.status.code(), text(&out.stderr))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let symbols: Vec<u32> = text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+        .map(|b| ALPHABET.iter().position(|a| *a == b).unwrap() as u32)
+        .collect();
+    let mut out = Vec::new();
+    for group in symbols.chunks(4) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, s)| acc | s << (18 - 6 * i));
+        for i in 0..group.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn damaged_signature_bundles_are_described_in_words() {
+    let pki = Pki::new();
+    let sig = signed_module(&pki);
+    let good = std::fs::read_to_string(&sig).unwrap();
+    let (code, stderr) = verify_with(&pki, &sig);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = good.lines().collect();
+    let (first, last) = (lines[0], lines[lines.len() - 1]);
+    let body = base64_decode(&lines[1..lines.len() - 1].concat());
+    // The last certificate's outer length byte claims a short form: the certificate is cut.
+    let mut cut = body.clone();
+    let at = (0..cut.len() - 200)
+        .rev()
+        .find(|&i| cut[i] == 0x30 && cut[i + 1] == 0x82)
+        .unwrap();
+    cut[at + 1] = 0x81;
+    let reencoded = base64_encode(&cut);
+    let rewrapped: Vec<String> = reencoded
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "framing",
+            good.replace("-----END", "----END"),
+            "its PEM armour is broken",
+        ),
+        (
+            "no end",
+            lines[..lines.len() - 1].join("\n"),
+            "its PEM armour is broken",
+        ),
+        (
+            "base64",
+            format!("{first}\n!{}\n{last}\n", &lines[1..lines.len() - 1].join("\n")[1..]),
+            "is not valid base64 (it holds '!' at character 1 of the block)",
+        ),
+        (
+            "certificate",
+            format!("{first}\n{}\n{last}\n", rewrapped.join("\n")),
+            "is not a well-formed X.509 certificate (",
+        ),
+    ];
+    for (name, damaged, message) in cases {
+        let path = pki.dir.path().join(format!("{name}.sig"));
+        std::fs::write(&path, damaged).unwrap();
+        let (code, stderr) = verify_with(&pki, &path);
+        assert_eq!(code, Some(3), "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+        for raw in [
+            "malformedframing",
+            "Invalid symbol",
+            "Parsing requires",
+            "bad PEM armour",
+            "Mismatch",
+            "missing END tag",
+        ] {
+            assert!(!stderr.contains(raw), "{name}: library text {raw:?} in {stderr}");
+        }
+    }
+}

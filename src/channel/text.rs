@@ -240,6 +240,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_broken_protocol_rule_is_named() {
+        let text = tls_error(&rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::TooManyKeyUpdateRequests,
+        ));
+        assert!(
+            text.starts_with(
+                "the peer broke the TLS protocol: it sent more than 32 KeyUpdate messages without application data"
+            ),
+            "{text}"
+        );
+        let other = tls_error(&rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::InvalidKeyShare));
+        assert_eq!(other, "the peer broke the TLS protocol: InvalidKeyShare");
+    }
+
+    #[test]
     fn untrusted_text_is_escaped() {
         assert_eq!(escape("alice"), "alice");
         assert_eq!(escape("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");

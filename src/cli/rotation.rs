@@ -85,10 +85,7 @@ pub fn seconds_value(text: &str, min: f64, max: u64, zero_means_never: bool) -> 
     };
     match text.trim().parse::<f64>() {
         Ok(value) => Ok(value),
-        Err(_) => Err(format!(
-            "expected {range}, not \"{}\"",
-            super::printable(text)
-        )),
+        Err(_) => Err(format!("expected {range}, not \"{}\"", super::printable(text))),
     }
 }
 

@@ -40,9 +40,7 @@ pub fn describe_pem(error: &pem::PemError) -> String {
                     ))
                 })
                 .unwrap_or_default();
-            format!(
-                "the text between its BEGIN and END lines is not valid base64{symbol}: {DAMAGED}"
-            )
+            format!("the text between its BEGIN and END lines is not valid base64{symbol}: {DAMAGED}")
         }
         E::InvalidHeader(_) => format!("its PEM block has a malformed header line: {DAMAGED}"),
         E::NotUtf8(_) => format!("its PEM text is not valid UTF-8 (binary bytes in it): {DAMAGED}"),

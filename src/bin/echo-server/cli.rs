@@ -128,7 +128,9 @@ fn listen_address(text: &str) -> Result<String, String> {
 pub fn allow_entry(text: &str) -> Result<String, String> {
     let shown = tessera::cli::printable(text);
     if text.trim().is_empty() {
-        return Err("an --allow entry is empty: give a common name, or dns:NAME, ip:ADDRESS, email:ADDRESS or uri:URI".into());
+        return Err(
+            "an --allow entry is empty: give a common name, or dns:NAME, ip:ADDRESS, email:ADDRESS or uri:URI".into(),
+        );
     }
     if shown != text {
         return Err(format!(
