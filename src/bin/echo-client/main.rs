@@ -442,19 +442,23 @@ impl Pump {
                 }
             }
         }
-        if self.input_len == 0 && self.unflushed {
-            if let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx) {
-                flushed.map_err(io_error("write"))?;
-                self.unflushed = false;
-                progress = true;
-            }
+        if self.input_len == 0
+            && self.unflushed
+            && let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx)
+        {
+            flushed.map_err(io_error("write"))?;
+            self.unflushed = false;
+            progress = true;
         }
-        if !self.stdin_open && self.input_len == 0 && !self.unflushed && !self.closed {
-            if let Poll::Ready(closed) = Pin::new(&mut *stream).poll_shutdown(cx) {
-                closed.map_err(io_error("shutdown"))?;
-                self.closed = true;
-                progress = true;
-            }
+        if !self.stdin_open
+            && self.input_len == 0
+            && !self.unflushed
+            && !self.closed
+            && let Poll::Ready(closed) = Pin::new(&mut *stream).poll_shutdown(cx)
+        {
+            closed.map_err(io_error("shutdown"))?;
+            self.closed = true;
+            progress = true;
         }
         // server -> stdout
         if !self.server_done && self.output_len == 0 {
