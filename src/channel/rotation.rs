@@ -16,9 +16,11 @@ pub const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_ROTATE_INTERVAL: Duration = Duration::from_secs(600);
 /// At most this many rotations triggered by received data or by the interval are made without
 /// application data sent in between; later ones are postponed until this side sends. (Each
-/// sends a `KeyUpdate` requesting an update, and rustls, like BoringSSL, closes a connection
-/// that receives more than 32 such requests without application data in between.)
-pub const MAX_ROTATIONS_WITHOUT_SENDING: u32 = 16;
+/// sends a `KeyUpdate` requesting an update, possibly preceded by rustls' answer to one of the
+/// peer's, and rustls, like BoringSSL, closes a connection that receives more than 32
+/// `KeyUpdate`s of either kind without application data in between: 8 rotations send at most
+/// 16, half the limit.)
+pub const MAX_ROTATIONS_WITHOUT_SENDING: u32 = 8;
 
 /// How much traffic one set of keys may protect before it is replaced. Every limit is
 /// optional; the first one reached triggers a rotation.
@@ -281,9 +283,15 @@ impl RotationState {
     }
 
     /// Is a rotation due at `now`, and why? Honours `min_interval` (counting a postponement).
-    pub(crate) fn due(&mut self, now: Instant) -> Option<RotationTrigger> {
+    ///
+    /// `sending`: application data follows the rotation at once (the write path), so it is
+    /// never held for [`MAX_ROTATIONS_WITHOUT_SENDING`].
+    pub(crate) fn due(&mut self, now: Instant, sending: bool) -> Option<RotationTrigger> {
         let trigger = self.trigger(now)?;
-        if matches!(trigger, RotationTrigger::Received | RotationTrigger::Interval) && self.held_until_sent() {
+        if !sending
+            && matches!(trigger, RotationTrigger::Received | RotationTrigger::Interval)
+            && self.held_until_sent()
+        {
             if !self.postponed_noted {
                 self.stats.postponed = self.stats.postponed.saturating_add(1);
                 self.postponed_noted = true;
@@ -426,15 +434,15 @@ mod tests {
         let mut s = RotationState::new(RotationPolicy::never().with_bytes(100), now);
         assert_eq!(s.send_budget(), 100);
         s.record_sent(99);
-        assert_eq!(s.due(now), None);
+        assert_eq!(s.due(now, false), None);
         assert_eq!(s.send_budget(), 1);
         s.record_sent(1);
-        assert_eq!(s.due(now), Some(RotationTrigger::Sent));
+        assert_eq!(s.due(now, false), Some(RotationTrigger::Sent));
         s.rotated(RotationTrigger::Sent, now);
         assert_eq!(s.send_budget(), 100);
-        assert_eq!(s.due(now), None);
+        assert_eq!(s.due(now, false), None);
         s.record_received(100);
-        assert_eq!(s.due(now), Some(RotationTrigger::Received));
+        assert_eq!(s.due(now, false), Some(RotationTrigger::Received));
         s.rotated(RotationTrigger::Received, now);
         assert_eq!(s.stats.total(), 2);
         assert_eq!(s.stats.by_sent, 1);
@@ -446,9 +454,9 @@ mod tests {
         let now = Instant::now();
         let mut s = RotationState::new(RotationPolicy::never().with_messages(2), now);
         s.record_message_received();
-        assert_eq!(s.due(now), None);
+        assert_eq!(s.due(now, false), None);
         s.record_message_received();
-        assert_eq!(s.due(now), Some(RotationTrigger::Received));
+        assert_eq!(s.due(now, false), Some(RotationTrigger::Received));
     }
 
     #[test]
@@ -456,13 +464,17 @@ mod tests {
         let start = Instant::now();
         let mut s = RotationState::new(RotationPolicy::never().with_interval(Duration::from_secs(10)), start);
         let later = start + Duration::from_secs(11);
-        assert_eq!(s.due(later), None, "unused keys are not rotated");
+        assert_eq!(s.due(later, false), None, "unused keys are not rotated");
         assert_eq!(s.next_deadline(), None);
         s.record_sent(1);
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(10)));
-        assert_eq!(s.due(later), Some(RotationTrigger::Interval));
+        assert_eq!(s.due(later, false), Some(RotationTrigger::Interval));
         s.rotated(RotationTrigger::Interval, later);
-        assert_eq!(s.due(later + Duration::from_secs(60)), None, "idle after rotation");
+        assert_eq!(
+            s.due(later + Duration::from_secs(60), false),
+            None,
+            "idle after rotation"
+        );
     }
 
     #[test]
@@ -474,18 +486,21 @@ mod tests {
         let mut s = RotationState::new(policy, start);
         s.record_sent(10);
         assert_eq!(
-            s.due(start),
+            s.due(start, false),
             Some(RotationTrigger::Sent),
             "first rotation is not limited"
         );
         s.rotated(RotationTrigger::Sent, start);
         s.record_sent(10);
         let soon = start + Duration::from_secs(1);
-        assert_eq!(s.due(soon), None);
-        assert_eq!(s.due(soon), None);
+        assert_eq!(s.due(soon, false), None);
+        assert_eq!(s.due(soon, false), None);
         assert_eq!(s.stats.postponed, 1);
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(5)));
-        assert_eq!(s.due(start + Duration::from_secs(5)), Some(RotationTrigger::Sent));
+        assert_eq!(
+            s.due(start + Duration::from_secs(5), false),
+            Some(RotationTrigger::Sent)
+        );
     }
 
     #[test]
@@ -494,17 +509,22 @@ mod tests {
         let mut s = RotationState::new(RotationPolicy::never().with_bytes(10), now);
         for _ in 0..MAX_ROTATIONS_WITHOUT_SENDING {
             s.record_received(10);
-            let trigger = s.due(now);
+            let trigger = s.due(now, false);
             assert_eq!(trigger, Some(RotationTrigger::Received));
             s.rotated(RotationTrigger::Received, now);
         }
         s.record_received(10);
-        assert_eq!(s.due(now), None, "held until this side sends");
-        assert_eq!(s.due(now), None);
+        assert_eq!(s.due(now, false), None, "held until this side sends");
+        assert_eq!(s.due(now, false), None);
         assert_eq!(s.stats.postponed, 1);
         assert_eq!(s.next_deadline(), None);
+        assert_eq!(
+            s.due(now, true),
+            Some(RotationTrigger::Received),
+            "a rotation that application data follows at once is never held"
+        );
         s.record_sent(1);
-        assert_eq!(s.due(now), Some(RotationTrigger::Received));
+        assert_eq!(s.due(now, false), Some(RotationTrigger::Received));
     }
 
     #[test]
@@ -513,13 +533,13 @@ mod tests {
         let mut s = RotationState::new(RotationPolicy::never().with_interval(Duration::MAX), start);
         s.record_sent(1);
         assert_eq!(s.next_deadline(), None);
-        assert_eq!(s.due(start), None);
+        assert_eq!(s.due(start, false), None);
         let policy = RotationPolicy::never().with_bytes(1).with_min_interval(Duration::MAX);
         let mut s = RotationState::new(policy, start);
         s.record_sent(1);
         s.rotated(RotationTrigger::Sent, start);
         s.record_sent(1);
-        assert_eq!(s.due(start), None);
+        assert_eq!(s.due(start, false), None);
         assert_eq!(s.next_deadline(), None);
     }
 }

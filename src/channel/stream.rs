@@ -212,11 +212,17 @@ impl<IO> ChannelStream<IO> {
     /// # Errors
     /// [`ChannelError::Rotation`] when rustls cannot update the keys.
     pub fn rotate_if_due(&mut self) -> Result<bool, ChannelError> {
+        self.rotate_if_due_when(false)
+    }
+
+    /// [`ChannelStream::rotate_if_due`]; `sending`: application data follows the `KeyUpdate`
+    /// at once (the write path), so the cap on rotations without sending does not apply.
+    fn rotate_if_due_when(&mut self, sending: bool) -> Result<bool, ChannelError> {
         if !self.can_rotate {
             return Ok(false);
         }
         let now = Instant::now();
-        match self.rotation.due(now) {
+        match self.rotation.due(now, sending) {
             Some(trigger) => self.rotate(trigger, now).map(|()| true),
             None => Ok(false),
         }
@@ -319,7 +325,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncBufRead for ChannelStream<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ChannelStream<IO> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.rotate_if_due().map_err(io::Error::other)?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // Hand rustls plaintext only once its TLS output is out. rustls attaches a queued
+        // `KeyUpdate` answer to every write attempt, even one it accepts no byte of (its output
+        // buffer full), and a peer closes the connection after 32 `KeyUpdate`s without
+        // application data in between (RFC 8446 section 4.6.3 allows it to limit them;
+        // rustls and BoringSSL do: `PeerMisbehaved::TooManyKeyUpdateRequests`). With the
+        // buffer drained the write below is accepted, so every `KeyUpdate` we send (an answer,
+        // or our own request just below) is followed by application data.
+        if this.inner.get_ref().1.wants_write() {
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+            this.flush_pending = false;
+        }
+        this.rotate_if_due_when(true).map_err(io::Error::other)?;
         let mut len = buf.len();
         if this.can_rotate {
             let budget = this.rotation.send_budget();

@@ -73,6 +73,21 @@ fn alert_meaning(alert: AlertDescription) -> &'static str {
     }
 }
 
+/// Which protocol rule a misbehaving peer broke, in words (the variant name as a fallback).
+fn misbehaviour(rule: &rustls::PeerMisbehaved) -> String {
+    use rustls::PeerMisbehaved as M;
+    match rule {
+        M::TooManyKeyUpdateRequests => "it sent more than 32 KeyUpdate messages without application data in between \
+             (rustls, like BoringSSL, allows no more; RFC 8446 section 4.6.3)"
+            .into(),
+        M::TooManyWarningAlertsReceived => "it sent more than 4 warning alerts".into(),
+        M::TooManyRenegotiationRequests => "it asked for renegotiation more than once".into(),
+        M::IllegalMiddleboxChangeCipherSpec => "it sent a ChangeCipherSpec where TLS 1.3 allows none".into(),
+        M::KeyUpdateReceivedInQuicConnection => "it sent a KeyUpdate on a QUIC connection".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The version in TLS terms: `TLS 1.3`.
 pub fn version_name(version: ProtocolVersion) -> String {
     match version {
@@ -143,7 +158,7 @@ pub fn tls_error(error: &rustls::Error) -> String {
             }
             _ => "the peer does not support what TLS 1.3 with Tessera requires".into(),
         },
-        E::PeerMisbehaved(_) => "the peer broke the TLS protocol".into(),
+        E::PeerMisbehaved(rule) => format!("the peer broke the TLS protocol: {}", misbehaviour(rule)),
         E::InvalidMessage(_) => "the peer sent data that is not TLS, or a damaged TLS record".into(),
         E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             "the peer sent a TLS message out of order".into()
@@ -223,6 +238,21 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_protocol_rule_is_named() {
+        let text = tls_error(&rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::TooManyKeyUpdateRequests,
+        ));
+        assert!(
+            text.starts_with(
+                "the peer broke the TLS protocol: it sent more than 32 KeyUpdate messages without application data"
+            ),
+            "{text}"
+        );
+        let other = tls_error(&rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::InvalidKeyShare));
+        assert_eq!(other, "the peer broke the TLS protocol: InvalidKeyShare");
+    }
 
     #[test]
     fn untrusted_text_is_escaped() {

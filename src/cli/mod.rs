@@ -31,7 +31,8 @@ pub use output::{write_stderr, write_stdout, write_stdout_bytes};
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{
-    MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, seconds, timeout_seconds,
+    MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, host_port, seconds,
+    seconds_value, timeout_seconds, whole_number,
 };
 
 /// Process exit codes shared by every tool.

@@ -13,13 +13,13 @@ pub struct RotationArgs {
     #[arg(long, value_name = "N", value_parser = parse_byte_size)]
     pub rotate_bytes: Option<u64>,
     /// Rotate after this many messages in one direction (0: never). Off by default.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = rotate_messages_value, allow_negative_numbers = true)]
     pub rotate_messages: Option<u64>,
     /// Rotate keys that have carried traffic after this many seconds (0: never). Default 600.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = rotate_seconds_value, allow_negative_numbers = true)]
     pub rotate_secs: Option<f64>,
     /// Never rotate twice within this many seconds. Off by default.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = rotate_seconds_value, allow_negative_numbers = true)]
     pub rotate_min_interval: Option<f64>,
     /// No policy rotation at all.
     #[arg(long, conflicts_with_all = ["rotate_bytes", "rotate_messages", "rotate_secs"])]
@@ -47,6 +47,91 @@ impl RotationArgs {
         }
         Ok(policy)
     }
+}
+
+/// A flag's whole-number value, for clap's `value_parser` (in place of Rust's "invalid digit
+/// found in string"): text that is no whole number is refused saying the range, `min` to `max`.
+/// A number out of range is returned as is: the tool checks it (with [`count`]) and says so.
+///
+/// # Errors
+/// `expected a whole number from MIN to MAX, not "TEXT"`.
+pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let range = if max == u64::MAX {
+        format!("{min} or more")
+    } else {
+        format!("from {min} to {max}")
+    };
+    match text.trim().parse::<u64>() {
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!(
+            "expected a whole number {range}, not \"{}\"",
+            super::printable(text)
+        )),
+    }
+}
+
+/// A flag's number of seconds, for clap's `value_parser` (in place of Rust's "invalid float
+/// literal"): text that is no number is refused saying the range, `min` to `max` (`0` also when
+/// `zero_means_never`). A number out of range is returned as is, for the tool's own check
+/// ([`timeout_seconds`], [`seconds`]) to report.
+///
+/// # Errors
+/// `expected a number of seconds from MIN to MAX, not "TEXT"`.
+pub fn seconds_value(text: &str, min: f64, max: u64, zero_means_never: bool) -> Result<f64, String> {
+    let range = if zero_means_never {
+        format!("0 (never) or a number of seconds from {min} to {max}")
+    } else {
+        format!("a number of seconds from {min} to {max}")
+    };
+    match text.trim().parse::<f64>() {
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!("expected {range}, not \"{}\"", super::printable(text))),
+    }
+}
+
+/// A flag's `HOST:PORT` (`127.0.0.1:4433`, `[::1]:4433`, `localhost:4433`), for clap's
+/// `value_parser`: HOST an IP address (IPv6 in brackets) or a DNS name, PORT from `min_port`
+/// (0 lets a listener pick one) to 65535. Returned as given, trimmed.
+///
+/// # Errors
+/// What is wrong and the expected form.
+pub fn host_port(text: &str, min_port: u16) -> Result<String, String> {
+    let trimmed = text.trim();
+    let shown = super::printable(text);
+    let form = format!(
+        "expected HOST:PORT such as 127.0.0.1:4433, [::1]:4433 or localhost:4433, with a port from {min_port} to 65535"
+    );
+    let Some((host, port)) = trimmed.rsplit_once(':') else {
+        return Err(format!("\"{shown}\" has no port: {form}"));
+    };
+    match port.parse::<u32>() {
+        Ok(port) if port >= u32::from(min_port) && port <= 65535 => {}
+        Ok(port) => return Err(format!("port {port} in \"{shown}\" is out of range: {form}")),
+        Err(_) => return Err(format!("\"{shown}\" does not end in a port number: {form}")),
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        host.parse::<std::net::Ipv4Addr>().is_ok()
+            || (!host.contains(':') && rustls_pki_types::DnsName::try_from(host).is_ok())
+    };
+    if !host_ok {
+        return Err(format!(
+            "\"{}\" in \"{shown}\" is not an IP address or host name: {form}",
+            super::printable(host)
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// `--rotate-messages`: 0 (never) or more.
+fn rotate_messages_value(text: &str) -> Result<u64, String> {
+    whole_number(text, 0, u64::MAX).map_err(|e| e.replace("0 or more", "0 (never) or more"))
+}
+
+/// `--rotate-secs` and `--rotate-min-interval`.
+fn rotate_seconds_value(text: &str) -> Result<f64, String> {
+    seconds_value(text, MIN_ROTATE_INTERVAL.as_secs_f64(), MAX_SECONDS, true)
 }
 
 /// The shortest rotation interval accepted (other than 0, "never"): 1 ms.

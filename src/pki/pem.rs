@@ -6,6 +6,47 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 use super::PkiError;
 
+/// What is wrong with PEM text, in words, with what to do (the `pem` crate's own texts read
+/// `malformedframing` or `Invalid symbol 33, offset 0.`).
+pub fn describe_pem(error: &pem::PemError) -> String {
+    use pem::PemError as E;
+    const DAMAGED: &str = "the file is damaged or was edited: use an intact copy";
+    match error {
+        E::MismatchedTags(begin, end) => format!(
+            "its BEGIN line names \"{}\" but its END line \"{}\": {DAMAGED}",
+            crate::cli::printable(begin),
+            crate::cli::printable(end)
+        ),
+        E::MalformedFraming => format!(
+            "its PEM armour is broken (the -----BEGIN …----- and -----END …----- lines are damaged or out of \
+             place): {DAMAGED}"
+        ),
+        E::MissingBeginTag => format!("it has no -----BEGIN …----- line: {DAMAGED}"),
+        E::MissingEndTag => "it has no -----END …----- line: the file is cut short; use a complete copy".into(),
+        E::MissingData => format!("its PEM block holds no data: {DAMAGED}"),
+        E::InvalidData(base64) => {
+            // base64's text is `Invalid symbol 33, offset 0.`: say which character.
+            let text = base64.to_string();
+            let symbol = text
+                .strip_prefix("Invalid symbol ")
+                .and_then(|rest| rest.split_once(", offset "))
+                .and_then(|(byte, offset)| {
+                    let byte = byte.parse::<u8>().ok()?;
+                    let offset = offset.trim_end_matches('.').parse::<usize>().ok()?;
+                    Some(format!(
+                        " (it holds {} at character {} of the block)",
+                        crate::cli::printable(&format!("{:?}", char::from(byte))),
+                        offset + 1
+                    ))
+                })
+                .unwrap_or_default();
+            format!("the text between its BEGIN and END lines is not valid base64{symbol}: {DAMAGED}")
+        }
+        E::InvalidHeader(_) => format!("its PEM block has a malformed header line: {DAMAGED}"),
+        E::NotUtf8(_) => format!("its PEM text is not valid UTF-8 (binary bytes in it): {DAMAGED}"),
+    }
+}
+
 /// The largest PEM/DER file Tessera reads (certificates, chains, CRLs, keys): 16 MiB.
 pub const MAX_PEM_FILE: u64 = 16 * 1024 * 1024;
 
@@ -49,7 +90,7 @@ pub fn parse_blocks(bytes: &[u8], label: &'static str, what: &str) -> Result<Vec
         }
         return Err(PkiError::malformed(what, "neither PEM nor DER"));
     }
-    let blocks = pem::parse_many(bytes).map_err(|e| PkiError::malformed(what, e))?;
+    let blocks = pem::parse_many(bytes).map_err(|e| PkiError::malformed(what, describe_pem(&e)))?;
     let found: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|b| b.tag() == label)

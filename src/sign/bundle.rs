@@ -125,8 +125,9 @@ impl Bundle {
                 Ok(_) => return Err(bad(format!("certificate {} has trailing bytes", chain.len() + 1))),
                 Err(e) => {
                     return Err(bad(format!(
-                        "certificate {} is not a well-formed X.509 certificate: {e}",
-                        chain.len() + 1
+                        "certificate {} is not a well-formed X.509 certificate ({})",
+                        chain.len() + 1,
+                        crate::pki::describe_x509(&e)
                     )));
                 }
             }
@@ -162,7 +163,7 @@ impl Bundle {
                 max: MAX_BUNDLE_SIZE as u64,
             });
         }
-        let block = ::pem::parse(bytes).map_err(|e| SignError::malformed(what, format!("bad PEM armour: {e}")))?;
+        let block = ::pem::parse(bytes).map_err(|e| SignError::malformed(what, crate::pki::pem::describe_pem(&e)))?;
         if block.tag() != BUNDLE_LABEL {
             return Err(SignError::malformed(
                 what,

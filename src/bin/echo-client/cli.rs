@@ -41,7 +41,7 @@ EXIT CODES:
 #[command(name = "echo-client", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// The server's address (HOST:PORT).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = connect_address)]
     pub connect: String,
     /// Root certificate(s) the server's certificate must chain to (PEM).
     #[arg(long, value_name = "ROOT")]
@@ -64,10 +64,10 @@ pub struct Args {
     #[command(flatten)]
     pub rotation: RotationArgs,
     /// Seconds allowed for the TCP connection and the TLS handshake (0.01 to 3600).
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(long, value_name = "S", value_parser = phase_seconds, allow_negative_numbers = true, default_value_t = 10.0)]
     pub connect_timeout: f64,
     /// Seconds without progress before giving up on the server (0.01 to ten years).
-    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    #[arg(long, value_name = "S", value_parser = long_seconds, allow_negative_numbers = true, default_value_t = 30.0)]
     pub timeout: f64,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
@@ -79,10 +79,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "64M", value_parser = parse_byte_size, requires = "bench")]
     pub bytes: u64,
     /// --bench: number of connections (1 to 100000).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "bench")]
+    #[arg(long, value_name = "N", value_parser = connection_count, allow_negative_numbers = true, default_value_t = 1, requires = "bench")]
     pub conns: u64,
     /// --bench: connections in flight at once (1 to --conns; default: all).
-    #[arg(long, value_name = "N", requires = "bench")]
+    #[arg(long, value_name = "N", value_parser = connection_count, allow_negative_numbers = true, requires = "bench")]
     pub concurrency: Option<u64>,
     /// --bench: size of each write (1 to 16M).
     #[arg(long, value_name = "N", default_value = "64K", value_parser = parse_byte_size, requires = "bench")]
@@ -99,4 +99,29 @@ pub struct Args {
     /// Messages to send (none: stream stdin to the server and the echo to stdout).
     #[arg(value_name = "MESSAGE", conflicts_with = "bench")]
     pub messages: Vec<String>,
+}
+
+/// The largest --conns (and --concurrency).
+pub const MAX_CONNS: u64 = 100_000;
+
+/// `--conns`, `--concurrency`: 1 to [`MAX_CONNS`] (--concurrency at most --conns, checked later).
+fn connection_count(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_CONNS)
+}
+
+/// `--connect-timeout`: 0.01 to 3600 seconds.
+fn phase_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT, seconds_value};
+    seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_PHASE_SECONDS, false)
+}
+
+/// `--timeout`: 0.01 seconds to ten years.
+fn long_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_SECONDS, MIN_TIMEOUT, seconds_value};
+    seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_SECONDS, false)
+}
+
+/// `--connect`: HOST:PORT, port 1 to 65535.
+fn connect_address(text: &str) -> Result<String, String> {
+    tessera::cli::host_port(text, 1)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
@@ -177,8 +177,6 @@ fn warn(quiet: bool, message: &str) {
     }
 }
 
-/// The largest --conns.
-const MAX_CONNS: u64 = 100_000;
 /// The largest --write-size.
 const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -190,7 +188,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         timeout_seconds(args.connect_timeout, "--connect-timeout", MAX_PHASE_SECONDS).map_err(CliError::usage)?;
     let io_timeout = timeout_seconds(args.timeout, "--timeout", MAX_SECONDS).map_err(CliError::usage)?;
     if args.bench {
-        count(args.conns, "--conns", MAX_CONNS).map_err(CliError::usage)?;
+        count(args.conns, "--conns", cli::MAX_CONNS).map_err(CliError::usage)?;
         if let Some(concurrency) = args.concurrency {
             count(concurrency, "--concurrency", args.conns).map_err(CliError::usage)?;
         }
@@ -359,57 +357,172 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
     Ok(stream.stats())
 }
 
+/// Bytes held at most in each direction of the stream mode (stdin to the server, the echo to
+/// stdout).
+const STREAM_BUFFER: usize = 64 * 1024;
+
+/// The stream mode's buffers and progress (one task drives both directions, so neither waits
+/// for the other: a server whose echo we do not read stops reading what we send).
+struct Pump {
+    input: Vec<u8>,
+    input_len: usize,
+    input_sent: usize,
+    output: Vec<u8>,
+    output_len: usize,
+    output_written: usize,
+    stdin_open: bool,
+    unflushed: bool,
+    closed: bool,
+    server_done: bool,
+}
+
+impl Pump {
+    fn new() -> Self {
+        Self {
+            input: vec![0u8; STREAM_BUFFER],
+            input_len: 0,
+            input_sent: 0,
+            output: vec![0u8; STREAM_BUFFER],
+            output_len: 0,
+            output_written: 0,
+            stdin_open: true,
+            unflushed: false,
+            closed: false,
+            server_done: false,
+        }
+    }
+
+    /// Does the server owe us something (an echo, taking our data, or its close after ours)?
+    fn waiting_for_server(&self, stats: &ChannelStats) -> bool {
+        !self.stdin_open || self.input_sent < self.input_len || stats.bytes_sent > stats.bytes_received
+    }
+
+    /// Moves whatever can move now without waiting; `Ready(true)` after any progress,
+    /// `Ready(false)` when all is done, `Pending` when everything waits.
+    fn poll_step(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        stream: &mut ChannelStream<TcpStream>,
+        stdin: &mut tokio::io::Stdin,
+        stdout: &mut tokio::io::Stdout,
+    ) -> std::task::Poll<anyhow::Result<bool>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+        let mut progress = false;
+        // stdin -> server
+        if self.stdin_open && self.input_len == 0 {
+            let mut buf = ReadBuf::new(&mut self.input);
+            if let Poll::Ready(read) = Pin::new(&mut *stdin).poll_read(cx, &mut buf) {
+                read.context("cannot read stdin")?;
+                let n = buf.filled().len();
+                if n == 0 {
+                    self.stdin_open = false;
+                } else {
+                    self.input_len = n;
+                    self.input_sent = 0;
+                }
+                progress = true;
+            }
+        }
+        if self.input_sent < self.input_len {
+            let data = self.input.get(self.input_sent..self.input_len).unwrap_or_default();
+            if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, data) {
+                let n = written.map_err(io_error("write"))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io_error("write")(std::io::ErrorKind::WriteZero.into()).into()));
+                }
+                self.input_sent += n;
+                self.unflushed = true;
+                progress = true;
+                if self.input_sent == self.input_len {
+                    self.input_len = 0;
+                    self.input_sent = 0;
+                    stream.mark_message_sent();
+                }
+            }
+        }
+        if self.input_len == 0
+            && self.unflushed
+            && let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx)
+        {
+            flushed.map_err(io_error("write"))?;
+            self.unflushed = false;
+            progress = true;
+        }
+        if !self.stdin_open
+            && self.input_len == 0
+            && !self.unflushed
+            && !self.closed
+            && let Poll::Ready(closed) = Pin::new(&mut *stream).poll_shutdown(cx)
+        {
+            closed.map_err(io_error("shutdown"))?;
+            self.closed = true;
+            progress = true;
+        }
+        // server -> stdout
+        if !self.server_done && self.output_len == 0 {
+            let mut buf = ReadBuf::new(&mut self.output);
+            if let Poll::Ready(read) = Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                read.map_err(io_error("read"))?;
+                let n = buf.filled().len();
+                if n == 0 {
+                    self.server_done = true;
+                } else {
+                    self.output_len = n;
+                    self.output_written = 0;
+                    stream.mark_message_received();
+                }
+                progress = true;
+            }
+        }
+        if self.output_written < self.output_len {
+            let data = self
+                .output
+                .get(self.output_written..self.output_len)
+                .unwrap_or_default();
+            if let Poll::Ready(written) = Pin::new(&mut *stdout).poll_write(cx, data) {
+                let n = written.map_err(CliError::stdout)?;
+                if n == 0 {
+                    return Poll::Ready(Err(CliError::stdout(std::io::ErrorKind::WriteZero.into()).into()));
+                }
+                self.output_written += n;
+                progress = true;
+                if self.output_written == self.output_len {
+                    self.output_len = 0;
+                    self.output_written = 0;
+                }
+            }
+        }
+        if self.server_done && self.output_len == 0 {
+            return Poll::Ready(Ok(false));
+        }
+        if progress { Poll::Ready(Ok(true)) } else { Poll::Pending }
+    }
+}
+
+/// Streams stdin to the server and its echo to stdout, both at once, with at most
+/// [`STREAM_BUFFER`] bytes held each way.
 async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
     let mut stream = target.open().await?;
     log_connected(&stream);
     let seconds = target.io_timeout.as_secs_f64();
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
-    let mut input = vec![0u8; 64 * 1024];
-    let mut stdin_open = true;
+    let mut pump = Pump::new();
     loop {
         // --timeout bounds the wait for the server only while it owes us something (an echo,
-        // or its close after ours); waiting for stdin is not limited.
-        let stats = stream.stats();
-        let outstanding = !stdin_open || stats.bytes_sent > stats.bytes_received;
-        let step = async {
-            tokio::select! {
-                read = stdin.read(&mut input), if stdin_open => {
-                    let n = read.context("cannot read stdin")?;
-                    let send = async {
-                        if n == 0 {
-                            stdin_open = false;
-                            stream.close().await?;
-                        } else {
-                            let data = input.get(..n).unwrap_or_default();
-                            stream.write_all(data).await.map_err(io_error("write"))?;
-                            stream.flush().await.map_err(io_error("write"))?;
-                            stream.mark_message_sent();
-                        }
-                        Ok::<(), anyhow::Error>(())
-                    };
-                    timeout(target.io_timeout, send)
-                        .await
-                        .map_err(|_| ChannelError::Timeout { phase: "write", seconds })??;
-                    Ok::<bool, anyhow::Error>(true)
-                }
-                chunk = stream.fill_buf() => {
-                    let chunk = chunk.map_err(io_error("read"))?;
-                    if chunk.is_empty() {
-                        return Ok(false);
-                    }
-                    let n = chunk.len();
-                    stdout.write_all(chunk).await.map_err(tessera::cli::CliError::stdout)?;
-                    stream.consume(n);
-                    stream.mark_message_received();
-                    Ok(true)
-                }
-            }
-        };
+        // taking our data, or its close after ours); waiting for stdin is not limited.
+        let outstanding = pump.waiting_for_server(&stream.stats());
+        let writing = pump.input_len > 0;
+        let step = std::future::poll_fn(|cx| pump.poll_step(cx, &mut stream, &mut stdin, &mut stdout));
         let progress = if outstanding {
             timeout(target.io_timeout, step)
                 .await
-                .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??
+                .map_err(|_| ChannelError::Timeout {
+                    phase: if writing { "write" } else { "read" },
+                    seconds,
+                })??
         } else {
             step.await?
         };
@@ -418,7 +531,7 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
         }
     }
     stdout.flush().await.map_err(tessera::cli::CliError::stdout)?;
-    if stdin_open {
+    if pump.stdin_open || !pump.closed {
         return Err(CliError::failure("the server closed the connection before the input ended").into());
     }
     Ok(stream.stats())
@@ -485,6 +598,14 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             } else {
                 channel::Exchanged::default()
             };
+            // A connection that ends early is a failed run, not a short report.
+            if done.sent != bytes || done.received != bytes {
+                return Err(ChannelError::TruncatedMessage {
+                    received: done.received,
+                    expected: bytes,
+                }
+                .into());
+            }
             let _ = timeout(target.io_timeout, stream.close()).await;
             Ok::<_, anyhow::Error>(ConnResult {
                 handshake,

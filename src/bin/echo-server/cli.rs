@@ -42,7 +42,7 @@ EXIT CODES:
 #[command(name = "echo-server", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
     pub listen: String,
     /// The server's certificate chain (PEM: certificate, then intermediates); a regular file.
     #[arg(long, value_name = "CHAIN")]
@@ -62,31 +62,31 @@ pub struct Args {
     pub crl: Vec<PathBuf>,
     /// Admit only clients whose certificate answers to NAME (repeatable): a bare NAME is the
     /// exact common name or a DNS SAN; dns:, ip:, email:, uri: NAME only a SAN of that type.
-    #[arg(long, value_name = "NAME", requires = "client_ca")]
+    #[arg(long, value_name = "NAME", requires = "client_ca", value_parser = allow_entry)]
     pub allow: Vec<String>,
     #[command(flatten)]
     pub rotation: RotationArgs,
     /// Seconds a client has to complete the TLS handshake (0.01 to 3600).
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(long, value_name = "S", value_parser = phase_seconds, allow_negative_numbers = true, default_value_t = 10.0)]
     pub handshake_timeout: f64,
     /// Seconds a connection may stay without traffic (reads and writes) before it is closed
     /// (0.01 to ten years).
-    #[arg(long, value_name = "S", default_value_t = 300.0)]
+    #[arg(long, value_name = "S", value_parser = long_seconds, allow_negative_numbers = true, default_value_t = 300.0)]
     pub idle_timeout: f64,
     /// Seconds allowed for close_notify and for connections to finish at shutdown (0.01 to 3600).
-    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    #[arg(long, value_name = "S", value_parser = phase_seconds, allow_negative_numbers = true, default_value_t = 5.0)]
     pub shutdown_timeout: f64,
     /// Seconds allowed for reading the files at start and at each reload (0.01 to 3600).
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(long, value_name = "S", value_parser = phase_seconds, allow_negative_numbers = true, default_value_t = 10.0)]
     pub reload_timeout: f64,
     /// Most established sessions at once (1 to 1000000); a client that completes its
     /// handshake beyond it is closed at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", value_parser = connection_count, allow_negative_numbers = true, default_value_t = 1024)]
     pub max_conns: u64,
     /// Most connections still in their handshake at once (1 to 1000000). They do not count
     /// against --max-conns; when the limit is reached the oldest pending handshake is dropped,
     /// so connections that never complete one cannot lock clients out.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", value_parser = connection_count, allow_negative_numbers = true, default_value_t = 256)]
     pub max_handshakes: u64,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
@@ -94,4 +94,68 @@ pub struct Args {
     /// Log errors only.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// The largest --max-conns and --max-handshakes.
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// `--max-conns`, `--max-handshakes`: 1 to [`MAX_CONNECTIONS`].
+fn connection_count(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_CONNECTIONS)
+}
+
+/// Time limits of one phase: 0.01 to 3600 seconds.
+fn phase_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT, seconds_value};
+    seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_PHASE_SECONDS, false)
+}
+
+/// `--idle-timeout`: 0.01 seconds to ten years.
+fn long_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_SECONDS, MIN_TIMEOUT, seconds_value};
+    seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_SECONDS, false)
+}
+
+/// `--listen`: HOST:PORT, port 0 to 65535 (0: any free port).
+fn listen_address(text: &str) -> Result<String, String> {
+    tessera::cli::host_port(text, 0)
+}
+
+/// An `--allow` entry: a bare NAME (a common name or DNS SAN, any printable text), or
+/// `dns:`, `ip:`, `email:`, `uri:` and a value in the grammar `ca issue --san` takes. Control,
+/// bidi and invisible characters are refused everywhere: no certificate name the server admits
+/// should hide what it is.
+pub fn allow_entry(text: &str) -> Result<String, String> {
+    let shown = tessera::cli::printable(text);
+    if text.trim().is_empty() {
+        return Err(
+            "an --allow entry is empty: give a common name, or dns:NAME, ip:ADDRESS, email:ADDRESS or uri:URI".into(),
+        );
+    }
+    if shown != text {
+        return Err(format!(
+            "\"{shown}\" contains control, bidi or invisible characters (shown as \\u{{…}}): give the name as printable text"
+        ));
+    }
+    let typed = text
+        .split_once(':')
+        .filter(|(kind, _)| ["dns", "ip", "email", "uri"].contains(&kind.to_ascii_lowercase().as_str()));
+    let Some((kind, value)) = typed else {
+        return Ok(text.to_string());
+    };
+    let kind = kind.to_ascii_lowercase();
+    let form = match kind.as_str() {
+        "dns" => "a DNS name such as client1.example",
+        "ip" => "an IP address such as 10.0.0.7 or ::1",
+        "email" => "an e-mail address such as alice@example.org",
+        _ => "a URI such as spiffe://example.org/svc",
+    };
+    if value.trim().is_empty() {
+        return Err(format!("\"{shown}\" names nothing after \"{kind}:\": give {form}"));
+    }
+    tessera::ca::SubjectAltName::parse(&format!("{kind}:{value}"))
+        .map_err(|_| format!(
+                "\"{shown}\" is not a valid allow-list entry: after \"{kind}:\" give {form} (the forms `ca issue --san` takes)"
+            ))?;
+    Ok(text.to_string())
 }
