@@ -313,7 +313,7 @@ fn der_of(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
             Err(bad("it is neither PEM nor DER"))
         };
     }
-    let blocks = ::pem::parse_many(bytes).map_err(|e| bad(format!("broken PEM: {e}")))?;
+    let blocks = ::pem::parse_many(bytes).map_err(|e| bad(crate::pki::pem::describe_pem(&e)))?;
     let mut requests: Vec<Vec<u8>> = Vec::new();
     let mut others: Vec<String> = Vec::new();
     for block in blocks {

@@ -239,7 +239,8 @@ impl PrivateKey {
     /// the PEM holds no key (e.g. a certificate was given), [`PkiError::Malformed`],
     /// [`PkiError::UnsupportedKey`].
     pub fn from_pem(pem_bytes: &[u8], passphrase: Option<&Passphrase>, what: &str) -> Result<Self, PkiError> {
-        let blocks = ::pem::parse_many(pem_bytes).map_err(|e| PkiError::malformed(what, e))?;
+        let blocks =
+            ::pem::parse_many(pem_bytes).map_err(|e| PkiError::malformed(what, crate::pki::pem::describe_pem(&e)))?;
         for block in blocks {
             match block.tag() {
                 PRIVATE_KEY => return Self::from_pkcs8_der(&Zeroizing::new(block.into_contents()), what),

@@ -81,7 +81,7 @@ impl PublicKey {
             what: what.into(),
             reason: reason.into(),
         };
-        let block = ::pem::parse(bytes).map_err(|_| bad("not a PEM file"))?;
+        let block = ::pem::parse(bytes).map_err(|e| bad(&crate::pki::pem::describe_pem(&e)))?;
         if block.tag() != PUBLIC_KEY {
             return Err(bad(&format!("holds a {} block, not a PUBLIC KEY", block.tag())));
         }
