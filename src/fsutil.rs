@@ -4,6 +4,19 @@
 //! fsynced, then renamed over the target (or hard-linked, to refuse overwriting), and the
 //! directory fsynced.
 //!
+//! What an existing target is decides how it is replaced (following symbolic links):
+//! - a regular file, or nothing: replaced atomically as above;
+//! - a symbolic link to a regular file (or a dangling one): the file it points to is replaced
+//!   atomically (the temporary file is made in the resolved file's directory and renamed onto
+//!   the resolved path); the link itself stays a link;
+//! - a FIFO, character or block device, socket, or `/dev/fd/N` pipe: written through directly
+//!   (opened for writing, neither created nor truncated nor renamed). Atomicity does not apply
+//!   to such targets: a reader may see part of the output if the write fails;
+//! - a directory: an error (`IsADirectory`).
+//!
+//! Files created new ([`create_new_atomic`], [`create_new_group`]: keys, certificates) never
+//! follow a link nor write into anything that exists.
+//!
 //! A temporary file is named `.<target name>.tmp-<pid>-<16 hex digits>`. A process killed while
 //! writing leaves it behind; [`remove_stale_temporaries`] removes such leftovers (only names of
 //! this exact shape, and only when the process that made them is gone or they are old), and the
@@ -30,22 +43,65 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(
 /// Creates `path` with `bytes`, failing with `AlreadyExists` if it is there. The content appears
 /// whole or not at all.
 pub(crate) fn create_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    if path.exists() {
+    if path.symlink_metadata().is_ok() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
     }
-    let mut file = AtomicFile::create_with_mode(path, mode)?;
+    let mut file = AtomicFile::create_new_with_mode(path, mode)?;
     file.write_all(bytes)?;
     file.commit(false)
 }
 
 /// A file being written under a temporary name in its target's directory. Dropped without
 /// [`AtomicFile::commit`], the temporary file is removed and the target is untouched.
+///
+/// When the target (after following symbolic links) is a FIFO, a device, a socket or a pipe, it
+/// is written through directly and nothing is atomic; see the module documentation.
 #[derive(Debug)]
 pub struct AtomicFile {
+    /// Where the file goes: the path given, or what its symbolic links resolve to.
     target: PathBuf,
-    temp: PathBuf,
+    /// The temporary file; `None` when writing straight into a non-regular target.
+    temp: Option<PathBuf>,
     file: File,
     done: bool,
+}
+
+/// What an output path is, following symbolic links.
+enum Target {
+    /// A regular file or nothing: replace (or create) this path atomically.
+    Replace(PathBuf),
+    /// A FIFO, device, socket or pipe: write into it.
+    Direct,
+}
+
+/// Classifies an output path (see the module documentation).
+fn classify(target: &Path) -> io::Result<Target> {
+    match std::fs::metadata(target) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory; give a file name",
+        )),
+        Ok(meta) if meta.is_file() => Ok(Target::Replace(resolve_links(target)?)),
+        Ok(_) => Ok(Target::Direct),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match dangling_target(target) {
+            Some(resolved) => Ok(Target::Replace(resolved)),
+            None if target.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "is a symbolic link that cannot be resolved",
+            )),
+            None => Ok(Target::Replace(target.to_path_buf())),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// `path` with every symbolic link in its last component followed (the directories are left as
+/// given when the path is not a link: a rename in them is what the caller asked for).
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    if !path.symlink_metadata()?.file_type().is_symlink() {
+        return Ok(path.to_path_buf());
+    }
+    std::fs::canonicalize(path)
 }
 
 impl AtomicFile {
@@ -57,7 +113,25 @@ impl AtomicFile {
         Self::create_with_mode(target, PUBLIC_MODE)
     }
 
+    /// Starts replacing `target` (see the module documentation for links, FIFOs and devices);
+    /// a new file gets `mode`.
     pub(crate) fn create_with_mode(target: &Path, mode: u32) -> io::Result<Self> {
+        match classify(target)? {
+            Target::Replace(resolved) => Self::create_new_with_mode(&resolved, mode),
+            Target::Direct => {
+                let file = OpenOptions::new().write(true).open(target)?;
+                Ok(Self {
+                    target: target.to_path_buf(),
+                    temp: None,
+                    file,
+                    done: false,
+                })
+            }
+        }
+    }
+
+    /// Starts writing a temporary file for exactly `target` (no link followed).
+    fn create_new_with_mode(target: &Path, mode: u32) -> io::Result<Self> {
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?;
@@ -73,7 +147,7 @@ impl AtomicFile {
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
         Ok(Self {
             target: target.to_path_buf(),
-            temp,
+            temp: Some(temp),
             file,
             done: false,
         })
@@ -84,7 +158,17 @@ impl AtomicFile {
     ///
     /// # Errors
     /// The I/O error; the temporary file is then removed and the target untouched.
+    /// Written straight into a FIFO, device or pipe, there is nothing to move: the data is
+    /// flushed (and `overwrite == false` fails with `AlreadyExists`, as the target existed).
     pub fn commit(mut self, overwrite: bool) -> io::Result<()> {
+        if self.temp.is_none() {
+            self.done = true;
+            self.file.flush()?;
+            if !overwrite {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
+            }
+            return Ok(());
+        }
         self.file.sync_all()?;
         self.place(overwrite)?;
         sync_parent(&self.target)
@@ -92,11 +176,15 @@ impl AtomicFile {
 
     /// Moves the (already fsynced) temporary file into place, without syncing the directory.
     fn place(&mut self, overwrite: bool) -> io::Result<()> {
+        let Some(temp) = &self.temp else {
+            self.done = true;
+            return Ok(());
+        };
         if overwrite {
-            std::fs::rename(&self.temp, &self.target)?;
+            std::fs::rename(temp, &self.target)?;
         } else {
-            let linked = std::fs::hard_link(&self.temp, &self.target);
-            let _ = std::fs::remove_file(&self.temp);
+            let linked = std::fs::hard_link(temp, &self.target);
+            let _ = std::fs::remove_file(temp);
             linked?;
         }
         self.done = true;
@@ -121,7 +209,7 @@ pub(crate) fn create_new_group(files: &[(&Path, &[u8], u32)]) -> Result<(), (Pat
     let mut pending = Vec::with_capacity(files.len());
     for (path, bytes, mode) in files {
         let at = |e| (path.to_path_buf(), e);
-        let mut file = AtomicFile::create_with_mode(path, *mode).map_err(at)?;
+        let mut file = AtomicFile::create_new_with_mode(path, *mode).map_err(at)?;
         file.write_all(bytes).map_err(at)?;
         file.file.sync_all().map_err(at)?;
         pending.push(file);
@@ -254,8 +342,10 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.temp);
+        if !self.done
+            && let Some(temp) = &self.temp
+        {
+            let _ = std::fs::remove_file(temp);
         }
     }
 }
@@ -546,7 +636,7 @@ mod tests {
     fn temporary_names_carry_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let f = AtomicFile::create(&dir.path().join("out.pem")).unwrap();
-        let name = f.temp.file_name().unwrap().to_str().unwrap().to_string();
+        let name = f.temp.as_ref().unwrap().file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(temporary_owner(&name), Some(Some(std::process::id())), "{name}");
         assert_eq!(temporary_owner("out.pem"), None);
     }
@@ -652,5 +742,76 @@ mod tests {
     fn only_regular_files_count() {
         // Reading and writing /dev/null destroys nothing.
         check(&[Path::new("/dev/null")], Path::new("/dev/null")).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod special_targets {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_fifo_is_written_through_and_stays_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_atomic(&fifo, b"through the pipe", PUBLIC_MODE).unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A key is never written into anything that exists.
+        assert_eq!(
+            create_new_atomic(&fifo, b"secret", PRIVATE_MODE).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+    }
+
+    #[test]
+    fn links_are_followed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let real = sub.join("real.crl");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.crl");
+        std::os::unix::fs::symlink("sub/real.crl", &link).unwrap();
+        write_atomic(&link, b"new", PUBLIC_MODE).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 1);
+        // A dangling link: the file it names is created, the link stays.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("sub/later.pem", &dangling).unwrap();
+        write_atomic(&dangling, b"later", PUBLIC_MODE).unwrap();
+        assert!(std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(sub.join("later.pem")).unwrap(), b"later");
+        // New files never follow a link.
+        let other = dir.path().join("other");
+        std::os::unix::fs::symlink("sub/never.key", &other).unwrap();
+        assert_eq!(
+            create_new_atomic(&other, b"secret", PRIVATE_MODE).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(!sub.join("never.key").exists());
+        let (path, _) = create_new_group(&[(&other, b"secret", PRIVATE_MODE)]).unwrap_err();
+        assert_eq!(path, other);
+        assert!(!sub.join("never.key").exists());
+    }
+
+    #[test]
+    fn a_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomic(dir.path(), b"x", PUBLIC_MODE).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
