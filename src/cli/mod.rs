@@ -16,6 +16,7 @@
 //! | [`exit::FAILURE`] (3) | could not run (I/O, missing file, wrong passphrase, bad input) |
 
 mod args;
+mod input;
 mod output;
 mod passphrase;
 mod report;
@@ -27,8 +28,9 @@ pub use crate::fsutil::AtomicFile;
 pub use crate::fsutil::{FileArg, SameFileError, ensure_distinct, find_same_file};
 
 pub use args::{parse_args, parse_args_from};
+pub use input::ensure_one_stdin;
 pub use output::{write_stderr, write_stdout, write_stdout_bytes};
-pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, read_passphrase};
+pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, passphrase_from_file, read_passphrase};
 pub use report::{CliError, classify_pki, printable, report};
 pub use rotation::{
     MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, host_port, seconds,

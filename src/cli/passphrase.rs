@@ -31,17 +31,7 @@ pub fn read_passphrase(
     confirm: bool,
 ) -> Result<(Passphrase, PassphraseSource), CliError> {
     if let Some(path) = file {
-        let bytes = pem::read_file(path).map_err(|e| CliError::failure(e.to_string()))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| CliError::failure(format!("passphrase file {} is not UTF-8 text", path.display())))?;
-        let pass = Passphrase::new(text);
-        if pass.is_empty() {
-            return Err(CliError::failure(format!(
-                "passphrase file {} is empty",
-                path.display()
-            )));
-        }
-        return Ok((pass, PassphraseSource::File));
+        return Ok((passphrase_from_file(path)?, PassphraseSource::File));
     }
     if let Ok(text) = std::env::var(PASSPHRASE_ENV) {
         let pass = Passphrase::new(text);
@@ -68,6 +58,30 @@ pub fn read_passphrase(
         }
     }
     Ok((first, PassphraseSource::Terminal))
+}
+
+/// Reads a passphrase file (`-`: standard input): its whole content, less exactly one
+/// trailing line ending (`\n` or `\r\n`), as `echo pw > f` leaves. Any other whitespace,
+/// further newlines included, is part of the passphrase.
+///
+/// # Errors
+/// [`CliError`] (exit 3) when the file cannot be read, is not UTF-8, or holds no passphrase.
+pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, CliError> {
+    let name = pem::display_name(path);
+    let bytes = zeroize::Zeroizing::new(pem::read_file(path).map_err(|e| CliError::failure(e.to_string()))?);
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| CliError::failure(format!("passphrase file {name} is not UTF-8 text")))?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    if text.is_empty() {
+        return Err(CliError::failure(format!("passphrase file {name} is empty")).with_hint(
+            "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`), or \
+             create the key with --no-passphrase",
+        ));
+    }
+    Ok(Passphrase::exact(text.to_string()))
 }
 
 /// The passphrase for the key file `key`: `None` when the key is not encrypted, else read as

@@ -86,6 +86,12 @@ impl Passphrase {
         Self(Zeroizing::new(text))
     }
 
+    /// Wraps a passphrase exactly as given (no line ending removed): for passphrase files,
+    /// whose one trailing line ending the reader strips.
+    pub fn exact(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+
     /// The passphrase's bytes.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()

@@ -57,12 +57,36 @@ pub const X509_CRL: &str = "X509 CRL";
 /// PEM label of a certificate signing request.
 pub const CERTIFICATE_REQUEST: &str = "CERTIFICATE REQUEST";
 
-/// Reads a whole file, refusing files larger than [`MAX_PEM_FILE`].
+/// The path that stands for standard input wherever a file is read.
+pub const STDIN: &str = "-";
+
+/// Whether `path` is `-` (standard input). A file really named `-` is `./-`.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// How messages name an input path: `standard input` for `-`, else the path.
+pub fn display_name(path: &Path) -> String {
+    if is_stdin(path) {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Reads a whole file, refusing files larger than [`MAX_PEM_FILE`]. The path `-` reads
+/// standard input to its end; the bytes are kept for the life of the process (in a zeroizing
+/// buffer) so that reading `-` again — a key file examined for
+/// encryption, then loaded; a server reloading its files — gives the same bytes. Commands
+/// accept at most one `-` among their inputs (see `cli::ensure_one_stdin`).
 ///
 /// # Errors
 /// [`PkiError::Io`] when the file cannot be read, [`PkiError::Malformed`] when it is too large.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
     use std::io::Read;
+    if is_stdin(path) {
+        return read_stdin();
+    }
     let file = std::fs::File::open(path).map_err(|e| PkiError::io(path, e))?;
     let mut bytes = Vec::new();
     file.take(MAX_PEM_FILE + 1)
@@ -75,6 +99,31 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
         ));
     }
     Ok(bytes)
+}
+
+/// Standard input, read once and kept (see [`read_file`]).
+fn read_stdin() -> Result<Vec<u8>, PkiError> {
+    use std::io::Read;
+    static STDIN_BYTES: std::sync::Mutex<Option<zeroize::Zeroizing<Vec<u8>>>> = std::sync::Mutex::new(None);
+    let mut kept = STDIN_BYTES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(bytes) = kept.as_ref() {
+        return Ok(bytes.to_vec());
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PkiError::io("standard input", e))?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(PkiError::malformed(
+            "standard input",
+            format!("larger than {MAX_PEM_FILE} bytes"),
+        ));
+    }
+    let copy = bytes.to_vec();
+    *kept = Some(bytes);
+    Ok(copy)
 }
 
 /// Splits PEM text into its blocks with the given label; other labels are skipped.
@@ -142,7 +191,7 @@ pub fn parse_certificates(bytes: &[u8], what: &str) -> Result<Vec<CertificateDer
 /// # Errors
 /// As [`read_file`] and [`parse_certificates`].
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    parse_certificates(&read_file(path)?, &path.display().to_string())
+    parse_certificates(&read_file(path)?, &display_name(path))
 }
 
 /// Parses every CRL in PEM (or DER) bytes.
@@ -167,7 +216,7 @@ pub fn parse_crls(bytes: &[u8], what: &str) -> Result<Vec<CertificateRevocationL
 /// # Errors
 /// As [`read_file`] and [`parse_crls`].
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
-    parse_crls(&read_file(path)?, &path.display().to_string())
+    parse_crls(&read_file(path)?, &display_name(path))
 }
 
 /// Encodes DER as one PEM block with the given label (LF line endings).

@@ -44,10 +44,11 @@ struct Cli {
     /// goes to standard output unless -o is given).
     #[arg(required_unless_present = "generate")]
     file: Option<PathBuf>,
-    /// The signer's Ed25519 private key (PKCS#8 PEM, possibly encrypted).
+    /// The signer's Ed25519 private key (PKCS#8 PEM, possibly encrypted; `-` reads standard input).
     #[arg(long, value_name = "KEY", required_unless_present = "generate")]
     key: Option<PathBuf>,
-    /// The signer's certificate followed by intermediates (PEM). Without it, signs in raw-key mode.
+    /// The signer's certificate followed by intermediates (PEM; `-` reads standard input).
+    /// Without it, signs in raw-key mode.
     #[arg(long, value_name = "CHAIN")]
     cert: Option<PathBuf>,
     /// Where to write: default FILE.sig, or FILE.signed with --embed; `-` is standard output.
@@ -63,10 +64,11 @@ struct Cli {
     /// Hash algorithm.
     #[arg(long, value_name = "ALG", default_value = "sha3-256", value_parser = ["sha3-256", "sha3-512", "parallelhash128"])]
     hash: String,
-    /// Read the key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt).
+    /// Read the key's passphrase from this file (`-`: standard input; one trailing newline is
+    /// removed), else TESSERA_PASSPHRASE, else a prompt.
     #[arg(long, value_name = "F")]
     passphrase_file: Option<PathBuf>,
-    /// Generate a raw Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub.
+    /// Generate a raw Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub (not `-`).
     #[arg(long, value_name = "PREFIX", conflicts_with_all = ["file", "key", "cert", "embed", "output"])]
     generate: Option<PathBuf>,
     /// With --generate: store the private key unencrypted.
@@ -167,6 +169,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let (Some(file), Some(key_path)) = (&cli.file, &cli.key) else {
         return Err(CliError::usage("FILE and --key are required").into());
     };
+    tessera::cli::ensure_one_stdin(&[
+        ("the module (FILE)", Some(file.as_path())),
+        ("--key", Some(key_path.as_path())),
+        ("--cert", cli.cert.as_deref()),
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+    ])?;
     let stdin = is_dash(file);
     let name = match (&cli.name, stdin) {
         (Some(n), _) => n.clone(),
@@ -218,7 +226,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let passphrase = tessera::cli::passphrase_for_key(
         key_path,
         cli.passphrase_file.as_deref(),
-        &key_path.display().to_string(),
+        &pem::display_name(key_path),
     )?;
     let key = PrivateKey::load(key_path, passphrase.as_ref())?;
     let signer = match &cli.cert {
@@ -376,6 +384,21 @@ fn write_failed(output: &Output, source: io::Error) -> anyhow::Error {
 }
 
 fn generate(cli: &Cli, prefix: &Path) -> anyhow::Result<()> {
+    // A key pair is two files, PREFIX.key and PREFIX.pub: `-` (standard output) cannot hold
+    // them, and a directory (`keys/`) is no prefix.
+    let text = prefix.as_os_str().as_encoded_bytes();
+    if is_dash(prefix) || text.is_empty() || text.ends_with(b"/") || prefix.file_name().is_none() {
+        return Err(CliError::usage(format!(
+            "--generate needs a file name prefix, not {}",
+            if is_dash(prefix) {
+                "- (a key pair is two files, PREFIX.key and PREFIX.pub)".to_string()
+            } else {
+                format!("the directory {}", printable(&prefix.display().to_string()))
+            }
+        ))
+        .with_hint("e.g. `sign --generate keys/me` writes keys/me.key and keys/me.pub")
+        .into());
+    }
     let with_ext = |ext: &str| {
         let mut name = prefix.as_os_str().to_owned();
         name.push(ext);

@@ -43,18 +43,19 @@ struct Cli {
     /// The module (a plain file with FILE.sig next to it, or a file with an embedded signature;
     /// `-` reads standard input, which then needs --sig unless the signature is embedded).
     file: PathBuf,
-    /// The pinned root CA certificate(s) (PEM). The signer must chain to one of them with the
-    /// code-signing usage, both at the signing time and now.
+    /// The pinned root CA certificate(s) (PEM; `-` reads standard input). The signer must chain
+    /// to one of them with the code-signing usage, both at the signing time and now.
     #[arg(long, value_name = "ROOT")]
     root: Option<PathBuf>,
-    /// Raw-key mode: the signer's public key (from `sign --generate`).
+    /// Raw-key mode: the signer's public key (from `sign --generate`; `-` reads standard input).
     #[arg(long, value_name = "PUB", conflicts_with_all = ["root", "crl"])]
     pubkey: Option<PathBuf>,
     /// The detached signature (default FILE.sig, unless FILE has an embedded signature; `-` reads
     /// standard input).
     #[arg(long, value_name = "SIG")]
     sig: Option<PathBuf>,
-    /// A CRL to apply (repeatable); a revoked signer or intermediate is rejected.
+    /// A CRL to apply (repeatable; `-` reads standard input); a revoked signer or intermediate
+    /// is rejected.
     #[arg(long, value_name = "CRL")]
     crl: Vec<PathBuf>,
     /// Require the signed logical name to be NAME.
@@ -209,6 +210,14 @@ fn check_usage(cli: &Cli) -> Result<(), CliError> {
         )
         .with_hint("give one of them as a file"));
     }
+    let mut dashes = vec![
+        ("the module (FILE)", Some(cli.file.as_path())),
+        ("--sig", cli.sig.as_deref()),
+        ("--root", cli.root.as_deref()),
+        ("--pubkey", cli.pubkey.as_deref()),
+    ];
+    dashes.extend(cli.crl.iter().map(|crl| ("--crl", Some(crl.as_path()))));
+    tessera::cli::ensure_one_stdin(&dashes)?;
     if cli.json && cli.extract_to_stdout() {
         return Err(
             CliError::usage("--json and --extract - would both write to standard output")
