@@ -1,0 +1,298 @@
+//! Review fixes (part a): outputs that are FIFOs, devices, pipes or symbolic links are written
+//! through, not replaced; `-` reads standard input for every file input; passphrase files lose
+//! exactly one line ending; `ca init` makes its directory 0700 and its state files with fixed
+//! modes; `sign` refuses a chain `verify` would refuse.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+fn exe(tool: &str) -> PathBuf {
+    match tool {
+        "ca" => env!("CARGO_BIN_EXE_ca").into(),
+        "sign" => env!("CARGO_BIN_EXE_sign").into(),
+        "verify" => env!("CARGO_BIN_EXE_verify").into(),
+        other => panic!("no tool {other}"),
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+impl Env {
+    /// A root CA in `ca/`, a code-signing certificate `s.{key,pem,chain.pem}`, a module `m`.
+    fn new() -> Self {
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        env.ok(&env.run("ca", &["init", "--dir", "ca", "--name", "R", "--no-passphrase", "-q"], None));
+        env.ok(&env.run(
+            "ca",
+            &["--dir", "ca", "issue", "--profile", "code-signing", "--name", "s", "--out", "s", "-q"],
+            None,
+        ));
+        std::fs::write(env.path("m"), (0..1000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>()).unwrap();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new(exe(tool))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("TESSERA_PASSPHRASE")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(bytes) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            let bytes = bytes.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, out: &Output) {
+        assert_eq!(code(out), 0, "stderr: {}", stderr(out));
+    }
+
+    fn mknod_null(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        let status = Command::new("mknod")
+            .args(["-m", "666"])
+            .arg(&path)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mknod needs root (these tests make /dev/null copies)");
+        path
+    }
+
+    fn mkfifo(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        assert!(Command::new("mkfifo").arg(&path).status().unwrap().success());
+        path
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+}
+
+fn is_char_device(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).unwrap().file_type().is_char_device()
+}
+
+fn is_fifo(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).unwrap().file_type().is_fifo()
+}
+
+/// Reads a FIFO to its end on a thread (bounded: the writer is a tool that exits).
+fn drain(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || std::fs::read(path).unwrap())
+}
+
+const SIGN: [&str; 4] = ["--key", "s.key", "--cert", "s.chain.pem"];
+
+#[test]
+fn devices_fifos_and_links_are_written_through() {
+    let env = Env::new();
+    let mynull = env.mknod_null("mynull");
+    let mut args = vec!["m"];
+    args.extend(SIGN);
+    args.extend(["-o", "mynull", "-q"]);
+    env.ok(&env.run("sign", &args, None));
+    assert!(is_char_device(&mynull), "sign -o replaced the device");
+
+    // verify --extract into a device
+    let mut args = vec!["m"];
+    args.extend(SIGN);
+    args.push("-q");
+    env.ok(&env.run("sign", &args, None));
+    let mynull2 = env.mknod_null("mynull2");
+    env.ok(&env.run("verify", &["m", "--root", "ca/ca.pem", "--extract", "mynull2", "-q"], None));
+    assert!(is_char_device(&mynull2), "verify --extract replaced the device");
+
+    // ca crl --out a FIFO: the reader gets the CRL, the FIFO stays
+    let fifo = env.mkfifo("myfifo");
+    let reader = drain(&fifo);
+    env.ok(&env.run("ca", &["--dir", "ca", "crl", "--out", "myfifo", "-q"], None));
+    let crl = reader.join().unwrap();
+    assert!(crl.starts_with(b"-----BEGIN X509 CRL-----\n"), "{}", String::from_utf8_lossy(&crl));
+    assert!(is_fifo(&fifo));
+    assert_eq!(crl, env.read("ca/crl.pem"));
+
+    // sign -o FIFO, and the embedded copy through a FIFO
+    let reader = drain(&fifo);
+    let mut args = vec!["m"];
+    args.extend(SIGN);
+    args.extend(["--embed", "-o", "myfifo", "-q"]);
+    env.ok(&env.run("sign", &args, None));
+    let signed = reader.join().unwrap();
+    assert!(signed.starts_with(&env.read("m")));
+    assert!(is_fifo(&fifo));
+
+    // a symbolic link: the file it points to is replaced, the link stays
+    std::fs::write(env.path("real.crl"), b"old\n").unwrap();
+    std::os::unix::fs::symlink("real.crl", env.path("link.crl")).unwrap();
+    env.ok(&env.run("ca", &["--dir", "ca", "crl", "--out", "link.crl", "-q"], None));
+    assert!(std::fs::symlink_metadata(env.path("link.crl")).unwrap().file_type().is_symlink());
+    assert_eq!(env.read("real.crl"), env.read("ca/crl.pem"));
+    // a link into another directory: the temporary file goes there, nothing is left behind
+    std::fs::create_dir(env.path("out")).unwrap();
+    std::os::unix::fs::symlink("out/m.sig", env.path("m.sig.link")).unwrap();
+    let mut args = vec!["m"];
+    args.extend(SIGN);
+    args.extend(["-o", "m.sig.link", "-q"]);
+    env.ok(&env.run("sign", &args, None));
+    assert!(std::fs::symlink_metadata(env.path("m.sig.link")).unwrap().file_type().is_symlink());
+    assert!(env.read("out/m.sig").starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----"));
+    assert_eq!(std::fs::read_dir(env.path("out")).unwrap().count(), 1);
+
+    // a directory is a clear error, and stays a directory
+    let mut args = vec!["m"];
+    args.extend(SIGN);
+    args.extend(["-o", "out", "-q"]);
+    let out = env.run("sign", &args, None);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+    assert!(env.path("out").is_dir());
+    assert_eq!(std::fs::read_dir(env.path("out")).unwrap().count(), 1);
+}
+
+#[test]
+fn process_substitution_pipes_are_written_through() {
+    let env = Env::new();
+    let script = format!(
+        "{} m --key s.key --cert s.chain.pem -q -o >(cat > piped.sig); rc=$?; wait; sleep 0.3; exit $rc",
+        exe("sign").display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut piped = Vec::new();
+    for _ in 0..50 {
+        piped = env.read("piped.sig");
+        if piped.ends_with(b"-----END TESSERA MODULE SIGNATURE-----\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(piped.starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----"), "{}", String::from_utf8_lossy(&piped));
+    std::fs::write(env.path("m.sig"), &piped).unwrap();
+    env.ok(&env.run("verify", &["m", "--root", "ca/ca.pem", "-q"], None));
+}
+
+#[test]
+fn dash_reads_standard_input_for_every_file() {
+    let env = Env::new();
+    let key = env.read("s.key");
+    let chain = env.read("s.chain.pem");
+    let root = env.read("ca/ca.pem");
+    env.ok(&env.run("sign", &["m", "--key", "-", "--cert", "s.chain.pem", "-o", "a.sig", "-q"], Some(&key)));
+    env.ok(&env.run("sign", &["m", "--key", "s.key", "--cert", "-", "-o", "b.sig", "-q"], Some(&chain)));
+    env.ok(&env.run("verify", &["m", "--sig", "a.sig", "--root", "-", "-q"], Some(&root)));
+    env.ok(&env.run("ca", &["--dir", "ca", "crl", "-q"], None));
+    let crl = env.read("ca/crl.pem");
+    env.ok(&env.run(
+        "verify",
+        &["m", "--sig", "b.sig", "--root", "ca/ca.pem", "--crl", "-", "-q"],
+        Some(&crl),
+    ));
+    // raw-key mode, with an encrypted key whose passphrase comes from standard input
+    std::fs::write(env.path("pw"), b"secret words\n").unwrap();
+    env.ok(&env.run("sign", &["--generate", "me", "--passphrase-file", "pw", "-q"], None));
+    env.ok(&env.run(
+        "sign",
+        &["m", "--key", "me.key", "--passphrase-file", "-", "-o", "r.sig", "-q"],
+        Some(b"secret words\n"),
+    ));
+    let public = env.read("me.pub");
+    env.ok(&env.run("verify", &["m", "--sig", "r.sig", "--pubkey", "-", "-q"], Some(&public)));
+    // ca: the CA key's passphrase from standard input
+    env.ok(&env.run(
+        "ca",
+        &["init", "--dir", "ca2", "--name", "R2", "--passphrase-file", "pw", "-q"],
+        None,
+    ));
+    env.ok(&env.run(
+        "ca",
+        &["--dir", "ca2", "--passphrase-file", "-", "crl", "-q"],
+        Some(b"secret words\n"),
+    ));
+
+    // two inputs from standard input: a usage error, nothing written
+    for args in [
+        &["-", "--name", "m", "--key", "-", "--cert", "s.chain.pem", "-o", "x.sig"][..],
+        &["m", "--key", "-", "--cert", "-", "-o", "x.sig"][..],
+        &["m", "--key", "me.key", "--passphrase-file", "-", "--cert", "-", "-o", "x.sig"][..],
+    ] {
+        let out = env.run("sign", args, Some(&key));
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("sign: error: only one input can be read from stdin (-)"), "{}", stderr(&out));
+        assert!(!env.path("x.sig").exists());
+    }
+    let out = env.run("verify", &["m", "--sig", "-", "--root", "-"], Some(&root));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = env.run("verify", &["m", "--root", "-", "--crl", "-"], Some(&root));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+
+    // --generate - : a key pair needs a prefix
+    for prefix in ["-", "out/"] {
+        let out = env.run("sign", &["--generate", prefix, "--no-passphrase"], None);
+        assert_eq!(code(&out), 2, "{prefix:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--generate needs a file name prefix"), "{}", stderr(&out));
+    }
+    assert!(!env.path("-.key").exists() && !env.path("-.pub").exists());
+    assert!(!env.path(".key").exists());
+}
+
+#[test]
+fn passphrase_files_lose_exactly_one_line_ending() {
+    let env = Env::new();
+    std::fs::write(env.path("pw"), b"pw\n").unwrap();
+    env.ok(&env.run("sign", &["--generate", "k", "--passphrase-file", "pw", "-q"], None));
+    let sign_with = |contents: &[u8]| {
+        std::fs::write(env.path("pass"), contents).unwrap();
+        env.run("sign", &["m", "--key", "k.key", "--passphrase-file", "pass", "-o", "m.sig", "-q"], None)
+    };
+    env.ok(&sign_with(b"pw"));
+    env.ok(&sign_with(b"pw\n"));
+    env.ok(&sign_with(b"pw\r\n"));
+    for wrong in [&b"pw\n\n"[..], b"pw\r\n\r\n", b"pw\n\r\n", b"pw \n"] {
+        let out = sign_with(wrong);
+        assert_eq!(code(&out), 3, "{wrong:?} was accepted as pw");
+        assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
+    }
+    for empty in [&b""[..], b"\n", b"\r\n"] {
+        let out = sign_with(empty);
+        assert_eq!(code(&out), 3, "{empty:?}");
+        assert!(
+            stderr(&out).starts_with("sign: error: passphrase file pass is empty\nsign: hint: "),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
