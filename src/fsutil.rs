@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 /// Permission bits for files holding secrets.
 pub(crate) const PRIVATE_MODE: u32 = 0o600;
-/// Permission bits for public files (certificates, CRLs, the database).
+/// Permission bits for public files (certificates, CRLs).
 pub(crate) const PUBLIC_MODE: u32 = 0o644;
 
 /// Replaces `path` atomically with `bytes`.
@@ -145,6 +145,15 @@ impl AtomicFile {
             crate::pki::hex(&suffix)
         ));
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        // Exactly `mode`, whatever the umask (0644 stays 0644 under umask 077; 0600 under 000).
+        let chmod = {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+        };
+        if let Err(e) = chmod {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
         Ok(Self {
             target: target.to_path_buf(),
             temp: Some(temp),

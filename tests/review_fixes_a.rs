@@ -296,3 +296,51 @@ fn passphrase_files_lose_exactly_one_line_ending() {
         );
     }
 }
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Runs `ca ARGS` under umask 000 in `dir`.
+fn ca_umask_000(dir: &Path, args: &str) -> Output {
+    Command::new("bash")
+        .args(["-c", &format!("umask 000; exec {} {args}", exe("ca").display())])
+        .current_dir(dir)
+        .env_remove("TESSERA_PASSPHRASE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ca_init_makes_a_private_directory_and_fixed_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, before) in [("open", 0o777), ("usual", 0o755)] {
+        let ca = dir.path().join(name);
+        std::fs::create_dir(&ca).unwrap();
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(before)).unwrap();
+        let out = ca_umask_000(dir.path(), &format!("init --dir {name} --name R --no-passphrase"));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("the CA directory had mode {before:04o}; it is now 0700")),
+            "{}",
+            stderr(&out)
+        );
+        let out = ca_umask_000(dir.path(), &format!("--dir {name} crl -q"));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(mode(&ca), 0o700, "{name}");
+        for (file, expected) in [
+            ("ca.key", 0o600),
+            ("ca.pem", 0o644),
+            ("chain.pem", 0o644),
+            ("crl.pem", 0o644),
+            ("db.json", 0o600),
+            ("db.lock", 0o600),
+        ] {
+            assert_eq!(mode(&ca.join(file)), expected, "{name}/{file}");
+        }
+    }
+    // A new directory: 0700, no note.
+    let out = ca_umask_000(dir.path(), "init --dir fresh --name R --no-passphrase -q");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mode(&dir.path().join("fresh")), 0o700);
+}

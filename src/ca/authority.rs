@@ -610,11 +610,13 @@ impl CertificateAuthority {
         passphrase: Option<&Passphrase>,
     ) -> Result<Self, CaError> {
         check_free(dir)?;
+        let existed = dir.exists();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| CaError::io(dir, e))?;
+        make_private_dir(dir, existed)?;
         if let Err(e) = fsutil::remove_stale_temporaries(dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot look for leftover temporary files");
         }
@@ -1246,6 +1248,25 @@ fn crl_next_update(now: OffsetDateTime, lifetime: Duration) -> Result<OffsetDate
 }
 
 /// Refuses a directory that holds a CA, or what an interrupted `init` left of one.
+/// Makes a CA directory mode 0700, whatever the umask or the mode of a directory that was
+/// already there (a `mkdir`ed 0755 or 0777 one); the change of an existing mode is logged as a
+/// warning (on stderr in the CLI).
+fn make_private_dir(dir: &Path, existed: bool) -> Result<(), CaError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir).map_err(|e| CaError::io(dir, e))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| CaError::io(dir, e))?;
+        if existed {
+            tracing::warn!(
+                dir = %dir.display(),
+                "note: the CA directory had mode {mode:04o}; it is now 0700 (only its owner may read the CA's state)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check_free(dir: &Path) -> Result<(), CaError> {
     if dir.join(CA_CERT).symlink_metadata().is_ok() {
         return Err(CaError::AlreadyInitialised { dir: dir.into() });

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use super::CaError;
 use crate::fsutil;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 /// The database file's name inside a CA directory.
 pub const DATABASE_FILE: &str = "db.json";
@@ -200,7 +201,7 @@ impl Database {
     pub(crate) fn create(dir: &Path, ca_fingerprint: &str) -> Result<(), CaError> {
         let path = dir.join(DATABASE_FILE);
         let bytes = Self::new(ca_fingerprint).to_bytes(&path)?;
-        fsutil::create_new_atomic(&path, &bytes, fsutil::PUBLIC_MODE).map_err(|e| CaError::io(path, e))
+        fsutil::create_new_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
     }
 
     /// Refuses a database that belongs to another CA (whose certificate has another
@@ -237,7 +238,7 @@ impl Database {
     fn save(&self, dir: &Path) -> Result<(), CaError> {
         let path = dir.join(DATABASE_FILE);
         let bytes = self.to_bytes(&path)?;
-        fsutil::write_atomic(&path, &bytes, fsutil::PUBLIC_MODE).map_err(|e| CaError::io(path, e))
+        fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
     }
 
     /// Locks the database of the CA in `dir` (waiting for other processes) and loads it. Change
@@ -384,8 +385,14 @@ impl Lock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(fsutil::PRIVATE_MODE)
             .open(&path)
             .map_err(|e| CaError::io(&path, e))?;
+        // 0600 whatever the umask (an older or umask-000 lock file is tightened too).
+        if file.metadata().is_ok_and(|m| m.permissions().mode() & 0o777 != fsutil::PRIVATE_MODE) {
+            file.set_permissions(std::fs::Permissions::from_mode(fsutil::PRIVATE_MODE))
+                .map_err(|e| CaError::io(&path, e))?;
+        }
         file.lock().map_err(|e| CaError::io(&path, e))?;
         Ok(Self { _file: file })
     }
