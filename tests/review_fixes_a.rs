@@ -344,3 +344,55 @@ fn ca_init_makes_a_private_directory_and_fixed_modes() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mode(&dir.path().join("fresh")), 0o700);
 }
+
+#[test]
+fn reloads_read_the_passphrase_file_again() {
+    use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile};
+    use tessera::channel::{ReloadableServerConfig, ServerFiles};
+    use tessera::pki::{Passphrase, PrivateKey};
+    use time::OffsetDateTime;
+
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let ca = CertificateAuthority::init(&dir.path().join("ca"), &InitRequest::new("R"), None, earlier).unwrap();
+    ca.issue(&IssueRequest::new(Profile::Server, "localhost"), earlier)
+        .unwrap()
+        .write(&dir.path().join("srv"), None)
+        .unwrap();
+    let key_path = dir.path().join("srv.key");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, b"first words\n").unwrap();
+    let mut files = ServerFiles::new(dir.path().join("srv.chain.pem"), &key_path);
+    files.passphrase_file = Some(pw.clone());
+    // Started with an unencrypted key: the passphrase file is not needed yet.
+    let first = files.load(OffsetDateTime::now_utc()).unwrap();
+    let server = ReloadableServerConfig::from_files(first, files);
+    // The key is encrypted before a reload: the file is read again.
+    let key = PrivateKey::load(&key_path, None).unwrap();
+    let encrypted = dir.path().join("srv.key.new");
+    key.save(&encrypted, Some(&Passphrase::new("first words".into()))).unwrap();
+    std::fs::rename(&encrypted, &key_path).unwrap();
+    assert_eq!(server.reload().unwrap(), 1);
+    // The passphrase file changes with the key.
+    key.save(&encrypted, Some(&Passphrase::new("second words".into()))).unwrap();
+    std::fs::rename(&encrypted, &key_path).unwrap();
+    let err = chain(&server.reload().unwrap_err());
+    assert!(!err.contains("no passphrase was given"), "{err}");
+    assert!(err.contains("passphrase"), "{err}");
+    std::fs::write(&pw, b"second words\n").unwrap();
+    assert_eq!(server.reload().unwrap(), 2);
+    // An empty passphrase file is named as such.
+    std::fs::write(&pw, b"\n").unwrap();
+    let err = chain(&server.reload().unwrap_err());
+    assert!(err.contains(&format!("passphrase file {} is not valid: it is empty", pw.display())), "{err}");
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}

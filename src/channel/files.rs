@@ -38,6 +38,10 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`ChannelError::Load`] (with [`PkiError::Io`]) when it cannot be examined,
 /// [`ChannelError::NotAFile`], [`ChannelError::FileTooLarge`].
 pub fn check_regular_file(path: &Path, what: &str) -> Result<u64, ChannelError> {
+    if pem::is_stdin(path) {
+        // `-`: standard input, read once and kept (see `pki::pem::read_file`).
+        return Ok(0);
+    }
     let meta = std::fs::metadata(path).map_err(|e| io_error(path, what, e))?;
     check_metadata(path, what, &meta)
 }
@@ -89,8 +93,16 @@ fn io_error(path: &Path, what: &str, error: std::io::Error) -> ChannelError {
 }
 
 /// Reads a regular file of at most [`MAX_PEM_FILE`] bytes (checked before opening, and again on
-/// the opened file). Also returns the opened file's metadata.
-fn read_regular(path: &Path, what: &str) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), ChannelError> {
+/// the opened file). Also returns the opened file's metadata. `-` reads standard input once;
+/// later reads of `-` (a reload) get the same bytes, and no metadata.
+fn read_regular(path: &Path, what: &str) -> Result<(Zeroizing<Vec<u8>>, Option<std::fs::Metadata>), ChannelError> {
+    if pem::is_stdin(path) {
+        let bytes = pem::read_file(path).map_err(|source| ChannelError::Load {
+            what: format!("{what} (standard input)"),
+            source,
+        })?;
+        return Ok((Zeroizing::new(bytes), None));
+    }
     check_regular_file(path, what)?;
     let file = std::fs::File::open(path).map_err(|e| io_error(path, what, e))?;
     let meta = file.metadata().map_err(|e| io_error(path, what, e))?;
@@ -108,7 +120,7 @@ fn read_regular(path: &Path, what: &str) -> Result<(Zeroizing<Vec<u8>>, std::fs:
             max: MAX_PEM_FILE,
         });
     }
-    Ok((bytes, meta))
+    Ok((bytes, Some(meta)))
 }
 
 /// Reads a PEM certificate chain (end entity first).
@@ -132,7 +144,7 @@ pub(crate) fn read_key(path: &Path, passphrase: Option<&Passphrase>) -> Result<P
     use std::os::unix::fs::PermissionsExt;
     let what = "private key";
     let (bytes, meta) = read_regular(path, what)?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    if meta.is_some_and(|meta| meta.permissions().mode() & 0o077 != 0) {
         tracing::warn!(
             path = %path.display(),
             "private key file is readable by group or others; `chmod 600` it"
@@ -266,6 +278,11 @@ pub struct ServerFiles {
     pub key: PathBuf,
     /// The passphrase of an encrypted key, kept for reloads.
     pub passphrase: Option<Arc<Passphrase>>,
+    /// A passphrase file (`--passphrase-file`), read again ([`Passphrase::from_file`]) on
+    /// every load that finds the key encrypted: a key re-encrypted (or encrypted for the first
+    /// time) before a reload is decrypted with the file's current content. Takes precedence over
+    /// `passphrase`.
+    pub passphrase_file: Option<PathBuf>,
     /// Roots for client certificates; `None`: no client authentication.
     pub client_ca: Option<PathBuf>,
     /// CRLs for client certificates.
@@ -295,6 +312,7 @@ impl ServerFiles {
             cert: cert.into(),
             key: key.into(),
             passphrase: None,
+            passphrase_file: None,
             client_ca: None,
             crls: Vec::new(),
             authorization: Authorization::any_verified(),
@@ -328,7 +346,7 @@ impl ServerFiles {
             check_regular_file(path, what)?;
         }
         let chain = read_chain(&self.cert)?;
-        let key = read_key(&self.key, self.passphrase.as_deref())?;
+        let key = self.read_key()?;
         let credentials = super::Credentials::new(chain, &key)?;
         credentials.check_usable(
             Usage::Server,
@@ -349,6 +367,21 @@ impl ServerFiles {
             options: self.options.clone(),
         })?;
         Ok(LoadedServerConfig { config, crls, warnings })
+    }
+
+    /// The key, decrypted with the passphrase file's current content when there is a file and
+    /// the key is encrypted, else with `passphrase`.
+    fn read_key(&self) -> Result<PrivateKey, ChannelError> {
+        let from_file = match &self.passphrase_file {
+            Some(file) if PrivateKey::is_encrypted_file(&self.key) => {
+                Some(Passphrase::from_file(file).map_err(|source| ChannelError::Load {
+                    what: format!("the passphrase for private key {}", self.key.display()),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
+        read_key(&self.key, from_file.as_ref().or(self.passphrase.as_deref()))
     }
 
     /// [`ServerFiles::load`] on Tokio's blocking pool at the current time, under `deadline`:

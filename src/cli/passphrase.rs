@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::CliError;
-use crate::pki::{Passphrase, PrivateKey, pem};
+use crate::pki::{Passphrase, PkiError, PrivateKey};
 
 /// The environment variable holding a passphrase.
 pub const PASSPHRASE_ENV: &str = "TESSERA_PASSPHRASE";
@@ -67,21 +67,15 @@ pub fn read_passphrase(
 /// # Errors
 /// [`CliError`] (exit 3) when the file cannot be read, is not UTF-8, or holds no passphrase.
 pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, CliError> {
-    let name = pem::display_name(path);
-    let bytes = zeroize::Zeroizing::new(pem::read_file(path).map_err(|e| CliError::failure(e.to_string()))?);
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| CliError::failure(format!("passphrase file {name} is not UTF-8 text")))?;
-    let text = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(text);
-    if text.is_empty() {
-        return Err(CliError::failure(format!("passphrase file {name} is empty")).with_hint(
-            "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`), or \
-             create the key with --no-passphrase",
-        ));
-    }
-    Ok(Passphrase::exact(text.to_string()))
+    Passphrase::from_file(path).map_err(|e| match e {
+        PkiError::Malformed { what, reason } if reason == "it is empty" => CliError::failure(format!("{what} is empty"))
+            .with_hint(
+                "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`), or \
+                 create the key with --no-passphrase",
+            ),
+        PkiError::Malformed { what, reason } => CliError::failure(format!("{what}: {reason}")),
+        other => CliError::failure(other.to_string()),
+    })
 }
 
 /// The passphrase for the key file `key`: `None` when the key is not encrypted, else read as

@@ -92,6 +92,28 @@ impl Passphrase {
         Self(Zeroizing::new(text))
     }
 
+    /// Reads a passphrase file (`-`: standard input, read once and kept, see
+    /// [`super::pem::read_file`]): its whole content less exactly one trailing line ending
+    /// (`\n` or `\r\n`, as `echo pw > f` leaves). Any other whitespace, further newlines
+    /// included, is part of the passphrase.
+    ///
+    /// # Errors
+    /// [`PkiError::Io`] when the file cannot be read; [`PkiError::Malformed`] when it is not
+    /// UTF-8 or holds no passphrase (`passphrase file F is not valid: it is empty`).
+    pub fn from_file(path: &Path) -> Result<Self, PkiError> {
+        let what = format!("passphrase file {}", super::pem::display_name(path));
+        let bytes = Zeroizing::new(read_file(path)?);
+        let text = std::str::from_utf8(&bytes).map_err(|_| PkiError::malformed(&what, "it is not UTF-8 text"))?;
+        let text = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(text);
+        if text.is_empty() {
+            return Err(PkiError::malformed(&what, "it is empty"));
+        }
+        Ok(Self::exact(text.to_string()))
+    }
+
     /// The passphrase's bytes.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()

@@ -183,6 +183,24 @@ const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
 fn run(args: cli::Args) -> anyhow::Result<()> {
     use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
     refuse_key_log_over_inputs(&args)?;
+    let mut dashes = vec![
+        ("--ca", Some(args.ca.as_path())),
+        ("--cert", args.cert.as_deref()),
+        ("--key", args.key.as_deref()),
+        ("--passphrase-file", args.passphrase_file.as_deref()),
+    ];
+    dashes.extend(args.crl.iter().map(|crl| ("--crl", Some(crl.as_path()))));
+    tessera::cli::ensure_one_stdin(&dashes)?;
+    if let Some((flag, _)) = dashes.iter().find(|(_, path)| path.is_some_and(tessera::pki::pem::is_stdin))
+        && args.messages.is_empty()
+        && !args.bench
+    {
+        return Err(CliError::usage(format!(
+            "{flag} - reads standard input, which without MESSAGE arguments is the stream to send"
+        ))
+        .with_hint("give the messages as arguments, or the file by name")
+        .into());
+    }
     let policy = args.rotation.policy().map_err(CliError::usage)?;
     let connect_timeout =
         timeout_seconds(args.connect_timeout, "--connect-timeout", MAX_PHASE_SECONDS).map_err(CliError::usage)?;

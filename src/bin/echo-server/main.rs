@@ -99,6 +99,15 @@ impl Limits {
 
 fn run(args: cli::Args) -> anyhow::Result<()> {
     refuse_key_log_over_inputs(&args)?;
+    // `-` is read once at start; a reload (SIGHUP) reuses those bytes and re-reads the rest.
+    let mut dashes = vec![
+        ("--cert", Some(args.cert.as_path())),
+        ("--key", Some(args.key.as_path())),
+        ("--passphrase-file", args.passphrase_file.as_deref()),
+        ("--client-ca", args.client_ca.as_deref()),
+    ];
+    dashes.extend(args.crl.iter().map(|crl| ("--crl", Some(crl.as_path()))));
+    tessera::cli::ensure_one_stdin(&dashes)?;
     let limits = Arc::new(Limits::from_args(&args)?);
     let mut options = TlsOptions::with_sslkeylogfile();
     options.allow_tls12 = args.insecure_allow_tls12;
@@ -106,6 +115,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         cert: args.cert.clone(),
         key: args.key.clone(),
         passphrase: None,
+        passphrase_file: args.passphrase_file.clone(),
         client_ca: args.client_ca.clone(),
         crls: args.crl.clone(),
         authorization: Authorization::only(args.allow.clone()),
