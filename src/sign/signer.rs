@@ -14,6 +14,41 @@ use super::keys::{PublicKey, certificate_key, signing_key};
 use super::statement::{MAX_MODULE_LEN, SignerId, Statement, check_name, whole_seconds};
 use crate::pki::{CertificateInfo, PkiError, PrivateKey, pem};
 
+/// Refuses a CHAIN whose certificates are not each issued by the next: the next one must be a
+/// CA whose subject is the previous one's issuer (and whose subject key identifier is its
+/// authority key identifier, when both are given; RFC 5280 4.2.1.1).
+fn check_chain_order(chain: &[CertificateDer<'static>]) -> Result<(), PkiError> {
+    let infos = chain
+        .iter()
+        .map(|c| CertificateInfo::from_der(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (index, pair) in infos.windows(2).enumerate() {
+        let (child, parent) = (&pair[0], &pair[1]);
+        let (n, m) = (index + 1, index + 2);
+        let key_ids_differ = matches!(
+            (&child.authority_key_id, &parent.subject_key_id),
+            (Some(aki), Some(ski)) if !aki.eq_ignore_ascii_case(ski)
+        );
+        if child.issuer != parent.subject || key_ids_differ {
+            return Err(PkiError::malformed(
+                "certificate chain",
+                format!(
+                    "certificate {m} ({}) did not issue certificate {n} ({}, issued by {}): CHAIN must be the \
+                     signer's certificate followed by each issuer in turn, without the root",
+                    parent.subject, child.subject, child.issuer
+                ),
+            ));
+        }
+        if !parent.is_ca {
+            return Err(PkiError::malformed(
+                "certificate chain",
+                format!("certificate {m} ({}) is not a CA certificate, so it cannot issue certificate {n}", parent.subject),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What to sign a module as.
 #[derive(Clone, Debug)]
 pub struct SignRequest {
@@ -70,9 +105,15 @@ impl Signer {
     /// signer's is self-signed (subject = issuer: a root, which bundles never carry), PKI errors
     /// for unreadable certificates. Validity is checked when signing, at the signing time.
     ///
+    /// [`PkiError::Malformed`] when CHAIN is not in order: each certificate after the first
+    /// must be a CA certificate whose subject is the previous certificate's issuer (and whose
+    /// subject key identifier is its authority key identifier, when both are present).
+    ///
     /// # Security
-    /// Only the certificate's own facts are checked here; whether it chains to a trusted root
-    /// is the verifier's decision (`pki::TrustStore::verify`).
+    /// Only the chain's own facts are checked here; whether it reaches a trusted root — in
+    /// particular whether an intermediate is missing after the last certificate — is the
+    /// verifier's decision (`pki::TrustStore::verify`): check it before signing with
+    /// [`Signer::check_trust`] when the root is at hand.
     pub fn with_certificate(key: &PrivateKey, chain: Vec<CertificateDer<'static>>) -> Result<Self, SignError> {
         let leaf = chain.first().ok_or_else(|| PkiError::Missing {
             what: "certificate chain".into(),
@@ -102,6 +143,7 @@ impl Signer {
                 });
             }
         }
+        check_chain_order(&chain)?;
         let info = CertificateInfo::from_der(leaf)?;
         let cert_key = certificate_key(leaf, &format!("certificate {}", info.subject))?;
         let signing = signing_key(key, "signing key")?;
@@ -130,6 +172,30 @@ impl Signer {
             certificate: Some(info),
             id: SignerId::Certificate(id),
         })
+    }
+
+    /// Checks that a verifier pinning a root of `trust` will accept this signer's chain at
+    /// `time` with the code-signing usage (RFC 5280 6.1 path validation, through
+    /// [`crate::pki::TrustStore::verify`], the check `verify` makes): so that nothing is signed
+    /// that Tessera then refuses, e.g. for an intermediate missing from the chain. A raw-key
+    /// signer has no chain: [`PkiError::Missing`].
+    ///
+    /// # Errors
+    /// As [`crate::pki::TrustStore::verify`]: a rejection says why the chain is not trusted.
+    pub fn check_trust(
+        &self,
+        trust: &crate::pki::TrustStore,
+        time: OffsetDateTime,
+    ) -> Result<crate::pki::VerifiedChain, PkiError> {
+        let (leaf, intermediates) = self.chain.split_first().ok_or_else(|| PkiError::Missing {
+            what: "raw-key signer".into(),
+            expected: pem::CERTIFICATE,
+        })?;
+        trust.verify(
+            leaf,
+            intermediates,
+            &crate::pki::VerifyRequest::new(crate::pki::Usage::CodeSigning, time),
+        )
     }
 
     /// A raw-key signer: no certificate; verifiers pin its public key.

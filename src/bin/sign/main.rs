@@ -51,6 +51,10 @@ struct Cli {
     /// Without it, signs in raw-key mode.
     #[arg(long, value_name = "CHAIN")]
     cert: Option<PathBuf>,
+    /// The root CA certificate(s) `verify` will pin (PEM; `-` reads standard input): the chain is
+    /// then checked through to it, with the code-signing usage, before anything is signed.
+    #[arg(long, value_name = "ROOT", requires = "cert")]
+    root: Option<PathBuf>,
     /// Where to write: default FILE.sig, or FILE.signed with --embed; `-` is standard output.
     /// A file is replaced atomically; it may not be one of the inputs.
     #[arg(short, long, value_name = "OUT")]
@@ -174,6 +178,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ("--key", Some(key_path.as_path())),
         ("--cert", cli.cert.as_deref()),
         ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--root", cli.root.as_deref()),
     ])?;
     let stdin = is_dash(file);
     let name = match (&cli.name, stdin) {
@@ -215,6 +220,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if let Some(pass) = &cli.passphrase_file {
         inputs.push(FileArg::new("the passphrase file", pass));
     }
+    if let Some(root) = &cli.root {
+        inputs.push(FileArg::new("the root (--root)", root));
+    }
     let role = if cli.output.is_some() {
         "the output (-o)"
     } else {
@@ -235,6 +243,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     drop(key);
     let request = SignRequest::new(name, OffsetDateTime::now_utc()).with_hash(hash);
+    check_chain(cli, &signer, request.time)?;
 
     let bundle = if stdin {
         sign_to(cli, &signer, &request, io::stdin(), "standard input", 0, &output)?
@@ -294,6 +303,42 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             .as_bytes(),
         )?;
     }
+    Ok(())
+}
+
+/// With `--root`: refuses (exit 3) a chain that `verify --root` would refuse, so nothing is
+/// signed that Tessera then rejects. Without it (certificate mode), warns that the chain could
+/// only be checked for order, not up to a root.
+fn check_chain(cli: &Cli, signer: &Signer, time: OffsetDateTime) -> anyhow::Result<()> {
+    let Some(chain) = &cli.cert else {
+        return Ok(());
+    };
+    let Some(root) = &cli.root else {
+        if !cli.quiet {
+            tessera::errln!(
+                "{TOOL}: warning: without --root, CHAIN was checked for order only: if it lacks an \
+                 intermediate CA certificate, `verify` will refuse the signature (unknown issuer)"
+            );
+            tessera::errln!("{TOOL}: hint: pass the root that verifiers pin with --root ROOT to check CHAIN up to it");
+        }
+        return Ok(());
+    };
+    let trust = tessera::pki::TrustStore::from_root_file(root)?;
+    let _verified = signer.check_trust(&trust, time).map_err(|e| {
+        let message = format!(
+            "the chain {} does not verify against {} for code signing: {e}; nothing was signed",
+            printable(&pem::display_name(chain)),
+            printable(&pem::display_name(root))
+        );
+        if e.is_rejection() {
+            CliError::failure(message).with_hint(
+                "CHAIN must hold the signer's certificate and every intermediate CA certificate up to \
+                 (not including) the root: e.g. the PREFIX.chain.pem that `ca issue` wrote",
+            )
+        } else {
+            CliError::failure(message)
+        }
+    })?;
     Ok(())
 }
 
