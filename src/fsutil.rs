@@ -645,7 +645,15 @@ mod tests {
     fn temporary_names_carry_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let f = AtomicFile::create(&dir.path().join("out.pem")).unwrap();
-        let name = f.temp.as_ref().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+        let name = f
+            .temp
+            .as_ref()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(temporary_owner(&name), Some(Some(std::process::id())), "{name}");
         assert_eq!(temporary_owner("out.pem"), None);
     }

@@ -36,10 +36,25 @@ impl Env {
         let env = Self {
             dir: tempfile::tempdir().unwrap(),
         };
-        env.ok(&env.run("ca", &["init", "--dir", "ca", "--name", "R", "--no-passphrase", "-q"], None));
         env.ok(&env.run(
             "ca",
-            &["--dir", "ca", "issue", "--profile", "code-signing", "--name", "s", "--out", "s", "-q"],
+            &["init", "--dir", "ca", "--name", "R", "--no-passphrase", "-q"],
+            None,
+        ));
+        env.ok(&env.run(
+            "ca",
+            &[
+                "--dir",
+                "ca",
+                "issue",
+                "--profile",
+                "code-signing",
+                "--name",
+                "s",
+                "--out",
+                "s",
+                "-q",
+            ],
             None,
         ));
         std::fs::write(env.path("m"), (0..1000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>()).unwrap();
@@ -129,15 +144,51 @@ fn devices_fifos_and_links_are_written_through() {
     args.push("-q");
     env.ok(&env.run("sign", &args, None));
     let mynull2 = env.mknod_null("mynull2");
-    env.ok(&env.run("verify", &["m", "--root", "ca/ca.pem", "--extract", "mynull2", "-q"], None));
+    env.ok(&env.run(
+        "verify",
+        &["m", "--root", "ca/ca.pem", "--extract", "mynull2", "-q"],
+        None,
+    ));
     assert!(is_char_device(&mynull2), "verify --extract replaced the device");
 
-    // ca crl --out a FIFO: the reader gets the CRL, the FIFO stays
+    // verify --extract into a FIFO: only verified bytes reach it
     let fifo = env.mkfifo("myfifo");
+    let reader = drain(&fifo);
+    env.ok(&env.run(
+        "verify",
+        &["m", "--root", "ca/ca.pem", "--extract", "myfifo", "-q"],
+        None,
+    ));
+    assert_eq!(reader.join().unwrap(), env.read("m"));
+    std::fs::copy(env.path("m"), env.path("bad")).unwrap();
+    std::fs::copy(env.path("m.sig"), env.path("bad.sig")).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.path("bad"))
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
+    let reader = drain(&fifo);
+    let out = env.run(
+        "verify",
+        &["bad", "--root", "ca/ca.pem", "--extract", "myfifo", "-q"],
+        None,
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The FIFO was never opened for writing: open it once to end the reader.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    assert_eq!(reader.join().unwrap(), b"");
+    assert!(is_fifo(&fifo));
+
+    // ca crl --out a FIFO: the reader gets the CRL, the FIFO stays
     let reader = drain(&fifo);
     env.ok(&env.run("ca", &["--dir", "ca", "crl", "--out", "myfifo", "-q"], None));
     let crl = reader.join().unwrap();
-    assert!(crl.starts_with(b"-----BEGIN X509 CRL-----\n"), "{}", String::from_utf8_lossy(&crl));
+    assert!(
+        crl.starts_with(b"-----BEGIN X509 CRL-----\n"),
+        "{}",
+        String::from_utf8_lossy(&crl)
+    );
     assert!(is_fifo(&fifo));
     assert_eq!(crl, env.read("ca/crl.pem"));
 
@@ -155,7 +206,12 @@ fn devices_fifos_and_links_are_written_through() {
     std::fs::write(env.path("real.crl"), b"old\n").unwrap();
     std::os::unix::fs::symlink("real.crl", env.path("link.crl")).unwrap();
     env.ok(&env.run("ca", &["--dir", "ca", "crl", "--out", "link.crl", "-q"], None));
-    assert!(std::fs::symlink_metadata(env.path("link.crl")).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(env.path("link.crl"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(env.read("real.crl"), env.read("ca/crl.pem"));
     // a link into another directory: the temporary file goes there, nothing is left behind
     std::fs::create_dir(env.path("out")).unwrap();
@@ -164,8 +220,16 @@ fn devices_fifos_and_links_are_written_through() {
     args.extend(SIGN);
     args.extend(["-o", "m.sig.link", "-q"]);
     env.ok(&env.run("sign", &args, None));
-    assert!(std::fs::symlink_metadata(env.path("m.sig.link")).unwrap().file_type().is_symlink());
-    assert!(env.read("out/m.sig").starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----"));
+    assert!(
+        std::fs::symlink_metadata(env.path("m.sig.link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        env.read("out/m.sig")
+            .starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----")
+    );
     assert_eq!(std::fs::read_dir(env.path("out")).unwrap().count(), 1);
 
     // a directory is a clear error, and stays a directory
@@ -200,7 +264,11 @@ fn process_substitution_pipes_are_written_through() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(piped.starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----"), "{}", String::from_utf8_lossy(&piped));
+    assert!(
+        piped.starts_with(b"-----BEGIN TESSERA MODULE SIGNATURE-----"),
+        "{}",
+        String::from_utf8_lossy(&piped)
+    );
     std::fs::write(env.path("m.sig"), &piped).unwrap();
     env.ok(&env.run("verify", &["m", "--root", "ca/ca.pem", "-q"], None));
 }
@@ -211,8 +279,16 @@ fn dash_reads_standard_input_for_every_file() {
     let key = env.read("s.key");
     let chain = env.read("s.chain.pem");
     let root = env.read("ca/ca.pem");
-    env.ok(&env.run("sign", &["m", "--key", "-", "--cert", "s.chain.pem", "-o", "a.sig", "-q"], Some(&key)));
-    env.ok(&env.run("sign", &["m", "--key", "s.key", "--cert", "-", "-o", "b.sig", "-q"], Some(&chain)));
+    env.ok(&env.run(
+        "sign",
+        &["m", "--key", "-", "--cert", "s.chain.pem", "-o", "a.sig", "-q"],
+        Some(&key),
+    ));
+    env.ok(&env.run(
+        "sign",
+        &["m", "--key", "s.key", "--cert", "-", "-o", "b.sig", "-q"],
+        Some(&chain),
+    ));
     env.ok(&env.run("verify", &["m", "--sig", "a.sig", "--root", "-", "-q"], Some(&root)));
     env.ok(&env.run("ca", &["--dir", "ca", "crl", "-q"], None));
     let crl = env.read("ca/crl.pem");
@@ -247,11 +323,25 @@ fn dash_reads_standard_input_for_every_file() {
     for args in [
         &["-", "--name", "m", "--key", "-", "--cert", "s.chain.pem", "-o", "x.sig"][..],
         &["m", "--key", "-", "--cert", "-", "-o", "x.sig"][..],
-        &["m", "--key", "me.key", "--passphrase-file", "-", "--cert", "-", "-o", "x.sig"][..],
+        &[
+            "m",
+            "--key",
+            "me.key",
+            "--passphrase-file",
+            "-",
+            "--cert",
+            "-",
+            "-o",
+            "x.sig",
+        ][..],
     ] {
         let out = env.run("sign", args, Some(&key));
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).starts_with("sign: error: only one input can be read from stdin (-)"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("sign: error: only one input can be read from stdin (-)"),
+            "{}",
+            stderr(&out)
+        );
         assert!(!env.path("x.sig").exists());
     }
     let out = env.run("verify", &["m", "--sig", "-", "--root", "-"], Some(&root));
@@ -263,7 +353,11 @@ fn dash_reads_standard_input_for_every_file() {
     for prefix in ["-", "out/"] {
         let out = env.run("sign", &["--generate", prefix, "--no-passphrase"], None);
         assert_eq!(code(&out), 2, "{prefix:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("--generate needs a file name prefix"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--generate needs a file name prefix"),
+            "{}",
+            stderr(&out)
+        );
     }
     assert!(!env.path("-.key").exists() && !env.path("-.pub").exists());
     assert!(!env.path(".key").exists());
@@ -276,7 +370,11 @@ fn passphrase_files_lose_exactly_one_line_ending() {
     env.ok(&env.run("sign", &["--generate", "k", "--passphrase-file", "pw", "-q"], None));
     let sign_with = |contents: &[u8]| {
         std::fs::write(env.path("pass"), contents).unwrap();
-        env.run("sign", &["m", "--key", "k.key", "--passphrase-file", "pass", "-o", "m.sig", "-q"], None)
+        env.run(
+            "sign",
+            &["m", "--key", "k.key", "--passphrase-file", "pass", "-o", "m.sig", "-q"],
+            None,
+        )
     };
     env.ok(&sign_with(b"pw"));
     env.ok(&sign_with(b"pw\n"));
@@ -370,11 +468,13 @@ fn reloads_read_the_passphrase_file_again() {
     // The key is encrypted before a reload: the file is read again.
     let key = PrivateKey::load(&key_path, None).unwrap();
     let encrypted = dir.path().join("srv.key.new");
-    key.save(&encrypted, Some(&Passphrase::new("first words".into()))).unwrap();
+    key.save(&encrypted, Some(&Passphrase::new("first words".into())))
+        .unwrap();
     std::fs::rename(&encrypted, &key_path).unwrap();
     assert_eq!(server.reload().unwrap(), 1);
     // The passphrase file changes with the key.
-    key.save(&encrypted, Some(&Passphrase::new("second words".into()))).unwrap();
+    key.save(&encrypted, Some(&Passphrase::new("second words".into())))
+        .unwrap();
     std::fs::rename(&encrypted, &key_path).unwrap();
     let err = chain(&server.reload().unwrap_err());
     assert!(!err.contains("no passphrase was given"), "{err}");
@@ -384,7 +484,10 @@ fn reloads_read_the_passphrase_file_again() {
     // An empty passphrase file is named as such.
     std::fs::write(&pw, b"\n").unwrap();
     let err = chain(&server.reload().unwrap_err());
-    assert!(err.contains(&format!("passphrase file {} is not valid: it is empty", pw.display())), "{err}");
+    assert!(
+        err.contains(&format!("passphrase file {} is not valid: it is empty", pw.display())),
+        "{err}"
+    );
 }
 
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -395,4 +498,240 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[test]
+fn sign_refuses_a_chain_verify_would_refuse() {
+    let env = Env::new();
+    env.ok(&env.run(
+        "ca",
+        &[
+            "init",
+            "--dir",
+            "inter",
+            "--name",
+            "Inter",
+            "--parent",
+            "ca",
+            "--no-passphrase",
+            "-q",
+        ],
+        None,
+    ));
+    env.ok(&env.run(
+        "ca",
+        &[
+            "--dir",
+            "inter",
+            "issue",
+            "--profile",
+            "code-signing",
+            "--name",
+            "t",
+            "--out",
+            "t",
+            "-q",
+        ],
+        None,
+    ));
+    let chain = String::from_utf8(env.read("t.chain.pem")).unwrap();
+    let blocks: Vec<String> = chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(blocks.len(), 2, "{chain}");
+    std::fs::write(env.path("leaf.pem"), &blocks[0]).unwrap();
+    std::fs::write(env.path("reversed.pem"), format!("{}{}", blocks[1], blocks[0])).unwrap();
+    let other = String::from_utf8(env.read("s.chain.pem")).unwrap();
+    std::fs::write(env.path("unrelated.pem"), format!("{}{}", blocks[0], other)).unwrap();
+
+    // With --root: the leaf alone is refused (the intermediate is missing), nothing written.
+    let out = env.run(
+        "sign",
+        &["m", "--key", "t.key", "--cert", "leaf.pem", "--root", "ca/ca.pem"],
+        None,
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .starts_with("sign: error: the chain leaf.pem does not verify against ca/ca.pem for code signing: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("sign: hint: CHAIN must hold the signer's certificate and every intermediate"));
+    assert!(!env.path("m.sig").exists());
+    // The whole chain passes, quietly, and verifies.
+    let out = env.run(
+        "sign",
+        &["m", "--key", "t.key", "--cert", "t.chain.pem", "--root", "ca/ca.pem"],
+        None,
+    );
+    env.ok(&out);
+    assert_eq!(stderr(&out), "");
+    env.ok(&env.run("verify", &["m", "--root", "ca/ca.pem", "-q"], None));
+    std::fs::remove_file(env.path("m.sig")).unwrap();
+    // A root from standard input.
+    let root = env.read("ca/ca.pem");
+    env.ok(&env.run(
+        "sign",
+        &[
+            "m",
+            "--key",
+            "t.key",
+            "--cert",
+            "t.chain.pem",
+            "--root",
+            "-",
+            "-o",
+            "in.sig",
+            "-q",
+        ],
+        Some(&root),
+    ));
+
+    // Without --root: chains out of order or with a stranger are refused...
+    for bad in ["reversed.pem", "unrelated.pem"] {
+        let out = env.run("sign", &["m", "--key", "t.key", "--cert", bad], None);
+        assert_eq!(code(&out), 3, "{bad}: {}", stderr(&out));
+        if bad == "unrelated.pem" {
+            assert!(stderr(&out).contains("did not issue certificate 1"), "{}", stderr(&out));
+        }
+        assert!(!env.path("m.sig").exists());
+    }
+    // ...and what cannot be checked is signed with a warning.
+    let out = env.run("sign", &["m", "--key", "t.key", "--cert", "leaf.pem"], None);
+    env.ok(&out);
+    assert!(
+        stderr(&out).starts_with("sign: warning: without --root, CHAIN was checked for order only"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn echo_tools_read_one_file_from_standard_input() {
+    use std::io::BufRead;
+    let env = Env::new();
+    env.ok(&env.run(
+        "ca",
+        &[
+            "--dir",
+            "ca",
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "localhost",
+            "--san",
+            "127.0.0.1",
+            "--out",
+            "srv",
+            "-q",
+        ],
+        None,
+    ));
+    env.ok(&env.run(
+        "ca",
+        &[
+            "--dir",
+            "ca",
+            "issue",
+            "--profile",
+            "client",
+            "--name",
+            "alice",
+            "--out",
+            "alice",
+            "-q",
+        ],
+        None,
+    ));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            "-",
+            "--key",
+            "srv.key",
+            "--client-ca",
+            "ca/ca.pem",
+        ])
+        .current_dir(env.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    stdin.write_all(&env.read("srv.chain.pem")).unwrap();
+    drop(stdin);
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line.trim().strip_prefix("listening on ").map(str::to_string);
+    let client = |args: &[&str], input: Option<&[u8]>| {
+        let mut all = vec!["--connect", address.as_deref().unwrap(), "--server-name", "localhost"];
+        all.extend(args);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-client"))
+            .args(&all)
+            .current_dir(env.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.unwrap_or_default()).unwrap();
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    };
+    let result = (|| {
+        address.as_ref().ok_or(format!("no address in {line:?}"))?;
+        let root = env.read("ca/ca.pem");
+        let out = client(
+            &["--ca", "-", "--cert", "alice.chain.pem", "--key", "alice.key", "hello"],
+            Some(&root),
+        );
+        if code(&out) != 0 || out.stdout != b"hello\n" {
+            return Err(format!("first: {}", stderr(&out)));
+        }
+        // A reload re-reads the files and reuses the certificate chain read from stdin.
+        let pid = server.id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let key = env.read("alice.key");
+        let out = client(
+            &["--ca", "ca/ca.pem", "--cert", "alice.chain.pem", "--key", "-", "again"],
+            Some(&key),
+        );
+        if code(&out) != 0 || out.stdout != b"again\n" {
+            return Err(format!("after reload: {}", stderr(&out)));
+        }
+        // Without MESSAGE arguments standard input is the stream: `-` is a usage error.
+        let out = client(&["--ca", "-"], Some(&root));
+        if code(&out) != 2 {
+            return Err(format!("stream: {}", stderr(&out)));
+        }
+        Ok(())
+    })();
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    result.unwrap_or_else(|e| panic!("{e}\nserver log:\n{log}"));
+    assert!(log.contains("configuration reloaded generation=1"), "{log}");
+    // Two inputs from standard input: a usage error at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .args(["--listen", "127.0.0.1:0", "--cert", "-", "--key", "-"])
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only one input can be read from stdin (-): --cert and --key"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -652,7 +652,7 @@ fn sign_to_standard_output_and_from_standard_input() {
     let env = Env::new();
     let module = env.read("m.bin");
     // `sign FILE -o -`: the signature on stdout, nothing else anywhere, no file named `-`.
-    let out = env.sign(&["m.bin", "-o", "-"]);
+    let out = env.sign(&["m.bin", "-o", "-", "--root", "ca/ca.pem"]);
     env.ok(&out);
     assert_eq!(stderr(&out), "");
     assert!(!env.path("-").exists());
@@ -684,7 +684,7 @@ fn sign_to_standard_output_and_from_standard_input() {
     // `sign - --embed -o -`: exactly the module, then the trailer; verified from a pipe.
     let out = env.run(
         "sign",
-        &sign_args(&["-", "--name", "m.bin", "--embed", "-o", "-"]),
+        &sign_args(&["-", "--name", "m.bin", "--embed", "-o", "-", "--root", "ca/ca.pem"]),
         Input::Bytes(module.clone()),
         Sink::Piped,
         &[],
@@ -975,7 +975,8 @@ fn a_bidi_module_name_and_subject_are_shown_escaped() {
 #[test]
 fn results_on_stdout_diagnostics_on_stderr_and_quiet_means_errors_only() {
     let env = Env::new();
-    let out = env.sign(&["m.bin", "-o", "a.sig"]);
+    // With --root the chain is checked through: no warning.
+    let out = env.sign(&["m.bin", "-o", "a.sig", "--root", "ca/ca.pem"]);
     env.ok(&out);
     let text = stdout(&out);
     assert!(text.starts_with("signed m.bin (100000 bytes, sha3-256 "), "{text}");

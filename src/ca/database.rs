@@ -389,7 +389,10 @@ impl Lock {
             .open(&path)
             .map_err(|e| CaError::io(&path, e))?;
         // 0600 whatever the umask (an older or umask-000 lock file is tightened too).
-        if file.metadata().is_ok_and(|m| m.permissions().mode() & 0o777 != fsutil::PRIVATE_MODE) {
+        if file
+            .metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o777 != fsutil::PRIVATE_MODE)
+        {
             file.set_permissions(std::fs::Permissions::from_mode(fsutil::PRIVATE_MODE))
                 .map_err(|e| CaError::io(&path, e))?;
         }

@@ -68,11 +68,12 @@ pub fn read_passphrase(
 /// [`CliError`] (exit 3) when the file cannot be read, is not UTF-8, or holds no passphrase.
 pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, CliError> {
     Passphrase::from_file(path).map_err(|e| match e {
-        PkiError::Malformed { what, reason } if reason == "it is empty" => CliError::failure(format!("{what} is empty"))
-            .with_hint(
+        PkiError::Malformed { what, reason } if reason == "it is empty" => {
+            CliError::failure(format!("{what} is empty")).with_hint(
                 "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`), or \
                  create the key with --no-passphrase",
-            ),
+            )
+        }
         PkiError::Malformed { what, reason } => CliError::failure(format!("{what}: {reason}")),
         other => CliError::failure(other.to_string()),
     })

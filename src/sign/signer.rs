@@ -42,7 +42,10 @@ fn check_chain_order(chain: &[CertificateDer<'static>]) -> Result<(), PkiError> 
         if !parent.is_ca {
             return Err(PkiError::malformed(
                 "certificate chain",
-                format!("certificate {m} ({}) is not a CA certificate, so it cannot issue certificate {n}", parent.subject),
+                format!(
+                    "certificate {m} ({}) is not a CA certificate, so it cannot issue certificate {n}",
+                    parent.subject
+                ),
             ));
         }
     }
@@ -105,9 +108,10 @@ impl Signer {
     /// signer's is self-signed (subject = issuer: a root, which bundles never carry), PKI errors
     /// for unreadable certificates. Validity is checked when signing, at the signing time.
     ///
-    /// [`PkiError::Malformed`] when CHAIN is not in order: each certificate after the first
-    /// must be a CA certificate whose subject is the previous certificate's issuer (and whose
-    /// subject key identifier is its authority key identifier, when both are present).
+    /// Signing (before the module is read) refuses with [`PkiError::Malformed`] a chain that is
+    /// not in order: each certificate after the first must be a CA certificate whose subject is
+    /// the previous certificate's issuer (and whose subject key identifier is its authority key
+    /// identifier, when both are present).
     ///
     /// # Security
     /// Only the chain's own facts are checked here; whether it reaches a trusted root — in
@@ -143,7 +147,6 @@ impl Signer {
                 });
             }
         }
-        check_chain_order(&chain)?;
         let info = CertificateInfo::from_der(leaf)?;
         let cert_key = certificate_key(leaf, &format!("certificate {}", info.subject))?;
         let signing = signing_key(key, "signing key")?;
@@ -277,7 +280,8 @@ impl Signer {
             });
         }
         let smallest = self.statement(vec![0; request.hash.output_len()], 0, request);
-        check_size(&Bundle::from_parts(smallest, [0; 64], self.chain.clone()), request)
+        check_size(&Bundle::from_parts(smallest, [0; 64], self.chain.clone()), request)?;
+        Ok(check_chain_order(&self.chain)?)
     }
 
     /// Signs a module held in memory.

@@ -191,7 +191,9 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     ];
     dashes.extend(args.crl.iter().map(|crl| ("--crl", Some(crl.as_path()))));
     tessera::cli::ensure_one_stdin(&dashes)?;
-    if let Some((flag, _)) = dashes.iter().find(|(_, path)| path.is_some_and(tessera::pki::pem::is_stdin))
+    if let Some((flag, _)) = dashes
+        .iter()
+        .find(|(_, path)| path.is_some_and(tessera::pki::pem::is_stdin))
         && args.messages.is_empty()
         && !args.bench
     {

@@ -231,11 +231,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     tessera::cli::ensure_distinct(&inputs, &[FileArg::new(role, output.path())])?;
 
     let hash: HashAlgorithm = cli.hash.parse().map_err(CliError::usage)?;
-    let passphrase = tessera::cli::passphrase_for_key(
-        key_path,
-        cli.passphrase_file.as_deref(),
-        &pem::display_name(key_path),
-    )?;
+    let passphrase =
+        tessera::cli::passphrase_for_key(key_path, cli.passphrase_file.as_deref(), &pem::display_name(key_path))?;
     let key = PrivateKey::load(key_path, passphrase.as_ref())?;
     let signer = match &cli.cert {
         Some(chain) => Signer::with_certificate(&key, pem::load_certificates(chain)?)?,
@@ -243,7 +240,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     drop(key);
     let request = SignRequest::new(name, OffsetDateTime::now_utc()).with_hash(hash);
-    check_chain(cli, &signer, request.time)?;
+    let unchecked_chain = check_chain(cli, &signer, request.time)?;
 
     let bundle = if stdin {
         sign_to(cli, &signer, &request, io::stdin(), "standard input", 0, &output)?
@@ -261,6 +258,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         )?
     };
 
+    if unchecked_chain && !cli.quiet {
+        tessera::errln!(
+            "{TOOL}: warning: without --root, CHAIN was checked for order only: if it lacks an \
+             intermediate CA certificate, `verify` will refuse the signature (unknown issuer)"
+        );
+        tessera::errln!("{TOOL}: hint: pass the root that verifiers pin with --root ROOT to check CHAIN up to it");
+    }
     if matches!(output, Output::Stdout) || (cli.quiet && !cli.json) {
         return Ok(());
     }
@@ -307,21 +311,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// With `--root`: refuses (exit 3) a chain that `verify --root` would refuse, so nothing is
-/// signed that Tessera then rejects. Without it (certificate mode), warns that the chain could
-/// only be checked for order, not up to a root.
-fn check_chain(cli: &Cli, signer: &Signer, time: OffsetDateTime) -> anyhow::Result<()> {
+/// signed that Tessera then rejects. Returns whether a chain went unchecked (certificate mode
+/// without --root: the caller warns once the signature is written).
+fn check_chain(cli: &Cli, signer: &Signer, time: OffsetDateTime) -> anyhow::Result<bool> {
     let Some(chain) = &cli.cert else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(root) = &cli.root else {
-        if !cli.quiet {
-            tessera::errln!(
-                "{TOOL}: warning: without --root, CHAIN was checked for order only: if it lacks an \
-                 intermediate CA certificate, `verify` will refuse the signature (unknown issuer)"
-            );
-            tessera::errln!("{TOOL}: hint: pass the root that verifiers pin with --root ROOT to check CHAIN up to it");
-        }
-        return Ok(());
+        return Ok(true);
     };
     let trust = tessera::pki::TrustStore::from_root_file(root)?;
     let _verified = signer.check_trust(&trust, time).map_err(|e| {
@@ -339,7 +336,7 @@ fn check_chain(cli: &Cli, signer: &Signer, time: OffsetDateTime) -> anyhow::Resu
             CliError::failure(message)
         }
     })?;
-    Ok(())
+    Ok(false)
 }
 
 /// Signs the module read from `input` and writes the detached signature, or with --embed the

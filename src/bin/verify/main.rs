@@ -90,6 +90,12 @@ fn is_dash(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Whether `path` is an existing FIFO, device, socket or pipe (following links): an output
+/// written into directly, not replaced.
+fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 #[derive(Serialize)]
 struct Success<'a> {
     valid: bool,
@@ -288,6 +294,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             spool.copy_to_stdout()?;
             (verification, Some("-".to_string()))
         }
+        Some(out) if is_stream(out) => {
+            // A FIFO, device or pipe is written into directly: nothing unverified may reach it
+            // either, so spool as for standard output.
+            let mut spool = Spool::new()?;
+            let mut write_failed = false;
+            let verification = check(cli, &verifier, bundle.as_ref(), &mut |chunk| {
+                spool.file.write_all(chunk).inspect_err(|_| write_failed = true)
+            });
+            let verification = match verification {
+                Err(SignError::Io { source, .. }) if write_failed => return Err(spool_error(&source).into()),
+                result => result?,
+            };
+            spool.copy_to_file(out)?;
+            (verification, Some(out.display().to_string()))
+        }
         Some(out) => {
             let mut file = AtomicFile::create(out).map_err(|e| SignError::Io {
                 path: out.clone(),
@@ -467,6 +488,20 @@ impl Spool {
             })?;
         let _ = std::fs::remove_file(&path);
         Ok(Self { file })
+    }
+
+    /// Copies the spooled bytes into `out` (a FIFO, device or pipe: written into directly).
+    fn copy_to_file(mut self, out: &Path) -> anyhow::Result<()> {
+        let io_error = |e| SignError::Io {
+            path: out.to_path_buf(),
+            source: e,
+        };
+        self.file
+            .rewind()
+            .map_err(|e| CliError::failure(format!("cannot read the spooled module: {e}")))?;
+        let mut target = AtomicFile::create(out).map_err(io_error)?;
+        io::copy(&mut self.file, &mut target).map_err(io_error)?;
+        Ok(target.commit(true).map_err(io_error)?)
     }
 
     fn copy_to_stdout(mut self) -> anyhow::Result<()> {
