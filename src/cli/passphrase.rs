@@ -70,8 +70,8 @@ pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, CliError> {
     Passphrase::from_file(path).map_err(|e| match e {
         PkiError::Malformed { what, reason } if reason == "it is empty" => {
             CliError::failure(format!("{what} is empty")).with_hint(
-                "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`), or \
-                 create the key with --no-passphrase",
+                "write the passphrase on the file's first line (`printf '%s\\n' PASSPHRASE > FILE`); only one trailing \
+                 line ending is removed",
             )
         }
         PkiError::Malformed { what, reason } => CliError::failure(format!("{what}: {reason}")),

@@ -4,7 +4,6 @@
 
 mod cli;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -351,6 +350,10 @@ struct CreatedOutput<'a> {
 }
 
 fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+    tessera::cli::ensure_one_stdin(&[
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--parent-passphrase-file", args.parent_passphrase_file.as_deref()),
+    ])?;
     let mut request = InitRequest::new(args.name.clone().unwrap_or_else(|| {
         if args.parent.is_some() {
             "Tessera Intermediate CA"
@@ -503,6 +506,11 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     // The output names, before anything is asked or issued.
     let prefix = CertificateAuthority::output_prefix(&cli.dir, args.out.as_deref(), &args.name)?;
     same_file::issue(cli, args, &prefix)?;
+    tessera::cli::ensure_one_stdin(&[
+        ("--csr", args.csr.as_deref()),
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--key-passphrase-file", args.key_passphrase_file.as_deref()),
+    ])?;
     if let Some(csr) = &args.csr {
         request.csr = Some(read_input(csr)?);
     }
@@ -657,24 +665,15 @@ fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     utc.replace_nanosecond(0).unwrap_or(utc)
 }
 
+/// Reads a file, or standard input for `-` (read once and kept: see `pki::pem::read_file`).
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if is_stdio(path) {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .take(pki::pem::MAX_PEM_FILE + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read standard input")?;
-        if bytes.len() as u64 > pki::pem::MAX_PEM_FILE {
-            return Err(CliError::failure("standard input is larger than 16 MiB").into());
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(CliError::failure("standard input is empty")
-                .with_hint("pipe a PEM or DER certificate or CRL into it, or give a file name")
-                .into());
-        }
-        return Ok(bytes);
+    let bytes = pki::pem::read_file(path)?;
+    if is_stdio(path) && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(CliError::failure("standard input is empty")
+            .with_hint("pipe a PEM or DER certificate or CRL into it, or give a file name")
+            .into());
     }
-    Ok(pki::pem::read_file(path)?)
+    Ok(bytes)
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<u8> {
