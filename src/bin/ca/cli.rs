@@ -159,8 +159,9 @@ pub struct Cli {
     #[arg(skip)]
     pub dir: PathBuf,
 
-    /// Read the CA key's passphrase from this file (else TESSERA_PASSPHRASE, else a prompt;
-    /// not used by `list`, `show` and `verify`).
+    /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
+    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; not used by `list`, `show`
+    /// and `verify`.
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
