@@ -75,10 +75,11 @@ pub fn display_name(path: &Path) -> String {
 }
 
 /// Reads a whole file, refusing files larger than [`MAX_PEM_FILE`]. The path `-` reads
-/// standard input to its end; the bytes are kept for the life of the process (in a zeroizing
-/// buffer) so that reading `-` again — a key file examined for
-/// encryption, then loaded; a server reloading its files — gives the same bytes. Commands
-/// accept at most one `-` among their inputs (see `cli::ensure_one_stdin`).
+/// standard input to its end, and the bytes are kept in memory for the life of the process, so
+/// that reading `-` again (a key file examined for encryption, then loaded; a server reloading
+/// its files) gives the same bytes. They are not zeroized: a key read from standard input stays
+/// in memory until exit. Commands accept at most one `-` among their inputs (see
+/// `cli::ensure_one_stdin`).
 ///
 /// # Errors
 /// [`PkiError::Io`] when the file cannot be read, [`PkiError::Malformed`] when it is too large.
