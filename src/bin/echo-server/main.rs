@@ -423,7 +423,8 @@ async fn handle(
     let _ = tcp.set_nodelay(true);
     // The PROXY header and the TLS handshake share the handshake timeout.
     let deadline = deadline_after(limits.handshake);
-    let handshake = timeout_at(deadline, establish(tcp, peer, config, limits));
+    let mut local = false;
+    let handshake = timeout_at(deadline, establish(tcp, peer, config, limits, &mut local));
     let outcome = tokio::select! {
         outcome = handshake => Some(outcome),
         _ = evict.notified() => None,
@@ -451,6 +452,11 @@ async fn handle(
                     tracing::debug!("closed before sending anything (a TCP health check)");
                 }
                 ChannelError::ProxyHeader { problem } => tracing::warn!(reason = %problem, "connection refused"),
+                // The proxy's own connection (LOCAL) ending in its handshake: HAProxy's
+                // check-ssl resets once its side of the handshake is done.
+                _ if local && error.refusal().is_none() && ended_by_peer(&error) => {
+                    tracing::debug!(reason = %error, "health check ended during its handshake");
+                }
                 _ => match error.refusal() {
                     Some(refusal) => tracing::warn!(reason = %refusal, "client certificate refused"),
                     None => tracing::warn!(reason = %error, "handshake failed"),
@@ -536,11 +542,13 @@ async fn establish(
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     limits: &Limits,
+    local: &mut bool,
 ) -> Result<Established, ChannelError> {
     if let Some(sources) = &limits.proxy {
         if sources.contains(peer.ip()) {
             let header = channel::read_proxy_header(&mut tcp).await?;
             record_client(&header);
+            *local = header.is_local();
             if closed_now(&tcp).await {
                 return Ok(Established::HealthCheck);
             }
@@ -575,6 +583,17 @@ fn record_client(header: &ProxyHeader) {
             tracing::debug!(version = %header.version, "PROXY header: LOCAL (the proxy's own connection)");
         }
     }
+}
+
+/// True when the error is the peer closing or resetting the connection.
+fn ended_by_peer(error: &ChannelError) -> bool {
+    use std::io::ErrorKind as K;
+    error.io_error().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe
+        )
+    })
 }
 
 /// True when the peer has closed (or reset) the connection without sending another byte.
