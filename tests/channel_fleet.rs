@@ -386,3 +386,165 @@ fn the_drain_timeout_ends_sessions_with_close_notify_and_a_second_signal_at_once
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(server.log().contains("second SIGINT: closing every connection at once"));
 }
+
+/// `echo-server --listen 127.0.0.1:PORT`, killed when dropped.
+struct FixedServer(std::process::Child);
+
+impl Drop for FixedServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_on(pki: &Pki, port: u16) -> FixedServer {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(pki.server_args())
+        .env_remove("SSLKEYLOGFILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on"), "{line:?}");
+    FixedServer(child)
+}
+
+#[test]
+fn retry_waits_for_a_server_that_is_not_up_yet() {
+    let pki = Pki::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut command = pki.client(addr, Some(&pki.client1));
+    command.args(["--retry", "40", "--retry-backoff", "50", "one", "two", "three"]);
+    let client = std::thread::spawn(move || channel_common::run(&mut command, b"", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(400));
+    let _server = start_on(&pki, port);
+    let out = client.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
+    assert!(stderr.contains("reconnecting in"), "{stderr}");
+    assert!(stderr.contains("every message was echoed once"), "{stderr}");
+}
+
+/// A TLS echo server (the library's) that drops its first connection after reading the
+/// second message without echoing it, and echoes everything on later connections. Returns
+/// its address and every line it received, in order.
+fn flaky_server(pki: &Pki) -> (SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use tokio::io::AsyncBufReadExt;
+    let config = Arc::new(
+        channel::server_config(&pki.server_settings(tessera::channel::Authorization::any_verified())).unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            for connection in 0..3 {
+                let Ok(Ok((tcp, _))) = tokio::time::timeout(STEP, listener.accept()).await else {
+                    return;
+                };
+                let Ok(mut stream) = ChannelStream::accept(Arc::clone(&config), tcp, RotationPolicy::default()).await
+                else {
+                    return;
+                };
+                let mut lines = 0;
+                loop {
+                    let mut line = Vec::new();
+                    match stream.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let _ = tx.send(line.clone());
+                    lines += 1;
+                    if connection == 0 && lines == 2 {
+                        break; // dropped: no echo, no close_notify
+                    }
+                    if stream.write_all(&line).await.is_err() || stream.flush().await.is_err() {
+                        break;
+                    }
+                }
+                if connection > 0 {
+                    let _ = stream.close().await;
+                }
+            }
+        });
+    });
+    (addr, rx)
+}
+
+#[test]
+fn retry_sends_again_a_message_lost_mid_stream_and_prints_each_once() {
+    let pki = Pki::new();
+    let (addr, received) = flaky_server(&pki);
+    let mut command = pki.client(addr, Some(&pki.client1));
+    command.args(["--retry", "3", "--retry-backoff", "10", "one", "two", "three"]);
+    let out = channel_common::run(&mut command, b"", STEP);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
+    let lines: Vec<Vec<u8>> = received.try_iter().collect();
+    // "two" reached the server twice (lost, then sent again); the output has it once.
+    assert_eq!(
+        lines,
+        vec![
+            b"one\n".to_vec(),
+            b"two\n".to_vec(),
+            b"two\n".to_vec(),
+            b"three\n".to_vec()
+        ]
+    );
+    assert!(stderr.contains("messages 2 to 3 will be sent"), "{stderr}");
+    assert!(stderr.contains("1 reconnects"), "{stderr}");
+
+    // Without --retry the same loss is an error (exit 3), and nothing is printed twice.
+    let (addr, _received) = flaky_server(&pki);
+    let out = channel_common::run(
+        pki.client(addr, Some(&pki.client1)).args(["one", "two", "three"]),
+        b"",
+        STEP,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+}
+
+#[test]
+fn refusals_are_not_retried_and_retry_needs_messages() {
+    let pki = Pki::new();
+    let server = start(&pki, &[]);
+    let started = Instant::now();
+    // No client certificate: the server refuses; retrying would not change that.
+    let out = channel_common::run(pki.client(server.addr, None).args(["--retry", "5", "hello"]), b"", STEP);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("reconnecting"), "{stderr}");
+    assert!(started.elapsed() < STEP);
+    let out = channel_common::run(
+        pki.client(server.addr, Some(&pki.client1)).args(["--retry", "5"]),
+        b"x",
+        STEP,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retry needs MESSAGE arguments"));
+    for bad in [["--retry", "1001"], ["--retry-backoff", "0"]] {
+        let out = channel_common::run(
+            pki.client(server.addr, Some(&pki.client1)).args(bad).arg("m"),
+            b"",
+            STEP,
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
