@@ -140,6 +140,12 @@ pub enum ChannelError {
         /// What the task was doing.
         task: &'static str,
     },
+    /// The PROXY protocol header that starts a connection is missing, malformed, too large or
+    /// cut short, or came from a peer that may not send one.
+    ProxyHeader {
+        /// What is wrong.
+        problem: super::proxy::ProxyProblem,
+    },
 }
 
 /// What is wrong with a certificate of our own (see [`ChannelError::UnsuitableCertificate`]).
@@ -250,6 +256,7 @@ impl fmt::Display for ChannelError {
                 f,
                 "{running} earlier reloads are still reading files that do not answer; no new reload was started"
             ),
+            Self::ProxyHeader { problem } => write!(f, "{problem}"),
             Self::TaskFailed { task } => {
                 write!(
                     f,

@@ -13,6 +13,8 @@
 //! - [`ServerFiles`] and [`ReloadableServerConfig`]: a server's configuration from its files,
 //!   checked (regular files only, size-capped; a certificate the server cannot serve with is an
 //!   error; stale CRLs are [`LoadWarning`]s), and hot reload under a deadline.
+//! - [`read_proxy_header`] and [`ProxySources`]: the PROXY protocol (v1 and v2) a load
+//!   balancer puts before the client's stream, read exactly, before the TLS handshake.
 //!
 //! # Blocking work and async callers
 //!
@@ -53,6 +55,7 @@ mod error;
 mod files;
 mod framing;
 mod identity;
+mod proxy;
 mod refusal;
 mod reload;
 mod rotation;
@@ -68,6 +71,10 @@ pub use files::{
 };
 pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
 pub use identity::{Authorization, PeerIdentity};
+pub use proxy::{
+    Cidr, MAX_PROXY_V1_HEADER, MAX_PROXY_V2_HEADER, ProxiedAddresses, ProxyHeader, ProxyProblem, ProxySources,
+    ProxyVersion, read_proxy_header, starts_proxy_header,
+};
 pub use refusal::Refusal;
 pub use reload::{MAX_RUNNING_RELOADS, ReloadableServerConfig};
 pub use rotation::{

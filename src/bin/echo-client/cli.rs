@@ -14,6 +14,10 @@ const AFTER_HELP: &str = "EXAMPLES:
   # stream stdin to the server and its echo to stdout
   echo-client --connect localhost:4433 --ca root.pem --cert client.chain.pem --key client.key < file
 
+  # survive a server restart or a failover behind a load balancer: up to 10 reconnects
+  echo-client --connect lb:4433 --ca root.pem --cert c.chain.pem --key c.key --retry 10 \\
+      --retry-backoff 100 one two three
+
   # load test: 1 GiB over 4 connections, JSON report
   echo-client --connect localhost:4433 --ca root.pem --cert c.chain.pem --key c.key \\
       --bench --bytes 1G --conns 4 --json
@@ -72,6 +76,15 @@ pub struct Args {
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,
+    /// MESSAGE mode: when the connection is refused, reset or lost before a message was echoed,
+    /// reconnect up to N times in all (0 to 1000) and send again every message not yet echoed;
+    /// each is printed once, in order. Refusals (certificates, allow list) are never retried.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "bench")]
+    pub retry: u64,
+    /// The first wait before reconnecting, in milliseconds (1 to 60000); it doubles at each
+    /// attempt (at most 10 s) and a random part (up to half) is taken off.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub retry_backoff: u64,
     /// Run a load test instead of sending messages.
     #[arg(long)]
     pub bench: bool,

@@ -146,6 +146,34 @@ struct Target {
     policy: RotationPolicy,
     connect_timeout: Duration,
     io_timeout: Duration,
+    retry: Retry,
+    quiet: bool,
+}
+
+/// `--retry N --retry-backoff MS`.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    attempts: u64,
+    backoff: Duration,
+}
+
+/// The longest wait between two reconnects.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Retry {
+    /// The wait before reconnect number `attempt` (1, 2, …): the backoff doubled at each
+    /// attempt, at most [`MAX_BACKOFF`], less a random part of up to half (jitter, so that
+    /// clients cut off together do not come back together).
+    fn delay(&self, attempt: u64) -> Duration {
+        let shift = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+        let full = self.backoff.saturating_mul(1 << shift).min(MAX_BACKOFF);
+        let mut random = [0u8; 4];
+        let fraction = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random) {
+            Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+            Err(_) => 0.5,
+        };
+        full.mul_f64(1.0 - fraction / 2.0)
+    }
 }
 
 impl Target {
@@ -180,6 +208,11 @@ fn warn(quiet: bool, message: &str) {
 /// The largest --write-size.
 const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
 
+/// The largest --retry.
+const MAX_RETRY: u64 = 1000;
+/// The largest --retry-backoff, in milliseconds.
+const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
+
 fn run(args: cli::Args) -> anyhow::Result<()> {
     use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
     refuse_key_log_over_inputs(&args)?;
@@ -213,6 +246,24 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             count(concurrency, "--concurrency", args.conns).map_err(CliError::usage)?;
         }
         count(args.write_size, "--write-size", MAX_WRITE_SIZE).map_err(CliError::usage)?;
+    }
+    let retry = Retry {
+        attempts: if args.retry == 0 {
+            0
+        } else {
+            count(args.retry, "--retry", MAX_RETRY).map_err(CliError::usage)?
+        },
+        backoff: Duration::from_millis(
+            count(args.retry_backoff, "--retry-backoff", MAX_RETRY_BACKOFF_MS).map_err(CliError::usage)?,
+        ),
+    };
+    if retry.attempts > 0 && args.messages.is_empty() && !args.bench {
+        return Err(CliError::usage("--retry needs MESSAGE arguments")
+            .with_hint(
+                "when stdin is streamed, a lost connection ends the run with exit 3 (what came back before it is on \
+                 stdout, the rest is not): streamed bytes cannot be sent again without being echoed twice",
+            )
+            .into());
     }
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
@@ -276,6 +327,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         policy,
         connect_timeout,
         io_timeout,
+        retry,
+        quiet: args.quiet,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -319,12 +372,116 @@ fn io_error(operation: &'static str) -> impl Fn(std::io::Error) -> ChannelError 
     move |source| ChannelError::Io { operation, source }
 }
 
+/// True when an error is a lost or refused connection that a reconnect may cure (never a
+/// refusal of a certificate, or the server's refusal of ours).
+fn retryable(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<ChannelError>() {
+        Some(channel) => {
+            !channel.is_rejection()
+                && matches!(
+                    channel,
+                    ChannelError::Io { .. }
+                        | ChannelError::TruncatedMessage { .. }
+                        | ChannelError::Handshake { .. }
+                        | ChannelError::Timeout { .. }
+                )
+        }
+        // The one other error of `Target::open`: the TCP connection failed.
+        None => error.downcast_ref::<CliError>().is_some(),
+    }
+}
+
+/// After a failure: waits and returns the number of reconnects used, or gives the error back
+/// when it is not retryable or the budget is spent.
+async fn retry_or_fail(
+    target: &Target,
+    error: anyhow::Error,
+    used: u64,
+    next: usize,
+    total: usize,
+) -> anyhow::Result<u64> {
+    if used >= target.retry.attempts || !retryable(&error) {
+        return Err(error);
+    }
+    let used = used + 1;
+    let wait = target.retry.delay(used);
+    warn(
+        target.quiet,
+        &format!(
+            "{error}; reconnecting in {} ms (reconnect {used} of {}); messages {} to {total} will be sent",
+            wait.as_millis(),
+            target.retry.attempts,
+            next + 1
+        ),
+    );
+    tokio::time::sleep(wait).await;
+    Ok(used)
+}
+
+/// Sends each message and prints its echo once it is complete. With --retry, a connection
+/// lost (or refused) before a message was echoed is opened again and the message sent again:
+/// echo is idempotent, and nothing of an incomplete echo has been printed, so every message
+/// is printed exactly once, in order.
 async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<ChannelStats> {
-    let mut stream = target.open().await?;
-    log_connected(&stream);
+    let mut stream: Option<ChannelStream<TcpStream>> = None;
+    let mut reconnects = 0u64;
+    let mut next = 0usize;
+    while let Some(message) = messages.get(next) {
+        if stream.is_none() {
+            match target.open().await {
+                Ok(opened) => {
+                    log_connected(&opened);
+                    stream = Some(opened);
+                }
+                Err(error) => {
+                    reconnects = retry_or_fail(target, error, reconnects, next, messages.len()).await?;
+                    continue;
+                }
+            }
+        }
+        let Some(current) = stream.as_mut() else { continue };
+        match exchange_message(target, current, message).await {
+            Ok(echoed) => {
+                tessera::cli::write_stdout_bytes(&echoed)?;
+                next += 1;
+            }
+            Err(error) => {
+                stream = None;
+                reconnects = retry_or_fail(target, error.into(), reconnects, next, messages.len()).await?;
+            }
+        }
+    }
+    if reconnects > 0 {
+        warn(
+            target.quiet,
+            &format!(
+                "{reconnects} reconnects; every message was echoed once (messages not echoed before a loss were sent again)"
+            ),
+        );
+    }
+    let Some(mut stream) = stream else {
+        return Ok(ChannelStats::default());
+    };
+    // Every echo is in: send close_notify without waiting for the server's.
     let seconds = target.io_timeout.as_secs_f64();
-    for message in messages {
-        let mut line = message.clone().into_bytes();
+    timeout(target.io_timeout, stream.close())
+        .await
+        .map_err(|_| ChannelError::Timeout {
+            phase: "shutdown",
+            seconds,
+        })??;
+    Ok(stream.stats())
+}
+
+/// Sends one message (and a newline) and reads its whole echo.
+async fn exchange_message(
+    target: &Target,
+    stream: &mut ChannelStream<TcpStream>,
+    message: &str,
+) -> Result<Vec<u8>, ChannelError> {
+    let seconds = target.io_timeout.as_secs_f64();
+    {
+        let mut line = message.as_bytes().to_vec();
         line.push(b'\n');
         let exchange = async {
             stream.write_all(&line).await.map_err(io_error("write"))?;
@@ -361,20 +518,10 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             stream.mark_message_received();
             Ok::<_, ChannelError>(echoed)
         };
-        let echoed = timeout(target.io_timeout, exchange)
+        timeout(target.io_timeout, exchange)
             .await
-            .map_err(|_| ChannelError::Timeout { phase: "read", seconds })??;
-        tessera::cli::write_stdout_bytes(&echoed)?;
+            .map_err(|_| ChannelError::Timeout { phase: "read", seconds })?
     }
-    // Every echo is in: send close_notify without waiting for the server's.
-    let seconds = target.io_timeout.as_secs_f64();
-    timeout(target.io_timeout, stream.close())
-        .await
-        .map_err(|_| ChannelError::Timeout {
-            phase: "shutdown",
-            seconds,
-        })??;
-    Ok(stream.stats())
 }
 
 /// Bytes held at most in each direction of the stream mode (stdin to the server, the echo to

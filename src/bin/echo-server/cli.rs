@@ -13,6 +13,10 @@ const AFTER_HELP: &str = "EXAMPLES:
   # any port; the chosen one is printed as `listening on 127.0.0.1:PORT`
   echo-server --listen 127.0.0.1:0 --cert server.chain.pem --key server.key --client-ca root.pem
 
+  # behind HAProxy (send-proxy-v2) on this machine: the log shows each client's own address
+  echo-server --listen 127.0.0.1:4433 --cert server.chain.pem --key server.key --client-ca root.pem \
+      --proxy-protocol --proxy-from 127.0.0.1 --drain-timeout 30
+
   # many clients: 10000 sessions, at most 512 handshakes in progress, 5 s to complete one
   echo-server --listen 0.0.0.0:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
       --max-conns 10000 --max-handshakes 512 --handshake-timeout 5
@@ -20,7 +24,9 @@ const AFTER_HELP: &str = "EXAMPLES:
 SIGNALS:
   SIGHUP            reload --cert, --key, --client-ca and --crl within --reload-timeout
                     (a bad or unreadable file keeps the configuration in force, and the log says why)
-  SIGINT, SIGTERM   stop accepting, close connections with close_notify, exit 0
+  SIGINT, SIGTERM   stop accepting at once (the port closes); let connections (handshakes too) go on
+                    for up to --drain-timeout seconds, then close them with close_notify; exit 0.
+                    A second SIGINT or SIGTERM closes every connection at once
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
@@ -88,6 +94,20 @@ pub struct Args {
     /// so connections that never complete one cannot lock clients out.
     #[arg(long, value_name = "N", value_parser = connection_count, allow_negative_numbers = true, default_value_t = 256)]
     pub max_handshakes: u64,
+    /// Connections from a --proxy-from peer start with a PROXY protocol v1 or v2 header (as
+    /// HAProxy's send-proxy-v2 and nginx's proxy_protocol send), read before the TLS handshake
+    /// within --handshake-timeout; the client address it states is the one logged. Other peers
+    /// connect directly, and a header from them is refused.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// With --proxy-protocol: a network (CIDR, or one address) whose peers are proxies that
+    /// must send a header (repeatable; default: loopback, 127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol", value_parser = tessera::channel::Cidr::parse)]
+    pub proxy_from: Vec<tessera::channel::Cidr>,
+    /// Seconds that sessions may go on after SIGTERM or SIGINT (0 to 3600; 0: close them at
+    /// once). The port closes at once; a second signal ends every connection at once.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub drain_timeout: f64,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,

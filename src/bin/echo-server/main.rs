@@ -4,6 +4,7 @@
 mod cli;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,12 +16,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::Instrument;
 
 use tessera::channel::{
-    self, Authorization, ChannelError, ChannelStream, CrlFacts, ReloadableServerConfig, RotationPolicy, ServerFiles,
-    TlsOptions,
+    self, Authorization, ChannelError, ChannelStream, CrlFacts, ProxyHeader, ProxyProblem, ProxySources,
+    ReloadableServerConfig, RotationPolicy, ServerFiles, TlsOptions,
 };
 use tessera::cli::CliError;
 
@@ -71,6 +72,9 @@ struct Limits {
     reload: Duration,
     max_conns: usize,
     max_handshakes: usize,
+    drain: Duration,
+    /// With --proxy-protocol: the peers that must send a PROXY header.
+    proxy: Option<ProxySources>,
 }
 
 /// The largest --max-conns and --max-handshakes.
@@ -93,6 +97,19 @@ impl Limits {
             max_handshakes: to_usize(
                 count(args.max_handshakes, "--max-handshakes", MAX_CONNECTIONS).map_err(CliError::usage)?,
             ),
+            // 0 closes sessions at once, as before draining existed.
+            drain: if args.drain_timeout == 0.0 {
+                Duration::ZERO
+            } else {
+                timeout_seconds(args.drain_timeout, "--drain-timeout", MAX_PHASE_SECONDS).map_err(CliError::usage)?
+            },
+            proxy: args.proxy_protocol.then(|| {
+                if args.proxy_from.is_empty() {
+                    ProxySources::loopback()
+                } else {
+                    ProxySources::new(args.proxy_from.clone())
+                }
+            }),
         })
     }
 }
@@ -200,11 +217,21 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Li
         .map_err(|e| CliError::failure(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
     tessera::outln!("listening on {local}")?;
+    let proxy_from = limits.proxy.as_ref().map_or_else(String::new, |sources| {
+        sources
+            .networks()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     tracing::info!(
         address = %local,
         rotation = %limits.policy,
         max_conns = limits.max_conns,
         max_handshakes = limits.max_handshakes,
+        drain_seconds = limits.drain.as_secs_f64(),
+        proxy_from = %proxy_from,
         "listening"
     );
 
@@ -233,8 +260,8 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Li
                         continue;
                     }
                     let evict = shared.pending.add(next_id, limits.max_handshakes);
-                    let span = tracing::info_span!("conn", id = next_id, %peer);
-                    let task = handle(tcp, next_id, evict, config.current(), Arc::clone(&shared), stop_rx.clone());
+                    let span = tracing::info_span!("conn", id = next_id, %peer, client = tracing::field::Empty);
+                    let task = handle(tcp, peer, next_id, evict, config.current(), Arc::clone(&shared), stop_rx.clone());
                     tasks.spawn(task.instrument(span));
                 }
                 Err(error) => {
@@ -273,11 +300,37 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Li
     if let Some(task) = reload.take() {
         task.abort();
     }
+    // The port closes at once: a balancer sees it and sends new clients elsewhere.
     drop(listener);
-    let _ = stop_tx.send(true);
     let open = tasks.len();
+    if !limits.drain.is_zero() && !tasks.is_empty() {
+        tracing::info!(
+            connections = open,
+            seconds = limits.drain.as_secs_f64(),
+            "draining: no new connections; open ones go on until they end or the drain timeout passes"
+        );
+        let deadline = deadline_after(limits.drain);
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => if joined.is_none() { break },
+                _ = sleep_until(deadline) => {
+                    tracing::info!(remaining = tasks.len(), "drain timeout: closing the remaining connections");
+                    break;
+                }
+                _ = sigint.recv() => { stop_at_once(&mut tasks, "SIGINT"); return Ok(()); }
+                _ = sigterm.recv() => { stop_at_once(&mut tasks, "SIGTERM"); return Ok(()); }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
     let drained = timeout(limits.shutdown.saturating_mul(2), async {
-        while tasks.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => if joined.is_none() { break },
+                _ = sigint.recv() => { stop_at_once(&mut tasks, "SIGINT"); break; }
+                _ = sigterm.recv() => { stop_at_once(&mut tasks, "SIGTERM"); break; }
+            }
+        }
     })
     .await;
     if drained.is_err() {
@@ -289,6 +342,15 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: Arc<Li
     }
     tracing::info!(connections = open, "stopped");
     Ok(())
+}
+
+/// A second signal: every connection ends now, without close_notify.
+fn stop_at_once(tasks: &mut JoinSet<()>, signal: &str) {
+    tracing::info!(
+        remaining = tasks.len(),
+        "second {signal}: closing every connection at once"
+    );
+    tasks.abort_all();
 }
 
 /// Runs one reload in its own task (the library logs its outcome).
@@ -350,6 +412,7 @@ enum End {
 /// pending), a session slot, then the echo.
 async fn handle(
     tcp: TcpStream,
+    peer: SocketAddr,
     id: u64,
     evict: Arc<Notify>,
     config: Arc<rustls::ServerConfig>,
@@ -358,7 +421,10 @@ async fn handle(
 ) {
     let limits = &shared.limits;
     let _ = tcp.set_nodelay(true);
-    let handshake = timeout(limits.handshake, ChannelStream::accept(config, tcp, limits.policy));
+    // The PROXY header and the TLS handshake share the handshake timeout.
+    let deadline = deadline_after(limits.handshake);
+    let mut local = false;
+    let handshake = timeout_at(deadline, establish(tcp, peer, config, limits, &mut local));
     let outcome = tokio::select! {
         outcome = handshake => Some(outcome),
         _ = evict.notified() => None,
@@ -381,13 +447,28 @@ async fn handle(
             return;
         }
         Some(Ok(Err(error))) => {
-            match error.refusal() {
-                Some(refusal) => tracing::warn!(reason = %refusal, "client certificate refused"),
-                None => tracing::warn!(reason = %error, "handshake failed"),
+            match &error {
+                ChannelError::ProxyHeader { problem } if problem.is_silent_close() => {
+                    tracing::debug!("closed before sending anything (a TCP health check)");
+                }
+                ChannelError::ProxyHeader { problem } => tracing::warn!(reason = %problem, "connection refused"),
+                // The proxy's own connection (LOCAL) ending in its handshake: HAProxy's
+                // check-ssl resets once its side of the handshake is done.
+                _ if local && error.refusal().is_none() && ended_by_peer(&error) => {
+                    tracing::debug!(reason = %error, "health check ended during its handshake");
+                }
+                _ => match error.refusal() {
+                    Some(refusal) => tracing::warn!(reason = %refusal, "client certificate refused"),
+                    None => tracing::warn!(reason = %error, "handshake failed"),
+                },
             }
             return;
         }
-        Some(Ok(Ok(stream))) => stream,
+        Some(Ok(Ok(Established::HealthCheck))) => {
+            tracing::debug!("closed right after its PROXY header (a health check)");
+            return;
+        }
+        Some(Ok(Ok(Established::Session(stream)))) => *stream,
     };
     let Ok(_session) = Arc::clone(&shared.sessions).try_acquire_owned() else {
         tracing::warn!(
@@ -443,6 +524,91 @@ async fn handle(
         close = closed,
         "connection closed"
     );
+}
+
+/// How the start of a connection ended.
+enum Established {
+    /// A TLS session.
+    Session(Box<ChannelStream<TcpStream>>),
+    /// The peer closed the connection right after its PROXY header.
+    HealthCheck,
+}
+
+/// The PROXY header (when the peer is a listed proxy), then the TLS handshake. With
+/// --proxy-protocol, the client address from the header is recorded in the connection's span,
+/// so that every line logged about the connection names it.
+async fn establish(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    limits: &Limits,
+    local: &mut bool,
+) -> Result<Established, ChannelError> {
+    if let Some(sources) = &limits.proxy {
+        if sources.contains(peer.ip()) {
+            let header = channel::read_proxy_header(&mut tcp).await?;
+            record_client(&header);
+            *local = header.is_local();
+            if closed_now(&tcp).await {
+                return Ok(Established::HealthCheck);
+            }
+        } else {
+            // A direct client: its stream must be a TLS handshake, not a claim of another address.
+            let mut first = [0u8; 1];
+            let seen = tcp.peek(&mut first).await.map_err(|source| ChannelError::Io {
+                operation: "read",
+                source,
+            })?;
+            if seen == 1 && first.iter().all(|b| channel::starts_proxy_header(*b)) {
+                return Err(ChannelError::ProxyHeader {
+                    problem: ProxyProblem::Unexpected { peer: peer.ip() },
+                });
+            }
+        }
+    }
+    let stream = ChannelStream::accept(config, tcp, limits.policy).await?;
+    Ok(Established::Session(Box::new(stream)))
+}
+
+/// Logs the PROXY header and records the client it names in the connection's span.
+fn record_client(header: &ProxyHeader) {
+    let span = tracing::Span::current();
+    match header.addresses {
+        Some(addresses) => {
+            span.record("client", tracing::field::display(addresses.source));
+            tracing::debug!(version = %header.version, destination = %addresses.destination, "PROXY header");
+        }
+        None => {
+            span.record("client", tracing::field::display("local"));
+            tracing::debug!(version = %header.version, "PROXY header: LOCAL (the proxy's own connection)");
+        }
+    }
+}
+
+/// True when the error is the peer closing or resetting the connection.
+fn ended_by_peer(error: &ChannelError) -> bool {
+    use std::io::ErrorKind as K;
+    error.io_error().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe
+        )
+    })
+}
+
+/// True when the peer has closed (or reset) the connection without sending another byte.
+async fn closed_now(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ),
+    }
 }
 
 /// `now + duration`, or a day from now if that cannot be represented.
