@@ -527,7 +527,7 @@ fn ca_never_writes_over_an_input_or_another_cas_files() {
         ("ca.pem", "the CA's certificate"),
         ("ca.key", "the CA's key"),
         ("chain.pem", "the CA's chain"),
-        ("db.json", "the CA's database"),
+        ("ca.db", "the CA's database"),
     ] {
         let path = format!("ca/{file}");
         assert_same_file(

@@ -1,20 +1,20 @@
-//! A certificate authority: a directory holding the CA's certificate, key, chain, issuance
-//! database and CRL, and the operations on it (init, issue, revoke, CRL).
+//! A certificate authority: a directory holding the CA's certificate, key, chain and CRL, its
+//! state store, and the operations on it (init, issue, revoke, CRL).
 //!
 //! ```text
 //! DIR/            0700
 //!   ca.pem        this CA's certificate
 //!   ca.key        its private key, PKCS#8 (encrypted unless --no-passphrase), 0600
 //!   chain.pem     this CA's certificate followed by its issuers, up to and including the root
-//!   db.json       the issuance database (see `Database`), written by `init` before ca.pem
-//!   db.lock       the lock that serialises changes to db.json
+//!   store.json    which store holds the CA's state (sqlite or postgres), written by `init`
+//!   ca.db         the SQLite store (see `store`), written by `init` before ca.pem
 //!   crl.pem       the current CRL
 //!   issued/       default home of issued certificates and keys
 //! ```
 //!
-//! `ca.pem` is written last by `init`: its presence marks a complete CA, whose `db.json` must
-//! then exist. Every operation that changes the database first checks that `crl.pem` reflects
-//! it, and rewrites the CRL when an interrupted command left it behind (see [`CrlStatus`]).
+//! `ca.pem` is written last by `init`: its presence marks a complete CA, whose store must then
+//! exist. Every operation that changes the store first checks that `crl.pem` reflects it, and
+//! rewrites the CRL when an interrupted command left it behind (see [`CrlStatus`]).
 
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -29,8 +29,11 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use super::database::{DATABASE_FILE, Database, LockedDatabase, Record, Revocation, normalise_serial};
+use super::database::{DATABASE_FILE, Record, Revocation, normalise_serial};
 use super::revocation::RevocationReason;
+use super::store::{
+    self, CrlState, CrlSummary, DirLock, ListFilter, Location, RevokeOutcome, SQLITE_FILE, STORE_FILE, Store,
+};
 use super::{CaError, Profile, SubjectAltName, check, csr};
 use crate::fsutil;
 use crate::pki::{self, CertificateInfo, CrlInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, pem};
@@ -113,15 +116,15 @@ pub enum CrlStatus {
     },
 }
 
-/// Compares `DIR/crl.pem` with the database of the CA in `dir` (for tools that only read, such
-/// as `ca list`; the CA repairs a stale CRL itself whenever it takes its lock).
+/// Compares `DIR/crl.pem` with the store of the CA in `dir` (for tools that only read, such
+/// as `ca list`; the CA repairs a stale CRL itself whenever it signs).
 ///
 /// # Errors
-/// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the database, I/O errors.
-pub fn crl_status(dir: &Path, db: &Database) -> Result<CrlStatus, CaError> {
+/// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the store, store and I/O errors.
+pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaError> {
     let (certificate, _) = read_ca_certificates(dir)?;
     let subject = CertificateInfo::from_der(&certificate)?.subject;
-    Ok(inspect_crl(dir, db, &subject)?.status)
+    Ok(inspect_crl(dir, store, &subject)?.status)
 }
 
 /// What [`inspect_crl`] found.
@@ -133,34 +136,19 @@ struct CrlInspection {
     lifetime: Option<Duration>,
 }
 
-fn inspect_crl(dir: &Path, db: &Database, ca_subject: &str) -> Result<CrlInspection, CaError> {
-    let path = dir.join(CRL);
-    let stale = |reason: String, lifetime: Option<Duration>| CrlInspection {
-        status: CrlStatus::Stale { reason },
-        der: None,
-        lifetime,
-    };
-    let recorded = db.revoked_serials().count();
-    let bytes = match std::fs::read(&path) {
+/// `crl.pem` as found: its DER, number and number of entries, if it is a readable CRL of the CA
+/// with this subject; else why not.
+struct CrlFile {
+    der: CertificateRevocationListDer<'static>,
+    number: Option<u64>,
+    listed: usize,
+    lifetime: Option<Duration>,
+}
+
+fn read_crl_file(path: &Path, ca_subject: &str) -> Result<Result<CrlFile, (String, Option<Duration>)>, CaError> {
+    let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(if db.crl_number == 0 && recorded == 0 {
-                CrlInspection {
-                    status: CrlStatus::NotYetWritten,
-                    der: None,
-                    lifetime: None,
-                }
-            } else {
-                stale(
-                    format!(
-                        "{} is missing, though the database records CRL number {} and {recorded} revocation(s)",
-                        path.display(),
-                        db.crl_number
-                    ),
-                    None,
-                )
-            });
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err((String::new(), None))),
         Err(e) => return Err(CaError::io(path, e)),
     };
     let parsed = pem::parse_crls(&bytes, &path.display().to_string())
@@ -168,58 +156,102 @@ fn inspect_crl(dir: &Path, db: &Database, ca_subject: &str) -> Result<CrlInspect
         .and_then(|crls| crls.into_iter().next())
         .and_then(|der| CrlInfo::from_der(&der).ok().map(|info| (der, info)));
     let Some((der, info)) = parsed else {
-        return Ok(stale(
+        return Ok(Err((
             format!("{} is damaged (no CRL can be read from it)", path.display()),
             None,
-        ));
+        )));
     };
     let lifetime = info
         .next_update
         .and_then(|next| Duration::try_from(next - info.this_update).ok())
         .filter(|d| !d.is_zero());
     if info.issuer != ca_subject {
-        return Ok(stale(
+        return Ok(Err((
             format!("{} was issued by {}, not by this CA", path.display(), info.issuer),
             lifetime,
-        ));
+        )));
     }
-    let Some(number) = info.crl_number.as_deref().and_then(|n| n.parse::<u64>().ok()) else {
-        return Ok(stale(format!("{} has no usable CRL number", path.display()), lifetime));
+    Ok(Ok(CrlFile {
+        der,
+        number: info.crl_number.as_deref().and_then(|n| n.parse::<u64>().ok()),
+        listed: info.revoked.len(),
+        lifetime,
+    }))
+}
+
+/// Compares `crl.pem` with the store. The file is read before the store, so a CRL that another
+/// process publishes meanwhile (always after its number was committed) is never taken for one
+/// ahead of the store.
+fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<CrlInspection, CaError> {
+    let path = dir.join(CRL);
+    let file = read_crl_file(&path, ca_subject)?;
+    let CrlSummary {
+        number: db_number,
+        revoked,
+    } = store.crl_summary()?;
+    let stale = |reason: String, lifetime: Option<Duration>| CrlInspection {
+        status: CrlStatus::Stale { reason },
+        der: None,
+        lifetime,
     };
-    if number > db.crl_number {
+    let file = match file {
+        Ok(file) => file,
+        Err((reason, lifetime)) if !reason.is_empty() => return Ok(stale(reason, lifetime)),
+        Err(_) if db_number == 0 && revoked == 0 => {
+            return Ok(CrlInspection {
+                status: CrlStatus::NotYetWritten,
+                der: None,
+                lifetime: None,
+            });
+        }
+        Err(_) => {
+            return Ok(stale(
+                format!(
+                    "{} is missing, though the store records CRL number {db_number} and {revoked} revocation(s)",
+                    path.display()
+                ),
+                None,
+            ));
+        }
+    };
+    let Some(number) = file.number else {
+        return Ok(stale(
+            format!("{} has no usable CRL number", path.display()),
+            file.lifetime,
+        ));
+    };
+    if number > db_number {
         return Err(CaError::DatabaseBehindCrl {
             crl: path,
             crl_number: number,
-            database_crl_number: db.crl_number,
+            database_crl_number: db_number,
         });
     }
-    if number < db.crl_number {
+    if number < db_number {
         return Ok(stale(
             format!(
-                "{} is CRL number {number}, but the database was changed for CRL number {} (an earlier command was interrupted)",
-                path.display(),
-                db.crl_number
+                "{} is CRL number {number}, but the store has handed out CRL number {db_number} (an earlier command was interrupted, or another process is publishing it)",
+                path.display()
             ),
-            lifetime,
+            file.lifetime,
         ));
     }
-    let listed: std::collections::HashSet<&str> = info.revoked.iter().map(|r| r.serial.as_str()).collect();
-    let wanted: std::collections::HashSet<&str> = db.revoked_serials().collect();
-    if listed != wanted {
+    // Every revocation advances the CRL number, so under the same number only a damaged file
+    // can list a different set.
+    if u64::try_from(file.listed).unwrap_or(u64::MAX) != revoked {
         return Ok(stale(
             format!(
-                "{} lists {} revoked certificate(s), the database {}",
+                "{} lists {} revoked certificate(s), the store {revoked}",
                 path.display(),
-                listed.len(),
-                wanted.len()
+                file.listed
             ),
-            lifetime,
+            file.lifetime,
         ));
     }
     Ok(CrlInspection {
         status: CrlStatus::Current,
-        der: Some(der),
-        lifetime,
+        der: Some(file.der),
+        lifetime: file.lifetime,
     })
 }
 
@@ -245,6 +277,8 @@ pub struct InitRequest {
     pub permitted_email: Vec<String>,
     /// Excluded DNS subtrees (name constraints).
     pub excluded_dns: Vec<String>,
+    /// Where the new CA keeps its state (SQLite in `DIR/ca.db` by default).
+    pub store: Location,
 }
 
 impl InitRequest {
@@ -259,6 +293,7 @@ impl InitRequest {
             permitted_ip: Vec::new(),
             permitted_email: Vec::new(),
             excluded_dns: Vec::new(),
+            store: Location::Sqlite,
         }
     }
 
@@ -463,7 +498,7 @@ impl Issued {
         }
         group.push((&files.chain, chain_pem.as_bytes(), fsutil::PUBLIC_MODE));
         group.push((&files.certificate, certificate_pem.as_bytes(), fsutil::PUBLIC_MODE));
-        let _lock = Database::lock_only(&self.ca_dir)?;
+        let _lock = DirLock::acquire(&self.ca_dir)?;
         if let Err(e) = fsutil::remove_stale_temporaries(parent) {
             tracing::warn!(dir = %parent.display(), error = %e, "cannot look for leftover temporary files");
         }
@@ -489,13 +524,22 @@ fn create_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
 }
 
 /// An opened CA, ready to sign.
-#[derive(Debug)]
 pub struct CertificateAuthority {
     dir: PathBuf,
     certificate: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
     info: CertificateInfo,
     key: PrivateKey,
+    store: std::sync::Mutex<Box<dyn Store>>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("dir", &self.dir)
+            .field("subject", &self.info.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CertificateAuthority {
@@ -535,7 +579,14 @@ impl CertificateAuthority {
             .map_err(|e| CaError::build("CA certificate", e))?;
         let certificate = cert.der().clone();
         check::new_ca(std::slice::from_ref(&certificate), &key, request, now)?;
-        Self::create(dir, certificate.clone(), vec![certificate], key, passphrase)
+        Self::create(
+            dir,
+            certificate.clone(),
+            vec![certificate],
+            key,
+            passphrase,
+            &request.store,
+        )
     }
 
     /// Creates an intermediate CA in `dir`, issued (and recorded) by `self`.
@@ -586,20 +637,23 @@ impl CertificateAuthority {
             None => BasicConstraints::Unconstrained,
         });
         params.use_authority_key_identifier_extension = true;
-        let mut locked = self.lock_database(now)?;
-        params.serial_number = Some(unique_serial(&locked.db)?);
-        let cert = params
-            .signed_by(&key_pair, &self.issuer()?)
-            .map_err(|e| CaError::build("intermediate CA certificate", e))?;
-        let certificate = cert.der().clone();
+        self.ensure_crl(now)?;
+        let issuer = self.issuer()?;
+        let certificate = self.sign_and_record("intermediate", now, |serial| {
+            params.serial_number = Some(serial);
+            let cert = params
+                .signed_by(&key_pair, &issuer)
+                .map_err(|e| CaError::build("intermediate CA certificate", e))?;
+            let certificate = cert.der().clone();
+            // Checked before it is recorded: a CA Tessera would refuse is never made.
+            let mut chain = vec![certificate.clone()];
+            chain.extend(self.chain.iter().cloned());
+            check::new_ca(&chain, &key, request, now)?;
+            Ok(certificate)
+        })?;
         let mut chain = vec![certificate.clone()];
         chain.extend(self.chain.iter().cloned());
-        check::new_ca(&chain, &key, request, now)?;
-        let info = CertificateInfo::from_der(&certificate)?;
-        locked.db.records.push(record(&info, "intermediate", &certificate, now));
-        locked.commit()?;
-        drop(locked);
-        Self::create(dir, certificate, chain, key, passphrase)
+        Self::create(dir, certificate, chain, key, passphrase, &request.store)
     }
 
     fn create(
@@ -608,6 +662,7 @@ impl CertificateAuthority {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKey,
         passphrase: Option<&Passphrase>,
+        location: &Location,
     ) -> Result<Self, CaError> {
         check_free(dir)?;
         let existed = dir.exists();
@@ -627,9 +682,8 @@ impl CertificateAuthority {
         let result = (|| {
             create_public(&dir.join(CHAIN), pem::certificates_to_pem(&chain).as_bytes())?;
             written.push(dir.join(CHAIN));
-            // The database before ca.pem: a CA directory always has one.
-            Database::create(dir, &info.sha256_fingerprint)?;
-            written.push(dir.join(DATABASE_FILE));
+            // The store before ca.pem: a CA directory always has one.
+            written.extend(store::create(dir, &info.sha256_fingerprint, location)?);
             // ca.pem last: its presence marks a complete CA directory.
             create_public(
                 &dir.join(CA_CERT),
@@ -642,26 +696,42 @@ impl CertificateAuthority {
             }
             return Err(e);
         }
+        let store = store::open(dir, &info.sha256_fingerprint, Some(location))?;
         Ok(Self {
             dir: dir.into(),
             certificate,
             chain,
             info,
             key,
+            store: std::sync::Mutex::new(store),
         })
     }
 
     /// Opens the CA in `dir`, decrypting its key with `passphrase` if it is encrypted.
-    /// The CA's issuance database must be there and be its own: a CA whose state is missing or
-    /// damaged is refused, never taken for a new one.
+    /// The CA's store must be there and be its own: a CA whose state is missing or damaged is
+    /// refused, never taken for a new one. See [`CertificateAuthority::open_with_store`].
     ///
     /// # Errors
     /// [`CaError::NotACa`], [`CaError::MissingDatabase`], [`CaError::Database`],
-    /// [`PkiError::PassphraseRequired`], [`PkiError::WrongPassphrase`], …
+    /// [`CaError::Store`], [`PkiError::PassphraseRequired`], [`PkiError::WrongPassphrase`], …
     pub fn open(dir: &Path, passphrase: Option<&Passphrase>) -> Result<Self, CaError> {
+        Self::open_with_store(dir, passphrase, None)
+    }
+
+    /// Opens the CA in `dir` with its state in `location` (`None`: the store `DIR/store.json`
+    /// records, which must then be SQLite). A `db.json` of an earlier Tessera is imported
+    /// first (see [`store::open`]).
+    ///
+    /// # Errors
+    /// As [`CertificateAuthority::open`].
+    pub fn open_with_store(
+        dir: &Path,
+        passphrase: Option<&Passphrase>,
+        location: Option<&Location>,
+    ) -> Result<Self, CaError> {
         let (certificate, chain) = read_ca_certificates(dir)?;
         let info = CertificateInfo::from_der(&certificate)?;
-        Database::check(dir)?;
+        let store = store::open(dir, &info.sha256_fingerprint, location)?;
         let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(CaError::Pki(PkiError::malformed(
@@ -675,7 +745,29 @@ impl CertificateAuthority {
             chain,
             info,
             key,
+            store: std::sync::Mutex::new(store),
         })
+    }
+
+    /// Runs `f` with this CA's store.
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> Result<T, CaError>) -> Result<T, CaError> {
+        let mut guard = self.store.lock().map_err(|_| CaError::Store {
+            store: self.dir.display().to_string(),
+            reason: "an earlier operation on the store failed midway".into(),
+        })?;
+        f(guard.as_mut())
+    }
+
+    /// Calls `each` with every record of this CA that matches `filter`, newest first.
+    ///
+    /// # Errors
+    /// Store errors, or `each`'s.
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        each: &mut dyn FnMut(Record) -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        self.with_store(|store| store.list(filter, each))
     }
 
     /// The path of the key of the CA in `dir` (`DIR/ca.key`).
@@ -814,8 +906,7 @@ impl CertificateAuthority {
             return Ok(Vec::new());
         }
         // Under the lock, so a leftover is never a file another `ca issue` is still writing.
-        let _lock = Database::lock_only(&self.dir)?;
-        let db = Database::load(&self.dir)?;
+        let _lock = DirLock::acquire(&self.dir)?;
         let mut leftovers = Vec::new();
         for path in present {
             let not_ours = || CaError::from(PkiError::AlreadyExists { path: path.clone() });
@@ -839,18 +930,26 @@ impl CertificateAuthority {
                     Err(_) => return Err(not_ours()),
                 };
                 let spki = key.public_key_spki()?;
-                db.records.iter().rev().find_map(|r| {
-                    let der = pem::parse_certificates(r.certificate.as_bytes(), "database").ok()?;
-                    let first = der.first()?;
-                    (spki_of(first).ok()? == spki).then(|| r.serial.clone())
-                })
+                let mut found = None;
+                self.list(&ListFilter::all(OffsetDateTime::now_utc()), &mut |r| {
+                    if found.is_none()
+                        && let Some(first) = pem::parse_certificates(r.certificate.as_bytes(), "store")
+                            .ok()
+                            .and_then(|der| der.into_iter().next())
+                        && spki_of(&first).ok().as_ref() == Some(&spki)
+                    {
+                        found = Some(r.serial);
+                    }
+                    Ok(())
+                })?;
+                found
             } else {
                 pem::parse_certificates(&bytes, &path.display().to_string())
                     .ok()
                     .and_then(|certs| certs.into_iter().next())
                     .and_then(|first| {
                         let info = CertificateInfo::from_der(&first).ok()?;
-                        let record = db.find(&info.serial)?;
+                        let record = self.with_store(|store| store.find(&info.serial)).ok()??;
                         (record.certificate == pem::to_pem(pem::CERTIFICATE, &first)).then(|| record.serial.clone())
                     })
             };
@@ -869,51 +968,60 @@ impl CertificateAuthority {
         Ok(leftovers)
     }
 
-    /// Locks this CA's database (checking it is this CA's), and rewrites `crl.pem` if an
-    /// interrupted command left it behind the database.
-    fn lock_database(&self, now: OffsetDateTime) -> Result<LockedDatabase, CaError> {
-        let mut locked = self.lock_database_only()?;
-        self.ensure_crl(&mut locked, now)?;
-        Ok(locked)
-    }
-
-    fn lock_database_only(&self) -> Result<LockedDatabase, CaError> {
-        let mut locked = Database::lock(&self.dir)?;
-        locked.db.check_owner(&self.dir, &self.info.sha256_fingerprint)?;
-        locked.adopt(&self.info.sha256_fingerprint);
-        Ok(locked)
-    }
-
-    /// The current CRL, rewritten first if it does not reflect the database; `None` when no CRL
-    /// was ever written and nothing is revoked.
-    fn ensure_crl(
-        &self,
-        locked: &mut LockedDatabase,
-        now: OffsetDateTime,
-    ) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
-        let found = inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
+    /// The current CRL, rewritten first (under a fresh CRL number) if it does not reflect the
+    /// store; `None` when no CRL was ever written and nothing is revoked.
+    fn ensure_crl(&self, now: OffsetDateTime) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
+        if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
+        }
+        let found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
         match found.status {
             CrlStatus::NotYetWritten => Ok(None),
             CrlStatus::Current => Ok(found.der),
             CrlStatus::Stale { reason } => {
                 let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
-                let der = self.write_crl_locked(locked, now, lifetime)?;
-                tracing::warn!(
-                    "{reason}; rewrote it from the database as CRL number {}",
-                    locked.db.crl_number
-                );
+                let state = self.with_store(|store| store.advance_crl_number())?;
+                let number = state.number;
+                let der = self.publish_crl(&state, now, lifetime)?;
+                tracing::warn!("{reason}; rewrote it from the store as CRL number {number}");
                 Ok(Some(der))
             }
         }
     }
 
-    /// How this CA's `crl.pem` stands against its database (see [`crl_status`]).
+    /// How this CA's `crl.pem` stands against its store (see [`crl_status`]).
     ///
     /// # Errors
-    /// [`CaError::DatabaseBehindCrl`], database and I/O errors.
+    /// [`CaError::DatabaseBehindCrl`], store and I/O errors.
     pub fn crl_status(&self) -> Result<CrlStatus, CaError> {
-        let db = Database::load(&self.dir)?;
-        Ok(inspect_crl(&self.dir, &db, &self.info.subject)?.status)
+        Ok(self
+            .with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?
+            .status)
+    }
+
+    /// Signs a certificate with a fresh random serial and records it (`issue`); on the rare
+    /// serial already taken, signs again with another.
+    fn sign_and_record(
+        &self,
+        profile: &str,
+        now: OffsetDateTime,
+        mut sign: impl FnMut(SerialNumber) -> Result<CertificateDer<'static>, CaError>,
+    ) -> Result<CertificateDer<'static>, CaError> {
+        for _ in 0..16 {
+            let mut serial = [0u8; 16];
+            random_serial(&mut serial)?;
+            let certificate = sign(SerialNumber::from_slice(&serial))?;
+            let info = CertificateInfo::from_der(&certificate)?;
+            let record = record(&info, profile, &certificate, now);
+            if self.with_store(|store| store.issue(&record))? {
+                return Ok(certificate);
+            }
+            tracing::info!(serial = %info.serial, "serial already taken; signing again with another");
+        }
+        Err(CaError::invalid(
+            "serial",
+            "16 random serials in a row were taken: the random source is broken",
+        ))
     }
 
     /// Issues a leaf certificate. Before anything is handed out, the new certificate is checked
@@ -972,44 +1080,44 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
 
         let issuer = self.issuer()?;
-        let mut locked = self.lock_database(now)?;
-        params.serial_number = Some(unique_serial(&locked.db)?);
-        let (cert, key) = match &csr {
-            Some(csr) => {
-                let cert = params
-                    .signed_by(&csr.public_key(), &issuer)
-                    .map_err(|e| CaError::build("certificate", e))?;
-                // The certificate must carry the request's SubjectPublicKeyInfo exactly.
-                if spki_of(cert.der())? != csr.spki() {
-                    return Err(CaError::UnsupportedCsr {
-                        reason: format!(
-                            "its {} public key is not encoded the usual way, and Tessera copies keys only byte for byte",
-                            csr.key()
-                        ),
-                        fix: "make the request with OpenSSL (`openssl req -new -key KEY -out REQ.csr`)".into(),
-                    });
-                }
-                (cert, None)
-            }
-            None => {
-                let key = PrivateKey::generate(algorithm)?;
-                let cert = params
-                    .signed_by(&key.to_key_pair()?, &issuer)
-                    .map_err(|e| CaError::build("certificate", e))?;
-                (cert, Some(key))
-            }
+        self.ensure_crl(now)?;
+        let key = match &csr {
+            Some(_) => None,
+            None => Some(PrivateKey::generate(algorithm)?),
         };
-        let certificate = cert.der().clone();
+        let key_pair = key.as_ref().map(PrivateKey::to_key_pair).transpose()?;
+        let certificate = self.sign_and_record(request.profile.name(), now, |serial| {
+            params.serial_number = Some(serial);
+            let cert = match (&csr, &key_pair) {
+                (Some(csr), _) => {
+                    let cert = params
+                        .signed_by(&csr.public_key(), &issuer)
+                        .map_err(|e| CaError::build("certificate", e))?;
+                    // The certificate must carry the request's SubjectPublicKeyInfo exactly.
+                    if spki_of(cert.der())? != csr.spki() {
+                        return Err(CaError::UnsupportedCsr {
+                            reason: format!(
+                                "its {} public key is not encoded the usual way, and Tessera copies keys only byte for byte",
+                                csr.key()
+                            ),
+                            fix: "make the request with OpenSSL (`openssl req -new -key KEY -out REQ.csr`)".into(),
+                        });
+                    }
+                    cert
+                }
+                (None, Some(key_pair)) => params
+                    .signed_by(key_pair, &issuer)
+                    .map_err(|e| CaError::build("certificate", e))?,
+                (None, None) => return Err(CaError::invalid("key", "no key to certify")),
+            };
+            let certificate = cert.der().clone();
+            // Checked before it is recorded: a refused certificate is never handed out.
+            check::leaf(self.root(), &self.chain, &certificate, request.profile, &sans, now)?;
+            Ok(certificate)
+        })?;
         let mut chain = vec![certificate.clone()];
         chain.extend(self.chain.iter().take(self.chain.len().saturating_sub(1)).cloned());
-        check::leaf(self.root(), &self.chain, &certificate, request.profile, &sans, now)?;
-
         let info = CertificateInfo::from_der(&certificate)?;
-        locked
-            .db
-            .records
-            .push(record(&info, request.profile.name(), &certificate, now));
-        locked.commit()?;
         tracing::info!(serial = %info.serial, subject = %info.subject, profile = %request.profile, "issued");
         Ok(Issued {
             certificate,
@@ -1060,19 +1168,14 @@ impl CertificateAuthority {
     ) -> Result<Revoked, CaError> {
         let now = x509_time(now)?;
         crl_next_update(now, crl_lifetime)?;
-        let mut locked = self.lock_database_only()?;
-        let existing = match locked.db.find(serial) {
-            None => {
-                self.ensure_crl(&mut locked, now)?;
-                return Err(CaError::UnknownSerial {
-                    serial: normalise_serial(serial),
-                });
-            }
-            Some(record) => (record.serial.clone(), record.revoked.clone()),
-        };
-        match existing {
-            (serial, Some(revocation)) => {
-                let crl = self.ensure_crl(&mut locked, now)?;
+        // Repairs a CRL left behind, and refuses a store older than the CRL, before any change.
+        self.ensure_crl(now)?;
+        match self.with_store(|store| store.revoke_once(serial, now, reason.name()))? {
+            RevokeOutcome::Unknown => Err(CaError::UnknownSerial {
+                serial: normalise_serial(serial),
+            }),
+            RevokeOutcome::AlreadyRevoked(revocation) => {
+                let serial = normalise_serial(serial);
                 if reason != RevocationReason::Unspecified && revocation.reason != reason.name() {
                     return Err(CaError::AlreadyRevoked {
                         serial,
@@ -1080,9 +1183,14 @@ impl CertificateAuthority {
                         reason: revocation.reason,
                     });
                 }
-                let crl = match crl {
+                // Another process may have revoked it and not yet published its CRL: then
+                // this one is stale, and is rewritten.
+                let crl = match self.ensure_crl(now)? {
                     Some(crl) => crl,
-                    None => self.write_crl_locked(&mut locked, now, crl_lifetime)?,
+                    None => {
+                        let state = self.with_store(|store| store.advance_crl_number())?;
+                        self.publish_crl(&state, now, crl_lifetime)?
+                    }
                 };
                 Ok(Revoked {
                     serial,
@@ -1091,21 +1199,16 @@ impl CertificateAuthority {
                     crl,
                 })
             }
-            (serial, None) => {
-                // Refuse before changing anything if the CRL is ahead of the database.
-                inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
-                let revocation = Revocation {
-                    at: now,
-                    reason: reason.name().into(),
-                };
-                if let Some(record) = locked.db.find_mut(&serial) {
-                    record.revoked = Some(revocation.clone());
-                }
-                let crl = self.write_crl_locked(&mut locked, now, crl_lifetime)?;
+            RevokeOutcome::Revoked(state) => {
+                let serial = normalise_serial(serial);
+                let crl = self.publish_crl(&state, now, crl_lifetime)?;
                 tracing::info!(serial = %serial, reason = reason.name(), "revoked");
                 Ok(Revoked {
                     serial,
-                    revocation,
+                    revocation: Revocation {
+                        at: now,
+                        reason: reason.name().into(),
+                    },
                     newly_revoked: true,
                     crl,
                 })
@@ -1125,47 +1228,38 @@ impl CertificateAuthority {
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
         let now = x509_time(now)?;
         crl_next_update(now, crl_lifetime)?;
-        let mut locked = self.lock_database_only()?;
-        inspect_crl(&self.dir, &locked.db, &self.info.subject)?;
-        self.write_crl_locked(&mut locked, now, crl_lifetime)
+        // Refuses a store older than the CRL before handing out a number.
+        self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        let state = self.with_store(|store| store.advance_crl_number())?;
+        self.publish_crl(&state, now, crl_lifetime)
     }
 
-    /// Signs a CRL of the database's revocations with the next CRL number, records the number
-    /// (and the revocations) in the database, then writes `crl.pem`. A crash between the two
-    /// writes leaves `crl.pem` behind the database, which [`inspect_crl`] notices.
-    fn write_crl_locked(
+    /// Signs the CRL for `state` (its number, handed out by the store together with the revoked
+    /// set) and puts it in `crl.pem`, unless a CRL with a higher number is already there (it
+    /// lists everything this one does): under the directory lock, so `crl.pem` never goes back.
+    /// Returns the CRL now in `crl.pem`. The store was committed first, so a crash here leaves
+    /// `crl.pem` behind the store, which the next command repairs.
+    fn publish_crl(
         &self,
-        locked: &mut LockedDatabase,
+        state: &CrlState,
         now: OffsetDateTime,
         crl_lifetime: Duration,
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
         let next_update = crl_next_update(now, crl_lifetime)?;
-        let number = locked.db.crl_number.checked_add(1).ok_or_else(|| CaError::Database {
-            path: self.dir.join(DATABASE_FILE),
-            reason: "the CRL number cannot go any higher".into(),
-        })?;
-        let revoked_certs = locked
-            .db
-            .records
+        let revoked_certs = state
+            .revoked
             .iter()
-            .filter_map(|r| {
-                let revocation = r.revoked.as_ref()?;
-                Some(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&hex_decode(&r.serial)),
-                    revocation_time: revocation.at,
-                    reason_code: revocation
-                        .reason
-                        .parse::<RevocationReason>()
-                        .ok()
-                        .and_then(|r| r.to_rcgen()),
-                    invalidity_date: None,
-                })
+            .map(|r| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&hex_decode(&r.serial)),
+                revocation_time: r.at,
+                reason_code: r.reason.parse::<RevocationReason>().ok().and_then(|r| r.to_rcgen()),
+                invalidity_date: None,
             })
             .collect();
         let params = CertificateRevocationListParams {
             this_update: now,
             next_update,
-            crl_number: SerialNumber::from_slice(&positive_integer(number)),
+            crl_number: SerialNumber::from_slice(&positive_integer(state.number)),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
@@ -1176,9 +1270,17 @@ impl CertificateAuthority {
             .signed_by(&self.issuer()?)
             .map_err(|e| CaError::build("CRL", e))?;
         let der = crl.der().clone();
-        locked.db.crl_number = number;
-        locked.commit()?;
         let path = self.crl_path();
+        let _lock = DirLock::acquire(&self.dir)?;
+        if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
+        }
+        if let Ok(newer) = read_crl_file(&path, &self.info.subject)?
+            && newer.number.is_some_and(|n| n > state.number)
+        {
+            tracing::info!(number = state.number, "crl.pem already holds a newer CRL; kept it");
+            return Ok(newer.der);
+        }
         fsutil::write_atomic(&path, pem::to_pem(pem::X509_CRL, &der).as_bytes(), fsutil::PUBLIC_MODE)
             .map_err(|e| CaError::io(path, e))?;
         Ok(der)
@@ -1271,7 +1373,7 @@ fn check_free(dir: &Path) -> Result<(), CaError> {
     if dir.join(CA_CERT).symlink_metadata().is_ok() {
         return Err(CaError::AlreadyInitialised { dir: dir.into() });
     }
-    for name in [CA_KEY, CHAIN, DATABASE_FILE, CRL] {
+    for name in [CA_KEY, CHAIN, DATABASE_FILE, SQLITE_FILE, STORE_FILE, CRL] {
         if dir.join(name).symlink_metadata().is_ok() {
             return Err(CaError::UnfinishedInit {
                 dir: dir.into(),
@@ -1369,16 +1471,6 @@ fn random_serial(out: &mut [u8; 16]) -> Result<(), CaError> {
         .map_err(|_| CaError::invalid("serial", "the system random source failed"))?;
     out[0] = (out[0] & 0x7f).max(1);
     Ok(())
-}
-
-fn unique_serial(db: &Database) -> Result<SerialNumber, CaError> {
-    loop {
-        let mut serial = [0u8; 16];
-        random_serial(&mut serial)?;
-        if !db.contains(&pki::hex(&serial)) {
-            return Ok(SerialNumber::from_slice(&serial));
-        }
-    }
 }
 
 fn record(info: &CertificateInfo, profile: &str, certificate: &CertificateDer<'_>, now: OffsetDateTime) -> Record {

@@ -1,28 +1,20 @@
-//! The issuance database: every certificate a CA hands out, and its revocation state.
+//! Records of issued certificates, and the JSON database of earlier Tessera releases.
 //!
-//! One JSON file (`db.json`) per CA directory, changed only under an exclusive lock on
-//! `db.lock` and replaced atomically (temp file, fsync, rename, fsync directory), so concurrent
-//! `ca issue` processes never lose an entry and a crash at any moment leaves either the old or
-//! the new database, never a torn one.
-//!
-//! `ca init` writes the database (empty) before `ca.pem`, so every CA directory has one: a
-//! missing, empty or unparseable `db.json` beside a `ca.pem` is damage, and is reported as such
-//! ([`CaError::MissingDatabase`], [`CaError::Database`]), never taken for a new CA. Without its
-//! database a CA would write a CRL that forgets every revocation.
+//! [`Record`], [`Revocation`] and [`Status`] are what the store (see [`super::store`]) reads
+//! and writes. [`Database`] is the `db.json` that CA directories held before the store: it is
+//! read once, to be imported (see [`super::store::open`]), and written only to make such a
+//! directory in tests ([`Database::write_legacy`]).
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::CaError;
 use crate::fsutil;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 /// The database file's name inside a CA directory.
 pub const DATABASE_FILE: &str = "db.json";
-const LOCK_FILE: &str = "db.lock";
 const FORMAT_VERSION: u32 = 1;
 
 /// The state of an issued certificate at some time.
@@ -138,37 +130,6 @@ impl Database {
         Ok(db)
     }
 
-    /// Checks, without keeping it, that the CA in `dir` has its database: present, whole, of a
-    /// known version, and its own (a quicker [`Database::load_checked`], for commands that
-    /// open a CA before locking it).
-    ///
-    /// # Errors
-    /// As [`Database::load_checked`].
-    pub fn check(dir: &Path) -> Result<(), CaError> {
-        #[derive(Deserialize)]
-        struct Header {
-            version: u32,
-            #[serde(default)]
-            ca_fingerprint: Option<String>,
-            #[serde(rename = "crl_number")]
-            _crl_number: u64,
-            #[serde(rename = "records")]
-            _records: serde::de::IgnoredAny,
-        }
-        let fingerprint = ca_fingerprint(dir)?;
-        let path = dir.join(DATABASE_FILE);
-        let bytes = read(&path)?;
-        let header: Header = parse_json(&bytes, &path)?;
-        check_version(header.version, &path)?;
-        Self {
-            version: header.version,
-            ca_fingerprint: header.ca_fingerprint,
-            crl_number: 0,
-            records: Vec::new(),
-        }
-        .check_owner(dir, &fingerprint)
-    }
-
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, CaError> {
         let damaged = |reason: String| CaError::Database {
             path: path.to_path_buf(),
@@ -197,11 +158,26 @@ impl Database {
         Ok(db)
     }
 
-    /// Creates the empty database of a new CA in `dir`, refusing to replace an existing one.
-    pub(crate) fn create(dir: &Path, ca_fingerprint: &str) -> Result<(), CaError> {
+    /// A legacy database with these records, as an earlier Tessera wrote it.
+    #[doc(hidden)]
+    pub fn from_parts(ca_fingerprint: &str, crl_number: u64, records: Vec<Record>) -> Self {
+        Self {
+            crl_number,
+            records,
+            ..Self::new(ca_fingerprint)
+        }
+    }
+
+    /// Writes this database as `DIR/db.json`, in the format of the releases before the store
+    /// (to make such a CA directory in tests; Tessera itself never writes db.json).
+    ///
+    /// # Errors
+    /// I/O errors.
+    #[doc(hidden)]
+    pub fn write_legacy(&self, dir: &Path) -> Result<(), CaError> {
         let path = dir.join(DATABASE_FILE);
-        let bytes = Self::new(ca_fingerprint).to_bytes(&path)?;
-        fsutil::create_new_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
+        let bytes = self.to_bytes(&path)?;
+        fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
     }
 
     /// Refuses a database that belongs to another CA (whose certificate has another
@@ -235,47 +211,10 @@ impl Database {
         Ok(bytes)
     }
 
-    fn save(&self, dir: &Path) -> Result<(), CaError> {
-        let path = dir.join(DATABASE_FILE);
-        let bytes = self.to_bytes(&path)?;
-        fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
-    }
-
-    /// Locks the database of the CA in `dir` (waiting for other processes) and loads it. Change
-    /// it through the returned guard and [`LockedDatabase::commit`]; the lock is held until the
-    /// guard is dropped, so work that must follow the commit (writing the CRL) stays serialised.
-    /// Temporary files that killed processes left in `dir` are removed first.
-    ///
-    /// # Errors
-    /// [`CaError::Io`], [`CaError::MissingDatabase`] or [`CaError::Database`].
-    pub fn lock(dir: &Path) -> Result<LockedDatabase, CaError> {
-        let lock = Lock::acquire(dir)?;
-        if let Err(e) = fsutil::remove_stale_temporaries(dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for leftover temporary files");
-        }
-        let db = Self::load(dir)?;
-        Ok(LockedDatabase {
-            db,
-            dir: dir.to_path_buf(),
-            _lock: lock,
-        })
-    }
-
-    /// Takes the exclusive lock of the CA in `dir` without loading the database (to serialise
-    /// writing an issued certificate's files with the search for leftovers of interrupted ones).
-    pub(crate) fn lock_only(dir: &Path) -> Result<impl Sized, CaError> {
-        Lock::acquire(dir)
-    }
-
     /// Finds a record by serial (hex, case-insensitive, leading zeros and colons ignored).
     pub fn find(&self, serial: &str) -> Option<&Record> {
         let wanted = normalise_serial(serial);
         self.records.iter().find(|r| r.serial == wanted)
-    }
-
-    pub(crate) fn find_mut(&mut self, serial: &str) -> Option<&mut Record> {
-        let wanted = normalise_serial(serial);
-        self.records.iter_mut().find(|r| r.serial == wanted)
     }
 
     /// True if a certificate with this serial exists.
@@ -348,59 +287,6 @@ pub fn normalise_serial(serial: &str) -> String {
     }
 }
 
-/// A database loaded under the CA's exclusive lock.
-pub struct LockedDatabase {
-    /// The database; change it, then [`LockedDatabase::commit`].
-    pub db: Database,
-    dir: PathBuf,
-    _lock: Lock,
-}
-
-impl LockedDatabase {
-    /// Saves the database atomically. The lock stays held.
-    ///
-    /// # Errors
-    /// [`CaError::Io`]; the file on disk is then unchanged.
-    pub fn commit(&self) -> Result<(), CaError> {
-        self.db.save(&self.dir)
-    }
-
-    /// Records the owning CA's fingerprint in a database written before it was recorded.
-    pub(crate) fn adopt(&mut self, ca_fingerprint: &str) {
-        if self.db.ca_fingerprint.is_none() {
-            self.db.ca_fingerprint = Some(ca_fingerprint.to_string());
-        }
-    }
-}
-
-/// An exclusive advisory lock on the CA's `db.lock`, released on drop.
-struct Lock {
-    _file: File,
-}
-
-impl Lock {
-    fn acquire(dir: &Path) -> Result<Self, CaError> {
-        let path: PathBuf = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(fsutil::PRIVATE_MODE)
-            .open(&path)
-            .map_err(|e| CaError::io(&path, e))?;
-        // 0600 whatever the umask (an older or umask-000 lock file is tightened too).
-        if file
-            .metadata()
-            .is_ok_and(|m| m.permissions().mode() & 0o777 != fsutil::PRIVATE_MODE)
-        {
-            file.set_permissions(std::fs::Permissions::from_mode(fsutil::PRIVATE_MODE))
-                .map_err(|e| CaError::io(&path, e))?;
-        }
-        file.lock().map_err(|e| CaError::io(&path, e))?;
-        Ok(Self { _file: file })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,42 +325,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stray_temp_file_does_not_damage_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        Database::create(dir.path(), "00").unwrap();
-        let mut locked = Database::lock(dir.path()).unwrap();
-        locked.db.crl_number = 7;
-        locked.commit().unwrap();
-        drop(locked);
-        // What an interrupted write leaves behind: a partial temp file beside the database.
-        std::fs::write(dir.path().join(".db.json.tmp-deadbeef"), b"{\"version\": 1, \"crl_num").unwrap();
-        assert_eq!(Database::load(dir.path()).unwrap().crl_number, 7);
-    }
-
-    #[test]
-    fn nothing_is_written_without_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        Database::create(dir.path(), "00").unwrap();
-        let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
-        let mut locked = Database::lock(dir.path()).unwrap();
-        locked.db.crl_number = 9;
-        drop(locked);
-        assert_eq!(std::fs::read(dir.path().join(DATABASE_FILE)).unwrap(), before);
-    }
-
-    #[test]
-    fn a_missing_or_damaged_database_is_an_error_never_an_empty_one() {
+    fn a_missing_or_damaged_legacy_database_is_an_error_never_an_empty_one() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
             Database::load(dir.path()),
             Err(CaError::MissingDatabase { .. })
         ));
-        assert!(matches!(
-            Database::lock(dir.path()),
-            Err(CaError::MissingDatabase { .. })
-        ));
-        Database::create(dir.path(), "00").unwrap();
-        assert!(Database::create(dir.path(), "00").is_err(), "never replaced");
+        Database::new("00").write_legacy(dir.path()).unwrap();
         let whole = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
         let cases: [(&[u8], &str); 5] = [
             (b"", "empty"),
@@ -492,38 +349,6 @@ mod tests {
             assert!(matches!(err, CaError::Database { .. }), "{err}");
             assert!(err.to_string().contains(words), "{err}");
         }
-    }
-
-    #[test]
-    fn the_quick_check_sees_what_loading_sees() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = crate::ca::CertificateAuthority::init(
-            &dir.path().join("ca"),
-            &crate::ca::InitRequest::new("Check Root"),
-            None,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let db_path = ca.dir().join(DATABASE_FILE);
-        Database::check(ca.dir()).unwrap();
-        let whole = std::fs::read(&db_path).unwrap();
-        let cases: [&[u8]; 4] = [
-            b"",
-            &whole[..whole.len() - 4],
-            b"{\"version\": 3}",
-            br#"{"version":1,"ca_fingerprint":"00","crl_number":0,"records":[]}"#,
-        ];
-        for bytes in cases {
-            std::fs::write(&db_path, bytes).unwrap();
-            let quick = Database::check(ca.dir()).unwrap_err().to_string();
-            let full = Database::load_checked(ca.dir()).unwrap_err().to_string();
-            assert_eq!(quick.split(" (").next(), full.split(" (").next(), "{quick} / {full}");
-        }
-        std::fs::remove_file(&db_path).unwrap();
-        assert!(matches!(
-            Database::check(ca.dir()),
-            Err(CaError::MissingDatabase { .. })
-        ));
     }
 
     #[test]

@@ -130,6 +130,16 @@ pub enum CaError {
         /// What is wrong.
         reason: String,
     },
+    /// The CA's store cannot be used right now: PostgreSQL unreachable, a busy SQLite store
+    /// past its timeout, a full disk, or `--db` contradicting what the CA directory records.
+    /// Nothing was changed.
+    #[error("cannot use the CA's store {store}: {reason}")]
+    Store {
+        /// The store: a path, or a URL without its password.
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// `crl.pem` is newer than the issuance database: the database was replaced by an older
     /// copy, which may lack revocations that the CRL has. Nothing is written until that is
     /// resolved, so no revocation is undone.

@@ -79,12 +79,22 @@ const CRL_EXIT_CODES: &str = "EXIT CODES:
 
 const LIST_EXAMPLES: &str = "EXAMPLES:
   ca list --dir certs/issuing
-  ca list --json --dir certs/issuing | jq -r '.[] | select(.status == \"valid\") | .serial'";
+  ca list --status revoked --limit 20 --dir certs/issuing
+  ca list --expiring-within 7d --json --dir certs/issuing | jq -r '.[].serial'";
 
 const LIST_EXIT_CODES: &str = "EXIT CODES:
   0  the list was printed
   2  usage error
-  3  could not run (no CA in DIR, its database is missing or damaged, I/O error)";
+  3  could not run (no CA in DIR, its store is missing, damaged or unreachable, I/O error)";
+
+const BACKUP_EXAMPLES: &str = "EXAMPLES:
+  ca backup --out /var/backups/issuing-$(date +%F).db --dir certs/issuing
+  (PostgreSQL stores: pg_dump, see docs/ca.md)";
+
+const BACKUP_EXIT_CODES: &str = "EXIT CODES:
+  0  the copy was written
+  2  usage error
+  3  could not run (FILE exists, the store is missing, damaged or PostgreSQL, I/O error)";
 
 const SHOW_EXAMPLES: &str = "EXAMPLES:
   ca show certs/issuing/ca.pem
@@ -159,6 +169,12 @@ pub struct Cli {
     #[arg(skip)]
     pub dir: PathBuf,
 
+    /// Where the CA's state is: postgres://USER@HOST:PORT/DB for a PostgreSQL store shared by
+    /// several CA instances (no TLS: loopback, a Unix socket or a trusted network), or sqlite
+    /// (DIR/ca.db, the default).
+    #[arg(long, global = true, env = "TESSERA_DB", value_name = "URL")]
+    pub db: Option<String>,
+
     /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
     /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; not used by `list`, `show`
     /// and `verify`.
@@ -225,9 +241,12 @@ pub enum Command {
     /// (Re)write the CA's CRL.
     #[command(after_help = help(CRL_EXAMPLES, CRL_EXIT_CODES))]
     Crl(CrlArgs),
-    /// List every certificate the CA issued.
+    /// List the certificates the CA issued, newest first.
     #[command(after_help = help(LIST_EXAMPLES, LIST_EXIT_CODES))]
     List(ListArgs),
+    /// Write a consistent copy of the CA's SQLite store, while other `ca` commands run.
+    #[command(after_help = help(BACKUP_EXAMPLES, BACKUP_EXIT_CODES))]
+    Backup(BackupArgs),
     /// Show a certificate, a chain or a CRL.
     #[command(after_help = help(SHOW_EXAMPLES, SHOW_EXIT_CODES))]
     Show(ShowArgs),
@@ -356,6 +375,63 @@ pub struct ListArgs {
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+    /// Only certificates with this status now.
+    #[arg(long, value_enum)]
+    pub status: Option<ListStatus>,
+    /// Only unrevoked certificates that expire within DUR from now (30d, 12h, 90m, 45s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub expiring_within: Option<std::time::Duration>,
+    /// At most N certificates (the newest).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+/// `ca list --status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListStatus {
+    /// Not revoked and not expired.
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Past notAfter, not revoked.
+    Expired,
+}
+
+/// `ca backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// The most a duration may be: 100 years.
+const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
+
+/// A duration such as `30d`, `12h`, `90m` or `45s` (a bare number is days).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "d"),
+    };
+    let bad = || format!("{text:?} is not a duration: use a whole number with d, h, m or s, e.g. 30d or 12h");
+    let n: u64 = if digits.is_empty() {
+        return Err(bad());
+    } else {
+        digits.parse().map_err(|_| bad())?
+    };
+    let scale = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs <= MAX_DURATION_SECS => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(format!("{text:?} is out of range: at most 36500d")),
+    }
 }
 
 /// `ca show`.

@@ -12,10 +12,12 @@ use anyhow::Context;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use cli::{Cli, Command, CrlArgs, InitArgs, IssueArgs, RevokeArgs, ShowArgs, VerifyArgs};
+use cli::{
+    BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, ShowArgs, VerifyArgs,
+};
 use tessera::ca::{
-    CaError, CertificateAuthority, CrlStatus, Database, InitRequest, IssueRequest, IssuedFiles, RevocationReason,
-    SubjectAltName,
+    CaError, CertificateAuthority, CrlStatus, InitRequest, IssueRequest, IssuedFiles, ListFilter, Location,
+    RevocationReason, Status, SubjectAltName,
 };
 use tessera::cli::{CliError, exit, read_passphrase};
 use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustStore, VerifyRequest, rfc3339};
@@ -64,19 +66,27 @@ fn classify_ca(error: &CaError) -> (u8, Option<String>) {
         ),
         CaError::Database { .. } => (
             exit::FAILURE,
-            Some("restore db.json from a backup; the certificates themselves are unaffected".into()),
+            Some("restore the store from a backup (`ca backup` makes one); the certificates themselves are unaffected".into()),
         ),
         CaError::MissingDatabase { .. } => (
             exit::FAILURE,
             Some(
-                "restore db.json from a backup; a CA never starts afresh without it, as a new database \
-                 would forget every revocation (certificates and keys are unaffected)"
+                "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
+                 a new store would forget every revocation (certificates and keys are unaffected)"
+                    .into(),
+            ),
+        ),
+        CaError::Store { .. } => (
+            exit::FAILURE,
+            Some(
+                "check that the database is running and reachable, and that --db (or TESSERA_DB) names this \
+                 CA's store; nothing was changed"
                     .into(),
             ),
         ),
         CaError::DatabaseBehindCrl { .. } => (
             exit::FAILURE,
-            Some("restore the newest db.json (its crl_number must be at least the CRL's); nothing was written".into()),
+            Some("restore the newest backup of the store (its CRL number must be at least the CRL's); nothing was written".into()),
         ),
         CaError::UnfinishedInit { .. } => (
             exit::FAILURE,
@@ -114,7 +124,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Issue(args) => issue(cli, args, now),
         Command::Revoke(args) => revoke(cli, args, now),
         Command::Crl(args) => crl(cli, args, now),
-        Command::List(args) => list(cli, args.json, now),
+        Command::List(args) => list(cli, args, now),
+        Command::Backup(args) => backup(cli, args),
         Command::Show(args) => show(args),
         Command::Verify(args) => verify(cli, args, now),
     }
@@ -168,7 +179,7 @@ fn check_serial(text: &str) -> Result<(), CliError> {
 
 /// The files that hold a CA's state. Each must be a regular file (or a link to one): reading a
 /// FIFO or a device would block or never end.
-const STATE_FILES: [&str; 6] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db"];
+const STATE_FILES: [&str; 7] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db", "store.json"];
 
 /// Refuses a CA directory whose state files include something other than a regular file.
 fn check_state_files(dir: &Path) -> Result<(), CliError> {
@@ -324,20 +335,37 @@ fn crl(cli: &Cli, args: &CrlArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
 
 /// Opens a CA, asking for its passphrase only if its key is encrypted.
 fn open_ca(cli: &Cli, dir: &Path) -> anyhow::Result<CertificateAuthority> {
-    open_ca_with(dir, cli.passphrase_file.as_deref())
+    open_ca_with(cli, dir, cli.passphrase_file.as_deref())
 }
 
-fn open_ca_with(dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
+fn open_ca_with(cli: &Cli, dir: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     check_state_files(dir)?;
-    tessera::ca::read_ca_certificates(dir)?;
+    let location = location(cli)?;
     // A CA whose state is missing is refused before anyone is asked for a passphrase.
-    Database::check(dir)?;
+    drop(tessera::ca::store::open_dir(dir, location.as_ref())?);
     let passphrase = tessera::cli::passphrase_for_key(
         &CertificateAuthority::key_path(dir),
         passphrase_file,
         &format!("the CA key in {}", dir.display()),
     )?;
-    Ok(CertificateAuthority::open(dir, passphrase.as_ref())?)
+    Ok(CertificateAuthority::open_with_store(
+        dir,
+        passphrase.as_ref(),
+        location.as_ref(),
+    )?)
+}
+
+/// The store `--db` (or `TESSERA_DB`) names, if any.
+fn location(cli: &Cli) -> Result<Option<Location>, CliError> {
+    cli.db
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+        .map(Location::parse)
+        .transpose()
+        .map_err(|e| {
+            CliError::usage(e.to_string())
+                .with_hint("use --db postgres://USER@HOST:PORT/DB, or leave it out for DIR/ca.db")
+        })
 }
 
 /// What `init` and `issue` print with `--json`: the same shape for both.
@@ -368,6 +396,9 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     request.permitted_dns = args.permit_dns.clone();
     request.permitted_email = args.permit_email.clone();
     request.excluded_dns = args.exclude_dns.clone();
+    if let Some(location) = location(cli)? {
+        request.store = location;
+    }
     for cidr in &args.permit_ip {
         request.permitted_ip.push(parse_cidr(cidr)?);
     }
@@ -398,6 +429,7 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     }
     let parent = match &args.parent {
         Some(dir) => Some(open_ca_with(
+            cli,
             dir,
             args.parent_passphrase_file
                 .as_deref()
@@ -594,10 +626,10 @@ struct ListEntry<'a> {
     revocation_reason: Option<&'a str>,
 }
 
-fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
+fn list(cli: &Cli, args: &ListArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     check_state_files(&cli.dir)?;
-    let db = Database::load_checked(&cli.dir)?;
-    match tessera::ca::crl_status(&cli.dir, &db) {
+    let mut store = tessera::ca::store::open_dir(&cli.dir, location(cli)?.as_ref())?;
+    match tessera::ca::crl_status(&cli.dir, store.as_mut()) {
         Ok(CrlStatus::Stale { reason }) => warn(
             cli,
             &format!("{reason}; the next `ca crl` (or any command that signs) rewrites it"),
@@ -605,10 +637,24 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
         Ok(_) => {}
         Err(e) => warn(cli, &e.to_string()),
     }
-    let entries: Vec<ListEntry<'_>> = db
-        .records
-        .iter()
-        .map(|r| ListEntry {
+    let filter = ListFilter {
+        status: args.status.map(|s| match s {
+            ListStatus::Valid => Status::Valid,
+            ListStatus::Revoked => Status::Revoked,
+            ListStatus::Expired => Status::Expired,
+        }),
+        expiring_within: args.expiring_within,
+        limit: args.limit,
+        now,
+    };
+    // Streamed: one record at a time from the store to stdout.
+    let mut printed = 0u64;
+    let mut failure: Option<anyhow::Error> = None;
+    if args.json {
+        tessera::outln!("[")?;
+    }
+    let result = store.list(&filter, &mut |r| {
+        let entry = ListEntry {
             serial: &r.serial,
             subject: &r.subject,
             sans: &r.sans,
@@ -619,43 +665,91 @@ fn list(cli: &Cli, json: bool, now: OffsetDateTime) -> anyhow::Result<u8> {
             status: r.status(now),
             revoked_at: r.revoked.as_ref().map(|x| whole_seconds(x.at)),
             revocation_reason: r.revoked.as_ref().map(|x| x.reason.as_str()),
-        })
-        .collect();
-    if json {
-        tessera::cli::print_json(&entries)?;
-        return Ok(exit::OK);
-    }
-    if entries.is_empty() {
-        tessera::outln!("no certificates issued yet")?;
-        return Ok(exit::OK);
-    }
-    tessera::outln!(
-        "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
-        "SERIAL",
-        "PROFILE",
-        "STATUS",
-        "NOT AFTER"
-    )?;
-    for e in &entries {
-        let status = serde_json::to_value(e.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let names = if e.sans.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", e.sans.join(", "))
         };
+        let written = if args.json {
+            list_json(&entry, printed == 0)
+        } else {
+            list_text(&entry, printed == 0)
+        };
+        printed += 1;
+        written.map_err(|e| {
+            failure = Some(e);
+            CaError::InvalidRequest {
+                field: "output",
+                reason: "stopped".into(),
+            }
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    result?;
+    if args.json {
+        tessera::outln!("]")?;
+    } else if printed == 0 {
         tessera::outln!(
-            "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
-            e.serial,
-            e.profile,
-            status,
-            rfc3339(e.not_after),
-            shown(e.subject),
-            shown(&names)
+            "{}",
+            if args.status.is_some() || args.expiring_within.is_some() {
+                "no certificates match"
+            } else {
+                "no certificates issued yet"
+            }
         )?;
     }
+    Ok(exit::OK)
+}
+
+fn list_json(entry: &ListEntry<'_>, first: bool) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(entry)?;
+    let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+    tessera::outln!("{}{}", if first { "" } else { "," }, indented.join("\n"))?;
+    Ok(())
+}
+
+fn list_text(e: &ListEntry<'_>, first: bool) -> anyhow::Result<()> {
+    if first {
+        tessera::outln!(
+            "{:<32}  {:<12}  {:<8}  {:<20}  SUBJECT / NAMES",
+            "SERIAL",
+            "PROFILE",
+            "STATUS",
+            "NOT AFTER"
+        )?;
+    }
+    let status = serde_json::to_value(e.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let names = if e.sans.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", e.sans.join(", "))
+    };
+    tessera::outln!(
+        "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
+        e.serial,
+        e.profile,
+        status,
+        rfc3339(e.not_after),
+        shown(e.subject),
+        shown(&names)
+    )?;
+    Ok(())
+}
+
+fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
+    if is_stdio(&args.out) {
+        return Err(CliError::usage("--out takes a file: an SQLite copy cannot go to stdout").into());
+    }
+    tessera::ca::store::backup(&cli.dir, location(cli)?.as_ref(), &args.out)?;
+    summary(
+        cli,
+        &format!(
+            "wrote a consistent copy of {} to {}",
+            cli.dir.join("ca.db").display(),
+            args.out.display()
+        ),
+    )?;
     Ok(exit::OK)
 }
 
@@ -846,10 +940,26 @@ mod same_file {
     use crate::cli::{Cli, InitArgs, IssueArgs};
 
     /// The files of a CA directory.
-    const CA_FILES: [&str; 6] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db"];
+    const CA_FILES: [&str; 7] = [
+        "ca.pem",
+        "ca.key",
+        "chain.pem",
+        "crl.pem",
+        "db.json",
+        "ca.db",
+        "store.json",
+    ];
 
     fn ca_files(dir: &Path) -> Vec<(String, PathBuf)> {
-        let roles = ["certificate", "key", "chain", "CRL", "database", "database"];
+        let roles = [
+            "certificate",
+            "key",
+            "chain",
+            "CRL",
+            "database",
+            "database",
+            "store record",
+        ];
         CA_FILES
             .iter()
             .zip(roles)

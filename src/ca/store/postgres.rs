@@ -1,0 +1,358 @@
+//! The PostgreSQL store, shared by several CA instances: the same tables as SQLite, `READ
+//! COMMITTED` transactions whose row locks give the guarantees (a conditional `UPDATE` waits for
+//! a concurrent one on the same row and then finds it no longer `good`; the CRL number row is
+//! locked by the `UPDATE` that advances it, so the revoked set read after it includes every
+//! revocation that took a lower number).
+//!
+//! The connection is made without TLS (`NoTls`): use a loopback address or a Unix socket
+//! (`host=/run/postgresql`), or a network the CA trusts. No TLS stack is linked for PostgreSQL.
+
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls, Transaction};
+use time::OffsetDateTime;
+
+use super::migrate;
+use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, RevokedEntry, Row, Store, redact};
+use crate::ca::CaError;
+use crate::ca::database::{Record, Revocation, normalise_serial};
+
+/// How long connecting may take before the store counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The advisory lock that serialises migrations between instances starting at once.
+const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131; // "tessera1"
+
+const COLUMNS: &str =
+    "serial, subject, sans, profile, not_before, not_after, issued_at, revoked_at, revocation_reason, der";
+
+/// A CA's PostgreSQL store, for one issuer.
+pub(crate) struct PostgresStore {
+    client: Client,
+    issuer: String,
+    url: String,
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations, and checks that the database holds this CA.
+    pub(crate) fn open(url: &str, issuer: &str) -> Result<Self, CaError> {
+        let mut store = Self::connect(url, issuer)?;
+        store.migrate(false)?;
+        let found: Option<String> = store
+            .client
+            .query_opt("SELECT issuer FROM issuers WHERE issuer = $1", &[&store.issuer])
+            .map_err(|e| store.fail(e))?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(|e| store.fail(e))?;
+        if found.is_none() {
+            return Err(CaError::Store {
+                store: redact(url),
+                reason: format!(
+                    "it holds no CA whose certificate has fingerprint {issuer} (was this CA made with another --db?)"
+                ),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Records a new CA (creating the schema if this is the first CA in the database).
+    pub(crate) fn create(url: &str, issuer: &str) -> Result<(), CaError> {
+        let mut store = Self::connect(url, issuer)?;
+        store.migrate(true)?;
+        let inserted = store
+            .client
+            .query_opt(
+                "INSERT INTO issuers (issuer, crl_number, created_at) VALUES ($1, 0, $2) \
+                 ON CONFLICT (issuer) DO NOTHING RETURNING issuer",
+                &[&store.issuer, &OffsetDateTime::now_utc().unix_timestamp()],
+            )
+            .map_err(|e| store.fail(e))?;
+        if inserted.is_none() {
+            return Err(CaError::Store {
+                store: redact(url),
+                reason: format!("it already holds a CA whose certificate has fingerprint {issuer}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn connect(url: &str, issuer: &str) -> Result<Self, CaError> {
+        let mut config: Config = url.parse().map_err(|e| CaError::Store {
+            store: redact(url),
+            reason: format!("not a usable PostgreSQL URL ({e})"),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("tessera-ca");
+        let client = config.connect(NoTls).map_err(|e| CaError::Store {
+            store: redact(url),
+            reason: format!("cannot connect ({})", describe(&e)),
+        })?;
+        Ok(Self {
+            client,
+            issuer: issuer.to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    fn fail(&self, e: postgres::Error) -> CaError {
+        fail(&self.url, &e)
+    }
+
+    fn migrate(&mut self, creating: bool) -> Result<(), CaError> {
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(|e| fail(&url, &e))?;
+        let has_table: bool = tx
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| fail(&url, &e))?;
+        if !has_table && !creating {
+            return Err(CaError::Store {
+                store: redact(&url),
+                reason: "it holds no CA store (no schema); `ca init --db URL` creates one".into(),
+            });
+        }
+        tx.batch_execute(migrate::CREATE_TABLE).map_err(|e| fail(&url, &e))?;
+        let applied: Vec<i64> = tx
+            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+            .map_err(|e| fail(&url, &e))?;
+        let pending = migrate::pending(&applied).map_err(|reason| CaError::Store {
+            store: redact(&url),
+            reason,
+        })?;
+        for migration in pending {
+            tx.batch_execute(migration.postgres).map_err(|e| fail(&url, &e))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[
+                    &migration.version,
+                    &migration.name,
+                    &OffsetDateTime::now_utc().unix_timestamp(),
+                ],
+            )
+            .map_err(|e| fail(&url, &e))?;
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        }
+        tx.commit().map_err(|e| fail(&url, &e))
+    }
+}
+
+impl Store for PostgresStore {
+    fn describe(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn issue(&mut self, record: &Record) -> Result<bool, CaError> {
+        let der = super::record_der(record, &self.describe())?;
+        let inserted = self
+            .client
+            .query_opt(
+                "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, issued_at, \
+                 status, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'good', $9) \
+                 ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
+                &[
+                    &self.issuer,
+                    &record.serial,
+                    &record.subject,
+                    &super::sans_to_text(&record.sans),
+                    &record.profile,
+                    &record.not_before.unix_timestamp(),
+                    &record.not_after.unix_timestamp(),
+                    &record.issued_at.unix_timestamp(),
+                    &der,
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(inserted.is_some())
+    }
+
+    fn revoke_once(&mut self, serial: &str, at: OffsetDateTime, reason: &str) -> Result<RevokeOutcome, CaError> {
+        let serial = normalise_serial(serial);
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
+        let changed = tx
+            .query_opt(
+                "UPDATE certificates SET status = 'revoked', revoked_at = $3, revocation_reason = $4 \
+                 WHERE issuer = $1 AND serial = $2 AND status = 'good' RETURNING serial",
+                &[&self.issuer, &serial, &at.unix_timestamp(), &reason],
+            )
+            .map_err(|e| fail(&url, &e))?;
+        let outcome = if changed.is_some() {
+            RevokeOutcome::Revoked(advance(&mut tx, &self.issuer, &url)?)
+        } else {
+            let existing = tx
+                .query_opt(
+                    "SELECT revoked_at, revocation_reason FROM certificates WHERE issuer = $1 AND serial = $2",
+                    &[&self.issuer, &serial],
+                )
+                .map_err(|e| fail(&url, &e))?;
+            match existing {
+                Some(row) => match (
+                    row.try_get::<_, Option<i64>>(0).map_err(|e| fail(&url, &e))?,
+                    row.try_get::<_, Option<String>>(1).map_err(|e| fail(&url, &e))?,
+                ) {
+                    (Some(at), Some(reason)) => RevokeOutcome::AlreadyRevoked(Revocation {
+                        at: super::time_from(at, &redact(&url))?,
+                        reason,
+                    }),
+                    _ => {
+                        return Err(CaError::Store {
+                            store: redact(&url),
+                            reason: format!("certificate {serial} is neither good nor revoked"),
+                        });
+                    }
+                },
+                None => RevokeOutcome::Unknown,
+            }
+        };
+        tx.commit().map_err(|e| fail(&url, &e))?;
+        Ok(outcome)
+    }
+
+    fn advance_crl_number(&mut self) -> Result<CrlState, CaError> {
+        let url = self.url.clone();
+        let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
+        let state = advance(&mut tx, &self.issuer, &url)?;
+        tx.commit().map_err(|e| fail(&url, &e))?;
+        Ok(state)
+    }
+
+    fn crl_summary(&mut self) -> Result<CrlSummary, CaError> {
+        // One statement: one snapshot.
+        let row = self
+            .client
+            .query_one(
+                "SELECT crl_number, (SELECT COUNT(*) FROM certificates WHERE issuer = $1 AND status = 'revoked') \
+                 FROM issuers WHERE issuer = $1",
+                &[&self.issuer],
+            )
+            .map_err(|e| self.fail(e))?;
+        let store = self.describe();
+        Ok(CrlSummary {
+            number: super::crl_number_from(row.try_get(0).map_err(|e| self.fail(e))?, &store)?,
+            revoked: u64::try_from(row.try_get::<_, i64>(1).map_err(|e| self.fail(e))?).unwrap_or(0),
+        })
+    }
+
+    fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError> {
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND serial = $2");
+        let row = self
+            .client
+            .query_opt(&sql, &[&self.issuer, &normalise_serial(serial)])
+            .map_err(|e| self.fail(e))?;
+        let store = self.describe();
+        row.map(|r| read_row(&r).map_err(|e| self.fail(e))?.into_record(&store))
+            .transpose()
+    }
+
+    fn list(
+        &mut self,
+        filter: &ListFilter,
+        each: &mut dyn FnMut(Record) -> Result<(), CaError>,
+    ) -> Result<(), CaError> {
+        let (low, high) = filter.expiry_bounds();
+        let store = self.describe();
+        let url = self.url.clone();
+        let sql = match filter.status_column() {
+            None => format!(
+                "SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND not_after BETWEEN $2 AND $3 \
+                 ORDER BY id DESC LIMIT $4"
+            ),
+            Some("revoked") => format!(
+                "SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND status = 'revoked' \
+                 AND not_after BETWEEN $2 AND $3 ORDER BY id DESC LIMIT $4"
+            ),
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND status = 'good' \
+                 AND not_after BETWEEN $2 AND $3 ORDER BY id DESC LIMIT $4"
+            ),
+        };
+        let limit = filter.limit();
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&self.issuer, &low, &high, &limit];
+        let mut rows = self
+            .client
+            .query_raw(&sql, params.iter().copied())
+            .map_err(|e| fail(&url, &e))?;
+        while let Some(row) = rows.next().map_err(|e| fail(&url, &e))? {
+            each(read_row(&row).map_err(|e| fail(&url, &e))?.into_record(&store)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Hands out the next CRL number (locking the issuer's row until commit) and reads the revoked
+/// set after it, inside the caller's transaction.
+fn advance(tx: &mut Transaction<'_>, issuer: &str, url: &str) -> Result<CrlState, CaError> {
+    let number: i64 = tx
+        .query_one(
+            "UPDATE issuers SET crl_number = crl_number + 1 WHERE issuer = $1 RETURNING crl_number",
+            &[&issuer],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| fail(url, &e))?;
+    let store = redact(url);
+    let rows = tx
+        .query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE issuer = $1 AND status = 'revoked' ORDER BY serial",
+            &[&issuer],
+        )
+        .map_err(|e| fail(url, &e))?;
+    let mut revoked = Vec::with_capacity(rows.len());
+    for row in rows {
+        let get = |e: postgres::Error| fail(url, &e);
+        revoked.push(RevokedEntry {
+            serial: row.try_get(0).map_err(get)?,
+            at: super::time_from(row.try_get(1).map_err(get)?, &store)?,
+            reason: row.try_get(2).map_err(get)?,
+        });
+    }
+    Ok(CrlState {
+        number: super::crl_number_from(number, &store)?,
+        revoked,
+    })
+}
+
+fn read_row(row: &postgres::Row) -> Result<Row, postgres::Error> {
+    Ok(Row {
+        serial: row.try_get(0)?,
+        subject: row.try_get(1)?,
+        sans: row.try_get(2)?,
+        profile: row.try_get(3)?,
+        not_before: row.try_get(4)?,
+        not_after: row.try_get(5)?,
+        issued_at: row.try_get(6)?,
+        revoked_at: row.try_get(7)?,
+        reason: row.try_get(8)?,
+        der: row.try_get(9)?,
+    })
+}
+
+/// A PostgreSQL error in words: the server's message when there is one, else the client's.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+fn fail(url: &str, e: &postgres::Error) -> CaError {
+    CaError::Store {
+        store: redact(url),
+        reason: describe(e),
+    }
+}
