@@ -50,6 +50,7 @@ deps:
 	@command -v openssl >/dev/null 2>&1 || { echo "installing openssl"; apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 	@command -v xz >/dev/null 2>&1 || { echo "installing xz-utils"; apt-get update -qq && apt-get install -y -qq xz-utils >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { echo "installing haproxy"; apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb || { echo "installing postgresql (private clusters for the store tests)"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 
 clean-demo:
 	rm -rf certs/demo

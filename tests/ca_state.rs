@@ -480,6 +480,21 @@ fn kill_9_during_issue_leaves_no_debris_and_blocks_no_reissue() {
         assert!(file(".key").exists() && file(".chain.pem").exists(), "{name}");
     }
     eprintln!("{finished} of 40 finished before the kill; {leftovers} leftover files removed by a re-issue");
+    // Every certificate handed out (its file written) is recorded in the store.
+    let recorded: BTreeSet<String> = ca
+        .records()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap().into())
+        .collect();
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.to_string_lossy().into_owned();
+        if name.ends_with(".pem") && !name.ends_with(".chain.pem") {
+            let der = pem::load_certificates(&path).unwrap();
+            let serial = tessera::pki::CertificateInfo::from_der(&der[0]).unwrap().serial;
+            assert!(recorded.contains(&serial), "{name} not recorded");
+        }
+    }
     // One more command under the lock sweeps what the last kill may have left in the CA.
     ok(ca.cmd().arg("crl"));
     assert!(hidden_files(&ca.dir()).is_empty(), "{:?}", hidden_files(&ca.dir()));

@@ -2,7 +2,13 @@
 //! `postgres` user in a fresh temporary directory, `pg_ctl start` on a free loopback port, and
 //! stopped (by `pg_ctl stop`, then by its PID) when the guard is dropped, also when the test
 //! fails. A test that needs PostgreSQL fails, never skips, when it cannot be started.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -59,8 +59,8 @@ mod tests {
         assert_eq!(pending(&[1]).unwrap().len(), MIGRATIONS.len() - 1);
         let newer = pending(&[1, 2, 3, 99]).unwrap_err();
         assert!(newer.contains("newer than this Tessera knows"), "{newer}");
-        let gap = pending(&[2]).unwrap_err();
-        assert!(gap.contains("not 1 to 1 in order"), "{gap}");
+        let repeated = pending(&[1, 1]).unwrap_err();
+        assert!(repeated.contains("not 1 to 2 in order"), "{repeated}");
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1, "{}", m.name);
         }
