@@ -4,7 +4,7 @@ LIMBO ?= ../shared/conformance/limbo.json.xz
 # Tessera's own measured agreement (docs/conformance.md): losing one case fails.
 LIMBO_MIN ?= 99.61
 
-.PHONY: all build demo test fmt-check clippy dependencies unit doc conformance bench deps clean-demo
+.PHONY: all build demo test fmt-check clippy dependencies unit doc conformance bench deps pg-deps clean-demo
 
 all: build
 
@@ -16,7 +16,7 @@ demo: deps build
 	@bash scripts/demo.sh
 
 ## test: everything CI runs (rustfmt check, clippy -D warnings, unit + integration + doc tests)
-test: deps fmt-check clippy dependencies unit doc
+test: deps pg-deps fmt-check clippy dependencies unit doc
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -42,7 +42,7 @@ conformance: deps
 	$(CARGO) run --example limbo -- $(LIMBO) --min-agreement $(LIMBO_MIN)
 
 ## bench: speed figures (never part of `make test`)
-bench: deps
+bench: deps pg-deps build
 	@bash scripts/bench.sh
 
 ## deps: tools the tests need that a fresh machine may lack
@@ -50,6 +50,10 @@ deps:
 	@command -v openssl >/dev/null 2>&1 || { echo "installing openssl"; apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 	@command -v xz >/dev/null 2>&1 || { echo "installing xz-utils"; apt-get update -qq && apt-get install -y -qq xz-utils >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { echo "installing haproxy"; apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+
+## pg-deps: PostgreSQL 15 for the store tests and benchmark (each starts a private cluster; the
+## demo needs none: its CAs keep their state in SQLite)
+pg-deps:
 	@test -x /usr/lib/postgresql/15/bin/initdb || { echo "installing postgresql (private clusters for the store tests)"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 
 clean-demo:

@@ -54,6 +54,10 @@ fi
 run openssl verify -crl_check -CRLfile "$DEMO/issuing/crl.pem" -CAfile "$DEMO/root/ca.pem" -untrusted "$DEMO/issuing/ca.pem" "$DEMO/lost.pem" || echo "(openssl agrees: rejected)"
 run "$CA" list --dir "$DEMO/issuing"
 
+say "The CA's state: SQLite in the CA directory (ca.db), filtered listings, an online backup"
+run "$CA" list --dir "$DEMO/issuing" --status revoked
+run "$CA" backup --dir "$DEMO/issuing" --out "$DEMO/issuing-backup.db"
+
 if [ -f scripts/demo-sign.sh ]; then source scripts/demo-sign.sh; fi
 if [ -f scripts/demo-channel.sh ]; then source scripts/demo-channel.sh; fi
 

@@ -447,7 +447,10 @@ fn json_is_consistent_across_commands() {
     let list = json(&ok(ca.cmd().args(["list", "--json"])));
     assert_eq!(list.as_array().unwrap().len(), 2, "the intermediate and alice");
     assert_timestamps(&list, "list");
-    assert_eq!(list[1]["status"], "revoked");
+    assert_eq!(
+        list[0]["status"], "revoked",
+        "newest first: alice, then the intermediate"
+    );
 
     // verify: the time given with a fraction and an offset is shown in UTC to the second.
     let format = &time::format_description::well_known::Rfc3339;
