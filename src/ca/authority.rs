@@ -134,6 +134,8 @@ struct CrlInspection {
     der: Option<CertificateRevocationListDer<'static>>,
     /// The lifetime (nextUpdate − thisUpdate) of the CRL found, if it could be read.
     lifetime: Option<Duration>,
+    /// True when the CRL is whole but has a lower number than the store handed out.
+    behind: bool,
 }
 
 /// `crl.pem` as found: its DER, number and number of entries, if it is a readable CRL of the CA
@@ -193,6 +195,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
         status: CrlStatus::Stale { reason },
         der: None,
         lifetime,
+        behind: false,
     };
     let file = match file {
         Ok(file) => file,
@@ -202,6 +205,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
                 status: CrlStatus::NotYetWritten,
                 der: None,
                 lifetime: None,
+                behind: false,
             });
         }
         Err(_) => {
@@ -228,13 +232,16 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
         });
     }
     if number < db_number {
-        return Ok(stale(
-            format!(
-                "{} is CRL number {number}, but the store has handed out CRL number {db_number} (an earlier command was interrupted, or another process is publishing it)",
-                path.display()
-            ),
-            file.lifetime,
-        ));
+        return Ok(CrlInspection {
+            behind: true,
+            ..stale(
+                format!(
+                    "{} is CRL number {number}, but the store has handed out CRL number {db_number} (an earlier command was interrupted)",
+                    path.display()
+                ),
+                file.lifetime,
+            )
+        });
     }
     // Every revocation advances the CRL number, so under the same number only a damaged file
     // can list a different set.
@@ -252,6 +259,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
         status: CrlStatus::Current,
         der: Some(file.der),
         lifetime: file.lifetime,
+        behind: false,
     })
 }
 
@@ -974,7 +982,17 @@ impl CertificateAuthority {
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
-        let found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        // A CRL number handed out but not yet in crl.pem is usually another process between its
+        // commit and its publication (a few milliseconds): give it that time before taking the
+        // CRL for one left behind by a crash.
+        for _ in 0..10 {
+            if !found.behind {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        }
         match found.status {
             CrlStatus::NotYetWritten => Ok(None),
             CrlStatus::Current => Ok(found.der),

@@ -456,18 +456,49 @@ fn migrate(conn: &mut Connection, path: &Path, creating: bool) -> Result<(), CaE
 }
 
 /// Refuses, before SQLite sees it, a `ca.db` that is missing (SQLite would create an empty
-/// one), empty, not an SQLite file, or shorter than its header says (truncated).
+/// one), empty, not an SQLite file, or shorter than its header says (truncated). A checkpoint
+/// by another process writes page 1 (with the new size) before the pages that grow the file,
+/// so an apparent truncation is looked at again a few times before it counts.
 fn check_file(path: &Path) -> Result<(), CaError> {
-    let damaged = |reason: String| CaError::Database {
-        path: path.into(),
-        reason,
+    for _ in 0..5 {
+        match check_file_once(path) {
+            Err(Shorter { .. }) => std::thread::sleep(Duration::from_millis(50)),
+            Ok(()) => return Ok(()),
+            Err(Refused(e)) => return Err(e),
+        }
+    }
+    match check_file_once(path) {
+        Ok(()) => Ok(()),
+        Err(Refused(e)) => Err(e),
+        Err(Shorter { len, expected }) => Err(CaError::Database {
+            path: path.into(),
+            reason: format!("the file is truncated ({len} bytes, its header says {expected})"),
+        }),
+    }
+}
+
+/// Why [`check_file_once`] refused a file.
+enum FileProblem {
+    /// Shorter than its header says: truncated, or caught in the middle of a checkpoint.
+    Shorter { len: u64, expected: u64 },
+    /// Anything else.
+    Refused(CaError),
+}
+use FileProblem::{Refused, Shorter};
+
+fn check_file_once(path: &Path) -> Result<(), FileProblem> {
+    let damaged = |reason: String| {
+        Refused(CaError::Database {
+            path: path.into(),
+            reason,
+        })
     };
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CaError::MissingDatabase { path: path.into() });
+            return Err(Refused(CaError::MissingDatabase { path: path.into() }));
         }
-        Err(e) => return Err(CaError::io(path, e)),
+        Err(e) => return Err(Refused(CaError::io(path, e))),
     };
     if !meta.is_file() {
         return Err(damaged("it is not a file".into()));
@@ -477,7 +508,7 @@ fn check_file(path: &Path) -> Result<(), CaError> {
         return Err(damaged("the file is empty".into()));
     }
     let mut header = [0u8; 100];
-    let mut file = std::fs::File::open(path).map_err(|e| CaError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| Refused(CaError::io(path, e)))?;
     if file.read_exact(&mut header).is_err() {
         return Err(damaged(format!("the file is truncated ({len} bytes)")));
     }
@@ -492,10 +523,10 @@ fn check_file(path: &Path) -> Result<(), CaError> {
     let counter = &header[24..28];
     let valid_for = &header[92..96];
     if counter == valid_for && pages > 0 && len < page_size.saturating_mul(pages) {
-        return Err(damaged(format!(
-            "the file is truncated ({len} bytes, its header says {})",
-            page_size.saturating_mul(pages)
-        )));
+        return Err(Shorter {
+            len,
+            expected: page_size.saturating_mul(pages),
+        });
     }
     Ok(())
 }
