@@ -9,5 +9,7 @@ if [ -f benches/sign.rs ]; then
   echo "== sign/verify: verify throughput vs openssl dgst -sha3-256 and minisign -V"
   cargo bench --bench sign
 fi
+echo "== ca store: issuance with an empty vs a large store, list, CRL, 1 vs 4 processes (SQLite, PostgreSQL)"
+cargo bench --bench store
 echo "== channel: echo throughput, rotation cost, handshakes, memory"
 bash scripts/bench-channel.sh

@@ -542,8 +542,9 @@ fn an_unreachable_postgresql_is_exit_3_with_a_hint_and_nothing_is_written() {
     let out = run(ca_with(&dir, Some("mysql://u:hunter2@h/x")).arg("list"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
-    // Once reachable again, all is as it was.
+    // Once reachable again, all is as it was; also through the Unix socket, without TCP.
     assert_eq!(list(&dir, Some(&url)).len(), 1);
+    assert_eq!(list(&dir, Some(&pg.socket_url("ca"))).len(), 1);
 }
 
 #[test]

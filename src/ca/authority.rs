@@ -737,9 +737,20 @@ impl CertificateAuthority {
         passphrase: Option<&Passphrase>,
         location: Option<&Location>,
     ) -> Result<Self, CaError> {
-        let (certificate, chain) = read_ca_certificates(dir)?;
+        let (certificate, _) = read_ca_certificates(dir)?;
         let info = CertificateInfo::from_der(&certificate)?;
         let store = store::open(dir, &info.sha256_fingerprint, location)?;
+        Self::open_with(dir, passphrase, store)
+    }
+
+    /// Opens the CA in `dir` with its already opened `store` (see [`store::open_dir`]), so a
+    /// command can check the store before it asks for the key's passphrase.
+    ///
+    /// # Errors
+    /// As [`CertificateAuthority::open`].
+    pub fn open_with(dir: &Path, passphrase: Option<&Passphrase>, store: Box<dyn Store>) -> Result<Self, CaError> {
+        let (certificate, chain) = read_ca_certificates(dir)?;
+        let info = CertificateInfo::from_der(&certificate)?;
         let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(CaError::Pki(PkiError::malformed(

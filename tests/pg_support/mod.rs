@@ -110,6 +110,13 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// The same database through the cluster's Unix socket:
+    /// `postgres://postgres@%2Fsocket%2Fdir:PORT/DB`.
+    pub fn socket_url(&self, db: &str) -> String {
+        let dir = self.dir.display().to_string().replace('/', "%2F");
+        format!("postgres://postgres@{dir}:{}/{db}", self.port)
+    }
+
     /// Creates database `name`.
     pub fn create_db(&self, name: &str) {
         let out = as_postgres("createdb")

@@ -342,17 +342,13 @@ fn open_ca_with(cli: &Cli, dir: &Path, passphrase_file: Option<&Path>) -> anyhow
     check_state_files(dir)?;
     let location = location(cli)?;
     // A CA whose state is missing is refused before anyone is asked for a passphrase.
-    drop(tessera::ca::store::open_dir(dir, location.as_ref())?);
+    let store = tessera::ca::store::open_dir(dir, location.as_ref())?;
     let passphrase = tessera::cli::passphrase_for_key(
         &CertificateAuthority::key_path(dir),
         passphrase_file,
         &format!("the CA key in {}", dir.display()),
     )?;
-    Ok(CertificateAuthority::open_with_store(
-        dir,
-        passphrase.as_ref(),
-        location.as_ref(),
-    )?)
+    Ok(CertificateAuthority::open_with(dir, passphrase.as_ref(), store)?)
 }
 
 /// The store `--db` (or `TESSERA_DB`) names, if any.

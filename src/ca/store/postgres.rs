@@ -103,6 +103,26 @@ impl PostgresStore {
 
     fn migrate(&mut self, creating: bool) -> Result<(), CaError> {
         let url = self.url.clone();
+        // Every command opens the store: a read first, the lock only when there is work.
+        let applied: Option<Vec<i64>> = match self
+            .client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .and_then(|row| row.try_get::<_, bool>(0))
+        {
+            Ok(true) => Some(
+                self.client
+                    .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+                    .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+                    .map_err(|e| fail(&url, &e))?,
+            ),
+            Ok(false) => None,
+            Err(e) => return Err(fail(&url, &e)),
+        };
+        if let Some(applied) = applied
+            && matches!(migrate::pending(&applied), Ok(pending) if pending.is_empty())
+        {
+            return Ok(());
+        }
         let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(|e| fail(&url, &e))?;

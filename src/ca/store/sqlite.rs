@@ -406,6 +406,9 @@ fn connect(path: &Path, create: bool) -> Result<Connection, CaError> {
 /// Applies pending migrations in one transaction. An existing store must already carry the
 /// migrations table: an empty file is damage, not a new store.
 fn migrate(conn: &mut Connection, path: &Path, creating: bool) -> Result<(), CaError> {
+    if !creating && up_to_date(conn, path)? {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| database_error(path, e))?;
@@ -453,6 +456,29 @@ fn migrate(conn: &mut Connection, path: &Path, creating: bool) -> Result<(), CaE
         tracing::info!(path = %path.display(), version = migration.version, name = migration.name, "applied migration");
     }
     tx.commit().map_err(|e| database_error(path, e))
+}
+
+/// True when the store has every migration this build knows: a read, without the write lock
+/// that applying migrations takes (every command opens the store).
+fn up_to_date(conn: &Connection, path: &Path) -> Result<bool, CaError> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| database_error(path, e))?;
+    if !has_table {
+        return Ok(false);
+    }
+    let mut statement = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .map_err(|e| database_error(path, e))?;
+    let applied: Vec<i64> = statement
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| database_error(path, e))?;
+    Ok(matches!(migrate::pending(&applied), Ok(pending) if pending.is_empty()))
 }
 
 /// Refuses, before SQLite sees it, a `ca.db` that is missing (SQLite would create an empty
