@@ -36,7 +36,7 @@ use super::store::{
 };
 use super::{CaError, Profile, SubjectAltName, check, csr};
 use crate::fsutil;
-use crate::pki::{self, CertificateInfo, CrlInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, pem};
+use crate::pki::{self, CertificateInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, pem};
 
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
@@ -153,30 +153,43 @@ fn read_crl_file(path: &Path, ca_subject: &str) -> Result<Result<CrlFile, (Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err((String::new(), None))),
         Err(e) => return Err(CaError::io(path, e)),
     };
+    // Only the header and the number of entries: every command that signs looks at crl.pem,
+    // and its cost must not grow with the revocations it lists.
     let parsed = pem::parse_crls(&bytes, &path.display().to_string())
         .ok()
         .and_then(|crls| crls.into_iter().next())
-        .and_then(|der| CrlInfo::from_der(&der).ok().map(|info| (der, info)));
-    let Some((der, info)) = parsed else {
+        .and_then(|der| {
+            let header = {
+                let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
+                (
+                    crl.issuer().to_string(),
+                    crl.last_update().to_datetime(),
+                    crl.next_update().map(|t| t.to_datetime()),
+                    crl.crl_number().and_then(|n| n.to_string().parse::<u64>().ok()),
+                    crl.tbs_cert_list.revoked_certificates.len(),
+                )
+            };
+            Some((der, header))
+        });
+    let Some((der, (issuer, this_update, next_update, number, listed))) = parsed else {
         return Ok(Err((
             format!("{} is damaged (no CRL can be read from it)", path.display()),
             None,
         )));
     };
-    let lifetime = info
-        .next_update
-        .and_then(|next| Duration::try_from(next - info.this_update).ok())
+    let lifetime = next_update
+        .and_then(|next| Duration::try_from(next - this_update).ok())
         .filter(|d| !d.is_zero());
-    if info.issuer != ca_subject {
+    if issuer != ca_subject {
         return Ok(Err((
-            format!("{} was issued by {}, not by this CA", path.display(), info.issuer),
+            format!("{} was issued by {issuer}, not by this CA", path.display()),
             lifetime,
         )));
     }
     Ok(Ok(CrlFile {
         der,
-        number: info.crl_number.as_deref().and_then(|n| n.parse::<u64>().ok()),
-        listed: info.revoked.len(),
+        number,
+        listed,
         lifetime,
     }))
 }
