@@ -179,7 +179,15 @@ fn check_serial(text: &str) -> Result<(), CliError> {
 
 /// The files that hold a CA's state. Each must be a regular file (or a link to one): reading a
 /// FIFO or a device would block or never end.
-const STATE_FILES: [&str; 7] = ["ca.pem", "ca.key", "chain.pem", "crl.pem", "db.json", "ca.db", "store.json"];
+const STATE_FILES: [&str; 7] = [
+    "ca.pem",
+    "ca.key",
+    "chain.pem",
+    "crl.pem",
+    "db.json",
+    "ca.db",
+    "store.json",
+];
 
 /// Refuses a CA directory whose state files include something other than a regular file.
 fn check_state_files(dir: &Path) -> Result<(), CliError> {
