@@ -149,12 +149,15 @@ fn list_escapes_names_from_the_database() {
         .cmd()
         .args(["issue", "--profile", "client", "--name", "a", "-q", "--out"])
         .arg(ca.path("a")));
-    // A database written by someone else (or an older Tessera) may hold anything.
-    let db_path = ca.dir().join("db.json");
-    let mut db: serde_json::Value = serde_json::from_slice(&std::fs::read(&db_path).unwrap()).unwrap();
-    db["records"][0]["sans"] = serde_json::json!(["dns:x\u{1b}[2Jy", "uri:x://a\u{202e}b"]);
-    db["records"][0]["subject"] = serde_json::json!("CN=\u{1b}[31mred");
-    std::fs::write(&db_path, serde_json::to_vec(&db).unwrap()).unwrap();
+    // A store written by someone else (or imported from an older Tessera) may hold anything.
+    let sans = serde_json::json!(["dns:x\u{1b}[2Jy", "uri:x://a\u{202e}b"]).to_string();
+    rusqlite::Connection::open(ca.dir().join("ca.db"))
+        .unwrap()
+        .execute(
+            "UPDATE certificates SET sans = ?1, subject = ?2",
+            rusqlite::params![sans, "CN=\u{1b}[31mred"],
+        )
+        .unwrap();
     let list = ok(ca.cmd().arg("list"));
     assert!(
         list.contains("  CN=\\u{1b}[31mred [dns:x\\u{1b}[2Jy, uri:x://a\\u{202e}b]\n"),

@@ -224,7 +224,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
         Err(_) => {
             return Ok(stale(
                 format!(
-                    "{} is missing, though the store records CRL number {db_number} and {revoked} revocation(s)",
+                    "{} is missing, though the database records CRL number {db_number} and {revoked} revocation(s)",
                     path.display()
                 ),
                 None,

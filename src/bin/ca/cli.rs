@@ -169,10 +169,10 @@ pub struct Cli {
     #[arg(skip)]
     pub dir: PathBuf,
 
-    /// Where the CA's state is: postgres://USER@HOST:PORT/DB for a PostgreSQL store shared by
-    /// several CA instances (no TLS: loopback, a Unix socket or a trusted network), or sqlite
-    /// (DIR/ca.db, the default).
-    #[arg(long, global = true, env = "TESSERA_DB", value_name = "URL")]
+    /// The CA's store (default: $TESSERA_DB, else DIR/ca.db): a PostgreSQL URL such as
+    /// postgres://USER@HOST:PORT/DB, shared by several CA instances (no TLS: loopback, a Unix
+    /// socket or a trusted network); not used by `show` and `verify`.
+    #[arg(long, global = true, env = "TESSERA_DB", hide_env = true, value_name = "URL")]
     pub db: Option<String>,
 
     /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
