@@ -431,8 +431,8 @@ fn ca_init_makes_a_private_directory_and_fixed_modes() {
             ("ca.pem", 0o644),
             ("chain.pem", 0o644),
             ("crl.pem", 0o644),
-            ("db.json", 0o600),
-            ("db.lock", 0o600),
+            ("ca.db", 0o600),
+            ("store.json", 0o600),
         ] {
             assert_eq!(mode(&ca.join(file)), expected, "{name}/{file}");
         }

@@ -600,7 +600,15 @@ fn run_bounded(cmd: &mut Command) -> Output {
 
 #[test]
 fn state_files_that_are_not_regular_files_are_refused() {
-    for name in ["db.json", "crl.pem", "chain.pem", "ca.key", "ca.pem"] {
+    for name in [
+        "ca.db",
+        "store.json",
+        "db.json",
+        "crl.pem",
+        "chain.pem",
+        "ca.key",
+        "ca.pem",
+    ] {
         let ca = Ca::new();
         let path = ca.dir().join(name);
         let _ = std::fs::remove_file(&path);
