@@ -4,7 +4,7 @@ LIMBO ?= ../shared/conformance/limbo.json.xz
 # Tessera's own measured agreement (docs/conformance.md): losing one case fails.
 LIMBO_MIN ?= 99.61
 
-.PHONY: all build demo test fmt-check clippy dependencies unit doc conformance bench deps pg-deps clean-demo
+.PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench deps pg-deps clean-demo
 
 all: build
 
@@ -12,7 +12,7 @@ build:
 	$(CARGO) build --bins
 
 ## demo: build, create a demo PKI in certs/demo, sign and verify a module, run mTLS echo with key rotation
-demo: deps build
+demo: demo-deps build
 	@bash scripts/demo.sh
 
 ## test: everything CI runs (rustfmt check, clippy -D warnings, unit + integration + doc tests)
@@ -45,9 +45,12 @@ conformance: deps
 bench: deps pg-deps build
 	@bash scripts/bench.sh
 
-## deps: tools the tests need that a fresh machine may lack
-deps:
+## demo-deps: the demo's one outside tool (openssl, the independent verifier it shows agreeing)
+demo-deps:
 	@command -v openssl >/dev/null 2>&1 || { echo "installing openssl"; apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+
+## deps: tools the tests need that a fresh machine may lack (the demo needs none of these)
+deps: demo-deps
 	@command -v xz >/dev/null 2>&1 || { echo "installing xz-utils"; apt-get update -qq && apt-get install -y -qq xz-utils >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { echo "installing haproxy"; apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
 
