@@ -4,7 +4,7 @@ LIMBO ?= ../shared/conformance/limbo.json.xz
 # Tessera's own measured agreement (docs/conformance.md): losing one case fails.
 LIMBO_MIN ?= 99.61
 
-.PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench deps pg-deps clean-demo
+.PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench fuzz fuzz-seeds deps pg-deps clean-demo
 
 all: build
 
@@ -40,6 +40,23 @@ doc:
 ## conformance: the x509-limbo suite through tessera's pki verification path
 conformance: deps
 	$(CARGO) run --example limbo -- $(LIMBO) --min-agreement $(LIMBO_MIN)
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (needs nightly: rustup toolchain install nightly)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= certificate crl csr verify bundle statement embedded pkcs8 framing
+fuzz: deps fuzz-seeds
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    || { echo "fuzz: $$t found a crash: see fuzz/artifacts/$$t/; fix it and save the input in tests/fuzz_regressions/$$t/"; exit 1; }; \
+	done
+
+## fuzz-seeds: write the seed corpora (generated at run time) to fuzz/corpus/<target>/
+fuzz-seeds:
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { \
+	  echo "make fuzz: the nightly toolchain is missing (cargo-fuzz needs it): rustup toolchain install nightly"; exit 1; }
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install cargo-fuzz; }
+	TESSERA_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus $(CARGO) test --test fuzz_regressions seeds
 
 ## bench: speed figures (never part of `make test`)
 bench: deps pg-deps build

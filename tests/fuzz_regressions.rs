@@ -1,0 +1,97 @@
+//! Every input a fuzzer ever crashed Tessera with, replayed on stable Rust: each file in
+//! `tests/fuzz_regressions/<target>/` goes through the same harness function as the cargo-fuzz
+//! target of that name (`fuzz/src/lib.rs`, included here), which must not panic. Also runs the
+//! harness on every seed it generates, and writes the seeds for `make fuzz` when
+//! `TESSERA_FUZZ_SEEDS` names a folder.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
+
+#[allow(dead_code)]
+#[path = "../fuzz/src/lib.rs"]
+mod harness;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use tessera::pki::{Usage, VerifyRequest};
+
+fn regressions() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions")
+}
+
+/// Runs `input` through `target`'s harness function; `Err(message)` if it panicked.
+fn replay(target: fn(&[u8]), input: &[u8]) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| target(input))).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+#[test]
+fn every_saved_crash_input_is_handled() {
+    let mut failures = Vec::new();
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(regressions()).unwrap() {
+        let entry = entry.unwrap();
+        if !entry.file_type().unwrap().is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, target)) = harness::TARGETS.iter().find(|(t, _)| *t == name) else {
+            panic!("tests/fuzz_regressions/{name} is not a fuzz target (expected one of {:?})", harness::TARGETS);
+        };
+        for input in std::fs::read_dir(entry.path()).unwrap() {
+            let path = input.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            replayed += 1;
+            if let Err(message) = replay(*target, &bytes) {
+                failures.push(format!("{}: {message}", path.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "fuzz regressions panic again:\n{}", failures.join("\n"));
+    eprintln!("replayed {replayed} saved fuzz inputs");
+}
+
+#[test]
+fn seeds_reach_past_the_parsers_and_never_panic() {
+    let seeds = harness::seeds();
+    for (target, _) in harness::TARGETS {
+        assert!(seeds.iter().any(|(t, _, _)| t == target), "no seed for the {target} target");
+    }
+    for (target, name, bytes) in &seeds {
+        let (_, function) = harness::TARGETS.iter().find(|(t, _)| t == target).unwrap();
+        if let Err(message) = replay(*function, bytes) {
+            panic!("seed {target}/{name} panics: {message}");
+        }
+    }
+    if let Some(dir) = std::env::var_os("TESSERA_FUZZ_SEEDS") {
+        let written = harness::write_seeds(Path::new(&dir)).unwrap();
+        eprintln!("wrote {written} seeds to {}", Path::new(&dir).display());
+    }
+}
+
+/// The fixed root's fingerprint (Ed25519 signatures are deterministic).
+const ROOT_SHA256: &str = "8e99f4f97c1245fa64a90fed9d96c8de363d5a48cf89ba5e2483256b67a4297a";
+
+#[test]
+fn the_fixtures_verify_so_the_fuzzer_starts_from_accepted_inputs() {
+    let f = harness::fixtures();
+    // The verify target's main seed is an accepted chain, under every usage.
+    for options in 0..4 {
+        let request = harness::verify_request(options | 0b100);
+        let chain = f.store.verify(&f.leaf, std::slice::from_ref(&f.intermediate), &request);
+        assert!(chain.is_ok(), "{:?}: {:?}", request.usage, chain.err());
+    }
+    let joined = harness::join_certificates(4, &[&f.leaf, &f.intermediate]);
+    let split = harness::split_certificates(&joined[1..], 9);
+    assert_eq!(split, vec![f.leaf.clone(), f.intermediate.clone()]);
+    // A leaf from a root outside the store is not.
+    let request = VerifyRequest::new(Usage::Any, harness::NOW);
+    assert!(f.store.verify(&f.intermediate, &[], &request).is_err());
+    // The fixtures are the same in every process: a saved input means the same thing.
+    let fingerprint = tessera::pki::CertificateInfo::from_der(&f.root).unwrap().sha256_fingerprint;
+    assert_eq!(fingerprint, ROOT_SHA256, "the fixed root changed: saved verify inputs no longer chain to it");
+}
