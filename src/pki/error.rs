@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use super::{Usage, rfc3339};
+use super::policy::key_usage_list;
+use super::{KeyUsage, PolicyViolation, Usage, rfc3339};
 
 /// Why a PKI operation failed: unusable input, or a trust decision that said no.
 ///
@@ -172,6 +173,59 @@ pub enum PkiError {
         /// The rule it breaks, citing its source.
         rule: String,
     },
+    /// A certificate on an otherwise valid path breaks one of the rules Tessera adds to
+    /// rustls-webpki ([`PolicyViolation`], each citing its source).
+    #[error("certificate {subject} is not acceptable: {violation}")]
+    Policy {
+        /// Subject of the offending certificate (`(empty subject)` when it has none).
+        subject: String,
+        /// The rule it breaks.
+        violation: PolicyViolation,
+    },
+    /// Every path to a root needs more intermediate CA certificates than
+    /// [`super::VerifyRequest::max_depth`] allows (RFC 5280 §6.1; self-issued certificates are
+    /// not counted).
+    #[error(
+        "certificate chain has {depth} intermediate CA certificate(s), more than the maximum depth of {max}          (RFC 5280 §6.1, not counting self-issued certificates)"
+    )]
+    ChainTooDeep {
+        /// Intermediates on the shortest rejected path, self-issued ones not counted.
+        depth: usize,
+        /// The maximum asked for.
+        max: usize,
+    },
+    /// The end entity's key usage extension lacks bits the request requires
+    /// ([`super::VerifyRequest::key_usage`]).
+    #[error(
+        "certificate {subject} does not allow {} (its key usage extension lacks it; RFC 5280 §4.2.1.3)",
+        key_usage_list(missing)
+    )]
+    KeyUsageNotAllowed {
+        /// Subject of the end entity.
+        subject: String,
+        /// The required bits it does not assert.
+        missing: Vec<KeyUsage>,
+    },
+    /// A certificate that parses as X.509 but that rustls-webpki refuses as it stands: a version
+    /// other than 3, an extension twice or with an invalid value, mismatched signature
+    /// algorithms, invalid DER inside a field. It was read; it cannot be trusted.
+    #[error("certificate {subject} cannot be trusted: {}", describe_certificate_error(error))]
+    UnacceptableCertificate {
+        /// Subject of the certificate (`(empty subject)` when it has none).
+        subject: String,
+        /// rustls-webpki's reason.
+        error: webpki::Error,
+    },
+    /// A CRL that parses but cannot be used as it stands (RFC 5280 §5.2.3: no CRL number, or a
+    /// critical one; or a kind of CRL rustls-webpki does not evaluate, such as a delta CRL).
+    /// The revocation status it would give cannot be known, so nothing it covers is trusted.
+    #[error("{what} cannot be used: {reason}")]
+    UnacceptableCrl {
+        /// The CRL (usually a file name).
+        what: String,
+        /// Why, citing the rule.
+        reason: String,
+    },
     /// Any other reason rustls-webpki gives for rejecting a chain.
     #[error("certificate chain rejected: {}", describe_webpki(.0))]
     Rejected(webpki::Error),
@@ -279,6 +333,11 @@ impl PkiError {
                 | Self::BadSignature
                 | Self::RevocationUnknown { .. }
                 | Self::ProfileViolation { .. }
+                | Self::Policy { .. }
+                | Self::ChainTooDeep { .. }
+                | Self::KeyUsageNotAllowed { .. }
+                | Self::UnacceptableCertificate { .. }
+                | Self::UnacceptableCrl { .. }
                 | Self::Rejected(_)
         )
     }
@@ -295,6 +354,29 @@ impl PkiError {
             what: what.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// Why rustls-webpki refuses a certificate it was given to parse, in words.
+fn describe_certificate_error(error: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match error {
+        E::UnsupportedCertVersion => "it is not an X.509 version 3 certificate (RFC 5280 §4.1.2.1)".into(),
+        E::ExtensionValueInvalid => {
+            "an extension appears twice or holds an invalid value (RFC 5280 §4.2: each extension at most once)".into()
+        }
+        E::MalformedExtensions => "its extensions are malformed (RFC 5280 §4.2)".into(),
+        E::SignatureAlgorithmMismatch => {
+            "its two signature algorithm fields differ (RFC 5280 §4.1.1.2: they must be identical)".into()
+        }
+        E::UnsupportedCriticalExtension => {
+            "it has a critical extension Tessera does not recognise (RFC 5280 §4.2)".into()
+        }
+        E::InvalidSerialNumber => "its serial number is not a positive integer (RFC 5280 §4.1.2.2)".into(),
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => {
+            format!("{} (RFC 5280 §4.1, ITU-T X.690)", describe_webpki(error))
+        }
+        other => describe_webpki(other).to_string(),
     }
 }
 

@@ -12,6 +12,7 @@ mod inspect;
 mod key;
 mod pbe;
 pub mod pem;
+mod policy;
 mod profile;
 mod trust;
 
@@ -20,4 +21,5 @@ pub(crate) use error::describe_x509;
 pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, reason_name, rfc3339};
 pub(crate) use key::algorithm_name;
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
+pub use policy::{KeyUsage, MAX_SERIAL_OCTETS, PolicyViolation};
 pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest};

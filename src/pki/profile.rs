@@ -209,7 +209,7 @@ fn check_public_key(cert: &x509_parser::certificate::X509Certificate<'_>) -> Res
 }
 
 /// The bit length of a big-endian unsigned integer.
-fn modulus_bits(modulus: &[u8]) -> usize {
+pub(super) fn modulus_bits(modulus: &[u8]) -> usize {
     let Some(start) = modulus.iter().position(|b| *b != 0) else {
         return 0;
     };

@@ -2,6 +2,7 @@
 //! roots and CRLs?" Every trust decision in Tessera (`ca verify`, module signatures, TLS peers)
 //! goes through [`TrustStore::verify`], which delegates path building to rustls-webpki.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use std::time::Duration;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
 use webpki::{
-    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeIdIter, KeyUsage,
+    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeIdIter,
     OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
 use super::inspect::{CertificateInfo, hex, reason_name};
 use super::profile::{check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, subject_of};
-use super::{PkiError, pem};
+use super::policy::{self, Position};
+use super::{KeyUsage, PkiError, pem};
 
 /// DER value of id-kp-codeSigning (1.3.6.1.5.5.7.3.3).
 const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
@@ -86,7 +88,7 @@ impl std::str::FromStr for Usage {
 
 /// The EKU policy rustls-webpki applies for a [`Usage`].
 enum EkuPolicy {
-    Webpki(KeyUsage),
+    Webpki(webpki::KeyUsage),
     Any,
 }
 
@@ -102,17 +104,18 @@ impl ExtendedKeyUsageValidator for EkuPolicy {
 impl From<Usage> for EkuPolicy {
     fn from(usage: Usage) -> Self {
         match usage {
-            Usage::Server => Self::Webpki(KeyUsage::server_auth()),
-            Usage::Client => Self::Webpki(KeyUsage::client_auth()),
+            Usage::Server => Self::Webpki(webpki::KeyUsage::server_auth()),
+            Usage::Client => Self::Webpki(webpki::KeyUsage::client_auth()),
             // webpki applies the validator to issuers too; CA certificates rarely carry EKUs, so
             // "if present" here, and the end entity's codeSigning EKU is required in `verify`.
-            Usage::CodeSigning => Self::Webpki(KeyUsage::required_if_present(EKU_CODE_SIGNING)),
+            Usage::CodeSigning => Self::Webpki(webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING)),
             Usage::Any => Self::Any,
         }
     }
 }
 
-/// One verification question: usage, optional peer name, and the time to check at.
+/// One verification question: usage, optional peer name, the time to check at, and optional
+/// limits on the path (depth) and the end entity's key usage.
 #[derive(Clone, Debug)]
 pub struct VerifyRequest {
     /// The usage the end-entity certificate must allow.
@@ -121,21 +124,42 @@ pub struct VerifyRequest {
     pub name: Option<String>,
     /// The time at which every certificate (and CRL) must be valid.
     pub time: OffsetDateTime,
+    /// The most intermediate CA certificates allowed between the end entity and the root,
+    /// self-issued ones not counted (RFC 5280 §6.1): `Some(0)` accepts only certificates issued
+    /// directly by a root. `None`: no limit beyond webpki's own and the CAs' path lengths.
+    pub max_depth: Option<usize>,
+    /// Key usage bits the end entity must assert when it has a key usage extension
+    /// (RFC 5280 §4.2.1.3; without the extension its key may be used for anything).
+    pub key_usage: Vec<KeyUsage>,
 }
 
 impl VerifyRequest {
-    /// A request for `usage` at `time`, without a name.
+    /// A request for `usage` at `time`, without a name, depth limit or key usage.
     pub fn new(usage: Usage, time: OffsetDateTime) -> Self {
         Self {
             usage,
             name: None,
             time,
+            max_depth: None,
+            key_usage: Vec::new(),
         }
     }
 
     /// Also require the certificate to be valid for `name` (a DNS name or an IP address).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Also limit the path to `max_depth` intermediate CAs (see [`VerifyRequest::max_depth`]).
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = Some(max_depth);
+        self
+    }
+
+    /// Also require these key usage bits (see [`VerifyRequest::key_usage`]).
+    pub fn with_key_usage(mut self, key_usage: impl IntoIterator<Item = KeyUsage>) -> Self {
+        self.key_usage.extend(key_usage);
         self
     }
 }
@@ -237,12 +261,25 @@ impl TrustStore {
     /// Adds a CRL (DER).
     ///
     /// # Errors
-    /// [`PkiError::Malformed`] when rustls-webpki cannot parse it, or when it breaks RFC 5280
-    /// §5.2.3 (no CRL number, or a critical one): such a CRL cannot be ordered against others.
+    /// [`PkiError::Malformed`] when it is not a CRL at all; [`PkiError::UnacceptableCrl`] (a
+    /// rejection) when it is one but rustls-webpki cannot use it, or it breaks RFC 5280 §5.2.3
+    /// (no CRL number, or a critical one: such a CRL cannot be ordered against others).
     pub fn add_crl(&mut self, crl: &CertificateRevocationListDer<'_>, what: &str) -> Result<(), PkiError> {
-        let owned = OwnedCertRevocationList::from_der(crl)
-            .map_err(|e| PkiError::malformed(what, format!("unusable CRL: {}", super::error::describe_webpki(&e))))?;
-        check_crl_profile(crl).map_err(|reason| PkiError::malformed(what, reason))?;
+        // A CRL that x509-parser reads was read fine; what webpki or RFC 5280 then refuse is a
+        // "no" (nothing it covers can be trusted), not unusable input.
+        let readable = x509_parser::parse_x509_crl(crl).is_ok();
+        let refused = |reason: String| {
+            if readable {
+                PkiError::UnacceptableCrl {
+                    what: what.into(),
+                    reason,
+                }
+            } else {
+                PkiError::malformed(what, reason)
+            }
+        };
+        let owned = OwnedCertRevocationList::from_der(crl).map_err(|e| refused(format!("unusable CRL: {}", super::error::describe_webpki(&e))))?;
+        check_crl_profile(crl).map_err(refused)?;
         self.crls.push(Arc::new(CertRevocationList::Owned(owned)));
         Ok(())
     }
@@ -307,15 +344,7 @@ impl TrustStore {
         if self.anchors.is_empty() {
             return Err(PkiError::NoRoots);
         }
-        let ee = EndEntityCert::try_from(end_entity).map_err(|e| match e {
-            // RFC 5280 4.2: a certificate with a critical extension the verifier does not know
-            // must be rejected: a "no", not unusable input.
-            webpki::Error::UnsupportedCriticalExtension => PkiError::ProfileViolation {
-                subject: CertificateInfo::from_der(end_entity).map_or_else(|_| "(unparsable)".into(), |c| c.subject),
-                rule: "it has a critical extension Tessera does not recognise (RFC 5280 4.2)".into(),
-            },
-            e => PkiError::malformed("certificate", format!("cannot be parsed: {e:?}")),
-        })?;
+        let ee = EndEntityCert::try_from(end_entity).map_err(|e| unacceptable_certificate(end_entity, e))?;
         let time = unix_time(request.time);
         let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
         let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|builder| {
@@ -326,6 +355,22 @@ impl TrustStore {
                 .build()
         });
         let intermediates: Vec<CertificateDer<'_>> = intermediates.to_vec();
+        // webpki calls this for every path it has verified up to a trust anchor; a path refused
+        // here lets it try the next one. The first refusal is kept to explain a failure.
+        let refusal: RefCell<Option<PkiError>> = RefCell::new(None);
+        let check_path = |candidate: &webpki::VerifiedPath<'_>| {
+            let mut path = vec![end_entity.clone().into_owned()];
+            path.extend(
+                candidate
+                    .intermediate_certificates()
+                    .map(|c| CertificateDer::from(c.der().to_vec())),
+            );
+            let root = self.root_of(candidate.anchor());
+            self.check_profile(&path, root, request).map_err(|e| {
+                refusal.borrow_mut().get_or_insert(e);
+                webpki::Error::UnknownIssuer
+            })
+        };
         let verified = ee
             .verify_for_usage(
                 SIGNATURE_ALGORITHMS,
@@ -334,9 +379,13 @@ impl TrustStore {
                 time,
                 EkuPolicy::from(request.usage),
                 revocation,
-                None,
+                Some(&check_path),
             )
-            .map_err(|e| self.explain(e, end_entity, &intermediates, request))?;
+            .map_err(|e| {
+                refusal
+                    .take()
+                    .unwrap_or_else(|| self.explain(e, end_entity, &intermediates, request))
+            })?;
 
         let mut path = vec![end_entity.clone().into_owned()];
         path.extend(
@@ -344,16 +393,8 @@ impl TrustStore {
                 .intermediate_certificates()
                 .map(|c| CertificateDer::from(c.der().to_vec())),
         );
-        let anchor = verified.anchor();
-        let root = self
-            .anchors
-            .iter()
-            .zip(&self.roots)
-            .find(|(a, _)| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
-            .map(|(_, r)| r.clone());
-        self.check_profile(&path, root.as_ref(), request.time)?;
-        if let Some(root) = root {
-            path.push(root);
+        if let Some(root) = self.root_of(verified.anchor()) {
+            path.push(root.clone());
         }
 
         if let Some(name) = &request.name {
@@ -375,35 +416,64 @@ impl TrustStore {
         })
     }
 
-    /// The RFC 5280 profile rules rustls-webpki leaves out, on a path it has accepted: `path`
-    /// is the end entity then the intermediates, `root` the trusted certificate it chains to.
+    /// The trusted root certificate behind a trust anchor.
+    fn root_of(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+        self.anchors
+            .iter()
+            .zip(&self.roots)
+            .find(|(a, _)| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
+            .map(|(_, r)| r)
+    }
+
+    /// The rules rustls-webpki leaves out, on a path it has verified: the RFC 5280 profile
+    /// (`profile.rs`), the request's depth and key usage and the policy rules (`policy.rs`).
+    /// `path` is the end entity then the intermediates, `root` the trusted certificate it
+    /// chains to.
     fn check_profile(
         &self,
         path: &[CertificateDer<'_>],
         root: Option<&CertificateDer<'_>>,
-        time: OffsetDateTime,
+        request: &VerifyRequest,
     ) -> Result<(), PkiError> {
         // A self-signed certificate trusted as its own root is a pinned end entity, not a CA.
         let pinned = root.is_some() && path.len() == 1 && path.first() == root;
         let root = root.filter(|_| !pinned);
-        for (index, der) in path.iter().chain(root).enumerate() {
+        let mut parsed = Vec::with_capacity(path.len() + 1);
+        for der in path.iter().chain(root) {
             let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::ProfileViolation {
                 subject: "on the path".into(),
                 rule: "it cannot be parsed as an X.509 certificate".into(),
             })?;
+            parsed.push(cert);
+        }
+        for (index, (der, cert)) in path.iter().chain(root).zip(&parsed).enumerate() {
             let violation = |rule: String| PkiError::ProfileViolation {
-                subject: subject_of(&cert),
+                subject: subject_of(cert),
                 rule,
             };
-            check_extensions(&cert).map_err(violation)?;
-            if index == 0 {
-                check_end_entity(&cert).map_err(violation)?;
+            check_extensions(cert).map_err(violation)?;
+            let position = if index == 0 {
+                check_end_entity(cert).map_err(violation)?;
+                Position::EndEntity
             } else {
-                check_issuer(&cert).map_err(violation)?;
+                check_issuer(cert).map_err(violation)?;
+                if index == path.len() {
+                    Position::Root
+                } else {
+                    Position::Intermediate
+                }
+            };
+            if position == Position::Root {
+                check_root(der, cert, request.time)?;
+                self.check_crl_signer(cert)?;
             }
-            if index == path.len() {
-                check_root(der, &cert, time)?;
-                self.check_crl_signer(&cert)?;
+            policy::check_certificate(cert, position)?;
+        }
+        if let Some((end_entity, rest)) = parsed.split_first() {
+            policy::check_key_usage(end_entity, &request.key_usage)?;
+            if let Some(max) = request.max_depth {
+                let intermediates = rest.get(..path.len().saturating_sub(1)).unwrap_or_default();
+                policy::check_depth(intermediates, max)?;
             }
         }
         Ok(())
@@ -590,6 +660,27 @@ impl TrustStore {
             serial: "in the chain".into(),
             reason: "unspecified".into(),
         }
+    }
+}
+
+/// rustls-webpki refuses `der` as an end entity: a rejection when x509-parser reads it (the
+/// input was read; its contents break a rule), unusable input otherwise.
+fn unacceptable_certificate(der: &CertificateDer<'_>, error: webpki::Error) -> PkiError {
+    match x509_parser::parse_x509_certificate(der) {
+        // RFC 5280 4.2: a certificate with a critical extension the verifier does not know must
+        // be rejected.
+        Ok((_, cert)) if error == webpki::Error::UnsupportedCriticalExtension => PkiError::ProfileViolation {
+            subject: subject_of(&cert),
+            rule: "it has a critical extension Tessera does not recognise (RFC 5280 4.2)".into(),
+        },
+        Ok((_, cert)) => PkiError::UnacceptableCertificate {
+            subject: subject_of(&cert),
+            error,
+        },
+        Err(_) => PkiError::malformed(
+            "certificate",
+            format!("cannot be parsed: {}", super::error::describe_webpki(&error)),
+        ),
     }
 }
 
@@ -1014,7 +1105,10 @@ mod tests {
         store.add_crl(&hand_made_crl(&root, Some(false)), "good").unwrap();
         for (crl, needle) in [(None, "no CRL number"), (Some(true), "critical")] {
             match store.add_crl(&hand_made_crl(&root, crl), "crl") {
-                Err(PkiError::Malformed { reason, .. }) => assert!(reason.contains(needle), "{reason}"),
+                Err(error @ PkiError::UnacceptableCrl { .. }) => {
+                    assert!(error.is_rejection());
+                    assert!(error.to_string().contains(needle), "{error}");
+                }
                 other => panic!("expected the CRL to be refused, got {other:?}"),
             }
         }
