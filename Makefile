@@ -1,8 +1,9 @@
 # Tessera: the two commands are `make demo` and `make test`.
 CARGO ?= cargo
 LIMBO ?= ../shared/conformance/limbo.json.xz
-# Tessera's own measured agreement (docs/conformance.md): losing one case fails.
-LIMBO_MIN ?= 99.61
+# Tessera's own measured agreement (docs/conformance.md): 9739 / 9770 = 99.683%; losing one
+# case (9738 / 9770 = 99.672%) fails.
+LIMBO_MIN ?= 99.68
 
 .PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench fuzz fuzz-seeds deps pg-deps clean-demo
 
@@ -37,9 +38,11 @@ unit:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
-## conformance: the x509-limbo suite through tessera's pki verification path
+## conformance: the x509-limbo suite through tessera's pki verification path, and every case
+## through `ca verify` too (its exit code must say what the library said)
 conformance: deps
-	$(CARGO) run --example limbo -- $(LIMBO) --min-agreement $(LIMBO_MIN)
+	$(CARGO) build --bin ca --example limbo
+	$(CARGO) run --example limbo -- $(LIMBO) --min-agreement $(LIMBO_MIN) --cli
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (needs nightly: rustup toolchain install nightly)
 FUZZ_SECONDS ?= 60

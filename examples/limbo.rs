@@ -9,7 +9,10 @@
 //! ```
 //!
 //! A `.xz` file is decompressed by piping it through `xz -dc` (a child process); any other file
-//! is read as JSON. See `docs/conformance.md` for the figures and what each difference means.
+//! is read as JSON. With `--cli`, every case is also run through the `ca verify` command line
+//! (`ca` is looked for next to this example's folder, or given with `--ca`), whose exit code must
+//! say what the library said: 0 trusted, 1 not trusted, 3 input it could not use. See
+//! `docs/conformance.md` for the figures and what each difference means.
 // A developer harness, not a shipped tool: plain print macros are fine here.
 #![allow(clippy::disallowed_macros)]
 
@@ -17,6 +20,8 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
@@ -26,7 +31,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use tessera::cli::{self, CliError, exit};
-use tessera::pki::{TrustStore, Usage, VerifyRequest, pem};
+use tessera::pki::{KeyUsage, PkiError, TrustStore, Usage, VerifyRequest, pem};
 
 /// Agreement of rustls-webpki 0.103.16 alone with the suite (9702 / 9762), in percent.
 const REFERENCE_AGREEMENT: f64 = 99.4;
@@ -49,10 +54,11 @@ const FAMILIES: &[&str] = &[
         "EXAMPLES:\n",
         "  cargo run --release --example limbo -- ../shared/conformance/limbo.json.xz\n",
         "  cargo run --release --example limbo -- limbo.json.xz --verbose\n",
-        "  cargo run --release --example limbo -- limbo.json.xz --json --min-agreement 99.5\n\n",
+        "  cargo run --release --example limbo -- limbo.json.xz --json --min-agreement 99.5\n",
+        "  cargo build --bin ca && cargo run --example limbo -- limbo.json.xz --cli\n\n",
         "EXIT CODES:\n",
-        "  0  agreement is at least --min-agreement\n",
-        "  1  agreement fell below --min-agreement\n",
+        "  0  agreement is at least --min-agreement (and, with --cli, ca verify said what the library said)\n",
+        "  1  agreement fell below --min-agreement, or ca verify and the library disagreed\n",
         "  2  usage error\n",
         "  3  could not run (missing file, no xz, unreadable JSON)"
     )
@@ -76,6 +82,20 @@ struct Args {
     /// where the two verdicts differ: anything listed is something the wrapper adds or loses.
     #[arg(long)]
     compare_webpki: bool,
+    /// Also run every case (or only the native ones, see --cli-cases) through `ca verify`, and
+    /// fail unless its exit code says what the library said (0 trusted, 1 not, 3 unusable input).
+    #[arg(long)]
+    cli: bool,
+    /// Which cases go through `ca verify` with --cli: `all` or `native` (all but BetterTLS).
+    #[arg(long, value_name = "all|native", default_value = "all", value_parser = ["all", "native"])]
+    cli_cases: String,
+    /// The `ca` binary for --cli (default: `ca` in the folder above this example's, as cargo
+    /// builds them: `cargo build --bin ca`).
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// Parallel `ca verify` processes for --cli (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 /// The suite file.
@@ -132,8 +152,44 @@ struct PeerName {
 enum Verdict {
     /// The case asks for something Tessera's verifier has no knob for.
     Skipped(&'static str),
-    /// The verifier ran: `Ok` accepted, `Err(reason)` rejected.
-    Ran(Result<(), String>),
+    /// The verifier ran: `Ok` accepted, `Err` not accepted.
+    Ran(Result<(), Failure>),
+}
+
+/// Why a case was not accepted.
+#[derive(Clone)]
+struct Failure {
+    reason: String,
+    /// True when the verifier said "not trusted" (`ca verify` exits 1); false when the input
+    /// could not be used (exit 3). Either way the certificate is not trusted.
+    rejection: bool,
+}
+
+impl Failure {
+    fn unusable(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            rejection: false,
+        }
+    }
+}
+
+impl From<PkiError> for Failure {
+    fn from(error: PkiError) -> Self {
+        Self {
+            rejection: error.is_rejection(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The exit code `ca verify` must give for a library verdict.
+fn expected_exit(result: &Result<(), Failure>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(failure) if failure.rejection => 1,
+        Err(_) => 3,
+    }
 }
 
 /// Counts for one family.
@@ -198,6 +254,34 @@ struct Summary {
     /// Per family, bare rustls-webpki's agreement (`--compare-webpki`).
     #[serde(skip_serializing_if = "Option::is_none")]
     webpki_alone: Option<BTreeMap<&'static str, Tally>>,
+    /// The library's verdicts by exit code they map to (0 trusted, 1 not trusted, 3 unusable
+    /// input), over the native cases.
+    native_exit_codes: BTreeMap<i32, usize>,
+    /// With `--cli`: what `ca verify` did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cli: Option<CliSummary>,
+}
+
+/// What `--cli` found.
+#[derive(Serialize)]
+struct CliSummary {
+    /// Cases run through `ca verify`.
+    cases: usize,
+    /// Its agreement with the suite, over the cases it ran (skipped cases excluded).
+    total: Totals,
+    native: Totals,
+    /// Cases where its exit code is not the one the library's verdict calls for.
+    mismatches: Vec<CliMismatch>,
+}
+
+/// A case where `ca verify` and the library disagree.
+#[derive(Serialize, Clone)]
+struct CliMismatch {
+    id: String,
+    library_exit: i32,
+    library_reason: Option<String>,
+    cli_exit: Option<i32>,
+    cli_stderr: String,
 }
 
 #[derive(Serialize)]
@@ -254,7 +338,31 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         differences,
         wrapper_differences,
         reference,
+        verdicts,
     } = evaluate(&suite.testcases, args.only.as_deref(), args.compare_webpki, now);
+
+    let mut native_exit_codes: BTreeMap<i32, usize> = BTreeMap::new();
+    for (index, result) in &verdicts {
+        if let Some(case) = suite.testcases.get(*index)
+            && family(&case.id) != "bettertls"
+        {
+            *native_exit_codes.entry(expected_exit(result)).or_default() += 1;
+        }
+    }
+    let cli = if args.cli {
+        let ca = match &args.ca {
+            Some(ca) => ca.clone(),
+            None => default_ca()?,
+        };
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let native_only = args.cli_cases == "native";
+        Some(run_cli(&ca, &suite.testcases, &verdicts, native_only, jobs, now)?)
+    } else {
+        None
+    };
 
     let mut total = Tally::default();
     let mut native = Tally::default();
@@ -264,7 +372,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             native.add(tally);
         }
     }
-    let passed = total.percent() >= args.min_agreement;
+    // The command line agrees with the library case for case, so its agreement is the same.
+    let cli_passed = cli.as_ref().is_none_or(|c| c.mismatches.is_empty());
+    let passed = total.percent() >= args.min_agreement && cli_passed;
 
     if args.json {
         let summary = Summary {
@@ -278,6 +388,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             differences,
             wrapper_differences,
             webpki_alone: reference,
+            native_exit_codes,
+            cli,
         };
         cli::print_json(&summary)?;
     } else {
@@ -300,6 +412,41 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        let codes: Vec<String> = native_exit_codes.iter().map(|(code, n)| format!("exit {code}: {n}")).collect();
+        println!("native verdicts as `ca verify` exit codes: {}", codes.join(", "));
+        if args.verbose {
+            for (index, result) in &verdicts {
+                if let (Some(case), Err(failure)) = (suite.testcases.get(*index), result)
+                    && !failure.rejection
+                    && family(&case.id) != "bettertls"
+                {
+                    println!("  exit 3 (unusable input): {}: {}", case.id, failure.reason);
+                }
+            }
+        }
+        if let Some(cli) = &cli {
+            println!(
+                "through `ca verify` ({} cases): total {} / {} ({:.2}%), native {} / {} ({:.2}%), {} exit-code mismatches",
+                cli.cases,
+                cli.total.agree,
+                cli.total.cases,
+                cli.total.agreement_percent,
+                cli.native.agree,
+                cli.native.cases,
+                cli.native.agreement_percent,
+                cli.mismatches.len()
+            );
+            for m in &cli.mismatches {
+                println!(
+                    "  {}: library exit {} ({}), ca verify exit {}: {}",
+                    m.id,
+                    m.library_exit,
+                    m.library_reason.as_deref().unwrap_or("trusted"),
+                    m.cli_exit.map_or_else(|| "none (killed)".to_string(), |c| c.to_string()),
+                    m.cli_stderr.trim()
+                );
+            }
+        }
         if let Some(wrapper_differences) = &wrapper_differences {
             println!();
             println!("Tessera vs bare rustls-webpki ({} differ):", wrapper_differences.len());
@@ -317,6 +464,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     if passed {
         Ok(ExitCode::from(exit::OK))
+    } else if !cli_passed {
+        eprintln!("limbo: error: `ca verify` did not say what the library said (see the mismatches above)");
+        eprintln!("limbo: hint: the command line loses information or classifies an error wrongly");
+        Ok(ExitCode::from(exit::REJECTED))
     } else {
         eprintln!(
             "limbo: error: total agreement {:.2}% is below the required {:.2}%",
@@ -337,6 +488,8 @@ struct Outcome {
     wrapper_differences: Option<Vec<WrapperDifference>>,
     /// With `--compare-webpki`: bare webpki's agreement per family.
     reference: Option<BTreeMap<&'static str, Tally>>,
+    /// The library's verdict on every case it ran, by index into the suite.
+    verdicts: Vec<(usize, Result<(), Failure>)>,
 }
 
 /// Runs every case (whose id contains `only`, if given) through Tessera, and through bare
@@ -347,7 +500,8 @@ fn evaluate(cases: &[Case], only: Option<&str>, compare_webpki: bool, now: Offse
     let mut differences = Vec::new();
     let mut wrapper_differences = Vec::new();
     let mut reference: BTreeMap<&'static str, Tally> = BTreeMap::new();
-    for case in cases {
+    let mut verdicts = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
         if only.is_some_and(|only| !case.id.contains(only)) {
             continue;
         }
@@ -370,14 +524,14 @@ fn evaluate(cases: &[Case], only: Option<&str>, compare_webpki: bool, now: Offse
                 expected: case.expected_result,
                 tessera: if accepted { "accepted" } else { "rejected" },
                 reason: match &verdict {
-                    Verdict::Ran(Err(reason)) => Some(reason.clone()),
+                    Verdict::Ran(Err(failure)) => Some(failure.reason.clone()),
                     _ => None,
                 },
             });
         }
         if compare_webpki {
             let tessera = match &verdict {
-                Verdict::Ran(Err(reason)) => Some(reason.clone()),
+                Verdict::Ran(Err(failure)) => Some(failure.reason.clone()),
                 _ => None,
             };
             let webpki = bare_webpki(case, now).err();
@@ -396,6 +550,9 @@ fn evaluate(cases: &[Case], only: Option<&str>, compare_webpki: bool, now: Offse
                 });
             }
         }
+        if let Verdict::Ran(result) = verdict {
+            verdicts.push((index, result));
+        }
     }
 
     Outcome {
@@ -404,6 +561,7 @@ fn evaluate(cases: &[Case], only: Option<&str>, compare_webpki: bool, now: Offse
         differences,
         wrapper_differences: compare_webpki.then_some(wrapper_differences),
         reference: compare_webpki.then_some(reference),
+        verdicts,
     }
 }
 
@@ -540,11 +698,11 @@ fn parse_suite(reader: impl Read, path: &Path) -> anyhow::Result<Suite> {
 
 /// Why a case cannot be asked of Tessera's verifier, as the reference run skipped them.
 fn skip_reason(case: &Case) -> Option<&'static str> {
-    if case.max_chain_depth.is_some() {
-        return Some("max_chain_depth");
+    if key_usage(case).is_err() {
+        return Some("key_usage Tessera has no name for");
     }
-    if !case.key_usage.is_empty() {
-        return Some("key_usage");
+    if case.max_chain_depth.is_some_and(|depth| usize::try_from(depth).is_err()) {
+        return Some("max_chain_depth out of range");
     }
     if !case.signature_algorithms.is_empty() {
         return Some("signature_algorithms");
@@ -558,6 +716,11 @@ fn skip_reason(case: &Case) -> Option<&'static str> {
         return Some("RFC822 peer name");
     }
     None
+}
+
+/// The key usage bits a case requires (x509-limbo writes RFC 5280's names: `digitalSignature`).
+fn key_usage(case: &Case) -> Result<Vec<KeyUsage>, String> {
+    case.key_usage.iter().map(|name| name.parse::<KeyUsage>()).collect()
 }
 
 /// The usage a case asks for: its validation kind, narrowed by its `extended_key_usage`.
@@ -598,25 +761,25 @@ fn peer_name(case: &Case) -> Option<&str> {
         .map(|n| n.value.as_str())
 }
 
-fn certificates(pems: &[String], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(pems: &[String], what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let mut out = Vec::new();
     for text in pems {
-        out.extend(pem::parse_certificates(text.as_bytes(), what).map_err(|e| e.to_string())?);
+        out.extend(pem::parse_certificates(text.as_bytes(), what)?);
     }
     Ok(out)
 }
 
-fn crls(pems: &[String]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+fn crls(pems: &[String]) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
     let mut out = Vec::new();
     for text in pems {
-        let blocks = pem::parse_blocks(text.as_bytes(), pem::X509_CRL, "crl").map_err(|e| e.to_string())?;
+        let blocks = pem::parse_blocks(text.as_bytes(), pem::X509_CRL, "crl")?;
         out.extend(blocks.into_iter().map(CertificateRevocationListDer::from));
     }
     Ok(out)
 }
 
-/// Asks Tessera's verifier about one case. Input Tessera cannot load counts as a rejection (the
-/// certificate would not be trusted), with the loading error as the reason.
+/// Asks Tessera's verifier about one case. Input Tessera cannot load is not trusted either; it
+/// is what `ca verify` reports with exit code 3.
 fn run_case(case: &Case, now: OffsetDateTime) -> Verdict {
     if let Some(reason) = skip_reason(case) {
         return Verdict::Skipped(reason);
@@ -628,33 +791,193 @@ fn run_case(case: &Case, now: OffsetDateTime) -> Verdict {
     Verdict::Ran(verify_case(case, usage, now))
 }
 
-fn verify_case(case: &Case, usage: Usage, now: OffsetDateTime) -> Result<(), String> {
-    let time = validation_time(case, now)?;
+/// The request `ca verify` builds from its command line, built from a case.
+fn request(case: &Case, usage: Usage, time: OffsetDateTime) -> Result<VerifyRequest, Failure> {
+    let mut request = VerifyRequest::new(usage, time).with_key_usage(key_usage(case).map_err(Failure::unusable)?);
+    if let Some(name) = peer_name(case) {
+        request = request.with_name(name);
+    }
+    if let Some(depth) = case.max_chain_depth {
+        request = request.with_max_depth(usize::try_from(depth).map_err(|e| Failure::unusable(e.to_string()))?);
+    }
+    Ok(request)
+}
+
+fn verify_case(case: &Case, usage: Usage, now: OffsetDateTime) -> Result<(), Failure> {
+    let time = validation_time(case, now).map_err(Failure::unusable)?;
+    let request = request(case, usage, time)?;
     let mut store = TrustStore::new();
     for (index, root) in certificates(&case.trusted_certs, "trusted certificate")?
         .into_iter()
         .enumerate()
     {
-        store
-            .add_root(root, &format!("trusted certificate {index}"))
-            .map_err(|e| e.to_string())?;
+        store.add_root(root, &format!("trusted certificate {index}"))?;
     }
     for crl in crls(&case.crls)? {
-        store.add_crl(&crl, "crl").map_err(|e| e.to_string())?;
+        store.add_crl(&crl, "crl")?;
     }
     let intermediates = certificates(&case.untrusted_intermediates, "untrusted intermediate")?;
     let peer = certificates(std::slice::from_ref(&case.peer_certificate), "peer certificate")?;
     let Some(peer) = peer.first() else {
-        return Err("no peer certificate".into());
+        return Err(Failure::unusable("no peer certificate"));
     };
-    let mut request = VerifyRequest::new(usage, time);
-    if let Some(name) = peer_name(case) {
-        request = request.with_name(name);
+    let _chain = store.verify(peer, &intermediates, &request)?;
+    Ok(())
+}
+
+/// `ca` next to the folder this example runs from (`target/debug/examples/limbo` →
+/// `target/debug/ca`).
+fn default_ca() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let ca = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("ca"))
+        .filter(|ca| ca.is_file())
+        .ok_or_else(|| {
+            CliError::failure("--cli needs the ca binary, and there is none next to this example's folder")
+                .with_hint("build it first (`cargo build --bin ca`, with --release for a release run) or pass --ca PATH")
+        })?;
+    Ok(ca)
+}
+
+/// Runs the cases the library ran through `ca verify` (`jobs` at a time) and compares each
+/// exit code with the library's verdict.
+fn run_cli(
+    ca: &Path,
+    cases: &[Case],
+    verdicts: &[(usize, Result<(), Failure>)],
+    native_only: bool,
+    jobs: usize,
+    now: OffsetDateTime,
+) -> anyhow::Result<CliSummary> {
+    let work: Vec<&(usize, Result<(), Failure>)> = verdicts
+        .iter()
+        .filter(|(index, _)| !native_only || cases.get(*index).is_some_and(|c| family(&c.id) != "bettertls"))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<(i32, String), String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut workers = Vec::new();
+        for _ in 0..jobs.min(work.len().max(1)) {
+            workers.push(scope.spawn(|| -> anyhow::Result<()> {
+                let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((index, _)) = work.get(n) else {
+                        return Ok(());
+                    };
+                    let Some(case) = cases.get(*index) else {
+                        continue;
+                    };
+                    let outcome = ca_verify(ca, case, dir.path(), now);
+                    if let Ok(mut results) = results.lock() {
+                        results.push((*index, outcome));
+                    }
+                }
+            }));
+        }
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a ca verify worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    let results = results.into_inner().map_err(|_| anyhow::anyhow!("a ca verify worker panicked"))?;
+    let by_index: BTreeMap<usize, &Result<(), Failure>> = verdicts.iter().map(|(i, r)| (*i, r)).collect();
+    let mut total = Tally::default();
+    let mut native = Tally::default();
+    let mut mismatches = Vec::new();
+    for (index, outcome) in results {
+        let (Some(case), Some(library)) = (cases.get(index), by_index.get(&index)) else {
+            continue;
+        };
+        let (code, stderr) = match outcome {
+            Ok((code, stderr)) => (Some(code), stderr),
+            Err(error) => (None, error),
+        };
+        let trusted = code == Some(0);
+        let tally = if trusted == (case.expected_result == Expected::Success) {
+            Tally { agree: 1, ..Tally::default() }
+        } else {
+            Tally { differ: 1, ..Tally::default() }
+        };
+        total.add(&tally);
+        if family(&case.id) != "bettertls" {
+            native.add(&tally);
+        }
+        let library_exit = expected_exit(library);
+        if code != Some(library_exit) {
+            mismatches.push(CliMismatch {
+                id: case.id.clone(),
+                library_exit,
+                library_reason: library.as_ref().err().map(|f| f.reason.clone()),
+                cli_exit: code,
+                cli_stderr: stderr,
+            });
+        }
     }
-    store
-        .verify(peer, &intermediates, &request)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    mismatches.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(CliSummary {
+        cases: work.len(),
+        total: total.into(),
+        native: native.into(),
+        mismatches,
+    })
+}
+
+/// One case through `ca verify`, with the case's files written to `dir`, at the case's time or
+/// (for a case without one) the library run's `now`: the exit code and stderr, or why it could
+/// not be run.
+fn ca_verify(ca: &Path, case: &Case, dir: &Path, now: OffsetDateTime) -> Result<(i32, String), String> {
+    let write = |name: &str, texts: &[String]| -> Result<PathBuf, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, texts.join("\n")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    };
+    let usage = usage(case)?;
+    let mut command = Command::new(ca);
+    command
+        .arg("verify")
+        .arg(write("leaf.pem", std::slice::from_ref(&case.peer_certificate))?)
+        .arg("--root")
+        .arg(write("roots.pem", &case.trusted_certs)?)
+        .args(["--usage", usage.name()]);
+    if !case.untrusted_intermediates.is_empty() {
+        command
+            .arg("--chain")
+            .arg(write("chain.pem", &case.untrusted_intermediates)?);
+    }
+    for (n, crl) in case.crls.iter().enumerate() {
+        command
+            .arg("--crl")
+            .arg(write(&format!("crl{n}.pem"), std::slice::from_ref(crl))?);
+    }
+    if let Some(name) = peer_name(case) {
+        command.args(["--name", name]);
+    }
+    match &case.validation_time {
+        Some(time) => command.args(["--at", time]),
+        None => command.args(["--at", &now.format(&Rfc3339).map_err(|e| e.to_string())?]),
+    };
+    if let Some(depth) = case.max_chain_depth {
+        command.args(["--max-depth", &depth.to_string()]);
+    }
+    for usage in &case.key_usage {
+        command.args(["--key-usage", usage]);
+    }
+    let output = command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", ca.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    output
+        .status
+        .code()
+        .map(|code| (code, stderr.clone()))
+        .ok_or_else(|| format!("{} ended without an exit code ({}): {stderr}", ca.display(), output.status))
 }
 
 /// The reference run: bare rustls-webpki, as the suite's README measured it (every verification
@@ -678,7 +1001,8 @@ fn bare_webpki(case: &Case, now: OffsetDateTime) -> Result<(), String> {
     let peer = blocks(std::slice::from_ref(&case.peer_certificate), pem::CERTIFICATE)?;
     let peer = peer.first().ok_or("no peer certificate")?;
     let ee = webpki::EndEntityCert::try_from(peer).map_err(|e| format!("{e:?}"))?;
-    let crls = crls(&case.crls)?
+    let crls = crls(&case.crls)
+        .map_err(|e| e.to_string())?
         .iter()
         .map(|der| webpki::OwnedCertRevocationList::from_der(der).map(webpki::CertRevocationList::Owned))
         .collect::<Result<Vec<_>, _>>()
@@ -745,6 +1069,7 @@ mod tests {
             .push(SanType::IpAddress("10.0.0.1".parse().unwrap()));
         leaf.distinguished_name.push(DnType::CommonName, "example.com");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf.serial_number = Some(SerialNumber::from(vec![0x42]));
         leaf.not_before = datetime!(2030-01-01 0:00 UTC);
         leaf.not_after = datetime!(2030-12-01 0:00 UTC);
@@ -811,8 +1136,20 @@ mod tests {
         expired["validation_time"] = json!("2032-01-01T00:00:00Z");
         cases.push(expired);
         let mut depth = case("pathlen::depth", &root, &leaf, "SUCCESS");
-        depth["max_chain_depth"] = json!(1);
+        depth["max_chain_depth"] = json!(0);
         cases.push(depth);
+        let mut key_usage = case("webpki::key-usage", &root, &leaf, "SUCCESS");
+        key_usage["key_usage"] = json!(["digitalSignature"]);
+        cases.push(key_usage);
+        let mut missing_key_usage = case("webpki::missing-key-usage", &root, &leaf, "FAILURE");
+        missing_key_usage["key_usage"] = json!(["keyEncipherment"]);
+        cases.push(missing_key_usage);
+        let mut unknown_key_usage = case("webpki::unknown-key-usage", &root, &leaf, "SUCCESS");
+        unknown_key_usage["key_usage"] = json!(["frobnicate"]);
+        cases.push(unknown_key_usage);
+        let mut unusable_crl = case("crl::not-a-crl", &root, &leaf, "FAILURE");
+        unusable_crl["crls"] = json!(["-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"]);
+        cases.push(unusable_crl);
         let mut email = case("rfc5280::nc::email", &root, &leaf, "SUCCESS");
         email["expected_peer_name"] = serde_json::Value::Null;
         email["expected_peer_names"] = json!([{"kind": "RFC822", "value": "a@example.com"}]);
@@ -841,19 +1178,66 @@ mod tests {
         let bettertls = outcome.families["bettertls"];
         assert_eq!((bettertls.agree, bettertls.differ), (2, 0));
         let webpki = outcome.families["webpki"];
-        assert_eq!((webpki.agree, webpki.differ), (1, 1));
-        assert_eq!(outcome.families["crl"].agree, 1);
-        assert_eq!(outcome.families["pathlen"].skipped, 1);
-        assert_eq!(outcome.skipped.get("max_chain_depth"), Some(&1));
+        assert_eq!((webpki.agree, webpki.differ, webpki.skipped), (3, 1, 1));
+        assert_eq!(outcome.families["crl"].agree, 2);
+        let pathlen = outcome.families["pathlen"];
+        assert_eq!((pathlen.agree, pathlen.skipped), (1, 0));
+        assert_eq!(outcome.skipped.get("key_usage Tessera has no name for"), Some(&1));
         assert_eq!(outcome.skipped.get("RFC822 peer name"), Some(&1));
+        // The library's verdicts and the exit codes `ca verify` must give for them.
+        let exit = |id: &str| {
+            let index = suite.testcases.iter().position(|c| c.id == id).unwrap();
+            let (_, result) = outcome.verdicts.iter().find(|(i, _)| *i == index).unwrap();
+            expected_exit(result)
+        };
+        assert_eq!(exit("rfc5280::ok"), 0);
+        assert_eq!(exit("crl::revoked"), 1);
+        assert_eq!(exit("webpki::missing-key-usage"), 1);
+        assert_eq!(exit("crl::not-a-crl"), 3);
 
         let [difference] = outcome.differences.as_slice() else {
             panic!("expected one difference");
         };
         assert_eq!(difference.id, "webpki::wrongly-expects-success");
         assert!(difference.reason.as_deref().unwrap().contains("expired"));
-        // Bare webpki, given the same CRLs, agrees with Tessera on these well-formed chains.
-        assert!(outcome.wrapper_differences.unwrap().is_empty());
+        // Bare webpki, given the same CRLs, agrees with Tessera on these well-formed chains,
+        // except where Tessera's key usage option (which webpki lacks) refuses one, and on the
+        // CRL webpki cannot read either (it reports it in its own words).
+        let wrapper: Vec<&str> = outcome
+            .wrapper_differences
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(wrapper, ["webpki::missing-key-usage"]);
+    }
+
+    /// The `ca` binary cargo built beside this test (`target/debug/ca`; `cargo test` builds it).
+    fn built_ca() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let ca = exe.parent().unwrap().parent().unwrap().join("ca");
+        assert!(ca.is_file(), "{} is missing: run `cargo build --bin ca` (cargo test builds it)", ca.display());
+        ca
+    }
+
+    #[test]
+    fn ca_verify_says_what_the_library_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limbo.json");
+        std::fs::write(&path, serde_json::to_vec(&suite()).unwrap()).unwrap();
+        let suite = load_suite(&path).unwrap();
+        let outcome = evaluate(&suite.testcases, None, false, NOW);
+        let cli = run_cli(&built_ca(), &suite.testcases, &outcome.verdicts, false, 2, NOW).unwrap();
+        assert_eq!(cli.cases, outcome.verdicts.len());
+        assert!(cli.mismatches.is_empty(), "{:?}", cli.mismatches.iter().map(|m| &m.id).collect::<Vec<_>>());
+        // A case without a validation time is asked at the library run's "now" (--at).
+        assert_eq!(cli.total.agree, outcome.families.values().map(|t| t.agree).sum::<usize>());
+
+        // A `ca` that answers differently is caught: /bin/false exits 1 for everything.
+        let wrong = run_cli(Path::new("/bin/false"), &suite.testcases, &outcome.verdicts, true, 1, NOW).unwrap();
+        assert!(wrong.mismatches.iter().any(|m| m.id == "rfc5280::ok" && m.cli_exit == Some(1)));
+        assert!(wrong.mismatches.iter().all(|m| !m.id.starts_with("bettertls")), "native only");
     }
 
     #[test]
@@ -867,7 +1251,7 @@ mod tests {
         };
         assert!(status.success());
         let suite = load_suite(&dir.path().join("limbo.json.xz")).unwrap();
-        assert_eq!(suite.testcases.len(), 9);
+        assert_eq!(suite.testcases.len(), 13);
     }
 
     #[test]

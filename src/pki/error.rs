@@ -186,10 +186,11 @@ pub enum PkiError {
     /// [`super::VerifyRequest::max_depth`] allows (RFC 5280 §6.1; self-issued certificates are
     /// not counted).
     #[error(
-        "certificate chain has {depth} intermediate CA certificate(s), more than the maximum depth of {max}          (RFC 5280 §6.1, not counting self-issued certificates)"
+        "certificate chain has {depth} intermediate CA certificate(s), more than the maximum depth of {max} \
+         (RFC 5280 §6.1, not counting self-issued certificates)"
     )]
     ChainTooDeep {
-        /// Intermediates on the shortest rejected path, self-issued ones not counted.
+        /// Intermediates on the shortest path found, self-issued ones not counted.
         depth: usize,
         /// The maximum asked for.
         max: usize,

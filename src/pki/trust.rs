@@ -367,7 +367,15 @@ impl TrustStore {
             );
             let root = self.root_of(candidate.anchor());
             self.check_profile(&path, root, request).map_err(|e| {
-                refusal.borrow_mut().get_or_insert(e);
+                let mut kept = refusal.borrow_mut();
+                // Of several paths too deep, report the shortest.
+                let shorter = matches!((&*kept, &e), (
+                    Some(PkiError::ChainTooDeep { depth: old, .. }),
+                    PkiError::ChainTooDeep { depth: new, .. },
+                ) if new < old);
+                if kept.is_none() || shorter {
+                    *kept = Some(e);
+                }
                 webpki::Error::UnknownIssuer
             })
         };

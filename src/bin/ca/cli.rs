@@ -467,6 +467,15 @@ pub struct VerifyArgs {
     /// Verify at this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339", value_parser = tessera::cli::parse_time)]
     pub at: Option<time::OffsetDateTime>,
+    /// Allow at most N intermediate CAs between the certificate and the root, not counting
+    /// self-issued ones (RFC 5280 §6.1); 0 accepts only certificates issued by a root.
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// A key usage the certificate must allow if it has a key usage extension (repeatable):
+    /// digital-signature, content-commitment, key-encipherment, data-encipherment,
+    /// key-agreement, key-cert-sign, crl-sign, encipher-only, decipher-only.
+    #[arg(long, value_name = "USAGE")]
+    pub key_usage: Vec<tessera::pki::KeyUsage>,
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,

@@ -871,8 +871,9 @@ fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u
             store.add_crl(&der, &display_name(crl))?;
         }
     }
-    let mut request = VerifyRequest::new(args.usage, time);
+    let mut request = VerifyRequest::new(args.usage, time).with_key_usage(args.key_usage.iter().copied());
     request.name = args.name.clone();
+    request.max_depth = args.max_depth;
     let outcome = store.verify(&end_entity, &intermediates, &request);
     let mut output = VerifyOutput {
         trusted: outcome.is_ok(),
