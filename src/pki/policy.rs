@@ -166,8 +166,7 @@ pub enum PolicyViolation {
     },
     /// An RSA modulus whose length is not a whole number of octets.
     #[error(
-        "its RSA modulus is {bits} bits long, not a multiple of 8 (CA/Browser Forum Baseline Requirements §6.1.5; \
-         RFC 8017 §3.1 keys are generated in whole octets)"
+        "its RSA modulus is {bits} bits long, not a multiple of 8 (CA/Browser Forum Baseline Requirements §6.1.5)"
     )]
     RsaModulusNotWholeOctets {
         /// The modulus length in bits.
