@@ -329,12 +329,19 @@ impl TrustStore {
     /// not critical, policy constraints are; name constraints appear only in CA certificates
     /// and are not empty; and the end entity's key is one Tessera can use (Ed25519, ECDSA
     /// P-256/P-384, RSA 2048–8192 bits). A self-signed certificate trusted as its own root
-    /// (pinned) is exempt from the issuer and root rules.
+    /// (pinned) is exempt from the issuer and root rules. Then the request's
+    /// [`VerifyRequest::max_depth`] and [`VerifyRequest::key_usage`], and the policy rules of
+    /// [`super::PolicyViolation`] (serial length, SAN criticality, DNS constraints, RSA modulus
+    /// length, anyExtendedKeyUsage, a root's key identifier). These checks run on every
+    /// candidate path webpki has verified, so a path that breaks one lets webpki try another.
     ///
     /// # Errors
     /// A rejection ([`PkiError::is_rejection`]) says why the certificate is not trusted
-    /// ([`PkiError::ProfileViolation`] for the profile rules); [`PkiError::NoRoots`] or
-    /// [`PkiError::Malformed`] mean the question could not be asked.
+    /// ([`PkiError::ProfileViolation`] for the profile rules, [`PkiError::Policy`],
+    /// [`PkiError::ChainTooDeep`], [`PkiError::KeyUsageNotAllowed`],
+    /// [`PkiError::UnacceptableCertificate`] for an end entity webpki refuses as written);
+    /// [`PkiError::NoRoots`] or [`PkiError::Malformed`] (bytes that are no certificate) mean
+    /// the question could not be asked.
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
