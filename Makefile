@@ -59,7 +59,7 @@ fuzz-seeds:
 	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { \
 	  echo "make fuzz: the nightly toolchain is missing (cargo-fuzz needs it): rustup toolchain install nightly"; exit 1; }
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install cargo-fuzz; }
-	TESSERA_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus $(CARGO) test --test fuzz_regressions seeds
+	TESSERA_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus TESSERA_FUZZ_LIMBO=$(abspath $(LIMBO)) $(CARGO) test --test fuzz_regressions seeds
 
 ## bench: speed figures (never part of `make test`)
 bench: deps pg-deps build

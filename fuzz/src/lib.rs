@@ -28,7 +28,7 @@ use time::macros::datetime;
 
 use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile};
 use tessera::channel::{self, ChannelStream, ClientSettings, Credentials, RotationPolicy, ServerSettings};
-use tessera::pki::{CertificateInfo, CrlInfo, Passphrase, PrivateKey, TrustStore, Usage, VerifyRequest, pem};
+use tessera::pki::{CertificateInfo, CrlInfo, KeyUsage, Passphrase, PrivateKey, TrustStore, Usage, VerifyRequest, pem};
 use tessera::sign::{Bundle, SignRequest, Signer, Statement, Verifier};
 
 /// The fuzz targets, by name (the files in `fuzz/fuzz_targets/` and the folders of
@@ -101,7 +101,8 @@ pub fn csr(data: &[u8]) {
 /// Input: one options byte, then DER certificates, each preceded by its length (2 bytes,
 /// big-endian): the end entity first, then up to 8 intermediates. The options byte picks the
 /// usage (bits 0-1), whether to ask for the name `fuzz.example` (bit 2), and a maximum chain
-/// depth (bits 3-4, 0 = none) and a required key usage (bits 5-7, 0 = none).
+/// depth (bits 3-4: 0 = none, else the value minus one) and a required key usage (bits 5-7: 0 =
+/// none, else the n-th of [`KeyUsage::ALL`]).
 pub fn verify(data: &[u8]) {
     let Some((&options, rest)) = data.split_first() else {
         return;
@@ -128,6 +129,14 @@ pub fn verify_request(options: u8) -> VerifyRequest {
     let mut request = VerifyRequest::new(usage, NOW);
     if options & 0b100 != 0 {
         request = request.with_name("fuzz.example");
+    }
+    let depth = (options >> 3) & 0b11;
+    if depth != 0 {
+        request = request.with_max_depth(usize::from(depth - 1));
+    }
+    let key_usage = usize::from(options >> 5);
+    if let Some(usage) = key_usage.checked_sub(1).and_then(|i| KeyUsage::ALL.get(i)) {
+        request = request.with_key_usage([*usage]);
     }
     request
 }
@@ -749,12 +758,74 @@ fn openssl_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out
 }
 
-/// Writes every seed to `dir/<target>/<name>` (creating the folders), returning how many.
+/// Seeds from the x509-limbo suite (`limbo.json.xz` or `limbo.json`): the certificates and CRLs
+/// of its native cases (all but BetterTLS), for the `certificate`, `crl` and `verify` targets.
+/// They do not chain to the fixed root, but they are the oddest real inputs the project has.
+/// Empty when the file cannot be read.
+pub fn limbo_seeds(path: &Path) -> Vec<(&'static str, String, Vec<u8>)> {
+    let text = if path.extension().is_some_and(|e| e == "xz") {
+        std::process::Command::new("xz")
+            .arg("-dc")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    } else {
+        std::fs::read(path).ok()
+    };
+    let Some(suite) = text.and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let cases = suite["testcases"].as_array().cloned().unwrap_or_default();
+    let pems = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    for case in &cases {
+        let id = case["id"].as_str().unwrap_or_default();
+        if id.starts_with("bettertls::") {
+            continue;
+        }
+        let name = id.replace("::", "-");
+        let leaf = case["peer_certificate"].as_str().unwrap_or_default().to_string();
+        let intermediates = pems(&case["untrusted_intermediates"]);
+        let mut all = vec![leaf.clone()];
+        all.extend(intermediates.iter().cloned());
+        all.extend(pems(&case["trusted_certs"]));
+        out.push(("certificate", format!("limbo-{name}.pem"), all.concat().into_bytes()));
+        for (n, crl) in pems(&case["crls"]).into_iter().enumerate() {
+            out.push(("crl", format!("limbo-{name}-{n}.pem"), crl.into_bytes()));
+        }
+        let ders: Vec<Vec<u8>> = std::iter::once(&leaf)
+            .chain(&intermediates)
+            .filter_map(|p| pem::parse_certificates(p.as_bytes(), "limbo").ok())
+            .flatten()
+            .map(|c| c.to_vec())
+            .filter(|d| d.len() <= usize::from(u16::MAX))
+            .collect();
+        if !ders.is_empty() {
+            let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
+            out.push(("verify", format!("limbo-{name}"), join_certificates(0b111, &refs)));
+        }
+    }
+    out
+}
+
+/// Writes every seed to `dir/<target>/<name>` (creating the folders), and those of
+/// [`limbo_seeds`] when `limbo` is given, returning how many.
 ///
 /// # Errors
 /// I/O errors.
-pub fn write_seeds(dir: &Path) -> std::io::Result<usize> {
-    let seeds = seeds();
+pub fn write_seeds(dir: &Path, limbo: Option<&Path>) -> std::io::Result<usize> {
+    let mut seeds = seeds();
+    if let Some(limbo) = limbo {
+        seeds.extend(limbo_seeds(limbo));
+    }
     for (target, name, bytes) in &seeds {
         let folder = dir.join(target);
         std::fs::create_dir_all(&folder)?;
