@@ -412,7 +412,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let codes: Vec<String> = native_exit_codes.iter().map(|(code, n)| format!("exit {code}: {n}")).collect();
+        let codes: Vec<String> = native_exit_codes
+            .iter()
+            .map(|(code, n)| format!("exit {code}: {n}"))
+            .collect();
         println!("native verdicts as `ca verify` exit codes: {}", codes.join(", "));
         if args.verbose {
             for (index, result) in &verdicts {
@@ -442,7 +445,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     m.id,
                     m.library_exit,
                     m.library_reason.as_deref().unwrap_or("trusted"),
-                    m.cli_exit.map_or_else(|| "none (killed)".to_string(), |c| c.to_string()),
+                    m.cli_exit
+                        .map_or_else(|| "none (killed)".to_string(), |c| c.to_string()),
                     m.cli_stderr.trim()
                 );
             }
@@ -701,7 +705,10 @@ fn skip_reason(case: &Case) -> Option<&'static str> {
     if key_usage(case).is_err() {
         return Some("key_usage Tessera has no name for");
     }
-    if case.max_chain_depth.is_some_and(|depth| usize::try_from(depth).is_err()) {
+    if case
+        .max_chain_depth
+        .is_some_and(|depth| usize::try_from(depth).is_err())
+    {
         return Some("max_chain_depth out of range");
     }
     if !case.signature_algorithms.is_empty() {
@@ -835,8 +842,9 @@ fn default_ca() -> anyhow::Result<PathBuf> {
         .map(|dir| dir.join("ca"))
         .filter(|ca| ca.is_file())
         .ok_or_else(|| {
-            CliError::failure("--cli needs the ca binary, and there is none next to this example's folder")
-                .with_hint("build it first (`cargo build --bin ca`, with --release for a release run) or pass --ca PATH")
+            CliError::failure("--cli needs the ca binary, and there is none next to this example's folder").with_hint(
+                "build it first (`cargo build --bin ca`, with --release for a release run) or pass --ca PATH",
+            )
         })?;
     Ok(ca)
 }
@@ -884,7 +892,9 @@ fn run_cli(
         }
         Ok(())
     })?;
-    let results = results.into_inner().map_err(|_| anyhow::anyhow!("a ca verify worker panicked"))?;
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a ca verify worker panicked"))?;
     let by_index: BTreeMap<usize, &Result<(), Failure>> = verdicts.iter().map(|(i, r)| (*i, r)).collect();
     let mut total = Tally::default();
     let mut native = Tally::default();
@@ -899,9 +909,15 @@ fn run_cli(
         };
         let trusted = code == Some(0);
         let tally = if trusted == (case.expected_result == Expected::Success) {
-            Tally { agree: 1, ..Tally::default() }
+            Tally {
+                agree: 1,
+                ..Tally::default()
+            }
         } else {
-            Tally { differ: 1, ..Tally::default() }
+            Tally {
+                differ: 1,
+                ..Tally::default()
+            }
         };
         total.add(&tally);
         if family(&case.id) != "bettertls" {
@@ -973,11 +989,13 @@ fn ca_verify(ca: &Path, case: &Case, dir: &Path, now: OffsetDateTime) -> Result<
         .output()
         .map_err(|e| format!("cannot run {}: {e}", ca.display()))?;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    output
-        .status
-        .code()
-        .map(|code| (code, stderr.clone()))
-        .ok_or_else(|| format!("{} ended without an exit code ({}): {stderr}", ca.display(), output.status))
+    output.status.code().map(|code| (code, stderr.clone())).ok_or_else(|| {
+        format!(
+            "{} ended without an exit code ({}): {stderr}",
+            ca.display(),
+            output.status
+        )
+    })
 }
 
 /// The reference run: bare rustls-webpki, as the suite's README measured it (every verification
@@ -1217,7 +1235,11 @@ mod tests {
     fn built_ca() -> PathBuf {
         let exe = std::env::current_exe().unwrap();
         let ca = exe.parent().unwrap().parent().unwrap().join("ca");
-        assert!(ca.is_file(), "{} is missing: run `cargo build --bin ca` (cargo test builds it)", ca.display());
+        assert!(
+            ca.is_file(),
+            "{} is missing: run `cargo build --bin ca` (cargo test builds it)",
+            ca.display()
+        );
         ca
     }
 
@@ -1230,14 +1252,37 @@ mod tests {
         let outcome = evaluate(&suite.testcases, None, false, NOW);
         let cli = run_cli(&built_ca(), &suite.testcases, &outcome.verdicts, false, 2, NOW).unwrap();
         assert_eq!(cli.cases, outcome.verdicts.len());
-        assert!(cli.mismatches.is_empty(), "{:?}", cli.mismatches.iter().map(|m| &m.id).collect::<Vec<_>>());
+        assert!(
+            cli.mismatches.is_empty(),
+            "{:?}",
+            cli.mismatches.iter().map(|m| &m.id).collect::<Vec<_>>()
+        );
         // A case without a validation time is asked at the library run's "now" (--at).
-        assert_eq!(cli.total.agree, outcome.families.values().map(|t| t.agree).sum::<usize>());
+        assert_eq!(
+            cli.total.agree,
+            outcome.families.values().map(|t| t.agree).sum::<usize>()
+        );
 
         // A `ca` that answers differently is caught: /bin/false exits 1 for everything.
-        let wrong = run_cli(Path::new("/bin/false"), &suite.testcases, &outcome.verdicts, true, 1, NOW).unwrap();
-        assert!(wrong.mismatches.iter().any(|m| m.id == "rfc5280::ok" && m.cli_exit == Some(1)));
-        assert!(wrong.mismatches.iter().all(|m| !m.id.starts_with("bettertls")), "native only");
+        let wrong = run_cli(
+            Path::new("/bin/false"),
+            &suite.testcases,
+            &outcome.verdicts,
+            true,
+            1,
+            NOW,
+        )
+        .unwrap();
+        assert!(
+            wrong
+                .mismatches
+                .iter()
+                .any(|m| m.id == "rfc5280::ok" && m.cli_exit == Some(1))
+        );
+        assert!(
+            wrong.mismatches.iter().all(|m| !m.id.starts_with("bettertls")),
+            "native only"
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl Ca {
     }
 
     fn leaf(&self, params: &CertificateParams) -> String {
-        params.signed_by(&KeyPair::generate().unwrap(), &self.issuer).unwrap().pem()
+        params
+            .signed_by(&KeyPair::generate().unwrap(), &self.issuer)
+            .unwrap()
+            .pem()
     }
 }
 
@@ -140,11 +143,18 @@ fn max_depth_limits_the_intermediates() {
             ),
         );
     }
-    let json = verify(&files, "leaf.pem", &[&chain[..], &["--max-depth", "0", "--json"]].concat());
+    let json = verify(
+        &files,
+        "leaf.pem",
+        &[&chain[..], &["--max-depth", "0", "--json"]].concat(),
+    );
     assert_eq!(json.status.code(), Some(1));
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["trusted"], false);
-    assert!(value["reason"].as_str().unwrap().contains("maximum depth of 0"), "{value}");
+    assert!(
+        value["reason"].as_str().unwrap().contains("maximum depth of 0"),
+        "{value}"
+    );
 
     let out = verify(&files, "leaf.pem", &["--max-depth", "-1"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
@@ -154,10 +164,18 @@ fn max_depth_limits_the_intermediates() {
 fn key_usage_is_required_when_the_certificate_has_the_extension() {
     let (files, _) = Files::new();
     let chain = ["--chain", "chain.pem"];
-    let out = verify(&files, "leaf.pem", &[&chain[..], &["--key-usage", "digital-signature"]].concat());
+    let out = verify(
+        &files,
+        "leaf.pem",
+        &[&chain[..], &["--key-usage", "digital-signature"]].concat(),
+    );
     assert_exit(&out, 0, "trusted");
     // RFC 5280's spelling is accepted too.
-    let out = verify(&files, "leaf.pem", &[&chain[..], &["--key-usage", "digitalSignature"]].concat());
+    let out = verify(
+        &files,
+        "leaf.pem",
+        &[&chain[..], &["--key-usage", "digitalSignature"]].concat(),
+    );
     assert_exit(&out, 0, "trusted");
     let out = verify(
         &files,
@@ -187,17 +205,28 @@ fn certificates_read_fine_but_refused_exit_1_and_unreadable_input_exits_3() {
     params.custom_extensions = vec![CustomExtension::from_oid_content(&[2, 5, 29, 17], san)];
     files.write("duplicate.pem", &root.leaf(&params));
     let out = verify(&files, "duplicate.pem", &[]);
-    assert_exit(&out, 1, "an extension appears twice or holds an invalid value (RFC 5280 §4.2");
+    assert_exit(
+        &out,
+        1,
+        "an extension appears twice or holds an invalid value (RFC 5280 §4.2",
+    );
 
     // A policy rule: 21 octets of serial number.
     let mut params = leaf_params();
     params.serial_number = Some(SerialNumber::from(vec![0x11; 21]));
     files.write("serial.pem", &root.leaf(&params));
     let out = verify(&files, "serial.pem", &[]);
-    assert_exit(&out, 1, "its serial number is 21 octets long (RFC 5280 §4.1.2.2: at most 20)");
+    assert_exit(
+        &out,
+        1,
+        "its serial number is 21 octets long (RFC 5280 §4.1.2.2: at most 20)",
+    );
 
     // Not a certificate at all: exit 3.
-    files.write("garbage.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    files.write(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
     let out = verify(&files, "garbage.pem", &[]);
     assert_exit(&out, 3, "not an X.509 certificate");
 }
@@ -212,10 +241,16 @@ fn a_crl_that_breaks_rfc_5280_exits_1() {
     // rule is checked when the CRL is loaded, before its signature, so the signature is a dummy.
     let root_der = pem::parse_certificates(root.pem.as_bytes(), "root").unwrap().remove(0);
     let (_, root_cert) = x509_parser::parse_x509_certificate(&root_der).unwrap();
-    files.write("crl.pem", &pem::to_pem(pem::X509_CRL, &crl_without_number(root_cert.subject().as_raw())));
+    files.write(
+        "crl.pem",
+        &pem::to_pem(pem::X509_CRL, &crl_without_number(root_cert.subject().as_raw())),
+    );
     let out = verify(&files, "direct.pem", &["--crl", "crl.pem"]);
     assert_exit(&out, 1, "the CRL has no CRL number (RFC 5280 5.2.3 requires one)");
-    files.write("bad-crl.pem", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+    files.write(
+        "bad-crl.pem",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
     let out = verify(&files, "direct.pem", &["--crl", "bad-crl.pem"]);
     assert_exit(&out, 3, "not an X.509 CRL");
 }

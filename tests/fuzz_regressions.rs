@@ -40,7 +40,10 @@ fn every_saved_crash_input_is_handled() {
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some((_, target)) = harness::TARGETS.iter().find(|(t, _)| *t == name) else {
-            panic!("tests/fuzz_regressions/{name} is not a fuzz target (expected one of {:?})", harness::TARGETS);
+            panic!(
+                "tests/fuzz_regressions/{name} is not a fuzz target (expected one of {:?})",
+                harness::TARGETS
+            );
         };
         for input in std::fs::read_dir(entry.path()).unwrap() {
             let path = input.unwrap().path();
@@ -51,7 +54,11 @@ fn every_saved_crash_input_is_handled() {
             }
         }
     }
-    assert!(failures.is_empty(), "fuzz regressions panic again:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fuzz regressions panic again:\n{}",
+        failures.join("\n")
+    );
     eprintln!("replayed {replayed} saved fuzz inputs");
 }
 
@@ -59,7 +66,10 @@ fn every_saved_crash_input_is_handled() {
 fn seeds_reach_past_the_parsers_and_never_panic() {
     let seeds = harness::seeds();
     for (target, _) in harness::TARGETS {
-        assert!(seeds.iter().any(|(t, _, _)| t == target), "no seed for the {target} target");
+        assert!(
+            seeds.iter().any(|(t, _, _)| t == target),
+            "no seed for the {target} target"
+        );
     }
     for (target, name, bytes) in &seeds {
         let (_, function) = harness::TARGETS.iter().find(|(t, _)| t == target).unwrap();
@@ -94,6 +104,11 @@ fn the_fixtures_verify_so_the_fuzzer_starts_from_accepted_inputs() {
     let request = VerifyRequest::new(Usage::Any, harness::NOW);
     assert!(f.store.verify(&f.intermediate, &[], &request).is_err());
     // The fixtures are the same in every process: a saved input means the same thing.
-    let fingerprint = tessera::pki::CertificateInfo::from_der(&f.root).unwrap().sha256_fingerprint;
-    assert_eq!(fingerprint, ROOT_SHA256, "the fixed root changed: saved verify inputs no longer chain to it");
+    let fingerprint = tessera::pki::CertificateInfo::from_der(&f.root)
+        .unwrap()
+        .sha256_fingerprint;
+    assert_eq!(
+        fingerprint, ROOT_SHA256,
+        "the fixed root changed: saved verify inputs no longer chain to it"
+    );
 }

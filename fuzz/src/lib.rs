@@ -273,11 +273,17 @@ pub fn framing(data: &[u8]) {
         for _ in 0..=stream.len() / channel::HEADER_LEN {
             match client.recv_message().await {
                 Ok(Some(message)) => {
-                    let header = stream.get(offset..offset + channel::HEADER_LEN).expect("a header was sent");
+                    let header = stream
+                        .get(offset..offset + channel::HEADER_LEN)
+                        .expect("a header was sent");
                     let len = u32::from_be_bytes(header.try_into().expect("4 bytes")) as usize;
                     assert_eq!(len, message.len(), "a message has the announced length");
                     let start = offset + channel::HEADER_LEN;
-                    assert_eq!(stream.get(start..start + len), Some(message.as_slice()), "a message is what was sent");
+                    assert_eq!(
+                        stream.get(start..start + len),
+                        Some(message.as_slice()),
+                        "a message is what was sent"
+                    );
                     offset = start + len;
                 }
                 Ok(None) | Err(_) => break,
@@ -396,9 +402,10 @@ fn ca_params(name: &str, serial: u8) -> CertificateParams {
 
 /// The leaf's parameters (also used to make seed variants).
 pub fn leaf_params() -> CertificateParams {
-    let mut params = CertificateParams::new(vec!["fuzz.example".to_string(), "localhost".to_string()])
-        .expect("valid names");
-    params.subject_alt_names
+    let mut params =
+        CertificateParams::new(vec!["fuzz.example".to_string(), "localhost".to_string()]).expect("valid names");
+    params
+        .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     params.distinguished_name.push(DnType::CommonName, "fuzz.example");
     params.is_ca = IsCa::ExplicitNoCa;
@@ -442,10 +449,7 @@ fn build_fixtures() -> Fixtures {
     let mut store = TrustStore::new();
     store.add_root(root.clone(), "fuzz root").expect("root");
     let by_root = Verifier::new(store.clone(), NOW);
-    let by_key = Verifier::with_public_key(
-        Signer::with_raw_key(&raw_key).expect("raw signer").public_key(),
-        NOW,
-    );
+    let by_key = Verifier::with_public_key(Signer::with_raw_key(&raw_key).expect("raw signer").public_key(), NOW);
 
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
@@ -517,7 +521,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     // Certificates, PEM and DER, single and chains.
     for (name, der) in [("root", &f.root), ("intermediate", &f.intermediate), ("leaf", &f.leaf)] {
         add("certificate", &format!("{name}.der"), der.to_vec());
-        add("certificate", &format!("{name}.pem"), pem::to_pem(pem::CERTIFICATE, der).into_bytes());
+        add(
+            "certificate",
+            &format!("{name}.pem"),
+            pem::to_pem(pem::CERTIFICATE, der).into_bytes(),
+        );
     }
     add(
         "certificate",
@@ -556,15 +564,26 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ),
         (
             "several",
-            crl(&f.intermediate_issuer, &[(0x01, None), (0x02, Some(RevocationReason::Superseded))])
-                .der()
-                .clone(),
+            crl(
+                &f.intermediate_issuer,
+                &[(0x01, None), (0x02, Some(RevocationReason::Superseded))],
+            )
+            .der()
+            .clone(),
         ),
     ];
     for (name, der) in &crls {
         add("crl", &format!("{name}.der"), der.to_vec());
-        add("crl", &format!("{name}.pem"), pem::to_pem(pem::X509_CRL, der).into_bytes());
-        add("certificate", &format!("crl-{name}.pem"), pem::to_pem(pem::X509_CRL, der).into_bytes());
+        add(
+            "crl",
+            &format!("{name}.pem"),
+            pem::to_pem(pem::X509_CRL, der).into_bytes(),
+        );
+        add(
+            "certificate",
+            &format!("crl-{name}.pem"),
+            pem::to_pem(pem::X509_CRL, der).into_bytes(),
+        );
     }
 
     // Verify: the good chain under each usage, and variants the profile rules look at.
@@ -575,12 +594,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             join_certificates(options, &[&f.leaf, &f.intermediate]),
         );
     }
-    add("verify", "intermediate-as-leaf", join_certificates(3, &[&f.intermediate]));
+    add(
+        "verify",
+        "intermediate-as-leaf",
+        join_certificates(3, &[&f.intermediate]),
+    );
     for (name, edit) in variants() {
         let mut params = leaf_params();
         edit(&mut params);
         if let Ok(cert) = params.signed_by(&key_pair(0x05), &f.intermediate_issuer) {
-            add("verify", &format!("leaf-{name}"), join_certificates(4, &[cert.der(), &f.intermediate]));
+            add(
+                "verify",
+                &format!("leaf-{name}"),
+                join_certificates(4, &[cert.der(), &f.intermediate]),
+            );
             add("certificate", &format!("leaf-{name}.der"), cert.der().to_vec());
         }
     }
@@ -595,7 +622,10 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("raw-key", Signer::with_raw_key(&f.raw_key).expect("signer")),
     ];
     for (name, signer) in &signers {
-        for hash in [tessera::sign::HashAlgorithm::Sha3_256, tessera::sign::HashAlgorithm::Sha3_512] {
+        for hash in [
+            tessera::sign::HashAlgorithm::Sha3_256,
+            tessera::sign::HashAlgorithm::Sha3_512,
+        ] {
             let request = SignRequest::new("module.bin", datetime!(2030-03-01 0:00 UTC)).with_hash(hash);
             let bundle = signer.sign_bytes(&module, &request).expect("bundle");
             let name = format!("{name}-{hash}");
@@ -618,7 +648,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ] {
         let key = PrivateKey::generate(algorithm).expect("key");
         add("pkcs8", &format!("{algorithm:?}.der"), key.pkcs8_der().to_vec());
-        add("pkcs8", &format!("{algorithm:?}.pem"), key.to_pem(None).expect("pem").as_bytes().to_vec());
+        add(
+            "pkcs8",
+            &format!("{algorithm:?}.pem"),
+            key.to_pem(None).expect("pem").as_bytes().to_vec(),
+        );
         add(
             "pkcs8",
             &format!("{algorithm:?}-encrypted.pem"),
@@ -671,15 +705,21 @@ fn variants() -> Vec<(&'static str, fn(&mut CertificateParams))> {
         ("plain", |_| {}),
         ("no-eku", |p| p.extended_key_usages.clear()),
         ("no-key-usage", |p| p.key_usages.clear()),
-        ("key-encipherment", |p| p.key_usages = vec![KeyUsagePurpose::KeyEncipherment]),
-        ("long-serial", |p| p.serial_number = Some(SerialNumber::from(vec![0x7f; 20]))),
+        ("key-encipherment", |p| {
+            p.key_usages = vec![KeyUsagePurpose::KeyEncipherment]
+        }),
+        ("long-serial", |p| {
+            p.serial_number = Some(SerialNumber::from(vec![0x7f; 20]))
+        }),
         ("longest-serial", |p| {
             let mut serial = vec![0x00];
             serial.extend([0x80; 20]);
             p.serial_number = Some(SerialNumber::from(serial));
         }),
         ("any-eku", |p| p.extended_key_usages.push(ExtendedKeyUsagePurpose::Any)),
-        ("empty-subject", |p| p.distinguished_name = rcgen::DistinguishedName::new()),
+        ("empty-subject", |p| {
+            p.distinguished_name = rcgen::DistinguishedName::new()
+        }),
         ("expired", |p| p.not_after = datetime!(2025-01-01 0:00 UTC)),
         ("ca", |p| p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0))),
     ]
@@ -703,9 +743,18 @@ fn openssl_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     };
     let keys: &[(&str, &[&str])] = &[
         ("ed25519", &["genpkey", "-algorithm", "ed25519"]),
-        ("p256", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
-        ("p384", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
-        ("rsa2048", &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+        (
+            "p256",
+            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ),
+        (
+            "p384",
+            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        ),
+        (
+            "rsa2048",
+            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ),
     ];
     for (name, generate) in keys {
         let key = format!("{name}.key");
@@ -737,9 +786,28 @@ fn openssl_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         // the fuzzer is not spending its time in the KDF.
         let variants: &[(&str, &[&str])] = &[
             ("sha1", &["-v2", "aes-128-cbc", "-v2prf", "hmacWithSHA1", "-iter", "1"]),
-            ("sha256", &["-v2", "aes-256-cbc", "-v2prf", "hmacWithSHA256", "-iter", "2"]),
-            ("sha512", &["-v2", "aes-192-cbc", "-v2prf", "hmacWithSHA512", "-iter", "1"]),
-            ("scrypt", &["-v2", "aes-256-cbc", "-scrypt", "-scrypt_N", "2", "-scrypt_r", "1", "-scrypt_p", "1"]),
+            (
+                "sha256",
+                &["-v2", "aes-256-cbc", "-v2prf", "hmacWithSHA256", "-iter", "2"],
+            ),
+            (
+                "sha512",
+                &["-v2", "aes-192-cbc", "-v2prf", "hmacWithSHA512", "-iter", "1"],
+            ),
+            (
+                "scrypt",
+                &[
+                    "-v2",
+                    "aes-256-cbc",
+                    "-scrypt",
+                    "-scrypt_N",
+                    "2",
+                    "-scrypt_r",
+                    "1",
+                    "-scrypt_p",
+                    "1",
+                ],
+            ),
             ("pbes1", &["-v1", "PBE-SHA1-3DES", "-iter", "1"]),
         ];
         for (variant, options) in variants {

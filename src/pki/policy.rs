@@ -165,9 +165,7 @@ pub enum PolicyViolation {
         constraint: String,
     },
     /// An RSA modulus whose length is not a whole number of octets.
-    #[error(
-        "its RSA modulus is {bits} bits long, not a multiple of 8 (CA/Browser Forum Baseline Requirements §6.1.5)"
-    )]
+    #[error("its RSA modulus is {bits} bits long, not a multiple of 8 (CA/Browser Forum Baseline Requirements §6.1.5)")]
     RsaModulusNotWholeOctets {
         /// The modulus length in bits.
         bits: usize,
@@ -325,15 +323,13 @@ fn is_self_issued(cert: &X509Certificate<'_>) -> bool {
     cert.subject().as_raw() == cert.issuer().as_raw()
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use rcgen::{
         BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, PublicKeyData,
-        SanType, SerialNumber,
+        GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, PublicKeyData, SanType, SerialNumber,
     };
     use rustls_pki_types::CertificateDer;
     use time::OffsetDateTime;
@@ -418,7 +414,12 @@ mod tests {
     }
 
     fn verify(root: &Ca, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> Result<VerifiedChain, PkiError> {
-        verify_with(root, leaf, chain, &VerifyRequest::new(Usage::Server, NOW).with_name("example.com"))
+        verify_with(
+            root,
+            leaf,
+            chain,
+            &VerifyRequest::new(Usage::Server, NOW).with_name("example.com"),
+        )
     }
 
     #[track_caller]
@@ -513,15 +514,18 @@ mod tests {
     fn required_key_usage_must_be_asserted_when_the_extension_is_there() {
         let root = Ca::root(ca_params("root"));
         let leaf = root.leaf(&leaf_params());
-        let request = |usages: &[KeyUsage]| {
-            VerifyRequest::new(Usage::Server, NOW).with_key_usage(usages.iter().copied())
-        };
+        let request =
+            |usages: &[KeyUsage]| VerifyRequest::new(Usage::Server, NOW).with_key_usage(usages.iter().copied());
         assert_accepted(verify_with(&root, &leaf, &[], &request(&[KeyUsage::DigitalSignature])));
         match verify_with(
             &root,
             &leaf,
             &[],
-            &request(&[KeyUsage::KeyEncipherment, KeyUsage::DigitalSignature, KeyUsage::KeyAgreement]),
+            &request(&[
+                KeyUsage::KeyEncipherment,
+                KeyUsage::DigitalSignature,
+                KeyUsage::KeyAgreement,
+            ]),
         ) {
             Err(error @ PkiError::KeyUsageNotAllowed { .. }) => {
                 let PkiError::KeyUsageNotAllowed { missing, subject } = &error else {
@@ -586,7 +590,11 @@ mod tests {
         intermediate.serial_number = Some(SerialNumber::from(vec![0x1c; 22]));
         let intermediate = root.intermediate(intermediate);
         assert_policy(
-            verify(&root, &intermediate.leaf(&leaf_params()), std::slice::from_ref(&intermediate.der)),
+            verify(
+                &root,
+                &intermediate.leaf(&leaf_params()),
+                std::slice::from_ref(&intermediate.der),
+            ),
             &PolicyViolation::SerialNumberTooLong { octets: 22 },
             "RFC 5280 §4.1.2.2",
         );
@@ -599,8 +607,8 @@ mod tests {
         let mut params = ca_params("root");
         let mut serial = vec![0x00];
         serial.extend([
-            0xd0, 0x1e, 0x40, 0x90, 0x00, 0x00, 0x46, 0x5f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x9b,
-            0x3f, 0x6b, 0x61,
+            0xd0, 0x1e, 0x40, 0x90, 0x00, 0x00, 0x46, 0x5f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x9b, 0x3f,
+            0x6b, 0x61,
         ]);
         params.serial_number = Some(SerialNumber::from(serial));
         let root = Ca::root(params);
@@ -697,8 +705,16 @@ mod tests {
     #[test]
     fn rsa_moduli_are_whole_octets() {
         let root = Ca::root(ca_params("root"));
-        assert_accepted(verify(&root, &root.issue(&leaf_params(), &RsaKey::with_bits(2048)), &[]));
-        assert_accepted(verify(&root, &root.issue(&leaf_params(), &RsaKey::with_bits(3072)), &[]));
+        assert_accepted(verify(
+            &root,
+            &root.issue(&leaf_params(), &RsaKey::with_bits(2048)),
+            &[],
+        ));
+        assert_accepted(verify(
+            &root,
+            &root.issue(&leaf_params(), &RsaKey::with_bits(3072)),
+            &[],
+        ));
         assert_policy(
             verify(&root, &root.issue(&leaf_params(), &RsaKey::with_bits(2052)), &[]),
             &PolicyViolation::RsaModulusNotWholeOctets { bits: 2052 },

@@ -16,8 +16,8 @@ use webpki::{
 };
 
 use super::inspect::{CertificateInfo, hex, reason_name};
-use super::profile::{check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, subject_of};
 use super::policy::{self, Position};
+use super::profile::{check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, subject_of};
 use super::{KeyUsage, PkiError, pem};
 
 /// DER value of id-kp-codeSigning (1.3.6.1.5.5.7.3.3).
