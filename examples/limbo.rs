@@ -864,7 +864,7 @@ fn run_cli(
         .filter(|(index, _)| !native_only || cases.get(*index).is_some_and(|c| family(&c.id) != "bettertls"))
         .collect();
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<(i32, String), String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(usize, CliOutcome)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let mut workers = Vec::new();
         for _ in 0..jobs.min(work.len().max(1)) {
@@ -943,10 +943,13 @@ fn run_cli(
     })
 }
 
+/// What running `ca verify` gave: its exit code and stderr, or why it could not be run.
+type CliOutcome = Result<(i32, String), String>;
+
 /// One case through `ca verify`, with the case's files written to `dir`, at the case's time or
 /// (for a case without one) the library run's `now`: the exit code and stderr, or why it could
 /// not be run.
-fn ca_verify(ca: &Path, case: &Case, dir: &Path, now: OffsetDateTime) -> Result<(i32, String), String> {
+fn ca_verify(ca: &Path, case: &Case, dir: &Path, now: OffsetDateTime) -> CliOutcome {
     let write = |name: &str, texts: &[String]| -> Result<PathBuf, String> {
         let path = dir.join(name);
         std::fs::write(&path, texts.join("\n")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

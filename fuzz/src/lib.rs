@@ -31,9 +31,12 @@ use tessera::channel::{self, ChannelStream, ClientSettings, Credentials, Rotatio
 use tessera::pki::{CertificateInfo, CrlInfo, KeyUsage, Passphrase, PrivateKey, TrustStore, Usage, VerifyRequest, pem};
 use tessera::sign::{Bundle, SignRequest, Signer, Statement, Verifier};
 
+/// A target's harness function.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the files in `fuzz/fuzz_targets/` and the folders of
 /// `tests/fuzz_regressions/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("certificate", certificate),
     ("crl", crl),
     ("csr", csr),
@@ -700,7 +703,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 }
 
 /// Leaf variants for the `verify` seeds: shapes the profile rules and policy checks look at.
-fn variants() -> Vec<(&'static str, fn(&mut CertificateParams))> {
+type Edit = fn(&mut CertificateParams);
+
+fn variants() -> Vec<(&'static str, Edit)> {
     vec![
         ("plain", |_| {}),
         ("no-eku", |p| p.extended_key_usages.clear()),

@@ -211,7 +211,7 @@ pub(super) fn check_certificate(cert: &X509Certificate<'_>, position: Position) 
         }
     }
     if let Some(bits) = rsa_modulus_bits(cert)
-        && bits % 8 != 0
+        && !bits.is_multiple_of(8)
     {
         return Err(violation(PolicyViolation::RsaModulusNotWholeOctets { bits }));
     }
@@ -680,7 +680,7 @@ mod tests {
                 out
             }
             // DER: a leading zero only before a top bit that is set.
-            let mut modulus = if bits % 8 == 0 {
+            let mut modulus = if bits.is_multiple_of(8) {
                 vec![0x00]
             } else {
                 vec![0xff >> (8 - bits % 8)]
