@@ -451,8 +451,8 @@ fn build_fixtures() -> Fixtures {
 
     let mut store = TrustStore::new();
     store.add_root(root.clone(), "fuzz root").expect("root");
-    let by_root = Verifier::new(store.clone(), NOW);
-    let by_key = Verifier::with_public_key(Signer::with_raw_key(&raw_key).expect("raw signer").public_key(), NOW);
+    let by_root = Verifier::new(store.clone()).at(NOW);
+    let by_key = Verifier::with_public_key(Signer::with_raw_key(&raw_key).expect("raw signer").public_key()).at(NOW);
 
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
