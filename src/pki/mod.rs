@@ -2,7 +2,9 @@
 //!
 //! - [`TrustStore`]: trusted roots plus CRLs; [`TrustStore::verify`] answers "is this
 //!   certificate trusted for [`Usage`] U at time T?" through rustls-webpki and returns a
-//!   [`VerifiedChain`]. It is the only place in Tessera where a chain is judged.
+//!   [`VerifiedChain`]. It is the only place in Tessera where a chain is judged. A
+//!   [`VerifyRequest`] can also limit the chain's depth and require [`KeyUsage`] bits; the rules
+//!   Tessera adds to rustls-webpki are reported as [`PolicyViolation`]s.
 //! - [`pem`]: reading certificates and CRLs from PEM/DER files.
 //! - [`PrivateKey`] and [`Passphrase`]: PKCS#8 keys at rest, optionally encrypted.
 //! - [`CertificateInfo`] and [`CrlInfo`]: inspection for people and JSON.
