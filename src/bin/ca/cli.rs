@@ -109,13 +109,15 @@ const SHOW_EXIT_CODES: &str = "EXIT CODES:
 const VERIFY_EXAMPLES: &str = "EXAMPLES:
   ca verify www.pem --chain www.chain.pem --root root.pem --usage server --name www.example.org
   ca verify alice.pem --root root.pem --crl certs/issuing/crl.pem --usage client
-  ca verify - --root root.pem --at 2030-01-01T00:00:00Z < www.chain.pem";
+  ca verify - --root root.pem --at 2030-01-01T00:00:00Z < www.chain.pem
+  ca verify www.pem --root root.pem --max-depth 1 --key-usage digital-signature";
 
 const VERIFY_EXIT_CODES: &str = "EXIT CODES:
   0  trusted
-  1  not trusted (unknown issuer, expired, revoked, wrong usage or name, ...)
+  1  not trusted (unknown issuer, expired, revoked, wrong usage or name, chain too deep, key usage
+     missing, a certificate or CRL that was read but breaks RFC 5280, ...)
   2  usage error (unknown flag, bad time, more than one input read from stdin)
-  3  could not run (missing file, no certificate in it, unusable root or CRL, I/O error)";
+  3  could not run (missing file, no certificate in it, a root or CRL that cannot be read, I/O error)";
 
 /// The most days any lifetime may be asked for: 100 years.
 pub const MAX_DAYS: u32 = 36_500;
