@@ -278,7 +278,8 @@ impl TrustStore {
                 PkiError::malformed(what, reason)
             }
         };
-        let owned = OwnedCertRevocationList::from_der(crl).map_err(|e| refused(format!("unusable CRL: {}", super::error::describe_webpki(&e))))?;
+        let owned = OwnedCertRevocationList::from_der(crl)
+            .map_err(|e| refused(format!("unusable CRL: {}", super::error::describe_webpki(&e))))?;
         check_crl_profile(crl).map_err(refused)?;
         self.crls.push(Arc::new(CertRevocationList::Owned(owned)));
         Ok(())
