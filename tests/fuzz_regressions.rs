@@ -11,6 +11,8 @@ mod harness;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use tessera::pki::{Usage, VerifyRequest};
 
@@ -18,15 +20,29 @@ fn regressions() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions")
 }
 
-/// Runs `input` through `target`'s harness function; `Err(message)` if it panicked.
+/// How long one input may take (libFuzzer's `-timeout` in `make fuzz` is 10 s, in an optimised
+/// build): an input that once hung (a key asking for 2^31 KDF iterations) fails instead.
+const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `input` through `target`'s harness function; `Err(message)` if it panicked or took
+/// longer than [`TIME_LIMIT`] (the thread is then left behind; the test fails anyway).
 fn replay(target: fn(&[u8]), input: &[u8]) -> Result<(), String> {
-    catch_unwind(AssertUnwindSafe(|| target(input))).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_else(|| "a panic".into())
-    })
+    let input = input.to_vec();
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = catch_unwind(AssertUnwindSafe(|| target(&input))).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "a panic".into())
+        });
+        let _ = done.send(result);
+    });
+    match outcome.recv_timeout(TIME_LIMIT) {
+        Ok(result) => result,
+        Err(_) => Err(format!("still running after {} s", TIME_LIMIT.as_secs())),
+    }
 }
 
 #[test]

@@ -37,6 +37,17 @@ use Support::{Legacy, No, Yes};
 /// N = 16384, r = 8 (16 MiB); Tessera itself writes the same.
 const SCRYPT_MAX_MEMORY: u128 = 1 << 30;
 
+/// The most work scrypt parameters may ask for (128·r·N·p bytes mixed): 4 GiB, four passes of
+/// the largest memory allowed; the parallelization parameter p multiplies the time, not the
+/// memory, so without this bound a 16 MiB key file could ask for hours of work.
+const SCRYPT_MAX_WORK: u128 = 1 << 32;
+
+/// The most PBKDF2 iterations a key may ask for: ten million, far above what any tool writes
+/// (OpenSSL 2048, OWASP's 2023 advice 600,000 for HMAC-SHA-256) and a few seconds of work;
+/// without a bound a key file could ask for 2^64 − 1 iterations and hang whoever loads it.
+/// Found by the `pkcs8` fuzz target (`tests/fuzz_regressions/pkcs8/`).
+const PBKDF2_MAX_ITERATIONS: u64 = 10_000_000;
+
 const PBES2: &str = "1.2.840.113549.1.5.13";
 const PBKDF2: &str = "1.2.840.113549.1.5.12";
 const SCRYPT: &str = "1.3.6.1.4.1.11591.4.11";
@@ -223,7 +234,16 @@ fn pbes2_parts(params: AnyRef<'_>) -> Result<Scheme, pkcs8::der::Error> {
     let mut legacy = false;
     let kdf_name = match kdf.oid.to_string().as_str() {
         PBKDF2 => {
-            let prf = kdf.parameters.map(pbkdf2_prf).transpose()?.flatten();
+            let (iterations, prf) = kdf
+                .parameters
+                .map(pbkdf2_parameters)
+                .transpose()?
+                .ok_or_else(|| Tag::Sequence.value_error())?;
+            if iterations > PBKDF2_MAX_ITERATIONS {
+                unsupported.push(format!(
+                    "PBKDF2 with {iterations} iterations (at most {PBKDF2_MAX_ITERATIONS})"
+                ));
+            }
             let prf = prf.unwrap_or(ObjectIdentifier::new_unwrap(HMAC_WITH_SHA1));
             match lookup(PRFS, &prf) {
                 Some((name, Yes)) => format!("PBKDF2 with {name}"),
@@ -245,11 +265,18 @@ fn pbes2_parts(params: AnyRef<'_>) -> Result<Scheme, pkcs8::der::Error> {
                 .transpose()?
                 .ok_or_else(|| Tag::Sequence.value_error())?;
             let memory = 128u128 * u128::from(r) * u128::from(n);
+            let work = memory * u128::from(p);
             if memory > SCRYPT_MAX_MEMORY {
                 unsupported.push(format!(
                     "scrypt parameters that need {} MiB of memory (N={n}, r={r}, p={p}; at most {} MiB)",
                     memory >> 20,
                     SCRYPT_MAX_MEMORY >> 20
+                ));
+            } else if work > SCRYPT_MAX_WORK {
+                unsupported.push(format!(
+                    "scrypt parameters that mix {} MiB (N={n}, r={r}, p={p}; at most {} MiB)",
+                    work >> 20,
+                    SCRYPT_MAX_WORK >> 20
                 ));
             }
             "scrypt".to_string()
@@ -287,22 +314,30 @@ fn pbes2_parts(params: AnyRef<'_>) -> Result<Scheme, pkcs8::der::Error> {
     })
 }
 
-/// The PRF of `PBKDF2-params ::= SEQUENCE { salt, iterationCount, keyLength OPTIONAL,
-/// prf AlgorithmIdentifier DEFAULT hmacWithSHA1 }`; `None` when absent.
-fn pbkdf2_prf(params: AnyRef<'_>) -> Result<Option<ObjectIdentifier>, pkcs8::der::Error> {
+/// The iteration count and PRF of `PBKDF2-params ::= SEQUENCE { salt, iterationCount,
+/// keyLength OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 }` (RFC 8018 A.2); the PRF
+/// is `None` when absent. An iteration count too large for 64 bits reads as `u64::MAX`.
+fn pbkdf2_parameters(params: AnyRef<'_>) -> Result<(u64, Option<ObjectIdentifier>), pkcs8::der::Error> {
     params.sequence(|reader: &mut SliceReader<'_>| {
+        // The salt: an OCTET STRING, or a SEQUENCE (the `otherSource` choice).
+        let _salt: AnyRef<'_> = reader.decode()?;
+        let count: AnyRef<'_> = reader.decode()?;
+        let iterations = match count.decode_as::<u64>() {
+            Ok(n) => n,
+            Err(_) if count.tag() == Tag::Integer => u64::MAX,
+            Err(e) => return Err(e),
+        };
         let mut prf = None;
         while !reader.is_finished() {
             let item: AnyRef<'_> = reader.decode()?;
-            if item.tag() == Tag::Sequence && prf.is_none() {
-                // The salt may be a SEQUENCE too (the `otherSource` choice), but only as the
-                // first element, and then it is not a known PRF OID: it is named as unknown.
-                if let Ok(algorithm) = item.decode_as::<AlgorithmIdentifierRef<'_>>() {
-                    prf = Some(algorithm.oid);
-                }
+            if item.tag() == Tag::Sequence
+                && prf.is_none()
+                && let Ok(algorithm) = item.decode_as::<AlgorithmIdentifierRef<'_>>()
+            {
+                prf = Some(algorithm.oid);
             }
         }
-        DerResult::Ok(prf)
+        DerResult::Ok((iterations, prf))
     })
 }
 
@@ -405,6 +440,69 @@ mod tests {
             }
             other => panic!("expected the parameters to be refused, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn pbkdf2_iteration_counts_that_would_hang_are_refused_before_deriving() {
+        for iterations in [PBKDF2_MAX_ITERATIONS + 1, u32::MAX.into()] {
+            // pkcs5 refuses to build such parameters, but decodes them: set the count by hand.
+            let mut parameters = pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(2048, &[7; 16], [9; 16]).unwrap();
+            if let Kdf::Pbkdf2(pbkdf2) = &mut parameters.kdf {
+                pbkdf2.iteration_count = u32::try_from(iterations).unwrap();
+            }
+            let scheme = EncryptionScheme::Pbes2(parameters);
+            let der = encrypted_without_deriving(scheme);
+            let started = std::time::Instant::now();
+            match decrypt(&der, b"pw", "k") {
+                Err(PkiError::UnsupportedEncryption { reason, .. }) => {
+                    assert!(
+                        reason.contains(&format!("PBKDF2 with {iterations} iterations")),
+                        "{reason}"
+                    );
+                }
+                other => panic!("expected {iterations} iterations to be refused, got {other:?}"),
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "nothing was derived"
+            );
+        }
+        // The most allowed still decrypts (with a cheap count, the same code path).
+        let key = super::super::PrivateKey::generate(super::super::KeyAlgorithm::Ed25519).unwrap();
+        let der = encrypted(&pbkdf2_scheme(), b"pw", key.pkcs8_der());
+        assert!(decrypt(&der, b"pw", "k").is_ok());
+    }
+
+    #[test]
+    fn scrypt_parameters_that_would_take_hours_are_refused_before_deriving() {
+        // N = 2^14, r = 8: 16 MiB, fine; p = 2^10 makes it 16 GiB of mixing.
+        let params = ScryptParams {
+            salt: Salt::new([1; 16]).unwrap(),
+            cost_parameter: 1 << 14,
+            block_size: 8,
+            parallelization: 1 << 10,
+            key_length: None,
+        };
+        let der = encrypted_without_deriving(EncryptionScheme::Pbes2(pbes2::Parameters {
+            kdf: Kdf::from(params),
+            encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: [0; 16] },
+        }));
+        match decrypt(&der, b"pw", "k") {
+            Err(PkiError::UnsupportedEncryption { reason, .. }) => {
+                assert!(reason.contains("mix 16384 MiB"), "{reason}");
+            }
+            other => panic!("expected the parameters to be refused, got {other:?}"),
+        }
+    }
+
+    /// An `EncryptedPrivateKeyInfo` under `scheme` with dummy ciphertext (nothing is derived).
+    fn encrypted_without_deriving(scheme: EncryptionScheme) -> Vec<u8> {
+        pkcs8::EncryptedPrivateKeyInfoRef {
+            encryption_algorithm: scheme,
+            encrypted_data: OctetStringRef::new(&[0; 48]).unwrap(),
+        }
+        .to_der()
+        .unwrap()
     }
 
     #[test]
