@@ -29,6 +29,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use super::crl_file::{Unusable, read_crl_file};
 use super::database::{DATABASE_FILE, Record, Revocation, normalise_serial};
 use super::revocation::RevocationReason;
 use super::store::{
@@ -123,8 +124,7 @@ pub enum CrlStatus {
 /// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the store, store and I/O errors.
 pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaError> {
     let (certificate, _) = read_ca_certificates(dir)?;
-    let subject = CertificateInfo::from_der(&certificate)?.subject;
-    Ok(inspect_crl(dir, store, &subject)?.status)
+    Ok(inspect_crl(dir, store, &certificate)?.status)
 }
 
 /// What [`inspect_crl`] found.
@@ -138,72 +138,20 @@ struct CrlInspection {
     behind: bool,
 }
 
-/// `crl.pem` as found: its DER, number and number of entries, if it is a readable CRL of the CA
-/// with this subject; else why not.
-struct CrlFile {
-    der: CertificateRevocationListDer<'static>,
-    number: Option<u64>,
-    listed: usize,
-    lifetime: Option<Duration>,
-}
-
-fn read_crl_file(path: &Path, ca_subject: &str) -> Result<Result<CrlFile, (String, Option<Duration>)>, CaError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err((String::new(), None))),
-        Err(e) => return Err(CaError::io(path, e)),
-    };
-    // Only the header and the number of entries: every command that signs looks at crl.pem,
-    // and its cost must not grow with the revocations it lists.
-    let parsed = pem::parse_crls(&bytes, &path.display().to_string())
-        .ok()
-        .and_then(|crls| crls.into_iter().next())
-        .and_then(|der| {
-            let header = {
-                let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
-                (
-                    crl.issuer().to_string(),
-                    crl.last_update().to_datetime(),
-                    crl.next_update().map(|t| t.to_datetime()),
-                    crl.crl_number().and_then(|n| n.to_string().parse::<u64>().ok()),
-                    crl.tbs_cert_list.revoked_certificates.len(),
-                )
-            };
-            Some((der, header))
-        });
-    let Some((der, (issuer, this_update, next_update, number, listed))) = parsed else {
-        return Ok(Err((
-            format!("{} is damaged (no CRL can be read from it)", path.display()),
-            None,
-        )));
-    };
-    let lifetime = next_update
-        .and_then(|next| Duration::try_from(next - this_update).ok())
-        .filter(|d| !d.is_zero());
-    if issuer != ca_subject {
-        return Ok(Err((
-            format!("{} was issued by {issuer}, not by this CA", path.display()),
-            lifetime,
-        )));
-    }
-    Ok(Ok(CrlFile {
-        der,
-        number,
-        listed,
-        lifetime,
-    }))
-}
-
 /// Compares `crl.pem` with the store. The file is read before the store, so a CRL that another
 /// process publishes meanwhile (always after its number was committed) is never taken for one
 /// ahead of the store.
-fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<CrlInspection, CaError> {
+fn inspect_crl(dir: &Path, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Result<CrlInspection, CaError> {
     let path = dir.join(CRL);
-    let file = read_crl_file(&path, ca_subject)?;
-    let CrlSummary {
-        number: db_number,
-        revoked,
-    } = store.crl_summary()?;
+    let file = read_crl_file(&path, ca)?;
+    // Counting the revoked rows is only needed when there is no CRL to compare with.
+    let (db_number, revoked) = match &file {
+        Ok(_) => (store.crl_number()?, 0),
+        Err(_) => {
+            let CrlSummary { number, revoked } = store.crl_summary()?;
+            (number, revoked)
+        }
+    };
     let stale = |reason: String, lifetime: Option<Duration>| CrlInspection {
         status: CrlStatus::Stale { reason },
         der: None,
@@ -212,7 +160,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
     };
     let file = match file {
         Ok(file) => file,
-        Err((reason, lifetime)) if !reason.is_empty() => return Ok(stale(reason, lifetime)),
+        Err(Unusable { reason, lifetime }) if !reason.is_empty() => return Ok(stale(reason, lifetime)),
         Err(_) if db_number == 0 && revoked == 0 => {
             return Ok(CrlInspection {
                 status: CrlStatus::NotYetWritten,
@@ -256,18 +204,9 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca_subject: &str) -> Result<Cr
             )
         });
     }
-    // Every revocation advances the CRL number, so under the same number only a damaged file
-    // can list a different set.
-    if u64::try_from(file.listed).unwrap_or(u64::MAX) != revoked {
-        return Ok(stale(
-            format!(
-                "{} lists {} revoked certificate(s), the store {revoked}",
-                path.display(),
-                file.listed
-            ),
-            file.lifetime,
-        ));
-    }
+    // Every revocation advances the CRL number in the transaction that reads the revoked set,
+    // and the CA's signature shows the file is the CRL it made: under the store's number it
+    // lists exactly what the store holds.
     Ok(CrlInspection {
         status: CrlStatus::Current,
         der: Some(file.der),
@@ -1006,7 +945,7 @@ impl CertificateAuthority {
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
-        let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
         // A CRL number handed out but not yet in crl.pem is usually another process between its
         // commit and its publication (a few milliseconds): give it that time before taking the
         // CRL for one left behind by a crash.
@@ -1015,7 +954,7 @@ impl CertificateAuthority {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
-            found = self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+            found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
         }
         match found.status {
             CrlStatus::NotYetWritten => Ok(None),
@@ -1037,7 +976,7 @@ impl CertificateAuthority {
     /// [`CaError::DatabaseBehindCrl`], store and I/O errors.
     pub fn crl_status(&self) -> Result<CrlStatus, CaError> {
         Ok(self
-            .with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?
+            .with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?
             .status)
     }
 
@@ -1271,7 +1210,7 @@ impl CertificateAuthority {
         let now = x509_time(now)?;
         crl_next_update(now, crl_lifetime)?;
         // Refuses a store older than the CRL before handing out a number.
-        self.with_store(|store| inspect_crl(&self.dir, store, &self.info.subject))?;
+        self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
         let state = self.with_store(|store| store.advance_crl_number())?;
         self.publish_crl(&state, now, crl_lifetime)
     }
@@ -1317,7 +1256,7 @@ impl CertificateAuthority {
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
-        if let Ok(newer) = read_crl_file(&path, &self.info.subject)?
+        if let Ok(newer) = read_crl_file(&path, &self.certificate)?
             && newer.number.is_some_and(|n| n > state.number)
         {
             tracing::info!(number = state.number, "crl.pem already holds a newer CRL; kept it");

@@ -7,6 +7,7 @@
 
 mod authority;
 mod check;
+mod crl_file;
 mod csr;
 mod database;
 mod error;

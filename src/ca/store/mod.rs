@@ -239,6 +239,13 @@ pub trait Store: Send {
     /// [`CaError::Store`] when the database fails.
     fn crl_summary(&mut self) -> Result<CrlSummary, CaError>;
 
+    /// The last CRL number handed out (0: none yet): [`Store::crl_summary`] without counting
+    /// the revoked certificates, so its cost does not grow with them.
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn crl_number(&mut self) -> Result<u64, CaError>;
+
     /// The record with this serial (any spelling [`super::normalise_serial`] accepts).
     ///
     /// # Errors

@@ -259,6 +259,15 @@ impl Store for PostgresStore {
         })
     }
 
+    fn crl_number(&mut self) -> Result<u64, CaError> {
+        let row = self
+            .client
+            .query_one("SELECT crl_number FROM issuers WHERE issuer = $1", &[&self.issuer])
+            .map_err(|e| self.fail(e))?;
+        let store = self.describe();
+        super::crl_number_from(row.try_get(0).map_err(|e| self.fail(e))?, &store)
+    }
+
     fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND serial = $2");
         let row = self

@@ -275,6 +275,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn crl_number(&mut self) -> Result<u64, CaError> {
+        let path = self.path.clone();
+        let number: i64 = self
+            .conn
+            .query_row(
+                "SELECT crl_number FROM issuers WHERE issuer = ?1",
+                params![self.issuer],
+                |row| row.get(0),
+            )
+            .map_err(|e| database_error(&path, e))?;
+        super::crl_number_from(number, &path.display().to_string())
+    }
+
     fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE issuer = ?1 AND serial = ?2");
         let row = self
