@@ -6,7 +6,8 @@
 //!   [`TrustStoreServerVerifier`] and [`TrustStoreClientVerifier`]), CRLs included.
 //! - [`ChannelStream`]: the stream; it counts traffic and sends a TLS 1.3 `KeyUpdate` whenever
 //!   the [`RotationPolicy`] says so. [`ChannelStream::send_message`] /
-//!   [`ChannelStream::recv_message`] add length-prefixed messages.
+//!   [`ChannelStream::recv_message`] add length-prefixed messages, framed by [`read_frame`] /
+//!   [`write_frame`], a codec over any async stream.
 //! - [`PeerIdentity`] and [`Authorization`]: who the peer is and whether it may connect;
 //!   [`Refusal`]: why a peer was refused, as a value ([`ChannelError::Refused`], returned by
 //!   [`ChannelStream::accept`] and [`ChannelStream::connect`]).
@@ -69,7 +70,7 @@ pub use files::{
     CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
     load_trust, load_trust_async,
 };
-pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
+pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN, read_frame, write_frame};
 pub use identity::{Authorization, PeerIdentity};
 pub use proxy::{
     Cidr, MAX_PROXY_V1_HEADER, MAX_PROXY_V2_HEADER, ProxiedAddresses, ProxyHeader, ProxyProblem, ProxySources,
