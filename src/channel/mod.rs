@@ -14,6 +14,8 @@
 //! - [`ServerFiles`] and [`ReloadableServerConfig`]: a server's configuration from its files,
 //!   checked (regular files only, size-capped; a certificate the server cannot serve with is an
 //!   error; stale CRLs are [`LoadWarning`]s), and hot reload under a deadline.
+//! - [`serve_echo`] with [`EchoConfig`] and [`EchoHandle`]: the echo service behind
+//!   `echo-server` (accept loop, limits, PROXY protocol, drain, reload), to run in-process.
 //! - [`read_proxy_header`] and [`ProxySources`]: the PROXY protocol (v1 and v2) a load
 //!   balancer puts before the client's stream, read exactly, before the TLS handshake.
 //!
@@ -52,6 +54,7 @@
 //! ```
 
 mod config;
+mod echo;
 mod error;
 mod files;
 mod framing;
@@ -65,6 +68,7 @@ mod text;
 mod verifier;
 
 pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
+pub use echo::{EchoConfig, EchoHandle, EchoStats, serve_echo};
 pub use error::{CertificateProblem, ChannelError};
 pub use files::{
     CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
