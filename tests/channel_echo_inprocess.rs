@@ -116,7 +116,11 @@ async fn echoes_counts_and_rotates_by_the_servers_policy() {
         let rotated = stats.rotations.by_sent + stats.rotations.by_received;
         assert!(rotated >= BULK / (64 * 1024), "{stats:?}");
         assert_eq!(stats.rotations.by_interval, 0, "{stats:?}");
-        assert_eq!(stream.stats().rotations.total(), 0, "the client never rotates on its own");
+        assert_eq!(
+            stream.stats().rotations.total(),
+            0,
+            "the client never rotates on its own"
+        );
 
         let stopped = service.stop().await;
         assert_eq!(stopped, stats, "nothing happened after the session ended");
@@ -169,7 +173,10 @@ async fn past_max_connections_a_new_client_is_closed_unread() {
 
         // The slot is taken: the second connection is closed before its handshake.
         let second = connect(&pki, service.addr, Some(&pki.client2)).await;
-        assert!(second.is_err(), "the handshake of a client past the limit cannot complete");
+        assert!(
+            second.is_err(),
+            "the handshake of a client past the limit cannot complete"
+        );
         let stats = service.stats_when(|s| s.refused_at_capacity == 1).await;
         assert_eq!(stats.accepted, 2);
         assert_eq!(stats.sessions_started, 1);
@@ -235,7 +242,10 @@ async fn shutdown_drains_open_sessions_and_a_second_one_stops_at_once() {
         // A second request ends it now, without close_notify.
         service.handle.shutdown("second");
         timeout(Duration::from_secs(2), service.task).await.unwrap().unwrap();
-        assert!(read_to_end(&mut stream).await.is_err(), "no close_notify after a second shutdown");
+        assert!(
+            read_to_end(&mut stream).await.is_err(),
+            "no close_notify after a second shutdown"
+        );
     })
     .await
     .unwrap();

@@ -43,13 +43,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::Instrument;
 
+use super::ChannelError;
 use super::files::{CrlFacts, LoadWarning};
 use super::proxy::{ProxyHeader, ProxyProblem, ProxySources, read_proxy_header, starts_proxy_header};
 use super::reload::ReloadableServerConfig;
 use super::rotation::{RotationPolicy, RotationStats};
 use super::stream::ChannelStream;
 use super::text::version_name;
-use super::ChannelError;
 
 /// The limits and policy of an echo service. Every duration is a wall-clock time limit;
 /// [`EchoConfig::default`] gives `echo-server`'s defaults.
@@ -545,9 +545,7 @@ async fn handle(
     };
     bump(&counters.sessions_started, 1);
     let (identity, serial, sans) = describe_peer(&stream);
-    let version = stream
-        .protocol_version()
-        .map_or_else(|| "unknown".into(), version_name);
+    let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
     let suite = stream
         .cipher_suite()
         .and_then(|s| s.suite().as_str())

@@ -214,7 +214,10 @@ mod tests {
         assert!(result.unwrap());
         assert!(buf.is_empty());
         let (result, _) = read_from(&[0, 0, 0, 1, 9], 0).await;
-        assert!(matches!(result, Err(ChannelError::MessageTooLarge { size: 1, max: 0 })), "{result:?}");
+        assert!(
+            matches!(result, Err(ChannelError::MessageTooLarge { size: 1, max: 0 })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]
@@ -232,14 +235,26 @@ mod tests {
     async fn a_stream_that_ends_inside_the_body_is_truncated() {
         let (result, buf) = read_from(&[0, 0, 0, 5, b'a', b'b'], DEFAULT_MAX_MESSAGE).await;
         assert!(
-            matches!(result, Err(ChannelError::TruncatedMessage { received: 6, expected: 9 })),
+            matches!(
+                result,
+                Err(ChannelError::TruncatedMessage {
+                    received: 6,
+                    expected: 9
+                })
+            ),
             "{result:?}"
         );
         assert_eq!(buf, b"ab", "the part that arrived");
         // The prefix complete, no body at all.
         let (result, _) = read_from(&[0, 0, 0, 5], DEFAULT_MAX_MESSAGE).await;
         assert!(
-            matches!(result, Err(ChannelError::TruncatedMessage { received: 4, expected: 9 })),
+            matches!(
+                result,
+                Err(ChannelError::TruncatedMessage {
+                    received: 4,
+                    expected: 9
+                })
+            ),
             "{result:?}"
         );
     }
