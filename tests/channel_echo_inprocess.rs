@@ -325,3 +325,73 @@ async fn proxy_protocol_peers_must_send_a_header() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn echo_round_trip_reads_back_exactly_what_it_sent() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        // The server rotates every 2 messages: the client answers KeyUpdates mid-echo.
+        let config = EchoConfig {
+            policy: RotationPolicy::never().with_messages(2),
+            ..EchoConfig::default()
+        };
+        let service = Service::start(&pki, Authorization::any_verified(), config).await;
+        let mut stream = connect(&pki, service.addr, Some(&pki.client1)).await.unwrap();
+        for message in [&b"one\n"[..], b"two\n", &[0x5a; 100_000][..]] {
+            assert_eq!(channel::echo_round_trip(&mut stream, message).await.unwrap(), message);
+        }
+        let client = stream.stats();
+        assert_eq!((client.messages_sent, client.messages_received), (3, 3));
+        stream.close().await.unwrap();
+        let stats = service.stats_when(|s| s.sessions_ended == 1).await;
+        assert_eq!(stats.bytes_received, 100_008);
+        service.stop().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_echo_cut_short_is_a_truncated_message() {
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let settings = pki.server_settings(Authorization::any_verified());
+        let server_config = Arc::new(channel::server_config(&settings).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for clean in [true, false] {
+            // Echoes 2 of the 5 bytes, then closes: with close_notify, or by dropping the socket.
+            let serve = async {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let config = Arc::clone(&server_config);
+                let mut stream = ChannelStream::accept(config, tcp, RotationPolicy::never())
+                    .await
+                    .unwrap();
+                let mut got = [0u8; 5];
+                stream.read_exact(&mut got).await.unwrap();
+                stream.write_all(&got[..2]).await.unwrap();
+                stream.flush().await.unwrap();
+                if clean {
+                    stream.close().await.unwrap();
+                }
+            };
+            let client = async {
+                let mut stream = connect(&pki, addr, Some(&pki.client1)).await.unwrap();
+                channel::echo_round_trip(&mut stream, b"hello").await.unwrap_err()
+            };
+            let ((), error) = tokio::join!(serve, client);
+            assert!(
+                matches!(
+                    error,
+                    ChannelError::TruncatedMessage {
+                        received: 2,
+                        expected: 5
+                    }
+                ),
+                "clean close {clean}: {error:?}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}

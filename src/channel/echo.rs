@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -237,6 +237,55 @@ pub fn serve_echo(
     };
     let service = run(listener, tls, Arc::new(config), counters, control_rx);
     (handle, service)
+}
+
+/// The client's side of one echo (what `echo-client MESSAGE…` does per message): writes
+/// `payload`, flushes, and reads back exactly `payload.len()` bytes. Each direction counts as
+/// one message for [`RotationPolicy::with_messages`].
+///
+/// There is no time limit: wrap the call in `tokio::time::timeout`.
+///
+/// # Errors
+/// [`ChannelError::TruncatedMessage`] when the server closes before the whole echo came back,
+/// cleanly or without `close_notify` (`received` and `expected` count echoed bytes);
+/// [`ChannelError::Io`] (`write` or `read`) for any other failure, including a TLS alert.
+pub async fn echo_round_trip<IO>(stream: &mut ChannelStream<IO>, payload: &[u8]) -> Result<Vec<u8>, ChannelError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = |operation| move |source| ChannelError::Io { operation, source };
+    stream.write_all(payload).await.map_err(io("write"))?;
+    stream.flush().await.map_err(io("write"))?;
+    stream.mark_message_sent();
+    let expected = payload.len() as u64;
+    let mut echoed = vec![0u8; payload.len()];
+    let mut received = 0usize;
+    while received < echoed.len() {
+        let slot = echoed.get_mut(received..).unwrap_or_default();
+        let truncated = ChannelError::TruncatedMessage {
+            received: received as u64,
+            expected,
+        };
+        let n = stream.read(slot).await.map_err(|error| {
+            // Closed without close_notify: as truncated as a clean close.
+            if error.kind() == std::io::ErrorKind::UnexpectedEof
+                && error.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
+            {
+                truncated
+            } else {
+                io("read")(error)
+            }
+        })?;
+        if n == 0 {
+            return Err(ChannelError::TruncatedMessage {
+                received: received as u64,
+                expected,
+            });
+        }
+        received += n;
+    }
+    stream.mark_message_received();
+    Ok(echoed)
 }
 
 /// Handshakes in progress, oldest first, each with the means to abandon it.

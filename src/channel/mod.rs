@@ -15,7 +15,8 @@
 //!   checked (regular files only, size-capped; a certificate the server cannot serve with is an
 //!   error; stale CRLs are [`LoadWarning`]s), and hot reload under a deadline.
 //! - [`serve_echo`] with [`EchoConfig`] and [`EchoHandle`]: the echo service behind
-//!   `echo-server` (accept loop, limits, PROXY protocol, drain, reload), to run in-process.
+//!   `echo-server` (accept loop, limits, PROXY protocol, drain, reload), to run in-process;
+//!   [`echo_round_trip`]: one echo from the client's side.
 //! - [`read_proxy_header`] and [`ProxySources`]: the PROXY protocol (v1 and v2) a load
 //!   balancer puts before the client's stream, read exactly, before the TLS handshake.
 //!
@@ -68,7 +69,7 @@ mod text;
 mod verifier;
 
 pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
-pub use echo::{EchoConfig, EchoHandle, EchoStats, serve_echo};
+pub use echo::{EchoConfig, EchoHandle, EchoStats, echo_round_trip, serve_echo};
 pub use error::{CertificateProblem, ChannelError};
 pub use files::{
     CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
