@@ -870,3 +870,76 @@ fn take_available(stream: &mut ChannelStream<TcpStream>, batch: &mut Vec<u8>) ->
     std::pin::Pin::new(&mut *stream).consume(taken);
     taken
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_max_pending_handshakes_the_oldest_is_told_to_give_up() {
+        let pending = Pending::default();
+        let first = pending.add(1, 2);
+        let second = pending.add(2, 2);
+        let third = pending.add(3, 2);
+        let given_up = |notify: &Arc<Notify>| {
+            // notify_one stores a permit: `notified()` completes at once if one was sent.
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let notified = notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().poll(&mut cx).is_ready()
+        };
+        assert!(given_up(&first), "the oldest of three with room for two");
+        assert!(!given_up(&second));
+        assert!(!given_up(&third));
+        // A handshake that ended leaves room: the next one evicts nobody.
+        pending.remove(2);
+        let fourth = pending.add(4, 2);
+        assert!(!given_up(&third));
+        assert!(!given_up(&fourth));
+        // Removing an id that is not pending changes nothing.
+        pending.remove(99);
+        let _fifth = pending.add(5, 2);
+        assert!(given_up(&third));
+        assert!(!given_up(&fourth));
+    }
+
+    #[test]
+    fn a_deadline_too_far_away_is_a_day_away() {
+        let now = Instant::now();
+        let far = deadline_after(Duration::MAX);
+        assert!(far >= now + Duration::from_secs(86_399) && far <= Instant::now() + Duration::from_secs(86_400));
+        assert!(deadline_after(Duration::from_secs(1)) <= Instant::now() + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_crl_watch_follows_only_fresh_crls() {
+        let now = OffsetDateTime::now_utc();
+        let crl = |next_update: Option<OffsetDateTime>| CrlFacts {
+            path: "crl.pem".into(),
+            issuer: "CN=Test".into(),
+            next_update,
+        };
+        let watch = CrlWatch::new(&[crl(Some(now - time::Duration::hours(1))), crl(None)]);
+        assert!(
+            watch.next_deadline().is_none(),
+            "stale and open-ended CRLs are not watched"
+        );
+        let watch = CrlWatch::new(&[
+            crl(Some(now + time::Duration::hours(2))),
+            crl(Some(now + time::Duration::hours(1))),
+        ]);
+        let due = watch.next_deadline().unwrap();
+        let in_an_hour = Instant::now() + Duration::from_secs(3600);
+        assert!(
+            due <= in_an_hour && due + Duration::from_secs(5) >= in_an_hour,
+            "the earliest nextUpdate"
+        );
+        let watch = CrlWatch::new(&[crl(Some(now + time::Duration::days(3 * 365)))]);
+        let due = watch.next_deadline().unwrap();
+        assert!(
+            due <= Instant::now() + Duration::from_secs(365 * 24 * 3600),
+            "a far timer wakes within a year"
+        );
+    }
+}

@@ -54,11 +54,9 @@ fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
     Some((failure, Some(hint.into())))
 }
 
-/// The largest --max-conns and --max-handshakes.
-const MAX_CONNECTIONS: u64 = 1_000_000;
-
 /// The service's limits from the flags (each checked against its range).
 fn echo_config(args: &cli::Args) -> Result<EchoConfig, CliError> {
+    use cli::MAX_CONNECTIONS;
     use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
     let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     Ok(EchoConfig {
