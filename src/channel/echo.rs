@@ -109,11 +109,13 @@ pub struct EchoStats {
     /// or right after their handshake).
     pub refused_at_capacity: u64,
     /// Connections that ended before a session: handshake failed, refused, timed out or
-    /// abandoned for a newer one, a bad PROXY header, a health check.
+    /// abandoned for a newer one, a bad PROXY header, a health check, or cut short by a
+    /// shutdown.
     pub handshakes_failed: u64,
     /// Sessions established (handshake done, session slot taken).
     pub sessions_started: u64,
-    /// Sessions that have ended.
+    /// Sessions that have ended (a session aborted by a second [`EchoHandle::shutdown`], or
+    /// dropped when the sessions do not close in time, is not counted).
     pub sessions_ended: u64,
     /// Application bytes received by the sessions that ended.
     pub bytes_received: u64,
