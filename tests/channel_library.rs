@@ -610,3 +610,48 @@ fn overlapping_reloads_install_the_newest_files() {
         "the configuration in force comes from the newest files"
     );
 }
+
+/// The fixture once re-issued its revoked client until the serial's first octet was 0x10 or
+/// more, to dodge a lookup that stripped the leading zero nibble. Such a serial is revoked like
+/// any other, however it is typed, and the server refuses the certificate.
+#[tokio::test]
+async fn a_revoked_client_whose_serial_starts_below_0x10_is_refused() {
+    use tessera::ca::{CertificateAuthority, IssueRequest, Profile, RevocationReason};
+    timeout(STEP, async {
+        let pki = Pki::new();
+        let ca = CertificateAuthority::open(&pki.dir.path().join("ca"), None).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        // The first octet is 0x01..=0x7f: one serial in about eight starts with a zero digit.
+        let low = (0..500)
+            .find_map(|attempt| {
+                let prefix = pki.dir.path().join(format!("low{attempt}"));
+                let issued = ca.issue(&IssueRequest::new(Profile::Client, "low"), now).unwrap();
+                let serial = issued.info.serial.to_string();
+                serial.starts_with('0').then(|| {
+                    let files = issued.write(&prefix, None).unwrap();
+                    channel_common::Leaf {
+                        chain: files.chain,
+                        key: files.key.unwrap(),
+                        serial,
+                    }
+                })
+            })
+            .expect("a serial below 0x10.. within 500 issues");
+        // Typed without its leading zero, as `ca list` once failed to find it.
+        let typed = low.serial.trim_start_matches('0');
+        let crl = ca
+            .revoke(
+                typed,
+                RevocationReason::KeyCompromise,
+                now,
+                std::time::Duration::from_secs(86_400),
+            )
+            .unwrap();
+        std::fs::write(&pki.crl, tessera::pki::pem::to_pem("X509 CRL", &crl)).unwrap();
+        let (client, server) = refused(&pki, Authorization::any_verified(), Some(&low)).await;
+        assert!(client.contains("CertificateRevoked"), "{client}");
+        assert!(server.contains("Revoked"), "{server}");
+    })
+    .await
+    .unwrap();
+}

@@ -6,13 +6,17 @@
 //!   [`TrustStoreServerVerifier`] and [`TrustStoreClientVerifier`]), CRLs included.
 //! - [`ChannelStream`]: the stream; it counts traffic and sends a TLS 1.3 `KeyUpdate` whenever
 //!   the [`RotationPolicy`] says so. [`ChannelStream::send_message`] /
-//!   [`ChannelStream::recv_message`] add length-prefixed messages.
+//!   [`ChannelStream::recv_message`] add length-prefixed messages, framed by [`read_frame`] /
+//!   [`write_frame`], a codec over any async stream.
 //! - [`PeerIdentity`] and [`Authorization`]: who the peer is and whether it may connect;
 //!   [`Refusal`]: why a peer was refused, as a value ([`ChannelError::Refused`], returned by
 //!   [`ChannelStream::accept`] and [`ChannelStream::connect`]).
 //! - [`ServerFiles`] and [`ReloadableServerConfig`]: a server's configuration from its files,
 //!   checked (regular files only, size-capped; a certificate the server cannot serve with is an
 //!   error; stale CRLs are [`LoadWarning`]s), and hot reload under a deadline.
+//! - [`serve_echo`] with [`EchoConfig`] and [`EchoHandle`]: the echo service behind
+//!   `echo-server` (accept loop, limits, PROXY protocol, drain, reload), to run in-process;
+//!   [`echo_round_trip`]: one echo from the client's side.
 //! - [`read_proxy_header`] and [`ProxySources`]: the PROXY protocol (v1 and v2) a load
 //!   balancer puts before the client's stream, read exactly, before the TLS handshake.
 //!
@@ -51,6 +55,7 @@
 //! ```
 
 mod config;
+mod echo;
 mod error;
 mod files;
 mod framing;
@@ -64,12 +69,13 @@ mod text;
 mod verifier;
 
 pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
+pub use echo::{EchoConfig, EchoHandle, EchoStats, echo_round_trip, serve_echo};
 pub use error::{CertificateProblem, ChannelError};
 pub use files::{
     CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
     load_trust, load_trust_async,
 };
-pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN};
+pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN, read_frame, write_frame};
 pub use identity::{Authorization, PeerIdentity};
 pub use proxy::{
     Cidr, MAX_PROXY_V1_HEADER, MAX_PROXY_V2_HEADER, ProxiedAddresses, ProxyHeader, ProxyProblem, ProxySources,

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsStream;
 
 use super::ChannelError;
-use super::framing::DEFAULT_MAX_MESSAGE;
+use super::framing::{self, DEFAULT_MAX_MESSAGE};
 use super::identity::PeerIdentity;
 use super::refusal::{Refusal, capture};
 use super::rotation::{RotationPolicy, RotationState, RotationStats, RotationTrigger};
@@ -48,7 +48,7 @@ pub struct ChannelStream<IO> {
     peer: Option<PeerIdentity>,
     can_rotate: bool,
     flush_pending: bool,
-    pub(crate) max_message: usize,
+    max_message: usize,
 }
 
 impl<IO> std::fmt::Debug for ChannelStream<IO> {
@@ -279,6 +279,45 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
             operation: "shutdown",
             source,
         })
+    }
+
+    /// Sends one message (a frame of [`framing::write_frame`]) and flushes it.
+    ///
+    /// # Errors
+    /// [`ChannelError::MessageTooLarge`] when `message` is longer than the stream's maximum
+    /// ([`ChannelStream::set_max_message_size`], 16 MiB by default; nothing is sent),
+    /// [`ChannelError::Io`].
+    pub async fn send_message(&mut self, message: &[u8]) -> Result<(), ChannelError> {
+        if message.len() > self.max_message {
+            return Err(ChannelError::MessageTooLarge {
+                size: message.len() as u64,
+                max: self.max_message as u64,
+            });
+        }
+        framing::write_frame(self, message).await?;
+        self.flush().await.map_err(|source| ChannelError::Io {
+            operation: "write",
+            source,
+        })?;
+        self.mark_message_sent();
+        Ok(())
+    }
+
+    /// Receives one message (a frame of [`framing::read_frame`]); `None` when the peer closed
+    /// cleanly between messages.
+    ///
+    /// # Errors
+    /// [`ChannelError::MessageTooLarge`] when the announced length exceeds the maximum (the
+    /// body is not read; the connection should be closed), [`ChannelError::TruncatedMessage`],
+    /// [`ChannelError::Io`]: see [`framing::read_frame`].
+    pub async fn recv_message(&mut self) -> Result<Option<Vec<u8>>, ChannelError> {
+        let max = self.max_message;
+        let mut body = Vec::new();
+        if !framing::read_frame(self, max, &mut body).await? {
+            return Ok(None);
+        }
+        self.mark_message_received();
+        Ok(Some(body))
     }
 
     fn poll_pending_flush(&mut self, cx: &mut Context<'_>) {

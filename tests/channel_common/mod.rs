@@ -90,21 +90,9 @@ impl Pki {
         let client1 = issue(&ca, client("client1"), now, &dir.path().join("client1"));
         let client2 = issue(&ca, client("client2"), now, &dir.path().join("client2"));
         let comma = issue(&ca, client("client1, mallory"), now, &dir.path().join("comma"));
-        // Work around `ca revoke` not finding serials whose first octet is below 0x10 (the
-        // database keeps the leading zero nibble, the lookup strips it): reissue until clear.
-        let mut attempt = 0;
-        let revoked = loop {
-            attempt += 1;
-            let leaf = issue(
-                &ca,
-                client("revoked"),
-                now,
-                &dir.path().join(format!("revoked{attempt}")),
-            );
-            if !leaf.serial.starts_with('0') {
-                break leaf;
-            }
-        };
+        // Any serial: one whose first octet is below 0x10 is revoked like any other (the
+        // database's serial lookup keeps its leading zero nibble; see `ca::database`'s tests).
+        let revoked = issue(&ca, client("revoked"), now, &dir.path().join("revoked"));
         let expired = issue(
             &ca,
             client("expired").with_lifetime(Duration::from_secs(3600)),

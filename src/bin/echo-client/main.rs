@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
@@ -480,48 +480,11 @@ async fn exchange_message(
     message: &str,
 ) -> Result<Vec<u8>, ChannelError> {
     let seconds = target.io_timeout.as_secs_f64();
-    {
-        let mut line = message.as_bytes().to_vec();
-        line.push(b'\n');
-        let exchange = async {
-            stream.write_all(&line).await.map_err(io_error("write"))?;
-            stream.flush().await.map_err(io_error("write"))?;
-            stream.mark_message_sent();
-            let mut echoed = vec![0u8; line.len()];
-            let mut received = 0usize;
-            while received < echoed.len() {
-                let slot = echoed.get_mut(received..).unwrap_or_default();
-                let n = stream.read(slot).await.map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof
-                        && e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
-                    {
-                        // Closed without close_notify: as truncated as a clean close.
-                        ChannelError::TruncatedMessage {
-                            received: received as u64,
-                            expected: line.len() as u64,
-                        }
-                    } else {
-                        ChannelError::Io {
-                            operation: "read",
-                            source: e,
-                        }
-                    }
-                })?;
-                if n == 0 {
-                    return Err(ChannelError::TruncatedMessage {
-                        received: received as u64,
-                        expected: line.len() as u64,
-                    });
-                }
-                received += n;
-            }
-            stream.mark_message_received();
-            Ok::<_, ChannelError>(echoed)
-        };
-        timeout(target.io_timeout, exchange)
-            .await
-            .map_err(|_| ChannelError::Timeout { phase: "read", seconds })?
-    }
+    let mut line = message.as_bytes().to_vec();
+    line.push(b'\n');
+    timeout(target.io_timeout, channel::echo_round_trip(stream, &line))
+        .await
+        .map_err(|_| ChannelError::Timeout { phase: "read", seconds })?
 }
 
 /// Bytes held at most in each direction of the stream mode (stdin to the server, the echo to
