@@ -1,9 +1,9 @@
 # Tessera: the two commands are `make demo` and `make test`.
 CARGO ?= cargo
 LIMBO ?= ../shared/conformance/limbo.json.xz
-# Tessera's own measured agreement (docs/conformance.md): 9739 / 9770 = 99.683%; losing one
-# case (9738 / 9770 = 99.672%) fails.
-LIMBO_MIN ?= 99.68
+# Tessera's own measured agreement (docs/conformance.md): 9740 / 9770 = 99.693%; losing one
+# case (9739 / 9770 = 99.683%) fails.
+LIMBO_MIN ?= 99.69
 
 .PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench fuzz fuzz-seeds deps pg-deps clean-demo
 

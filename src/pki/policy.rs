@@ -183,6 +183,18 @@ pub enum PolicyViolation {
          present, the extension must carry it)"
     )]
     RootAuthorityKeyIdWithoutKeyId,
+    /// The end entity names a wildcard directly under a registry-controlled public suffix
+    /// (`*.com`, `*.co.uk`): one certificate for every domain registered under it.
+    #[error(
+        "it is an end entity with the wildcard name {name:?}, directly under the public suffix {suffix:?} (CA/Browser \
+         Forum Baseline Requirements §3.2.2.6: no wildcard for a registry-controlled or public suffix; RFC 9525 §7.1)"
+    )]
+    WildcardOnPublicSuffix {
+        /// The SAN as written.
+        name: String,
+        /// The public suffix it covers, as listed in the Public Suffix List.
+        suffix: String,
+    },
 }
 
 /// Where a certificate sits on the path being checked.
@@ -221,6 +233,18 @@ pub(super) fn check_certificate(cert: &X509Certificate<'_>, position: Position) 
                 if position == Position::EndEntity && ext.critical && !has_empty_subject(cert) =>
             {
                 return Err(violation(PolicyViolation::CriticalSubjectAltName));
+            }
+            ParsedExtension::SubjectAlternativeName(san) if position == Position::EndEntity => {
+                for name in &san.general_names {
+                    if let GeneralName::DNSName(name) = name
+                        && let Some(suffix) = wildcard_public_suffix(name)
+                    {
+                        return Err(violation(PolicyViolation::WildcardOnPublicSuffix {
+                            name: name.to_string(),
+                            suffix,
+                        }));
+                    }
+                }
             }
             ParsedExtension::ExtendedKeyUsage(eku) if position == Position::EndEntity && eku.any => {
                 return Err(violation(PolicyViolation::AnyExtendedKeyUsage));
@@ -291,6 +315,20 @@ pub(super) fn check_key_usage(end_entity: &X509Certificate<'_>, required: &[KeyU
             missing,
         })
     }
+}
+
+/// For a wildcard DNS name `*.REST` whose REST is a public suffix in the ICANN section of the
+/// Public Suffix List (a registry-controlled name such as `com` or `co.uk`): REST.
+///
+/// Not counted: the list's private section (a suffix one company owns, which may rightly hold a
+/// wildcard for it: Amazon's own certificate names `*.s3.amazonaws.com`), and the list's
+/// implicit "any unknown top-level label" rule (a private PKI's `*.internal` or `*.lan`).
+fn wildcard_public_suffix(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("*.")?.trim_end_matches('.');
+    let lower = rest.to_ascii_lowercase();
+    let suffix = psl::suffix(lower.as_bytes())?;
+    let registry_controlled = suffix.is_known() && suffix.typ() == Some(psl::Type::Icann);
+    (registry_controlled && suffix.as_bytes().len() == lower.len()).then_some(lower)
 }
 
 /// The length of a serial number's value: its DER contents without a leading zero octet.
@@ -741,6 +779,44 @@ mod tests {
             &intermediate.leaf(&leaf_params()),
             std::slice::from_ref(&intermediate.der),
         ));
+    }
+
+    #[test]
+    fn no_wildcard_directly_under_a_public_suffix() {
+        let root = Ca::root(ca_params("root"));
+        for (wildcard, suffix) in [("*.com", "com"), ("*.co.uk", "co.uk"), ("*.CO.UK", "co.uk")] {
+            let mut params = leaf_params();
+            params.subject_alt_names = vec![
+                SanType::DnsName("example.com".try_into().unwrap()),
+                SanType::DnsName(wildcard.try_into().unwrap()),
+            ];
+            let result = verify(&root, &root.leaf(&params), &[]);
+            assert_policy(
+                result,
+                &PolicyViolation::WildcardOnPublicSuffix {
+                    name: wildcard.to_string(),
+                    suffix: suffix.to_string(),
+                },
+                "§3.2.2.6",
+            );
+        }
+        // Below a registrable domain, under a suffix of the list's private section (owned by one
+        // company, as Amazon's certificate for `*.s3.amazonaws.com`), or under a name the list
+        // does not know (a private PKI's own top-level label): accepted.
+        for wildcard in [
+            "*.example.com",
+            "*.example.co.uk",
+            "*.s3.amazonaws.com",
+            "*.internal",
+            "*.corp.lan",
+        ] {
+            let mut params = leaf_params();
+            params.subject_alt_names = vec![
+                SanType::DnsName("example.com".try_into().unwrap()),
+                SanType::DnsName(wildcard.try_into().unwrap()),
+            ];
+            assert_accepted(verify(&root, &root.leaf(&params), &[]));
+        }
     }
 
     #[test]
