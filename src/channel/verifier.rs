@@ -229,7 +229,10 @@ mod tests {
             ) => {
                 assert_eq!(at.as_secs(), u64::try_from(time.unix_timestamp()).unwrap());
                 assert_eq!(end.as_secs(), u64::try_from(not_after.unix_timestamp()).unwrap());
-                assert_eq!(rustls::AlertDescription::from(error), rustls::AlertDescription::CertificateExpired);
+                assert_eq!(
+                    rustls::AlertDescription::from(error),
+                    rustls::AlertDescription::CertificateExpired
+                );
             }
             other => panic!("expected ExpiredContext, got {other:?}"),
         }
@@ -239,7 +242,10 @@ mod tests {
             time: not_after,
         };
         match refuse(Refusal::from_pki(&early), early) {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext { time: at, not_before }) => {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext {
+                time: at,
+                not_before,
+            }) => {
                 assert_eq!(at.as_secs(), u64::try_from(not_after.unix_timestamp()).unwrap());
                 assert_eq!(not_before.as_secs(), u64::try_from(time.unix_timestamp()).unwrap());
             }

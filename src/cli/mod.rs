@@ -14,6 +14,11 @@
 //! | [`exit::REJECTED`] (1) | the check ran and said no (untrusted, tampered, revoked, expired) |
 //! | [`exit::USAGE`] (2) | bad command line |
 //! | [`exit::FAILURE`] (3) | could not run (I/O, missing file, wrong passphrase, bad input) |
+//!
+//! One function decides a tool's exit code and hint from its error, [`verdict`] (by the
+//! library's `is_rejection()`; a tool adds only its own hints and its [`Role`]); [`report`]
+//! prints it as `tool: error: …` (the causes joined by [`error_chain`]) and `tool: hint: …`,
+//! both through [`printable`].
 
 mod args;
 mod input;

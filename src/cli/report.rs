@@ -374,7 +374,9 @@ mod tests {
         assert_eq!(verdict(&unusable(), Role::Producer, |_| None).code, exit::FAILURE);
         // Tessera's generic hints.
         assert_eq!(
-            judge(&PkiError::PassphraseRequired { what: "ca.key".into() }).hint.as_deref(),
+            judge(&PkiError::PassphraseRequired { what: "ca.key".into() })
+                .hint
+                .as_deref(),
             Some("give the passphrase with --passphrase-file FILE or the TESSERA_PASSPHRASE environment variable")
         );
         assert_eq!(
@@ -437,7 +439,11 @@ mod tests {
         for error in [SignError::DigestMismatch, untrusted(), SignError::Pki(rejected())] {
             assert!(error.is_rejection(), "{error:?}");
             assert_eq!(code(&error), exit::REJECTED, "{error:?}");
-            assert_eq!(verdict(&error, Role::Producer, |_| None).code, exit::FAILURE, "{error:?}");
+            assert_eq!(
+                verdict(&error, Role::Producer, |_| None).code,
+                exit::FAILURE,
+                "{error:?}"
+            );
         }
         let failures = [
             SignError::io("m.so", std::io::Error::from(std::io::ErrorKind::NotFound)),

@@ -712,12 +712,19 @@ impl Presented<'_> {
 
     /// The subject of the first certificate presented (end entity, then intermediates) that
     /// `exact` picks, else that `loose` picks.
-    fn subject_where(&self, exact: impl Fn(&CertificateInfo) -> bool, loose: impl Fn(&CertificateInfo) -> bool) -> String {
+    fn subject_where(
+        &self,
+        exact: impl Fn(&CertificateInfo) -> bool,
+        loose: impl Fn(&CertificateInfo) -> bool,
+    ) -> String {
         let chain: Vec<CertificateInfo> = std::iter::once(self.end_entity)
             .chain(self.intermediates.iter())
             .filter_map(|c| CertificateInfo::from_der(c).ok())
             .collect();
-        let found = chain.iter().find(|c| exact(c)).or_else(|| chain.iter().find(|c| loose(c)));
+        let found = chain
+            .iter()
+            .find(|c| exact(c))
+            .or_else(|| chain.iter().find(|c| loose(c)));
         found.map_or_else(|| "in the chain".into(), |c| c.subject.clone())
     }
 
@@ -847,7 +854,9 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
 
     fn unix(time: OffsetDateTime) -> UnixTime {
-        UnixTime::since_unix_epoch(std::time::Duration::from_secs(time.unix_timestamp().try_into().unwrap()))
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            time.unix_timestamp().try_into().unwrap(),
+        ))
     }
 
     /// Which [`PkiError`] variant a reason must become (the chain in [`translate`] is empty).
@@ -967,7 +976,11 @@ mod tests {
             (E::InvalidCrlNumber, R::InvalidCrlNumber, B::Rejected),
             (E::InvalidNetworkMaskConstraint, R::InvalidNetworkMask, B::Rejected),
             (E::InvalidSerialNumber, R::InvalidSerialNumber, B::Rejected),
-            (E::InvalidCrlSignatureForPublicKey, R::BadCrlSignature, B::RevocationUnknown),
+            (
+                E::InvalidCrlSignatureForPublicKey,
+                R::BadCrlSignature,
+                B::RevocationUnknown,
+            ),
             (E::InvalidSignatureForPublicKey, R::BadSignature, B::BadSignature),
             (E::IssuerNotCrlSigner, R::IssuerNotCrlSigner, B::RevocationUnknown),
             (E::MalformedDnsIdentifier, R::MalformedDnsName, B::Rejected),
@@ -980,17 +993,41 @@ mod tests {
             ),
             (E::MaximumPathBuildCallsExceeded, R::TooManyPathBuildCalls, B::Rejected),
             (E::MaximumPathDepthExceeded, R::PathTooDeep, B::Rejected),
-            (E::MaximumSignatureChecksExceeded, R::TooManySignatureChecks, B::Rejected),
-            (E::NameConstraintViolation, R::NameConstraintViolation, B::NameConstraintViolation),
+            (
+                E::MaximumSignatureChecksExceeded,
+                R::TooManySignatureChecks,
+                B::Rejected,
+            ),
+            (
+                E::NameConstraintViolation,
+                R::NameConstraintViolation,
+                B::NameConstraintViolation,
+            ),
             (E::PathLenConstraintViolated, R::PathLenExceeded, B::PathLenExceeded),
             (E::RequiredEkuNotFound, R::RequiredEkuNotFound, B::WrongUsage),
-            (E::RequiredEkuNotFoundContext(eku), R::RequiredEkuNotFound, B::WrongUsage),
-            (E::SignatureAlgorithmMismatch, R::SignatureAlgorithmMismatch, B::Rejected),
-            (E::TrailingData(webpki::DerTypeId::Certificate), R::TrailingData, B::Rejected),
+            (
+                E::RequiredEkuNotFoundContext(eku),
+                R::RequiredEkuNotFound,
+                B::WrongUsage,
+            ),
+            (
+                E::SignatureAlgorithmMismatch,
+                R::SignatureAlgorithmMismatch,
+                B::Rejected,
+            ),
+            (
+                E::TrailingData(webpki::DerTypeId::Certificate),
+                R::TrailingData,
+                B::Rejected,
+            ),
             (E::UnknownIssuer, R::UnknownIssuer, B::UnknownIssuer),
             (E::UnknownRevocationStatus, R::UnknownRevocationStatus, B::Rejected),
             (E::UnsupportedCertVersion, R::UnsupportedCertVersion, B::Rejected),
-            (E::UnsupportedCriticalExtension, R::UnsupportedCriticalExtension, B::Rejected),
+            (
+                E::UnsupportedCriticalExtension,
+                R::UnsupportedCriticalExtension,
+                B::Rejected,
+            ),
             (
                 E::UnsupportedCrlIssuingDistributionPoint,
                 R::UnsupportedCrlIssuingDistributionPoint,
@@ -1000,7 +1037,11 @@ mod tests {
             (E::UnsupportedDeltaCrl, R::UnsupportedDeltaCrl, B::Rejected),
             (E::UnsupportedIndirectCrl, R::UnsupportedIndirectCrl, B::Rejected),
             (E::UnsupportedNameType, R::UnsupportedNameType, B::Rejected),
-            (E::UnsupportedRevocationReason, R::UnsupportedRevocationReason, B::Rejected),
+            (
+                E::UnsupportedRevocationReason,
+                R::UnsupportedRevocationReason,
+                B::Rejected,
+            ),
             (
                 E::UnsupportedRevocationReasonsPartitioning,
                 R::UnsupportedRevocationReasonsPartitioning,
@@ -1026,7 +1067,11 @@ mod tests {
                 R::UnsupportedCrlSignatureAlgorithm,
                 B::Rejected,
             ),
-            (E::UnsupportedSignatureAlgorithm, R::UnsupportedSignatureAlgorithm, B::Rejected),
+            (
+                E::UnsupportedSignatureAlgorithm,
+                R::UnsupportedSignatureAlgorithm,
+                B::Rejected,
+            ),
             (
                 E::UnsupportedSignatureAlgorithmContext(algorithm),
                 R::UnsupportedSignatureAlgorithm,

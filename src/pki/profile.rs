@@ -361,7 +361,6 @@ mod tests {
     use super::*;
     use crate::pki::testing::*;
 
-
     #[test]
     fn modulus_bits_ignores_sign_padding() {
         assert_eq!(modulus_bits(&[0x00, 0x01, 0xff]), 9);
@@ -400,23 +399,35 @@ mod tests {
         let mut params = ca_params("root");
         params.is_ca = IsCa::NoCa;
         let root = Ca::root(params);
-        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), ProfileRule::IssuerWithoutBasicConstraints);
+        assert_violation(
+            verify(&root, &root.leaf(&leaf_params()), &[]),
+            ProfileRule::IssuerWithoutBasicConstraints,
+        );
 
         let mut params = ca_params("root");
         params.is_ca = IsCa::NoCa;
         params.custom_extensions = vec![extension(&[2, 5, 29, 19], &[0x30, 0x03, 0x01, 0x01, 0xff], false)];
         let root = Ca::root(params);
-        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), ProfileRule::NonCriticalBasicConstraints);
+        assert_violation(
+            verify(&root, &root.leaf(&leaf_params()), &[]),
+            ProfileRule::NonCriticalBasicConstraints,
+        );
 
         let mut params = ca_params("root");
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
         let root = Ca::root(params);
-        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), ProfileRule::IssuerWithoutKeyCertSign);
+        assert_violation(
+            verify(&root, &root.leaf(&leaf_params()), &[]),
+            ProfileRule::IssuerWithoutKeyCertSign,
+        );
 
         let mut params = ca_params("root");
         params.custom_extensions = vec![extension(&[1, 3, 6, 1, 4, 1, 55738, 666, 1], &[0x05, 0x00], true)];
         let root = Ca::root(params);
-        assert_violation(verify(&root, &root.leaf(&leaf_params()), &[]), ProfileRule::UnknownCriticalExtension);
+        assert_violation(
+            verify(&root, &root.leaf(&leaf_params()), &[]),
+            ProfileRule::UnknownCriticalExtension,
+        );
     }
 
     #[test]
@@ -450,7 +461,10 @@ mod tests {
         let mut params = leaf_params();
         params.use_authority_key_identifier_extension = false;
         params.custom_extensions = vec![extension(&[2, 5, 29, 35], &aki, true)];
-        assert_violation(verify(&root, &root.leaf(&params), &[]), ProfileRule::UnknownCriticalExtension);
+        assert_violation(
+            verify(&root, &root.leaf(&params), &[]),
+            ProfileRule::UnknownCriticalExtension,
+        );
     }
 
     #[test]
@@ -493,7 +507,10 @@ mod tests {
         let root = Ca::root(ca_params("root"));
         let mut params = leaf_params();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
-        assert_violation(verify(&root, &root.leaf(&params), &[]), ProfileRule::KeyCertSignWithoutCa);
+        assert_violation(
+            verify(&root, &root.leaf(&params), &[]),
+            ProfileRule::KeyCertSignWithoutCa,
+        );
     }
 
     #[test]
@@ -571,8 +588,14 @@ mod tests {
             reason: RejectionReason::UnsupportedCertVersion,
         };
         let table = [
-            (P::CriticalAuthorityKeyId, "its authority key identifier is critical (RFC 5280 4.2.1.1: it must not be)"),
-            (P::CriticalSubjectKeyId, "its subject key identifier is critical (RFC 5280 4.2.1.2: it must not be)"),
+            (
+                P::CriticalAuthorityKeyId,
+                "its authority key identifier is critical (RFC 5280 4.2.1.1: it must not be)",
+            ),
+            (
+                P::CriticalSubjectKeyId,
+                "its subject key identifier is critical (RFC 5280 4.2.1.2: it must not be)",
+            ),
             (
                 P::NonCriticalPolicyConstraints,
                 "its policy constraints are not critical (RFC 5280 4.2.1.11: they must be)",
@@ -581,15 +604,24 @@ mod tests {
                 P::NameConstraintsWithoutSubtrees,
                 "its name constraints hold no subtree (RFC 5280 4.2.1.10: at least one is required)",
             ),
-            (P::EmptySubtreeList, "its name constraints hold an empty list of subtrees (RFC 5280 4.2.1.10)"),
-            (P::EmptyAuthorityInfoAccess, "its authority information access is empty (RFC 5280 4.2.2.1)"),
+            (
+                P::EmptySubtreeList,
+                "its name constraints hold an empty list of subtrees (RFC 5280 4.2.1.10)",
+            ),
+            (
+                P::EmptyAuthorityInfoAccess,
+                "its authority information access is empty (RFC 5280 4.2.2.1)",
+            ),
             (malformed.clone(), "its extension 1.3.6.1.5.5.7.1.1 is malformed"),
             (P::DuplicateExtension, "an extension appears twice (RFC 5280 4.2)"),
             (
                 P::EndEntityNameConstraints,
                 "it is an end entity with name constraints (RFC 5280 4.2.1.10: only CAs may have them)",
             ),
-            (P::KeyCertSignWithoutCa, "its key usage asserts keyCertSign without cA (RFC 5280 4.2.1.9)"),
+            (
+                P::KeyCertSignWithoutCa,
+                "its key usage asserts keyCertSign without cA (RFC 5280 4.2.1.9)",
+            ),
             (
                 P::EmptySubjectNonCriticalAltName,
                 "its subject is empty and its subject alternative name is not critical (RFC 5280 4.2.1.6)",
@@ -598,7 +630,10 @@ mod tests {
                 P::UnacceptablePublicKey,
                 "its public key is not one Tessera accepts (Ed25519, ECDSA P-256 or P-384, RSA of 2048 to 8192 bits)",
             ),
-            (P::IssuerWithEmptySubject, "it is a CA with an empty subject (RFC 5280 4.1.2.6)"),
+            (
+                P::IssuerWithEmptySubject,
+                "it is a CA with an empty subject (RFC 5280 4.1.2.6)",
+            ),
             (
                 P::IssuerWithoutBasicConstraints,
                 "it issues certificates but has no basic constraints (RFC 5280 4.2.1.9)",

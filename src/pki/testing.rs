@@ -102,7 +102,11 @@ pub(crate) fn verify_at(
     )
 }
 
-pub(crate) fn verify(root: &Ca, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> Result<VerifiedChain, PkiError> {
+pub(crate) fn verify(
+    root: &Ca,
+    leaf: &CertificateDer<'_>,
+    chain: &[CertificateDer<'_>],
+) -> Result<VerifiedChain, PkiError> {
     verify_at(&store(&root.der), leaf, chain, NOW)
 }
 

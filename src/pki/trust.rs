@@ -250,9 +250,7 @@ impl TrustStore {
     /// [`PkiError::Malformed`] when the certificate cannot serve as a trust anchor.
     pub fn add_root(&mut self, cert: CertificateDer<'static>, what: &str) -> Result<(), PkiError> {
         let anchor = webpki::anchor_from_trusted_cert(&cert)
-            .map_err(|e| {
-                PkiError::malformed(what, format!("cannot be used as a root: {}", RejectionReason::from(&e)))
-            })?
+            .map_err(|e| PkiError::malformed(what, format!("cannot be used as a root: {}", RejectionReason::from(&e))))?
             .to_owned();
         self.anchors.push(anchor);
         self.roots.push(cert);
@@ -538,7 +536,8 @@ pub(crate) fn unix_time(time: OffsetDateTime) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(time.unix_timestamp()).unwrap_or(0)))
 }
 
-#[cfg(test)]mod tests {
+#[cfg(test)]
+mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use rcgen::{

@@ -34,7 +34,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| e.downcast_ref::<CaError>().and_then(hint));
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<CaError>().and_then(hint)
+            });
             tessera::cli::report(TOOL, err.as_ref(), &verdict)
         }
     }

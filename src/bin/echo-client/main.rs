@@ -30,8 +30,9 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let verdict =
-                tessera::cli::verdict(err.as_ref(), Role::Judge, |e| e.downcast_ref::<ChannelError>().and_then(hint));
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<ChannelError>().and_then(hint)
+            });
             tessera::cli::report("echo-client", err.as_ref(), &verdict)
         }
     }

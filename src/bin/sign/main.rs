@@ -97,7 +97,9 @@ fn main() -> ExitCode {
         Err(err) => {
             // `sign` never judges a module: a certificate the PKI rules refuse is unfit for
             // signing (exit 3), not a rejection (exit 1).
-            let verdict = tessera::cli::verdict(err.as_ref(), Role::Producer, |e| e.downcast_ref::<SignError>().and_then(hint));
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Producer, |e| {
+                e.downcast_ref::<SignError>().and_then(hint)
+            });
             tessera::cli::report(TOOL, err.as_ref(), &verdict)
         }
     }
@@ -107,7 +109,9 @@ fn main() -> ExitCode {
 /// [`tessera::cli::verdict`]'s).
 fn hint(error: &SignError) -> Option<String> {
     let hint = match error {
-        SignError::KeyMismatch { .. } => "pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)",
+        SignError::KeyMismatch { .. } => {
+            "pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)"
+        }
         SignError::NotCodeSigning { .. } | SignError::NotEd25519 { .. } => {
             "issue a code-signing certificate: `ca issue --profile code-signing --key-type ed25519 --name NAME`"
         }

@@ -123,7 +123,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| e.downcast_ref::<SignError>().and_then(hint));
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<SignError>().and_then(hint)
+            });
             let code = tessera::cli::report(TOOL, err.as_ref(), &verdict);
             // A quiet end (the reader of stdout went away) has nothing to report.
             if cli.json && verdict.code != exit::OK {
