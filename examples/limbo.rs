@@ -317,7 +317,11 @@ fn main() -> ExitCode {
     };
     match run(&args) {
         Ok(code) => code,
-        Err(err) => cli::report("limbo", err.as_ref(), |_| None),
+        Err(err) => cli::report(
+            "limbo",
+            err.as_ref(),
+            &cli::verdict(err.as_ref(), cli::Role::Judge, |_| None),
+        ),
     }
 }
 

@@ -189,13 +189,32 @@ pub enum CaError {
 }
 
 impl CaError {
-    /// True when the CA ran and refused on policy (name constraints, lifetime), as opposed to
-    /// unusable input or I/O trouble.
+    /// True when the CA ran and refused on policy (name constraints, lifetime, a final
+    /// revocation, a CA its own verifier would refuse) or a trust check said no (exit code 1);
+    /// false for unusable input, I/O or store trouble (exit code 3). See
+    /// [`crate::pki::PkiError::is_rejection`].
     pub fn is_rejection(&self) -> bool {
-        matches!(
-            self,
-            Self::Refused(_) | Self::OutlivesIssuer { .. } | Self::AlreadyRevoked { .. } | Self::Unusable { .. }
-        )
+        match self {
+            Self::Refused(_) | Self::OutlivesIssuer { .. } | Self::AlreadyRevoked { .. } | Self::Unusable { .. } => {
+                true
+            }
+            Self::Pki(e) => e.is_rejection(),
+            Self::Io { .. }
+            | Self::NotACa { .. }
+            | Self::AlreadyInitialised { .. }
+            | Self::InvalidRequest { .. }
+            | Self::IssuerNotValid { .. }
+            | Self::BadCsr { .. }
+            | Self::UnsupportedCsr { .. }
+            | Self::UnknownSerial { .. }
+            | Self::MissingDatabase { .. }
+            | Self::Database { .. }
+            | Self::Store { .. }
+            | Self::DatabaseBehindCrl { .. }
+            | Self::UnfinishedInit { .. }
+            | Self::UnfinishedOutput { .. }
+            | Self::Build { .. } => false,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

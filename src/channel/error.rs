@@ -317,13 +317,29 @@ impl ChannelError {
         }
     }
 
-    /// True when one side refused the other for a trust or authorization reason (exit 1 in the
-    /// tools), as opposed to a failure to run.
+    /// True when one side refused the other for a trust or authorization reason, or a file
+    /// loaded was refused by a trust rule (exit 1 in the tools), as opposed to a failure to run
+    /// (exit 3). See [`crate::pki::PkiError::is_rejection`].
     pub fn is_rejection(&self) -> bool {
         match self {
             Self::Refused { .. } => true,
             Self::Handshake { source } | Self::Io { source, .. } => is_tls_refusal(source),
-            _ => false,
+            Self::Load { source, .. } => source.is_rejection(),
+            Self::EmptyChain { .. }
+            | Self::UnusableKey { .. }
+            | Self::UnsuitableCertificate { .. }
+            | Self::NotAFile { .. }
+            | Self::FileTooLarge { .. }
+            | Self::Config { .. }
+            | Self::AllowListWithoutClientTrust { .. }
+            | Self::BadServerName { .. }
+            | Self::Timeout { .. }
+            | Self::Rotation { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::TruncatedMessage { .. }
+            | Self::ReloadBusy { .. }
+            | Self::TaskFailed { .. }
+            | Self::ProxyHeader { .. } => false,
         }
     }
 }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::identity::PeerIdentity;
 use super::text::escape;
-use crate::pki::{PkiError, Usage, rfc3339};
+use crate::pki::{PkiError, RejectionReason, Usage, rfc3339};
 
 /// Why a peer's certificate was refused by this side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,8 +107,8 @@ impl Refusal {
             PkiError::RevocationUnknown { reason } => Self::RevocationUnknown { reason: reason.clone() },
             PkiError::WrongUsage { usage } => Self::WrongUsage { usage: *usage },
             PkiError::NameMismatch { name } => Self::NameMismatch { name: name.clone() },
-            PkiError::Rejected(webpki) => Self::Untrusted {
-                reason: webpki_reason(webpki).into(),
+            PkiError::Rejected(reason) => Self::Untrusted {
+                reason: webpki_reason(reason).into(),
             },
             other => Self::Untrusted {
                 reason: other.to_string(),
@@ -240,34 +240,29 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// rustls-webpki's reasons in words (its `Debug` names, such as `MalformedDnsIdentifier`, are
-/// not for people).
-#[allow(deprecated)] // the context-free variants are still produced by some paths
-fn webpki_reason(error: &webpki::Error) -> &'static str {
-    use webpki::Error as E;
-    match error {
-        E::MalformedDnsIdentifier => "a DNS name in the certificate is malformed",
-        E::MalformedNameConstraint => "a name constraint on the path is malformed",
-        E::MalformedExtensions => "the certificate's extensions are malformed",
-        E::BadDer | E::BadDerTime | E::TrailingData(_) => "the certificate is not valid DER",
-        E::UnsupportedSignatureAlgorithm
-        | E::UnsupportedSignatureAlgorithmContext(_)
-        | E::UnsupportedSignatureAlgorithmForPublicKey
-        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+/// rustls-webpki's reasons as a TLS peer's refusal puts them.
+fn webpki_reason(reason: &RejectionReason) -> &'static str {
+    use RejectionReason as R;
+    match reason {
+        R::MalformedDnsName => "a DNS name in the certificate is malformed",
+        R::MalformedNameConstraint => "a name constraint on the path is malformed",
+        R::MalformedExtensions => "the certificate's extensions are malformed",
+        R::BadDer | R::BadTime | R::TrailingData => "the certificate is not valid DER",
+        R::UnsupportedSignatureAlgorithm => {
             "a certificate on the path is signed with an algorithm Tessera does not accept"
         }
-        E::SignatureAlgorithmMismatch => "a certificate's signature algorithms disagree",
-        E::InvalidSignatureForPublicKey => "a signature on the path does not verify",
-        E::MaximumPathDepthExceeded | E::MaximumPathBuildCallsExceeded => "the certificate chain is too long",
-        E::MaximumSignatureChecksExceeded => "the certificate chain needs too many signature checks",
-        E::UnsupportedCertVersion => "a certificate on the path is not X.509 version 3",
-        E::InvalidNetworkMaskConstraint => "a name constraint holds an invalid network mask",
-        E::UnsupportedNameType => "a certificate holds a kind of name Tessera cannot check",
-        E::ExtensionValueInvalid => "a certificate extension holds an invalid value",
-        E::CertNotValidForName(_) => "the certificate is not valid for the name asked for",
-        E::InvalidCertValidity => "the certificate's validity period is invalid",
-        E::InvalidSerialNumber => "the certificate's serial number is invalid",
-        E::MaximumNameConstraintComparisonsExceeded => "checking the name constraints took too many comparisons",
+        R::SignatureAlgorithmMismatch => "a certificate's signature algorithms disagree",
+        R::BadSignature => "a signature on the path does not verify",
+        R::PathTooDeep | R::TooManyPathBuildCalls => "the certificate chain is too long",
+        R::TooManySignatureChecks => "the certificate chain needs too many signature checks",
+        R::UnsupportedCertVersion => "a certificate on the path is not X.509 version 3",
+        R::InvalidNetworkMask => "a name constraint holds an invalid network mask",
+        R::UnsupportedNameType => "a certificate holds a kind of name Tessera cannot check",
+        R::ExtensionValueInvalid => "a certificate extension holds an invalid value",
+        R::NotValidForName => "the certificate is not valid for the name asked for",
+        R::InvalidValidity => "the certificate's validity period is invalid",
+        R::InvalidSerialNumber => "the certificate's serial number is invalid",
+        R::TooManyNameConstraintComparisons => "checking the name constraints took too many comparisons",
         _ => "the certificate chain breaks a rule of RFC 5280 that rustls-webpki enforces",
     }
 }
@@ -378,7 +373,7 @@ mod tests {
 
     #[test]
     fn webpki_reasons_are_words() {
-        let refusal = Refusal::from_pki(&PkiError::Rejected(webpki::Error::MalformedDnsIdentifier));
+        let refusal = Refusal::from_pki(&PkiError::Rejected(RejectionReason::MalformedDnsName));
         assert_eq!(
             refusal.to_string(),
             "the certificate is not trusted: a DNS name in the certificate is malformed"

@@ -186,21 +186,9 @@ impl ReloadableServerConfig {
                 Ok(generation)
             }
             Err(error) => {
-                tracing::warn!(reason = %error_chain(&error), "reload failed; keeping the previous configuration");
+                tracing::warn!(reason = %crate::pki::error_chain(&error), "reload failed; keeping the previous configuration");
                 Err(error)
             }
         }
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

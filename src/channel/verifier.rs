@@ -174,8 +174,82 @@ fn to_time(now: UnixTime) -> OffsetDateTime {
 }
 
 /// Records `refusal` for the handshake in progress and returns the rustls error that sends its
-/// alert (see [`Refusal`]).
+/// alert (see [`Refusal`]). An expiry keeps its times in rustls' context variants
+/// (`ExpiredContext`, `NotValidYetContext`: the same `certificate_expired` alert).
 fn refuse(refusal: Refusal, error: PkiError) -> rustls::Error {
     record(&refusal);
-    refusal.to_rustls(Some(error))
+    match error {
+        PkiError::Expired { not_after, time, .. } => {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+                time: to_unix(time),
+                not_after: to_unix(not_after),
+            })
+        }
+        PkiError::NotYetValid { not_before, time, .. } => {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext {
+                time: to_unix(time),
+                not_before: to_unix(not_before),
+            })
+        }
+        error => refusal.to_rustls(Some(error)),
+    }
+}
+
+/// Whole seconds since the epoch (times before it become the epoch).
+fn to_unix(time: OffsetDateTime) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(time.unix_timestamp()).unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    /// rustls' context variants carry the times; the alert stays `certificate_expired`.
+    #[test]
+    fn expiry_keeps_its_times_for_rustls() {
+        let time = datetime!(2031-01-01 0:00 UTC);
+        let not_after = datetime!(2030-12-01 0:00 UTC);
+        let expired = PkiError::Expired {
+            subject: "CN=x".into(),
+            not_after,
+            time,
+        };
+        match refuse(Refusal::from_pki(&expired), expired) {
+            rustls::Error::InvalidCertificate(
+                error @ rustls::CertificateError::ExpiredContext {
+                    time: at,
+                    not_after: end,
+                },
+            ) => {
+                assert_eq!(at.as_secs(), u64::try_from(time.unix_timestamp()).unwrap());
+                assert_eq!(end.as_secs(), u64::try_from(not_after.unix_timestamp()).unwrap());
+                assert_eq!(
+                    rustls::AlertDescription::from(error),
+                    rustls::AlertDescription::CertificateExpired
+                );
+            }
+            other => panic!("expected ExpiredContext, got {other:?}"),
+        }
+        let early = PkiError::NotYetValid {
+            subject: "CN=x".into(),
+            not_before: time,
+            time: not_after,
+        };
+        match refuse(Refusal::from_pki(&early), early) {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext {
+                time: at,
+                not_before,
+            }) => {
+                assert_eq!(at.as_secs(), u64::try_from(not_after.unix_timestamp()).unwrap());
+                assert_eq!(not_before.as_secs(), u64::try_from(time.unix_timestamp()).unwrap());
+            }
+            other => panic!("expected NotValidYetContext, got {other:?}"),
+        }
+    }
 }

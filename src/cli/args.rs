@@ -148,7 +148,7 @@ fn show_error(tool: &str, path: &str, error: &clap::Error, texts: &[StyledStr]) 
             let rendered = restore_after_help(styled(&error.render(), colour), texts, colour);
             match crate::out!("{rendered}") {
                 Ok(()) => ExitCode::from(exit::OK),
-                Err(e) => super::report(tool, &e, |_| None),
+                Err(e) => super::report(tool, &e, &super::verdict(&e, super::Role::Judge, |_| None)),
             }
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

@@ -14,6 +14,11 @@
 //! | [`exit::REJECTED`] (1) | the check ran and said no (untrusted, tampered, revoked, expired) |
 //! | [`exit::USAGE`] (2) | bad command line |
 //! | [`exit::FAILURE`] (3) | could not run (I/O, missing file, wrong passphrase, bad input) |
+//!
+//! One function decides a tool's exit code and hint from its error, [`verdict`] (by the
+//! library's `is_rejection()`; a tool adds only its own hints and its [`Role`]); [`report`]
+//! prints it as `tool: error: …` (the causes joined by [`error_chain`]) and `tool: hint: …`,
+//! both through [`printable`].
 
 mod args;
 mod input;
@@ -31,7 +36,7 @@ pub use args::{parse_args, parse_args_from};
 pub use input::ensure_one_stdin;
 pub use output::{write_stderr, write_stdout, write_stdout_bytes};
 pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, passphrase_from_file, read_passphrase};
-pub use report::{CliError, classify_pki, printable, report};
+pub use report::{CliError, Role, Verdict, error_chain, printable, report, verdict};
 pub use rotation::{
     MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, host_port, seconds,
     seconds_value, timeout_seconds, whole_number,

@@ -4,7 +4,8 @@
 //!   certificate trusted for [`Usage`] U at time T?" through rustls-webpki and returns a
 //!   [`VerifiedChain`]. It is the only place in Tessera where a chain is judged. A
 //!   [`VerifyRequest`] can also limit the chain's depth and require [`KeyUsage`] bits; the rules
-//!   Tessera adds to rustls-webpki are reported as [`PolicyViolation`]s.
+//!   Tessera adds to rustls-webpki are reported as [`PolicyViolation`]s, the RFC 5280 profile rules
+//!   it leaves out as [`ProfileRule`]s, and webpki's own reasons as [`RejectionReason`]s.
 //! - [`pem`]: reading certificates and CRLs from PEM/DER files.
 //! - [`PrivateKey`] and [`Passphrase`]: PKCS#8 keys at rest, optionally encrypted.
 //! - [`CertificateInfo`] and [`CrlInfo`]: inspection for people and JSON.
@@ -16,12 +17,15 @@ mod pbe;
 pub mod pem;
 mod policy;
 mod profile;
+#[cfg(test)]
+mod testing;
 mod trust;
 
-pub use error::PkiError;
-pub(crate) use error::describe_x509;
+pub use error::{PkiError, RejectionReason};
+pub(crate) use error::{describe_x509, error_chain};
 pub use inspect::{CertificateInfo, CrlInfo, RevokedEntry, hex, reason_name, rfc3339};
 pub(crate) use key::algorithm_name;
 pub use key::{ENCRYPTED_PRIVATE_KEY, KeyAlgorithm, PRIVATE_KEY, Passphrase, PrivateKey};
 pub use policy::{KeyUsage, MAX_SERIAL_OCTETS, PolicyViolation};
+pub use profile::ProfileRule;
 pub use trust::{TrustStore, Usage, VerifiedChain, VerifyRequest};

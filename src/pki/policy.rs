@@ -295,7 +295,7 @@ pub(super) fn check_key_usage(end_entity: &X509Certificate<'_>, required: &[KeyU
     }
     let usage = end_entity.key_usage().map_err(|_| PkiError::ProfileViolation {
         subject: subject_of(end_entity),
-        rule: "an extension appears twice (RFC 5280 4.2)".into(),
+        rule: super::ProfileRule::DuplicateExtension,
     })?;
     let Some(usage) = usage else {
         return Ok(());

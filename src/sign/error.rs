@@ -240,7 +240,19 @@ impl SignError {
             | Self::Extended { .. }
             | Self::DigestMismatch => true,
             Self::Pki(e) => e.is_rejection(),
-            _ => false,
+            Self::Io { .. }
+            | Self::MalformedBundle { .. }
+            | Self::BundleTooLarge { .. }
+            | Self::NoSignature { .. }
+            | Self::NoEmbeddedSignature { .. }
+            | Self::MalformedPublicKey { .. }
+            | Self::NotEd25519 { .. }
+            | Self::RootInChain { .. }
+            | Self::KeyMismatch { .. }
+            | Self::NotCodeSigning { .. }
+            | Self::CertificateNotValid { .. }
+            | Self::InvalidName { .. }
+            | Self::TooLargeToLoad { .. } => false,
         }
     }
 

@@ -19,7 +19,7 @@ use tessera::ca::{
     CaError, CertificateAuthority, CrlStatus, InitRequest, IssueRequest, IssuedFiles, ListFilter, Location,
     RevocationReason, Status, SubjectAltName,
 };
-use tessera::cli::{CliError, exit, read_passphrase};
+use tessera::cli::{CliError, Role, exit, read_passphrase};
 use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustStore, VerifyRequest, rfc3339};
 
 const TOOL: &str = "ca";
@@ -33,87 +33,61 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| e.downcast_ref::<CaError>().map(classify_ca)),
+        Err(err) => {
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<CaError>().and_then(hint)
+            });
+            tessera::cli::report(TOOL, err.as_ref(), &verdict)
+        }
     }
 }
 
-fn classify_ca(error: &CaError) -> (u8, Option<String>) {
-    match error {
-        CaError::Pki(pki) => tessera::cli::classify_pki(pki),
-        CaError::NotACa { .. } => (
-            exit::FAILURE,
-            Some("create one with `ca init`, or point --dir (or TESSERA_CA_DIR) at an existing CA".into()),
-        ),
-        CaError::AlreadyInitialised { .. } => (exit::FAILURE, Some("choose another --dir".into())),
-        CaError::OutlivesIssuer { .. } => (
-            exit::REJECTED,
-            Some("ask for fewer --days/--hours, or omit them to end with the CA".into()),
-        ),
-        CaError::Refused(PkiError::NameConstraintViolation) => (
-            exit::REJECTED,
-            Some("every --san must lie inside the CA's permitted names (see `ca show DIR/ca.pem`)".into()),
-        ),
-        CaError::Refused(PkiError::UnsupportedNameConstraint { .. }) => (
-            exit::REJECTED,
-            Some("Tessera cannot issue such names below this CA (see docs/ca.md, \"Name constraints\")".into()),
-        ),
-        CaError::Refused(_) | CaError::Unusable { .. } => (exit::REJECTED, None),
-        CaError::UnsupportedCsr { fix, .. } => (exit::FAILURE, Some(fix.clone())),
-        CaError::UnknownSerial { .. } => (exit::FAILURE, Some("`ca list` shows the serials this CA issued".into())),
-        CaError::BadCsr { .. } => (
-            exit::FAILURE,
-            Some("make a request with e.g. `openssl req -new -key KEY -subj /CN=NAME -out REQ.csr`".into()),
-        ),
-        CaError::Database { .. } => (
-            exit::FAILURE,
-            Some("restore the store from a backup (`ca backup` makes one); the certificates themselves are unaffected".into()),
-        ),
-        CaError::MissingDatabase { .. } => (
-            exit::FAILURE,
-            Some(
-                "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
-                 a new store would forget every revocation (certificates and keys are unaffected)"
-                    .into(),
-            ),
-        ),
-        CaError::Store { .. } => (
-            exit::FAILURE,
-            Some(
-                "check that the database is running and reachable, and that --db (or TESSERA_DB) names this \
-                 CA's store; nothing was changed"
-                    .into(),
-            ),
-        ),
-        CaError::DatabaseBehindCrl { .. } => (
-            exit::FAILURE,
-            Some("restore the newest backup of the store (its CRL number must be at least the CRL's); nothing was written".into()),
-        ),
-        CaError::UnfinishedInit { .. } => (
-            exit::FAILURE,
-            Some(
-                "if nothing was issued from it, remove the directory and run `ca init` again; if ca.pem \
-                 was deleted, restore it from a backup"
-                    .into(),
-            ),
-        ),
-        CaError::UnfinishedOutput { .. } => (
-            exit::FAILURE,
-            Some(
-                "if an earlier `ca issue` of this name was interrupted, remove the file (or give its \
-                 --key-passphrase-file); otherwise choose another --out"
-                    .into(),
-            ),
-        ),
-        CaError::AlreadyRevoked { .. } => (
-            exit::REJECTED,
-            Some("a revocation is final: its time and reason stay as recorded (`ca list` shows them)".into()),
-        ),
-        CaError::InvalidRequest { field: "--out", .. } => (
-            exit::USAGE,
-            Some("give --out PREFIX, e.g. --out certs/www or a directory ending in /".into()),
-        ),
-        _ => (exit::FAILURE, None),
-    }
+/// What to do about a [`CaError`] in `ca`'s words (the exit code is [`tessera::cli::verdict`]'s).
+fn hint(error: &CaError) -> Option<String> {
+    let hint = match error {
+        CaError::NotACa { .. } => "create one with `ca init`, or point --dir (or TESSERA_CA_DIR) at an existing CA",
+        CaError::AlreadyInitialised { .. } => "choose another --dir",
+        CaError::OutlivesIssuer { .. } => "ask for fewer --days/--hours, or omit them to end with the CA",
+        CaError::Refused(PkiError::NameConstraintViolation) => {
+            "every --san must lie inside the CA's permitted names (see `ca show DIR/ca.pem`)"
+        }
+        CaError::Refused(PkiError::UnsupportedNameConstraint { .. }) => {
+            "Tessera cannot issue such names below this CA (see docs/ca.md, \"Name constraints\")"
+        }
+        CaError::UnsupportedCsr { fix, .. } => return Some(fix.clone()),
+        CaError::UnknownSerial { .. } => "`ca list` shows the serials this CA issued",
+        CaError::BadCsr { .. } => "make a request with e.g. `openssl req -new -key KEY -subj /CN=NAME -out REQ.csr`",
+        CaError::Database { .. } => {
+            "restore the store from a backup (`ca backup` makes one); the certificates themselves are unaffected"
+        }
+        CaError::MissingDatabase { .. } => {
+            "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
+             a new store would forget every revocation (certificates and keys are unaffected)"
+        }
+        CaError::Store { .. } => {
+            "check that the database is running and reachable, and that --db (or TESSERA_DB) names this \
+             CA's store; nothing was changed"
+        }
+        CaError::DatabaseBehindCrl { .. } => {
+            "restore the newest backup of the store (its CRL number must be at least the CRL's); nothing was written"
+        }
+        CaError::UnfinishedInit { .. } => {
+            "if nothing was issued from it, remove the directory and run `ca init` again; if ca.pem \
+             was deleted, restore it from a backup"
+        }
+        CaError::UnfinishedOutput { .. } => {
+            "if an earlier `ca issue` of this name was interrupted, remove the file (or give its \
+             --key-passphrase-file); otherwise choose another --out"
+        }
+        CaError::AlreadyRevoked { .. } => {
+            "a revocation is final: its time and reason stay as recorded (`ca list` shows them)"
+        }
+        CaError::InvalidRequest { field: "--out", .. } => {
+            "give --out PREFIX, e.g. --out certs/www or a directory ending in /"
+        }
+        _ => return None,
+    };
+    Some(hint.into())
 }
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
@@ -917,7 +891,7 @@ fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u
             if args.json {
                 output.reason = Some(err.to_string());
                 tessera::cli::print_json(&output)?;
-                Ok(exit::REJECTED)
+                Ok(tessera::cli::verdict(&err, Role::Judge, |_| None).code)
             } else {
                 Err(anyhow::Error::new(err).context(format!("{} is not trusted", display_name(&args.cert))))
             }

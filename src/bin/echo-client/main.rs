@@ -17,7 +17,7 @@ use tokio::time::{Instant, timeout};
 use tessera::channel::{
     self, ChannelError, ChannelStats, ChannelStream, ClientSettings, Credentials, Refusal, RotationPolicy, TlsOptions,
 };
-use tessera::cli::CliError;
+use tessera::cli::{CliError, Role};
 use tessera::pki::Usage;
 
 fn main() -> ExitCode {
@@ -29,20 +29,22 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(args.quiet, args.verbose);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => tessera::cli::report("echo-client", err.as_ref(), |e| {
-            e.downcast_ref::<ChannelError>().and_then(classify)
-        }),
+        Err(err) => {
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<ChannelError>().and_then(hint)
+            });
+            tessera::cli::report("echo-client", err.as_ref(), &verdict)
+        }
     }
 }
 
-/// Exit code and hint for a channel error; `None` lets a [`tessera::pki::PkiError`] underneath
-/// (a load error) speak for itself.
-fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
+/// What to do about a channel error (the exit code is [`tessera::cli::verdict`]'s; a load
+/// error's [`tessera::pki::PkiError`] speaks for itself).
+fn hint(error: &ChannelError) -> Option<String> {
     if error.is_rejection() {
-        return Some((tessera::cli::exit::REJECTED, Some(refusal_hint(error).into())));
+        return Some(refusal_hint(error).into());
     }
     let hint = match error {
-        ChannelError::Load { .. } => return None,
         ChannelError::TruncatedMessage { .. } => Some(
             "the server closed the connection before echoing everything: it may have reached its --max-conns \
              limit, be shutting down, or have dropped an idle connection",
@@ -58,7 +60,7 @@ fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
         }
         _ => None,
     };
-    Some((tessera::cli::exit::FAILURE, hint.map(Into::into)))
+    hint.map(Into::into)
 }
 
 /// What to do about a refusal: ours of the server's certificate (by why we refused it), or the

@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tessera::channel::{
     self, Authorization, ChannelError, EchoConfig, ProxySources, ReloadableServerConfig, ServerFiles, TlsOptions,
 };
-use tessera::cli::CliError;
+use tessera::cli::{CliError, Role};
 
 fn main() -> ExitCode {
     // `echo-server: error: …` and exit 2 on a usage error (0 for --help), as every Tessera tool does.
@@ -25,18 +25,19 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(args.quiet, true);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => tessera::cli::report("echo-server", err.as_ref(), |e| {
-            e.downcast_ref::<ChannelError>().and_then(classify)
-        }),
+        Err(err) => {
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<ChannelError>().and_then(hint)
+            });
+            tessera::cli::report("echo-server", err.as_ref(), &verdict)
+        }
     }
 }
 
-/// Exit code and hint for a start-up failure; `None` lets a [`tessera::pki::PkiError`]
-/// underneath (a load error) speak for itself.
-fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
-    let failure = tessera::cli::exit::FAILURE;
+/// What to do about a start-up failure (the exit code is [`tessera::cli::verdict`]'s; a load
+/// error's [`tessera::pki::PkiError`] speaks for itself).
+fn hint(error: &ChannelError) -> Option<String> {
     let hint = match error {
-        ChannelError::Load { .. } => return None,
         ChannelError::UnsuitableCertificate { .. } => {
             "give a server certificate valid now, for server use (`ca issue --profile server --name HOST`), \
              with its own key"
@@ -49,9 +50,9 @@ fn classify(error: &ChannelError) -> Option<(u8, Option<String>)> {
         ChannelError::Timeout { .. } => {
             "a file did not answer in time (a hung network file system?); --reload-timeout sets the limit"
         }
-        _ => return Some((failure, None)),
+        _ => return None,
     };
-    Some((failure, Some(hint.into())))
+    Some(hint.into())
 }
 
 /// The service's limits from the flags (each checked against its range).

@@ -10,8 +10,8 @@ use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use tessera::cli::{AtomicFile, CliError, FileArg, exit, printable, read_passphrase};
-use tessera::pki::{PkiError, PrivateKey, hex, pem, rfc3339};
+use tessera::cli::{AtomicFile, CliError, FileArg, Role, exit, printable, read_passphrase};
+use tessera::pki::{PrivateKey, hex, pem, rfc3339};
 use tessera::sign::{HashAlgorithm, SignError, SignRequest, Signer, embed, generate_key_pair};
 
 const TOOL: &str = "sign";
@@ -94,42 +94,38 @@ fn main() -> ExitCode {
     tessera::cli::init_logging(cli.quiet, false);
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(err) => tessera::cli::report(TOOL, err.as_ref(), |e| {
-            e.downcast_ref::<SignError>()
-                .map(classify)
-                .or_else(|| e.downcast_ref::<PkiError>().map(classify_pki))
-        }),
+        Err(err) => {
+            // `sign` never judges a module: a certificate the PKI rules refuse is unfit for
+            // signing (exit 3), not a rejection (exit 1).
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Producer, |e| {
+                e.downcast_ref::<SignError>().and_then(hint)
+            });
+            tessera::cli::report(TOOL, err.as_ref(), &verdict)
+        }
     }
 }
 
-/// `sign` never judges a module: a certificate the PKI rules refuse is unfit for signing
-/// (exit 3), not a rejection (exit 1).
-fn classify_pki(error: &PkiError) -> (u8, Option<String>) {
-    let (code, hint) = tessera::cli::classify_pki(error);
-    (if code == exit::REJECTED { exit::FAILURE } else { code }, hint)
-}
-
-fn classify(error: &SignError) -> (u8, Option<String>) {
+/// What to do about a [`SignError`] in `sign`'s words (the exit code is
+/// [`tessera::cli::verdict`]'s).
+fn hint(error: &SignError) -> Option<String> {
     let hint = match error {
-        SignError::Pki(pki) => return classify_pki(pki),
         SignError::KeyMismatch { .. } => {
-            Some("pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)".into())
+            "pass the key issued with this certificate (PREFIX.key next to PREFIX.chain.pem)"
         }
-        SignError::NotCodeSigning { .. } | SignError::NotEd25519 { .. } => Some(
-            "issue a code-signing certificate: `ca issue --profile code-signing --key-type ed25519 --name NAME`".into(),
-        ),
-        SignError::CertificateNotValid { .. } => Some("issue a fresh code-signing certificate".into()),
-        SignError::InvalidName { .. } => Some("give a printable name of at most 255 bytes with --name".into()),
-        SignError::BundleTooLarge { .. } => Some(
-            "CHAIN is too large to fit in a signature: pass only the signer's certificate and its intermediates".into(),
-        ),
+        SignError::NotCodeSigning { .. } | SignError::NotEd25519 { .. } => {
+            "issue a code-signing certificate: `ca issue --profile code-signing --key-type ed25519 --name NAME`"
+        }
+        SignError::CertificateNotValid { .. } => "issue a fresh code-signing certificate",
+        SignError::InvalidName { .. } => "give a printable name of at most 255 bytes with --name",
+        SignError::BundleTooLarge { .. } => {
+            "CHAIN is too large to fit in a signature: pass only the signer's certificate and its intermediates"
+        }
         SignError::RootInChain { .. } => {
-            Some("CHAIN is the signer's certificate and intermediates, not the root (verifiers pin it)".into())
+            "CHAIN is the signer's certificate and intermediates, not the root (verifiers pin it)"
         }
-        _ => None,
+        _ => return None,
     };
-    // A refusal to sign is a problem of the inputs, not a verdict on a module.
-    (exit::FAILURE, hint)
+    Some(hint.into())
 }
 
 #[derive(Serialize)]

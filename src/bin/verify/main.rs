@@ -11,7 +11,7 @@ use clap::Parser;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use tessera::cli::{AtomicFile, CliError, FileArg, exit, printable};
+use tessera::cli::{AtomicFile, CliError, FileArg, Role, exit, printable};
 use tessera::pki::{PkiError, TrustStore, rfc3339};
 use tessera::sign::{Bundle, PublicKey, SignError, Verification, Verifier, default_signature_path};
 
@@ -123,24 +123,17 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            let code = tessera::cli::report(TOOL, err.as_ref(), |e| e.downcast_ref::<SignError>().map(classify));
+            let verdict = tessera::cli::verdict(err.as_ref(), Role::Judge, |e| {
+                e.downcast_ref::<SignError>().and_then(hint)
+            });
+            let code = tessera::cli::report(TOOL, err.as_ref(), &verdict);
             // A quiet end (the reader of stdout went away) has nothing to report.
-            if cli.json && exit_code_of(err.as_ref()) != exit::OK {
-                let mut message = err.to_string();
-                let mut source = err.source();
-                while let Some(cause) = source {
-                    let text = cause.to_string();
-                    if !message.contains(&text) {
-                        message = format!("{message}: {text}");
-                    }
-                    source = cause.source();
-                }
-                let exit_code = exit_code_of(err.as_ref());
+            if cli.json && verdict.code != exit::OK {
                 let _ = tessera::cli::print_json(&Failure {
                     valid: false,
                     file: cli.file.display().to_string(),
-                    exit_code,
-                    error: message,
+                    exit_code: verdict.code,
+                    error: tessera::cli::error_chain(err.as_ref()),
                 });
             }
             code
@@ -148,63 +141,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn exit_code_of(err: &(dyn std::error::Error + 'static)) -> u8 {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(cli) = e.downcast_ref::<CliError>() {
-            return cli.code;
-        }
-        if let Some(sign) = e.downcast_ref::<SignError>() {
-            return classify(sign).0;
-        }
-        if let Some(pki) = e.downcast_ref::<PkiError>() {
-            return tessera::cli::classify_pki(pki).0;
-        }
-        current = e.source();
-    }
-    exit::FAILURE
-}
-
-fn classify(error: &SignError) -> (u8, Option<String>) {
-    let code = if error.is_rejection() {
-        exit::REJECTED
-    } else {
-        exit::FAILURE
-    };
+/// What to do about a [`SignError`] in `verify`'s words (the exit code is
+/// [`tessera::cli::verdict`]'s).
+fn hint(error: &SignError) -> Option<String> {
     let hint = match error {
-        SignError::Pki(pki) => return tessera::cli::classify_pki(pki),
         SignError::Untrusted {
             source: PkiError::UnknownIssuer,
             ..
-        } => Some("the signer does not chain to --root; pass the root CA that issued the signer".into()),
+        } => "the signer does not chain to --root; pass the root CA that issued the signer",
         SignError::Untrusted {
             source: PkiError::BadSignature,
             ..
-        } => Some("the signer's chain does not verify against --root (another CA with the same name?)".into()),
+        } => "the signer's chain does not verify against --root (another CA with the same name?)",
         SignError::Untrusted {
             source: PkiError::WrongUsage { .. },
             ..
-        } => Some("only certificates issued with `ca issue --profile code-signing` may sign modules".into()),
+        } => "only certificates issued with `ca issue --profile code-signing` may sign modules",
         SignError::Untrusted {
             source: PkiError::RevocationUnknown { .. },
             ..
-        } => Some("pass a current CRL (`ca crl`)".into()),
-        SignError::NoSignature { .. } => Some("sign the module first, or pass its signature with --sig".into()),
-        SignError::NoEmbeddedSignature { .. } => Some(
-            "pass the detached signature with --sig SIG (a module read from a pipe has no FILE.sig beside it)".into(),
-        ),
-        SignError::RawKeySignature { .. } => Some("pass the signer's public key with --pubkey".into()),
-        SignError::CertificateSignature { .. } => Some("pass the signer's root CA with --root".into()),
+        } => "pass a current CRL (`ca crl`)",
+        SignError::NoSignature { .. } => "sign the module first, or pass its signature with --sig",
+        SignError::NoEmbeddedSignature { .. } => {
+            "pass the detached signature with --sig SIG (a module read from a pipe has no FILE.sig beside it)"
+        }
+        SignError::RawKeySignature { .. } => "pass the signer's public key with --pubkey",
+        SignError::CertificateSignature { .. } => "pass the signer's root CA with --root",
         SignError::DigestMismatch | SignError::Truncated { .. } | SignError::Extended { .. } => {
-            Some("the module was changed after it was signed; do not load it".into())
+            "the module was changed after it was signed; do not load it"
         }
-        SignError::WrongName { .. } => Some("the signature is for another module; check which file you load".into()),
+        SignError::WrongName { .. } => "the signature is for another module; check which file you load",
         SignError::MalformedBundle { .. } | SignError::BundleTooLarge { .. } => {
-            Some("the signature is damaged or not a tessera signature; re-sign the module".into())
+            "the signature is damaged or not a tessera signature; re-sign the module"
         }
-        _ => None,
+        _ => return None,
     };
-    (code, hint)
+    Some(hint.into())
 }
 
 /// Checks the command line for conflicts and for outputs that are inputs, before anything is
