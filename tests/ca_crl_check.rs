@@ -1,8 +1,9 @@
-//! Every command that signs checks that `crl.pem` is the CRL the store last handed out, without
-//! parsing its entries (the check must not cost more as revocations accumulate): the CA's
-//! signature over the CRL is what proves its entries. A CRL damaged anywhere (an entry's serial,
-//! the header, the signature), one signed by another CA with the same name, or a cut one is
-//! rewritten from the store, with a warning that says why.
+//! Every command that signs checks that `crl.pem` is the CRL the store last handed out. Before an
+//! issuance the check reads only the header and the extensions (its cost must not grow with the
+//! revocations): a damaged header, a cut file or an unreadable one is rewritten there and then.
+//! A full read (`ca list`, `ca revoke`) also verifies the CA's signature, which finds a damaged
+//! entry or another CA's CRL with the same name and number: `ca list` says so, and `ca revoke`
+//! or `ca crl` rewrites it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 use std::collections::BTreeSet;
@@ -48,11 +49,13 @@ fn write_crl(dir: &Path, der: &[u8]) {
     std::fs::write(dir.join("crl.pem"), pem::to_pem(pem::X509_CRL, der)).unwrap();
 }
 
-/// A CA with three certificates, two of them revoked; returns (dir, revoked serials as listed).
-fn setup(tmp: &Path, name: &str) -> (PathBuf, BTreeSet<String>) {
+/// A CA with three certificates, two of them revoked; returns (dir, revoked serials as listed,
+/// the third serial).
+fn setup(tmp: &Path, name: &str) -> (PathBuf, BTreeSet<String>, String) {
     let dir = tmp.join(name);
     ok(ca(&dir).args(["init", "--name", "Check Root", "--no-passphrase"]));
     let mut revoked = BTreeSet::new();
+    let mut good = String::new();
     for i in 0..3 {
         let out = ok(ca(&dir)
             .args([
@@ -70,11 +73,13 @@ fn setup(tmp: &Path, name: &str) -> (PathBuf, BTreeSet<String>) {
         if i < 2 {
             ok(ca(&dir).args(["revoke", &serial]));
             revoked.insert(serial);
+        } else {
+            good = serial;
         }
     }
     let (_, info) = crl(&dir);
     assert_eq!(serials(&info), revoked);
-    (dir, revoked)
+    (dir, revoked, good)
 }
 
 /// Runs `ca issue` on a damaged CRL: it must warn with `why` and leave a CRL that lists exactly
@@ -83,6 +88,24 @@ fn repaired(tmp: &Path, dir: &Path, revoked: &BTreeSet<String>, before: u64, why
     let out = ok(ca(dir)
         .args(["issue", "--profile", "client", "--name", "after", "--out"])
         .arg(tmp.join(format!("after-{}", before))));
+    check_repair(tmp, dir, revoked, before, why, &out);
+}
+
+/// `ca list` finds the damage that only a full read finds; `ca revoke` of `next` repairs it.
+fn repaired_by_revoke(tmp: &Path, dir: &Path, revoked: &mut BTreeSet<String>, before: u64, next: &str) {
+    let why = "signature does not verify with the CA's key";
+    let out = ok(ca(dir).args(["list"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{why}); the next `ca crl` or `ca revoke` rewrites it")),
+        "{stderr}"
+    );
+    let out = ok(ca(dir).args(["revoke", next]));
+    revoked.insert(next.to_string());
+    check_repair(tmp, dir, revoked, before, why, &out);
+}
+
+fn check_repair(tmp: &Path, dir: &Path, revoked: &BTreeSet<String>, before: u64, why: &str, out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(why), "expected {why:?} in: {stderr}");
     assert!(stderr.contains("rewrote it from the store as CRL number"), "{stderr}");
@@ -119,7 +142,7 @@ fn number(info: &CrlInfo) -> u64 {
 #[test]
 fn a_flipped_bit_in_an_entry_is_found_and_repaired() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, revoked) = setup(tmp.path(), "flip");
+    let (dir, mut revoked, good) = setup(tmp.path(), "flip");
     let (mut der, info) = crl(&dir);
     // The last octet of the first revoked serial, as encoded in the CRL: well-framed DER that
     // parses as a CRL listing a serial the CA never revoked.
@@ -129,30 +152,18 @@ fn a_flipped_bit_in_an_entry_is_found_and_repaired() {
     let damaged = CrlInfo::from_der(&der).expect("still parses");
     assert_ne!(serials(&damaged), revoked);
     write_crl(&dir, &der);
-    repaired(
-        tmp.path(),
-        &dir,
-        &revoked,
-        number(&info),
-        "signature does not verify with the CA's key",
-    );
+    repaired_by_revoke(tmp.path(), &dir, &mut revoked, number(&info), &good);
 }
 
 #[test]
 fn a_damaged_signature_or_header_is_found_and_repaired() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, revoked) = setup(tmp.path(), "sig");
+    let (dir, mut revoked, good) = setup(tmp.path(), "sig");
     let (mut der, info) = crl(&dir);
     let last = der.len() - 1;
     der[last] ^= 0x80;
     write_crl(&dir, &der);
-    repaired(
-        tmp.path(),
-        &dir,
-        &revoked,
-        number(&info),
-        "signature does not verify with the CA's key",
-    );
+    repaired_by_revoke(tmp.path(), &dir, &mut revoked, number(&info), &good);
 
     let (mut der, info) = crl(&dir);
     // The outer SEQUENCE's length: the framing no longer holds.
@@ -168,9 +179,9 @@ fn a_damaged_signature_or_header_is_found_and_repaired() {
 #[test]
 fn a_crl_of_another_ca_with_the_same_name_and_number_is_replaced() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, revoked) = setup(tmp.path(), "mine");
+    let (dir, mut revoked, good) = setup(tmp.path(), "mine");
     // Another CA named alike, brought to the same CRL number with other revocations.
-    let (other, _) = setup(tmp.path(), "other");
+    let (other, _, _) = setup(tmp.path(), "other");
     let (_, mine) = crl(&dir);
     let (_, mut info) = crl(&other);
     while number(&info) < number(&mine) {
@@ -180,13 +191,7 @@ fn a_crl_of_another_ca_with_the_same_name_and_number_is_replaced() {
     assert_eq!(number(&info), number(&mine));
     assert_eq!(info.issuer, mine.issuer);
     std::fs::copy(other.join("crl.pem"), dir.join("crl.pem")).unwrap();
-    repaired(
-        tmp.path(),
-        &dir,
-        &revoked,
-        number(&mine),
-        "signature does not verify with the CA's key",
-    );
+    repaired_by_revoke(tmp.path(), &dir, &mut revoked, number(&mine), &good);
 }
 
 fn hex(text: &str) -> Vec<u8> {

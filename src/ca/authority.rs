@@ -29,7 +29,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use super::crl_file::{Unusable, read_crl_file};
+use super::crl_file::{Depth, Unusable, read_crl_file};
 use super::database::{DATABASE_FILE, Record, Revocation, normalise_serial};
 use super::revocation::RevocationReason;
 use super::store::{
@@ -115,6 +115,14 @@ pub enum CrlStatus {
         /// What is wrong, for people.
         reason: String,
     },
+    /// `crl.pem` reads as this CA's CRL, with the store's CRL number, but the CA's signature
+    /// over it does not verify: it was damaged after it was written. Found only by a full read
+    /// ([`crl_status`], `ca revoke`), not by the constant-cost check before each issuance; the
+    /// next `ca crl` or `ca revoke` rewrites it.
+    Damaged {
+        /// What is wrong, for people.
+        reason: String,
+    },
 }
 
 /// Compares `DIR/crl.pem` with the store of the CA in `dir` (for tools that only read, such
@@ -124,7 +132,7 @@ pub enum CrlStatus {
 /// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the store, store and I/O errors.
 pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaError> {
     let (certificate, _) = read_ca_certificates(dir)?;
-    Ok(inspect_crl(dir, store, &certificate)?.status)
+    Ok(inspect_crl(dir, store, &certificate, Depth::Full)?.status)
 }
 
 /// What [`inspect_crl`] found.
@@ -141,9 +149,14 @@ struct CrlInspection {
 /// Compares `crl.pem` with the store. The file is read before the store, so a CRL that another
 /// process publishes meanwhile (always after its number was committed) is never taken for one
 /// ahead of the store.
-fn inspect_crl(dir: &Path, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Result<CrlInspection, CaError> {
+fn inspect_crl(
+    dir: &Path,
+    store: &mut dyn Store,
+    ca: &CertificateDer<'_>,
+    depth: Depth,
+) -> Result<CrlInspection, CaError> {
     let path = dir.join(CRL);
-    let file = read_crl_file(&path, ca)?;
+    let file = read_crl_file(&path, ca, depth)?;
     // Counting the revoked rows is only needed when there is no CRL to compare with.
     let (db_number, revoked) = match &file {
         Ok(_) => (store.crl_number()?, 0),
@@ -160,7 +173,19 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Re
     };
     let file = match file {
         Ok(file) => file,
-        Err(Unusable { reason, lifetime }) if !reason.is_empty() => return Ok(stale(reason, lifetime)),
+        Err(Unusable {
+            reason,
+            lifetime,
+            unsigned: true,
+        }) => {
+            return Ok(CrlInspection {
+                status: CrlStatus::Damaged { reason },
+                der: None,
+                lifetime,
+                behind: false,
+            });
+        }
+        Err(Unusable { reason, lifetime, .. }) if !reason.is_empty() => return Ok(stale(reason, lifetime)),
         Err(_) if db_number == 0 && revoked == 0 => {
             return Ok(CrlInspection {
                 status: CrlStatus::NotYetWritten,
@@ -209,7 +234,7 @@ fn inspect_crl(dir: &Path, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Re
     // lists exactly what the store holds.
     Ok(CrlInspection {
         status: CrlStatus::Current,
-        der: Some(file.der),
+        der: file.der,
         lifetime: file.lifetime,
         behind: false,
     })
@@ -597,7 +622,7 @@ impl CertificateAuthority {
             None => BasicConstraints::Unconstrained,
         });
         params.use_authority_key_identifier_extension = true;
-        self.ensure_crl(now)?;
+        self.ensure_crl(now, Depth::Header)?;
         let issuer = self.issuer()?;
         let certificate = self.sign_and_record("intermediate", now, |serial| {
             params.serial_number = Some(serial);
@@ -941,11 +966,15 @@ impl CertificateAuthority {
 
     /// The current CRL, rewritten first (under a fresh CRL number) if it does not reflect the
     /// store; `None` when no CRL was ever written and nothing is revoked.
-    fn ensure_crl(&self, now: OffsetDateTime) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
+    fn ensure_crl(
+        &self,
+        now: OffsetDateTime,
+        depth: Depth,
+    ) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
-        let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
+        let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate, depth))?;
         // A CRL number handed out but not yet in crl.pem is usually another process between its
         // commit and its publication (a few milliseconds): give it that time before taking the
         // CRL for one left behind by a crash.
@@ -954,12 +983,12 @@ impl CertificateAuthority {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
-            found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
+            found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate, depth))?;
         }
         match found.status {
             CrlStatus::NotYetWritten => Ok(None),
             CrlStatus::Current => Ok(found.der),
-            CrlStatus::Stale { reason } => {
+            CrlStatus::Stale { reason } | CrlStatus::Damaged { reason } => {
                 let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
                 let state = self.with_store(|store| store.advance_crl_number())?;
                 let number = state.number;
@@ -976,7 +1005,7 @@ impl CertificateAuthority {
     /// [`CaError::DatabaseBehindCrl`], store and I/O errors.
     pub fn crl_status(&self) -> Result<CrlStatus, CaError> {
         Ok(self
-            .with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?
+            .with_store(|store| inspect_crl(&self.dir, store, &self.certificate, Depth::Full))?
             .status)
     }
 
@@ -1061,7 +1090,7 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
 
         let issuer = self.issuer()?;
-        self.ensure_crl(now)?;
+        self.ensure_crl(now, Depth::Header)?;
         let key = match &csr {
             Some(_) => None,
             None => Some(PrivateKey::generate(algorithm)?),
@@ -1150,7 +1179,7 @@ impl CertificateAuthority {
         let now = x509_time(now)?;
         crl_next_update(now, crl_lifetime)?;
         // Repairs a CRL left behind, and refuses a store older than the CRL, before any change.
-        self.ensure_crl(now)?;
+        self.ensure_crl(now, Depth::Full)?;
         match self.with_store(|store| store.revoke_once(serial, now, reason.name()))? {
             RevokeOutcome::Unknown => Err(CaError::UnknownSerial {
                 serial: normalise_serial(serial),
@@ -1166,7 +1195,7 @@ impl CertificateAuthority {
                 }
                 // Another process may have revoked it and not yet published its CRL: then
                 // this one is stale, and is rewritten.
-                let crl = match self.ensure_crl(now)? {
+                let crl = match self.ensure_crl(now, Depth::Full)? {
                     Some(crl) => crl,
                     None => {
                         let state = self.with_store(|store| store.advance_crl_number())?;
@@ -1210,7 +1239,7 @@ impl CertificateAuthority {
         let now = x509_time(now)?;
         crl_next_update(now, crl_lifetime)?;
         // Refuses a store older than the CRL before handing out a number.
-        self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate))?;
+        self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate, Depth::Header))?;
         let state = self.with_store(|store| store.advance_crl_number())?;
         self.publish_crl(&state, now, crl_lifetime)
     }
@@ -1256,11 +1285,14 @@ impl CertificateAuthority {
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
-        if let Ok(newer) = read_crl_file(&path, &self.certificate)?
+        if let Ok(newer) = read_crl_file(&path, &self.certificate, Depth::Header)?
             && newer.number.is_some_and(|n| n > state.number)
+            && let Ok(newer) = read_crl_file(&path, &self.certificate, Depth::Full)?
+            && newer.number.is_some_and(|n| n > state.number)
+            && let Some(der) = newer.der
         {
             tracing::info!(number = state.number, "crl.pem already holds a newer CRL; kept it");
-            return Ok(newer.der);
+            return Ok(der);
         }
         fsutil::write_atomic(&path, pem::to_pem(pem::X509_CRL, &der).as_bytes(), fsutil::PUBLIC_MODE)
             .map_err(|e| CaError::io(path, e))?;

@@ -612,6 +612,9 @@ fn list(cli: &Cli, args: &ListArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             cli,
             &format!("{reason}; the next `ca crl` (or any command that signs) rewrites it"),
         ),
+        Ok(CrlStatus::Damaged { reason }) => {
+            warn(cli, &format!("{reason}; the next `ca crl` or `ca revoke` rewrites it"))
+        }
         Ok(_) => {}
         Err(e) => warn(cli, &e.to_string()),
     }
