@@ -1298,7 +1298,13 @@ mod tests {
         let path = dir.path().join("limbo.json");
         std::fs::write(&path, serde_json::to_vec(&suite()).unwrap()).unwrap();
         let Ok(status) = Command::new("xz").arg("-z").arg(&path).status() else {
-            eprintln!("xz is not installed; skipping");
+            // TESSERA_REQUIRE_TOOLS=1 (make test, .ci/run): a missing tool fails, never skips.
+            assert_ne!(
+                std::env::var("TESSERA_REQUIRE_TOOLS").as_deref(),
+                Ok("1"),
+                "xz is missing and TESSERA_REQUIRE_TOOLS=1: `make deps` installs it"
+            );
+            eprintln!("skipped: xz is not installed; with TESSERA_REQUIRE_TOOLS=1 this test fails instead");
             return;
         };
         assert!(status.success());

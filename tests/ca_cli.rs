@@ -1,108 +1,30 @@
 //! The `ca` tool end to end: every certificate it issues is checked by independent verifiers
-//! (`openssl verify`, rustls-webpki through the library), and bad input is pinned by exit code
+//! (`openssl verify`, rustls-webpki directly and through the library), and bad input is pinned by exit code
 //! and message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use assert_cmd::cargo::cargo_bin;
+use rustls_pki_types::UnixTime;
+use support::{ToolPki, ca, ok, openssl_output, output, s, stderr, with};
 use tessera::pki::{CertificateInfo, TrustStore, Usage, VerifyRequest, pem};
 
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("tool runs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed")
-}
-
 /// A root and an intermediate CA (no passphrases) under a fresh temporary directory.
-struct Pki {
-    tmp: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new(intermediate_flags: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let pki = Self { tmp };
-        ok(ca(&pki.root()).args(["init", "--name", "Test Root", "--no-passphrase"]));
-        ok(ca(&pki.inter())
-            .args(["init", "--name", "Test Issuing CA", "--no-passphrase", "--parent"])
-            .arg(pki.root())
-            .args(intermediate_flags));
-        pki
-    }
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("root")
-    }
-    fn inter(&self) -> PathBuf {
-        self.tmp.path().join("inter")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-    fn s(&self, p: PathBuf) -> String {
-        p.display().to_string()
-    }
-    fn issue(&self, profile: &str, name: &str, extra: &[&str]) -> PathBuf {
-        let prefix = self.path(name);
-        ok(ca(&self.inter())
-            .args(["issue", "--profile", profile, "--name", name, "--out"])
-            .arg(&prefix)
-            .args(extra));
-        prefix
-    }
-    fn list(&self) -> Vec<serde_json::Value> {
-        let out = ok(ca(&self.inter()).args(["list", "--json"]));
-        serde_json::from_str::<serde_json::Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
-fn with(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut s = prefix.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+fn pki(intermediate_flags: &[&str]) -> ToolPki {
+    ToolPki::new("Test Root", "Test Issuing CA", intermediate_flags)
 }
 
 #[test]
 fn every_profile_is_accepted_by_openssl_and_webpki() {
-    let pki = Pki::new(&[]);
-    let root = pki.s(pki.root().join("ca.pem"));
-    let inter = pki.s(pki.inter().join("ca.pem"));
+    // id-kp-codeSigning (RFC 5280 section 4.2.1.12), 1.3.6.1.5.5.7.3.3, as DER content octets.
+    const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+    let pki = pki(&[]);
+    let root = s(&pki.root().join("ca.pem"));
+    let inter = s(&pki.inter().join("ca.pem"));
     let cases = [
         (
             "server",
@@ -128,8 +50,8 @@ fn every_profile_is_accepted_by_openssl_and_webpki() {
     ];
     for (profile, name, purpose, usage, eku_text) in cases {
         let prefix = pki.issue(profile, name, &["--san", "127.0.0.1"]);
-        let cert = pki.s(with(&prefix, ".pem"));
-        let out = openssl(&[
+        let cert = s(&with(&prefix, ".pem"));
+        let out = openssl_output(&[
             "verify",
             "-x509_strict",
             "-purpose",
@@ -141,7 +63,7 @@ fn every_profile_is_accepted_by_openssl_and_webpki() {
             &cert,
         ]);
         assert!(out.status.success(), "openssl rejects {profile}: {}", stderr(&out));
-        let text = openssl(&[
+        let text = openssl_output(&[
             "x509",
             "-in",
             &cert,
@@ -165,6 +87,35 @@ fn every_profile_is_accepted_by_openssl_and_webpki() {
             .verify(&certs[0], &certs[1..], &VerifyRequest::new(usage, at))
             .unwrap();
         assert_eq!(chain.path().len(), 3, "{profile}: leaf, intermediate, root");
+        // rustls-webpki itself at the same time, independent of `TrustStore::verify`.
+        let root_der = pem::load_certificates(&pki.root().join("ca.pem")).unwrap().remove(0);
+        let anchors = [webpki::anchor_from_trusted_cert(&root_der).unwrap()];
+        let leaf = webpki::EndEntityCert::try_from(&certs[0]).unwrap();
+        let webpki_time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(at.unix_timestamp()).unwrap(),
+        ));
+        let webpki_usage = |usage: Usage| match usage {
+            Usage::Server => webpki::KeyUsage::server_auth(),
+            Usage::Client => webpki::KeyUsage::client_auth(),
+            _ => webpki::KeyUsage::required(EKU_CODE_SIGNING),
+        };
+        let webpki_verify = |usage: Usage| {
+            leaf.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &certs[1..],
+                webpki_time,
+                webpki_usage(usage),
+                None,
+                None,
+            )
+            .map(|path| path.intermediate_certificates().count())
+        };
+        assert_eq!(
+            webpki_verify(usage),
+            Ok(1),
+            "{profile}: webpki accepts it through the intermediate"
+        );
         // and for no other TLS usage
         let other = if usage == Usage::Server {
             Usage::Client
@@ -176,6 +127,10 @@ fn every_profile_is_accepted_by_openssl_and_webpki() {
                 store
                     .verify(&certs[0], &certs[1..], &VerifyRequest::new(other, at))
                     .is_err()
+            );
+            assert!(
+                webpki_verify(other).is_err(),
+                "{profile}: webpki refuses it for {other:?}"
             );
         }
     }
@@ -197,8 +152,8 @@ fn every_profile_is_accepted_by_openssl_and_webpki() {
 
 #[test]
 fn ca_certificates_have_the_right_extensions_and_files_the_right_modes() {
-    let pki = Pki::new(&["--path-len", "0", "--permit-dns", "example.org"]);
-    let text = openssl(&["x509", "-in", &pki.s(pki.inter().join("ca.pem")), "-noout", "-text"]);
+    let pki = pki(&["--path-len", "0", "--permit-dns", "example.org"]);
+    let text = openssl_output(&["x509", "-in", &s(&pki.inter().join("ca.pem")), "-noout", "-text"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0"),
@@ -226,23 +181,27 @@ fn ca_certificates_have_the_right_extensions_and_files_the_right_modes() {
     assert_eq!(list[0]["profile"], "intermediate");
     assert_eq!(list[0]["subject"], "CN=Test Issuing CA");
     // path length 0: no CA below the intermediate
-    let out = run(ca(&pki.path("sub"))
-        .args(["init", "--no-passphrase", "--parent"])
-        .arg(pki.inter()));
+    let out = output(
+        ca(&pki.path("sub"))
+            .args(["init", "--no-passphrase", "--parent"])
+            .arg(pki.inter()),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!pki.path("sub").join("ca.pem").exists());
 }
 
 #[test]
 fn name_constraints_are_enforced_at_issuance_and_nothing_is_written() {
-    let pki = Pki::new(&["--permit-dns", "example.org", "--permit-ip", "10.0.0.0/8"]);
+    let pki = pki(&["--permit-dns", "example.org", "--permit-ip", "10.0.0.0/8"]);
     pki.issue("server", "api.example.org", &["--san", "10.1.2.3"]);
     for bad in [["--san", "evil.com"], ["--san", "192.168.1.1"]] {
         let prefix = pki.path("bad");
-        let out = run(ca(&pki.inter())
-            .args(["issue", "--profile", "server", "--name", "ok.example.org", "--out"])
-            .arg(&prefix)
-            .args(bad));
+        let out = output(
+            ca(&pki.inter())
+                .args(["issue", "--profile", "server", "--name", "ok.example.org", "--out"])
+                .arg(&prefix)
+                .args(bad),
+        );
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             stderr(&out),
@@ -256,31 +215,35 @@ fn name_constraints_are_enforced_at_issuance_and_nothing_is_written() {
 
 #[test]
 fn lifetimes_are_clamped_by_default_and_refused_when_explicit() {
-    let pki = Pki::new(&["--days", "10"]);
+    let pki = pki(&["--days", "10"]);
     let inter_after = CertificateInfo::from_der(&pem::load_certificates(&pki.inter().join("ca.pem")).unwrap()[0])
         .unwrap()
         .not_after;
     let prefix = pki.path("clamped");
-    let out = run(ca(&pki.inter())
-        .args(["issue", "--profile", "server", "--name", "c.example.org", "--out"])
-        .arg(&prefix));
+    let out = output(
+        ca(&pki.inter())
+            .args(["issue", "--profile", "server", "--name", "c.example.org", "--out"])
+            .arg(&prefix),
+    );
     assert!(out.status.success());
     assert!(stderr(&out).contains("lifetime shortened"), "{}", stderr(&out));
     let info = CertificateInfo::from_der(&pem::load_certificates(&with(&prefix, ".pem")).unwrap()[0]).unwrap();
     assert_eq!(info.not_after, inter_after);
 
-    let out = run(ca(&pki.inter())
-        .args([
-            "issue",
-            "--profile",
-            "server",
-            "--name",
-            "d.example.org",
-            "--days",
-            "11",
-            "--out",
-        ])
-        .arg(pki.path("long")));
+    let out = output(
+        ca(&pki.inter())
+            .args([
+                "issue",
+                "--profile",
+                "server",
+                "--name",
+                "d.example.org",
+                "--days",
+                "11",
+                "--out",
+            ])
+            .arg(pki.path("long")),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("after its issuer"), "{}", stderr(&out));
     assert!(!pki.path("long.pem").exists());
@@ -296,10 +259,10 @@ fn lifetimes_are_clamped_by_default_and_refused_when_explicit() {
 
 #[test]
 fn a_csr_made_by_openssl_is_issued_and_a_broken_one_refused() {
-    let pki = Pki::new(&[]);
-    let key = pki.s(pki.path("req.key"));
-    let csr = pki.s(pki.path("req.csr"));
-    let out = openssl(&[
+    let pki = pki(&[]);
+    let key = s(&pki.path("req.key"));
+    let csr = s(&pki.path("req.csr"));
+    let out = openssl_output(&[
         "req",
         "-new",
         "-newkey",
@@ -319,21 +282,21 @@ fn a_csr_made_by_openssl_is_issued_and_a_broken_one_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     let prefix = pki.issue("server", "csr.example.org", &["--csr", &csr]);
     assert!(!with(&prefix, ".key").exists(), "no key is written for a CSR");
-    let cert = pki.s(with(&prefix, ".pem"));
-    let out = openssl(&[
+    let cert = s(&with(&prefix, ".pem"));
+    let out = openssl_output(&[
         "verify",
         "-purpose",
         "sslserver",
         "-CAfile",
-        &pki.s(pki.root().join("ca.pem")),
+        &s(&pki.root().join("ca.pem")),
         "-untrusted",
-        &pki.s(pki.inter().join("ca.pem")),
+        &s(&pki.inter().join("ca.pem")),
         &cert,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The certificate carries the requester's public key.
-    let from_cert = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"]).stdout;
-    let from_key = openssl(&["pkey", "-in", &key, "-pubout"]).stdout;
+    let from_cert = openssl_output(&["x509", "-in", &cert, "-noout", "-pubkey"]).stdout;
+    let from_key = openssl_output(&["pkey", "-in", &key, "-pubout"]).stdout;
     assert_eq!(from_cert, from_key);
 
     // Break the CSR's signature (last bytes of the DER) and re-armour it.
@@ -343,11 +306,13 @@ fn a_csr_made_by_openssl_is_issued_and_a_broken_one_refused() {
     der[n - 3] ^= 0x55;
     let broken = pki.path("broken.csr");
     std::fs::write(&broken, pem::to_pem(pem::CERTIFICATE_REQUEST, &der)).unwrap();
-    let out = run(ca(&pki.inter())
-        .args(["issue", "--profile", "server", "--name", "csr.example.org", "--csr"])
-        .arg(&broken)
-        .arg("--out")
-        .arg(pki.path("broken")));
+    let out = output(
+        ca(&pki.inter())
+            .args(["issue", "--profile", "server", "--name", "csr.example.org", "--csr"])
+            .arg(&broken)
+            .arg("--out")
+            .arg(pki.path("broken")),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("self-signature does not verify"),
@@ -364,7 +329,7 @@ fn a_csr_made_by_openssl_is_issued_and_a_broken_one_refused() {
 
 #[test]
 fn revocation_is_seen_by_openssl_and_by_ca_verify() {
-    let pki = Pki::new(&[]);
+    let pki = pki(&[]);
     let prefix = pki.issue("client", "mallory", &[]);
     let keep = pki.issue("client", "bob", &[]);
     let serial = pki.list().iter().find(|r| r["subject"] == "CN=mallory").unwrap()["serial"]
@@ -372,13 +337,13 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
         .unwrap()
         .to_string();
     ok(ca(&pki.inter()).args(["revoke", &serial, "--reason", "key-compromise"]));
-    let crl = pki.s(pki.inter().join("crl.pem"));
-    let out = openssl(&[
+    let crl = s(&pki.inter().join("crl.pem"));
+    let out = openssl_output(&[
         "crl",
         "-in",
         &crl,
         "-CAfile",
-        &pki.s(pki.inter().join("chain.pem")),
+        &s(&pki.inter().join("chain.pem")),
         "-noout",
         "-verify",
     ]);
@@ -387,14 +352,14 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
         "{}",
         stderr(&out)
     );
-    let text = String::from_utf8_lossy(&openssl(&["crl", "-in", &crl, "-noout", "-text"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&openssl_output(&["crl", "-in", &crl, "-noout", "-text"]).stdout).into_owned();
     assert!(text.contains("Version 2") && text.contains("X509v3 CRL Number") && text.contains("Key Compromise"));
     assert!(text.contains("Next Update"));
 
-    let root = pki.s(pki.root().join("ca.pem"));
-    let inter = pki.s(pki.inter().join("ca.pem"));
+    let root = s(&pki.root().join("ca.pem"));
+    let inter = s(&pki.inter().join("ca.pem"));
     let verify = |cert: &str| {
-        openssl(&[
+        openssl_output(&[
             "verify",
             "-crl_check",
             "-CRLfile",
@@ -406,28 +371,32 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
             cert,
         ])
     };
-    let out = verify(&pki.s(with(&prefix, ".pem")));
+    let out = verify(&s(&with(&prefix, ".pem")));
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("certificate revoked")
             || stderr(&out).contains("certificate revoked")
     );
-    assert!(verify(&pki.s(with(&keep, ".pem"))).status.success());
+    assert!(verify(&s(&with(&keep, ".pem"))).status.success());
 
-    let out = run(ca(&pki.inter())
-        .arg("verify")
-        .arg(with(&prefix, ".chain.pem"))
-        .args(["--root", &root, "--usage", "client", "--crl", &crl]));
+    let out = output(
+        ca(&pki.inter())
+            .arg("verify")
+            .arg(with(&prefix, ".chain.pem"))
+            .args(["--root", &root, "--usage", "client", "--crl", &crl]),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(&format!("certificate {serial} is revoked (key-compromise)")),
         "{}",
         stderr(&out)
     );
-    let out = run(ca(&pki.inter())
-        .arg("verify")
-        .arg(with(&keep, ".chain.pem"))
-        .args(["--root", &root, "--usage", "client", "--crl", &crl]));
+    let out = output(
+        ca(&pki.inter())
+            .arg("verify")
+            .arg(with(&keep, ".chain.pem"))
+            .args(["--root", &root, "--usage", "client", "--crl", &crl]),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let list = pki.list();
@@ -446,13 +415,13 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
     }
     // Revoking twice changes nothing: for the same (or no) reason it succeeds, for another one
     // it is refused (exit 1); an unknown serial is an error.
-    let out = run(ca(&pki.inter()).args(["revoke", &serial]));
+    let out = output(ca(&pki.inter()).args(["revoke", &serial]));
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("already revoked"));
-    let out = run(ca(&pki.inter()).args(["revoke", &serial, "--reason", "superseded"]));
+    let out = output(ca(&pki.inter()).args(["revoke", &serial, "--reason", "superseded"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already revoked"));
-    let out = run(ca(&pki.inter()).args(["revoke", "abcdef"]));
+    let out = output(ca(&pki.inter()).args(["revoke", "abcdef"]));
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         stderr(&out),
@@ -470,16 +439,18 @@ fn revocation_is_seen_by_openssl_and_by_ca_verify() {
 
 #[test]
 fn ca_verify_says_why_not() {
-    let pki = Pki::new(&[]);
+    let pki = pki(&[]);
     let prefix = pki.issue("server", "www.example.org", &[]);
     let chain = with(&prefix, ".chain.pem");
-    let root = pki.s(pki.root().join("ca.pem"));
+    let root = s(&pki.root().join("ca.pem"));
     let verify = |extra: &[&str]| {
-        run(ca(&pki.inter())
-            .arg("verify")
-            .arg(&chain)
-            .args(["--root", &root])
-            .args(extra))
+        output(
+            ca(&pki.inter())
+                .arg("verify")
+                .arg(&chain)
+                .args(["--root", &root])
+                .args(extra),
+        )
     };
 
     let out = verify(&["--usage", "server", "--name", "www.example.org", "--json"]);
@@ -506,19 +477,23 @@ fn ca_verify_says_why_not() {
     // A foreign root: unknown issuer.
     let other = pki.path("other");
     ok(ca(&other).args(["init", "--no-passphrase"]));
-    let out = run(ca(&pki.inter())
-        .arg("verify")
-        .arg(&chain)
-        .arg("--root")
-        .arg(other.join("ca.pem")));
+    let out = output(
+        ca(&pki.inter())
+            .arg("verify")
+            .arg(&chain)
+            .arg("--root")
+            .arg(other.join("ca.pem")),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("unknown issuer"), "{}", stderr(&out));
-    let out = run(ca(&pki.inter())
-        .arg("verify")
-        .arg(&chain)
-        .arg("--root")
-        .arg(other.join("ca.pem"))
-        .arg("--json"));
+    let out = output(
+        ca(&pki.inter())
+            .arg("verify")
+            .arg(&chain)
+            .arg("--root")
+            .arg(other.join("ca.pem"))
+            .arg("--json"),
+    );
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["trusted"], false);
@@ -527,7 +502,7 @@ fn ca_verify_says_why_not() {
 
 #[test]
 fn parallel_issuers_lose_nothing() {
-    let pki = Pki::new(&[]);
+    let pki = pki(&[]);
     let children: Vec<_> = (0..10)
         .map(|i| {
             ca(&pki.inter())
@@ -561,7 +536,7 @@ fn parallel_issuers_lose_nothing() {
 
 #[test]
 fn a_killed_issuer_leaves_a_database_that_loads_and_holds_what_was_handed_out() {
-    let pki = Pki::new(&[]);
+    let pki = pki(&[]);
     let out_dir = pki.path("out");
     std::fs::create_dir(&out_dir).unwrap();
     for i in 0..12u64 {
@@ -603,7 +578,7 @@ fn encrypted_ca_keys_and_passphrase_errors() {
     let key = std::fs::read_to_string(dir.join("ca.key")).unwrap();
     assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
     // openssl can decrypt it with the same passphrase (standard PBES2)
-    let out = openssl(&[
+    let out = openssl_output(&[
         "pkey",
         "-in",
         &dir.join("ca.key").display().to_string(),
@@ -613,17 +588,21 @@ fn encrypted_ca_keys_and_passphrase_errors() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Environment variable works too.
-    let out = run(ca(&dir)
-        .env("TESSERA_PASSPHRASE", "correct horse battery staple")
-        .args(["issue", "--profile", "client", "--name", "envuser", "--out"])
-        .arg(tmp.path().join("envuser")));
+    let out = output(
+        ca(&dir)
+            .env("TESSERA_PASSPHRASE", "correct horse battery staple")
+            .args(["issue", "--profile", "client", "--name", "envuser", "--out"])
+            .arg(tmp.path().join("envuser")),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let wrong = tmp.path().join("wrong");
     std::fs::write(&wrong, "nope").unwrap();
-    let out = run(ca(&dir)
-        .args(["issue", "--profile", "client", "--name", "x", "--passphrase-file"])
-        .arg(&wrong));
+    let out = output(
+        ca(&dir)
+            .args(["issue", "--profile", "client", "--name", "x", "--passphrase-file"])
+            .arg(&wrong),
+    );
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     assert!(err.contains("wrong passphrase or damaged key"), "{err}");
@@ -633,9 +612,11 @@ fn encrypted_ca_keys_and_passphrase_errors() {
     );
 
     // No passphrase source and no terminal.
-    let out = run(ca(&dir)
-        .args(["issue", "--profile", "client", "--name", "y"])
-        .stdin(std::process::Stdio::null()));
+    let out = output(
+        ca(&dir)
+            .args(["issue", "--profile", "client", "--name", "y"])
+            .stdin(std::process::Stdio::null()),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("hint: use --passphrase-file FILE or set TESSERA_PASSPHRASE"),
@@ -656,22 +637,22 @@ fn encrypted_ca_keys_and_passphrase_errors() {
 
 #[test]
 fn bad_input_gets_the_right_exit_code_and_message() {
-    let pki = Pki::new(&[]);
+    let pki = pki(&[]);
     let garbage = pki.path("garbage.pem");
     std::fs::write(&garbage, "this is not a certificate").unwrap();
 
-    let out = run(ca(&pki.inter()).arg("show").arg(&garbage));
+    let out = output(ca(&pki.inter()).arg("show").arg(&garbage));
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         stderr(&out),
         format!("ca: error: {} is not valid: neither PEM nor DER\n", garbage.display())
     );
 
-    let out = run(ca(&pki.inter()).arg("show").arg(pki.path("missing.pem")));
+    let out = output(ca(&pki.inter()).arg("show").arg(pki.path("missing.pem")));
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("No such file or directory") && stderr(&out).contains("ca: hint: check the path"));
 
-    let out = run(ca(&pki.path("nowhere")).args(["issue", "--profile", "server", "--name", "a.example"]));
+    let out = output(ca(&pki.path("nowhere")).args(["issue", "--profile", "server", "--name", "a.example"]));
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("is not a CA directory (no ca.pem)"));
     assert!(stderr(&out).contains("ca: hint: create one with `ca init`"));
@@ -683,7 +664,7 @@ fn bad_input_gets_the_right_exit_code_and_message() {
         std::fs::copy(pki.inter().join(f), broken.join(f)).unwrap();
     }
     std::fs::copy(pki.inter().join("ca.pem"), broken.join("ca.key")).unwrap();
-    let out = run(ca(&broken).args(["issue", "--profile", "server", "--name", "a.example"]));
+    let out = output(ca(&broken).args(["issue", "--profile", "server", "--name", "a.example"]));
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("ca.key contains no PRIVATE KEY"),
@@ -703,11 +684,11 @@ fn bad_input_gets_the_right_exit_code_and_message() {
         vec!["verify", "x.pem", "--root", "r.pem", "--at", "yesterday"],
         vec!["init", "--key-type", "rsa"],
     ] {
-        let out = run(ca(&pki.inter()).args(&args));
+        let out = output(ca(&pki.inter()).args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
     // A --san not valid for its type is a usage error too.
-    let out = run(ca(&pki.inter()).args(["issue", "--profile", "server", "--name", "x", "--san", "ip:999.1.1.1"]));
+    let out = output(ca(&pki.inter()).args(["issue", "--profile", "server", "--name", "x", "--san", "ip:999.1.1.1"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("\"ip:999.1.1.1\" is not an IP address"),
@@ -718,13 +699,15 @@ fn bad_input_gets_the_right_exit_code_and_message() {
     // Nothing is overwritten.
     let prefix = pki.issue("server", "keep.example.org", &[]);
     let before = std::fs::read(with(&prefix, ".key")).unwrap();
-    let out = run(ca(&pki.inter())
-        .args(["issue", "--profile", "server", "--name", "keep.example.org", "--out"])
-        .arg(&prefix));
+    let out = output(
+        ca(&pki.inter())
+            .args(["issue", "--profile", "server", "--name", "keep.example.org", "--out"])
+            .arg(&prefix),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("already exists; refusing to overwrite it"));
     assert_eq!(std::fs::read(with(&prefix, ".key")).unwrap(), before);
-    let out = run(ca(&pki.root()).args(["init", "--no-passphrase"]));
+    let out = output(ca(&pki.root()).args(["init", "--no-passphrase"]));
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("already holds a CA"));
 }
@@ -732,7 +715,7 @@ fn bad_input_gets_the_right_exit_code_and_message() {
 #[test]
 fn help_lists_examples_and_exit_codes() {
     for args in [vec!["--help"], vec!["issue", "--help"], vec!["verify", "--help"]] {
-        let out = run(Command::new(cargo_bin("ca")).args(&args));
+        let out = output(support::command("ca").args(&args));
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXAMPLES:") && text.contains("EXIT CODES:"), "{args:?}");
@@ -766,15 +749,16 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing_half_written() {
     let tmp = tempfile::tempdir().unwrap();
     // Room for the CA and its SQLite store (40 KiB, more while its WAL is in use), then a few
     // issues.
-    let Some(disk) = SmallDisk::mount(tmp.path().join("disk"), "384k") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root); CI runs as root");
+    let disk = SmallDisk::mount(tmp.path().join("disk"), "384k");
+    if !support::require("a tmpfs", disk.is_some(), "mounting one needs root; CI runs as root") {
         return;
-    };
+    }
+    let disk = disk.unwrap();
     let dir = disk.0.join("ca");
     ok(ca(&dir).args(["init", "--no-passphrase"]));
     let mut failure = None;
     for i in 0..200 {
-        let out = run(ca(&dir).args(["issue", "--profile", "client", "--name", &format!("filler-{i}")]));
+        let out = output(ca(&dir).args(["issue", "--profile", "client", "--name", &format!("filler-{i}")]));
         if !out.status.success() {
             failure = Some(out);
             break;
@@ -818,7 +802,7 @@ fn ca_on_a_terminal(args: &str, answers: &[(&str, &str)]) -> Option<(std::proces
     if !script.status.success() {
         return None;
     }
-    let command = format!("{} {args}", cargo_bin("ca").display());
+    let command = format!("{} {args}", support::tool("ca").display());
     let mut child = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env_remove("TESSERA_PASSPHRASE")
@@ -869,10 +853,12 @@ fn the_passphrase_can_be_typed_at_a_terminal() {
     assert!(text.contains("created root CA"), "{text}");
     assert!(!text.contains("typed secret"), "the passphrase is not echoed: {text}");
     // The typed passphrase is the key's passphrase.
-    let out = run(ca(&dir)
-        .env("TESSERA_PASSPHRASE", "typed secret")
-        .args(["issue", "--profile", "client", "--name", "t", "--out"])
-        .arg(tmp.path().join("t")));
+    let out = output(
+        ca(&dir)
+            .env("TESSERA_PASSPHRASE", "typed secret")
+            .args(["issue", "--profile", "client", "--name", "t", "--out"])
+            .arg(tmp.path().join("t")),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Two different entries: nothing is written.

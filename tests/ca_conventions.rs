@@ -3,71 +3,18 @@
 //! numbers (usage errors, never a panic; typed errors in the library), and output names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
-use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin;
+use support::{ok_output, output, output_with_stdin, stderr, stdout};
+
 use proptest::prelude::*;
 use serde_json::Value;
 use tessera::ca::{CaError, CertificateAuthority, InitRequest, IssueRequest, Profile, RevocationReason};
 use time::OffsetDateTime;
-
-fn ca_at(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("ca runs")
-}
-
-/// Runs with `input` on stdin.
-fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Written from a thread (the tool's output is read meanwhile), and a tool that exits
-    // without reading all of it (a usage error) is no test failure: its exit code and output
-    // are what the test checks.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || match stdin.write_all(&input) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
-        _ => {}
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
@@ -83,7 +30,7 @@ impl Ca {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let ca = Self { tmp };
-        ok(ca.cmd().args(["init", "--name", "Conventions Root", "--no-passphrase"]));
+        ok_output(ca.cmd().args(["init", "--name", "Conventions Root", "--no-passphrase"]));
         ca
     }
     fn dir(&self) -> PathBuf {
@@ -93,12 +40,12 @@ impl Ca {
         self.tmp.path().join(name)
     }
     fn cmd(&self) -> Command {
-        let mut cmd = ca_at(&self.dir());
+        let mut cmd = support::ca(&self.dir());
         cmd.current_dir(self.tmp.path());
         cmd
     }
     fn issue(&self, name: &str) -> Value {
-        json(&ok(self.cmd().args([
+        json(&ok_output(self.cmd().args([
             "issue",
             "--profile",
             "client",
@@ -152,7 +99,7 @@ fn a_dash_is_stdin_or_stdout() {
     let root = ca.dir().join("ca.pem");
 
     // ca verify -: the certificate from stdin.
-    let out = run_with_stdin(
+    let out = output_with_stdin(
         ca.cmd().args(["verify", "-", "--usage", "client", "--root"]).arg(&root),
         &chain,
     );
@@ -163,18 +110,18 @@ fn a_dash_is_stdin_or_stdout() {
         stdout(&out)
     );
     // --root -: the root from stdin.
-    let out = run_with_stdin(
+    let out = output_with_stdin(
         ca.cmd().args(["verify", "ca/issued/alice.pem", "--root", "-"]),
         &std::fs::read(&root).unwrap(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // Only one input can come from stdin.
-    let out = run_with_stdin(ca.cmd().args(["verify", "-", "--root", "-"]), &chain);
+    let out = output_with_stdin(ca.cmd().args(["verify", "-", "--root", "-"]), &chain);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(stderr(&out), "ca: error: only one input can be read from stdin (-)\n");
 
     // ca show -.
-    let out = run_with_stdin(ca.cmd().args(["show", "--json", "-"]), &chain);
+    let out = output_with_stdin(ca.cmd().args(["show", "--json", "-"]), &chain);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         json(&out)["subject"],
@@ -183,7 +130,7 @@ fn a_dash_is_stdin_or_stdout() {
     );
 
     // ca crl --out -: the CRL on stdout, no summary, no file named "-".
-    let out = ok(ca.cmd().args(["crl", "--out", "-"]));
+    let out = ok_output(ca.cmd().args(["crl", "--out", "-"]));
     assert!(
         stdout(&out).starts_with("-----BEGIN X509 CRL-----\n"),
         "{}",
@@ -202,7 +149,7 @@ fn a_dash_is_stdin_or_stdout() {
         stdout(&out),
         "crl.pem is the same CRL"
     );
-    let out = run(ca.cmd().args(["crl", "--out", "-", "--json"]));
+    let out = output(ca.cmd().args(["crl", "--out", "-", "--json"]));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
@@ -223,7 +170,7 @@ fn a_dash_is_stdin_or_stdout() {
         .output()
         .unwrap();
     assert!(csr.status.success());
-    let out = run_with_stdin(
+    let out = output_with_stdin(
         ca.cmd().args([
             "issue",
             "--profile",
@@ -241,9 +188,10 @@ fn a_dash_is_stdin_or_stdout() {
     assert!(!ca.path("-").exists());
 
     // ca issue --out - is not stdout: three files are written.
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "x", "--out", "-"]));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "x", "--out", "-"]),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).starts_with("ca: error: --out takes a file prefix"),
@@ -260,7 +208,7 @@ fn results_go_to_stdout_diagnostics_to_stderr_and_quiet_keeps_only_errors() {
     ca.issue("bob");
 
     // revoke and crl: their summary on stdout, nothing on stderr.
-    let out = ok(ca.cmd().args(["revoke", &serial]));
+    let out = ok_output(ca.cmd().args(["revoke", &serial]));
     assert!(
         stdout(&out).starts_with(&format!("revoked {serial} (unspecified); wrote ")),
         "{}",
@@ -272,14 +220,14 @@ fn results_go_to_stdout_diagnostics_to_stderr_and_quiet_keeps_only_errors() {
         stdout(&out)
     );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let out = ok(ca.cmd().arg("crl"));
+    let out = ok_output(ca.cmd().arg("crl"));
     assert!(
         stdout(&out).starts_with("wrote CRL number 2 with 1 revoked certificate(s) to "),
         "{}",
         stdout(&out)
     );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let out = ok(ca.cmd().args(["crl", "--out", "copy.crl"]));
+    let out = ok_output(ca.cmd().args(["crl", "--out", "copy.crl"]));
     assert!(
         stdout(&out).trim_end().ends_with("crl.pem and copy.crl"),
         "{}",
@@ -289,7 +237,7 @@ fn results_go_to_stdout_diagnostics_to_stderr_and_quiet_keeps_only_errors() {
 
     // -q: nothing at all on success…
     for args in [&["revoke", &serial][..], &["crl"], &["crl", "-q", "--out", "copy2.crl"]] {
-        let out = ok(ca.cmd().arg("-q").args(args));
+        let out = ok_output(ca.cmd().arg("-q").args(args));
         assert!(
             out.stdout.is_empty() && out.stderr.is_empty(),
             "{args:?}: {} / {}",
@@ -298,25 +246,25 @@ fn results_go_to_stdout_diagnostics_to_stderr_and_quiet_keeps_only_errors() {
         );
     }
     // …except what issue and init created, which is their result.
-    let out = ok(ca.cmd().args(["-q", "issue", "--profile", "client", "--name", "carol"]));
+    let out = ok_output(ca.cmd().args(["-q", "issue", "--profile", "client", "--name", "carol"]));
     assert!(
         stdout(&out).starts_with("issued client certificate \"CN=carol\""),
         "{}",
         stdout(&out)
     );
     assert!(out.stderr.is_empty());
-    let out = ok(ca_at(&ca.path("other")).args(["init", "-q", "--no-passphrase"]));
+    let out = ok_output(support::ca(&ca.path("other")).args(["init", "-q", "--no-passphrase"]));
     assert!(stdout(&out).starts_with("created root CA"), "{}", stdout(&out));
     // A warning (the default lifetime shortened to the CA's) goes to stderr, and -q drops it.
     let short = ca.path("short");
-    ok(ca_at(&short).args(["init", "--no-passphrase", "--days", "30"]));
-    let out = ok(ca_at(&short).args(["issue", "--profile", "client", "--name", "d"]));
+    ok_output(support::ca(&short).args(["init", "--no-passphrase", "--days", "30"]));
+    let out = ok_output(support::ca(&short).args(["issue", "--profile", "client", "--name", "d"]));
     assert!(stdout(&out).starts_with("issued client certificate"));
     assert!(stderr(&out).starts_with("ca: warning: lifetime shortened to end with the CA certificate"));
-    let out = ok(ca_at(&short).args(["issue", "-q", "--profile", "client", "--name", "e"]));
+    let out = ok_output(support::ca(&short).args(["issue", "-q", "--profile", "client", "--name", "e"]));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     // Errors are still reported with -q.
-    let out = run(ca.cmd().args(["-q", "revoke", "abcdef"]));
+    let out = output(ca.cmd().args(["-q", "revoke", "abcdef"]));
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).starts_with("ca: error: no certificate with serial abcdef"));
     assert!(out.stdout.is_empty());
@@ -344,7 +292,7 @@ fn each_subcommand_has_its_own_examples_and_exit_codes() {
         ("verify", &["0", "1", "2", "3"]),
     ];
     for (sub, codes) in cases {
-        let out = ok(Command::new(cargo_bin("ca")).args([sub, "--help"]));
+        let out = ok_output(support::command("ca").args([sub, "--help"]));
         let help = stdout(&out);
         let examples = section(&help, "EXAMPLES:");
         assert!(!examples.is_empty(), "{sub}: no examples\n{help}");
@@ -363,10 +311,10 @@ fn each_subcommand_has_its_own_examples_and_exit_codes() {
         assert_eq!(listed, codes, "{sub}\n{help}");
     }
     // The top level lists every code and points to the subcommands.
-    let help = stdout(&ok(Command::new(cargo_bin("ca")).arg("--help")));
+    let help = stdout(&ok_output(support::command("ca").arg("--help")));
     assert!(help.contains("Each subcommand's --help has its own examples and exit codes."));
     // --days says what happens past the CA's lifetime.
-    let help = stdout(&ok(Command::new(cargo_bin("ca")).args(["issue", "--help"])));
+    let help = stdout(&ok_output(support::command("ca").args(["issue", "--help"])));
     let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         flat.contains("shortened (with a warning) to end with the CA's certificate"),
@@ -385,23 +333,26 @@ fn json_is_consistent_across_commands() {
     std::fs::write(&pass, "a passphrase\n").unwrap();
 
     // init and issue: the same shape.
-    let init = json(&ok(ca_at(&ca.path("sub"))
-        .args(["init", "--json", "--passphrase-file"])
-        .arg(&pass)
-        .arg("--parent")
-        .arg(ca.dir())));
-    let issue = json(&ok(ca
-        .cmd()
-        .args([
-            "issue",
-            "--profile",
-            "client",
-            "--name",
-            "alice",
-            "--json",
-            "--key-passphrase-file",
-        ])
-        .arg(&pass)));
+    let init = json(&ok_output(
+        support::ca(&ca.path("sub"))
+            .args(["init", "--json", "--passphrase-file"])
+            .arg(&pass)
+            .arg("--parent")
+            .arg(ca.dir()),
+    ));
+    let issue = json(&ok_output(
+        ca.cmd()
+            .args([
+                "issue",
+                "--profile",
+                "client",
+                "--name",
+                "alice",
+                "--json",
+                "--key-passphrase-file",
+            ])
+            .arg(&pass),
+    ));
     for (what, value) in [("init", &init), ("issue", &issue)] {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["certificate", "clamped", "encrypted_key", "files"], "{what}");
@@ -424,7 +375,7 @@ fn json_is_consistent_across_commands() {
     let serial = issue["certificate"]["serial"].as_str().unwrap().to_string();
 
     // revoke: the revocation and the CRL; numbers are numbers.
-    let revoke = json(&ok(ca.cmd().args([
+    let revoke = json(&ok_output(ca.cmd().args([
         "revoke",
         &serial,
         "--reason",
@@ -438,13 +389,13 @@ fn json_is_consistent_across_commands() {
     assert_eq!(revoke["crl"]["revoked"][0]["serial"], serial.as_str());
     assert_timestamps(&revoke, "revoke");
 
-    let crl = json(&ok(ca.cmd().args(["crl", "--json"])));
+    let crl = json(&ok_output(ca.cmd().args(["crl", "--json"])));
     assert_eq!(crl["crl_number"].as_u64(), Some(2));
     assert_timestamps(&crl, "crl");
-    let shown = json(&ok(ca.cmd().args(["show", "--json", "ca/crl.pem"])));
+    let shown = json(&ok_output(ca.cmd().args(["show", "--json", "ca/crl.pem"])));
     assert_eq!(shown, crl);
 
-    let list = json(&ok(ca.cmd().args(["list", "--json"])));
+    let list = json(&ok_output(ca.cmd().args(["list", "--json"])));
     assert_eq!(list.as_array().unwrap().len(), 2, "the intermediate and alice");
     assert_timestamps(&list, "list");
     assert_eq!(
@@ -458,22 +409,23 @@ fn json_is_consistent_across_commands() {
         .replace_millisecond(123)
         .unwrap()
         .to_offset(time::macros::offset!(+02:00));
-    let verify = json(&ok(ca
-        .cmd()
-        .args([
-            "verify",
-            "--json",
-            "--root",
-            "ca/ca.pem",
-            "--at",
-            &at.format(format).unwrap(),
-        ])
-        .arg(ca.dir().join("issued/alice.pem"))));
+    let verify = json(&ok_output(
+        ca.cmd()
+            .args([
+                "verify",
+                "--json",
+                "--root",
+                "ca/ca.pem",
+                "--at",
+                &at.format(format).unwrap(),
+            ])
+            .arg(ca.dir().join("issued/alice.pem")),
+    ));
     let expected = at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap();
     assert_eq!(verify["time"], expected.format(format).unwrap().as_str());
     assert_eq!(verify["trusted"], true);
     assert_timestamps(&verify, "verify");
-    let show = json(&ok(ca.cmd().args(["show", "--json", "ca/ca.pem"])));
+    let show = json(&ok_output(ca.cmd().args(["show", "--json", "ca/ca.pem"])));
     assert_timestamps(&show, "show");
 }
 
@@ -508,7 +460,7 @@ fn out_of_range_numbers_are_usage_errors_that_name_the_range() {
     ];
     for (args, range) in cases {
         let dir = if args[0] == "init" { ca.path("new") } else { ca.dir() };
-        let out = run(ca_at(&dir).args(args));
+        let out = output(support::ca(&dir).args(args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(range), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"), "{args:?}");
@@ -516,13 +468,14 @@ fn out_of_range_numbers_are_usage_errors_that_name_the_range() {
     }
     assert!(!ca.dir().join("issued/a.pem").exists());
     // The largest values allowed give a clear answer, not a panic either.
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "a", "--hours", "876000"]));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "a", "--hours", "876000"]),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("after its issuer"), "{}", stderr(&out));
-    ok(ca.cmd().args(["crl", "--crl-days", "3650"]));
-    ok(ca_at(&ca.path("long")).args(["init", "--no-passphrase", "--days", "36500"]));
+    ok_output(ca.cmd().args(["crl", "--crl-days", "3650"]));
+    ok_output(support::ca(&ca.path("long")).args(["init", "--no-passphrase", "--days", "36500"]));
 }
 
 #[test]
@@ -614,9 +567,10 @@ fn output_names_are_derived_sensibly() {
     let ca = Ca::new();
     let files = |v: &Value| ["certificate", "key", "chain"].map(|f| v["files"][f].as_str().unwrap().to_string());
     let issue = |name: &str, out: &str| {
-        run(ca
-            .cmd()
-            .args(["issue", "--profile", "client", "--json", "--name", name, "--out", out]))
+        output(
+            ca.cmd()
+                .args(["issue", "--profile", "client", "--json", "--name", name, "--out", out]),
+        )
     };
     // A directory: DIR/<name>.*, created if need be.
     let out = issue("alice", "certs/");
@@ -651,7 +605,7 @@ fn output_names_are_derived_sensibly() {
             stderr(&result)
         );
     }
-    let result = run(ca.cmd().args(["issue", "--profile", "client", "--name", "..."]));
+    let result = output(ca.cmd().args(["issue", "--profile", "client", "--name", "..."]));
     assert_eq!(result.status.code(), Some(2));
     assert!(
         stderr(&result).contains("no file name can be made from the name \"...\""),
@@ -659,15 +613,16 @@ fn output_names_are_derived_sensibly() {
         stderr(&result)
     );
     // The default from a name with a trailing dot.
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--json", "--name", "frank."]));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--json", "--name", "frank."]),
+    );
     assert!(
         files(&json(&out))[0].ends_with("/ca/issued/frank.pem"),
         "{}",
         stdout(&out)
     );
     // Nothing was recorded for the refused ones.
-    let list = json(&ok(ca.cmd().args(["list", "--json"])));
+    let list = json(&ok_output(ca.cmd().args(["list", "--json"])));
     assert_eq!(list.as_array().unwrap().len(), 5);
 }

@@ -3,46 +3,14 @@
 //! what is created is accepted by `ca verify`, `openssl verify` and the TLS tools.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin;
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR");
-    cmd
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-#[track_caller]
-fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    out
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
+use support::{ca, ok, openssl, s, stderr};
 
 struct Scratch {
     tmp: tempfile::TempDir,
@@ -516,7 +484,7 @@ struct EchoServer {
 
 impl EchoServer {
     fn start(args: &[&std::ffi::OsStr]) -> Self {
-        let mut child = Command::new(cargo_bin("echo-server"))
+        let mut child = support::command("echo-server")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -550,26 +518,6 @@ impl Drop for EchoServer {
     }
 }
 
-/// Runs a command, killing it after 20 seconds.
-fn bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn every_key_type_ca_issues_serves_and_authenticates_over_tls() {
     for key_type in ["ed25519", "p256", "p384"] {
@@ -589,8 +537,8 @@ fn every_key_type_ca_issues_serves_and_authenticates_over_tls() {
             "--client-ca".as_ref(),
             root.as_os_str(),
         ]);
-        let out = bounded(
-            Command::new(cargo_bin("echo-client"))
+        let out = support::run(
+            support::command("echo-client")
                 .args([
                     "--connect",
                     &server.addr,
@@ -607,6 +555,8 @@ fn every_key_type_ca_issues_serves_and_authenticates_over_tls() {
                 .arg(scratch.path("client1.key"))
                 .arg("hello")
                 .env_remove("SSLKEYLOGFILE"),
+            None,
+            Duration::from_secs(20),
         );
         assert_eq!(out.status.code(), Some(0), "{key_type}: {}", stderr(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");

@@ -4,79 +4,31 @@
 //! every issued certificate is checked by `openssl verify`, `ca verify` and `ca show`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use assert_cmd::cargo::cargo_bin;
+use support::{ToolPki, ca, ok, openssl, s, stderr, with};
 use x509_parser::prelude::FromDer;
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR");
-    cmd
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-#[track_caller]
-fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    out
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn with(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut s = prefix.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
 
 /// A root and an intermediate (no passphrases) in a fresh directory.
 struct Pki {
-    tmp: tempfile::TempDir,
+    tools: ToolPki,
+}
+
+impl std::ops::Deref for Pki {
+    type Target = ToolPki;
+    fn deref(&self) -> &ToolPki {
+        &self.tools
+    }
 }
 
 impl Pki {
     fn new() -> Self {
-        let pki = Self {
-            tmp: tempfile::tempdir().unwrap(),
-        };
-        ok(ca(&pki.root()).args(["init", "--name", "CSR Root", "--no-passphrase"]));
-        ok(ca(&pki.inter())
-            .args(["init", "--name", "CSR Issuing CA", "--no-passphrase", "--parent"])
-            .arg(pki.root()));
-        pki
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("root")
-    }
-
-    fn inter(&self) -> PathBuf {
-        self.tmp.path().join("inter")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        Self {
+            tools: ToolPki::new("CSR Root", "CSR Issuing CA", &[]),
+        }
     }
 
     /// `openssl req -new -newkey NEWKEY… -nodes -keyout NAME.key -out NAME.csr EXTRA…`.
@@ -587,7 +539,7 @@ fn code_signing_needs_an_ed25519_request_and_then_signs_modules() {
     pki.issue_ok("code-signing", "signer", &csr, &[], "ed25519");
     let module = pki.path("module.bin");
     std::fs::write(&module, b"module bytes").unwrap();
-    let out = Command::new(cargo_bin("sign"))
+    let out = support::command("sign")
         .arg(&module)
         .arg("--key")
         .arg(pki.path("signer.key"))
@@ -597,7 +549,7 @@ fn code_signing_needs_an_ed25519_request_and_then_signs_modules() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = Command::new(cargo_bin("verify"))
+    let out = support::command("verify")
         .arg(&module)
         .arg("--root")
         .arg(pki.root().join("ca.pem"))

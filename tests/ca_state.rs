@@ -3,42 +3,16 @@
 //! is repaired by the next one), and `kill -9` at any moment leaves no debris and blocks nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin;
+use support::{ca, ok, output, stderr};
+
 use tessera::pki::{CrlInfo, pem};
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("ca runs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A root CA without passphrase in a fresh temporary directory.
 struct Ca {
@@ -167,7 +141,7 @@ fn a_missing_database_is_refused_and_nothing_is_started_afresh() {
         &["list", "--json"],
     ];
     for args in commands {
-        let out = run(ca.cmd().args(args));
+        let out = output(ca.cmd().args(args));
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         let dir = ca.dir().display().to_string();
         assert_eq!(
@@ -184,9 +158,11 @@ fn a_missing_database_is_refused_and_nothing_is_started_afresh() {
         assert_eq!(std::fs::read(ca.dir().join("crl.pem")).unwrap(), crl_before, "{args:?}");
     }
     // An intermediate cannot be made from it either.
-    let out = run(self::ca(&ca.path("sub"))
-        .args(["init", "--no-passphrase", "--parent"])
-        .arg(ca.dir()));
+    let out = output(
+        self::ca(&ca.path("sub"))
+            .args(["init", "--no-passphrase", "--parent"])
+            .arg(ca.dir()),
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("ca.db is missing"), "{}", stderr(&out));
     assert!(!ca.path("sub").exists());
@@ -236,7 +212,7 @@ fn an_empty_truncated_corrupt_or_foreign_database_is_refused() {
             &["revoke", &serial],
             &["issue", "--profile", "client", "--name", "x"],
         ] {
-            let out = run(ca.cmd().args(args));
+            let out = output(ca.cmd().args(args));
             assert_eq!(out.status.code(), Some(3), "{words} {args:?}: {}", stderr(&out));
             let err = stderr(&out);
             assert!(
@@ -273,7 +249,7 @@ fn a_database_older_than_the_crl_is_refused_so_no_revocation_is_undone() {
         &["revoke", &first],
         &["issue", "--profile", "client", "--name", "c"],
     ] {
-        let out = run(ca.cmd().args(args));
+        let out = output(ca.cmd().args(args));
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("has CRL number 2, but the issuance database has only reached 1")
@@ -285,7 +261,7 @@ fn a_database_older_than_the_crl_is_refused_so_no_revocation_is_undone() {
         assert_eq!(std::fs::read(ca.dir().join("ca.db")).unwrap(), backup, "{args:?}");
     }
     // `ca list` still lists, and warns.
-    let out = run(ca.cmd().arg("list"));
+    let out = output(ca.cmd().arg("list"));
     assert_eq!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("ca: warning: "), "{}", stderr(&out));
 }
@@ -310,7 +286,7 @@ fn an_interrupted_revocation_is_repaired_by_the_retry() {
     let ca = Ca::new();
     let (second, _) = interrupted_revocation(&ca);
     // `ca list` cannot sign, so it says so.
-    let out = run(ca.cmd().arg("list"));
+    let out = output(ca.cmd().arg("list"));
     assert_eq!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("crl.pem is CRL number 1, but the store has handed out CRL number 2")
@@ -319,7 +295,7 @@ fn an_interrupted_revocation_is_repaired_by_the_retry() {
         stderr(&out)
     );
     // The retry succeeds (the revocation was recorded) and the CRL lists it.
-    let out = run(ca.cmd().args(["revoke", &second, "--reason", "superseded"]));
+    let out = output(ca.cmd().args(["revoke", &second, "--reason", "superseded"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("{second} was already revoked on ")),
@@ -352,7 +328,7 @@ fn any_command_that_signs_repairs_a_crl_left_behind() {
     ] {
         let ca = Ca::new();
         interrupted_revocation(&ca);
-        let out = run(ca.cmd().args(next));
+        let out = output(ca.cmd().args(next));
         ca.assert_consistent(&format!("after {next:?}: {}", stderr(&out)));
         assert_eq!(ca.revoked_in_crl().len(), 2);
     }
@@ -386,7 +362,7 @@ fn revoking_again_is_idempotent_and_another_reason_is_refused() {
     let crl = std::fs::read(ca.dir().join("crl.pem")).unwrap();
     // Same reason, or none: nothing changes, success.
     for args in [&["--reason", "key-compromise"][..], &[], &["--reason", "unspecified"]] {
-        let out = run(ca.cmd().args(["revoke", &serial]).args(args));
+        let out = output(ca.cmd().args(["revoke", &serial]).args(args));
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -402,7 +378,7 @@ fn revoking_again_is_idempotent_and_another_reason_is_refused() {
         );
     }
     // Another reason: exit 1, with a hint; nothing changes.
-    let out = run(ca.cmd().args(["revoke", &serial, "--reason", "superseded"]));
+    let out = output(ca.cmd().args(["revoke", &serial, "--reason", "superseded"]));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -432,7 +408,7 @@ fn kill_9_during_revoke_never_leaves_the_crl_behind_the_database() {
             behind += 1;
         }
         // Whatever the moment of the kill, the retry succeeds and leaves the CRL complete.
-        let out = run(ca.cmd().args(["revoke", serial, "--reason", "key-compromise"]));
+        let out = output(ca.cmd().args(["revoke", serial, "--reason", "key-compromise"]));
         assert_eq!(out.status.code(), Some(0), "round {i}: {}", stderr(&out));
         ca.assert_consistent(&format!("round {i}"));
     }
@@ -465,10 +441,11 @@ fn kill_9_during_issue_leaves_no_debris_and_blocks_no_reissue() {
             continue;
         }
         // Interrupted: issuing again under the same name works.
-        let out = run(ca
-            .cmd()
-            .args(["issue", "--profile", "client", "--name", &name, "--out"])
-            .arg(&prefix));
+        let out = output(
+            ca.cmd()
+                .args(["issue", "--profile", "client", "--name", &name, "--out"])
+                .arg(&prefix),
+        );
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
         for warning in stderr(&out).lines() {
             assert!(
@@ -524,10 +501,11 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
     // What a crash between placing the key and the certificate leaves.
     std::fs::remove_file(with(".pem")).unwrap();
     let serial = ca.records()[0]["serial"].as_str().unwrap().to_string();
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "www", "--out"])
-        .arg(&prefix));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "www", "--out"])
+            .arg(&prefix),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
@@ -548,10 +526,11 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         .unwrap();
     assert!(status.success());
     let key = std::fs::read(foreign.with_extension("key")).unwrap();
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "mine", "--out"])
-        .arg(&foreign));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "mine", "--out"])
+            .arg(&foreign),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("mine.key already exists; refusing to overwrite it"),
@@ -572,10 +551,11 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         .arg(&enc));
     std::fs::remove_file(enc.with_extension("pem")).unwrap();
     std::fs::remove_file(ca.path("enc.chain.pem")).unwrap();
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "enc", "--out"])
-        .arg(&enc));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "enc", "--out"])
+            .arg(&enc),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("enc.key exists without")
@@ -584,12 +564,13 @@ fn leftovers_of_an_interrupted_issue_are_recognised_and_nothing_else_is_touched(
         stderr(&out)
     );
     assert!(enc.with_extension("key").exists());
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "client", "--name", "enc", "--key-passphrase-file"])
-        .arg(&pass)
-        .arg("--out")
-        .arg(&enc));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "client", "--name", "enc", "--key-passphrase-file"])
+            .arg(&pass)
+            .arg("--out")
+            .arg(&enc),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("enc.key, left by an interrupted"),
@@ -636,7 +617,7 @@ fn an_interrupted_init_is_named_and_a_complete_ca_always_has_its_database() {
     let dir = tmp.path().join("half");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("ca.key"), b"key").unwrap();
-    let out = run(ca(&dir).args(["init", "--no-passphrase"]));
+    let out = output(ca(&dir).args(["init", "--no-passphrase"]));
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         stderr(&out),
@@ -658,7 +639,7 @@ fn an_interrupted_init_is_named_and_a_complete_ca_always_has_its_database() {
             ok(ca(&dir).arg("crl"));
         } else {
             // Incomplete: init again either works or names the leftover.
-            let out = run(ca(&dir).args(["init", "--no-passphrase"]));
+            let out = output(ca(&dir).args(["init", "--no-passphrase"]));
             assert!(
                 out.status.code() == Some(0) || stderr(&out).contains("an earlier `ca init` was interrupted"),
                 "{}",

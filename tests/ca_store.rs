@@ -4,15 +4,18 @@
 //! in the format of the releases before the store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 mod pg_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin;
+use support::{ca, json, ok, output, stderr};
+
 use pg_support::Postgres;
 use tessera::ca::store::{self, CrlSummary, RevokeOutcome, Store};
 use tessera::ca::{Database, ListFilter, Location, Record, Status};
@@ -245,40 +248,6 @@ fn the_store_suite_passes_on_postgresql() {
 // ---------------------------------------------------------------------------------------------
 // Through the `ca` command
 
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("TESSERA_DB")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("ca runs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap()
-}
-
 /// A `ca` command on the CA in `dir`, with `--db` when given.
 fn ca_with(dir: &Path, db: Option<&str>) -> Command {
     let mut cmd = ca(dir);
@@ -436,7 +405,7 @@ fn four_instances_share_one_postgresql_database() {
         }
     }
     // Without --db, an instance says where its state is.
-    let out = run(ca(&dirs[1]).arg("list"));
+    let out = output(ca(&dirs[1]).arg("list"));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("keeps its state in PostgreSQL; give its URL with --db"),
@@ -488,9 +457,11 @@ fn four_instances_share_one_postgresql_database() {
     // `ca list` reads the shared state from any instance.
     assert_eq!(list(&dirs[3], Some(&url)).len(), records.len());
     // ca backup is for SQLite; PostgreSQL has pg_dump.
-    let out = run(ca_with(&first, Some(&url))
-        .args(["backup", "--out"])
-        .arg(tmp.path().join("b.db")));
+    let out = output(
+        ca_with(&first, Some(&url))
+            .args(["backup", "--out"])
+            .arg(tmp.path().join("b.db")),
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
 }
@@ -517,7 +488,7 @@ fn an_unreachable_postgresql_is_exit_3_with_a_hint_and_nothing_is_written() {
         &["revoke", &serial],
         &["issue", "--profile", "client", "--name", "bob"],
     ] {
-        let out = run(ca_with(&dir, Some(&dead_url)).args(args));
+        let out = output(ca_with(&dir, Some(&dead_url)).args(args));
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
@@ -532,14 +503,14 @@ fn an_unreachable_postgresql_is_exit_3_with_a_hint_and_nothing_is_written() {
     }
     // init against an unreachable server leaves no CA behind.
     let fresh = tmp.path().join("fresh");
-    let out = run(ca_with(&fresh, Some(&dead_url)).args(["init", "--no-passphrase"]));
+    let out = output(ca_with(&fresh, Some(&dead_url)).args(["init", "--no-passphrase"]));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let left: Vec<_> = std::fs::read_dir(&fresh)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
     // A bad URL is a usage error; the password never reaches the message.
-    let out = run(ca_with(&dir, Some("mysql://u:hunter2@h/x")).arg("list"));
+    let out = output(ca_with(&dir, Some("mysql://u:hunter2@h/x")).arg("list"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
     // Once reachable again, all is as it was; also through the Unix socket, without TCP.
@@ -652,7 +623,7 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
         std::fs::copy(dir.join(name), damaged.join(name)).unwrap();
     }
     std::fs::write(damaged.join("db.json"), &legacy[..legacy.len() / 2]).unwrap();
-    let out = run(ca(&damaged).arg("list"));
+    let out = output(ca(&damaged).arg("list"));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("db.json is damaged: the file is truncated"),
@@ -690,7 +661,7 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
         crl_serials(&dir),
         BTreeSet::from([serials[0].clone(), serials[1].clone(), serials[3].clone()])
     );
-    let out = run(ca(&dir).args(["revoke", &serials[1], "--reason", "superseded"]));
+    let out = output(ca(&dir).args(["revoke", &serials[1], "--reason", "superseded"]));
     assert_eq!(out.status.code(), Some(1), "still revoked for key-compromise");
 }
 
@@ -741,7 +712,7 @@ fn ca_backup_is_a_consistent_copy_taken_while_others_write() {
         assert_eq!(check, "ok");
     }
     // An existing file is never replaced.
-    let out = run(ca(&dir).args(["backup", "--out"]).arg(&copies[0]));
+    let out = output(ca(&dir).args(["backup", "--out"]).arg(&copies[0]));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
@@ -791,7 +762,7 @@ fn ca_list_filters_and_limits() {
         &["--expiring-within", "soon"],
         &["--expiring-within", "99999d"],
     ] {
-        let out = run(ca(&dir).arg("list").args(bad));
+        let out = output(ca(&dir).arg("list").args(bad));
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
     }
 }

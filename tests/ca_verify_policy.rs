@@ -3,10 +3,11 @@
 //! Certificates are made with rcgen at fixed times and checked at a fixed `--at`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-use assert_cmd::cargo::cargo_bin;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
@@ -105,14 +106,12 @@ fn verify(files: &Files, leaf: &str, extra: &[&str]) -> Output {
 }
 
 fn verify_in(dir: &Path, leaf: &str, extra: &[&str]) -> Output {
-    Command::new(cargo_bin("ca"))
-        .current_dir(dir)
-        .args(["verify", leaf, "--root", "root.pem", "--usage", "server", "--at", AT])
-        .args(extra)
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+    support::output(
+        support::command("ca")
+            .current_dir(dir)
+            .args(["verify", leaf, "--root", "root.pem", "--usage", "server", "--at", AT])
+            .args(extra),
+    )
 }
 
 #[track_caller]

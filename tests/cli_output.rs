@@ -8,35 +8,15 @@
 //! buffer and then dropping the reader (`ca show big-crl.pem | head -1`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const TOOLS: [(&str, &str); 5] = [
-    ("ca", env!("CARGO_BIN_EXE_ca")),
-    ("sign", env!("CARGO_BIN_EXE_sign")),
-    ("verify", env!("CARGO_BIN_EXE_verify")),
-    ("echo-server", env!("CARGO_BIN_EXE_echo-server")),
-    ("echo-client", env!("CARGO_BIN_EXE_echo-client")),
-];
-
-fn tool(path: &str) -> Command {
-    let mut cmd = Command::new(path);
-    cmd.env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = tool(env!("CARGO_BIN_EXE_ca"));
-    cmd.arg("--dir").arg(dir);
-    cmd
-}
+use support::{TOOLS, ca, command_path, stderr};
 
 fn dev_full() -> Stdio {
     Stdio::from(File::options().write(true).open("/dev/full").expect("/dev/full exists"))
@@ -49,31 +29,14 @@ fn closed_pipe() -> Stdio {
     Stdio::from(writer)
 }
 
-/// Waits for `child` at most 30 s (killing it then), and collects its stderr.
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the tool did not exit within 30 s: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn run_with(cmd: &mut Command, stdout: Stdio, stderr: Stdio) -> Output {
-    finish(cmd.stdout(stdout).stderr(stderr).spawn().expect("tool starts"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let what = format!("{cmd:?}");
+    support::finish(
+        cmd.stdout(stdout).stderr(stderr).spawn().expect("tool starts"),
+        None,
+        Duration::from_secs(30),
+        &what,
+    )
 }
 
 fn assert_no_panic(out: &Output, what: &str) {
@@ -170,12 +133,12 @@ fn big_crl(tmp: &Path, ca_dir: &Path, entries: usize) -> PathBuf {
 #[test]
 fn help_to_a_closed_pipe_or_a_full_disk_never_panics() {
     for (name, path) in TOOLS {
-        assert_quiet_on_closed_pipe(tool(path).arg("--help"), &format!("{name} --help"));
-        assert_fails_on_full_stdout(tool(path).arg("--help"), name, &format!("{name} --help"));
-        assert_quiet_on_closed_pipe(tool(path).arg("--version"), &format!("{name} --version"));
+        assert_quiet_on_closed_pipe(command_path(path).arg("--help"), &format!("{name} --help"));
+        assert_fails_on_full_stdout(command_path(path).arg("--help"), name, &format!("{name} --help"));
+        assert_quiet_on_closed_pipe(command_path(path).arg("--version"), &format!("{name} --version"));
     }
     assert_quiet_on_closed_pipe(
-        tool(env!("CARGO_BIN_EXE_ca")).args(["issue", "--help"]),
+        command_path(env!("CARGO_BIN_EXE_ca")).args(["issue", "--help"]),
         "ca issue --help",
     );
 }
@@ -234,7 +197,7 @@ fn ca_show_of_a_big_crl_read_one_line_then_closed() {
         .read_line(&mut first)
         .unwrap();
     assert!(!first.is_empty());
-    let out = finish(child);
+    let out = support::finish(child, None, Duration::from_secs(30), "the tool");
     assert_no_panic(&out, "ca show big-crl.pem | head -1");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
@@ -258,14 +221,14 @@ fn echo_server_with_its_stdout_closed_or_full_stops_without_a_panic() {
             .arg("--client-ca")
             .arg(dir.join("ca.pem"));
     };
-    let mut cmd = tool(env!("CARGO_BIN_EXE_echo-server"));
+    let mut cmd = command_path(env!("CARGO_BIN_EXE_echo-server"));
     server(&mut cmd);
     let out = run_with(&mut cmd, closed_pipe(), Stdio::piped());
     assert_no_panic(&out, "echo-server | (closed)");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
 
-    let mut cmd = tool(env!("CARGO_BIN_EXE_echo-server"));
+    let mut cmd = command_path(env!("CARGO_BIN_EXE_echo-server"));
     server(&mut cmd);
     let out = run_with(&mut cmd, dev_full(), Stdio::piped());
     assert_no_panic(&out, "echo-server > /dev/full");
@@ -311,14 +274,14 @@ fn a_full_stderr_changes_no_exit_code() {
         );
         // The same code with a readable stderr, saying `tool: error: …`.
         let out = run_with(
-            tool(path).args(&args).env("RUST_LOG", "debug"),
+            command_path(path).args(&args).env("RUST_LOG", "debug"),
             Stdio::null(),
             Stdio::piped(),
         );
         assert_eq!(out.status.code(), Some(code), "{what}: {}", stderr(&out));
         assert!(stderr(&out).contains(": error: "), "{what}: {}", stderr(&out));
         // And with stderr on a full disk (logging at debug level too).
-        let mut child = tool(path)
+        let mut child = command_path(path)
             .args(&args)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
@@ -327,7 +290,7 @@ fn a_full_stderr_changes_no_exit_code() {
             .unwrap();
         let mut stdout = String::new();
         child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        let out = finish(child);
+        let out = support::finish(child, None, Duration::from_secs(30), "the tool");
         assert_ne!(out.status.code(), Some(101), "{what} panicked");
         assert_eq!(out.status.code(), Some(code), "{what} with a full stderr");
         assert!(!stdout.contains("failed printing"), "{what}: {stdout}");
@@ -338,7 +301,7 @@ fn a_full_stderr_changes_no_exit_code() {
 #[test]
 fn usage_errors_carry_the_tool_prefix() {
     for (name, path) in TOOLS {
-        let out = tool(path).arg("--no-such-flag").output().unwrap();
+        let out = command_path(path).arg("--no-such-flag").output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{name}");
         assert_eq!(out.stdout, b"", "{name}");
         let err = stderr(&out);
@@ -355,7 +318,7 @@ fn usage_errors_carry_the_tool_prefix() {
         assert!(!err.lines().any(|l| l.starts_with("error:")), "{name}: {err}");
     }
     // A subcommand's error, and clap's tip as the tool's hint.
-    let out = tool(env!("CARGO_BIN_EXE_ca"))
+    let out = command_path(env!("CARGO_BIN_EXE_ca"))
         .args(["list", "--jsno"])
         .output()
         .unwrap();
@@ -366,14 +329,14 @@ fn usage_errors_carry_the_tool_prefix() {
          Usage: ca list --json\n\nca: hint: see 'ca list --help'\n"
     );
     // No command at all: still an error with the prefix, exit 2, the help on stderr.
-    let out = tool(env!("CARGO_BIN_EXE_ca")).output().unwrap();
+    let out = command_path(env!("CARGO_BIN_EXE_ca")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("ca: error: "), "{}", stderr(&out));
     assert!(stderr(&out).contains("Usage: ca "), "{}", stderr(&out));
     // --help and --version are not errors: stdout, exit 0.
     for (name, path) in TOOLS {
         for flag in ["--help", "--version"] {
-            let out = tool(path).arg(flag).output().unwrap();
+            let out = command_path(path).arg(flag).output().unwrap();
             assert_eq!(out.status.code(), Some(0), "{name} {flag}");
             assert_eq!(stderr(&out), "", "{name} {flag}");
             assert!(!out.stdout.is_empty(), "{name} {flag}");
@@ -407,7 +370,7 @@ fn help_examples_are_never_wrapped() {
         .map(|&(name, path)| {
             (
                 name.to_string(),
-                Box::new(move || tool(path)) as Box<dyn Fn() -> Command>,
+                Box::new(move || command_path(path)) as Box<dyn Fn() -> Command>,
             )
         })
         .collect();
@@ -415,7 +378,7 @@ fn help_examples_are_never_wrapped() {
         commands.push((
             format!("ca {sub}"),
             Box::new(move || {
-                let mut cmd = tool(env!("CARGO_BIN_EXE_ca"));
+                let mut cmd = command_path(env!("CARGO_BIN_EXE_ca"));
                 cmd.arg(sub);
                 cmd
             }),
@@ -437,11 +400,11 @@ fn help_examples_are_never_wrapped() {
         }
     }
     // At 40 columns a long example is kept whole while the options are wrapped.
-    let help = help_at(tool(env!("CARGO_BIN_EXE_ca")).arg("issue"), "40");
+    let help = help_at(command_path(env!("CARGO_BIN_EXE_ca")).arg("issue"), "40");
     let examples = examples_block(&help).unwrap();
     assert!(examples.lines().any(|l| l.len() > 60), "{examples}");
     let options = help.split_once("EXAMPLES:").unwrap().0;
-    let wide_options = help_at(tool(env!("CARGO_BIN_EXE_ca")).arg("issue"), "1000");
+    let wide_options = help_at(command_path(env!("CARGO_BIN_EXE_ca")).arg("issue"), "1000");
     assert!(
         options.lines().count() > wide_options.split_once("EXAMPLES:").unwrap().0.lines().count(),
         "the options are wrapped at 40 columns:\n{help}"

@@ -8,6 +8,8 @@
 //! single test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,11 +55,6 @@ fn quickstart_blocks(path: &Path) -> Vec<Block> {
     blocks
 }
 
-/// The directory holding the binaries under test (`target/debug` or the profile in use).
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_ca")).parent().unwrap().to_path_buf()
-}
-
 fn run_block(block: &Block) {
     let dir = tempfile::tempdir().unwrap();
     // The README's first line builds the tools; here they are built already, and PATH points at
@@ -69,7 +66,7 @@ fn run_block(block: &Block) {
         .collect();
     let script = format!(
         "set -euo pipefail\nexport PATH=\"{}:$PATH\"\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n",
-        bin_dir().display(),
+        support::bin_dir().display(),
         body.join("\n")
     );
     let path = dir.path().join("quickstart.sh");

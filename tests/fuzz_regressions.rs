@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
+mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -96,7 +97,14 @@ fn seeds_reach_past_the_parsers_and_never_panic() {
     if let Some(dir) = std::env::var_os("TESSERA_FUZZ_SEEDS") {
         // The x509-limbo suite's certificates too, when it is there (make fuzz passes LIMBO).
         let limbo = std::env::var_os("TESSERA_FUZZ_LIMBO").map(PathBuf::from);
-        let written = harness::write_seeds(Path::new(&dir), limbo.as_deref().filter(|p| p.is_file())).unwrap();
+        let limbo = limbo.filter(|p| {
+            support::require(
+                &format!("the conformance suite {}", p.display()),
+                p.is_file(),
+                "make fuzz passes LIMBO=../shared/conformance/limbo.json.xz",
+            )
+        });
+        let written = harness::write_seeds(Path::new(&dir), limbo.as_deref()).unwrap();
         eprintln!("wrote {written} seeds to {}", Path::new(&dir).display());
     }
 }

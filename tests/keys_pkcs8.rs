@@ -3,40 +3,15 @@
 //! the conversion command, and is never called a wrong passphrase. Keys are made by OpenSSL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-use assert_cmd::cargo::cargo_bin;
+use std::path::{Path, PathBuf};
+
+use support::{openssl, s, stderr};
+
 use tessera::pki::{KeyAlgorithm, Passphrase, PkiError, PrivateKey};
 
 const PASS: &str = "pw123";
-
-fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn tool(name: &str) -> Command {
-    let mut cmd = Command::new(cargo_bin(name));
-    cmd.env_remove("TESSERA_PASSPHRASE").env_remove("TESSERA_CA_DIR");
-    cmd
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 struct Scratch {
     tmp: tempfile::TempDir,
@@ -145,7 +120,7 @@ fn the_issue_example_signs_with_an_hmac_sha1_key() {
     let module = scratch.path("m");
     std::fs::write(&module, "hi\n").unwrap();
 
-    let out = tool("sign")
+    let out = support::command("sign")
         .arg(&module)
         .arg("--key")
         .arg(&key)
@@ -160,7 +135,7 @@ fn the_issue_example_signs_with_an_hmac_sha1_key() {
     // The signature verifies against the key's public half, as OpenSSL computes it.
     let public = scratch.path("e.pub");
     openssl(&["pkey", "-in", &s(&ed), "-pubout", "-out", &s(&public)]);
-    let out = tool("verify")
+    let out = support::command("verify")
         .arg(&module)
         .arg("--pubkey")
         .arg(&public)
@@ -170,7 +145,7 @@ fn the_issue_example_signs_with_an_hmac_sha1_key() {
 
     // The wrong passphrase: exit 3, named as such, nothing written.
     std::fs::remove_file(&sig).unwrap();
-    let out = tool("sign")
+    let out = support::command("sign")
         .arg(&module)
         .arg("--key")
         .arg(&key)
@@ -192,7 +167,7 @@ fn a_ca_key_reencrypted_by_openssl_still_opens_the_ca() {
     ] {
         let scratch = Scratch::new();
         let dir = scratch.path("ca");
-        let out = tool("ca")
+        let out = support::command("ca")
             .arg("--dir")
             .arg(&dir)
             .args(["init", "--no-passphrase", "--key-type", key_type])
@@ -204,7 +179,7 @@ fn a_ca_key_reencrypted_by_openssl_still_opens_the_ca() {
         std::fs::rename(&encrypted, &plain).unwrap();
 
         let issue = |pass_file: &str, name: &str| {
-            tool("ca")
+            support::command("ca")
                 .arg("--dir")
                 .arg(&dir)
                 .arg("--passphrase-file")
@@ -279,7 +254,7 @@ fn unsupported_schemes_are_named_with_the_conversion_and_never_called_a_wrong_pa
         }
 
         // The tool: exit 3, the scheme and the command, not "wrong passphrase".
-        let out = tool("sign")
+        let out = support::command("sign")
             .arg(&module)
             .arg("--key")
             .arg(&key)

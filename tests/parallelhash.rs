@@ -2,6 +2,8 @@
 //! around block boundaries, several customization strings, output lengths and thread counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use proptest::prelude::*;
 use tessera::sign::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
 use tiny_keccak::{Hasher as _, ParallelHash};
@@ -56,13 +58,6 @@ proptest! {
     }
 }
 
-fn run(cmd: &mut std::process::Command) -> std::process::Output {
-    cmd.env_remove("TESSERA_PASSPHRASE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// `sign --hash parallelhash128` end to end: the digest `verify --json` reports is the
 /// independent implementation's ParallelHash128(module, B = 8192, L = 256, S = ""), and one
 /// changed byte is refused (exit 1).
@@ -70,17 +65,17 @@ fn run(cmd: &mut std::process::Command) -> std::process::Output {
 fn sign_and_verify_with_parallelhash128() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sign = env!("CARGO_BIN_EXE_sign");
-    let verify = env!("CARGO_BIN_EXE_verify");
-    let out = run(std::process::Command::new(sign)
-        .current_dir(d)
-        .args(["--generate", "k", "--no-passphrase"]));
+    let out = support::output(
+        support::command("sign")
+            .current_dir(d)
+            .args(["--generate", "k", "--no-passphrase"]),
+    );
     assert!(out.status.success(), "{out:?}");
     let module: Vec<u8> = (0..(3 * PARALLELHASH_BLOCK_SIZE + 1234))
         .map(|i| (i * 7 % 256) as u8)
         .collect();
     std::fs::write(d.join("m.bin"), &module).unwrap();
-    let out = run(std::process::Command::new(sign).current_dir(d).args([
+    let out = support::output(support::command("sign").current_dir(d).args([
         "m.bin",
         "--key",
         "k.key",
@@ -88,9 +83,11 @@ fn sign_and_verify_with_parallelhash128() {
         "parallelhash128",
     ]));
     assert!(out.status.success(), "{out:?}");
-    let out = run(std::process::Command::new(verify)
-        .current_dir(d)
-        .args(["m.bin", "--pubkey", "k.pub", "--json"]));
+    let out = support::output(
+        support::command("verify")
+            .current_dir(d)
+            .args(["m.bin", "--pubkey", "k.pub", "--json"]),
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["hash"], "parallelhash128");
@@ -103,8 +100,10 @@ fn sign_and_verify_with_parallelhash128() {
     let mut tampered = module.clone();
     tampered[PARALLELHASH_BLOCK_SIZE + 5] ^= 0x01;
     std::fs::write(d.join("m.bin"), &tampered).unwrap();
-    let out = run(std::process::Command::new(verify)
-        .current_dir(d)
-        .args(["m.bin", "--pubkey", "k.pub"]));
+    let out = support::output(
+        support::command("verify")
+            .current_dir(d)
+            .args(["m.bin", "--pubkey", "k.pub"]),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

@@ -4,30 +4,17 @@
 //! modes; `sign` refuses a chain `verify` would refuse.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use support::{code, stderr};
+
 struct Env {
     dir: tempfile::TempDir,
-}
-
-fn exe(tool: &str) -> PathBuf {
-    match tool {
-        "ca" => env!("CARGO_BIN_EXE_ca").into(),
-        "sign" => env!("CARGO_BIN_EXE_sign").into(),
-        "verify" => env!("CARGO_BIN_EXE_verify").into(),
-        other => panic!("no tool {other}"),
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 impl Env {
@@ -66,23 +53,9 @@ impl Env {
     }
 
     fn run(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(exe(tool))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("TESSERA_PASSPHRASE")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(bytes) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            let bytes = bytes.to_vec();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            });
-        }
-        child.wait_with_output().unwrap()
+        let mut cmd = support::command(tool);
+        cmd.args(args).current_dir(self.dir.path());
+        support::run(&mut cmd, stdin, support::TIMEOUT)
     }
 
     fn ok(&self, out: &Output) {
@@ -248,7 +221,7 @@ fn process_substitution_pipes_are_written_through() {
     let env = Env::new();
     let script = format!(
         "{} m --key s.key --cert s.chain.pem -q -o >(cat > piped.sig); rc=$?; wait; sleep 0.3; exit $rc",
-        exe("sign").display()
+        support::tool("sign").display()
     );
     let out = Command::new("bash")
         .args(["-c", &script])
@@ -402,7 +375,10 @@ fn mode(path: &Path) -> u32 {
 /// Runs `ca ARGS` under umask 000 in `dir`.
 fn ca_umask_000(dir: &Path, args: &str) -> Output {
     Command::new("bash")
-        .args(["-c", &format!("umask 000; exec {} {args}", exe("ca").display())])
+        .args([
+            "-c",
+            &format!("umask 000; exec {} {args}", support::tool("ca").display()),
+        ])
         .current_dir(dir)
         .env_remove("TESSERA_PASSPHRASE")
         .output()
@@ -646,7 +622,7 @@ fn echo_tools_read_one_file_from_standard_input() {
         ],
         None,
     ));
-    let mut server = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+    let mut server = support::command("echo-server")
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -674,23 +650,9 @@ fn echo_tools_read_one_file_from_standard_input() {
     let client = |args: &[&str], input: Option<&[u8]>| {
         let mut all = vec!["--connect", address.as_deref().unwrap(), "--server-name", "localhost"];
         all.extend(args);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-client"))
-            .args(&all)
-            .current_dir(env.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A client that exits before reading its stdin (a usage error) is judged by its exit
-        // code and output, not by the broken pipe this writer then sees.
-        let mut pipe = child.stdin.take().unwrap();
-        match pipe.write_all(input.unwrap_or_default()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
-            _ => {}
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
+        let mut cmd = support::command("echo-client");
+        cmd.args(&all).current_dir(env.dir.path());
+        support::run(&mut cmd, Some(input.unwrap_or_default()), support::TIMEOUT)
     };
     let result = (|| {
         address.as_ref().ok_or(format!("no address in {line:?}"))?;
@@ -727,7 +689,7 @@ fn echo_tools_read_one_file_from_standard_input() {
     result.unwrap_or_else(|e| panic!("{e}\nserver log:\n{log}"));
     assert!(log.contains("configuration reloaded generation=1"), "{log}");
     // Two inputs from standard input: a usage error at start.
-    let out = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+    let out = support::command("echo-server")
         .args(["--listen", "127.0.0.1:0", "--cert", "-", "--key", "-"])
         .current_dir(env.dir.path())
         .stdin(Stdio::null())

@@ -3,62 +3,13 @@
 //! tools, usage errors that end with a hint, and help that is never wrapped to one word a line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin;
-
-fn tool(name: &str) -> Command {
-    let mut cmd = Command::new(cargo_bin(name));
-    cmd.env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG")
-        .env_remove("COLUMNS")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = tool("ca");
-    cmd.arg("--dir").arg(dir);
-    cmd
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap()
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}", stderr(&out));
-    stdout(&out)
-}
-
-#[track_caller]
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
-#[track_caller]
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-}
+use support::{ca, code, ok, openssl, output, s, stderr, stdout};
 
 /// Nothing that could move the cursor or reorder a line reaches the terminal.
 #[track_caller]
@@ -108,10 +59,6 @@ impl Ca {
         names.sort();
         names
     }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 // 1. Untrusted text printed raw.
@@ -242,11 +189,11 @@ fn evil_chain(dir: &Path) -> (PathBuf, PathBuf) {
 fn verify_escapes_the_trusted_path_and_quiet_prints_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, leaf) = evil_chain(tmp.path());
-    let out = ok(tool("ca").arg("verify").arg(&leaf).arg("--root").arg(&root));
+    let out = ok(support::command("ca").arg("verify").arg(&leaf).arg("--root").arg(&root));
     assert!(out.contains("\n  0: CN=evil\\u{1b}[31m\\u{202e}RED (serial "), "{out}");
     assert!(out.contains("\n  1: CN=Root\\u{1b}[31m\\u{202e}X (serial "), "{out}");
     assert_no_raw_controls(&out);
-    let json: serde_json::Value = serde_json::from_str(&ok(tool("ca")
+    let json: serde_json::Value = serde_json::from_str(&ok(support::command("ca")
         .arg("verify")
         .arg(&leaf)
         .arg("--root")
@@ -255,7 +202,13 @@ fn verify_escapes_the_trusted_path_and_quiet_prints_nothing() {
     .unwrap();
     assert_eq!(json["path"][0]["subject"], "CN=evil\u{1b}[31m\u{202e}RED");
 
-    let quiet = run(tool("ca").args(["-q", "verify"]).arg(&leaf).arg("--root").arg(&root));
+    let quiet = output(
+        support::command("ca")
+            .args(["-q", "verify"])
+            .arg(&leaf)
+            .arg("--root")
+            .arg(&root),
+    );
     assert_eq!(code(&quiet), 0);
     assert_eq!(stdout(&quiet), "");
     assert_eq!(stderr(&quiet), "");
@@ -283,12 +236,13 @@ fn a_request_with_a_control_character_in_a_name_is_refused_and_nothing_is_writte
         &s(&csr),
     ]);
     let before = ca.files();
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "server", "--name", "esc.example.org", "--csr"])
-        .arg(&csr)
-        .arg("--out")
-        .arg(ca.path("esc")));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "server", "--name", "esc.example.org", "--csr"])
+            .arg(&csr)
+            .arg("--out")
+            .arg(ca.path("esc")),
+    );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
@@ -321,12 +275,13 @@ fn a_request_with_a_malformed_dns_name_is_refused_in_plain_words() {
         "-out",
         &s(&csr),
     ]);
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "server", "--name", "x.example.org", "--csr"])
-        .arg(&csr)
-        .arg("--out")
-        .arg(ca.path("dd")));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "server", "--name", "x.example.org", "--csr"])
+            .arg(&csr)
+            .arg("--out")
+            .arg(ca.path("dd")),
+    );
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out)
@@ -399,19 +354,20 @@ fn san_values_not_valid_for_their_type_are_usage_errors() {
         ("ip:300.1.1.1", "\"ip:300.1.1.1\" is not an IP address"),
     ];
     for (san, expected) in cases {
-        let out = run(ca
-            .cmd()
-            .args([
-                "issue",
-                "--profile",
-                "server",
-                "--name",
-                "ok.example.org",
-                "--san",
-                san,
-                "--out",
-            ])
-            .arg(ca.path("x")));
+        let out = output(
+            ca.cmd()
+                .args([
+                    "issue",
+                    "--profile",
+                    "server",
+                    "--name",
+                    "ok.example.org",
+                    "--san",
+                    san,
+                    "--out",
+                ])
+                .arg(ca.path("x")),
+        );
         assert_eq!(code(&out), 2, "{san}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.starts_with("ca: error: --san \""), "{san}: {err}");
@@ -455,23 +411,24 @@ fn san_values_not_valid_for_their_type_are_usage_errors() {
 #[test]
 fn repeated_sans_are_written_once() {
     let ca = Ca::new();
-    let out = run(ca
-        .cmd()
-        .args([
-            "issue",
-            "--profile",
-            "server",
-            "--name",
-            "b.test",
-            "--san",
-            "a.test",
-            "--san",
-            "A.TEST",
-            "--san",
-            "dns:a.test.",
-            "--out",
-        ])
-        .arg(ca.path("dup")));
+    let out = output(
+        ca.cmd()
+            .args([
+                "issue",
+                "--profile",
+                "server",
+                "--name",
+                "b.test",
+                "--san",
+                "a.test",
+                "--san",
+                "A.TEST",
+                "--san",
+                "dns:a.test.",
+                "--out",
+            ])
+            .arg(ca.path("dup")),
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("  names:       dns:b.test, dns:a.test\n"),
@@ -531,7 +488,7 @@ fn a_serial_that_is_not_hex_is_a_usage_error() {
             "ca: error: \"0x1f\" is not a serial number: 'x' is not a hex digit\n",
         ),
     ] {
-        let out = run(ca.cmd().args(["revoke", serial]));
+        let out = output(ca.cmd().args(["revoke", serial]));
         assert_eq!(code(&out), 2, "{serial:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.starts_with(expected), "{serial:?}: {err}");
@@ -540,11 +497,11 @@ fn a_serial_that_is_not_hex_is_a_usage_error() {
             "{err}"
         );
     }
-    let out = run(ca.cmd().args(["revoke", &"1".repeat(41)]));
+    let out = output(ca.cmd().args(["revoke", &"1".repeat(41)]));
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("longer than 20 octets"), "{}", stderr(&out));
     // A well-formed serial that is not there is still exit 3.
-    let out = run(ca.cmd().args(["revoke", "3f:9a:0c"]));
+    let out = output(ca.cmd().args(["revoke", "3f:9a:0c"]));
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out).starts_with("ca: error: no certificate with serial 3f9a0c was issued"),
@@ -555,11 +512,11 @@ fn a_serial_that_is_not_hex_is_a_usage_error() {
 
 #[test]
 fn help_lists_only_causes_of_its_own() {
-    let help = ok(tool("ca").arg("--help"));
+    let help = ok(support::command("ca").arg("--help"));
     assert!(!help.contains("tampered"), "{help}");
     assert!(help.contains("EXIT CODES:\n  0  success\n"), "{help}");
     for sub in ["verify", "show"] {
-        let help = ok(tool("ca").args([sub, "--help"]));
+        let help = ok(support::command("ca").args([sub, "--help"]));
         let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
             words.contains("else certs/ca; not used by `show` and `verify`)"),
@@ -572,30 +529,14 @@ fn help_lists_only_causes_of_its_own() {
 #[test]
 fn a_name_is_escaped_once() {
     let ca = Ca::new();
-    let out = run(ca
-        .cmd()
-        .args(["issue", "--profile", "server", "--name", "a\u{202e}b.test"]));
+    let out = output(
+        ca.cmd()
+            .args(["issue", "--profile", "server", "--name", "a\u{202e}b.test"]),
+    );
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
     assert!(err.contains("and \"a\\u{202e}b.test\" is neither"), "{err}");
     assert!(!err.contains("\\\\u"), "{err}");
-}
-
-/// Runs `cmd`; kills it and fails if it has not ended within 20 seconds.
-fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            child.kill().unwrap();
-            let _ = child.wait();
-            panic!("{cmd:?} blocked");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -615,7 +556,7 @@ fn state_files_that_are_not_regular_files_are_refused() {
         let made = Command::new("mkfifo").arg(&path).status().unwrap();
         assert!(made.success());
         for command in ["list", "crl"] {
-            let out = run_bounded(ca.cmd().arg(command));
+            let out = support::run(ca.cmd().arg(command), None, Duration::from_secs(20));
             assert_eq!(code(&out), 3, "{name}: {}", stderr(&out));
             assert_eq!(
                 stderr(&out).lines().next().unwrap(),
@@ -631,14 +572,19 @@ fn state_files_that_are_not_regular_files_are_refused() {
 #[test]
 fn an_empty_ca_dir_variable_counts_as_unset() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(tool("ca").current_dir(tmp.path()).env("TESSERA_CA_DIR", "").arg("list"));
+    let out = output(
+        support::command("ca")
+            .current_dir(tmp.path())
+            .env("TESSERA_CA_DIR", "")
+            .arg("list"),
+    );
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out).starts_with("ca: error: certs/ca is not a CA directory (no ca.pem)\n"),
         "{}",
         stderr(&out)
     );
-    let out = run(tool("ca").args(["--dir", "", "list"]));
+    let out = output(support::command("ca").args(["--dir", "", "list"]));
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out).contains("the directory must not be empty"),
@@ -652,7 +598,7 @@ fn init_over_a_file_and_show_of_nothing_say_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("F");
     std::fs::write(&file, "x").unwrap();
-    let out = run(ca(&file).args(["init", "--no-passphrase"]));
+    let out = output(ca(&file).args(["init", "--no-passphrase"]));
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out).starts_with(&format!(
@@ -664,7 +610,7 @@ fn init_over_a_file_and_show_of_nothing_say_what_is_wrong() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 
-    let out = run(tool("ca").args(["show", "-"]));
+    let out = output(support::command("ca").args(["show", "-"]));
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out).starts_with("ca: error: standard input is empty\n"),
@@ -688,7 +634,7 @@ fn library_warnings_read_tool_warning() {
     let ca = Ca::new();
     ok(ca.cmd().args(["crl", "-q"]));
     std::fs::remove_file(ca.dir().join("crl.pem")).unwrap();
-    let out = run(ca.cmd().args(["revoke", "01"]));
+    let out = output(ca.cmd().args(["revoke", "01"]));
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
     let crl = ca.dir().join("crl.pem");
@@ -707,12 +653,14 @@ fn library_warnings_read_tool_warning() {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let module = ca.path("m.bin");
     std::fs::write(&module, b"module").unwrap();
-    let out = run(tool("sign")
-        .arg(&module)
-        .arg("--key")
-        .arg(&key)
-        .arg("-o")
-        .arg(ca.path("m.sig")));
+    let out = output(
+        support::command("sign")
+            .arg(&module)
+            .arg("--key")
+            .arg(&key)
+            .arg("-o")
+            .arg(ca.path("m.sig")),
+    );
     let err = stderr(&out);
     assert!(
         err.starts_with("sign: warning: private key file is accessible to group or others; `chmod 600` it"),
@@ -725,13 +673,13 @@ fn library_warnings_read_tool_warning() {
 
 #[test]
 fn usage_errors_end_with_a_hint_naming_the_command() {
-    let out = run(tool("ca").args(["issue", "--profile", "server", "--name", "x", "--bogus"]));
+    let out = output(support::command("ca").args(["issue", "--profile", "server", "--name", "x", "--bogus"]));
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     assert!(err.ends_with("ca: hint: see 'ca issue --help'\n"), "{err}");
     assert!(!err.contains("For more information"), "{err}");
 
-    let out = run(tool("ca").args(["issue", "--profile", "server", "--name", "x", "--days", "-1"]));
+    let out = output(support::command("ca").args(["issue", "--profile", "server", "--name", "x", "--days", "-1"]));
     assert_eq!(code(&out), 2);
     assert_eq!(
         stderr(&out),
@@ -739,7 +687,7 @@ fn usage_errors_end_with_a_hint_naming_the_command() {
          number of days from 1 to 36500\n\nca: hint: see 'ca issue --help'\n"
     );
     for name in ["sign", "verify"] {
-        let out = run(tool(name).arg("--bogus"));
+        let out = output(support::command(name).arg("--bogus"));
         assert_eq!(code(&out), 2);
         let err = stderr(&out);
         assert!(err.ends_with(&format!("{name}: hint: see '{name} --help'\n")), "{err}");
@@ -757,7 +705,7 @@ fn narrow_terminals_still_get_readable_help() {
         ),
         ("verify", "A DNS name or IP address the certificate must be valid for"),
     ] {
-        let help = ok(tool("ca").env("COLUMNS", "40").args([sub, "--help"]));
+        let help = ok(support::command("ca").env("COLUMNS", "40").args([sub, "--help"]));
         // At 40 columns clap would put one or two words of each description on a line.
         assert!(help.lines().any(|l| l.contains(description)), "{help}");
         let options = help.split("EXAMPLES:").next().unwrap();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 mod channel_common;
+mod support;
 
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
@@ -238,7 +239,7 @@ fn a_short_bench_transfer_is_an_error_with_the_counts() {
 /// Runs `echo-server` with `args` (no listening expected) and returns (exit code, stderr).
 fn server_usage(pki: &Pki, args: &[&str]) -> (Option<i32>, String) {
     let out = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        support::command("echo-server")
             .args(["--cert"])
             .arg(&pki.server.chain)
             .arg("--key")
@@ -259,7 +260,7 @@ fn server_usage(pki: &Pki, args: &[&str]) -> (Option<i32>, String) {
 
 fn client_usage(args: &[&str]) -> (Option<i32>, String) {
     let out = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_echo-client"))
+        support::command("echo-client")
             .args(["--ca", "/nonexistent/root.pem"])
             .args(args)
             .env_remove("SSLKEYLOGFILE"),
@@ -429,7 +430,7 @@ fn signed_module(pki: &Pki) -> std::path::PathBuf {
     let dir = pki.dir.path();
     let ca_dir = dir.join("ca");
     let out = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ca"))
+        support::command("ca")
             .arg("--dir")
             .arg(ca_dir)
             .args([
@@ -450,7 +451,7 @@ fn signed_module(pki: &Pki) -> std::path::PathBuf {
     assert_eq!(out.status.code(), Some(0), "ca issue: {}", text(&out.stderr));
     std::fs::write(dir.join("m.so"), b"module bytes\n").unwrap();
     let out = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sign"))
+        support::command("sign")
             .arg(dir.join("m.so"))
             .arg("--key")
             .arg(dir.join("signer.key"))
@@ -466,7 +467,7 @@ fn signed_module(pki: &Pki) -> std::path::PathBuf {
 
 fn verify_with(pki: &Pki, sig: &std::path::Path) -> (Option<i32>, String) {
     let out = run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_verify"))
+        support::command("verify")
             .arg(pki.dir.path().join("m.so"))
             .arg("--sig")
             .arg(sig)

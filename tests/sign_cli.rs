@@ -1,23 +1,22 @@
 //! The `sign` and `verify` binaries: exit codes, messages and files, run for real.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
-mod sign_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use predicates::prelude::*;
-use tempfile::TempDir;
+use support::Pki;
 use time::OffsetDateTime;
 
-use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile, RevocationReason};
+use tessera::ca::{Profile, RevocationReason};
 use tessera::pki::KeyAlgorithm;
 
+/// A root CA made an hour ago in `ca/`, and a code-signing certificate `signer.{key,pem,chain.pem}`.
 struct Env {
-    dir: TempDir,
-    ca: CertificateAuthority,
+    pki: Pki,
 }
 
 impl Env {
@@ -26,30 +25,21 @@ impl Env {
     }
 
     fn named(root: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let mut request = InitRequest::new(root);
-        request.key_algorithm = KeyAlgorithm::Ed25519;
-        let ca = CertificateAuthority::init(&dir.path().join("ca"), &request, None, now).unwrap();
-        let env = Self { dir, ca };
+        let env = Self {
+            pki: Pki::named(root, now),
+        };
         env.issue(Profile::CodeSigning, "signer", "Module Signer");
         env
     }
 
     fn issue(&self, profile: Profile, prefix: &str, name: &str) -> String {
-        let issued = self
-            .ca
-            .issue(
-                &IssueRequest::new(profile, name).with_key_algorithm(KeyAlgorithm::Ed25519),
-                OffsetDateTime::now_utc() - time::Duration::minutes(30),
-            )
-            .unwrap();
-        issued.write(&self.path(prefix), None).unwrap();
-        issued.info.serial
+        let at = OffsetDateTime::now_utc() - time::Duration::minutes(30);
+        self.pki.issue_files(profile, prefix, name, KeyAlgorithm::Ed25519, at)
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.pki.path(name)
     }
 
     fn root(&self) -> PathBuf {
@@ -63,14 +53,14 @@ impl Env {
     }
 
     fn sign(&self) -> Command {
-        let mut cmd = Command::cargo_bin("sign").unwrap();
-        cmd.current_dir(self.dir.path()).env_remove("TESSERA_PASSPHRASE");
+        let mut cmd = support::command("sign");
+        cmd.current_dir(self.pki.dir.path());
         cmd
     }
 
     fn verify(&self) -> Command {
-        let mut cmd = Command::cargo_bin("verify").unwrap();
-        cmd.current_dir(self.dir.path());
+        let mut cmd = support::command("verify");
+        cmd.current_dir(self.pki.dir.path());
         cmd
     }
 
@@ -170,7 +160,7 @@ fn embedded_signature_is_detected_and_extract_gives_the_original_bytes() {
         .args(["--extract", "out2.bin"]);
     run(cmd).code(1);
     assert!(!env.path("out2.bin").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+    let leftovers: Vec<_> = std::fs::read_dir(env.pki.dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -211,7 +201,8 @@ fn wrong_root_revoked_signer_and_wrong_name_exit_1() {
     let signer = env.path("signer.pem");
     let info =
         tessera::pki::CertificateInfo::from_der(&tessera::pki::pem::load_certificates(&signer).unwrap()[0]).unwrap();
-    env.ca
+    env.pki
+        .ca
         .revoke(
             &info.serial,
             RevocationReason::KeyCompromise,
@@ -224,7 +215,7 @@ fn wrong_root_revoked_signer_and_wrong_name_exit_1() {
         .arg("--root")
         .arg(env.root())
         .arg("--crl")
-        .arg(env.ca.crl_path());
+        .arg(env.pki.ca.crl_path());
     run(cmd).code(1).stderr(predicate::str::contains("is revoked"));
 }
 
@@ -360,7 +351,7 @@ fn raw_key_mode_with_an_encrypted_key() {
 #[test]
 fn help_lists_examples_and_exit_codes() {
     for tool in ["sign", "verify"] {
-        let mut cmd = Command::cargo_bin(tool).unwrap();
+        let mut cmd = support::command(tool);
         cmd.arg("--help");
         run(cmd)
             .code(0)
@@ -371,8 +362,7 @@ fn help_lists_examples_and_exit_codes() {
 
 #[test]
 fn openssl_independently_verifies_signature_and_digest() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("openssl not installed; skipping the independent cross-check");
+    if !support::require_tool("openssl") {
         return;
     }
     let env = Env::new();
@@ -382,13 +372,13 @@ fn openssl_independently_verifies_signature_and_digest() {
     std::fs::write(env.path("statement.der"), bundle.statement_der()).unwrap();
     std::fs::write(env.path("sig.bin"), bundle.signature()).unwrap();
     let status = Command::new("openssl")
-        .current_dir(env.dir.path())
+        .current_dir(env.pki.dir.path())
         .args(["x509", "-in", "signer.pem", "-pubkey", "-noout", "-out", "signer.pub"])
         .status()
         .unwrap();
     assert!(status.success());
     let out = Command::new("openssl")
-        .current_dir(env.dir.path())
+        .current_dir(env.pki.dir.path())
         .args([
             "pkeyutl",
             "-verify",
@@ -405,7 +395,7 @@ fn openssl_independently_verifies_signature_and_digest() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new("openssl")
-        .current_dir(env.dir.path())
+        .current_dir(env.pki.dir.path())
         .args(["dgst", "-sha3-256", "-r", "mod.bin"])
         .output()
         .unwrap();
@@ -487,11 +477,11 @@ fn sign_refuses_a_chain_too_large_for_a_bundle_and_writes_nothing() {
     env.module("mod.bin", &module_bytes());
     let mut chain = std::fs::read_to_string(env.path("signer.chain.pem")).unwrap();
     for i in 0..6 {
-        let cert = sign_support::large_certificate(&format!("Filler {i}"), 9000);
+        let cert = support::large_certificate(&format!("Filler {i}"), 9000);
         chain.push_str(&tessera::pki::pem::to_pem(tessera::pki::pem::CERTIFICATE, &cert));
     }
     std::fs::write(env.path("big.chain.pem"), chain).unwrap();
-    let before: Vec<String> = std::fs::read_dir(env.dir.path())
+    let before: Vec<String> = std::fs::read_dir(env.pki.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -508,7 +498,7 @@ fn sign_refuses_a_chain_too_large_for_a_bundle_and_writes_nothing() {
             .stderr(predicate::str::contains("bytes, more than the 65536 allowed\n"))
             .stderr(predicate::str::contains("sign: hint: CHAIN is too large"));
         let names: Vec<&str> = before.iter().map(String::as_str).collect();
-        no_files_but(env.dir.path(), &names);
+        no_files_but(env.pki.dir.path(), &names);
     }
 }
 
@@ -595,9 +585,9 @@ fn extract_write_errors_name_the_output_file() {
     env.sign_module(&m, &[]);
     // Files over 1 KiB cannot be written (EFBIG rather than SIGXFSZ, which is ignored and stays
     // ignored across exec): the module verifies, but writing OUT fails.
-    let verify = assert_cmd::cargo::cargo_bin("verify");
+    let verify = support::tool("verify");
     let mut cmd = Command::new("sh");
-    cmd.current_dir(env.dir.path())
+    cmd.current_dir(env.pki.dir.path())
         .arg("-c")
         .arg("trap '' XFSZ; ulimit -f 2; exec \"$0\" \"$@\"")
         .arg(&verify)
@@ -608,7 +598,7 @@ fn extract_write_errors_name_the_output_file() {
         .stderr(predicate::str::contains("mod.bin").not());
     assert!(!env.path("out.bin").exists());
     no_files_but(
-        env.dir.path(),
+        env.pki.dir.path(),
         &[
             "ca",
             "mod.bin",

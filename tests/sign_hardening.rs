@@ -4,7 +4,7 @@
 //! keys only, and a long-lived library verifier reads the clock per verification.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
-mod sign_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,29 +15,27 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::{Pki, stderr, stdout};
 use time::OffsetDateTime;
 
-use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile};
+use tessera::ca::{CertificateAuthority, InitRequest, Profile};
 use tessera::pki::{KeyAlgorithm, PkiError};
 use tessera::sign::{Bundle, CheckTime, HashAlgorithm, SignError, SignRequest, Signer, Verifier, embed};
 
 const HINT: &str = "hint: write the output to another path; the input was left as it is\n";
 
+/// A root CA made an hour ago in `ca/`, a code-signing certificate `signer.{pem,key,chain.pem}`,
+/// and a module `m.bin` signed detached (`m.bin.sig`) and embedded (`m.bin.signed`).
 struct Env {
-    dir: tempfile::TempDir,
-    ca: CertificateAuthority,
+    pki: Pki,
 }
 
 impl Env {
-    /// A root CA in `ca/`, a code-signing certificate `signer.{pem,key,chain.pem}`, and a module
-    /// `m.bin` signed detached (`m.bin.sig`) and embedded (`m.bin.signed`).
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut request = InitRequest::new("Hardening Root");
-        request.key_algorithm = KeyAlgorithm::Ed25519;
         let now = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let ca = CertificateAuthority::init(&dir.path().join("ca"), &request, None, now).unwrap();
-        let env = Self { dir, ca };
+        let env = Self {
+            pki: Pki::named("Hardening Root", now),
+        };
         env.issue(Profile::CodeSigning, "signer", "Module Signer", KeyAlgorithm::Ed25519);
         env.write("m.bin", &module_bytes(100_000));
         env.ok(&env.sign(&["m.bin"]));
@@ -46,18 +44,12 @@ impl Env {
     }
 
     fn issue(&self, profile: Profile, prefix: &str, name: &str, algorithm: KeyAlgorithm) {
-        let issued = self
-            .ca
-            .issue(
-                &IssueRequest::new(profile, name).with_key_algorithm(algorithm),
-                OffsetDateTime::now_utc() - time::Duration::minutes(30),
-            )
-            .unwrap();
-        issued.write(&self.path(prefix), None).unwrap();
+        let at = OffsetDateTime::now_utc() - time::Duration::minutes(30);
+        self.pki.issue_files(profile, prefix, name, algorithm, at);
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.pki.path(name)
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -90,23 +82,8 @@ impl Env {
 
     /// Runs a tool in the test directory (60 s at most).
     fn run(&self, tool: &str, args: &[String], stdin: Input, stdout: Sink, env: &[(&str, &str)]) -> Output {
-        let bin = match tool {
-            "sign" => env!("CARGO_BIN_EXE_sign"),
-            "verify" => env!("CARGO_BIN_EXE_verify"),
-            "ca" => env!("CARGO_BIN_EXE_ca"),
-            "echo-server" => env!("CARGO_BIN_EXE_echo-server"),
-            "echo-client" => env!("CARGO_BIN_EXE_echo-client"),
-            other => panic!("no tool {other}"),
-        };
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(self.dir.path())
-            .args(args)
-            .env_remove("TESSERA_PASSPHRASE")
-            .env_remove("TESSERA_CA_DIR")
-            .env_remove("SSLKEYLOGFILE")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped());
+        let mut cmd = support::command(tool);
+        cmd.current_dir(self.pki.dir.path()).args(args).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -128,26 +105,13 @@ impl Env {
             Sink::Piped => cmd.stdout(Stdio::piped()),
             Sink::AppendTo(p) => cmd.stdout(File::options().append(true).open(self.path(&p)).unwrap()),
         };
-        let mut child = cmd.spawn().unwrap();
-        if let Some(bytes) = bytes {
-            let mut input = child.stdin.take().unwrap();
-            // The tool may refuse before reading: a closed pipe is fine.
-            std::thread::spawn(move || {
-                let _ = input.write_all(&bytes);
-            });
-        }
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(out) => out.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-                panic!("{tool} {args:?} did not finish within 60 s");
-            }
-        }
+        let child = cmd.spawn().unwrap();
+        support::finish(
+            child,
+            bytes.as_deref(),
+            Duration::from_secs(60),
+            &format!("{tool} {args:?}"),
+        )
     }
 
     fn ok(&self, out: &Output) {
@@ -172,7 +136,7 @@ impl Env {
             }
         }
         let mut out = BTreeMap::new();
-        walk(self.dir.path(), self.dir.path(), &mut out);
+        walk(self.pki.dir.path(), self.pki.dir.path(), &mut out);
         out
     }
 }
@@ -202,14 +166,6 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 fn module_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Exit 2, nothing on stdout, and exactly the same-file error naming both paths.
@@ -404,7 +360,8 @@ fn verify_never_writes_over_an_input() {
     env.symlink("m.bin", "lnk");
     env.hard_link("m.bin", "hard");
     std::fs::copy(env.path("m.bin.sig"), env.path("s.sig")).unwrap();
-    env.ca
+    env.pki
+        .ca
         .write_crl(OffsetDateTime::now_utc(), Duration::from_secs(86_400))
         .unwrap();
     env.ok(&env.run(
@@ -501,7 +458,8 @@ fn verify_never_writes_over_an_input() {
 #[test]
 fn ca_never_writes_over_an_input_or_another_cas_files() {
     let env = Env::new();
-    env.ca
+    env.pki
+        .ca
         .write_crl(OffsetDateTime::now_utc(), Duration::from_secs(86_400))
         .unwrap();
     let mut other = InitRequest::new("Other Root");
@@ -511,7 +469,7 @@ fn ca_never_writes_over_an_input_or_another_cas_files() {
         .write_crl(OffsetDateTime::now_utc(), Duration::from_secs(86_400))
         .unwrap();
     let req = Command::new("openssl")
-        .current_dir(env.dir.path())
+        .current_dir(env.pki.dir.path())
         .args(["req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "req.key"])
         .args(["-subj", "/CN=req.example.test", "-out", "req.pem"])
         .output()
@@ -809,7 +767,7 @@ fn a_module_on_a_named_pipe_is_read_as_a_stream() {
     fifo("lib.signed");
     feed_fifo(env.path("lib.signed"), env.read("m.bin.signed"));
     let mut trust = tessera::pki::TrustStore::new();
-    trust.add_root(env.ca.root().clone(), "root").unwrap();
+    trust.add_root(env.pki.ca.root().clone(), "root").unwrap();
     let loaded = Verifier::new(trust)
         .load_verified(&env.path("lib.signed"), None)
         .unwrap();
@@ -1127,8 +1085,8 @@ fn only_private_keys_draw_the_permission_warning() {
 
 #[test]
 fn a_long_lived_verifier_reads_its_clock_at_each_verification() {
-    let t0 = sign_support::now();
-    let pki = sign_support::Pki::new(t0 - time::Duration::days(10));
+    let t0 = support::now();
+    let pki = support::Pki::new(t0 - time::Duration::days(10));
     let (key, chain, _) = pki.issue(
         Profile::CodeSigning,
         "Short Signer",
@@ -1168,7 +1126,7 @@ fn a_long_lived_verifier_reads_its_clock_at_each_verification() {
         t0 + time::Duration::hours(2)
     );
     // A verifier on the system clock, for a certificate valid now.
-    let now_pki = sign_support::Pki::new(OffsetDateTime::now_utc() - time::Duration::days(1));
+    let now_pki = support::Pki::new(OffsetDateTime::now_utc() - time::Duration::days(1));
     let (key, chain, _) = now_pki.code_signer(OffsetDateTime::now_utc() - time::Duration::hours(1));
     let bundle = Signer::with_certificate(&key, chain)
         .unwrap()
@@ -1194,8 +1152,8 @@ impl Read for Trickle<'_> {
 
 #[test]
 fn embedded_signatures_verify_from_a_stream_in_one_pass() {
-    let t0 = sign_support::now();
-    let pki = sign_support::Pki::new(t0 - time::Duration::days(10));
+    let t0 = support::now();
+    let pki = support::Pki::new(t0 - time::Duration::days(10));
     let (key, chain, _) = pki.code_signer(t0 - time::Duration::days(5));
     let signer = Signer::with_certificate(&key, chain).unwrap();
     let verifier = Verifier::new(pki.trust()).at(t0);

@@ -2,12 +2,12 @@
 //! limits checked before allocation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod sign_support;
+mod support;
 
 use std::time::Duration;
 
 use ed25519_dalek::Signer as _;
-use sign_support::{Pki, large_certificate, now, seed};
+use support::{Pki, large_certificate, now, seed};
 use tessera::ca::{Profile, RevocationReason};
 use tessera::pki::{KeyAlgorithm, PkiError, PrivateKey};
 use tessera::sign::{

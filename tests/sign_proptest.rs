@@ -2,12 +2,12 @@
 //! a file with an embedded signature is rejected; signing and verifying round-trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod sign_support;
+mod support;
 
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use sign_support::{Pki, now};
+use support::{Pki, now};
 use tessera::sign::{Bundle, SignRequest, Signer, Verifier, embed};
 
 struct Fixture {
