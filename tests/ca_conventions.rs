@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{ok_output, output, output_with_stdin, stderr, stdout};
+use support::{ToolCa, ok_output, output, output_with_stdin, stderr, stdout};
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -22,25 +22,21 @@ fn json(out: &Output) -> Value {
 
 /// A root CA (no passphrase) in a temporary directory, which is also the working directory of
 /// the commands run from it.
-struct Ca {
-    tmp: tempfile::TempDir,
+struct Ca(ToolCa);
+
+impl std::ops::Deref for Ca {
+    type Target = ToolCa;
+    fn deref(&self) -> &ToolCa {
+        &self.0
+    }
 }
 
 impl Ca {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Self { tmp };
-        ok_output(ca.cmd().args(["init", "--name", "Conventions Root", "--no-passphrase"]));
-        ca
-    }
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("ca")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        Self(ToolCa::new("Conventions Root", &[]))
     }
     fn cmd(&self) -> Command {
-        let mut cmd = support::ca(&self.dir());
+        let mut cmd = self.0.cmd();
         cmd.current_dir(self.tmp.path());
         cmd
     }

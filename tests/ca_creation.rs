@@ -180,21 +180,7 @@ fn openssl_constrained_pki(scratch: &Scratch, constraint: &str, san: &str) -> (P
         scratch.path("os-leaf.csr"),
         scratch.path("os-leaf.pem"),
     );
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&key),
-        "-subj",
-        "/CN=carol",
-        "-out",
-        &s(&csr),
-    ]);
+    support::openssl_p256_csr(&key, &csr, &["-subj", "/CN=carol"]);
     let ext = scratch.path("leaf.ext");
     std::fs::write(
         &ext,

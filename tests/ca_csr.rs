@@ -490,21 +490,7 @@ fn a_key_left_beside_the_request_by_openssl_does_not_block_it() {
     // openssl req -keyout PREFIX.key, then ca issue --out PREFIX.
     let prefix = pki.path("svc");
     let (key, csr) = (with(&prefix, ".key"), with(&prefix, ".csr"));
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&key),
-        "-subj",
-        "/CN=svc.example.test",
-        "-out",
-        &s(&csr),
-    ]);
+    support::openssl_p256_csr(&key, &csr, &["-subj", "/CN=svc.example.test"]);
     let key_before = std::fs::read(&key).unwrap();
     pki.issue_ok("server", "svc", &csr, &["--san", "dns:svc.example.test"], "p256");
     assert_eq!(

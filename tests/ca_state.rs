@@ -6,41 +6,31 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{ca, ok, output, stderr};
+use support::{ToolCa, ca, ok, output, stderr};
 
 use tessera::pki::{CrlInfo, pem};
 
 /// A root CA without passphrase in a fresh temporary directory.
-struct Ca {
-    tmp: tempfile::TempDir,
+struct Ca(ToolCa);
+
+impl std::ops::Deref for Ca {
+    type Target = ToolCa;
+    fn deref(&self) -> &ToolCa {
+        &self.0
+    }
 }
 
 impl Ca {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Self { tmp };
-        ok(ca.cmd().args(["init", "--name", "State Root", "--no-passphrase"]));
-        ca
-    }
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("ca")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-    fn cmd(&self) -> Command {
-        ca(&self.dir())
+        Self(ToolCa::new("State Root", &[]))
     }
     /// Issues a client certificate; returns its serial.
     fn issue(&self, name: &str) -> String {
-        let out = ok(self
-            .cmd()
-            .args(["issue", "--profile", "client", "--json", "--name", name]));
-        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let json = self.issue_json("client", name);
         json["certificate"]["serial"].as_str().unwrap().to_string()
     }
     /// Every record, newest first, as `ca list --json` shows them.

@@ -10,10 +10,8 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one block may run (it issues a handful of certificates and echoes two messages).
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -71,54 +69,17 @@ fn run_block(block: &Block) {
     );
     let path = dir.path().join("quickstart.sh");
     std::fs::write(&path, script).unwrap();
-    let mut child = Command::new("setsid")
-        .arg("bash")
-        .arg(&path)
-        .current_dir(dir.path())
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setsid and bash run");
-    // Drain both pipes on threads so a chatty block cannot block on a full pipe.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + BLOCK_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
+    // In its own session, so the trap can end what a block started in the background.
+    let mut cmd = support::command_path("setsid");
+    cmd.arg("bash").arg(&path).current_dir(dir.path());
+    // Both pipes are drained while it runs; past BLOCK_TIMEOUT it is killed and the test fails.
+    let out = support::run(&mut cmd, None, BLOCK_TIMEOUT);
+    let (stdout, stderr) = (support::stdout(&out), support::stderr(&out));
     let context = format!(
         "{} (block at line {})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         block.source, block.line
     );
-    match status {
-        None => panic!("timed out after {BLOCK_TIMEOUT:?}: {context}"),
-        Some(status) => assert!(status.success(), "exit {status}: {context}"),
-    }
+    assert!(out.status.success(), "exit {}: {context}", out.status);
     // What the blocks claim in their comments.
     if block.script.contains("refused: exit") {
         assert!(

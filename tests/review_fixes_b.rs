@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{ca, code, ok, openssl, output, s, stderr, stdout};
+use support::{ToolCa, ca, code, ok, openssl, output, s, stderr, stdout};
 
 /// Nothing that could move the cursor or reorder a line reaches the terminal.
 #[track_caller]
@@ -22,28 +22,18 @@ fn assert_no_raw_controls(text: &str) {
     );
 }
 
-struct Ca {
-    tmp: tempfile::TempDir,
+struct Ca(ToolCa);
+
+impl std::ops::Deref for Ca {
+    type Target = ToolCa;
+    fn deref(&self) -> &ToolCa {
+        &self.0
+    }
 }
 
 impl Ca {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Self { tmp };
-        ok(ca.cmd().args(["init", "--name", "Review CA", "--no-passphrase", "-q"]));
-        ca
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("ca")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn cmd(&self) -> Command {
-        ca(&self.dir())
+        Self(ToolCa::new("Review CA", &["-q"]))
     }
 
     fn records(&self) -> usize {
@@ -150,22 +140,7 @@ fn evil_chain(dir: &Path) -> (PathBuf, PathBuf) {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&leaf_key),
-        "-out",
-        &s(&csr),
-        "-utf8",
-        "-subj",
-        "/CN=evil\u{1b}[31m\u{202e}RED",
-    ]);
+    support::openssl_p256_csr(&leaf_key, &csr, &["-utf8", "-subj", "/CN=evil\u{1b}[31m\u{202e}RED"]);
     openssl(&[
         "x509",
         "-req",

@@ -482,8 +482,74 @@ impl ToolPki {
     }
 }
 
+/// One root CA made by `ca init --no-passphrase` (at the real time) in `ca/` of a fresh
+/// temporary directory, whose other paths are free for the test.
+pub struct ToolCa {
+    pub tmp: TempDir,
+}
+
+impl ToolCa {
+    /// `ca init --name NAME --no-passphrase FLAGS…`.
+    pub fn new(name: &str, flags: &[&str]) -> Self {
+        let ca = Self {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        ok(ca.cmd().args(["init", "--name", name, "--no-passphrase"]).args(flags));
+        ca
+    }
+
+    /// The CA's directory.
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("ca")
+    }
+
+    /// A path in the temporary directory, beside the CA's.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `ca --dir DIR` (see [`ca`]).
+    pub fn cmd(&self) -> Command {
+        ca(&self.dir())
+    }
+
+    /// `ca issue --profile PROFILE --json --name NAME`: what it printed.
+    pub fn issue_json(&self, profile: &str, name: &str) -> serde_json::Value {
+        json(&ok(self.cmd().args([
+            "issue",
+            "--profile",
+            profile,
+            "--json",
+            "--name",
+            name,
+        ])))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Certificates made outside the CA
+
+/// `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout KEY -out CSR
+/// EXTRA…`: a P-256 key and a request for it (fails unless OpenSSL succeeds).
+#[track_caller]
+pub fn openssl_p256_csr(key: &Path, csr: &Path, extra: &[&str]) -> Output {
+    let (key, csr) = (s(key), s(csr));
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args)
+}
 
 /// The 32-byte seed of an Ed25519 PKCS#8 key (RFC 8410 layout: the last 32 bytes of the
 /// inner OCTET STRING that starts at offset 16).
