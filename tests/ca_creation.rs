@@ -152,29 +152,22 @@ fn permit_email_is_refused_before_anything_is_made() {
 /// leaf under it that `openssl verify` accepts.
 fn openssl_constrained_pki(scratch: &Scratch, constraint: &str, san: &str) -> (PathBuf, PathBuf) {
     let (root_key, root) = (scratch.path("os-root.key"), scratch.path("os-root.pem"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&root_key),
-        "-subj",
-        "/CN=OpenSSL Mail Root",
-        "-days",
-        "30",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext",
-        &format!("nameConstraints=critical,{constraint}"),
-        "-out",
-        &s(&root),
-    ]);
+    support::openssl_p256_self_signed(
+        &root_key,
+        &root,
+        &[
+            "-subj",
+            "/CN=OpenSSL Mail Root",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            &format!("nameConstraints=critical,{constraint}"),
+        ],
+    );
     let (key, csr, leaf) = (
         scratch.path("os-leaf.key"),
         scratch.path("os-leaf.csr"),

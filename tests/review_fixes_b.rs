@@ -118,28 +118,21 @@ fn evil_chain(dir: &Path) -> (PathBuf, PathBuf) {
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&root_key),
-        "-out",
-        &s(&root),
-        "-days",
-        "5",
-        "-utf8",
-        "-subj",
-        "/CN=Root\u{1b}[31m\u{202e}X",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    support::openssl_p256_self_signed(
+        &root_key,
+        &root,
+        &[
+            "-days",
+            "5",
+            "-utf8",
+            "-subj",
+            "/CN=Root\u{1b}[31m\u{202e}X",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
     support::openssl_p256_csr(&leaf_key, &csr, &["-utf8", "-subj", "/CN=evil\u{1b}[31m\u{202e}RED"]);
     openssl(&[
         "x509",

@@ -533,10 +533,22 @@ impl ToolCa {
 /// EXTRA…`: a P-256 key and a request for it (fails unless OpenSSL succeeds).
 #[track_caller]
 pub fn openssl_p256_csr(key: &Path, csr: &Path, extra: &[&str]) -> Output {
-    let (key, csr) = (s(key), s(csr));
+    openssl_req_p256("-new", key, csr, extra)
+}
+
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout KEY -out CERT
+/// EXTRA…`: a P-256 key and a self-signed certificate for it (fails unless OpenSSL succeeds).
+#[track_caller]
+pub fn openssl_p256_self_signed(key: &Path, cert: &Path, extra: &[&str]) -> Output {
+    openssl_req_p256("-x509", key, cert, extra)
+}
+
+#[track_caller]
+fn openssl_req_p256(mode: &str, key: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (key, out) = (s(key), s(out));
     let mut args = vec![
         "req",
-        "-new",
+        mode,
         "-newkey",
         "ec",
         "-pkeyopt",
@@ -545,7 +557,7 @@ pub fn openssl_p256_csr(key: &Path, csr: &Path, extra: &[&str]) -> Output {
         "-keyout",
         &key,
         "-out",
-        &csr,
+        &out,
     ];
     args.extend_from_slice(extra);
     openssl(&args)
