@@ -139,10 +139,8 @@ pub fn finish(mut child: Child, stdin: Option<&[u8]>, timeout: Duration, what: &
             String::from_utf8_lossy(&stderr)
         );
     };
-    if let Some(writer) = writer {
-        if let Err(e) = writer.join().unwrap() {
-            panic!("writing the standard input of {what}: {e}");
-        }
+    if let Some(Err(e)) = writer.map(|w| w.join().unwrap()) {
+        panic!("writing the standard input of {what}: {e}");
     }
     Output { status, stdout, stderr }
 }
