@@ -20,16 +20,11 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
 }
 
-/// A root CA (no passphrase) in a temporary directory, which is also the working directory of
-/// the commands run from it.
-struct Ca(ToolCa);
-
-impl std::ops::Deref for Ca {
-    type Target = ToolCa;
-    fn deref(&self) -> &ToolCa {
-        &self.0
-    }
-}
+support::newtype!(
+    /// A root CA (no passphrase) in a temporary directory, which is also the working directory of
+    /// the commands run from it.
+    Ca(ToolCa)
+);
 
 impl Ca {
     fn new() -> Self {

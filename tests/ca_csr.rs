@@ -12,23 +12,14 @@ use std::process::{Command, Output};
 use support::{ToolPki, ca, ok, openssl, s, stderr, with};
 use x509_parser::prelude::FromDer;
 
-/// A root and an intermediate (no passphrases) in a fresh directory.
-struct Pki {
-    tools: ToolPki,
-}
-
-impl std::ops::Deref for Pki {
-    type Target = ToolPki;
-    fn deref(&self) -> &ToolPki {
-        &self.tools
-    }
-}
+support::newtype!(
+    /// A root and an intermediate (no passphrases) in a fresh directory.
+    Pki(ToolPki)
+);
 
 impl Pki {
     fn new() -> Self {
-        Self {
-            tools: ToolPki::new("CSR Root", "CSR Issuing CA", &[]),
-        }
+        Self(ToolPki::new("CSR Root", "CSR Issuing CA", &[]))
     }
 
     /// `openssl req -new -newkey NEWKEY… -nodes -keyout NAME.key -out NAME.csr EXTRA…`.

@@ -14,15 +14,10 @@ use support::{ToolCa, ca, ok, output, stderr};
 
 use tessera::pki::{CrlInfo, pem};
 
-/// A root CA without passphrase in a fresh temporary directory.
-struct Ca(ToolCa);
-
-impl std::ops::Deref for Ca {
-    type Target = ToolCa;
-    fn deref(&self) -> &ToolCa {
-        &self.0
-    }
-}
+support::newtype!(
+    /// A root CA without passphrase in a fresh temporary directory.
+    Ca(ToolCa)
+);
 
 impl Ca {
     fn new() -> Self {

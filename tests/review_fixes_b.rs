@@ -22,14 +22,7 @@ fn assert_no_raw_controls(text: &str) {
     );
 }
 
-struct Ca(ToolCa);
-
-impl std::ops::Deref for Ca {
-    type Target = ToolCa;
-    fn deref(&self) -> &ToolCa {
-        &self.0
-    }
-}
+support::newtype!(Ca(ToolCa));
 
 impl Ca {
     fn new() -> Self {

@@ -7,6 +7,7 @@
 //! start their cluster with `tests/pg_support`.
 #![allow(
     dead_code,
+    unused_macros,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -523,6 +524,24 @@ impl ToolCa {
         ])))
     }
 }
+
+/// `newtype!(Name(Base))`: a private `struct Name(Base)` that dereferences to `Base`, so a test
+/// file adds methods of its own to a shared fixture (`ToolCa`, `ToolPki`, `Pki`).
+macro_rules! newtype {
+    ($(#[$meta:meta])* $name:ident($base:ty)) => {
+        $(#[$meta])*
+        struct $name($base);
+
+        impl std::ops::Deref for $name {
+            type Target = $base;
+            fn deref(&self) -> &$base {
+                &self.0
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use newtype;
 
 // ---------------------------------------------------------------------------------------------
 // Certificates made outside the CA
