@@ -410,3 +410,29 @@ fn help_examples_are_never_wrapped() {
         "the options are wrapped at 40 columns:\n{help}"
     );
 }
+
+/// The shared runner (`support::run`) bounds a child: one that outlives its time limit is
+/// killed and the test fails at once; one that exits without reading its standard input is
+/// judged by its exit code, not by the broken pipe.
+#[test]
+fn the_test_runner_kills_a_child_past_its_time_limit_and_ignores_a_closed_stdin() {
+    let start = std::time::Instant::now();
+    let hung =
+        std::panic::catch_unwind(|| support::run(Command::new("sleep").arg("30"), None, Duration::from_millis(300)));
+    let message = hung.expect_err("a child past its time limit fails the test");
+    let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("did not exit within 300ms and was killed"),
+        "{message}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "killed at once, not waited for"
+    );
+
+    let input = vec![b'x'; 4 << 20];
+    let out = support::run(&mut Command::new("true"), Some(&input), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0));
+    let out = support::run(&mut Command::new("cat"), Some(b"hello"), Duration::from_secs(30));
+    assert_eq!(out.stdout, b"hello");
+}
