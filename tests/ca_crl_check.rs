@@ -6,34 +6,15 @@
 //! or `ca crl` rewrites it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use assert_cmd::cargo::cargo_bin;
+use support::{ca, ok_output};
+
 use tessera::pki::{CrlInfo, pem};
-
-fn ca(dir: &Path) -> Command {
-    let mut cmd = Command::new(cargo_bin("ca"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("TESSERA_DB")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("ca runs");
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn crl(dir: &Path) -> (Vec<u8>, CrlInfo) {
     let der = pem::parse_crls(&std::fs::read(dir.join("crl.pem")).unwrap(), "crl.pem").unwrap()[0].to_vec();
@@ -53,25 +34,27 @@ fn write_crl(dir: &Path, der: &[u8]) {
 /// the third serial).
 fn setup(tmp: &Path, name: &str) -> (PathBuf, BTreeSet<String>, String) {
     let dir = tmp.join(name);
-    ok(ca(&dir).args(["init", "--name", "Check Root", "--no-passphrase"]));
+    ok_output(ca(&dir).args(["init", "--name", "Check Root", "--no-passphrase"]));
     let mut revoked = BTreeSet::new();
     let mut good = String::new();
     for i in 0..3 {
-        let out = ok(ca(&dir)
-            .args([
-                "issue",
-                "--profile",
-                "client",
-                "--name",
-                &format!("c{i}"),
-                "--json",
-                "--out",
-            ])
-            .arg(tmp.join(format!("{name}-c{i}"))));
+        let out = ok_output(
+            ca(&dir)
+                .args([
+                    "issue",
+                    "--profile",
+                    "client",
+                    "--name",
+                    &format!("c{i}"),
+                    "--json",
+                    "--out",
+                ])
+                .arg(tmp.join(format!("{name}-c{i}"))),
+        );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let serial = json["certificate"]["serial"].as_str().unwrap().to_string();
         if i < 2 {
-            ok(ca(&dir).args(["revoke", &serial]));
+            ok_output(ca(&dir).args(["revoke", &serial]));
             revoked.insert(serial);
         } else {
             good = serial;
@@ -85,22 +68,24 @@ fn setup(tmp: &Path, name: &str) -> (PathBuf, BTreeSet<String>, String) {
 /// Runs `ca issue` on a damaged CRL: it must warn with `why` and leave a CRL that lists exactly
 /// the revoked serials under a higher number, signed by the CA.
 fn repaired(tmp: &Path, dir: &Path, revoked: &BTreeSet<String>, before: u64, why: &str) {
-    let out = ok(ca(dir)
-        .args(["issue", "--profile", "client", "--name", "after", "--out"])
-        .arg(tmp.join(format!("after-{}", before))));
+    let out = ok_output(
+        ca(dir)
+            .args(["issue", "--profile", "client", "--name", "after", "--out"])
+            .arg(tmp.join(format!("after-{}", before))),
+    );
     check_repair(tmp, dir, revoked, before, why, &out);
 }
 
 /// `ca list` finds the damage that only a full read finds; `ca revoke` of `next` repairs it.
 fn repaired_by_revoke(tmp: &Path, dir: &Path, revoked: &mut BTreeSet<String>, before: u64, next: &str) {
     let why = "signature does not verify with the CA's key";
-    let out = ok(ca(dir).args(["list"]));
+    let out = ok_output(ca(dir).args(["list"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("{why}); the next `ca crl` or `ca revoke` rewrites it")),
         "{stderr}"
     );
-    let out = ok(ca(dir).args(["revoke", next]));
+    let out = ok_output(ca(dir).args(["revoke", next]));
     revoked.insert(next.to_string());
     check_repair(tmp, dir, revoked, before, why, &out);
 }
@@ -116,22 +101,27 @@ fn check_repair(tmp: &Path, dir: &Path, revoked: &BTreeSet<String>, before: u64,
     // openssl agrees the rewritten CRL is the CA's.
     let crl_file = tmp.join("check.crl.der");
     std::fs::write(&crl_file, der).unwrap();
-    let verified = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-in"])
-        .arg(&crl_file)
-        .arg("-CAfile")
-        .arg(dir.join("ca.pem"))
-        .output()
-        .expect("openssl runs");
+    let verified = support::openssl_output(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-noout",
+        "-in",
+        &support::s(&crl_file),
+        "-CAfile",
+        &support::s(&dir.join("ca.pem")),
+    ]);
     assert!(
         String::from_utf8_lossy(&verified.stderr).contains("verify OK"),
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
     // And the next command finds it current: no warning.
-    let out = ok(ca(dir)
-        .args(["issue", "--profile", "client", "--name", "quiet", "--out"])
-        .arg(tmp.join(format!("quiet-{}", before))));
+    let out = ok_output(
+        ca(dir)
+            .args(["issue", "--profile", "client", "--name", "quiet", "--out"])
+            .arg(tmp.join(format!("quiet-{}", before))),
+    );
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -185,7 +175,7 @@ fn a_crl_of_another_ca_with_the_same_name_and_number_is_replaced() {
     let (_, mine) = crl(&dir);
     let (_, mut info) = crl(&other);
     while number(&info) < number(&mine) {
-        ok(ca(&other).args(["crl"]));
+        ok_output(ca(&other).args(["crl"]));
         (_, info) = crl(&other);
     }
     assert_eq!(number(&info), number(&mine));
