@@ -4,22 +4,14 @@
 //! top-level label are issued.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use assert_cmd::cargo::cargo_bin;
-
+/// `ca --dir DIR ARGS…`, run to its end.
 fn ca(dir: &Path, args: &[&str]) -> Output {
-    Command::new(cargo_bin("ca"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("TESSERA_PASSPHRASE")
-        .env_remove("TESSERA_CA_DIR")
-        .env_remove("TESSERA_DB")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("ca runs")
+    support::output(support::ca(dir).args(args))
 }
 
 #[test]
