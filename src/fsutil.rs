@@ -139,10 +139,10 @@ impl AtomicFile {
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
             .map_err(|_| io::Error::other("no randomness for a temporary file name"))?;
         let temp = parent_dir(target).join(format!(
-            ".{}{TEMP_MARK}{}-{}",
+            ".{}{TEMP_MARK}{}-{:016x}",
             name.to_string_lossy(),
             std::process::id(),
-            crate::pki::hex(&suffix)
+            u64::from_be_bytes(suffix)
         ));
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
         // Exactly `mode`, whatever the umask (0644 stays 0644 under umask 077; 0600 under 000).

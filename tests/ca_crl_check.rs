@@ -23,7 +23,7 @@ fn crl(dir: &Path) -> (Vec<u8>, CrlInfo) {
 }
 
 fn serials(info: &CrlInfo) -> BTreeSet<String> {
-    info.revoked.iter().map(|r| r.serial.clone()).collect()
+    info.revoked.iter().map(|r| r.serial.to_string()).collect()
 }
 
 fn write_crl(dir: &Path, der: &[u8]) {
@@ -136,7 +136,7 @@ fn a_flipped_bit_in_an_entry_is_found_and_repaired() {
     let (mut der, info) = crl(&dir);
     // The last octet of the first revoked serial, as encoded in the CRL: well-framed DER that
     // parses as a CRL listing a serial the CA never revoked.
-    let serial = hex(&info.revoked[0].serial);
+    let serial = hex(&info.revoked[0].serial.to_string());
     let at = der.windows(serial.len()).position(|w| w == serial).unwrap() + serial.len() - 1;
     der[at] ^= 0x01;
     let damaged = CrlInfo::from_der(&der).expect("still parses");

@@ -18,7 +18,7 @@ use support::{ca, json, ok, output, stderr};
 
 use pg_support::Postgres;
 use tessera::ca::store::{self, CrlSummary, RevokeOutcome, Store};
-use tessera::ca::{Database, ListFilter, Location, Record, Status};
+use tessera::ca::{ListFilter, Location, Record, RevocationReason, Status, SubjectAltName};
 use tessera::pki::{CrlInfo, pem};
 use time::OffsetDateTime;
 
@@ -34,9 +34,9 @@ fn some_certificate() -> String {
 
 fn record(serial: &str, now: OffsetDateTime, days_left: i64, pem: &str) -> Record {
     Record {
-        serial: serial.into(),
+        serial: serial.parse().unwrap(),
         subject: format!("CN={serial}"),
-        sans: vec![format!("dns:{serial}.test")],
+        sans: vec![SubjectAltName::Dns(format!("{serial}.test"))],
         profile: "client".into(),
         not_before: now - time::Duration::days(1),
         not_after: now + time::Duration::days(days_left),
@@ -50,7 +50,7 @@ fn serials(store: &mut dyn Store, filter: &ListFilter) -> Vec<String> {
     let mut out = Vec::new();
     store
         .list(filter, &mut |r| {
-            out.push(r.serial);
+            out.push(r.serial.to_string());
             Ok(())
         })
         .unwrap();
@@ -70,7 +70,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
     // Empty.
     assert_eq!(store.crl_summary().unwrap(), CrlSummary { number: 0, revoked: 0 });
     assert!(serials(store.as_mut(), &all).is_empty());
-    assert_eq!(store.find("01").unwrap(), None);
+    assert_eq!(store.find(&"01".parse().unwrap()).unwrap(), None);
 
     // issue: insert if absent.
     assert!(store.issue(&record("0a01", now, 30, &pem)).unwrap());
@@ -80,7 +80,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
         !store.issue(&record("0a01", now, 99, &pem)).unwrap(),
         "a taken serial is refused"
     );
-    let found = store.find("A:01").unwrap().unwrap();
+    let found = store.find(&"A:01".parse().unwrap()).unwrap().unwrap();
     assert_eq!(
         found,
         record("0a01", now, 30, &pem),
@@ -109,24 +109,35 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
 
     // revoke_once: one winner, the CRL number advances with the revoked set.
     let at = now + time::Duration::seconds(5);
-    match store.revoke_once("0a01", at, "key-compromise").unwrap() {
+    match store
+        .revoke_once(&"0a01".parse().unwrap(), at, RevocationReason::KeyCompromise)
+        .unwrap()
+    {
         RevokeOutcome::Revoked(state) => {
             assert_eq!(state.number, 1);
             assert_eq!(state.revoked.len(), 1);
             assert_eq!(state.revoked[0].serial, "0a01");
             assert_eq!(state.revoked[0].at, at);
-            assert_eq!(state.revoked[0].reason, "key-compromise");
+            assert_eq!(state.revoked[0].reason, RevocationReason::KeyCompromise);
         }
         other => panic!("{other:?}"),
     }
-    match store.revoke_once("a01", now, "superseded").unwrap() {
+    match store
+        .revoke_once(&"a01".parse().unwrap(), now, RevocationReason::Superseded)
+        .unwrap()
+    {
         RevokeOutcome::AlreadyRevoked(revocation) => {
-            assert_eq!((revocation.at, revocation.reason.as_str()), (at, "key-compromise"));
+            assert_eq!(
+                (revocation.at, revocation.reason),
+                (at, RevocationReason::KeyCompromise)
+            );
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        store.revoke_once("ff", now, "superseded").unwrap(),
+        store
+            .revoke_once(&"ff".parse().unwrap(), now, RevocationReason::Superseded)
+            .unwrap(),
         RevokeOutcome::Unknown
     );
     assert_eq!(store.crl_summary().unwrap(), CrlSummary { number: 1, revoked: 1 });
@@ -161,8 +172,9 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
                     let mut won = 0;
                     let mut numbers = Vec::new();
                     for i in 0..8 {
-                        if let RevokeOutcome::Revoked(state) =
-                            store.revoke_once(&format!("0b{i:02}"), now, "superseded").unwrap()
+                        if let RevokeOutcome::Revoked(state) = store
+                            .revoke_once(&format!("0b{i:02}").parse().unwrap(), now, RevocationReason::Superseded)
+                            .unwrap()
                         {
                             won += 1;
                             numbers.push(state.number);
@@ -272,7 +284,7 @@ fn crl_of(dir: &Path) -> CrlInfo {
 }
 
 fn crl_serials(dir: &Path) -> BTreeSet<String> {
-    crl_of(dir).revoked.into_iter().map(|r| r.serial).collect()
+    crl_of(dir).revoked.into_iter().map(|r| r.serial.to_string()).collect()
 }
 
 fn crl_number(dir: &Path) -> u64 {
@@ -562,7 +574,11 @@ fn kill_9_during_issue_and_revoke_on_postgresql_loses_nothing() {
         }
         let der = pem::load_certificates(&path).unwrap();
         let info = tessera::pki::CertificateInfo::from_der(&der[0]).unwrap();
-        assert!(recorded.contains(&info.serial), "{} not recorded", path.display());
+        assert!(
+            recorded.contains(&info.serial.to_string()),
+            "{} not recorded",
+            path.display()
+        );
     }
     let serials: Vec<String> = (0..12).map(|i| issue(&dir, Some(&url), &format!("r{i}"))).collect();
     for serial in &serials {
@@ -610,9 +626,7 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
     for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
-    Database::from_parts(&fingerprint, number, records)
-        .write_legacy(&dir)
-        .unwrap();
+    tessera::ca::write_legacy_database(&dir, &fingerprint, number, records).unwrap();
     std::fs::write(dir.join("db.lock"), b"").unwrap();
     let legacy = std::fs::read(dir.join("db.json")).unwrap();
     assert!(String::from_utf8_lossy(&legacy).contains("\"crl_number\""));

@@ -62,7 +62,11 @@ async fn mutual_tls_echo_with_identities() {
         assert_eq!(stream.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
         let server_identity = stream.peer_identity().unwrap().clone();
         assert_eq!(server_identity.common_name.as_deref(), Some("localhost"));
-        assert!(server_identity.sans.contains(&"ip:127.0.0.1".to_string()));
+        assert!(
+            server_identity
+                .sans
+                .contains(&tessera::pki::SubjectAltName::Ip("127.0.0.1".parse().unwrap()))
+        );
         for message in [&b"hello"[..], b"", &[0u8; 70_000][..]] {
             stream.send_message(message).await.unwrap();
             assert_eq!(stream.recv_message().await.unwrap().unwrap(), message);
@@ -641,7 +645,7 @@ async fn a_revoked_client_whose_serial_starts_below_0x10_is_refused() {
         let typed = low.serial.trim_start_matches('0');
         let crl = ca
             .revoke(
-                typed,
+                &typed.parse().unwrap(),
                 RevocationReason::KeyCompromise,
                 now,
                 std::time::Duration::from_secs(86_400),

@@ -75,8 +75,8 @@ async fn a_server_learns_why_a_client_was_refused() {
         assert_eq!(
             refusal(accepted),
             Refusal::Revoked {
-                serial: pki.revoked.serial.clone(),
-                reason: "key-compromise".into()
+                serial: Some(pki.revoked.serial.parse().unwrap()),
+                reason: tessera::pki::RevocationReason::KeyCompromise
             }
         );
         assert_eq!(

@@ -222,7 +222,7 @@ fn revoked_signer_is_rejected_with_a_crl() {
     let crl = pki
         .ca
         .revoke(
-            &serial,
+            &serial.parse().unwrap(),
             RevocationReason::KeyCompromise,
             now() - time::Duration::minutes(30),
             Duration::from_secs(7 * 86_400),
@@ -247,7 +247,7 @@ fn revoked_signer_is_rejected_with_a_crl() {
             ..
         } => {
             assert_eq!(s, serial);
-            assert_eq!(reason, "key-compromise");
+            assert_eq!(reason, RevocationReason::KeyCompromise);
         }
         other => panic!("{other:?}"),
     }

@@ -189,7 +189,7 @@ fn reference_name(san: &SubjectAltName) -> Option<String> {
             None => d.clone(),
         }),
         SubjectAltName::Ip(ip) => Some(ip.to_string()),
-        SubjectAltName::Email(_) | SubjectAltName::Uri(_) => None,
+        _ => None,
     }
 }
 

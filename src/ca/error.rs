@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::pki::{PkiError, rfc3339};
+use crate::pki::{PkiError, RevocationReason, Serial, rfc3339};
 
 /// Why a CA operation failed. Nothing is written when one of these is returned.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,13 @@ pub enum CaError {
     AlreadyInitialised {
         /// The directory.
         dir: PathBuf,
+    },
+    /// An output file of `ca issue` exists before anything was issued (see
+    /// [`super::CertificateAuthority::issue_to`]); nothing was issued or recorded.
+    #[error("{} already exists; refusing to overwrite it", path.display())]
+    OutputExists {
+        /// The file in the way.
+        path: PathBuf,
     },
     /// A request parameter is unusable.
     #[error("invalid {field}: {reason}")]
@@ -100,7 +107,7 @@ pub enum CaError {
     #[error("no certificate with serial {serial} was issued by this CA")]
     UnknownSerial {
         /// The serial asked for.
-        serial: String,
+        serial: Serial,
     },
     /// The certificate is already revoked, for another reason than the one asked for. A
     /// revocation is final: its time and reason are not changed. (Revoking again for the same
@@ -108,11 +115,11 @@ pub enum CaError {
     #[error("certificate {serial} is already revoked, since {} ({reason})", rfc3339(*at))]
     AlreadyRevoked {
         /// Its serial.
-        serial: String,
+        serial: Serial,
         /// When it was revoked.
         at: OffsetDateTime,
-        /// The recorded reason (`key-compromise`, …).
-        reason: String,
+        /// The recorded reason.
+        reason: RevocationReason,
     },
     /// The issuance database is missing although the directory holds a CA. The CA refuses to
     /// run without it rather than start afresh: a new database would forget every revocation.
@@ -213,6 +220,7 @@ impl CaError {
             | Self::DatabaseBehindCrl { .. }
             | Self::UnfinishedInit { .. }
             | Self::UnfinishedOutput { .. }
+            | Self::OutputExists { .. }
             | Self::Build { .. } => false,
         }
     }

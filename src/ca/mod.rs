@@ -4,23 +4,35 @@
 //! Every certificate is checked through [`crate::pki::TrustStore::verify`] against the CA's own
 //! chain before it is handed out, so name constraints and path lengths are enforced at issuance
 //! by the same code that enforces them at verification.
+//!
+//! One concept per file: `authority.rs` (the CA directory: create, open, facts), `issue.rs`
+//! (issuing leaves and writing their files), `revocation.rs` (revocations, CRLs, `crl.pem`'s
+//! repair), `csr.rs` (PKCS#10 intake), `profile.rs` (what each kind of certificate may do),
+//! `check.rs` (the checks made before anything is signed), `record.rs` (what the store keeps),
+//! `store/` (SQLite and PostgreSQL), `legacy.rs` (the `db.json` of earlier releases, imported
+//! once), `json.rs` (the `--json` output of the `ca` tool).
 
 mod authority;
 mod check;
 mod crl_file;
 mod csr;
-mod database;
 mod error;
+mod issue;
+pub mod json;
+mod legacy;
 mod profile;
+mod record;
 mod revocation;
 pub mod store;
 
-pub use authority::{
-    CertificateAuthority, CrlStatus, DEFAULT_CRL_LIFETIME, EARLIEST_TIME, InitRequest, IssueRequest, Issued,
-    IssuedFiles, LATEST_TIME, Leftover, Revoked, crl_status, read_ca_certificates,
-};
-pub use database::{DATABASE_FILE, Database, Record, Revocation, Status, normalise_serial};
+pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};
 pub use error::CaError;
-pub use profile::{Profile, SubjectAltName};
-pub use revocation::RevocationReason;
+pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
+#[doc(hidden)]
+pub use legacy::write_legacy_database;
+pub use profile::Profile;
+pub use record::{Record, Revocation, Status};
+pub use revocation::{CrlStatus, DEFAULT_CRL_LIFETIME, Revoked, crl_status};
 pub use store::{ListFilter, Location, Store};
+
+pub use crate::pki::{RevocationReason, SubjectAltName};

@@ -643,7 +643,10 @@ async fn handle(
 fn describe_peer(stream: &ChannelStream<TcpStream>) -> (String, String, String) {
     stream.peer_identity().map_or_else(
         || ("anonymous".to_string(), String::new(), String::new()),
-        |peer| (peer.name().to_string(), peer.serial.clone(), peer.sans.join(", ")),
+        |peer| {
+            let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
+            (peer.name().to_string(), peer.serial.to_string(), sans.join(", "))
+        },
     )
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use x509_parser::x509::X509Name;
 
 use super::text::escape;
-use crate::pki::CertificateInfo;
+use crate::pki::{CertificateInfo, Serial, SubjectAltName};
 
 /// Who the peer is, as stated by its certificate. Only meaningful once the certificate has been
 /// verified (the channel's verifiers run [`crate::pki::TrustStore::verify`] before a handshake
@@ -18,10 +18,10 @@ pub struct PeerIdentity {
     pub subject: String,
     /// The subject's common name, if any.
     pub common_name: Option<String>,
-    /// Subject alternative names as `dns:…`, `ip:…`, `email:…`, `uri:…`.
-    pub sans: Vec<String>,
-    /// Serial number, lowercase hex.
-    pub serial: String,
+    /// Subject alternative names (shown and serialised as `dns:…`, `ip:…`, `email:…`, `uri:…`).
+    pub sans: Vec<SubjectAltName>,
+    /// Serial number (shown and serialised as lowercase hex).
+    pub serial: Serial,
     /// SHA-256 fingerprint of the certificate, hex.
     pub sha256_fingerprint: String,
 }
@@ -55,35 +55,34 @@ impl PeerIdentity {
             .map(|(kind, value)| (kind.to_ascii_lowercase(), value))
             .filter(|(kind, _)| SAN_TYPES.contains(&kind.as_str()));
         match typed {
-            Some((kind, value)) => self.sans_of(&kind).any(|san| same_value(&kind, san, value)),
+            Some((kind, value)) => self.sans.iter().any(|san| same_value(san, &kind, value)),
             None => {
                 self.common_name.as_deref() == Some(entry)
-                    || self.sans_of("dns").any(|san| san.eq_ignore_ascii_case(entry))
+                    || self
+                        .sans
+                        .iter()
+                        .any(|san| matches!(san, SubjectAltName::Dns(d) if d.eq_ignore_ascii_case(entry)))
             }
         }
-    }
-
-    /// The values of the SANs of one type (`dns`, `ip`, `email`, `uri`).
-    fn sans_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.sans.iter().filter_map(move |san| {
-            san.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case(kind))
-                .map(|(_, value)| value)
-        })
     }
 }
 
 /// The SAN types an allow-list entry may name.
 const SAN_TYPES: &[&str] = &["dns", "ip", "email", "uri"];
 
-fn same_value(kind: &str, san: &str, wanted: &str) -> bool {
-    match kind {
-        "dns" => san.eq_ignore_ascii_case(wanted),
-        "ip" => match (san.parse::<std::net::IpAddr>(), wanted.parse::<std::net::IpAddr>()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => san == wanted,
+/// Is `san` the name `wanted` of type `kind` (`dns`, `ip`, `email`, `uri`)? DNS names ignore
+/// ASCII case; IP addresses compare as addresses; everything else exactly.
+fn same_value(san: &SubjectAltName, kind: &str, wanted: &str) -> bool {
+    match (san, kind) {
+        (SubjectAltName::Dns(d), "dns") => d.eq_ignore_ascii_case(wanted),
+        (SubjectAltName::Ip(ip), "ip") => match wanted.parse::<std::net::IpAddr>() {
+            Ok(wanted) => *ip == wanted,
+            Err(_) => ip.to_string() == wanted,
         },
-        _ => san == wanted,
+        (SubjectAltName::Email(e), "email") => e == wanted,
+        (SubjectAltName::Uri(u), "uri") => u == wanted,
+        (other @ SubjectAltName::Other(_), kind) => other.to_string().split_once(':') == Some((kind, wanted)),
+        _ => false,
     }
 }
 
@@ -101,7 +100,8 @@ impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&escape(self.name()))?;
         if !self.sans.is_empty() {
-            write!(f, " [{}]", escape(&self.sans.join(", ")))?;
+            let sans: Vec<String> = self.sans.iter().map(ToString::to_string).collect();
+            write!(f, " [{}]", escape(&sans.join(", ")))?;
         }
         write!(f, " serial {}", self.serial)
     }
@@ -167,12 +167,12 @@ mod tests {
             subject: "O=Tessera, CN=client1".into(),
             common_name: Some("client1".into()),
             sans: vec![
-                "dns:client1.example".into(),
-                "email:ops@example.org".into(),
-                "uri:admin".into(),
-                "ip:10.0.0.1".into(),
+                SubjectAltName::Dns("client1.example".into()),
+                SubjectAltName::Email("ops@example.org".into()),
+                SubjectAltName::Uri("admin".into()),
+                SubjectAltName::Ip("10.0.0.1".parse().unwrap()),
             ],
-            serial: "01".into(),
+            serial: "01".parse().unwrap(),
             sha256_fingerprint: "00".into(),
         }
     }
@@ -226,6 +226,27 @@ mod tests {
             "typed entries match SANs only"
         );
         assert!(!Authorization::only(["uri:client1.example"]).permits(&id));
+        assert!(Authorization::only(["IP:10.0.0.1", "Dns:CLIENT1.EXAMPLE"]).permits(&id));
+    }
+
+    #[test]
+    fn identities_show_and_serialise_as_before() {
+        let id = identity();
+        assert_eq!(
+            id.to_string(),
+            "client1 [dns:client1.example, email:ops@example.org, uri:admin, ip:10.0.0.1] serial 01"
+        );
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(
+            json["sans"],
+            serde_json::json!([
+                "dns:client1.example",
+                "email:ops@example.org",
+                "uri:admin",
+                "ip:10.0.0.1"
+            ])
+        );
+        assert_eq!(json["serial"], "01");
     }
 
     #[test]

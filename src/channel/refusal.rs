@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::identity::PeerIdentity;
 use super::text::escape;
-use crate::pki::{PkiError, RejectionReason, Usage, rfc3339};
+use crate::pki::{PkiError, RejectionReason, RevocationReason, Serial, Usage, rfc3339};
 
 /// Why a peer's certificate was refused by this side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,11 +43,11 @@ pub enum Refusal {
     },
     /// A CRL revokes a certificate on the path. Alert `certificate_revoked`.
     Revoked {
-        /// Serial number of the revoked certificate, lowercase hex (`in the chain` when
-        /// unknown).
-        serial: String,
-        /// The CRL's reason (`key-compromise`, …; `unspecified`).
-        reason: String,
+        /// Serial number of the revoked certificate (`None` when only rustls' error is known:
+        /// shown as `in the chain`).
+        serial: Option<Serial>,
+        /// The CRL's reason (`unspecified` when it gives none or is not known).
+        reason: RevocationReason,
     },
     /// The revocation status could not be determined: a CRL that covers the certificate is
     /// past its nextUpdate (stale), or is not validly signed by its issuer. The refusal is
@@ -101,8 +101,8 @@ impl Refusal {
                 not_before: Some(*not_before),
             },
             PkiError::Revoked { serial, reason } => Self::Revoked {
-                serial: serial.clone(),
-                reason: reason.clone(),
+                serial: Some(serial.clone()),
+                reason: *reason,
             },
             PkiError::RevocationUnknown { reason } => Self::RevocationUnknown { reason: reason.clone() },
             PkiError::WrongUsage { usage } => Self::WrongUsage { usage: *usage },
@@ -145,8 +145,8 @@ impl Refusal {
                 not_before: unix_to_time(not_before.as_secs()),
             },
             C::Revoked => Self::Revoked {
-                serial: "in the chain".into(),
-                reason: "unspecified".into(),
+                serial: None,
+                reason: RevocationReason::Unspecified,
             },
             C::UnknownRevocationStatus | C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
                 Self::RevocationUnknown {
@@ -226,7 +226,11 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
-            Self::Revoked { serial, reason } => write!(f, "certificate {serial} is revoked ({reason})"),
+            Self::Revoked {
+                serial: Some(serial),
+                reason,
+            } => write!(f, "certificate {serial} is revoked ({reason})"),
+            Self::Revoked { serial: None, reason } => write!(f, "certificate in the chain is revoked ({reason})"),
             Self::RevocationUnknown { reason } => {
                 write!(f, "its revocation status could not be determined: {}", escape(reason))
             }
@@ -315,7 +319,7 @@ mod tests {
             subject: "CN=x".into(),
             common_name: Some("x".into()),
             sans: Vec::new(),
-            serial: "01".into(),
+            serial: "01".parse().unwrap(),
             sha256_fingerprint: "00".into(),
         };
         let subject = String::from("CN=x");
@@ -338,8 +342,8 @@ mod tests {
             ),
             (
                 Refusal::Revoked {
-                    serial: "01".into(),
-                    reason: "superseded".into(),
+                    serial: Some("01".parse().unwrap()),
+                    reason: RevocationReason::Superseded,
                 },
                 A::CertificateRevoked,
             ),

@@ -31,10 +31,10 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 use webpki::CertRevocationList;
 
-use super::inspect::{CertificateInfo, hex, reason_name};
+use super::inspect::CertificateInfo;
 use super::policy::key_usage_list;
 use super::profile::{ProfileRule, name_contents, subject_of};
-use super::trust::trim_serial;
+use super::x509::{RevocationReason, Serial};
 use super::{KeyUsage, PolicyViolation, Usage, VerifyRequest, rfc3339};
 
 /// Why a PKI operation failed: unusable input, or a trust decision that said no.
@@ -138,10 +138,10 @@ pub enum PkiError {
     /// A certificate on the path is revoked by a CRL.
     #[error("certificate {serial} is revoked ({reason})")]
     Revoked {
-        /// Serial number of the revoked certificate, lowercase hex.
-        serial: String,
-        /// The CRL's reason code, in words (`unspecified` when the CRL gives none).
-        reason: String,
+        /// Serial number of the revoked certificate (shown as lowercase hex).
+        serial: Serial,
+        /// The CRL entry's reason (RFC 5280 §5.3.1; `unspecified` when the CRL gives none).
+        reason: RevocationReason,
     },
     /// The end-entity certificate is not valid for the requested usage.
     #[error("certificate is not valid for {usage} use (wrong extended key usage)")]
@@ -799,7 +799,9 @@ impl Presented<'_> {
         None
     }
 
-    /// Finds which certificate on the chain a CRL revokes, for the message.
+    /// Finds which certificate on the chain a CRL revokes, and why (RFC 5280 §5.3.1), for the
+    /// message. rustls-webpki found one; should it be unreadable here, the revocation status is
+    /// reported as unknown (still a refusal) rather than a serial made up.
     fn revoked_entry(&self) -> PkiError {
         for cert in std::iter::once(self.end_entity).chain(self.intermediates.iter()) {
             let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
@@ -811,15 +813,14 @@ impl Presented<'_> {
                 }
                 if let Ok(Some(entry)) = crl.find_serial(parsed.raw_serial()) {
                     return PkiError::Revoked {
-                        serial: hex(trim_serial(parsed.raw_serial())),
-                        reason: reason_name(entry.reason_code.map_or(0, |r| r as u8)).to_string(),
+                        serial: Serial::from_octets(parsed.raw_serial()),
+                        reason: RevocationReason::from_crl_code(entry.reason_code.map(|r| r as u8)),
                     };
                 }
             }
         }
-        PkiError::Revoked {
-            serial: "in the chain".into(),
-            reason: "unspecified".into(),
+        PkiError::RevocationUnknown {
+            reason: "a CRL revokes a certificate on the path, but which one cannot be read".into(),
         }
     }
 }
@@ -1206,8 +1207,8 @@ mod tests {
                 not_after: unix(NOW),
             }),
             PkiError::Revoked {
-                serial: "01".into(),
-                reason: "unspecified".into(),
+                serial: "01".parse().unwrap(),
+                reason: RevocationReason::Unspecified,
             },
             PkiError::NameMismatch { name: "x".into() },
             PkiError::UnsupportedNameConstraint {

@@ -4,21 +4,42 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{X509Certificate, parse_x509_certificate, parse_x509_crl};
 
-use super::PkiError;
-use super::trust::trim_serial;
+use super::x509::{RevocationReason, Serial, SubjectAltName, hex, rfc3339};
+use super::{PkiError, pem};
 
-/// Lowercase hex without separators.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+/// What some bytes held: certificates, or CRLs (see [`read_certificates_or_crls`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inspected {
+    /// One or more certificates (DER), in their order.
+    Certificates(Vec<CertificateDer<'static>>),
+    /// One or more CRLs (DER), in their order.
+    Crls(Vec<CertificateRevocationListDer<'static>>),
+}
+
+/// Reads certificates or CRLs from `bytes`, PEM or DER (as `ca show` takes them): PEM with an
+/// `X509 CRL` block is CRLs; otherwise certificates, and when no certificate can be read, a DER
+/// CRL. `what` names the input in errors.
+///
+/// # Errors
+/// The error of reading certificates ([`PkiError::Malformed`], …) when neither reading works.
+pub fn read_certificates_or_crls(bytes: &[u8], what: &str) -> Result<Inspected, PkiError> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains("-----BEGIN X509 CRL-----") {
+        return pem::parse_crls(bytes, what).map(Inspected::Crls);
     }
-    out
+    match pem::parse_certificates(bytes, what) {
+        Ok(certificates) => Ok(Inspected::Certificates(certificates)),
+        // DER input: maybe a CRL.
+        Err(certificate_error) => pem::parse_crls(bytes, what)
+            .map(Inspected::Crls)
+            .map_err(|_| certificate_error),
+    }
 }
 
 /// The facts of one certificate.
@@ -28,16 +49,17 @@ pub struct CertificateInfo {
     pub subject: String,
     /// Issuer distinguished name.
     pub issuer: String,
-    /// Serial number, lowercase hex (the form `ca revoke` takes).
-    pub serial: String,
+    /// Serial number (shown and serialised as lowercase hex, the form `ca revoke` takes).
+    pub serial: Serial,
     /// Start of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     /// End of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
-    /// Subject alternative names as `dns:…`, `ip:…`, `email:…`, `uri:…`.
-    pub sans: Vec<String>,
+    /// Subject alternative names (shown and serialised as `dns:…`, `ip:…`, `email:…`, `uri:…`,
+    /// `dirname:…`).
+    pub sans: Vec<SubjectAltName>,
     /// True for a CA certificate (basicConstraints CA:TRUE).
     pub is_ca: bool,
     /// The path length constraint of a CA, if any.
@@ -82,7 +104,7 @@ impl CertificateInfo {
         let mut info = Self {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
-            serial: hex(trim_serial(cert.raw_serial())),
+            serial: Serial::from_octets(cert.raw_serial()),
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             sans: Vec::new(),
@@ -101,7 +123,7 @@ impl CertificateInfo {
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
-                    info.sans = san.general_names.iter().filter_map(general_name).collect();
+                    info.sans = san.general_names.iter().filter_map(subject_alt_name).collect();
                 }
                 ParsedExtension::BasicConstraints(bc) => {
                     info.is_ca = bc.ca;
@@ -187,7 +209,8 @@ impl CertificateInfo {
             let _ = writeln!(out, "  CA:           yes (path length {len})");
         }
         let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
-        let _ = writeln!(out, "  SANs:         {}", list(&self.sans));
+        let sans: Vec<String> = self.sans.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  SANs:         {}", list(&sans));
         let _ = writeln!(out, "  key usage:    {}", list(&self.key_usage));
         let _ = writeln!(out, "  ext. usage:   {}", list(&self.extended_key_usage));
         if !self.permitted_names.is_empty() {
@@ -210,13 +233,13 @@ impl CertificateInfo {
 /// One entry of a CRL.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RevokedEntry {
-    /// Serial number, lowercase hex.
-    pub serial: String,
+    /// Serial number (serialised as lowercase hex).
+    pub serial: Serial,
     /// When the CA revoked it.
     #[serde(with = "time::serde::rfc3339")]
     pub revoked_at: OffsetDateTime,
-    /// The reason code, in words (`unspecified` when absent).
-    pub reason: String,
+    /// The reason (serialised in words; `unspecified` when the entry has no or an unknown code).
+    pub reason: RevocationReason,
 }
 
 /// The facts of one CRL.
@@ -264,13 +287,9 @@ impl CrlInfo {
             revoked: crl
                 .iter_revoked_certificates()
                 .map(|r| RevokedEntry {
-                    serial: hex(trim_serial(r.raw_serial())),
+                    serial: Serial::from_octets(r.raw_serial()),
                     revoked_at: r.revocation_date.to_datetime(),
-                    reason: r
-                        .reason_code()
-                        .map(|(_, code)| reason_name(code.0))
-                        .unwrap_or("unspecified")
-                        .to_string(),
+                    reason: RevocationReason::from_crl_code(r.reason_code().map(|(_, code)| code.0)),
                 })
                 .collect(),
         })
@@ -301,29 +320,22 @@ fn u64_or_null<S: serde::Serializer>(value: &Option<String>, serializer: S) -> R
     }
 }
 
-/// The name of an RFC 5280 CRLReason code, as `ca revoke --reason` takes it and CRL listings
-/// show it (`key-compromise`, …; unknown codes and 0 are `unspecified`).
-pub fn reason_name(code: u8) -> &'static str {
-    match code {
-        1 => "key-compromise",
-        2 => "ca-compromise",
-        3 => "affiliation-changed",
-        4 => "superseded",
-        5 => "cessation-of-operation",
-        6 => "certificate-hold",
-        8 => "remove-from-crl",
-        9 => "privilege-withdrawn",
-        10 => "aa-compromise",
-        _ => "unspecified",
+/// A SAN as inspection shows it (see [`SubjectAltName`]); `None` for the forms it does not show.
+fn subject_alt_name(name: &GeneralName<'_>) -> Option<SubjectAltName> {
+    match name {
+        GeneralName::DNSName(d) => Some(SubjectAltName::Dns((*d).to_string())),
+        GeneralName::RFC822Name(e) => Some(SubjectAltName::Email((*e).to_string())),
+        GeneralName::URI(u) => Some(SubjectAltName::Uri((*u).to_string())),
+        GeneralName::IPAddress(bytes) => Some(match ip_address(bytes) {
+            Some(ip) => SubjectAltName::Ip(ip),
+            None => SubjectAltName::Other(format!("ip:{}", ip_text(bytes))),
+        }),
+        GeneralName::DirectoryName(n) => Some(SubjectAltName::Other(format!("dirname:{n}"))),
+        _ => None,
     }
 }
 
-/// RFC 3339 form of a time (falls back to the default format, which cannot fail).
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
-}
-
+/// A name-constraint subtree as inspection shows it (`dns:…`, `ip:ADDR/PREFIX`, …).
 fn general_name(name: &GeneralName<'_>) -> Option<String> {
     match name {
         GeneralName::DNSName(d) => Some(format!("dns:{d}")),
@@ -335,20 +347,22 @@ fn general_name(name: &GeneralName<'_>) -> Option<String> {
     }
 }
 
+/// The address in an iPAddress of 4 or 16 octets.
+fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
 fn ip_text(bytes: &[u8]) -> String {
-    let addr = |b: &[u8]| -> Option<IpAddr> {
-        match b.len() {
-            4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
-            16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
-            _ => None,
-        }
-    };
-    if let Some(ip) = addr(bytes) {
+    if let Some(ip) = ip_address(bytes) {
         return ip.to_string();
     }
     // Name-constraint form: address followed by mask.
     let half = bytes.len() / 2;
-    match (addr(bytes.get(..half).unwrap_or_default()), bytes.get(half..)) {
+    match (ip_address(bytes.get(..half).unwrap_or_default()), bytes.get(half..)) {
         (Some(ip), Some(mask)) => {
             let prefix: u32 = mask.iter().map(|b| b.count_ones()).sum();
             format!("{ip}/{prefix}")

@@ -227,6 +227,24 @@ impl TrustStore {
         Ok(store)
     }
 
+    /// A store with the roots in the file `roots` and every CRL in each of the files `crls` (PEM
+    /// or DER; a file may hold several; `-` is standard input, see [`pem::read_file`]): what
+    /// `ca verify` and `verify` read from their `--root` and `--crl` options.
+    ///
+    /// # Errors
+    /// As [`pem::load_certificates`], [`TrustStore::add_root`], [`TrustStore::add_crl_file`].
+    pub fn load(roots: &Path, crls: &[impl AsRef<Path>]) -> Result<Self, PkiError> {
+        let mut store = Self::new();
+        let what = pem::display_name(roots);
+        for cert in pem::load_certificates(roots)? {
+            store.add_root(cert, &what)?;
+        }
+        for crl in crls {
+            store.add_crl_file(crl.as_ref())?;
+        }
+        Ok(store)
+    }
+
     /// [`TrustStore::from_root_file`] on Tokio's blocking pool, so that reading the file never
     /// stalls the runtime's worker threads (on the calling thread outside a Tokio runtime).
     ///
@@ -289,7 +307,7 @@ impl TrustStore {
     /// # Errors
     /// As [`pem::load_crls`] and [`TrustStore::add_crl`].
     pub fn add_crl_file(&mut self, path: &Path) -> Result<(), PkiError> {
-        let what = path.display().to_string();
+        let what = pem::display_name(path);
         for crl in pem::load_crls(path)? {
             self.add_crl(&crl, &what)?;
         }
@@ -522,15 +540,6 @@ impl TrustStore {
     }
 }
 
-/// Strips the sign-padding zero bytes of a DER serial number.
-pub(crate) fn trim_serial(serial: &[u8]) -> &[u8] {
-    let start = serial
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(serial.len().saturating_sub(1));
-    serial.get(start..).unwrap_or(serial)
-}
-
 /// Converts a time to rustls' representation (times before 1970 become the epoch).
 pub(crate) fn unix_time(time: OffsetDateTime) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(time.unix_timestamp()).unwrap_or(0)))
@@ -611,7 +620,7 @@ mod tests {
         match verify_at(&store, &leaf, &[], NOW) {
             Err(PkiError::Revoked { serial, reason }) => {
                 assert_eq!(serial, "010203");
-                assert_eq!(reason, "key-compromise");
+                assert_eq!(reason, crate::pki::RevocationReason::KeyCompromise);
             }
             other => panic!("expected a revocation, got {other:?}"),
         }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
+use super::keys::KeyId;
 use crate::pki::PkiError;
 
 /// When a signer's chain was checked: at the signing time recorded in the statement, or now.
@@ -146,7 +147,7 @@ pub enum SignError {
     #[error("module is signed with a raw key (key id {key_id}), not a certificate; verify it with --pubkey")]
     RawKeySignature {
         /// The key id of the signing key.
-        key_id: String,
+        key_id: KeyId,
     },
     /// The bundle is certificate-signed but only a public key was given.
     #[error("module is signed with certificate {subject}; verify it with --root")]
@@ -158,9 +159,9 @@ pub enum SignError {
     #[error("module is signed by key {actual}, not by the trusted key {expected}")]
     WrongKey {
         /// Key id of the trusted key.
-        expected: String,
+        expected: KeyId,
         /// Key id named in the signature.
-        actual: String,
+        actual: KeyId,
     },
     /// The certificate in the bundle is not the one the statement names.
     #[error("the signer certificate in the bundle is not the one the signed statement names")]

@@ -225,7 +225,7 @@ impl Verifier {
         let (key, info) = match (&self.anchor, statement.signer) {
             (Anchor::Roots(_), SignerId::RawKey(key)) => {
                 return Err(SignError::RawKeySignature {
-                    key_id: KeyId::of(&key).to_string(),
+                    key_id: KeyId::of(&key),
                 });
             }
             (Anchor::PublicKey(_), SignerId::Certificate(_)) => {
@@ -242,8 +242,8 @@ impl Verifier {
             (Anchor::PublicKey(trusted), SignerId::RawKey(key)) => {
                 if key != trusted.to_bytes() {
                     return Err(SignError::WrongKey {
-                        expected: trusted.key_id().to_string(),
-                        actual: KeyId::of(&key).to_string(),
+                        expected: trusted.key_id(),
+                        actual: KeyId::of(&key),
                     });
                 }
                 if !bundle.chain().is_empty() {
@@ -319,7 +319,7 @@ impl Verifier {
         let info = SignerInfo {
             kind: "certificate",
             subject: Some(ee.subject.clone()),
-            serial: Some(ee.serial.clone()),
+            serial: Some(ee.serial.to_string()),
             certificate_sha256: Some(ee.sha256_fingerprint.clone()),
             chain: chain
                 .path()

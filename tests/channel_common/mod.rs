@@ -67,7 +67,7 @@ fn issue(ca: &CertificateAuthority, request: IssueRequest, now: OffsetDateTime, 
     Leaf {
         chain: files.chain,
         key: files.key.unwrap(),
-        serial: issued.info.serial.clone(),
+        serial: issued.info.serial.to_string(),
     }
 }
 
@@ -101,7 +101,7 @@ impl Pki {
         );
         let crl_der = ca
             .revoke(
-                &revoked.serial,
+                &revoked.serial.parse().unwrap(),
                 RevocationReason::KeyCompromise,
                 now,
                 Duration::from_secs(86_400),

@@ -15,12 +15,15 @@ use time::OffsetDateTime;
 use cli::{
     BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, ShowArgs, VerifyArgs,
 };
+use tessera::ca::json::{Created, ListEntry, PathEntry, RevokeOutput, VerifyOutput, whole_seconds};
 use tessera::ca::{
     CaError, CertificateAuthority, CrlStatus, InitRequest, IssueRequest, IssuedFiles, ListFilter, Location,
     RevocationReason, Status, SubjectAltName,
 };
 use tessera::cli::{CliError, Role, exit, read_passphrase};
-use tessera::pki::{self, CertificateInfo, CrlInfo, Passphrase, PkiError, TrustStore, VerifyRequest, rfc3339};
+use tessera::pki::{
+    self, CertificateInfo, CrlInfo, Inspected, Passphrase, PkiError, Serial, TrustStore, VerifyRequest, rfc3339,
+};
 
 const TOOL: &str = "ca";
 
@@ -79,6 +82,7 @@ fn hint(error: &CaError) -> Option<String> {
             "if an earlier `ca issue` of this name was interrupted, remove the file (or give its \
              --key-passphrase-file); otherwise choose another --out"
         }
+        CaError::OutputExists { .. } => "choose another --out PREFIX or remove the old files",
         CaError::AlreadyRevoked { .. } => {
             "a revocation is final: its time and reason stay as recorded (`ca list` shows them)"
         }
@@ -124,31 +128,13 @@ fn shown(text: &str) -> String {
     tessera::cli::printable(text)
 }
 
-/// A serial number as `ca revoke` takes it: hex digits, optionally separated by colons
-/// (`3f9a0c…`, `3F:9A:0C:…`), at most 20 octets (RFC 5280 §4.1.2.2).
-fn check_serial(text: &str) -> Result<(), CliError> {
-    let digits: String = text.chars().filter(|c| *c != ':').collect();
-    let hint = "give the serial in hex as `ca list` prints it, e.g. 3f9a0c… or 3f:9a:0c:…";
-    if digits.is_empty() {
-        return Err(CliError::usage("the serial number is empty").with_hint(hint));
-    }
-    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
-        let c = if c.is_ascii_graphic() {
-            format!("'{c}'")
-        } else {
-            format!("U+{:04X}", u32::from(c))
-        };
-        return Err(
-            CliError::usage(format!("\"{text}\" is not a serial number: {c} is not a hex digit")).with_hint(hint),
-        );
-    }
-    if digits.trim_start_matches('0').len() > 40 {
-        return Err(CliError::usage(format!(
-            "\"{text}\" is not a serial number: it is longer than 20 octets (40 hex digits)"
-        ))
-        .with_hint(hint));
-    }
-    Ok(())
+/// A serial number as `ca revoke` takes it (see [`Serial`]'s `FromStr`: hex digits, optionally
+/// separated by colons, at most 20 octets, RFC 5280 §4.1.2.2); a usage error otherwise.
+fn parse_serial(text: &str) -> Result<Serial, CliError> {
+    text.parse().map_err(|e: pki::SerialError| {
+        CliError::usage(e.to_string())
+            .with_hint("give the serial in hex as `ca list` prints it, e.g. 3f9a0c… or 3f:9a:0c:…")
+    })
 }
 
 /// The files that hold a CA's state. Each must be a regular file (or a link to one): reading a
@@ -220,28 +206,18 @@ fn summary(cli: &Cli, message: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct RevokeOutput<'a> {
-    serial: &'a str,
-    #[serde(with = "time::serde::rfc3339")]
-    revoked_at: OffsetDateTime,
-    reason: &'a str,
-    already_revoked: bool,
-    crl: &'a CrlInfo,
-}
-
 fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
-    check_serial(&args.serial)?;
+    let serial = parse_serial(&args.serial)?;
     let lifetime = days(args.crl_days)?;
     let ca = open_ca(cli, &cli.dir)?;
     let reason = args.reason.unwrap_or(RevocationReason::Unspecified);
-    let revoked = ca.revoke_certificate(&args.serial, reason, now, lifetime)?;
+    let revoked = ca.revoke_certificate(&serial, reason, now, lifetime)?;
     let info = CrlInfo::from_der(&revoked.crl)?;
     if args.json {
         tessera::cli::print_json(&RevokeOutput {
             serial: &revoked.serial,
             revoked_at: revoked.revocation.at,
-            reason: &revoked.revocation.reason,
+            reason: revoked.revocation.reason,
             already_revoked: !revoked.newly_revoked,
             crl: &info,
         })?;
@@ -346,15 +322,6 @@ fn location(cli: &Cli) -> Result<Option<Location>, CliError> {
         })
 }
 
-/// What `init` and `issue` print with `--json`: the same shape for both.
-#[derive(Serialize)]
-struct CreatedOutput<'a> {
-    certificate: &'a CertificateInfo,
-    files: &'a IssuedFiles,
-    encrypted_key: bool,
-    clamped: bool,
-}
-
 fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     tessera::cli::ensure_one_stdin(&[
         ("--passphrase-file", cli.passphrase_file.as_deref()),
@@ -429,7 +396,7 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
             Some(parent) => args.days.is_none() && ca.info().not_after == parent.info().not_after,
             None => false,
         };
-        tessera::cli::print_json(&CreatedOutput {
+        tessera::cli::print_json(&Created {
             certificate: ca.info(),
             files: &IssuedFiles {
                 certificate: ca.dir().join("ca.pem"),
@@ -484,11 +451,10 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     let mut request = IssueRequest::new(args.profile, args.name.clone());
     let mut sans = Vec::new();
     for san in &args.san {
-        sans.push(SubjectAltName::parse(san).map_err(|e| match e {
-            CaError::InvalidRequest { reason, .. } => CliError::usage(format!("--san {reason}")).with_hint(
+        sans.push(SubjectAltName::parse(san).map_err(|e| {
+            CliError::usage(format!("--san {}", e.reason)).with_hint(
                 "give dns:HOST (ASCII, xn-- for internationalised names), ip:ADDR, email:LOCAL@DOMAIN or uri:SCHEME:…",
-            ),
-            other => CliError::usage(other.to_string()),
+            )
         })?);
     }
     let (sans, repeated) = SubjectAltName::dedup(sans);
@@ -529,16 +495,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         None => None,
     };
     let ca = open_ca(cli, &cli.dir)?;
-    let leftovers = ca
-        .clear_outputs(&prefix, request.csr.is_none(), key_passphrase.as_ref())
-        .map_err(|e| match e {
-            CaError::Pki(PkiError::AlreadyExists { path }) => anyhow::Error::new(
-                CliError::failure(format!("{} already exists; refusing to overwrite it", path.display()))
-                    .with_hint("choose another --out PREFIX or remove the old files"),
-            ),
-            other => other.into(),
-        })?;
-    for leftover in &leftovers {
+    let (issued, files) = ca.issue_to(&request, &prefix, key_passphrase.as_ref(), now, &mut |leftover| {
         warn(
             cli,
             &format!(
@@ -547,9 +504,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
                 leftover.serial
             ),
         );
-    }
-    let issued = ca.issue(&request, now)?;
-    let files = issued.write(&prefix, key_passphrase.as_ref())?;
+    })?;
     if issued.clamped {
         warn(
             cli,
@@ -560,7 +515,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         );
     }
     if args.json {
-        tessera::cli::print_json(&CreatedOutput {
+        tessera::cli::print_json(&Created {
             certificate: &issued.info,
             files: &files,
             encrypted_key: files.key.is_some() && key_passphrase.is_some(),
@@ -574,7 +529,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
             issued.info.serial
         )?;
         if !issued.info.sans.is_empty() {
-            tessera::outln!("  names:       {}", shown(&issued.info.sans.join(", ")))?;
+            tessera::outln!("  names:       {}", shown(&join(&issued.info.sans)))?;
         }
         tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
         tessera::outln!("  certificate: {}", files.certificate.display())?;
@@ -586,22 +541,9 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     Ok(exit::OK)
 }
 
-#[derive(Serialize)]
-struct ListEntry<'a> {
-    serial: &'a str,
-    subject: &'a str,
-    sans: &'a [String],
-    profile: &'a str,
-    #[serde(with = "time::serde::rfc3339")]
-    not_before: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    not_after: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    issued_at: OffsetDateTime,
-    status: tessera::ca::Status,
-    #[serde(with = "time::serde::rfc3339::option")]
-    revoked_at: Option<OffsetDateTime>,
-    revocation_reason: Option<&'a str>,
+/// Names (SANs) as text output lists them: `dns:a.test, ip:10.0.0.1`.
+fn join(names: &[SubjectAltName]) -> String {
+    names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn list(cli: &Cli, args: &ListArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
@@ -635,18 +577,7 @@ fn list(cli: &Cli, args: &ListArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
         tessera::outln!("[")?;
     }
     let result = store.list(&filter, &mut |r| {
-        let entry = ListEntry {
-            serial: &r.serial,
-            subject: &r.subject,
-            sans: &r.sans,
-            profile: &r.profile,
-            not_before: whole_seconds(r.not_before),
-            not_after: whole_seconds(r.not_after),
-            issued_at: whole_seconds(r.issued_at),
-            status: r.status(now),
-            revoked_at: r.revoked.as_ref().map(|x| whole_seconds(x.at)),
-            revocation_reason: r.revoked.as_ref().map(|x| x.reason.as_str()),
-        };
+        let entry = ListEntry::new(&r, now);
         let written = if args.json {
             list_json(&entry, printed == 0)
         } else {
@@ -681,9 +612,7 @@ fn list(cli: &Cli, args: &ListArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
 }
 
 fn list_json(entry: &ListEntry<'_>, first: bool) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(entry)?;
-    let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
-    tessera::outln!("{}{}", if first { "" } else { "," }, indented.join("\n"))?;
+    tessera::outln!("{}", entry.to_json_item(first)?)?;
     Ok(())
 }
 
@@ -697,20 +626,16 @@ fn list_text(e: &ListEntry<'_>, first: bool) -> anyhow::Result<()> {
             "NOT AFTER"
         )?;
     }
-    let status = serde_json::to_value(e.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
     let names = if e.sans.is_empty() {
         String::new()
     } else {
-        format!(" [{}]", e.sans.join(", "))
+        format!(" [{}]", join(e.sans))
     };
     tessera::outln!(
         "{:<32}  {:<12}  {:<8}  {:<20}  {}{}",
         e.serial,
         e.profile,
-        status,
+        e.status.name(),
         rfc3339(e.not_after),
         shown(e.subject),
         shown(&names)
@@ -734,12 +659,6 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// A time as every `--json` shows it: UTC, whole seconds (`2030-01-31T12:00:00Z`).
-fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
-    let utc = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
-    utc.replace_nanosecond(0).unwrap_or(utc)
-}
-
 /// Reads a file, or standard input for `-` (read once and kept: see `pki::pem::read_file`).
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = pki::pem::read_file(path)?;
@@ -753,31 +672,19 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn show(args: &ShowArgs) -> anyhow::Result<u8> {
     let bytes = read_input(&args.file)?;
-    let what = args.file.display().to_string();
-    let text = String::from_utf8_lossy(&bytes);
-    if text.contains("-----BEGIN X509 CRL-----") {
-        let crls: Vec<CrlInfo> = pki::pem::parse_crls(&bytes, &what)?
-            .iter()
-            .map(|der| CrlInfo::from_der(der))
-            .collect::<Result<_, _>>()?;
-        return render(args.json, &crls, CrlInfo::to_text);
+    match pki::read_certificates_or_crls(&bytes, &args.file.display().to_string())? {
+        Inspected::Crls(crls) => {
+            let crls: Vec<CrlInfo> = crls.iter().map(|d| CrlInfo::from_der(d)).collect::<Result<_, _>>()?;
+            render(args.json, &crls, CrlInfo::to_text)
+        }
+        Inspected::Certificates(certs) => {
+            let infos: Vec<CertificateInfo> = certs
+                .iter()
+                .map(|der| CertificateInfo::from_der(der))
+                .collect::<Result<_, _>>()?;
+            render(args.json, &infos, CertificateInfo::to_text)
+        }
     }
-    let certs = match pki::pem::parse_certificates(&bytes, &what) {
-        Ok(certs) => certs,
-        Err(cert_err) => match pki::pem::parse_crls(&bytes, &what) {
-            // DER input: maybe a CRL.
-            Ok(crls) => {
-                let crls: Vec<CrlInfo> = crls.iter().map(|d| CrlInfo::from_der(d)).collect::<Result<_, _>>()?;
-                return render(args.json, &crls, CrlInfo::to_text);
-            }
-            Err(_) => return Err(cert_err.into()),
-        },
-    };
-    let infos: Vec<CertificateInfo> = certs
-        .iter()
-        .map(|der| CertificateInfo::from_der(der))
-        .collect::<Result<_, _>>()?;
-    render(args.json, &infos, CertificateInfo::to_text)
 }
 
 /// One item: an object (or text block); several: an array (or blocks separated by blank lines).
@@ -795,25 +702,6 @@ fn render<T: Serialize>(json: bool, items: &[T], text: fn(&T) -> String) -> anyh
         }
     }
     Ok(exit::OK)
-}
-
-#[derive(Serialize)]
-struct VerifyOutput {
-    trusted: bool,
-    usage: String,
-    name: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    time: OffsetDateTime,
-    reason: Option<String>,
-    path: Vec<PathEntry>,
-}
-
-#[derive(Serialize)]
-struct PathEntry {
-    subject: String,
-    serial: String,
-    #[serde(with = "time::serde::rfc3339")]
-    not_after: OffsetDateTime,
 }
 
 fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
@@ -838,16 +726,12 @@ fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u
     if let Some(chain) = &args.chain {
         intermediates.extend(certificates(chain)?);
     }
-    let mut store = TrustStore::new();
-    for root in certificates(&args.root)? {
-        store.add_root(root, &display_name(&args.root))?;
+    // Standard input is read once and kept (see `pki::pem::read_file`): an empty one is
+    // refused here, before the trust store reads it again.
+    for path in std::iter::once(&args.root).chain(&args.crl).filter(|p| is_stdio(p)) {
+        read_input(path)?;
     }
-    for crl in &args.crl {
-        let bytes = read_input(crl)?;
-        for der in pki::pem::parse_crls(&bytes, &display_name(crl))? {
-            store.add_crl(&der, &display_name(crl))?;
-        }
-    }
+    let store = TrustStore::load(&args.root, &args.crl)?;
     let mut request = VerifyRequest::new(args.usage, time).with_key_usage(args.key_usage.iter().copied());
     request.name = args.name.clone();
     request.max_depth = args.max_depth;

@@ -132,7 +132,7 @@ fn log_connected(stream: &ChannelStream<TcpStream>) {
         tracing::info!(
             server = ?peer.name(),
             serial = %peer.serial,
-            sans = ?peer.sans.join(", "),
+            sans = ?peer.sans.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             version = %stream.protocol_version().map_or_else(|| "unknown".into(), channel::version_name),
             suite = %stream.cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
             "connected"

@@ -230,13 +230,7 @@ fn check_usage(cli: &Cli) -> Result<(), CliError> {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     check_usage(cli)?;
     let mut verifier = match (&cli.root, &cli.pubkey) {
-        (Some(root), _) => {
-            let mut trust = TrustStore::from_root_file(root)?;
-            for crl in &cli.crl {
-                trust.add_crl_file(crl)?;
-            }
-            Verifier::new(trust)
-        }
+        (Some(root), _) => Verifier::new(TrustStore::load(root, &cli.crl)?),
         (None, Some(pubkey)) => Verifier::with_public_key(PublicKey::load(pubkey)?),
         (None, None) => return Err(CliError::usage("give --root ROOT or --pubkey PUB").into()),
     };

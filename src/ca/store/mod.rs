@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::CaError;
-use super::database::{Record, Revocation, Status};
+use super::record::{Record, Revocation, Status};
 use crate::fsutil;
+use crate::pki::{RevocationReason, Serial, SubjectAltName};
 
 pub use sqlite::backup_sqlite;
 
@@ -111,12 +112,12 @@ struct Marker {
 /// One revoked certificate, as a CRL lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedEntry {
-    /// Serial, lowercase hex.
-    pub serial: String,
+    /// Serial.
+    pub serial: Serial,
     /// When it was revoked.
     pub at: OffsetDateTime,
-    /// The reason, in words (`key-compromise`, …).
-    pub reason: String,
+    /// Why.
+    pub reason: RevocationReason,
 }
 
 /// A CRL number and the revoked set it stands for, read in the transaction that handed the
@@ -224,7 +225,12 @@ pub trait Store: Send {
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
-    fn revoke_once(&mut self, serial: &str, at: OffsetDateTime, reason: &str) -> Result<RevokeOutcome, CaError>;
+    fn revoke_once(
+        &mut self,
+        serial: &Serial,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> Result<RevokeOutcome, CaError>;
 
     /// `advance_crl_number`: hands out the next CRL number and reads the revoked set, in one
     /// transaction.
@@ -246,11 +252,11 @@ pub trait Store: Send {
     /// [`CaError::Store`] when the database fails.
     fn crl_number(&mut self) -> Result<u64, CaError>;
 
-    /// The record with this serial (any spelling [`super::normalise_serial`] accepts).
+    /// The record with this serial.
     ///
     /// # Errors
-    /// [`CaError::Store`] when the database fails.
-    fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError>;
+    /// [`CaError::Store`] when the database fails or the record is damaged.
+    fn find(&mut self, serial: &Serial) -> Result<Option<Record>, CaError>;
 
     /// Calls `each` with every record that matches, newest first, without loading them all.
     /// Stops at the first error `each` returns.
@@ -277,7 +283,7 @@ pub fn open(dir: &Path, issuer: &str, wanted: Option<&Location>) -> Result<Box<d
     let recorded = match read_marker(dir)? {
         Some(marker) => marker,
         None => {
-            if dir.join(super::database::DATABASE_FILE).exists() {
+            if dir.join(super::legacy::DATABASE_FILE).exists() {
                 import_legacy(dir, issuer, wanted)?
             } else {
                 return Err(CaError::Database {
@@ -421,7 +427,7 @@ fn import_legacy(dir: &Path, issuer: &str, wanted: Option<&Location>) -> Result<
         // Another process imported it while we waited.
         return Ok(marker);
     }
-    let legacy = super::Database::load(dir)?;
+    let legacy = super::legacy::Database::load(dir)?;
     legacy.check_owner(dir, issuer)?;
     sqlite::SqliteStore::import(dir, issuer, &legacy)?;
     write_marker(dir, &Location::Sqlite)?;
@@ -438,7 +444,7 @@ fn import_legacy(dir: &Path, issuer: &str, wanted: Option<&Location>) -> Result<
 /// After an import: `db.json` is renamed `db.json.imported` (kept, never deleted), and the old
 /// lock file removed. Safe to repeat; failures only leave the old files in place.
 fn finish_import(dir: &Path) {
-    let json = dir.join(super::database::DATABASE_FILE);
+    let json = dir.join(super::legacy::DATABASE_FILE);
     if json.exists() {
         let imported = dir.join(IMPORTED_JSON);
         if imported.exists() {
@@ -453,15 +459,41 @@ fn finish_import(dir: &Path) {
     let _ = std::fs::remove_file(dir.join("db.lock"));
 }
 
-/// The SANs column: a JSON array.
-fn sans_to_text(sans: &[String]) -> String {
+/// The SANs column: a JSON array of names as shown (`["dns:a.test", "ip:10.0.0.1"]`).
+fn sans_to_text(sans: &[SubjectAltName]) -> String {
     serde_json::to_string(sans).unwrap_or_else(|_| "[]".into())
 }
 
-fn sans_from_text(text: &str, store: &str) -> Result<Vec<String>, CaError> {
+fn sans_from_text(text: &str, serial: &str, store: &str) -> Result<Vec<SubjectAltName>, CaError> {
     serde_json::from_str(text).map_err(|e| CaError::Store {
         store: store.into(),
-        reason: format!("a record's SANs do not parse ({e})"),
+        reason: format!("the record of certificate {serial} is damaged: its SANs do not parse ({e})"),
+    })
+}
+
+/// A serial column as stored (lowercase hex). A record whose serial is not hex is damaged: an
+/// error naming the store and the record, never a different serial.
+fn serial_from(text: &str, store: &str) -> Result<Serial, CaError> {
+    text.parse().map_err(|e| CaError::Store {
+        store: store.into(),
+        reason: format!("the record of certificate {text:?} is damaged: {e}"),
+    })
+}
+
+/// A revocation reason column as stored (`key-compromise`, …).
+fn reason_from(text: &str, serial: &str, store: &str) -> Result<RevocationReason, CaError> {
+    text.parse().map_err(|e| CaError::Store {
+        store: store.into(),
+        reason: format!("the record of certificate {serial} is damaged: {e}"),
+    })
+}
+
+/// One revoked certificate as the CRL queries read it.
+fn revoked_entry(serial: &str, at: i64, reason: &str, store: &str) -> Result<RevokedEntry, CaError> {
+    Ok(RevokedEntry {
+        serial: serial_from(serial, store)?,
+        at: time_from(at, store)?,
+        reason: reason_from(reason, serial, store)?,
     })
 }
 
@@ -495,17 +527,17 @@ struct Row {
 
 impl Row {
     fn into_record(self, store: &str) -> Result<Record, CaError> {
-        let revoked = match (self.revoked_at, self.reason) {
+        let revoked = match (self.revoked_at, &self.reason) {
             (Some(at), Some(reason)) => Some(Revocation {
                 at: time_from(at, store)?,
-                reason,
+                reason: reason_from(reason, &self.serial, store)?,
             }),
             _ => None,
         };
         Ok(Record {
-            serial: self.serial,
+            sans: sans_from_text(&self.sans, &self.serial, store)?,
+            serial: serial_from(&self.serial, store)?,
             subject: self.subject,
-            sans: sans_from_text(&self.sans, store)?,
             profile: self.profile,
             not_before: time_from(self.not_before, store)?,
             not_after: time_from(self.not_after, store)?,

@@ -14,9 +14,10 @@ use postgres::{Client, Config, NoTls, Transaction};
 use time::OffsetDateTime;
 
 use super::migrate;
-use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, RevokedEntry, Row, Store, redact};
+use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, Store, redact};
 use crate::ca::CaError;
-use crate::ca::database::{Record, Revocation, normalise_serial};
+use crate::ca::record::{Record, Revocation};
+use crate::pki::{RevocationReason, Serial};
 
 /// How long connecting may take before the store counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -177,7 +178,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
                 &[
                     &self.issuer,
-                    &record.serial,
+                    &record.serial.to_string(),
                     &record.subject,
                     &super::sans_to_text(&record.sans),
                     &record.profile,
@@ -191,8 +192,14 @@ impl Store for PostgresStore {
         Ok(inserted.is_some())
     }
 
-    fn revoke_once(&mut self, serial: &str, at: OffsetDateTime, reason: &str) -> Result<RevokeOutcome, CaError> {
-        let serial = normalise_serial(serial);
+    fn revoke_once(
+        &mut self,
+        serial: &Serial,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> Result<RevokeOutcome, CaError> {
+        let serial = serial.to_string();
+        let reason = reason.name();
         let url = self.url.clone();
         let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
         let changed = tx
@@ -218,7 +225,7 @@ impl Store for PostgresStore {
                 ) {
                     (Some(at), Some(reason)) => RevokeOutcome::AlreadyRevoked(Revocation {
                         at: super::time_from(at, &redact(&url))?,
-                        reason,
+                        reason: super::reason_from(&reason, &serial, &redact(&url))?,
                     }),
                     _ => {
                         return Err(CaError::Store {
@@ -268,11 +275,11 @@ impl Store for PostgresStore {
         super::crl_number_from(row.try_get(0).map_err(|e| self.fail(e))?, &store)
     }
 
-    fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError> {
+    fn find(&mut self, serial: &Serial) -> Result<Option<Record>, CaError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE issuer = $1 AND serial = $2");
         let row = self
             .client
-            .query_opt(&sql, &[&self.issuer, &normalise_serial(serial)])
+            .query_opt(&sql, &[&self.issuer, &serial.to_string()])
             .map_err(|e| self.fail(e))?;
         let store = self.describe();
         row.map(|r| read_row(&r).map_err(|e| self.fail(e))?.into_record(&store))
@@ -335,11 +342,14 @@ fn advance(tx: &mut Transaction<'_>, issuer: &str, url: &str) -> Result<CrlState
     let mut revoked = Vec::with_capacity(rows.len());
     for row in rows {
         let get = |e: postgres::Error| fail(url, &e);
-        revoked.push(RevokedEntry {
-            serial: row.try_get(0).map_err(get)?,
-            at: super::time_from(row.try_get(1).map_err(get)?, &store)?,
-            reason: row.try_get(2).map_err(get)?,
-        });
+        let serial: String = row.try_get(0).map_err(get)?;
+        let reason: String = row.try_get(2).map_err(get)?;
+        revoked.push(super::revoked_entry(
+            &serial,
+            row.try_get(1).map_err(get)?,
+            &reason,
+            &store,
+        )?);
     }
     Ok(CrlState {
         number: super::crl_number_from(number, &store)?,

@@ -10,10 +10,12 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use time::OffsetDateTime;
 
 use super::migrate;
-use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, RevokedEntry, Row, SQLITE_FILE, Store};
+use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, SQLITE_FILE, Store};
 use crate::ca::CaError;
-use crate::ca::database::{Database, Record, normalise_serial};
+use crate::ca::legacy::Database;
+use crate::ca::record::Record;
 use crate::fsutil;
+use crate::pki::{RevocationReason, Serial};
 
 /// How long a command waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -84,7 +86,7 @@ impl SqliteStore {
             migrate(&mut conn, &temp, true)?;
             let tx = conn.transaction().map_err(|e| database_error(&temp, e))?;
             let number = i64::try_from(legacy.crl_number).map_err(|_| CaError::Database {
-                path: dir.join(super::super::DATABASE_FILE),
+                path: dir.join(crate::ca::legacy::DATABASE_FILE),
                 reason: format!("its CRL number {} is too large", legacy.crl_number),
             })?;
             insert_issuer(&tx, issuer, number).map_err(|e| database_error(&temp, e))?;
@@ -96,7 +98,7 @@ impl SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         issuer,
-                        record.serial,
+                        record.serial.to_string(),
                         record.subject,
                         super::sans_to_text(&record.sans),
                         record.profile,
@@ -105,7 +107,7 @@ impl SqliteStore {
                         record.issued_at.unix_timestamp(),
                         if record.revoked.is_some() { "revoked" } else { "good" },
                         record.revoked.as_ref().map(|r| r.at.unix_timestamp()),
-                        record.revoked.as_ref().map(|r| r.reason.as_str()),
+                        record.revoked.as_ref().map(|r| r.reason.name()),
                         der,
                     ],
                 )
@@ -178,7 +180,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
                 params![
                     self.issuer,
-                    record.serial,
+                    record.serial.to_string(),
                     record.subject,
                     super::sans_to_text(&record.sans),
                     record.profile,
@@ -194,8 +196,14 @@ impl Store for SqliteStore {
         Ok(inserted.is_some())
     }
 
-    fn revoke_once(&mut self, serial: &str, at: OffsetDateTime, reason: &str) -> Result<RevokeOutcome, CaError> {
-        let serial = normalise_serial(serial);
+    fn revoke_once(
+        &mut self,
+        serial: &Serial,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> Result<RevokeOutcome, CaError> {
+        let serial = serial.to_string();
+        let reason = reason.name();
         let path = self.path.clone();
         let tx = self
             .conn
@@ -224,7 +232,7 @@ impl Store for SqliteStore {
             match existing {
                 Some((Some(at), Some(reason))) => RevokeOutcome::AlreadyRevoked(crate::ca::Revocation {
                     at: super::time_from(at, &path.display().to_string())?,
-                    reason,
+                    reason: super::reason_from(&reason, &serial, &path.display().to_string())?,
                 }),
                 Some(_) => {
                     return Err(CaError::Database {
@@ -288,11 +296,11 @@ impl Store for SqliteStore {
         super::crl_number_from(number, &path.display().to_string())
     }
 
-    fn find(&mut self, serial: &str) -> Result<Option<Record>, CaError> {
+    fn find(&mut self, serial: &Serial) -> Result<Option<Record>, CaError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE issuer = ?1 AND serial = ?2");
         let row = self
             .conn
-            .query_row(&sql, params![self.issuer, normalise_serial(serial)], read_row)
+            .query_row(&sql, params![self.issuer, serial.to_string()], read_row)
             .optional()
             .map_err(|e| self.fail(e))?;
         row.map(|r| r.into_record(&self.describe_path())).transpose()
@@ -362,11 +370,7 @@ fn advance(tx: &rusqlite::Transaction<'_>, issuer: &str, path: &Path) -> Result<
     let mut revoked = Vec::new();
     for row in rows {
         let (serial, at, reason) = row.map_err(|e| database_error(path, e))?;
-        revoked.push(RevokedEntry {
-            serial,
-            at: super::time_from(at, &store)?,
-            reason,
-        });
+        revoked.push(super::revoked_entry(&serial, at, &reason, &store)?);
     }
     Ok(CrlState {
         number: super::crl_number_from(number, &store)?,

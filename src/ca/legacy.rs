@@ -1,86 +1,22 @@
-//! Records of issued certificates, and the JSON database of earlier Tessera releases.
-//!
-//! [`Record`], [`Revocation`] and [`Status`] are what the store (see [`super::store`]) reads
-//! and writes. [`Database`] is the `db.json` that CA directories held before the store: it is
-//! read once, to be imported (see [`super::store::open`]), and written only to make such a
-//! directory in tests ([`Database::write_legacy`]).
+//! The JSON database (`db.json`) that CA directories held before the store: read once, to be
+//! imported (see [`super::store::open`]). Crate-internal: nothing outside the crate can append a
+//! record without issuing. [`write_legacy_database`] makes such a directory for tests.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use super::CaError;
+use super::record::Record;
 use crate::fsutil;
 
 /// The database file's name inside a CA directory.
-pub const DATABASE_FILE: &str = "db.json";
+pub(crate) const DATABASE_FILE: &str = "db.json";
 const FORMAT_VERSION: u32 = 1;
-
-/// The state of an issued certificate at some time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Within its validity period and not revoked.
-    Valid,
-    /// Revoked by the CA.
-    Revoked,
-    /// Past its notAfter.
-    Expired,
-}
-
-/// A revocation: when and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    /// When the CA recorded it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The RFC 5280 reason, in words (`key-compromise`, …).
-    pub reason: String,
-}
-
-/// One issued certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Serial number, lowercase hex.
-    pub serial: String,
-    /// Subject distinguished name.
-    pub subject: String,
-    /// Subject alternative names (`dns:…`, `ip:…`, …).
-    pub sans: Vec<String>,
-    /// `server`, `client`, `code-signing` or `intermediate`.
-    pub profile: String,
-    /// Start of validity.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_before: OffsetDateTime,
-    /// End of validity.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    /// When the CA issued it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub issued_at: OffsetDateTime,
-    /// Set once the certificate is revoked.
-    pub revoked: Option<Revocation>,
-    /// The certificate, PEM.
-    pub certificate: String,
-}
-
-impl Record {
-    /// The certificate's status at `now`.
-    pub fn status(&self, now: OffsetDateTime) -> Status {
-        if self.revoked.is_some() {
-            Status::Revoked
-        } else if self.not_after < now {
-            Status::Expired
-        } else {
-            Status::Valid
-        }
-    }
-}
 
 /// The whole database.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Database {
+pub(crate) struct Database {
     version: u32,
     /// SHA-256 fingerprint (hex) of the certificate of the CA this database belongs to, so that
     /// another CA's `db.json` is not taken for this one's. Absent in databases written before it
@@ -90,9 +26,9 @@ pub struct Database {
     /// The number of the last CRL made from this database (0: none yet). Every change to a
     /// revocation advances it in the same atomic write, so `crl.pem` reflects the database
     /// exactly when its CRL number equals this one.
-    pub crl_number: u64,
+    pub(crate) crl_number: u64,
     /// Every certificate issued, in issuance order.
-    pub records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
 }
 
 impl Database {
@@ -112,22 +48,9 @@ impl Database {
     /// [`CaError::MissingDatabase`] when there is no `db.json` (every CA directory has one from
     /// `ca init` on), [`CaError::Database`] when it is empty, truncated or does not parse,
     /// [`CaError::Io`].
-    pub fn load(dir: &Path) -> Result<Self, CaError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, CaError> {
         let path = dir.join(DATABASE_FILE);
         Self::parse(&read(&path)?, &path)
-    }
-
-    /// Reads the database of the CA in `dir` and checks that it is that CA's (the one whose
-    /// certificate is `DIR/ca.pem`), as every command that uses a CA does.
-    ///
-    /// # Errors
-    /// As [`Database::load`], [`CaError::NotACa`], and [`CaError::Database`] for another CA's
-    /// database.
-    pub fn load_checked(dir: &Path) -> Result<Self, CaError> {
-        let fingerprint = ca_fingerprint(dir)?;
-        let db = Self::load(dir)?;
-        db.check_owner(dir, &fingerprint)?;
-        Ok(db)
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, CaError> {
@@ -139,10 +62,7 @@ impl Database {
         check_version(db.version, path)?;
         let mut seen = std::collections::HashSet::new();
         for record in &db.records {
-            if normalise_serial(&record.serial) != record.serial {
-                return Err(damaged(format!("serial {:?} is not in canonical form", record.serial)));
-            }
-            if !seen.insert(record.serial.as_str()) {
+            if !seen.insert(&record.serial) {
                 return Err(damaged(format!("serial {} is recorded twice", record.serial)));
             }
             // Times are written to CRLs in UTC: each must have a UTC form.
@@ -159,8 +79,7 @@ impl Database {
     }
 
     /// A legacy database with these records, as an earlier Tessera wrote it.
-    #[doc(hidden)]
-    pub fn from_parts(ca_fingerprint: &str, crl_number: u64, records: Vec<Record>) -> Self {
+    pub(crate) fn from_parts(ca_fingerprint: &str, crl_number: u64, records: Vec<Record>) -> Self {
         Self {
             crl_number,
             records,
@@ -173,8 +92,7 @@ impl Database {
     ///
     /// # Errors
     /// I/O errors.
-    #[doc(hidden)]
-    pub fn write_legacy(&self, dir: &Path) -> Result<(), CaError> {
+    pub(crate) fn write_legacy(&self, dir: &Path) -> Result<(), CaError> {
         let path = dir.join(DATABASE_FILE);
         let bytes = self.to_bytes(&path)?;
         fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE_MODE).map_err(|e| CaError::io(path, e))
@@ -194,14 +112,6 @@ impl Database {
         }
     }
 
-    /// The serials of every revoked certificate.
-    pub fn revoked_serials(&self) -> impl Iterator<Item = &str> {
-        self.records
-            .iter()
-            .filter(|r| r.revoked.is_some())
-            .map(|r| r.serial.as_str())
-    }
-
     fn to_bytes(&self, path: &Path) -> Result<Vec<u8>, CaError> {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| CaError::Database {
             path: path.to_path_buf(),
@@ -209,17 +119,6 @@ impl Database {
         })?;
         bytes.push(b'\n');
         Ok(bytes)
-    }
-
-    /// Finds a record by serial (hex, case-insensitive, leading zeros and colons ignored).
-    pub fn find(&self, serial: &str) -> Option<&Record> {
-        let wanted = normalise_serial(serial);
-        self.records.iter().find(|r| r.serial == wanted)
-    }
-
-    /// True if a certificate with this serial exists.
-    pub fn contains(&self, serial: &str) -> bool {
-        self.find(serial).is_some()
     }
 }
 
@@ -262,67 +161,25 @@ fn check_version(version: u32, path: &Path) -> Result<(), CaError> {
     })
 }
 
-/// The SHA-256 fingerprint (hex) of the certificate of the CA in `dir`.
-fn ca_fingerprint(dir: &Path) -> Result<String, CaError> {
-    let (certificate, _) = super::read_ca_certificates(dir)?;
-    Ok(crate::pki::CertificateInfo::from_der(&certificate)?.sha256_fingerprint)
-}
-
-/// Canonical form of a serial typed by a person: lowercase hex of the serial's octets without
-/// leading zero octets (as `ca list` and `ca show` print it); `:`, `0x` and extra leading zeros
-/// are ignored, so `0A1B`, `a1b` and `00:0a:1b` all name the serial `0a1b`.
-pub fn normalise_serial(serial: &str) -> String {
-    let digits: String = serial
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let significant = digits.trim_start_matches('0');
-    match significant.len() {
-        0 => "00".into(),
-        n if n % 2 == 1 => format!("0{significant}"),
-        _ => significant.into(),
-    }
+/// Writes `DIR/db.json` with these records and CRL number, as a Tessera release before the
+/// store did, for the CA whose certificate has this SHA-256 fingerprint (hex): for tests of the
+/// one-time import. Tessera itself never writes db.json.
+///
+/// # Errors
+/// I/O errors.
+#[doc(hidden)]
+pub fn write_legacy_database(
+    dir: &Path,
+    ca_fingerprint: &str,
+    crl_number: u64,
+    records: Vec<Record>,
+) -> Result<(), CaError> {
+    Database::from_parts(ca_fingerprint, crl_number, records).write_legacy(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serials_are_normalised() {
-        assert_eq!(normalise_serial("0x00:AB:cd"), "abcd");
-        assert_eq!(normalise_serial("000"), "00");
-        // A first octet below 0x10 prints with its leading zero, and is found either way.
-        assert_eq!(normalise_serial("a1b"), "0a1b");
-        assert_eq!(normalise_serial("0a1b"), "0a1b");
-        assert_eq!(normalise_serial("00:0a:1b"), "0a1b");
-    }
-
-    #[test]
-    fn a_serial_with_a_small_first_octet_is_found_however_it_is_typed() {
-        let now = OffsetDateTime::UNIX_EPOCH;
-        let db = Database {
-            records: vec![Record {
-                serial: "0a1b".into(),
-                subject: "CN=x".into(),
-                sans: vec![],
-                profile: "client".into(),
-                not_before: now,
-                not_after: now,
-                issued_at: now,
-                revoked: None,
-                certificate: String::new(),
-            }],
-            ..Database::new("00")
-        };
-        for typed in ["0a1b", "a1b", "0A:1B", "0x000a1b"] {
-            assert!(db.contains(typed), "{typed}");
-        }
-        assert!(!db.contains("a1"));
-    }
 
     #[test]
     fn a_missing_or_damaged_legacy_database_is_an_error_never_an_empty_one() {
@@ -349,6 +206,22 @@ mod tests {
             assert!(matches!(err, CaError::Database { .. }), "{err}");
             assert!(err.to_string().contains(words), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bad_serial_in_a_legacy_database_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = r#"{"version":1,"crl_number":0,"records":[{"serial":"0a1g","subject":"CN=x","sans":[],
+            "profile":"client","not_before":"2030-01-01T00:00:00Z","not_after":"2030-01-01T00:00:00Z",
+            "issued_at":"2030-01-01T00:00:00Z","revoked":null,"certificate":""}]}"#;
+        std::fs::write(dir.path().join(DATABASE_FILE), json).unwrap();
+        let err = Database::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CaError::Database { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("db.json") && text.contains("'g' is not a hex digit"),
+            "{text}"
+        );
     }
 
     #[test]
