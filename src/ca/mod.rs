@@ -7,7 +7,7 @@
 //!
 //! One concept per file: `authority.rs` (the CA directory: create, open, facts), `issue.rs`
 //! (issuing leaves and writing their files), `revocation.rs` (revocations, CRLs, `crl.pem`'s
-//! repair), `csr.rs` (PKCS#10 intake), `profile.rs` (what each kind of certificate may do),
+//! repair), `crl_file.rs` (reading `crl.pem`'s header and checking the CA's signature on it), `csr.rs` (PKCS#10 intake), `profile.rs` (what each kind of certificate may do),
 //! `check.rs` (the checks made before anything is signed), `record.rs` (what the store keeps),
 //! `store/` (SQLite and PostgreSQL), `legacy.rs` (the `db.json` of earlier releases, imported
 //! once), `json.rs` (the `--json` output of the `ca` tool).

@@ -504,7 +504,14 @@ impl fmt::Display for SubjectAltName {
 /// Compares with a name as shown (`dns:a.test`), exactly: `Dns("a.test") == "dns:a.test"`.
 impl PartialEq<str> for SubjectAltName {
     fn eq(&self, other: &str) -> bool {
-        self.to_string() == other
+        match (self, other.split_once(':')) {
+            (Self::Other(shown), _) => shown == other,
+            (Self::Ip(ip), Some(("ip", value))) => ip.to_string() == value,
+            (Self::Dns(v), Some(("dns", value)))
+            | (Self::Email(v), Some(("email", value)))
+            | (Self::Uri(v), Some(("uri", value))) => v == value,
+            _ => false,
+        }
     }
 }
 
@@ -885,6 +892,7 @@ mod tests {
             let name = SubjectAltName::from_shown(shown).unwrap();
             assert_eq!(name.to_string(), shown);
             assert!(name == shown);
+            assert!(name != "dns:elsewhere.test" && name != "");
             let json = serde_json::to_string(&name).unwrap();
             assert_eq!(serde_json::from_str::<SubjectAltName>(&json).unwrap(), name);
         }
