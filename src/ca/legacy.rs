@@ -60,8 +60,15 @@ impl Database {
         };
         let db: Self = parse_json(bytes, path)?;
         check_version(db.version, path)?;
+        // Serials as written: each must be in the form Tessera wrote (lowercase hex, even
+        // length, no extra leading zeros), as the parsed `Serial` no longer shows another.
+        let written: Written = parse_json(bytes, path)?;
         let mut seen = std::collections::HashSet::new();
-        for record in &db.records {
+        for (record, text) in db.records.iter().zip(written.records.iter().map(|r| &r.serial)) {
+            let canonical = record.serial.to_string();
+            if canonical != *text {
+                return Err(damaged(format!("serial {text:?} is not in canonical form")));
+            }
             if !seen.insert(&record.serial) {
                 return Err(damaged(format!("serial {} is recorded twice", record.serial)));
             }
@@ -120,6 +127,17 @@ impl Database {
         bytes.push(b'\n');
         Ok(bytes)
     }
+}
+
+/// The serials of a database as written (every other field ignored).
+#[derive(Deserialize)]
+struct Written {
+    records: Vec<WrittenSerial>,
+}
+
+#[derive(Deserialize)]
+struct WrittenSerial {
+    serial: String,
 }
 
 /// The database file's bytes; a missing file is [`CaError::MissingDatabase`].
@@ -222,6 +240,29 @@ mod tests {
             text.contains("db.json") && text.contains("'g' is not a hex digit"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_serial_not_in_canonical_form_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (serial, refused) in [("0a1b", false), ("0A1B", true), ("a1b", true), ("000a1b", true)] {
+            let json = format!(
+                r#"{{"version":1,"crl_number":0,"records":[{{"serial":"{serial}","subject":"CN=x","sans":["dns:x.test"],
+                "profile":"client","not_before":"2030-01-01T00:00:00Z","not_after":"2030-01-01T00:00:00Z",
+                "issued_at":"2030-01-01T00:00:00Z","revoked":null,"certificate":""}}]}}"#
+            );
+            std::fs::write(dir.path().join(DATABASE_FILE), json).unwrap();
+            match Database::load(dir.path()) {
+                Ok(db) => {
+                    assert!(!refused, "{serial}");
+                    assert_eq!(db.records[0].serial.to_string(), serial);
+                }
+                Err(err) => {
+                    assert!(refused, "{serial}: {err}");
+                    assert!(err.to_string().contains("is not in canonical form"), "{err}");
+                }
+            }
+        }
     }
 
     #[test]
