@@ -28,12 +28,17 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## dependencies: ring is the only crypto provider (no aws-lc), one generation of RustCrypto crates
+## dependencies: ring is the only crypto provider (no aws-lc), one generation of RustCrypto crates, and
+## `default-features = false` builds the library without clap, anyhow, tracing-subscriber, indicatif,
+## rpassword or terminal_size
 dependencies:
 	@if $(CARGO) tree -i aws-lc-rs >/dev/null 2>&1; then echo "aws-lc-rs is in the dependency tree"; exit 1; fi
 	@dups=$$($(CARGO) tree --duplicates -e normal 2>/dev/null | grep -E '^(digest|pkcs8|pkcs5|der|spki|sha2|sha3|ed25519|ed25519-dalek|curve25519-dalek) v' || true); \
 	  if [ -n "$$dups" ]; then echo "two generations of RustCrypto crates: $$dups"; exit 1; fi
-	@echo "dependencies: ring only, one generation of RustCrypto crates"
+	@cli=$$($(CARGO) tree --no-default-features -e normal --prefix none 2>/dev/null | grep -E '^(clap|clap_builder|anyhow|tracing-subscriber|indicatif|rpassword|terminal_size) v' | sort -u || true); \
+	  if [ -n "$$cli" ]; then echo "the library without the cli feature depends on CLI crates: $$cli"; exit 1; fi
+	$(CARGO) check --lib --no-default-features
+	@echo "dependencies: ring only, one generation of RustCrypto crates, the library builds without the cli feature (no clap)"
 
 ## unit: every test; a missing outside tool fails the test that needs it (TESSERA_REQUIRE_TOOLS)
 unit:

@@ -419,6 +419,7 @@ fn describe(role: &str, path: &Path, stdio: &str) -> String {
     }
 }
 
+#[cfg(feature = "cli")]
 impl From<SameFileError> for crate::cli::CliError {
     fn from(error: SameFileError) -> Self {
         Self::usage(error.to_string()).with_hint("write the output to another path; the input was left as it is")
@@ -430,6 +431,7 @@ impl From<SameFileError> for crate::cli::CliError {
 ///
 /// # Errors
 /// A [`crate::cli::CliError`] (exit 2) naming both paths.
+#[cfg(feature = "cli")]
 pub fn ensure_distinct(inputs: &[FileArg<'_>], outputs: &[FileArg<'_>]) -> Result<(), crate::cli::CliError> {
     Ok(find_same_file(inputs, outputs)?)
 }

@@ -83,8 +83,13 @@
 
 pub mod ca;
 pub mod channel;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod pki;
 pub mod sign;
 
+// Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only
+// by `cli` when it is built.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 mod fsutil;
+mod text;

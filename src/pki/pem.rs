@@ -14,8 +14,8 @@ pub fn describe_pem(error: &pem::PemError) -> String {
     match error {
         E::MismatchedTags(begin, end) => format!(
             "its BEGIN line names \"{}\" but its END line \"{}\": {DAMAGED}",
-            crate::cli::printable(begin),
-            crate::cli::printable(end)
+            crate::text::printable(begin),
+            crate::text::printable(end)
         ),
         E::MalformedFraming => format!(
             "its PEM armour is broken (the -----BEGIN …----- and -----END …----- lines are damaged or out of \
@@ -35,7 +35,7 @@ pub fn describe_pem(error: &pem::PemError) -> String {
                     let offset = offset.trim_end_matches('.').parse::<usize>().ok()?;
                     Some(format!(
                         " (it holds {} at character {} of the block)",
-                        crate::cli::printable(&format!("{:?}", char::from(byte))),
+                        crate::text::printable(&format!("{:?}", char::from(byte))),
                         offset + 1
                     ))
                 })
@@ -79,7 +79,7 @@ pub fn display_name(path: &Path) -> String {
 /// that reading `-` again (a key file examined for encryption, then loaded; a server reloading
 /// its files) gives the same bytes. They are not zeroized: a key read from standard input stays
 /// in memory until exit. Commands accept at most one `-` among their inputs (see
-/// `cli::ensure_one_stdin`).
+/// `tessera::cli::ensure_one_stdin`).
 ///
 /// # Errors
 /// [`PkiError::Io`] when the file cannot be read, [`PkiError::Malformed`] when it is too large.
