@@ -17,7 +17,8 @@
 //! | a mutual-TLS connection whose keys rotate by policy | [`channel::server_config`] / [`channel::client_config`] + [`channel::ChannelStream`] with a [`channel::RotationPolicy`] |
 //! | length-prefixed messages over it | [`channel::ChannelStream::send_message`] / [`channel::ChannelStream::recv_message`] |
 //! | reload certificates and CRLs without a restart | [`channel::ReloadableServerConfig`] |
-//! | write a tool with Tessera's exit codes and messages | [`cli`] |
+//! | write a tool with Tessera's exit codes and messages | `cli` (the `cli` feature) |
+//! | name a certificate, a CRL, a time or a rustls config in my own signatures | [`types`] |
 //!
 //! Every trust decision (`ca verify`, issuance self-checks, module signatures, TLS peers) goes
 //! through [`pki::TrustStore::verify`], which builds and checks paths with rustls-webpki.
@@ -31,7 +32,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let now = time::OffsetDateTime::now_utc();
+//! let now = tessera::types::OffsetDateTime::now_utc();
 //!
 //! // A root CA (key unencrypted here; pass a Passphrase to encrypt it) and an intermediate.
 //! let root = CertificateAuthority::init(&dir.path().join("root"), &InitRequest::new("Example Root"), None, now)?;
@@ -70,8 +71,59 @@
 //!
 //! rustls (ring provider only; no aws-lc) and tokio-rustls for TLS; rustls-webpki for every path
 //! validation and CRL check; rcgen to issue; x509-parser to inspect; ring, sha3 and
-//! ed25519-dalek (`verify_strict`) for the primitives; pkcs8 (PBES2) for encrypted keys. All
-//! parts build by default: the crate has no optional features.
+//! ed25519-dalek (`verify_strict`) for the primitives; pkcs8 (PBES2) for encrypted keys.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | on | `tessera::cli` (exit codes, `tool: error:` reports, argument parsing, passphrase prompts, logging, progress bars) and the binaries `ca`, `sign`, `verify`, `echo-server`, `echo-client`; pulls in clap, anyhow, tracing-subscriber, indicatif, rpassword and terminal_size |
+//!
+//! Everything else (`pki`, `ca`, `sign`, `channel`) is always built. A library user who needs no
+//! command-line plumbing writes
+//!
+//! ```toml
+//! [dependencies]
+//! tessera = { version = "0.1", default-features = false }
+//! ```
+//!
+//! and names the outside types of Tessera's signatures through [`types`] (no direct dependency
+//! on rustls-pki-types, time, rustls or tokio-rustls needed).
+//!
+//! # Fast debug builds of a dependent crate
+//!
+//! Key derivation (scrypt, PBKDF2), SHA-3 and Ed25519 are tens of times slower unoptimised: an
+//! encrypted key takes seconds to open and a large module minutes to hash in a debug build.
+//! Cargo applies a dependency's `[profile]` settings only in that dependency's own workspace,
+//! so a crate that depends on Tessera copies these stanzas into its own `Cargo.toml` (its tests
+//! and `cargo run` then hash and derive keys at release speed; its own code stays unoptimised):
+//!
+//! ```toml
+//! [profile.dev.package.scrypt]
+//! opt-level = 3
+//! [profile.dev.package.pbkdf2]
+//! opt-level = 3
+//! [profile.dev.package.salsa20]
+//! opt-level = 3
+//! [profile.dev.package.sha1]
+//! opt-level = 3
+//! [profile.dev.package.sha2]
+//! opt-level = 3
+//! [profile.dev.package.sha3]
+//! opt-level = 3
+//! [profile.dev.package.keccak]
+//! opt-level = 3
+//! [profile.dev.package.cshake]
+//! opt-level = 3
+//! [profile.dev.package.aes]
+//! opt-level = 3
+//! [profile.dev.package.cbc]
+//! opt-level = 3
+//! [profile.dev.package.curve25519-dalek]
+//! opt-level = 3
+//! [profile.dev.package.ed25519-dalek]
+//! opt-level = 3
+//! ```
 //!
 //! # What Tessera does not do
 //!
@@ -87,6 +139,39 @@ pub mod channel;
 pub mod cli;
 pub mod pki;
 pub mod sign;
+
+pub mod types {
+    //! The outside types that appear in Tessera's public signatures, re-exported so that a dependent
+    //! crate can name them without depending on rustls-pki-types, time, rustls or tokio-rustls
+    //! itself (and without having to match their versions to Tessera's).
+    //!
+    //! | type | from | where Tessera uses it |
+    //! |---|---|---|
+    //! | [`CertificateDer`] | rustls-pki-types | a DER certificate: chains, roots, issued certificates, signer certificates |
+    //! | [`CertificateRevocationListDer`] | rustls-pki-types | a DER CRL: [`crate::pki::TrustStore`], [`crate::pki::pem::parse_crls`] |
+    //! | [`OffsetDateTime`] | time | every "at this time" parameter (`now`), validity bounds |
+    //! | [`ServerConfig`], [`ClientConfig`] | rustls | [`crate::channel::server_config`], [`crate::channel::client_config`], [`crate::channel::ChannelStream::accept`] / [`crate::channel::ChannelStream::connect`] |
+    //! | [`SupportedCipherSuite`], [`ProtocolVersion`], [`AlertDescription`] | rustls | what [`crate::channel::ChannelStream`] and [`crate::channel::ChannelError`] report about a connection |
+    //! | [`TlsStream`] | tokio-rustls | the stream inside a [`crate::channel::ChannelStream`] |
+    //!
+    //! Durations (certificate lifetimes, rotation intervals, deadlines) are [`std::time::Duration`].
+    //!
+    //! ```
+    //! use tessera::pki::{TrustStore, Usage, VerifyRequest};
+    //! use tessera::types::{CertificateDer, OffsetDateTime};
+    //!
+    //! /// Whether `leaf` (with its intermediates) is trusted for TLS client authentication.
+    //! fn trusted_client(store: &TrustStore, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>], now: OffsetDateTime) -> bool {
+    //!     store.verify(leaf, chain, &VerifyRequest::new(Usage::Client, now)).is_ok()
+    //! }
+    //! # assert!(!trusted_client(&TrustStore::new(), &CertificateDer::from(vec![0x30, 0]), &[], OffsetDateTime::UNIX_EPOCH));
+    //! ```
+
+    pub use rustls::{AlertDescription, ClientConfig, ProtocolVersion, ServerConfig, SupportedCipherSuite};
+    pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+    pub use time::OffsetDateTime;
+    pub use tokio_rustls::TlsStream;
+}
 
 // Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only
 // by `cli` when it is built.
