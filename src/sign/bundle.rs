@@ -8,7 +8,7 @@ use std::path::Path;
 use rustls_pki_types::CertificateDer;
 
 use super::SignError;
-use super::der::{self, Reader};
+use super::der::{self, DerError, Reader};
 use super::statement::Statement;
 use crate::pki::pem;
 
@@ -100,26 +100,27 @@ impl Bundle {
             });
         }
         let bad = |reason: String| SignError::malformed(what, reason);
+        let malformed = |error: DerError| bad(error.to_string());
         let mut outer = Reader::new(bytes);
-        let body = outer.read(der::SEQUENCE).map_err(bad)?;
-        outer.finish().map_err(bad)?;
+        let body = outer.read(der::SEQUENCE).map_err(malformed)?;
+        outer.finish().map_err(malformed)?;
         let mut r = Reader::new(body);
-        let version = r.read_u64().map_err(bad)?;
+        let version = r.read_u64().map_err(malformed)?;
         if version != BUNDLE_VERSION {
             return Err(bad(format!("unsupported bundle version {version}")));
         }
-        let statement_der = r.read(der::OCTET_STRING).map_err(bad)?;
+        let statement_der = r.read(der::OCTET_STRING).map_err(malformed)?;
         let statement = Statement::from_der(statement_der, what)?;
-        let signature = <[u8; 64]>::try_from(r.read(der::OCTET_STRING).map_err(bad)?)
+        let signature = <[u8; 64]>::try_from(r.read(der::OCTET_STRING).map_err(malformed)?)
             .map_err(|_| bad("signature is not 64 bytes".into()))?;
-        let mut certs = Reader::new(r.read(der::SEQUENCE).map_err(bad)?);
-        r.finish().map_err(bad)?;
+        let mut certs = Reader::new(r.read(der::SEQUENCE).map_err(malformed)?);
+        r.finish().map_err(malformed)?;
         let mut chain = Vec::new();
         while !certs.is_empty() {
             if chain.len() == MAX_CHAIN_LEN {
                 return Err(bad(format!("more than {MAX_CHAIN_LEN} certificates")));
             }
-            let (cert, _) = certs.read_raw(der::SEQUENCE).map_err(bad)?;
+            let (cert, _) = certs.read_raw(der::SEQUENCE).map_err(malformed)?;
             match x509_parser::parse_x509_certificate(cert) {
                 Ok(([], _)) => {}
                 Ok(_) => return Err(bad(format!("certificate {} has trailing bytes", chain.len() + 1))),

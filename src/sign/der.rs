@@ -38,6 +38,58 @@ pub(crate) fn write_u64(out: &mut Vec<u8>, value: u64) {
     write(out, INTEGER, &content);
 }
 
+/// Why DER input was refused. The messages are part of the bundle error texts
+/// ([`super::SignError::MalformedBundle`]'s reason), so they stay as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DerError {
+    /// The input ends inside a tag, a length or a content.
+    #[error("unexpected end of data")]
+    UnexpectedEnd,
+    /// The next element has another tag than the one the format puts there.
+    #[error("expected tag {expected:#04x}, found {found:#04x}")]
+    WrongTag {
+        /// The tag the format requires.
+        expected: u8,
+        /// The tag in the input.
+        found: u8,
+    },
+    /// The indefinite form, or a length of more than four bytes.
+    #[error("unsupported length encoding")]
+    UnsupportedLength,
+    /// A length in the long form that fits the short form, or with a leading zero byte.
+    #[error("non-minimal length")]
+    NonMinimalLength,
+    /// A length larger than what is left of the input.
+    #[error("length {length} exceeds the {left} bytes left")]
+    LengthExceedsInput {
+        /// The length the header gives.
+        length: usize,
+        /// The bytes left after the header.
+        left: usize,
+    },
+    /// Header plus length does not fit the input (cannot happen after the check above).
+    #[error("length overflow")]
+    LengthOverflow,
+    /// An INTEGER without content octets.
+    #[error("empty INTEGER")]
+    EmptyInteger,
+    /// An INTEGER whose sign bit is set.
+    #[error("negative INTEGER")]
+    NegativeInteger,
+    /// An INTEGER with a redundant leading zero octet.
+    #[error("non-minimal INTEGER")]
+    NonMinimalInteger,
+    /// An INTEGER larger than `u64::MAX`.
+    #[error("INTEGER out of range")]
+    IntegerOutOfRange,
+    /// Bytes after the last element.
+    #[error("{count} trailing bytes")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+}
+
 /// A cursor over DER input.
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
@@ -49,59 +101,60 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one TLV with the given tag; returns (whole TLV, content).
-    pub(crate) fn read_raw(&mut self, tag: u8) -> Result<(&'a [u8], &'a [u8]), String> {
+    pub(crate) fn read_raw(&mut self, tag: u8) -> Result<(&'a [u8], &'a [u8]), DerError> {
         let start = self.data;
-        let (&found, rest) = self.data.split_first().ok_or("unexpected end of data")?;
+        let (&found, rest) = self.data.split_first().ok_or(DerError::UnexpectedEnd)?;
         if found != tag {
-            return Err(format!("expected tag {tag:#04x}, found {found:#04x}"));
+            return Err(DerError::WrongTag { expected: tag, found });
         }
-        let (&first, mut rest) = rest.split_first().ok_or("unexpected end of data")?;
+        let (&first, mut rest) = rest.split_first().ok_or(DerError::UnexpectedEnd)?;
         let len = if first < 0x80 {
             usize::from(first)
         } else {
             let count = usize::from(first & 0x7f);
             if count == 0 || count > 4 {
-                return Err("unsupported length encoding".into());
+                return Err(DerError::UnsupportedLength);
             }
-            let (len_bytes, after) = rest.split_at_checked(count).ok_or("unexpected end of data")?;
+            let (len_bytes, after) = rest.split_at_checked(count).ok_or(DerError::UnexpectedEnd)?;
             rest = after;
             if len_bytes.first() == Some(&0) {
-                return Err("non-minimal length".into());
+                return Err(DerError::NonMinimalLength);
             }
             let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             if len < 0x80 {
-                return Err("non-minimal length".into());
+                return Err(DerError::NonMinimalLength);
             }
             len
         };
-        let (content, after) = rest
-            .split_at_checked(len)
-            .ok_or_else(|| format!("length {len} exceeds the {} bytes left", rest.len()))?;
+        let (content, after) = rest.split_at_checked(len).ok_or(DerError::LengthExceedsInput {
+            length: len,
+            left: rest.len(),
+        })?;
         let header = start.len() - rest.len();
         self.data = after;
-        let whole = start.get(..header + len).ok_or("length overflow")?;
+        let whole = start.get(..header + len).ok_or(DerError::LengthOverflow)?;
         Ok((whole, content))
     }
 
     /// Reads the content of one TLV with the given tag.
-    pub(crate) fn read(&mut self, tag: u8) -> Result<&'a [u8], String> {
+    pub(crate) fn read(&mut self, tag: u8) -> Result<&'a [u8], DerError> {
         self.read_raw(tag).map(|(_, content)| content)
     }
 
     /// Reads a non-negative INTEGER that fits in a u64.
-    pub(crate) fn read_u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn read_u64(&mut self) -> Result<u64, DerError> {
         let content = self.read(INTEGER)?;
         match content {
-            [] => Err("empty INTEGER".into()),
-            [first, ..] if first & 0x80 != 0 => Err("negative INTEGER".into()),
-            [0, second, ..] if second & 0x80 == 0 => Err("non-minimal INTEGER".into()),
+            [] => Err(DerError::EmptyInteger),
+            [first, ..] if first & 0x80 != 0 => Err(DerError::NegativeInteger),
+            [0, second, ..] if second & 0x80 == 0 => Err(DerError::NonMinimalInteger),
             _ => {
                 let trimmed = match content {
                     [0, rest @ ..] if !rest.is_empty() => rest,
                     other => other,
                 };
                 if trimmed.len() > 8 {
-                    return Err("INTEGER out of range".into());
+                    return Err(DerError::IntegerOutOfRange);
                 }
                 Ok(trimmed.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
             }
@@ -118,11 +171,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless all input was consumed.
-    pub(crate) fn finish(&self) -> Result<(), String> {
+    pub(crate) fn finish(&self) -> Result<(), DerError> {
         if self.data.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} trailing bytes", self.data.len()))
+            Err(DerError::TrailingBytes { count: self.data.len() })
         }
     }
 }
@@ -151,23 +204,92 @@ mod tests {
     #[test]
     fn non_canonical_and_overlong_inputs_are_refused() {
         // long form for a short length
-        assert!(Reader::new(&[0x04, 0x81, 0x01, 0x00]).read(OCTET_STRING).is_err());
-        // indefinite length
-        assert!(Reader::new(&[0x30, 0x80, 0x00, 0x00]).read(SEQUENCE).is_err());
+        assert_eq!(
+            Reader::new(&[0x04, 0x81, 0x01, 0x00]).read(OCTET_STRING),
+            Err(DerError::NonMinimalLength)
+        );
+        assert_eq!(
+            Reader::new(&[0x04, 0x82, 0x00, 0x80]).read(OCTET_STRING),
+            Err(DerError::NonMinimalLength)
+        );
+        // indefinite length, and lengths of more than four bytes
+        assert_eq!(
+            Reader::new(&[0x30, 0x80, 0x00, 0x00]).read(SEQUENCE),
+            Err(DerError::UnsupportedLength)
+        );
+        assert_eq!(
+            Reader::new(&[0x04, 0x85, 1, 0, 0, 0, 0]).read(OCTET_STRING),
+            Err(DerError::UnsupportedLength)
+        );
         // a length far beyond the input is refused without allocating
-        assert!(
-            Reader::new(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff])
-                .read(OCTET_STRING)
-                .is_err()
+        assert_eq!(
+            Reader::new(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff]).read(OCTET_STRING),
+            Err(DerError::LengthExceedsInput {
+                length: 0xffff_ffff,
+                left: 0
+            })
         );
-        // non-minimal and negative integers
-        assert!(Reader::new(&[0x02, 0x02, 0x00, 0x01]).read_u64().is_err());
-        assert!(Reader::new(&[0x02, 0x01, 0x80]).read_u64().is_err());
+        // non-minimal, negative, empty integers
+        assert_eq!(
+            Reader::new(&[0x02, 0x02, 0x00, 0x01]).read_u64(),
+            Err(DerError::NonMinimalInteger)
+        );
+        assert_eq!(
+            Reader::new(&[0x02, 0x01, 0x80]).read_u64(),
+            Err(DerError::NegativeInteger)
+        );
+        assert_eq!(Reader::new(&[0x02, 0x00]).read_u64(), Err(DerError::EmptyInteger));
         // a nine-byte magnitude
-        assert!(
-            Reader::new(&[0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0])
-                .read_u64()
-                .is_err()
+        assert_eq!(
+            Reader::new(&[0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]).read_u64(),
+            Err(DerError::IntegerOutOfRange)
         );
+        // truncation, another tag, trailing bytes
+        assert_eq!(Reader::new(&[]).read(SEQUENCE), Err(DerError::UnexpectedEnd));
+        assert_eq!(Reader::new(&[0x30]).read(SEQUENCE), Err(DerError::UnexpectedEnd));
+        assert_eq!(
+            Reader::new(&[0x04, 0x82, 0x01]).read(OCTET_STRING),
+            Err(DerError::UnexpectedEnd)
+        );
+        assert_eq!(
+            Reader::new(&[0x04, 0x00]).read(SEQUENCE),
+            Err(DerError::WrongTag {
+                expected: SEQUENCE,
+                found: OCTET_STRING
+            })
+        );
+        let mut r = Reader::new(&[0x04, 0x00, 0x05, 0x00]);
+        r.read(OCTET_STRING).unwrap();
+        assert_eq!(r.finish(), Err(DerError::TrailingBytes { count: 2 }));
+    }
+
+    #[test]
+    fn messages_are_those_of_the_bundle_errors() {
+        // These texts reach users as `… is not a valid signature bundle: <message>`.
+        let cases: [(DerError, &str); 11] = [
+            (DerError::UnexpectedEnd, "unexpected end of data"),
+            (
+                DerError::WrongTag {
+                    expected: SEQUENCE,
+                    found: OCTET_STRING,
+                },
+                "expected tag 0x30, found 0x04",
+            ),
+            (DerError::UnsupportedLength, "unsupported length encoding"),
+            (DerError::NonMinimalLength, "non-minimal length"),
+            (
+                DerError::LengthExceedsInput { length: 300, left: 7 },
+                "length 300 exceeds the 7 bytes left",
+            ),
+            (DerError::LengthOverflow, "length overflow"),
+            (DerError::EmptyInteger, "empty INTEGER"),
+            (DerError::NegativeInteger, "negative INTEGER"),
+            (DerError::NonMinimalInteger, "non-minimal INTEGER"),
+            (DerError::IntegerOutOfRange, "INTEGER out of range"),
+            (DerError::TrailingBytes { count: 3 }, "3 trailing bytes"),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
     }
 }

@@ -5,7 +5,7 @@
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::SignError;
-use super::der::{self, Reader};
+use super::der::{self, DerError, Reader};
 use super::digest::HashAlgorithm;
 use super::keys::KeyId;
 use crate::pki::hex;
@@ -119,21 +119,22 @@ impl Statement {
     /// [`SignError::MalformedBundle`] naming the first problem.
     pub fn from_der(bytes: &[u8], what: &str) -> Result<Self, SignError> {
         let bad = |reason: String| SignError::malformed(what, format!("statement: {reason}"));
+        let malformed = |error: DerError| bad(error.to_string());
         let mut outer = Reader::new(bytes);
-        let body = outer.read(der::SEQUENCE).map_err(bad)?;
-        outer.finish().map_err(bad)?;
+        let body = outer.read(der::SEQUENCE).map_err(malformed)?;
+        outer.finish().map_err(malformed)?;
         let mut r = Reader::new(body);
-        let context = r.read(der::UTF8_STRING).map_err(bad)?;
+        let context = r.read(der::UTF8_STRING).map_err(malformed)?;
         if context != CONTEXT.as_bytes() {
             return Err(bad("not a tessera module statement (wrong context)".into()));
         }
-        let version = r.read_u64().map_err(bad)?;
+        let version = r.read_u64().map_err(malformed)?;
         if version != STATEMENT_VERSION {
             return Err(bad(format!("unsupported version {version}")));
         }
-        let oid = r.read(der::OID).map_err(bad)?;
+        let oid = r.read(der::OID).map_err(malformed)?;
         let hash = HashAlgorithm::from_oid(oid).ok_or_else(|| bad("unsupported hash algorithm".into()))?;
-        let digest = r.read(der::OCTET_STRING).map_err(bad)?;
+        let digest = r.read(der::OCTET_STRING).map_err(malformed)?;
         if digest.len() != hash.output_len() {
             return Err(bad(format!(
                 "digest is {} bytes, {hash} needs {}",
@@ -141,25 +142,26 @@ impl Statement {
                 hash.output_len()
             )));
         }
-        let length = r.read_u64().map_err(bad)?;
+        let length = r.read_u64().map_err(malformed)?;
         if length > MAX_MODULE_LEN {
             return Err(bad(format!("module length {length} is out of range")));
         }
-        let name = r.read(der::UTF8_STRING).map_err(bad)?;
+        let name = r.read(der::UTF8_STRING).map_err(malformed)?;
         let name = std::str::from_utf8(name).map_err(|_| bad("name is not UTF-8".into()))?;
         check_name(name).map_err(|e| bad(e.to_string()))?;
-        let time = r.read(der::GENERALIZED_TIME).map_err(bad)?;
+        let time = r.read(der::GENERALIZED_TIME).map_err(malformed)?;
         let signed_at = parse_generalized_time(time).ok_or_else(|| bad("bad signing time".into()))?;
         let signer = match r.peek() {
             Some(0x80) => SignerId::Certificate(
-                fixed32(r.read(0x80).map_err(bad)?).ok_or_else(|| bad("certificate hash is not 32 bytes".into()))?,
+                fixed32(r.read(0x80).map_err(malformed)?)
+                    .ok_or_else(|| bad("certificate hash is not 32 bytes".into()))?,
             ),
             Some(0x81) => SignerId::RawKey(
-                fixed32(r.read(0x81).map_err(bad)?).ok_or_else(|| bad("public key is not 32 bytes".into()))?,
+                fixed32(r.read(0x81).map_err(malformed)?).ok_or_else(|| bad("public key is not 32 bytes".into()))?,
             ),
             _ => return Err(bad("missing or unknown signer".into())),
         };
-        r.finish().map_err(bad)?;
+        r.finish().map_err(malformed)?;
         let statement = Self {
             hash,
             digest: digest.to_vec(),
