@@ -355,7 +355,9 @@ impl PrivateKey {
         &self.der
     }
 
-    /// The key as PEM, encrypted when a non-empty passphrase is given.
+    /// The key as PEM (`PRIVATE KEY`, or `ENCRYPTED PRIVATE KEY` when a passphrase is given), in a
+    /// buffer zeroized on drop: the PEM text is encoded once, straight into it, so no other copy
+    /// of the key is left behind (see [`super::pem`]).
     ///
     /// # Errors
     /// [`PkiError::Malformed`] if encryption fails.
@@ -370,7 +372,7 @@ impl PrivateKey {
                 doc.to_pem(ENCRYPTED_PRIVATE_KEY, LineEnding::LF)
                     .map_err(|e| PkiError::malformed("private key encryption", e))
             }
-            None => Ok(Zeroizing::new(super::pem::to_pem(PRIVATE_KEY, &self.der))),
+            None => super::pem::to_pem_zeroizing(PRIVATE_KEY, &self.der),
         }
     }
 
@@ -453,6 +455,21 @@ mod tests {
         assert_eq!(key.pkcs8_der().len(), 48);
         assert_eq!(key.pkcs8_der().get(..5), Some(&[0x30, 0x2e, 0x02, 0x01, 0x00][..]));
         key.to_key_pair().unwrap();
+    }
+
+    #[test]
+    fn pem_of_a_key_is_zeroizing_and_round_trips() {
+        let key = PrivateKey::generate(KeyAlgorithm::P256).unwrap();
+        // The type is the point: both forms come in a buffer that is zeroized on drop.
+        let plain: Zeroizing<String> = key.to_pem(None).unwrap();
+        assert!(plain.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(plain.ends_with("-----END PRIVATE KEY-----\n"));
+        assert!(plain.lines().all(|l| l.len() <= 64));
+        assert_eq!(*plain, super::super::pem::to_pem(PRIVATE_KEY, key.pkcs8_der()));
+        let back = PrivateKey::from_pem(plain.as_bytes(), None, "k").unwrap();
+        assert_eq!(back.pkcs8_der(), key.pkcs8_der());
+        let encrypted: Zeroizing<String> = key.to_pem(Some(&Passphrase::new("pw".into()))).unwrap();
+        assert!(encrypted.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
     }
 
     #[test]

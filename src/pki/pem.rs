@@ -1,8 +1,22 @@
 //! Reading certificates and CRLs from PEM (or DER) files, and writing them as PEM.
+//!
+//! One PEM codec per direction:
+//! - **Reading**: the `pem` crate ([`parse_blocks`], and every other reader in Tessera: keys,
+//!   public keys, bundles, CSRs). It reads the RFC 7468 "lax" form files come in (CRLF line
+//!   ends, text before and between blocks, RFC 1421 headers such as OpenSSL's `Proc-Type` and
+//!   `DEK-Info`, which is how an OpenSSL-encrypted traditional key is recognised), and its
+//!   errors are worded for people by [`describe_pem`].
+//! - **Writing**: RFC 7468's strict form (64-column base64, LF line ends, no headers), through
+//!   `pem-rfc7468` (the encoder of the `pkcs8` / `der` crates, which also writes encrypted
+//!   keys): [`to_pem`] for public objects. It encodes into a buffer of the exact size, so a
+//!   private key is written through a [`Zeroizing`] buffer and leaves no unzeroized copy
+//!   ([`crate::pki::PrivateKey::to_pem`]).
 
 use std::path::Path;
 
+use pkcs8::der::pem::LineEnding;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use zeroize::Zeroizing;
 
 use super::PkiError;
 
@@ -220,12 +234,41 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     parse_crls(&read_file(path)?, &display_name(path))
 }
 
-/// Encodes DER as one PEM block with the given label (LF line endings).
+/// Encodes DER as one PEM block with the given label: RFC 7468 §2's strict form, base64 in
+/// lines of 64 characters, LF line ends, no headers.
+///
+/// `label` must follow RFC 7468 §3's grammar as the encoder implements it (printable ASCII
+/// without `-`, single spaces between words); all of Tessera's labels ([`CERTIFICATE`],
+/// [`X509_CRL`], [`CERTIFICATE_REQUEST`], `PUBLIC KEY`, `TESSERA MODULE SIGNATURE`) do. Another
+/// label gives an empty string. For private keys use [`crate::pki::PrivateKey::to_pem`], which
+/// leaves no copy of the key behind.
 pub fn to_pem(label: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(label, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    encode(label, der)
+        .map(|mut pem| std::mem::take(&mut *pem))
+        .unwrap_or_default()
+}
+
+/// [`to_pem`] through a buffer that is zeroized on drop: for secret DER (private keys). The
+/// PEM text is written once, into a buffer of its exact size, so no other copy is left.
+///
+/// # Errors
+/// [`PkiError::Malformed`] when the label is outside RFC 7468's grammar.
+pub(crate) fn to_pem_zeroizing(label: &str, der: &[u8]) -> Result<Zeroizing<String>, PkiError> {
+    encode(label, der).map_err(|e| PkiError::malformed(format!("a {label} PEM block"), e))
+}
+
+fn encode(label: &str, der: &[u8]) -> Result<Zeroizing<String>, pkcs8::der::pem::Error> {
+    let length = pkcs8::der::pem::encoded_len(label, LineEnding::LF, der)?;
+    let mut buffer = Zeroizing::new(vec![0u8; length]);
+    let written = pkcs8::der::pem::encode(label, LineEnding::LF, der, &mut buffer)?.len();
+    buffer.truncate(written);
+    // The encoder writes ASCII only, so this takes the buffer over without copying it.
+    String::from_utf8(std::mem::take(&mut *buffer))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            Zeroizing::new(e.into_bytes());
+            pkcs8::der::pem::Error::CharacterEncoding
+        })
 }
 
 /// Encodes certificates as concatenated PEM blocks.
@@ -247,6 +290,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not an X.509 certificate"), "{err}");
+    }
+
+    #[test]
+    fn pem_is_written_in_rfc_7468_strict_form() {
+        // 100 bytes: 136 base64 characters, two full 64-column lines and one of 8.
+        let der: Vec<u8> = (0..100).collect();
+        let pem = to_pem(CERTIFICATE, &der);
+        let lines: Vec<&str> = pem.lines().collect();
+        assert_eq!(lines.first(), Some(&"-----BEGIN CERTIFICATE-----"));
+        assert_eq!(lines.last(), Some(&"-----END CERTIFICATE-----"));
+        assert_eq!(lines.iter().map(|l| l.len()).collect::<Vec<_>>(), [27, 64, 64, 8, 25]);
+        assert!(pem.ends_with("-----\n") && !pem.contains('\r'));
+        assert_eq!(parse_blocks(pem.as_bytes(), CERTIFICATE, "x").unwrap(), [der.clone()]);
+        // Byte for byte what Tessera wrote before (the `pem` crate's LF form).
+        let before = ::pem::encode_config(
+            &::pem::Pem::new(CERTIFICATE, der.clone()),
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        );
+        assert_eq!(pem, before);
+        for label in [
+            CERTIFICATE,
+            X509_CRL,
+            CERTIFICATE_REQUEST,
+            "PUBLIC KEY",
+            "TESSERA MODULE SIGNATURE",
+        ] {
+            assert!(to_pem(label, &der).starts_with(&format!("-----BEGIN {label}-----\n")));
+        }
+        // A label outside the grammar: nothing, rather than a block no reader accepts.
+        assert_eq!(to_pem("BAD-LABEL", &der), "");
+        assert!(to_pem_zeroizing("BAD\nLABEL", &der).is_err());
+    }
+
+    #[test]
+    fn secret_pem_comes_in_a_zeroizing_buffer() {
+        let der = [0x30, 0x03, 0x02, 0x01, 0x00];
+        let pem: Zeroizing<String> = to_pem_zeroizing("PRIVATE KEY", &der).unwrap();
+        assert_eq!(*pem, to_pem("PRIVATE KEY", &der));
     }
 
     #[test]

@@ -4,15 +4,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey, PublicKeyBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use pkcs8::der::Decode;
+use pkcs8::der::asn1::OctetStringRef;
 use zeroize::Zeroizing;
 
 use super::SignError;
 use crate::fsutil;
 use crate::pki::{KeyAlgorithm, Passphrase, PkiError, PrivateKey, hex, pem};
 
-/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32 key bytes follow.
-const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 /// PEM label of a public key.
 pub const PUBLIC_KEY: &str = "PUBLIC KEY";
 
@@ -65,11 +66,15 @@ impl PublicKey {
         KeyId::of(self.0.as_bytes())
     }
 
-    /// The key as SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`), which OpenSSL reads.
+    /// The key as SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`, RFC 8410 §4), which
+    /// OpenSSL reads.
     pub fn to_pem(&self) -> String {
-        let mut der = ED25519_SPKI_PREFIX.to_vec();
-        der.extend_from_slice(self.0.as_bytes());
-        pem::to_pem(PUBLIC_KEY, &der)
+        // Encoding a 32-byte key in its fixed 44-byte SubjectPublicKeyInfo cannot fail (the
+        // encoder's errors are lengths beyond what DER can express).
+        self.0
+            .to_public_key_der()
+            .map(|der| pem::to_pem(PUBLIC_KEY, der.as_bytes()))
+            .unwrap_or_default()
     }
 
     /// Parses a `PUBLIC KEY` PEM holding an Ed25519 key. `what` names it in errors.
@@ -85,12 +90,10 @@ impl PublicKey {
         if block.tag() != PUBLIC_KEY {
             return Err(bad(&format!("holds a {} block, not a PUBLIC KEY", block.tag())));
         }
-        let key = block
-            .contents()
-            .strip_prefix(&ED25519_SPKI_PREFIX[..])
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .ok_or_else(|| bad("not an Ed25519 SubjectPublicKeyInfo"))?;
-        Self::from_bytes(&key).map_err(|_| bad("not a valid Ed25519 point"))
+        // RFC 8410 §4: the id-Ed25519 OID, no parameters, the 32 key bytes; DER, nothing after.
+        let key = PublicKeyBytes::from_public_key_der(block.contents())
+            .map_err(|_| bad("not an Ed25519 SubjectPublicKeyInfo"))?;
+        Self::from_bytes(&key.to_bytes()).map_err(|_| bad("not a valid Ed25519 point"))
     }
 
     /// Reads a public key file.
@@ -116,12 +119,13 @@ pub(crate) fn signing_key(key: &PrivateKey, what: &str) -> Result<SigningKey, Si
     }
     let info = pkcs8::PrivateKeyInfoRef::try_from(key.pkcs8_der())
         .map_err(|e| PkiError::malformed(what, format!("not a PKCS#8 private key: {e}")))?;
-    // RFC 8410: the private key is an OCTET STRING holding the 32-byte seed.
+    // RFC 8410 §7: the privateKey OCTET STRING holds a CurvePrivateKey, itself an OCTET STRING
+    // of the 32-byte seed. Decoded here rather than through ed25519's KeypairBytes, which
+    // would hold a copy of the seed that is not zeroized.
     let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-        info.private_key
-            .as_bytes()
-            .strip_prefix(&[0x04, 0x20][..])
-            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        <&OctetStringRef>::from_der(info.private_key.as_bytes())
+            .ok()
+            .and_then(|inner| <[u8; 32]>::try_from(inner.as_bytes()).ok())
             .ok_or_else(|| PkiError::malformed(what, "Ed25519 private key is not a 32-byte seed"))?,
     );
     let signing = SigningKey::from_bytes(&seed);
@@ -214,6 +218,45 @@ mod tests {
         let spki = pem::to_pem(PUBLIC_KEY, &p256.public_key_spki().unwrap());
         assert!(PublicKey::from_pem(spki.as_bytes(), "p").is_err());
         assert!(matches!(signing_key(&p256, "k"), Err(SignError::NotEd25519 { .. })));
+    }
+
+    #[test]
+    fn public_key_der_is_rfc_8410_byte_for_byte_and_read_strictly() {
+        let key = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let public = PublicKey(signing_key(&key, "k").unwrap().verifying_key());
+        // ring's SubjectPublicKeyInfo for the same key (RFC 8410 §4: 44 bytes).
+        let spki = key.public_key_spki().unwrap();
+        assert_eq!(spki.len(), 44);
+        assert_eq!(public.to_pem(), pem::to_pem(PUBLIC_KEY, &spki));
+        let refused = |der: &[u8]| {
+            PublicKey::from_pem(pem::to_pem(PUBLIC_KEY, der).as_bytes(), "p.pub")
+                .unwrap_err()
+                .to_string()
+        };
+        let not_spki = "p.pub is not an Ed25519 public key: not an Ed25519 SubjectPublicKeyInfo";
+        let mut trailing = spki.clone();
+        trailing.push(0);
+        assert_eq!(refused(&trailing), not_spki);
+        assert_eq!(refused(&spki[..43]), not_spki);
+        // NULL parameters after the OID (RFC 8410 §3: absent).
+        let mut with_null = vec![0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00];
+        with_null.extend_from_slice(&spki[9..]);
+        assert_eq!(refused(&with_null), not_spki);
+        // Thirty-two bytes that are no point on the curve.
+        let off_curve = (0u8..=255)
+            .map(|y| {
+                let mut bytes = [0u8; 32];
+                bytes[0] = y;
+                bytes
+            })
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .unwrap();
+        let mut der = spki[..12].to_vec();
+        der.extend_from_slice(&off_curve);
+        assert_eq!(
+            refused(&der),
+            "p.pub is not an Ed25519 public key: not a valid Ed25519 point"
+        );
     }
 
     #[test]
