@@ -178,8 +178,8 @@ fn parallelhash_against_minisign(
         let mut best = Duration::MAX;
         for _ in 0..runs {
             let start = Instant::now();
-            let mut h =
-                tessera::sign::ParallelHash128::new(tessera::sign::PARALLELHASH_BLOCK_SIZE, b"", 32).with_threads(1);
+            let mut h = tessera::internal::ParallelHash128::new(tessera::internal::PARALLELHASH_BLOCK_SIZE, b"", 32)
+                .with_threads(1);
             h.update(&buffer);
             assert_eq!(h.finalize(), bundle.statement().digest);
             best = best.min(start.elapsed());
@@ -191,9 +191,9 @@ fn parallelhash_against_minisign(
         let mut best = Duration::MAX;
         for _ in 0..runs {
             let start = Instant::now();
-            let mut h = tessera::sign::ParallelHash128::new(tessera::sign::PARALLELHASH_BLOCK_SIZE, b"", 32)
+            let mut h = tessera::internal::ParallelHash128::new(tessera::internal::PARALLELHASH_BLOCK_SIZE, b"", 32)
                 .with_threads(threads);
-            for chunk in buffer.chunks(tessera::sign::READ_CHUNK) {
+            for chunk in buffer.chunks(tessera::internal::READ_CHUNK) {
                 h.update(chunk);
             }
             assert_eq!(h.finalize(), bundle.statement().digest);

@@ -173,6 +173,16 @@ pub mod types {
     pub use tokio_rustls::TlsStream;
 }
 
+/// Not part of Tessera's API: what its own binaries, benchmarks, tests and fuzz targets reach
+/// into below the paved path. Anything here may change or go in any release.
+#[doc(hidden)]
+pub mod internal {
+    /// The streaming hashers behind [`crate::sign::HashAlgorithm`] (benchmarks and the
+    /// independent ParallelHash128 and streaming test vectors use them).
+    pub use crate::sign::digest::{Hasher, READ_CHUNK, StreamDigest, hash_stream};
+    pub use crate::sign::parallelhash::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
+}
+
 // Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only
 // by `cli` when it is built.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]

@@ -5,7 +5,7 @@
 mod support;
 
 use proptest::prelude::*;
-use tessera::sign::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
+use tessera::internal::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
 use tiny_keccak::{Hasher as _, ParallelHash};
 
 fn independent(data: &[u8], block_size: usize, custom: &[u8], len: usize) -> Vec<u8> {

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use tessera::sign::{HashAlgorithm, hash_stream};
+use tessera::internal::hash_stream;
+use tessera::sign::HashAlgorithm;
 
 /// Parses `KEY = hex` blocks separated by blank lines; `#` starts a comment line.
 fn blocks(text: &str) -> Vec<HashMap<String, String>> {

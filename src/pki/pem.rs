@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(lines.last(), Some(&"-----END CERTIFICATE-----"));
         assert_eq!(lines.iter().map(|l| l.len()).collect::<Vec<_>>(), [27, 64, 64, 8, 25]);
         assert!(pem.ends_with("-----\n") && !pem.contains('\r'));
-        assert_eq!(parse_blocks(pem.as_bytes(), CERTIFICATE, "x").unwrap(), vec![der.clone()]);
+        assert_eq!(
+            parse_blocks(pem.as_bytes(), CERTIFICATE, "x").unwrap(),
+            vec![der.clone()]
+        );
         // Byte for byte what Tessera wrote before (the `pem` crate's LF form).
         let before = ::pem::encode_config(
             &::pem::Pem::new(CERTIFICATE, der.clone()),

@@ -27,7 +27,7 @@ pub enum HashAlgorithm {
     #[serde(rename = "sha3-512")]
     Sha3_512,
     /// ParallelHash128 (NIST SP 800-185 §6) with a 256-bit output, block size
-    /// [`PARALLELHASH_BLOCK_SIZE`](super::PARALLELHASH_BLOCK_SIZE) and an empty customization
+    /// B = 8192 bytes (8 KiB, the format's `tessera-parallelhash128-b8192`) and an empty customization
     /// string: 128-bit security like Ed25519, and leaves hashed on every core.
     #[serde(rename = "parallelhash128")]
     ParallelHash128,
@@ -74,7 +74,7 @@ impl HashAlgorithm {
     }
 
     /// A fresh incremental hasher.
-    pub fn hasher(self) -> Hasher {
+    pub(crate) fn hasher(self) -> Hasher {
         match self {
             Self::Sha3_256 => Hasher::Sha3_256(sha3::Sha3_256::new()),
             Self::Sha3_512 => Hasher::Sha3_512(sha3::Sha3_512::new()),

@@ -54,20 +54,20 @@
 
 mod bundle;
 mod der;
-mod digest;
+// Hashing internals: reached from outside only through `tessera::internal`.
+pub(crate) mod digest;
 pub mod embed;
 mod error;
 mod keys;
-mod parallelhash;
+pub(crate) mod parallelhash;
 mod signer;
 mod statement;
 mod verifier;
 
 pub use bundle::{BUNDLE_LABEL, BUNDLE_VERSION, Bundle, MAX_BUNDLE_SIZE, MAX_CHAIN_LEN};
-pub use digest::{HashAlgorithm, Hasher, READ_CHUNK, StreamDigest, hash_stream};
+pub use digest::HashAlgorithm;
 pub use error::{CheckTime, SignError};
 pub use keys::{GeneratedKeyPair, KeyId, PUBLIC_KEY, PublicKey, generate_key_pair};
-pub use parallelhash::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
 pub use signer::{SignRequest, Signer};
 pub use statement::{CONTEXT, MAX_MODULE_LEN, MAX_NAME_LEN, STATEMENT_VERSION, SignerId, Statement, check_name};
 pub use verifier::{
