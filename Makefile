@@ -37,7 +37,7 @@ dependencies:
 	  if [ -n "$$dups" ]; then echo "two generations of RustCrypto crates: $$dups"; exit 1; fi
 	@cli=$$($(CARGO) tree --no-default-features -e normal --prefix none 2>/dev/null | grep -E '^(clap|clap_builder|anyhow|tracing-subscriber|indicatif|rpassword|terminal_size) v' | sort -u || true); \
 	  if [ -n "$$cli" ]; then echo "the library without the cli feature depends on CLI crates: $$cli"; exit 1; fi
-	$(CARGO) check --lib --no-default-features
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
 	@echo "dependencies: ring only, one generation of RustCrypto crates, the library builds without the cli feature (no clap)"
 
 ## unit: every test; a missing outside tool fails the test that needs it (TESSERA_REQUIRE_TOOLS)

@@ -132,6 +132,9 @@
 //! - No TLS below 1.2, and TLS 1.2 only when asked for explicitly.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Every `pub` item is reachable from the crate root (the API or `internal`); the rest is
+// `pub(crate)`.
+#![warn(unreachable_pub)]
 
 pub mod ca;
 pub mod channel;
@@ -184,7 +187,9 @@ pub mod internal {
 }
 
 // Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only
-// by `cli` when it is built.
-#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+// by `cli` (which re-exports them) when it is built.
+#[cfg_attr(not(feature = "cli"), allow(dead_code, unreachable_pub))]
 mod fsutil;
+// `printable` is public through `cli` (one function for every tool and message).
+#[cfg_attr(not(feature = "cli"), allow(unreachable_pub))]
 mod text;

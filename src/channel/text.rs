@@ -101,7 +101,7 @@ pub fn version_name(version: ProtocolVersion) -> String {
 
 /// A certificate problem found by rustls (not by Tessera's verifier, whose refusals are
 /// [`super::Refusal`]s).
-pub fn certificate_error(error: &CertificateError) -> String {
+pub(crate) fn certificate_error(error: &CertificateError) -> String {
     use CertificateError as C;
     match error {
         C::BadEncoding => "the certificate is malformed".into(),
@@ -130,7 +130,7 @@ pub fn certificate_error(error: &CertificateError) -> String {
 }
 
 /// A rustls error in the project's words.
-pub fn tls_error(error: &rustls::Error) -> String {
+pub(crate) fn tls_error(error: &rustls::Error) -> String {
     use rustls::Error as E;
     match error {
         E::AlertReceived(alert) => format!(
@@ -177,7 +177,7 @@ pub fn tls_error(error: &rustls::Error) -> String {
 
 /// An I/O error from a TLS stream in the project's words: the rustls error it carries, or the
 /// way the connection ended.
-pub fn io_error(error: &std::io::Error) -> String {
+pub(crate) fn io_error(error: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
         return tls_error(tls);
@@ -196,7 +196,7 @@ pub fn io_error(error: &std::io::Error) -> String {
 
 /// An I/O error that ended a handshake: as [`io_error`], except that a connection closed
 /// before the handshake completed is said so.
-pub fn handshake_io_error(error: &std::io::Error) -> String {
+pub(crate) fn handshake_io_error(error: &std::io::Error) -> String {
     let tls = error.get_ref().is_some_and(|e| e.is::<rustls::Error>());
     match error.kind() {
         std::io::ErrorKind::UnexpectedEof if !tls => {
@@ -208,7 +208,7 @@ pub fn handshake_io_error(error: &std::io::Error) -> String {
 
 /// True for the Unicode controls that reorder text (bidirectional overrides, embeddings and
 /// isolates, marks): shown raw, they can make a name read as another.
-pub fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
         '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'

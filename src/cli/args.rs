@@ -107,7 +107,7 @@ fn protect_after_help(mut command: clap::Command, texts: &mut Vec<StyledStr>) ->
 }
 
 /// The narrowest width help is wrapped at: below it clap would put one word on each line.
-pub const MIN_HELP_WIDTH: usize = 80;
+pub(crate) const MIN_HELP_WIDTH: usize = 80;
 
 /// The width to wrap help at: the terminal's (or `COLUMNS`), kept within
 /// [`MIN_HELP_WIDTH`]..=100.

@@ -17,10 +17,10 @@ use zeroize::Zeroizing;
 use super::PkiError;
 
 /// The command that re-encrypts a key in a scheme Tessera reads.
-pub const CONVERSION: &str = "openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW";
+pub(crate) const CONVERSION: &str = "openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW";
 
 /// The same, for keys whose scheme OpenSSL 3 keeps in its legacy provider (DES, RC2, RC4, MD5 …).
-pub const LEGACY_CONVERSION: &str =
+pub(crate) const LEGACY_CONVERSION: &str =
     "openssl pkcs8 -topk8 -v2 aes-256-cbc -provider legacy -provider default -in OLD -out NEW";
 
 /// Whether Tessera reads a scheme's part, and if not, whether OpenSSL 3 needs its legacy
