@@ -184,6 +184,9 @@ pub mod internal {
     /// independent ParallelHash128 and streaming test vectors use them).
     pub use crate::sign::digest::{Hasher, READ_CHUNK, StreamDigest, hash_stream};
     pub use crate::sign::parallelhash::{PARALLELHASH_BLOCK_SIZE, ParallelHash128};
+
+    /// The regular-file check the echo tools run on their inputs before loading them.
+    pub use crate::channel::files::check_regular_file;
 }
 
 // Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only

@@ -57,7 +57,7 @@
 mod config;
 mod echo;
 mod error;
-mod files;
+pub(crate) mod files;
 mod framing;
 mod identity;
 mod proxy;
@@ -72,14 +72,14 @@ pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client
 pub use echo::{EchoConfig, EchoHandle, EchoStats, echo_round_trip, serve_echo};
 pub use error::{CertificateProblem, ChannelError};
 pub use files::{
-    CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, check_regular_file,
-    load_trust, load_trust_async,
+    CrlFacts, DEFAULT_LOAD_TIMEOUT, LoadWarning, LoadedServerConfig, LoadedTrust, ServerFiles, load_trust,
+    load_trust_async,
 };
 pub use framing::{DEFAULT_MAX_MESSAGE, HEADER_LEN, read_frame, write_frame};
 pub use identity::{Authorization, PeerIdentity};
 pub use proxy::{
     Cidr, MAX_PROXY_V1_HEADER, MAX_PROXY_V2_HEADER, ProxiedAddresses, ProxyHeader, ProxyProblem, ProxySources,
-    ProxyVersion, read_proxy_header, starts_proxy_header,
+    ProxyVersion, read_proxy_header,
 };
 pub use refusal::Refusal;
 pub use reload::{MAX_RUNNING_RELOADS, ReloadableServerConfig};

@@ -377,7 +377,7 @@ fn parse_v2(bytes: &[u8]) -> Result<ProxyHeader, ChannelError> {
 /// Whether the first byte of a connection starts a PROXY protocol header (`P` for v1, `\r` for
 /// v2); a TLS handshake starts with `0x16`. For refusing a header from a peer that may not send
 /// one, after a `peek`.
-pub fn starts_proxy_header(first_byte: u8) -> bool {
+pub(crate) fn starts_proxy_header(first_byte: u8) -> bool {
     first_byte == b'P' || first_byte == b'\r'
 }
 

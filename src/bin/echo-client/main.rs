@@ -291,7 +291,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         paths.extend([("certificate chain", cert.as_path()), ("private key", key.as_path())]);
     }
     for (what, path) in paths {
-        channel::check_regular_file(path, what)?;
+        tessera::internal::check_regular_file(path, what)?;
     }
     let now = time::OffsetDateTime::now_utc();
     let trust = channel::load_trust(&args.ca, &args.crl, now)?;

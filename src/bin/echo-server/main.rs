@@ -115,7 +115,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     };
     // Before anything opens a file (the passphrase step reads the key): a FIFO would block.
     for (what, path) in files.paths() {
-        channel::check_regular_file(path, what)?;
+        tessera::internal::check_regular_file(path, what)?;
     }
     files.passphrase = tessera::cli::passphrase_for_key(
         &args.key,
