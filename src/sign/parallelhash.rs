@@ -25,7 +25,7 @@ const PARALLEL_MIN_BLOCKS: usize = 16;
 /// length.
 ///
 /// ```
-/// use tessera::sign::ParallelHash128;
+/// use tessera::internal::ParallelHash128;
 /// // SP 800-185, ParallelHash sample #1: X = 00..07 10..17 20..27, B = 8, L = 256, S = "".
 /// let x: Vec<u8> = (0u8..3).flat_map(|k| (0u8..8).map(move |i| 0x10 * k + i)).collect();
 /// let mut hasher = ParallelHash128::new(8, b"", 32);
