@@ -187,6 +187,14 @@ pub mod internal {
 
     /// The regular-file check the echo tools run on their inputs before loading them.
     pub use crate::channel::files::check_regular_file;
+
+    /// A pre-store `db.json` CA directory, for the import tests.
+    pub use crate::ca::legacy::write_legacy_database;
+
+    /// The key to [`crate::ca::Store`]'s write transactions, for the store suite that runs them
+    /// directly against every backend. Everywhere else only the CA's issuance, revocation and
+    /// CRL code holds one.
+    pub const STORE_WRITE_ACCESS: crate::ca::store::WriteAccess = crate::ca::store::WriteAccess::granted();
 }
 
 // Files the binaries compare and replace (`AtomicFile::create`, `find_same_file`) are used only

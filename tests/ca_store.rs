@@ -17,10 +17,13 @@ use std::time::Duration;
 use support::{ca, json, ok, output, stderr};
 
 use pg_support::Postgres;
-use tessera::ca::store::{self, CrlSummary, RevokeOutcome, Store};
+use tessera::ca::store::{self, CrlSummary, RevokeOutcome, Store, WriteAccess};
 use tessera::ca::{ListFilter, Location, Record, RevocationReason, Status, SubjectAltName};
 use tessera::pki::{CrlInfo, pem};
 use time::OffsetDateTime;
+
+/// The store suite exercises the write transactions directly, below the CA.
+const WRITE: WriteAccess = tessera::internal::STORE_WRITE_ACCESS;
 
 // ---------------------------------------------------------------------------------------------
 // The generic suite
@@ -73,11 +76,11 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
     assert_eq!(store.find(&"01".parse().unwrap()).unwrap(), None);
 
     // issue: insert if absent.
-    assert!(store.issue(&record("0a01", now, 30, &pem)).unwrap());
-    assert!(store.issue(&record("0a02", now, 5, &pem)).unwrap());
-    assert!(store.issue(&record("0a03", now, -2, &pem)).unwrap());
+    assert!(store.issue(&record("0a01", now, 30, &pem), WRITE).unwrap());
+    assert!(store.issue(&record("0a02", now, 5, &pem), WRITE).unwrap());
+    assert!(store.issue(&record("0a03", now, -2, &pem), WRITE).unwrap());
     assert!(
-        !store.issue(&record("0a01", now, 99, &pem)).unwrap(),
+        !store.issue(&record("0a01", now, 99, &pem), WRITE).unwrap(),
         "a taken serial is refused"
     );
     let found = store.find(&"A:01".parse().unwrap()).unwrap().unwrap();
@@ -110,7 +113,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
     // revoke_once: one winner, the CRL number advances with the revoked set.
     let at = now + time::Duration::seconds(5);
     match store
-        .revoke_once(&"0a01".parse().unwrap(), at, RevocationReason::KeyCompromise)
+        .revoke_once(&"0a01".parse().unwrap(), at, RevocationReason::KeyCompromise, WRITE)
         .unwrap()
     {
         RevokeOutcome::Revoked(state) => {
@@ -123,7 +126,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
         other => panic!("{other:?}"),
     }
     match store
-        .revoke_once(&"a01".parse().unwrap(), now, RevocationReason::Superseded)
+        .revoke_once(&"a01".parse().unwrap(), now, RevocationReason::Superseded, WRITE)
         .unwrap()
     {
         RevokeOutcome::AlreadyRevoked(revocation) => {
@@ -136,7 +139,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
     }
     assert_eq!(
         store
-            .revoke_once(&"ff".parse().unwrap(), now, RevocationReason::Superseded)
+            .revoke_once(&"ff".parse().unwrap(), now, RevocationReason::Superseded, WRITE)
             .unwrap(),
         RevokeOutcome::Unknown
     );
@@ -149,14 +152,18 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
         serials(store.as_mut(), &with(Some(Status::Valid), None, None)),
         ["0a02"]
     );
-    let state = store.advance_crl_number().unwrap();
+    let state = store.advance_crl_number(WRITE).unwrap();
     assert_eq!(state.number, 2);
     assert_eq!(state.revoked.len(), 1);
 
     // Concurrency, each thread with its own connection: one winner per contested revocation,
     // one winner per contested serial, CRL numbers handed out once each.
     for i in 0..8 {
-        assert!(store.issue(&record(&format!("0b{i:02}"), now, 30, &pem)).unwrap());
+        assert!(
+            store
+                .issue(&record(&format!("0b{i:02}"), now, 30, &pem), WRITE)
+                .unwrap()
+        );
     }
     let threads = 8;
     let barrier = Barrier::new(threads);
@@ -173,15 +180,20 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
                     let mut numbers = Vec::new();
                     for i in 0..8 {
                         if let RevokeOutcome::Revoked(state) = store
-                            .revoke_once(&format!("0b{i:02}").parse().unwrap(), now, RevocationReason::Superseded)
+                            .revoke_once(
+                                &format!("0b{i:02}").parse().unwrap(),
+                                now,
+                                RevocationReason::Superseded,
+                                WRITE,
+                            )
                             .unwrap()
                         {
                             won += 1;
                             numbers.push(state.number);
                         }
-                        numbers.push(store.advance_crl_number().unwrap().number);
+                        numbers.push(store.advance_crl_number(WRITE).unwrap().number);
                     }
-                    let inserted = store.issue(&record("0c00", now, 30, pem)).unwrap();
+                    let inserted = store.issue(&record("0c00", now, 30, pem), WRITE).unwrap();
                     let _ = t;
                     (won, inserted, numbers)
                 })
@@ -206,7 +218,7 @@ fn store_suite(open: &(dyn Fn(&str) -> Box<dyn Store> + Sync), create: &dyn Fn(&
     assert_eq!(unique.last(), Some(&(2 + numbers.len() as u64)), "no gaps");
     let summary = store.crl_summary().unwrap();
     assert_eq!(summary.revoked, 9);
-    assert_eq!(store.advance_crl_number().unwrap().revoked.len(), 9);
+    assert_eq!(store.advance_crl_number(WRITE).unwrap().revoked.len(), 9);
 }
 
 #[test]
@@ -626,7 +638,7 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
     for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
-    tessera::ca::write_legacy_database(&dir, &fingerprint, number, records).unwrap();
+    tessera::internal::write_legacy_database(&dir, &fingerprint, number, records).unwrap();
     std::fs::write(dir.join("db.lock"), b"").unwrap();
     let legacy = std::fs::read(dir.join("db.json")).unwrap();
     assert!(String::from_utf8_lossy(&legacy).contains("\"crl_number\""));

@@ -14,7 +14,7 @@ use super::authority::{
 };
 use super::profile::san_to_rcgen;
 use super::record::Record;
-use super::store::{DirLock, ListFilter};
+use super::store::{DirLock, ListFilter, WriteAccess};
 use super::{CaError, CertificateAuthority, Profile, check, csr};
 use crate::fsutil;
 use crate::pki::{CertificateInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey, Serial, SubjectAltName, pem};
@@ -387,7 +387,7 @@ impl CertificateAuthority {
             let certificate = sign(serial_number(&Serial::random()?))?;
             let info = CertificateInfo::from_der(&certificate)?;
             let record = record(&info, profile, &certificate, now);
-            if self.with_store(|store| store.issue(&record))? {
+            if self.with_store(|store| store.issue(&record, WriteAccess::granted()))? {
                 return Ok(certificate);
             }
             tracing::info!(serial = %info.serial, "serial already taken; signing again with another");

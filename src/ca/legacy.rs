@@ -1,6 +1,7 @@
 //! The JSON database (`db.json`) that CA directories held before the store: read once, to be
 //! imported (see [`super::store::open`]). Crate-internal: nothing outside the crate can append a
-//! record without issuing. [`write_legacy_database`] makes such a directory for tests.
+//! record without issuing. [`write_legacy_database`] makes such a directory for tests (through
+//! `tessera::internal`).
 
 use std::path::Path;
 

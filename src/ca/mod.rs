@@ -19,7 +19,7 @@ mod csr;
 mod error;
 mod issue;
 pub mod json;
-mod legacy;
+pub(crate) mod legacy;
 mod profile;
 mod record;
 mod revocation;
@@ -28,8 +28,6 @@ pub mod store;
 pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};
 pub use error::CaError;
 pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
-#[doc(hidden)]
-pub use legacy::write_legacy_database;
 pub use profile::Profile;
 pub use record::{Record, Revocation, Status};
 pub use revocation::{CrlStatus, DEFAULT_CRL_LIFETIME, Revoked, crl_status};

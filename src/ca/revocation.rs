@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::authority::{CRL, end_of, read_ca_certificates, serial_number, x509_time};
 use super::crl_file::{Depth, Unusable, read_crl_file};
 use super::record::Revocation;
-use super::store::{CrlState, CrlSummary, DirLock, RevokeOutcome, Store};
+use super::store::{CrlState, CrlSummary, DirLock, RevokeOutcome, Store, WriteAccess};
 use super::{CaError, CertificateAuthority};
 use crate::fsutil;
 use crate::pki::{RevocationReason, Serial, pem};
@@ -100,7 +100,7 @@ impl CertificateAuthority {
             CrlStatus::Current => Ok(found.der),
             CrlStatus::Stale { reason } | CrlStatus::Damaged { reason } => {
                 let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
-                let state = self.with_store(|store| store.advance_crl_number())?;
+                let state = self.with_store(|store| store.advance_crl_number(WriteAccess::granted()))?;
                 let number = state.number;
                 let der = self.publish_crl(&state, now, lifetime)?;
                 tracing::warn!("{reason}; rewrote it from the store as CRL number {number}");
@@ -160,7 +160,7 @@ impl CertificateAuthority {
         crl_next_update(now, crl_lifetime)?;
         // Repairs a CRL left behind, and refuses a store older than the CRL, before any change.
         self.ensure_crl(now, Depth::Full)?;
-        match self.with_store(|store| store.revoke_once(serial, now, reason))? {
+        match self.with_store(|store| store.revoke_once(serial, now, reason, WriteAccess::granted()))? {
             RevokeOutcome::Unknown => Err(CaError::UnknownSerial { serial: serial.clone() }),
             RevokeOutcome::AlreadyRevoked(revocation) => {
                 if reason != RevocationReason::Unspecified && revocation.reason != reason {
@@ -175,7 +175,7 @@ impl CertificateAuthority {
                 let crl = match self.ensure_crl(now, Depth::Full)? {
                     Some(crl) => crl,
                     None => {
-                        let state = self.with_store(|store| store.advance_crl_number())?;
+                        let state = self.with_store(|store| store.advance_crl_number(WriteAccess::granted()))?;
                         self.publish_crl(&state, now, crl_lifetime)?
                     }
                 };
@@ -213,7 +213,7 @@ impl CertificateAuthority {
         crl_next_update(now, crl_lifetime)?;
         // Refuses a store older than the CRL before handing out a number.
         self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate, Depth::Header))?;
-        let state = self.with_store(|store| store.advance_crl_number())?;
+        let state = self.with_store(|store| store.advance_crl_number(WriteAccess::granted()))?;
         self.publish_crl(&state, now, crl_lifetime)
     }
 

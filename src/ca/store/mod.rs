@@ -207,8 +207,26 @@ impl ListFilter {
     }
 }
 
+/// The key to a store's write transactions ([`Store::issue`], [`Store::revoke_once`],
+/// [`Store::advance_crl_number`]). Only the CA's own issuance, revocation and CRL code can make
+/// one, so a library user cannot record a certificate without issuing it, mark one revoked
+/// without a CRL, or use up CRL numbers: those go through [`super::CertificateAuthority`].
+#[derive(Clone, Copy, Debug)]
+pub struct WriteAccess(());
+
+impl WriteAccess {
+    /// For the CA's issuance, revocation and CRL code (and, through `tessera::internal`, the
+    /// store's own tests).
+    pub(crate) const fn granted() -> Self {
+        Self(())
+    }
+}
+
 /// A CA's state store, for one issuer (the CA whose certificate has the fingerprint given when
-/// it was opened). Every method is one transaction.
+/// it was opened). Every method is one transaction. The write transactions need a
+/// [`WriteAccess`], which only the CA holds: a library user reads the store ([`Store::find`],
+/// [`Store::list`], [`Store::crl_summary`]) and changes it through
+/// [`super::CertificateAuthority`].
 pub trait Store: Send {
     /// Where the store is, for messages (a path, or a URL without password).
     fn describe(&self) -> String;
@@ -218,18 +236,21 @@ pub trait Store: Send {
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
-    fn issue(&mut self, record: &Record) -> Result<bool, CaError>;
+    #[doc(hidden)]
+    fn issue(&mut self, record: &Record, access: WriteAccess) -> Result<bool, CaError>;
 
     /// `revoke_once`: marks the certificate revoked if it is not (`UPDATE … WHERE status =
     /// 'good'`); in the same transaction advances the CRL number and reads the revoked set.
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
+    #[doc(hidden)]
     fn revoke_once(
         &mut self,
         serial: &Serial,
         at: OffsetDateTime,
         reason: RevocationReason,
+        access: WriteAccess,
     ) -> Result<RevokeOutcome, CaError>;
 
     /// `advance_crl_number`: hands out the next CRL number and reads the revoked set, in one
@@ -237,7 +258,8 @@ pub trait Store: Send {
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails or the number cannot go higher.
-    fn advance_crl_number(&mut self) -> Result<CrlState, CaError>;
+    #[doc(hidden)]
+    fn advance_crl_number(&mut self, access: WriteAccess) -> Result<CrlState, CaError>;
 
     /// The last CRL number handed out and how many certificates are revoked.
     ///

@@ -14,7 +14,7 @@ use postgres::{Client, Config, NoTls, Transaction};
 use time::OffsetDateTime;
 
 use super::migrate;
-use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, Store, redact};
+use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, Store, WriteAccess, redact};
 use crate::ca::CaError;
 use crate::ca::record::{Record, Revocation};
 use crate::pki::{RevocationReason, Serial};
@@ -168,7 +168,7 @@ impl Store for PostgresStore {
         redact(&self.url)
     }
 
-    fn issue(&mut self, record: &Record) -> Result<bool, CaError> {
+    fn issue(&mut self, record: &Record, _: WriteAccess) -> Result<bool, CaError> {
         let der = super::record_der(record, &self.describe())?;
         let inserted = self
             .client
@@ -197,6 +197,7 @@ impl Store for PostgresStore {
         serial: &Serial,
         at: OffsetDateTime,
         reason: RevocationReason,
+        _: WriteAccess,
     ) -> Result<RevokeOutcome, CaError> {
         let serial = serial.to_string();
         let reason = reason.name();
@@ -241,7 +242,7 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
-    fn advance_crl_number(&mut self) -> Result<CrlState, CaError> {
+    fn advance_crl_number(&mut self, _: WriteAccess) -> Result<CrlState, CaError> {
         let url = self.url.clone();
         let mut tx = self.client.transaction().map_err(|e| fail(&url, &e))?;
         let state = advance(&mut tx, &self.issuer, &url)?;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use time::OffsetDateTime;
 
 use super::migrate;
-use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, SQLITE_FILE, Store};
+use super::{CrlState, CrlSummary, ListFilter, RevokeOutcome, Row, SQLITE_FILE, Store, WriteAccess};
 use crate::ca::CaError;
 use crate::ca::legacy::Database;
 use crate::ca::record::Record;
@@ -170,7 +170,7 @@ impl Store for SqliteStore {
         self.describe_path()
     }
 
-    fn issue(&mut self, record: &Record) -> Result<bool, CaError> {
+    fn issue(&mut self, record: &Record, _: WriteAccess) -> Result<bool, CaError> {
         let der = super::record_der(record, &self.describe_path())?;
         let inserted: Option<String> = self
             .conn
@@ -201,6 +201,7 @@ impl Store for SqliteStore {
         serial: &Serial,
         at: OffsetDateTime,
         reason: RevocationReason,
+        _: WriteAccess,
     ) -> Result<RevokeOutcome, CaError> {
         let serial = serial.to_string();
         let reason = reason.name();
@@ -247,7 +248,7 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    fn advance_crl_number(&mut self) -> Result<CrlState, CaError> {
+    fn advance_crl_number(&mut self, _: WriteAccess) -> Result<CrlState, CaError> {
         let path = self.path.clone();
         let tx = self
             .conn
