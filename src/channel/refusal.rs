@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::identity::PeerIdentity;
 use super::text::escape;
-use crate::pki::{PkiError, RejectionReason, RevocationReason, Serial, Usage, rfc3339};
+use crate::pki::{PkiError, RejectionReason, RevocationReason, Serial, Usage, in_the_chain, rfc3339};
 
 /// Why a peer's certificate was refused by this side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,16 +28,18 @@ pub enum Refusal {
     UnknownIssuer,
     /// A certificate on the path had expired. Alert `certificate_expired`.
     Expired {
-        /// Subject of the expired certificate (untrusted text, escaped when displayed).
-        subject: String,
+        /// Subject of the expired certificate (untrusted text, escaped when displayed; `None`
+        /// when only rustls' error is known: shown as `in the chain`).
+        subject: Option<String>,
         /// When it stopped being valid (`None` when rustls, not Tessera, refused it).
         not_after: Option<OffsetDateTime>,
     },
     /// A certificate on the path was not yet valid. Alert `certificate_expired` (RFC 8446:
     /// "expired or not currently valid").
     NotYetValid {
-        /// Subject of the certificate.
-        subject: String,
+        /// Subject of the certificate (`None` when only rustls' error is known: shown as
+        /// `in the chain`).
+        subject: Option<String>,
         /// When it becomes valid (`None` when rustls refused it).
         not_before: Option<OffsetDateTime>,
     },
@@ -129,19 +131,19 @@ impl Refusal {
         Some(match certificate {
             C::UnknownIssuer => Self::UnknownIssuer,
             C::Expired => Self::Expired {
-                subject: "in the chain".into(),
+                subject: None,
                 not_after: None,
             },
             C::ExpiredContext { not_after, .. } => Self::Expired {
-                subject: "in the chain".into(),
+                subject: None,
                 not_after: unix_to_time(not_after.as_secs()),
             },
             C::NotValidYet => Self::NotYetValid {
-                subject: "in the chain".into(),
+                subject: None,
                 not_before: None,
             },
             C::NotValidYetContext { not_before, .. } => Self::NotYetValid {
-                subject: "in the chain".into(),
+                subject: None,
                 not_before: unix_to_time(not_before.as_secs()),
             },
             C::Revoked => Self::Revoked {
@@ -213,14 +215,14 @@ impl fmt::Display for Refusal {
             Self::NoCertificate => f.write_str("no certificate was presented"),
             Self::UnknownIssuer => f.write_str("the certificate was not issued by a trusted root (unknown issuer)"),
             Self::Expired { subject, not_after } => {
-                write!(f, "certificate {} has expired", escape(subject))?;
+                write!(f, "certificate {} has expired", escape(in_the_chain(subject)))?;
                 if let Some(at) = not_after {
                     write!(f, " (at {})", rfc3339(*at))?;
                 }
                 Ok(())
             }
             Self::NotYetValid { subject, not_before } => {
-                write!(f, "certificate {} is not yet valid", escape(subject))?;
+                write!(f, "certificate {} is not yet valid", escape(in_the_chain(subject)))?;
                 if let Some(at) = not_before {
                     write!(f, " (from {})", rfc3339(*at))?;
                 }
@@ -328,14 +330,14 @@ mod tests {
             (Refusal::UnknownIssuer, A::UnknownCA),
             (
                 Refusal::Expired {
-                    subject: subject.clone(),
+                    subject: Some(subject.clone()),
                     not_after: None,
                 },
                 A::CertificateExpired,
             ),
             (
                 Refusal::NotYetValid {
-                    subject,
+                    subject: Some(subject),
                     not_before: None,
                 },
                 A::CertificateExpired,

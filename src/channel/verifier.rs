@@ -216,7 +216,7 @@ mod tests {
         let time = datetime!(2031-01-01 0:00 UTC);
         let not_after = datetime!(2030-12-01 0:00 UTC);
         let expired = PkiError::Expired {
-            subject: "CN=x".into(),
+            subject: Some("CN=x".into()),
             not_after,
             time,
         };
@@ -237,7 +237,7 @@ mod tests {
             other => panic!("expected ExpiredContext, got {other:?}"),
         }
         let early = PkiError::NotYetValid {
-            subject: "CN=x".into(),
+            subject: Some("CN=x".into()),
             not_before: time,
             time: not_after,
         };

@@ -116,20 +116,22 @@ pub enum PkiError {
     #[error("no trusted root certificate was given")]
     NoRoots,
     /// A certificate's validity period had ended at the verification time.
-    #[error("certificate {subject} expired at {} (checked at {})", rfc3339(*not_after), rfc3339(*time))]
+    #[error("certificate {} expired at {} (checked at {})", in_the_chain(subject), rfc3339(*not_after), rfc3339(*time))]
     Expired {
-        /// Subject of the expired certificate (in the chain) or of the end entity.
-        subject: String,
+        /// Subject of the certificate whose notAfter is `not_after`; `None` when no certificate
+        /// presented has it (shown as `in the chain`).
+        subject: Option<String>,
         /// When it stopped being valid.
         not_after: OffsetDateTime,
         /// The verification time.
         time: OffsetDateTime,
     },
     /// A certificate's validity period had not started at the verification time.
-    #[error("certificate {subject} is not valid before {} (checked at {})", rfc3339(*not_before), rfc3339(*time))]
+    #[error("certificate {} is not valid before {} (checked at {})", in_the_chain(subject), rfc3339(*not_before), rfc3339(*time))]
     NotYetValid {
-        /// Subject of the certificate.
-        subject: String,
+        /// Subject of the certificate whose notBefore is `not_before`; `None` when no
+        /// certificate presented has it (shown as `in the chain`).
+        subject: Option<String>,
         /// When it becomes valid.
         not_before: OffsetDateTime,
         /// The verification time.
@@ -633,6 +635,11 @@ pub(super) struct Presented<'a> {
     pub(super) request: &'a VerifyRequest,
 }
 
+/// A certificate's subject as a message shows it: `in the chain` when it is not known.
+pub(crate) fn in_the_chain(subject: &Option<String>) -> &str {
+    subject.as_deref().unwrap_or("in the chain")
+}
+
 impl Presented<'_> {
     /// Turns a rustls-webpki error from path building into a precise, human-meaningful reason:
     /// the [`PkiError`] variant for its [`RejectionReason`], with what the chain says around it.
@@ -716,7 +723,7 @@ impl Presented<'_> {
         &self,
         exact: impl Fn(&CertificateInfo) -> bool,
         loose: impl Fn(&CertificateInfo) -> bool,
-    ) -> String {
+    ) -> Option<String> {
         let chain: Vec<CertificateInfo> = std::iter::once(self.end_entity)
             .chain(self.intermediates.iter())
             .filter_map(|c| CertificateInfo::from_der(c).ok())
@@ -725,7 +732,7 @@ impl Presented<'_> {
             .iter()
             .find(|c| exact(c))
             .or_else(|| chain.iter().find(|c| loose(c)));
-        found.map_or_else(|| "in the chain".into(), |c| c.subject.clone())
+        found.map(|c| c.subject.clone())
     }
 
     /// rustls-webpki evaluates DNS and IP address constraints only: a subtree of any other form

@@ -25,6 +25,7 @@ mod testing;
 mod trust;
 mod x509;
 
+pub(crate) use error::in_the_chain;
 pub use error::{PkiError, RejectionReason};
 pub(crate) use error::{describe_x509, error_chain};
 pub use inspect::{CertificateInfo, CrlInfo, Inspected, RevokedEntry, read_certificates_or_crls};

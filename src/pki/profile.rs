@@ -272,14 +272,14 @@ pub(super) fn check_root(
     let at = |t: &x509_parser::time::ASN1Time| OffsetDateTime::from_unix_timestamp(t.timestamp()).ok();
     if let Some(not_before) = at(&validity.not_before).filter(|_| validity.not_before.timestamp() > now) {
         return Err(PkiError::NotYetValid {
-            subject: subject_of(cert),
+            subject: Some(subject_of(cert)),
             not_before,
             time,
         });
     }
     if let Some(not_after) = at(&validity.not_after).filter(|_| validity.not_after.timestamp() < now) {
         return Err(PkiError::Expired {
-            subject: subject_of(cert),
+            subject: Some(subject_of(cert)),
             not_after,
             time,
         });
@@ -374,7 +374,9 @@ mod tests {
         params.not_after = datetime!(2030-03-01 0:00 UTC);
         let expired = Ca::root(params);
         match verify(&expired, &expired.leaf(&leaf_params()), &[]) {
-            Err(PkiError::Expired { subject, .. }) => assert!(subject.contains("root"), "{subject}"),
+            Err(PkiError::Expired {
+                subject: Some(subject), ..
+            }) => assert!(subject.contains("root"), "{subject}"),
             other => panic!("expected an expired root, got {other:?}"),
         }
 
