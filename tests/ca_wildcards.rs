@@ -14,6 +14,25 @@ fn ca(dir: &Path, args: &[&str]) -> Output {
     support::output(support::ca(dir).args(args))
 }
 
+/// `ca issue --profile server --name web --san SAN --out PREFIX`.
+fn issue(dir: &Path, san: &str, out_prefix: &Path) -> Output {
+    let prefix = out_prefix.to_str().unwrap();
+    ca(
+        dir,
+        &[
+            "issue",
+            "--profile",
+            "server",
+            "--name",
+            "web",
+            "--san",
+            san,
+            "--out",
+            prefix,
+        ],
+    )
+}
+
 #[test]
 fn wildcards_on_public_suffixes_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -28,20 +47,7 @@ fn wildcards_on_public_suffixes_are_refused_and_nothing_is_written() {
         .enumerate()
     {
         let out_prefix = tmp.path().join(format!("refused{i}"));
-        let out = ca(
-            &dir,
-            &[
-                "issue",
-                "--profile",
-                "server",
-                "--name",
-                "web",
-                "--san",
-                san,
-                "--out",
-                out_prefix.to_str().unwrap(),
-            ],
-        );
+        let out = issue(&dir, san, &out_prefix);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{san}: {stderr}");
         assert!(
@@ -64,20 +70,7 @@ fn wildcards_on_public_suffixes_are_refused_and_nothing_is_written() {
         .enumerate()
     {
         let out_prefix = tmp.path().join(format!("issued{i}"));
-        let out = ca(
-            &dir,
-            &[
-                "issue",
-                "--profile",
-                "server",
-                "--name",
-                "web",
-                "--san",
-                san,
-                "--out",
-                out_prefix.to_str().unwrap(),
-            ],
-        );
+        let out = issue(&dir, san, &out_prefix);
         assert!(out.status.success(), "{san}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }

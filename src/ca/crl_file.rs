@@ -63,15 +63,16 @@ pub(super) fn read_crl_file(
     ca: &CertificateDer<'_>,
     depth: Depth,
 ) -> Result<Result<CrlFile, Unusable>, CaError> {
+    let missing = || {
+        Ok(Err(Unusable {
+            reason: String::new(),
+            lifetime: None,
+            unsigned: false,
+        }))
+    };
     match std::fs::metadata(path) {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err(Unusable {
-                reason: String::new(),
-                lifetime: None,
-                unsigned: false,
-            }));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return missing(),
         Err(e) => return Err(CaError::io(path, e)),
     }
     let damaged = |why: &str, lifetime: Option<Duration>| {
@@ -90,13 +91,7 @@ pub(super) fn read_crl_file(
         None => {
             let bytes = match std::fs::read(path) {
                 Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(Err(Unusable {
-                        reason: String::new(),
-                        lifetime: None,
-                        unsigned: false,
-                    }));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return missing(),
                 Err(e) => return Err(CaError::io(path, e)),
             };
             // A PEM reader made for this one file: the `pem` crate, used for every other file,

@@ -374,6 +374,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::pki::testing::RsaKey;
     use crate::pki::{TrustStore, Usage, VerifiedChain, VerifyRequest};
 
     const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
@@ -705,39 +706,6 @@ mod tests {
             },
             "§4.2.1.10",
         );
-    }
-
-    /// An RSA public key with a made-up modulus of `bits` bits (never used to verify anything).
-    struct RsaKey(Vec<u8>);
-
-    impl RsaKey {
-        fn with_bits(bits: usize) -> Self {
-            fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-                let mut out = vec![tag, 0x82, (content.len() >> 8) as u8, content.len() as u8];
-                out.extend_from_slice(content);
-                out
-            }
-            // DER: a leading zero only before a top bit that is set.
-            let mut modulus = if bits.is_multiple_of(8) {
-                vec![0x00]
-            } else {
-                vec![0xff >> (8 - bits % 8)]
-            };
-            modulus.extend(vec![0xc5; bits / 8]);
-            let mut seq = tlv(0x02, &modulus);
-            seq.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
-            Self(tlv(0x30, &seq))
-        }
-    }
-
-    impl PublicKeyData for RsaKey {
-        fn der_bytes(&self) -> &[u8] {
-            &self.0
-        }
-
-        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-            &rcgen::PKCS_RSA_SHA256
-        }
     }
 
     #[test]

@@ -174,7 +174,12 @@ pub(crate) struct RsaKey(Vec<u8>);
 
 impl RsaKey {
     pub(crate) fn with_bits(bits: usize) -> Self {
-        let mut modulus = vec![0x00];
+        // DER: a leading zero only before a top bit that is set.
+        let mut modulus = if bits.is_multiple_of(8) {
+            vec![0x00]
+        } else {
+            vec![0xff >> (8 - bits % 8)]
+        };
         modulus.extend(vec![0xc5; bits / 8]);
         let mut seq = tlv(0x02, &modulus);
         seq.extend(tlv(0x02, &[0x01, 0x00, 0x01]));
