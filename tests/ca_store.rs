@@ -692,6 +692,94 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
 }
 
 #[test]
+fn a_db_json_is_imported_into_postgresql_once_by_several_instances() {
+    let pg = Postgres::start();
+    pg.create_db("legacy");
+    let url = pg.url("legacy");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    ok(ca(&dir).args(["init", "--name", "Old Root", "--no-passphrase"]));
+    let serials: Vec<String> = ["a", "b", "c"].iter().map(|n| issue(&dir, None, n)).collect();
+    ok(ca(&dir).args(["revoke", &serials[1], "--reason", "key-compromise"]));
+    let before = ok(ca(&dir).args(["list", "--json"]));
+    let number = crl_number(&dir);
+    let mut records = Vec::new();
+    store::open_dir(&dir, None)
+        .unwrap()
+        .list(&ListFilter::all(OffsetDateTime::now_utc()), &mut |r| {
+            records.push(r);
+            Ok(())
+        })
+        .unwrap();
+    records.reverse();
+    let (cert, _) = tessera::ca::read_ca_certificates(&dir).unwrap();
+    let fingerprint = tessera::pki::CertificateInfo::from_der(&cert)
+        .unwrap()
+        .sha256_fingerprint;
+    for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    // A copy whose db.json lacks a record, for later.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    tessera::internal::write_legacy_database(&other, &fingerprint, number, records[..2].to_vec()).unwrap();
+    tessera::internal::write_legacy_database(&dir, &fingerprint, number, records).unwrap();
+    // Two instances, each with its copy of the old directory, start at once on one database.
+    let copies: Vec<PathBuf> = ["one", "two"].iter().map(|n| tmp.path().join(n)).collect();
+    for copy in copies.iter().chain(std::iter::once(&other)) {
+        std::fs::create_dir_all(copy).unwrap();
+        for name in ["ca.pem", "ca.key", "chain.pem", "crl.pem"] {
+            std::fs::copy(dir.join(name), copy.join(name)).unwrap();
+        }
+    }
+    for copy in &copies {
+        std::fs::copy(dir.join("db.json"), copy.join("db.json")).unwrap();
+    }
+    let outputs: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = copies
+            .iter()
+            .map(|copy| scope.spawn(|| ok(ca_with(copy, Some(&url)).args(["list", "--json"]))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outputs {
+        assert_eq!(out, &before);
+    }
+    for copy in &copies {
+        assert!(!copy.join("db.json").exists() && copy.join("db.json.imported").exists());
+        assert!(!copy.join("ca.db").exists(), "nothing imported into SQLite");
+        assert_eq!(
+            json(&std::fs::read_to_string(copy.join("store.json")).unwrap())["backend"],
+            "postgres"
+        );
+    }
+    let mut client = pg.client("legacy");
+    let rows: i64 = client
+        .query_one("SELECT COUNT(*) FROM certificates", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3, "imported once");
+    let held: i64 = client.query_one("SELECT crl_number FROM issuers", &[]).unwrap().get(0);
+    assert_eq!(u64::try_from(held).unwrap(), number);
+    // A copy whose db.json says something else is refused, and keeps its db.json.
+    let out = output(ca_with(&other, Some(&url)).args(["list"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("with other records than its db.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(other.join("db.json").exists() && !other.join("store.json").exists());
+    // The instances go on together: a revocation by one is in the other's next CRL.
+    ok(ca_with(&copies[0], Some(&url)).args(["revoke", &serials[0]]));
+    ok(ca_with(&copies[1], Some(&url)).args(["crl"]));
+    assert_eq!(
+        crl_serials(&copies[1]),
+        BTreeSet::from([serials[0].clone(), serials[1].clone()])
+    );
+}
+
+#[test]
 fn ca_backup_is_a_consistent_copy_taken_while_others_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");

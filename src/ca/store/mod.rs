@@ -292,10 +292,12 @@ pub trait Store: Send {
 /// Opens the store of the CA in `dir` (whose certificate has SHA-256 fingerprint `issuer`).
 /// `wanted` is what `--db`/`TESSERA_DB` asked for (`None`: what the directory records).
 ///
-/// A directory made by an earlier Tessera (a `db.json`, no `store.json`) is imported into a
-/// new SQLite store first, once and atomically: the records and the CRL number are written to
-/// a temporary database that is renamed to `ca.db`, then `store.json` is written and `db.json`
-/// renamed to `db.json.imported`. An interrupted import is redone by the next command.
+/// A directory made by an earlier Tessera (a `db.json`, no `store.json`) is imported first,
+/// once and atomically, into the store `wanted` names: into SQLite, the records and the CRL
+/// number are written to a temporary database that is renamed to `ca.db`; into PostgreSQL, in
+/// one transaction (an instance that finds the CA already imported with the same serials and
+/// CRL number goes on). Then `store.json` is written and `db.json` renamed to
+/// `db.json.imported`. An interrupted import is redone by the next command.
 ///
 /// # Errors
 /// [`CaError::MissingDatabase`] when the store is missing, [`CaError::Database`] when it is
@@ -434,32 +436,33 @@ impl DirLock {
 
 /// Imports `DIR/db.json` into a new SQLite store (see [`open`]); returns the new marker.
 fn import_legacy(dir: &Path, issuer: &str, wanted: Option<&Location>) -> Result<Marker, CaError> {
-    if let Some(Location::Postgres(url)) = wanted {
-        return Err(CaError::Store {
-            store: redact(url),
-            reason: format!(
-                "the CA in {} still has its db.json from an earlier Tessera; run any `ca` command on it \
-                 without --db first, which imports it into {SQLITE_FILE}",
-                dir.display()
-            ),
-        });
-    }
     let _lock = DirLock::acquire(dir)?;
     if let Some(marker) = read_marker(dir)? {
         // Another process imported it while we waited.
         return Ok(marker);
     }
-    let legacy = super::legacy::Database::load(dir)?;
+    let legacy = crate::ca::legacy::Database::load(dir)?;
     legacy.check_owner(dir, issuer)?;
-    sqlite::SqliteStore::import(dir, issuer, &legacy)?;
-    write_marker(dir, &Location::Sqlite)?;
+    let location = match wanted {
+        Some(Location::Postgres(url)) => {
+            postgres::PostgresStore::import(url, issuer, &legacy)?;
+            Location::Postgres(url.clone())
+        }
+        None | Some(Location::Sqlite) => {
+            sqlite::SqliteStore::import(dir, issuer, &legacy)?;
+            Location::Sqlite
+        }
+    };
+    write_marker(dir, &location)?;
     tracing::info!(
         dir = %dir.display(),
         records = legacy.records.len(),
-        "imported db.json into {SQLITE_FILE}"
+        backend = location.backend(),
+        "imported db.json"
     );
-    Ok(Marker {
-        backend: "sqlite".into(),
+    read_marker(dir)?.ok_or_else(|| CaError::Database {
+        path: dir.join(STORE_FILE),
+        reason: "it vanished right after it was written".into(),
     })
 }
 

@@ -78,6 +78,85 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Imports a `db.json` from an earlier Tessera into this database, in one transaction: the
+    /// CA's row with the file's CRL number, and every record. Several instances importing their
+    /// copies of one CA directory at once (or a command repeating an import that committed but
+    /// did not finish) find the CA already there: that is accepted when the database holds
+    /// exactly the file's serials and CRL number, refused otherwise.
+    pub(crate) fn import(url: &str, issuer: &str, legacy: &crate::ca::legacy::Database) -> Result<(), CaError> {
+        let mut store = Self::connect(url, issuer)?;
+        store.migrate(true)?;
+        let number = i64::try_from(legacy.crl_number).map_err(|_| CaError::Store {
+            store: redact(url),
+            reason: format!("the db.json's CRL number {} is too large", legacy.crl_number),
+        })?;
+        let target = store.describe();
+        let url = store.url.clone();
+        let mut tx = store.client.transaction().map_err(|e| fail(&url, &e))?;
+        // One importer at a time for this CA: the others wait here, then compare.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&issuer])
+            .map_err(|e| fail(&url, &e))?;
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO issuers (issuer, crl_number, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (issuer) DO NOTHING RETURNING issuer",
+                &[&issuer, &number, &OffsetDateTime::now_utc().unix_timestamp()],
+            )
+            .map_err(|e| fail(&url, &e))?;
+        if inserted.is_none() {
+            let held: i64 = tx
+                .query_one("SELECT crl_number FROM issuers WHERE issuer = $1", &[&issuer])
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| fail(&url, &e))?;
+            let mut serials: Vec<String> = tx
+                .query("SELECT serial FROM certificates WHERE issuer = $1", &[&issuer])
+                .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+                .map_err(|e| fail(&url, &e))?;
+            let mut expected: Vec<String> = legacy.records.iter().map(|r| r.serial.to_string()).collect();
+            serials.sort_unstable();
+            expected.sort_unstable();
+            tx.commit().map_err(|e| fail(&url, &e))?;
+            if held == number && serials == expected {
+                return Ok(());
+            }
+            return Err(CaError::Store {
+                store: target,
+                reason: format!(
+                    "it already holds this CA (fingerprint {issuer}) with other records than its db.json \
+                     ({} records and CRL number {held} there, {} and {number} in the file)",
+                    serials.len(),
+                    expected.len()
+                ),
+            });
+        }
+        for record in &legacy.records {
+            let der = super::record_der(record, &target)?;
+            let revoked_at = record.revoked.as_ref().map(|r| r.at.unix_timestamp());
+            let reason = record.revoked.as_ref().map(|r| r.reason.name());
+            tx.execute(
+                "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, \
+                 issued_at, status, revoked_at, revocation_reason, der) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &issuer,
+                    &record.serial.to_string(),
+                    &record.subject,
+                    &super::sans_to_text(&record.sans),
+                    &record.profile,
+                    &record.not_before.unix_timestamp(),
+                    &record.not_after.unix_timestamp(),
+                    &record.issued_at.unix_timestamp(),
+                    &if record.revoked.is_some() { "revoked" } else { "good" },
+                    &revoked_at,
+                    &reason,
+                    &der,
+                ],
+            )
+            .map_err(|e| fail(&url, &e))?;
+        }
+        tx.commit().map_err(|e| fail(&url, &e))
+    }
+
     fn connect(url: &str, issuer: &str) -> Result<Self, CaError> {
         let mut config: Config = url.parse().map_err(|e| CaError::Store {
             store: redact(url),
