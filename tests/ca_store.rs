@@ -610,6 +610,28 @@ fn kill_9_during_issue_and_revoke_on_postgresql_loses_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Import of a db.json
 
+/// Takes the SQLite store out of the CA in `dir`: its records (oldest first, as db.json held
+/// them) and the CA's fingerprint, for a db.json of the release before the store.
+fn remove_store(dir: &Path) -> (Vec<Record>, String) {
+    let mut records = Vec::new();
+    store::open_dir(dir, None)
+        .unwrap()
+        .list(&ListFilter::all(OffsetDateTime::now_utc()), &mut |r| {
+            records.push(r);
+            Ok(())
+        })
+        .unwrap();
+    records.reverse();
+    let (cert, _) = tessera::ca::read_ca_certificates(dir).unwrap();
+    let fingerprint = tessera::pki::CertificateInfo::from_der(&cert)
+        .unwrap()
+        .sha256_fingerprint;
+    for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    (records, fingerprint)
+}
+
 #[test]
 fn a_db_json_from_the_release_before_the_store_is_imported_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -622,22 +644,7 @@ fn a_db_json_from_the_release_before_the_store_is_imported_once() {
     let number = crl_number(&dir);
     // The same state as the previous release wrote it: db.json (records oldest first, the CRL
     // number, the CA's fingerprint), no store.
-    let mut records = Vec::new();
-    store::open_dir(&dir, None)
-        .unwrap()
-        .list(&ListFilter::all(OffsetDateTime::now_utc()), &mut |r| {
-            records.push(r);
-            Ok(())
-        })
-        .unwrap();
-    records.reverse();
-    let (cert, _) = tessera::ca::read_ca_certificates(&dir).unwrap();
-    let fingerprint = tessera::pki::CertificateInfo::from_der(&cert)
-        .unwrap()
-        .sha256_fingerprint;
-    for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
+    let (records, fingerprint) = remove_store(&dir);
     tessera::internal::write_legacy_database(&dir, &fingerprint, number, records).unwrap();
     std::fs::write(dir.join("db.lock"), b"").unwrap();
     let legacy = std::fs::read(dir.join("db.json")).unwrap();
@@ -703,22 +710,7 @@ fn a_db_json_is_imported_into_postgresql_once_by_several_instances() {
     ok(ca(&dir).args(["revoke", &serials[1], "--reason", "key-compromise"]));
     let before = ok(ca(&dir).args(["list", "--json"]));
     let number = crl_number(&dir);
-    let mut records = Vec::new();
-    store::open_dir(&dir, None)
-        .unwrap()
-        .list(&ListFilter::all(OffsetDateTime::now_utc()), &mut |r| {
-            records.push(r);
-            Ok(())
-        })
-        .unwrap();
-    records.reverse();
-    let (cert, _) = tessera::ca::read_ca_certificates(&dir).unwrap();
-    let fingerprint = tessera::pki::CertificateInfo::from_der(&cert)
-        .unwrap()
-        .sha256_fingerprint;
-    for name in ["ca.db", "ca.db-wal", "ca.db-shm", "store.json"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
+    let (records, fingerprint) = remove_store(&dir);
     // A copy whose db.json lacks a record, for later.
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
