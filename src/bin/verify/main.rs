@@ -248,30 +248,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let (verification, extracted) = match &cli.extract {
         Some(out) if is_dash(out) => {
             // Nothing unverified may reach standard output: spool, and copy once verified.
-            let mut spool = Spool::new()?;
-            let mut write_failed = false;
-            let verification = check(cli, &verifier, bundle.as_ref(), &mut |chunk| {
-                spool.file.write_all(chunk).inspect_err(|_| write_failed = true)
-            });
-            let verification = match verification {
-                Err(SignError::Io { source, .. }) if write_failed => return Err(spool_error(&source).into()),
-                result => result?,
-            };
+            let (verification, spool) = check_spooled(cli, &verifier, bundle.as_ref())?;
             spool.copy_to_stdout()?;
             (verification, Some("-".to_string()))
         }
         Some(out) if is_stream(out) => {
             // A FIFO, device or pipe is written into directly: nothing unverified may reach it
             // either, so spool as for standard output.
-            let mut spool = Spool::new()?;
-            let mut write_failed = false;
-            let verification = check(cli, &verifier, bundle.as_ref(), &mut |chunk| {
-                spool.file.write_all(chunk).inspect_err(|_| write_failed = true)
-            });
-            let verification = match verification {
-                Err(SignError::Io { source, .. }) if write_failed => return Err(spool_error(&source).into()),
-                result => result?,
-            };
+            let (verification, spool) = check_spooled(cli, &verifier, bundle.as_ref())?;
             spool.copy_to_file(out)?;
             (verification, Some(out.display().to_string()))
         }
@@ -317,6 +301,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// Verifies the module wherever it comes from, handing its bytes to `sink`.
+/// [`check`], with the verified bytes held in a temporary file until the verdict is known; a
+/// failed write to that file is reported as such, not as an error reading the module.
+fn check_spooled(cli: &Cli, verifier: &Verifier, bundle: Option<&Bundle>) -> anyhow::Result<(Verification, Spool)> {
+    let mut spool = Spool::new()?;
+    let mut write_failed = false;
+    let verification = check(cli, verifier, bundle, &mut |chunk| {
+        spool.file.write_all(chunk).inspect_err(|_| write_failed = true)
+    });
+    let verification = match verification {
+        Err(SignError::Io { source, .. }) if write_failed => return Err(spool_error(&source).into()),
+        result => result?,
+    };
+    Ok((verification, spool))
+}
+
 fn check(
     cli: &Cli,
     verifier: &Verifier,
