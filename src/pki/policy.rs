@@ -366,80 +366,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use rcgen::{
-        BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, PublicKeyData, SanType, SerialNumber,
+        DistinguishedName, ExtendedKeyUsagePurpose, GeneralSubtree, KeyPair, NameConstraints, SanType, SerialNumber,
     };
     use rustls_pki_types::CertificateDer;
-    use time::OffsetDateTime;
-    use time::macros::datetime;
 
     use super::*;
     use crate::pki::testing::RsaKey;
     use crate::pki::{TrustStore, Usage, VerifiedChain, VerifyRequest};
 
-    const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
-
-    /// A CA made with rcgen, at fixed times.
-    struct Ca {
-        issuer: Issuer<'static, KeyPair>,
-        der: CertificateDer<'static>,
-    }
-
-    impl Ca {
-        fn root(params: CertificateParams) -> Self {
-            let key = KeyPair::generate().unwrap();
-            let der = params.self_signed(&key).unwrap().der().clone();
-            Self {
-                issuer: Issuer::new(params, key),
-                der,
-            }
-        }
-
-        fn issue(&self, params: &CertificateParams, public: &impl PublicKeyData) -> CertificateDer<'static> {
-            params.signed_by(public, &self.issuer).unwrap().der().clone()
-        }
-
-        fn intermediate(&self, params: CertificateParams) -> Self {
-            let key = KeyPair::generate().unwrap();
-            let der = self.issue(&params, &key);
-            Self {
-                issuer: Issuer::new(params, key),
-                der,
-            }
-        }
-
-        fn leaf(&self, params: &CertificateParams) -> CertificateDer<'static> {
-            self.issue(params, &KeyPair::generate().unwrap())
-        }
-    }
-
-    fn ca_params(cn: &str) -> CertificateParams {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = datetime!(2030-01-01 0:00 UTC);
-        params.not_after = datetime!(2031-01-01 0:00 UTC);
-        params
-    }
-
-    fn leaf_params() -> CertificateParams {
-        let mut params = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "example.com");
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(SerialNumber::from(vec![0x01, 0x02, 0x03]));
-        params.not_before = datetime!(2030-01-01 0:00 UTC);
-        params.not_after = datetime!(2030-12-01 0:00 UTC);
-        params
-    }
-
-    fn extension(oid: &[u64], content: &[u8], critical: bool) -> CustomExtension {
-        let mut ext = CustomExtension::from_oid_content(oid, content.to_vec());
-        ext.set_criticality(critical);
-        ext
-    }
+    use crate::pki::testing::{Ca, NOW, assert_accepted, ca_params, extension, leaf_params, verify};
 
     fn verify_with(
         root: &Ca,
@@ -452,26 +387,12 @@ mod tests {
         store.verify(leaf, chain, request)
     }
 
-    fn verify(root: &Ca, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> Result<VerifiedChain, PkiError> {
-        verify_with(
-            root,
-            leaf,
-            chain,
-            &VerifyRequest::new(Usage::Server, NOW).with_name("example.com"),
-        )
-    }
-
     #[track_caller]
     fn accepted(result: Result<VerifiedChain, PkiError>) -> VerifiedChain {
         match result {
             Ok(chain) => chain,
             Err(e) => panic!("expected the chain to be accepted, got: {e}"),
         }
-    }
-
-    #[track_caller]
-    fn assert_accepted(result: Result<VerifiedChain, PkiError>) {
-        let _chain = accepted(result);
     }
 
     #[track_caller]
@@ -536,7 +457,8 @@ mod tests {
         let under_other = other.issue(&issuing_params, &key);
         let under_root = root.issue(&issuing_params, &key);
         let issuing = Ca {
-            issuer: Issuer::new(issuing_params, key),
+            params: issuing_params,
+            key,
             der: under_root.clone(),
         };
         let leaf = issuing.leaf(&leaf_params());
