@@ -82,6 +82,9 @@ demo-deps:
 deps: demo-deps
 	@command -v xz >/dev/null 2>&1 || { echo "installing xz-utils"; apt-get update -qq && apt-get install -y -qq xz-utils >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { echo "installing haproxy"; apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+	@missing=""; for t in lego certbot pebble; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	  if [ -n "$$missing" ]; then echo "installing$$missing (real ACME clients and the reference server for the ca serve tests)"; \
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 ## pg-deps: PostgreSQL 15 for the store tests and benchmark (each starts a private cluster; the
 ## demo needs none: its CAs keep their state in SQLite)

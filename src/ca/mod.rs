@@ -23,6 +23,7 @@ pub(crate) mod legacy;
 mod profile;
 mod record;
 mod revocation;
+pub mod serve;
 pub mod store;
 
 pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};

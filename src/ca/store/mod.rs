@@ -16,6 +16,7 @@
 //! `ca.pem`), so a missing or damaged store is refused, never taken for a fresh CA. A directory
 //! made by an earlier Tessera (`db.json`) is imported once, atomically (see [`open`]).
 
+pub mod acme;
 mod migrate;
 mod postgres;
 mod sqlite;
