@@ -20,6 +20,7 @@ mod error;
 mod issue;
 pub mod json;
 pub(crate) mod legacy;
+pub mod ocsp;
 mod profile;
 mod record;
 mod revocation;

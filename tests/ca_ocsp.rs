@@ -1,0 +1,299 @@
+//! The OCSP responder (`tessera::ca::ocsp`) against OpenSSL: `openssl ocsp -reqout` makes the
+//! requests, the library answers them, and `openssl ocsp -respin … -reqin …` verifies each
+//! answer (signature by the CA, nonce echoed, times) and says what it says: good, revoked (with
+//! the reason and time), unknown. Malformed requests get `malformedRequest`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{ToolPki, ca, ok, openssl, openssl_output, require_tool, s, stderr, stdout};
+use tessera::ca::CertificateAuthority;
+use tessera::ca::ocsp::{self, CertStatus, GetPathError, ResponseStatus};
+use time::OffsetDateTime;
+
+/// A root, an intermediate that issues, and its OCSP answers.
+struct Fixture {
+    pki: ToolPki,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            pki: ToolPki::new("OCSP Root", "OCSP Issuing", &[]),
+        }
+    }
+
+    fn issue(&self, name: &str) -> (PathBuf, String) {
+        let prefix = self.pki.issue("server", name, &["--json"]);
+        let serial = self
+            .pki
+            .list()
+            .into_iter()
+            .find(|r| r["subject"] == format!("CN={name}"))
+            .unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (support::with(&prefix, ".pem"), serial)
+    }
+
+    fn ca(&self) -> CertificateAuthority {
+        CertificateAuthority::open(&self.pki.inter(), None).unwrap()
+    }
+
+    /// `openssl ocsp -issuer inter/ca.pem -cert CERT… EXTRA… -reqout FILE`: the request's DER.
+    fn request(&self, certs: &[&Path], extra: &[&str], name: &str) -> PathBuf {
+        let out = self.pki.path(name);
+        let issuer = self.pki.inter().join("ca.pem");
+        let mut args = vec!["ocsp".to_string(), "-issuer".into(), s(&issuer)];
+        args.extend(extra.iter().map(ToString::to_string));
+        for cert in certs {
+            args.push("-cert".into());
+            args.push(s(cert));
+        }
+        args.push("-reqout".into());
+        args.push(s(&out));
+        openssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        out
+    }
+
+    /// Answers the request in `request` now; writes the DER to `NAME.resp`.
+    fn answer(&self, request: &Path) -> (PathBuf, ocsp::Answer) {
+        let answer = ocsp::respond(&self.ca(), &std::fs::read(request).unwrap(), OffsetDateTime::now_utc());
+        let out = request.with_extension("resp");
+        std::fs::write(&out, &answer.der).unwrap();
+        (out, answer)
+    }
+
+    /// `openssl ocsp -respin RESP -issuer inter -CAfile root (-reqin REQ | -no_nonce -cert
+    /// CERT…) EXTRA…`: whether OpenSSL accepted the response (signed by the issuer, which
+    /// chains to the root; with `-reqin`, carrying the request's nonce), and what it printed
+    /// (stdout, stderr). OpenSSL prints each certificate's status only for `-cert` (with which
+    /// it makes a request of its own, so the nonce is checked with `-reqin` alone).
+    fn check(
+        &self,
+        response: &Path,
+        request: Option<&Path>,
+        certs: &[&Path],
+        extra: &[&str],
+    ) -> (bool, String, String) {
+        let issuer = self.pki.inter().join("ca.pem");
+        let root = self.pki.root().join("ca.pem");
+        let mut args = vec![
+            "ocsp".to_string(),
+            "-respin".into(),
+            s(response),
+            "-issuer".into(),
+            s(&issuer),
+            "-CAfile".into(),
+            s(&root),
+        ];
+        match request {
+            Some(request) => args.extend(["-reqin".to_string(), s(request)]),
+            None => args.push("-no_nonce".into()),
+        }
+        args.extend(extra.iter().map(ToString::to_string));
+        for cert in certs {
+            args.push("-cert".into());
+            args.push(s(cert));
+        }
+        let out = openssl_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (out.status.success(), stdout(&out), stderr(&out))
+    }
+
+    /// [`Fixture::check`] with the request (the signature and the nonce), then with the
+    /// certificates (their statuses): what OpenSSL printed for the latter.
+    fn verified(&self, response: &Path, request: &Path, certs: &[&Path], extra: &[&str]) -> String {
+        let (success, out, err) = self.check(response, Some(request), &[], &[]);
+        assert!(success, "{out}\n{err}");
+        assert!(err.contains("Response verify OK") && !err.contains("WARNING"), "{err}");
+        let (success, out, err) = self.check(response, None, certs, extra);
+        assert!(success, "{out}\n{err}");
+        assert!(err.contains("Response verify OK"), "{err}");
+        out
+    }
+}
+
+#[test]
+fn openssl_verifies_good_revoked_and_unknown_answers_with_the_nonce_echoed() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let f = Fixture::new();
+    let (good, good_serial) = f.issue("good.test");
+    let (revoked, revoked_serial) = f.issue("revoked.test");
+    ok(ca(&f.pki.inter()).args(["revoke", &revoked_serial, "--reason", "key-compromise"]));
+
+    // One CertID each, SHA-1 (OpenSSL's default), with a nonce (also OpenSSL's default).
+    let request = f.request(&[&good], &[], "good.req");
+    let (response, answer) = f.answer(&request);
+    assert_eq!(answer.status, ResponseStatus::Successful);
+    assert_eq!(answer.answers.len(), 1);
+    assert_eq!(answer.answers[0].status, CertStatus::Good);
+    assert_eq!(answer.answers[0].serial.as_ref().unwrap().to_string(), good_serial);
+    let lifetime = answer.next_update.unwrap() - answer.this_update.unwrap();
+    assert_eq!(lifetime, time::Duration::HOUR);
+    let out = f.verified(&response, &request, &[&good], &[]);
+    assert!(out.contains(&format!("{}: good", s(&good))), "{out}");
+    assert!(out.contains("This Update:") && out.contains("Next Update:"), "{out}");
+
+    let request = f.request(&[&revoked], &[], "revoked.req");
+    let (response, answer) = f.answer(&request);
+    let CertStatus::Revoked { at, reason } = answer.answers[0].status.clone() else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(reason.name(), "key-compromise");
+    let out = f.verified(&response, &request, &[&revoked], &[]);
+    assert!(out.contains(&format!("{}: revoked", s(&revoked))), "{out}");
+    assert!(out.contains("Reason: keyCompromise"), "{out}");
+    let listed = f.pki.list();
+    let record = listed.iter().find(|r| r["serial"] == revoked_serial.as_str()).unwrap();
+    let recorded = OffsetDateTime::parse(
+        record["revoked_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(at, recorded);
+    // OpenSSL prints the revocation time as e.g. "Dec  1 01:45:12 2026 GMT".
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][usize::from(u8::from(at.month())) - 1];
+    let shown = format!(
+        "Revocation Time: {month} {:>2} {:02}:{:02}:{:02} {} GMT",
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.year()
+    );
+    assert!(out.contains(&shown), "{shown:?} in {out}");
+
+    // Two CertIDs in one request, SHA-256 this time: both answered, in order.
+    let request = f.request(&[&good, &revoked], &["-sha256"], "both.req");
+    let (response, answer) = f.answer(&request);
+    assert_eq!(answer.answers.len(), 2);
+    assert_eq!(answer.answers[0].status, CertStatus::Good);
+    assert!(matches!(answer.answers[1].status, CertStatus::Revoked { .. }));
+    let out = f.verified(&response, &request, &[&good, &revoked], &["-sha256"]);
+    assert!(out.contains(&format!("{}: good", s(&good))), "{out}");
+    assert!(out.contains(&format!("{}: revoked", s(&revoked))), "{out}");
+
+    // The nonce is checked: the answer to another request (another nonce) is refused.
+    let other = f.request(&[&good], &[], "other.req");
+    let (success, out, err) = f.check(&response, Some(&other), &[], &[]);
+    assert!(!success && err.contains("Nonce Verify error"), "{out}\n{err}");
+    // A response to a request without a nonce has none, which OpenSSL notes when it expected
+    // one (so the absence of that warning above says the nonce was there).
+    let plain = f.request(&[&good], &["-no_nonce"], "plain.req");
+    let (response, _) = f.answer(&plain);
+    let (_, out, err) = f.check(&response, Some(&request), &[], &[]);
+    assert!(err.contains("WARNING: no nonce in response"), "{out}\n{err}");
+}
+
+#[test]
+fn another_cas_certificate_is_unknown_and_garbage_is_malformed() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let f = Fixture::new();
+    let (good, _) = f.issue("mine.test");
+    // A certificate of another CA (same name, other key), and one of this CA's root.
+    let other = ToolPki::new("OCSP Root", "OCSP Issuing", &[]);
+    let stranger = support::with(&other.issue("server", "stranger.test", &[]), ".pem");
+    let out = f.pki.path("stranger.req");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        &s(&other.inter().join("ca.pem")),
+        "-cert",
+        &s(&stranger),
+        "-reqout",
+        &s(&out),
+    ]);
+    let (_, answer) = f.answer(&out);
+    assert_eq!(answer.status, ResponseStatus::Successful);
+    assert_eq!(answer.answers[0].status, CertStatus::Unknown);
+
+    // A serial this CA never issued, under this CA's name and key: unknown too, and OpenSSL
+    // agrees after checking the signature.
+    let request = f.pki.path("unknown.req");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        &s(&f.pki.inter().join("ca.pem")),
+        "-serial",
+        "0x7f0102030405060708",
+        "-reqout",
+        &s(&request),
+    ]);
+    let (response, answer) = f.answer(&request);
+    assert_eq!(answer.answers[0].status, CertStatus::Unknown);
+    let out = f.verified(&response, &request, &[], &["-serial", "0x7f0102030405060708"]);
+    assert!(out.contains("0x7f0102030405060708: unknown"), "{out}");
+
+    // Empty, garbage, truncated, trailing bytes: malformedRequest (RFC 6960 §4.2.1), DER
+    // `30 03 0a 01 01`, which OpenSSL reads as such.
+    let good_request = std::fs::read(f.request(&[&good], &[], "ok.req")).unwrap();
+    let mut trailing = good_request.clone();
+    trailing.push(0);
+    let ca = f.ca();
+    for (name, bytes) in [
+        ("empty", Vec::new()),
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("truncated", good_request[..good_request.len() - 5].to_vec()),
+        ("trailing", trailing),
+        ("not a request", std::fs::read(&good).unwrap()),
+    ] {
+        let answer = ocsp::respond(&ca, &bytes, OffsetDateTime::now_utc());
+        assert_eq!(answer.status, ResponseStatus::MalformedRequest, "{name}");
+        assert_eq!(answer.der, [0x30, 0x03, 0x0a, 0x01, 0x01], "{name}");
+        assert!(answer.answers.is_empty());
+    }
+    let path = f.pki.path("malformed.resp");
+    std::fs::write(&path, [0x30, 0x03, 0x0a, 0x01, 0x01]).unwrap();
+    let out = openssl_output(&["ocsp", "-respin", &s(&path), "-resp_text", "-noverify"]);
+    assert!(stdout(&out).contains("malformedrequest"), "{}", stdout(&out));
+}
+
+#[test]
+fn get_paths_decode_as_rfc_6960_appendix_a_says() {
+    // base64 of 30 03 02 01 01 is MAMCAQE=; with the padding percent-encoded or left out.
+    for path in ["MAMCAQE=", "MAMCAQE%3D", "MAMCAQE%3d", "MAMCAQE", "/MAMCAQE="] {
+        assert_eq!(
+            ocsp::decode_get_path(path).unwrap(),
+            [0x30, 0x03, 0x02, 0x01, 0x01],
+            "{path}"
+        );
+    }
+    // `/` and `+` of base64, raw or percent-encoded (0xfb 0xff 0xbf is "+/+/").
+    for path in ["+/+/", "%2B%2F%2b%2f", "+%2F+/"] {
+        assert_eq!(ocsp::decode_get_path(path).unwrap(), [0xfb, 0xff, 0xbf], "{path}");
+    }
+    assert_eq!(ocsp::decode_get_path(""), Err(GetPathError::Empty));
+    assert_eq!(ocsp::decode_get_path("MA%3"), Err(GetPathError::BadPercentEncoding));
+    assert_eq!(ocsp::decode_get_path("MA%zz"), Err(GetPathError::BadPercentEncoding));
+    assert_eq!(ocsp::decode_get_path("M*AA"), Err(GetPathError::NotBase64));
+    assert_eq!(
+        ocsp::decode_get_path(&"A".repeat(ocsp::MAX_GET_PATH + 1)),
+        Err(GetPathError::TooLong)
+    );
+}
+
+#[test]
+fn a_get_request_made_by_openssl_is_answered() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let f = Fixture::new();
+    let (good, _) = f.issue("get.test");
+    let request = std::fs::read(f.request(&[&good], &["-no_nonce"], "get.req")).unwrap();
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(&request);
+    let encoded = text.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let der = ocsp::decode_get_path(&encoded).unwrap();
+    assert_eq!(der, request);
+    let answer = ocsp::respond(&f.ca(), &der, OffsetDateTime::now_utc());
+    assert_eq!(answer.answers[0].status, CertStatus::Good);
+}
