@@ -255,6 +255,10 @@ pub enum Command {
     /// Verify a certificate's chain to a trusted root, for a usage, a name and a time.
     #[command(after_help = help(VERIFY_EXAMPLES, VERIFY_EXIT_CODES))]
     Verify(VerifyArgs),
+    /// Run the CA as a network service: ACME (RFC 8555) for certbot, lego and others, the CRL
+    /// over HTTP, several instances on one PostgreSQL store.
+    #[command(after_help = help(crate::serve::SERVE_EXAMPLES, crate::serve::SERVE_EXIT_CODES))]
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `ca init`.

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod serve;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,7 +34,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli.resolve_dir();
-    tessera::cli::init_logging(cli.quiet, cli.verbose);
+    if matches!(cli.command, Command::Serve(_)) {
+        // A service: timestamped lines, its events (info) shown unless --quiet.
+        tessera::cli::init_logging_as(None, cli.quiet, !cli.quiet);
+    } else {
+        tessera::cli::init_logging(cli.quiet, cli.verbose);
+    }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -106,6 +112,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Backup(args) => backup(cli, args),
         Command::Show(args) => show(args),
         Command::Verify(args) => verify(cli, args, now),
+        Command::Serve(args) => {
+            let ca = open_ca(cli, &cli.dir)?;
+            serve::run(ca, args, location(cli)?)
+        }
     }
 }
 
