@@ -800,6 +800,12 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
             .await;
         assert_eq!(reply.header("content-type"), Some("application/pem-certificate-chain"));
         let chain = pem::parse_certificates(&reply.body, "chain").unwrap();
+        // The CA is a root: it follows the leaf (certbot wants an issuer in the chain).
+        assert_eq!(chain.len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(server.dir().join("ca.pem")).unwrap(),
+            pem::to_pem(pem::CERTIFICATE, &chain[1])
+        );
         let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
         let names: BTreeSet<String> = info.sans.iter().map(ToString::to_string).collect();
         assert_eq!(

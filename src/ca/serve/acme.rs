@@ -1153,13 +1153,13 @@ impl Acme {
     }
 
     /// The PEM chain of a certificate record: the leaf, then the CA's chain without its root
-    /// (what `ca issue` writes to `PREFIX.chain.pem`).
+    /// (what `ca issue` writes to `PREFIX.chain.pem`); when the CA is itself the root, the root
+    /// follows the leaf, as clients such as certbot want at least one issuer certificate.
     fn chain_pem(&self, leaf_pem: &str) -> String {
         let chain = self.ca.chain();
+        let issuers = chain.len().saturating_sub(1).max(1);
         let mut out = leaf_pem.to_string();
-        out.push_str(&pem::certificates_to_pem(
-            chain.iter().take(chain.len().saturating_sub(1)),
-        ));
+        out.push_str(&pem::certificates_to_pem(chain.iter().take(issuers)));
         out
     }
 }
