@@ -64,6 +64,18 @@ const SET_EXIT_CODES: &str = "EXIT CODES:
   2  usage error (unknown flag, a URL that is not http or https, or not a valid URI)
   3  could not run (no CA in DIR, an unreadable urls.json, I/O error)";
 
+const EXPORT_EXAMPLES: &str = "EXAMPLES:
+  ca export certs/issuing/issued/www.example.org --pkcs12 www.p12
+  ca export alice --pkcs12 alice.p12 --passphrase-file p12.pass --key-passphrase-file alice.pass
+  ca export old-client --pkcs12 old-client.p12 --legacy
+  openssl pkcs12 -info -in www.p12 -noout";
+
+const EXPORT_EXIT_CODES: &str = "EXIT CODES:
+  0  the PKCS#12 file was written
+  2  usage error (unknown flag, OUT is one of the inputs)
+  3  could not run (PREFIX.pem, PREFIX.key or PREFIX.chain.pem missing or not matching,
+     OUT exists, wrong passphrase, I/O error)";
+
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
   ca revoke 3f:9a:0c:... --reason superseded --crl-days 1 --dir certs/issuing
@@ -251,6 +263,9 @@ pub enum Command {
     /// Show or change the CRL, OCSP and CA-certificate URLs that issued certificates carry.
     #[command(after_help = help(SET_EXAMPLES, SET_EXIT_CODES))]
     Set(SetArgs),
+    /// Write an issued certificate, its chain and its key as one PKCS#12 file.
+    #[command(after_help = help(EXPORT_EXAMPLES, EXPORT_EXIT_CODES))]
+    Export(ExportArgs),
     /// Revoke a certificate by serial number and write a fresh CRL.
     #[command(after_help = help(REVOKE_EXAMPLES, REVOKE_EXIT_CODES))]
     Revoke(RevokeArgs),
@@ -361,6 +376,26 @@ pub struct SetArgs {
     /// Print the settings (after any change) as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ca export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The files `ca issue` wrote: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (PREFIX.pem and the
+    /// like stand for PREFIX).
+    #[arg(value_name = "PREFIX")]
+    pub prefix: PathBuf,
+    /// Write the PKCS#12 file here (created 0600, never overwritten; - for stdout). Its
+    /// passphrase comes from --passphrase-file, else TESSERA_PASSPHRASE, else a prompt.
+    #[arg(long, value_name = "OUT")]
+    pub pkcs12: PathBuf,
+    /// Encrypt with 3DES and a SHA-1 MAC for old readers (OpenSSL 1.0, Windows 7, Java 8 before
+    /// 8u301) instead of AES-256 and PBKDF2-SHA-256 with a SHA-256 MAC.
+    #[arg(long)]
+    pub legacy: bool,
+    /// The passphrase of PREFIX.key when it is encrypted (else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// `ca issue`.

@@ -13,8 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use cli::{
-    BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, SetArgs, ShowArgs,
-    VerifyArgs,
+    BackupArgs, Cli, Command, CrlArgs, ExportArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, SetArgs,
+    ShowArgs, VerifyArgs,
 };
 use tessera::ca::json::{Created, ListEntry, PathEntry, RevokeOutput, VerifyOutput, whole_seconds};
 use tessera::ca::{
@@ -102,6 +102,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
         Command::Set(args) => set(cli, args),
+        Command::Export(args) => export(cli, args),
         Command::Revoke(args) => revoke(cli, args, now),
         Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args, now),
@@ -207,6 +208,72 @@ fn summary(cli: &Cli, message: &str) -> Result<(), CliError> {
         tessera::outln!("{message}")?;
     }
     Ok(())
+}
+
+/// `ca export PREFIX --pkcs12 OUT`: the certificate, chain and key as PKCS#12.
+fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
+    use tessera::ca::pkcs12::{Exportable, Pkcs12Profile, prefix_files};
+    use tessera::cli::FileArg;
+
+    let to_stdout = is_stdio(&args.pkcs12);
+    let (cert, key, chain) = prefix_files(&args.prefix);
+    let mut inputs = vec![
+        FileArg::new("the certificate (PREFIX.pem)", &cert),
+        FileArg::new("the key (PREFIX.key)", &key),
+        FileArg::new("the chain (PREFIX.chain.pem)", &chain),
+    ];
+    if let Some(file) = &cli.passphrase_file {
+        inputs.push(FileArg::new("the passphrase file (--passphrase-file)", file));
+    }
+    if let Some(file) = &args.key_passphrase_file {
+        inputs.push(FileArg::new("the key passphrase file (--key-passphrase-file)", file));
+    }
+    if !to_stdout {
+        tessera::cli::ensure_distinct(&inputs, &[FileArg::new("the output (--pkcs12)", &args.pkcs12)])?;
+        if args.pkcs12.symlink_metadata().is_ok() {
+            return Err(PkiError::AlreadyExists {
+                path: args.pkcs12.clone(),
+            }
+            .into());
+        }
+    }
+    tessera::cli::ensure_one_stdin(&[
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--key-passphrase-file", args.key_passphrase_file.as_deref()),
+    ])?;
+    let key_passphrase = tessera::cli::passphrase_for_key(
+        &key,
+        args.key_passphrase_file.as_deref(),
+        &format!("the key {}", key.display()),
+    )?;
+    let exportable = Exportable::load(&args.prefix, key_passphrase.as_ref())?;
+    let (passphrase, _) = read_passphrase(cli.passphrase_file.as_deref(), "the PKCS#12 file", true)?;
+    let profile = if args.legacy {
+        Pkcs12Profile::Legacy
+    } else {
+        Pkcs12Profile::Modern
+    };
+    let der = exportable.to_pkcs12(&passphrase, profile)?;
+    if to_stdout {
+        tessera::cli::write_stdout_bytes(&der)?;
+        return Ok(exit::OK);
+    }
+    tessera::ca::pkcs12::create_private(&args.pkcs12, &der)?;
+    summary(
+        cli,
+        &format!(
+            "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
+            args.pkcs12.display(),
+            if args.legacy {
+                "PKCS#12, legacy 3DES and SHA-1 MAC"
+            } else {
+                "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
+            },
+            exportable.chain.len(),
+            shown(&exportable.info.subject)
+        ),
+    )?;
+    Ok(exit::OK)
 }
 
 /// `ca set`: shows the CA's URLs, after changing those given (no key needed).
