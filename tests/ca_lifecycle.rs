@@ -218,8 +218,218 @@ fn record(pki: &ToolPki, serial: &str) -> serde_json::Value {
     pki.list().into_iter().find(|r| r["serial"] == serial).unwrap()
 }
 
-fn serial_of(pki: &ToolPki, cert: &Path) -> String {
-    let info = tessera::pki::CertificateInfo::from_der(&pem::load_certificates(cert).unwrap()[0]).unwrap();
-    let _ = pki;
-    info.serial.to_string()
+fn seconds(record: &serde_json::Value, field: &str) -> i64 {
+    time::OffsetDateTime::parse(
+        record[field].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp()
+}
+
+#[test]
+fn renew_issues_the_same_names_profile_and_lifetime_from_a_new_key() {
+    let pki = ToolPki::new("Renew Root", "Renew Issuing", &[]);
+    let old = pki.issue(
+        "server",
+        "www.test",
+        &[
+            "--san",
+            "dns:alt.test",
+            "--san",
+            "ip:127.0.0.1",
+            "--hours",
+            "30",
+            "--key-type",
+            "p384",
+        ],
+    );
+    let old_cert = with(&old, ".pem");
+    let old_serial = json(&ok(ca(&pki.inter()).args(["list", "--json"])))[0]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = json(&ok(ca(&pki.inter())
+        .arg("renew")
+        .arg(&old_cert)
+        .args(["--json", "--out"])
+        .arg(pki.path("www-new"))));
+    assert_eq!(out["renewed"], old_serial.as_str());
+    let new_serial = out["certificate"]["serial"].as_str().unwrap().to_string();
+    assert_ne!(new_serial, old_serial);
+    let (old_record, new_record) = (record(&pki, &old_serial), record(&pki, &new_serial));
+    for field in ["subject", "sans", "profile"] {
+        assert_eq!(old_record[field], new_record[field], "{field}");
+    }
+    assert_eq!(
+        new_record["sans"],
+        serde_json::json!(["dns:www.test", "dns:alt.test", "ip:127.0.0.1"])
+    );
+    assert_eq!(
+        seconds(&new_record, "not_after") - seconds(&new_record, "issued_at"),
+        30 * 3600,
+        "the old lifetime"
+    );
+    // A new key of the same type, written 0600 like `ca issue`'s.
+    let new_prefix = pki.path("www-new");
+    let new_key = with(&new_prefix, ".key");
+    assert_eq!(std::fs::metadata(&new_key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_ne!(
+        std::fs::read(&new_key).unwrap(),
+        std::fs::read(with(&old, ".key")).unwrap()
+    );
+    if require_tool("openssl") {
+        assert_eq!(
+            public_key_of_key(&new_key, None),
+            public_key_of_cert(&with(&new_prefix, ".pem"))
+        );
+        let text = stdout(&openssl(&[
+            "x509",
+            "-in",
+            &s(&with(&new_prefix, ".pem")),
+            "-noout",
+            "-text",
+        ]));
+        assert!(text.contains("NIST CURVE: P-384"), "{text}");
+        openssl(&[
+            "verify",
+            "-CAfile",
+            &s(&pki.root().join("ca.pem")),
+            "-untrusted",
+            &s(&with(&new_prefix, ".chain.pem")),
+            &s(&with(&new_prefix, ".pem")),
+        ]);
+    }
+    // The default prefix sits beside CERT; the old files stay.
+    let said = ok(ca(&pki.inter()).arg("renew").arg(&old_cert));
+    assert!(
+        said.contains(&format!("renewed {old_serial} as server certificate \"CN=www.test\"")),
+        "{said}"
+    );
+    let renewed: Vec<_> = std::fs::read_dir(pki.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("www.test-renewed-") && n.ends_with(".chain.pem"))
+        .collect();
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert!(old_cert.exists() && with(&old, ".key").exists());
+    assert_eq!(pki.list().len(), 3);
+}
+
+#[test]
+fn renew_with_reuse_key_keeps_the_key_and_writes_none() {
+    let pki = ToolPki::new("Renew Root", "Renew Issuing", &[]);
+    let key_pass = pass_file(pki.tmp.path(), "key.pass", "leaf key secret");
+    let old = pki.issue(
+        "client",
+        "alice",
+        &["--key-passphrase-file", &s(&key_pass), "--days", "10"],
+    );
+    let other = pki.issue("client", "bob", &[]);
+    // Another certificate's key is refused (exit 3) before anything is issued.
+    let out = output(
+        ca(&pki.inter())
+            .arg("renew")
+            .arg(with(&old, ".pem"))
+            .arg("--reuse-key")
+            .arg(with(&other, ".key"))
+            .arg("--out")
+            .arg(pki.path("alice-bad")),
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not the certificate's key"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pki.list().len(), 2);
+    // Its own key, decrypted with --key-passphrase-file.
+    let said = ok(ca(&pki.inter())
+        .arg("renew")
+        .arg(with(&old, ".pem"))
+        .arg("--reuse-key")
+        .arg(with(&old, ".key"))
+        .args(["--key-passphrase-file", &s(&key_pass), "--out"])
+        .arg(pki.path("alice-new")));
+    assert!(said.contains("(reused)"), "{said}");
+    let new = pki.path("alice-new");
+    assert!(with(&new, ".pem").exists() && with(&new, ".chain.pem").exists());
+    assert!(!with(&new, ".key").exists());
+    let old_info =
+        tessera::pki::CertificateInfo::from_der(&pem::load_certificates(&with(&old, ".pem")).unwrap()[0]).unwrap();
+    let new_info =
+        tessera::pki::CertificateInfo::from_der(&pem::load_certificates(&with(&new, ".pem")).unwrap()[0]).unwrap();
+    assert_eq!(new_info.subject, old_info.subject);
+    assert_eq!(
+        new_info.not_after - new_info.not_before,
+        old_info.not_after - old_info.not_before
+    );
+    let spki = |path: &Path| {
+        let der = pem::load_certificates(path).unwrap()[0].to_vec();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.public_key().raw.to_vec()
+    };
+    assert_eq!(spki(&with(&new, ".pem")), spki(&with(&old, ".pem")));
+}
+
+#[test]
+fn renew_refuses_revoked_foreign_and_unknown_certificates() {
+    let pki = ToolPki::new("Renew Root", "Renew Issuing", &[]);
+    let revoked = pki.issue("server", "gone.test", &[]);
+    let serial = pki.list()[0]["serial"].as_str().unwrap().to_string();
+    ok(ca(&pki.inter()).args(["revoke", &serial, "--reason", "superseded"]));
+    let out = output(ca(&pki.inter()).arg("renew").arg(with(&revoked, ".pem")));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was revoked on") && stderr(&out).contains("superseded"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Issued by another CA (the root): refused, exit 1.
+    let other = ToolPki::new("Other Root", "Other Issuing", &[]);
+    let foreign = other.issue("server", "foreign.test", &[]);
+    let out = output(ca(&pki.inter()).arg("renew").arg(with(&foreign, ".pem")));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was issued by CN=Other Issuing, not by this CA"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Same issuer name, but not in this CA's store: exit 3.
+    let twin = ToolPki::new("Renew Root", "Renew Issuing", &[]);
+    let unknown = twin.issue("server", "twin.test", &[]);
+    let out = output(ca(&pki.inter()).arg("renew").arg(with(&unknown, ".pem")));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("was issued by this CA"), "{}", stderr(&out));
+
+    // An intermediate CA is not renewed, and a missing CERT is exit 3.
+    let out = output(ca(&pki.root()).arg("renew").arg(pki.inter().join("ca.pem")));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("only leaves are renewed"), "{}", stderr(&out));
+    let out = output(ca(&pki.inter()).arg("renew").arg(pki.path("missing.pem")));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    // An output that exists is refused before anything is issued.
+    let good = pki.issue("server", "kept.test", &[]);
+    let before = pki.list().len();
+    let out = output(
+        ca(&pki.inter())
+            .arg("renew")
+            .arg(with(&good, ".pem"))
+            .arg("--out")
+            .arg(&good),
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    std::fs::write(pki.path("taken.pem"), b"x").unwrap();
+    let out = output(
+        ca(&pki.inter())
+            .arg("renew")
+            .arg(with(&good, ".pem"))
+            .arg("--out")
+            .arg(pki.path("taken")),
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(pki.list().len(), before);
 }

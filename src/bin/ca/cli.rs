@@ -64,6 +64,19 @@ const SET_EXIT_CODES: &str = "EXIT CODES:
   2  usage error (unknown flag, a URL that is not http or https, or not a valid URI)
   3  could not run (no CA in DIR, an unreadable urls.json, I/O error)";
 
+const RENEW_EXAMPLES: &str = "EXAMPLES:
+  ca renew certs/issuing/issued/www.example.org.pem --dir certs/issuing
+  ca renew www.pem --out www-2031 --dir certs/issuing
+  ca renew alice.pem --reuse-key alice.key --key-passphrase-file alice.pass --dir certs/issuing";
+
+const RENEW_EXIT_CODES: &str = "EXIT CODES:
+  0  the new certificate was issued and written
+  1  refused: CERT was issued by another CA, is revoked or is a CA; a name is now outside
+     the CA's name constraints
+  2  usage error (unknown flag, no usable output name)
+  3  could not run (CERT unreadable or not in the store, --reuse-key not CERT's key, an
+     output file exists, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
 const EXPORT_EXAMPLES: &str = "EXAMPLES:
   ca export certs/issuing/issued/www.example.org --pkcs12 www.p12
   ca export alice --pkcs12 alice.p12 --passphrase-file p12.pass --key-passphrase-file alice.pass
@@ -263,6 +276,9 @@ pub enum Command {
     /// Show or change the CRL, OCSP and CA-certificate URLs that issued certificates carry.
     #[command(after_help = help(SET_EXAMPLES, SET_EXIT_CODES))]
     Set(SetArgs),
+    /// Issue a new certificate like one this CA issued (same names, profile and lifetime).
+    #[command(after_help = help(RENEW_EXAMPLES, RENEW_EXIT_CODES))]
+    Renew(RenewArgs),
     /// Write an issued certificate, its chain and its key as one PKCS#12 file.
     #[command(after_help = help(EXPORT_EXAMPLES, EXPORT_EXIT_CODES))]
     Export(ExportArgs),
@@ -374,6 +390,30 @@ pub struct SetArgs {
     #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
     pub ca_issuers_url: Option<UrlChange>,
     /// Print the settings (after any change) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ca renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The certificate to renew (PEM or DER; a chain file's first certificate), one this CA
+    /// issued and did not revoke.
+    #[arg(value_name = "CERT")]
+    pub cert: PathBuf,
+    /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem, as for `ca issue` (default:
+    /// beside CERT, CERT's name less .pem followed by -renewed-YYYYMMDDTHHMMSSZ).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: Option<PathBuf>,
+    /// Keep CERT's key: certify this key (which must be CERT's) instead of a new one; no
+    /// PREFIX.key is written.
+    #[arg(long, value_name = "KEY")]
+    pub reuse_key: Option<PathBuf>,
+    /// The passphrase of the new key (encrypting it), or with --reuse-key of that key
+    /// (decrypting it; else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+    /// Print the result as JSON (as `ca issue --json`, with `renewed`: the old serial).
     #[arg(long)]
     pub json: bool,
 }
