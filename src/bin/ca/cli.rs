@@ -20,11 +20,13 @@ Each subcommand's --help has its own examples and exit codes.";
 const EXIT_CODES: &str = "EXIT CODES:
   0  success
   1  refused or not trusted: a name outside the CA's name constraints, a
-     lifetime past the CA's, a revocation already made for another reason;
+     lifetime past the CA's, a revocation already made for another reason, a
+     certificate to renew that is revoked or another CA's;
      `verify`: not trusted (unknown issuer, expired, revoked, wrong usage or name)
-  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex)
+  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex,
+     a URL that is not http or https)
   3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
-     certificate or CRL, wrong passphrase, I/O error)";
+     certificate or CRL, missing files to export, wrong passphrase, I/O error)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
@@ -198,7 +200,7 @@ fn parse_crl_days(text: &str) -> Result<u32, String> {
 )]
 pub struct Cli {
     /// The CA directory (default: $TESSERA_CA_DIR when set and not empty, else certs/ca;
-    /// not used by `show` and `verify`).
+    /// not used by `show`, `verify` and `export`).
     #[arg(long = "dir", global = true, value_name = "DIR", value_parser = parse_dir)]
     pub dir_flag: Option<PathBuf>,
 
@@ -214,8 +216,8 @@ pub struct Cli {
     pub db: Option<String>,
 
     /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
-    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; not used by `list`, `show`
-    /// and `verify`.
+    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; for `export`, the PKCS#12
+    /// file's passphrase; not used by `list`, `show`, `verify` and `set`.
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
