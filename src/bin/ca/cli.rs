@@ -20,21 +20,24 @@ Each subcommand's --help has its own examples and exit codes.";
 const EXIT_CODES: &str = "EXIT CODES:
   0  success
   1  refused or not trusted: a name outside the CA's name constraints, a
-     lifetime past the CA's, a revocation already made for another reason;
+     lifetime past the CA's, a revocation already made for another reason, a
+     certificate to renew that is revoked or another CA's;
      `verify`: not trusted (unknown issuer, expired, revoked, wrong usage or name)
-  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex)
+  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex,
+     a URL that is not http or https)
   3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
-     certificate or CRL, wrong passphrase, I/O error)";
+     certificate or CRL, missing files to export, wrong passphrase, I/O error)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
   ca init --name 'Example Root' --days 7300 --passphrase-file root.pass --dir certs/root
-  ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing";
+  ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing
+  ca init --name 'Example Root' --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp";
 
 const INIT_EXIT_CODES: &str = "EXIT CODES:
   0  the CA was created
   1  refused: the parent's path length allows no further CA, or --days outlives the parent
-  2  usage error (unknown flag, bad or out-of-range value)
+  2  usage error (unknown flag, bad or out-of-range value, a URL that is not http or https)
   3  could not run (DIR already holds a CA or an unfinished one, the parent's state is
      missing or damaged, wrong passphrase, I/O error)";
 
@@ -52,6 +55,41 @@ const ISSUE_EXIT_CODES: &str = "EXIT CODES:
      its type, no usable output name)
   3  could not run (an output file exists, unusable CSR or a name in it not valid
      for its type, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
+const SET_EXAMPLES: &str = "EXAMPLES:
+  ca set --dir certs/issuing
+  ca set --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp --dir certs/issuing
+  ca set --ocsp-url none --json --dir certs/issuing";
+
+const SET_EXIT_CODES: &str = "EXIT CODES:
+  0  the URLs were shown (and changed when asked); certificates issued before keep theirs
+  2  usage error (unknown flag, a URL that is not http or https, or not a valid URI)
+  3  could not run (no CA in DIR, an unreadable urls.json, I/O error)";
+
+const RENEW_EXAMPLES: &str = "EXAMPLES:
+  ca renew certs/issuing/issued/www.example.org.pem --dir certs/issuing
+  ca renew www.pem --out www-2031 --dir certs/issuing
+  ca renew alice.pem --reuse-key alice.key --key-passphrase-file alice.pass --dir certs/issuing";
+
+const RENEW_EXIT_CODES: &str = "EXIT CODES:
+  0  the new certificate was issued and written
+  1  refused: CERT was issued by another CA, is revoked or is a CA; a name is now outside
+     the CA's name constraints
+  2  usage error (unknown flag, no usable output name)
+  3  could not run (CERT unreadable or not in the store, --reuse-key not CERT's key, an
+     output file exists, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
+const EXPORT_EXAMPLES: &str = "EXAMPLES:
+  ca export certs/issuing/issued/www.example.org --pkcs12 www.p12
+  ca export alice --pkcs12 alice.p12 --passphrase-file p12.pass --key-passphrase-file alice.pass
+  ca export old-client --pkcs12 old-client.p12 --legacy
+  openssl pkcs12 -info -in www.p12 -noout";
+
+const EXPORT_EXIT_CODES: &str = "EXIT CODES:
+  0  the PKCS#12 file was written
+  2  usage error (unknown flag, OUT is one of the inputs)
+  3  could not run (PREFIX.pem, PREFIX.key or PREFIX.chain.pem missing or not matching,
+     OUT exists, wrong passphrase, I/O error)";
 
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
@@ -162,7 +200,7 @@ fn parse_crl_days(text: &str) -> Result<u32, String> {
 )]
 pub struct Cli {
     /// The CA directory (default: $TESSERA_CA_DIR when set and not empty, else certs/ca;
-    /// not used by `show` and `verify`).
+    /// not used by `show`, `verify` and `export`).
     #[arg(long = "dir", global = true, value_name = "DIR", value_parser = parse_dir)]
     pub dir_flag: Option<PathBuf>,
 
@@ -178,8 +216,8 @@ pub struct Cli {
     pub db: Option<String>,
 
     /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
-    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; not used by `list`, `show`
-    /// and `verify`.
+    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; for `export`, the PKCS#12
+    /// file's passphrase; not used by `list`, `show`, `verify` and `set`.
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
@@ -237,6 +275,15 @@ pub enum Command {
     /// Issue a server, client or code-signing certificate, from a new key or a CSR.
     #[command(after_help = help(ISSUE_EXAMPLES, ISSUE_EXIT_CODES))]
     Issue(IssueArgs),
+    /// Show or change the CRL, OCSP and CA-certificate URLs that issued certificates carry.
+    #[command(after_help = help(SET_EXAMPLES, SET_EXIT_CODES))]
+    Set(SetArgs),
+    /// Issue a new certificate like one this CA issued (same names, profile and lifetime).
+    #[command(after_help = help(RENEW_EXAMPLES, RENEW_EXIT_CODES))]
+    Renew(RenewArgs),
+    /// Write an issued certificate, its chain and its key as one PKCS#12 file.
+    #[command(after_help = help(EXPORT_EXAMPLES, EXPORT_EXIT_CODES))]
+    Export(ExportArgs),
     /// Revoke a certificate by serial number and write a fresh CRL.
     #[command(after_help = help(REVOKE_EXAMPLES, REVOKE_EXIT_CODES))]
     Revoke(RevokeArgs),
@@ -299,9 +346,102 @@ pub struct InitArgs {
     /// Store the CA key unencrypted.
     #[arg(long)]
     pub no_passphrase: bool,
+    /// Every certificate this CA issues names this http(s) URL of its CRL (DER) in a CRL
+    /// Distribution Point (kept in DIR/urls.json; `ca set` changes it).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub crl_url: Option<String>,
+    /// Every certificate this CA issues names this http(s) URL of its OCSP responder in an
+    /// Authority Information Access extension (id-ad-ocsp).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub ocsp_url: Option<String>,
+    /// Every certificate this CA issues names this http(s) URL of the CA's certificate (DER) in
+    /// an Authority Information Access extension (id-ad-caIssuers).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub ca_issuers_url: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An http or https URL for a certificate extension (see `tessera::ca::check_url`).
+fn parse_url(text: &str) -> Result<String, String> {
+    tessera::ca::check_url(text).map_err(|reason| format!("\"{text}\" {reason}"))?;
+    Ok(text.to_string())
+}
+
+/// A new value for one of the URLs `ca set` changes: `Some` URL, or `None` to remove it.
+#[derive(Clone, Debug)]
+pub struct UrlChange(pub Option<String>);
+
+/// A URL for `ca set`, or `none` to clear it.
+fn parse_url_or_none(text: &str) -> Result<UrlChange, String> {
+    if text == "none" {
+        return Ok(UrlChange(None));
+    }
+    parse_url(text)
+        .map(|url| UrlChange(Some(url)))
+        .map_err(|e| format!("{e} (or give `none` to remove it)"))
+}
+
+/// `ca set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The CRL's URL for the certificates issued from now on, or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub crl_url: Option<UrlChange>,
+    /// The OCSP responder's URL, or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub ocsp_url: Option<UrlChange>,
+    /// The URL of the CA's certificate (DER), or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub ca_issuers_url: Option<UrlChange>,
+    /// Print the settings (after any change) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ca renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The certificate to renew (PEM or DER; a chain file's first certificate), one this CA
+    /// issued and did not revoke.
+    #[arg(value_name = "CERT")]
+    pub cert: PathBuf,
+    /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem, as for `ca issue` (default:
+    /// beside CERT, CERT's name less .pem followed by -renewed-YYYYMMDDTHHMMSSZ).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: Option<PathBuf>,
+    /// Keep CERT's key: certify this key (which must be CERT's) instead of a new one; no
+    /// PREFIX.key is written.
+    #[arg(long, value_name = "KEY")]
+    pub reuse_key: Option<PathBuf>,
+    /// The passphrase of the new key (encrypting it), or with --reuse-key of that key
+    /// (decrypting it; else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+    /// Print the result as JSON (as `ca issue --json`, with `renewed`: the old serial).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ca export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The files `ca issue` wrote: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (PREFIX.pem and the
+    /// like stand for PREFIX).
+    #[arg(value_name = "PREFIX")]
+    pub prefix: PathBuf,
+    /// Write the PKCS#12 file here (created 0600, never overwritten; - for stdout). Its
+    /// passphrase comes from --passphrase-file, else TESSERA_PASSPHRASE, else a prompt.
+    #[arg(long, value_name = "OUT")]
+    pub pkcs12: PathBuf,
+    /// Encrypt with 3DES and a SHA-1 MAC for old readers (OpenSSL 1.0, Windows 7, Java 8 before
+    /// 8u301) instead of AES-256 and PBKDF2-SHA-256 with a SHA-256 MAC.
+    #[arg(long)]
+    pub legacy: bool,
+    /// The passphrase of PREFIX.key when it is encrypted (else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// `ca issue`.
