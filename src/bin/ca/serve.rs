@@ -42,7 +42,7 @@ pub struct ServeArgs {
     /// the bound address is printed).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: SocketAddr,
-    /// The external HTTPS URL that clients use, https://HOST[:PORT] (a load balancer's, say):
+    /// The external HTTPS URL that clients use, https://HOST or https://HOST:PORT (a load balancer's, say):
     /// every ACME URL is built from it, and each request's JWS url is checked against it.
     #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: BaseUrl,

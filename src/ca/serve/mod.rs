@@ -1,7 +1,7 @@
 //! `ca serve`: the CA as a network service (DESIGN.md, "`ca serve`"): ACME (RFC 8555) for real
 //! clients, the CRL and OCSP over HTTP, several instances on one PostgreSQL store.
 //!
-//! [`serve`] takes an opened [`CertificateAuthority`], a [`ServeConfig`] and bound listeners,
+//! [`serve`] takes an opened [`CertificateAuthority`](crate::ca::CertificateAuthority), a [`ServeConfig`] and bound listeners,
 //! and returns a [`ServeHandle`] (shut down, drain) and the service, a future that ends once
 //! it has stopped. `ca serve` is a thin layer over it: it parses flags, binds, prints
 //! `listening on …`, and maps SIGTERM to [`ServeHandle::shutdown`].
