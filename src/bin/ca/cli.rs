@@ -26,7 +26,8 @@ const EXIT_CODES: &str = "EXIT CODES:
   2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex,
      a URL that is not http or https)
   3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
-     certificate or CRL, missing files to export, wrong passphrase, I/O error)";
+     certificate or CRL, missing files to export, wrong passphrase, I/O error,
+     an address `serve` cannot bind)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
