@@ -276,10 +276,10 @@ impl Acme {
     }
 
     fn account_json(&self, account: &Account) -> Value {
+        // No `orders` list (§7.1.2.1): no client this server is for reads it.
         json!({
             "status": account_status(account.status),
             "contact": account.contact,
-            "orders": self.url(&format!("/acme/account/{}/orders", account.id)),
         })
     }
 
