@@ -534,3 +534,64 @@ fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
     assert_eq!(support::code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("urls.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn openssl_verifies_responses_signed_by_ed25519_and_p384_cas() {
+    if !require_tool("openssl") {
+        return;
+    }
+    for key_type in ["ed25519", "p384"] {
+        let root = support::ToolCa::new(&format!("OCSP {key_type} Root"), &["--key-type", key_type]);
+        let json = root.issue_json("client", "c.test");
+        let cert = PathBuf::from(json["files"]["certificate"].as_str().unwrap());
+        let issuer = s(&root.dir().join("ca.pem"));
+        let request = root.path("req.der");
+        openssl(&["ocsp", "-issuer", &issuer, "-cert", &s(&cert), "-reqout", &s(&request)]);
+        let ca = CertificateAuthority::open(&root.dir(), None).unwrap();
+        let answer = ocsp::respond(&ca, &std::fs::read(&request).unwrap(), OffsetDateTime::now_utc());
+        let response = root.path("resp.der");
+        std::fs::write(&response, &answer.der).unwrap();
+        let out = openssl_output(&[
+            "ocsp",
+            "-respin",
+            &s(&response),
+            "-reqin",
+            &s(&request),
+            "-issuer",
+            &issuer,
+            "-CAfile",
+            &issuer,
+        ]);
+        assert!(out.status.success(), "{key_type}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Response verify OK") && !stderr(&out).contains("WARNING"),
+            "{}",
+            stderr(&out)
+        );
+        let out = openssl_output(&[
+            "ocsp",
+            "-respin",
+            &s(&response),
+            "-issuer",
+            &issuer,
+            "-CAfile",
+            &issuer,
+            "-no_nonce",
+            "-cert",
+            &s(&cert),
+        ]);
+        assert!(
+            stdout(&out).contains(": good"),
+            "{key_type}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&openssl(&["ocsp", "-respin", &s(&response), "-resp_text", "-noverify"]));
+        let algorithm = if key_type == "ed25519" {
+            "ED25519"
+        } else {
+            "ecdsa-with-SHA384"
+        };
+        assert!(text.contains(&format!("Signature Algorithm: {algorithm}")), "{text}");
+    }
+}
