@@ -528,6 +528,28 @@ fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
             "{text}"
         );
     }
+    // A certificate issued for a CSR (the path ACME's finalize takes) carries them as well.
+    if require_tool("openssl") {
+        let (key, csr) = (tmp.path().join("csr.key"), tmp.path().join("req.csr"));
+        support::openssl_p256_csr(&key, &csr, &["-subj", "/CN=csr.test"]);
+        ok(ca(&dir)
+            .args(["issue", "--profile", "server", "--name", "csr.test", "--csr"])
+            .arg(&csr)
+            .arg("--out")
+            .arg(tmp.path().join("csr")));
+        let text = stdout(&openssl(&[
+            "x509",
+            "-in",
+            &s(&tmp.path().join("csr.pem")),
+            "-noout",
+            "-text",
+        ]));
+        assert!(
+            text.contains("URI:http://ca.example/crl") && text.contains("OCSP - URI:http://ca.example/ocsp"),
+            "{text}"
+        );
+        assert!(!text.contains("CA Issuers"), "{text}");
+    }
     // A damaged urls.json stops issuing (exit 3) rather than issuing without the URLs.
     std::fs::write(dir.join("urls.json"), "{").unwrap();
     let out = support::output(ca(&dir).args(["issue", "--profile", "client", "--name", "x"]));
