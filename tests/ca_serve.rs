@@ -924,6 +924,7 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
             Server::start(|config| {
                 config.va_always_valid = true;
                 config.rate_per_account = tessera::ca::serve::ratelimit::Limit::new(1000.0, 1000);
+                config.rate_per_client = tessera::ca::serve::ratelimit::Limit::new(1000.0, 2000);
             })
             .await,
         );
@@ -984,6 +985,7 @@ async fn an_account_past_its_rate_limit_is_told_to_retry_later() {
         let server = Server::start(|config| {
             config.va_always_valid = true;
             config.rate_per_account = tessera::ca::serve::ratelimit::Limit::new(0.01, 3);
+            config.rate_per_client = tessera::ca::serve::ratelimit::Limit::new(0.01, 30);
         })
         .await;
         let client = Client::register(&server).await;
@@ -1000,6 +1002,21 @@ async fn an_account_past_its_rate_limit_is_told_to_retry_later() {
         // Another account is not affected.
         assert_eq!(other.order(&["m.example.test"]).await.status, 201);
         assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 4);
+        // Requests of no account are limited per client address: this one's burst is 20.
+        let mut limited = None;
+        for i in 0..40 {
+            let reply = request(&server, "GET", "/acme/new-nonce", None, b"").await;
+            if reply.status == 429 {
+                limited = Some((i, reply.problem(), reply.header("retry-after").map(str::to_string)));
+                break;
+            }
+            assert_eq!(reply.status, 204);
+            assert_eq!(reply.header("cache-control"), Some("no-store"));
+        }
+        let (i, problem, retry_after) = limited.expect("newNonce is limited per client");
+        assert!(i >= 10, "limited after {i}");
+        assert_eq!(problem, "rateLimited");
+        assert!(retry_after.is_some());
         server.stop().await;
     })
     .await

@@ -165,6 +165,12 @@ pub async fn serve(
             super::ratelimit::DEFAULT_MAX_KEYS,
             std::time::Instant::now(),
         ),
+        client_limiter: super::ratelimit::RateLimiter::new(
+            config.rate_per_client,
+            super::ratelimit::Limit::new(f64::from(u32::MAX), u32::MAX),
+            super::ratelimit::DEFAULT_MAX_KEYS,
+            std::time::Instant::now(),
+        ),
     });
     let (https_router, http_router) = routers(&acme);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -314,7 +320,8 @@ async fn request_timeout(State(acme): State<Shared>, request: Request, next: axu
     let client = request.extensions().get::<ClientAddress>().map(|c| c.0);
     let method = request.method().clone();
     let path = request.uri().path().chars().take(200).collect::<String>();
-    let response = match tokio::time::timeout(acme.config.request_timeout, next.run(request)).await {
+    let limited = tokio::time::timeout(acme.config.request_timeout, next.run(request));
+    let response = match CLIENT.scope(client.map(|c| c.ip()), limited).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(?client, %method, path = ?path, "a request took longer than the request timeout");
@@ -461,6 +468,11 @@ async fn accept_loop(
         );
         tasks.abort_all();
     }
+}
+
+tokio::task_local! {
+    /// The client address of the request being answered (for per-client rate limits).
+    pub(crate) static CLIENT: Option<std::net::IpAddr>;
 }
 
 /// The client's address, as the PROXY header (or the socket) gives it; in every request's
