@@ -1075,6 +1075,39 @@ async fn behind_a_proxy_the_header_is_required_and_crl_ocsp_ca_pem_are_served_ov
     .expect("within the time limit");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|_| {}).await;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tcp = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        let mut tls = tls_client(&server.root_pem()).connect(name, tcp).await.unwrap();
+        let head = format!(
+            "POST /acme/new-account HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/jose+json\r\nContent-Length: 20\r\n\r\n",
+            server.address.port()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(b"{\"protected\":").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.handle.shutdown("test");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // No new connection is accepted.
+        assert!(tokio::net::TcpStream::connect(server.address).await.is_err(), "the listener is closed");
+        // The request in flight gets its answer.
+        tls.write_all(b"\"x\"}   ").await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tls.read_to_end(&mut raw).await;
+        let reply = parse_reply(&raw);
+        assert_eq!((reply.status, reply.problem()), (400, "malformed".into()));
+        tokio::time::timeout(Duration::from_secs(30), server.service)
+            .await
+            .expect("the service ends after the drain")
+            .unwrap();
+    })
+    .await
+    .expect("within the time limit");
+}
+
 /// The certificate chain a TLS server at `address` presents (trusting `root`).
 async fn served_chain(address: SocketAddr, root: &Path) -> Vec<rustls_pki_types::CertificateDer<'static>> {
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();

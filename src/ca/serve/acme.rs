@@ -478,7 +478,6 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
         "revokeCert": acme.url("/acme/revoke-cert"),
         "renewalInfo": acme.url("/acme/renewal-info"),
         "meta": {
-            "website": acme.url("/"),
             "externalAccountRequired": false,
         },
     });

@@ -178,7 +178,10 @@ pub async fn serve(
         stop: Arc::new(stop_tx),
     };
 
+    // The service keeps a sender of its own: dropping every handle leaves it running.
+    let keep_stop = Arc::clone(&handle.stop);
     let service = async move {
+        let _keep_stop = keep_stop;
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let mut tasks = JoinSet::new();
         let mut accepts = JoinSet::new();
