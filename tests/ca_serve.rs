@@ -9,6 +9,7 @@
     missing_docs
 )]
 
+mod pg_support;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
@@ -1144,6 +1145,130 @@ async fn without_tls_cert_the_server_certificate_is_short_lived_from_the_ca_and_
     })
     .await
     .expect("within the time limit");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several instances on one PostgreSQL store
+
+/// One count from PostgreSQL, on a thread of its own (the blocking client may not run on the
+/// test's runtime).
+fn pg_count(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.query_one(sql.as_str(), &[]).unwrap().get::<_, i64>(0)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn two_instances_on_one_postgresql_store_share_nonces_orders_and_issue_once() {
+    let pg = pg_support::Postgres::start();
+    pg.create_db("acme");
+    let url = pg.url("acme");
+    let location = tessera::ca::Location::Postgres(url.clone());
+    let (tmp_a, tmp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut init = InitRequest::new("Shared Root");
+    init.store = location.clone();
+    let ca_a = CertificateAuthority::init(&tmp_a.path().join("ca"), &init, None, OffsetDateTime::now_utc()).unwrap();
+    // The second instance has a copy of the CA directory.
+    std::fs::create_dir(tmp_b.path().join("ca")).unwrap();
+    for entry in std::fs::read_dir(tmp_a.path().join("ca")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), tmp_b.path().join("ca").join(entry.file_name())).unwrap();
+        }
+    }
+    let ca_b = CertificateAuthority::open_with_store(&tmp_b.path().join("ca"), None, Some(&location)).unwrap();
+    for tmp in [&tmp_a, &tmp_b] {
+        std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca_a.root())).unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (address_a, address_b) = (listener_a.local_addr().unwrap(), listener_b.local_addr().unwrap());
+            // One base URL for both, as behind a load balancer.
+            let base = format!("https://127.0.0.1:{}", address_a.port());
+            let mut servers = Vec::new();
+            for (tmp, ca, listener, address) in [
+                (tmp_a, ca_a, listener_a, address_a),
+                (tmp_b, ca_b, listener_b, address_b),
+            ] {
+                let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
+                config.store = Some(location.clone());
+                config.va_always_valid = true;
+                let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let http = http_listener.local_addr().unwrap();
+                let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
+                    .await
+                    .unwrap();
+                servers.push(Server {
+                    tmp,
+                    base: base.clone(),
+                    address,
+                    http,
+                    handle,
+                    service: tokio::spawn(service),
+                });
+            }
+            let (a, b) = (&servers[0], &servers[1]);
+            let alice_a = Client::register(a).await;
+            let alice_b = Client {
+                server: b,
+                key: Signer::from_pkcs8(alice_a.key.pkcs8.clone()),
+                kid: alice_a.kid.clone(),
+            };
+            // A nonce from one instance is good at the other, once.
+            let nonce = alice_a.nonce().await;
+            let order = json!({"identifiers": [{"type": "dns", "value": "shared.example.test"}]});
+            let body = alice_b
+                .key
+                .sign(&alice_b.protected(&nonce, "/acme/new-order"), Some(&order));
+            let reply = request(b, "POST", "/acme/new-order", Some("application/jose+json"), &body).await;
+            assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+            let reply = request(a, "POST", "/acme/new-order", Some("application/jose+json"), &body).await;
+            assert_eq!(reply.problem(), "badNonce");
+            // An order made at one instance is read and finalized at both: issued once.
+            let order = ready_order(&alice_b, &["both.example.test"]).await;
+            let finalize = alice_a.path_of(order["finalize"].as_str().unwrap());
+            let before = pg_count(&url, "SELECT count(*) FROM certificates");
+            let (der, _) = csr(&["both.example.test"]);
+            let payload = json!({"csr": B64.encode(der)});
+            let (first, second) = tokio::join!(
+                alice_a.post(&finalize, Some(&payload)),
+                alice_b.post(&finalize, Some(&payload))
+            );
+            assert!(
+                [first.status, second.status].contains(&200),
+                "{} {}",
+                first.status,
+                second.status
+            );
+            let done = alice_a.settle(order["url"].as_str().unwrap()).await;
+            assert_eq!(done["status"], "valid", "{done}");
+            assert_eq!(
+                pg_count(&url, "SELECT count(*) FROM certificates"),
+                before + 1,
+                "issued once"
+            );
+            assert_eq!(
+                pg_count(&url, "SELECT count(*) FROM acme_orders WHERE status = 'valid'"),
+                1
+            );
+            for server in servers {
+                server.stop().await;
+            }
+        })
+        .await
+        .expect("within the time limit");
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

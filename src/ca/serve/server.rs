@@ -103,6 +103,31 @@ pub async fn serve(
     http: Option<TcpListener>,
 ) -> Result<(ServeHandle, impl Future<Output = ()> + Send + 'static), CaError> {
     let ca = Arc::new(ca);
+    match start(Arc::clone(&ca), config, https, http).await {
+        Ok(started) => Ok(started),
+        Err(error) => {
+            drop_off_runtime(ca);
+            Err(error)
+        }
+    }
+}
+
+/// Drops `value` on a thread of its own when called on a runtime: the blocking PostgreSQL client
+/// (in a CA's store, or a [`StorePool`]) may not be closed on a runtime's thread.
+pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::spawn(move || drop(value));
+    } else {
+        drop(value);
+    }
+}
+
+async fn start(
+    ca: Arc<CertificateAuthority>,
+    config: ServeConfig,
+    https: TcpListener,
+    http: Option<TcpListener>,
+) -> Result<(ServeHandle, impl Future<Output = ()> + Send + 'static), CaError> {
     let config = Arc::new(config);
     let blocking_failed = |what: &str| CaError::Store {
         store: ca.dir().display().to_string(),
@@ -180,6 +205,7 @@ pub async fn serve(
 
     // The service keeps a sender of its own: dropping every handle leaves it running.
     let keep_stop = Arc::clone(&handle.stop);
+    let keep_acme = Arc::clone(&acme);
     let service = async move {
         let _keep_stop = keep_stop;
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -234,6 +260,8 @@ pub async fn serve(
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // The last references to the CA and the store pool: closed off the runtime.
+        drop_off_runtime((ca, keep_acme));
         tracing::info!("stopped");
     };
     Ok((handle, service))
