@@ -297,3 +297,240 @@ fn a_get_request_made_by_openssl_is_answered() {
     let answer = ocsp::respond(&f.ca(), &der, OffsetDateTime::now_utc());
     assert_eq!(answer.answers[0].status, CertStatus::Good);
 }
+
+/// A tiny HTTP/1.0 server on 127.0.0.1 that answers every GET with the CA's current CRL in DER
+/// (read from DIR/crl.pem on each request) and counts the requests; it stops when dropped.
+struct CrlServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrlServer {
+    fn start(dir: PathBuf) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, requests2) = (stop.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !stop2.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                requests2.fetch_add(1, Ordering::SeqCst);
+                let Ok(pem) = std::fs::read(dir.join("crl.pem")) else {
+                    let _ = stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                };
+                let der = tessera::pki::pem::parse_crls(&pem, "crl.pem").unwrap()[0].to_vec();
+                let header = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    der.len()
+                );
+                let _ = stream.write_all(header.as_bytes());
+                let _ = stream.write_all(&der);
+            }
+        });
+        Self {
+            port,
+            stop,
+            requests,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CrlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn issued_certificates_carry_the_urls_and_openssl_follows_the_crl_distribution_point() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let root = support::ToolCa::new("CDP Root", &[]);
+    let server = CrlServer::start(root.dir());
+    let crl_url = format!("http://127.0.0.1:{}/crl", server.port);
+    let ocsp_url = format!("http://127.0.0.1:{}/ocsp", server.port);
+    let issuers_url = format!("http://127.0.0.1:{}/ca.der", server.port);
+
+    // Before any URL: no extensions.
+    let before = support::with(&root.path("before"), ".pem");
+    ok(root
+        .cmd()
+        .args(["issue", "--profile", "server", "--name", "before.test", "--out"])
+        .arg(root.path("before")));
+    let text = stdout(&openssl(&["x509", "-in", &s(&before), "-noout", "-text"]));
+    assert!(
+        !text.contains("CRL Distribution Points") && !text.contains("Authority Information Access"),
+        "{text}"
+    );
+
+    // `ca set` records them (urls.json, 0644) and shows them.
+    let out = ok(root.cmd().args([
+        "set",
+        "--crl-url",
+        &crl_url,
+        "--ocsp-url",
+        &ocsp_url,
+        "--ca-issuers-url",
+        &issuers_url,
+        "--json",
+    ]));
+    let urls = support::json(&out);
+    assert_eq!(urls["crl"], crl_url.as_str());
+    assert_eq!(urls["ocsp"], ocsp_url.as_str());
+    assert_eq!(urls["ca_issuers"], issuers_url.as_str());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root.dir().join("urls.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+
+    let (good, bad) = (root.path("good"), root.path("bad"));
+    ok(root
+        .cmd()
+        .args(["issue", "--profile", "server", "--name", "good.test", "--out"])
+        .arg(&good));
+    let bad_json = support::json(&ok(root
+        .cmd()
+        .args(["issue", "--profile", "client", "--name", "bad", "--json", "--out"])
+        .arg(&bad)));
+    let (good, bad) = (support::with(&good, ".pem"), support::with(&bad, ".pem"));
+    let text = stdout(&openssl(&["x509", "-in", &s(&good), "-noout", "-text"]));
+    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
+    assert!(text.contains(&format!("URI:{crl_url}")), "{text}");
+    assert!(text.contains("Authority Information Access"), "{text}");
+    assert!(text.contains(&format!("OCSP - URI:{ocsp_url}")), "{text}");
+    assert!(text.contains(&format!("CA Issuers - URI:{issuers_url}")), "{text}");
+    // openssl ocsp finds the responder in the certificate.
+    let uri = stdout(&openssl(&["x509", "-in", &s(&good), "-noout", "-ocsp_uri"]));
+    assert_eq!(uri.trim(), ocsp_url);
+
+    // openssl verify fetches the CRL through the distribution point: both good before the
+    // revocation, the revoked one refused after it.
+    ok(root.cmd().arg("crl"));
+    let serial = bad_json["certificate"]["serial"].as_str().unwrap().to_string();
+    let root_pem = s(&root.dir().join("ca.pem"));
+    let verify =
+        |cert: &Path| openssl_output(&["verify", "-crl_check", "-crl_download", "-CAfile", &root_pem, &s(cert)]);
+    for cert in [&good, &bad] {
+        let out = verify(cert);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    let fetched = server.requests();
+    assert!(fetched >= 2, "openssl fetched the CRL {fetched} times");
+    ok(root.cmd().args(["revoke", &serial, "--reason", "key-compromise"]));
+    let out = verify(&bad);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("certificate revoked") || stderr(&out).contains("certificate revoked"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(verify(&good).status.success());
+    assert!(server.requests() > fetched);
+
+    // `none` clears a URL: later certificates carry only the others.
+    let out = ok(root.cmd().args(["set", "--crl-url", "none"]));
+    assert!(out.contains("crl-url:        (none)"), "{out}");
+    let later = root.path("later");
+    ok(root
+        .cmd()
+        .args(["issue", "--profile", "server", "--name", "later.test", "--out"])
+        .arg(&later));
+    let text = stdout(&openssl(&[
+        "x509",
+        "-in",
+        &s(&support::with(&later, ".pem")),
+        "-noout",
+        "-text",
+    ]));
+    assert!(
+        !text.contains("CRL Distribution Points") && text.contains(&format!("OCSP - URI:{ocsp_url}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    for (flag, bad) in [
+        ("--crl-url", "ftp://ca.example/crl"),
+        ("--ocsp-url", "ca.example/ocsp"),
+        ("--ca-issuers-url", "http://ca example/"),
+        ("--crl-url", "http://user@ca.example/"),
+    ] {
+        let out = support::output(ca(&dir).args(["init", "--no-passphrase", flag, bad]));
+        assert_eq!(support::code(&out), 2, "{flag} {bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains(bad), "{}", stderr(&out));
+        assert!(!dir.join("ca.pem").exists());
+        let out = support::output(ca(&dir).args(["set", flag, bad]));
+        assert_eq!(support::code(&out), 2, "{}", stderr(&out));
+    }
+    // `ca set` needs a CA.
+    let out = support::output(ca(&dir).args(["set", "--crl-url", "http://ca.example/crl"]));
+    assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+    ok(ca(&dir).args([
+        "init",
+        "--no-passphrase",
+        "--name",
+        "URL Root",
+        "--crl-url",
+        "http://ca.example/crl",
+        "--ocsp-url",
+        "http://ca.example/ocsp",
+    ]));
+    let urls = support::json(&ok(ca(&dir).args(["set", "--json"])));
+    assert_eq!(
+        urls,
+        serde_json::json!({"crl": "http://ca.example/crl", "ocsp": "http://ca.example/ocsp", "ca_issuers": null})
+    );
+    // An intermediate issued by it carries them too (its CRL is the root's).
+    let inter = tmp.path().join("inter");
+    ok(ca(&inter)
+        .args(["init", "--no-passphrase", "--name", "URL Inter", "--parent"])
+        .arg(&dir));
+    if require_tool("openssl") {
+        let text = stdout(&openssl(&["x509", "-in", &s(&inter.join("ca.pem")), "-noout", "-text"]));
+        assert!(
+            text.contains("URI:http://ca.example/crl") && text.contains("OCSP - URI:http://ca.example/ocsp"),
+            "{text}"
+        );
+    }
+    // A damaged urls.json stops issuing (exit 3) rather than issuing without the URLs.
+    std::fs::write(dir.join("urls.json"), "{").unwrap();
+    let out = support::output(ca(&dir).args(["issue", "--profile", "client", "--name", "x"]));
+    assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("urls.json"), "{}", stderr(&out));
+}

@@ -9,6 +9,8 @@
 //!   store.json    which store holds the CA's state (sqlite or postgres), written by `init`
 //!   ca.db         the SQLite store (see `store`), written by `init` before ca.pem
 //!   crl.pem       the current CRL
+//!   urls.json     the CRL, OCSP and caIssuers URLs issued certificates carry (optional; see
+//!                 `distribution`)
 //!   issued/       default home of issued certificates and keys
 //! ```
 //!
@@ -29,6 +31,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use super::distribution::{DistributionUrls, URLS_FILE};
 use super::legacy::DATABASE_FILE;
 use super::record::Record;
 use super::store::{self, ListFilter, Location, SQLITE_FILE, STORE_FILE, Store};
@@ -120,6 +123,9 @@ pub struct InitRequest {
     pub excluded_dns: Vec<String>,
     /// Where the new CA keeps its state (SQLite in `DIR/ca.db` by default).
     pub store: Location,
+    /// The URLs the certificates the new CA issues will carry (none by default; see
+    /// [`DistributionUrls`]).
+    pub urls: DistributionUrls,
 }
 
 impl InitRequest {
@@ -135,6 +141,7 @@ impl InitRequest {
             permitted_email: Vec::new(),
             excluded_dns: Vec::new(),
             store: Location::Sqlite,
+            urls: DistributionUrls::default(),
         }
     }
 
@@ -147,6 +154,7 @@ impl InitRequest {
     /// [`CaError::InvalidRequest`] naming the parameter and what is wrong.
     pub fn validate(&self) -> Result<(), CaError> {
         check_name(&self.name)?;
+        self.urls.validate()?;
         check::init_request(self)
     }
 
@@ -190,6 +198,7 @@ pub struct CertificateAuthority {
     pub(super) info: CertificateInfo,
     pub(super) key: PrivateKey,
     pub(super) store: std::sync::Mutex<Box<dyn Store>>,
+    pub(super) urls: DistributionUrls,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -218,6 +227,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
         check_name(&request.name)?;
+        request.urls.validate()?;
         let now = x509_time(now)?;
         check_free(dir)?;
         check::init_request(request)?;
@@ -238,14 +248,7 @@ impl CertificateAuthority {
             .map_err(|e| CaError::build("CA certificate", e))?;
         let certificate = cert.der().clone();
         check::new_ca(std::slice::from_ref(&certificate), &key, request, now)?;
-        Self::create(
-            dir,
-            certificate.clone(),
-            vec![certificate],
-            key,
-            passphrase,
-            &request.store,
-        )
+        Self::create(dir, certificate.clone(), vec![certificate], key, passphrase, request)
     }
 
     /// Creates an intermediate CA in `dir`, issued (and recorded) by `self`.
@@ -262,6 +265,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
         check_name(&request.name)?;
+        request.urls.validate()?;
         let now = x509_time(now)?;
         check::init_request(request)?;
         let path_len = child_path_len(request.path_len, self.info.path_len, &self.info.subject)?;
@@ -276,6 +280,7 @@ impl CertificateAuthority {
             None => BasicConstraints::Unconstrained,
         });
         params.use_authority_key_identifier_extension = true;
+        self.urls.apply(&mut params)?;
         self.ensure_crl(now, super::crl_file::Depth::Header)?;
         let issuer = self.issuer()?;
         let certificate = self.sign_and_record("intermediate", now, |serial| {
@@ -292,7 +297,7 @@ impl CertificateAuthority {
         })?;
         let mut chain = vec![certificate.clone()];
         chain.extend(self.chain.iter().cloned());
-        Self::create(dir, certificate, chain, key, passphrase, &request.store)
+        Self::create(dir, certificate, chain, key, passphrase, request)
     }
 
     fn create(
@@ -301,8 +306,9 @@ impl CertificateAuthority {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKey,
         passphrase: Option<&Passphrase>,
-        location: &Location,
+        request: &InitRequest,
     ) -> Result<Self, CaError> {
+        let location = &request.store;
         check_free(dir)?;
         let existed = dir.exists();
         std::fs::DirBuilder::new()
@@ -321,6 +327,10 @@ impl CertificateAuthority {
         let result = (|| {
             create_public(&dir.join(CHAIN), pem::certificates_to_pem(&chain).as_bytes())?;
             written.push(dir.join(CHAIN));
+            if !request.urls.is_empty() {
+                request.urls.save(dir)?;
+                written.push(dir.join(URLS_FILE));
+            }
             // The store before ca.pem: a CA directory always has one.
             written.extend(store::create(dir, &info.sha256_fingerprint, location)?);
             // ca.pem last: its presence marks a complete CA directory.
@@ -343,6 +353,7 @@ impl CertificateAuthority {
             info,
             key,
             store: std::sync::Mutex::new(store),
+            urls: request.urls.clone(),
         })
     }
 
@@ -382,6 +393,7 @@ impl CertificateAuthority {
     pub fn open_with(dir: &Path, passphrase: Option<&Passphrase>, store: Box<dyn Store>) -> Result<Self, CaError> {
         let (certificate, chain) = read_ca_certificates(dir)?;
         let info = CertificateInfo::from_der(&certificate)?;
+        let urls = DistributionUrls::load(dir)?;
         let key = PrivateKey::load(&dir.join(CA_KEY), passphrase)?;
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(CaError::Pki(PkiError::malformed(
@@ -396,6 +408,7 @@ impl CertificateAuthority {
             info,
             key,
             store: std::sync::Mutex::new(store),
+            urls,
         })
     }
 
@@ -448,6 +461,12 @@ impl CertificateAuthority {
     /// The CA certificate's facts.
     pub fn info(&self) -> &CertificateInfo {
         &self.info
+    }
+
+    /// The URLs the certificates this CA issues carry (read from `DIR/urls.json` when it was
+    /// opened; [`DistributionUrls::save`] changes them for the CAs opened afterwards).
+    pub fn urls(&self) -> &DistributionUrls {
+        &self.urls
     }
 
     /// The path of the CA's current CRL.
@@ -508,7 +527,7 @@ fn check_free(dir: &Path) -> Result<(), CaError> {
     if dir.join(CA_CERT).symlink_metadata().is_ok() {
         return Err(CaError::AlreadyInitialised { dir: dir.into() });
     }
-    for name in [CA_KEY, CHAIN, DATABASE_FILE, SQLITE_FILE, STORE_FILE, CRL] {
+    for name in [CA_KEY, CHAIN, DATABASE_FILE, SQLITE_FILE, STORE_FILE, CRL, URLS_FILE] {
         if dir.join(name).symlink_metadata().is_ok() {
             return Err(CaError::UnfinishedInit {
                 dir: dir.into(),

@@ -481,6 +481,7 @@ impl CertificateAuthority {
         params.key_usages = request.profile.key_usages();
         params.extended_key_usages = request.profile.extended_key_usages();
         params.use_authority_key_identifier_extension = true;
+        self.urls.apply(&mut params)?;
 
         let issuer = self.issuer()?;
         self.ensure_crl(now, super::crl_file::Depth::Header)?;

@@ -7,7 +7,9 @@
 //!
 //! One concept per file: `authority.rs` (the CA directory: create, open, facts), `issue.rs`
 //! (issuing leaves and writing their files), `revocation.rs` (revocations, CRLs, `crl.pem`'s
-//! repair), `crl_file.rs` (reading `crl.pem`'s header and checking the CA's signature on it), `csr.rs` (PKCS#10 intake), `profile.rs` (what each kind of certificate may do),
+//! repair), `crl_file.rs` (reading `crl.pem`'s header and checking the CA's signature on it), `csr.rs` (PKCS#10 intake),
+//! `distribution.rs` (the CRL, OCSP and caIssuers URLs in issued certificates), `ocsp.rs` (the OCSP
+//! responder), `profile.rs` (what each kind of certificate may do),
 //! `check.rs` (the checks made before anything is signed), `record.rs` (what the store keeps),
 //! `store/` (SQLite and PostgreSQL), `legacy.rs` (the `db.json` of earlier releases, imported
 //! once), `json.rs` (the `--json` output of the `ca` tool).
@@ -16,6 +18,7 @@ mod authority;
 mod check;
 mod crl_file;
 mod csr;
+mod distribution;
 mod error;
 mod issue;
 pub mod json;
@@ -28,6 +31,7 @@ pub mod serve;
 pub mod store;
 
 pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};
+pub use distribution::{DistributionUrls, MAX_URL_LENGTH, URLS_FILE, check_url};
 pub use error::CaError;
 pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
 pub use profile::Profile;

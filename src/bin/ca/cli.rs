@@ -29,12 +29,13 @@ const EXIT_CODES: &str = "EXIT CODES:
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
   ca init --name 'Example Root' --days 7300 --passphrase-file root.pass --dir certs/root
-  ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing";
+  ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing
+  ca init --name 'Example Root' --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp";
 
 const INIT_EXIT_CODES: &str = "EXIT CODES:
   0  the CA was created
   1  refused: the parent's path length allows no further CA, or --days outlives the parent
-  2  usage error (unknown flag, bad or out-of-range value)
+  2  usage error (unknown flag, bad or out-of-range value, a URL that is not http or https)
   3  could not run (DIR already holds a CA or an unfinished one, the parent's state is
      missing or damaged, wrong passphrase, I/O error)";
 
@@ -52,6 +53,16 @@ const ISSUE_EXIT_CODES: &str = "EXIT CODES:
      its type, no usable output name)
   3  could not run (an output file exists, unusable CSR or a name in it not valid
      for its type, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
+const SET_EXAMPLES: &str = "EXAMPLES:
+  ca set --dir certs/issuing
+  ca set --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp --dir certs/issuing
+  ca set --ocsp-url none --json --dir certs/issuing";
+
+const SET_EXIT_CODES: &str = "EXIT CODES:
+  0  the URLs were shown (and changed when asked); certificates issued before keep theirs
+  2  usage error (unknown flag, a URL that is not http or https, or not a valid URI)
+  3  could not run (no CA in DIR, an unreadable urls.json, I/O error)";
 
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
@@ -237,6 +248,9 @@ pub enum Command {
     /// Issue a server, client or code-signing certificate, from a new key or a CSR.
     #[command(after_help = help(ISSUE_EXAMPLES, ISSUE_EXIT_CODES))]
     Issue(IssueArgs),
+    /// Show or change the CRL, OCSP and CA-certificate URLs that issued certificates carry.
+    #[command(after_help = help(SET_EXAMPLES, SET_EXIT_CODES))]
+    Set(SetArgs),
     /// Revoke a certificate by serial number and write a fresh CRL.
     #[command(after_help = help(REVOKE_EXAMPLES, REVOKE_EXIT_CODES))]
     Revoke(RevokeArgs),
@@ -299,7 +313,56 @@ pub struct InitArgs {
     /// Store the CA key unencrypted.
     #[arg(long)]
     pub no_passphrase: bool,
+    /// Every certificate this CA issues names this http(s) URL of its CRL (DER) in a CRL
+    /// Distribution Point (kept in DIR/urls.json; `ca set` changes it).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub crl_url: Option<String>,
+    /// Every certificate this CA issues names this http(s) URL of its OCSP responder in an
+    /// Authority Information Access extension (id-ad-ocsp).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub ocsp_url: Option<String>,
+    /// Every certificate this CA issues names this http(s) URL of the CA's certificate (DER) in
+    /// an Authority Information Access extension (id-ad-caIssuers).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub ca_issuers_url: Option<String>,
     /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An http or https URL for a certificate extension (see `tessera::ca::check_url`).
+fn parse_url(text: &str) -> Result<String, String> {
+    tessera::ca::check_url(text).map_err(|reason| format!("\"{text}\" {reason}"))?;
+    Ok(text.to_string())
+}
+
+/// A new value for one of the URLs `ca set` changes: `Some` URL, or `None` to remove it.
+#[derive(Clone, Debug)]
+pub struct UrlChange(pub Option<String>);
+
+/// A URL for `ca set`, or `none` to clear it.
+fn parse_url_or_none(text: &str) -> Result<UrlChange, String> {
+    if text == "none" {
+        return Ok(UrlChange(None));
+    }
+    parse_url(text)
+        .map(|url| UrlChange(Some(url)))
+        .map_err(|e| format!("{e} (or give `none` to remove it)"))
+}
+
+/// `ca set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The CRL's URL for the certificates issued from now on, or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub crl_url: Option<UrlChange>,
+    /// The OCSP responder's URL, or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub ocsp_url: Option<UrlChange>,
+    /// The URL of the CA's certificate (DER), or `none`.
+    #[arg(long, value_name = "URL|none", value_parser = parse_url_or_none)]
+    pub ca_issuers_url: Option<UrlChange>,
+    /// Print the settings (after any change) as JSON.
     #[arg(long)]
     pub json: bool,
 }

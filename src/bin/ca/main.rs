@@ -14,12 +14,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use cli::{
-    BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, ShowArgs, VerifyArgs,
+    BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, SetArgs, ShowArgs,
+    VerifyArgs,
 };
 use tessera::ca::json::{Created, ListEntry, PathEntry, RevokeOutput, VerifyOutput, whole_seconds};
 use tessera::ca::{
-    CaError, CertificateAuthority, CrlStatus, InitRequest, IssueRequest, IssuedFiles, ListFilter, Location,
-    RevocationReason, Status, SubjectAltName,
+    CaError, CertificateAuthority, CrlStatus, DistributionUrls, InitRequest, IssueRequest, IssuedFiles, ListFilter,
+    Location, RevocationReason, Status, SubjectAltName,
 };
 use tessera::cli::{CliError, Role, exit, read_passphrase};
 use tessera::pki::{
@@ -106,6 +107,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
+        Command::Set(args) => set(cli, args),
         Command::Revoke(args) => revoke(cli, args, now),
         Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args, now),
@@ -149,7 +151,7 @@ fn parse_serial(text: &str) -> Result<Serial, CliError> {
 
 /// The files that hold a CA's state. Each must be a regular file (or a link to one): reading a
 /// FIFO or a device would block or never end.
-const STATE_FILES: [&str; 7] = [
+const STATE_FILES: [&str; 8] = [
     "ca.pem",
     "ca.key",
     "chain.pem",
@@ -157,6 +159,7 @@ const STATE_FILES: [&str; 7] = [
     "db.json",
     "ca.db",
     "store.json",
+    "urls.json",
 ];
 
 /// Refuses a CA directory whose state files include something other than a regular file.
@@ -214,6 +217,44 @@ fn summary(cli: &Cli, message: &str) -> Result<(), CliError> {
         tessera::outln!("{message}")?;
     }
     Ok(())
+}
+
+/// `ca set`: shows the CA's URLs, after changing those given (no key needed).
+fn set(cli: &Cli, args: &SetArgs) -> anyhow::Result<u8> {
+    check_state_files(&cli.dir)?;
+    tessera::ca::read_ca_certificates(&cli.dir)?;
+    let mut urls = DistributionUrls::load(&cli.dir)?;
+    let changed = args.crl_url.is_some() || args.ocsp_url.is_some() || args.ca_issuers_url.is_some();
+    for (new, old) in [
+        (&args.crl_url, &mut urls.crl),
+        (&args.ocsp_url, &mut urls.ocsp),
+        (&args.ca_issuers_url, &mut urls.ca_issuers),
+    ] {
+        if let Some(new) = new {
+            old.clone_from(&new.0);
+        }
+    }
+    if changed {
+        urls.save(&cli.dir)?;
+    }
+    if args.json {
+        tessera::cli::print_json(&urls)?;
+    } else {
+        if changed {
+            summary(
+                cli,
+                &format!(
+                    "changed the URLs of {}; certificates issued from now on carry them",
+                    cli.dir.display()
+                ),
+            )?;
+        }
+        let show = |url: &Option<String>| url.clone().unwrap_or_else(|| "(none)".into());
+        tessera::outln!("crl-url:        {}", show(&urls.crl))?;
+        tessera::outln!("ocsp-url:       {}", show(&urls.ocsp))?;
+        tessera::outln!("ca-issuers-url: {}", show(&urls.ca_issuers))?;
+    }
+    Ok(exit::OK)
 }
 
 fn revoke(cli: &Cli, args: &RevokeArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
@@ -351,6 +392,11 @@ fn init(cli: &Cli, args: &InitArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
     request.permitted_dns = args.permit_dns.clone();
     request.permitted_email = args.permit_email.clone();
     request.excluded_dns = args.exclude_dns.clone();
+    request.urls = DistributionUrls {
+        crl: args.crl_url.clone(),
+        ocsp: args.ocsp_url.clone(),
+        ca_issuers: args.ca_issuers_url.clone(),
+    };
     if let Some(location) = location(cli)? {
         request.store = location;
     }
@@ -816,7 +862,7 @@ mod same_file {
     use crate::cli::{Cli, InitArgs, IssueArgs};
 
     /// The files of a CA directory.
-    const CA_FILES: [&str; 7] = [
+    const CA_FILES: [&str; 8] = [
         "ca.pem",
         "ca.key",
         "chain.pem",
@@ -824,6 +870,7 @@ mod same_file {
         "db.json",
         "ca.db",
         "store.json",
+        "urls.json",
     ];
 
     fn ca_files(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -835,6 +882,7 @@ mod same_file {
             "database",
             "database",
             "store record",
+            "URLs",
         ];
         CA_FILES
             .iter()
