@@ -55,11 +55,7 @@ impl Server {
         request.permitted_dns = vec!["example.test".into()];
         request.permitted_ip = vec![("127.0.0.1".parse().unwrap(), 32)];
         let ca = CertificateAuthority::init(&dir, &request, None, OffsetDateTime::now_utc()).unwrap();
-        std::fs::write(
-            tmp.path().join("root.pem"),
-            pem::to_pem(pem::CERTIFICATE, ca.root()),
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let base = format!("https://127.0.0.1:{}", address.port());
@@ -143,9 +139,12 @@ impl Responder {
                             .and_then(|token| map.lock().unwrap().get(token).cloned());
                         async move {
                             let response = match answer {
-                                Some(body) => hyper::Response::new(http_body_util::Full::new(axum::body::Bytes::from(body))),
+                                Some(body) => {
+                                    hyper::Response::new(http_body_util::Full::new(axum::body::Bytes::from(body)))
+                                }
                                 None => {
-                                    let mut r = hyper::Response::new(http_body_util::Full::new(axum::body::Bytes::new()));
+                                    let mut r =
+                                        hyper::Response::new(http_body_util::Full::new(axum::body::Bytes::new()));
                                     *r.status_mut() = hyper::StatusCode::NOT_FOUND;
                                     r
                                 }
@@ -278,7 +277,9 @@ fn parse_reply(raw: &[u8]) -> Reply {
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
         let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
@@ -379,7 +380,8 @@ impl<'a> Client<'a> {
     /// newOrder for `names`; the reply.
     async fn order(&self, names: &[&str]) -> Reply {
         let identifiers: Vec<Value> = names.iter().map(|n| json!({"type": "dns", "value": n})).collect();
-        self.post("/acme/new-order", Some(&json!({"identifiers": identifiers}))).await
+        self.post("/acme/new-order", Some(&json!({"identifiers": identifiers})))
+            .await
     }
 
     fn path_of(&self, url: &str) -> String {
@@ -432,7 +434,10 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
             .await
             .unwrap();
         let identifiers = [instant_acme::Identifier::Dns("www.example.test".into())];
-        let mut order = account.new_order(&instant_acme::NewOrder::new(&identifiers)).await.unwrap();
+        let mut order = account
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization.unwrap();
@@ -448,7 +453,12 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
         assert_eq!(status, instant_acme::OrderStatus::Ready);
         // The server's validation authority really fetched the key authorization.
         assert!(
-            responder.requests.lock().unwrap().iter().any(|p| p.starts_with("/.well-known/acme-challenge/")),
+            responder
+                .requests
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|p| p.starts_with("/.well-known/acme-challenge/")),
             "no http-01 request reached the responder"
         );
         let before = server.certificates();
@@ -477,9 +487,15 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
         ]);
         assert!(out.status.success(), "{}", support::stderr(&out));
         let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
-        assert_eq!(info.sans, [tessera::pki::SubjectAltName::Dns("www.example.test".into())]);
+        assert_eq!(
+            info.sans,
+            [tessera::pki::SubjectAltName::Dns("www.example.test".into())]
+        );
         let life = info.not_after - OffsetDateTime::now_utc();
-        assert!(life <= time::Duration::hours(24) && life > time::Duration::hours(23), "{life}");
+        assert!(
+            life <= time::Duration::hours(24) && life > time::Duration::hours(23),
+            "{life}"
+        );
 
         // ARI (RFC 9773): a window inside the certificate's validity.
         let id = instant_acme::CertificateIdentifier::try_from(&chain[0]).unwrap();
@@ -487,7 +503,12 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
         let start = renewal.suggested_window.start;
         let end = renewal.suggested_window.end;
         assert!(start < end, "{start} < {end}");
-        assert!(start > info.not_before && end < info.not_after, "{start}..{end} in {}..{}", info.not_before, info.not_after);
+        assert!(
+            start > info.not_before && end < info.not_after,
+            "{start}..{end} in {}..{}",
+            info.not_before,
+            info.not_after
+        );
 
         // revokeCert by the account; the CRL at /crl lists it; a second is alreadyRevoked.
         account
@@ -509,7 +530,10 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
             })
             .await
             .unwrap_err();
-        assert!(again.to_string().contains("alreadyRevoked") || format!("{again:?}").contains("alreadyRevoked"), "{again:?}");
+        assert!(
+            again.to_string().contains("alreadyRevoked") || format!("{again:?}").contains("alreadyRevoked"),
+            "{again:?}"
+        );
         server.stop().await;
     })
     .await
@@ -539,35 +563,75 @@ async fn forged_replayed_and_malformed_requests_are_refused() {
         // A url that is not the resource's.
         let nonce = alice.nonce().await;
         let mut header = alice.protected(&nonce, "/acme/new-account");
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &alice.key.sign(&header, Some(&order))).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &alice.key.sign(&header, Some(&order)),
+        )
+        .await;
         assert_eq!((reply.status, reply.problem()), (403, "unauthorized".into()));
         assert!(reply.header("replay-nonce").is_some(), "errors carry a nonce too");
 
         // A reused nonce (the one just used up) and an unknown one.
         header = alice.protected(&nonce, path);
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &alice.key.sign(&header, Some(&order))).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &alice.key.sign(&header, Some(&order)),
+        )
+        .await;
         assert_eq!((reply.status, reply.problem()), (400, "badNonce".into()));
         header = alice.protected("AAAAAAAAAAAAAAAAAAAAAA", path);
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &alice.key.sign(&header, Some(&order))).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &alice.key.sign(&header, Some(&order)),
+        )
+        .await;
         assert_eq!(reply.problem(), "badNonce");
 
         // bob's kid, signed with alice's key.
         let nonce = alice.nonce().await;
         let mut header = alice.protected(&nonce, path);
         header["kid"] = json!(bob.kid.clone().unwrap());
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &alice.key.sign(&header, Some(&order))).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &alice.key.sign(&header, Some(&order)),
+        )
+        .await;
         assert!(reply.status == 400 || reply.status == 403, "{}", reply.status);
         assert!(["unauthorized", "malformed"].contains(&reply.problem().as_str()));
 
         // A tampered signature.
         let nonce = alice.nonce().await;
-        let mut signed: Value = serde_json::from_slice(&alice.key.sign(&alice.protected(&nonce, path), Some(&order))).unwrap();
+        let mut signed: Value =
+            serde_json::from_slice(&alice.key.sign(&alice.protected(&nonce, path), Some(&order))).unwrap();
         let mut signature = B64.decode(signed["signature"].as_str().unwrap()).unwrap();
         signature[5] ^= 1;
         signed["signature"] = json!(B64.encode(signature));
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &serde_json::to_vec(&signed).unwrap()).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &serde_json::to_vec(&signed).unwrap(),
+        )
+        .await;
         assert!(reply.status == 400 || reply.status == 403);
-        assert!(["malformed", "unauthorized"].contains(&reply.problem().as_str()), "{}", reply.problem());
+        assert!(
+            ["malformed", "unauthorized"].contains(&reply.problem().as_str()),
+            "{}",
+            reply.problem()
+        );
 
         // alg none (no signature) and HS256 (a MAC).
         for alg in ["none", "HS256"] {
@@ -582,17 +646,29 @@ async fn forged_replayed_and_malformed_requests_are_refused() {
                 let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"a shared secret");
                 B64.encode(ring::hmac::sign(&key, format!("{protected}.{payload}").as_bytes()).as_ref())
             };
-            let body = serde_json::to_vec(&json!({"protected": protected, "payload": payload, "signature": signature})).unwrap();
+            let body = serde_json::to_vec(&json!({"protected": protected, "payload": payload, "signature": signature}))
+                .unwrap();
             let reply = request(&server, "POST", path, Some("application/jose+json"), &body).await;
             assert_eq!(reply.status, 400, "{alg}");
-            assert!(["badSignatureAlgorithm", "malformed"].contains(&reply.problem().as_str()), "{alg}: {}", reply.problem());
+            assert!(
+                ["badSignatureAlgorithm", "malformed"].contains(&reply.problem().as_str()),
+                "{alg}: {}",
+                reply.problem()
+            );
         }
 
         // Both jwk and kid.
         let nonce = alice.nonce().await;
         let mut header = alice.protected(&nonce, path);
         header["jwk"] = alice.key.jwk();
-        let reply = request(&server, "POST", path, Some("application/jose+json"), &alice.key.sign(&header, Some(&order))).await;
+        let reply = request(
+            &server,
+            "POST",
+            path,
+            Some("application/jose+json"),
+            &alice.key.sign(&header, Some(&order)),
+        )
+        .await;
         assert_eq!((reply.status, reply.problem()), (400, "malformed".into()));
 
         // The wrong media type.
@@ -633,12 +709,19 @@ async fn identifiers_outside_the_name_constraints_or_allow_dns_are_rejected() {
             ("*.good.example.test", "wildcard"),
         ] {
             let reply = client.order(&["www.good.example.test", name]).await;
-            assert_eq!((reply.status, reply.problem()), (400, "rejectedIdentifier".into()), "{name}");
+            assert_eq!(
+                (reply.status, reply.problem()),
+                (400, "rejectedIdentifier".into()),
+                "{name}"
+            );
             let body = reply.json();
             let subproblems = body["subproblems"].as_array().unwrap();
             assert_eq!(subproblems.len(), 1, "{body}");
             assert_eq!(subproblems[0]["identifier"]["value"], name, "{body}");
-            assert!(body["detail"].as_str().unwrap().contains(why) || why == "wildcard", "{body}");
+            assert!(
+                body["detail"].as_str().unwrap().contains(why) || why == "wildcard",
+                "{body}"
+            );
         }
         assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 1);
         server.stop().await;
@@ -681,7 +764,10 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
         let client = Client::register(&server).await;
         let order = ready_order(&client, &["a.example.test", "b.example.test"]).await;
         let finalize = client.path_of(order["finalize"].as_str().unwrap());
-        for names in [&["a.example.test"][..], &["a.example.test", "b.example.test", "c.example.test"][..]] {
+        for names in [
+            &["a.example.test"][..],
+            &["a.example.test", "b.example.test", "c.example.test"][..],
+        ] {
             let (der, _) = csr(names);
             let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(der)}))).await;
             assert_eq!((reply.status, reply.problem()), (400, "badCSR".into()), "{names:?}");
@@ -690,7 +776,10 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
         let before = server.certificates();
         let (der, _) = csr(&["b.example.test", "a.example.test"]);
         let payload = json!({"csr": B64.encode(der)});
-        let (first, second) = tokio::join!(client.post(&finalize, Some(&payload)), client.post(&finalize, Some(&payload)));
+        let (first, second) = tokio::join!(
+            client.post(&finalize, Some(&payload)),
+            client.post(&finalize, Some(&payload))
+        );
         let statuses = [first.status, second.status];
         assert!(statuses.contains(&200), "{statuses:?}");
         for reply in [&first, &second] {
@@ -706,15 +795,22 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
         assert!(reply.status == 200 || reply.status == 403);
         assert_eq!(server.certificates(), before + 1);
         // The certificate: leaf first, for both names.
-        let reply = client.post(&client.path_of(done["certificate"].as_str().unwrap()), None).await;
+        let reply = client
+            .post(&client.path_of(done["certificate"].as_str().unwrap()), None)
+            .await;
         assert_eq!(reply.header("content-type"), Some("application/pem-certificate-chain"));
         let chain = pem::parse_certificates(&reply.body, "chain").unwrap();
         let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
         let names: BTreeSet<String> = info.sans.iter().map(ToString::to_string).collect();
-        assert_eq!(names, BTreeSet::from(["dns:a.example.test".to_string(), "dns:b.example.test".to_string()]));
+        assert_eq!(
+            names,
+            BTreeSet::from(["dns:a.example.test".to_string(), "dns:b.example.test".to_string()])
+        );
         // Another account may not download it.
         let other = Client::register(&server).await;
-        let reply = other.post(&client.path_of(done["certificate"].as_str().unwrap()), None).await;
+        let reply = other
+            .post(&client.path_of(done["certificate"].as_str().unwrap()), None)
+            .await;
         assert_eq!((reply.status, reply.problem()), (403, "unauthorized".into()));
         server.stop().await;
     })
@@ -734,15 +830,28 @@ async fn a_wrong_key_authorization_makes_the_challenge_and_order_invalid() {
         let order = reply.json();
         let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
         let authz = client.post(&client.path_of(&authz_url), None).await.json();
-        let challenge = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+        let challenge = authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "http-01")
+            .unwrap()
+            .clone();
         let token = challenge["token"].as_str().unwrap();
         // Another key's thumbprint: not this account's key authorization.
         responder.answer(token, &format!("{token}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-        let reply = client.post(&client.path_of(challenge["url"].as_str().unwrap()), Some(&json!({}))).await;
+        let reply = client
+            .post(&client.path_of(challenge["url"].as_str().unwrap()), Some(&json!({})))
+            .await;
         assert_eq!(reply.status, 200);
         let challenge = client.settle(challenge["url"].as_str().unwrap()).await;
         assert_eq!(challenge["status"], "invalid", "{challenge}");
-        assert!(challenge["error"]["type"].as_str().unwrap().starts_with("urn:ietf:params:acme:error:"));
+        assert!(
+            challenge["error"]["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:ietf:params:acme:error:")
+        );
         let order = client.settle(&order_url).await;
         assert_eq!(order["status"], "invalid", "{order}");
         server.stop().await;
@@ -759,11 +868,16 @@ async fn revocation_by_the_certificates_own_key_and_reasons() {
         let order = ready_order(&client, &["r.example.test"]).await;
         let (der, key) = csr(&["r.example.test"]);
         let reply = client
-            .post(&client.path_of(order["finalize"].as_str().unwrap()), Some(&json!({"csr": B64.encode(der)})))
+            .post(
+                &client.path_of(order["finalize"].as_str().unwrap()),
+                Some(&json!({"csr": B64.encode(der)})),
+            )
             .await;
         assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
         let done = client.settle(order["url"].as_str().unwrap()).await;
-        let chain = client.post(&client.path_of(done["certificate"].as_str().unwrap()), None).await;
+        let chain = client
+            .post(&client.path_of(done["certificate"].as_str().unwrap()), None)
+            .await;
         let certificate = pem::parse_certificates(&chain.body, "chain").unwrap().remove(0);
         let payload = |reason: u8| json!({"certificate": B64.encode(certificate.as_ref()), "reason": reason});
 
@@ -855,16 +969,59 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
 fn ca_serve_refuses_bad_flags_with_exit_2() {
     let ca = support::ToolCa::new("Serve Root", &[]);
     for (flags, message) in [
-        (&["--listen", "127.0.0.1:0", "--base-url", "http://127.0.0.1:1"][..], "https://"),
-        (&["--listen", "127.0.0.1:0", "--base-url", "https://a.test/acme"][..], "path"),
-        (&["--listen", "127.0.0.1:70000", "--base-url", "https://a.test"][..], "IP:PORT"),
-        (&["--listen", "127.0.0.1:0", "--base-url", "https://a.test", "--va-resolve", "a.test"][..], "NAME=IP"),
-        (&["--listen", "127.0.0.1:0", "--base-url", "https://a.test", "--va-http-port", "0"][..], "port"),
-        (&["--listen", "127.0.0.1:0", "--base-url", "https://a.test", "--tls-cert", "x.pem"][..], "--tls-key"),
+        (
+            &["--listen", "127.0.0.1:0", "--base-url", "http://127.0.0.1:1"][..],
+            "https://",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--base-url", "https://a.test/acme"][..],
+            "path",
+        ),
+        (
+            &["--listen", "127.0.0.1:70000", "--base-url", "https://a.test"][..],
+            "IP:PORT",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--base-url",
+                "https://a.test",
+                "--va-resolve",
+                "a.test",
+            ][..],
+            "NAME=IP",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--base-url",
+                "https://a.test",
+                "--va-http-port",
+                "0",
+            ][..],
+            "port",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--base-url",
+                "https://a.test",
+                "--tls-cert",
+                "x.pem",
+            ][..],
+            "--tls-key",
+        ),
     ] {
         let out = support::output(ca.cmd().arg("serve").args(flags));
         assert_eq!(support::code(&out), 2, "{flags:?}: {}", support::stderr(&out));
-        assert!(support::stderr(&out).contains(message), "{flags:?}: {}", support::stderr(&out));
+        assert!(
+            support::stderr(&out).contains(message),
+            "{flags:?}: {}",
+            support::stderr(&out)
+        );
     }
     let help = support::ok(ca.cmd().args(["serve", "--help"]));
     for needle in ["EXAMPLES:", "EXIT CODES:", "--base-url", "--va-resolve", "--acme-hours"] {
@@ -888,7 +1045,15 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
     let ca = support::ToolCa::new("Serve Root", &[]);
     let mut child = ca
         .cmd()
-        .args(["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--base-url",
+            "https://127.0.0.1:1",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -898,15 +1063,31 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
     let mut lines = std::io::BufReader::new(stdout).lines();
     let https = lines.next().unwrap().unwrap();
     let http = lines.next().unwrap().unwrap();
-    assert!(https.starts_with("listening on 127.0.0.1:") && https.ends_with(" (https)"), "{https}");
-    assert!(http.starts_with("listening on 127.0.0.1:") && http.ends_with(" (http)"), "{http}");
-    let http_address = http.trim_start_matches("listening on ").trim_end_matches(" (http)").to_string();
-    let https_address = https.trim_start_matches("listening on ").trim_end_matches(" (https)").to_string();
+    assert!(
+        https.starts_with("listening on 127.0.0.1:") && https.ends_with(" (https)"),
+        "{https}"
+    );
+    assert!(
+        http.starts_with("listening on 127.0.0.1:") && http.ends_with(" (http)"),
+        "{http}"
+    );
+    let http_address = http
+        .trim_start_matches("listening on ")
+        .trim_end_matches(" (http)")
+        .to_string();
+    let https_address = https
+        .trim_start_matches("listening on ")
+        .trim_end_matches(" (https)")
+        .to_string();
 
     // /ca.pem over plain HTTP is the CA's certificate.
     let mut tcp = std::net::TcpStream::connect(&http_address).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut tcp, b"GET /ca.pem HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    std::io::Write::write_all(
+        &mut tcp,
+        b"GET /ca.pem HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut tcp, &mut raw).unwrap();
     let reply = parse_reply(&raw);
@@ -914,13 +1095,27 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
     assert_eq!(reply.body, std::fs::read(ca.dir().join("ca.pem")).unwrap());
 
     // The port is taken: exit 3.
-    let out = support::output(ca.cmd().args(["serve", "--listen", &https_address, "--base-url", "https://127.0.0.1:1"]));
+    let out =
+        support::output(
+            ca.cmd()
+                .args(["serve", "--listen", &https_address, "--base-url", "https://127.0.0.1:1"]),
+        );
     assert_eq!(support::code(&out), 3, "{}", support::stderr(&out));
-    assert!(support::stderr(&out).contains("cannot listen on"), "{}", support::stderr(&out));
+    assert!(
+        support::stderr(&out).contains("cannot listen on"),
+        "{}",
+        support::stderr(&out)
+    );
 
     // SIGTERM: exit 0.
     let pid = process.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut process = process;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -86,9 +86,9 @@ pub struct ServeArgs {
 }
 
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    text.trim().parse::<SocketAddr>().map_err(|_| {
-        format!("{text:?} is not IP:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:14000, [::1]:0)")
-    })
+    text.trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{text:?} is not IP:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:14000, [::1]:0)"))
 }
 
 fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
@@ -118,7 +118,9 @@ fn parse_suffix(text: &str) -> Result<String, String> {
 
 fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
     let Some((name, ip)) = text.split_once('=') else {
-        return Err(format!("{text:?} is not NAME=IP (e.g. a.example.test=127.0.0.1, or *=127.0.0.1)"));
+        return Err(format!(
+            "{text:?} is not NAME=IP (e.g. a.example.test=127.0.0.1, or *=127.0.0.1)"
+        ));
     };
     let ip: IpAddr = ip
         .trim()
@@ -135,7 +137,11 @@ fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
 }
 
 /// Runs `ca serve` until SIGTERM or SIGINT.
-pub fn run(ca: tessera::ca::CertificateAuthority, args: &ServeArgs, store: Option<tessera::ca::Location>) -> anyhow::Result<u8> {
+pub fn run(
+    ca: tessera::ca::CertificateAuthority,
+    args: &ServeArgs,
+    store: Option<tessera::ca::Location>,
+) -> anyhow::Result<u8> {
     let mut config = ServeConfig::new(args.base_url.clone());
     config.acme_lifetime = Duration::from_secs(u64::from(args.acme_hours) * 3600);
     config.allow_dns = args.allow_dns.clone();
@@ -196,7 +202,11 @@ async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args:
         None => None,
     };
     let https_address = https.local_addr().context("cannot read the bound address")?;
-    let http_address = http.as_ref().map(TcpListener::local_addr).transpose().context("cannot read the bound address")?;
+    let http_address = http
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the bound address")?;
     let (handle, service) = tessera::ca::serve::serve(ca, config, https, http).await?;
     tessera::outln!("listening on {https_address} (https)")?;
     if let Some(address) = http_address {
@@ -219,7 +229,10 @@ mod tests {
 
     #[test]
     fn flag_values_are_checked() {
-        assert_eq!(parse_resolve("*=127.0.0.1").unwrap(), ("*".into(), "127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            parse_resolve("*=127.0.0.1").unwrap(),
+            ("*".into(), "127.0.0.1".parse().unwrap())
+        );
         assert_eq!(parse_resolve("A.test=::1").unwrap().0, "a.test");
         assert!(parse_resolve("a.test").unwrap_err().contains("NAME=IP"));
         assert!(parse_resolve("a.test=nope").is_err());

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::ServeConfig;
 use super::jws::{self, Jwk, Jws, KeyRef};
 use super::pool::StorePool;
 use super::problem::{Problem, ProblemType, Subproblem};
-use super::ServeConfig;
 use crate::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Identifier, Order,
     OrderStatus,
@@ -144,7 +144,13 @@ impl Acme {
     /// Checks and authenticates one POST (§6.2–§6.5): the media type, the JWS, its `url`
     /// against `--base-url` and the path, its nonce (used up), its key form, the account's
     /// status, and the signature.
-    async fn authenticate(&self, headers: &HeaderMap, path: &str, body: &[u8], form: KeyForm) -> Result<(Jws, Signer), Problem> {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+        form: KeyForm,
+    ) -> Result<(Jws, Signer), Problem> {
         let media = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -152,14 +158,25 @@ impl Acme {
             .map(str::trim)
             .unwrap_or("");
         if !media.eq_ignore_ascii_case(JOSE_JSON) {
-            return Err(Problem::malformed(format!("the Content-Type must be {JOSE_JSON} (RFC 8555 §6.2)")).with_status(415));
+            return Err(
+                Problem::malformed(format!("the Content-Type must be {JOSE_JSON} (RFC 8555 §6.2)")).with_status(415),
+            );
         }
         let jws = jws::parse(body)?;
         // §6.5: every nonce is good once; taken first, so that no request replays it.
-        let nonce = jws.nonce.clone();
-        let taken = self.pool.acme(move |store| store.nonce_take(&nonce, now_unix())).await.map_err(internal)?;
+        let nonce = jws
+            .nonce
+            .clone()
+            .ok_or_else(|| Problem::bad_nonce("the JWS has no nonce (RFC 8555 §6.5)"))?;
+        let taken = self
+            .pool
+            .acme(move |store| store.nonce_take(&nonce, now_unix()))
+            .await
+            .map_err(internal)?;
         if !taken {
-            return Err(Problem::bad_nonce("the nonce is unknown, used or expired; get a new one (RFC 8555 §6.5)"));
+            return Err(Problem::bad_nonce(
+                "the nonce is unknown, used or expired; get a new one (RFC 8555 §6.5)",
+            ));
         }
 
         // §6.4: the url in the protected header must be the URL the request was sent to (its
@@ -173,8 +190,13 @@ impl Acme {
             (KeyRef::Jwk(jwk), KeyForm::Jwk | KeyForm::Either) => Signer::Key(jwk.clone()),
             (KeyRef::Kid(kid), KeyForm::Kid | KeyForm::Either) => {
                 let prefix = self.account_url("");
-                let Some(id) = kid.strip_prefix(&prefix).filter(|id| !id.is_empty() && !id.contains('/')) else {
-                    return Err(Problem::account_does_not_exist("the kid is not an account URL of this server"));
+                let Some(id) = kid
+                    .strip_prefix(&prefix)
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+                else {
+                    return Err(Problem::account_does_not_exist(
+                        "the kid is not an account URL of this server",
+                    ));
                 };
                 let id = id.to_string();
                 let account = self
@@ -184,16 +206,20 @@ impl Acme {
                     .map_err(internal)?
                     .ok_or_else(|| Problem::account_does_not_exist("no such account"))?;
                 if account.status != AccountStatus::Valid {
-                    return Err(Problem::unauthorized("the account is deactivated or revoked (RFC 8555 §7.3.6)"));
+                    return Err(Problem::unauthorized(
+                        "the account is deactivated or revoked (RFC 8555 §7.3.6)",
+                    ));
                 }
-                let jwk = Jwk::from_json(&account.jwk).map_err(|_| {
+                let jwk = Jwk::from_json(account.jwk.as_bytes()).map_err(|_| {
                     tracing::error!(account = %account.id, "the stored account key does not parse");
                     Problem::server_internal("the account's key cannot be read")
                 })?;
                 Signer::Account(account, jwk)
             }
             (KeyRef::Jwk(_), KeyForm::Kid) => {
-                return Err(Problem::malformed("this resource takes a kid, not a jwk (RFC 8555 §6.2)"));
+                return Err(Problem::malformed(
+                    "this resource takes a kid, not a jwk (RFC 8555 §6.2)",
+                ));
             }
             (KeyRef::Kid(_), KeyForm::Jwk) => {
                 return Err(Problem::malformed("newAccount takes a jwk, not a kid (RFC 8555 §7.3)"));
@@ -207,7 +233,12 @@ impl Acme {
     }
 
     /// As [`Acme::authenticate`] for `kid`-signed requests: the account.
-    async fn account_request(&self, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<(Jws, Account, Jwk), Problem> {
+    async fn account_request(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Jws, Account, Jwk), Problem> {
         match self.authenticate(headers, path, body, KeyForm::Kid).await? {
             (jws, Signer::Account(account, jwk)) => Ok((jws, account, jwk)),
             (_, Signer::Key(_)) => Err(Problem::malformed("this resource takes a kid")),
@@ -234,7 +265,11 @@ impl Acme {
             if let Some(serial) = &order.certificate {
                 map.insert("certificate".into(), json!(self.url(&format!("/acme/cert/{serial}"))));
             }
-            if let Some(error) = order.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+            if let Some(error) = order
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            {
                 map.insert("error".into(), error);
             }
             if let Some(replaces) = &order.replaces {
@@ -255,7 +290,11 @@ impl Acme {
             if let Some(at) = challenge.validated {
                 map.insert("validated".into(), json!(rfc3339(at)));
             }
-            if let Some(error) = challenge.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+            if let Some(error) = challenge
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            {
                 map.insert("error".into(), error);
             }
         }
@@ -279,7 +318,11 @@ impl Acme {
 
     fn order_response(&self, status: StatusCode, order: &Order) -> Response {
         let mut response = json_response(status, &self.order_json(order));
-        response = with_header(response, header::LOCATION, &self.url(&format!("/acme/order/{}", order.id)));
+        response = with_header(
+            response,
+            header::LOCATION,
+            &self.url(&format!("/acme/order/{}", order.id)),
+        );
         if order.status == OrderStatus::Processing {
             response = with_header(response, header::RETRY_AFTER, RETRY_AFTER);
         }
@@ -289,16 +332,23 @@ impl Acme {
     /// The names a dns identifier may not have: outside the CA's name constraints (every CA of
     /// its chain), or outside every `--allow-dns` suffix when some are given.
     fn identifier_refusal(&self, name: &str) -> Option<String> {
-        if !self.config.allow_dns.is_empty()
-            && !self.config.allow_dns.iter().any(|suffix| dns_within(name, suffix))
-        {
+        if !self.config.allow_dns.is_empty() && !self.config.allow_dns.iter().any(|suffix| dns_within(name, suffix)) {
             return Some(format!("{name} is outside every --allow-dns suffix of this server"));
         }
         for der in self.ca.chain() {
-            let Ok(info) = CertificateInfo::from_der(der) else { continue };
-            let permitted: Vec<&str> = info.permitted_names.iter().filter_map(|n| n.strip_prefix("dns:")).collect();
+            let Ok(info) = CertificateInfo::from_der(der) else {
+                continue;
+            };
+            let permitted: Vec<&str> = info
+                .permitted_names
+                .iter()
+                .filter_map(|n| n.strip_prefix("dns:"))
+                .collect();
             if !permitted.is_empty() && !permitted.iter().any(|domain| dns_within(name, domain)) {
-                return Some(format!("{name} is outside the name constraints of the CA \"{}\"", info.subject));
+                return Some(format!(
+                    "{name} is outside the name constraints of the CA \"{}\"",
+                    info.subject
+                ));
             }
             if let Some(domain) = info
                 .excluded_names
@@ -306,7 +356,10 @@ impl Acme {
                 .filter_map(|n| n.strip_prefix("dns:"))
                 .find(|domain| dns_within(name, domain))
             {
-                return Some(format!("{name} is excluded by the CA \"{}\" (under {domain})", info.subject));
+                return Some(format!(
+                    "{name} is excluded by the CA \"{}\" (under {domain})",
+                    info.subject
+                ));
             }
         }
         None
@@ -320,7 +373,10 @@ fn dns_within(name: &str, domain: &str) -> bool {
     if let Some(below) = domain.strip_prefix('.') {
         return name.strip_suffix(below).is_some_and(|head| head.ends_with('.'));
     }
-    name == domain || name.strip_suffix(domain.as_str()).is_some_and(|head| head.ends_with('.'))
+    name == domain
+        || name
+            .strip_suffix(domain.as_str())
+            .is_some_and(|head| head.ends_with('.'))
 }
 
 fn identifier_json(identifier: &Identifier) -> Value {
@@ -387,7 +443,11 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
 /// `HEAD` / `GET /acme/new-nonce` (§7.2): 200 / 204, the nonce itself added by
 /// [`acme_headers`].
 pub(crate) async fn new_nonce(method: Method) -> Response {
-    let status = if method == Method::HEAD { StatusCode::OK } else { StatusCode::NO_CONTENT };
+    let status = if method == Method::HEAD {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
     (status, [(header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
@@ -439,14 +499,22 @@ fn check_contacts(contact: &[String]) -> Result<(), Problem> {
     }
     for c in contact {
         let Some(address) = c.strip_prefix("mailto:") else {
-            return Err(Problem::new(ProblemType::UnsupportedContact, "only mailto: contacts are supported"));
+            return Err(Problem::new(
+                ProblemType::UnsupportedContact,
+                "only mailto: contacts are supported",
+            ));
         };
         if address.is_empty()
             || address.len() > 254
             || !address.contains('@')
-            || address.chars().any(|ch| ch.is_control() || ch.is_whitespace() || ch == ',')
+            || address
+                .chars()
+                .any(|ch| ch.is_control() || ch.is_whitespace() || ch == ',')
         {
-            return Err(Problem::new(ProblemType::InvalidContact, "a contact is not a single e-mail address"));
+            return Err(Problem::new(
+                ProblemType::InvalidContact,
+                "a contact is not a single e-mail address",
+            ));
         }
     }
     Ok(())
@@ -455,7 +523,9 @@ fn check_contacts(contact: &[String]) -> Result<(), Problem> {
 /// `POST /acme/new-account` (§7.3): signed with `jwk`; an existing account for the key is
 /// returned with 200, a new one is made with 201; `onlyReturnExisting` never makes one.
 pub(crate) async fn new_account(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let (jws, signer) = acme.authenticate(&headers, "/acme/new-account", &body, KeyForm::Jwk).await?;
+    let (jws, signer) = acme
+        .authenticate(&headers, "/acme/new-account", &body, KeyForm::Jwk)
+        .await?;
     let Signer::Key(jwk) = signer else {
         return Err(Problem::malformed("newAccount takes a jwk"));
     };
@@ -472,7 +542,9 @@ pub(crate) async fn new_account(State(acme): State<Shared>, headers: HeaderMap, 
         return Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)));
     }
     if payload.only_return_existing {
-        return Err(Problem::account_does_not_exist("no account has this key (onlyReturnExisting)"));
+        return Err(Problem::account_does_not_exist(
+            "no account has this key (onlyReturnExisting)",
+        ));
     }
     check_contacts(&payload.contact)?;
     let account = Account {
@@ -504,7 +576,12 @@ struct AccountUpdatePayload {
 
 /// `POST /acme/account/{id}` (§7.3.2, §7.3.6): POST-as-GET reads the account; `contact`
 /// replaces its contacts; `status: deactivated` deactivates it. Only the account itself may.
-pub(crate) async fn account(State(acme): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+pub(crate) async fn account(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let path = format!("/acme/account/{id}");
     let (jws, mut account, _) = acme.account_request(&headers, &path, &body).await?;
     if account.id != id {
@@ -522,7 +599,10 @@ pub(crate) async fn account(State(acme): State<Shared>, Path(id): Path<String>, 
             Some(_) => return Err(Problem::malformed("an account's status may only be set to deactivated")),
         }
         let stored = account.clone();
-        acme.pool.acme(move |store| store.account_update(&stored)).await.map_err(internal)?;
+        acme.pool
+            .acme(move |store| store.account_update(&stored))
+            .await
+            .map_err(internal)?;
         tracing::info!(account = %account.id, status = account_status(account.status), "account updated");
     }
     let response = json_response(StatusCode::OK, &acme.account_json(&account));
@@ -561,7 +641,9 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
         return Err(Problem::malformed("an order needs at least one identifier"));
     }
     if payload.identifiers.len() > MAX_IDENTIFIERS {
-        return Err(Problem::malformed(format!("an order has at most {MAX_IDENTIFIERS} identifiers")));
+        return Err(Problem::malformed(format!(
+            "an order has at most {MAX_IDENTIFIERS} identifiers"
+        )));
     }
     let mut identifiers: Vec<Identifier> = Vec::new();
     let mut refused = Vec::new();
@@ -700,10 +782,19 @@ impl Acme {
 }
 
 /// `POST /acme/order/{id}` (POST-as-GET, §7.4).
-pub(crate) async fn order(State(acme): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    let (jws, account, _) = acme.account_request(&headers, &format!("/acme/order/{id}"), &body).await?;
+pub(crate) async fn order(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/order/{id}"), &body)
+        .await?;
     if !jws.is_post_as_get() {
-        return Err(Problem::malformed("an order is read with POST-as-GET (an empty payload)"));
+        return Err(Problem::malformed(
+            "an order is read with POST-as-GET (an empty payload)",
+        ));
     }
     let order = acme.own_order(&account, id).await?;
     Ok(acme.order_response(StatusCode::OK, &order))
@@ -711,10 +802,21 @@ pub(crate) async fn order(State(acme): State<Shared>, Path(id): Path<String>, he
 
 /// `POST /acme/authz/{id}` (§7.5): POST-as-GET reads it; `{"status": "deactivated"}`
 /// deactivates it (§7.5.2).
-pub(crate) async fn authorization(State(acme): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    let (jws, account, _) = acme.account_request(&headers, &format!("/acme/authz/{id}"), &body).await?;
+pub(crate) async fn authorization(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/authz/{id}"), &body)
+        .await?;
     let lookup = id.clone();
-    let authz = acme.pool.acme(move |store| store.authorization(&lookup)).await.map_err(internal)?;
+    let authz = acme
+        .pool
+        .acme(move |store| store.authorization(&lookup))
+        .await
+        .map_err(internal)?;
     let mut authz = match authz {
         Some(authz) if authz.account_id == account.id => authz,
         Some(_) => return Err(Problem::unauthorized("the authorization belongs to another account")),
@@ -727,7 +829,9 @@ pub(crate) async fn authorization(State(acme): State<Shared>, Path(id): Path<Str
         }
         let request: Deactivate = jws.payload_json()?;
         if request.status != "deactivated" {
-            return Err(Problem::malformed("an authorization's status may only be set to deactivated"));
+            return Err(Problem::malformed(
+                "an authorization's status may only be set to deactivated",
+            ));
         }
         let target = id.clone();
         let changed = acme
@@ -736,7 +840,9 @@ pub(crate) async fn authorization(State(acme): State<Shared>, Path(id): Path<Str
             .await
             .map_err(internal)?;
         if !changed {
-            return Err(Problem::malformed("only a pending or valid authorization can be deactivated"));
+            return Err(Problem::malformed(
+                "only a pending or valid authorization can be deactivated",
+            ));
         }
         authz.status = AuthorizationStatus::Deactivated;
         tracing::info!(account = %account.id, authorization = %id, "authorization deactivated");
@@ -751,10 +857,21 @@ pub(crate) async fn authorization(State(acme): State<Shared>, Path(id): Path<Str
 /// `POST /acme/chall/{id}` (§7.5.1): POST-as-GET reads it; `{}` asks for validation, claimed
 /// once in the store (whichever instance gets the request) and done in the background by the
 /// validation authority; the challenge is returned as `processing`.
-pub(crate) async fn challenge(State(acme): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    let (jws, account, jwk) = acme.account_request(&headers, &format!("/acme/chall/{id}"), &body).await?;
+pub(crate) async fn challenge(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, jwk) = acme
+        .account_request(&headers, &format!("/acme/chall/{id}"), &body)
+        .await?;
     let lookup = id.clone();
-    let found = acme.pool.acme(move |store| store.challenge(&lookup)).await.map_err(internal)?;
+    let found = acme
+        .pool
+        .acme(move |store| store.challenge(&lookup))
+        .await
+        .map_err(internal)?;
     let (mut challenge, authz) = match found {
         Some((challenge, authz)) if authz.account_id == account.id => (challenge, authz),
         Some(_) => return Err(Problem::unauthorized("the challenge belongs to another account")),
@@ -794,7 +911,12 @@ pub(crate) async fn challenge(State(acme): State<Shared>, Path(id): Path<String>
             // The authorization is no longer pending (valid through another challenge, or
             // expired): this one cannot start.
             let reread = challenge.id.clone();
-            if let Some((now_challenge, _)) = acme.pool.acme(move |store| store.challenge(&reread)).await.map_err(internal)? {
+            if let Some((now_challenge, _)) = acme
+                .pool
+                .acme(move |store| store.challenge(&reread))
+                .await
+                .map_err(internal)?
+            {
                 challenge = now_challenge;
             }
         }
@@ -822,10 +944,14 @@ impl Acme {
         key_authorization: String,
         order_id: String,
     ) {
-        let outcome = if self.config.va_always_valid {
-            Ok(())
-        } else {
-            super::va::validate(&self.config.va, &kind, &identifier, &token, &key_authorization).await
+        let outcome = match super::va::ChallengeKind::parse(&kind) {
+            _ if self.config.va_always_valid => Ok(()),
+            Some(challenge_kind) => {
+                super::va::validate(&self.config.va, challenge_kind, &identifier, &token, &key_authorization).await
+            }
+            None => Err(Problem::malformed(format!(
+                "{kind} is not a challenge this server validates"
+            ))),
         };
         let (valid, error) = match &outcome {
             Ok(()) => (true, None),
@@ -902,12 +1028,16 @@ fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> 
 fn issue_problem(error: &CaError) -> Problem {
     match error {
         CaError::BadCsr { reason, .. } => Problem::new(ProblemType::BadCsr, format!("the CSR is unusable: {reason}")),
-        CaError::UnsupportedCsr { reason, .. } => Problem::new(ProblemType::BadCsr, format!("cannot issue for the CSR: {reason}")),
+        CaError::UnsupportedCsr { reason, .. } => {
+            Problem::new(ProblemType::BadCsr, format!("cannot issue for the CSR: {reason}"))
+        }
         CaError::Refused(_) => Problem::new(ProblemType::RejectedIdentifier, format!("{error}")),
         CaError::InvalidRequest { .. } | CaError::OutlivesIssuer { .. } | CaError::IssuerNotValid { .. } => {
             Problem::server_internal(format!("cannot issue: {error}"))
         }
-        CaError::Pki(PkiError::NameConstraintViolation) => Problem::new(ProblemType::RejectedIdentifier, format!("{error}")),
+        CaError::Pki(PkiError::NameConstraintViolation) => {
+            Problem::new(ProblemType::RejectedIdentifier, format!("{error}"))
+        }
         _ => internal_ref(error),
     }
 }
@@ -921,7 +1051,12 @@ fn internal_ref(error: &CaError) -> Problem {
 /// sees it processing or valid, or gets orderNotReady), checks the CSR's names equal the
 /// order's identifiers (badCSR), issues through the CA (name constraints, lifetime
 /// `--acme-hours`), and records the certificate and the valid order in one transaction.
-pub(crate) async fn finalize(State(acme): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+pub(crate) async fn finalize(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let (jws, account, _) = acme
         .account_request(&headers, &format!("/acme/order/{id}/finalize"), &body)
         .await?;
@@ -947,12 +1082,19 @@ pub(crate) async fn finalize(State(acme): State<Shared>, Path(id): Path<String>,
         ));
     }
     let claim = id.clone();
-    let claimed = acme.pool.acme(move |store| store.order_claim_finalize(&claim)).await.map_err(internal)?;
+    let claimed = acme
+        .pool
+        .acme(move |store| store.order_claim_finalize(&claim))
+        .await
+        .map_err(internal)?;
     if !claimed {
         let again = acme.own_order(&account, id.clone()).await?;
         return match again.status {
             OrderStatus::Processing | OrderStatus::Valid => Ok(acme.order_response(StatusCode::OK, &again)),
-            _ => Err(Problem::new(ProblemType::OrderNotReady, "the order is being finalized by another request")),
+            _ => Err(Problem::new(
+                ProblemType::OrderNotReady,
+                "the order is being finalized by another request",
+            )),
         };
     }
     let name = common_name
@@ -1015,14 +1157,21 @@ impl Acme {
     fn chain_pem(&self, leaf_pem: &str) -> String {
         let chain = self.ca.chain();
         let mut out = leaf_pem.to_string();
-        out.push_str(&pem::certificates_to_pem(chain.iter().take(chain.len().saturating_sub(1))));
+        out.push_str(&pem::certificates_to_pem(
+            chain.iter().take(chain.len().saturating_sub(1)),
+        ));
         out
     }
 }
 
 /// `POST /acme/cert/{serial}` (POST-as-GET, §7.4.2): `application/pem-certificate-chain`, the
 /// leaf first, for the account whose order it was issued for.
-pub(crate) async fn certificate(State(acme): State<Shared>, Path(serial): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+pub(crate) async fn certificate(
+    State(acme): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let (jws, account, _) = acme
         .account_request(&headers, &format!("/acme/cert/{serial}"), &body)
         .await?;
@@ -1082,7 +1231,9 @@ fn revocation_reason(code: Option<u8>) -> Result<RevocationReason, Problem> {
 /// (`kid`) or by the certificate's own key (`jwk`); revoked through the CA (a fresh CRL,
 /// published to the store for `/crl`); `alreadyRevoked` when it was.
 pub(crate) async fn revoke_cert(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let (jws, signer) = acme.authenticate(&headers, "/acme/revoke-cert", &body, KeyForm::Either).await?;
+    let (jws, signer) = acme
+        .authenticate(&headers, "/acme/revoke-cert", &body, KeyForm::Either)
+        .await?;
     let payload: RevokePayload = jws.payload_json()?;
     let reason = revocation_reason(payload.reason)?;
     let der = base64url(&payload.certificate)?;
@@ -1118,13 +1269,15 @@ pub(crate) async fn revoke_cert(State(acme): State<Shared>, headers: HeaderMap, 
         }
     };
     if record.revoked.is_some() {
-        return Err(Problem::new(ProblemType::AlreadyRevoked, "the certificate is already revoked"));
+        return Err(Problem::new(
+            ProblemType::AlreadyRevoked,
+            "the certificate is already revoked",
+        ));
     }
     let ca = Arc::clone(&acme.ca);
     let revoked_serial = serial.clone();
     let crl_lifetime = acme.config.crl_lifetime;
-    let revoked = acme
-        .pool
+    acme.pool
         .store(move |store: &mut dyn Store| {
             let now = OffsetDateTime::now_utc();
             match ca.revoke_certificate(&revoked_serial, reason, now, crl_lifetime) {
@@ -1141,29 +1294,45 @@ pub(crate) async fn revoke_cert(State(acme): State<Shared>, headers: HeaderMap, 
         })
         .await
         .map_err(internal)??;
-    let _ = revoked;
     tracing::info!(serial = %serial, reason = reason.name(), by = %who, "certificate revoked");
     Ok(StatusCode::OK.into_response())
 }
 
 /// `GET /acme/renewal-info/{id}` (RFC 9773 §4.2): the suggested renewal window of a
-/// certificate this CA issued, with `Retry-After`.
+/// certificate this CA issued (its identifier's key identifier must be this CA's), with
+/// `Retry-After`.
 pub(crate) async fn renewal_info(State(acme): State<Shared>, Path(id): Path<String>) -> Answer {
     let cert_id = super::ari::CertId::parse(&id)?;
     let serial = cert_id.serial();
-    let record = acme.pool.store(move |store: &mut dyn Store| store.find(&serial)).await.map_err(internal)?;
-    let Some(record) = record else {
-        return Err(Problem::not_found("this CA issued no such certificate"));
-    };
-    let (start, end) = if record.revoked.is_some() {
-        // RFC 9773 §4.2: a revoked certificate is renewed at once.
-        let now = OffsetDateTime::now_utc();
-        (now - time::Duration::hours(1), now)
-    } else {
-        super::ari::suggested_window(record.not_before, record.not_after)
-    };
-    let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-    let body = json!({"suggestedWindow": {"start": fmt(start), "end": fmt(end)}});
-    let response = json_response(StatusCode::OK, &body);
-    Ok(with_header(response, header::RETRY_AFTER, "21600"))
+    let record = acme
+        .pool
+        .store(move |store: &mut dyn Store| store.find(&serial))
+        .await
+        .map_err(internal)?;
+    let record = record
+        .filter(|record| {
+            pem::parse_certificates(record.certificate.as_bytes(), "record")
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .and_then(|der| super::ari::CertId::from_certificate(&der).ok())
+                .is_some_and(|issued| issued == cert_id)
+        })
+        .ok_or_else(|| Problem::not_found("this CA issued no such certificate"))?;
+    let info = super::ari::RenewalInfo::new(
+        record.not_before,
+        record.not_after,
+        record.revoked.is_some(),
+        OffsetDateTime::now_utc(),
+    );
+    let response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        info.to_json(),
+    )
+        .into_response();
+    Ok(with_header(
+        response,
+        header::RETRY_AFTER,
+        &info.retry_after().as_secs().to_string(),
+    ))
 }

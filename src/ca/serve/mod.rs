@@ -24,11 +24,13 @@
 //! blocking pool), `jws.rs` (JWS in flattened JSON, JWKs and their RFC 7638 thumbprints,
 //! RFC 8555 §6.2), `problem.rs` (RFC 7807 problem documents with RFC 8555 §6.7's error types),
 //! `ari.rs` (renewal information, RFC 9773), `ratelimit.rs` (per-account and global request
-//! limits), `va.rs` (http-01 and tls-alpn-01 validation, RFC 8555 §8.3 and RFC 8737).
+//! limits), `va.rs` (http-01 and tls-alpn-01 validation, RFC 8555 §8.3 and RFC 8737),
+//! `periodic.rs` (CRL regeneration and clean-up under leases in the store).
 
 mod acme;
 pub mod ari;
 pub mod jws;
+pub mod periodic;
 mod pool;
 pub mod problem;
 pub mod ratelimit;
@@ -143,7 +145,9 @@ impl BaseUrl {
             .ok_or_else(|| bad("is not an https:// URL"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#', '@']) || rest.is_empty() {
-            return Err(bad("must be https://HOST[:PORT], without a path, query, fragment or user"));
+            return Err(bad(
+                "must be https://HOST[:PORT], without a path, query, fragment or user",
+            ));
         }
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
@@ -163,7 +167,10 @@ impl BaseUrl {
         }
         let host = host.to_ascii_lowercase();
         if host.parse::<std::net::IpAddr>().is_err()
-            && !matches!(crate::pki::SubjectAltName::check("dns", &host), Ok(crate::pki::SubjectAltName::Dns(_)))
+            && !matches!(
+                crate::pki::SubjectAltName::check("dns", &host),
+                Ok(crate::pki::SubjectAltName::Dns(_))
+            )
         {
             return Err(bad("has a host that is neither a DNS name nor an IP address"));
         }
@@ -185,7 +192,11 @@ impl BaseUrl {
 /// Publishes a CRL the CA just wrote to the store, for every instance's `/crl`.
 fn publish_crl(store: &mut dyn AcmeStore, der: &CertificateRevocationListDer<'_>) -> Result<bool, CaError> {
     let info = CrlInfo::from_der(der)?;
-    let number = info.crl_number.as_deref().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let number = info
+        .crl_number
+        .as_deref()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
     let crl = PublishedCrl {
         der: der.to_vec(),
         number,
@@ -206,7 +217,10 @@ mod tests {
         assert_eq!(url.as_str(), "https://127.0.0.1:14000");
         assert_eq!(url.host(), "127.0.0.1");
         let url = BaseUrl::parse("https://ACME.Example.test").unwrap();
-        assert_eq!((url.as_str(), url.host()), ("https://acme.example.test", "acme.example.test"));
+        assert_eq!(
+            (url.as_str(), url.host()),
+            ("https://acme.example.test", "acme.example.test")
+        );
         assert_eq!(BaseUrl::parse("https://[::1]:443").unwrap().host(), "::1");
         for bad in [
             "http://127.0.0.1:1",
@@ -220,7 +234,13 @@ mod tests {
             "127.0.0.1:14000",
         ] {
             assert!(
-                matches!(BaseUrl::parse(bad), Err(CaError::InvalidRequest { field: "--base-url", .. })),
+                matches!(
+                    BaseUrl::parse(bad),
+                    Err(CaError::InvalidRequest {
+                        field: "--base-url",
+                        ..
+                    })
+                ),
                 "{bad}"
             );
         }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Semaphore;
 
+use crate::ca::CaError;
 use crate::ca::store::acme::AcmeStore;
 use crate::ca::store::{self, Location, Store};
-use crate::ca::CaError;
 
 /// Opened stores of one CA, shared by the handlers.
 pub(crate) struct StorePool {
@@ -64,10 +64,11 @@ impl StorePool {
         let slots = self.slots.clone();
         let joined = tokio::task::spawn_blocking(move || {
             // With a permit held, at most `size - 1` others hold a store: one is free.
-            let guard = slots
-                .iter()
-                .find_map(|slot| slot.try_lock().ok())
-                .or_else(|| slots.first().map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner)));
+            let guard = slots.iter().find_map(|slot| slot.try_lock().ok()).or_else(|| {
+                slots
+                    .first()
+                    .map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner))
+            });
             let result = match guard {
                 Some(mut store) => f(store.as_mut()),
                 None => Err(CaError::Store {

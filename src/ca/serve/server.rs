@@ -78,7 +78,8 @@ fn issue_server_certificate(ca: &CertificateAuthority, host: &str) -> Result<(Cr
         .key
         .as_ref()
         .ok_or_else(|| CaError::invalid("--tls-cert", "no key was made for the server's certificate"))?;
-    let credentials = Credentials::new(issued.chain.clone(), key).map_err(|e| CaError::invalid("--tls-cert", e.to_string()))?;
+    let credentials =
+        Credentials::new(issued.chain.clone(), key).map_err(|e| CaError::invalid("--tls-cert", e.to_string()))?;
     let renew_at = now + time::Duration::seconds(i64::try_from(lifetime.as_secs() / 2).unwrap_or(3600));
     tracing::info!(serial = %issued.info.serial, host, not_after = %crate::pki::rfc3339(issued.info.not_after), "issued the server's own certificate");
     Ok((credentials, renew_at))
@@ -112,10 +113,16 @@ pub async fn serve(
         let issuer = ca.info().sha256_fingerprint.clone();
         let location = config.store.clone();
         let size = config.pool_size;
-        tokio::task::spawn_blocking(move || StorePool::open(&dir, &issuer, location.as_ref(), size))
-            .await
-            .map_err(|_| blocking_failed("opening the store"))??
+        tokio::task::spawn_blocking(move || {
+            let pool = StorePool::open(&dir, &issuer, location.as_ref(), size)?;
+            // The periodic work (CRL, clean-up) has a connection of its own.
+            let periodic = crate::ca::store::open(&dir, &issuer, location.as_ref())?;
+            Ok::<_, CaError>((pool, periodic))
+        })
+        .await
+        .map_err(|_| blocking_failed("opening the store"))??
     };
+    let (pool, periodic_store) = pool;
     let (credentials, renew_at) = match &config.tls {
         Some(credentials) => (credentials.clone(), None),
         None => {
@@ -155,7 +162,9 @@ pub async fn serve(
     });
     let (https_router, http_router) = routers(&acme);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let handle = ServeHandle { stop: Arc::new(stop_tx) };
+    let handle = ServeHandle {
+        stop: Arc::new(stop_tx),
+    };
 
     let service = async move {
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -188,8 +197,26 @@ pub async fn serve(
                 stop_rx.clone(),
             ));
         }
+        let holder = acme::random_id().unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+        tracing::info!(holder = %holder, "periodic work (CRL, clean-up) runs under leases as this holder");
+        let mut periodic_stop = stop_rx.clone();
+        let periodic = tokio::spawn(super::periodic::run(
+            Arc::clone(&ca),
+            periodic_store,
+            holder,
+            super::periodic::PeriodicSettings {
+                crl_lifetime: config.crl_lifetime,
+                ..super::periodic::PeriodicSettings::default()
+            },
+            async move {
+                let _ = periodic_stop.changed().await;
+            },
+        ));
         // Each accept loop drains its own connections after the stop.
         while accepts.join_next().await.is_some() {}
+        if tokio::time::timeout(Duration::from_secs(5), periodic).await.is_err() {
+            tracing::warn!("the periodic work did not stop in time");
+        }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         tracing::info!("stopped");
@@ -246,7 +273,10 @@ fn routers(acme: &Shared) -> (Router, Router) {
         .route("/revoke-cert", post(acme::revoke_cert))
         .route("/renewal-info/{id}", get(acme::renewal_info))
         .fallback(acme_not_found)
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(acme), acme::acme_headers));
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(acme),
+            acme::acme_headers,
+        ));
     let public = Router::new()
         .route("/crl", get(crl))
         .route("/ocsp", post(ocsp_post))
@@ -272,15 +302,23 @@ async fn acme_not_found() -> Problem {
     Problem::not_found("no such ACME resource")
 }
 
-/// Answers 503 when a request takes longer than [`ServeConfig::request_timeout`].
+/// Answers 503 when a request takes longer than [`ServeConfig::request_timeout`], and
+/// Logs each request (client, method, path, status; never bodies or headers).
 async fn request_timeout(State(acme): State<Shared>, request: Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(acme.config.request_timeout, next.run(request)).await {
+    let client = request.extensions().get::<ClientAddress>().map(|c| c.0);
+    let method = request.method().clone();
+    let path = request.uri().path().chars().take(200).collect::<String>();
+    let response = match tokio::time::timeout(acme.config.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!("a request took longer than the request timeout");
-            Problem::server_internal("the request took too long").with_status(503).into_response()
+            tracing::warn!(?client, %method, path = ?path, "a request took longer than the request timeout");
+            Problem::server_internal("the request took too long")
+                .with_status(503)
+                .into_response()
         }
-    }
+    };
+    tracing::debug!(?client, %method, path = ?path, status = response.status().as_u16(), "request");
+    response
 }
 
 /// `GET /healthz`: 200 when the store answers.
@@ -299,7 +337,10 @@ async fn crl(State(acme): State<Shared>) -> Response {
     match acme.pool.acme(|store| store.crl_published()).await {
         Ok(Some(crl)) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/pkix-crl"), (header::CACHE_CONTROL, "max-age=60")],
+            [
+                (header::CONTENT_TYPE, "application/pkix-crl"),
+                (header::CACHE_CONTROL, "max-age=60"),
+            ],
             crl.der,
         )
             .into_response(),
@@ -337,7 +378,10 @@ async fn ocsp_answer(acme: &Shared, der: Vec<u8>) -> Response {
     match answer {
         Ok(answer) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/ocsp-response"), (header::CACHE_CONTROL, "max-age=60")],
+            [
+                (header::CONTENT_TYPE, "application/ocsp-response"),
+                (header::CACHE_CONTROL, "max-age=60"),
+            ],
             answer.der,
         )
             .into_response(),
@@ -365,7 +409,9 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let kind = if tls.is_some() { "https" } else { "http" };
-    let local = listener.local_addr().map_or_else(|_| "unknown".into(), |a| a.to_string());
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
     tracing::info!(address = %local, kind, "listening");
     let mut tasks = JoinSet::new();
     loop {
@@ -402,7 +448,11 @@ async fn accept_loop(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(remaining = tasks.len(), kind, "connections did not finish in time; closing them");
+        tracing::warn!(
+            remaining = tasks.len(),
+            kind,
+            "connections did not finish in time; closing them"
+        );
         tasks.abort_all();
     }
 }
