@@ -43,6 +43,8 @@ struct Server {
     tmp: TempDir,
     base: String,
     address: SocketAddr,
+    /// The plain-HTTP listener (`/crl`, `/ocsp`, `/ca.pem`).
+    http: SocketAddr,
     handle: ServeHandle,
     service: tokio::task::JoinHandle<()>,
 }
@@ -62,12 +64,17 @@ impl Server {
         let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
         config.va.resolve = vec![("*".into(), "127.0.0.1".parse().unwrap())];
         configure(&mut config);
-        let (handle, service) = tessera::ca::serve::serve(ca, config, listener, None).await.unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = http_listener.local_addr().unwrap();
+        let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
+            .await
+            .unwrap();
         let service = tokio::spawn(service);
         Self {
             tmp,
             base,
             address,
+            http,
             handle,
             service,
         }
@@ -800,6 +807,12 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
             .await;
         assert_eq!(reply.header("content-type"), Some("application/pem-certificate-chain"));
         let chain = pem::parse_certificates(&reply.body, "chain").unwrap();
+        // The CA is a root: it follows the leaf (certbot wants an issuer in the chain).
+        assert_eq!(chain.len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(server.dir().join("ca.pem")).unwrap(),
+            pem::to_pem(pem::CERTIFICATE, &chain[1])
+        );
         let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
         let names: BTreeSet<String> = info.sans.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -910,7 +923,13 @@ async fn revocation_by_the_certificates_own_key_and_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
     tokio::time::timeout(Duration::from_secs(300), async {
-        let server = Arc::new(Server::start(|config| config.va_always_valid = true).await);
+        let server = Arc::new(
+            Server::start(|config| {
+                config.va_always_valid = true;
+                config.rate_per_account = tessera::ca::serve::ratelimit::Limit::new(1000.0, 1000);
+            })
+            .await,
+        );
         let client = Client::register(&server).await;
         let key = Arc::new(client.key.pkcs8.clone());
         let kid = client.kid.clone().unwrap();
@@ -956,6 +975,86 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
         assert_eq!(server.count("SELECT count(DISTINCT id) FROM acme_orders"), 200);
         assert_eq!(server.count("SELECT count(*) FROM acme_authorizations"), 200);
         let server = Arc::try_unwrap(server).ok().unwrap();
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_past_its_rate_limit_is_told_to_retry_later() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| {
+            config.va_always_valid = true;
+            config.rate_per_account = tessera::ca::serve::ratelimit::Limit::new(0.01, 3);
+        })
+        .await;
+        let client = Client::register(&server).await;
+        let other = Client::register(&server).await;
+        for i in 0..3 {
+            let reply = client.order(&[&format!("l{i}.example.test")]).await;
+            assert_eq!(reply.status, 201, "request {i}");
+        }
+        let reply = client.order(&["l3.example.test"]).await;
+        assert_eq!((reply.status, reply.problem()), (429, "rateLimited".into()));
+        let wait: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=100).contains(&wait), "{wait}");
+        assert!(reply.header("replay-nonce").is_some());
+        // Another account is not affected.
+        assert_eq!(other.order(&["m.example.test"]).await.status, 201);
+        assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 4);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+/// One plain-HTTP request to `address` that starts with `prefix` (a PROXY header, say); the
+/// raw answer (empty when the server closed without one).
+async fn plain_http(address: SocketAddr, prefix: &[u8], path: &str) -> Vec<u8> {
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut bytes = prefix.to_vec();
+    bytes.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    let _ = tcp.write_all(&bytes).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut raw)).await;
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_proxy_the_header_is_required_and_crl_ocsp_ca_pem_are_served_over_http() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| {
+            config.proxy = Some(tessera::channel::ProxySources::loopback());
+        })
+        .await;
+        // A PROXY v1 header from a listed proxy (loopback): the request is answered.
+        let raw = plain_http(server.http, b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n", "/ca.pem").await;
+        let reply = parse_reply(&raw);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, std::fs::read(server.dir().join("ca.pem")).unwrap());
+        // Without the header, the request line is taken for one and refused: no answer.
+        let raw = plain_http(server.http, b"", "/ca.pem").await;
+        assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+        // The periodic work publishes a CRL soon after the start: /crl serves it (DER).
+        let mut crl = Vec::new();
+        for _ in 0..100 {
+            let reply = parse_reply(&plain_http(server.http, b"PROXY UNKNOWN\r\n", "/crl").await);
+            if reply.status == 200 {
+                assert_eq!(reply.header("content-type"), Some("application/pkix-crl"));
+                crl = reply.body;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let info = tessera::pki::CrlInfo::from_der(&crl).unwrap();
+        assert!(info.issuer.contains("ACME Test Root"), "{info:?}");
+        // /ocsp answers a malformed request with an OCSP error response (malformedRequest = 1).
+        let raw = plain_http(server.http, b"PROXY UNKNOWN\r\n", "/ocsp/AAAA").await;
+        let reply = parse_reply(&raw);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some("application/ocsp-response"));
+        assert_eq!(reply.body, [0x30, 0x03, 0x0a, 0x01, 0x01]);
         server.stop().await;
     })
     .await

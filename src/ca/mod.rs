@@ -9,7 +9,8 @@
 //! (issuing leaves and writing their files), `revocation.rs` (revocations, CRLs, `crl.pem`'s
 //! repair), `crl_file.rs` (reading `crl.pem`'s header and checking the CA's signature on it), `csr.rs` (PKCS#10 intake),
 //! `distribution.rs` (the CRL, OCSP and caIssuers URLs in issued certificates), `ocsp.rs` (the OCSP
-//! responder), `profile.rs` (what each kind of certificate may do),
+//! responder), `pkcs12.rs` (`ca export --pkcs12`), `renew.rs`
+//! (`ca renew`), `profile.rs` (what each kind of certificate may do),
 //! `check.rs` (the checks made before anything is signed), `record.rs` (what the store keeps),
 //! `store/` (SQLite and PostgreSQL), `legacy.rs` (the `db.json` of earlier releases, imported
 //! once), `json.rs` (the `--json` output of the `ca` tool).
@@ -24,8 +25,10 @@ mod issue;
 pub mod json;
 pub(crate) mod legacy;
 pub mod ocsp;
+pub mod pkcs12;
 mod profile;
 mod record;
+mod renew;
 mod revocation;
 pub mod serve;
 pub mod store;
@@ -36,6 +39,7 @@ pub use error::CaError;
 pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
 pub use profile::Profile;
 pub use record::{Record, Revocation, Status};
+pub use renew::Renewal;
 pub use revocation::{CrlStatus, DEFAULT_CRL_LIFETIME, Revoked, crl_status};
 pub use store::{ListFilter, Location, Store};
 

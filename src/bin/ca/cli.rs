@@ -20,11 +20,14 @@ Each subcommand's --help has its own examples and exit codes.";
 const EXIT_CODES: &str = "EXIT CODES:
   0  success
   1  refused or not trusted: a name outside the CA's name constraints, a
-     lifetime past the CA's, a revocation already made for another reason;
+     lifetime past the CA's, a revocation already made for another reason, a
+     certificate to renew that is revoked or another CA's;
      `verify`: not trusted (unknown issuer, expired, revoked, wrong usage or name)
-  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex)
+  2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex,
+     a URL that is not http or https)
   3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
-     certificate or CRL, wrong passphrase, I/O error)";
+     certificate or CRL, missing files to export, wrong passphrase, I/O error,
+     an address `serve` cannot bind)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
@@ -63,6 +66,31 @@ const SET_EXIT_CODES: &str = "EXIT CODES:
   0  the URLs were shown (and changed when asked); certificates issued before keep theirs
   2  usage error (unknown flag, a URL that is not http or https, or not a valid URI)
   3  could not run (no CA in DIR, an unreadable urls.json, I/O error)";
+
+const RENEW_EXAMPLES: &str = "EXAMPLES:
+  ca renew certs/issuing/issued/www.example.org.pem --dir certs/issuing
+  ca renew www.pem --out www-2031 --dir certs/issuing
+  ca renew alice.pem --reuse-key alice.key --key-passphrase-file alice.pass --dir certs/issuing";
+
+const RENEW_EXIT_CODES: &str = "EXIT CODES:
+  0  the new certificate was issued and written
+  1  refused: CERT was issued by another CA, is revoked or is a CA; a name is now outside
+     the CA's name constraints
+  2  usage error (unknown flag, no usable output name)
+  3  could not run (CERT unreadable or not in the store, --reuse-key not CERT's key, an
+     output file exists, the CA's state is missing or damaged, wrong passphrase, I/O error)";
+
+const EXPORT_EXAMPLES: &str = "EXAMPLES:
+  ca export certs/issuing/issued/www.example.org --pkcs12 www.p12
+  ca export alice --pkcs12 alice.p12 --passphrase-file p12.pass --key-passphrase-file alice.pass
+  ca export old-client --pkcs12 old-client.p12 --legacy
+  openssl pkcs12 -info -in www.p12 -noout";
+
+const EXPORT_EXIT_CODES: &str = "EXIT CODES:
+  0  the PKCS#12 file was written
+  2  usage error (unknown flag, OUT is one of the inputs)
+  3  could not run (PREFIX.pem, PREFIX.key or PREFIX.chain.pem missing or not matching,
+     OUT exists, wrong passphrase, I/O error)";
 
 const REVOKE_EXAMPLES: &str = "EXAMPLES:
   ca revoke 3f9a0c... --reason key-compromise --dir certs/issuing
@@ -173,7 +201,7 @@ fn parse_crl_days(text: &str) -> Result<u32, String> {
 )]
 pub struct Cli {
     /// The CA directory (default: $TESSERA_CA_DIR when set and not empty, else certs/ca;
-    /// not used by `show` and `verify`).
+    /// not used by `show`, `verify` and `export`).
     #[arg(long = "dir", global = true, value_name = "DIR", value_parser = parse_dir)]
     pub dir_flag: Option<PathBuf>,
 
@@ -189,8 +217,8 @@ pub struct Cli {
     pub db: Option<String>,
 
     /// Read the CA key's passphrase from this file (`-`: standard input; one trailing line
-    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; not used by `list`, `show`
-    /// and `verify`.
+    /// ending is removed), else TESSERA_PASSPHRASE, else a prompt; for `export`, the PKCS#12
+    /// file's passphrase; not used by `list`, `show`, `verify` and `set`.
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
@@ -251,6 +279,12 @@ pub enum Command {
     /// Show or change the CRL, OCSP and CA-certificate URLs that issued certificates carry.
     #[command(after_help = help(SET_EXAMPLES, SET_EXIT_CODES))]
     Set(SetArgs),
+    /// Issue a new certificate like one this CA issued (same names, profile and lifetime).
+    #[command(after_help = help(RENEW_EXAMPLES, RENEW_EXIT_CODES))]
+    Renew(RenewArgs),
+    /// Write an issued certificate, its chain and its key as one PKCS#12 file.
+    #[command(after_help = help(EXPORT_EXAMPLES, EXPORT_EXIT_CODES))]
+    Export(ExportArgs),
     /// Revoke a certificate by serial number and write a fresh CRL.
     #[command(after_help = help(REVOKE_EXAMPLES, REVOKE_EXIT_CODES))]
     Revoke(RevokeArgs),
@@ -365,6 +399,50 @@ pub struct SetArgs {
     /// Print the settings (after any change) as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ca renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The certificate to renew (PEM or DER; a chain file's first certificate), one this CA
+    /// issued and did not revoke.
+    #[arg(value_name = "CERT")]
+    pub cert: PathBuf,
+    /// Output prefix: PREFIX.pem, PREFIX.key, PREFIX.chain.pem, as for `ca issue` (default:
+    /// beside CERT, CERT's name less .pem followed by -renewed-YYYYMMDDTHHMMSSZ).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: Option<PathBuf>,
+    /// Keep CERT's key: certify this key (which must be CERT's) instead of a new one; no
+    /// PREFIX.key is written.
+    #[arg(long, value_name = "KEY")]
+    pub reuse_key: Option<PathBuf>,
+    /// The passphrase of the new key (encrypting it), or with --reuse-key of that key
+    /// (decrypting it; else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+    /// Print the result as JSON (as `ca issue --json`, with `renewed`: the old serial).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ca export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The files `ca issue` wrote: PREFIX.pem, PREFIX.key, PREFIX.chain.pem (PREFIX.pem and the
+    /// like stand for PREFIX).
+    #[arg(value_name = "PREFIX")]
+    pub prefix: PathBuf,
+    /// Write the PKCS#12 file here (created 0600, never overwritten; - for stdout). Its
+    /// passphrase comes from --passphrase-file, else TESSERA_PASSPHRASE, else a prompt.
+    #[arg(long, value_name = "OUT")]
+    pub pkcs12: PathBuf,
+    /// Encrypt with 3DES and a SHA-1 MAC for old readers (OpenSSL 1.0, Windows 7, Java 8 before
+    /// 8u301) instead of AES-256 and PBKDF2-SHA-256 with a SHA-256 MAC.
+    #[arg(long)]
+    pub legacy: bool,
+    /// The passphrase of PREFIX.key when it is encrypted (else TESSERA_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// `ca issue`.

@@ -5,7 +5,7 @@
 mod cli;
 mod serve;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use cli::{
-    BackupArgs, Cli, Command, CrlArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RevokeArgs, SetArgs, ShowArgs,
-    VerifyArgs,
+    BackupArgs, Cli, Command, CrlArgs, ExportArgs, InitArgs, IssueArgs, ListArgs, ListStatus, RenewArgs, RevokeArgs,
+    SetArgs, ShowArgs, VerifyArgs,
 };
 use tessera::ca::json::{Created, ListEntry, PathEntry, RevokeOutput, VerifyOutput, whole_seconds};
 use tessera::ca::{
@@ -108,6 +108,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Init(args) => init(cli, args, now),
         Command::Issue(args) => issue(cli, args, now),
         Command::Set(args) => set(cli, args),
+        Command::Export(args) => export(cli, args),
+        Command::Renew(args) => renew(cli, args, now),
         Command::Revoke(args) => revoke(cli, args, now),
         Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args, now),
@@ -217,6 +219,202 @@ fn summary(cli: &Cli, message: &str) -> Result<(), CliError> {
         tessera::outln!("{message}")?;
     }
     Ok(())
+}
+
+/// `ca renew CERT`: a new certificate like CERT, written as `ca issue` writes one.
+fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8> {
+    use tessera::cli::FileArg;
+
+    let certificate = pki::pem::parse_certificates(&read_input(&args.cert)?, &display_name(&args.cert))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::failure(format!("{} holds no certificate", display_name(&args.cert))))?;
+    let prefix = match &args.out {
+        Some(out) if is_stdio(out) => {
+            return Err(CliError::usage(
+                "--out takes a file prefix: `ca renew` writes several files, so - cannot stand for stdout",
+            )
+            .into());
+        }
+        Some(out) => {
+            let name = CertificateInfo::from_der(&certificate)?.subject;
+            CertificateAuthority::output_prefix(&cli.dir, Some(out), name.strip_prefix("CN=").unwrap_or(&name))?
+        }
+        None => CertificateAuthority::renewal_prefix(&args.cert, now),
+    };
+    let outputs: Vec<PathBuf> = [".pem", ".key", ".chain.pem"]
+        .iter()
+        .map(|suffix| {
+            let mut path = prefix.as_os_str().to_owned();
+            path.push(suffix);
+            PathBuf::from(path)
+        })
+        .collect();
+    let mut inputs = vec![FileArg::new("the certificate (CERT)", &args.cert)];
+    if let Some(key) = &args.reuse_key {
+        inputs.push(FileArg::new("the key (--reuse-key)", key));
+    }
+    if let Some(file) = &args.key_passphrase_file {
+        inputs.push(FileArg::new("the key passphrase file (--key-passphrase-file)", file));
+    }
+    if let Some(file) = &cli.passphrase_file {
+        inputs.push(FileArg::new("the passphrase file (--passphrase-file)", file));
+    }
+    let output_args: Vec<FileArg<'_>> = outputs
+        .iter()
+        .map(|path| FileArg::new("an output (PREFIX.pem, PREFIX.key, PREFIX.chain.pem)", path))
+        .collect();
+    tessera::cli::ensure_distinct(&inputs, &output_args)?;
+    tessera::cli::ensure_one_stdin(&[
+        ("CERT", Some(args.cert.as_path())),
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--key-passphrase-file", args.key_passphrase_file.as_deref()),
+    ])?;
+    let reuse_key = match &args.reuse_key {
+        Some(path) => {
+            let passphrase = tessera::cli::passphrase_for_key(
+                path,
+                args.key_passphrase_file.as_deref(),
+                &format!("the key {}", path.display()),
+            )?;
+            Some(pki::PrivateKey::load(path, passphrase.as_ref())?)
+        }
+        None => None,
+    };
+    let key_passphrase = match (&args.reuse_key, &args.key_passphrase_file) {
+        (None, Some(file)) => Some(read_passphrase(Some(file), "the new key", false)?.0),
+        _ => None,
+    };
+    let ca = open_ca(cli, &cli.dir)?;
+    let (renewal, issued, files) = ca.renew_to(
+        &certificate,
+        reuse_key.as_ref(),
+        &prefix,
+        key_passphrase.as_ref(),
+        now,
+        &mut |leftover| {
+            warn(
+                cli,
+                &format!(
+                    "removed {}, left by an interrupted `ca issue` (certificate {} was recorded but never written)",
+                    leftover.path.display(),
+                    leftover.serial
+                ),
+            );
+        },
+    )?;
+    if renewal.shortened {
+        warn(
+            cli,
+            &format!(
+                "lifetime shortened to end with the CA certificate ({})",
+                rfc3339(issued.info.not_after)
+            ),
+        );
+    }
+    if args.json {
+        #[derive(Serialize)]
+        struct Renewed<'a> {
+            #[serde(flatten)]
+            created: Created<'a>,
+            renewed: &'a Serial,
+        }
+        tessera::cli::print_json(&Renewed {
+            created: Created {
+                certificate: &issued.info,
+                files: &files,
+                encrypted_key: files.key.is_some() && key_passphrase.is_some(),
+                clamped: renewal.shortened,
+            },
+            renewed: &renewal.record.serial,
+        })?;
+    } else {
+        tessera::outln!(
+            "renewed {} as {} certificate \"{}\" serial {}",
+            renewal.record.serial,
+            renewal.record.profile,
+            shown(&issued.info.subject),
+            issued.info.serial
+        )?;
+        if !issued.info.sans.is_empty() {
+            tessera::outln!("  names:       {}", shown(&join(&issued.info.sans)))?;
+        }
+        tessera::outln!("  valid until: {}", rfc3339(issued.info.not_after))?;
+        tessera::outln!("  certificate: {}", files.certificate.display())?;
+        match (&files.key, &args.reuse_key) {
+            (Some(key), _) => tessera::outln!("  key:         {}", key.display())?,
+            (None, Some(reused)) => tessera::outln!("  key:         {} (reused)", reused.display())?,
+            (None, None) => {}
+        }
+        tessera::outln!("  chain:       {}", files.chain.display())?;
+    }
+    Ok(exit::OK)
+}
+
+/// `ca export PREFIX --pkcs12 OUT`: the certificate, chain and key as PKCS#12.
+fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
+    use tessera::ca::pkcs12::{Exportable, Pkcs12Profile, prefix_files};
+    use tessera::cli::FileArg;
+
+    let to_stdout = is_stdio(&args.pkcs12);
+    let (cert, key, chain) = prefix_files(&args.prefix);
+    let mut inputs = vec![
+        FileArg::new("the certificate (PREFIX.pem)", &cert),
+        FileArg::new("the key (PREFIX.key)", &key),
+        FileArg::new("the chain (PREFIX.chain.pem)", &chain),
+    ];
+    if let Some(file) = &cli.passphrase_file {
+        inputs.push(FileArg::new("the passphrase file (--passphrase-file)", file));
+    }
+    if let Some(file) = &args.key_passphrase_file {
+        inputs.push(FileArg::new("the key passphrase file (--key-passphrase-file)", file));
+    }
+    if !to_stdout {
+        tessera::cli::ensure_distinct(&inputs, &[FileArg::new("the output (--pkcs12)", &args.pkcs12)])?;
+        if args.pkcs12.symlink_metadata().is_ok() {
+            return Err(PkiError::AlreadyExists {
+                path: args.pkcs12.clone(),
+            }
+            .into());
+        }
+    }
+    tessera::cli::ensure_one_stdin(&[
+        ("--passphrase-file", cli.passphrase_file.as_deref()),
+        ("--key-passphrase-file", args.key_passphrase_file.as_deref()),
+    ])?;
+    let key_passphrase = tessera::cli::passphrase_for_key(
+        &key,
+        args.key_passphrase_file.as_deref(),
+        &format!("the key {}", key.display()),
+    )?;
+    let exportable = Exportable::load(&args.prefix, key_passphrase.as_ref())?;
+    let (passphrase, _) = read_passphrase(cli.passphrase_file.as_deref(), "the PKCS#12 file", true)?;
+    let profile = if args.legacy {
+        Pkcs12Profile::Legacy
+    } else {
+        Pkcs12Profile::Modern
+    };
+    let der = exportable.to_pkcs12(&passphrase, profile)?;
+    if to_stdout {
+        tessera::cli::write_stdout_bytes(&der)?;
+        return Ok(exit::OK);
+    }
+    tessera::ca::pkcs12::create_private(&args.pkcs12, &der)?;
+    summary(
+        cli,
+        &format!(
+            "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
+            args.pkcs12.display(),
+            if args.legacy {
+                "PKCS#12, legacy 3DES and SHA-1 MAC"
+            } else {
+                "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
+            },
+            exportable.chain.len(),
+            shown(&exportable.info.subject)
+        ),
+    )?;
+    Ok(exit::OK)
 }
 
 /// `ca set`: shows the CA's URLs, after changing those given (no key needed).

@@ -42,7 +42,7 @@ pub struct ServeArgs {
     /// the bound address is printed).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: SocketAddr,
-    /// The external HTTPS URL that clients use, https://HOST[:PORT] (a load balancer's, say):
+    /// The external HTTPS URL that clients use, https://HOST or https://HOST:PORT (a load balancer's, say):
     /// every ACME URL is built from it, and each request's JWS url is checked against it.
     #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: BaseUrl,
@@ -56,8 +56,8 @@ pub struct ServeArgs {
     /// The HTTPS certificate's key (PKCS#8 PEM, unencrypted).
     #[arg(long, value_name = "KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Lifetime of certificates issued over ACME, in hours, 1 to 8760 (default 24), shortened
-    /// to end before the CA.
+    /// Lifetime of certificates issued over ACME, in hours, 1 to 8760, shortened to end before
+    /// the CA.
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
     pub acme_hours: u32,
     /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's

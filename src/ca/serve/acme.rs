@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -26,6 +27,7 @@ use super::ServeConfig;
 use super::jws::{self, Jwk, Jws, KeyRef};
 use super::pool::StorePool;
 use super::problem::{Problem, ProblemType, Subproblem};
+use super::ratelimit::{RateLimiter, retry_after_seconds};
 use crate::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Identifier, Order,
     OrderStatus,
@@ -58,6 +60,22 @@ pub(crate) struct Acme {
     pub(crate) config: Arc<ServeConfig>,
     /// `--base-url` without a trailing slash.
     pub(crate) base: String,
+    /// Per-account and global request limits.
+    pub(crate) limiter: RateLimiter,
+}
+
+tokio::task_local! {
+    /// The `Retry-After` (seconds) a handler asks [`acme_headers`] to send with its answer (a
+    /// `rateLimited` problem).
+    static RATE_LIMIT_WAIT: Arc<AtomicU64>;
+}
+
+/// A `rateLimited` problem (RFC 8555 §6.7) that is sent with `Retry-After: wait`.
+fn rate_limited(wait: Duration, whose: &str) -> Problem {
+    let seconds = retry_after_seconds(wait);
+    let _ = RATE_LIMIT_WAIT.try_with(|slot| slot.store(seconds, Ordering::Relaxed));
+    tracing::info!(limit = whose, retry_after = seconds, "rate limited");
+    Problem::rate_limited(format!("too many requests ({whose} limit); retry after {seconds} s"))
 }
 
 /// A handler's result: a response, or a problem document (§6.7).
@@ -229,6 +247,18 @@ impl Acme {
             Signer::Account(_, jwk) | Signer::Key(jwk) => jwk,
         };
         jws.verify(key)?;
+        // After the signature: nobody can spend another account's allowance.
+        let now = std::time::Instant::now();
+        match &signer {
+            Signer::Account(account, _) => self
+                .limiter
+                .check(&account.id, now)
+                .map_err(|wait| rate_limited(wait, "per-account"))?,
+            Signer::Key(_) => self
+                .limiter
+                .check_global(now)
+                .map_err(|wait| rate_limited(wait, "global"))?,
+        }
         Ok((jws, signer))
     }
 
@@ -442,13 +472,16 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
 
 /// `HEAD` / `GET /acme/new-nonce` (§7.2): 200 / 204, the nonce itself added by
 /// [`acme_headers`].
-pub(crate) async fn new_nonce(method: Method) -> Response {
+pub(crate) async fn new_nonce(State(acme): State<Shared>, method: Method) -> Answer {
+    acme.limiter
+        .check_global(std::time::Instant::now())
+        .map_err(|wait| rate_limited(wait, "global"))?;
     let status = if method == Method::HEAD {
         StatusCode::OK
     } else {
         StatusCode::NO_CONTENT
     };
-    (status, [(header::CACHE_CONTROL, "no-store")]).into_response()
+    Ok((status, [(header::CACHE_CONTROL, "no-store")]).into_response())
 }
 
 /// Adds a fresh `Replay-Nonce` (§6.5) and the directory `Link` (§7.1) to every response under
@@ -458,7 +491,14 @@ pub(crate) async fn acme_headers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let mut response = next.run(request).await;
+    let retry_after = Arc::new(AtomicU64::new(0));
+    let mut response = RATE_LIMIT_WAIT.scope(Arc::clone(&retry_after), next.run(request)).await;
+    let wait = retry_after.load(Ordering::Relaxed);
+    if wait > 0
+        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     match random_id() {
         Ok(nonce) => {
             let stored = nonce.clone();
@@ -1153,13 +1193,13 @@ impl Acme {
     }
 
     /// The PEM chain of a certificate record: the leaf, then the CA's chain without its root
-    /// (what `ca issue` writes to `PREFIX.chain.pem`).
+    /// (what `ca issue` writes to `PREFIX.chain.pem`); when the CA is itself the root, the root
+    /// follows the leaf, as clients such as certbot want at least one issuer certificate.
     fn chain_pem(&self, leaf_pem: &str) -> String {
         let chain = self.ca.chain();
+        let issuers = chain.len().saturating_sub(1).max(1);
         let mut out = leaf_pem.to_string();
-        out.push_str(&pem::certificates_to_pem(
-            chain.iter().take(chain.len().saturating_sub(1)),
-        ));
+        out.push_str(&pem::certificates_to_pem(chain.iter().take(issuers)));
         out
     }
 }

@@ -1,7 +1,7 @@
 //! `ca serve`: the CA as a network service (DESIGN.md, "`ca serve`"): ACME (RFC 8555) for real
 //! clients, the CRL and OCSP over HTTP, several instances on one PostgreSQL store.
 //!
-//! [`serve`] takes an opened [`CertificateAuthority`], a [`ServeConfig`] and bound listeners,
+//! [`serve`] takes an opened [`CertificateAuthority`](crate::ca::CertificateAuthority), a [`ServeConfig`] and bound listeners,
 //! and returns a [`ServeHandle`] (shut down, drain) and the service, a future that ends once
 //! it has stopped. `ca serve` is a thin layer over it: it parses flags, binds, prints
 //! `listening on …`, and maps SIGTERM to [`ServeHandle::shutdown`].
@@ -99,6 +99,13 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
     pub crl_lifetime: Duration,
+    /// Requests per account, after the signature is checked (default
+    /// [`ratelimit::DEFAULT_PER_KEY`]); past it, `rateLimited` with `Retry-After`.
+    pub rate_per_account: ratelimit::Limit,
+    /// Requests of this instance as a whole: every account request, and those that belong to
+    /// no account yet (newNonce, newAccount, revokeCert by the certificate's key) (default
+    /// [`ratelimit::DEFAULT_GLOBAL`]).
+    pub rate_global: ratelimit::Limit,
 }
 
 impl ServeConfig {
@@ -121,6 +128,8 @@ impl ServeConfig {
             max_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
+            rate_per_account: ratelimit::DEFAULT_PER_KEY,
+            rate_global: ratelimit::DEFAULT_GLOBAL,
         }
     }
 }

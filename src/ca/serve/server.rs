@@ -167,6 +167,12 @@ pub async fn serve(
         pool,
         config: Arc::clone(&config),
         base: config.base_url.as_str().to_string(),
+        limiter: super::ratelimit::RateLimiter::new(
+            config.rate_per_account,
+            config.rate_global,
+            super::ratelimit::DEFAULT_MAX_KEYS,
+            std::time::Instant::now(),
+        ),
     });
     let (https_router, http_router) = routers(&acme);
     let (stop_tx, stop_rx) = watch::channel(false);
