@@ -73,7 +73,15 @@ fn issue_server_certificate(ca: &CertificateAuthority, host: &str) -> Result<(Cr
             "the CA expires within minutes, too soon to issue the server's own certificate",
         ));
     }
-    let issued = ca.issue(&IssueRequest::new(Profile::Server, host).with_lifetime(lifetime), now)?;
+    // OpenSSL (certbot's Python) reads a hostname-like common name as a DNS name under name
+    // constraints when there is no dNSName, so an IP host goes in an iPAddress under a plain CN.
+    let request = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            IssueRequest::new(Profile::Server, format!("ca serve {ip}")).with_sans([crate::pki::SubjectAltName::Ip(ip)])
+        }
+        Err(_) => IssueRequest::new(Profile::Server, host),
+    };
+    let issued = ca.issue(&request.with_lifetime(lifetime), now)?;
     let key = issued
         .key
         .as_ref()

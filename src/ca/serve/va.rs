@@ -649,7 +649,7 @@ async fn fetch(cfg: &VaConfig, deadline: Instant, target: &HttpTarget) -> Result
     let (mut sender, connection) = timeout_at(
         deadline,
         hyper::client::conn::http1::Builder::new()
-            .max_buf_size(MAX_HEAD.max(8192))
+            .max_buf_size(MAX_HEAD)
             .handshake::<_, Empty<Bytes>>(TokioIo::new(stream)),
     )
     .await
