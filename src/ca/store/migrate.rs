@@ -17,12 +17,20 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "certificates",
-    sqlite: include_str!("migrations/sqlite/0001_certificates.sql"),
-    postgres: include_str!("migrations/postgres/0001_certificates.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "certificates",
+        sqlite: include_str!("migrations/sqlite/0001_certificates.sql"),
+        postgres: include_str!("migrations/postgres/0001_certificates.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "acme",
+        sqlite: include_str!("migrations/sqlite/0002_acme.sql"),
+        postgres: include_str!("migrations/postgres/0002_acme.sql"),
+    },
+];
 
 /// The table that records applied versions (the same in both dialects).
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

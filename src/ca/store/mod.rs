@@ -17,9 +17,12 @@
 //! made by an earlier Tessera (`db.json`) is imported once, atomically (see [`open`]).
 
 pub mod acme;
+mod acme_sql;
 mod migrate;
 mod postgres;
+mod postgres_acme;
 mod sqlite;
+mod sqlite_acme;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -239,6 +242,10 @@ pub trait Store: Send {
     /// [`CaError::Store`] when the database fails.
     #[doc(hidden)]
     fn issue(&mut self, record: &Record, access: WriteAccess) -> Result<bool, CaError>;
+
+    /// The ACME state, leases and published CRL of this CA, in the same database and on the
+    /// same connection (see [`acme::AcmeStore`]).
+    fn acme(&mut self) -> &mut dyn acme::AcmeStore;
 
     /// `revoke_once`: marks the certificate revoked if it is not (`UPDATE … WHERE status =
     /// 'good'`); in the same transaction advances the CRL number and reads the revoked set.

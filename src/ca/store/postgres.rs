@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, NoTls, Transaction};
+use postgres::{Client, Config, GenericClient, NoTls, Transaction};
 use time::OffsetDateTime;
 
 use super::migrate;
@@ -29,9 +29,9 @@ const COLUMNS: &str =
 
 /// A CA's PostgreSQL store, for one issuer.
 pub(crate) struct PostgresStore {
-    client: Client,
-    issuer: String,
-    url: String,
+    pub(super) client: Client,
+    pub(super) issuer: String,
+    pub(super) url: String,
 }
 
 impl PostgresStore {
@@ -248,27 +248,11 @@ impl Store for PostgresStore {
     }
 
     fn issue(&mut self, record: &Record, _: WriteAccess) -> Result<bool, CaError> {
-        let der = super::record_der(record, &self.describe())?;
-        let inserted = self
-            .client
-            .query_opt(
-                "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, issued_at, \
-                 status, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'good', $9) \
-                 ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
-                &[
-                    &self.issuer,
-                    &record.serial.to_string(),
-                    &record.subject,
-                    &super::sans_to_text(&record.sans),
-                    &record.profile,
-                    &record.not_before.unix_timestamp(),
-                    &record.not_after.unix_timestamp(),
-                    &record.issued_at.unix_timestamp(),
-                    &der,
-                ],
-            )
-            .map_err(|e| self.fail(e))?;
-        Ok(inserted.is_some())
+        insert_certificate(&mut self.client, &self.issuer, record, &self.url)
+    }
+
+    fn acme(&mut self) -> &mut dyn super::acme::AcmeStore {
+        self
     }
 
     fn revoke_once(
@@ -401,6 +385,36 @@ impl Store for PostgresStore {
     }
 }
 
+/// Records a new certificate if its serial is free (`INSERT … ON CONFLICT DO NOTHING
+/// RETURNING`), on the connection or inside the caller's transaction: false when it is taken.
+pub(super) fn insert_certificate(
+    client: &mut impl GenericClient,
+    issuer: &str,
+    record: &Record,
+    url: &str,
+) -> Result<bool, CaError> {
+    let der = super::record_der(record, &redact(url))?;
+    let inserted = client
+        .query_opt(
+            "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, issued_at, \
+             status, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'good', $9) \
+             ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
+            &[
+                &issuer,
+                &record.serial.to_string(),
+                &record.subject,
+                &super::sans_to_text(&record.sans),
+                &record.profile,
+                &record.not_before.unix_timestamp(),
+                &record.not_after.unix_timestamp(),
+                &record.issued_at.unix_timestamp(),
+                &der,
+            ],
+        )
+        .map_err(|e| fail(url, &e))?;
+    Ok(inserted.is_some())
+}
+
 /// Hands out the next CRL number (locking the issuer's row until commit) and reads the revoked
 /// set after it, inside the caller's transaction.
 fn advance(tx: &mut Transaction<'_>, issuer: &str, url: &str) -> Result<CrlState, CaError> {
@@ -469,7 +483,7 @@ fn describe(e: &postgres::Error) -> String {
     }
 }
 
-fn fail(url: &str, e: &postgres::Error) -> CaError {
+pub(super) fn fail(url: &str, e: &postgres::Error) -> CaError {
     CaError::Store {
         store: redact(url),
         reason: describe(e),

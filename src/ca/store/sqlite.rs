@@ -25,9 +25,9 @@ const COLUMNS: &str =
 
 /// A CA's SQLite store, for one issuer.
 pub(crate) struct SqliteStore {
-    conn: Connection,
-    issuer: String,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) issuer: String,
+    pub(super) path: PathBuf,
 }
 
 impl SqliteStore {
@@ -171,29 +171,11 @@ impl Store for SqliteStore {
     }
 
     fn issue(&mut self, record: &Record, _: WriteAccess) -> Result<bool, CaError> {
-        let der = super::record_der(record, &self.describe_path())?;
-        let inserted: Option<String> = self
-            .conn
-            .query_row(
-                "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, issued_at, \
-                 status, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'good', ?9) \
-                 ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
-                params![
-                    self.issuer,
-                    record.serial.to_string(),
-                    record.subject,
-                    super::sans_to_text(&record.sans),
-                    record.profile,
-                    record.not_before.unix_timestamp(),
-                    record.not_after.unix_timestamp(),
-                    record.issued_at.unix_timestamp(),
-                    der,
-                ],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.fail(e))?;
-        Ok(inserted.is_some())
+        insert_certificate(&self.conn, &self.issuer, record, &self.path)
+    }
+
+    fn acme(&mut self) -> &mut dyn super::acme::AcmeStore {
+        self
     }
 
     fn revoke_once(
@@ -341,6 +323,38 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Records a new certificate if its serial is free (`INSERT … ON CONFLICT DO NOTHING
+/// RETURNING`), on a connection or inside the caller's transaction: false when it is taken.
+pub(super) fn insert_certificate(
+    conn: &Connection,
+    issuer: &str,
+    record: &Record,
+    path: &Path,
+) -> Result<bool, CaError> {
+    let der = super::record_der(record, &path.display().to_string())?;
+    let inserted: Option<String> = conn
+        .query_row(
+            "INSERT INTO certificates (issuer, serial, subject, sans, profile, not_before, not_after, issued_at, \
+             status, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'good', ?9) \
+             ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial",
+            params![
+                issuer,
+                record.serial.to_string(),
+                record.subject,
+                super::sans_to_text(&record.sans),
+                record.profile,
+                record.not_before.unix_timestamp(),
+                record.not_after.unix_timestamp(),
+                record.issued_at.unix_timestamp(),
+                der,
+            ],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| database_error(path, e))?;
+    Ok(inserted.is_some())
 }
 
 /// Hands out the next CRL number and reads the revoked set, inside the caller's transaction.
@@ -577,7 +591,7 @@ fn check_file_once(path: &Path) -> Result<(), FileProblem> {
 
 /// Maps an SQLite error: a damaged file is [`CaError::Database`]; anything else (busy past the
 /// timeout, full disk, permissions) is [`CaError::Store`].
-fn database_error(path: &Path, e: rusqlite::Error) -> CaError {
+pub(super) fn database_error(path: &Path, e: rusqlite::Error) -> CaError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => CaError::Database {
             path: path.into(),
