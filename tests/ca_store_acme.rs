@@ -1,0 +1,620 @@
+//! The ACME state of `ca serve` in the CA's store (`ca::store::acme`): one generic suite run on
+//! SQLite and on a private PostgreSQL cluster. Round trips of every row type; the once-only
+//! transitions raced by 8 threads, each on its own connection (nonces, accounts, challenge
+//! claims, finalize claims); orders following their authorizations; finalization that records
+//! the certificate and the order together or not at all; leases with fencing tokens; the
+//! published CRL; the periodic clean-up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
+
+mod pg_support;
+
+use std::sync::Barrier;
+use std::time::Duration;
+
+use pg_support::Postgres;
+use tessera::ca::store::acme::{
+    Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Expired, Identifier, Lease,
+    Order, OrderStatus, PublishedCrl,
+};
+use tessera::ca::store::{self, Store, WriteAccess};
+use tessera::ca::{Location, Record, SubjectAltName};
+use time::OffsetDateTime;
+
+const WRITE: WriteAccess = tessera::internal::STORE_WRITE_ACCESS;
+const THREADS: usize = 8;
+/// A fixed "now" for the rows (Unix seconds); only `order_claim_finalize` reads the clock.
+const NOW: i64 = 1_900_000_000;
+
+type Open<'a> = &'a (dyn Fn() -> Box<dyn Store> + Sync);
+
+fn some_certificate() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["acme.test".to_string()]).unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
+fn record(serial: &str, pem: &str) -> Record {
+    let now = OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+    Record {
+        serial: serial.parse().unwrap(),
+        subject: format!("CN={serial}"),
+        sans: vec![SubjectAltName::Dns("a.acme.test".into())],
+        profile: "server".into(),
+        not_before: now,
+        not_after: now + time::Duration::days(1),
+        issued_at: now,
+        revoked: None,
+        certificate: pem.into(),
+    }
+}
+
+fn account(id: &str, thumbprint: &str) -> Account {
+    Account {
+        id: id.into(),
+        thumbprint: thumbprint.into(),
+        jwk: format!(r#"{{"kty":"EC","crv":"P-256","x":"{id}","y":"y"}}"#),
+        contact: vec![format!("mailto:{id}@example.test")],
+        status: AccountStatus::Valid,
+        created: NOW,
+    }
+}
+
+fn challenge(id: &str, kind: &str) -> Challenge {
+    Challenge {
+        id: id.into(),
+        kind: kind.into(),
+        token: format!("token-{id}"),
+        status: ChallengeStatus::Pending,
+        validated: None,
+        error: None,
+    }
+}
+
+/// An order `id` of `account` for `names`, with one authorization per name (`ID-aN`), each with
+/// an http-01 (`ID-aN-h`) and a tls-alpn-01 (`ID-aN-t`) challenge.
+fn order(id: &str, account: &str, names: &[&str], expires: i64) -> (Order, Vec<Authorization>) {
+    let authorizations: Vec<Authorization> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| {
+            let aid = format!("{id}-a{n}");
+            Authorization {
+                id: aid.clone(),
+                order_id: id.into(),
+                account_id: account.into(),
+                identifier: Identifier {
+                    kind: "dns".into(),
+                    value: name.trim_start_matches("*.").into(),
+                },
+                wildcard: name.starts_with("*."),
+                status: AuthorizationStatus::Pending,
+                expires,
+                challenges: vec![
+                    challenge(&format!("{aid}-h"), "http-01"),
+                    challenge(&format!("{aid}-t"), "tls-alpn-01"),
+                ],
+            }
+        })
+        .collect();
+    let order = Order {
+        id: id.into(),
+        account_id: account.into(),
+        status: OrderStatus::Pending,
+        identifiers: names
+            .iter()
+            .map(|n| Identifier {
+                kind: "dns".into(),
+                value: (*n).into(),
+            })
+            .collect(),
+        authorizations: authorizations.iter().map(|a| a.id.clone()).collect(),
+        expires,
+        not_before: None,
+        not_after: None,
+        error: None,
+        certificate: None,
+        replaces: None,
+        created: NOW,
+    };
+    (order, authorizations)
+}
+
+/// Runs `work` on `THREADS` threads at once, each with its own connection; their results.
+fn race<T: Send>(open: Open<'_>, work: &(dyn Fn(&mut dyn Store) -> T + Sync)) -> Vec<T> {
+    let barrier = Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut store = open();
+                    barrier.wait();
+                    work(store.as_mut())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn winners(results: &[bool]) -> usize {
+    results.iter().filter(|won| **won).count()
+}
+
+/// What every backend must do; `open` opens a new connection to one CA's store.
+fn acme_suite(open: Open<'_>) {
+    let mut store = open();
+    let pem = some_certificate();
+    rows_round_trip(store.as_mut(), &pem);
+    nonces(open, store.as_mut());
+    accounts(open, store.as_mut());
+    challenges_and_orders(open, store.as_mut());
+    finalization(open, store.as_mut(), &pem);
+    leases_and_crls(store.as_mut());
+    clean_up(store.as_mut());
+}
+
+fn rows_round_trip(store: &mut dyn Store, pem: &str) {
+    let acme = store.acme();
+    let mut alice = account("alice", "thumb-alice");
+    assert_eq!(acme.account_create(&alice).unwrap(), (alice.clone(), true));
+    assert_eq!(acme.account("alice").unwrap(), Some(alice.clone()));
+    assert_eq!(acme.account_by_thumbprint("thumb-alice").unwrap(), Some(alice.clone()));
+    assert_eq!(acme.account("nobody").unwrap(), None);
+    assert_eq!(acme.account_by_thumbprint("thumb-nobody").unwrap(), None);
+    alice.contact = vec!["mailto:a@example.test".into(), "mailto:b@example.test".into()];
+    alice.status = AccountStatus::Deactivated;
+    acme.account_update(&alice).unwrap();
+    assert_eq!(acme.account("alice").unwrap(), Some(alice.clone()));
+    alice.status = AccountStatus::Valid;
+    alice.contact.clear();
+    acme.account_update(&alice).unwrap();
+    assert_eq!(acme.account("alice").unwrap().unwrap().contact, Vec::<String>::new());
+
+    let (mut o, authorizations) = order("o1", "alice", &["a.acme.test", "*.b.acme.test"], NOW + 3600);
+    o.not_before = Some(NOW);
+    o.not_after = Some(NOW + 86_400);
+    o.replaces = Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into());
+    acme.order_create(&o, &authorizations).unwrap();
+    assert_eq!(acme.order("o1").unwrap(), Some(o.clone()));
+    assert_eq!(acme.order("o2").unwrap(), None);
+    for a in &authorizations {
+        assert_eq!(acme.authorization(&a.id).unwrap().as_ref(), Some(a));
+        for c in &a.challenges {
+            assert_eq!(acme.challenge(&c.id).unwrap(), Some((c.clone(), a.clone())));
+        }
+    }
+    assert!(authorizations[1].wildcard);
+    assert_eq!(authorizations[1].identifier.value, "b.acme.test");
+    assert_eq!(acme.authorization("o1-a9").unwrap(), None);
+    assert_eq!(acme.challenge("o1-a9-h").unwrap(), None);
+    assert_eq!(acme.order_by_certificate(&"0bad".parse().unwrap()).unwrap(), None);
+
+    // An order that fails to be created leaves nothing (one transaction): its second
+    // authorization reuses the first one's identifier.
+    let (bad, mut bad_authorizations) = order("bad", "alice", &["x.acme.test", "y.acme.test"], NOW + 3600);
+    bad_authorizations[1].id = bad_authorizations[0].id.clone();
+    assert!(acme.order_create(&bad, &bad_authorizations).is_err());
+    assert_eq!(acme.order("bad").unwrap(), None);
+    assert_eq!(acme.authorization("bad-a0").unwrap(), None);
+
+    // A stored certificate is found by the order that has it (after finalization, below).
+    let _ = pem;
+}
+
+fn nonces(open: Open<'_>, store: &mut dyn Store) {
+    let acme = store.acme();
+    acme.nonce_put("n-once", NOW + 60).unwrap();
+    assert!(acme.nonce_take("n-once", NOW).unwrap());
+    assert!(!acme.nonce_take("n-once", NOW).unwrap(), "used once");
+    assert!(!acme.nonce_take("n-never", NOW).unwrap(), "unknown");
+    acme.nonce_put("n-old", NOW + 60).unwrap();
+    assert!(!acme.nonce_take("n-old", NOW + 60).unwrap(), "expired at its expiry");
+    assert!(!acme.nonce_take("n-old", NOW).unwrap(), "and gone");
+    // Eight connections take one nonce at once, twenty times: exactly one of them gets it.
+    for round in 0..20 {
+        let nonce = format!("n-race-{round}");
+        store.acme().nonce_put(&nonce, NOW + 60).unwrap();
+        let results = race(open, &|s| s.acme().nonce_take(&nonce, NOW).unwrap());
+        assert_eq!(winners(&results), 1, "round {round}: {results:?}");
+    }
+}
+
+fn accounts(open: Open<'_>, store: &mut dyn Store) {
+    // One key, eight instances creating its account at once: one account, the same for all.
+    for round in 0..5 {
+        let thumbprint = format!("thumb-race-{round}");
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let results = race(open, &|s| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            s.acme()
+                .account_create(&account(&format!("race-{round}-{n}"), &thumbprint))
+                .unwrap()
+        });
+        assert_eq!(results.iter().filter(|(_, new)| *new).count(), 1, "{results:?}");
+        let winner = &results.iter().find(|(_, new)| *new).unwrap().0;
+        assert!(results.iter().all(|(a, _)| a == winner), "{results:?}");
+        assert_eq!(
+            store.acme().account_by_thumbprint(&thumbprint).unwrap().as_ref(),
+            Some(winner)
+        );
+    }
+}
+
+fn challenges_and_orders(open: Open<'_>, store: &mut dyn Store) {
+    let acme = store.acme();
+    acme.account_create(&account("bob", "thumb-bob")).unwrap();
+
+    // Two authorizations: the order becomes ready when the second is valid, not before.
+    let (o, a) = order("o-two", "bob", &["a.acme.test", "b.acme.test"], NOW + 3600);
+    acme.order_create(&o, &a).unwrap();
+    assert!(acme.challenge_claim("o-two-a0-h", NOW).unwrap());
+    assert!(!acme.challenge_claim("o-two-a0-h", NOW).unwrap(), "claimed once");
+    acme.challenge_finish("o-two-a0-h", true, None, NOW + 5).unwrap();
+    let (c, authz) = acme.challenge("o-two-a0-h").unwrap().unwrap();
+    assert_eq!(
+        (c.status, c.validated, c.error),
+        (ChallengeStatus::Valid, Some(NOW + 5), None)
+    );
+    assert_eq!(authz.status, AuthorizationStatus::Valid);
+    assert_eq!(
+        authz.challenges[1].status,
+        ChallengeStatus::Pending,
+        "the other challenge untouched"
+    );
+    assert_eq!(acme.order("o-two").unwrap().unwrap().status, OrderStatus::Pending);
+    assert!(
+        !acme.challenge_claim("o-two-a0-t", NOW).unwrap(),
+        "no claim once the authorization is valid"
+    );
+    assert!(
+        !acme.order_claim_finalize("o-two").unwrap(),
+        "a pending order is not finalized"
+    );
+    // Eight instances claim the second authorization's challenge at once: one validates.
+    let results = race(open, &|s| s.acme().challenge_claim("o-two-a1-t", NOW).unwrap());
+    assert_eq!(winners(&results), 1, "{results:?}");
+    assert_eq!(acme_challenge_status(store, "o-two-a1-t"), ChallengeStatus::Processing);
+    let acme = store.acme();
+    acme.challenge_finish("o-two-a1-t", true, None, NOW + 6).unwrap();
+    assert_eq!(acme.order("o-two").unwrap().unwrap().status, OrderStatus::Ready);
+    // Finishing again changes nothing.
+    acme.challenge_finish("o-two-a1-t", false, Some("{}"), NOW + 7).unwrap();
+    assert_eq!(acme.order("o-two").unwrap().unwrap().status, OrderStatus::Ready);
+    assert_eq!(
+        acme.authorization("o-two-a1").unwrap().unwrap().status,
+        AuthorizationStatus::Valid
+    );
+
+    // One failed authorization makes the order invalid, with the challenge's problem.
+    let problem = r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"wrong key authorization"}"#;
+    let (o, a) = order("o-fail", "bob", &["a.acme.test", "b.acme.test"], NOW + 3600);
+    acme.order_create(&o, &a).unwrap();
+    assert!(acme.challenge_claim("o-fail-a0-h", NOW).unwrap());
+    acme.challenge_finish("o-fail-a0-h", true, None, NOW).unwrap();
+    assert!(acme.challenge_claim("o-fail-a1-h", NOW).unwrap());
+    acme.challenge_finish("o-fail-a1-h", false, Some(problem), NOW).unwrap();
+    let (c, authz) = acme.challenge("o-fail-a1-h").unwrap().unwrap();
+    assert_eq!((c.status, c.validated), (ChallengeStatus::Invalid, None));
+    assert_eq!(c.error.as_deref(), Some(problem));
+    assert_eq!(authz.status, AuthorizationStatus::Invalid);
+    let failed = acme.order("o-fail").unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (OrderStatus::Invalid, Some(problem))
+    );
+
+    // An expired authorization's challenge cannot be claimed.
+    let (o, a) = order("o-late", "bob", &["a.acme.test"], NOW + 10);
+    acme.order_create(&o, &a).unwrap();
+    assert!(!acme.challenge_claim("o-late-a0-h", NOW + 10).unwrap());
+    assert!(!acme.challenge_claim("nope", NOW).unwrap());
+
+    // Deactivation (§7.5.2): pending or valid only; the order becomes invalid.
+    let (o, a) = order("o-deact", "bob", &["a.acme.test"], NOW + 3600);
+    acme.order_create(&o, &a).unwrap();
+    assert!(acme.authorization_deactivate("o-deact-a0").unwrap());
+    assert!(!acme.authorization_deactivate("o-deact-a0").unwrap());
+    assert!(!acme.authorization_deactivate("nope").unwrap());
+    assert_eq!(
+        acme.authorization("o-deact-a0").unwrap().unwrap().status,
+        AuthorizationStatus::Deactivated
+    );
+    assert_eq!(acme.order("o-deact").unwrap().unwrap().status, OrderStatus::Invalid);
+
+    // Two authorizations of one order validated at the same moment on two connections: the
+    // order ends ready every time (neither misses the other's authorization).
+    for round in 0..10 {
+        let id = format!("o-pair-{round}");
+        let (o, a) = order(&id, "bob", &["a.acme.test", "b.acme.test"], NOW + 3600);
+        let acme = store.acme();
+        acme.order_create(&o, &a).unwrap();
+        assert!(acme.challenge_claim(&format!("{id}-a0-h"), NOW).unwrap());
+        assert!(acme.challenge_claim(&format!("{id}-a1-h"), NOW).unwrap());
+        let barrier = Barrier::new(2);
+        std::thread::scope(|scope| {
+            for n in 0..2 {
+                let (barrier, id) = (&barrier, &id);
+                scope.spawn(move || {
+                    let mut s = open();
+                    barrier.wait();
+                    s.acme()
+                        .challenge_finish(&format!("{id}-a{n}-h"), true, None, NOW)
+                        .unwrap();
+                });
+            }
+        });
+        assert_eq!(
+            store.acme().order(&id).unwrap().unwrap().status,
+            OrderStatus::Ready,
+            "{id}"
+        );
+    }
+}
+
+fn acme_challenge_status(store: &mut dyn Store, id: &str) -> ChallengeStatus {
+    store.acme().challenge(id).unwrap().unwrap().0.status
+}
+
+/// A ready order `id` of bob's for one name.
+fn ready_order(store: &mut dyn Store, id: &str) {
+    let acme = store.acme();
+    let (o, a) = order(id, "bob", &["a.acme.test"], NOW + 3600);
+    acme.order_create(&o, &a).unwrap();
+    assert!(acme.challenge_claim(&format!("{id}-a0-h"), NOW).unwrap());
+    acme.challenge_finish(&format!("{id}-a0-h"), true, None, NOW).unwrap();
+    assert_eq!(acme.order(id).unwrap().unwrap().status, OrderStatus::Ready);
+}
+
+fn finalization(open: Open<'_>, store: &mut dyn Store, pem: &str) {
+    // Eight instances finalize one order at once: one of them issues.
+    ready_order(store, "o-fin");
+    let results = race(open, &|s| s.acme().order_claim_finalize("o-fin").unwrap());
+    assert_eq!(winners(&results), 1, "{results:?}");
+    assert!(!store.acme().order_claim_finalize("o-fin").unwrap());
+    assert_eq!(
+        store.acme().order("o-fin").unwrap().unwrap().status,
+        OrderStatus::Processing
+    );
+
+    // order_finish records the certificate and makes the order valid, together.
+    let serial = "7f01".parse().unwrap();
+    assert!(store.acme().order_finish("o-fin", &record("7f01", pem), WRITE).unwrap());
+    let done = store.acme().order("o-fin").unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.certificate.as_ref()),
+        (OrderStatus::Valid, Some(&serial))
+    );
+    assert_eq!(store.find(&serial).unwrap(), Some(record("7f01", pem)));
+    assert_eq!(store.acme().order_by_certificate(&serial).unwrap(), Some(done));
+    let err = store
+        .acme()
+        .order_finish("o-fin", &record("7f02", pem), WRITE)
+        .unwrap_err();
+    assert!(err.to_string().contains("not processing"), "{err}");
+    assert_eq!(store.find(&"7f02".parse().unwrap()).unwrap(), None, "nothing recorded");
+
+    // A taken serial: false, and nothing changed (the order stays processing, the existing
+    // certificate is untouched); then another serial succeeds.
+    ready_order(store, "o-taken");
+    assert!(store.acme().order_claim_finalize("o-taken").unwrap());
+    let mut other = record("7f01", pem);
+    other.subject = "CN=other".into();
+    assert!(!store.acme().order_finish("o-taken", &other, WRITE).unwrap());
+    let o = store.acme().order("o-taken").unwrap().unwrap();
+    assert_eq!((o.status, o.certificate), (OrderStatus::Processing, None));
+    assert_eq!(store.find(&serial).unwrap().unwrap().subject, "CN=7f01");
+    assert!(
+        store
+            .acme()
+            .order_finish("o-taken", &record("7f03", pem), WRITE)
+            .unwrap()
+    );
+    assert_eq!(
+        store.acme().order("o-taken").unwrap().unwrap().status,
+        OrderStatus::Valid
+    );
+
+    // order_fail: processing → invalid with the problem.
+    ready_order(store, "o-refused");
+    assert!(store.acme().order_claim_finalize("o-refused").unwrap());
+    let problem = r#"{"type":"urn:ietf:params:acme:error:badCSR"}"#;
+    store.acme().order_fail("o-refused", problem).unwrap();
+    let o = store.acme().order("o-refused").unwrap().unwrap();
+    assert_eq!((o.status, o.error.as_deref()), (OrderStatus::Invalid, Some(problem)));
+    assert!(
+        store
+            .acme()
+            .order_finish("o-refused", &record("7f04", pem), WRITE)
+            .is_err()
+    );
+    assert_eq!(store.find(&"7f04".parse().unwrap()).unwrap(), None);
+}
+
+fn leases_and_crls(store: &mut dyn Store) {
+    let ttl = Duration::from_secs(30);
+    let acme = store.acme();
+    let a = acme.lease_acquire("crl", "holder-a", ttl, NOW).unwrap().unwrap();
+    assert_eq!(
+        (a.name.as_str(), a.holder.as_str(), a.until),
+        ("crl", "holder-a", NOW + 30)
+    );
+    let first = a.token;
+    // Renewal before the end keeps the token.
+    let renewed = acme.lease_acquire("crl", "holder-a", ttl, NOW + 20).unwrap().unwrap();
+    assert_eq!((renewed.token, renewed.until), (first, NOW + 50));
+    // Another holder is refused while it runs; other work has its own lease.
+    assert_eq!(acme.lease_acquire("crl", "holder-b", ttl, NOW + 49).unwrap(), None);
+    let expire_lease = acme.lease_acquire("expire", "holder-b", ttl, NOW).unwrap().unwrap();
+
+    let crl = |number: u64| PublishedCrl {
+        der: vec![0x30, 0x03, 0x02, 0x01, number as u8],
+        number,
+        this_update: NOW,
+        next_update: NOW + 3600,
+    };
+    assert_eq!(acme.crl_published().unwrap(), None);
+    assert!(acme.crl_publish(&crl(5), Some(&renewed)).unwrap());
+    assert!(
+        !acme.crl_publish(&crl(5), Some(&renewed)).unwrap(),
+        "the same number again"
+    );
+    assert!(!acme.crl_publish(&crl(3), None).unwrap(), "a lower number");
+    assert_eq!(acme.crl_published().unwrap(), Some(crl(5)));
+    let wrong_name = Lease {
+        name: "expire".into(),
+        ..renewed.clone()
+    };
+    assert!(
+        !acme.crl_publish(&crl(6), Some(&wrong_name)).unwrap(),
+        "not a grant of that lease"
+    );
+
+    // After the end another holder gets it, with the next token; the old holder is fenced off.
+    let b = acme.lease_acquire("crl", "holder-b", ttl, NOW + 50).unwrap().unwrap();
+    assert_eq!((b.holder.as_str(), b.token, b.until), ("holder-b", first + 1, NOW + 80));
+    assert_eq!(acme.lease_acquire("crl", "holder-a", ttl, NOW + 51).unwrap(), None);
+    assert!(
+        !acme.crl_publish(&crl(7), Some(&renewed)).unwrap(),
+        "stale token refused"
+    );
+    assert_eq!(acme.crl_published().unwrap(), Some(crl(5)));
+    let stale_expire = Lease {
+        name: "expire".into(),
+        holder: "holder-b".into(),
+        token: expire_lease.token - 1,
+        until: NOW + 30,
+    };
+    assert_eq!(acme.expire(NOW, NOW, &stale_expire).unwrap(), None);
+    assert!(acme.crl_publish(&crl(7), Some(&b)).unwrap());
+    assert_eq!(acme.crl_published().unwrap(), Some(crl(7)));
+    assert!(
+        acme.crl_publish(&crl(9), None).unwrap(),
+        "without a lease: by number alone"
+    );
+    assert_eq!(acme.crl_published().unwrap().unwrap().number, 9);
+
+    // A holder renewing after its own lease ran out gets a new token: its old one is stale.
+    let b2 = acme.lease_acquire("crl", "holder-b", ttl, NOW + 80).unwrap().unwrap();
+    assert_eq!(b2.token, b.token + 1);
+    assert!(!acme.crl_publish(&crl(10), Some(&b)).unwrap());
+    assert!(acme.crl_publish(&crl(10), Some(&b2)).unwrap());
+
+    // The expire lease taken over: its old holder's clean-up is refused.
+    let c = acme
+        .lease_acquire("expire", "holder-c", ttl, NOW + 30)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.token, expire_lease.token + 1);
+    assert_eq!(acme.expire(NOW, NOW, &expire_lease).unwrap(), None);
+    assert!(acme.expire(NOW, NOW, &c).unwrap().is_some());
+
+    // Sub-second TTLs count as one second.
+    let d = acme
+        .lease_acquire("short", "holder-d", Duration::from_millis(200), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.until, NOW + 1);
+}
+
+fn clean_up(store: &mut dyn Store) {
+    let acme = store.acme();
+    let lease = acme
+        .lease_acquire("expire", "cleaner", Duration::from_secs(60), NOW + 1_000_000)
+        .unwrap()
+        .unwrap();
+    let later = NOW + 10_000;
+    // Start from nothing left to do at `later`.
+    acme.expire(later, 0, &lease).unwrap().unwrap();
+    acme.nonce_put("n-live", later + 10).unwrap();
+    acme.nonce_put("n-dead-1", later).unwrap();
+    acme.nonce_put("n-dead-2", later - 5).unwrap();
+    // A pending order past its expiry (its authorization expires too), a ready one past its
+    // expiry, a live pending one, one stuck in processing.
+    let (o, a) = order("o-exp-pending", "bob", &["a.acme.test"], later - 1);
+    acme.order_create(&o, &a).unwrap();
+    let (o, a) = order("o-exp-live", "bob", &["a.acme.test"], later + 100);
+    acme.order_create(&o, &a).unwrap();
+    let (mut o, mut a) = order("o-exp-ready", "bob", &["a.acme.test"], later - 1);
+    o.status = OrderStatus::Ready;
+    a[0].status = AuthorizationStatus::Valid;
+    acme.order_create(&o, &a).unwrap();
+    ready_order(store, "o-stuck");
+    assert!(store.acme().order_claim_finalize("o-stuck").unwrap());
+    let acme = store.acme();
+    let clock = OffsetDateTime::now_utc().unix_timestamp();
+    // Not stuck yet (claimed after `clock - 60`).
+    let first = acme.expire(later, clock - 60, &lease).unwrap().unwrap();
+    assert_eq!(
+        first,
+        Expired {
+            nonces: 2,
+            orders: 2,
+            authorizations: 1
+        }
+    );
+    assert!(acme.nonce_take("n-live", later).unwrap());
+    assert!(!acme.nonce_take("n-dead-1", NOW).unwrap(), "deleted");
+    for id in ["o-exp-pending", "o-exp-ready"] {
+        assert_eq!(acme.order(id).unwrap().unwrap().status, OrderStatus::Invalid, "{id}");
+    }
+    assert_eq!(acme.order("o-exp-live").unwrap().unwrap().status, OrderStatus::Pending);
+    assert_eq!(
+        acme.authorization("o-exp-pending-a0").unwrap().unwrap().status,
+        AuthorizationStatus::Expired
+    );
+    assert_eq!(
+        acme.authorization("o-exp-ready-a0").unwrap().unwrap().status,
+        AuthorizationStatus::Valid
+    );
+    assert_eq!(acme.order("o-stuck").unwrap().unwrap().status, OrderStatus::Processing);
+    // Stuck: processing since before `stuck_before`.
+    let second = acme.expire(later, clock + 5, &lease).unwrap().unwrap();
+    assert_eq!(
+        second,
+        Expired {
+            nonces: 0,
+            orders: 1,
+            authorizations: 0
+        }
+    );
+    let stuck = acme.order("o-stuck").unwrap().unwrap();
+    assert_eq!(stuck.status, OrderStatus::Invalid);
+    assert!(stuck.error.unwrap().contains("serverInternal"));
+    assert_eq!(acme.expire(later, clock + 5, &lease).unwrap(), Some(Expired::default()));
+}
+
+#[test]
+fn the_acme_suite_passes_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let issuer = "aa".repeat(32);
+    store::create(&dir, &issuer, &Location::Sqlite).unwrap();
+    acme_suite(&|| store::open(&dir, &issuer, None).unwrap());
+}
+
+#[test]
+fn the_acme_suite_passes_on_postgresql() {
+    let pg = Postgres::start();
+    let location = Location::Postgres(pg.url("ca"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let issuer = "aa".repeat(32);
+    store::create(&dir, &issuer, &location).unwrap();
+    acme_suite(&|| store::open(&dir, &issuer, Some(&location)).unwrap());
+
+    // Another CA in the same database sees none of it, and has its own leases.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = "bb".repeat(32);
+    store::create(other_dir.path(), &other, &location).unwrap();
+    let mut store = store::open(other_dir.path(), &other, Some(&location)).unwrap();
+    let acme = store.acme();
+    assert_eq!(acme.account("alice").unwrap(), None);
+    assert_eq!(acme.order("o1").unwrap(), None);
+    assert_eq!(acme.crl_published().unwrap(), None);
+    let lease = acme
+        .lease_acquire("crl", "someone", Duration::from_secs(5), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.token, 1);
+}
