@@ -278,8 +278,9 @@ pub trait AcmeStore {
     /// [`CaError::Store`] when the database fails.
     fn authorization(&mut self, id: &str) -> Result<Option<Authorization>, CaError>;
 
-    /// Deactivates a pending or valid authorization (§7.5.2) and makes its order invalid;
-    /// false when it was neither.
+    /// Deactivates a pending or valid authorization (§7.5.2) and makes its order invalid (when
+    /// the order is pending or ready: one being finalized or issued keeps its status); false
+    /// when it was neither.
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
@@ -301,15 +302,17 @@ pub trait AcmeStore {
 
     /// Ends a claimed challenge, in one transaction: `processing` → `valid` (with `now` as
     /// validated) or `invalid` (with `error`, a problem document); the authorization follows;
-    /// the order becomes `ready` when all its authorizations are valid, `invalid` when one is
-    /// invalid.
+    /// the order becomes `ready` when all its authorizations are valid, `invalid` (with `error`)
+    /// when one is invalid. A challenge that is not `processing` is left as it is (nothing
+    /// changes: a second finish, or a finish after the clean-up, is harmless).
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
     fn challenge_finish(&mut self, id: &str, valid: bool, error: Option<&str>, now: i64) -> Result<(), CaError>;
 
-    /// Claims an order for finalization: `ready` → `processing`. True for exactly one caller,
-    /// so a double finalize issues once.
+    /// Claims an order for finalization: `ready` → `processing`, stamped with the store
+    /// machine's clock (what [`AcmeStore::expire`]'s `stuck_before` compares). True for exactly
+    /// one caller, so a double finalize issues once.
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
