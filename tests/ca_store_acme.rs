@@ -3,21 +3,28 @@
 //! transitions raced by 8 threads, each on its own connection (nonces, accounts, challenge
 //! claims, finalize claims); orders following their authorizations; finalization that records
 //! the certificate and the order together or not at all; leases with fencing tokens; the
-//! published CRL; the periodic clean-up.
+//! published CRL; the periodic clean-up. Then the periodic work of `ca serve` under leases
+//! (`ca::serve::periodic`): CRLs signed by the CA and published when due, one runner taking
+//! over from a stopped one with the next token, a stalled runner fenced off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 mod pg_support;
 
-use std::sync::Barrier;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use pg_support::Postgres;
+use tessera::ca::serve::periodic::{self, PeriodicSettings};
 use tessera::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Expired, Identifier, Lease,
     Order, OrderStatus, PublishedCrl,
 };
 use tessera::ca::store::{self, Store, WriteAccess};
-use tessera::ca::{Location, Record, SubjectAltName};
+use tessera::ca::{
+    CertificateAuthority, InitRequest, IssueRequest, Location, Profile, Record, RevocationReason, SubjectAltName,
+};
+use tessera::pki::CrlInfo;
 use time::OffsetDateTime;
 
 const WRITE: WriteAccess = tessera::internal::STORE_WRITE_ACCESS;
@@ -617,4 +624,317 @@ fn the_acme_suite_passes_on_postgresql() {
         .unwrap()
         .unwrap();
     assert_eq!(lease.token, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic work under leases
+
+/// A new root CA in `dir` with its state in `location`.
+fn new_ca(dir: &Path, location: &Location) -> CertificateAuthority {
+    let mut request = InitRequest::new("Periodic Test CA");
+    request.store = location.clone();
+    CertificateAuthority::init(dir, &request, None, OffsetDateTime::now_utc()).unwrap();
+    CertificateAuthority::open_with_store(dir, None, Some(location)).unwrap()
+}
+
+fn open_store(dir: &Path, location: &Location) -> Box<dyn Store> {
+    store::open_dir(dir, Some(location)).unwrap()
+}
+
+/// The published CRL, parsed, after checking with OpenSSL that the CA in `dir` signed it.
+fn published(store: &mut dyn Store, dir: &Path) -> (PublishedCrl, CrlInfo) {
+    let crl = store.acme().crl_published().unwrap().expect("a published CRL");
+    let file = dir.join(format!("published-{}.der", crl.number));
+    std::fs::write(&file, &crl.der).unwrap();
+    let ca_pem = dir.join("ca.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-in"])
+        .arg(&file)
+        .arg("-CAfile")
+        .arg(&ca_pem)
+        .output()
+        .expect("openssl is installed (`make deps` installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.contains("verify OK"), "{said}");
+    let info = CrlInfo::from_der(&crl.der).unwrap();
+    assert_eq!(info.crl_number.as_deref(), Some(crl.number.to_string().as_str()));
+    assert_eq!(info.this_update.unix_timestamp(), crl.this_update);
+    assert_eq!(info.next_update.map(|t| t.unix_timestamp()), Some(crl.next_update));
+    (crl, info)
+}
+
+#[test]
+fn a_round_publishes_a_crl_when_one_is_due_and_cleans_up_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let ca = new_ca(&dir, &Location::Sqlite);
+    let mut store = store::open_dir(&dir, None).unwrap();
+    let settings = PeriodicSettings {
+        lease_ttl: Duration::from_secs(3600),
+        crl_lifetime: Duration::from_secs(3600),
+        ..PeriodicSettings::default()
+    };
+    let t0 = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+
+    // None published: the first round signs and publishes CRL 1; both leases are this runner's.
+    let first = periodic::round(&ca, store.as_mut(), "runner-a", &settings, t0).unwrap();
+    assert_eq!(first.published, Some(1));
+    assert_eq!(
+        first.crl_lease.as_ref().map(|l| (l.holder.as_str(), l.token)),
+        Some(("runner-a", 1))
+    );
+    assert_eq!(first.expire_lease.as_ref().map(|l| l.token), Some(1));
+    assert_eq!(first.expired, Some(Default::default()));
+    let (crl, info) = published(store.as_mut(), &dir);
+    assert_eq!(
+        (crl.number, crl.this_update, crl.next_update),
+        (1, t0.unix_timestamp(), t0.unix_timestamp() + 3600)
+    );
+    assert!(info.revoked.is_empty());
+
+    // Not due: nothing signed, no CRL number used.
+    let again = periodic::round(
+        &ca,
+        store.as_mut(),
+        "runner-a",
+        &settings,
+        t0 + time::Duration::seconds(60),
+    )
+    .unwrap();
+    assert_eq!(again.published, None);
+    assert_eq!(again.crl_lease.map(|l| l.token), Some(1), "renewed, same token");
+    assert_eq!(store.crl_number().unwrap(), 1);
+
+    // A revocation hands out a newer number (`ca` first brings crl.pem, which `ca serve` does
+    // not write, up to the store: one more number): the next round publishes a CRL that lists
+    // it.
+    let issued = ca
+        .issue(&IssueRequest::new(Profile::Server, "svc.periodic.test"), t0)
+        .unwrap();
+    ca.revoke(
+        &issued.info.serial,
+        RevocationReason::KeyCompromise,
+        t0,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let revoked_number = store.crl_number().unwrap();
+    assert!(revoked_number > 1, "{revoked_number}");
+    let after = periodic::round(
+        &ca,
+        store.as_mut(),
+        "runner-a",
+        &settings,
+        t0 + time::Duration::seconds(61),
+    )
+    .unwrap();
+    assert_eq!(after.published, Some(revoked_number + 1));
+    let (_, info) = published(store.as_mut(), &dir);
+    assert_eq!(
+        info.revoked.iter().map(|r| r.serial.to_string()).collect::<Vec<_>>(),
+        [issued.info.serial.to_string()]
+    );
+
+    // Past half its lifetime: signed again.
+    let late = t0 + time::Duration::seconds(61 + 1800);
+    let renewed = periodic::round(&ca, store.as_mut(), "runner-a", &settings, late).unwrap();
+    assert_eq!(renewed.published, Some(revoked_number + 2));
+    assert_eq!(published(store.as_mut(), &dir).0.this_update, late.unix_timestamp());
+
+    // Another runner gets neither lease while they run, and does nothing.
+    let other = periodic::round(&ca, store.as_mut(), "runner-b", &settings, late).unwrap();
+    assert_eq!(other, periodic::Round::default());
+
+    // The clean-up ran under its lease: an expired nonce is gone.
+    store.acme().nonce_put("old", late.unix_timestamp() - 1).unwrap();
+    store.acme().nonce_put("new", late.unix_timestamp() + 100).unwrap();
+    let cleaned = periodic::round(&ca, store.as_mut(), "runner-a", &settings, late).unwrap();
+    assert_eq!(cleaned.expired.map(|e| e.nonces), Some(1));
+    assert!(store.acme().nonce_take("new", late.unix_timestamp()).unwrap());
+}
+
+/// The `crl` lease as the database has it: (holder, token).
+fn crl_lease(pg: &Postgres) -> Option<(String, i64)> {
+    pg.client("ca")
+        .query_opt("SELECT holder, token FROM acme_leases WHERE name = 'crl'", &[])
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)))
+}
+
+/// Polls `check` every 50 ms for up to `limit`; true once it holds.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn a_second_runner_takes_over_with_the_next_token_when_the_first_stops_on_postgresql() {
+    let pg = Postgres::start();
+    let location = Location::Postgres(pg.url("ca"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let ca = Arc::new(new_ca(&dir, &location));
+    let ttl = Duration::from_secs(2);
+    let settings = PeriodicSettings {
+        period: Duration::from_millis(100),
+        lease_ttl: ttl,
+        crl_lifetime: Duration::from_secs(3600),
+        stuck_after: Duration::from_secs(60),
+    };
+    let mut reader = open_store(&dir, &location);
+    // The runners run on a runtime; this thread (blocking PostgreSQL calls) watches them.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Runner A starts alone: it takes the lease and publishes CRL 1.
+    let a = runtime.spawn(periodic::run(
+        Arc::clone(&ca),
+        open_store(&dir, &location),
+        "runner-a".into(),
+        settings.clone(),
+        std::future::pending(),
+    ));
+    assert!(eventually(Duration::from_secs(10), || reader
+        .acme()
+        .crl_published()
+        .unwrap()
+        .is_some()));
+    let (a_holder, a_token) = crl_lease(&pg).unwrap();
+    assert_eq!(a_holder, "runner-a");
+    assert_eq!(published(reader.as_mut(), &dir).0.number, 1);
+
+    // Runner B starts: while A renews its lease, B waits.
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let b = runtime.spawn(periodic::run(
+        Arc::clone(&ca),
+        open_store(&dir, &location),
+        "runner-b".into(),
+        settings.clone(),
+        async move {
+            let _ = stopped_b.await;
+        },
+    ));
+    std::thread::sleep(ttl + Duration::from_millis(500));
+    assert_eq!(crl_lease(&pg), Some(("runner-a".to_string(), a_token)), "A kept it");
+
+    // A stops (aborted, as a killed instance would): B takes over within the lease's time (whole
+    // seconds, so up to one more) and a period, with the next token.
+    a.abort();
+    assert!(runtime.block_on(a).unwrap_err().is_cancelled());
+    let stopped = Instant::now();
+    assert!(
+        eventually(ttl + Duration::from_secs(3), || crl_lease(&pg)
+            .is_some_and(|(holder, _)| holder == "runner-b")),
+        "B never took the lease: {:?}",
+        crl_lease(&pg)
+    );
+    assert!(
+        stopped.elapsed() <= ttl + Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(crl_lease(&pg), Some(("runner-b".to_string(), a_token + 1)));
+
+    // B does the work now: a revocation is in the next CRL, which B publishes.
+    let issued = ca
+        .issue(
+            &IssueRequest::new(Profile::Server, "svc.periodic.test"),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    ca.revoke(
+        &issued.info.serial,
+        RevocationReason::Superseded,
+        OffsetDateTime::now_utc(),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(10), || reader
+        .acme()
+        .crl_published()
+        .unwrap()
+        .is_some_and(|crl| crl.number >= 3)));
+    let (_, info) = published(reader.as_mut(), &dir);
+    assert!(info.revoked.iter().any(|r| r.serial == issued.info.serial));
+    assert_eq!(crl_lease(&pg).map(|(_, token)| token), Some(a_token + 1));
+
+    // B stops when told to.
+    stop_b.send(()).unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), b).await })
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn a_runner_whose_lease_ran_out_while_it_stalled_cannot_publish_on_postgresql() {
+    let pg = Postgres::start();
+    let location = Location::Postgres(pg.url("ca"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let ca = new_ca(&dir, &location);
+    let settings = PeriodicSettings {
+        lease_ttl: Duration::from_secs(10),
+        crl_lifetime: Duration::from_secs(3600),
+        ..PeriodicSettings::default()
+    };
+    let mut a = open_store(&dir, &location);
+    let mut b = open_store(&dir, &location);
+    let t0 = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+
+    // A takes the lease and signs CRL 1, then stalls past its lease (before publishing).
+    let (lease, prepared) = periodic::prepare_crl(&ca, a.as_mut(), "runner-a", &settings, t0).unwrap();
+    let prepared = prepared.expect("a CRL is due");
+    assert_eq!((lease.unwrap().token, prepared.crl.number), (1, 1));
+    let (expire_lease, _) = periodic::expire(a.as_mut(), "runner-a", &settings, t0).unwrap();
+    let expire_lease = expire_lease.unwrap();
+
+    // Meanwhile B takes both leases over with the next tokens.
+    let later = t0.unix_timestamp() + 11;
+    let b_lease = b
+        .acme()
+        .lease_acquire(periodic::CRL_LEASE, "runner-b", settings.lease_ttl, later)
+        .unwrap()
+        .unwrap();
+    assert_eq!(b_lease.token, 2);
+    let b_expire = b
+        .acme()
+        .lease_acquire(periodic::EXPIRE_LEASE, "runner-b", settings.lease_ttl, later)
+        .unwrap()
+        .unwrap();
+
+    // A wakes up: its CRL is refused although no CRL is published yet (fenced by the token, not
+    // by the number), and so is its clean-up.
+    assert!(!periodic::publish_crl(a.as_mut(), &prepared).unwrap());
+    assert_eq!(a.acme().crl_published().unwrap(), None);
+    assert_eq!(a.acme().expire(later, later, &expire_lease).unwrap(), None);
+    // A's next round finds the leases taken and does nothing.
+    let t1 = OffsetDateTime::from_unix_timestamp(later).unwrap();
+    assert_eq!(
+        periodic::round(&ca, a.as_mut(), "runner-a", &settings, t1).unwrap(),
+        periodic::Round::default()
+    );
+
+    // B's round publishes the next CRL under token 2 and cleans up under its own lease.
+    let round = periodic::round(&ca, b.as_mut(), "runner-b", &settings, t1).unwrap();
+    assert_eq!(round.crl_lease.map(|l| l.token), Some(2));
+    assert_eq!(round.published, Some(2));
+    assert_eq!(round.expire_lease.map(|l| l.token), Some(b_expire.token));
+    assert!(round.expired.is_some());
+    assert_eq!(published(b.as_mut(), &dir).0.number, 2);
+    // A's stale CRL stays refused after B's.
+    assert!(!periodic::publish_crl(a.as_mut(), &prepared).unwrap());
 }

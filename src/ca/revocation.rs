@@ -218,6 +218,27 @@ impl CertificateAuthority {
     }
 
     /// Signs the CRL for `state` (its number, handed out by the store together with the revoked
+    /// set), issued at `now` (whole seconds, UTC) and due again `crl_lifetime` later, without
+    /// writing it anywhere: `ca serve` publishes it in the store (see `ca::serve::periodic`).
+    ///
+    /// # Errors
+    /// [`CaError::InvalidRequest`] (a time or lifetime a CRL cannot carry), [`CaError::Build`].
+    pub(crate) fn sign_crl(
+        &self,
+        state: &CrlState,
+        now: OffsetDateTime,
+        crl_lifetime: Duration,
+    ) -> Result<CertificateRevocationListDer<'static>, CaError> {
+        let now = x509_time(now)?;
+        let next_update = crl_next_update(now, crl_lifetime)?;
+        let params = crl_params(state, now, next_update, self.subject_key_id()?);
+        let crl = params
+            .signed_by(&self.issuer()?)
+            .map_err(|e| CaError::build("CRL", e))?;
+        Ok(crl.der().clone())
+    }
+
+    /// Signs the CRL for `state` (its number, handed out by the store together with the revoked
     /// set) and puts it in `crl.pem`, unless a CRL with a higher number is already there (it
     /// lists everything this one does): under the directory lock, so `crl.pem` never goes back.
     /// Returns the CRL now in `crl.pem`. The store was committed first, so a crash here leaves
@@ -228,12 +249,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         crl_lifetime: Duration,
     ) -> Result<CertificateRevocationListDer<'static>, CaError> {
-        let next_update = crl_next_update(now, crl_lifetime)?;
-        let params = crl_params(state, now, next_update, self.subject_key_id()?);
-        let crl = params
-            .signed_by(&self.issuer()?)
-            .map_err(|e| CaError::build("CRL", e))?;
-        let der = crl.der().clone();
+        let der = self.sign_crl(state, now, crl_lifetime)?;
         let path = self.crl_path();
         let _lock = DirLock::acquire(&self.dir)?;
         if let Err(e) = fsutil::remove_stale_temporaries(&self.dir) {

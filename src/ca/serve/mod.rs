@@ -5,10 +5,11 @@
 //! thumbprints, RFC 8555 §6.2), `problem.rs` (RFC 7807 problem documents with RFC 8555 §6.7's
 //! error types), `ari.rs` (renewal information, RFC 9773), `ratelimit.rs` (per-account and
 //! global request limits), `va.rs` (http-01 and tls-alpn-01 validation, RFC 8555 §8.3 and
-//! RFC 8737).
+//! RFC 8737), `periodic.rs` (CRL regeneration and clean-up under leases in the store).
 
 pub mod ari;
 pub mod jws;
+pub mod periodic;
 pub mod problem;
 pub mod ratelimit;
 pub mod va;

@@ -1,0 +1,339 @@
+//! Periodic work of `ca serve`, done by one instance at a time under a lease in the store
+//! (DESIGN.md, "`ca serve`"; [`crate::ca::store::acme`]): regenerating the CRL that every
+//! instance serves at `/crl`, and the clean-up of expired nonces, orders and authorizations.
+//!
+//! Every instance runs [`run`]. Each round (every [`PeriodicSettings::period`]) it tries to take
+//! or renew the lease `crl` ([`CRL_LEASE`]) and the lease `expire` ([`EXPIRE_LEASE`]) for
+//! [`PeriodicSettings::lease_ttl`]; only the holder works. The holder of `crl` signs a new CRL
+//! when the published one is missing, has a lower number than the store's CRL number (a
+//! revocation, or `ca crl`, handed out a newer number), or is past half its lifetime, and
+//! publishes it with the lease's fencing token; the holder of `expire` runs
+//! [`AcmeStore::expire`](crate::ca::store::acme::AcmeStore::expire). A holder that stops (killed,
+//! or stalled past its lease) loses the lease when its time runs out, the next instance takes it
+//! with the next token, and whatever the old holder still tries under its old token is refused
+//! by the store.
+//!
+//! The store is synchronous (rusqlite, the blocking `postgres` client): [`run`] calls it on
+//! Tokio's blocking pool, through a connection of its own. [`round`], [`prepare_crl`],
+//! [`publish_crl`] and [`expire`] are the same steps without the loop, for tests and tools.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::ca::store::acme::{Expired, Lease, PublishedCrl};
+use crate::ca::store::{Store, WriteAccess};
+use crate::ca::{CaError, CertificateAuthority, DEFAULT_CRL_LIFETIME};
+
+/// The lease for regenerating and publishing the CRL.
+pub const CRL_LEASE: &str = "crl";
+/// The lease for [`AcmeStore::expire`](crate::ca::store::acme::AcmeStore::expire).
+pub const EXPIRE_LEASE: &str = "expire";
+
+/// How often and for how long the periodic work runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodicSettings {
+    /// Time between rounds (default 5 s).
+    pub period: Duration,
+    /// How long a lease is granted for (default 30 s; longer than `period`, which renews it).
+    /// After a holder stops, another instance takes over within this time plus one period.
+    /// The store counts whole seconds (at least one).
+    pub lease_ttl: Duration,
+    /// The lifetime (nextUpdate − thisUpdate) of the CRLs it signs (default
+    /// [`DEFAULT_CRL_LIFETIME`], 7 days); a CRL is signed again after half of it.
+    pub crl_lifetime: Duration,
+    /// An order in `processing` (being finalized) longer than this becomes invalid
+    /// (default 5 minutes).
+    pub stuck_after: Duration,
+}
+
+impl Default for PeriodicSettings {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(30),
+            crl_lifetime: DEFAULT_CRL_LIFETIME,
+            stuck_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one [`round`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// The `crl` lease, when this instance holds it.
+    pub crl_lease: Option<Lease>,
+    /// The number of the CRL published in this round, if one was.
+    pub published: Option<u64>,
+    /// The `expire` lease, when this instance holds it.
+    pub expire_lease: Option<Lease>,
+    /// What the clean-up did, when it ran.
+    pub expired: Option<Expired>,
+}
+
+/// A CRL signed under a lease, not yet published (see [`prepare_crl`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedCrl {
+    /// The lease it was signed under.
+    pub lease: Lease,
+    /// The CRL.
+    pub crl: PublishedCrl,
+}
+
+/// Whether a new CRL is due at `now` (Unix seconds): none is published, the published one has a
+/// lower number than `store_number` (the last one the store handed out), or it is past half its
+/// lifetime.
+pub fn crl_due(published: Option<&PublishedCrl>, store_number: u64, now: i64) -> bool {
+    match published {
+        None => true,
+        Some(crl) => {
+            let half = crl.next_update.saturating_sub(crl.this_update) / 2;
+            crl.number < store_number || now >= crl.this_update.saturating_add(half)
+        }
+    }
+}
+
+/// Takes or renews the `crl` lease for `holder` at `now`; while it holds it and a CRL is due
+/// (see [`crl_due`]), hands out the next CRL number and signs the CRL with `ca`'s key. Returns
+/// the lease (`None`: another instance holds it) and the CRL to publish, if any.
+///
+/// # Errors
+/// [`CaError::Store`] when the store fails, [`CaError::InvalidRequest`] for a CRL lifetime or
+/// time a CRL cannot carry, [`CaError::Build`] when signing fails.
+pub fn prepare_crl(
+    ca: &CertificateAuthority,
+    store: &mut dyn Store,
+    holder: &str,
+    settings: &PeriodicSettings,
+    now: OffsetDateTime,
+) -> Result<(Option<Lease>, Option<PreparedCrl>), CaError> {
+    let unix = now.unix_timestamp();
+    let Some(lease) = store
+        .acme()
+        .lease_acquire(CRL_LEASE, holder, settings.lease_ttl, unix)?
+    else {
+        return Ok((None, None));
+    };
+    let published = store.acme().crl_published()?;
+    if !crl_due(published.as_ref(), store.crl_number()?, unix) {
+        return Ok((Some(lease), None));
+    }
+    let state = store.advance_crl_number(WriteAccess::granted())?;
+    let der = ca.sign_crl(&state, now, settings.crl_lifetime)?;
+    let lifetime = i64::try_from(settings.crl_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let crl = PublishedCrl {
+        der: der.as_ref().to_vec(),
+        number: state.number,
+        this_update: unix,
+        next_update: unix.saturating_add(lifetime),
+    };
+    Ok((Some(lease.clone()), Some(PreparedCrl { lease, crl })))
+}
+
+/// Publishes a CRL signed by [`prepare_crl`] under its lease: false when the store refused it
+/// (the lease passed to another instance since, or a CRL with a higher number is published).
+///
+/// # Errors
+/// [`CaError::Store`] when the store fails.
+pub fn publish_crl(store: &mut dyn Store, prepared: &PreparedCrl) -> Result<bool, CaError> {
+    store.acme().crl_publish(&prepared.crl, Some(&prepared.lease))
+}
+
+/// Takes or renews the `expire` lease for `holder` at `now` and, while it holds it, runs the
+/// clean-up (orders in `processing` since before `now − stuck_after` count as stuck). Returns the
+/// lease and what the clean-up did (`None` when it did not run or the store refused the lease).
+///
+/// # Errors
+/// [`CaError::Store`] when the store fails.
+pub fn expire(
+    store: &mut dyn Store,
+    holder: &str,
+    settings: &PeriodicSettings,
+    now: OffsetDateTime,
+) -> Result<(Option<Lease>, Option<Expired>), CaError> {
+    let unix = now.unix_timestamp();
+    let Some(lease) = store
+        .acme()
+        .lease_acquire(EXPIRE_LEASE, holder, settings.lease_ttl, unix)?
+    else {
+        return Ok((None, None));
+    };
+    let stuck = i64::try_from(settings.stuck_after.as_secs()).unwrap_or(i64::MAX);
+    let expired = store.acme().expire(unix, unix.saturating_sub(stuck), &lease)?;
+    Ok((Some(lease), expired))
+}
+
+/// One round of periodic work at `now`: [`prepare_crl`] and [`publish_crl`], then [`expire`].
+///
+/// # Errors
+/// As [`prepare_crl`] and [`expire`]; the clean-up is not tried when the CRL step failed.
+pub fn round(
+    ca: &CertificateAuthority,
+    store: &mut dyn Store,
+    holder: &str,
+    settings: &PeriodicSettings,
+    now: OffsetDateTime,
+) -> Result<Round, CaError> {
+    let (crl_lease, prepared) = prepare_crl(ca, store, holder, settings, now)?;
+    let mut published = None;
+    if let Some(prepared) = &prepared {
+        if publish_crl(store, prepared)? {
+            published = Some(prepared.crl.number);
+        } else {
+            tracing::warn!(
+                holder,
+                token = prepared.lease.token,
+                number = prepared.crl.number,
+                "the store refused the CRL (the lease passed to another instance, or a newer CRL is published)"
+            );
+        }
+    }
+    let (expire_lease, expired) = expire(store, holder, settings, now)?;
+    Ok(Round {
+        crl_lease,
+        published,
+        expire_lease,
+        expired,
+    })
+}
+
+/// Runs the periodic work until `shutdown` completes: a [`round`] right away and then every
+/// `settings.period`, each on Tokio's blocking pool with `store` (a connection of this task's
+/// own, opened with [`crate::ca::store::open`] for `ca`'s directory, outside the runtime or
+/// with `spawn_blocking`: the blocking PostgreSQL client cannot connect on a runtime's thread;
+/// when `run` ends or is aborted it closes `store` on a thread of its own). `holder` names this
+/// instance (random per process). A round that fails is logged and the next one tried; nothing
+/// here ends the service. Logs (tracing): leases taken and lost with their tokens, the number of
+/// every CRL published, what the clean-up did; never keys.
+pub async fn run(
+    ca: Arc<CertificateAuthority>,
+    store: Box<dyn Store>,
+    holder: String,
+    settings: PeriodicSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let store = Arc::new(Mutex::new(OffRuntime(Some(store))));
+    let settings = Arc::new(settings);
+    let holder: Arc<str> = Arc::from(holder);
+    let mut ticks = tokio::time::interval(settings.period.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held: (Option<i64>, Option<i64>) = (None, None);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = ticks.tick() => {}
+        }
+        let (ca, store, settings, who) = (
+            Arc::clone(&ca),
+            Arc::clone(&store),
+            Arc::clone(&settings),
+            Arc::clone(&holder),
+        );
+        let done = tokio::task::spawn_blocking(move || {
+            let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+            match guard.0.as_mut() {
+                Some(store) => round(&ca, store.as_mut(), &who, &settings, OffsetDateTime::now_utc()),
+                None => Ok(Round::default()),
+            }
+        })
+        .await;
+        match done {
+            Ok(Ok(result)) => log_round(&holder, &result, &mut held),
+            Ok(Err(e)) => {
+                tracing::warn!(holder = &*holder, error = %e, "periodic work failed; trying again next round")
+            }
+            Err(e) => {
+                tracing::warn!(holder = &*holder, error = %e, "periodic work stopped midway; trying again next round")
+            }
+        }
+    }
+    tracing::info!(holder = &*holder, "periodic work stopped");
+}
+
+/// The runner's store, dropped off the async runtime: the blocking PostgreSQL client runs a
+/// runtime of its own to close its connection, which panics on a runtime's thread (as when
+/// [`run`] is aborted).
+struct OffRuntime(Option<Box<dyn Store>>);
+
+impl Drop for OffRuntime {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(store));
+            } else {
+                drop(store);
+            }
+        }
+    }
+}
+
+/// Logs what changed: a lease taken (with its token) or lost, a CRL published, a clean-up
+/// that did something.
+fn log_round(holder: &str, result: &Round, held: &mut (Option<i64>, Option<i64>)) {
+    for (name, lease, last) in [
+        (CRL_LEASE, &result.crl_lease, &mut held.0),
+        (EXPIRE_LEASE, &result.expire_lease, &mut held.1),
+    ] {
+        let token = lease.as_ref().map(|l| l.token);
+        if token != *last {
+            match token {
+                Some(token) => tracing::info!(holder, lease = name, token, "holds the lease"),
+                None => tracing::info!(holder, lease = name, "another instance holds the lease"),
+            }
+            *last = token;
+        }
+    }
+    if let (Some(number), Some(lease)) = (result.published, &result.crl_lease) {
+        tracing::info!(holder, token = lease.token, number, "published CRL");
+    }
+    if let Some(expired) = result.expired
+        && expired != Expired::default()
+    {
+        tracing::info!(
+            holder,
+            nonces = expired.nonces,
+            orders = expired.orders,
+            authorizations = expired.authorizations,
+            "expired ACME state"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crl(number: u64, this_update: i64, next_update: i64) -> PublishedCrl {
+        PublishedCrl {
+            der: Vec::new(),
+            number,
+            this_update,
+            next_update,
+        }
+    }
+
+    #[test]
+    fn a_crl_is_due_when_missing_behind_the_store_or_past_half_its_lifetime() {
+        assert!(crl_due(None, 0, 0));
+        let published = crl(4, 1_000, 1_100);
+        assert!(!crl_due(Some(&published), 4, 1_000));
+        assert!(!crl_due(Some(&published), 4, 1_049));
+        assert!(crl_due(Some(&published), 4, 1_050), "half its lifetime");
+        assert!(
+            crl_due(Some(&published), 5, 1_000),
+            "the store handed out a newer number"
+        );
+        assert!(!crl_due(Some(&published), 3, 1_000));
+        assert!(crl_due(Some(&crl(1, 5, 5)), 1, 5), "no lifetime left");
+    }
+
+    #[test]
+    fn defaults_renew_the_lease_well_before_it_runs_out() {
+        let settings = PeriodicSettings::default();
+        assert!(settings.lease_ttl >= settings.period * 3);
+        assert_eq!(settings.crl_lifetime, DEFAULT_CRL_LIFETIME);
+    }
+}
