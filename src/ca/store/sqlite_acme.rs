@@ -725,3 +725,76 @@ fn not_processing(path: &Path, id: &str) -> CaError {
         reason: format!("order {id} is not being finalized (not processing)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Every SQL statement of this file's implementation (the string literals before the tests
+    /// that start with SELECT, INSERT, UPDATE or DELETE, with the column lists filled in).
+    fn statements() -> Vec<String> {
+        let source = include_str!("sqlite_acme.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let mut found = Vec::new();
+        let mut rest = code;
+        while let Some(start) = rest.find('"') {
+            let after = &rest[start + 1..];
+            let end = after.find('"').unwrap();
+            let literal = &after[..end];
+            rest = &after[end + 1..];
+            let mut text = String::new();
+            let mut lines = literal.split("\\\n");
+            text.push_str(lines.next().unwrap());
+            for line in lines {
+                text.push_str(line.trim_start());
+            }
+            let text = text
+                .replace("{ACCOUNT_COLUMNS}", ACCOUNT_COLUMNS)
+                .replace("{ORDER_COLUMNS}", ORDER_COLUMNS)
+                .replace("{AUTHORIZATION_COLUMNS}", AUTHORIZATION_COLUMNS)
+                .replace("{CHALLENGE_COLUMNS}", CHALLENGE_COLUMNS);
+            if ["SELECT ", "INSERT ", "UPDATE ", "DELETE "]
+                .iter()
+                .any(|k| text.starts_with(k))
+            {
+                found.push(text);
+            }
+        }
+        found
+    }
+
+    /// Cost per request must not grow with the rows: no statement scans an ACME table; each
+    /// finds its rows through the primary key or an index on more than the issuer (SQLite's
+    /// query plan says `SEARCH … (issuer=? AND …)`).
+    #[test]
+    fn no_statement_scans_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        SqliteStore::create(dir.path(), "aa").unwrap();
+        let store = SqliteStore::open(dir.path(), "aa").unwrap();
+        let statements = statements();
+        assert!(statements.len() >= 30, "{statements:#?}");
+        let mut searched = 0;
+        for sql in &statements {
+            let mut plan = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; plan.parameter_count()];
+            let details: Vec<String> = plan
+                .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for detail in &details {
+                assert!(
+                    !detail.starts_with("SCAN ") || detail == "SCAN CONSTANT ROW",
+                    "{sql}\n{details:?}"
+                );
+                // `issuer` alone would read every row of the CA (except where it is the key).
+                let keyed_by_issuer =
+                    detail.starts_with("SEARCH published_crls ") || detail.starts_with("SEARCH issuers ");
+                assert!(keyed_by_issuer || !detail.ends_with("(issuer=?)"), "{sql}\n{details:?}");
+                searched += usize::from(detail.starts_with("SEARCH "));
+            }
+        }
+        assert!(searched >= 25, "{searched}");
+    }
+}

@@ -85,8 +85,10 @@ CREATE TABLE published_crls (
     next_update  INTEGER NOT NULL
 );
 
--- Orders by certificate (ARI, revocation), authorizations by order, challenges by
--- authorization, and what the periodic clean-up looks for (partial: only live rows).
+-- Orders by account (its orders list, §7.1.2.1; the foreign key's checks) and by certificate
+-- (ARI, revocation), authorizations by order, challenges by authorization, and what the
+-- periodic clean-up looks for (partial: only live rows).
+CREATE INDEX acme_orders_account ON acme_orders (issuer, account_id);
 CREATE INDEX acme_orders_certificate ON acme_orders (issuer, certificate) WHERE certificate IS NOT NULL;
 CREATE INDEX acme_orders_expiry ON acme_orders (issuer, expires) WHERE status IN ('pending', 'ready');
 CREATE INDEX acme_orders_processing ON acme_orders (issuer, processing_since) WHERE status = 'processing';
