@@ -938,3 +938,115 @@ fn a_runner_whose_lease_ran_out_while_it_stalled_cannot_publish_on_postgresql() 
     // A's stale CRL stays refused after B's.
     assert!(!periodic::publish_crl(a.as_mut(), &prepared).unwrap());
 }
+
+/// Every SQL statement of the PostgreSQL implementation (the string literals of
+/// `postgres_acme.rs` that start with SELECT, INSERT, UPDATE or DELETE, column lists filled in).
+fn postgres_statements() -> Vec<String> {
+    let source = include_str!("../src/ca/store/postgres_acme.rs");
+    let columns: Vec<(String, String)> = [
+        "ACCOUNT_COLUMNS",
+        "ORDER_COLUMNS",
+        "AUTHORIZATION_COLUMNS",
+        "CHALLENGE_COLUMNS",
+    ]
+    .iter()
+    .map(|name| {
+        let start = format!("const {name}: &str = \"");
+        let at = source.find(&start).unwrap() + start.len();
+        let end = source[at..].find("\";").unwrap();
+        let value = source[at..at + end]
+            .split("\\\n")
+            .map(str::trim_start)
+            .collect::<String>();
+        (format!("{{{name}}}"), value)
+    })
+    .collect();
+    let code = source.split("#[cfg(test)]").next().unwrap();
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let end = after.find('"').unwrap();
+        let mut text = after[..end].split("\\\n").map(str::trim_start).collect::<String>();
+        rest = &after[end + 1..];
+        for (placeholder, value) in &columns {
+            text = text.replace(placeholder, value);
+        }
+        if ["SELECT ", "INSERT ", "UPDATE ", "DELETE "]
+            .iter()
+            .any(|k| text.starts_with(k))
+        {
+            found.push(text);
+        }
+    }
+    found
+}
+
+/// Cost per request must not grow with the rows: with sequential scans priced out, PostgreSQL
+/// finds every row the ACME statements touch through an index (a statement no index serves
+/// would still show a `Seq Scan`). Generic plans, as for any parameter values.
+#[test]
+fn no_postgresql_statement_needs_a_sequential_scan() {
+    let pg = Postgres::start();
+    let location = Location::Postgres(pg.url("ca"));
+    let tmp = tempfile::tempdir().unwrap();
+    store::create(tmp.path(), &"aa".repeat(32), &location).unwrap();
+    let statements = postgres_statements();
+    assert!(statements.len() >= 30, "{statements:#?}");
+    let mut client = pg.client("ca");
+    // Rows enough for the planner's statistics to be those of a store in use: 100 accounts with
+    // 50 orders each in every status, their authorizations and challenges, 5000 nonces.
+    let issuer = "aa".repeat(32);
+    client
+        .batch_execute(&format!(
+            "INSERT INTO acme_accounts SELECT '{issuer}', 'acct' || a, 'thumb' || a, '{{}}', '[]', 'valid', 0 \
+               FROM generate_series(1, 100) a; \
+             INSERT INTO acme_orders SELECT '{issuer}', 'ord' || o, 'acct' || (o % 100 + 1), \
+               (ARRAY['pending', 'ready', 'processing', 'valid', 'invalid'])[o % 5 + 1], '[]', '[]', o, NULL, NULL, \
+               NULL, CASE WHEN o % 5 = 3 THEN to_hex(o) END, NULL, 0, CASE WHEN o % 5 = 2 THEN o END \
+               FROM generate_series(1, 5000) o; \
+             INSERT INTO acme_authorizations SELECT '{issuer}', 'authz' || o, 'ord' || o, 'acct' || (o % 100 + 1), \
+               'dns', 'a.test', false, (ARRAY['pending', 'valid', 'invalid'])[o % 3 + 1], o \
+               FROM generate_series(1, 5000) o; \
+             INSERT INTO acme_challenges SELECT '{issuer}', 'chall' || c, 'authz' || (c / 2 + 1), c % 2, 'http-01', \
+               't', 'pending', NULL, NULL FROM generate_series(0, 9999) c; \
+             INSERT INTO acme_nonces SELECT '{issuer}', 'nonce' || n, n FROM generate_series(1, 5000) n; \
+             ANALYZE"
+        ))
+        .unwrap();
+    client
+        .batch_execute("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let mut indexed = 0;
+    for (n, sql) in statements.iter().enumerate() {
+        let params = (1..=20).rev().find(|i| sql.contains(&format!("${i}"))).unwrap_or(0);
+        client.batch_execute(&format!("PREPARE s{n} AS {sql}")).unwrap();
+        let nulls = vec!["NULL"; params].join(", ");
+        let execute = if params == 0 {
+            format!("EXPLAIN EXECUTE s{n}")
+        } else {
+            format!("EXPLAIN EXECUTE s{n}({nulls})")
+        };
+        let plan: Vec<String> = client
+            .query(&execute, &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let text = plan.join("\n");
+        assert!(!text.contains("Seq Scan"), "{sql}\n{text}");
+        // An index searched by the issuer alone would read every row of the CA (except where
+        // the issuer is the key).
+        let mut on = "";
+        for line in &plan {
+            if let Some((_, table)) = line.split_once("Scan").and_then(|(_, rest)| rest.split_once(" on ")) {
+                on = table.split_whitespace().next().unwrap_or("");
+            }
+            if line.trim() == "Index Cond: (issuer = $1)" {
+                assert_eq!(on, "published_crls", "{sql}\n{text}");
+            }
+        }
+        indexed += usize::from(text.contains("Index"));
+    }
+    assert!(indexed >= 25, "{indexed}");
+}
