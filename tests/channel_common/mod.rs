@@ -176,6 +176,7 @@ impl Pki {
             client_trust: Some(self.trust()),
             authorization,
             options: TlsOptions::default(),
+            session_tickets: None,
         }
     }
 
