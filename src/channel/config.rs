@@ -243,7 +243,7 @@ pub struct ServerSettings {
 
 /// Builds a server configuration.
 ///
-/// With [`ServerSettings::session_tickets`] the server sends one ticket per handshake, sealed
+/// With [`ServerSettings::session_tickets`] the server sends two tickets per handshake, sealed
 /// with the first key; a ticket is honoured only if its key is listed, it is within its
 /// lifetime, and (with `client_trust`) the client certificate chain it carries passes
 /// [`ResumptionCheck`] with `client_trust` and `authorization` now; otherwise the client gets a
@@ -288,7 +288,9 @@ pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelE
                 .as_ref()
                 .map(|store| ResumptionCheck::new(Arc::clone(store), settings.authorization.clone()));
             config.ticketer = Arc::new(Ticketer::new(tickets, check));
-            config.send_tls13_tickets = 1;
+            // Two, as rustls' default: a client that spends one on an attempt that fails
+            // (a server killed under it) still has one to resume with.
+            config.send_tls13_tickets = 2;
         }
         None => config.send_tls13_tickets = 0,
     }
