@@ -21,6 +21,7 @@ const AFTER_HELP: &str = "EXAMPLES:
   echo-server --new-ticket-key tickets.keys
   echo-server --listen 127.0.0.1:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
       --ticket-keys tickets.keys
+
   # many clients: 10000 sessions, at most 512 handshakes in progress, 5 s to complete one
   echo-server --listen 0.0.0.0:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
       --max-conns 10000 --max-handshakes 512 --handshake-timeout 5
@@ -51,7 +52,12 @@ EXIT CODES:
 /// clients must present a certificate for client use that chains to ROOT (and is not revoked by
 /// any --crl), and with --allow their certificate's common name or a SAN must be listed.
 #[derive(Debug, Parser)]
-#[command(name = "echo-server", version, after_help = AFTER_HELP)]
+#[command(
+    name = "echo-server",
+    version,
+    after_help = AFTER_HELP,
+    override_usage = "echo-server [OPTIONS] --listen <ADDR> --cert <CHAIN> --key <KEY>\n       echo-server --new-ticket-key <FILE>"
+)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", value_parser = listen_address, required_unless_present = "new_ticket_key")]
