@@ -528,11 +528,7 @@ fn retry_sends_again_a_message_lost_mid_stream_and_prints_each_once() {
 fn a_stream_cut_short_says_how_much_was_echoed() {
     let pki = Pki::new();
     let (addr, _received) = flaky_server(&pki);
-    let out = channel_common::run(
-        &mut pki.client(addr, Some(&pki.client1)),
-        b"one\ntwo\nthree\n",
-        STEP,
-    );
+    let out = channel_common::run(&mut pki.client(addr, Some(&pki.client1)), b"one\ntwo\nthree\n", STEP);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");

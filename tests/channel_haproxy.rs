@@ -344,7 +344,10 @@ fn kill_9_of_a_server_mid_stream_loses_no_message_and_the_client_resumes_on_anot
     // The server that took the client's session is killed as soon as it has it.
     let deadline = Instant::now() + STEP;
     let victim = loop {
-        if let Some(index) = servers.iter().position(|s| s.log().contains("connected peer_identity=\"client1\"")) {
+        if let Some(index) = servers
+            .iter()
+            .position(|s| s.log().contains("connected peer_identity=\"client1\""))
+        {
             break index;
         }
         assert!(Instant::now() < deadline, "no server got the client's session");
@@ -418,14 +421,22 @@ fn kill_9_of_a_server_mid_stream_loses_no_message_and_the_client_resumes_on_anot
         let total = |rows: &[Row]| rows.iter().find(|r| r.name == name).map_or(0, |r| r.sessions_total);
         total(&after) - total(&before)
     };
-    assert_eq!(gained(&victim_name), 1, "leastconn gives the restarted server its share: {after:?}");
+    assert_eq!(
+        gained(&victim_name),
+        1,
+        "leastconn gives the restarted server its share: {after:?}"
+    );
     for mut stream in open {
         rt.block_on(async {
             let _ = stream.close().await;
         });
     }
     // Every process this test started is stopped by its PID when dropped.
-    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).chain([haproxy.child.id()]).collect();
+    let pids: Vec<u32> = servers
+        .iter()
+        .map(|s| s.child.id())
+        .chain([haproxy.child.id()])
+        .collect();
     drop(servers);
     drop(haproxy);
     for pid in pids {

@@ -35,7 +35,11 @@ struct Service {
 fn files(pki: &Pki, client_ca: &Path, allow: &[&str], keys: &Path) -> ServerFiles {
     let mut files = ServerFiles::new(&pki.server.chain, &pki.server.key);
     files.client_ca = Some(client_ca.to_path_buf());
-    files.crls = if client_ca == pki.root { vec![pki.crl.clone()] } else { Vec::new() };
+    files.crls = if client_ca == pki.root {
+        vec![pki.crl.clone()]
+    } else {
+        Vec::new()
+    };
     files.authorization = Authorization::only(allow.iter().map(ToString::to_string));
     files.ticket_keys = Some(keys.to_path_buf());
     files
@@ -110,7 +114,10 @@ async fn a_ticket_from_one_server_resumes_on_another_holding_the_same_keys() {
     channel::new_ticket_key(&other_keys).unwrap();
     let c = Service::start(files(&pki, &pki.root, &[], &other_keys)).await;
     let client = resuming_client(&pki, &pki.client1);
-    assert!(!echo_once(&client, a.addr).await.unwrap(), "the first handshake is full");
+    assert!(
+        !echo_once(&client, a.addr).await.unwrap(),
+        "the first handshake is full"
+    );
     assert!(echo_once(&client, b.addr).await.unwrap(), "B opens A's ticket");
     assert_eq!(b.handle.stats().sessions_resumed, 1);
     assert!(
@@ -138,16 +145,25 @@ async fn a_rotation_keeps_old_tickets_and_a_dropped_key_falls_back_to_a_full_han
     // Rotated: a new key first, the old one kept; the ticket the client holds is the old key's.
     assert_eq!(channel::new_ticket_key(&keys).unwrap().len(), 2);
     a.reload().await;
-    assert!(echo_once(&client, a.addr).await.unwrap(), "sealed with the old key, still opened");
+    assert!(
+        echo_once(&client, a.addr).await.unwrap(),
+        "sealed with the old key, still opened"
+    );
     assert!(echo_once(&client, a.addr).await.unwrap(), "sealed with the new key");
     // Every key the client's tickets were sealed with is gone: a full handshake, not a failure.
     std::fs::remove_file(&keys).unwrap();
     channel::new_ticket_key(&keys).unwrap();
     a.reload().await;
-    assert!(!echo_once(&client, a.addr).await.unwrap(), "no key opens it: full handshake");
+    assert!(
+        !echo_once(&client, a.addr).await.unwrap(),
+        "no key opens it: full handshake"
+    );
     assert!(echo_once(&client, a.addr).await.unwrap(), "and the new ticket resumes");
     let stats = a.handle.stats();
-    assert_eq!((stats.sessions_started, stats.sessions_resumed, stats.handshakes_failed), (5, 3, 0));
+    assert_eq!(
+        (stats.sessions_started, stats.sessions_resumed, stats.handshakes_failed),
+        (5, 3, 0)
+    );
     a.stop().await;
 }
 
@@ -189,7 +205,10 @@ async fn a_ticket_minted_before_a_revocation_gets_no_session() {
     let a = Service::start(files(&pki, &pki.root, &[], &keys)).await;
     let client = resuming_client(&pki, &pki.client1);
     assert!(!echo_once(&client, a.addr).await.unwrap());
-    assert!(echo_once(&client, a.addr).await.unwrap(), "resumes before the revocation");
+    assert!(
+        echo_once(&client, a.addr).await.unwrap(),
+        "resumes before the revocation"
+    );
     revoke(&pki, &pki.client1);
     a.reload().await;
     let error = echo_once(&client, a.addr).await.unwrap_err();
@@ -224,7 +243,11 @@ async fn a_ticket_minted_under_another_client_ca_or_allow_list_gets_no_session()
     // A fresh ticket from A, presented to the server with another allow list.
     echo_once(&client, a.addr).await.unwrap();
     let error = echo_once(&client, strict.addr).await.unwrap_err();
-    assert_eq!(error.peer_alert(), Some(rustls::AlertDescription::AccessDenied), "{error}");
+    assert_eq!(
+        error.peer_alert(),
+        Some(rustls::AlertDescription::AccessDenied),
+        "{error}"
+    );
     assert_eq!(strict.handle.stats().sessions_started, 0);
     // client2 resumes there with a ticket from A.
     let admitted = resuming_client(&pki, &pki.client2);

@@ -102,7 +102,9 @@ impl TicketKey {
 
     /// The AEAD key (ring keeps no copy beyond this value's life).
     fn aead(&self) -> Option<LessSafeKey> {
-        UnboundKey::new(&AES_256_GCM, self.secret.as_ref()).ok().map(LessSafeKey::new)
+        UnboundKey::new(&AES_256_GCM, self.secret.as_ref())
+            .ok()
+            .map(LessSafeKey::new)
     }
 }
 
@@ -196,7 +198,10 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<String>, ChannelError> {
     if meta.len() > MAX_TICKET_KEY_FILE {
         return Err(problem(
             path,
-            format!("it is {} bytes, more than the {MAX_TICKET_KEY_FILE} a key file may hold", meta.len()),
+            format!(
+                "it is {} bytes, more than the {MAX_TICKET_KEY_FILE} a key file may hold",
+                meta.len()
+            ),
         ));
     }
     let mut bytes = Zeroizing::new(Vec::new());
@@ -272,7 +277,11 @@ pub fn new_ticket_key(path: &Path) -> Result<Vec<String>, ChannelError> {
     let mut names = vec![hex(&TicketKey::new(*secret).name)];
     text.push_str(&base64::engine::general_purpose::STANDARD.encode(secret.as_ref()));
     text.push('\n');
-    for key in existing.iter().flat_map(|keys| keys.keys.iter()).take(KEPT_TICKET_KEYS - 1) {
+    for key in existing
+        .iter()
+        .flat_map(|keys| keys.keys.iter())
+        .take(KEPT_TICKET_KEYS - 1)
+    {
         text.push_str(&base64::engine::general_purpose::STANDARD.encode(key.secret.as_ref()));
         text.push('\n');
         names.push(hex(&key.name));
@@ -627,7 +636,11 @@ mod tests {
         for round in 2..=4 {
             let names = new_ticket_key(&path).unwrap();
             assert_eq!(names.len(), round.min(KEPT_TICKET_KEYS));
-            assert_eq!(&names[1..], &all[..names.len() - 1], "the new key first, the others in order");
+            assert_eq!(
+                &names[1..],
+                &all[..names.len() - 1],
+                "the new key first, the others in order"
+            );
             assert_eq!(TicketKeys::load(&path).unwrap().names(), names);
             all = names;
         }

@@ -448,12 +448,7 @@ fn retryable(error: &anyhow::Error) -> bool {
 
 /// After a failure: waits and returns the number of reconnects used, or gives the error back
 /// when it is not retryable or the budget is spent.
-async fn retry_or_fail(
-    target: &Target,
-    error: anyhow::Error,
-    used: u64,
-    pending: &str,
-) -> anyhow::Result<u64> {
+async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending: &str) -> anyhow::Result<u64> {
     if used >= target.retry.attempts || !retryable(&error) {
         return Err(error);
     }
@@ -807,7 +802,8 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
                 match bench_connection(&target, bytes, write_size, used > 0).await {
                     Ok(result) => return Ok::<_, anyhow::Error>(result),
                     Err(error) => {
-                        used = retry_or_fail(&target, error, used, "this connection's bytes will be echoed again").await?;
+                        used =
+                            retry_or_fail(&target, error, used, "this connection's bytes will be echoed again").await?;
                         RetryCounters::bump(&target.counters.resent);
                     }
                 }
@@ -912,7 +908,11 @@ async fn bench_connection(
         // come first, and the next connection resumes with one (a connection that echoed no
         // byte would not have read them).
         let mut rest = Vec::new();
-        let _ = timeout(target.io_timeout, tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)).await;
+        let _ = timeout(
+            target.io_timeout,
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+        )
+        .await;
     }
     Ok(ConnResult {
         handshake,

@@ -129,12 +129,9 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     for (what, path) in files.paths() {
         tessera::internal::check_regular_file(path, what)?;
     }
-    files.passphrase = tessera::cli::passphrase_for_key(
-        &key,
-        args.passphrase_file.as_deref(),
-        &format!("key {}", key.display()),
-    )?
-    .map(Arc::new);
+    files.passphrase =
+        tessera::cli::passphrase_for_key(&key, args.passphrase_file.as_deref(), &format!("key {}", key.display()))?
+            .map(Arc::new);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,11 +200,7 @@ fn rotate_ticket_keys(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
-fn refuse_key_log_over_inputs(
-    args: &cli::Args,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<(), CliError> {
+fn refuse_key_log_over_inputs(args: &cli::Args, cert: &std::path::Path, key: &std::path::Path) -> Result<(), CliError> {
     let Some(key_log) = std::env::var_os("SSLKEYLOGFILE").filter(|v| !v.is_empty()) else {
         return Ok(());
     };
