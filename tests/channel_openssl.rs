@@ -272,3 +272,58 @@ fn openssl_s_client_resumes_on_a_second_server_sharing_the_ticket_keys() {
     assert!(third.contains("New, TLSv1.3"), "{third}");
     assert!(c.log().contains("resumed=false"), "{}", c.log());
 }
+
+#[test]
+fn a_session_minted_before_a_revocation_reloaded_by_sighup_does_not_resume() {
+    use tessera::ca::{CertificateAuthority, RevocationReason};
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    tessera::channel::new_ticket_key(&keys).unwrap();
+    let mut args = pki.server_args();
+    args.extend(["--idle-timeout".into(), "1".into(), "--ticket-keys".into(), keys.into()]);
+    let server = Server::start(pki.dir.path(), &os(&args));
+    let session = pki.dir.path().join("session.pem");
+    let connect = |sess: &str| {
+        let mut command = openssl();
+        command
+            .args(["s_client", "-connect"])
+            .arg(server.addr.to_string())
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(&pki.root)
+            .arg("-cert")
+            .arg(&pki.client2.chain)
+            .arg("-key")
+            .arg(&pki.client2.key)
+            .args(["-verify_return_error", "-ign_eof", sess])
+            .arg(&session);
+        run(&mut command, b"ping\n", STEP)
+    };
+    let first = connect("-sess_out");
+    assert!(text(&first.stdout).contains("New, TLSv1.3"), "{}", text(&first.stdout));
+    let before = connect("-sess_in");
+    assert!(
+        text(&before.stdout).contains("Reused, TLSv1.3"),
+        "{}",
+        text(&before.stdout)
+    );
+    // client2 is revoked; the server reloads its CRL on SIGHUP.
+    let ca = CertificateAuthority::open(&pki.dir.path().join("ca"), None).unwrap();
+    let crl = ca
+        .revoke(
+            &pki.client2.serial.parse().unwrap(),
+            RevocationReason::KeyCompromise,
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+    std::fs::write(&pki.crl, tessera::pki::pem::to_pem("X509 CRL", &crl)).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    let after = connect("-sess_in");
+    let output = format!("{}{}", text(&after.stdout), text(&after.stderr));
+    assert!(!output.contains("Reused"), "{output}");
+    assert!(output.contains("certificate revoked"), "{output}");
+    let log = server.wait_for_log("session ticket not honoured");
+    assert!(log.contains("client certificate refused"), "{log}");
+    assert_eq!(log.matches("resumed=true").count(), 1, "{log}");
+}

@@ -255,8 +255,8 @@ fn parse_keys(path: &Path, text: &str) -> Result<Vec<TicketKey>, ChannelError> {
 
 /// Puts a fresh random key first in the key file at `path` and keeps at most
 /// [`KEPT_TICKET_KEYS`] keys: the file is created (0600, never over anything) when absent, else
-/// checked as [`TicketKeys::load`] does and replaced atomically (0600). Returns the key names
-/// now in the file, new key first.
+/// checked as [`TicketKeys::load`] does and replaced atomically, keeping its mode (0600 or
+/// 0400). Returns the key names now in the file, new key first.
 ///
 /// # Errors
 /// [`ChannelError::TicketKeys`]: an existing file that [`TicketKeys::load`] refuses, no
@@ -287,7 +287,10 @@ pub fn new_ticket_key(path: &Path) -> Result<Vec<String>, ChannelError> {
         names.push(hex(&key.name));
     }
     let written = if existing.is_some() {
-        crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::PRIVATE_MODE)
+        // 0600 or 0400, as `load` checked: kept.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(crate::fsutil::PRIVATE_MODE, |m| m.permissions().mode() & 0o777);
+        crate::fsutil::write_atomic(path, text.as_bytes(), mode)
     } else {
         crate::fsutil::create_new_atomic(path, text.as_bytes(), crate::fsutil::PRIVATE_MODE)
     };
@@ -645,6 +648,13 @@ mod tests {
             all = names;
         }
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        new_ticket_key(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400,
+            "mode kept"
+        );
         // A file open to others is refused, and left as it was.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let before = std::fs::read(&path).unwrap();
