@@ -13,7 +13,7 @@ BIN=${BIN:-target/debug}
 ES="$BIN/echo-server"
 EC="$BIN/echo-client"
 CA="$BIN/ca"
-MESSAGES=${FLEET_MESSAGES:-5000}  # per message client
+MESSAGES=${FLEET_MESSAGES:-10000}  # per message client
 CLIENTS=${FLEET_CLIENTS:-4}       # message clients with --retry
 HANDSHAKES=${FLEET_HANDSHAKES:-200}
 
@@ -114,6 +114,20 @@ echo "HAProxy on $FRONT in front of b1 ${ADDRS[1]}, b2 ${ADDRS[2]}, b3 ${ADDRS[3
 CLIENT=(--connect "$FRONT" --server-name localhost --ca "$D/ca/ca.pem" --cert "$D/client.chain.pem" --key "$D/client.key")
 
 echo "== Load: $CLIENTS clients with --retry sending $MESSAGES numbered messages each, and new connections"
+# New connections, one message each, no retry, each with its start time: a failure that
+# started after the kill is a new connection lost; one started before was cut in flight.
+(
+  n=0
+  until [ -e "$D/stop-new" ] || [ "$n" -ge 5000 ]; do
+    n=$((n + 1))
+    start=$(now_ms)
+    code=0
+    RUST_LOG=off "$EC" "${CLIENT[@]}" "new $n" >/dev/null 2>>"$D/new.err" || code=$?
+    echo "$start $code" >>"$D/new.log"
+  done
+) &
+NEW_PID=$!
+PIDS+=("$NEW_PID")
 seq -f 'm%06g' 1 "$MESSAGES" >"$D/expected"
 mapfile -t MSG <"$D/expected"
 for c in $(seq "$CLIENTS"); do
@@ -127,21 +141,6 @@ for _ in $(seq 200); do
   [ "$(current | awk '{n += $2} END {print n + 0}')" -ge "$CLIENTS" ] && break
   sleep 0.05
 done
-# New connections, one message each, no retry, each with its start time: a failure that
-# started after the kill is a new connection lost; one started before was cut in flight.
-(
-  n=0
-  while [ ! -e "$D/stop-new" ] && [ "$n" -lt 400 ]; do
-    n=$((n + 1))
-    start=$(now_ms)
-    code=0
-    RUST_LOG=off "$EC" "${CLIENT[@]}" "new $n" >/dev/null 2>>"$D/new.err" || code=$?
-    echo "$start $code" >>"$D/new.log"
-  done
-) &
-NEW_PID=$!
-PIDS+=("$NEW_PID")
-sleep 0.5
 # The server with the most open sessions (the message clients' long ones) is killed.
 VICTIM=$(current | sort -k2,2nr | head -1 | awk '{print substr($1, 2)}')
 echo "sessions open before the kill: $(current | tr '\n' ' ')"
@@ -192,26 +191,35 @@ else
   echo "reconnects: 0 (the killed server held none of the message clients)"
 fi
 
-echo "== Server CPU per handshake, full vs resumed (one echo-server, direct, $HANDSHAKES connections echoing 1 byte each)"
+echo "== Server CPU per handshake, full vs resumed (one echo-server, direct; rounds of $HANDSHAKES connections echoing 1 byte each)"
 start_server 9 127.0.0.1:0
 DIRECT=$(listening "$D/b9.out")
 PID9=${SERVER_PID[9]}
 DIRECT_CLIENT=(--connect "$DIRECT" --server-name localhost --ca "$D/ca/ca.pem" --cert "$D/client.chain.pem" --key "$D/client.key")
-t0=$(cpu_ticks "$PID9")
-"$EC" "${DIRECT_CLIENT[@]}" --bench --bytes "$HANDSHAKES" --conns "$HANDSHAKES" --concurrency 1 --json >"$D/full.json"
-t1=$(cpu_ticks "$PID9")
-"$EC" "${DIRECT_CLIENT[@]}" --bench --bytes "$HANDSHAKES" --conns "$HANDSHAKES" --concurrency 1 --retry 1 --json >"$D/resumed.json"
-t2=$(cpu_ticks "$PID9")
-R=$(grep -oE '"resumed": *[0-9]+' "$D/resumed.json" | grep -oE '[0-9]+$')
+ROUNDS=${FLEET_ROUNDS:-3}
+FIGURES=()
+for _ in $(seq "$ROUNDS"); do
+  t0=$(cpu_ticks "$PID9")
+  "$EC" "${DIRECT_CLIENT[@]}" --bench --bytes "$HANDSHAKES" --conns "$HANDSHAKES" --concurrency 1 --json >"$D/full.json"
+  t1=$(cpu_ticks "$PID9")
+  "$EC" "${DIRECT_CLIENT[@]}" --bench --bytes "$HANDSHAKES" --conns "$HANDSHAKES" --concurrency 1 --retry 1 --json >"$D/resumed.json"
+  t2=$(cpu_ticks "$PID9")
+  R=$(grep -oE '"resumed": *[0-9]+' "$D/resumed.json" | grep -oE '[0-9]+$')
+  FIGURES+=("$R" "$((t1 - t0))" "$((t2 - t1))")
+done
 HZ=$(getconf CLK_TCK)
-python3 - "$HANDSHAKES" "$R" "$((t1 - t0))" "$((t2 - t1))" "$HZ" <<'EOF'
-import sys
-n, resumed, full_ticks, second_ticks, hz = map(int, sys.argv[1:])
-full = full_ticks / hz / n * 1e3
-# The second run's full handshakes (those that found no ticket) cost what the first run's did.
-rest = second_ticks / hz * 1e3 - (n - resumed) * full
-per_resumed = rest / resumed if resumed else float("nan")
-print(f"full handshake: {full:.3f} ms of server CPU; resumed: {per_resumed:.3f} ms "
-      f"({resumed} of {n} resumed); resumed/full = {per_resumed / full:.2f}")
+python3 - "$HANDSHAKES" "$HZ" "${FIGURES[@]}" <<'EOF'
+import statistics, sys
+n, hz, *figures = map(int, sys.argv[1:])
+ratios = []
+for resumed, full_ticks, second_ticks in zip(*[iter(figures)] * 3):
+    full = full_ticks / hz / n * 1e3
+    # The second run's full handshakes (those that found no ticket) cost what the first run's did.
+    rest = second_ticks / hz * 1e3 - (n - resumed) * full
+    per_resumed = rest / resumed if resumed else float("nan")
+    ratios.append(per_resumed / full)
+    print(f"  full handshake: {full:.3f} ms of server CPU; resumed: {per_resumed:.3f} ms "
+          f"({resumed} of {n} resumed); resumed/full = {per_resumed / full:.2f}")
+print(f"resumed/full, median of {len(ratios)} rounds: {statistics.median(ratios):.2f}")
 EOF
 echo "(build: $BIN; the figures are CPU time of the echo-server process, clock ticks of $((1000 / HZ)) ms)"
