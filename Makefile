@@ -55,7 +55,7 @@ conformance: deps
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (needs nightly: rustup toolchain install nightly)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= certificate crl csr verify bundle statement embedded pkcs8 framing
+FUZZ_TARGETS ?= certificate crl csr verify bundle statement embedded pkcs8 framing jws
 fuzz: deps fuzz-seeds
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \

@@ -136,3 +136,40 @@ fn the_fixtures_verify_so_the_fuzzer_starts_from_accepted_inputs() {
         "the fixed root changed: saved verify inputs no longer chain to it"
     );
 }
+
+#[test]
+fn the_jws_seeds_that_should_verify_do() {
+    use tessera::ca::serve::jws;
+    let seeds = harness::seeds();
+    let seed = |name: &str| &seeds.iter().find(|(t, n, _)| *t == "jws" && n == name).unwrap().2;
+    for name in ["eddsa-kid-new-order.json", "eddsa-kid-post-as-get.json"] {
+        jws::parse(seed(name))
+            .unwrap()
+            .verify(&harness::jws_account().1)
+            .unwrap();
+    }
+    for name in [
+        "eddsa-jwk-new-account.json",
+        "es256-jwk.json",
+        "es384-jwk.json",
+        "rs256-jwk.json",
+    ] {
+        jws::parse(seed(name)).unwrap().verify_embedded().unwrap();
+    }
+    jws::parse_inner(seed("eddsa-key-change-inner.json"))
+        .unwrap()
+        .verify_embedded()
+        .unwrap();
+    for name in [
+        "alg-none.json",
+        "hs256.json",
+        "jwk-and-kid.json",
+        "padded.json",
+        "general-serialization.json",
+    ] {
+        assert!(jws::parse(seed(name)).is_err(), "{name}");
+    }
+    for name in ["es256-der-signature.json", "es384-der-signature.json"] {
+        assert!(jws::parse(seed(name)).unwrap().verify_embedded().is_err(), "{name}");
+    }
+}

@@ -46,6 +46,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("embedded", embedded),
     ("pkcs8", pkcs8),
     ("framing", framing),
+    ("jws", jws),
 ];
 
 /// The time every verification in the harness is made at (inside every fixture's validity).
@@ -228,6 +229,228 @@ pub fn pkcs8(data: &[u8]) {
     if let Ok(key) = PrivateKey::from_pkcs8_der(data, "input") {
         let _ = key.public_key_spki();
     }
+}
+
+/// `ca serve`'s ACME request bodies (RFC 8555 §6.2): parsed as a request JWS and as a key
+/// change's inner JWS, verified with the embedded key and with the harness's account key
+/// ([`jws_account`]), the payload read as JSON. The same bytes are also offered as a JWK, a
+/// SubjectPublicKeyInfo, an ARI certificate identifier and a problem document. Properties: a JWK
+/// read back from its canonical JSON is the same key with the same thumbprint; a CertID and a
+/// problem document re-encode to what was read.
+pub fn jws(data: &[u8]) {
+    use tessera::ca::serve::ari::CertId;
+    use tessera::ca::serve::jws::{self as acme_jws, Jwk};
+    use tessera::ca::serve::problem::Problem;
+
+    let canonical = |jwk: &Jwk| {
+        let again = Jwk::from_json(jwk.to_json().as_bytes()).expect("a JWK's canonical JSON reads back");
+        assert_eq!(&again, jwk, "a JWK's canonical JSON is the same key");
+        assert_eq!(again.thumbprint(), jwk.thumbprint());
+    };
+    for parsed in [acme_jws::parse(data), acme_jws::parse_inner(data)] {
+        let Ok(request) = parsed else {
+            continue;
+        };
+        let _ = request.verify(&jws_account().1);
+        if let Ok(jwk) = request.verify_embedded() {
+            canonical(jwk);
+            let _ = acme_jws::key_authorization("token", jwk);
+        }
+        let _ = request.payload_json::<serde_json::Value>();
+        let _ = request.is_post_as_get();
+    }
+    if let Ok(jwk) = Jwk::from_json(data) {
+        canonical(&jwk);
+    }
+    if let Ok(jwk) = Jwk::from_spki(data) {
+        canonical(&jwk);
+        assert!(jwk.matches_spki(data));
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(id) = CertId::parse(text)
+    {
+        assert_eq!(id.to_string(), text, "a CertID re-encodes to itself");
+    }
+    if let Some(problem) = Problem::from_json(data) {
+        assert_eq!(
+            Problem::from_json(&problem.to_json()),
+            Some(problem),
+            "a problem document reads back"
+        );
+    }
+}
+
+/// The ACME account key the `jws` target verifies `kid` requests with: Ed25519 from a fixed
+/// seed (so seeds signed with it verify on every run), and its JWK.
+pub fn jws_account() -> &'static (ring::signature::Ed25519KeyPair, tessera::ca::serve::jws::Jwk) {
+    static ACCOUNT: OnceLock<(ring::signature::Ed25519KeyPair, tessera::ca::serve::jws::Jwk)> = OnceLock::new();
+    ACCOUNT.get_or_init(|| {
+        use ring::signature::KeyPair as _;
+        let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[0x42; 32]).expect("seed");
+        let jwk = format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
+            b64url(key.public_key().as_ref())
+        );
+        let jwk = tessera::ca::serve::jws::Jwk::from_json(jwk.as_bytes()).expect("jwk");
+        (key, jwk)
+    })
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Seeds for the `jws` target: requests signed with each algorithm (with `jwk` and with `kid`),
+/// POST-as-GET, a key change's inner JWS, the refusals of RFC 8555 §6.2 (`alg: none`, a MAC,
+/// both `jwk` and `kid`, a DER ECDSA signature, padded base64), JWKs, SubjectPublicKeyInfos,
+/// CertIDs and problem documents.
+fn jws_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    use ring::rand::SystemRandom;
+    use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+    use serde_json::{Value, json};
+
+    const URL: &str = "https://127.0.0.1:14000/acme/new-order";
+    const KID: &str = "https://127.0.0.1:14000/acme/account/fuzz";
+    const NONCE: &str = "oFvnlFP1wIhRlYS2jTaXbA";
+    let rng = SystemRandom::new();
+    let sign_with = |protected: &Value, payload: &[u8], sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let protected = b64url(protected.to_string().as_bytes());
+        let payload = b64url(payload);
+        let signature = sign(format!("{protected}.{payload}").as_bytes());
+        json!({"protected": protected, "payload": payload, "signature": b64url(&signature)})
+    };
+    let mut out = Vec::new();
+    let mut add = |name: &str, bytes: Vec<u8>| out.push(("jws", name.to_string(), bytes));
+
+    // The account key: kid requests (verified by the harness), and the key itself.
+    let (account, account_jwk) = jws_account();
+    let ed = |m: &[u8]| account.sign(m).as_ref().to_vec();
+    let kid = |alg: &str| json!({"alg": alg, "nonce": NONCE, "url": URL, "kid": KID});
+    let order = br#"{"identifiers":[{"type":"dns","value":"a.example.test"}]}"#;
+    add(
+        "eddsa-kid-new-order.json",
+        sign_with(&kid("EdDSA"), order, &ed).to_string().into_bytes(),
+    );
+    add(
+        "eddsa-kid-post-as-get.json",
+        sign_with(&kid("EdDSA"), b"", &ed).to_string().into_bytes(),
+    );
+    let jwk_json: Value = serde_json::from_str(&account_jwk.to_json()).expect("json");
+    let with_jwk = json!({"alg": "EdDSA", "nonce": NONCE, "url": URL, "jwk": jwk_json});
+    let account_body = br#"{"termsOfServiceAgreed":true,"contact":["mailto:ci@example.test"]}"#;
+    add(
+        "eddsa-jwk-new-account.json",
+        sign_with(&with_jwk, account_body, &ed).to_string().into_bytes(),
+    );
+    let inner = json!({"alg": "EdDSA", "url": URL, "jwk": jwk_json});
+    add(
+        "eddsa-key-change-inner.json",
+        sign_with(&inner, format!(r#"{{"account":"{KID}"}}"#).as_bytes(), &ed)
+            .to_string()
+            .into_bytes(),
+    );
+    add("jwk-ed25519.json", account_jwk.to_json().into_bytes());
+
+    // ECDSA (fixed r || s, and the refused DER form) and RSA, with `jwk`.
+    for (name, fixed, der, crv) in [
+        (
+            "es256",
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            "P-256",
+        ),
+        (
+            "es384",
+            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            "P-384",
+        ),
+    ] {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(fixed, &rng).expect("key");
+        let key = EcdsaKeyPair::from_pkcs8(fixed, pkcs8.as_ref(), &rng).expect("key");
+        let der_key = EcdsaKeyPair::from_pkcs8(der, pkcs8.as_ref(), &rng).expect("key");
+        let point = &key.public_key().as_ref()[1..];
+        let (x, y) = point.split_at(point.len() / 2);
+        let jwk = json!({"kty": "EC", "crv": crv, "x": b64url(x), "y": b64url(y)});
+        let header = json!({"alg": name.to_uppercase(), "nonce": NONCE, "url": URL, "jwk": jwk});
+        let fixed_sign = |m: &[u8]| key.sign(&rng, m).expect("sign").as_ref().to_vec();
+        let der_sign = |m: &[u8]| der_key.sign(&rng, m).expect("sign").as_ref().to_vec();
+        add(
+            &format!("{name}-jwk.json"),
+            sign_with(&header, order, &fixed_sign).to_string().into_bytes(),
+        );
+        add(
+            &format!("{name}-der-signature.json"),
+            sign_with(&header, order, &der_sign).to_string().into_bytes(),
+        );
+        add(&format!("jwk-{name}.json"), jwk.to_string().into_bytes());
+    }
+    let rsa = RsaKeyPair::from_pkcs8(include_bytes!("../../tests/vectors/jws/rsa-2048.pk8")).expect("rsa");
+    let parts = signature::RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public());
+    let jwk = json!({"kty": "RSA", "n": b64url(&parts.n), "e": b64url(&parts.e)});
+    let header = json!({"alg": "RS256", "nonce": NONCE, "url": URL, "jwk": jwk});
+    let rsa_sign = |m: &[u8]| {
+        let mut sig = vec![0; rsa.public().modulus_len()];
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig).expect("sign");
+        sig
+    };
+    add(
+        "rs256-jwk.json",
+        sign_with(&header, order, &rsa_sign).to_string().into_bytes(),
+    );
+    add("jwk-rsa.json", jwk.to_string().into_bytes());
+
+    // Refusals.
+    let mut none = sign_with(&kid("none"), order, &|_| Vec::new());
+    none["signature"] = json!("");
+    add("alg-none.json", none.to_string().into_bytes());
+    let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"fuzz");
+    let hs256 = |m: &[u8]| ring::hmac::sign(&mac, m).as_ref().to_vec();
+    add(
+        "hs256.json",
+        sign_with(&kid("HS256"), order, &hs256).to_string().into_bytes(),
+    );
+    let mut both = with_jwk.clone();
+    both["kid"] = json!(KID);
+    add(
+        "jwk-and-kid.json",
+        sign_with(&both, order, &ed).to_string().into_bytes(),
+    );
+    let mut padded = sign_with(&kid("EdDSA"), order, &ed);
+    padded["signature"] = json!(format!("{}==", padded["signature"].as_str().expect("str")));
+    add("padded.json", padded.to_string().into_bytes());
+    let good = sign_with(&kid("EdDSA"), order, &ed);
+    add(
+        "general-serialization.json",
+        json!({"payload": good["payload"], "signatures": [{"protected": good["protected"], "signature": good["signature"]}]})
+            .to_string()
+            .into_bytes(),
+    );
+
+    // SubjectPublicKeyInfos, CertIDs, problem documents.
+    for (name, algorithm) in [
+        ("p256", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("p384", &rcgen::PKCS_ECDSA_P384_SHA384),
+        ("ed25519", &rcgen::PKCS_ED25519),
+    ] {
+        use rcgen::PublicKeyData as _;
+        let key = KeyPair::generate_for(algorithm).expect("key");
+        add(&format!("spki-{name}.der"), key.subject_public_key_info());
+    }
+    add(
+        "spki-rsa-1024.der",
+        include_bytes!("../../tests/vectors/jws/rsa-1024.spki.der").to_vec(),
+    );
+    add("certid-rfc9773.txt", b"aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".to_vec());
+    if let Ok(id) = tessera::ca::serve::ari::CertId::from_certificate(&fixtures().leaf) {
+        add("certid-leaf.txt", id.to_string().into_bytes());
+    }
+    add(
+        "problem-compound.json",
+        br#"{"type":"urn:ietf:params:acme:error:compound","detail":"2 refused","status":400,"subproblems":[{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"no","identifier":{"type":"dns","value":"a.example.test"}}]}"#.to_vec(),
+    );
+    out
 }
 
 /// The channel's message framing: a TLS 1.3 connection (fresh per input) whose server sends
@@ -700,6 +923,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         add("csr", &format!("{name}.pem"), csr.pem().expect("pem").into_bytes());
     }
     out.extend(openssl_seeds());
+    out.extend(jws_seeds());
     out
 }
 
