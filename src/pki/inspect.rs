@@ -100,7 +100,7 @@ impl CertificateInfo {
         Self::from_parsed(&cert, der)
     }
 
-    fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
+    pub(super) fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
         let mut info = Self {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
