@@ -42,6 +42,7 @@ fn env_size(name: &str, default: &str) -> u64 {
 
 struct Files {
     _dir: tempfile::TempDir,
+    ca_dir: PathBuf,
     root: PathBuf,
     server_chain: PathBuf,
     server_cert: PathBuf,
@@ -69,6 +70,7 @@ fn pki() -> Files {
     let root = dir.path().join("root.pem");
     std::fs::write(&root, pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
     Files {
+        ca_dir: dir.path().join("ca"),
         root,
         server_chain: server_files.chain,
         server_cert: server_files.certificate,
@@ -110,7 +112,7 @@ impl Proc {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("server did not start");
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
         Self {
             child,
             addr: addr.parse().unwrap(),
@@ -129,7 +131,15 @@ impl Proc {
 }
 
 fn self_server(kind: &str, files: &Files) -> Proc {
+    self_server_with(kind, files, None)
+}
+
+/// A comparison server; `crl`: rustls-webpki checks client certificates against it.
+fn self_server_with(kind: &str, files: &Files, crl: Option<&Path>) -> Proc {
     let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(crl) = crl {
+        command.env("BENCH_CRL", crl);
+    }
     command
         .env(SERVE_ENV, kind)
         .env("BENCH_ROOT", &files.root)
@@ -164,7 +174,7 @@ fn serve(kind: &str) {
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("listening on {}", listener.local_addr().unwrap());
-        let tls = (kind == "rustls").then(minimal_rustls_config);
+        let tls = kind.starts_with("rustls").then(minimal_rustls_config);
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
@@ -207,9 +217,18 @@ fn minimal_rustls_config() -> tokio_rustls::TlsAcceptor {
     for cert in pem::load_certificates(Path::new(&std::env::var("BENCH_ROOT").unwrap())).unwrap() {
         roots.add(cert).unwrap();
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .unwrap();
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+    // With BENCH_CRL: rustls' own CRL checking (rustls-webpki, which verifies the CRL's
+    // signature on every handshake), as Tessera's settings: unknown status allowed, the whole
+    // chain, nextUpdate enforced.
+    if let Ok(crl) = std::env::var("BENCH_CRL") {
+        let crls = pem::load_crls(Path::new(&crl)).unwrap();
+        verifier = verifier
+            .with_crls(crls)
+            .allow_unknown_revocation_status()
+            .enforce_revocation_expiration();
+    }
+    let verifier = verifier.build().unwrap();
     let credentials = Credentials::load(
         Path::new(&std::env::var("BENCH_CHAIN").unwrap()),
         Path::new(&std::env::var("BENCH_KEY").unwrap()),
@@ -316,19 +335,8 @@ async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u
     let measure = |addr: SocketAddr| {
         let config = Arc::clone(&config);
         async move {
-            let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
             let start = Instant::now();
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..count {
-                let permit = Arc::clone(&slots).acquire_owned().await.unwrap();
-                let config = Arc::clone(&config);
-                tasks.spawn(async move {
-                    let mut stream = tls_connect(addr, &config, RotationPolicy::never()).await;
-                    let _ = stream.close().await;
-                    drop(permit);
-                });
-            }
-            while tasks.join_next().await.is_some() {}
+            run_handshakes(addr, &config, count, in_flight).await;
             count as f64 / start.elapsed().as_secs_f64()
         }
     };
@@ -390,6 +398,283 @@ async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u
         .stdin(Stdio::piped());
     let s_server = Proc::start(command);
     println!("openssl s_time -new against s_server:     {}", s_time(s_server.addr));
+}
+
+/// `count` mutual-TLS handshakes (each connection closed at once), `in_flight` at a time.
+async fn run_handshakes(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, count: usize, in_flight: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let permit = Arc::clone(&slots).acquire_owned().await.unwrap();
+        let config = Arc::clone(config);
+        tasks.spawn(async move {
+            let mut stream = tls_connect(addr, &config, RotationPolicy::never()).await;
+            let _ = stream.close().await;
+            drop(permit);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// CPU time (user + system) every live thread of process `pid` has used, in ns: the sum of the
+/// first field of `/proc/PID/task/*/schedstat`. Independent of what else runs on the machine.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Server CPU per handshake, µs, over `count` handshakes.
+async fn server_cpu_per_handshake(
+    server: &Proc,
+    config: &Arc<rustls::ClientConfig>,
+    count: usize,
+    in_flight: usize,
+) -> f64 {
+    let pid = server.child.id();
+    let before = cpu_ns(pid);
+    run_handshakes(server.addr, config, count, in_flight).await;
+    let used = cpu_ns(pid).saturating_sub(before);
+    used as f64 / 1000.0 / count as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A CRL by the bench CA listing `entries` serial numbers (none of them the client's), written
+/// as DER next to the CA.
+fn big_crl(files: &Files, entries: usize) -> PathBuf {
+    use rcgen::{CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber};
+    let key = tessera::pki::PrivateKey::load(&files.ca_dir.join("ca.key"), None)
+        .unwrap()
+        .to_key_pair()
+        .unwrap();
+    let root = pem::load_certificates(&files.root).unwrap().remove(0);
+    let issuer = Issuer::from_ca_cert_der(&root, key).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let revoked_certs = (0..entries as u64)
+        .map(|n| {
+            // 16-octet positive serials, as Tessera's CA makes them.
+            let mut serial = [0u8; 16];
+            serial[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+            serial[8..].copy_from_slice(&n.to_be_bytes());
+            serial[0] = (serial[0] & 0x7f) | 0x01;
+            RevokedCertParams {
+                serial_number: SerialNumber::from(serial.to_vec()),
+                revocation_time: now - Duration::from_secs(3600),
+                reason_code: None,
+                invalidity_date: None,
+            }
+        })
+        .collect();
+    let crl = CertificateRevocationListParams {
+        this_update: now - Duration::from_secs(3600),
+        next_update: now + Duration::from_secs(86_400),
+        crl_number: SerialNumber::from(vec![0x01]),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    let der = crl.der().to_vec();
+    // The CRL must be the one consulted: same issuer name octets as the root's subject.
+    let (_, parsed) = x509_parser::parse_x509_crl(&der).unwrap();
+    let (_, root_cert) = x509_parser::parse_x509_certificate(&root).unwrap();
+    assert_eq!(parsed.issuer().as_raw(), root_cert.subject().as_raw());
+    let path = files.ca_dir.join("big.crl");
+    std::fs::write(&path, &der).unwrap();
+    path
+}
+
+/// Revocation cost: server CPU per mutual-TLS handshake with a large CRL against none, for
+/// echo-server and for the minimal rustls server (rustls-webpki's CRL checking), and the time
+/// to load the CRL.
+async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usize, rounds: usize, out: &mut Results) {
+    println!("\n## Revocation: server CPU per mutual-TLS handshake with a {entries}-entry CRL");
+    let start = Instant::now();
+    let crl = big_crl(files, entries);
+    let size = std::fs::metadata(&crl).unwrap().len();
+    println!("(CRL of {:.1} MB made in {:.1} s)", size as f64 / 1e6, start.elapsed().as_secs_f64());
+    let crls = pem::load_crls(&crl).unwrap();
+    let mut store = TrustStore::from_root_file(&files.root).unwrap();
+    let mut load_ms = Vec::new();
+    let mut webpki_ms = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        store.clear_crls();
+        store.add_crl(&crls[0], "crl").unwrap();
+        load_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let owned = webpki::OwnedCertRevocationList::from_der(&crls[0]).unwrap();
+        webpki_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        drop(owned);
+    }
+    let (load_ms, webpki_ms) = (median(load_ms), median(webpki_ms));
+    println!("CRL load (TrustStore::add_crl: parse, index, verify signature)  {load_ms:8.1} ms");
+    println!("rustls-webpki OwnedCertRevocationList::from_der alone            {webpki_ms:8.1} ms");
+    out.add("revocation.crl_entries", entries as f64, "entries");
+    out.add("revocation.crl_bytes", size as f64, "bytes");
+    out.add("revocation.crl_load_ms", load_ms, "ms");
+    out.add("revocation.webpki_crl_parse_ms", webpki_ms, "ms");
+
+    let config = client_config(files);
+    let crl_arg = crl.display().to_string();
+    let servers = [
+        ("minimal rustls", self_server("rustls", files)),
+        ("minimal rustls + CRL (webpki)", self_server_with("rustls-crl", files, Some(&crl))),
+        ("echo-server", echo_server(files, &[])),
+        ("echo-server + CRL", echo_server(files, &["--crl", &crl_arg])),
+    ];
+    for (_, server) in &servers {
+        run_handshakes(server.addr, &config, 50, in_flight).await;
+    }
+    let mut samples = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds.max(1) {
+        for (index, (_, server)) in servers.iter().enumerate() {
+            samples[index].push(server_cpu_per_handshake(server, &config, count, in_flight).await);
+        }
+    }
+    let cpu: Vec<f64> = samples.into_iter().map(median).collect();
+    for ((name, _), us) in servers.iter().zip(&cpu) {
+        println!("{name:<32} {us:8.1} µs server CPU per handshake");
+    }
+    let with_crl = cpu[3] / cpu[2];
+    println!(
+        "echo-server with the CRL / without: {with_crl:.3} (goal <= 1.1); minimal rustls with / without: {:.3}",
+        cpu[1] / cpu[0]
+    );
+    println!("echo-server / minimal rustls, no CRL: {:.3} (goal <= 1.05)", cpu[2] / cpu[0]);
+    out.add("handshake.minimal_rustls_cpu_us", cpu[0], "µs");
+    out.add("handshake.minimal_rustls_crl_cpu_us", cpu[1], "µs");
+    out.add("handshake.echo_server_cpu_us", cpu[2], "µs");
+    out.add("handshake.echo_server_crl_cpu_us", cpu[3], "µs");
+    out.add("ratio.echo_server_crl_vs_no_crl", with_crl, "ratio");
+    out.add("ratio.minimal_rustls_crl_vs_no_crl", cpu[1] / cpu[0], "ratio");
+    out.add("ratio.echo_server_vs_minimal_rustls_handshake_cpu", cpu[2] / cpu[0], "ratio");
+}
+
+/// Instructions per server handshake, counted by callgrind (repeatable, unlike time on a shared
+/// machine): the server runs under `valgrind --tool=callgrind`; after a warm-up the counters are
+/// zeroed (`callgrind_control -z`), `count` handshakes run, and the counters are dumped
+/// (`callgrind_control -d`). The dumps stay in `target/bench/callgrind/` for
+/// `callgrind_annotate --inclusive=yes FILE`.
+async fn callgrind(files: &Files, count: usize, out: &mut Results) {
+    println!("\n## Instructions per mutual-TLS handshake, server side (callgrind, {count} handshakes)");
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("(valgrind is not installed: skipped; apt-get install valgrind)");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/callgrind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = client_config(files);
+    let mut counts = Vec::new();
+    for name in ["minimal-rustls", "echo-server"] {
+        let base = dir.join(format!("{name}.out"));
+        let mut command = Command::new("valgrind");
+        command
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", base.display()));
+        if name == "echo-server" {
+            command
+                .arg(env!("CARGO_BIN_EXE_echo-server"))
+                .args(["--listen", "127.0.0.1:0", "--quiet", "--cert"])
+                .arg(&files.server_chain)
+                .arg("--key")
+                .arg(&files.server_key)
+                .arg("--client-ca")
+                .arg(&files.root)
+                .env_remove("SSLKEYLOGFILE");
+        } else {
+            command
+                .arg(std::env::current_exe().unwrap())
+                .env(SERVE_ENV, "rustls")
+                .env("BENCH_ROOT", &files.root)
+                .env("BENCH_CHAIN", &files.server_chain)
+                .env("BENCH_KEY", &files.server_key);
+        }
+        let server = Proc::start(command);
+        run_handshakes(server.addr, &config, 20, 1).await;
+        let control = |flag: &str| {
+            let status = Command::new("callgrind_control")
+                .arg(flag)
+                .arg(server.child.id().to_string())
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "callgrind_control {flag} failed");
+        };
+        control("-z");
+        run_handshakes(server.addr, &config, count, 1).await;
+        control("-d");
+        // The dump is written as BASE.N next to BASE.
+        let dump = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}.out.")))
+            })
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .expect("no callgrind dump");
+        let text = std::fs::read_to_string(&dump).unwrap();
+        let total: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("no totals in the callgrind dump");
+        let per = total as f64 / count as f64;
+        println!("{name:<16} {:10.0} instructions per handshake   ({})", per, dump.display());
+        counts.push(per);
+        drop(server);
+    }
+    println!("echo-server / minimal rustls: {:.3} (goal <= 1.05)", counts[1] / counts[0]);
+    out.add("callgrind.minimal_rustls_instructions", counts[0], "instructions");
+    out.add("callgrind.echo_server_instructions", counts[1], "instructions");
+    out.add("ratio.echo_server_vs_minimal_rustls_instructions", counts[1] / counts[0], "ratio");
+}
+
+/// Figures of one run, written as JSON (`target/bench/channel.json`) so that two runs can be
+/// compared.
+#[derive(Default)]
+struct Results(Vec<(String, f64, String)>);
+
+impl Results {
+    fn add(&mut self, name: &str, value: f64, unit: &str) {
+        self.0.push((name.into(), value, unit.into()));
+    }
+
+    fn write(&self, name: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        let figures: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(key, value, unit)| (key.clone(), serde_json::json!({ "value": value, "unit": unit })))
+            .collect();
+        let json = serde_json::json!({
+            "bench": name,
+            "unix_time": time::OffsetDateTime::now_utc().unix_timestamp(),
+            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "figures": figures,
+        });
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        println!("\n(figures written to {})", path.display());
+    }
 }
 
 /// Median round trip of 64-byte pings on one connection, in µs.
@@ -476,6 +761,8 @@ fn main() {
     let mut idle = env_size("TESSERA_BENCH_IDLE_CONNS", "10000") as usize;
     let pings = env_size("TESSERA_BENCH_PINGS", "2000") as usize;
     let rounds = env_size("TESSERA_BENCH_ROUNDS", "3") as usize;
+    let crl_entries = env_size("TESSERA_BENCH_CRL_ENTRIES", "200000") as usize;
+    let mut results = Results::default();
     let limit = fd_limit();
     if idle > 0 && idle as u64 + 200 > limit {
         let fit = limit.saturating_sub(200) as usize;
@@ -502,5 +789,13 @@ fn main() {
         if wanted("memory") && idle > 0 {
             idle_memory(&files, idle, pings).await;
         }
+        if wanted("callgrind") {
+            let count = env_size("TESSERA_BENCH_CALLGRIND_HANDSHAKES", "200") as usize;
+            callgrind(&files, count, &mut results).await;
+        }
+        if wanted("revocation") {
+            revocation(&files, crl_entries, handshake_count, in_flight, rounds, &mut results).await;
+        }
     });
+    results.write("channel");
 }

@@ -207,7 +207,57 @@ impl VerifiedChain {
 pub struct TrustStore {
     roots: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
+    /// What the profile rules say of each root, worked out once (`RootFacts`).
+    root_facts: Vec<Arc<RootFacts>>,
     crls: Vec<Arc<Crl>>,
+}
+
+/// What `TrustStore::check_profile` needs to know of a root on every path, from one parse when
+/// the root is added: whether the rules that do not depend on the time or the CRLs pass, its
+/// validity in Unix seconds, whether it may sign CRLs, and its subject (contents). When the
+/// fast answer is not "passes", the root is parsed and checked in full to say why.
+#[derive(Debug)]
+struct RootFacts {
+    timeless_ok: bool,
+    not_before: i64,
+    not_after: i64,
+    may_sign_crls: bool,
+    subject: Vec<u8>,
+}
+
+impl RootFacts {
+    fn of(der: &CertificateDer<'_>) -> Self {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Self {
+                timeless_ok: false,
+                not_before: i64::MAX,
+                not_after: i64::MIN,
+                may_sign_crls: false,
+                subject: Vec::new(),
+            };
+        };
+        let validity = cert.validity();
+        let timeless_ok = check_extensions(&cert).is_ok()
+            && check_issuer(&cert).is_ok()
+            && EndEntityCert::try_from(der).is_ok()
+            && policy::check_certificate(&cert, Position::Root).is_ok();
+        Self {
+            timeless_ok,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            may_sign_crls: may_sign_crls(&cert),
+            subject: name_contents(cert.subject().as_raw()).to_vec(),
+        }
+    }
+}
+
+/// May this certificate sign CRLs (RFC 5280 §4.2.1.3)? Without a key usage extension, yes.
+fn may_sign_crls(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    match cert.key_usage() {
+        Ok(Some(usage)) => usage.value.crl_sign(),
+        Ok(None) => true,
+        Err(_) => false,
+    }
 }
 
 /// Who decides revocation on a candidate path.
@@ -284,6 +334,7 @@ impl TrustStore {
             .map_err(|e| PkiError::malformed(what, format!("cannot be used as a root: {}", RejectionReason::from(&e))))?
             .to_owned();
         self.anchors.push(anchor);
+        self.root_facts.push(Arc::new(RootFacts::of(&cert)));
         self.roots.push(cert);
         Ok(())
     }
@@ -524,11 +575,27 @@ impl TrustStore {
 
     /// The trusted root certificate behind a trust anchor.
     fn root_of(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+        self.root_index(anchor).and_then(|index| self.roots.get(index))
+    }
+
+    /// The index of the root behind a trust anchor.
+    fn root_index(&self, anchor: &TrustAnchor<'_>) -> Option<usize> {
         self.anchors
             .iter()
-            .zip(&self.roots)
-            .find(|(a, _)| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
-            .map(|(_, r)| r)
+            .position(|a| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
+    }
+
+    /// Does the root `der` pass the root's profile rules at `time`, by what was worked out when
+    /// it was added? `false` means "check it in full" (it may still pass).
+    fn root_passes(&self, der: &CertificateDer<'_>, time: OffsetDateTime) -> bool {
+        let Some(facts) = self.roots.iter().position(|r| r == der).and_then(|i| self.root_facts.get(i)) else {
+            return false;
+        };
+        let now = time.unix_timestamp();
+        facts.timeless_ok
+            && facts.not_before <= now
+            && now <= facts.not_after
+            && (facts.may_sign_crls || !self.crls.iter().any(|crl| crl.issuer() == facts.subject.as_slice()))
     }
 
     /// Revocation of every certificate on a path webpki has verified, by the CRLs held
@@ -594,7 +661,8 @@ impl TrustStore {
         let ders: Vec<CertificateDer<'_>> = path.iter().map(|c| c.der()).collect();
         // A self-signed certificate trusted as its own root is a pinned end entity, not a CA.
         let pinned = root.is_some() && ders.len() == 1 && ders.first() == root;
-        let root = root.filter(|_| !pinned);
+        // A root whose rules were found to pass when it was added is not parsed again.
+        let root = root.filter(|root| !pinned && !self.root_passes(root, request.time));
         let mut parsed = Vec::with_capacity(ders.len() + 1);
         for der in ders.iter().chain(root) {
             let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::ProfileViolation {
@@ -642,11 +710,7 @@ impl TrustStore {
     /// rustls-webpki checks that an intermediate CA may sign the CRLs it issues (cRLSign), but
     /// it never sees the root's key usage (a trust anchor is only a name and a key): do it here.
     fn check_crl_signer(&self, root: &x509_parser::certificate::X509Certificate<'_>) -> Result<(), PkiError> {
-        let may_sign_crls = match root.key_usage() {
-            Ok(Some(usage)) => usage.value.crl_sign(),
-            Ok(None) => true,
-            Err(_) => false,
-        };
+        let may_sign_crls = may_sign_crls(root);
         let subject = name_contents(root.subject().as_raw());
         if !may_sign_crls && self.crls.iter().any(|crl| crl.issuer() == subject) {
             return Err(PkiError::RevocationUnknown {
