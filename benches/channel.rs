@@ -34,6 +34,10 @@ use tessera::ca::{CertificateAuthority, InitRequest, IssueRequest, Profile, Subj
 use tessera::channel::{self, ChannelStream, ClientSettings, Credentials, RotationPolicy, TlsOptions, parse_byte_size};
 use tessera::pki::{TrustStore, pem};
 
+#[path = "support/results.rs"]
+mod results;
+use results::Results;
+
 const SERVE_ENV: &str = "TESSERA_BENCH_SERVE";
 
 fn env_size(name: &str, default: &str) -> u64 {
@@ -217,7 +221,8 @@ fn minimal_rustls_config() -> tokio_rustls::TlsAcceptor {
     for cert in pem::load_certificates(Path::new(&std::env::var("BENCH_ROOT").unwrap())).unwrap() {
         roots.add(cert).unwrap();
     }
-    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+    let mut verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
     // With BENCH_CRL: rustls' own CRL checking (rustls-webpki, which verifies the CRL's
     // signature on every handshake), as Tessera's settings: unknown status allowed, the whole
     // chain, nextUpdate enforced.
@@ -288,7 +293,7 @@ async fn echo_rate<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mib_s(done.received, start.elapsed())
 }
 
-async fn throughput(files: &Files, total: u64, write: usize, rotate: u64, rounds: usize) {
+async fn throughput(files: &Files, total: u64, write: usize, rotate: u64, rounds: usize, out: &mut Results) {
     println!(
         "\n## Echo throughput: {} MiB in {} KiB writes, one connection, each way (best of {rounds} rounds)",
         total >> 20,
@@ -316,6 +321,19 @@ async fn throughput(files: &Files, total: u64, write: usize, rotate: u64, rounds
         key_updates = stream.stats().rotations.total();
     }
     let [plain_rate, minimal_rate, tessera_rate, rotating_rate] = best;
+    out.add("throughput.plain_tcp_mib_s", plain_rate, "MiB/s");
+    out.add("throughput.minimal_rustls_mib_s", minimal_rate, "MiB/s");
+    out.add("throughput.echo_server_mib_s", tessera_rate, "MiB/s");
+    out.add(
+        "ratio.minimal_rustls_vs_tcp_throughput",
+        minimal_rate / plain_rate,
+        "ratio",
+    );
+    out.add(
+        "ratio.echo_server_vs_minimal_rustls_throughput",
+        tessera_rate / minimal_rate,
+        "ratio",
+    );
     println!("plain TCP echo                             {plain_rate:8.1} MiB/s");
     println!("minimal rustls echo (tokio-rustls)         {minimal_rate:8.1} MiB/s");
     println!(
@@ -329,7 +347,7 @@ async fn throughput(files: &Files, total: u64, write: usize, rotate: u64, rounds
     );
 }
 
-async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u64) {
+async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u64, out: &mut Results) {
     println!("\n## Mutual-TLS handshakes ({count} from this process, {in_flight} in flight)");
     let config = client_config(files);
     let measure = |addr: SocketAddr| {
@@ -355,13 +373,17 @@ async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u
         println!("(openssl s_time skipped)");
         return;
     }
-    let s_time = |addr: SocketAddr| {
+    // openssl s_time as the client: full handshakes (-new) for `stime_secs`; the server's CPU
+    // time per connection, as openssl counts them.
+    let s_time = |server: &Proc| {
+        let pid = server.child.id();
+        let before = cpu_ns(pid);
         let out = Command::new("openssl")
             .args([
                 "s_time",
                 "-new",
                 "-connect",
-                &addr.to_string(),
+                &server.addr.to_string(),
                 "-time",
                 &stime_secs.to_string(),
             ])
@@ -373,15 +395,22 @@ async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u
             .arg(&files.client_key)
             .output()
             .unwrap();
+        let used = cpu_ns(pid).saturating_sub(before);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let found: Vec<&str> = text.lines().filter(|l| l.contains("connections")).collect();
-        if found.is_empty() {
-            format!("no result: {text}")
-        } else {
-            found.join(" | ")
-        }
+        // "1234 connections in 5.00s; 246.80 connections/user sec, bytes read 0"
+        let connections: u64 = text
+            .lines()
+            .find(|l| l.contains("connections in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(connections > 0, "openssl s_time made no connection: {text}");
+        (connections, used as f64 / 1000.0 / connections as f64)
     };
-    println!("openssl s_time -new against echo-server:  {}", s_time(server.addr));
+    let minimal = self_server("rustls", files);
+    let (n_minimal, cpu_minimal) = s_time(&minimal);
+    drop(minimal);
+    let (n_echo, cpu_echo) = s_time(&server);
     drop(server);
     let mut command = Command::new("openssl");
     command
@@ -397,7 +426,30 @@ async fn handshakes(files: &Files, count: usize, in_flight: usize, stime_secs: u
         // s_server stops at end of input: keep its stdin open (the pipe lives as long as Proc).
         .stdin(Stdio::piped());
     let s_server = Proc::start(command);
-    println!("openssl s_time -new against s_server:     {}", s_time(s_server.addr));
+    let (n_openssl, cpu_openssl) = s_time(&s_server);
+    println!("openssl s_time -new, {stime_secs} s each: server CPU per full mutual-TLS handshake");
+    println!("minimal rustls   {cpu_minimal:8.1} µs  ({n_minimal} connections)");
+    println!(
+        "echo-server      {cpu_echo:8.1} µs  ({n_echo} connections)  {:.3} of minimal rustls (goal <= 1.05)",
+        cpu_echo / cpu_minimal
+    );
+    println!(
+        "openssl s_server {cpu_openssl:8.1} µs  ({n_openssl} connections)  {:.2}x echo-server's",
+        cpu_openssl / cpu_echo
+    );
+    out.add("s_time.minimal_rustls_cpu_us", cpu_minimal, "µs");
+    out.add("s_time.echo_server_cpu_us", cpu_echo, "µs");
+    out.add("s_time.s_server_cpu_us", cpu_openssl, "µs");
+    out.add(
+        "ratio.echo_server_vs_minimal_rustls_s_time_cpu",
+        cpu_echo / cpu_minimal,
+        "ratio",
+    );
+    out.add(
+        "ratio.s_server_vs_echo_server_s_time_cpu",
+        cpu_openssl / cpu_echo,
+        "ratio",
+    );
 }
 
 /// `count` mutual-TLS handshakes (each connection closed at once), `in_flight` at a time.
@@ -504,7 +556,11 @@ async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usiz
     let start = Instant::now();
     let crl = big_crl(files, entries);
     let size = std::fs::metadata(&crl).unwrap().len();
-    println!("(CRL of {:.1} MB made in {:.1} s)", size as f64 / 1e6, start.elapsed().as_secs_f64());
+    println!(
+        "(CRL of {:.1} MB made in {:.1} s)",
+        size as f64 / 1e6,
+        start.elapsed().as_secs_f64()
+    );
     let crls = pem::load_crls(&crl).unwrap();
     let mut store = TrustStore::from_root_file(&files.root).unwrap();
     let mut load_ms = Vec::new();
@@ -531,7 +587,10 @@ async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usiz
     let crl_arg = crl.display().to_string();
     let servers = [
         ("minimal rustls", self_server("rustls", files)),
-        ("minimal rustls + CRL (webpki)", self_server_with("rustls-crl", files, Some(&crl))),
+        (
+            "minimal rustls + CRL (webpki)",
+            self_server_with("rustls-crl", files, Some(&crl)),
+        ),
         ("echo-server", echo_server(files, &[])),
         ("echo-server + CRL", echo_server(files, &["--crl", &crl_arg])),
     ];
@@ -553,14 +612,67 @@ async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usiz
         "echo-server with the CRL / without: {with_crl:.3} (goal <= 1.1); minimal rustls with / without: {:.3}",
         cpu[1] / cpu[0]
     );
-    println!("echo-server / minimal rustls, no CRL: {:.3} (goal <= 1.05)", cpu[2] / cpu[0]);
+    println!(
+        "echo-server / minimal rustls, no CRL: {:.3} (goal <= 1.05)",
+        cpu[2] / cpu[0]
+    );
     out.add("handshake.minimal_rustls_cpu_us", cpu[0], "µs");
     out.add("handshake.minimal_rustls_crl_cpu_us", cpu[1], "µs");
     out.add("handshake.echo_server_cpu_us", cpu[2], "µs");
     out.add("handshake.echo_server_crl_cpu_us", cpu[3], "µs");
     out.add("ratio.echo_server_crl_vs_no_crl", with_crl, "ratio");
     out.add("ratio.minimal_rustls_crl_vs_no_crl", cpu[1] / cpu[0], "ratio");
-    out.add("ratio.echo_server_vs_minimal_rustls_handshake_cpu", cpu[2] / cpu[0], "ratio");
+    out.add(
+        "ratio.echo_server_vs_minimal_rustls_handshake_cpu",
+        cpu[2] / cpu[0],
+        "ratio",
+    );
+}
+
+/// Rotation cost as server CPU time per GiB echoed (both directions through the server),
+/// without rotation and with `--rotate-bytes` 1M and 64K: CPU time does not depend on what else
+/// the shared machine runs, unlike throughput. Rounds interleave the three servers; medians.
+async fn rotation_cpu(files: &Files, total: u64, write: usize, rounds: usize, out: &mut Results) {
+    println!(
+        "\n## Rotation cost: echo-server CPU per GiB echoed ({} MiB per run, {} KiB writes, median of {rounds})",
+        total >> 20,
+        write >> 10
+    );
+    let config = client_config(files);
+    let servers = [
+        ("no rotation", "none", echo_server(files, &["--no-rotate"])),
+        ("--rotate-bytes 1M", "1m", echo_server(files, &["--rotate-bytes", "1M"])),
+        (
+            "--rotate-bytes 64K",
+            "64k",
+            echo_server(files, &["--rotate-bytes", "64K"]),
+        ),
+    ];
+    let mut samples = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds.max(1) {
+        for (index, (_, _, server)) in servers.iter().enumerate() {
+            let mut stream = tls_connect(server.addr, &config, RotationPolicy::never()).await;
+            let pid = server.child.id();
+            let before = cpu_ns(pid);
+            let done = channel::exchange(&mut stream, total, write).await.unwrap();
+            assert_eq!(done.received, total);
+            let used = cpu_ns(pid).saturating_sub(before);
+            let _ = stream.close().await;
+            samples[index].push(used as f64 / 1e9 / (total as f64 / f64::from(1u32 << 30)));
+        }
+    }
+    let cpu: Vec<f64> = samples.into_iter().map(median).collect();
+    for ((name, key, _), seconds) in servers.iter().zip(&cpu) {
+        let ratio = seconds / cpu[0];
+        println!(
+            "{name:<20} {seconds:7.3} s CPU per GiB  ({:+.1}% vs no rotation)",
+            (ratio - 1.0) * 100.0
+        );
+        out.add(&format!("rotation.cpu_s_per_gib.{key}"), *seconds, "s");
+        if *key != "none" {
+            out.add(&format!("ratio.rotation_{key}_vs_none_cpu"), ratio, "ratio");
+        }
+    }
 }
 
 /// Instructions per server handshake, counted by callgrind (repeatable, unlike time on a shared
@@ -636,45 +748,25 @@ async fn callgrind(files: &Files, count: usize, out: &mut Results) {
             .and_then(|v| v.parse().ok())
             .expect("no totals in the callgrind dump");
         let per = total as f64 / count as f64;
-        println!("{name:<16} {:10.0} instructions per handshake   ({})", per, dump.display());
+        println!(
+            "{name:<16} {:10.0} instructions per handshake   ({})",
+            per,
+            dump.display()
+        );
         counts.push(per);
         drop(server);
     }
-    println!("echo-server / minimal rustls: {:.3} (goal <= 1.05)", counts[1] / counts[0]);
+    println!(
+        "echo-server / minimal rustls: {:.3} (goal <= 1.05)",
+        counts[1] / counts[0]
+    );
     out.add("callgrind.minimal_rustls_instructions", counts[0], "instructions");
     out.add("callgrind.echo_server_instructions", counts[1], "instructions");
-    out.add("ratio.echo_server_vs_minimal_rustls_instructions", counts[1] / counts[0], "ratio");
-}
-
-/// Figures of one run, written as JSON (`target/bench/channel.json`) so that two runs can be
-/// compared.
-#[derive(Default)]
-struct Results(Vec<(String, f64, String)>);
-
-impl Results {
-    fn add(&mut self, name: &str, value: f64, unit: &str) {
-        self.0.push((name.into(), value, unit.into()));
-    }
-
-    fn write(&self, name: &str) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        let figures: serde_json::Map<String, serde_json::Value> = self
-            .0
-            .iter()
-            .map(|(key, value, unit)| (key.clone(), serde_json::json!({ "value": value, "unit": unit })))
-            .collect();
-        let json = serde_json::json!({
-            "bench": name,
-            "unix_time": time::OffsetDateTime::now_utc().unix_timestamp(),
-            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-            "figures": figures,
-        });
-        let path = dir.join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
-        println!("\n(figures written to {})", path.display());
-    }
+    out.add(
+        "ratio.echo_server_vs_minimal_rustls_instructions",
+        counts[1] / counts[0],
+        "ratio",
+    );
 }
 
 /// Median round trip of 64-byte pings on one connection, in µs.
@@ -692,7 +784,7 @@ async fn ping_p50(stream: &mut ChannelStream<TcpStream>, pings: usize) -> f64 {
     samples[samples.len() / 2]
 }
 
-async fn idle_memory(files: &Files, conns: usize, pings: usize) {
+async fn idle_memory(files: &Files, conns: usize, pings: usize, out: &mut Results) {
     println!("\n## Memory: {conns} idle mutual-TLS connections, each after echoing 64 KiB once");
     let config = client_config(files);
     for (name, server) in [
@@ -723,10 +815,14 @@ async fn idle_memory(files: &Files, conns: usize, pings: usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = server.rss_kib();
         let loaded_p50 = ping_p50(&mut active, pings).await;
+        let per = after.saturating_sub(before) as f64 / held.len() as f64;
         println!(
-            "{name:<20} RSS {before} KiB -> {after} KiB: {:.1} KiB per idle connection; active echo p50 {quiet_p50:.1} µs alone, {loaded_p50:.1} µs with them",
-            after.saturating_sub(before) as f64 / held.len() as f64,
+            "{name:<20} RSS {before} KiB -> {after} KiB: {per:.1} KiB per idle connection; active echo p50 {quiet_p50:.1} µs alone, {loaded_p50:.1} µs with them",
         );
+        let key = name.replace(' ', "_");
+        out.add(&format!("memory.{key}_kib_per_idle_conn"), per, "KiB");
+        out.add(&format!("memory.{key}_p50_alone_us"), quiet_p50, "µs");
+        out.add(&format!("memory.{key}_p50_loaded_us"), loaded_p50, "µs");
         drop(held);
     }
 }
@@ -781,13 +877,16 @@ fn main() {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
         if wanted("throughput") {
-            throughput(&files, total, write, rotate, rounds).await;
+            throughput(&files, total, write, rotate, rounds, &mut results).await;
         }
         if wanted("handshakes") {
-            handshakes(&files, handshake_count, in_flight, stime_secs).await;
+            handshakes(&files, handshake_count, in_flight, stime_secs, &mut results).await;
         }
         if wanted("memory") && idle > 0 {
-            idle_memory(&files, idle, pings).await;
+            idle_memory(&files, idle, pings, &mut results).await;
+        }
+        if wanted("rotation") {
+            rotation_cpu(&files, total, write, rounds, &mut results).await;
         }
         if wanted("callgrind") {
             let count = env_size("TESSERA_BENCH_CALLGRIND_HANDSHAKES", "200") as usize;

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use tessera::pki::{KeyAlgorithm, PrivateKey};
 use tessera::sign::{HashAlgorithm, SignRequest, Signer, Verifier};
 
+#[path = "support/results.rs"]
+mod results;
+use results::Results;
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -133,7 +137,14 @@ fn main() -> ExitCode {
     let ratio = best_verify.as_secs_f64() / best_openssl.as_secs_f64();
     let verdict = if ratio < 1.0 { "faster" } else { "NOT faster" };
     println!("ratio verify/openssl time: {ratio:.3} (verify is {verdict} than openssl)");
-    parallelhash_against_minisign(&signer, &path, size, runs, now);
+    let mut results = Results::default();
+    results.add("module_mib", mib as f64, "MiB");
+    results.add("verify_sha3_mb_s", mb_per_s(size, best_verify), "MB/s");
+    results.add("sha3_in_memory_mb_s", mb_per_s(size, best_memory), "MB/s");
+    results.add("openssl_dgst_sha3_mb_s", mb_per_s(size, best_openssl), "MB/s");
+    results.add("ratio.verify_sha3_vs_openssl_dgst_time", ratio, "ratio");
+    parallelhash_against_minisign(&signer, &path, size, runs, now, &mut results);
+    results.write("sign");
     if ratio >= 1.0 && std::env::var_os("TESSERA_BENCH_STRICT").is_some() {
         return ExitCode::FAILURE;
     }
@@ -149,6 +160,7 @@ fn parallelhash_against_minisign(
     size: u64,
     runs: u64,
     now: time::OffsetDateTime,
+    results: &mut Results,
 ) {
     let file = std::fs::File::open(path).unwrap();
     let request = SignRequest::new("module.bin", now).with_hash(HashAlgorithm::ParallelHash128);
@@ -205,6 +217,11 @@ fn parallelhash_against_minisign(
             mb_per_s(size, best),
             one_thread.as_secs_f64() / best.as_secs_f64()
         );
+        results.add(
+            &format!("ratio.parallelhash128_{threads}_threads_vs_1"),
+            one_thread.as_secs_f64() / best.as_secs_f64(),
+            "ratio",
+        );
     }
     drop(buffer);
 
@@ -253,8 +270,15 @@ fn parallelhash_against_minisign(
         mb_per_s(size, best_minisign)
     );
     println!(
-        "ratio minisign/verify(parallelhash128) time: {:.3} (verify is {:.2}x as fast as minisign)",
+        "ratio minisign/verify(parallelhash128) time: {:.3} (verify is {:.2}x as fast as minisign; goal >= 1.2)",
         best_minisign.as_secs_f64() / best_ph.as_secs_f64(),
         best_minisign.as_secs_f64() / best_ph.as_secs_f64()
+    );
+    results.add("verify_parallelhash128_mb_s", mb_per_s(size, best_ph), "MB/s");
+    results.add("minisign_verify_mb_s", mb_per_s(size, best_minisign), "MB/s");
+    results.add(
+        "ratio.minisign_vs_verify_parallelhash128_time",
+        best_minisign.as_secs_f64() / best_ph.as_secs_f64(),
+        "ratio",
     );
 }

@@ -16,7 +16,7 @@ use webpki::{
 };
 
 use super::error::{Presented, RejectionReason, unacceptable_certificate};
-use super::inspect::CertificateInfo;
+use super::inspect::{CertificateInfo, common_name};
 use super::policy::{self, Position};
 use super::profile::{
     ProfileRule, check_crl_number, check_end_entity, check_extensions, check_issuer, check_root, name_contents,
@@ -176,6 +176,7 @@ impl VerifyRequest {
 pub struct VerifiedChain {
     path: Vec<CertificateDer<'static>>,
     end_entity: CertificateInfo,
+    common_name: Option<String>,
     usage: Usage,
     time: OffsetDateTime,
 }
@@ -189,6 +190,12 @@ impl VerifiedChain {
     /// The end-entity certificate, inspected.
     pub fn end_entity(&self) -> &CertificateInfo {
         &self.end_entity
+    }
+
+    /// The exact value of the end entity's one subject `CN` attribute (none when it has none,
+    /// several, or one that is not a string).
+    pub(crate) fn common_name(&self) -> Option<&str> {
+        self.common_name.as_deref()
     }
 
     /// The usage the chain was verified for.
@@ -505,7 +512,7 @@ impl TrustStore {
         // here lets it try the next one. The first refusal is kept to explain a failure; the
         // end entity, inspected from the parse the profile rules made, is kept for the result.
         let refusal: RefCell<Option<PkiError>> = RefCell::new(None);
-        let inspected: RefCell<Option<CertificateInfo>> = RefCell::new(None);
+        let inspected: RefCell<Option<(CertificateInfo, Option<String>)>> = RefCell::new(None);
         let check_path = |candidate: &webpki::VerifiedPath<'_>| {
             let path: Vec<&webpki::Cert<'_>> = std::iter::once(&**candidate.end_entity())
                 .chain(candidate.intermediate_certificates())
@@ -558,9 +565,9 @@ impl TrustStore {
                 .map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
         }
 
-        let info = match inspected.take() {
-            Some(info) => info,
-            None => CertificateInfo::from_der(end_entity)?,
+        let (info, common_name) = match inspected.take() {
+            Some(inspected) => inspected,
+            None => CertificateInfo::with_common_name(end_entity)?,
         };
         if request.usage == Usage::CodeSigning && !info.extended_key_usage.iter().any(|e| e == "codeSigning") {
             return Err(PkiError::WrongUsage { usage: request.usage });
@@ -568,6 +575,7 @@ impl TrustStore {
         Ok(VerifiedChain {
             path,
             end_entity: info,
+            common_name,
             usage: request.usage,
             time: request.time,
         })
@@ -588,7 +596,12 @@ impl TrustStore {
     /// Does the root `der` pass the root's profile rules at `time`, by what was worked out when
     /// it was added? `false` means "check it in full" (it may still pass).
     fn root_passes(&self, der: &CertificateDer<'_>, time: OffsetDateTime) -> bool {
-        let Some(facts) = self.roots.iter().position(|r| r == der).and_then(|i| self.root_facts.get(i)) else {
+        let Some(facts) = self
+            .roots
+            .iter()
+            .position(|r| r == der)
+            .and_then(|i| self.root_facts.get(i))
+        else {
             return false;
         };
         let now = time.unix_timestamp();
@@ -657,7 +670,7 @@ impl TrustStore {
         path: &[&webpki::Cert<'_>],
         root: Option<&CertificateDer<'_>>,
         request: &VerifyRequest,
-    ) -> Result<Option<CertificateInfo>, PkiError> {
+    ) -> Result<Option<(CertificateInfo, Option<String>)>, PkiError> {
         let ders: Vec<CertificateDer<'_>> = path.iter().map(|c| c.der()).collect();
         // A self-signed certificate trusted as its own root is a pinned end entity, not a CA.
         let pinned = root.is_some() && ders.len() == 1 && ders.first() == root;
@@ -702,9 +715,10 @@ impl TrustStore {
             let intermediates = rest.get(..ders.len().saturating_sub(1)).unwrap_or_default();
             policy::check_depth(intermediates, max)?;
         }
-        Ok(ders
-            .first()
-            .and_then(|der| CertificateInfo::from_parsed(end_entity, der).ok()))
+        Ok(ders.first().and_then(|der| {
+            let info = CertificateInfo::from_parsed(end_entity, der).ok()?;
+            Some((info, common_name(end_entity.subject())))
+        }))
     }
 
     /// rustls-webpki checks that an intermediate CA may sign the CRLs it issues (cRLSign), but
