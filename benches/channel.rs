@@ -551,17 +551,18 @@ fn big_crl(files: &Files, entries: usize) -> PathBuf {
 /// Revocation cost: server CPU per mutual-TLS handshake with a large CRL against none, for
 /// echo-server and for the minimal rustls server (rustls-webpki's CRL checking), and the time
 /// to load the CRL.
-async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usize, rounds: usize, out: &mut Results) {
+async fn revocation(
+    files: &Files,
+    crl: &Path,
+    entries: usize,
+    count: usize,
+    in_flight: usize,
+    rounds: usize,
+    out: &mut Results,
+) {
     println!("\n## Revocation: server CPU per mutual-TLS handshake with a {entries}-entry CRL");
-    let start = Instant::now();
-    let crl = big_crl(files, entries);
-    let size = std::fs::metadata(&crl).unwrap().len();
-    println!(
-        "(CRL of {:.1} MB made in {:.1} s)",
-        size as f64 / 1e6,
-        start.elapsed().as_secs_f64()
-    );
-    let crls = pem::load_crls(&crl).unwrap();
+    let size = std::fs::metadata(crl).unwrap().len();
+    let crls = pem::load_crls(crl).unwrap();
     let mut store = TrustStore::from_root_file(&files.root).unwrap();
     let mut load_ms = Vec::new();
     let mut webpki_ms = Vec::new();
@@ -589,7 +590,7 @@ async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usiz
         ("minimal rustls", self_server("rustls", files)),
         (
             "minimal rustls + CRL (webpki)",
-            self_server_with("rustls-crl", files, Some(&crl)),
+            self_server_with("rustls-crl", files, Some(crl)),
         ),
         ("echo-server", echo_server(files, &[])),
         ("echo-server + CRL", echo_server(files, &["--crl", &crl_arg])),
@@ -603,9 +604,13 @@ async fn revocation(files: &Files, entries: usize, count: usize, in_flight: usiz
             samples[index].push(server_cpu_per_handshake(server, &config, count, in_flight).await);
         }
     }
+    let shown: Vec<String> = samples
+        .iter()
+        .map(|s| s.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" "))
+        .collect();
     let cpu: Vec<f64> = samples.into_iter().map(median).collect();
-    for ((name, _), us) in servers.iter().zip(&cpu) {
-        println!("{name:<32} {us:8.1} µs server CPU per handshake");
+    for (((name, _), us), all) in servers.iter().zip(&cpu).zip(&shown) {
+        println!("{name:<32} {us:8.1} µs server CPU per handshake (median of {all})");
     }
     let with_crl = cpu[3] / cpu[2];
     println!(
@@ -680,7 +685,7 @@ async fn rotation_cpu(files: &Files, total: u64, write: usize, rounds: usize, ou
 /// zeroed (`callgrind_control -z`), `count` handshakes run, and the counters are dumped
 /// (`callgrind_control -d`). The dumps stay in `target/bench/callgrind/` for
 /// `callgrind_annotate --inclusive=yes FILE`.
-async fn callgrind(files: &Files, count: usize, out: &mut Results) {
+async fn callgrind(files: &Files, count: usize, crl: &Path, out: &mut Results) {
     println!("\n## Instructions per mutual-TLS handshake, server side (callgrind, {count} handshakes)");
     if Command::new("valgrind").arg("--version").output().is_err() {
         println!("(valgrind is not installed: skipped; apt-get install valgrind)");
@@ -690,13 +695,13 @@ async fn callgrind(files: &Files, count: usize, out: &mut Results) {
     std::fs::create_dir_all(&dir).unwrap();
     let config = client_config(files);
     let mut counts = Vec::new();
-    for name in ["minimal-rustls", "echo-server"] {
+    for name in ["minimal-rustls", "echo-server", "echo-server-crl"] {
         let base = dir.join(format!("{name}.out"));
         let mut command = Command::new("valgrind");
         command
             .args(["--tool=callgrind", "--quiet"])
             .arg(format!("--callgrind-out-file={}", base.display()));
-        if name == "echo-server" {
+        if name.starts_with("echo-server") {
             command
                 .arg(env!("CARGO_BIN_EXE_echo-server"))
                 .args(["--listen", "127.0.0.1:0", "--quiet", "--cert"])
@@ -706,6 +711,10 @@ async fn callgrind(files: &Files, count: usize, out: &mut Results) {
                 .arg("--client-ca")
                 .arg(&files.root)
                 .env_remove("SSLKEYLOGFILE");
+            if name == "echo-server-crl" {
+                // Loading 7 MB under valgrind takes longer than the default 10 s.
+                command.arg("--crl").arg(crl).args(["--reload-timeout", "600"]);
+            }
         } else {
             command
                 .arg(std::env::current_exe().unwrap())
@@ -759,6 +768,16 @@ async fn callgrind(files: &Files, count: usize, out: &mut Results) {
     println!(
         "echo-server / minimal rustls: {:.3} (goal <= 1.05)",
         counts[1] / counts[0]
+    );
+    println!(
+        "echo-server with the CRL / without: {:.4} (goal <= 1.1)",
+        counts[2] / counts[1]
+    );
+    out.add("callgrind.echo_server_crl_instructions", counts[2], "instructions");
+    out.add(
+        "ratio.echo_server_crl_vs_no_crl_instructions",
+        counts[2] / counts[1],
+        "ratio",
     );
     out.add("callgrind.minimal_rustls_instructions", counts[0], "instructions");
     out.add("callgrind.echo_server_instructions", counts[1], "instructions");
@@ -888,12 +907,36 @@ fn main() {
         if wanted("rotation") {
             rotation_cpu(&files, total, write, rounds, &mut results).await;
         }
-        if wanted("callgrind") {
+        // One large CRL (none of its serials the client's) for the revocation parts.
+        let crl = (wanted("callgrind") || wanted("revocation")).then(|| {
+            let start = Instant::now();
+            let crl = big_crl(&files, crl_entries);
+            println!(
+                "\n(a CRL of {crl_entries} entries, {:.1} MB, made in {:.1} s)",
+                std::fs::metadata(&crl).unwrap().len() as f64 / 1e6,
+                start.elapsed().as_secs_f64()
+            );
+            crl
+        });
+        if let Some(crl) = &crl
+            && wanted("callgrind")
+        {
             let count = env_size("TESSERA_BENCH_CALLGRIND_HANDSHAKES", "200") as usize;
-            callgrind(&files, count, &mut results).await;
+            callgrind(&files, count, crl, &mut results).await;
         }
-        if wanted("revocation") {
-            revocation(&files, crl_entries, handshake_count, in_flight, rounds, &mut results).await;
+        if let Some(crl) = &crl
+            && wanted("revocation")
+        {
+            revocation(
+                &files,
+                crl,
+                crl_entries,
+                handshake_count,
+                in_flight,
+                rounds,
+                &mut results,
+            )
+            .await;
         }
     });
     results.write("channel");
