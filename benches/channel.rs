@@ -9,14 +9,27 @@
 //!    and `openssl s_server` (when openssl is installed);
 //! 3. memory: N idle mutual-TLS connections (default 10,000) that each echoed 64 KiB once:
 //!    server RSS per connection, for echo-server and the minimal rustls echo, and the echo
-//!    latency of an active client with and without them.
+//!    latency of an active client with and without them;
+//! 4. rotation: echo-server's CPU time per GiB echoed without rotation and with
+//!    `--rotate-bytes` 1M and 64K;
+//! 5. callgrind: instructions per server handshake (valgrind) for the minimal rustls server,
+//!    echo-server, and echo-server with a large CRL;
+//! 6. revocation: server CPU per handshake with a large CRL (`TESSERA_BENCH_CRL_ENTRIES`
+//!    [200000]) against none, for echo-server and for the minimal server with rustls' own CRL
+//!    checking, and the CRL's load time.
+//!
+//! Server costs are CPU time of the server process (`/proc/PID/task/*/schedstat`) or
+//! instructions, so that the load of the shared machine does not decide them. The figures are
+//! written to `target/bench/channel.json`.
 //!
 //! Sizes come from environment variables (defaults in brackets):
 //! `TESSERA_BENCH_BYTES` [1G], `TESSERA_BENCH_WRITE` [64K], `TESSERA_BENCH_ROTATE` [1M],
 //! `TESSERA_BENCH_HANDSHAKES` [2000], `TESSERA_BENCH_INFLIGHT` [8], `TESSERA_BENCH_STIME_SECS`
 //! [5, 0 skips s_time], `TESSERA_BENCH_IDLE_CONNS` [10000, 0 skips], `TESSERA_BENCH_PINGS` [2000],
 //! `TESSERA_BENCH_ROUNDS` [3: throughput is the best of this many rounds].
-//! Arguments select parts: `cargo bench --bench channel -- throughput handshakes memory`.
+//! `TESSERA_BENCH_CALLGRIND_HANDSHAKES` [200].
+//! Arguments select parts: `cargo bench --bench channel -- throughput handshakes memory rotation
+//! callgrind revocation`.
 //! The server processes inherit the file-descriptor limit: raise it first (`ulimit -n 20000`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 #![allow(clippy::disallowed_macros)]

@@ -34,9 +34,10 @@ for path in sorted(glob.glob("target/bench/*.json")):
         run = json.load(f)
     for name, figure in run["figures"].items():
         if name.startswith("ratio."):
-            rows.append((run["bench"], name[len("ratio."):], figure["value"], run.get("load_average", "")))
+            load = " ".join(run.get("load_average", "").split()[:3])
+            rows.append((run["bench"], name[len("ratio."):], figure["value"], load))
 width = max((len(r[1]) for r in rows), default=10)
-print(f"{'bench':<8} {'ratio (same run)':<{width}} {'value':>8}  load average at the end")
+print(f"{'bench':<8} {'ratio (same run)':<{width}} {'value':>8}  load average (1, 5, 15 min) at the end")
 for bench, name, value, load in rows:
     print(f"{bench:<8} {name:<{width}} {value:8.3f}  {load}")
 PY
