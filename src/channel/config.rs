@@ -290,16 +290,13 @@ pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelE
         Some(tickets) => {
             // A resumed session skips the client's certificate: the ticketer verifies the
             // chain in the ticket again against the current store and allow list.
-            let check = settings
-                .client_trust
-                .as_ref()
-                .map(|store| {
-                    let check = ResumptionCheck::new(Arc::clone(store), settings.authorization.clone());
-                    match settings.crl_next_update {
-                        Some(next_update) => check.with_crl_next_update(Some(next_update)),
-                        None => check,
-                    }
-                });
+            let check = settings.client_trust.as_ref().map(|store| {
+                let check = ResumptionCheck::new(Arc::clone(store), settings.authorization.clone());
+                match settings.crl_next_update {
+                    Some(next_update) => check.with_crl_next_update(Some(next_update)),
+                    None => check,
+                }
+            });
             config.ticketer = Arc::new(Ticketer::new(tickets, check));
             // Two, as rustls' default: a client that spends one on an attempt that fails
             // (a server killed under it) still has one to resume with.

@@ -44,10 +44,10 @@
 //! allow list ([`ResumptionCheck`]); a chain that fails gets a full handshake, in which the
 //! server's verifier refuses it with the alert that says why.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -890,10 +890,7 @@ mod tests {
             // At and past notAfter the chain is verified in full, and refused as expired.
             for at in [LEAF_NOT_AFTER + time::Duration::SECOND, datetime!(2030-12-02 0:00 UTC)] {
                 let refusal = check.verify(&chain, at).unwrap_err();
-                assert!(
-                    matches!(refusal, Refusal::Expired { .. }),
-                    "{at}: {refusal:?}"
-                );
+                assert!(matches!(refusal, Refusal::Expired { .. }), "{at}: {refusal:?}");
             }
             // A clock set back before the verdict was made: verified in full (not yet valid).
             assert!(check.verify(&chain, datetime!(2029-12-01 0:00 UTC)).is_err());
@@ -966,7 +963,11 @@ mod tests {
                 let mut key = [0u8; 32];
                 key[..8].copy_from_slice(&(index as u64).to_be_bytes());
                 // Every tenth verdict has expired by the time the cache is full.
-                let until = if index % 10 == 0 { NOW + time::Duration::SECOND } else { later };
+                let until = if index % 10 == 0 {
+                    NOW + time::Duration::SECOND
+                } else {
+                    later
+                };
                 cache.insert(key, verdict(until), NOW + time::Duration::MINUTE);
                 assert!(cache.entries.len() <= MAX_CACHED_VERDICTS, "{index}");
             }
