@@ -13,3 +13,5 @@ echo "== ca store: issuance with an empty vs a large store, list, CRL, 1 vs 4 pr
 cargo bench --bench store
 echo "== channel: echo throughput, rotation cost, handshakes, memory"
 bash scripts/bench-channel.sh
+echo "== ca serve: ACME orders per second (SQLite, PostgreSQL, beside Pebble), OCSP responses per second (beside openssl ocsp)"
+cargo bench --bench acme
