@@ -8,7 +8,7 @@ LIMBO_MIN ?= 99.69
 # instead of skipping (`make test TESSERA_REQUIRE_TOOLS=0` skips, with a message).
 TESSERA_REQUIRE_TOOLS ?= 1
 
-.PHONY: all build demo demo-deps test fmt-check clippy dependencies unit doc conformance bench fuzz fuzz-seeds deps pg-deps clean-demo
+.PHONY: all build demo demo-deps fleet test fmt-check clippy dependencies unit doc conformance bench fuzz fuzz-seeds deps pg-deps clean-demo
 
 all: build
 
@@ -69,6 +69,10 @@ fuzz-seeds:
 	  echo "make fuzz: the nightly toolchain is missing (cargo-fuzz needs it): rustup toolchain install nightly"; exit 1; }
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install cargo-fuzz; }
 	TESSERA_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus TESSERA_FUZZ_LIMBO=$(abspath $(LIMBO)) $(CARGO) test --test fuzz_regressions seeds
+
+## fleet: HAProxy and three echo-servers sharing session tickets on loopback; one killed under load and restarted (scripts/fleet.sh)
+fleet: deps build
+	@bash scripts/fleet.sh
 
 ## bench: speed figures (never part of `make test`)
 bench: deps pg-deps build

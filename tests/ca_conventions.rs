@@ -273,9 +273,12 @@ fn section<'a>(help: &'a str, title: &str) -> Vec<&'a str> {
 #[test]
 fn each_subcommand_has_its_own_examples_and_exit_codes() {
     // The exit codes each subcommand can return.
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 10] = [
         ("init", &["0", "1", "2", "3"]),
         ("issue", &["0", "1", "2", "3"]),
+        ("set", &["0", "2", "3"]),
+        ("renew", &["0", "1", "2", "3"]),
+        ("export", &["0", "2", "3"]),
         ("revoke", &["0", "1", "2", "3"]),
         ("crl", &["0", "2", "3"]),
         ("list", &["0", "2", "3"]),

@@ -528,9 +528,92 @@ fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
             "{text}"
         );
     }
+    // A certificate issued for a CSR (the path ACME's finalize takes) carries them as well.
+    if require_tool("openssl") {
+        let (key, csr) = (tmp.path().join("csr.key"), tmp.path().join("req.csr"));
+        support::openssl_p256_csr(&key, &csr, &["-subj", "/CN=csr.test"]);
+        ok(ca(&dir)
+            .args(["issue", "--profile", "server", "--name", "csr.test", "--csr"])
+            .arg(&csr)
+            .arg("--out")
+            .arg(tmp.path().join("csr")));
+        let text = stdout(&openssl(&[
+            "x509",
+            "-in",
+            &s(&tmp.path().join("csr.pem")),
+            "-noout",
+            "-text",
+        ]));
+        assert!(
+            text.contains("URI:http://ca.example/crl") && text.contains("OCSP - URI:http://ca.example/ocsp"),
+            "{text}"
+        );
+        assert!(!text.contains("CA Issuers"), "{text}");
+    }
     // A damaged urls.json stops issuing (exit 3) rather than issuing without the URLs.
     std::fs::write(dir.join("urls.json"), "{").unwrap();
     let out = support::output(ca(&dir).args(["issue", "--profile", "client", "--name", "x"]));
     assert_eq!(support::code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("urls.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn openssl_verifies_responses_signed_by_ed25519_and_p384_cas() {
+    if !require_tool("openssl") {
+        return;
+    }
+    for key_type in ["ed25519", "p384"] {
+        let root = support::ToolCa::new(&format!("OCSP {key_type} Root"), &["--key-type", key_type]);
+        let json = root.issue_json("client", "c.test");
+        let cert = PathBuf::from(json["files"]["certificate"].as_str().unwrap());
+        let issuer = s(&root.dir().join("ca.pem"));
+        let request = root.path("req.der");
+        openssl(&["ocsp", "-issuer", &issuer, "-cert", &s(&cert), "-reqout", &s(&request)]);
+        let ca = CertificateAuthority::open(&root.dir(), None).unwrap();
+        let answer = ocsp::respond(&ca, &std::fs::read(&request).unwrap(), OffsetDateTime::now_utc());
+        let response = root.path("resp.der");
+        std::fs::write(&response, &answer.der).unwrap();
+        let out = openssl_output(&[
+            "ocsp",
+            "-respin",
+            &s(&response),
+            "-reqin",
+            &s(&request),
+            "-issuer",
+            &issuer,
+            "-CAfile",
+            &issuer,
+        ]);
+        assert!(out.status.success(), "{key_type}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Response verify OK") && !stderr(&out).contains("WARNING"),
+            "{}",
+            stderr(&out)
+        );
+        let out = openssl_output(&[
+            "ocsp",
+            "-respin",
+            &s(&response),
+            "-issuer",
+            &issuer,
+            "-CAfile",
+            &issuer,
+            "-no_nonce",
+            "-cert",
+            &s(&cert),
+        ]);
+        assert!(
+            stdout(&out).contains(": good"),
+            "{key_type}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&openssl(&["ocsp", "-respin", &s(&response), "-resp_text", "-noverify"]));
+        let algorithm = if key_type == "ed25519" {
+            "ED25519"
+        } else {
+            "ecdsa-with-SHA384"
+        };
+        assert!(text.contains(&format!("Signature Algorithm: {algorithm}")), "{text}");
+    }
 }

@@ -508,7 +508,10 @@ fn retry_sends_again_a_message_lost_mid_stream_and_prints_each_once() {
         ]
     );
     assert!(stderr.contains("messages 2 to 3 will be sent"), "{stderr}");
-    assert!(stderr.contains("1 reconnects"), "{stderr}");
+    assert!(
+        stderr.contains("retry: 1 reconnects (0 resumed their TLS session), 1 messages sent again"),
+        "{stderr}"
+    );
 
     // Without --retry the same loss is an error (exit 3), and nothing is printed twice.
     let (addr, _received) = flaky_server(&pki);
@@ -519,6 +522,20 @@ fn retry_sends_again_a_message_lost_mid_stream_and_prints_each_once() {
     );
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+}
+
+#[test]
+fn a_stream_cut_short_says_how_much_was_echoed() {
+    let pki = Pki::new();
+    let (addr, _received) = flaky_server(&pki);
+    let out = channel_common::run(&mut pki.client(addr, Some(&pki.client1)), b"one\ntwo\nthree\n", STEP);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+    assert!(
+        stderr.contains("connection lost after 14 bytes sent, 4 echoed (on stdout)"),
+        "{stderr}"
+    );
 }
 
 #[test]

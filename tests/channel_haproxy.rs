@@ -309,3 +309,140 @@ fn check_ssl_health_checks_send_local_then_a_handshake_and_keep_every_server_up(
     }
     drop(haproxy);
 }
+
+/// `show stat` polled until `name` is DOWN; how long that took.
+fn time_until_down(haproxy: &mut HaProxy, name: &str, since: Instant) -> Duration {
+    haproxy.wait_until(|rows| rows.iter().any(|r| r.name == name && r.status.starts_with("DOWN")));
+    since.elapsed()
+}
+
+#[test]
+fn kill_9_of_a_server_mid_stream_loses_no_message_and_the_client_resumes_on_another() {
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    channel::new_ticket_key(&keys).unwrap();
+    let mut server_args = pki.server_args();
+    server_args.extend([
+        OsString::from("--proxy-protocol"),
+        OsString::from("--ticket-keys"),
+        keys.clone().into(),
+    ]);
+    let args: Vec<&std::ffi::OsStr> = server_args.iter().map(OsString::as_os_str).collect();
+    let mut servers: Vec<Server> = (0..3).map(|_| Server::start(pki.dir.path(), &args)).collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let mut haproxy = HaProxy::start(pki.dir.path(), &addrs, CHECKS);
+
+    // A numbered stream of messages, one at a time over one connection, with --retry.
+    let messages: Vec<String> = (1..=4000).map(|n| format!("m{n:05}")).collect();
+    let mut command = pki.client(haproxy.frontend, Some(&pki.client1));
+    command
+        .args(["--retry", "20", "--retry-backoff", "50"])
+        .args(&messages)
+        .env("RUST_LOG", "off");
+    let client = std::thread::spawn(move || channel_common::run(&mut command, b"", Duration::from_secs(60)));
+
+    // The server that took the client's session is killed as soon as it has it.
+    let deadline = Instant::now() + STEP;
+    let victim = loop {
+        if let Some(index) = servers
+            .iter()
+            .position(|s| s.log().contains("connected peer_identity=\"client1\""))
+        {
+            break index;
+        }
+        assert!(Instant::now() < deadline, "no server got the client's session");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let killed_at = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &servers[victim].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let victim_name = format!("b{}", victim + 1);
+    let down_after = time_until_down(&mut haproxy, &victim_name, killed_at);
+    // fall 2 × inter 500 ms, plus a check in flight and the polling.
+    assert!(down_after < Duration::from_secs(5), "marked down after {down_after:?}");
+
+    let out = client.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Every message echoed exactly once, in order.
+    let expected: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == expected,
+        "the output is not every message once, in order; stderr: {stderr}"
+    );
+    // The client reconnected, and the reconnect resumed its session on another server (the
+    // key file is shared).
+    let summary = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("echo-client: retry: "))
+        .unwrap_or_else(|| panic!("no retry summary: {stderr}"));
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let (reconnects, resumed, resent) = (numbers[0], numbers[1], numbers[2]);
+    assert!(reconnects >= 1, "{summary}");
+    assert!(resumed >= 1, "the reconnect did not resume: {summary}");
+    assert!(resent <= reconnects, "{summary}");
+    let resumed_on_others = servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, s)| s.log().matches("resumed=true").count())
+        .sum::<usize>();
+    assert!(resumed_on_others >= 1, "no other server logged a resumed session");
+
+    // The killed process is gone (reaped here), and a restarted server is back and serves.
+    let killed = servers[victim].child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(killed.signal(), Some(9));
+    let restarted = Server::start_listening(pki.dir.path(), &addrs[victim].to_string(), &args);
+    servers[victim] = restarted;
+    haproxy.wait_until(|rows| rows.len() == 3 && rows.iter().all(|r| r.status == "UP"));
+    let before = haproxy.servers();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (stream, _) = rt
+            .block_on(async { tokio::time::timeout(STEP, session(&pki, haproxy.frontend, Some(&pki.client2))).await })
+            .unwrap()
+            .unwrap();
+        open.push(stream);
+    }
+    let after = haproxy.servers();
+    let gained = |name: &str| {
+        let total = |rows: &[Row]| rows.iter().find(|r| r.name == name).map_or(0, |r| r.sessions_total);
+        total(&after) - total(&before)
+    };
+    assert_eq!(
+        gained(&victim_name),
+        1,
+        "leastconn gives the restarted server its share: {after:?}"
+    );
+    for mut stream in open {
+        rt.block_on(async {
+            let _ = stream.close().await;
+        });
+    }
+    // Every process this test started is stopped by its PID when dropped.
+    let pids: Vec<u32> = servers
+        .iter()
+        .map(|s| s.child.id())
+        .chain([haproxy.child.id()])
+        .collect();
+    drop(servers);
+    drop(haproxy);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} was left behind"
+        );
+    }
+}

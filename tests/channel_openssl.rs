@@ -228,3 +228,102 @@ fn echo_client_refuses_an_untrusted_openssl_server() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("unknown issuer"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn openssl_s_client_resumes_on_a_second_server_sharing_the_ticket_keys() {
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    tessera::channel::new_ticket_key(&keys).unwrap();
+    let other = pki.dir.path().join("other.keys");
+    tessera::channel::new_ticket_key(&other).unwrap();
+    let start = |keys: &std::path::Path| {
+        let mut args = pki.server_args();
+        args.extend(["--idle-timeout".into(), "1".into(), "--ticket-keys".into(), keys.into()]);
+        Server::start(pki.dir.path(), &os(&args))
+    };
+    let (a, b, c) = (start(&keys), start(&keys), start(&other));
+    let session = pki.dir.path().join("session.pem");
+    // A client with a certificate; the server closes it after 1 s idle, so the tickets
+    // (sent after the handshake) have been read by then.
+    let connect = |server: &Server, sess: &str| {
+        let mut command = openssl();
+        command
+            .args(["s_client", "-connect"])
+            .arg(server.addr.to_string())
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(&pki.root)
+            .arg("-cert")
+            .arg(&pki.client1.chain)
+            .arg("-key")
+            .arg(&pki.client1.key)
+            .args(["-verify_return_error", "-ign_eof", sess])
+            .arg(&session);
+        let out = run(&mut command, b"ping\n", STEP);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let first = connect(&a, "-sess_out");
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    let second = connect(&b, "-sess_in");
+    assert!(second.contains("Reused, TLSv1.3"), "B resumes A's session:\n{second}");
+    assert!(b.log().contains("resumed=true"), "{}", b.log());
+    // A server with other keys cannot open the ticket: a full handshake, which succeeds.
+    let third = connect(&c, "-sess_in");
+    assert!(third.contains("New, TLSv1.3"), "{third}");
+    assert!(c.log().contains("resumed=false"), "{}", c.log());
+}
+
+#[test]
+fn a_session_minted_before_a_revocation_reloaded_by_sighup_does_not_resume() {
+    use tessera::ca::{CertificateAuthority, RevocationReason};
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    tessera::channel::new_ticket_key(&keys).unwrap();
+    let mut args = pki.server_args();
+    args.extend(["--idle-timeout".into(), "1".into(), "--ticket-keys".into(), keys.into()]);
+    let server = Server::start(pki.dir.path(), &os(&args));
+    let session = pki.dir.path().join("session.pem");
+    let connect = |sess: &str| {
+        let mut command = openssl();
+        command
+            .args(["s_client", "-connect"])
+            .arg(server.addr.to_string())
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(&pki.root)
+            .arg("-cert")
+            .arg(&pki.client2.chain)
+            .arg("-key")
+            .arg(&pki.client2.key)
+            .args(["-verify_return_error", "-ign_eof", sess])
+            .arg(&session);
+        run(&mut command, b"ping\n", STEP)
+    };
+    let first = connect("-sess_out");
+    assert!(text(&first.stdout).contains("New, TLSv1.3"), "{}", text(&first.stdout));
+    let before = connect("-sess_in");
+    assert!(
+        text(&before.stdout).contains("Reused, TLSv1.3"),
+        "{}",
+        text(&before.stdout)
+    );
+    // client2 is revoked; the server reloads its CRL on SIGHUP.
+    let ca = CertificateAuthority::open(&pki.dir.path().join("ca"), None).unwrap();
+    let crl = ca
+        .revoke(
+            &pki.client2.serial.parse().unwrap(),
+            RevocationReason::KeyCompromise,
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+    std::fs::write(&pki.crl, tessera::pki::pem::to_pem("X509 CRL", &crl)).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    let after = connect("-sess_in");
+    let output = format!("{}{}", text(&after.stdout), text(&after.stderr));
+    assert!(!output.contains("Reused"), "{output}");
+    assert!(output.contains("certificate revoked"), "{output}");
+    let log = server.wait_for_log("session ticket not honoured");
+    assert!(log.contains("client certificate refused"), "{log}");
+    assert_eq!(log.matches("resumed=true").count(), 1, "{log}");
+}

@@ -480,7 +480,7 @@ fn help_lists_only_causes_of_its_own() {
         let help = ok(support::command("ca").args([sub, "--help"]));
         let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            words.contains("else certs/ca; not used by `show` and `verify`)"),
+            words.contains("else certs/ca; not used by `show`, `verify` and `export`)"),
             "{sub}: {help}"
         );
         assert!(!help.contains("tampered"), "{help}");
@@ -510,6 +510,7 @@ fn state_files_that_are_not_regular_files_are_refused() {
         "chain.pem",
         "ca.key",
         "ca.pem",
+        "urls.json",
     ] {
         let ca = Ca::new();
         let path = ca.dir().join(name);

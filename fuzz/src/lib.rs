@@ -704,6 +704,7 @@ fn build_fixtures() -> Fixtures {
             client_trust: None,
             authorization: channel::Authorization::any_verified(),
             options: channel::TlsOptions::default(),
+            session_tickets: None,
         })
         .expect("server config"),
     );

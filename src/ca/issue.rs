@@ -388,7 +388,7 @@ impl CertificateAuthority {
         })
     }
 
-    /// As [`CertificateAuthority::sign_and_record`], recording through `record` (false: the
+    /// As [`CertificateAuthority::sign_and_record`], recording through `record_with` (false: the
     /// serial is taken).
     fn sign_and_record_with(
         &self,

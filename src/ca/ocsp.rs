@@ -779,6 +779,37 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_bytes_or_bit_flip_get_an_answer_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            flip in 0usize..4096,
+        ) {
+            use std::sync::OnceLock;
+            static FIXTURE: OnceLock<(tempfile::TempDir, CertificateAuthority, Vec<u8>)> = OnceLock::new();
+            let (_, ca, valid) = FIXTURE.get_or_init(|| {
+                let (dir, ca) = ca(KeyAlgorithm::P256);
+                let responder = Responder::new(&ca).unwrap();
+                let valid = request(&responder, &[1, 2, 3], Some(vec![nonce(16, false)]));
+                (dir, ca, valid)
+            });
+            let responder = Responder::new(ca).unwrap();
+            let answer = responder.respond(ca, &bytes, OffsetDateTime::now_utc());
+            proptest::prop_assert!(matches!(answer.status, ResponseStatus::Successful | ResponseStatus::MalformedRequest));
+            let mut flipped = valid.clone();
+            let bit = flip % (flipped.len() * 8);
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let answer = responder.respond(ca, &flipped, OffsetDateTime::now_utc());
+            match answer.status {
+                ResponseStatus::Successful => proptest::prop_assert_eq!(answer.answers.len(), 1),
+                ResponseStatus::MalformedRequest => proptest::prop_assert!(answer.answers.is_empty()),
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+            proptest::prop_assert!(OcspResponse::from_der(&answer.der).is_ok());
+        }
+    }
+
     #[test]
     fn too_many_cert_ids_or_bytes_are_malformed() {
         let (_dir, ca) = ca(KeyAlgorithm::Ed25519);

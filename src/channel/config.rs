@@ -13,8 +13,12 @@ use time::OffsetDateTime;
 use super::error::{CertificateProblem, ChannelError};
 use super::files::{blocking, check_regular_file, read_chain, read_key};
 use super::identity::Authorization;
+use super::tickets::{ResumptionCheck, SessionTickets, Ticketer};
 use super::verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};
 use crate::pki::{CertificateInfo, Passphrase, PrivateKey, TrustStore, Usage};
+
+/// Sessions a client configuration with [`TlsOptions::resumption`] remembers.
+const CLIENT_SESSIONS: usize = 256;
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
@@ -194,6 +198,11 @@ pub struct TlsOptions {
     /// Allow the secrets of established connections to be extracted (tests, kTLS). Off by
     /// default.
     pub enable_secret_extraction: bool,
+    /// Client side: keep the session tickets servers send (in memory, per configuration), so
+    /// that the next connection made with the same configuration resumes its session instead
+    /// of a full handshake. Off by default. Servers issue tickets only with
+    /// [`ServerSettings::session_tickets`].
+    pub resumption: bool,
 }
 
 impl TlsOptions {
@@ -227,9 +236,18 @@ pub struct ServerSettings {
     pub authorization: Authorization,
     /// Protocol options.
     pub options: TlsOptions,
+    /// TLS 1.3 session tickets sealed with these keys; `None` (the default): no tickets, no
+    /// resumption, every connection is a full handshake.
+    pub session_tickets: Option<SessionTickets>,
 }
 
 /// Builds a server configuration.
+///
+/// With [`ServerSettings::session_tickets`] the server sends two tickets per handshake, sealed
+/// with the first key; a ticket is honoured only if its key is listed, it is within its
+/// lifetime, and (with `client_trust`) the client certificate chain it carries passes
+/// [`ResumptionCheck`] with `client_trust` and `authorization` now; otherwise the client gets a
+/// full handshake.
 ///
 /// # Errors
 /// [`ChannelError::AllowListWithoutClientTrust`] when `authorization` names peers but there is
@@ -260,9 +278,22 @@ pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelE
         config.key_log = Arc::clone(key_log);
     }
     config.enable_secret_extraction = settings.options.enable_secret_extraction;
-    // Resumption would let a client skip certificate verification against a later CRL: off.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    match &settings.session_tickets {
+        Some(tickets) => {
+            // A resumed session skips the client's certificate: the ticketer verifies the
+            // chain in the ticket again against the current store and allow list.
+            let check = settings
+                .client_trust
+                .as_ref()
+                .map(|store| ResumptionCheck::new(Arc::clone(store), settings.authorization.clone()));
+            config.ticketer = Arc::new(Ticketer::new(tickets, check));
+            // Two, as rustls' default: a client that spends one on an attempt that fails
+            // (a server killed under it) still has one to resume with.
+            config.send_tls13_tickets = 2;
+        }
+        None => config.send_tls13_tickets = 0,
+    }
     Ok(config)
 }
 
@@ -302,6 +333,10 @@ pub fn client_config(settings: &ClientSettings) -> Result<ClientConfig, ChannelE
         config.key_log = Arc::clone(key_log);
     }
     config.enable_secret_extraction = settings.options.enable_secret_extraction;
-    config.resumption = rustls::client::Resumption::disabled();
+    config.resumption = if settings.options.resumption {
+        rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
     Ok(config)
 }

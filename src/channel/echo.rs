@@ -114,6 +114,8 @@ pub struct EchoStats {
     pub handshakes_failed: u64,
     /// Sessions established (handshake done, session slot taken).
     pub sessions_started: u64,
+    /// Of those, sessions resumed from a session ticket (no certificate exchange).
+    pub sessions_resumed: u64,
     /// Sessions that have ended (a session aborted by a second [`EchoHandle::shutdown`], or
     /// dropped when the sessions do not close in time, is not counted).
     pub sessions_ended: u64,
@@ -132,6 +134,7 @@ struct Counters {
     refused_at_capacity: AtomicU64,
     handshakes_failed: AtomicU64,
     sessions_started: AtomicU64,
+    sessions_resumed: AtomicU64,
     sessions_ended: AtomicU64,
     bytes_received: AtomicU64,
     bytes_sent: AtomicU64,
@@ -154,6 +157,7 @@ impl Counters {
             refused_at_capacity: get(&self.refused_at_capacity),
             handshakes_failed: get(&self.handshakes_failed),
             sessions_started: get(&self.sessions_started),
+            sessions_resumed: get(&self.sessions_resumed),
             sessions_ended: get(&self.sessions_ended),
             bytes_received: get(&self.bytes_received),
             bytes_sent: get(&self.bytes_sent),
@@ -595,6 +599,10 @@ async fn handle(
         return;
     };
     bump(&counters.sessions_started, 1);
+    let resumed = stream.resumed();
+    if resumed {
+        bump(&counters.sessions_resumed, 1);
+    }
     let (identity, serial, sans) = describe_peer(&stream);
     let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
     let suite = stream
@@ -608,6 +616,7 @@ async fn handle(
         peer_sans = ?sans,
         version = %version,
         suite = %suite,
+        resumed,
         "connected"
     );
     let end = echo(&mut stream, limits, stop).await;

@@ -146,6 +146,14 @@ pub enum ChannelError {
         /// What is wrong.
         problem: super::proxy::ProxyProblem,
     },
+    /// A session ticket key file could not be used (unreadable, open to group or others, not
+    /// base64 keys of the right size, …). The message names the file and the line, never a key.
+    TicketKeys {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// What is wrong with a certificate of our own (see [`ChannelError::UnsuitableCertificate`]).
@@ -257,6 +265,9 @@ impl fmt::Display for ChannelError {
                 "{running} earlier reloads are still reading files that do not answer; no new reload was started"
             ),
             Self::ProxyHeader { problem } => write!(f, "{problem}"),
+            Self::TicketKeys { path, reason } => {
+                write!(f, "session ticket key file {}: {reason}", path.display())
+            }
             Self::TaskFailed { task } => {
                 write!(
                     f,
@@ -339,7 +350,8 @@ impl ChannelError {
             | Self::TruncatedMessage { .. }
             | Self::ReloadBusy { .. }
             | Self::TaskFailed { .. }
-            | Self::ProxyHeader { .. } => false,
+            | Self::ProxyHeader { .. }
+            | Self::TicketKeys { .. } => false,
         }
     }
 }

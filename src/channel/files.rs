@@ -24,6 +24,7 @@ use super::ChannelError;
 use super::config::{ServerSettings, TlsOptions, server_config};
 use super::identity::Authorization;
 use super::text::escape;
+use super::tickets::{DEFAULT_TICKET_LIFETIME, SessionTickets, TicketKeys};
 use crate::pki::pem::{self, MAX_PEM_FILE};
 use crate::pki::{CrlInfo, Passphrase, PkiError, PrivateKey, TrustStore, Usage, rfc3339};
 
@@ -176,6 +177,12 @@ pub enum LoadWarning {
     /// A CRL is past its nextUpdate: every certificate it covers is refused (alert
     /// `certificate_unknown` to a refused client) until a fresh CRL is installed.
     StaleCrl(CrlFacts),
+    /// A reload could not read the session ticket key file: the keys loaded before stay in
+    /// force (tickets keep resuming), and the next reload tries the file again.
+    TicketKeysKept {
+        /// Why the file was not used (never a key).
+        reason: String,
+    },
 }
 
 impl fmt::Display for LoadWarning {
@@ -189,6 +196,9 @@ impl fmt::Display for LoadWarning {
                 escape(&crl.issuer),
                 crl.next_update.map_or_else(|| "-".into(), rfc3339),
             ),
+            Self::TicketKeysKept { reason } => {
+                write!(f, "session ticket keys kept from before: {reason}")
+            }
         }
     }
 }
@@ -291,6 +301,12 @@ pub struct ServerFiles {
     pub authorization: Authorization,
     /// Protocol options.
     pub options: TlsOptions,
+    /// A session ticket key file ([`TicketKeys`]; `None`: no session tickets). Read at every
+    /// load; on a reload that cannot read it the keys in force are kept
+    /// ([`LoadWarning::TicketKeysKept`]).
+    pub ticket_keys: Option<PathBuf>,
+    /// The lifetime of session tickets ([`SessionTickets::lifetime`]).
+    pub ticket_lifetime: Duration,
 }
 
 /// A server configuration built from [`ServerFiles`], with what the operator should know.
@@ -300,9 +316,11 @@ pub struct LoadedServerConfig {
     pub config: ServerConfig,
     /// Every CRL loaded (for a warning when the earliest nextUpdate passes).
     pub crls: Vec<CrlFacts>,
-    /// Stale CRLs (the caller reports them; [`super::ReloadableServerConfig`] logs those of
-    /// reloads).
+    /// Stale CRLs, keys kept (the caller reports them; [`super::ReloadableServerConfig`] logs
+    /// those of reloads).
     pub warnings: Vec<LoadWarning>,
+    /// The session tickets in the configuration, if any.
+    pub session_tickets: Option<SessionTickets>,
 }
 
 impl ServerFiles {
@@ -317,6 +335,8 @@ impl ServerFiles {
             crls: Vec::new(),
             authorization: Authorization::any_verified(),
             options: TlsOptions::default(),
+            ticket_keys: None,
+            ticket_lifetime: DEFAULT_TICKET_LIFETIME,
         }
     }
 
@@ -340,8 +360,19 @@ impl ServerFiles {
     /// # Errors
     /// [`ChannelError::Load`], [`ChannelError::NotAFile`], [`ChannelError::FileTooLarge`],
     /// [`ChannelError::EmptyChain`], [`ChannelError::UnusableKey`],
-    /// [`ChannelError::UnsuitableCertificate`], and as [`server_config`].
+    /// [`ChannelError::UnsuitableCertificate`], [`ChannelError::TicketKeys`], and as
+    /// [`server_config`].
     pub fn load(&self, now: OffsetDateTime) -> Result<LoadedServerConfig, ChannelError> {
+        self.load_keeping(now, None)
+    }
+
+    /// [`ServerFiles::load`], except that a ticket key file that cannot be read leaves
+    /// `previous` in force (with a [`LoadWarning::TicketKeysKept`]) when there is one.
+    pub(crate) fn load_keeping(
+        &self,
+        now: OffsetDateTime,
+        previous: Option<&SessionTickets>,
+    ) -> Result<LoadedServerConfig, ChannelError> {
         for (what, path) in self.paths() {
             check_regular_file(path, what)?;
         }
@@ -360,13 +391,39 @@ impl ServerFiles {
             }
             None => (None, Vec::new(), Vec::new()),
         };
+        let mut warnings = warnings;
+        let session_tickets = match &self.ticket_keys {
+            None => None,
+            Some(path) => match (TicketKeys::load(path), previous) {
+                (Ok(keys), _) => Some(SessionTickets {
+                    keys: Arc::new(keys),
+                    lifetime: self.ticket_lifetime,
+                }),
+                (Err(error), Some(previous)) => {
+                    warnings.push(LoadWarning::TicketKeysKept {
+                        reason: error.to_string(),
+                    });
+                    Some(SessionTickets {
+                        keys: Arc::clone(&previous.keys),
+                        lifetime: self.ticket_lifetime,
+                    })
+                }
+                (Err(error), None) => return Err(error),
+            },
+        };
         let config = server_config(&ServerSettings {
             credentials,
             client_trust,
             authorization: self.authorization.clone(),
             options: self.options.clone(),
+            session_tickets: session_tickets.clone(),
         })?;
-        Ok(LoadedServerConfig { config, crls, warnings })
+        Ok(LoadedServerConfig {
+            config,
+            crls,
+            warnings,
+            session_tickets,
+        })
     }
 
     /// The key, decrypted with the passphrase file's current content when there is a file and

@@ -17,6 +17,9 @@
 //! - [`serve_echo`] with [`EchoConfig`] and [`EchoHandle`]: the echo service behind
 //!   `echo-server` (accept loop, limits, PROXY protocol, drain, reload), to run in-process;
 //!   [`echo_round_trip`]: one echo from the client's side.
+//! - [`SessionTickets`] with [`TicketKeys`]: TLS 1.3 session tickets sealed with keys from a
+//!   file shared by a fleet ([`new_ticket_key`] rotates it); a resumed client's certificate is
+//!   verified again ([`ResumptionCheck`]).
 //! - [`read_proxy_header`] and [`ProxySources`]: the PROXY protocol (v1 and v2) a load
 //!   balancer puts before the client's stream, read exactly, before the TLS handshake.
 //!
@@ -66,6 +69,7 @@ mod reload;
 mod rotation;
 mod stream;
 mod text;
+mod tickets;
 mod verifier;
 
 pub use config::{ClientSettings, Credentials, ServerSettings, TlsOptions, client_config, provider, server_config};
@@ -89,4 +93,8 @@ pub use rotation::{
 };
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
 pub use text::{alert_name, escape, version_name};
+pub use tickets::{
+    DEFAULT_TICKET_LIFETIME, KEPT_TICKET_KEYS, MAX_TICKET_KEY_FILE, MAX_TICKET_KEYS, MAX_TICKET_LIFETIME,
+    ResumptionCheck, SessionTickets, TICKET_KEY_LEN, TicketKeys, new_ticket_key,
+};
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

@@ -10,7 +10,7 @@
 //! [`MAX_RUNNING_RELOADS`] such threads exist at once.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -72,6 +72,7 @@ impl ReloadableServerConfig {
                 config,
                 crls: Vec::new(),
                 warnings: Vec::new(),
+                session_tickets: None,
             })
         };
         let first = loader()?;
@@ -79,9 +80,21 @@ impl ReloadableServerConfig {
     }
 
     /// A configuration reloaded from `files` (see [`ServerFiles::load`]); the first load is
-    /// given (so the caller sees its warnings and chooses how to run it).
+    /// given (so the caller sees its warnings and chooses how to run it). A reload that cannot
+    /// read the session ticket key file keeps the keys last read and installs the rest (a CRL
+    /// update is never held up by a key file), with a warning in the log.
     pub fn from_files(first: LoadedServerConfig, files: ServerFiles) -> Self {
-        Self::with_first(first, move || files.load(OffsetDateTime::now_utc()))
+        let last = Mutex::new(first.session_tickets.clone());
+        Self::with_first(first, move || {
+            let previous = last.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let loaded = files.load_keeping(OffsetDateTime::now_utc(), previous.as_ref());
+            if let Ok(loaded) = &loaded {
+                last.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone_from(&loaded.session_tickets);
+            }
+            loaded
+        })
     }
 
     fn with_first(

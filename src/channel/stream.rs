@@ -161,6 +161,12 @@ impl<IO> ChannelStream<IO> {
         self.inner.get_ref().1.protocol_version()
     }
 
+    /// True when the handshake resumed an earlier session (a TLS 1.3 ticket) instead of a full
+    /// handshake.
+    pub fn resumed(&self) -> bool {
+        self.inner.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// The negotiated cipher suite.
     pub fn cipher_suite(&self) -> Option<rustls::SupportedCipherSuite> {
         self.inner.get_ref().1.negotiated_cipher_suite()

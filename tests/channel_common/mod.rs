@@ -176,6 +176,7 @@ impl Pki {
             client_trust: Some(self.trust()),
             authorization,
             options: TlsOptions::default(),
+            session_tickets: None,
         }
     }
 
@@ -245,12 +246,17 @@ pub struct Server {
 impl Server {
     /// Starts `echo-server --listen 127.0.0.1:0` with `args` and waits for `listening on`.
     pub fn start(dir: &Path, args: &[&std::ffi::OsStr]) -> Self {
+        Self::start_listening(dir, "127.0.0.1:0", args)
+    }
+
+    /// Starts `echo-server --listen LISTEN` with `args` and waits for `listening on`.
+    pub fn start_listening(dir: &Path, listen: &str, args: &[&std::ffi::OsStr]) -> Self {
         use std::io::BufRead;
         use std::process::Stdio;
         let log = dir.join(format!("server-{}.log", std::process::id() ^ rand_suffix()));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SSLKEYLOGFILE")

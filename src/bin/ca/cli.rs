@@ -33,7 +33,7 @@ const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
   ca init --name 'Example Root' --days 7300 --passphrase-file root.pass --dir certs/root
   ca init --parent certs/root --name 'Issuing CA' --permit-dns example.org --dir certs/issuing
-  ca init --name 'Example Root' --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp";
+  ca init --name Root --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp";
 
 const INIT_EXIT_CODES: &str = "EXIT CODES:
   0  the CA was created
@@ -59,7 +59,7 @@ const ISSUE_EXIT_CODES: &str = "EXIT CODES:
 
 const SET_EXAMPLES: &str = "EXAMPLES:
   ca set --dir certs/issuing
-  ca set --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp --dir certs/issuing
+  ca set --crl-url http://ca.example.org/crl --ocsp-url http://ca.example.org/ocsp
   ca set --ocsp-url none --json --dir certs/issuing";
 
 const SET_EXIT_CODES: &str = "EXIT CODES:
@@ -84,7 +84,7 @@ const EXPORT_EXAMPLES: &str = "EXAMPLES:
   ca export certs/issuing/issued/www.example.org --pkcs12 www.p12
   ca export alice --pkcs12 alice.p12 --passphrase-file p12.pass --key-passphrase-file alice.pass
   ca export old-client --pkcs12 old-client.p12 --legacy
-  openssl pkcs12 -info -in www.p12 -noout";
+  ca export www --pkcs12 - | openssl pkcs12 -info -noout";
 
 const EXPORT_EXIT_CODES: &str = "EXIT CODES:
   0  the PKCS#12 file was written

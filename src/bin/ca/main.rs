@@ -357,6 +357,11 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
     use tessera::cli::FileArg;
 
     let to_stdout = is_stdio(&args.pkcs12);
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(CliError::usage("--pkcs12 - would write a binary file to the terminal")
+            .with_hint("redirect stdout to a file or a pipe, or give --pkcs12 OUT")
+            .into());
+    }
     let (cert, key, chain) = prefix_files(&args.prefix);
     let mut inputs = vec![
         FileArg::new("the certificate (PREFIX.pem)", &cert),

@@ -24,9 +24,15 @@ const AFTER_HELP: &str = "EXAMPLES:
 
 OUTPUT:
   Messages: each MESSAGE is sent followed by a newline; what comes back is printed as is.
+  With --retry, stderr ends with `echo-client: retry: R reconnects (S resumed their TLS session),
+  M messages sent again` (nothing with -q).
+  Stdin: streamed as it comes. A lost connection ends the run with exit 3 and an error saying
+  how many bytes were sent and how many came back (those are on stdout; nothing else is): a
+  stream cannot be sent again without echoing some of it twice, so --retry needs MESSAGEs.
   --bench: a summary (text, or with --json an object with connections, bytes_sent,
   bytes_received, seconds, mib_per_second, handshakes_per_second, handshake_ms {p50, p99, max},
-  rotations).
+  rotations, resumed, reconnects, reconnects_resumed, resent). With --retry a connection lost
+  mid-way reconnects and echoes its bytes again from the start (counted in resent).
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
@@ -76,10 +82,14 @@ pub struct Args {
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,
-    /// MESSAGE mode: when the connection is refused, reset or lost before a message was echoed,
-    /// reconnect up to N times in all (0 to 1000) and send again every message not yet echoed;
-    /// each is printed once, in order. Refusals (certificates, allow list) are never retried.
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "bench")]
+    /// When the connection is refused, reset or lost before a message was echoed, reconnect up
+    /// to N times in all (0 to 1000; with --bench, per connection), resuming the TLS session
+    /// where the server allows it (session tickets are kept across reconnects), and send again
+    /// every message not yet echoed; each is printed once, in order. Refusals (certificates,
+    /// allow list) are never retried. A summary of reconnects, resumed handshakes and messages
+    /// sent again goes to stderr (and into the --bench report). Not for stdin streaming: see
+    /// OUTPUT.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub retry: u64,
     /// The first wait before reconnecting, in milliseconds (1 to 60000); it doubles at each
     /// attempt (at most 10 s) and a random part (up to half) is taken off.

@@ -5,6 +5,7 @@ mod cli;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -150,6 +151,40 @@ struct Target {
     io_timeout: Duration,
     retry: Retry,
     quiet: bool,
+    counters: RetryCounters,
+}
+
+/// What --retry did: reconnects, resumed handshakes, messages sent again.
+#[derive(Debug, Default)]
+struct RetryCounters {
+    /// Handshakes that resumed a session (the first connection's included).
+    resumed: AtomicU64,
+    /// Connections opened again after a loss or refusal.
+    reconnects: AtomicU64,
+    /// Of those, the ones whose handshake resumed a session.
+    reconnects_resumed: AtomicU64,
+    /// Messages (with --bench: connections' exchanges) sent again.
+    resent: AtomicU64,
+}
+
+impl RetryCounters {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `R reconnects (S resumed their TLS session), M messages sent again`.
+    fn summary(&self) -> String {
+        format!(
+            "{} reconnects ({} resumed their TLS session), {} messages sent again",
+            Self::get(&self.reconnects),
+            Self::get(&self.reconnects_resumed),
+            Self::get(&self.resent)
+        )
+    }
 }
 
 /// `--retry N --retry-backoff MS`.
@@ -179,7 +214,22 @@ impl Retry {
 }
 
 impl Target {
-    async fn open(&self) -> Result<ChannelStream<TcpStream>, anyhow::Error> {
+    /// Opens a connection; `reconnect` when it replaces a lost one (for the counters).
+    async fn open(&self, reconnect: bool) -> Result<ChannelStream<TcpStream>, anyhow::Error> {
+        let stream = self.open_once().await?;
+        if reconnect {
+            RetryCounters::bump(&self.counters.reconnects);
+        }
+        if stream.resumed() {
+            RetryCounters::bump(&self.counters.resumed);
+            if reconnect {
+                RetryCounters::bump(&self.counters.reconnects_resumed);
+            }
+        }
+        Ok(stream)
+    }
+
+    async fn open_once(&self) -> Result<ChannelStream<TcpStream>, anyhow::Error> {
         let seconds = self.connect_timeout.as_secs_f64();
         let attempt = async {
             let tcp = TcpStream::connect(&self.address).await.map_err(|e| {
@@ -317,6 +367,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     };
     let mut options = TlsOptions::with_sslkeylogfile();
     options.allow_tls12 = args.insecure_allow_tls12;
+    // One configuration for every connection: its session cache lets reconnects resume.
+    options.resumption = retry.attempts > 0;
     let config = channel::client_config(&ClientSettings {
         server_trust: Arc::new(trust.store),
         credentials,
@@ -331,6 +383,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         io_timeout,
         retry,
         quiet: args.quiet,
+        counters: RetryCounters::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -395,13 +448,7 @@ fn retryable(error: &anyhow::Error) -> bool {
 
 /// After a failure: waits and returns the number of reconnects used, or gives the error back
 /// when it is not retryable or the budget is spent.
-async fn retry_or_fail(
-    target: &Target,
-    error: anyhow::Error,
-    used: u64,
-    next: usize,
-    total: usize,
-) -> anyhow::Result<u64> {
+async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending: &str) -> anyhow::Result<u64> {
     if used >= target.retry.attempts || !retryable(&error) {
         return Err(error);
     }
@@ -410,14 +457,18 @@ async fn retry_or_fail(
     warn(
         target.quiet,
         &format!(
-            "{error}; reconnecting in {} ms (reconnect {used} of {}); messages {} to {total} will be sent",
+            "{error}; reconnecting in {} ms (reconnect {used} of {}); {pending}",
             wait.as_millis(),
             target.retry.attempts,
-            next + 1
         ),
     );
     tokio::time::sleep(wait).await;
     Ok(used)
+}
+
+/// `messages N to TOTAL will be sent` (N counted from 0 in `next`).
+fn pending(next: usize, total: usize) -> String {
+    format!("messages {} to {total} will be sent", next + 1)
 }
 
 /// Sends each message and prints its echo once it is complete. With --retry, a connection
@@ -430,13 +481,13 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
     let mut next = 0usize;
     while let Some(message) = messages.get(next) {
         if stream.is_none() {
-            match target.open().await {
+            match target.open(reconnects > 0).await {
                 Ok(opened) => {
                     log_connected(&opened);
                     stream = Some(opened);
                 }
                 Err(error) => {
-                    reconnects = retry_or_fail(target, error, reconnects, next, messages.len()).await?;
+                    reconnects = retry_or_fail(target, error, reconnects, &pending(next, messages.len())).await?;
                     continue;
                 }
             }
@@ -449,16 +500,16 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             }
             Err(error) => {
                 stream = None;
-                reconnects = retry_or_fail(target, error.into(), reconnects, next, messages.len()).await?;
+                reconnects = retry_or_fail(target, error.into(), reconnects, &pending(next, messages.len())).await?;
+                // Sent (at least in part) and not echoed: it goes again on the next connection.
+                RetryCounters::bump(&target.counters.resent);
             }
         }
     }
-    if reconnects > 0 {
-        warn(
-            target.quiet,
-            &format!(
-                "{reconnects} reconnects; every message was echoed once (messages not echoed before a loss were sent again)"
-            ),
+    if target.retry.attempts > 0 && !target.quiet {
+        tessera::errln!(
+            "echo-client: retry: {}; every message was echoed once, in order",
+            target.counters.summary()
         );
     }
     let Some(mut stream) = stream else {
@@ -636,7 +687,7 @@ impl Pump {
 /// Streams stdin to the server and its echo to stdout, both at once, with at most
 /// [`STREAM_BUFFER`] bytes held each way.
 async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
-    let mut stream = target.open().await?;
+    let mut stream = target.open(false).await?;
     log_connected(&stream);
     let seconds = target.io_timeout.as_secs_f64();
     let mut stdin = tokio::io::stdin();
@@ -648,25 +699,48 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
         let outstanding = pump.waiting_for_server(&stream.stats());
         let writing = pump.input_len > 0;
         let step = std::future::poll_fn(|cx| pump.poll_step(cx, &mut stream, &mut stdin, &mut stdout));
-        let progress = if outstanding {
-            timeout(target.io_timeout, step)
-                .await
-                .map_err(|_| ChannelError::Timeout {
+        let stepped = if outstanding {
+            match timeout(target.io_timeout, step).await {
+                Ok(stepped) => stepped,
+                Err(_) => Err(ChannelError::Timeout {
                     phase: if writing { "write" } else { "read" },
                     seconds,
-                })??
+                }
+                .into()),
+            }
         } else {
-            step.await?
+            step.await
         };
+        let progress = stepped.map_err(|error| lost_stream(error, &stream.stats()))?;
         if !progress {
             break;
         }
     }
     stdout.flush().await.map_err(tessera::cli::CliError::stdout)?;
     if pump.stdin_open || !pump.closed {
-        return Err(CliError::failure("the server closed the connection before the input ended").into());
+        let stats = stream.stats();
+        return Err(CliError::failure(format!(
+            "the server closed the connection before the input ended: {} bytes sent, {} echoed (on stdout); the \
+             rest of the input was not sent",
+            stats.bytes_sent, stats.bytes_received
+        ))
+        .with_hint("a stream is not sent again (part of it would be echoed twice): send it again whole, or use MESSAGEs with --retry")
+        .into());
     }
     Ok(stream.stats())
+}
+
+/// A stream mode failure, with how far the stream got (stdout holds exactly the echoed bytes).
+fn lost_stream(error: anyhow::Error, stats: &ChannelStats) -> anyhow::Error {
+    // The stdout side's own errors (a closed pipe) are not a lost connection.
+    if error.downcast_ref::<CliError>().is_some() {
+        return error;
+    }
+    error.context(format!(
+        "connection lost after {} bytes sent, {} echoed (on stdout); the rest of the input was not echoed and is not \
+         sent again",
+        stats.bytes_sent, stats.bytes_received
+    ))
 }
 
 /// The `--bench --json` report.
@@ -683,6 +757,14 @@ struct BenchReport {
     handshake_ms: Percentiles,
     rotations: u64,
     policy: RotationPolicy,
+    /// Handshakes that resumed a TLS session (with --retry, which keeps session tickets).
+    resumed: u64,
+    /// Connections opened again after a loss (--retry).
+    reconnects: u64,
+    /// Of those, the ones that resumed their session.
+    reconnects_resumed: u64,
+    /// Connections whose exchange was started again from the beginning after a loss.
+    resent: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -715,36 +797,17 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
         let slots = Arc::clone(&slots);
         tasks.spawn(async move {
             let _permit = slots.acquire_owned().await?;
-            let begin = Instant::now();
-            let mut stream = target.open().await?;
-            let handshake = begin.elapsed();
-            let seconds = target.io_timeout.as_secs_f64();
-            let done = if bytes > 0 {
-                timeout(
-                    target.io_timeout.max(Duration::from_secs(1)).saturating_mul(100),
-                    channel::exchange(&mut stream, bytes, write_size),
-                )
-                .await
-                .map_err(|_| ChannelError::Timeout { phase: "echo", seconds })?
-                .map_err(io_error("echo"))?
-            } else {
-                channel::Exchanged::default()
-            };
-            // A connection that ends early is a failed run, not a short report.
-            if done.sent != bytes || done.received != bytes {
-                return Err(ChannelError::TruncatedMessage {
-                    received: done.received,
-                    expected: bytes,
+            let mut used = 0u64;
+            loop {
+                match bench_connection(&target, bytes, write_size, used > 0).await {
+                    Ok(result) => return Ok::<_, anyhow::Error>(result),
+                    Err(error) => {
+                        used =
+                            retry_or_fail(&target, error, used, "this connection's bytes will be echoed again").await?;
+                        RetryCounters::bump(&target.counters.resent);
+                    }
                 }
-                .into());
             }
-            let _ = timeout(target.io_timeout, stream.close()).await;
-            Ok::<_, anyhow::Error>(ConnResult {
-                handshake,
-                sent: done.sent,
-                received: done.received,
-                rotations: stream.stats().rotations.total(),
-            })
         });
     }
     let mut results = Vec::with_capacity(usize::try_from(conns).unwrap_or(0));
@@ -771,6 +834,10 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
         },
         rotations: results.iter().map(|r| r.rotations).sum(),
         policy: target.policy,
+        resumed: RetryCounters::get(&target.counters.resumed),
+        reconnects: RetryCounters::get(&target.counters.reconnects),
+        reconnects_resumed: RetryCounters::get(&target.counters.reconnects_resumed),
+        resent: RetryCounters::get(&target.counters.resent),
     };
     if args.json {
         tessera::cli::print_json(&report)?;
@@ -791,8 +858,68 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             report.handshake_ms.max,
             report.rotations
         )?;
+        if target.retry.attempts > 0 {
+            tessera::outln!(
+                "{} handshakes resumed a TLS session; retry: {} reconnects ({} resumed their TLS session), {} \
+                 connections' exchanges sent again",
+                report.resumed,
+                report.reconnects,
+                report.reconnects_resumed,
+                report.resent
+            )?;
+        }
     }
     Ok(())
+}
+
+/// One benchmark connection: a handshake, then `bytes` echoed in writes of `write_size`.
+async fn bench_connection(
+    target: &Target,
+    bytes: u64,
+    write_size: usize,
+    reconnect: bool,
+) -> anyhow::Result<ConnResult> {
+    let begin = Instant::now();
+    let mut stream = target.open(reconnect).await?;
+    let handshake = begin.elapsed();
+    let seconds = target.io_timeout.as_secs_f64();
+    let done = if bytes > 0 {
+        timeout(
+            target.io_timeout.max(Duration::from_secs(1)).saturating_mul(100),
+            channel::exchange(&mut stream, bytes, write_size),
+        )
+        .await
+        .map_err(|_| ChannelError::Timeout { phase: "echo", seconds })?
+        .map_err(io_error("echo"))?
+    } else {
+        channel::Exchanged::default()
+    };
+    // A connection that ends early is a failed run, not a short report.
+    if done.sent != bytes || done.received != bytes {
+        return Err(ChannelError::TruncatedMessage {
+            received: done.received,
+            expected: bytes,
+        }
+        .into());
+    }
+    let _ = timeout(target.io_timeout, stream.close()).await;
+    if target.retry.attempts > 0 {
+        // Read up to the server's close_notify: the session tickets it sent after the handshake
+        // come first, and the next connection resumes with one (a connection that echoed no
+        // byte would not have read them).
+        let mut rest = Vec::new();
+        let _ = timeout(
+            target.io_timeout,
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+        )
+        .await;
+    }
+    Ok(ConnResult {
+        handshake,
+        sent: done.sent,
+        received: done.received,
+        rotations: stream.stats().rotations.total(),
+    })
 }
 
 /// The `q` quantile of sorted values (nearest rank).

@@ -17,13 +17,19 @@ const AFTER_HELP: &str = "EXAMPLES:
   echo-server --listen 127.0.0.1:4433 --cert server.chain.pem --key server.key --client-ca root.pem \
       --proxy-protocol --proxy-from 127.0.0.1 --drain-timeout 30
 
+  # a fleet sharing session tickets: make the key file once, copy it to every server
+  echo-server --new-ticket-key tickets.keys
+  echo-server --listen 127.0.0.1:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
+      --ticket-keys tickets.keys
+
   # many clients: 10000 sessions, at most 512 handshakes in progress, 5 s to complete one
   echo-server --listen 0.0.0.0:4433 --cert server.chain.pem --key server.key --client-ca root.pem \\
       --max-conns 10000 --max-handshakes 512 --handshake-timeout 5
 
 SIGNALS:
-  SIGHUP            reload --cert, --key, --client-ca and --crl within --reload-timeout
-                    (a bad or unreadable file keeps the configuration in force, and the log says why)
+  SIGHUP            reload --cert, --key, --client-ca, --crl and --ticket-keys within --reload-timeout
+                    (a bad or unreadable file keeps the configuration in force, and the log says why;
+                    an unusable --ticket-keys keeps the keys in force and installs the rest)
   SIGINT, SIGTERM   stop accepting at once (the port closes); let connections (handshakes too) go on
                     for up to --drain-timeout seconds, then close them with close_notify; exit 0.
                     A second SIGINT or SIGTERM closes every connection at once
@@ -33,11 +39,12 @@ ENVIRONMENT:
   RUST_LOG          log filter (default: info)
 
 EXIT CODES:
-  0  stopped by SIGINT or SIGTERM
+  0  stopped by SIGINT or SIGTERM; --new-ticket-key wrote the file
   2  usage error (unknown flag, a value out of range such as --handshake-timeout 0)
   3  could not start: a file missing, unreadable, not a regular file or not PEM; wrong passphrase;
      a certificate it cannot serve with (expired, not yet valid, not for server use, key not
-     matching); cannot listen on --listen";
+     matching); a --ticket-keys file unreadable, open to group or others, or not base64 keys;
+     cannot listen on --listen";
 
 /// A TLS 1.3 echo service with mutual TLS and in-flight key rotation.
 ///
@@ -45,17 +52,22 @@ EXIT CODES:
 /// clients must present a certificate for client use that chains to ROOT (and is not revoked by
 /// any --crl), and with --allow their certificate's common name or a SAN must be listed.
 #[derive(Debug, Parser)]
-#[command(name = "echo-server", version, after_help = AFTER_HELP)]
+#[command(
+    name = "echo-server",
+    version,
+    after_help = AFTER_HELP,
+    override_usage = "echo-server [OPTIONS] --listen <ADDR> --cert <CHAIN> --key <KEY>\n       echo-server --new-ticket-key <FILE>"
+)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
-    pub listen: String,
+    #[arg(long, value_name = "ADDR", value_parser = listen_address, required_unless_present = "new_ticket_key")]
+    pub listen: Option<String>,
     /// The server's certificate chain (PEM: certificate, then intermediates); a regular file.
-    #[arg(long, value_name = "CHAIN")]
-    pub cert: PathBuf,
+    #[arg(long, value_name = "CHAIN", required_unless_present = "new_ticket_key")]
+    pub cert: Option<PathBuf>,
     /// The server's private key (PKCS#8 PEM, possibly encrypted); a regular file.
-    #[arg(long, value_name = "KEY")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "KEY", required_unless_present = "new_ticket_key")]
+    pub key: Option<PathBuf>,
     /// File holding the passphrase of an encrypted --key (else TESSERA_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
@@ -108,6 +120,21 @@ pub struct Args {
     /// once). The port closes at once; a second signal ends every connection at once.
     #[arg(long, value_name = "S", default_value_t = 0.0)]
     pub drain_timeout: f64,
+    /// Send TLS 1.3 session tickets sealed with the keys in FILE (one base64 32-byte key per
+    /// line; the first seals, all open; a regular file of mode 0600 or 0400), so that clients
+    /// resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
+    /// certificate is verified again (trust anchors, CRLs, --allow). Without it: no tickets.
+    #[arg(long, value_name = "FILE")]
+    pub ticket_keys: Option<PathBuf>,
+    /// With --ticket-keys: seconds a client may use a ticket (1 to 604800), sent to clients and
+    /// enforced; rotate the keys no more often than this.
+    #[arg(long, value_name = "S", requires = "ticket_keys", value_parser = ticket_lifetime, default_value_t = 3600)]
+    pub ticket_lifetime: u64,
+    /// Put a fresh random key first in the ticket key FILE (created 0600 if absent), keep at
+    /// most three keys, print the key names, and exit: the rotation step (then copy FILE to
+    /// every server and send each SIGHUP).
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    pub new_ticket_key: Option<PathBuf>,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,
@@ -118,6 +145,11 @@ pub struct Args {
 
 /// The largest --max-conns and --max-handshakes.
 pub const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// `--ticket-lifetime`: 1 second to 7 days (RFC 8446 §4.6.1).
+fn ticket_lifetime(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, 7 * 24 * 3600)
+}
 
 /// `--max-conns`, `--max-handshakes`: 1 to [`MAX_CONNECTIONS`].
 fn connection_count(text: &str) -> Result<u64, String> {

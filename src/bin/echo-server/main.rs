@@ -47,6 +47,9 @@ fn hint(error: &ChannelError) -> Option<String> {
         }
         ChannelError::NotAFile { .. } => "give the path of a regular PEM file (not a pipe, device or directory)",
         ChannelError::FileTooLarge { .. } => "check the path: certificate, key and CRL files are far smaller",
+        ChannelError::TicketKeys { .. } => {
+            "give a file made by `echo-server --new-ticket-key FILE` (one base64 32-byte key per line, mode 0600)"
+        }
         ChannelError::Timeout { .. } => {
             "a file did not answer in time (a hung network file system?); --reload-timeout sets the limit"
         }
@@ -90,11 +93,18 @@ fn echo_config(args: &cli::Args) -> Result<EchoConfig, CliError> {
 }
 
 fn run(args: cli::Args) -> anyhow::Result<()> {
-    refuse_key_log_over_inputs(&args)?;
+    if let Some(path) = &args.new_ticket_key {
+        return rotate_ticket_keys(path);
+    }
+    // clap requires them without --new-ticket-key.
+    let (Some(listen), Some(cert), Some(key)) = (args.listen.clone(), args.cert.clone(), args.key.clone()) else {
+        return Err(CliError::usage("--listen, --cert and --key are required").into());
+    };
+    refuse_key_log_over_inputs(&args, &cert, &key)?;
     // `-` is read once at start; a reload (SIGHUP) reuses those bytes and re-reads the rest.
     let mut dashes = vec![
-        ("--cert", Some(args.cert.as_path())),
-        ("--key", Some(args.key.as_path())),
+        ("--cert", Some(cert.as_path())),
+        ("--key", Some(key.as_path())),
         ("--passphrase-file", args.passphrase_file.as_deref()),
         ("--client-ca", args.client_ca.as_deref()),
     ];
@@ -104,25 +114,24 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     let mut options = TlsOptions::with_sslkeylogfile();
     options.allow_tls12 = args.insecure_allow_tls12;
     let mut files = ServerFiles {
-        cert: args.cert.clone(),
-        key: args.key.clone(),
+        cert,
+        key: key.clone(),
         passphrase: None,
         passphrase_file: args.passphrase_file.clone(),
         client_ca: args.client_ca.clone(),
         crls: args.crl.clone(),
         authorization: Authorization::only(args.allow.clone()),
         options,
+        ticket_keys: args.ticket_keys.clone(),
+        ticket_lifetime: Duration::from_secs(args.ticket_lifetime),
     };
     // Before anything opens a file (the passphrase step reads the key): a FIFO would block.
     for (what, path) in files.paths() {
         tessera::internal::check_regular_file(path, what)?;
     }
-    files.passphrase = tessera::cli::passphrase_for_key(
-        &args.key,
-        args.passphrase_file.as_deref(),
-        &format!("key {}", args.key.display()),
-    )?
-    .map(Arc::new);
+    files.passphrase =
+        tessera::cli::passphrase_for_key(&key, args.passphrase_file.as_deref(), &format!("key {}", key.display()))?
+            .map(Arc::new);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,8 +145,17 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         if files.client_ca.is_none() {
             tracing::warn!("no --client-ca: clients are not authenticated");
         }
+        if let Some(tickets) = &first.session_tickets {
+            // The key names, never the keys.
+            tracing::info!(
+                keys = tickets.keys.len(),
+                sealing_key = %tickets.keys.names().first().map_or("", String::as_str),
+                lifetime_seconds = tickets.lifetime.as_secs(),
+                "session tickets on"
+            );
+        }
         let config = Arc::new(ReloadableServerConfig::from_files(first, files));
-        serve(&args.listen, config, limits).await
+        serve(&listen, config, limits).await
     });
     // A reload abandoned on a file that never answered must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -169,16 +187,31 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: EchoCo
     }
 }
 
+/// `--new-ticket-key FILE`: a fresh key first, at most three kept; prints the key names.
+fn rotate_ticket_keys(path: &std::path::Path) -> anyhow::Result<()> {
+    let names = channel::new_ticket_key(path)?;
+    tessera::outln!(
+        "{}: {} keys, new sealing key {} (copy the file to every server, then send each SIGHUP)",
+        path.display(),
+        names.len(),
+        names.first().map_or("", String::as_str)
+    )?;
+    Ok(())
+}
+
 /// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
-fn refuse_key_log_over_inputs(args: &cli::Args) -> Result<(), CliError> {
+fn refuse_key_log_over_inputs(args: &cli::Args, cert: &std::path::Path, key: &std::path::Path) -> Result<(), CliError> {
     let Some(key_log) = std::env::var_os("SSLKEYLOGFILE").filter(|v| !v.is_empty()) else {
         return Ok(());
     };
     let key_log = std::path::PathBuf::from(key_log);
     let mut inputs = vec![
-        tessera::cli::FileArg::new("the certificate chain (--cert)", &args.cert),
-        tessera::cli::FileArg::new("the key (--key)", &args.key),
+        tessera::cli::FileArg::new("the certificate chain (--cert)", cert),
+        tessera::cli::FileArg::new("the key (--key)", key),
     ];
+    if let Some(path) = args.ticket_keys.as_ref() {
+        inputs.push(tessera::cli::FileArg::new("the ticket keys (--ticket-keys)", path));
+    }
     if let Some(path) = args.passphrase_file.as_ref() {
         inputs.push(tessera::cli::FileArg::new(
             "the passphrase file (--passphrase-file)",

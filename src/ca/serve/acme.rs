@@ -62,6 +62,9 @@ pub(crate) struct Acme {
     pub(crate) base: String,
     /// Per-account and global request limits.
     pub(crate) limiter: RateLimiter,
+    /// Per-client-address limits of the requests that belong to no account (its global limit
+    /// is not used: `limiter` has the global one).
+    pub(crate) client_limiter: RateLimiter,
 }
 
 tokio::task_local! {
@@ -254,12 +257,24 @@ impl Acme {
                 .limiter
                 .check(&account.id, now)
                 .map_err(|wait| rate_limited(wait, "per-account"))?,
-            Signer::Key(_) => self
-                .limiter
-                .check_global(now)
-                .map_err(|wait| rate_limited(wait, "global"))?,
+            Signer::Key(_) => self.limit_unauthenticated()?,
         }
         Ok((jws, signer))
+    }
+
+    /// The limits of a request that belongs to no account: its client address's
+    /// ([`ServeConfig::rate_per_client`], the address a PROXY header names behind a balancer)
+    /// and the global one.
+    fn limit_unauthenticated(&self) -> Result<(), Problem> {
+        let now = std::time::Instant::now();
+        if let Ok(Some(ip)) = super::server::CLIENT.try_with(|client| *client) {
+            self.client_limiter
+                .check(&ip.to_string(), now)
+                .map_err(|wait| rate_limited(wait, "per-client"))?;
+        }
+        self.limiter
+            .check_global(now)
+            .map_err(|wait| rate_limited(wait, "global"))
     }
 
     /// As [`Acme::authenticate`] for `kid`-signed requests: the account.
@@ -276,10 +291,10 @@ impl Acme {
     }
 
     fn account_json(&self, account: &Account) -> Value {
+        // No `orders` list (§7.1.2.1): no client this server is for reads it.
         json!({
             "status": account_status(account.status),
             "contact": account.contact,
-            "orders": self.url(&format!("/acme/account/{}/orders", account.id)),
         })
     }
 
@@ -463,7 +478,6 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
         "revokeCert": acme.url("/acme/revoke-cert"),
         "renewalInfo": acme.url("/acme/renewal-info"),
         "meta": {
-            "website": acme.url("/"),
             "externalAccountRequired": false,
         },
     });
@@ -473,9 +487,7 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
 /// `HEAD` / `GET /acme/new-nonce` (§7.2): 200 / 204, the nonce itself added by
 /// [`acme_headers`].
 pub(crate) async fn new_nonce(State(acme): State<Shared>, method: Method) -> Answer {
-    acme.limiter
-        .check_global(std::time::Instant::now())
-        .map_err(|wait| rate_limited(wait, "global"))?;
+    acme.limit_unauthenticated()?;
     let status = if method == Method::HEAD {
         StatusCode::OK
     } else {

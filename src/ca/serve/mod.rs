@@ -102,6 +102,9 @@ pub struct ServeConfig {
     /// Requests per account, after the signature is checked (default
     /// [`ratelimit::DEFAULT_PER_KEY`]); past it, `rateLimited` with `Retry-After`.
     pub rate_per_account: ratelimit::Limit,
+    /// Requests per client address that belong to no account (newNonce, newAccount, revokeCert
+    /// by the certificate's key): 50 a second, bursts of 500 by default.
+    pub rate_per_client: ratelimit::Limit,
     /// Requests of this instance as a whole: every account request, and those that belong to
     /// no account yet (newNonce, newAccount, revokeCert by the certificate's key) (default
     /// [`ratelimit::DEFAULT_GLOBAL`]).
@@ -129,6 +132,7 @@ impl ServeConfig {
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
             rate_per_account: ratelimit::DEFAULT_PER_KEY,
+            rate_per_client: ratelimit::Limit::new(50.0, 500),
             rate_global: ratelimit::DEFAULT_GLOBAL,
         }
     }

@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use crate::ca::store::acme::{Expired, Lease, PublishedCrl};
 use crate::ca::store::{Store, WriteAccess};
 use crate::ca::{CaError, CertificateAuthority, DEFAULT_CRL_LIFETIME};
+use crate::pki::CrlInfo;
 
 /// The lease for regenerating and publishing the CRL.
 pub const CRL_LEASE: &str = "crl";
@@ -101,7 +102,8 @@ pub fn crl_due(published: Option<&PublishedCrl>, store_number: u64, now: i64) ->
 ///
 /// # Errors
 /// [`CaError::Store`] when the store fails, [`CaError::InvalidRequest`] for a CRL lifetime or
-/// time a CRL cannot carry, [`CaError::Build`] when signing fails.
+/// time a CRL cannot carry, [`CaError::Build`] when signing fails, [`CaError::Pki`] when the
+/// signed CRL does not read back.
 pub fn prepare_crl(
     ca: &CertificateAuthority,
     store: &mut dyn Store,
@@ -122,12 +124,14 @@ pub fn prepare_crl(
     }
     let state = store.advance_crl_number(WriteAccess::granted())?;
     let der = ca.sign_crl(&state, now, settings.crl_lifetime)?;
-    let lifetime = i64::try_from(settings.crl_lifetime.as_secs()).unwrap_or(i64::MAX);
+    // The times as the CRL carries them.
+    let info = CrlInfo::from_der(der.as_ref())?;
+    let this_update = info.this_update.unix_timestamp();
     let crl = PublishedCrl {
         der: der.as_ref().to_vec(),
         number: state.number,
-        this_update: unix,
-        next_update: unix.saturating_add(lifetime),
+        this_update,
+        next_update: info.next_update.map_or(this_update, OffsetDateTime::unix_timestamp),
     };
     Ok((Some(lease.clone()), Some(PreparedCrl { lease, crl })))
 }

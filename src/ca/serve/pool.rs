@@ -83,3 +83,9 @@ impl StorePool {
         joined.map_err(|_| broken("a store operation failed midway"))?
     }
 }
+
+impl Drop for StorePool {
+    fn drop(&mut self) {
+        super::server::drop_off_runtime(std::mem::take(&mut self.slots));
+    }
+}

@@ -111,6 +111,31 @@ pub async fn serve(
     http: Option<TcpListener>,
 ) -> Result<(ServeHandle, impl Future<Output = ()> + Send + 'static), CaError> {
     let ca = Arc::new(ca);
+    match start(Arc::clone(&ca), config, https, http).await {
+        Ok(started) => Ok(started),
+        Err(error) => {
+            drop_off_runtime(ca);
+            Err(error)
+        }
+    }
+}
+
+/// Drops `value` on a thread of its own when called on a runtime: the blocking PostgreSQL client
+/// (in a CA's store, or a [`StorePool`]) may not be closed on a runtime's thread.
+pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::spawn(move || drop(value));
+    } else {
+        drop(value);
+    }
+}
+
+async fn start(
+    ca: Arc<CertificateAuthority>,
+    config: ServeConfig,
+    https: TcpListener,
+    http: Option<TcpListener>,
+) -> Result<(ServeHandle, impl Future<Output = ()> + Send + 'static), CaError> {
     let config = Arc::new(config);
     let blocking_failed = |what: &str| CaError::Store {
         store: ca.dir().display().to_string(),
@@ -173,6 +198,12 @@ pub async fn serve(
             super::ratelimit::DEFAULT_MAX_KEYS,
             std::time::Instant::now(),
         ),
+        client_limiter: super::ratelimit::RateLimiter::new(
+            config.rate_per_client,
+            super::ratelimit::Limit::new(f64::from(u32::MAX), u32::MAX),
+            super::ratelimit::DEFAULT_MAX_KEYS,
+            std::time::Instant::now(),
+        ),
     });
     let (https_router, http_router) = routers(&acme);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -180,7 +211,11 @@ pub async fn serve(
         stop: Arc::new(stop_tx),
     };
 
+    // The service keeps a sender of its own: dropping every handle leaves it running.
+    let keep_stop = Arc::clone(&handle.stop);
+    let keep_acme = Arc::clone(&acme);
     let service = async move {
+        let _keep_stop = keep_stop;
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let mut tasks = JoinSet::new();
         let mut accepts = JoinSet::new();
@@ -233,6 +268,8 @@ pub async fn serve(
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // The last references to the CA and the store pool: closed off the runtime.
+        drop_off_runtime((ca, keep_acme));
         tracing::info!("stopped");
     };
     Ok((handle, service))
@@ -322,7 +359,8 @@ async fn request_timeout(State(acme): State<Shared>, request: Request, next: axu
     let client = request.extensions().get::<ClientAddress>().map(|c| c.0);
     let method = request.method().clone();
     let path = request.uri().path().chars().take(200).collect::<String>();
-    let response = match tokio::time::timeout(acme.config.request_timeout, next.run(request)).await {
+    let limited = tokio::time::timeout(acme.config.request_timeout, next.run(request));
+    let response = match CLIENT.scope(client.map(|c| c.ip()), limited).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(?client, %method, path = ?path, "a request took longer than the request timeout");
@@ -469,6 +507,11 @@ async fn accept_loop(
         );
         tasks.abort_all();
     }
+}
+
+tokio::task_local! {
+    /// The client address of the request being answered (for per-client rate limits).
+    pub(crate) static CLIENT: Option<std::net::IpAddr>;
 }
 
 /// The client's address, as the PROXY header (or the socket) gives it; in every request's

@@ -12,6 +12,10 @@
 //! of concurrent revokers exactly one wins, and the CRL number advances in the same transaction
 //! that reads the revoked set) and [`Store::advance_crl_number`].
 //!
+//! The state of `ca serve` (ACME accounts, orders, authorizations, challenges, nonces, leases
+//! and the published CRL) is in the same database, per CA, behind [`acme::AcmeStore`]
+//! ([`Store::acme`]); schema version 2.
+//!
 //! The CA directory records which store it has (`DIR/store.json`, written by `ca init` before
 //! `ca.pem`), so a missing or damaged store is refused, never taken for a fresh CA. A directory
 //! made by an earlier Tessera (`db.json`) is imported once, atomically (see [`open`]).
