@@ -260,6 +260,17 @@ struct Summary {
     /// With `--cli`: what `ca verify` did.
     #[serde(skip_serializing_if = "Option::is_none")]
     cli: Option<CliSummary>,
+    /// Tessera's revocation layer against rustls-webpki's own CRL checking, on every case with
+    /// CRLs: any disagreement fails the run.
+    crl_differential: CrlDifferential,
+}
+
+/// The cases with CRLs verified both by Tessera's revocation layer and by rustls-webpki's CRL
+/// checking, and the ids of those where the two decided differently.
+#[derive(Serialize)]
+struct CrlDifferential {
+    compared: usize,
+    disagreements: Vec<String>,
 }
 
 /// What `--cli` found.
@@ -368,6 +379,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None
     };
 
+    let (crl_compared, crl_disagreements) = crl_differential(&suite.testcases, args.only.as_deref(), now);
+
     let mut total = Tally::default();
     let mut native = Tally::default();
     for (name, tally) in &families {
@@ -378,7 +391,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     // The command line agrees with the library case for case, so its agreement is the same.
     let cli_passed = cli.as_ref().is_none_or(|c| c.mismatches.is_empty());
-    let passed = total.percent() >= args.min_agreement && cli_passed;
+    let passed = total.percent() >= args.min_agreement && cli_passed && crl_disagreements.is_empty();
 
     if args.json {
         let summary = Summary {
@@ -394,10 +407,23 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             webpki_alone: reference,
             native_exit_codes,
             cli,
+            crl_differential: CrlDifferential {
+                compared: crl_compared,
+                disagreements: crl_disagreements.clone(),
+            },
         };
         cli::print_json(&summary)?;
     } else {
         print_table(&families, &total, &native, reference.as_ref());
+        println!(
+            "revocation layer vs rustls-webpki's CRL checking: {crl_compared} cases with CRLs, {} decided differently{}",
+            crl_disagreements.len(),
+            if crl_disagreements.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", crl_disagreements.join(", "))
+            }
+        );
         if !skipped.is_empty() {
             let reasons: Vec<String> = skipped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
             println!("skipped (no such knob in Tessera's verifier): {}", reasons.join(", "));
@@ -815,6 +841,25 @@ fn request(case: &Case, usage: Usage, time: OffsetDateTime) -> Result<VerifyRequ
 }
 
 fn verify_case(case: &Case, usage: Usage, now: OffsetDateTime) -> Result<(), Failure> {
+    let (store, request, intermediates, peer) = prepare(case, usage, now)?;
+    let _chain = store.verify(&peer, &intermediates, &request)?;
+    Ok(())
+}
+
+/// A case's trust store (roots and CRLs), request, intermediates and peer certificate.
+fn prepare(
+    case: &Case,
+    usage: Usage,
+    now: OffsetDateTime,
+) -> Result<
+    (
+        TrustStore,
+        VerifyRequest,
+        Vec<CertificateDer<'static>>,
+        CertificateDer<'static>,
+    ),
+    Failure,
+> {
     let time = validation_time(case, now).map_err(Failure::unusable)?;
     let request = request(case, usage, time)?;
     let mut store = TrustStore::new();
@@ -829,11 +874,34 @@ fn verify_case(case: &Case, usage: Usage, now: OffsetDateTime) -> Result<(), Fai
     }
     let intermediates = certificates(&case.untrusted_intermediates, "untrusted intermediate")?;
     let peer = certificates(std::slice::from_ref(&case.peer_certificate), "peer certificate")?;
-    let Some(peer) = peer.first() else {
+    let Some(peer) = peer.into_iter().next() else {
         return Err(Failure::unusable("no peer certificate"));
     };
-    let _chain = store.verify(peer, &intermediates, &request)?;
-    Ok(())
+    Ok((store, request, intermediates, peer))
+}
+
+/// Tessera's revocation layer against rustls-webpki's own CRL checking: every case that has CRLs
+/// (and runs) is verified both ways; the ids of the cases where the two decide differently
+/// (one trusts, the other does not), and the number of cases compared.
+fn crl_differential(cases: &[Case], only: Option<&str>, now: OffsetDateTime) -> (usize, Vec<String>) {
+    let mut compared = 0;
+    let mut disagreements = Vec::new();
+    for case in cases {
+        if case.crls.is_empty() || only.is_some_and(|o| !case.id.contains(o)) || skip_reason(case).is_some() {
+            continue;
+        }
+        let Ok(usage) = usage(case) else { continue };
+        let Ok((store, request, intermediates, peer)) = prepare(case, usage, now) else {
+            continue;
+        };
+        compared += 1;
+        let layer = store.verify(&peer, &intermediates, &request);
+        let webpki = store.verify_with_webpki_revocation(&peer, &intermediates, &request);
+        if layer.is_ok() != webpki.is_ok() {
+            disagreements.push(case.id.clone());
+        }
+    }
+    (compared, disagreements)
 }
 
 /// `ca` next to the folder this example runs from (`target/debug/examples/limbo` →

@@ -4,10 +4,9 @@ use std::fmt;
 
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
-use x509_parser::x509::X509Name;
 
 use super::text::escape;
-use crate::pki::{CertificateInfo, Serial, SubjectAltName};
+use crate::pki::{CertificateInfo, Serial, SubjectAltName, VerifiedChain};
 
 /// Who the peer is, as stated by its certificate. Only meaningful once the certificate has been
 /// verified (the channel's verifiers run [`crate::pki::TrustStore::verify`] before a handshake
@@ -34,15 +33,26 @@ impl PeerIdentity {
     ///
     /// Returns `None` when the certificate cannot be parsed.
     pub fn from_certificate(der: &CertificateDer<'_>) -> Option<Self> {
-        let info = CertificateInfo::from_der(der).ok()?;
-        let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-        Some(Self {
-            common_name: common_name(certificate.subject()),
+        let (info, common_name) = CertificateInfo::with_common_name(der).ok()?;
+        Some(Self::from_info(info, common_name))
+    }
+
+    /// The identity of a verified chain's end entity, from what [`TrustStore::verify`] read
+    /// (no second parse).
+    ///
+    /// [`TrustStore::verify`]: crate::pki::TrustStore::verify
+    pub(crate) fn from_verified(chain: &VerifiedChain) -> Self {
+        Self::from_info(chain.end_entity().clone(), chain.common_name().map(str::to_string))
+    }
+
+    fn from_info(info: CertificateInfo, common_name: Option<String>) -> Self {
+        Self {
+            common_name,
             subject: info.subject,
             sans: info.sans,
             serial: info.serial,
             sha256_fingerprint: info.sha256_fingerprint,
-        })
+        }
     }
 
     /// Does this identity answer to the allow-list entry `entry`? A typed entry (`dns:…`,
@@ -141,17 +151,6 @@ impl Authorization {
     pub fn permits(&self, identity: &PeerIdentity) -> bool {
         self.is_open() || self.allowed.iter().any(|entry| identity.answers_to(entry))
     }
-}
-
-/// The exact value of the one `CN` attribute of a name; `None` for no `CN`, several, or one
-/// that is not a string.
-fn common_name(name: &X509Name<'_>) -> Option<String> {
-    let mut names = name.iter_common_name();
-    let first = names.next()?;
-    if names.next().is_some() {
-        return None;
-    }
-    first.as_str().ok().map(str::to_string)
 }
 
 #[cfg(test)]

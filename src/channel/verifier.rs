@@ -122,18 +122,18 @@ impl ClientCertVerifier for TrustStoreClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let request = VerifyRequest::new(Usage::Client, to_time(now));
-        if let Err(error) = self.store.verify(end_entity, intermediates, &request) {
-            let refusal = Refusal::from_pki(&error);
-            tracing::debug!(reason = %refusal, "client certificate refused");
-            return Err(refuse(refusal, error));
-        }
-        let Some(identity) = PeerIdentity::from_certificate(end_entity) else {
-            let refusal = Refusal::Untrusted {
-                reason: "the certificate cannot be parsed".into(),
-            };
-            record(&refusal);
-            return Err(refusal.to_rustls(None));
+        let chain = match self.store.verify(end_entity, intermediates, &request) {
+            Ok(chain) => chain,
+            Err(error) => {
+                let refusal = Refusal::from_pki(&error);
+                tracing::debug!(reason = %refusal, "client certificate refused");
+                return Err(refuse(refusal, error));
+            }
         };
+        if self.authorization.is_open() {
+            return Ok(ClientCertVerified::assertion());
+        }
+        let identity = PeerIdentity::from_verified(&chain);
         if !self.authorization.permits(&identity) {
             let refusal = Refusal::NotAllowed { peer: identity };
             tracing::debug!(reason = %refusal, "client refused");

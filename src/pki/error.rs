@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
-use webpki::CertRevocationList;
 
 use super::inspect::CertificateInfo;
 use super::policy::key_usage_list;
@@ -630,7 +629,7 @@ pub(super) struct Presented<'a> {
     /// The trusted roots.
     pub(super) roots: &'a [CertificateDer<'static>],
     /// The CRLs held.
-    pub(super) crls: &'a [Arc<CertRevocationList<'static>>],
+    pub(super) crls: &'a [Arc<super::revocation::Crl>],
     /// The question asked.
     pub(super) request: &'a VerifyRequest,
 }
@@ -818,10 +817,10 @@ impl Presented<'_> {
                 if crl.issuer() != name_contents(parsed.issuer().as_raw()) {
                     continue;
                 }
-                if let Ok(Some(entry)) = crl.find_serial(parsed.raw_serial()) {
+                if let Some(reason) = crl.find(parsed.raw_serial()) {
                     return PkiError::Revoked {
                         serial: Serial::from_octets(parsed.raw_serial()),
-                        reason: RevocationReason::from_crl_code(entry.reason_code.map(|r| r as u8)),
+                        reason: RevocationReason::from_crl_code(reason.map(|r| r as u8)),
                     };
                 }
             }

@@ -22,6 +22,17 @@ pub enum Inspected {
     Crls(Vec<CertificateRevocationListDer<'static>>),
 }
 
+/// The exact value of the one `CN` attribute of a name; `None` for no `CN`, several, or one
+/// that is not a string.
+pub(crate) fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let mut names = name.iter_common_name();
+    let first = names.next()?;
+    if names.next().is_some() {
+        return None;
+    }
+    first.as_str().ok().map(str::to_string)
+}
+
 /// Reads certificates or CRLs from `bytes`, PEM or DER (as `ca show` takes them): PEM with an
 /// `X509 CRL` block is CRLs; otherwise certificates, and when no certificate can be read, a DER
 /// CRL. `what` names the input in errors.
@@ -100,7 +111,22 @@ impl CertificateInfo {
         Self::from_parsed(&cert, der)
     }
 
-    fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
+    /// The certificate inspected, and its subject's common name (see [`common_name`]), from
+    /// one parse.
+    ///
+    /// # Errors
+    /// As [`CertificateInfo::from_der`].
+    pub(crate) fn with_common_name(der: &[u8]) -> Result<(Self, Option<String>), PkiError> {
+        let (_, cert) = parse_x509_certificate(der).map_err(|e| {
+            PkiError::malformed(
+                "certificate",
+                format!("cannot be parsed: {}", crate::pki::describe_x509(&e)),
+            )
+        })?;
+        Ok((Self::from_parsed(&cert, der)?, common_name(cert.subject())))
+    }
+
+    pub(super) fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
         let mut info = Self {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),

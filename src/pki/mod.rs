@@ -20,6 +20,7 @@ mod pbe;
 pub mod pem;
 mod policy;
 mod profile;
+mod revocation;
 #[cfg(test)]
 mod testing;
 mod trust;

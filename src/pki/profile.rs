@@ -3,7 +3,7 @@
 //! RFC 5280 that Tessera's own CA meets; `docs/conformance.md` lists them with the x509-limbo
 //! cases they close.
 
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use webpki::EndEntityCert;
 
@@ -336,10 +336,13 @@ pub(super) fn modulus_bits(modulus: &[u8]) -> usize {
 }
 
 /// RFC 5280 §5.2.3: a CRL must carry a CRL number, and it must not be critical.
-pub(super) fn check_crl_profile(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
-    use x509_parser::prelude::FromDer;
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
-        .map_err(|e| format!("unusable CRL: {}", super::error::describe_x509(&e)))?;
+pub(super) fn check_crl_number(
+    parsed: Result<
+        &x509_parser::revocation_list::CertificateRevocationList<'_>,
+        &x509_parser::nom::Err<x509_parser::error::X509Error>,
+    >,
+) -> Result<(), String> {
+    let parsed = parsed.map_err(|e| format!("unusable CRL: {}", super::error::describe_x509(e)))?;
     let number = parsed
         .extensions()
         .iter()

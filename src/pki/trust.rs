@@ -16,12 +16,14 @@ use webpki::{
 };
 
 use super::error::{Presented, RejectionReason, unacceptable_certificate};
-use super::inspect::CertificateInfo;
+use super::inspect::{CertificateInfo, common_name};
 use super::policy::{self, Position};
 use super::profile::{
-    ProfileRule, check_crl_profile, check_end_entity, check_extensions, check_issuer, check_root, name_contents,
+    ProfileRule, check_crl_number, check_end_entity, check_extensions, check_issuer, check_root, name_contents,
     subject_of,
 };
+use super::revocation::{self, Crl, PathCert};
+use super::x509::{RevocationReason, Serial};
 use super::{KeyUsage, PkiError, pem};
 
 /// DER value of id-kp-codeSigning (1.3.6.1.5.5.7.3.3).
@@ -174,6 +176,7 @@ impl VerifyRequest {
 pub struct VerifiedChain {
     path: Vec<CertificateDer<'static>>,
     end_entity: CertificateInfo,
+    common_name: Option<String>,
     usage: Usage,
     time: OffsetDateTime,
 }
@@ -187,6 +190,12 @@ impl VerifiedChain {
     /// The end-entity certificate, inspected.
     pub fn end_entity(&self) -> &CertificateInfo {
         &self.end_entity
+    }
+
+    /// The exact value of the end entity's one subject `CN` attribute (none when it has none,
+    /// several, or one that is not a string).
+    pub(crate) fn common_name(&self) -> Option<&str> {
+        self.common_name.as_deref()
     }
 
     /// The usage the chain was verified for.
@@ -205,7 +214,68 @@ impl VerifiedChain {
 pub struct TrustStore {
     roots: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
-    crls: Vec<Arc<CertRevocationList<'static>>>,
+    /// What the profile rules say of each root, worked out once (`RootFacts`).
+    root_facts: Vec<Arc<RootFacts>>,
+    crls: Vec<Arc<Crl>>,
+}
+
+/// What `TrustStore::check_profile` needs to know of a root on every path, from one parse when
+/// the root is added: whether the rules that do not depend on the time or the CRLs pass, its
+/// validity in Unix seconds, whether it may sign CRLs, and its subject (contents). When the
+/// fast answer is not "passes", the root is parsed and checked in full to say why.
+#[derive(Debug)]
+struct RootFacts {
+    timeless_ok: bool,
+    not_before: i64,
+    not_after: i64,
+    may_sign_crls: bool,
+    subject: Vec<u8>,
+}
+
+impl RootFacts {
+    fn of(der: &CertificateDer<'_>) -> Self {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Self {
+                timeless_ok: false,
+                not_before: i64::MAX,
+                not_after: i64::MIN,
+                may_sign_crls: false,
+                subject: Vec::new(),
+            };
+        };
+        let validity = cert.validity();
+        let timeless_ok = check_extensions(&cert).is_ok()
+            && check_issuer(&cert).is_ok()
+            && EndEntityCert::try_from(der).is_ok()
+            && policy::check_certificate(&cert, Position::Root).is_ok();
+        Self {
+            timeless_ok,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            may_sign_crls: may_sign_crls(&cert),
+            subject: name_contents(cert.subject().as_raw()).to_vec(),
+        }
+    }
+}
+
+/// May this certificate sign CRLs (RFC 5280 §4.2.1.3)? Without a key usage extension, yes.
+fn may_sign_crls(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    match cert.key_usage() {
+        Ok(Some(usage)) => usage.value.crl_sign(),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// Who decides revocation on a candidate path.
+#[derive(Clone, Copy)]
+enum Revocation<'a> {
+    /// Tessera's layer (`revocation.rs`): each CRL's signature checked once, serials by binary
+    /// search.
+    Layer,
+    /// rustls-webpki's own CRL checking, over these CRLs (the reference the layer is tested
+    /// against).
+    Webpki(&'a [&'a CertRevocationList<'a>]),
 }
 
 impl TrustStore {
@@ -271,6 +341,7 @@ impl TrustStore {
             .map_err(|e| PkiError::malformed(what, format!("cannot be used as a root: {}", RejectionReason::from(&e))))?
             .to_owned();
         self.anchors.push(anchor);
+        self.root_facts.push(Arc::new(RootFacts::of(&cert)));
         self.roots.push(cert);
         Ok(())
     }
@@ -281,10 +352,16 @@ impl TrustStore {
     /// [`PkiError::Malformed`] when it is not a CRL at all; [`PkiError::UnacceptableCrl`] (a
     /// rejection) when it is one but rustls-webpki cannot use it, or it breaks RFC 5280 §5.2.3
     /// (no CRL number, or a critical one: such a CRL cannot be ordered against others).
+    ///
+    /// The CRL is parsed once, its entries indexed by serial number, and when a root held here
+    /// issued it, its signature is checked now with the root's key, so that verifications only
+    /// look serial numbers up (O(log n)); a CRL issued by an intermediate is checked at its first
+    /// use with that intermediate's key, and the verdict kept.
     pub fn add_crl(&mut self, crl: &CertificateRevocationListDer<'_>, what: &str) -> Result<(), PkiError> {
         // A CRL that x509-parser reads was read fine; what webpki or RFC 5280 then refuse is a
         // "no" (nothing it covers can be trusted), not unusable input.
-        let readable = x509_parser::parse_x509_crl(crl).is_ok();
+        let parsed = x509_parser::parse_x509_crl(crl);
+        let readable = parsed.is_ok();
         let refused = |reason: String| {
             if readable {
                 PkiError::UnacceptableCrl {
@@ -295,10 +372,13 @@ impl TrustStore {
                 PkiError::malformed(what, reason)
             }
         };
-        let owned = OwnedCertRevocationList::from_der(crl)
-            .map_err(|e| refused(format!("unusable CRL: {}", RejectionReason::from(&e))))?;
-        check_crl_profile(crl).map_err(refused)?;
-        self.crls.push(Arc::new(CertRevocationList::Owned(owned)));
+        let held =
+            Crl::from_der(crl.to_vec()).map_err(|e| refused(format!("unusable CRL: {}", RejectionReason::from(&e))))?;
+        check_crl_number(parsed.as_ref().map(|(_, parsed)| parsed)).map_err(refused)?;
+        for anchor in self.anchors.iter().filter(|a| a.subject.as_ref() == held.issuer()) {
+            held.precheck(SIGNATURE_ALGORITHMS, anchor.subject_public_key_info.as_ref());
+        }
+        self.crls.push(Arc::new(held));
         Ok(())
     }
 
@@ -327,6 +407,12 @@ impl TrustStore {
     /// The trust anchors (for rustls).
     pub fn anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
+    }
+
+    /// The CRLs held (unit tests look at their signature verdicts).
+    #[cfg(test)]
+    pub(super) fn held_crls(&self) -> &[Arc<Crl>] {
+        &self.crls
     }
 
     /// The number of CRLs held.
@@ -366,32 +452,78 @@ impl TrustStore {
         intermediates: &[CertificateDer<'_>],
         request: &VerifyRequest,
     ) -> Result<VerifiedChain, PkiError> {
+        self.verify_with(end_entity, intermediates, request, Revocation::Layer)
+    }
+
+    /// [`TrustStore::verify`] with rustls-webpki's own CRL checking instead of Tessera's
+    /// revocation layer: the reference the layer is tested against (differential tests, the
+    /// conformance harness). Slow with large CRLs (each is re-parsed, and webpki hashes it for
+    /// every path). Not part of the API.
+    ///
+    /// # Errors
+    /// As [`TrustStore::verify`].
+    #[doc(hidden)]
+    pub fn verify_with_webpki_revocation(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        request: &VerifyRequest,
+    ) -> Result<VerifiedChain, PkiError> {
+        let crls = self
+            .crls
+            .iter()
+            .map(|crl| OwnedCertRevocationList::from_der(crl.der()).map(CertRevocationList::Owned))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PkiError::malformed("CRL", RejectionReason::from(&e).to_string()))?;
+        let refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
+        self.verify_with(end_entity, intermediates, request, Revocation::Webpki(&refs))
+    }
+
+    fn verify_with(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        request: &VerifyRequest,
+        revocation: Revocation<'_>,
+    ) -> Result<VerifiedChain, PkiError> {
         if self.anchors.is_empty() {
             return Err(PkiError::NoRoots);
         }
         let ee = EndEntityCert::try_from(end_entity).map_err(|e| unacceptable_certificate(end_entity, &e))?;
         let time = unix_time(request.time);
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|builder| {
-            builder
-                .with_depth(RevocationCheckDepth::Chain)
-                .with_status_policy(UnknownStatusPolicy::Allow)
-                .with_expiration_policy(ExpirationPolicy::Enforce)
-                .build()
-        });
-        let intermediates: Vec<CertificateDer<'_>> = intermediates.to_vec();
+        let webpki_revocation = match revocation {
+            Revocation::Layer => None,
+            Revocation::Webpki(crls) => RevocationOptionsBuilder::new(crls).ok().map(|builder| {
+                builder
+                    .with_depth(RevocationCheckDepth::Chain)
+                    .with_status_policy(UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(ExpirationPolicy::Enforce)
+                    .build()
+            }),
+        };
+        let presented = |intermediates| Presented {
+            end_entity,
+            intermediates,
+            roots: &self.roots,
+            crls: &self.crls,
+            request,
+        };
         // webpki calls this for every path it has verified up to a trust anchor; a path refused
-        // here lets it try the next one. The first refusal is kept to explain a failure.
+        // here lets it try the next one. The first refusal is kept to explain a failure; the
+        // end entity, inspected from the parse the profile rules made, is kept for the result.
         let refusal: RefCell<Option<PkiError>> = RefCell::new(None);
+        let inspected: RefCell<Option<(CertificateInfo, Option<String>)>> = RefCell::new(None);
         let check_path = |candidate: &webpki::VerifiedPath<'_>| {
-            let mut path = vec![end_entity.clone().into_owned()];
-            path.extend(
-                candidate
-                    .intermediate_certificates()
-                    .map(|c| CertificateDer::from(c.der().to_vec())),
-            );
+            let path: Vec<&webpki::Cert<'_>> = std::iter::once(&**candidate.end_entity())
+                .chain(candidate.intermediate_certificates())
+                .collect();
             let root = self.root_of(candidate.anchor());
-            self.check_profile(&path, root, request).map_err(|e| {
+            let checked = match revocation {
+                Revocation::Layer => self.check_revocation(&path, candidate.anchor(), time, request),
+                Revocation::Webpki(_) => Ok(()),
+            }
+            .and_then(|()| self.check_profile(&path, root, request));
+            checked.map(|info| *inspected.borrow_mut() = info).map_err(|e| {
                 let mut kept = refusal.borrow_mut();
                 // Of several paths too deep, report the shortest.
                 let shorter = matches!((&*kept, &e), (
@@ -408,24 +540,13 @@ impl TrustStore {
             .verify_for_usage(
                 SIGNATURE_ALGORITHMS,
                 &self.anchors,
-                &intermediates,
+                intermediates,
                 time,
                 EkuPolicy::from(request.usage),
-                revocation,
+                webpki_revocation,
                 Some(&check_path),
             )
-            .map_err(|e| {
-                refusal.take().unwrap_or_else(|| {
-                    Presented {
-                        end_entity,
-                        intermediates: &intermediates,
-                        roots: &self.roots,
-                        crls: &self.crls,
-                        request,
-                    }
-                    .explain(&e)
-                })
-            })?;
+            .map_err(|e| refusal.take().unwrap_or_else(|| presented(intermediates).explain(&e)))?;
 
         let mut path = vec![end_entity.clone().into_owned()];
         path.extend(
@@ -444,13 +565,17 @@ impl TrustStore {
                 .map_err(|_| PkiError::NameMismatch { name: name.clone() })?;
         }
 
-        let info = CertificateInfo::from_der(end_entity)?;
+        let (info, common_name) = match inspected.take() {
+            Some(inspected) => inspected,
+            None => CertificateInfo::with_common_name(end_entity)?,
+        };
         if request.usage == Usage::CodeSigning && !info.extended_key_usage.iter().any(|e| e == "codeSigning") {
             return Err(PkiError::WrongUsage { usage: request.usage });
         }
         Ok(VerifiedChain {
             path,
             end_entity: info,
+            common_name,
             usage: request.usage,
             time: request.time,
         })
@@ -458,35 +583,108 @@ impl TrustStore {
 
     /// The trusted root certificate behind a trust anchor.
     fn root_of(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+        self.root_index(anchor).and_then(|index| self.roots.get(index))
+    }
+
+    /// The index of the root behind a trust anchor.
+    fn root_index(&self, anchor: &TrustAnchor<'_>) -> Option<usize> {
         self.anchors
             .iter()
-            .zip(&self.roots)
-            .find(|(a, _)| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
-            .map(|(_, r)| r)
+            .position(|a| a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
+    }
+
+    /// Does the root `der` pass the root's profile rules at `time`, by what was worked out when
+    /// it was added? `false` means "check it in full" (it may still pass).
+    fn root_passes(&self, der: &CertificateDer<'_>, time: OffsetDateTime) -> bool {
+        let Some(facts) = self
+            .roots
+            .iter()
+            .position(|r| r == der)
+            .and_then(|i| self.root_facts.get(i))
+        else {
+            return false;
+        };
+        let now = time.unix_timestamp();
+        facts.timeless_ok
+            && facts.not_before <= now
+            && now <= facts.not_after
+            && (facts.may_sign_crls || !self.crls.iter().any(|crl| crl.issuer() == facts.subject.as_slice()))
+    }
+
+    /// Revocation of every certificate on a path webpki has verified, by the CRLs held
+    /// (`revocation.rs`, webpki's rules): `path` is the end entity then the intermediates,
+    /// `anchor` the trust anchor they chain to.
+    fn check_revocation(
+        &self,
+        path: &[&webpki::Cert<'_>],
+        anchor: &TrustAnchor<'_>,
+        time: UnixTime,
+        request: &VerifyRequest,
+    ) -> Result<(), PkiError> {
+        if self.crls.is_empty() {
+            return Ok(());
+        }
+        let ders: Vec<CertificateDer<'_>> = path.iter().map(|c| c.der()).collect();
+        let certs: Vec<PathCert<'_>> = path
+            .iter()
+            .zip(&ders)
+            .map(|(cert, der)| PathCert {
+                der: der.as_ref(),
+                issuer: cert.issuer(),
+                serial: cert.serial(),
+            })
+            .collect();
+        revocation::check_path(
+            &self.crls,
+            &certs,
+            anchor.subject_public_key_info.as_ref(),
+            SIGNATURE_ALGORITHMS,
+            time,
+        )
+        .map_err(|refused| match refused.error {
+            webpki::Error::CertRevoked => PkiError::Revoked {
+                serial: Serial::from_octets(certs.get(refused.index).map_or(&[][..], |c| c.serial)),
+                reason: RevocationReason::from_crl_code(refused.reason.map(|r| r as u8)),
+            },
+            error => {
+                let end_entity = ders.first().cloned().unwrap_or_else(|| CertificateDer::from(&[][..]));
+                Presented {
+                    end_entity: &end_entity,
+                    intermediates: ders.get(1..).unwrap_or_default(),
+                    roots: &self.roots,
+                    crls: &self.crls,
+                    request,
+                }
+                .explain(&error)
+            }
+        })
     }
 
     /// The rules rustls-webpki leaves out, on a path it has verified: the RFC 5280 profile
     /// (`profile.rs`), the request's depth and key usage and the policy rules (`policy.rs`).
     /// `path` is the end entity then the intermediates, `root` the trusted certificate it
-    /// chains to.
+    /// chains to. Each certificate is parsed once; the end entity, inspected from that parse,
+    /// is returned for the [`VerifiedChain`].
     fn check_profile(
         &self,
-        path: &[CertificateDer<'_>],
+        path: &[&webpki::Cert<'_>],
         root: Option<&CertificateDer<'_>>,
         request: &VerifyRequest,
-    ) -> Result<(), PkiError> {
+    ) -> Result<Option<(CertificateInfo, Option<String>)>, PkiError> {
+        let ders: Vec<CertificateDer<'_>> = path.iter().map(|c| c.der()).collect();
         // A self-signed certificate trusted as its own root is a pinned end entity, not a CA.
-        let pinned = root.is_some() && path.len() == 1 && path.first() == root;
-        let root = root.filter(|_| !pinned);
-        let mut parsed = Vec::with_capacity(path.len() + 1);
-        for der in path.iter().chain(root) {
+        let pinned = root.is_some() && ders.len() == 1 && ders.first() == root;
+        // A root whose rules were found to pass when it was added is not parsed again.
+        let root = root.filter(|root| !pinned && !self.root_passes(root, request.time));
+        let mut parsed = Vec::with_capacity(ders.len() + 1);
+        for der in ders.iter().chain(root) {
             let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::ProfileViolation {
                 subject: "on the path".into(),
                 rule: ProfileRule::NotX509,
             })?;
             parsed.push(cert);
         }
-        for (index, (der, cert)) in path.iter().chain(root).zip(&parsed).enumerate() {
+        for (index, (der, cert)) in ders.iter().chain(root).zip(&parsed).enumerate() {
             let violation = |rule: ProfileRule| PkiError::ProfileViolation {
                 subject: subject_of(cert),
                 rule,
@@ -497,7 +695,7 @@ impl TrustStore {
                 Position::EndEntity
             } else {
                 check_issuer(cert).map_err(violation)?;
-                if index == path.len() {
+                if index == ders.len() {
                     Position::Root
                 } else {
                     Position::Intermediate
@@ -509,24 +707,24 @@ impl TrustStore {
             }
             policy::check_certificate(cert, position)?;
         }
-        if let Some((end_entity, rest)) = parsed.split_first() {
-            policy::check_key_usage(end_entity, &request.key_usage)?;
-            if let Some(max) = request.max_depth {
-                let intermediates = rest.get(..path.len().saturating_sub(1)).unwrap_or_default();
-                policy::check_depth(intermediates, max)?;
-            }
+        let Some((end_entity, rest)) = parsed.split_first() else {
+            return Ok(None);
+        };
+        policy::check_key_usage(end_entity, &request.key_usage)?;
+        if let Some(max) = request.max_depth {
+            let intermediates = rest.get(..ders.len().saturating_sub(1)).unwrap_or_default();
+            policy::check_depth(intermediates, max)?;
         }
-        Ok(())
+        Ok(ders.first().and_then(|der| {
+            let info = CertificateInfo::from_parsed(end_entity, der).ok()?;
+            Some((info, common_name(end_entity.subject())))
+        }))
     }
 
     /// rustls-webpki checks that an intermediate CA may sign the CRLs it issues (cRLSign), but
     /// it never sees the root's key usage (a trust anchor is only a name and a key): do it here.
     fn check_crl_signer(&self, root: &x509_parser::certificate::X509Certificate<'_>) -> Result<(), PkiError> {
-        let may_sign_crls = match root.key_usage() {
-            Ok(Some(usage)) => usage.value.crl_sign(),
-            Ok(None) => true,
-            Err(_) => false,
-        };
+        let may_sign_crls = may_sign_crls(root);
         let subject = name_contents(root.subject().as_raw());
         if !may_sign_crls && self.crls.iter().any(|crl| crl.issuer() == subject) {
             return Err(PkiError::RevocationUnknown {
