@@ -12,7 +12,8 @@
 //! both servers.
 //!
 //! Sizes: `TESSERA_BENCH_ACME_ORDERS` (orders per case, default 40),
-//! `TESSERA_BENCH_OCSP_REQUESTS` (requests per responder, default 2000).
+//! `TESSERA_BENCH_OCSP_REQUESTS` (requests per responder, default 2000). The figures and the
+//! same-run ratios (against Pebble, against `openssl ocsp`) go to `target/bench/acme.json`.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -23,6 +24,8 @@
 
 #[path = "../tests/pg_support/mod.rs"]
 mod pg_support;
+#[path = "support/results.rs"]
+mod results;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -45,6 +48,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tessera::ca::serve::ratelimit::Limit;
 use tessera::ca::serve::{BaseUrl, ServeConfig, ServeHandle, serve};
 use tessera::ca::{CertificateAuthority, Location};
+
+use results::Results;
 
 const CA: &str = env!("CARGO_BIN_EXE_ca");
 
@@ -106,6 +111,13 @@ fn figures(mut latencies: Vec<Duration>, wall: Duration) -> Figures {
         p50: at(0.50),
         p99: at(0.99),
     }
+}
+
+/// Adds `PREFIX.per_second`, `PREFIX.p50_ms` and `PREFIX.p99_ms` to `out`.
+fn record(out: &mut Results, prefix: &str, f: &Figures, unit: &str) {
+    out.add(&format!("{prefix}.per_second"), f.per_second, &format!("{unit}/s"));
+    out.add(&format!("{prefix}.p50_ms"), f.p50.as_secs_f64() * 1e3, "ms");
+    out.add(&format!("{prefix}.p99_ms"), f.p99.as_secs_f64() * 1e3, "ms");
 }
 
 fn show(f: &Figures, unit: &str) -> String {
@@ -462,6 +474,8 @@ fn start_openssl_ocsp(dir: &Path, work: &Path, cert: &Path) -> (SocketAddr, Runn
 fn main() {
     let n_orders = env_number("TESSERA_BENCH_ACME_ORDERS", 40);
     let n_ocsp = env_number("TESSERA_BENCH_OCSP_REQUESTS", 2000);
+    let mut results = Results::default();
+    let mut rates: HashMap<String, f64> = HashMap::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -498,6 +512,8 @@ fn main() {
                 "  ca serve ({backend:10}) {in_flight} in flight: {}",
                 show(&f, "orders")
             );
+            record(&mut results, &format!("orders.{tag}"), &f, "orders");
+            rates.insert(tag, f.per_second);
         }
         handles.push(handle);
         if db.is_none() {
@@ -518,6 +534,16 @@ fn main() {
             in_flight,
         ));
         println!("  Pebble (memory)       {in_flight} in flight: {}", show(&f, "orders"));
+        record(&mut results, &format!("orders.{tag}"), &f, "orders");
+        for backend in ["sqlite", "postgresql"] {
+            let ratio = rates[&format!("{backend}{in_flight}")] / f.per_second;
+            println!("  ratio ca serve ({backend}) / Pebble, {in_flight} in flight: {ratio:.2}x orders per second");
+            results.add(
+                &format!("ratio.orders_{backend}_vs_pebble_{in_flight}_in_flight"),
+                ratio,
+                "x",
+            );
+        }
     }
 
     println!("OCSP: {n_ocsp} POSTs per responder, 8 in flight, one connection each");
@@ -550,6 +576,14 @@ fn main() {
         "  ratio ca serve / openssl: {:.2}x responses per second",
         ours.per_second / theirs.per_second
     );
+    record(&mut results, "ocsp.ca_serve", &ours, "responses");
+    record(&mut results, "ocsp.openssl", &theirs, "responses");
+    results.add(
+        "ratio.ocsp_ca_serve_vs_openssl",
+        ours.per_second / theirs.per_second,
+        "x",
+    );
+    results.write("acme");
     // Stop the outside processes by PID and the PostgreSQL cluster, then exit without dropping
     // the services or the runtime: dropping a service drops its synchronous PostgreSQL
     // connections on a runtime thread, which panics (a known issue of `ca serve`'s drain with
