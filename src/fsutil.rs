@@ -261,6 +261,25 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// # Errors
 /// The I/O error reading `dir`; files that cannot be removed are skipped.
 pub(crate) fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
+    remove_stale(dir, None)
+}
+
+/// [`remove_stale_temporaries`] for the temporary files of one target only: those named
+/// `.<file name of target>.tmp-…`, in `target`'s directory.
+///
+/// # Errors
+/// The I/O error reading the directory.
+pub(crate) fn remove_stale_temporaries_of(target: &Path) -> io::Result<usize> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
+    remove_stale(parent_dir(target), Some(&prefix))
+}
+
+/// Removes the stale temporary files in `dir`, only those whose name starts with `prefix` when
+/// one is given.
+fn remove_stale(dir: &Path, prefix: Option<&str>) -> io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -270,7 +289,11 @@ pub(crate) fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(owner) = name.to_str().and_then(temporary_owner) else {
+        let Some(owner) = name
+            .to_str()
+            .filter(|name| prefix.is_none_or(|prefix| name.starts_with(prefix)))
+            .and_then(temporary_owner)
+        else {
             continue;
         };
         let Ok(meta) = entry.path().symlink_metadata() else {

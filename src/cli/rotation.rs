@@ -49,12 +49,13 @@ impl RotationArgs {
     }
 }
 
-/// A flag's whole-number value, for clap's `value_parser` (in place of Rust's "invalid digit
-/// found in string"): text that is no whole number is refused saying the range, `min` to `max`.
-/// A number out of range is returned as is: the tool checks it (with [`count`]) and says so.
+/// A flag's whole-number value from `min` to `max` (both included), for clap's `value_parser`
+/// (in place of Rust's "invalid digit found in string"): text that is no whole number, or a
+/// number outside the range, is refused saying the range (clap then exits 2).
 ///
 /// # Errors
-/// `expected a whole number from MIN to MAX, not "TEXT"`.
+/// `expected a whole number from MIN to MAX, not "TEXT"` (`MIN or more` when `max` is
+/// `u64::MAX`).
 pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
     let range = if max == u64::MAX {
         format!("{min} or more")
@@ -62,8 +63,8 @@ pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
         format!("from {min} to {max}")
     };
     match text.trim().parse::<u64>() {
-        Ok(value) => Ok(value),
-        Err(_) => Err(format!(
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(format!(
             "expected a whole number {range}, not \"{}\"",
             super::printable(text)
         )),

@@ -83,17 +83,17 @@ pub struct Args {
     #[arg(long)]
     pub insecure_allow_tls12: bool,
     /// When the connection is refused, reset or lost before a message was echoed, reconnect up
-    /// to N times in all (0 to 1000; with --bench, per connection), resuming the TLS session
+    /// to N times in all (1 to 1000; with --bench, per connection), resuming the TLS session
     /// where the server allows it (session tickets are kept across reconnects), and send again
     /// every message not yet echoed; each is printed once, in order. Refusals (certificates,
     /// allow list) are never retried. A summary of reconnects, resumed handshakes and messages
     /// sent again goes to stderr (and into the --bench report). Not for stdin streaming: see
     /// OUTPUT.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub retry: u64,
+    #[arg(long, value_name = "N", value_parser = retry_count)]
+    pub retry: Option<u64>,
     /// The first wait before reconnecting, in milliseconds (1 to 60000); it doubles at each
     /// attempt (at most 10 s) and a random part (up to half) is taken off.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", value_parser = retry_backoff_ms, default_value_t = 100)]
     pub retry_backoff: u64,
     /// Run a load test instead of sending messages.
     #[arg(long)]
@@ -126,6 +126,21 @@ pub struct Args {
 
 /// The largest --conns (and --concurrency).
 pub const MAX_CONNS: u64 = 100_000;
+
+/// The largest --retry.
+pub const MAX_RETRY: u64 = 1000;
+/// The largest --retry-backoff, in milliseconds.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
+
+/// `--retry`: 1 to [`MAX_RETRY`] reconnection attempts (without the flag: none).
+fn retry_count(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_RETRY)
+}
+
+/// `--retry-backoff`: 1 to [`MAX_RETRY_BACKOFF_MS`] milliseconds.
+fn retry_backoff_ms(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_RETRY_BACKOFF_MS)
+}
 
 /// `--conns`, `--concurrency`: 1 to [`MAX_CONNS`] (--concurrency at most --conns, checked later).
 fn connection_count(text: &str) -> Result<u64, String> {

@@ -124,7 +124,7 @@ pub struct Args {
     /// line; the first seals, all open; a regular file of mode 0600 or 0400), so that clients
     /// resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
     /// certificate is verified again (trust anchors, CRLs, --allow). Without it: no tickets.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = key_file)]
     pub ticket_keys: Option<PathBuf>,
     /// With --ticket-keys: seconds a client may use a ticket (1 to 604800), sent to clients and
     /// enforced; rotate the keys no more often than this.
@@ -133,7 +133,7 @@ pub struct Args {
     /// Put a fresh random key first in the ticket key FILE (created 0600 if absent), keep at
     /// most three keys, print the key names, and exit: the rotation step (then copy FILE to
     /// every server and send each SIGHUP).
-    #[arg(long, value_name = "FILE", exclusive = true)]
+    #[arg(long, value_name = "FILE", exclusive = true, value_parser = key_file)]
     pub new_ticket_key: Option<PathBuf>,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
@@ -153,6 +153,17 @@ pub const MAX_CONNECTIONS: u64 = 1_000_000;
 /// `--ticket-lifetime`: 1 second to 7 days (RFC 8446 §4.6.1).
 fn ticket_lifetime(text: &str) -> Result<u64, String> {
     tessera::cli::whole_number(text, 1, 7 * 24 * 3600)
+}
+
+/// `--ticket-keys`, `--new-ticket-key`: a path, never `-` (key files hold secrets: a 0600
+/// regular file, not stdin).
+fn key_file(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err(
+            "\"-\" (stdin) cannot be a ticket key file: keys must come from a regular file of mode 0600".into(),
+        );
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// `--max-conns`, `--max-handshakes`: 1 to [`MAX_CONNECTIONS`].

@@ -190,14 +190,45 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: EchoCo
 
 /// `--new-ticket-key FILE`: a fresh key first, at most three kept; prints the key names.
 fn rotate_ticket_keys(path: &std::path::Path) -> anyhow::Result<()> {
-    let names = channel::new_ticket_key(path)?;
+    let names = channel::new_ticket_key(path)
+        .map_err(|e| CliError::failure(e.to_string()).with_hint(rotation_hint(path)))?;
     tessera::outln!(
-        "{}: {} keys, new sealing key {} (copy the file to every server, then send each SIGHUP)",
+        "{}: {} {}, new sealing key {} (copy the file to every server, then send each SIGHUP)",
         path.display(),
         names.len(),
+        if names.len() == 1 { "key" } else { "keys" },
         names.first().map_or("", String::as_str)
     )?;
     Ok(())
+}
+
+/// What is wrong with a --new-ticket-key FILE that could not be rotated (never "run
+/// --new-ticket-key", which just failed).
+fn rotation_hint(path: &std::path::Path) -> String {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => format!(
+            "{} is not a regular file (a directory, FIFO, device or socket): give the path of a key file, or of one \
+             to create, in an existing directory",
+            path.display()
+        ),
+        Ok(_) => format!(
+            "{} exists but is not a key file this tool can rotate: it must hold one base64 32-byte key per line \
+             and be mode 0600 or 0400 (to start afresh, give a new path)",
+            path.display()
+        ),
+        Err(_) if !dir.is_dir() => format!(
+            "the directory {} does not exist or is not a directory: create it, or give a path in an existing one",
+            dir.display()
+        ),
+        Err(_) => format!(
+            "check that the directory {} is writable and that the path names a regular file",
+            dir.display()
+        ),
+    }
 }
 
 /// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.
