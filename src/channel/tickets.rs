@@ -272,13 +272,8 @@ fn parse_keys(path: &Path, text: &str) -> Result<Vec<TicketKey>, ChannelError> {
 pub fn new_ticket_key(path: &Path) -> Result<Vec<String>, ChannelError> {
     // Rotations of the same file are serialised (an flock on its directory, released when
     // `_lock` drops), so each one starts from the file the previous one wrote.
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let _lock = std::fs::File::open(dir)
-        .and_then(|dir| dir.lock().map(|()| dir))
-        .map_err(|e| problem(path, format!("cannot lock its directory {}: {e}", dir.display())))?;
+    let _lock = crate::fsutil::lock_dir_of(path)
+        .map_err(|e| problem(path, format!("cannot lock the directory it is in: {e}")))?;
     // Temporary files (full key sets) left by a rotation that was killed.
     let _ = crate::fsutil::remove_stale_temporaries_of(path);
     let existing = match path.symlink_metadata() {

@@ -281,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_keep_to_their_range() {
+        assert_eq!(whole_number("1", 1, 604_800), Ok(1));
+        assert_eq!(whole_number(" 604800 ", 1, 604_800), Ok(604_800));
+        assert_eq!(whole_number("0", 0, u64::MAX), Ok(0));
+        for bad in ["0", "604801", "-1", "1.5", "", "18446744073709551616", "7d"] {
+            assert_eq!(
+                whole_number(bad, 1, 604_800),
+                Err(format!("expected a whole number from 1 to 604800, not \"{bad}\"")),
+            );
+        }
+        assert_eq!(
+            whole_number("x", 2, u64::MAX),
+            Err("expected a whole number 2 or more, not \"x\"".to_string())
+        );
+        assert!(whole_number("1", 2, u64::MAX).is_err());
+    }
+
+    #[test]
     fn rotation_intervals_are_never_or_at_least_a_millisecond() {
         assert_eq!(interval_seconds(0.0, "--r"), Ok(Duration::ZERO));
         assert_eq!(interval_seconds(0.5, "--r"), Ok(Duration::from_millis(500)));

@@ -118,7 +118,7 @@ pub struct Args {
     pub proxy_from: Vec<tessera::channel::Cidr>,
     /// Seconds that sessions may go on after SIGTERM or SIGINT (0 to 3600; 0: close them at
     /// once). The port closes at once; a second signal ends every connection at once.
-    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    #[arg(long, value_name = "S", value_parser = drain_seconds, allow_negative_numbers = true, default_value_t = 0.0)]
     pub drain_timeout: f64,
     /// Send TLS 1.3 session tickets sealed with the keys in FILE (one base64 32-byte key per
     /// line; the first seals, all open; a regular file of mode 0600 or 0400), so that clients
@@ -152,7 +152,7 @@ pub const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// `--ticket-lifetime`: 1 second to 7 days (RFC 8446 §4.6.1).
 fn ticket_lifetime(text: &str) -> Result<u64, String> {
-    tessera::cli::whole_number(text, 1, 7 * 24 * 3600)
+    tessera::cli::whole_number(text, 1, tessera::channel::MAX_TICKET_LIFETIME.as_secs())
 }
 
 /// `--ticket-keys`, `--new-ticket-key`: a path, never `-` (key files hold secrets: a 0600
@@ -160,7 +160,9 @@ fn ticket_lifetime(text: &str) -> Result<u64, String> {
 fn key_file(text: &str) -> Result<PathBuf, String> {
     if text == "-" {
         return Err(
-            "\"-\" (stdin) cannot be a ticket key file: keys must come from a regular file of mode 0600".into(),
+            "\"-\" (standard input or output) cannot be a ticket key file: give the path of a regular file of mode \
+             0600 (the server reads it again on SIGHUP)"
+                .into(),
         );
     }
     Ok(PathBuf::from(text))
@@ -175,6 +177,19 @@ fn connection_count(text: &str) -> Result<u64, String> {
 fn phase_seconds(text: &str) -> Result<f64, String> {
     use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT, seconds_value};
     seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_PHASE_SECONDS, false)
+}
+
+/// `--drain-timeout`: 0 (close sessions at once), or 0.01 to 3600 seconds (the range is
+/// checked in `run`, which names the flag).
+fn drain_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT};
+    text.trim().parse::<f64>().map_err(|_| {
+        format!(
+            "expected 0 (close sessions at once) or a number of seconds from {} to {MAX_PHASE_SECONDS}, not \"{}\"",
+            MIN_TIMEOUT.as_secs_f64(),
+            tessera::cli::printable(text)
+        )
+    })
 }
 
 /// `--idle-timeout`: 0.01 seconds to ten years.
