@@ -20,7 +20,8 @@
 //! A temporary file is named `.<target name>.tmp-<pid>-<16 hex digits>`. A process killed while
 //! writing leaves it behind; [`remove_stale_temporaries`] removes such leftovers (only names of
 //! this exact shape, and only when the process that made them is gone or they are old), and the
-//! CA calls it on its directories whenever it takes its lock.
+//! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
+//! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -457,7 +457,16 @@ fn a_bench_connection_refused_at_first_counts_attempts_not_exchanges_sent_again(
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut command = pki.client(addr, Some(&pki.client1));
     command.args([
-        "--bench", "--bytes", "1K", "--conns", "1", "--retry", "40", "--retry-backoff", "50", "--json",
+        "--bench",
+        "--bytes",
+        "1K",
+        "--conns",
+        "1",
+        "--retry",
+        "40",
+        "--retry-backoff",
+        "50",
+        "--json",
     ]);
     let client = std::thread::spawn(move || channel_common::run(&mut command, b"", Duration::from_secs(30)));
     std::thread::sleep(Duration::from_millis(400));

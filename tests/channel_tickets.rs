@@ -329,7 +329,12 @@ fn new_ticket_key_cli(file: &Path) -> std::process::Output {
 /// The sealing key `--new-ticket-key` announced on stdout.
 fn announced_key(out: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .split("new sealing key ")
         .nth(1)
@@ -352,12 +357,21 @@ fn new_ticket_key_sweeps_the_temporary_files_of_a_killed_rotation() {
     let keys = pki.dir.path().join("fleet.keys");
     announced_key(&new_ticket_key_cli(&keys));
     // What `kill -9` during a rotation leaves: a full copy of the keys beside the file.
-    let stale = pki.dir.path().join(format!(".fleet.keys.tmp-{}-00112233445566ff", dead_pid()));
+    let stale = pki
+        .dir
+        .path()
+        .join(format!(".fleet.keys.tmp-{}-00112233445566ff", dead_pid()));
     std::fs::copy(&keys, &stale).unwrap();
     // A rotation still running (this test process is alive), and another file's leftover.
-    let live = pki.dir.path().join(format!(".fleet.keys.tmp-{}-0123456789abcdef", std::process::id()));
+    let live = pki
+        .dir
+        .path()
+        .join(format!(".fleet.keys.tmp-{}-0123456789abcdef", std::process::id()));
     std::fs::copy(&keys, &live).unwrap();
-    let other = pki.dir.path().join(format!(".other.keys.tmp-{}-00112233445566ff", dead_pid()));
+    let other = pki
+        .dir
+        .path()
+        .join(format!(".other.keys.tmp-{}-00112233445566ff", dead_pid()));
     std::fs::write(&other, "x").unwrap();
 
     let out = new_ticket_key_cli(&keys);
@@ -431,9 +445,14 @@ fn concurrent_rotations_are_serialised_each_on_the_file_the_previous_one_wrote()
     assert_eq!(in_file.len(), channel::KEPT_TICKET_KEYS);
     let mut key = in_file[0].as_str();
     for _ in 0..runs {
-        key = before.get(key).unwrap_or_else(|| panic!("{key} is not a rotation's key: {lists:?}"));
+        key = before
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is not a rotation's key: {lists:?}"));
     }
-    assert_eq!(key, first, "a rotation started from a file another had replaced: {lists:?}");
+    assert_eq!(
+        key, first,
+        "a rotation started from a file another had replaced: {lists:?}"
+    );
 }
 
 #[test]
@@ -441,14 +460,25 @@ fn new_ticket_key_refuses_stdin_and_says_how_to_fix_its_file() {
     let pki = Pki::new();
     // "-" is no key file, for --ticket-keys (it is read again on SIGHUP) or --new-ticket-key.
     let mut args: Vec<std::ffi::OsString> = pki.server_args();
-    args.extend(["--ticket-keys".into(), "-".into(), "--listen".into(), "127.0.0.1:0".into()]);
+    args.extend([
+        "--ticket-keys".into(),
+        "-".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
     for command in [
-        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(&args).output().unwrap(),
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .args(&args)
+            .output()
+            .unwrap(),
         new_ticket_key_cli(Path::new("-")),
     ] {
         let stderr = String::from_utf8_lossy(&command.stderr);
         assert_eq!(command.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("cannot be a ticket key file") && stderr.contains("0600"), "{stderr}");
+        assert!(
+            stderr.contains("cannot be a ticket key file") && stderr.contains("0600"),
+            "{stderr}"
+        );
     }
 
     // Each problem gets its own hint, never "give a file made by --new-ticket-key".

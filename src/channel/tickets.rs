@@ -126,7 +126,10 @@ impl fmt::Debug for TicketKeys {
 }
 
 impl TicketKeys {
-    /// Reads a key file (format in the module documentation). Blocking file I/O.
+    /// Reads a key file (format in the module documentation). Blocking file I/O. First, as a
+    /// best effort, removes the temporary files `.<name>.tmp-<pid>-<hex>` beside it that a
+    /// [`new_ticket_key`] killed mid-way left (copies of the keys; only those whose process is
+    /// gone, or older than 15 minutes; nothing else).
     ///
     /// # Errors
     /// [`ChannelError::TicketKeys`] when the file cannot be read, is not a regular file, is

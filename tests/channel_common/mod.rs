@@ -274,7 +274,10 @@ impl RetrySummary {
                 .unwrap_or_else(|| panic!("no {labels:?} in the retry summary: {line}"))
         };
         Self {
-            attempts: figure(&[" connection attempts after a failure", " connection attempt after a failure"]),
+            attempts: figure(&[
+                " connection attempts after a failure",
+                " connection attempt after a failure",
+            ]),
             reconnects: figure(&[" reconnects (", " reconnect ("]),
             resumed: figure(&[" resumed their TLS session", " resumed its TLS session"]),
             resent: figure(&[" messages sent again", " message sent again"]),

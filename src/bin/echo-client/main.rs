@@ -188,7 +188,11 @@ impl RetryCounters {
             counted(Self::get(&self.attempts), "connection attempt", "connection attempts"),
             counted(Self::get(&self.reconnects), "reconnect", "reconnects"),
             Self::get(&self.reconnects_resumed),
-            if Self::get(&self.reconnects_resumed) == 1 { "its" } else { "their" },
+            if Self::get(&self.reconnects_resumed) == 1 {
+                "its"
+            } else {
+                "their"
+            },
             counted(Self::get(&self.resent), what.0, what.1),
         )
     }

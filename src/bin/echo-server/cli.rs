@@ -121,18 +121,19 @@ pub struct Args {
     #[arg(long, value_name = "S", value_parser = drain_seconds, allow_negative_numbers = true, default_value_t = 0.0)]
     pub drain_timeout: f64,
     /// Send TLS 1.3 session tickets sealed with the keys in FILE (one base64 32-byte key per
-    /// line; the first seals, all open; a regular file of mode 0600 or 0400), so that clients
-    /// resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
+    /// line; the first seals, all open; a regular file of mode 0600 or 0400, never -), so that
+    /// clients resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
     /// certificate is verified again (trust anchors, CRLs, --allow). Without it: no tickets.
     #[arg(long, value_name = "FILE", value_parser = key_file)]
     pub ticket_keys: Option<PathBuf>,
-    /// With --ticket-keys: seconds a client may use a ticket (1 to 604800), sent to clients and
-    /// enforced; rotate the keys no more often than this.
+    /// With --ticket-keys: seconds a client may use a ticket (1 to 604800, i.e. at most 7 days:
+    /// RFC 8446 §4.6.1), sent to clients and enforced; rotate the keys no more often than this.
     #[arg(long, value_name = "S", requires = "ticket_keys", value_parser = ticket_lifetime, default_value_t = 3600)]
     pub ticket_lifetime: u64,
     /// Put a fresh random key first in the ticket key FILE (created 0600 if absent), keep at
-    /// most three keys, print the key names, and exit: the rotation step (then copy FILE to
-    /// every server and send each SIGHUP).
+    /// most three keys, print the key count and the new key's name, and exit: the rotation step
+    /// (then copy FILE to every server and send each SIGHUP). Safe to run concurrently on one
+    /// FILE (a lock on its directory); removes temporary copies a killed run left.
     #[arg(long, value_name = "FILE", exclusive = true, value_parser = key_file)]
     pub new_ticket_key: Option<PathBuf>,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).

@@ -190,8 +190,8 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: EchoCo
 
 /// `--new-ticket-key FILE`: a fresh key first, at most three kept; prints the key names.
 fn rotate_ticket_keys(path: &std::path::Path) -> anyhow::Result<()> {
-    let names = channel::new_ticket_key(path)
-        .map_err(|e| CliError::failure(e.to_string()).with_hint(rotation_hint(path)))?;
+    let names =
+        channel::new_ticket_key(path).map_err(|e| CliError::failure(e.to_string()).with_hint(rotation_hint(path)))?;
     tessera::outln!(
         "{}: {}, new sealing key {} (copy the file to every server, then send each SIGHUP)",
         path.display(),
