@@ -171,7 +171,10 @@ NEW=$(awk -v k="$KILLED_AT" '$1 >= k' "$D/new.log" | wc -l)
 LOST=$(awk -v k="$KILLED_AT" '$1 >= k && $2 != 0' "$D/new.log" | wc -l)
 CUT=$(awk -v k="$KILLED_AT" '$1 < k && $2 != 0' "$D/new.log" | wc -l)
 echo "new connections after the kill: $NEW, lost: $LOST (goal 0); cut in flight by the kill: $CUT"
-lost_messages=0 reconnects=0 resumed=0 resent=0
+lost_messages=0 attempts=0 reconnects=0 resumed=0 resent=0
+# The figure before WORDS in the retry summary line $1 (0 when absent): `3 connection attempts
+# after a failure, 1 reconnect (1 resumed its TLS session), 1 message sent again; …`.
+figure() { echo "$1" | grep -oE "[0-9]+ $2" | grep -oE '^[0-9]+' || echo 0; }
 for c in $(seq "$CLIENTS"); do
   if ! cmp -s "$D/expected" "$D/client$c.out"; then
     missing=$(sort "$D/expected" | comm -23 - <(sort -u "$D/client$c.out") | wc -l)
@@ -179,14 +182,15 @@ for c in $(seq "$CLIENTS"); do
     lost_messages=$((lost_messages + (missing > 0 ? missing : 1)))
   fi
   if line=$(grep -m1 '^echo-client: retry: ' "$D/client$c.err"); then
-    # shellcheck disable=SC2046
-    set -- $(echo "$line" | grep -oE '[0-9]+')
-    reconnects=$((reconnects + $1)) resumed=$((resumed + $2)) resent=$((resent + $3))
+    attempts=$((attempts + $(figure "$line" 'connection attempts?')))
+    reconnects=$((reconnects + $(figure "$line" 'reconnects?')))
+    resumed=$((resumed + $(figure "$line" 'resumed')))
+    resent=$((resent + $(figure "$line" 'messages? sent again')))
   fi
 done
 echo "messages: $((CLIENTS * MESSAGES)) sent by $CLIENTS clients, lost or duplicated: $lost_messages (goal 0), sent again after a loss: $resent"
 if [ "$reconnects" -gt 0 ]; then
-  echo "reconnects: $reconnects, resumed their TLS session: $resumed ($((100 * resumed / reconnects)) %)"
+  echo "reconnects: $reconnects (of $attempts connection attempts after a failure), resumed their TLS session: $resumed ($((100 * resumed / reconnects)) %)"
 else
   echo "reconnects: 0 (the killed server held none of the message clients)"
 fi

@@ -20,7 +20,8 @@
 //! A temporary file is named `.<target name>.tmp-<pid>-<16 hex digits>`. A process killed while
 //! writing leaves it behind; [`remove_stale_temporaries`] removes such leftovers (only names of
 //! this exact shape, and only when the process that made them is gone or they are old), and the
-//! CA calls it on its directories whenever it takes its lock.
+//! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
+//! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -261,6 +262,55 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// # Errors
 /// The I/O error reading `dir`; files that cannot be removed are skipped.
 pub(crate) fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
+    remove_stale(dir, None)
+}
+
+/// [`remove_stale_temporaries`] for the temporary files of one target only: those named
+/// `.<file name of target>.tmp-…` in the directory where a write of `target` makes them (the
+/// directory of the file a symbolic link `target` points to).
+///
+/// # Errors
+/// The I/O error reading the directory.
+pub(crate) fn remove_stale_temporaries_of(target: &Path) -> io::Result<usize> {
+    let target = written_path(target);
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
+    remove_stale(parent_dir(&target), Some(&prefix))
+}
+
+/// An exclusive `flock` on a directory itself (no lock file of ours): held until the returned
+/// [`File`] is dropped; waits while another process (or another open of the directory) holds
+/// it. Serialises read-modify-write cycles of the files in `dir` between processes that all
+/// take it (the CA on its directory, `echo-server --new-ticket-key` on the key file's).
+///
+/// # Errors
+/// The I/O error opening or locking `dir`.
+pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
+    let file = File::open(dir)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// [`lock_dir`] on the directory where a write of `target` happens (that of the file a
+/// symbolic link `target` points to), for a read-modify-write of `target`.
+///
+/// # Errors
+/// As [`lock_dir`].
+pub(crate) fn lock_dir_of(target: &Path) -> io::Result<File> {
+    lock_dir(parent_dir(&written_path(target)))
+}
+
+/// The path a write of `target` replaces: `target`, or the file a symbolic link `target`
+/// points to (as [`AtomicFile`] resolves it).
+fn written_path(target: &Path) -> PathBuf {
+    resolve_links(target).unwrap_or_else(|_| target.to_path_buf())
+}
+
+/// Removes the stale temporary files in `dir`, only those whose name starts with `prefix` when
+/// one is given.
+fn remove_stale(dir: &Path, prefix: Option<&str>) -> io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -270,7 +320,11 @@ pub(crate) fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(owner) = name.to_str().and_then(temporary_owner) else {
+        let Some(owner) = name
+            .to_str()
+            .filter(|name| prefix.is_none_or(|prefix| name.starts_with(prefix)))
+            .and_then(temporary_owner)
+        else {
             continue;
         };
         let Ok(meta) = entry.path().symlink_metadata() else {
@@ -658,6 +712,47 @@ mod tests {
             .to_string();
         assert_eq!(temporary_owner(&name), Some(Some(std::process::id())), "{name}");
         assert_eq!(temporary_owner("out.pem"), None);
+    }
+
+    #[test]
+    fn a_private_temporary_is_0600_from_its_creation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("tickets.keys");
+        let mut f = AtomicFile::create_with_mode(&target, PRIVATE_MODE).unwrap();
+        f.write_all(b"secret").unwrap();
+        let temp = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap();
+        assert!(temp.file_name().to_string_lossy().starts_with(".tickets.keys.tmp-"));
+        assert_eq!(temp.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        f.commit(true).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_sweep_of_one_target_leaves_other_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.keys");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let ours = dir.path().join(format!(".a.keys.tmp-{dead}-00000000000000aa"));
+        let other = dir.path().join(format!(".b.keys.tmp-{dead}-00000000000000aa"));
+        let prefix_only = dir.path().join(format!(".a.keys.more.tmp-{dead}-00000000000000aa"));
+        for path in [&ours, &other, &prefix_only] {
+            std::fs::write(path, b"k").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries_of(&target).unwrap(), 1);
+        assert!(!ours.exists() && other.exists() && prefix_only.exists());
+    }
+
+    #[test]
+    fn a_directory_lock_excludes_another_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir_of(&dir.path().join("tickets.keys")).unwrap();
+        let other = File::open(dir.path()).unwrap();
+        assert!(other.try_lock().is_err(), "a second lock was granted");
+        drop(held);
+        other.try_lock().unwrap();
     }
 
     #[test]

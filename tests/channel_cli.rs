@@ -360,6 +360,81 @@ fn huge_durations_are_usage_errors() {
 }
 
 #[test]
+fn numeric_flags_out_of_range_are_usage_errors_naming_flag_range_and_value() {
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    // (flag, value, the range as the error states it); each on an otherwise good command line.
+    let server_cases = [
+        ("--ticket-lifetime", "0", "from 1 to 604800"),
+        // RFC 8446 §4.6.1: a ticket lifetime is at most 7 days.
+        ("--ticket-lifetime", "604801", "from 1 to 604800"),
+        ("--max-conns", "0", "from 1 to 1000000"),
+        ("--max-conns", "1000001", "from 1 to 1000000"),
+        ("--max-handshakes", "0", "from 1 to 1000000"),
+        ("--drain-timeout", "3601", "from 0.01 to 3600"),
+        ("--drain-timeout", "soon", "from 0.01 to 3600"),
+    ];
+    for (flag, value, range) in server_cases {
+        let out = run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+                .args(["--listen", "127.0.0.1:0", "--ticket-keys"])
+                .arg(&keys)
+                .args([flag, value, "--cert"])
+                .arg(&pki.server.chain)
+                .arg("--key")
+                .arg(&pki.server.key),
+            b"",
+            STEP,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo-server {flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(range) && stderr.contains(value),
+            "echo-server {flag} {value}: {stderr}"
+        );
+    }
+    // Nothing listens on the address: a usage error must come first.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client_cases: [&[&str]; 7] = [
+        &["--retry", "0", "m"],
+        &["--retry", "1001", "m"],
+        &["--retry", "1", "--retry-backoff", "0", "m"],
+        &["--retry", "1", "--retry-backoff", "60001", "m"],
+        &["--bench", "--conns", "0"],
+        &["--bench", "--conns", "100001"],
+        &["--bench", "--concurrency", "0"],
+    ];
+    let ranges = [
+        "from 1 to 1000",
+        "from 1 to 1000",
+        "from 1 to 60000",
+        "from 1 to 60000",
+        "from 1 to 100000",
+        "from 1 to 100000",
+        "from 1 to 100000",
+    ];
+    for (args, range) in client_cases.iter().zip(ranges) {
+        let out = run(pki.client(closed, None).args(*args), b"", STEP);
+        let stderr = text(&out.stderr);
+        let (flag, value) = args
+            .windows(2)
+            .rev()
+            .find(|pair| pair[0].starts_with("--") && pair[1].bytes().all(|b| b.is_ascii_digit()))
+            .map(|pair| (pair[0], pair[1]))
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "echo-client {args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(range) && stderr.contains(&format!("\"{value}\"")),
+            "echo-client {args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("cannot connect"), "{stderr}");
+    }
+}
+
+#[test]
 fn bench_reports_json() {
     let pki = Pki::new();
     let server = Server::start(pki.dir.path(), &os(&pki.server_args()));

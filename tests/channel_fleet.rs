@@ -436,6 +436,54 @@ fn retry_waits_for_a_server_that_is_not_up_yet() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
     assert!(stderr.contains("reconnecting in"), "{stderr}");
     assert!(stderr.contains("every message was echoed once"), "{stderr}");
+    // Every refused attempt is an attempt; only the one that connected is a reconnect, and
+    // nothing had been sent before it.
+    let summary = channel_common::RetrySummary::parse(&stderr);
+    let warnings = stderr.matches("reconnecting in").count() as u64;
+    assert_eq!(summary.attempts, warnings, "{stderr}");
+    assert_eq!(summary.reconnects, 1, "{stderr}");
+    assert_eq!(summary.resent, 0, "{stderr}");
+    assert!(stderr.contains(&format!("(attempt {warnings} of 40)")), "{stderr}");
+}
+
+#[test]
+fn a_bench_connection_refused_at_first_counts_attempts_not_exchanges_sent_again() {
+    let pki = Pki::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut command = pki.client(addr, Some(&pki.client1));
+    command.args([
+        "--bench",
+        "--bytes",
+        "1K",
+        "--conns",
+        "1",
+        "--retry",
+        "40",
+        "--retry-backoff",
+        "50",
+        "--json",
+    ]);
+    let client = std::thread::spawn(move || channel_common::run(&mut command, b"", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(400));
+    let _server = start_on(&pki, port);
+    let out = client.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let field = |name: &str| report[name].as_u64().unwrap_or_else(|| panic!("no {name}: {report}"));
+    // Each refused connection was an attempt; the one that connected is the one reconnect; no
+    // exchange had begun before it, so nothing was sent again.
+    let warnings = stderr.matches("reconnecting in").count() as u64;
+    assert!(warnings >= 1, "{stderr}");
+    assert_eq!(field("attempts"), warnings, "{report}");
+    assert_eq!(field("reconnects"), 1, "{report}");
+    assert_eq!(field("resent"), 0, "{report}");
+    assert_eq!(field("bytes_received"), 1024, "{report}");
 }
 
 /// A TLS echo server (the library's) that drops its first connection after reading the
@@ -509,7 +557,10 @@ fn retry_sends_again_a_message_lost_mid_stream_and_prints_each_once() {
     );
     assert!(stderr.contains("messages 2 to 3 will be sent"), "{stderr}");
     assert!(
-        stderr.contains("retry: 1 reconnects (0 resumed their TLS session), 1 messages sent again"),
+        stderr.contains(
+            "retry: 1 connection attempt after a failure, 1 reconnect (0 resumed their TLS session), 1 message \
+             sent again; every message was echoed once, in order"
+        ),
         "{stderr}"
     );
 

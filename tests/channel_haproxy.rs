@@ -375,19 +375,11 @@ fn kill_9_of_a_server_mid_stream_loses_no_message_and_the_client_resumes_on_anot
     );
     // The client reconnected, and the reconnect resumed its session on another server (the
     // key file is shared).
-    let summary = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("echo-client: retry: "))
-        .unwrap_or_else(|| panic!("no retry summary: {stderr}"));
-    let numbers: Vec<u64> = summary
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|t| !t.is_empty())
-        .map(|t| t.parse().unwrap())
-        .collect();
-    let (reconnects, resumed, resent) = (numbers[0], numbers[1], numbers[2]);
-    assert!(reconnects >= 1, "{summary}");
-    assert!(resumed >= 1, "the reconnect did not resume: {summary}");
-    assert!(resent <= reconnects, "{summary}");
+    let summary = channel_common::RetrySummary::parse(&stderr);
+    assert!(summary.reconnects >= 1, "{summary:?}");
+    assert!(summary.attempts >= summary.reconnects, "{summary:?}");
+    assert!(summary.resumed >= 1, "the reconnect did not resume: {summary:?}");
+    assert!(summary.resent <= summary.reconnects, "{summary:?}");
     let resumed_on_others = servers
         .iter()
         .enumerate()

@@ -269,7 +269,7 @@ fn echo_server_refuses_a_key_file_open_to_others_and_makes_one_with_new_ticket_k
         .unwrap();
     assert_eq!(make.status.code(), Some(0), "{}", String::from_utf8_lossy(&make.stderr));
     let stdout = String::from_utf8_lossy(&make.stdout);
-    assert!(stdout.contains("1 keys, new sealing key "), "{stdout}");
+    assert!(stdout.contains(": 1 key, new sealing key "), "{stdout}");
     assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     let secret = std::fs::read_to_string(&keys).unwrap();
     let secret = secret.lines().find(|l| !l.starts_with('#')).unwrap().to_string();
@@ -280,6 +280,7 @@ fn echo_server_refuses_a_key_file_open_to_others_and_makes_one_with_new_ticket_k
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains(": 2 keys, new sealing key "));
     assert_eq!(channel::TicketKeys::load(&keys).unwrap().len(), 2);
     // --new-ticket-key goes alone.
     let mixed = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
@@ -313,4 +314,199 @@ fn echo_server_refuses_a_key_file_open_to_others_and_makes_one_with_new_ticket_k
     let log = server.wait_for_log("session ticket keys kept from before");
     assert!(log.contains("mode is 0644"), "{log}");
     assert!(!log.contains(&secret), "{log}");
+}
+
+/// `echo-server --new-ticket-key FILE`, run to its end.
+fn new_ticket_key_cli(file: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .arg("--new-ticket-key")
+        .arg(file)
+        .env_remove("SSLKEYLOGFILE")
+        .output()
+        .unwrap()
+}
+
+/// The sealing key `--new-ticket-key` announced on stdout.
+fn announced_key(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split("new sealing key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key name in {stdout}"))
+        .to_string()
+}
+
+/// The PID of a process that has ended (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn new_ticket_key_sweeps_the_temporary_files_of_a_killed_rotation() {
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("fleet.keys");
+    announced_key(&new_ticket_key_cli(&keys));
+    // What `kill -9` during a rotation leaves: a full copy of the keys beside the file.
+    let stale = pki
+        .dir
+        .path()
+        .join(format!(".fleet.keys.tmp-{}-00112233445566ff", dead_pid()));
+    std::fs::copy(&keys, &stale).unwrap();
+    // A rotation still running (this test process is alive), and another file's leftover.
+    let live = pki
+        .dir
+        .path()
+        .join(format!(".fleet.keys.tmp-{}-0123456789abcdef", std::process::id()));
+    std::fs::copy(&keys, &live).unwrap();
+    let other = pki
+        .dir
+        .path()
+        .join(format!(".other.keys.tmp-{}-00112233445566ff", dead_pid()));
+    std::fs::write(&other, "x").unwrap();
+
+    let out = new_ticket_key_cli(&keys);
+    announced_key(&out);
+    assert!(!stale.exists(), "the dead rotation's copy of the keys is still there");
+    assert!(live.exists(), "a live rotation's temporary file was removed");
+    assert!(other.exists(), "another file's temporary file was removed");
+    assert_eq!(channel::TicketKeys::load(&keys).unwrap().len(), 2);
+    // No temporary file of ours is left by a rotation that ends, and the file stays 0600.
+    let leftovers: Vec<String> = std::fs::read_dir(pki.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".fleet.keys.tmp-") && !live.ends_with(name))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn concurrent_new_ticket_key_runs_keep_every_new_key() {
+    let pki = Pki::new();
+    // As many concurrent runs as the file keeps keys: every one's key must be in it at the end.
+    let runs = channel::KEPT_TICKET_KEYS;
+    for round in 0..6 {
+        let keys = pki.dir.path().join(format!("round{round}.keys"));
+        let first = announced_key(&new_ticket_key_cli(&keys));
+        let barrier = Arc::new(std::sync::Barrier::new(runs));
+        let threads: Vec<_> = (0..runs)
+            .map(|_| {
+                let (keys, barrier) = (keys.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    new_ticket_key_cli(&keys)
+                })
+            })
+            .collect();
+        let mut announced: Vec<String> = threads.into_iter().map(|t| announced_key(&t.join().unwrap())).collect();
+        let mut in_file = channel::TicketKeys::load(&keys).unwrap().names();
+        announced.sort();
+        in_file.sort();
+        assert_eq!(in_file, announced, "round {round}: a rotation lost another's key");
+        assert!(!in_file.contains(&first), "round {round}: the oldest key was kept");
+    }
+}
+
+#[test]
+fn concurrent_rotations_are_serialised_each_on_the_file_the_previous_one_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("fleet.keys");
+    let first = channel::new_ticket_key(&keys).unwrap().remove(0);
+    let runs = 8;
+    let barrier = Arc::new(std::sync::Barrier::new(runs));
+    let threads: Vec<_> = (0..runs)
+        .map(|_| {
+            let (keys, barrier) = (keys.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                channel::new_ticket_key(&keys).unwrap()
+            })
+        })
+        .collect();
+    // Each rotation's list: its own key, then the keys of the file it started from.
+    let lists: Vec<Vec<String>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let before: std::collections::HashMap<&str, &str> = lists
+        .iter()
+        .map(|names| (names[0].as_str(), names[1].as_str()))
+        .collect();
+    assert_eq!(before.len(), runs, "two rotations made the same key");
+    // From the file's sealing key back through every rotation to the first key: none skipped.
+    let in_file = channel::TicketKeys::load(&keys).unwrap().names();
+    assert_eq!(in_file.len(), channel::KEPT_TICKET_KEYS);
+    let mut key = in_file[0].as_str();
+    for _ in 0..runs {
+        key = before
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is not a rotation's key: {lists:?}"));
+    }
+    assert_eq!(
+        key, first,
+        "a rotation started from a file another had replaced: {lists:?}"
+    );
+}
+
+#[test]
+fn new_ticket_key_refuses_stdin_and_says_how_to_fix_its_file() {
+    let pki = Pki::new();
+    // "-" is no key file, for --ticket-keys (it is read again on SIGHUP) or --new-ticket-key.
+    let mut args: Vec<std::ffi::OsString> = pki.server_args();
+    args.extend([
+        "--ticket-keys".into(),
+        "-".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    for command in [
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .args(&args)
+            .output()
+            .unwrap(),
+        new_ticket_key_cli(Path::new("-")),
+    ] {
+        let stderr = String::from_utf8_lossy(&command.stderr);
+        assert_eq!(command.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("cannot be a ticket key file") && stderr.contains("0600"),
+            "{stderr}"
+        );
+    }
+
+    // Each problem gets its own hint, never "give a file made by --new-ticket-key".
+    let dir = pki.dir.path();
+    let open = dir.join("open.keys");
+    announced_key(&new_ticket_key_cli(&open));
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let garbage = dir.join("garbage.keys");
+    std::fs::write(&garbage, "not base64!\n").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cases = [
+        (open.clone(), "chmod 600"),
+        (garbage.clone(), "base64 32-byte keys, one per line"),
+        (dir.join("missing").join("fleet.keys"), "does not exist: create it"),
+        (dir.to_path_buf(), "is not a regular file"),
+    ];
+    for (path, hint) in cases {
+        let out = new_ticket_key_cli(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", path.display());
+        let hint_line = stderr
+            .lines()
+            .find(|l| l.starts_with("echo-server: hint: "))
+            .unwrap_or_else(|| panic!("no hint: {stderr}"));
+        assert!(hint_line.contains(hint), "{}: {stderr}", path.display());
+        assert!(!hint_line.contains("made by"), "{stderr}");
+    }
+    // The refused files are untouched.
+    assert_eq!(std::fs::read_to_string(&garbage).unwrap(), "not base64!\n");
+    assert_eq!(std::fs::metadata(&open).unwrap().permissions().mode() & 0o777, 0o644);
 }

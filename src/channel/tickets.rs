@@ -126,13 +126,18 @@ impl fmt::Debug for TicketKeys {
 }
 
 impl TicketKeys {
-    /// Reads a key file (format in the module documentation). Blocking file I/O.
+    /// Reads a key file (format in the module documentation). Blocking file I/O. First, as a
+    /// best effort, removes the temporary files `.<name>.tmp-<pid>-<hex>` beside it that a
+    /// [`new_ticket_key`] killed mid-way left (copies of the keys; only those whose process is
+    /// gone, or older than 15 minutes; nothing else).
     ///
     /// # Errors
     /// [`ChannelError::TicketKeys`] when the file cannot be read, is not a regular file, is
     /// open to group or others, is too large, or does not hold 1 to [`MAX_TICKET_KEYS`] distinct
     /// base64 keys of [`TICKET_KEY_LEN`] bytes (the message names the line, never its content).
     pub fn load(path: &Path) -> Result<Self, ChannelError> {
+        // Best effort: temporary files (full key sets) left by a killed `--new-ticket-key`.
+        let _ = crate::fsutil::remove_stale_temporaries_of(path);
         let text = read_key_file(path)?;
         let keys = parse_keys(path, &text)?;
         if keys.is_empty() {
@@ -259,10 +264,21 @@ fn parse_keys(path: &Path, text: &str) -> Result<Vec<TicketKey>, ChannelError> {
 /// checked as [`TicketKeys::load`] does and replaced atomically, keeping its mode (0600 or
 /// 0400). Returns the key names now in the file, new key first.
 ///
+/// Concurrent calls for the same `path` are serialised by an exclusive `flock` on its
+/// directory: each starts from the file the previous one wrote, so no announced key is lost.
+/// Temporary files `.<name>.tmp-<pid>-<hex>` left beside it by a killed rotation (whose process
+/// is gone) are removed first; [`TicketKeys::load`] removes them too where it may.
+///
 /// # Errors
 /// [`ChannelError::TicketKeys`]: an existing file that [`TicketKeys::load`] refuses, no
 /// randomness, or the write failing (the file is then unchanged).
 pub fn new_ticket_key(path: &Path) -> Result<Vec<String>, ChannelError> {
+    // Rotations of the same file are serialised (an flock on its directory, released when
+    // `_lock` drops), so each one starts from the file the previous one wrote.
+    let _lock = crate::fsutil::lock_dir_of(path)
+        .map_err(|e| problem(path, format!("cannot lock the directory it is in: {e}")))?;
+    // Temporary files (full key sets) left by a rotation that was killed.
+    let _ = crate::fsutil::remove_stale_temporaries_of(path);
     let existing = match path.symlink_metadata() {
         Ok(_) => Some(TicketKeys::load(path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -90,3 +90,24 @@ impl CliError {
         }
     }
 }
+
+/// `count` and the noun that agrees with it: `1 key`, `0 keys`, `3 keys` (`one` for exactly 1,
+/// `many` otherwise).
+pub fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn the_noun_agrees_with_the_count() {
+        assert_eq!(counted(1, "key", "keys"), "1 key");
+        assert_eq!(counted(0, "key", "keys"), "0 keys");
+        assert_eq!(
+            counted(3, "message sent again", "messages sent again"),
+            "3 messages sent again"
+        );
+    }
+}

@@ -49,12 +49,13 @@ impl RotationArgs {
     }
 }
 
-/// A flag's whole-number value, for clap's `value_parser` (in place of Rust's "invalid digit
-/// found in string"): text that is no whole number is refused saying the range, `min` to `max`.
-/// A number out of range is returned as is: the tool checks it (with [`count`]) and says so.
+/// A flag's whole-number value from `min` to `max` (both included), for clap's `value_parser`
+/// (in place of Rust's "invalid digit found in string"): text that is no whole number, or a
+/// number outside the range, is refused saying the range (clap then exits 2).
 ///
 /// # Errors
-/// `expected a whole number from MIN to MAX, not "TEXT"`.
+/// `expected a whole number from MIN to MAX, not "TEXT"` (`MIN or more` when `max` is
+/// `u64::MAX`).
 pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
     let range = if max == u64::MAX {
         format!("{min} or more")
@@ -62,8 +63,8 @@ pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
         format!("from {min} to {max}")
     };
     match text.trim().parse::<u64>() {
-        Ok(value) => Ok(value),
-        Err(_) => Err(format!(
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(format!(
             "expected a whole number {range}, not \"{}\"",
             super::printable(text)
         )),
@@ -277,6 +278,24 @@ mod tests {
         assert_eq!(count(1, "--n", 5), Ok(1));
         assert!(count(0, "--n", 5).is_err());
         assert!(count(6, "--n", 5).is_err());
+    }
+
+    #[test]
+    fn whole_numbers_keep_to_their_range() {
+        assert_eq!(whole_number("1", 1, 604_800), Ok(1));
+        assert_eq!(whole_number(" 604800 ", 1, 604_800), Ok(604_800));
+        assert_eq!(whole_number("0", 0, u64::MAX), Ok(0));
+        for bad in ["0", "604801", "-1", "1.5", "", "18446744073709551616", "7d"] {
+            assert_eq!(
+                whole_number(bad, 1, 604_800),
+                Err(format!("expected a whole number from 1 to 604800, not \"{bad}\"")),
+            );
+        }
+        assert_eq!(
+            whole_number("x", 2, u64::MAX),
+            Err("expected a whole number 2 or more, not \"x\"".to_string())
+        );
+        assert!(whole_number("1", 2, u64::MAX).is_err());
     }
 
     #[test]

@@ -237,6 +237,54 @@ pub fn run(command: &mut std::process::Command, stdin: &[u8], limit: Duration) -
     }
 }
 
+/// The figures of echo-client's `echo-client: retry: …` summary line on stderr, each read
+/// from its label (so a reworded or reordered line fails the test, not a guess).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySummary {
+    /// `A connection attempt(s) after a failure`.
+    pub attempts: u64,
+    /// `R reconnect(s)`.
+    pub reconnects: u64,
+    /// `(S resumed its/their TLS session)`.
+    pub resumed: u64,
+    /// `M message(s) sent again`.
+    pub resent: u64,
+}
+
+impl RetrySummary {
+    /// Finds and parses the summary line in `stderr`; panics (failing the test) without one.
+    pub fn parse(stderr: &str) -> Self {
+        let line = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("echo-client: retry: "))
+            .unwrap_or_else(|| panic!("no retry summary: {stderr}"));
+        let figure = |labels: &[&str]| -> u64 {
+            labels
+                .iter()
+                .find_map(|label| {
+                    let at = line.find(label)?;
+                    let digits: String = line[..at]
+                        .trim_end()
+                        .chars()
+                        .rev()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    digits.chars().rev().collect::<String>().parse().ok()
+                })
+                .unwrap_or_else(|| panic!("no {labels:?} in the retry summary: {line}"))
+        };
+        Self {
+            attempts: figure(&[
+                " connection attempts after a failure",
+                " connection attempt after a failure",
+            ]),
+            reconnects: figure(&[" reconnects (", " reconnect ("]),
+            resumed: figure(&[" resumed their TLS session", " resumed its TLS session"]),
+            resent: figure(&[" messages sent again", " message sent again"]),
+        }
+    }
+}
+
 /// A running `echo-server`, killed when dropped. Its log goes to a file.
 pub struct Server {
     pub child: std::process::Child,

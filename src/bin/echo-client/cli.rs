@@ -14,7 +14,7 @@ const AFTER_HELP: &str = "EXAMPLES:
   # stream stdin to the server and its echo to stdout
   echo-client --connect localhost:4433 --ca root.pem --cert client.chain.pem --key client.key < file
 
-  # survive a server restart or a failover behind a load balancer: up to 10 reconnects
+  # survive a server restart or a failover behind a load balancer: up to 10 connection attempts
   echo-client --connect lb:4433 --ca root.pem --cert c.chain.pem --key c.key --retry 10 \\
       --retry-backoff 100 one two three
 
@@ -24,15 +24,17 @@ const AFTER_HELP: &str = "EXAMPLES:
 
 OUTPUT:
   Messages: each MESSAGE is sent followed by a newline; what comes back is printed as is.
-  With --retry, stderr ends with `echo-client: retry: R reconnects (S resumed their TLS session),
-  M messages sent again` (nothing with -q).
+  With --retry, stderr ends with `echo-client: retry: A connection attempts after a failure,
+  R reconnects (S resumed their TLS session), M messages sent again; …` (nothing with -q): A
+  counts every attempt --retry made, R those that opened a connection (singular nouns for 1).
   Stdin: streamed as it comes. A lost connection ends the run with exit 3 and an error saying
   how many bytes were sent and how many came back (those are on stdout; nothing else is): a
   stream cannot be sent again without echoing some of it twice, so --retry needs MESSAGEs.
   --bench: a summary (text, or with --json an object with connections, bytes_sent,
   bytes_received, seconds, mib_per_second, handshakes_per_second, handshake_ms {p50, p99, max},
-  rotations, resumed, reconnects, reconnects_resumed, resent). With --retry a connection lost
-  mid-way reconnects and echoes its bytes again from the start (counted in resent).
+  rotations, resumed, attempts, reconnects, reconnects_resumed, resent). With --retry a
+  connection lost mid-way reconnects and echoes its bytes again from the start (counted in
+  resent).
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written
@@ -82,18 +84,19 @@ pub struct Args {
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,
-    /// When the connection is refused, reset or lost before a message was echoed, reconnect up
-    /// to N times in all (0 to 1000; with --bench, per connection), resuming the TLS session
-    /// where the server allows it (session tickets are kept across reconnects), and send again
-    /// every message not yet echoed; each is printed once, in order. Refusals (certificates,
-    /// allow list) are never retried. A summary of reconnects, resumed handshakes and messages
-    /// sent again goes to stderr (and into the --bench report). Not for stdin streaming: see
-    /// OUTPUT.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub retry: u64,
+    /// When the connection is refused, reset or lost before a message was echoed, make up to N
+    /// more connection attempts in all (1 to 1000; with --bench, per connection; without the
+    /// flag, none), resuming the TLS session where the server allows it (session tickets are
+    /// kept across reconnects), and send again every message not yet echoed; each is printed
+    /// once, in order. Refusals (certificates, allow list) are never retried. A summary goes to
+    /// stderr (and into the --bench report): connection attempts after a failure, reconnects
+    /// (the attempts that opened a connection), how many of those resumed, messages sent
+    /// again. Not for stdin streaming: see OUTPUT.
+    #[arg(long, value_name = "N", value_parser = retry_count)]
+    pub retry: Option<u64>,
     /// The first wait before reconnecting, in milliseconds (1 to 60000); it doubles at each
     /// attempt (at most 10 s) and a random part (up to half) is taken off.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", value_parser = retry_backoff_ms, default_value_t = 100)]
     pub retry_backoff: u64,
     /// Run a load test instead of sending messages.
     #[arg(long)]
@@ -126,6 +129,21 @@ pub struct Args {
 
 /// The largest --conns (and --concurrency).
 pub const MAX_CONNS: u64 = 100_000;
+
+/// The largest --retry.
+pub const MAX_RETRY: u64 = 1000;
+/// The largest --retry-backoff, in milliseconds.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
+
+/// `--retry`: 1 to [`MAX_RETRY`] connection attempts after a failure (without the flag: none).
+fn retry_count(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_RETRY)
+}
+
+/// `--retry-backoff`: 1 to [`MAX_RETRY_BACKOFF_MS`] milliseconds.
+fn retry_backoff_ms(text: &str) -> Result<u64, String> {
+    tessera::cli::whole_number(text, 1, MAX_RETRY_BACKOFF_MS)
+}
 
 /// `--conns`, `--concurrency`: 1 to [`MAX_CONNS`] (--concurrency at most --conns, checked later).
 fn connection_count(text: &str) -> Result<u64, String> {

@@ -154,12 +154,15 @@ struct Target {
     counters: RetryCounters,
 }
 
-/// What --retry did: reconnects, resumed handshakes, messages sent again.
+/// What --retry did: connection attempts, reconnects, resumed handshakes, messages sent again.
 #[derive(Debug, Default)]
 struct RetryCounters {
     /// Handshakes that resumed a session (the first connection's included).
     resumed: AtomicU64,
-    /// Connections opened again after a loss or refusal.
+    /// Connection attempts made after a failure (a connection lost, or an attempt that failed):
+    /// the ones `--retry N` allows, successful or not.
+    attempts: AtomicU64,
+    /// Of those, the ones that opened a connection (TCP connected, TLS handshake done).
     reconnects: AtomicU64,
     /// Of those, the ones whose handshake resumed a session.
     reconnects_resumed: AtomicU64,
@@ -176,13 +179,21 @@ impl RetryCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `R reconnects (S resumed their TLS session), M messages sent again`.
-    fn summary(&self) -> String {
+    /// `A connection attempts after a failure, R reconnects (S resumed their TLS session), M
+    /// messages sent again` (singular nouns for 1; `what` names what is sent again).
+    fn summary(&self, what: (&str, &str)) -> String {
+        use tessera::cli::counted;
         format!(
-            "{} reconnects ({} resumed their TLS session), {} messages sent again",
-            Self::get(&self.reconnects),
+            "{} after a failure, {} ({} resumed {} TLS session), {} sent again",
+            counted(Self::get(&self.attempts), "connection attempt", "connection attempts"),
+            counted(Self::get(&self.reconnects), "reconnect", "reconnects"),
             Self::get(&self.reconnects_resumed),
-            Self::get(&self.resent)
+            if Self::get(&self.reconnects_resumed) == 1 {
+                "its"
+            } else {
+                "their"
+            },
+            counted(Self::get(&self.resent), what.0, what.1),
         )
     }
 }
@@ -198,7 +209,7 @@ struct Retry {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Retry {
-    /// The wait before reconnect number `attempt` (1, 2, …): the backoff doubled at each
+    /// The wait before connection attempt number `attempt` after a failure (1, 2, …): the backoff doubled at each
     /// attempt, at most [`MAX_BACKOFF`], less a random part of up to half (jitter, so that
     /// clients cut off together do not come back together).
     fn delay(&self, attempt: u64) -> Duration {
@@ -260,11 +271,6 @@ fn warn(quiet: bool, message: &str) {
 /// The largest --write-size.
 const MAX_WRITE_SIZE: u64 = 16 * 1024 * 1024;
 
-/// The largest --retry.
-const MAX_RETRY: u64 = 1000;
-/// The largest --retry-backoff, in milliseconds.
-const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
-
 fn run(args: cli::Args) -> anyhow::Result<()> {
     use tessera::cli::{MAX_PHASE_SECONDS, MAX_SECONDS, count, timeout_seconds};
     refuse_key_log_over_inputs(&args)?;
@@ -300,14 +306,9 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         count(args.write_size, "--write-size", MAX_WRITE_SIZE).map_err(CliError::usage)?;
     }
     let retry = Retry {
-        attempts: if args.retry == 0 {
-            0
-        } else {
-            count(args.retry, "--retry", MAX_RETRY).map_err(CliError::usage)?
-        },
-        backoff: Duration::from_millis(
-            count(args.retry_backoff, "--retry-backoff", MAX_RETRY_BACKOFF_MS).map_err(CliError::usage)?,
-        ),
+        // Both in range: their value parsers checked them.
+        attempts: args.retry.unwrap_or(0),
+        backoff: Duration::from_millis(args.retry_backoff),
     };
     if retry.attempts > 0 && args.messages.is_empty() && !args.bench {
         return Err(CliError::usage("--retry needs MESSAGE arguments")
@@ -446,18 +447,20 @@ fn retryable(error: &anyhow::Error) -> bool {
     }
 }
 
-/// After a failure: waits and returns the number of reconnects used, or gives the error back
-/// when it is not retryable or the budget is spent.
+/// After a failure: waits and returns the number of connection attempts used (counting the
+/// one about to be made), or gives the error back when it is not retryable or the `--retry`
+/// budget is spent.
 async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending: &str) -> anyhow::Result<u64> {
     if used >= target.retry.attempts || !retryable(&error) {
         return Err(error);
     }
     let used = used + 1;
+    RetryCounters::bump(&target.counters.attempts);
     let wait = target.retry.delay(used);
     warn(
         target.quiet,
         &format!(
-            "{error}; reconnecting in {} ms (reconnect {used} of {}); {pending}",
+            "{error}; reconnecting in {} ms (attempt {used} of {}); {pending}",
             wait.as_millis(),
             target.retry.attempts,
         ),
@@ -477,17 +480,18 @@ fn pending(next: usize, total: usize) -> String {
 /// is printed exactly once, in order.
 async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<ChannelStats> {
     let mut stream: Option<ChannelStream<TcpStream>> = None;
-    let mut reconnects = 0u64;
+    // Connection attempts made after a failure, of the --retry budget.
+    let mut attempts = 0u64;
     let mut next = 0usize;
     while let Some(message) = messages.get(next) {
         if stream.is_none() {
-            match target.open(reconnects > 0).await {
+            match target.open(attempts > 0).await {
                 Ok(opened) => {
                     log_connected(&opened);
                     stream = Some(opened);
                 }
                 Err(error) => {
-                    reconnects = retry_or_fail(target, error, reconnects, &pending(next, messages.len())).await?;
+                    attempts = retry_or_fail(target, error, attempts, &pending(next, messages.len())).await?;
                     continue;
                 }
             }
@@ -500,7 +504,7 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             }
             Err(error) => {
                 stream = None;
-                reconnects = retry_or_fail(target, error.into(), reconnects, &pending(next, messages.len())).await?;
+                attempts = retry_or_fail(target, error.into(), attempts, &pending(next, messages.len())).await?;
                 // Sent (at least in part) and not echoed: it goes again on the next connection.
                 RetryCounters::bump(&target.counters.resent);
             }
@@ -509,7 +513,7 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
     if target.retry.attempts > 0 && !target.quiet {
         tessera::errln!(
             "echo-client: retry: {}; every message was echoed once, in order",
-            target.counters.summary()
+            target.counters.summary(("message", "messages"))
         );
     }
     let Some(mut stream) = stream else {
@@ -759,7 +763,9 @@ struct BenchReport {
     policy: RotationPolicy,
     /// Handshakes that resumed a TLS session (with --retry, which keeps session tickets).
     resumed: u64,
-    /// Connections opened again after a loss (--retry).
+    /// Connection attempts made after a failure (--retry), successful or not.
+    attempts: u64,
+    /// Of those, the ones that opened a connection.
     reconnects: u64,
     /// Of those, the ones that resumed their session.
     reconnects_resumed: u64,
@@ -799,12 +805,16 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
             let _permit = slots.acquire_owned().await?;
             let mut used = 0u64;
             loop {
-                match bench_connection(&target, bytes, write_size, used > 0).await {
+                let mut opened = false;
+                match bench_connection(&target, bytes, write_size, used > 0, &mut opened).await {
                     Ok(result) => return Ok::<_, anyhow::Error>(result),
                     Err(error) => {
                         used =
                             retry_or_fail(&target, error, used, "this connection's bytes will be echoed again").await?;
-                        RetryCounters::bump(&target.counters.resent);
+                        if opened {
+                            // Its exchange had begun: it starts again from the beginning.
+                            RetryCounters::bump(&target.counters.resent);
+                        }
                     }
                 }
             }
@@ -835,6 +845,7 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
         rotations: results.iter().map(|r| r.rotations).sum(),
         policy: target.policy,
         resumed: RetryCounters::get(&target.counters.resumed),
+        attempts: RetryCounters::get(&target.counters.attempts),
         reconnects: RetryCounters::get(&target.counters.reconnects),
         reconnects_resumed: RetryCounters::get(&target.counters.reconnects_resumed),
         resent: RetryCounters::get(&target.counters.resent),
@@ -860,12 +871,11 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
         )?;
         if target.retry.attempts > 0 {
             tessera::outln!(
-                "{} handshakes resumed a TLS session; retry: {} reconnects ({} resumed their TLS session), {} \
-                 connections' exchanges sent again",
-                report.resumed,
-                report.reconnects,
-                report.reconnects_resumed,
-                report.resent
+                "{} resumed a TLS session; retry: {}",
+                tessera::cli::counted(report.resumed, "handshake", "handshakes"),
+                target
+                    .counters
+                    .summary(("connection's exchange", "connections' exchanges"))
             )?;
         }
     }
@@ -878,9 +888,11 @@ async fn bench_connection(
     bytes: u64,
     write_size: usize,
     reconnect: bool,
+    opened: &mut bool,
 ) -> anyhow::Result<ConnResult> {
     let begin = Instant::now();
     let mut stream = target.open(reconnect).await?;
+    *opened = true;
     let handshake = begin.elapsed();
     let seconds = target.io_timeout.as_secs_f64();
     let done = if bytes > 0 {

@@ -118,22 +118,23 @@ pub struct Args {
     pub proxy_from: Vec<tessera::channel::Cidr>,
     /// Seconds that sessions may go on after SIGTERM or SIGINT (0 to 3600; 0: close them at
     /// once). The port closes at once; a second signal ends every connection at once.
-    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    #[arg(long, value_name = "S", value_parser = drain_seconds, allow_negative_numbers = true, default_value_t = 0.0)]
     pub drain_timeout: f64,
     /// Send TLS 1.3 session tickets sealed with the keys in FILE (one base64 32-byte key per
-    /// line; the first seals, all open; a regular file of mode 0600 or 0400), so that clients
-    /// resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
+    /// line; the first seals, all open; a regular file of mode 0600 or 0400, never -), so that
+    /// clients resume on any server holding the same file. Re-read on SIGHUP. A resumed client's
     /// certificate is verified again (trust anchors, CRLs, --allow). Without it: no tickets.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = key_file)]
     pub ticket_keys: Option<PathBuf>,
-    /// With --ticket-keys: seconds a client may use a ticket (1 to 604800), sent to clients and
-    /// enforced; rotate the keys no more often than this.
+    /// With --ticket-keys: seconds a client may use a ticket (1 to 604800, i.e. at most 7 days:
+    /// RFC 8446 §4.6.1), sent to clients and enforced; rotate the keys no more often than this.
     #[arg(long, value_name = "S", requires = "ticket_keys", value_parser = ticket_lifetime, default_value_t = 3600)]
     pub ticket_lifetime: u64,
     /// Put a fresh random key first in the ticket key FILE (created 0600 if absent), keep at
-    /// most three keys, print the key names, and exit: the rotation step (then copy FILE to
-    /// every server and send each SIGHUP).
-    #[arg(long, value_name = "FILE", exclusive = true)]
+    /// most three keys, print the key count and the new key's name, and exit: the rotation step
+    /// (then copy FILE to every server and send each SIGHUP). Safe to run concurrently on one
+    /// FILE (a lock on its directory); removes temporary copies a killed run left.
+    #[arg(long, value_name = "FILE", exclusive = true, value_parser = key_file)]
     pub new_ticket_key: Option<PathBuf>,
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
@@ -152,7 +153,20 @@ pub const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// `--ticket-lifetime`: 1 second to 7 days (RFC 8446 §4.6.1).
 fn ticket_lifetime(text: &str) -> Result<u64, String> {
-    tessera::cli::whole_number(text, 1, 7 * 24 * 3600)
+    tessera::cli::whole_number(text, 1, tessera::channel::MAX_TICKET_LIFETIME.as_secs())
+}
+
+/// `--ticket-keys`, `--new-ticket-key`: a path, never `-` (key files hold secrets: a 0600
+/// regular file, not stdin).
+fn key_file(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err(
+            "\"-\" (standard input or output) cannot be a ticket key file: give the path of a regular file of mode \
+             0600 (the server reads it again on SIGHUP)"
+                .into(),
+        );
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// `--max-conns`, `--max-handshakes`: 1 to [`MAX_CONNECTIONS`].
@@ -164,6 +178,19 @@ fn connection_count(text: &str) -> Result<u64, String> {
 fn phase_seconds(text: &str) -> Result<f64, String> {
     use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT, seconds_value};
     seconds_value(text, MIN_TIMEOUT.as_secs_f64(), MAX_PHASE_SECONDS, false)
+}
+
+/// `--drain-timeout`: 0 (close sessions at once), or 0.01 to 3600 seconds (the range is
+/// checked in `run`, which names the flag).
+fn drain_seconds(text: &str) -> Result<f64, String> {
+    use tessera::cli::{MAX_PHASE_SECONDS, MIN_TIMEOUT};
+    text.trim().parse::<f64>().map_err(|_| {
+        format!(
+            "expected 0 (close sessions at once) or a number of seconds from {} to {MAX_PHASE_SECONDS}, not \"{}\"",
+            MIN_TIMEOUT.as_secs_f64(),
+            tessera::cli::printable(text)
+        )
+    })
 }
 
 /// `--idle-timeout`: 0.01 seconds to ten years.

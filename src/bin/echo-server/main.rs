@@ -190,14 +190,57 @@ async fn serve(listen: &str, config: Arc<ReloadableServerConfig>, limits: EchoCo
 
 /// `--new-ticket-key FILE`: a fresh key first, at most three kept; prints the key names.
 fn rotate_ticket_keys(path: &std::path::Path) -> anyhow::Result<()> {
-    let names = channel::new_ticket_key(path)?;
+    let names =
+        channel::new_ticket_key(path).map_err(|e| CliError::failure(e.to_string()).with_hint(rotation_hint(path)))?;
     tessera::outln!(
-        "{}: {} keys, new sealing key {} (copy the file to every server, then send each SIGHUP)",
+        "{}: {}, new sealing key {} (copy the file to every server, then send each SIGHUP)",
         path.display(),
-        names.len(),
+        tessera::cli::counted(names.len() as u64, "key", "keys"),
         names.first().map_or("", String::as_str)
     )?;
     Ok(())
+}
+
+/// What to do about a --new-ticket-key FILE that could not be rotated, told from what FILE and
+/// its directory are now (never "give a file made by --new-ticket-key", the step that failed).
+fn rotation_hint(path: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => format!(
+            "{shown} is not a regular file (a directory, FIFO, device or socket): give the path of a key file, or \
+             of one to create"
+        ),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => format!(
+            "make {shown} private (`chmod 600 {shown}`), and if others could read it, start afresh with a new \
+             file: its keys may be known"
+        ),
+        Ok(_) if std::fs::File::open(path).is_err() => {
+            format!("run as the user who owns {shown} (it must be readable and writable by it)")
+        }
+        Ok(_) if channel::TicketKeys::load(path).is_err() => format!(
+            "{shown} must hold 1 to {} base64 32-byte keys, one per line ('#' comments allowed): fix the line \
+             named, or give a new path to start afresh",
+            channel::MAX_TICKET_KEYS
+        ),
+        Ok(_) => format!(
+            "{shown} is a good key file: let this user create and rename files in {} (the file is replaced \
+             atomically through a temporary file there)",
+            dir.display()
+        ),
+        Err(_) if !dir.is_dir() => format!(
+            "the directory {} does not exist: create it (`mkdir -p`), or give a path in an existing one",
+            dir.display()
+        ),
+        Err(_) => format!(
+            "let this user create files in {} (or give a path in a directory it may write)",
+            dir.display()
+        ),
+    }
 }
 
 /// `SSLKEYLOGFILE` is appended to: refuse (exit 2) when it names one of the input files.

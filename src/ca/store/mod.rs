@@ -440,8 +440,7 @@ pub(crate) struct DirLock {
 
 impl DirLock {
     pub(crate) fn acquire(dir: &Path) -> Result<Self, CaError> {
-        let file = std::fs::File::open(dir).map_err(|e| CaError::io(dir, e))?;
-        file.lock().map_err(|e| CaError::io(dir, e))?;
+        let file = crate::fsutil::lock_dir(dir).map_err(|e| CaError::io(dir, e))?;
         Ok(Self { _dir: file })
     }
 }
