@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -44,6 +44,8 @@ pub(crate) const ORDER_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const MAX_IDENTIFIERS: usize = 100;
 /// The `Retry-After` (seconds) on processing orders and challenges.
 const RETRY_AFTER: &str = "1";
+/// The most order URLs on one page of an account's orders list (§7.1.2.1).
+pub(crate) const ORDERS_PAGE: u32 = 100;
 
 /// The media type of every ACME POST body (§6.2).
 const JOSE_JSON: &str = "application/jose+json";
@@ -291,10 +293,10 @@ impl Acme {
     }
 
     fn account_json(&self, account: &Account) -> Value {
-        // No `orders` list (§7.1.2.1): no client this server is for reads it.
         json!({
             "status": account_status(account.status),
             "contact": account.contact,
+            "orders": self.url(&format!("/acme/account/{}/orders", account.id)),
         })
     }
 
@@ -659,6 +661,75 @@ pub(crate) async fn account(
     }
     let response = json_response(StatusCode::OK, &acme.account_json(&account));
     Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
+}
+
+/// `POST /acme/account/{id}/orders[?cursor=CREATED.ORDER]` (§7.1.2.1, POST-as-GET by that
+/// account only, else `unauthorized`): `{"orders": [order URLs]}`, the account's orders that
+/// are not invalid, newest first, at most [`ORDERS_PAGE`] of them; when there may be more, a
+/// `Link: <…?cursor=…>;rel="next"` header names the next page (the cursor is the last order's
+/// creation time and identifier). A cursor that does not parse is `malformed`.
+pub(crate) async fn account_orders(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mut path = format!("/acme/account/{id}/orders");
+    if let Some(query) = &query {
+        path = format!("{path}?{query}");
+    }
+    let (jws, account, _) = acme.account_request(&headers, &path, &body).await?;
+    if account.id != id {
+        return Err(Problem::unauthorized(
+            "an account's orders may only be read by that account",
+        ));
+    }
+    if !jws.is_post_as_get() {
+        return Err(Problem::malformed(
+            "the orders list is read with POST-as-GET (an empty payload)",
+        ));
+    }
+    let after = match query.as_deref() {
+        None => None,
+        Some(query) => Some(parse_cursor(query)?),
+    };
+    let account_id = account.id.clone();
+    let orders = acme
+        .pool
+        .acme(move |store| {
+            let after = after.as_ref().map(|(created, id)| (*created, id.as_str()));
+            store.orders_of_account(&account_id, after, ORDERS_PAGE)
+        })
+        .await
+        .map_err(internal)?;
+    let urls: Vec<String> = orders
+        .iter()
+        .map(|o| acme.url(&format!("/acme/order/{}", o.id)))
+        .collect();
+    let mut response = json_response(StatusCode::OK, &json!({ "orders": urls }));
+    let full = u32::try_from(orders.len()).is_ok_and(|n| n >= ORDERS_PAGE);
+    if let (true, Some(last)) = (full, orders.last()) {
+        let next = acme.url(&format!(
+            "/acme/account/{}/orders?cursor={}.{}",
+            account.id, last.created, last.id
+        ));
+        response = with_header(response, header::LINK, &format!("<{next}>;rel=\"next\""));
+    }
+    Ok(response)
+}
+
+/// The `cursor=CREATED.ORDER` query of an orders-list page.
+fn parse_cursor(query: &str) -> Result<(i64, String), Problem> {
+    let bad = || Problem::malformed("the orders list takes one query parameter, cursor=CREATED.ORDER");
+    let cursor = query.strip_prefix("cursor=").ok_or_else(bad)?;
+    let (created, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let created: i64 = created.parse().map_err(|_| bad())?;
+    let well_formed = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(bad());
+    }
+    Ok((created, id.to_string()))
 }
 
 #[derive(Deserialize)]

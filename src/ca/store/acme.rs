@@ -272,6 +272,19 @@ pub trait AcmeStore {
     /// [`CaError::Store`] when the database fails.
     fn order_by_certificate(&mut self, serial: &Serial) -> Result<Option<Order>, CaError>;
 
+    /// An account's orders list (RFC 8555 §7.1.2.1): its orders that are not `invalid`, newest
+    /// first (by `created`, then by identifier, descending), at most `limit` of them, starting
+    /// after the order whose `(created, id)` is `after` (the last one of the previous page).
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError>;
+
     /// The authorization with this identifier, with its challenges.
     ///
     /// # Errors

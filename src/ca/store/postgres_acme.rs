@@ -334,6 +334,28 @@ impl AcmeStore for PostgresStore {
         row.map(|r| order_from(&r, &self.url)).transpose()
     }
 
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError> {
+        // Without a cursor, one past every (created, id): created is never i64::MAX.
+        let (created, id) = after.unwrap_or((i64::MAX, ""));
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM acme_orders WHERE issuer = $1 AND account_id = $2 \
+                     AND status <> 'invalid' AND (created, id) < ($3, $4) \
+                     ORDER BY created DESC, id DESC LIMIT $5"
+                ),
+                &[&self.issuer, &account_id, &created, &id, &i64::from(limit)],
+            )
+            .map_err(|e| fail(&self.url, &e))?;
+        rows.iter().map(|r| order_from(r, &self.url)).collect()
+    }
+
     fn authorization(&mut self, id: &str) -> Result<Option<Authorization>, CaError> {
         let url = self.url.clone();
         let issuer = self.issuer.clone();

@@ -393,6 +393,31 @@ impl AcmeStore for SqliteStore {
         row.map(|r| order_from(r, &self.store_name())).transpose()
     }
 
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError> {
+        // Without a cursor, one past every (created, id): created is never i64::MAX.
+        let (created, id) = after.unwrap_or((i64::MAX, ""));
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM acme_orders WHERE issuer = ?1 AND account_id = ?2 \
+                 AND status <> 'invalid' AND (created < ?3 OR (created = ?3 AND id < ?4)) \
+                 ORDER BY created DESC, id DESC LIMIT ?5"
+            ))
+            .map_err(|e| database_error(&self.path, e))?;
+        let rows = statement
+            .query_map(params![self.issuer, account_id, created, id, limit], read_order)
+            .map_err(|e| database_error(&self.path, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| database_error(&self.path, e))?;
+        let store = self.store_name();
+        rows.into_iter().map(|r| order_from(r, &store)).collect()
+    }
+
     fn authorization(&mut self, id: &str) -> Result<Option<Authorization>, CaError> {
         let path = self.path.clone();
         let issuer = self.issuer.clone();
