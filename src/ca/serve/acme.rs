@@ -30,7 +30,7 @@ use super::problem::{Problem, ProblemType, Subproblem};
 use super::ratelimit::{RateLimiter, retry_after_seconds};
 use crate::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Identifier, Order,
-    OrderStatus,
+    OrderStatus, Rekeyed,
 };
 use crate::ca::store::{Store, WriteAccess};
 use crate::ca::{CaError, CertificateAuthority, IssueRequest, Profile, RevocationReason, SubjectAltName};
@@ -478,6 +478,7 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
         "newAccount": acme.url("/acme/new-account"),
         "newOrder": acme.url("/acme/new-order"),
         "revokeCert": acme.url("/acme/revoke-cert"),
+        "keyChange": acme.url("/acme/key-change"),
         "renewalInfo": acme.url("/acme/renewal-info"),
         "meta": {
             "externalAccountRequired": false,
@@ -732,6 +733,91 @@ fn parse_cursor(query: &str) -> Result<(i64, String), Problem> {
     Ok((created, id.to_string()))
 }
 
+/// The inner payload of a key change (RFC 8555 §7.3.5).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyChangePayload {
+    account: String,
+    old_key: Value,
+}
+
+/// `POST /acme/key-change` (RFC 8555 §7.3.5): account key rollover. The outer JWS is signed by
+/// the account's current key (`kid`); its payload is the inner JWS, signed by the new key
+/// carried as `jwk`, with no nonce, the same `url` (else `malformed`), and the payload
+/// `{"account": account URL, "oldKey": current key}`: `account` must be the outer `kid` (else
+/// `unauthorized`), `oldKey` the account's current key (else `unauthorized`). A new key that
+/// another account has is refused with 409 (`malformed`) and that account's URL in `Location`;
+/// the new key equal to the current one is `malformed`. The store changes the key in one
+/// conditional statement (thumbprints are unique). Answers the account object.
+pub(crate) async fn key_change(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let (outer, account, _) = acme.account_request(&headers, "/acme/key-change", &body).await?;
+    if outer.is_post_as_get() {
+        return Err(Problem::malformed(
+            "a key change carries the inner JWS as its payload (RFC 8555 §7.3.5)",
+        ));
+    }
+    let inner = jws::parse_inner(&outer.payload)?;
+    // The inner JWS is signed by the new key, which it carries (§7.3.5).
+    let new_key = inner.verify_embedded()?.clone();
+    if inner.url != outer.url {
+        return Err(Problem::malformed(
+            "the inner JWS's url differs from the outer JWS's (RFC 8555 §7.3.5)",
+        ));
+    }
+    let change: KeyChangePayload = inner.payload_json()?;
+    if change.account != acme.account_url(&account.id) {
+        return Err(Problem::unauthorized(
+            "the key change's account is not the account that signed the request (RFC 8555 §7.3.5)",
+        ));
+    }
+    let old_key = serde_json::to_vec(&change.old_key)
+        .ok()
+        .and_then(|json| Jwk::from_json(&json).ok())
+        .ok_or_else(|| Problem::malformed("the key change's oldKey is not a JWK this server accepts"))?;
+    if old_key.thumbprint() != account.thumbprint {
+        return Err(Problem::unauthorized(
+            "the key change's oldKey is not the account's current key (RFC 8555 §7.3.5)",
+        ));
+    }
+    let new_thumbprint = new_key.thumbprint();
+    if new_thumbprint == account.thumbprint {
+        return Err(Problem::malformed("the new key is the account's current key"));
+    }
+    let (id, old, new, jwk) = (
+        account.id.clone(),
+        account.thumbprint.clone(),
+        new_thumbprint.clone(),
+        new_key.to_json(),
+    );
+    let rekeyed = acme
+        .pool
+        .acme(move |store| store.account_rekey(&id, &old, &new, &jwk))
+        .await
+        .map_err(internal)?;
+    match rekeyed {
+        Rekeyed::Done => {}
+        Rekeyed::KeyInUse(holder) => {
+            let response = Problem::malformed("the new key is the key of another account (RFC 8555 §7.3.5)")
+                .with_status(409)
+                .into_response();
+            return Ok(with_header(response, header::LOCATION, &acme.account_url(&holder)));
+        }
+        Rekeyed::Stale => {
+            return Err(Problem::unauthorized(
+                "the account's key changed while this request was handled; sign with its current key",
+            ));
+        }
+    }
+    tracing::info!(account = %account.id, "account key changed");
+    let account = Account {
+        thumbprint: new_thumbprint,
+        jwk: new_key.to_json(),
+        ..account
+    };
+    let response = json_response(StatusCode::OK, &acme.account_json(&account));
+    Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewOrderPayload {
@@ -751,7 +837,9 @@ struct IdentifierPayload {
 /// `POST /acme/new-order` (§7.4): dns identifiers only, each valid, within the CA's name
 /// constraints and `--allow-dns`; one authorization per identifier with an http-01 and a
 /// tls-alpn-01 challenge. `notBefore` / `notAfter` are refused (the lifetime is
-/// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account.
+/// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account
+/// (`malformed`) that no other order that is not invalid replaces (`alreadyReplaced`, 409,
+/// decided by the store: of two such orders at once, one is created).
 pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
     let (jws, account, _) = acme.account_request(&headers, "/acme/new-order", &body).await?;
     let payload: NewOrderPayload = jws.payload_json()?;
@@ -866,10 +954,18 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
         created: now,
     };
     let stored = order.clone();
-    acme.pool
+    let created = acme
+        .pool
         .acme(move |store| store.order_create(&stored, &authorizations))
         .await
         .map_err(internal)?;
+    if !created {
+        return Err(Problem::new(
+            ProblemType::AlreadyReplaced,
+            "the certificate named in replaces is already replaced by another order that is not invalid \
+             (RFC 9773 §5); renew without replaces, or finish that order",
+        ));
+    }
     let names: Vec<&str> = order.identifiers.iter().map(|i| i.value.as_str()).collect();
     tracing::info!(account = %account.id, order = %order.id, identifiers = ?names, "order created");
     Ok(acme.order_response(StatusCode::CREATED, &order))
