@@ -1583,7 +1583,7 @@ async fn the_orders_list_is_the_accounts_own_paged_with_a_next_link() {
         let unique: BTreeSet<String> = all.iter().cloned().collect();
         assert_eq!(unique.len(), all.len(), "no order twice");
         assert_eq!(unique, expected, "every live order, the invalid one left out");
-        assert!(!unique.contains(&bobs.header("location").unwrap().to_string()));
+        assert!(!unique.contains(bobs.header("location").unwrap()));
 
         // Another account may not read it; a cursor that does not parse is malformed; the list
         // is read with POST-as-GET only.

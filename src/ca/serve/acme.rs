@@ -1,7 +1,8 @@
 //! The ACME (RFC 8555) resources under `/acme/`: directory (§7.1.1), newNonce (§7.2),
-//! newAccount and account updates (§7.3), newOrder (§7.4), authorizations and challenges
-//! (§7.5), finalize and certificate download (§7.4, §7.4.2), revokeCert (§7.6) and renewal
-//! information (RFC 9773).
+//! newAccount and account updates (§7.3), an account's orders list (§7.1.2.1), account key
+//! rollover (§7.3.5), newOrder (§7.4, with `replaces` of RFC 9773 §5), authorizations and
+//! challenges (§7.5), finalize and certificate download (§7.4, §7.4.2), revokeCert (§7.6) and
+//! renewal information (RFC 9773).
 //!
 //! Handlers are thin: authenticate the JWS ([`Acme::authenticate`]), call the store (through
 //! the [`StorePool`], on the blocking pool) or the CA, render JSON. Every rule of a resource
