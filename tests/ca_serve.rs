@@ -1880,3 +1880,55 @@ fn ca_serve_on_postgresql_stops_on_sigterm_with_exit_0_and_releases_its_leases()
     // Released: good until 0, so another instance takes them at its next round.
     assert_eq!(leases("SELECT count(*) FROM acme_leases WHERE good_until = 0"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instant_acme_rolls_its_account_key_over() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|_| {}).await;
+        let new_account = instant_acme::NewAccount {
+            contact: &[],
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (mut account, old_credentials) = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .create(&new_account, server.directory_url(), None)
+            .await
+            .unwrap();
+        let id = account.id().to_string();
+        let new_credentials = account.update_key().await.unwrap();
+        let identifiers = [instant_acme::Identifier::Dns("rolled.example.test".into())];
+        // The updated account (new key) orders; the same account from its new credentials too.
+        account
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
+        let reloaded = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .from_credentials(new_credentials)
+            .await
+            .unwrap();
+        assert_eq!(reloaded.id(), id);
+        reloaded
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
+        // The old credentials (old key, same account URL) are refused.
+        let stale = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .from_credentials(old_credentials)
+            .await
+            .unwrap();
+        let refused = stale
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .err()
+            .expect("the old key is no longer the account's");
+        assert!(refused.to_string().contains("malformed"), "{refused}");
+        assert_eq!(server.count("SELECT count(*) FROM acme_accounts"), 1);
+        assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 2);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
