@@ -1474,3 +1474,461 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The account's orders list, key rollover, ARI replaces
+
+/// The `Link` header values of a reply.
+fn links(reply: &Reply) -> Vec<String> {
+    reply
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("link"))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The URL of the `rel="next"` link, if any.
+fn next_link(reply: &Reply) -> Option<String> {
+    links(reply)
+        .iter()
+        .find(|l| l.ends_with(";rel=\"next\""))
+        .map(|l| l.trim_start_matches('<').split('>').next().unwrap().to_string())
+}
+
+fn order_urls(reply: &Reply) -> Vec<String> {
+    reply.json()["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_orders_list_is_the_accounts_own_paged_with_a_next_link() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|_| {}).await;
+        let alice = Client::register(&server).await;
+        let bob = Client::register(&server).await;
+        // The account object names its orders list (RFC 8555 §7.1.2: required).
+        let kid = alice.kid.clone().unwrap();
+        let account = alice.post(&alice.path_of(&kid), None).await;
+        assert_eq!(account.status, 200);
+        let orders_url = account.json()["orders"].as_str().unwrap().to_string();
+        assert_eq!(orders_url, format!("{kid}/orders"));
+        let orders_path = alice.path_of(&orders_url);
+
+        // Empty at first, and no next page.
+        let reply = alice.post(&orders_path, None).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        assert!(order_urls(&reply).is_empty());
+        assert_eq!(next_link(&reply), None);
+
+        // Two orders by HTTP, then 103 more rows in the store (older ones), one of them invalid.
+        let first = alice.order(&["one.example.test"]).await;
+        assert_eq!(first.status, 201);
+        let second = alice.order(&["two.example.test"]).await;
+        assert_eq!(second.status, 201);
+        let bobs = bob.order(&["bob.example.test"]).await;
+        assert_eq!(bobs.status, 201);
+        let first_id = first
+            .header("location")
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        {
+            let db = rusqlite::Connection::open(server.dir().join("ca.db")).unwrap();
+            db.busy_timeout(Duration::from_secs(10)).unwrap();
+            for n in 0..103 {
+                db.execute(
+                    "INSERT INTO acme_orders SELECT issuer, id || '-' || ?2, account_id, \
+                     CASE WHEN ?2 = 7 THEN 'invalid' ELSE status END, identifiers, '[]', expires, not_before, \
+                     not_after, error, certificate, replaces, created - 10 - ?2, processing_since \
+                     FROM acme_orders WHERE id = ?1",
+                    rusqlite::params![first_id, n],
+                )
+                .unwrap();
+            }
+        }
+        let mut expected: BTreeSet<String> = (0..103)
+            .filter(|n| *n != 7)
+            .map(|n| server.url(&format!("/acme/order/{first_id}-{n}")))
+            .collect();
+        expected.insert(first.header("location").unwrap().to_string());
+        expected.insert(second.header("location").unwrap().to_string());
+        assert_eq!(expected.len(), 104);
+
+        // Page 1: 100 URLs, newest first, and a next link; page 2: the other 4, no next link.
+        let page1 = alice.post(&orders_path, None).await;
+        assert_eq!(page1.status, 200);
+        let urls1 = order_urls(&page1);
+        assert_eq!(urls1.len(), 100);
+        assert!(
+            urls1[..2].contains(&second.header("location").unwrap().to_string()),
+            "{:?}",
+            &urls1[..2]
+        );
+        assert_eq!(urls1[2], server.url(&format!("/acme/order/{first_id}-0")));
+        let next = next_link(&page1).expect("a next link");
+        assert!(next.starts_with(&format!("{orders_url}?cursor=")), "{next}");
+        let page2 = alice.post(&alice.path_of(&next), None).await;
+        assert_eq!(page2.status, 200, "{}", String::from_utf8_lossy(&page2.body));
+        let urls2 = order_urls(&page2);
+        assert_eq!(urls2.len(), 4, "{urls2:?}");
+        assert_eq!(next_link(&page2), None);
+        let all: Vec<String> = urls1.iter().chain(&urls2).cloned().collect();
+        let unique: BTreeSet<String> = all.iter().cloned().collect();
+        assert_eq!(unique.len(), all.len(), "no order twice");
+        assert_eq!(unique, expected, "every live order, the invalid one left out");
+        assert!(!unique.contains(bobs.header("location").unwrap()));
+
+        // Another account may not read it; a cursor that does not parse is malformed; the list
+        // is read with POST-as-GET only.
+        let reply = bob.post(&orders_path, None).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (403, "unauthorized"));
+        for query in [
+            "?cursor=abc",
+            "?cursor=12.",
+            "?cursor=x.abc",
+            "?other=1",
+            "?cursor=1.a%2Fb",
+        ] {
+            let reply = alice.post(&format!("{orders_path}{query}"), None).await;
+            assert_eq!((reply.status, reply.problem().as_str()), (400, "malformed"), "{query}");
+        }
+        let reply = alice.post(&orders_path, Some(&json!({}))).await;
+        assert_eq!(reply.problem(), "malformed");
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+/// The inner JWS of a key change (RFC 8555 §7.3.5), signed by `new_key`.
+fn key_change_inner(server: &Server, new_key: &Signer, url_path: &str, account: &str, old_key: &Value) -> Value {
+    let protected = json!({"alg": "ES256", "jwk": new_key.jwk(), "url": server.url(url_path)});
+    let body = new_key.sign(&protected, Some(&json!({"account": account, "oldKey": old_key})));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_key_rollover_moves_the_account_to_the_new_key_once() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|_| {}).await;
+        let directory = request(&server, "GET", "/acme/directory", None, b"").await.json();
+        assert_eq!(directory["keyChange"], server.url("/acme/key-change"));
+        let alice = Client::register(&server).await;
+        let bob = Client::register(&server).await;
+        let kid = alice.kid.clone().unwrap();
+        let new_key = Signer::new();
+        let old_jwk = alice.key.jwk();
+
+        // oldKey that is not the account's key: unauthorized.
+        let inner = key_change_inner(&server, &new_key, "/acme/key-change", &kid, &Signer::new().jwk());
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (403, "unauthorized"));
+        // The inner url differs from the outer one: malformed.
+        let inner = key_change_inner(&server, &new_key, "/acme/new-order", &kid, &old_jwk);
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (400, "malformed"));
+        // Another account in the inner payload: unauthorized.
+        let inner = key_change_inner(
+            &server,
+            &new_key,
+            "/acme/key-change",
+            bob.kid.as_ref().unwrap(),
+            &old_jwk,
+        );
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (403, "unauthorized"));
+        // The inner JWS signed by another key than the one it carries: malformed.
+        let mut inner = key_change_inner(&server, &new_key, "/acme/key-change", &kid, &old_jwk);
+        let forged = key_change_inner(&server, &Signer::new(), "/acme/key-change", &kid, &old_jwk);
+        inner["signature"] = forged["signature"].clone();
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (400, "malformed"));
+        // Bob's key as the new key: 409 with Bob's account URL.
+        let inner = key_change_inner(&server, &bob.key, "/acme/key-change", &kid, &old_jwk);
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!(reply.status, 409, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.problem(), "malformed");
+        assert_eq!(reply.header("location"), bob.kid.as_deref());
+        // Nothing changed so far.
+        let reply = alice.post(&alice.path_of(&kid), None).await;
+        assert_eq!(reply.status, 200);
+
+        // The rollover.
+        let inner = key_change_inner(&server, &new_key, "/acme/key-change", &kid, &old_jwk);
+        let reply = alice.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.json()["status"], "valid");
+        assert_eq!(reply.header("location"), Some(kid.as_str()));
+        let x = new_key.jwk()["x"].as_str().unwrap().to_string();
+        assert_eq!(
+            server.count(&format!(
+                "SELECT count(*) FROM acme_accounts WHERE id = '{}' AND jwk LIKE '%{x}%'",
+                kid.rsplit('/').next().unwrap()
+            )),
+            1
+        );
+
+        // The new key works for the account; the old one does not (§7.3.5: the old key is no
+        // longer the account's): with kid its signature does not verify, and newAccount with
+        // onlyReturnExisting finds no account for it.
+        let renewed = Client {
+            server: &server,
+            key: Signer::from_pkcs8(new_key.pkcs8.clone()),
+            kid: Some(kid.clone()),
+        };
+        let reply = renewed.post(&renewed.path_of(&kid), None).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(renewed.order(&["rolled.example.test"]).await.status, 201);
+        let reply = alice.post(&alice.path_of(&kid), None).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (400, "malformed"));
+        let old = Client {
+            server: &server,
+            key: Signer::from_pkcs8(alice.key.pkcs8.clone()),
+            kid: None,
+        };
+        let reply = old
+            .post("/acme/new-account", Some(&json!({"onlyReturnExisting": true})))
+            .await;
+        assert_eq!(reply.problem(), "accountDoesNotExist");
+        let fresh = Client {
+            server: &server,
+            key: Signer::from_pkcs8(new_key.pkcs8.clone()),
+            kid: None,
+        };
+        let reply = fresh
+            .post("/acme/new-account", Some(&json!({"onlyReturnExisting": true})))
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("location"), Some(kid.as_str()));
+        // Rolling over again with the stale old key as oldKey: unauthorized.
+        let inner = key_change_inner(&server, &Signer::new(), "/acme/key-change", &kid, &old_jwk);
+        let reply = renewed.post("/acme/key-change", Some(&inner)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (403, "unauthorized"));
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_certificate_is_replaced_by_one_live_order_at_a_time() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| config.va_always_valid = true).await;
+        let alice = Client::register(&server).await;
+        let bob = Client::register(&server).await;
+        let order = ready_order(&alice, &["r.example.test"]).await;
+        let (der, _) = csr(&["r.example.test"]);
+        let reply = alice
+            .post(
+                &alice.path_of(order["finalize"].as_str().unwrap()),
+                Some(&json!({"csr": B64.encode(der)})),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let done = alice.settle(order["url"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        let chain = alice
+            .post(&alice.path_of(done["certificate"].as_str().unwrap()), None)
+            .await;
+        assert_eq!(chain.status, 200);
+        let leaf = pem::parse_certificates(&chain.body, "chain").unwrap().remove(0);
+        let cert_id = tessera::ca::serve::ari::CertId::from_certificate(&leaf)
+            .unwrap()
+            .to_string();
+        let replacing = json!({
+            "identifiers": [{"type": "dns", "value": "r.example.test"}],
+            "replaces": cert_id,
+        });
+
+        // Another account's order may not replace it.
+        let reply = bob.post("/acme/new-order", Some(&replacing)).await;
+        assert_eq!(reply.problem(), "malformed");
+        // Two at once: one is created, the other is alreadyReplaced (409).
+        let (a, b) = tokio::join!(
+            alice.post("/acme/new-order", Some(&replacing)),
+            alice.post("/acme/new-order", Some(&replacing))
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "{} {}",
+            String::from_utf8_lossy(&a.body),
+            String::from_utf8_lossy(&b.body)
+        );
+        let (winner, loser) = if a.status == 201 { (a, b) } else { (b, a) };
+        assert_eq!(loser.problem(), "alreadyReplaced");
+        assert_eq!(winner.json()["replaces"], json!(cert_id));
+        // And later ones too, while that order lives.
+        let reply = alice.post("/acme/new-order", Some(&replacing)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (409, "alreadyReplaced"));
+        assert_eq!(
+            server.count(&format!(
+                "SELECT count(*) FROM acme_orders WHERE replaces = '{cert_id}'"
+            )),
+            1
+        );
+        // Once that order is invalid (its authorization deactivated), another may replace it.
+        let authz = winner.json()["authorizations"][0].as_str().unwrap().to_string();
+        let reply = alice
+            .post(&alice.path_of(&authz), Some(&json!({"status": "deactivated"})))
+            .await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let reply = alice.post("/acme/new-order", Some(&replacing)).await;
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+#[test]
+fn ca_serve_on_postgresql_stops_on_sigterm_with_exit_0_and_releases_its_leases() {
+    use std::io::BufRead as _;
+    let pg = pg_support::Postgres::start();
+    pg.create_db("serve");
+    let url = pg.url("serve");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    support::ok(
+        support::ca(&dir)
+            .arg("--db")
+            .arg(&url)
+            .args(["init", "--name", "PG Serve Root", "--no-passphrase"]),
+    );
+    let stderr_path = tmp.path().join("serve.err");
+    let child = support::ca(&dir)
+        .arg("--db")
+        .arg(&url)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--base-url",
+            "https://127.0.0.1:1",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut process = Process(child);
+    let stdout = process.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let _https = lines.next().unwrap().unwrap();
+    let http = lines.next().unwrap().unwrap();
+    let http_address = http
+        .trim_start_matches("listening on ")
+        .trim_end_matches(" (http)")
+        .to_string();
+    // The periodic work publishes a CRL under its lease; /crl serves it from the store.
+    let mut served = false;
+    for _ in 0..200 {
+        let mut tcp = std::net::TcpStream::connect(&http_address).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut tcp, b"GET /crl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut tcp, &mut raw).unwrap();
+        if parse_reply(&raw).status == 200 {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "no CRL at /crl");
+    let leases = |sql: &str| pg_count(&url, sql);
+    assert!(
+        (0..100).any(|_| {
+            let n = leases("SELECT count(*) FROM acme_leases WHERE good_until > 0");
+            if n < 2 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            n == 2
+        }),
+        "the instance holds the crl and expire leases"
+    );
+
+    let pid = process.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "ca serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("released the lease"), "{stderr}");
+    // Released: good until 0, so another instance takes them at its next round.
+    assert_eq!(leases("SELECT count(*) FROM acme_leases WHERE good_until = 0"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instant_acme_rolls_its_account_key_over() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|_| {}).await;
+        let new_account = instant_acme::NewAccount {
+            contact: &[],
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (mut account, old_credentials) = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .create(&new_account, server.directory_url(), None)
+            .await
+            .unwrap();
+        let id = account.id().to_string();
+        let new_credentials = account.update_key().await.unwrap();
+        let identifiers = [instant_acme::Identifier::Dns("rolled.example.test".into())];
+        // The updated account (new key) orders; the same account from its new credentials too.
+        account
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
+        let reloaded = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .from_credentials(new_credentials)
+            .await
+            .unwrap();
+        assert_eq!(reloaded.id(), id);
+        reloaded
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
+        // The old credentials (old key, same account URL) are refused.
+        let stale = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .from_credentials(old_credentials)
+            .await
+            .unwrap();
+        let refused = stale
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .err()
+            .expect("the old key is no longer the account's");
+        assert!(refused.to_string().contains("malformed"), "{refused}");
+        assert_eq!(server.count("SELECT count(*) FROM acme_accounts"), 1);
+        assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 2);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}

@@ -266,7 +266,7 @@ fn the_store_suite_passes_on_postgresql() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ use pg_support::Postgres;
 use tessera::ca::serve::periodic::{self, PeriodicSettings};
 use tessera::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Expired, Identifier, Lease,
-    Order, OrderStatus, PublishedCrl,
+    Order, OrderStatus, PublishedCrl, Rekeyed,
 };
 use tessera::ca::store::{self, Store, WriteAccess};
 use tessera::ca::{
@@ -159,6 +159,201 @@ fn acme_suite(open: Open<'_>) {
     finalization(open, store.as_mut(), &pem);
     leases_and_crls(store.as_mut());
     clean_up(store.as_mut());
+    orders_lists(store.as_mut());
+    key_rollover(open, store.as_mut());
+    replaced_once(open, store.as_mut());
+    leases_released(store.as_mut());
+}
+
+/// An account's orders list (RFC 8555 §7.1.2.1): live orders, newest first, paged by cursor.
+fn orders_lists(store: &mut dyn Store) {
+    let acme = store.acme();
+    acme.account_create(&account("lister", "thumb-lister")).unwrap();
+    acme.account_create(&account("other-lister", "thumb-other-lister"))
+        .unwrap();
+    for n in 0..7 {
+        let (mut o, a) = order(&format!("list-{n}"), "lister", &["l.acme.test"], NOW + 3600);
+        // Two share a creation time: the identifier decides between them.
+        o.created = NOW + [0, 1, 2, 2, 3, 4, 5][n];
+        assert!(acme.order_create(&o, &a).unwrap());
+    }
+    let (o, a) = order("list-other", "other-lister", &["l.acme.test"], NOW + 3600);
+    assert!(acme.order_create(&o, &a).unwrap());
+    acme.authorization_deactivate("list-4-a0").unwrap();
+    let ids = |orders: Vec<Order>| orders.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    let page1 = acme.orders_of_account("lister", None, 3).unwrap();
+    let last = page1.last().map(|o| (o.created, o.id.clone())).unwrap();
+    assert_eq!(
+        ids(page1),
+        ["list-6", "list-5", "list-3"],
+        "newest first, list-4 invalid"
+    );
+    let page2 = acme.orders_of_account("lister", Some((last.0, &last.1)), 3).unwrap();
+    let last = page2.last().map(|o| (o.created, o.id.clone())).unwrap();
+    assert_eq!(ids(page2), ["list-2", "list-1", "list-0"]);
+    assert!(
+        acme.orders_of_account("lister", Some((last.0, &last.1)), 3)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(acme.orders_of_account("other-lister", None, 100).unwrap()),
+        ["list-other"]
+    );
+    assert!(acme.orders_of_account("nobody", None, 100).unwrap().is_empty());
+}
+
+/// Account key rollover (RFC 8555 §7.3.5): conditional on the old key, refused for a key
+/// another account has, and of eight rollovers to one key at once, one wins.
+fn key_rollover(open: Open<'_>, store: &mut dyn Store) {
+    let acme = store.acme();
+    acme.account_create(&account("roller", "thumb-roller")).unwrap();
+    acme.account_create(&account("holder", "thumb-holder")).unwrap();
+    assert_eq!(
+        acme.account_rekey("roller", "thumb-roller", "thumb-holder", "{}")
+            .unwrap(),
+        Rekeyed::KeyInUse("holder".into())
+    );
+    assert_eq!(
+        acme.account_rekey("roller", "thumb-wrong", "thumb-roller-2", "{}")
+            .unwrap(),
+        Rekeyed::Stale
+    );
+    assert_eq!(
+        acme.account_rekey("nobody", "thumb-nobody", "thumb-roller-2", "{}")
+            .unwrap(),
+        Rekeyed::Stale
+    );
+    assert_eq!(
+        acme.account_rekey("roller", "thumb-roller", "thumb-roller-2", r#"{"new":1}"#)
+            .unwrap(),
+        Rekeyed::Done
+    );
+    let rolled = acme.account("roller").unwrap().unwrap();
+    assert_eq!(
+        (rolled.thumbprint.as_str(), rolled.jwk.as_str()),
+        ("thumb-roller-2", r#"{"new":1}"#)
+    );
+    assert_eq!(acme.account_by_thumbprint("thumb-roller").unwrap(), None);
+    assert_eq!(
+        acme.account_rekey("roller", "thumb-roller", "thumb-roller-3", "{}")
+            .unwrap(),
+        Rekeyed::Stale,
+        "the old key is no longer the account's"
+    );
+    // Eight accounts roll over to one new key at once: one gets it, the others see it in use.
+    for n in 0..THREADS {
+        store
+            .acme()
+            .account_create(&account(&format!("racer-{n}"), &format!("thumb-racer-{n}")))
+            .unwrap();
+    }
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let results = race(open, &|s| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        s.acme()
+            .account_rekey(
+                &format!("racer-{n}"),
+                &format!("thumb-racer-{n}"),
+                "thumb-contested",
+                "{}",
+            )
+            .unwrap()
+    });
+    assert_eq!(
+        results.iter().filter(|r| **r == Rekeyed::Done).count(),
+        1,
+        "{results:?}"
+    );
+    let winner = store
+        .acme()
+        .account_by_thumbprint("thumb-contested")
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == Rekeyed::Done || *r == Rekeyed::KeyInUse(winner.clone())),
+        "{results:?}"
+    );
+}
+
+/// RFC 9773 §5: one live order replaces a certificate; eight at once, one is created.
+fn replaced_once(open: Open<'_>, store: &mut dyn Store) {
+    store
+        .acme()
+        .account_create(&account("renewer", "thumb-renewer"))
+        .unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let results = race(open, &|s| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (mut o, a) = order(&format!("renew-{n}"), "renewer", &["r.acme.test"], NOW + 3600);
+        o.replaces = Some("aki.serial-1".into());
+        s.acme().order_create(&o, &a).unwrap()
+    });
+    assert_eq!(winners(&results), 1, "{results:?}");
+    let acme = store.acme();
+    let live: Vec<Order> = acme.orders_of_account("renewer", None, 100).unwrap();
+    assert_eq!(live.len(), 1, "the losers wrote nothing");
+    let winner = live[0].id.clone();
+    assert!(acme.authorization(&format!("{winner}-a0")).unwrap().is_some());
+    let loser = (0..THREADS)
+        .map(|n| format!("renew-{n}"))
+        .find(|id| *id != winner)
+        .unwrap();
+    assert_eq!(acme.order(&loser).unwrap(), None);
+    assert_eq!(acme.authorization(&format!("{loser}-a0")).unwrap(), None);
+    // Another certificate, or none, is not affected.
+    let (mut o, a) = order("renew-other", "renewer", &["r.acme.test"], NOW + 3600);
+    o.replaces = Some("aki.serial-2".into());
+    assert!(acme.order_create(&o, &a).unwrap());
+    let (o, a) = order("renew-none", "renewer", &["r.acme.test"], NOW + 3600);
+    assert!(acme.order_create(&o, &a).unwrap());
+    // Once the live one is invalid, the certificate may be replaced again.
+    let (mut o, a) = order("renew-again", "renewer", &["r.acme.test"], NOW + 3600);
+    o.replaces = Some("aki.serial-1".into());
+    assert!(!acme.order_create(&o, &a).unwrap());
+    acme.authorization_deactivate(&format!("{winner}-a0")).unwrap();
+    assert_eq!(acme.order(&winner).unwrap().unwrap().status, OrderStatus::Invalid);
+    assert!(acme.order_create(&o, &a).unwrap());
+}
+
+/// A released lease is taken by the next holder at once, with the next token.
+fn leases_released(store: &mut dyn Store) {
+    let ttl = Duration::from_secs(3600);
+    let acme = store.acme();
+    let a = acme
+        .lease_acquire("release-test", "holder-a", ttl, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        acme.lease_acquire("release-test", "holder-b", ttl, NOW + 1).unwrap(),
+        None
+    );
+    assert!(
+        !acme.lease_release("release-test", "holder-b").unwrap(),
+        "not its lease"
+    );
+    assert!(!acme.lease_release("no-such-lease", "holder-a").unwrap());
+    assert_eq!(
+        acme.lease_acquire("release-test", "holder-b", ttl, NOW + 1).unwrap(),
+        None
+    );
+    assert!(acme.lease_release("release-test", "holder-a").unwrap());
+    let b = acme
+        .lease_acquire("release-test", "holder-b", ttl, NOW + 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.holder.as_str(), b.token), ("holder-b", a.token + 1));
+    // Work stamped with A's token is refused from then on.
+    let crl = PublishedCrl {
+        der: vec![0x30, 0x00],
+        number: 1_000,
+        this_update: NOW,
+        next_update: NOW + 60,
+    };
+    assert!(!acme.crl_publish(&crl, Some(&a)).unwrap());
 }
 
 fn rows_round_trip(store: &mut dyn Store, pem: &str) {
@@ -1052,4 +1247,95 @@ fn no_postgresql_statement_needs_a_sequential_scan() {
         indexed += usize::from(text.contains("Index"));
     }
     assert!(indexed >= 25, "{indexed}");
+}
+
+/// The holder and token of every lease, from the SQLite store in `dir`.
+fn sqlite_leases(dir: &Path) -> Vec<(String, String, i64)> {
+    let db = rusqlite::Connection::open(dir.join("ca.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = db
+        .prepare("SELECT name, holder, token FROM acme_leases ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_runner_stopped_cleanly_releases_its_leases_and_the_next_takes_over_at_once_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let ca = Arc::new(new_ca(&dir, &Location::Sqlite));
+    // A lease far longer than the test: only the release lets B in.
+    let settings = PeriodicSettings {
+        period: Duration::from_millis(100),
+        lease_ttl: Duration::from_secs(600),
+        crl_lifetime: Duration::from_secs(3600),
+        stuck_after: Duration::from_secs(60),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let held_by = |holder: &str| {
+        let leases = sqlite_leases(&dir);
+        leases.len() == 2 && leases.iter().all(|(_, h, _)| h == holder)
+    };
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let a = runtime.spawn(periodic::run(
+        Arc::clone(&ca),
+        store::open_dir(&dir, None).unwrap(),
+        "runner-a".into(),
+        settings.clone(),
+        async move {
+            let _ = stopped_a.await;
+        },
+    ));
+    assert!(eventually(Duration::from_secs(10), || held_by("runner-a")));
+    let tokens: Vec<i64> = sqlite_leases(&dir).into_iter().map(|(_, _, t)| t).collect();
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let b = runtime.spawn(periodic::run(
+        Arc::clone(&ca),
+        store::open_dir(&dir, None).unwrap(),
+        "runner-b".into(),
+        settings.clone(),
+        async move {
+            let _ = stopped_b.await;
+        },
+    ));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(held_by("runner-a"), "A kept them: {:?}", sqlite_leases(&dir));
+
+    // A stops cleanly: B holds both leases within a few of its rounds, with the next tokens.
+    stop_a.send(()).unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), a).await })
+        .unwrap()
+        .unwrap();
+    let stopped = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), || held_by("runner-b")),
+        "{:?}",
+        sqlite_leases(&dir)
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    let next: Vec<i64> = sqlite_leases(&dir).into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(next, tokens.iter().map(|t| t + 1).collect::<Vec<_>>());
+
+    stop_b.send(()).unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), b).await })
+        .unwrap()
+        .unwrap();
+    // B released them too: good until 0.
+    let db = rusqlite::Connection::open(dir.join("ca.db")).unwrap();
+    let released: i64 = db
+        .query_row("SELECT count(*) FROM acme_leases WHERE good_until = 0", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(released, 2);
 }

@@ -1,7 +1,8 @@
 //! The ACME (RFC 8555) resources under `/acme/`: directory (§7.1.1), newNonce (§7.2),
-//! newAccount and account updates (§7.3), newOrder (§7.4), authorizations and challenges
-//! (§7.5), finalize and certificate download (§7.4, §7.4.2), revokeCert (§7.6) and renewal
-//! information (RFC 9773).
+//! newAccount and account updates (§7.3), an account's orders list (§7.1.2.1), account key
+//! rollover (§7.3.5), newOrder (§7.4, with `replaces` of RFC 9773 §5), authorizations and
+//! challenges (§7.5), finalize and certificate download (§7.4, §7.4.2), revokeCert (§7.6) and
+//! renewal information (RFC 9773).
 //!
 //! Handlers are thin: authenticate the JWS ([`Acme::authenticate`]), call the store (through
 //! the [`StorePool`], on the blocking pool) or the CA, render JSON. Every rule of a resource
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -30,7 +31,7 @@ use super::problem::{Problem, ProblemType, Subproblem};
 use super::ratelimit::{RateLimiter, retry_after_seconds};
 use crate::ca::store::acme::{
     Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Identifier, Order,
-    OrderStatus,
+    OrderStatus, Rekeyed,
 };
 use crate::ca::store::{Store, WriteAccess};
 use crate::ca::{CaError, CertificateAuthority, IssueRequest, Profile, RevocationReason, SubjectAltName};
@@ -44,6 +45,8 @@ pub(crate) const ORDER_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const MAX_IDENTIFIERS: usize = 100;
 /// The `Retry-After` (seconds) on processing orders and challenges.
 const RETRY_AFTER: &str = "1";
+/// The most order URLs on one page of an account's orders list (§7.1.2.1).
+pub(crate) const ORDERS_PAGE: u32 = 100;
 
 /// The media type of every ACME POST body (§6.2).
 const JOSE_JSON: &str = "application/jose+json";
@@ -291,10 +294,10 @@ impl Acme {
     }
 
     fn account_json(&self, account: &Account) -> Value {
-        // No `orders` list (§7.1.2.1): no client this server is for reads it.
         json!({
             "status": account_status(account.status),
             "contact": account.contact,
+            "orders": self.url(&format!("/acme/account/{}/orders", account.id)),
         })
     }
 
@@ -476,6 +479,7 @@ pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
         "newAccount": acme.url("/acme/new-account"),
         "newOrder": acme.url("/acme/new-order"),
         "revokeCert": acme.url("/acme/revoke-cert"),
+        "keyChange": acme.url("/acme/key-change"),
         "renewalInfo": acme.url("/acme/renewal-info"),
         "meta": {
             "externalAccountRequired": false,
@@ -661,6 +665,160 @@ pub(crate) async fn account(
     Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
 }
 
+/// `POST /acme/account/{id}/orders[?cursor=CREATED.ORDER]` (§7.1.2.1, POST-as-GET by that
+/// account only, else `unauthorized`): `{"orders": [order URLs]}`, the account's orders that
+/// are not invalid, newest first, at most [`ORDERS_PAGE`] of them; when there may be more, a
+/// `Link: <…?cursor=…>;rel="next"` header names the next page (the cursor is the last order's
+/// creation time and identifier). A cursor that does not parse is `malformed`.
+pub(crate) async fn account_orders(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mut path = format!("/acme/account/{id}/orders");
+    if let Some(query) = &query {
+        path = format!("{path}?{query}");
+    }
+    let (jws, account, _) = acme.account_request(&headers, &path, &body).await?;
+    if account.id != id {
+        return Err(Problem::unauthorized(
+            "an account's orders may only be read by that account",
+        ));
+    }
+    if !jws.is_post_as_get() {
+        return Err(Problem::malformed(
+            "the orders list is read with POST-as-GET (an empty payload)",
+        ));
+    }
+    let after = match query.as_deref() {
+        None => None,
+        Some(query) => Some(parse_cursor(query)?),
+    };
+    let account_id = account.id.clone();
+    let orders = acme
+        .pool
+        .acme(move |store| {
+            let after = after.as_ref().map(|(created, id)| (*created, id.as_str()));
+            store.orders_of_account(&account_id, after, ORDERS_PAGE)
+        })
+        .await
+        .map_err(internal)?;
+    let urls: Vec<String> = orders
+        .iter()
+        .map(|o| acme.url(&format!("/acme/order/{}", o.id)))
+        .collect();
+    let mut response = json_response(StatusCode::OK, &json!({ "orders": urls }));
+    let full = u32::try_from(orders.len()).is_ok_and(|n| n >= ORDERS_PAGE);
+    if let (true, Some(last)) = (full, orders.last()) {
+        let next = acme.url(&format!(
+            "/acme/account/{}/orders?cursor={}.{}",
+            account.id, last.created, last.id
+        ));
+        response = with_header(response, header::LINK, &format!("<{next}>;rel=\"next\""));
+    }
+    Ok(response)
+}
+
+/// The `cursor=CREATED.ORDER` query of an orders-list page.
+fn parse_cursor(query: &str) -> Result<(i64, String), Problem> {
+    let bad = || Problem::malformed("the orders list takes one query parameter, cursor=CREATED.ORDER");
+    let cursor = query.strip_prefix("cursor=").ok_or_else(bad)?;
+    let (created, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let created: i64 = created.parse().map_err(|_| bad())?;
+    let well_formed = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(bad());
+    }
+    Ok((created, id.to_string()))
+}
+
+/// The inner payload of a key change (RFC 8555 §7.3.5).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyChangePayload {
+    account: String,
+    old_key: Value,
+}
+
+/// `POST /acme/key-change` (RFC 8555 §7.3.5): account key rollover. The outer JWS is signed by
+/// the account's current key (`kid`); its payload is the inner JWS, signed by the new key
+/// carried as `jwk`, with no nonce, the same `url` (else `malformed`), and the payload
+/// `{"account": account URL, "oldKey": current key}`: `account` must be the outer `kid` (else
+/// `unauthorized`), `oldKey` the account's current key (else `unauthorized`). A new key that
+/// another account has is refused with 409 (`malformed`) and that account's URL in `Location`;
+/// the new key equal to the current one is `malformed`. The store changes the key in one
+/// conditional statement (thumbprints are unique). Answers the account object.
+pub(crate) async fn key_change(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let (outer, account, _) = acme.account_request(&headers, "/acme/key-change", &body).await?;
+    if outer.is_post_as_get() {
+        return Err(Problem::malformed(
+            "a key change carries the inner JWS as its payload (RFC 8555 §7.3.5)",
+        ));
+    }
+    let inner = jws::parse_inner(&outer.payload)?;
+    // The inner JWS is signed by the new key, which it carries (§7.3.5).
+    let new_key = inner.verify_embedded()?.clone();
+    if inner.url != outer.url {
+        return Err(Problem::malformed(
+            "the inner JWS's url differs from the outer JWS's (RFC 8555 §7.3.5)",
+        ));
+    }
+    let change: KeyChangePayload = inner.payload_json()?;
+    if change.account != acme.account_url(&account.id) {
+        return Err(Problem::unauthorized(
+            "the key change's account is not the account that signed the request (RFC 8555 §7.3.5)",
+        ));
+    }
+    let old_key = serde_json::to_vec(&change.old_key)
+        .ok()
+        .and_then(|json| Jwk::from_json(&json).ok())
+        .ok_or_else(|| Problem::malformed("the key change's oldKey is not a JWK this server accepts"))?;
+    if old_key.thumbprint() != account.thumbprint {
+        return Err(Problem::unauthorized(
+            "the key change's oldKey is not the account's current key (RFC 8555 §7.3.5)",
+        ));
+    }
+    let new_thumbprint = new_key.thumbprint();
+    if new_thumbprint == account.thumbprint {
+        return Err(Problem::malformed("the new key is the account's current key"));
+    }
+    let (id, old, new, jwk) = (
+        account.id.clone(),
+        account.thumbprint.clone(),
+        new_thumbprint.clone(),
+        new_key.to_json(),
+    );
+    let rekeyed = acme
+        .pool
+        .acme(move |store| store.account_rekey(&id, &old, &new, &jwk))
+        .await
+        .map_err(internal)?;
+    match rekeyed {
+        Rekeyed::Done => {}
+        Rekeyed::KeyInUse(holder) => {
+            let response = Problem::malformed("the new key is the key of another account (RFC 8555 §7.3.5)")
+                .with_status(409)
+                .into_response();
+            return Ok(with_header(response, header::LOCATION, &acme.account_url(&holder)));
+        }
+        Rekeyed::Stale => {
+            return Err(Problem::unauthorized(
+                "the account's key changed while this request was handled; sign with its current key",
+            ));
+        }
+    }
+    tracing::info!(account = %account.id, "account key changed");
+    let account = Account {
+        thumbprint: new_thumbprint,
+        jwk: new_key.to_json(),
+        ..account
+    };
+    let response = json_response(StatusCode::OK, &acme.account_json(&account));
+    Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewOrderPayload {
@@ -680,7 +838,9 @@ struct IdentifierPayload {
 /// `POST /acme/new-order` (§7.4): dns identifiers only, each valid, within the CA's name
 /// constraints and `--allow-dns`; one authorization per identifier with an http-01 and a
 /// tls-alpn-01 challenge. `notBefore` / `notAfter` are refused (the lifetime is
-/// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account.
+/// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account
+/// (`malformed`) that no other order that is not invalid replaces (`alreadyReplaced`, 409,
+/// decided by the store: of two such orders at once, one is created).
 pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
     let (jws, account, _) = acme.account_request(&headers, "/acme/new-order", &body).await?;
     let payload: NewOrderPayload = jws.payload_json()?;
@@ -795,10 +955,18 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
         created: now,
     };
     let stored = order.clone();
-    acme.pool
+    let created = acme
+        .pool
         .acme(move |store| store.order_create(&stored, &authorizations))
         .await
         .map_err(internal)?;
+    if !created {
+        return Err(Problem::new(
+            ProblemType::AlreadyReplaced,
+            "the certificate named in replaces is already replaced by another order that is not invalid \
+             (RFC 9773 §5); renew without replaces, or finish that order",
+        ));
+    }
     let names: Vec<&str> = order.identifiers.iter().map(|i| i.value.as_str()).collect();
     tracing::info!(account = %account.id, order = %order.id, identifiers = ?names, "order created");
     Ok(acme.order_response(StatusCode::CREATED, &order))

@@ -11,7 +11,8 @@
 //! [`AcmeStore::expire`](crate::ca::store::acme::AcmeStore::expire). A holder that stops (killed,
 //! or stalled past its lease) loses the lease when its time runs out, the next instance takes it
 //! with the next token, and whatever the old holder still tries under its old token is refused
-//! by the store.
+//! by the store. A holder that stops cleanly (SIGTERM) releases its leases ([`release`]), so the
+//! next instance takes over at its next round.
 //!
 //! The store is synchronous (rusqlite, the blocking `postgres` client): [`run`] calls it on
 //! Tokio's blocking pool, through a connection of its own. [`round`], [`prepare_crl`],
@@ -203,8 +204,8 @@ pub fn round(
     })
 }
 
-/// Runs the periodic work until `shutdown` completes: a [`round`] right away and then every
-/// `settings.period`, each on Tokio's blocking pool with `store` (a connection of this task's
+/// Runs the periodic work until `shutdown` completes, then [`release`]s its leases: a [`round`]
+/// right away and then every `settings.period`, each on Tokio's blocking pool with `store` (a connection of this task's
 /// own, opened with [`crate::ca::store::open`] for `ca`'s directory, outside the runtime or
 /// with `spawn_blocking`: the blocking PostgreSQL client cannot connect on a runtime's thread;
 /// when `run` ends or is aborted it closes `store` on a thread of its own). `holder` names this
@@ -254,7 +255,45 @@ pub async fn run(
             }
         }
     }
+    // A clean stop gives the leases up, so that another instance takes over at its next round
+    // rather than after the lease's time.
+    let (who, task_store) = (Arc::clone(&holder), Arc::clone(&store));
+    let released = tokio::task::spawn_blocking(move || {
+        let mut guard = task_store.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.0.as_mut() {
+            Some(store) => release(store.as_mut(), &who),
+            None => Ok(Vec::new()),
+        }
+    })
+    .await;
+    match released {
+        Ok(Ok(names)) => {
+            for name in names {
+                tracing::info!(holder = &*holder, lease = name, "released the lease");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(holder = &*holder, error = %e, "cannot release the leases; another instance takes over when they run out")
+        }
+        Err(e) => tracing::warn!(holder = &*holder, error = %e, "releasing the leases stopped midway"),
+    }
     tracing::info!(holder = &*holder, "periodic work stopped");
+}
+
+/// Gives up the leases ([`CRL_LEASE`], [`EXPIRE_LEASE`]) that `holder` holds (what [`run`]
+/// does when it is stopped): another instance takes each at its next try, with the next token.
+/// Returns the names of the leases released.
+///
+/// # Errors
+/// [`CaError::Store`] when the store fails.
+pub fn release(store: &mut dyn Store, holder: &str) -> Result<Vec<&'static str>, CaError> {
+    let mut released = Vec::new();
+    for name in [CRL_LEASE, EXPIRE_LEASE] {
+        if store.acme().lease_release(name, holder)? {
+            released.push(name);
+        }
+    }
+    Ok(released)
 }
 
 /// The runner's store, dropped off the async runtime: the blocking PostgreSQL client runs a

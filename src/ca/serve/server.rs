@@ -315,6 +315,8 @@ fn routers(acme: &Shared) -> (Router, Router) {
         .route("/new-nonce", get(acme::new_nonce).head(acme::new_nonce))
         .route("/new-account", post(acme::new_account))
         .route("/account/{id}", post(acme::account))
+        .route("/account/{id}/orders", post(acme::account_orders))
+        .route("/key-change", post(acme::key_change))
         .route("/new-order", post(acme::new_order))
         .route("/order/{id}", post(acme::order))
         .route("/order/{id}/finalize", post(acme::finalize))

@@ -200,6 +200,19 @@ pub struct PublishedCrl {
     pub next_update: i64,
 }
 
+/// What [`AcmeStore::account_rekey`] did (RFC 8555 §7.3.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rekeyed {
+    /// The account now has the new key.
+    Done,
+    /// Another account (this identifier) has the new key already: nothing changed (§7.3.5: 409
+    /// with its URL).
+    KeyInUse(String),
+    /// The account does not exist or no longer has the old key (a concurrent key change won):
+    /// nothing changed.
+    Stale,
+}
+
 /// What one round of [`AcmeStore::expire`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -253,12 +266,30 @@ pub trait AcmeStore {
     /// [`CaError::Store`] when the database fails.
     fn account_update(&mut self, account: &Account) -> Result<(), CaError>;
 
-    /// newOrder (§7.4): records the order, its authorizations and their challenges in one
-    /// transaction.
+    /// Account key rollover (RFC 8555 §7.3.5), one conditional change: the account `id` gets
+    /// `new_thumbprint` and `new_jwk` if its thumbprint is still `old_thumbprint` and no account
+    /// has `new_thumbprint` (thumbprints are unique, so of two accounts rolling over to one key
+    /// at once, one wins and the other sees [`Rekeyed::KeyInUse`]).
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails.
-    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<(), CaError>;
+    fn account_rekey(
+        &mut self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<Rekeyed, CaError>;
+
+    /// newOrder (§7.4): records the order, its authorizations and their challenges in one
+    /// transaction, and returns true. When `order.replaces` is set and another order that is
+    /// not `invalid` replaces the same certificate already (RFC 9773 §5, `alreadyReplaced`),
+    /// records nothing and returns false; of several such orders created at once, exactly one is
+    /// recorded (a unique index on live orders' `replaces`).
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<bool, CaError>;
 
     /// The order with this identifier.
     ///
@@ -271,6 +302,19 @@ pub trait AcmeStore {
     /// # Errors
     /// [`CaError::Store`] when the database fails.
     fn order_by_certificate(&mut self, serial: &Serial) -> Result<Option<Order>, CaError>;
+
+    /// An account's orders list (RFC 8555 §7.1.2.1): its orders that are not `invalid`, newest
+    /// first (by `created`, then by identifier, descending), at most `limit` of them, starting
+    /// after the order whose `(created, id)` is `after` (the last one of the previous page).
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError>;
 
     /// The authorization with this identifier, with its challenges.
     ///
@@ -350,6 +394,14 @@ pub trait AcmeStore {
     /// # Errors
     /// [`CaError::Store`] when the database fails.
     fn lease_acquire(&mut self, name: &str, holder: &str, ttl: Duration, now: i64) -> Result<Option<Lease>, CaError>;
+
+    /// Gives up the lease `name` if `holder` holds it (a clean shutdown): its good-until time
+    /// becomes 0, so that any instance takes it at its next try, with the next token. False
+    /// when `holder` does not hold it (nothing changes).
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn lease_release(&mut self, name: &str, holder: &str) -> Result<bool, CaError>;
 
     /// Publishes a CRL: stored when its number is higher than the published one's and, when
     /// `lease` is given, the lease's token is still the current one. False when refused.

@@ -30,6 +30,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_acme.sql"),
         postgres: include_str!("migrations/postgres/0002_acme.sql"),
     },
+    Migration {
+        version: 3,
+        name: "acme_replaces",
+        sqlite: include_str!("migrations/sqlite/0003_acme_replaces.sql"),
+        postgres: include_str!("migrations/postgres/0003_acme_replaces.sql"),
+    },
 ];
 
 /// The table that records applied versions (the same in both dialects).
@@ -82,7 +88,8 @@ mod tests {
                     let l = l.trim();
                     let rest = l
                         .strip_prefix("CREATE TABLE ")
-                        .or_else(|| l.strip_prefix("CREATE INDEX "))?;
+                        .or_else(|| l.strip_prefix("CREATE INDEX "))
+                        .or_else(|| l.strip_prefix("CREATE UNIQUE INDEX "))?;
                     rest.split_whitespace().next().map(str::to_string)
                 })
                 .collect()

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use postgres::{GenericClient, Row};
 
-use super::acme::{Account, AcmeStore, Authorization, Challenge, Expired, Identifier, Lease, Order, PublishedCrl};
+use super::acme::{
+    Account, AcmeStore, Authorization, Challenge, Expired, Identifier, Lease, Order, PublishedCrl, Rekeyed,
+};
 use super::acme_sql as sql;
 use super::postgres::{PostgresStore, fail, insert_certificate};
 use super::{WriteAccess, redact};
@@ -244,32 +246,68 @@ impl AcmeStore for PostgresStore {
         Ok(())
     }
 
-    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<(), CaError> {
+    fn account_rekey(
+        &mut self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<Rekeyed, CaError> {
+        // One statement: the unique index on thumbprints decides a race for the new key (an
+        // UPDATE that meets a concurrent one waits for it, then fails with a unique violation).
+        let changed = self.client.execute(
+            "UPDATE acme_accounts SET thumbprint = $4, jwk = $5 WHERE issuer = $1 AND id = $2 AND thumbprint = $3",
+            &[&self.issuer, &id, &old_thumbprint, &new_thumbprint, &new_jwk],
+        );
+        match changed {
+            Ok(1) => Ok(Rekeyed::Done),
+            Ok(_) => Ok(Rekeyed::Stale),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Ok(match self.account_by_thumbprint(new_thumbprint)? {
+                    Some(holder) if holder.id != id => Rekeyed::KeyInUse(holder.id),
+                    // The holder changed its key since: the caller may try again.
+                    _ => Rekeyed::Stale,
+                })
+            }
+            Err(e) => Err(fail(&self.url, &e)),
+        }
+    }
+
+    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<bool, CaError> {
         let url = self.url.clone();
         let issuer = self.issuer.clone();
         let get = |e: postgres::Error| fail(&url, &e);
         let mut tx = self.client.transaction().map_err(get)?;
-        tx.execute(
-            "INSERT INTO acme_orders (issuer, id, account_id, status, identifiers, authorizations, expires, \
+        // Insert-if-absent on the unique index of live orders' `replaces` (RFC 9773 §5): a
+        // concurrent insert of the same `replaces` is waited for, then this one does nothing.
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO acme_orders (issuer, id, account_id, status, identifiers, authorizations, expires, \
              not_before, not_after, error, certificate, replaces, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            &[
-                &issuer,
-                &order.id,
-                &order.account_id,
-                &sql::order_status(order.status),
-                &sql::identifiers_to_text(&order.identifiers),
-                &sql::ids_to_text(&order.authorizations),
-                &order.expires,
-                &order.not_before,
-                &order.not_after,
-                &order.error,
-                &order.certificate.as_ref().map(Serial::to_string),
-                &order.replaces,
-                &order.created,
-            ],
-        )
-        .map_err(get)?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (issuer, replaces) WHERE replaces IS NOT NULL AND status <> 'invalid' DO NOTHING \
+             RETURNING id",
+                &[
+                    &issuer,
+                    &order.id,
+                    &order.account_id,
+                    &sql::order_status(order.status),
+                    &sql::identifiers_to_text(&order.identifiers),
+                    &sql::ids_to_text(&order.authorizations),
+                    &order.expires,
+                    &order.not_before,
+                    &order.not_after,
+                    &order.error,
+                    &order.certificate.as_ref().map(Serial::to_string),
+                    &order.replaces,
+                    &order.created,
+                ],
+            )
+            .map_err(get)?;
+        if inserted.is_none() {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(false);
+        }
         for authorization in authorizations {
             tx.execute(
                 "INSERT INTO acme_authorizations (issuer, id, order_id, account_id, kind, value, wildcard, status, \
@@ -306,7 +344,8 @@ impl AcmeStore for PostgresStore {
                 .map_err(get)?;
             }
         }
-        tx.commit().map_err(get)
+        tx.commit().map_err(get)?;
+        Ok(true)
     }
 
     fn order(&mut self, id: &str) -> Result<Option<Order>, CaError> {
@@ -332,6 +371,28 @@ impl AcmeStore for PostgresStore {
             )
             .map_err(|e| fail(&self.url, &e))?;
         row.map(|r| order_from(&r, &self.url)).transpose()
+    }
+
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError> {
+        // Without a cursor, one past every (created, id): created is never i64::MAX.
+        let (created, id) = after.unwrap_or((i64::MAX, ""));
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM acme_orders WHERE issuer = $1 AND account_id = $2 \
+                     AND status <> 'invalid' AND (created, id) < ($3, $4) \
+                     ORDER BY created DESC, id DESC LIMIT $5"
+                ),
+                &[&self.issuer, &account_id, &created, &id, &i64::from(limit)],
+            )
+            .map_err(|e| fail(&self.url, &e))?;
+        rows.iter().map(|r| order_from(r, &self.url)).collect()
     }
 
     fn authorization(&mut self, id: &str) -> Result<Option<Authorization>, CaError> {
@@ -602,6 +663,17 @@ impl AcmeStore for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    fn lease_release(&mut self, name: &str, holder: &str) -> Result<bool, CaError> {
+        let changed = self
+            .client
+            .execute(
+                "UPDATE acme_leases SET good_until = 0 WHERE issuer = $1 AND name = $2 AND holder = $3",
+                &[&self.issuer, &name, &holder],
+            )
+            .map_err(|e| fail(&self.url, &e))?;
+        Ok(changed == 1)
     }
 
     fn crl_publish(&mut self, crl: &PublishedCrl, lease: Option<&Lease>) -> Result<bool, CaError> {

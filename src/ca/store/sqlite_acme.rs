@@ -9,7 +9,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::WriteAccess;
-use super::acme::{Account, AcmeStore, Authorization, Challenge, Expired, Identifier, Lease, Order, PublishedCrl};
+use super::acme::{
+    Account, AcmeStore, Authorization, Challenge, Expired, Identifier, Lease, Order, PublishedCrl, Rekeyed,
+};
 use super::acme_sql as sql;
 use super::sqlite::{SqliteStore, database_error, insert_certificate};
 use crate::ca::{CaError, Record};
@@ -296,7 +298,43 @@ impl AcmeStore for SqliteStore {
         Ok(())
     }
 
-    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<(), CaError> {
+    fn account_rekey(
+        &mut self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<Rekeyed, CaError> {
+        let path = self.path.clone();
+        let fail = |e| database_error(&path, e);
+        // One writer at a time: the check and the change see the same accounts.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let holder: Option<String> = tx
+            .query_row(
+                "SELECT id FROM acme_accounts WHERE issuer = ?1 AND thumbprint = ?2",
+                params![self.issuer, new_thumbprint],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        if let Some(holder) = holder.filter(|holder| holder != id) {
+            return Ok(Rekeyed::KeyInUse(holder));
+        }
+        let changed = tx
+            .execute(
+                "UPDATE acme_accounts SET thumbprint = ?4, jwk = ?5 \
+                 WHERE issuer = ?1 AND id = ?2 AND thumbprint = ?3",
+                params![self.issuer, id, old_thumbprint, new_thumbprint, new_jwk],
+            )
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(if changed == 1 { Rekeyed::Done } else { Rekeyed::Stale })
+    }
+
+    fn order_create(&mut self, order: &Order, authorizations: &[Authorization]) -> Result<bool, CaError> {
         let path = self.path.clone();
         let issuer = self.issuer.clone();
         let fail = |e| database_error(&path, e);
@@ -304,27 +342,37 @@ impl AcmeStore for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        tx.execute(
-            "INSERT INTO acme_orders (issuer, id, account_id, status, identifiers, authorizations, expires, \
-             not_before, not_after, error, certificate, replaces, created) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                issuer,
-                order.id,
-                order.account_id,
-                sql::order_status(order.status),
-                sql::identifiers_to_text(&order.identifiers),
-                sql::ids_to_text(&order.authorizations),
-                order.expires,
-                order.not_before,
-                order.not_after,
-                order.error,
-                order.certificate.as_ref().map(Serial::to_string),
-                order.replaces,
-                order.created,
-            ],
-        )
-        .map_err(fail)?;
+        // Insert-if-absent on the unique index of live orders' `replaces` (RFC 9773 §5).
+        let inserted: Option<String> = tx
+            .query_row(
+                "INSERT INTO acme_orders (issuer, id, account_id, status, identifiers, authorizations, expires, \
+                 not_before, not_after, error, certificate, replaces, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (issuer, replaces) WHERE replaces IS NOT NULL AND status <> 'invalid' DO NOTHING \
+                 RETURNING id",
+                params![
+                    issuer,
+                    order.id,
+                    order.account_id,
+                    sql::order_status(order.status),
+                    sql::identifiers_to_text(&order.identifiers),
+                    sql::ids_to_text(&order.authorizations),
+                    order.expires,
+                    order.not_before,
+                    order.not_after,
+                    order.error,
+                    order.certificate.as_ref().map(Serial::to_string),
+                    order.replaces,
+                    order.created,
+                ],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        if inserted.is_none() {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(false);
+        }
         for authorization in authorizations {
             tx.execute(
                 "INSERT INTO acme_authorizations (issuer, id, order_id, account_id, kind, value, wildcard, status, \
@@ -361,7 +409,8 @@ impl AcmeStore for SqliteStore {
                 .map_err(fail)?;
             }
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        Ok(true)
     }
 
     fn order(&mut self, id: &str) -> Result<Option<Order>, CaError> {
@@ -391,6 +440,31 @@ impl AcmeStore for SqliteStore {
             .optional()
             .map_err(|e| database_error(&self.path, e))?;
         row.map(|r| order_from(r, &self.store_name())).transpose()
+    }
+
+    fn orders_of_account(
+        &mut self,
+        account_id: &str,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, CaError> {
+        // Without a cursor, one past every (created, id): created is never i64::MAX.
+        let (created, id) = after.unwrap_or((i64::MAX, ""));
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM acme_orders WHERE issuer = ?1 AND account_id = ?2 \
+                 AND status <> 'invalid' AND (created < ?3 OR (created = ?3 AND id < ?4)) \
+                 ORDER BY created DESC, id DESC LIMIT ?5"
+            ))
+            .map_err(|e| database_error(&self.path, e))?;
+        let rows = statement
+            .query_map(params![self.issuer, account_id, created, id, limit], read_order)
+            .map_err(|e| database_error(&self.path, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| database_error(&self.path, e))?;
+        let store = self.store_name();
+        rows.into_iter().map(|r| order_from(r, &store)).collect()
     }
 
     fn authorization(&mut self, id: &str) -> Result<Option<Authorization>, CaError> {
@@ -663,6 +737,17 @@ impl AcmeStore for SqliteStore {
             token,
             until,
         }))
+    }
+
+    fn lease_release(&mut self, name: &str, holder: &str) -> Result<bool, CaError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE acme_leases SET good_until = 0 WHERE issuer = ?1 AND name = ?2 AND holder = ?3",
+                params![self.issuer, name, holder],
+            )
+            .map_err(|e| database_error(&self.path, e))?;
+        Ok(changed == 1)
     }
 
     fn crl_publish(&mut self, crl: &PublishedCrl, lease: Option<&Lease>) -> Result<bool, CaError> {
