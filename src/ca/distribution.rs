@@ -2,9 +2,10 @@
 //! every certificate the CA issues carries in its CRL Distribution Points (RFC 5280 §4.2.1.13)
 //! and Authority Information Access (RFC 5280 §4.2.2.1) extensions.
 //!
-//! They are kept in `DIR/urls.json` (0644, replaced atomically; absent: no URLs), written by
-//! `ca init --crl-url … --ocsp-url … --ca-issuers-url …` and `ca set`, and read when the CA is
-//! opened:
+//! They are kept in `DIR/urls.json` (0644, at most [`MAX_URLS_FILE_SIZE`] bytes, replaced
+//! atomically — through a symbolic link, the file it points to; absent: no URLs), written by
+//! `ca init --crl-url … --ocsp-url … --ca-issuers-url …` and `ca set` (under the CA directory's
+//! lock, so concurrent changes are all kept), and read when the CA is opened:
 //!
 //! ```json
 //! {"crl": "http://ca.example/crl", "ocsp": "http://ca.example/ocsp", "ca_issuers": null}
@@ -28,6 +29,10 @@ use crate::fsutil;
 
 /// The file in a CA directory that holds its [`DistributionUrls`].
 pub const URLS_FILE: &str = "urls.json";
+
+/// The largest `urls.json` read, in bytes (three URLs of [`MAX_URL_LENGTH`] and the JSON
+/// around them fit many times over).
+pub const MAX_URLS_FILE_SIZE: u64 = 64 * 1024;
 
 /// The longest URL accepted, in bytes.
 pub const MAX_URL_LENGTH: usize = 1024;
@@ -66,7 +71,9 @@ impl DistributionUrls {
             ("ca-issuers-url", &self.ca_issuers),
         ] {
             if let Some(url) = url {
-                check_url(url).map_err(|reason| CaError::invalid(field, format!("\"{url}\" {reason}")))?;
+                check_url(url).map_err(|reason| {
+                    CaError::invalid(field, format!("\"{}\" {reason}", crate::text::printable(url)))
+                })?;
             }
         }
         Ok(())
@@ -76,14 +83,26 @@ impl DistributionUrls {
     ///
     /// # Errors
     /// [`CaError::Io`] when it cannot be read, [`CaError::InvalidRequest`] (field `urls.json`)
-    /// when it is not the JSON above or holds a URL [`check_url`] refuses.
+    /// when it is larger than [`MAX_URLS_FILE_SIZE`], is not the JSON above or holds a URL
+    /// [`check_url`] refuses.
     pub fn load(dir: &Path) -> Result<Self, CaError> {
+        use std::io::Read;
         let path = dir.join(URLS_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(CaError::io(&path, e)),
         };
+        let mut bytes = Vec::new();
+        file.take(MAX_URLS_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| CaError::io(&path, e))?;
+        if bytes.len() as u64 > MAX_URLS_FILE_SIZE {
+            return Err(CaError::invalid(
+                "urls.json",
+                format!("{} is larger than {MAX_URLS_FILE_SIZE} bytes", path.display()),
+            ));
+        }
         let urls: Self = serde_json::from_slice(&bytes)
             .map_err(|e| CaError::invalid("urls.json", format!("{} is not readable: {e}", path.display())))?;
         urls.validate()
@@ -91,14 +110,34 @@ impl DistributionUrls {
         Ok(urls)
     }
 
-    /// Writes `DIR/urls.json` atomically (0644), or removes it when no URL is set.
+    /// Changes `DIR/urls.json` as one step against other `ca` processes: under the CA
+    /// directory's lock (the one `ca issue`, `ca revoke` and `ca crl` take), reads it, applies
+    /// `change`, and writes it when `change` says it changed something. With `replace`, the
+    /// file as found is not read (`change` sets every URL), so a damaged file can be replaced.
+    /// Returns the URLs now in force.
+    ///
+    /// # Errors
+    /// As [`DistributionUrls::load`] and [`DistributionUrls::save`]; [`CaError::Io`] taking the lock.
+    pub fn update(dir: &Path, replace: bool, change: impl FnOnce(&mut Self) -> bool) -> Result<Self, CaError> {
+        let _lock = super::store::DirLock::acquire(dir)?;
+        let mut urls = if replace { Self::default() } else { Self::load(dir)? };
+        if change(&mut urls) {
+            urls.save(dir)?;
+        }
+        Ok(urls)
+    }
+
+    /// Writes `DIR/urls.json` atomically (0644), or removes it when no URL is set. A
+    /// `urls.json` that is a symbolic link stays one: the file it points to is replaced (with
+    /// every URL `null` when none is set), as for the CA's other state files.
     ///
     /// # Errors
     /// As [`DistributionUrls::validate`]; [`CaError::Io`].
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
         self.validate()?;
         let path = dir.join(URLS_FILE);
-        if self.is_empty() {
+        let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+        if self.is_empty() && !is_link {
             return match std::fs::remove_file(&path) {
                 Ok(()) => fsutil::sync_parent(&path).map_err(|e| CaError::io(&path, e)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
