@@ -71,9 +71,8 @@ impl DistributionUrls {
             ("ca-issuers-url", &self.ca_issuers),
         ] {
             if let Some(url) = url {
-                check_url(url).map_err(|reason| {
-                    CaError::invalid(field, format!("\"{}\" {reason}", crate::text::printable(url)))
-                })?;
+                // Shown through `printable` by whoever reports it; `check_url` names a hidden character.
+                check_url(url).map_err(|reason| CaError::invalid(field, format!("\"{url}\" {reason}")))?;
             }
         }
         Ok(())
@@ -204,7 +203,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(if c.is_whitespace() {
             "contains white space".into()
         } else {
-            "contains a character outside printable ASCII (percent-encode it)".into()
+            format!(
+                "contains U+{:04X}, a character outside printable ASCII (percent-encode it)",
+                u32::from(c)
+            )
         });
     }
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -251,13 +253,44 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("has no host".into());
     }
-    if !authority.starts_with('[') && host.contains(['[', ']']) {
-        return Err("has a malformed host".into());
+    if !authority.starts_with('[') && !is_host_name(host) {
+        return Err("has a malformed host (a DNS name of letters, digits and inner '-', or an IP address)".into());
+    }
+    if port.is_empty() && authority.ends_with(':') {
+        return Err("has an empty port (leave out the ':' or give a number from 1 to 65535)".into());
     }
     if !port.is_empty() && (!port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().map_or(true, |p| p == 0)) {
         return Err("has a port that is not a number from 1 to 65535".into());
     }
     Ok(())
+}
+
+/// `url` as certificates carry it, once [`check_url`] accepts it: the scheme in lower case
+/// (`HTTP://ca.example/` → `http://ca.example/`; RFC 3986 §3.1 makes schemes case-insensitive
+/// and lower case canonical), the rest as given.
+///
+/// # Errors
+/// As [`check_url`].
+pub fn normalize_url(url: &str) -> Result<String, String> {
+    check_url(url)?;
+    Ok(match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_string(),
+    })
+}
+
+/// Whether `host` is a host name (RFC 1123 §2.1: dot-separated labels of 1 to 63 letters,
+/// digits and `-`, not starting or ending with `-`; `_` allowed inside, as some internal names
+/// use it) or an IPv4 address, which has that shape too.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -293,11 +326,26 @@ mod tests {
             ("http://ca.example:80a/", "port that is not a number"),
             ("http://[::1/", "broken IPv6"),
             ("http://[1.2.3.4]/", "broken IPv6"),
+            ("http://h:/", "empty port"),
+            ("http://ca.example:/crl", "empty port"),
+            ("http://-/", "malformed host"),
+            ("http://-ca.example/", "malformed host"),
+            ("http://ca-.example/", "malformed host"),
+            ("http://ca..example/", "malformed host"),
+            ("http://ca%41.example/", "malformed host"),
+            ("http://ca!.example/", "malformed host"),
         ] {
             let err = check_url(bad).unwrap_err();
             assert!(err.contains(reason), "{bad}: {err}");
         }
         assert!(check_url(&format!("http://a/{}", "x".repeat(MAX_URL_LENGTH))).is_err());
+    }
+
+    #[test]
+    fn the_scheme_is_lowered_and_nothing_else() {
+        assert_eq!(normalize_url("HTTP://X/Crl").unwrap(), "http://X/Crl");
+        assert_eq!(normalize_url("hTtPs://ca.example:8443/").unwrap(), "https://ca.example:8443/");
+        assert!(normalize_url("HTTP://-/").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod serve;
 pub mod store;
 
 pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};
-pub use distribution::{DistributionUrls, MAX_URL_LENGTH, MAX_URLS_FILE_SIZE, URLS_FILE, check_url};
+pub use distribution::{DistributionUrls, MAX_URL_LENGTH, MAX_URLS_FILE_SIZE, URLS_FILE, check_url, normalize_url};
 pub use error::CaError;
 pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
 pub use profile::Profile;
