@@ -454,10 +454,7 @@ fn renew_from_stdin_names_its_files_after_the_subject_never_with_a_leading_dash(
     let work = pki.path("work");
     std::fs::create_dir(&work).unwrap();
     let pem_text = std::fs::read(with(&old, ".pem")).unwrap();
-    let out = support::output_with_stdin(
-        ca(&pki.inter()).current_dir(&work).args(["renew", "-"]),
-        &pem_text,
-    );
+    let out = support::output_with_stdin(ca(&pki.inter()).current_dir(&work).args(["renew", "-"]), &pem_text);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // Nothing in the working directory (no `--renewed-…`), the files in DIR/issued.
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
@@ -515,7 +512,11 @@ fn export_writes_into_a_fifo_as_readme_says() {
     let passin = format!("file:{}", s(&p12_pass));
     let out = openssl_output(&["pkcs12", "-in", &s(&got), "-passin", &passin, "-nokeys", "-clcerts"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).replace(' ', "").contains("subject=CN=www.test"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).replace(' ', "").contains("subject=CN=www.test"),
+        "{}",
+        stdout(&out)
+    );
     // A regular file is still never overwritten.
     std::fs::write(pki.path("taken.p12"), b"keep").unwrap();
     let out = output(

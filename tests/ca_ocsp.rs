@@ -501,6 +501,11 @@ fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
     // `ca set` needs a CA.
     let out = support::output(ca(&dir).args(["set", "--crl-url", "http://ca.example/crl"]));
     assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a CA directory") && stderr(&out).contains("ca: hint: create one with `ca init`"),
+        "{}",
+        stderr(&out)
+    );
     ok(ca(&dir).args([
         "init",
         "--no-passphrase",
@@ -743,7 +748,12 @@ fn a_linked_urls_json_is_written_through_and_stays_a_link() {
 #[test]
 fn url_checks_refuse_empty_ports_and_bad_hosts_and_lower_the_scheme() {
     let (_tmp, dir) = url_ca("URL Check Root");
-    for bad in ["http://h:/", "http://-/", "http://ca.example:/crl", "http://-ca.example/"] {
+    for bad in [
+        "http://h:/",
+        "http://-/",
+        "http://ca.example:/crl",
+        "http://-ca.example/",
+    ] {
         let out = support::output(ca(&dir).args(["set", "--crl-url", bad]));
         assert_eq!(support::code(&out), 2, "{bad}: {}", stderr(&out));
         assert!(
@@ -758,7 +768,13 @@ fn url_checks_refuse_empty_ports_and_bad_hosts_and_lower_the_scheme() {
     assert!(!out.stderr.contains(&0x1b), "{:?}", stderr(&out));
     assert!(stderr(&out).contains("contains U+001B"), "{}", stderr(&out));
     // An upper-case scheme is taken, and kept in lower case (as certificates then carry it).
-    ok(ca(&dir).args(["set", "--crl-url", "HTTP://ca.example/Crl", "--ocsp-url", "HTTPS://ca.example/"]));
+    ok(ca(&dir).args([
+        "set",
+        "--crl-url",
+        "HTTP://ca.example/Crl",
+        "--ocsp-url",
+        "HTTPS://ca.example/",
+    ]));
     let urls = support::json(&ok(ca(&dir).args(["set", "--json"])));
     assert_eq!(
         urls,

@@ -1080,7 +1080,10 @@ fn ca_quietly(dir: &Path, args: &[&str]) -> String {
 
 /// The CRL number of `DIR/crl.pem` and its DER.
 fn crl_file(dir: &Path) -> (u64, Vec<u8>) {
-    let der = tessera::pki::pem::load_crls(&dir.join("crl.pem")).unwrap().remove(0).to_vec();
+    let der = tessera::pki::pem::load_crls(&dir.join("crl.pem"))
+        .unwrap()
+        .remove(0)
+        .to_vec();
     let number = CrlInfo::from_der(&der).unwrap().crl_number.unwrap().parse().unwrap();
     (number, der)
 }

@@ -289,7 +289,9 @@ fn is_host_name(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -344,7 +346,10 @@ mod tests {
     #[test]
     fn the_scheme_is_lowered_and_nothing_else() {
         assert_eq!(normalize_url("HTTP://X/Crl").unwrap(), "http://X/Crl");
-        assert_eq!(normalize_url("hTtPs://ca.example:8443/").unwrap(), "https://ca.example:8443/");
+        assert_eq!(
+            normalize_url("hTtPs://ca.example:8443/").unwrap(),
+            "https://ca.example:8443/"
+        );
         assert!(normalize_url("HTTP://-/").is_err());
     }
 

@@ -169,7 +169,12 @@ impl CertificateAuthority {
     ///
     /// # Errors
     /// [`CaError::InvalidRequest`] (field `--out`) when no file name can be made from `name`.
-    pub fn renewal_prefix(dir: &Path, certificate_path: &Path, name: &str, now: OffsetDateTime) -> Result<PathBuf, CaError> {
+    pub fn renewal_prefix(
+        dir: &Path,
+        certificate_path: &Path,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<PathBuf, CaError> {
         let utc = now.to_offset(time::UtcOffset::UTC);
         let stamp = format!(
             "-renewed-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -224,7 +229,8 @@ fn key_algorithm(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Resu
                 Some("1.2.840.10045.3.1.7") => Ok(pki::KeyAlgorithm::P256),
                 Some("1.3.132.0.34") => Ok(pki::KeyAlgorithm::P384),
                 _ => Err(
-                    PkiError::malformed("the certificate", "it has an elliptic curve key Tessera does not issue").into(),
+                    PkiError::malformed("the certificate", "it has an elliptic curve key Tessera does not issue")
+                        .into(),
                 ),
             }
         }

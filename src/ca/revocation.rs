@@ -85,8 +85,9 @@ pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaErro
 /// a CRL `ca serve` published that reflects it (see [`current_published`]).
 fn with_published(status: CrlStatus, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Result<CrlStatus, CaError> {
     match status {
-        CrlStatus::Stale { .. } | CrlStatus::Damaged { .. } => Ok(current_published(store, ca)?
-            .map_or(status, |(number, _)| CrlStatus::Published { number })),
+        CrlStatus::Stale { .. } | CrlStatus::Damaged { .. } => {
+            Ok(current_published(store, ca)?.map_or(status, |(number, _)| CrlStatus::Published { number }))
+        }
         status => Ok(status),
     }
 }

@@ -159,7 +159,10 @@ fn show_error(tool: &str, path: &str, error: &clap::Error, texts: &[StyledStr]) 
         }
         _ => {
             let rendered = restore_after_help(error.render().to_string(), texts, false);
-            super::write_stderr(format_args!("{}", printable_lines(&usage_error_text(tool, path, &rendered))));
+            super::write_stderr(format_args!(
+                "{}",
+                printable_lines(&usage_error_text(tool, path, &rendered))
+            ));
             ExitCode::from(exit::USAGE)
         }
     }
