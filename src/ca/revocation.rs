@@ -78,7 +78,7 @@ pub struct Revoked {
 pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaError> {
     let (certificate, _) = read_ca_certificates(dir)?;
     let status = inspect_crl(dir, store, &certificate, Depth::Full)?.status;
-    Ok(with_published(status, store, &certificate)?)
+    with_published(status, store, &certificate)
 }
 
 /// `status`, or [`CrlStatus::Published`] when `crl.pem` is stale or damaged but the store holds
