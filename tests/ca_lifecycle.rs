@@ -206,6 +206,11 @@ fn export_refuses_what_it_cannot_do_with_the_documented_codes() {
     let locked = pki.issue("client", "locked", &["--key-passphrase-file", &s(&key_pass)]);
     let out = export(&locked, &pki.path("locked.p12"), &[]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ca: hint: use --key-passphrase-file FILE or set TESSERA_PASSPHRASE"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!pki.path("locked.p12").exists());
     let wrong = pass_file(pki.tmp.path(), "wrong.pass", "not it");
     let out = export(&locked, &pki.path("locked.p12"), &["--key-passphrase-file", &s(&wrong)]);
@@ -339,7 +344,11 @@ fn renew_with_reuse_key_keeps_the_key_and_writes_none() {
     );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("is not the certificate's key"),
+        stderr(&out).contains(&format!(
+            "ca: error: the key to reuse (--reuse-key) {} is not the key of the certificate {}\n",
+            s(&with(&other, ".key")),
+            s(&with(&old, ".pem"))
+        )) && stderr(&out).contains("ca: hint: give the key the certificate was issued for"),
         "{}",
         stderr(&out)
     );
@@ -408,7 +417,11 @@ fn renew_refuses_revoked_foreign_and_unknown_certificates() {
     // An intermediate CA is not renewed, and a missing CERT is exit 3.
     let out = output(ca(&pki.root()).arg("renew").arg(pki.inter().join("ca.pem")));
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("only leaves are renewed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it is an intermediate certificate; only leaves are renewed"),
+        "{}",
+        stderr(&out)
+    );
     let out = output(ca(&pki.inter()).arg("renew").arg(pki.path("missing.pem")));
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     // An output that exists is refused before anything is issued.
@@ -432,4 +445,88 @@ fn renew_refuses_revoked_foreign_and_unknown_certificates() {
     );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(pki.list().len(), before);
+}
+
+#[test]
+fn renew_from_stdin_names_its_files_after_the_subject_never_with_a_leading_dash() {
+    let pki = ToolPki::new("Renew Root", "Renew Issuing", &[]);
+    let old = pki.issue("server", "www.test", &[]);
+    let work = pki.path("work");
+    std::fs::create_dir(&work).unwrap();
+    let pem_text = std::fs::read(with(&old, ".pem")).unwrap();
+    let out = support::output_with_stdin(ca(&pki.inter()).current_dir(&work).args(["renew", "-"]), &pem_text);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Nothing in the working directory (no `--renewed-…`), the files in DIR/issued.
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    let issued: Vec<String> = std::fs::read_dir(pki.inter().join("issued"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(issued.len(), 3, "{issued:?}");
+    for name in &issued {
+        assert!(name.starts_with("www.test-renewed-"), "{name}");
+    }
+    assert!(issued.iter().any(|n| n.ends_with(".key")), "{issued:?}");
+
+    // A CERT named `-x.pem` gets files named after the subject beside it.
+    let dashed = pki.path("-x.pem");
+    std::fs::write(&dashed, &pem_text).unwrap();
+    let said = ok(ca(&pki.inter()).arg("renew").arg(&dashed));
+    let names: Vec<String> = std::fs::read_dir(pki.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("renewed"))
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?} {said}");
+    assert!(names.iter().all(|n| n.starts_with("www.test-renewed-")), "{names:?}");
+}
+
+#[test]
+fn export_writes_into_a_fifo_as_readme_says() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let pki = ToolPki::new("P12 Root", "P12 Issuing", &[]);
+    let p12_pass = pass_file(pki.tmp.path(), "p12.pass", "pkcs12 secret");
+    let prefix = pki.issue("server", "www.test", &[]);
+    let fifo = pki.path("out.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The reader: opening a FIFO for reading waits for the writer.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let said = ok(ca(&pki.inter())
+        .arg("export")
+        .arg(&prefix)
+        .arg("--pkcs12")
+        .arg(&fifo)
+        .args(["--passphrase-file", &s(&p12_pass)]));
+    assert!(said.contains(&format!("wrote {}", s(&fifo))), "{said}");
+    let bytes = reader.join().unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let got = pki.path("got.p12");
+    std::fs::write(&got, &bytes).unwrap();
+    let passin = format!("file:{}", s(&p12_pass));
+    let out = openssl_output(&["pkcs12", "-in", &s(&got), "-passin", &passin, "-nokeys", "-clcerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).replace(' ', "").contains("subject=CN=www.test"),
+        "{}",
+        stdout(&out)
+    );
+    // A regular file is still never overwritten.
+    std::fs::write(pki.path("taken.p12"), b"keep").unwrap();
+    let out = output(
+        ca(&pki.inter())
+            .arg("export")
+            .arg(&prefix)
+            .arg("--pkcs12")
+            .arg(pki.path("taken.p12"))
+            .args(["--passphrase-file", &s(&p12_pass)]),
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(std::fs::read(pki.path("taken.p12")).unwrap(), b"keep");
 }

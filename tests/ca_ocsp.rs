@@ -501,6 +501,11 @@ fn init_takes_the_urls_and_refuses_bad_ones_with_exit_2() {
     // `ca set` needs a CA.
     let out = support::output(ca(&dir).args(["set", "--crl-url", "http://ca.example/crl"]));
     assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a CA directory") && stderr(&out).contains("ca: hint: create one with `ca init`"),
+        "{}",
+        stderr(&out)
+    );
     ok(ca(&dir).args([
         "init",
         "--no-passphrase",
@@ -616,4 +621,165 @@ fn openssl_verifies_responses_signed_by_ed25519_and_p384_cas() {
         };
         assert!(text.contains(&format!("Signature Algorithm: {algorithm}")), "{text}");
     }
+}
+
+/// A CA made with `ca init --no-passphrase` in a fresh directory.
+fn url_ca(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    ok(ca(&dir).args(["init", "--no-passphrase", "--name", name]));
+    (tmp, dir)
+}
+
+#[test]
+fn concurrent_sets_of_different_urls_all_survive() {
+    let (_tmp, dir) = url_ca("Set Race Root");
+    // Each round starts one `ca set` per URL at once; without the directory lock one process's
+    // read-modify-write undoes another's, leaving a URL of the round before.
+    for round in 0..8 {
+        let children: Vec<_> = [("--crl-url", "crl"), ("--ocsp-url", "ocsp"), ("--ca-issuers-url", "ca")]
+            .iter()
+            .flat_map(|(flag, name)| {
+                // Two writers per field, with the same value, make the race more likely.
+                (0..2).map(move |_| (flag, format!("http://ca.example/{name}/{round}")))
+            })
+            .map(|(flag, url)| {
+                ca(&dir)
+                    .args(["set", flag, &url])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = support::finish(child, None, support::TIMEOUT, "ca set");
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let urls = support::json(&ok(ca(&dir).args(["set", "--json"])));
+        assert_eq!(
+            urls,
+            serde_json::json!({
+                "crl": format!("http://ca.example/crl/{round}"),
+                "ocsp": format!("http://ca.example/ocsp/{round}"),
+                "ca_issuers": format!("http://ca.example/ca/{round}"),
+            }),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_or_oversized_urls_json_is_named_and_set_replaces_it() {
+    let (_tmp, dir) = url_ca("Damaged URLs Root");
+    let file = dir.join("urls.json");
+    let huge = format!("{{\"crl\": null{}}}", " ".repeat(70 * 1024));
+    for (bytes, why) in [
+        ("{\"crl\": ".to_string(), "is not readable"),
+        ("{\"crl\": \"ftp://x/\"}".to_string(), "is not an http or https URL"),
+        (huge, "is larger than 65536 bytes"),
+    ] {
+        std::fs::write(&file, &bytes).unwrap();
+        for args in [&["set"][..], &["set", "--crl-url", "http://ca.example/crl"]] {
+            let out = support::output(ca(&dir).args(args));
+            assert_eq!(support::code(&out), 3, "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(&s(&file)) && err.contains(why), "{err}");
+            assert!(
+                err.contains("ca: hint: fix or remove urls.json")
+                    && err.contains("`ca set --crl-url URL|none --ocsp-url URL|none --ca-issuers-url URL|none`"),
+                "{err}"
+            );
+        }
+        // Issuing refuses too, rather than leave the URLs out.
+        let out = support::output(ca(&dir).args(["issue", "--profile", "server", "--name", "x.test"]));
+        assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+        assert!(stderr(&out).contains("fix or remove urls.json"), "{}", stderr(&out));
+        // Every URL given: the damaged file is replaced.
+        let said = ok(ca(&dir).args([
+            "set",
+            "--crl-url",
+            "http://ca.example/crl",
+            "--ocsp-url",
+            "none",
+            "--ca-issuers-url",
+            "none",
+        ]));
+        assert!(said.contains("crl-url:        http://ca.example/crl"), "{said}");
+        let urls = support::json(&std::fs::read_to_string(&file).unwrap());
+        assert_eq!(
+            urls,
+            serde_json::json!({"crl": "http://ca.example/crl", "ocsp": null, "ca_issuers": null})
+        );
+    }
+}
+
+#[test]
+fn a_linked_urls_json_is_written_through_and_stays_a_link() {
+    let (tmp, dir) = url_ca("Linked URLs Root");
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let target = shared.join("urls.json");
+    std::fs::write(&target, "{\"crl\": \"http://old.example/crl\"}\n").unwrap();
+    let link = dir.join("urls.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    ok(ca(&dir).args(["set", "--ocsp-url", "http://ca.example/ocsp"]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(
+        support::json(&std::fs::read_to_string(&target).unwrap()),
+        serde_json::json!({"crl": "http://old.example/crl", "ocsp": "http://ca.example/ocsp", "ca_issuers": null})
+    );
+    // Clearing every URL keeps the link too: the file it points to says none.
+    ok(ca(&dir).args(["set", "--crl-url", "none", "--ocsp-url", "none"]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(
+        support::json(&std::fs::read_to_string(&target).unwrap()),
+        serde_json::json!({"crl": null, "ocsp": null, "ca_issuers": null})
+    );
+    // A dangling link is refused with the file named, and left alone.
+    std::fs::remove_file(&target).unwrap();
+    std::fs::remove_dir(&shared).unwrap();
+    let out = support::output(ca(&dir).args(["set", "--crl-url", "http://ca.example/crl"]));
+    assert_eq!(support::code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("urls.json"), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn url_checks_refuse_empty_ports_and_bad_hosts_and_lower_the_scheme() {
+    let (_tmp, dir) = url_ca("URL Check Root");
+    for bad in [
+        "http://h:/",
+        "http://-/",
+        "http://ca.example:/crl",
+        "http://-ca.example/",
+    ] {
+        let out = support::output(ca(&dir).args(["set", "--crl-url", bad]));
+        assert_eq!(support::code(&out), 2, "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("empty port") || stderr(&out).contains("malformed host"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // Control characters in the value are shown escaped, never raw.
+    let out = support::output(ca(&dir).args(["set", "--crl-url", "http://ca.example/\u{1b}[2J"]));
+    assert_eq!(support::code(&out), 2, "{}", stderr(&out));
+    assert!(!out.stderr.contains(&0x1b), "{:?}", stderr(&out));
+    assert!(stderr(&out).contains("contains U+001B"), "{}", stderr(&out));
+    // An upper-case scheme is taken, and kept in lower case (as certificates then carry it).
+    ok(ca(&dir).args([
+        "set",
+        "--crl-url",
+        "HTTP://ca.example/Crl",
+        "--ocsp-url",
+        "HTTPS://ca.example/",
+    ]));
+    let urls = support::json(&ok(ca(&dir).args(["set", "--json"])));
+    assert_eq!(
+        urls,
+        serde_json::json!({"crl": "http://ca.example/Crl", "ocsp": "https://ca.example/", "ca_issuers": null})
+    );
+    let out = support::output(ca(&dir).args(["init", "--no-passphrase", "--crl-url", "http://h:/"]));
+    assert_eq!(support::code(&out), 2, "{}", stderr(&out));
 }

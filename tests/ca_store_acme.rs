@@ -1339,3 +1339,103 @@ fn a_runner_stopped_cleanly_releases_its_leases_and_the_next_takes_over_at_once_
         .unwrap();
     assert_eq!(released, 2);
 }
+
+/// `ca --dir DIR ARGS…` in a clean environment; its output.
+fn run_ca(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ca"));
+    for var in ["TESSERA_PASSPHRASE", "TESSERA_CA_DIR", "TESSERA_DB", "RUST_LOG"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `ca ARGS…`, which must succeed without a warning; its stdout.
+fn ca_quietly(dir: &Path, args: &[&str]) -> String {
+    let out = run_ca(dir, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ca {args:?}: {err}");
+    assert!(!err.contains("warning"), "ca {args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CRL number of `DIR/crl.pem` and its DER.
+fn crl_file(dir: &Path) -> (u64, Vec<u8>) {
+    let der = tessera::pki::pem::load_crls(&dir.join("crl.pem"))
+        .unwrap()
+        .remove(0)
+        .to_vec();
+    let number = CrlInfo::from_der(&der).unwrap().crl_number.unwrap().parse().unwrap();
+    (number, der)
+}
+
+#[test]
+fn a_crl_published_by_serve_becomes_crl_pem_without_a_new_number_or_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let ca = new_ca(&dir, &Location::Sqlite);
+    let mut store = open_store(&dir, &Location::Sqlite);
+    let settings = PeriodicSettings {
+        lease_ttl: Duration::from_secs(3600),
+        crl_lifetime: Duration::from_secs(3600),
+        ..PeriodicSettings::default()
+    };
+    let t0 = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    for name in ["a.test", "b.test"] {
+        ca_quietly(&dir, &["issue", "--profile", "server", "--name", name]);
+    }
+    let listed: serde_json::Value = serde_json::from_str(&ca_quietly(&dir, &["list", "--json"])).unwrap();
+    let serial_of = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"].as_str().is_some_and(|s| s.contains(name)))
+            .unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (serial_of("a.test"), serial_of("b.test"));
+    ca_quietly(&dir, &["revoke", &a]);
+    let (revoked_number, _) = crl_file(&dir);
+
+    // ca serve's round signs the next CRL into the store only: crl.pem is now behind.
+    let first = periodic::round(&ca, store.as_mut(), "serve", &settings, t0).unwrap();
+    assert_eq!(first.published, Some(revoked_number + 1));
+    assert_eq!(crl_file(&dir).0, revoked_number);
+    let (published, _) = published(store.as_mut(), &dir);
+
+    // `ca list` says nothing; a command that signs copies the published CRL as it is.
+    ca_quietly(&dir, &["list"]);
+    ca_quietly(&dir, &["issue", "--profile", "server", "--name", "c.test"]);
+    assert_eq!(crl_file(&dir), (published.number, published.der.clone()));
+    assert_eq!(store.crl_number().unwrap(), published.number, "no CRL number used");
+
+    // crl.pem missing: the same.
+    let later = t0 + Duration::from_secs(1800);
+    std::fs::remove_file(dir.join("crl.pem")).unwrap();
+    let again = periodic::round(&ca, store.as_mut(), "serve", &settings, later).unwrap();
+    assert_eq!(again.published, Some(published.number + 1));
+    ca_quietly(&dir, &["list"]);
+    ca_quietly(&dir, &["revoke", &b]);
+    // The revocation itself hands out the next number after the published one.
+    assert_eq!(crl_file(&dir).0, published.number + 2);
+    assert_eq!(store.crl_number().unwrap(), published.number + 2);
+    let info = CrlInfo::from_der(&crl_file(&dir).1).unwrap();
+    assert_eq!(info.revoked.len(), 2);
+
+    // A store that moved on since the round (a revocation not yet published) is no copy source:
+    // crl.pem is re-signed under a new number, as before.
+    let third = periodic::round(&ca, store.as_mut(), "serve", &settings, later).unwrap();
+    assert_eq!(third.published, Some(published.number + 3));
+    store.advance_crl_number(WRITE).unwrap();
+    let out = run_ca(&dir, &["issue", "--profile", "server", "--name", "d.test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(crl_file(&dir).0, published.number + 5);
+}

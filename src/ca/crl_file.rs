@@ -157,6 +157,23 @@ pub(super) fn read_crl_file(
     }))
 }
 
+/// The CRL number of `der` when it is a whole CRL (RFC 5280 §5.1) issued by the CA whose
+/// certificate is `ca`, with a cRLNumber (§5.2.3), and the CA's signature over it verifies
+/// (§5.1.1.3); `None` otherwise. For a CRL from elsewhere than `crl.pem`: the one `ca serve`
+/// published in the store.
+pub(super) fn signed_crl_number(der: &[u8], ca: &CertificateDer<'_>) -> Option<u64> {
+    let signed = Signed::parse(der)?;
+    let (_, ca_cert) = X509Certificate::from_der(ca).ok()?;
+    let (_, issuer) = X509Name::from_der(&signed.fields.issuer).ok()?;
+    if issuer.to_string() != ca_cert.subject().to_string() {
+        return None;
+    }
+    signed_by(&ca_cert, signed.tbs, signed.algorithm, signed.signature)
+        .unwrap_or(false)
+        .then_some(signed.fields.number)
+        .flatten()
+}
+
 /// The first `X509 CRL` block of PEM bytes (RFC 7468 §5: base64 between the BEGIN and END
 /// lines, line breaks ignored), or the bytes themselves when they are DER.
 fn first_crl(bytes: &[u8]) -> Option<Vec<u8>> {

@@ -2,9 +2,10 @@
 //! every certificate the CA issues carries in its CRL Distribution Points (RFC 5280 §4.2.1.13)
 //! and Authority Information Access (RFC 5280 §4.2.2.1) extensions.
 //!
-//! They are kept in `DIR/urls.json` (0644, replaced atomically; absent: no URLs), written by
-//! `ca init --crl-url … --ocsp-url … --ca-issuers-url …` and `ca set`, and read when the CA is
-//! opened:
+//! They are kept in `DIR/urls.json` (0644, at most [`MAX_URLS_FILE_SIZE`] bytes, replaced
+//! atomically — through a symbolic link, the file it points to; absent: no URLs), written by
+//! `ca init --crl-url … --ocsp-url … --ca-issuers-url …` and `ca set` (under the CA directory's
+//! lock, so concurrent changes are all kept), and read when the CA is opened:
 //!
 //! ```json
 //! {"crl": "http://ca.example/crl", "ocsp": "http://ca.example/ocsp", "ca_issuers": null}
@@ -28,6 +29,10 @@ use crate::fsutil;
 
 /// The file in a CA directory that holds its [`DistributionUrls`].
 pub const URLS_FILE: &str = "urls.json";
+
+/// The largest `urls.json` read, in bytes (three URLs of [`MAX_URL_LENGTH`] and the JSON
+/// around them fit many times over).
+pub const MAX_URLS_FILE_SIZE: u64 = 64 * 1024;
 
 /// The longest URL accepted, in bytes.
 pub const MAX_URL_LENGTH: usize = 1024;
@@ -66,6 +71,7 @@ impl DistributionUrls {
             ("ca-issuers-url", &self.ca_issuers),
         ] {
             if let Some(url) = url {
+                // Shown through `printable` by whoever reports it; `check_url` names a hidden character.
                 check_url(url).map_err(|reason| CaError::invalid(field, format!("\"{url}\" {reason}")))?;
             }
         }
@@ -76,14 +82,26 @@ impl DistributionUrls {
     ///
     /// # Errors
     /// [`CaError::Io`] when it cannot be read, [`CaError::InvalidRequest`] (field `urls.json`)
-    /// when it is not the JSON above or holds a URL [`check_url`] refuses.
+    /// when it is larger than [`MAX_URLS_FILE_SIZE`], is not the JSON above or holds a URL
+    /// [`check_url`] refuses.
     pub fn load(dir: &Path) -> Result<Self, CaError> {
+        use std::io::Read;
         let path = dir.join(URLS_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(CaError::io(&path, e)),
         };
+        let mut bytes = Vec::new();
+        file.take(MAX_URLS_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| CaError::io(&path, e))?;
+        if bytes.len() as u64 > MAX_URLS_FILE_SIZE {
+            return Err(CaError::invalid(
+                "urls.json",
+                format!("{} is larger than {MAX_URLS_FILE_SIZE} bytes", path.display()),
+            ));
+        }
         let urls: Self = serde_json::from_slice(&bytes)
             .map_err(|e| CaError::invalid("urls.json", format!("{} is not readable: {e}", path.display())))?;
         urls.validate()
@@ -91,14 +109,34 @@ impl DistributionUrls {
         Ok(urls)
     }
 
-    /// Writes `DIR/urls.json` atomically (0644), or removes it when no URL is set.
+    /// Changes `DIR/urls.json` as one step against other `ca` processes: under the CA
+    /// directory's lock (the one `ca issue`, `ca revoke` and `ca crl` take), reads it, applies
+    /// `change`, and writes it when `change` says it changed something. With `replace`, the
+    /// file as found is not read (`change` sets every URL), so a damaged file can be replaced.
+    /// Returns the URLs now in force.
+    ///
+    /// # Errors
+    /// As [`DistributionUrls::load`] and [`DistributionUrls::save`]; [`CaError::Io`] taking the lock.
+    pub fn update(dir: &Path, replace: bool, change: impl FnOnce(&mut Self) -> bool) -> Result<Self, CaError> {
+        let _lock = super::store::DirLock::acquire(dir)?;
+        let mut urls = if replace { Self::default() } else { Self::load(dir)? };
+        if change(&mut urls) {
+            urls.save(dir)?;
+        }
+        Ok(urls)
+    }
+
+    /// Writes `DIR/urls.json` atomically (0644), or removes it when no URL is set. A
+    /// `urls.json` that is a symbolic link stays one: the file it points to is replaced (with
+    /// every URL `null` when none is set), as for the CA's other state files.
     ///
     /// # Errors
     /// As [`DistributionUrls::validate`]; [`CaError::Io`].
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
         self.validate()?;
         let path = dir.join(URLS_FILE);
-        if self.is_empty() {
+        let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+        if self.is_empty() && !is_link {
             return match std::fs::remove_file(&path) {
                 Ok(()) => fsutil::sync_parent(&path).map_err(|e| CaError::io(&path, e)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -165,7 +203,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(if c.is_whitespace() {
             "contains white space".into()
         } else {
-            "contains a character outside printable ASCII (percent-encode it)".into()
+            format!(
+                "contains U+{:04X}, a character outside printable ASCII (percent-encode it)",
+                u32::from(c)
+            )
         });
     }
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -212,13 +253,46 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("has no host".into());
     }
-    if !authority.starts_with('[') && host.contains(['[', ']']) {
-        return Err("has a malformed host".into());
+    if !authority.starts_with('[') && !is_host_name(host) {
+        return Err("has a malformed host (a DNS name of letters, digits and inner '-', or an IP address)".into());
+    }
+    if port.is_empty() && authority.ends_with(':') {
+        return Err("has an empty port (leave out the ':' or give a number from 1 to 65535)".into());
     }
     if !port.is_empty() && (!port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().map_or(true, |p| p == 0)) {
         return Err("has a port that is not a number from 1 to 65535".into());
     }
     Ok(())
+}
+
+/// `url` as certificates carry it, once [`check_url`] accepts it: the scheme in lower case
+/// (`HTTP://ca.example/` → `http://ca.example/`; RFC 3986 §3.1 makes schemes case-insensitive
+/// and lower case canonical), the rest as given.
+///
+/// # Errors
+/// As [`check_url`].
+pub fn normalize_url(url: &str) -> Result<String, String> {
+    check_url(url)?;
+    Ok(match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_string(),
+    })
+}
+
+/// Whether `host` is a host name (RFC 1123 §2.1: dot-separated labels of 1 to 63 letters,
+/// digits and `-`, not starting or ending with `-`; `_` allowed inside, as some internal names
+/// use it) or an IPv4 address, which has that shape too.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -254,11 +328,29 @@ mod tests {
             ("http://ca.example:80a/", "port that is not a number"),
             ("http://[::1/", "broken IPv6"),
             ("http://[1.2.3.4]/", "broken IPv6"),
+            ("http://h:/", "empty port"),
+            ("http://ca.example:/crl", "empty port"),
+            ("http://-/", "malformed host"),
+            ("http://-ca.example/", "malformed host"),
+            ("http://ca-.example/", "malformed host"),
+            ("http://ca..example/", "malformed host"),
+            ("http://ca%41.example/", "malformed host"),
+            ("http://ca!.example/", "malformed host"),
         ] {
             let err = check_url(bad).unwrap_err();
             assert!(err.contains(reason), "{bad}: {err}");
         }
         assert!(check_url(&format!("http://a/{}", "x".repeat(MAX_URL_LENGTH))).is_err());
+    }
+
+    #[test]
+    fn the_scheme_is_lowered_and_nothing_else() {
+        assert_eq!(normalize_url("HTTP://X/Crl").unwrap(), "http://X/Crl");
+        assert_eq!(
+            normalize_url("hTtPs://ca.example:8443/").unwrap(),
+            "https://ca.example:8443/"
+        );
+        assert!(normalize_url("HTTP://-/").is_err());
     }
 
     #[test]

@@ -192,7 +192,8 @@ impl CertificateAuthority {
     /// to, for the CA in `dir`, an `--out` value and the common name `name`:
     ///
     /// - no `out`: `DIR/issued/<name>`, the name's characters other than letters, digits, `.`,
-    ///   `_` and `-` replaced by `_`, leading and trailing dots removed;
+    ///   `_` and `-` replaced by `_`, leading dots and dashes and trailing dots removed (a file
+    ///   name never starts with `-`);
     /// - `out` ending in `/`, or naming an existing directory: `OUT/<name>` likewise;
     /// - else `out`, less trailing dots and a `.pem`, `.chain.pem` or `.key` ending (so
     ///   `--out www.pem` writes `www.pem`, `www.key` and `www.chain.pem`).
@@ -586,7 +587,7 @@ fn lifetime_end(
 
 /// A file name made from a common name: characters other than ASCII letters, digits, `.`, `_`
 /// and `-` become `_`; leading and trailing dots are dropped. `None` if nothing is left.
-fn file_name_for(name: &str) -> Option<String> {
+pub(super) fn file_name_for(name: &str) -> Option<String> {
     let safe: String = name
         .chars()
         .map(|c| {
@@ -597,7 +598,8 @@ fn file_name_for(name: &str) -> Option<String> {
             }
         })
         .collect();
-    let trimmed = safe.trim_matches('.');
+    // No leading `-` either: a file named `-x` reads as an option (or stdin) to most tools.
+    let trimmed = safe.trim_start_matches(['.', '-']).trim_end_matches('.');
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 

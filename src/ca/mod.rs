@@ -34,12 +34,12 @@ pub mod serve;
 pub mod store;
 
 pub use authority::{CertificateAuthority, EARLIEST_TIME, InitRequest, LATEST_TIME, read_ca_certificates};
-pub use distribution::{DistributionUrls, MAX_URL_LENGTH, URLS_FILE, check_url};
+pub use distribution::{DistributionUrls, MAX_URL_LENGTH, MAX_URLS_FILE_SIZE, URLS_FILE, check_url, normalize_url};
 pub use error::CaError;
 pub use issue::{IssueRequest, Issued, IssuedFiles, Leftover};
 pub use profile::Profile;
 pub use record::{Record, Revocation, Status};
-pub use renew::Renewal;
+pub use renew::{REUSED_KEY, Renewal};
 pub use revocation::{CrlStatus, DEFAULT_CRL_LIFETIME, Revoked, crl_status};
 pub use store::{ListFilter, Location, Store};
 

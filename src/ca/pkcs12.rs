@@ -92,12 +92,12 @@ impl Exportable {
         let certificate = pem::load_certificates(&cert_path)?
             .into_iter()
             .next()
-            .ok_or_else(|| PkiError::malformed(cert_path.display().to_string(), "holds no certificate"))?;
+            .ok_or_else(|| PkiError::malformed(cert_path.display().to_string(), "it holds no certificate"))?;
         let chain = pem::load_certificates(&chain_path)?;
         if chain.first() != Some(&certificate) {
             return Err(PkiError::malformed(
                 chain_path.display().to_string(),
-                format!("does not start with the certificate of {}", cert_path.display()),
+                format!("it does not start with the certificate of {}", cert_path.display()),
             )
             .into());
         }
@@ -105,7 +105,7 @@ impl Exportable {
         if key.public_key_spki()? != spki_of(&certificate)? {
             return Err(PkiError::malformed(
                 key_path.display().to_string(),
-                format!("is not the key of {}", cert_path.display()),
+                format!("it is not the key of {}", cert_path.display()),
             )
             .into());
         }
@@ -168,12 +168,32 @@ impl Exportable {
     }
 }
 
-/// Writes `bytes` to `path` as a new file, mode 0600 (never over an existing one), atomically:
-/// a crash leaves no partial file.
+/// Whether `path` (following symbolic links) is a FIFO, a device, a socket or a pipe such as
+/// `/dev/fd/63` (`--pkcs12 >(cmd)`): an output [`create_private`] writes into directly.
+pub fn writes_directly(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir())
+}
+
+/// Writes `bytes` to `path` as a new file, mode 0600 (never over an existing one, nor through a
+/// link), atomically: a crash leaves no partial file. A FIFO, device or pipe
+/// ([`writes_directly`]) is written into directly instead, without atomicity, as every Tessera
+/// output is.
 ///
 /// # Errors
-/// [`PkiError::AlreadyExists`] when `path` exists; [`CaError::Io`] otherwise.
+/// [`PkiError::AlreadyExists`] when `path` exists (and is not such a target); [`CaError::Io`]
+/// otherwise.
 pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    if writes_directly(path) {
+        use std::io::Write;
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut out| {
+                out.write_all(bytes)?;
+                out.flush()
+            })
+            .map_err(|e| CaError::io(path, e));
+    }
     crate::fsutil::create_new_atomic(path, bytes, crate::fsutil::PRIVATE_MODE).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             PkiError::AlreadyExists { path: path.into() }.into()

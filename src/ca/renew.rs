@@ -12,6 +12,10 @@ use super::issue::{IssueRequest, Issued, IssuedFiles, Leftover};
 use super::{CaError, CertificateAuthority, Profile, Record};
 use crate::pki::{self, CertificateInfo, Passphrase, PkiError, PrivateKey, pem};
 
+/// What the error of a `reuse_key` that is not the certificate's key names
+/// ([`PkiError::Malformed`]'s `what`; see [`CertificateAuthority::renewal`]).
+pub const REUSED_KEY: &str = "the key to reuse (--reuse-key)";
+
 /// What a renewal of a certificate asks for (see [`CertificateAuthority::renewal`]).
 #[derive(Clone, Debug)]
 #[must_use]
@@ -57,11 +61,11 @@ impl CertificateAuthority {
         let (_, parsed) = x509_parser::parse_x509_certificate(certificate).map_err(|e| {
             PkiError::malformed(
                 "the certificate",
-                format!("cannot be parsed: {}", pki::describe_x509(&e)),
+                format!("it cannot be parsed: {}", pki::describe_x509(&e)),
             )
         })?;
         let (_, ca) = x509_parser::parse_x509_certificate(&self.certificate)
-            .map_err(|e| PkiError::malformed("ca.pem", format!("cannot be parsed: {}", pki::describe_x509(&e))))?;
+            .map_err(|e| PkiError::malformed("ca.pem", format!("it cannot be parsed: {}", pki::describe_x509(&e))))?;
         if parsed.issuer().as_raw() != ca.subject().as_raw() {
             return Err(refuse(format!(
                 "it was issued by {}, not by this CA ({})",
@@ -87,8 +91,13 @@ impl CertificateAuthority {
             )));
         }
         let profile: Profile = record.profile.parse().map_err(|_| {
+            let article = if record.profile.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             refuse(format!(
-                "it is a {} certificate; only leaves are renewed",
+                "it is {article} {} certificate; only leaves are renewed",
                 record.profile
             ))
         })?;
@@ -113,9 +122,7 @@ impl CertificateAuthority {
         request.key_algorithm = Some(key_algorithm(&parsed)?);
         if let Some(key) = reuse_key {
             if key.public_key_spki()? != super::authority::spki_of(certificate)? {
-                return Err(
-                    PkiError::malformed("the key to reuse (--reuse-key)", "is not the certificate's key").into(),
-                );
+                return Err(PkiError::malformed(REUSED_KEY, "it is not the certificate's key").into());
             }
             let key_pair = key.to_key_pair()?;
             let csr = rcgen::CertificateParams::default()
@@ -151,25 +158,58 @@ impl CertificateAuthority {
         Ok((renewal, issued, files))
     }
 
-    /// The default output prefix of `ca renew CERT` at `now`: beside CERT, its name less `.pem`
-    /// (or `.chain.pem`), then `-renewed-YYYYMMDDTHHMMSSZ` (`www.pem` → `www-renewed-20301201T120000Z`),
-    /// so the old files stay where they are.
-    pub fn renewal_prefix(certificate_path: &Path, now: OffsetDateTime) -> PathBuf {
-        let text = certificate_path.as_os_str().to_string_lossy();
-        let stem = [".chain.pem", ".pem", ".crt", ".der"]
-            .iter()
-            .find_map(|ending| text.strip_suffix(ending))
-            .unwrap_or(&text);
+    /// The default output prefix of `ca renew CERT` at `now`, for the CA in `dir` and the
+    /// certificate's common name `name`: beside CERT, its name less `.pem` (or `.chain.pem`,
+    /// `.crt`, `.der`), then `-renewed-YYYYMMDDTHHMMSSZ` (`www.pem` →
+    /// `www-renewed-20301201T120000Z`), so the old files stay where they are. When that file
+    /// name would start with `-` (CERT is `-`, standard input, or a name such as `-x.pem`), the
+    /// name is made from `name` instead, as `ca issue` makes it ([`CertificateAuthority::output_prefix`]):
+    /// `DIR/issued/<name>-renewed-…` for standard input, `<CERT's directory>/<name>-renewed-…`
+    /// otherwise. A default file name never starts with `-`.
+    ///
+    /// # Errors
+    /// [`CaError::InvalidRequest`] (field `--out`) when no file name can be made from `name`.
+    pub fn renewal_prefix(
+        dir: &Path,
+        certificate_path: &Path,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<PathBuf, CaError> {
         let utc = now.to_offset(time::UtcOffset::UTC);
-        PathBuf::from(format!(
-            "{stem}-renewed-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        let stamp = format!(
+            "-renewed-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             utc.year(),
             u8::from(utc.month()),
             utc.day(),
             utc.hour(),
             utc.minute(),
             utc.second()
-        ))
+        );
+        let beside = certificate_path.file_name().and_then(|f| f.to_str()).and_then(|file| {
+            let stem = [".chain.pem", ".pem", ".crt", ".der"]
+                .iter()
+                .find_map(|ending| file.strip_suffix(ending))
+                .unwrap_or(file);
+            (!stem.is_empty() && !stem.starts_with('-')).then(|| format!("{stem}{stamp}"))
+        });
+        let stdin = certificate_path == Path::new("-");
+        match beside {
+            Some(file) if !stdin => Ok(certificate_path.with_file_name(file)),
+            _ => {
+                let base = if stdin {
+                    dir.join(super::authority::ISSUED)
+                } else {
+                    certificate_path.parent().map(Path::to_path_buf).unwrap_or_default()
+                };
+                let file = super::issue::file_name_for(name).ok_or_else(|| {
+                    CaError::invalid(
+                        "--out",
+                        format!("no file name can be made from the name \"{name}\"; give --out PREFIX"),
+                    )
+                })?;
+                Ok(base.join(format!("{file}{stamp}")))
+            }
+        }
     }
 }
 
@@ -189,12 +229,13 @@ fn key_algorithm(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Resu
                 Some("1.2.840.10045.3.1.7") => Ok(pki::KeyAlgorithm::P256),
                 Some("1.3.132.0.34") => Ok(pki::KeyAlgorithm::P384),
                 _ => Err(
-                    PkiError::malformed("the certificate", "has an elliptic curve key Tessera does not issue").into(),
+                    PkiError::malformed("the certificate", "it has an elliptic curve key Tessera does not issue")
+                        .into(),
                 ),
             }
         }
         _ if parsed.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" => Ok(pki::KeyAlgorithm::Ed25519),
-        _ => Err(PkiError::malformed("the certificate", "has a key type Tessera does not issue").into()),
+        _ => Err(PkiError::malformed("the certificate", "it has a key type Tessera does not issue").into()),
     }
 }
 
@@ -206,17 +247,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_prefix_sits_beside_the_old_certificate() {
+    fn the_default_prefix_sits_beside_the_old_certificate_and_never_starts_with_a_dash() {
         let now = datetime!(2030-12-01 12:00:05 UTC);
-        for (cert, prefix) in [
-            ("issued/www.pem", "issued/www-renewed-20301201T120005Z"),
-            ("www.chain.pem", "www-renewed-20301201T120005Z"),
-            ("www", "www-renewed-20301201T120005Z"),
+        let dir = Path::new("ca");
+        for (cert, name, prefix) in [
+            ("issued/www.pem", "www.test", "issued/www-renewed-20301201T120005Z"),
+            ("www.chain.pem", "www.test", "www-renewed-20301201T120005Z"),
+            ("www", "www.test", "www-renewed-20301201T120005Z"),
+            ("-", "www.test", "ca/issued/www.test-renewed-20301201T120005Z"),
+            ("d/-x.pem", "www.test", "d/www.test-renewed-20301201T120005Z"),
+            ("-x.pem", "--a b", "a_b-renewed-20301201T120005Z"),
         ] {
             assert_eq!(
-                CertificateAuthority::renewal_prefix(Path::new(cert), now),
-                PathBuf::from(prefix)
+                CertificateAuthority::renewal_prefix(dir, Path::new(cert), name, now).unwrap(),
+                PathBuf::from(prefix),
+                "{cert}"
             );
         }
+        assert!(CertificateAuthority::renewal_prefix(dir, Path::new("-"), "--", now).is_err());
     }
 }

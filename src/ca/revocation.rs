@@ -48,6 +48,13 @@ pub enum CrlStatus {
         /// What is wrong, for people.
         reason: String,
     },
+    /// `crl.pem` is missing, older than the store or damaged, but the store holds the current
+    /// CRL, which `ca serve` signed and published there (it serves it at `/crl`): the next
+    /// command that signs copies it into `crl.pem` as it is, under the same number.
+    Published {
+        /// Its CRL number (RFC 5280 §5.2.3), the store's.
+        number: u64,
+    },
 }
 
 /// The outcome of [`CertificateAuthority::revoke_certificate`].
@@ -70,7 +77,46 @@ pub struct Revoked {
 /// [`CaError::DatabaseBehindCrl`] when the CRL is newer than the store, store and I/O errors.
 pub fn crl_status(dir: &Path, store: &mut dyn Store) -> Result<CrlStatus, CaError> {
     let (certificate, _) = read_ca_certificates(dir)?;
-    Ok(inspect_crl(dir, store, &certificate, Depth::Full)?.status)
+    let status = inspect_crl(dir, store, &certificate, Depth::Full)?.status;
+    with_published(status, store, &certificate)
+}
+
+/// `status`, or [`CrlStatus::Published`] when `crl.pem` is stale or damaged but the store holds
+/// a CRL `ca serve` published that reflects it (see [`current_published`]).
+fn with_published(status: CrlStatus, store: &mut dyn Store, ca: &CertificateDer<'_>) -> Result<CrlStatus, CaError> {
+    match status {
+        CrlStatus::Stale { .. } | CrlStatus::Damaged { .. } => {
+            Ok(current_published(store, ca)?.map_or(status, |(number, _)| CrlStatus::Published { number }))
+        }
+        status => Ok(status),
+    }
+}
+
+/// The CRL `ca serve` published in the store (migration 0002, `published_crls`), with its
+/// number, when it reflects the store as it is: its number is the last one the store handed
+/// out (every revocation hands out a new one), and it is this CA's CRL, signed by its key.
+fn current_published(
+    store: &mut dyn Store,
+    ca: &CertificateDer<'_>,
+) -> Result<Option<(u64, CertificateRevocationListDer<'static>)>, CaError> {
+    let Some(published) = store.acme().crl_published()? else {
+        return Ok(None);
+    };
+    if published.number != store.crl_number()? {
+        return Ok(None);
+    }
+    match super::crl_file::signed_crl_number(&published.der, ca) {
+        Some(number) if number == published.number => {
+            Ok(Some((number, CertificateRevocationListDer::from(published.der))))
+        }
+        _ => {
+            tracing::warn!(
+                number = published.number,
+                "the CRL published in the store is not a CRL of this CA with that number; not used"
+            );
+            Ok(None)
+        }
+    }
 }
 
 impl CertificateAuthority {
@@ -85,6 +131,11 @@ impl CertificateAuthority {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot look for leftover temporary files");
         }
         let mut found = self.with_store(|store| inspect_crl(&self.dir, store, &self.certificate, depth))?;
+        if matches!(found.status, CrlStatus::Stale { .. } | CrlStatus::Damaged { .. })
+            && let Some(der) = self.adopt_published_crl()?
+        {
+            return Ok(Some(der));
+        }
         // A CRL number handed out but not yet in crl.pem is usually another process between its
         // commit and its publication (a few milliseconds): give it that time before taking the
         // CRL for one left behind by a crash.
@@ -98,7 +149,11 @@ impl CertificateAuthority {
         match found.status {
             CrlStatus::NotYetWritten => Ok(None),
             CrlStatus::Current => Ok(found.der),
-            CrlStatus::Stale { reason } | CrlStatus::Damaged { reason } => {
+            status @ (CrlStatus::Stale { .. } | CrlStatus::Damaged { .. } | CrlStatus::Published { .. }) => {
+                let reason = match status {
+                    CrlStatus::Stale { reason } | CrlStatus::Damaged { reason } => reason,
+                    _ => format!("{} is not current", self.crl_path().display()),
+                };
                 let lifetime = found.lifetime.unwrap_or(DEFAULT_CRL_LIFETIME);
                 let state = self.with_store(|store| store.advance_crl_number(WriteAccess::granted()))?;
                 let number = state.number;
@@ -109,14 +164,37 @@ impl CertificateAuthority {
         }
     }
 
+    /// Copies the CRL `ca serve` published in the store into `crl.pem` when it reflects the
+    /// store (see [`current_published`]): the file is then current without a new CRL number.
+    /// Under the directory lock; a `crl.pem` that meanwhile got a number as high is kept.
+    /// `None` when there is no such CRL in the store.
+    fn adopt_published_crl(&self) -> Result<Option<CertificateRevocationListDer<'static>>, CaError> {
+        let Some((number, der)) = self.with_store(|store| current_published(store, &self.certificate))? else {
+            return Ok(None);
+        };
+        let path = self.crl_path();
+        let _lock = DirLock::acquire(&self.dir)?;
+        if let Ok(file) = read_crl_file(&path, &self.certificate, Depth::Full)?
+            && file.number.is_some_and(|n| n >= number)
+            && let Some(der) = file.der
+        {
+            return Ok(Some(der));
+        }
+        fsutil::write_atomic(&path, pem::to_pem(pem::X509_CRL, &der).as_bytes(), fsutil::PUBLIC_MODE)
+            .map_err(|e| CaError::io(&path, e))?;
+        tracing::info!(number, "crl.pem updated from the CRL `ca serve` published in the store");
+        Ok(Some(der))
+    }
+
     /// How this CA's `crl.pem` stands against its store (see [`crl_status`]).
     ///
     /// # Errors
     /// [`CaError::DatabaseBehindCrl`], store and I/O errors.
     pub fn crl_status(&self) -> Result<CrlStatus, CaError> {
-        Ok(self
-            .with_store(|store| inspect_crl(&self.dir, store, &self.certificate, Depth::Full))?
-            .status)
+        self.with_store(|store| {
+            let status = inspect_crl(&self.dir, store, &self.certificate, Depth::Full)?.status;
+            with_published(status, store, &self.certificate)
+        })
     }
 
     /// Marks the certificate with `serial` revoked and writes a fresh CRL; returns the CRL.

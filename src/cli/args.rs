@@ -159,10 +159,24 @@ fn show_error(tool: &str, path: &str, error: &clap::Error, texts: &[StyledStr]) 
         }
         _ => {
             let rendered = restore_after_help(error.render().to_string(), texts, false);
-            super::write_stderr(format_args!("{}", usage_error_text(tool, path, &rendered)));
+            super::write_stderr(format_args!(
+                "{}",
+                printable_lines(&usage_error_text(tool, path, &rendered))
+            ));
             ExitCode::from(exit::USAGE)
         }
     }
+}
+
+/// `text` with every line passed through [`super::printable`] (the line breaks kept): clap's
+/// usage errors quote the value given, which may hold control characters.
+fn printable_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| match line.strip_suffix('\n') {
+            Some(line) => format!("{}\n", super::printable(line)),
+            None => super::printable(line),
+        })
+        .collect()
 }
 
 /// clap's error text in the tools' words: `error:` and `  tip:` lines get the tool's prefix,

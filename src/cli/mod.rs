@@ -35,7 +35,10 @@ pub use crate::fsutil::{FileArg, SameFileError, ensure_distinct, find_same_file}
 pub use args::{parse_args, parse_args_from};
 pub use input::ensure_one_stdin;
 pub use output::{counted, write_stderr, write_stdout, write_stdout_bytes};
-pub use passphrase::{PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, passphrase_from_file, read_passphrase};
+pub use passphrase::{
+    PASSPHRASE_ENV, PassphraseSource, passphrase_for_key, passphrase_for_key_given_by, passphrase_from_file,
+    read_passphrase, read_passphrase_given_by,
+};
 pub use report::{CliError, Role, Verdict, error_chain, printable, report, verdict};
 pub use rotation::{
     MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, host_port, seconds,

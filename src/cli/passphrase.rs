@@ -30,6 +30,20 @@ pub fn read_passphrase(
     purpose: &str,
     confirm: bool,
 ) -> Result<(Passphrase, PassphraseSource), CliError> {
+    read_passphrase_given_by(file, "--passphrase-file", purpose, confirm)
+}
+
+/// [`read_passphrase`] for a passphrase whose file is given with the option `flag`
+/// (`--key-passphrase-file`): the hint names that option.
+///
+/// # Errors
+/// As [`read_passphrase`].
+pub fn read_passphrase_given_by(
+    file: Option<&Path>,
+    flag: &str,
+    purpose: &str,
+    confirm: bool,
+) -> Result<(Passphrase, PassphraseSource), CliError> {
     if let Some(path) = file {
         return Ok((passphrase_from_file(path)?, PassphraseSource::File));
     }
@@ -44,7 +58,7 @@ pub fn read_passphrase(
         CliError::failure(format!(
             "a passphrase is needed for {purpose} and there is no terminal to ask"
         ))
-        .with_hint(format!("use --passphrase-file FILE or set {PASSPHRASE_ENV}"))
+        .with_hint(format!("use {flag} FILE or set {PASSPHRASE_ENV}"))
     };
     let first = rpassword::prompt_password(format!("passphrase for {purpose}: ")).map_err(|_| no_terminal())?;
     let first = Passphrase::new(first);
@@ -90,4 +104,21 @@ pub fn passphrase_for_key(key: &Path, file: Option<&Path>, purpose: &str) -> Res
         return Ok(None);
     }
     Ok(Some(read_passphrase(file, purpose, false)?.0))
+}
+
+/// [`passphrase_for_key`] for a key whose passphrase file is given with the option `flag`
+/// (`--key-passphrase-file`): the hint names that option.
+///
+/// # Errors
+/// As [`read_passphrase`].
+pub fn passphrase_for_key_given_by(
+    key: &Path,
+    file: Option<&Path>,
+    flag: &str,
+    purpose: &str,
+) -> Result<Option<Passphrase>, CliError> {
+    if !PrivateKey::is_encrypted_file(key) {
+        return Ok(None);
+    }
+    Ok(Some(read_passphrase_given_by(file, flag, purpose, false)?.0))
 }

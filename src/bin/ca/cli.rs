@@ -366,8 +366,8 @@ pub struct InitArgs {
 
 /// An http or https URL for a certificate extension (see `tessera::ca::check_url`).
 fn parse_url(text: &str) -> Result<String, String> {
-    tessera::ca::check_url(text).map_err(|reason| format!("\"{text}\" {reason}"))?;
-    Ok(text.to_string())
+    // The usage error that quotes it passes through `printable` (tessera::cli::parse_args).
+    tessera::ca::normalize_url(text).map_err(|reason| format!("\"{text}\" {reason}"))
 }
 
 /// A new value for one of the URLs `ca set` changes: `Some` URL, or `None` to remove it.

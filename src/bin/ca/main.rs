@@ -93,6 +93,10 @@ fn hint(error: &CaError) -> Option<String> {
         CaError::AlreadyRevoked { .. } => {
             "a revocation is final: its time and reason stay as recorded (`ca list` shows them)"
         }
+        CaError::InvalidRequest { field: "urls.json", .. } => {
+            "fix or remove urls.json in the CA directory (no file: no URLs), or replace it with \
+             `ca set --crl-url URL|none --ocsp-url URL|none --ca-issuers-url URL|none`"
+        }
         CaError::InvalidRequest { field: "--out", .. } => {
             "give --out PREFIX, e.g. --out certs/www or a directory ending in /"
         }
@@ -229,6 +233,10 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         .into_iter()
         .next()
         .ok_or_else(|| CliError::failure(format!("{} holds no certificate", display_name(&args.cert))))?;
+    let common_name = || {
+        let name = CertificateInfo::from_der(&certificate).map(|info| info.subject)?;
+        Ok::<_, PkiError>(name.strip_prefix("CN=").unwrap_or(&name).to_string())
+    };
     let prefix = match &args.out {
         Some(out) if is_stdio(out) => {
             return Err(CliError::usage(
@@ -236,11 +244,8 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
             )
             .into());
         }
-        Some(out) => {
-            let name = CertificateInfo::from_der(&certificate)?.subject;
-            CertificateAuthority::output_prefix(&cli.dir, Some(out), name.strip_prefix("CN=").unwrap_or(&name))?
-        }
-        None => CertificateAuthority::renewal_prefix(&args.cert, now),
+        Some(out) => CertificateAuthority::output_prefix(&cli.dir, Some(out), &common_name()?)?,
+        None => CertificateAuthority::renewal_prefix(&cli.dir, &args.cert, &common_name()?, now)?,
     };
     let outputs: Vec<PathBuf> = [".pem", ".key", ".chain.pem"]
         .iter()
@@ -272,9 +277,10 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
     ])?;
     let reuse_key = match &args.reuse_key {
         Some(path) => {
-            let passphrase = tessera::cli::passphrase_for_key(
+            let passphrase = tessera::cli::passphrase_for_key_given_by(
                 path,
                 args.key_passphrase_file.as_deref(),
+                "--key-passphrase-file",
                 &format!("the key {}", path.display()),
             )?;
             Some(pki::PrivateKey::load(path, passphrase.as_ref())?)
@@ -286,7 +292,7 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         _ => None,
     };
     let ca = open_ca(cli, &cli.dir)?;
-    let (renewal, issued, files) = ca.renew_to(
+    let renewed = ca.renew_to(
         &certificate,
         reuse_key.as_ref(),
         &prefix,
@@ -302,7 +308,22 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
                 ),
             );
         },
-    )?;
+    );
+    let (renewal, issued, files) = match (renewed, &args.reuse_key) {
+        (Err(CaError::Pki(PkiError::Malformed { what, .. })), Some(path)) if what == tessera::ca::REUSED_KEY => {
+            return Err(CliError::failure(format!(
+                "the key to reuse (--reuse-key) {} is not the key of the certificate {}",
+                path.display(),
+                display_name(&args.cert)
+            ))
+            .with_hint(
+                "give the key the certificate was issued for (PREFIX.key beside PREFIX.pem), or leave out \
+                 --reuse-key to renew with a new key",
+            )
+            .into());
+        }
+        (renewed, _) => renewed?,
+    };
     if renewal.shortened {
         warn(
             cli,
@@ -376,10 +397,21 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
     }
     if !to_stdout {
         tessera::cli::ensure_distinct(&inputs, &[FileArg::new("the output (--pkcs12)", &args.pkcs12)])?;
-        if args.pkcs12.symlink_metadata().is_ok() {
+        if args.pkcs12.symlink_metadata().is_ok() && !tessera::ca::pkcs12::writes_directly(&args.pkcs12) {
             return Err(PkiError::AlreadyExists {
                 path: args.pkcs12.clone(),
             }
+            .into());
+        }
+        if let Some(parent) = args.pkcs12.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(CliError::failure(format!(
+                "cannot write {}: the directory {} does not exist",
+                args.pkcs12.display(),
+                parent.display()
+            ))
+            .with_hint("create the directory first (mkdir -p), or give --pkcs12 a file in an existing directory")
             .into());
         }
     }
@@ -387,9 +419,10 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
         ("--passphrase-file", cli.passphrase_file.as_deref()),
         ("--key-passphrase-file", args.key_passphrase_file.as_deref()),
     ])?;
-    let key_passphrase = tessera::cli::passphrase_for_key(
+    let key_passphrase = tessera::cli::passphrase_for_key_given_by(
         &key,
         args.key_passphrase_file.as_deref(),
+        "--key-passphrase-file",
         &format!("the key {}", key.display()),
     )?;
     let exportable = Exportable::load(&args.prefix, key_passphrase.as_ref())?;
@@ -426,20 +459,21 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
 fn set(cli: &Cli, args: &SetArgs) -> anyhow::Result<u8> {
     check_state_files(&cli.dir)?;
     tessera::ca::read_ca_certificates(&cli.dir)?;
-    let mut urls = DistributionUrls::load(&cli.dir)?;
     let changed = args.crl_url.is_some() || args.ocsp_url.is_some() || args.ca_issuers_url.is_some();
-    for (new, old) in [
-        (&args.crl_url, &mut urls.crl),
-        (&args.ocsp_url, &mut urls.ocsp),
-        (&args.ca_issuers_url, &mut urls.ca_issuers),
-    ] {
-        if let Some(new) = new {
-            old.clone_from(&new.0);
+    // Every URL given: the file as found does not matter (a damaged one is replaced).
+    let replace = args.crl_url.is_some() && args.ocsp_url.is_some() && args.ca_issuers_url.is_some();
+    let urls = DistributionUrls::update(&cli.dir, replace, |urls| {
+        for (new, old) in [
+            (&args.crl_url, &mut urls.crl),
+            (&args.ocsp_url, &mut urls.ocsp),
+            (&args.ca_issuers_url, &mut urls.ca_issuers),
+        ] {
+            if let Some(new) = new {
+                old.clone_from(&new.0);
+            }
         }
-    }
-    if changed {
-        urls.save(&cli.dir)?;
-    }
+        changed
+    })?;
     if args.json {
         tessera::cli::print_json(&urls)?;
     } else {
