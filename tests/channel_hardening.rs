@@ -332,15 +332,15 @@ fn zero_and_absurd_numbers_are_usage_errors() {
         (&["--reload-timeout", "0"], "--reload-timeout takes a number of seconds"),
         (
             &["--max-conns", "0"],
-            "--max-conns takes a number from 1 to 1000000, not 0",
+            "invalid value '0' for '--max-conns <N>': expected a whole number from 1 to 1000000, not \"0\"",
         ),
         (
             &["--max-conns", "18446744073709551615"],
-            "--max-conns takes a number from 1 to 1000000",
+            "invalid value '18446744073709551615' for '--max-conns <N>': expected a whole number from 1 to 1000000",
         ),
         (
             &["--max-handshakes", "0"],
-            "--max-handshakes takes a number from 1 to 1000000, not 0",
+            "invalid value '0' for '--max-handshakes <N>': expected a whole number from 1 to 1000000, not \"0\"",
         ),
         (
             &["--rotate-secs", "1e-9"],
@@ -388,15 +388,15 @@ fn zero_and_absurd_numbers_are_usage_errors() {
         ),
         (
             &["--bench", "--conns", "0"],
-            "--conns takes a number from 1 to 100000, not 0",
+            "invalid value '0' for '--conns <N>': expected a whole number from 1 to 100000, not \"0\"",
         ),
         (
             &["--bench", "--conns", "1000000000000"],
-            "--conns takes a number from 1 to 100000",
+            "invalid value '1000000000000' for '--conns <N>': expected a whole number from 1 to 100000",
         ),
         (
             &["--bench", "--conns", "4", "--concurrency", "0"],
-            "--concurrency takes a number from 1 to 4, not 0",
+            "invalid value '0' for '--concurrency <N>': expected a whole number from 1 to 100000, not \"0\"",
         ),
         (
             &["--bench", "--write-size", "0"],
