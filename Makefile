@@ -86,6 +86,10 @@ demo-deps:
 deps: demo-deps
 	@command -v xz >/dev/null 2>&1 || { echo "installing xz-utils"; apt-get update -qq && apt-get install -y -qq xz-utils >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { echo "installing haproxy"; apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+	@test -x /usr/sbin/nginx -a -f /usr/lib/nginx/modules/ngx_stream_module.so || { echo "installing nginx and its stream module (the fleet test behind nginx; nginx is not started as a service)"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+	  apt-get update -qq && apt-get install -y -qq nginx libnginx-mod-stream >/dev/null; status=$$?; \
+	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$status; }
 	@missing=""; for t in lego certbot pebble; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing (real ACME clients and the reference server for the ca serve tests)"; \
 	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
