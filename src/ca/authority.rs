@@ -418,6 +418,8 @@ impl CertificateAuthority {
             store: self.dir.display().to_string(),
             reason: "an earlier operation on the store failed midway".into(),
         })?;
+        // A lost PostgreSQL connection (server restarted, backend terminated) is replaced first.
+        guard.ensure_connected()?;
         f(guard.as_mut())
     }
 

@@ -240,7 +240,10 @@ pub async fn run(
         let done = tokio::task::spawn_blocking(move || {
             let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
             match guard.0.as_mut() {
-                Some(store) => round(&ca, store.as_mut(), &who, &settings, OffsetDateTime::now_utc()),
+                // A lost connection is replaced first (Store::ensure_connected).
+                Some(store) => store
+                    .ensure_connected()
+                    .and_then(|()| round(&ca, store.as_mut(), &who, &settings, OffsetDateTime::now_utc())),
                 None => Ok(Round::default()),
             }
         })
@@ -261,7 +264,7 @@ pub async fn run(
     let released = tokio::task::spawn_blocking(move || {
         let mut guard = task_store.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.0.as_mut() {
-            Some(store) => release(store.as_mut(), &who),
+            Some(store) => store.ensure_connected().and_then(|()| release(store.as_mut(), &who)),
             None => Ok(Vec::new()),
         }
     })

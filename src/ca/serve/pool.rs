@@ -1,6 +1,7 @@
 //! A small pool of opened stores for the ACME handlers. The stores are synchronous (rusqlite, the
 //! `postgres` crate's blocking client), so every call runs on Tokio's blocking pool, never on a
-//! runtime worker; one connection per store, at most as many calls at once as stores.
+//! runtime worker; one connection per store, at most as many calls at once as stores. Each call
+//! first has [`Store::ensure_connected`] replace a lost connection.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,7 +71,9 @@ impl StorePool {
                     .map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner))
             });
             let result = match guard {
-                Some(mut store) => f(store.as_mut()),
+                // A connection lost since its last use (the server restarted, the backend was
+                // terminated) is replaced here, before the operation starts.
+                Some(mut store) => store.ensure_connected().and_then(|()| f(store.as_mut())),
                 None => Err(CaError::Store {
                     store: String::new(),
                     reason: "no store is open".into(),

@@ -239,6 +239,24 @@ pub trait Store: Send {
     /// Where the store is, for messages (a path, or a URL without password).
     fn describe(&self) -> String;
 
+    /// Makes sure the store's connection is usable before an operation: a PostgreSQL
+    /// connection that is known to be closed (an earlier operation failed on it: the server
+    /// restarted, the backend was terminated, the network failed) is replaced by a new one, and
+    /// one that has been idle for more than 100 ms is first checked with an empty query (one
+    /// round trip) and replaced if it fails, so that an operation does not start on a
+    /// connection that is already gone. Reconnecting is retried with a backoff (200 ms,
+    /// doubling to 5 s): within it, this fails at once. SQLite has no connection to lose: a
+    /// no-op.
+    ///
+    /// An operation that fails midway because the connection broke is not retried: it may have
+    /// committed. Its error is returned; the next call here reconnects.
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the connection is lost and a new one cannot be made (yet).
+    fn ensure_connected(&mut self) -> Result<(), CaError> {
+        Ok(())
+    }
+
     /// `issue`: records a new certificate if its serial is free (`INSERT … ON CONFLICT DO
     /// NOTHING RETURNING`). Returns false when the serial is taken: sign again with another.
     ///

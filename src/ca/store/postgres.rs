@@ -7,7 +7,7 @@
 //! The connection is made without TLS (`NoTls`): use a loopback address or a Unix socket
 //! (`host=/run/postgresql`), or a network the CA trusts. No TLS stack is linked for PostgreSQL.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, GenericClient, NoTls, Transaction};
@@ -27,11 +27,31 @@ const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131; // "tessera1"
 const COLUMNS: &str =
     "serial, subject, sans, profile, not_before, not_after, issued_at, revoked_at, revocation_reason, der";
 
+/// A connection idle for longer than this is checked (an empty query, one round trip) before
+/// it is used: a server restart or a terminated backend is noticed before an operation starts.
+/// The client reads what the server sent (its FATAL message, the closed socket) only when
+/// asked, so a connection used within this time is trusted.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How long the idle check may take before the connection counts as lost.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait after a failed reconnection; it doubles up to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+/// The longest wait between two reconnection attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
 /// A CA's PostgreSQL store, for one issuer.
 pub(crate) struct PostgresStore {
     pub(super) client: Client,
     pub(super) issuer: String,
     pub(super) url: String,
+    /// When [`Store::ensure_connected`] last handed the connection out.
+    last_used: Instant,
+    /// After a failed reconnection: no new attempt before this, the wait that led to it, and
+    /// why the attempt failed.
+    reconnect: Option<(Instant, Duration, String)>,
+    /// Why the connection counts as lost although the client is not closed (it failed the
+    /// idle check): it is not used again.
+    lost: Option<String>,
 }
 
 impl PostgresStore {
@@ -174,7 +194,50 @@ impl PostgresStore {
             client,
             issuer: issuer.to_string(),
             url: url.to_string(),
+            last_used: Instant::now(),
+            reconnect: None,
+            lost: None,
         })
+    }
+
+    /// Replaces a lost connection, within the reconnection backoff.
+    fn reconnect(&mut self, lost: &str) -> Result<(), CaError> {
+        let now = Instant::now();
+        if let Some((not_before, _, reason)) = &self.reconnect
+            && now < *not_before
+        {
+            return Err(CaError::Store {
+                store: redact(&self.url),
+                reason: format!(
+                    "the connection was lost ({lost}) and reconnecting failed ({reason}); next attempt in {} ms",
+                    not_before.duration_since(now).as_millis()
+                ),
+            });
+        }
+        match Self::connect(&self.url, &self.issuer) {
+            Ok(fresh) => {
+                tracing::warn!(store = %redact(&self.url), lost, "the connection to the store was lost; reconnected");
+                // The old client is already closed: dropping it sends nothing.
+                self.client = fresh.client;
+                self.last_used = now;
+                self.reconnect = None;
+                self.lost = None;
+                Ok(())
+            }
+            Err(error) => {
+                let reason = match &error {
+                    CaError::Store { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                let wait = match &self.reconnect {
+                    Some((_, wait, _)) => (*wait * 2).min(RECONNECT_MAX),
+                    None => RECONNECT_FIRST,
+                };
+                tracing::warn!(store = %redact(&self.url), lost, error = %reason, retry_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "the connection to the store was lost; reconnecting failed");
+                self.reconnect = Some((now + wait, wait, reason));
+                Err(error)
+            }
+        }
     }
 
     fn fail(&self, e: postgres::Error) -> CaError {
@@ -245,6 +308,26 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn describe(&self) -> String {
         redact(&self.url)
+    }
+
+    fn ensure_connected(&mut self) -> Result<(), CaError> {
+        if let Some(lost) = self.lost.clone() {
+            return self.reconnect(&lost);
+        }
+        if self.client.is_closed() {
+            return self.reconnect("connection closed");
+        }
+        if self.last_used.elapsed() > IDLE_CHECK
+            && let Err(e) = self.client.is_valid(CHECK_TIMEOUT)
+        {
+            // A connection that fails the check is not used again, closed or not: a half-broken
+            // one could hang the next operation.
+            let lost = describe(&e);
+            self.lost = Some(lost.clone());
+            return self.reconnect(&lost);
+        }
+        self.last_used = Instant::now();
+        Ok(())
     }
 
     fn issue(&mut self, record: &Record, _: WriteAccess) -> Result<bool, CaError> {
