@@ -8,7 +8,9 @@
 //! the [`StorePool`], on the blocking pool) or the CA, render JSON. Every rule of a resource
 //! cites its RFC section. A fresh `Replay-Nonce` goes on every response under `/acme/` (errors
 //! included) and the `Link: <…/directory>;rel="index"` header with it (added by
-//! [`acme_headers`]).
+//! [`acme_headers`]), except a 503 `serverInternal` when the store cannot record a nonce (the
+//! request is then not handled) and a 503 for a request past the request timeout. Every error
+//! under `/acme/` is a problem document (§6.7), axum's own 404, 405 and 413 included.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -114,10 +116,11 @@ pub(crate) fn random_id() -> Result<String, Problem> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// A store failure as a problem: logged in full, told to the client as serverInternal.
+/// A store failure as a problem: logged in full, told to the client as serverInternal (500;
+/// 503 with `Retry-After: 1` when the store failed, e.g. its connection was lost and is being
+/// replaced).
 fn internal(error: CaError) -> Problem {
-    tracing::error!(error = %error, "store or CA failure");
-    Problem::server_internal("the server could not complete the request; try again later")
+    internal_ref(&error)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -501,42 +504,108 @@ pub(crate) async fn new_nonce(State(acme): State<Shared>, method: Method) -> Ans
 }
 
 /// Adds a fresh `Replay-Nonce` (§6.5) and the directory `Link` (§7.1) to every response under
-/// `/acme/`, errors included.
+/// `/acme/`, errors included, and makes every error a problem document (§6.7).
+///
+/// The nonce is made and recorded before the request is handled: when the store cannot record
+/// one, the request is not handled and the answer is `serverInternal` with status 503 and
+/// `Retry-After: 1`, the one response without a `Replay-Nonce` (a success without one would
+/// leave the client unable to send its next request).
 pub(crate) async fn acme_headers(
     State(acme): State<Shared>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let retry_after = Arc::new(AtomicU64::new(0));
-    let mut response = RATE_LIMIT_WAIT.scope(Arc::clone(&retry_after), next.run(request)).await;
-    let wait = retry_after.load(Ordering::Relaxed);
-    if wait > 0
-        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    match random_id() {
+    let nonce = match random_id() {
         Ok(nonce) => {
             let stored = nonce.clone();
             let expires = now_unix().saturating_add(lifetime_secs(NONCE_LIFETIME));
             match acme.pool.acme(move |store| store.nonce_put(&stored, expires)).await {
-                Ok(()) => {
-                    if let Ok(value) = HeaderValue::from_str(&nonce) {
-                        response.headers_mut().insert("replay-nonce", value);
-                    }
-                }
+                Ok(()) => HeaderValue::from_str(&nonce).ok(),
                 Err(error) => {
-                    tracing::error!(error = %error, "cannot record a nonce");
+                    tracing::error!(error = %error, "cannot record a nonce; answering 503");
+                    None
                 }
             }
         }
-        Err(problem) => tracing::error!(%problem, "cannot make a nonce"),
+        Err(problem) => {
+            tracing::error!(%problem, "cannot make a nonce; answering 503");
+            None
+        }
+    };
+    let mut response = match &nonce {
+        Some(_) => {
+            let retry_after = Arc::new(AtomicU64::new(0));
+            let response = RATE_LIMIT_WAIT.scope(Arc::clone(&retry_after), next.run(request)).await;
+            let mut response = problem_for_plain_error(response);
+            let wait = retry_after.load(Ordering::Relaxed);
+            if wait > 0
+                && let Ok(value) = HeaderValue::from_str(&wait.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        None => {
+            let mut response = Problem::server_internal(
+                "the server cannot make a nonce now (its store does not answer); try again later",
+            )
+            .with_status(503)
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    };
+    if let Some(nonce) = nonce {
+        response.headers_mut().insert("replay-nonce", nonce);
     }
     let link = format!("<{}>;rel=\"index\"", acme.url("/acme/directory"));
     if let Ok(value) = HeaderValue::from_str(&link) {
         response.headers_mut().append(header::LINK, value);
     }
     response
+}
+
+/// An error response that is not a problem document (axum's own answers: 413 when the body
+/// is over [`ServeConfig::body_limit`], 405 for a method a resource does not take, 400 or 415
+/// from an extractor) as a `malformed` problem (RFC 8555 §6.7) with the same status; the
+/// `Allow` header of a 405 is kept. Problem documents and successes pass unchanged.
+fn problem_for_plain_error(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(super::problem::CONTENT_TYPE.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this server accepts".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            format!("this resource does not take that method (allowed: {allowed})")
+        }
+        StatusCode::NOT_FOUND => "no such ACME resource".to_string(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "the request's Content-Type is not accepted here".to_string(),
+        other => format!("the request was refused ({other})"),
+    };
+    let kind = if status.is_server_error() {
+        ProblemType::ServerInternal
+    } else {
+        ProblemType::Malformed
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = Problem::new(kind, detail).with_status(status.as_u16()).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }
 
 #[derive(Deserialize, Default)]
@@ -1264,7 +1333,12 @@ fn issue_problem(error: &CaError) -> Problem {
 
 fn internal_ref(error: &CaError) -> Problem {
     tracing::error!(error = %error, "store or CA failure");
-    Problem::server_internal("the server could not complete the request; try again later")
+    let problem = Problem::server_internal("the server could not complete the request; try again later");
+    if matches!(error, CaError::Store { .. }) {
+        let _ = RATE_LIMIT_WAIT.try_with(|slot| slot.store(1, Ordering::Relaxed));
+        return problem.with_status(503);
+    }
+    problem
 }
 
 /// `POST /acme/order/{id}/finalize` (§7.4): claims the ready order once (a second finalize

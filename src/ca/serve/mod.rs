@@ -17,7 +17,9 @@
 //! headers must arrive within [`ServeConfig::header_timeout`], a whole request is answered
 //! within [`ServeConfig::request_timeout`] (else 503), bodies are at most
 //! [`ServeConfig::body_limit`] bytes (else 413), at most [`ServeConfig::max_connections`]
-//! connections are open at once.
+//! connections are open at once on the HTTPS listener and [`ServeConfig::max_http_connections`]
+//! on the plain-HTTP one (each its own cap). A plain-HTTP connection has no handshake: the
+//! header timeout starts at accept, so an idle one is closed after it.
 //!
 //! One concept per file: `server.rs` (listeners, TLS, connections, drain, the server's own
 //! certificate), `acme.rs` (the ACME resources), `pool.rs` (the stores the handlers use, on the
@@ -87,14 +89,20 @@ pub struct ServeConfig {
     /// Time for a PROXY header and a TLS handshake together (default 10 s).
     pub handshake_timeout: Duration,
     /// Time for a request's headers to arrive, and for an idle keep-alive connection (default
-    /// 10 s).
+    /// 10 s). On the plain-HTTP listener it counts from the accept: a connection that sends
+    /// nothing is closed after it.
     pub header_timeout: Duration,
     /// Time to answer a whole request, body included (default 30 s); then 503.
     pub request_timeout: Duration,
     /// The largest request body (default [`DEFAULT_BODY_LIMIT`]); larger ones get 413.
     pub body_limit: usize,
-    /// Most connections open at once over both listeners (default 1024); more are closed at once.
+    /// Most connections open at once on the HTTPS (ACME) listener (default 1024); more are
+    /// closed at once. The plain-HTTP listener has its own cap, [`Self::max_http_connections`],
+    /// so that connections held open on one listener never shut the other out.
     pub max_connections: usize,
+    /// Most connections open at once on the plain-HTTP (`/crl`, `/ocsp`, `/ca.pem`) listener
+    /// (default 1024); more are closed at once.
+    pub max_http_connections: usize,
     /// After [`ServeHandle::shutdown`], time in-flight requests have to finish (default 10 s).
     pub drain_timeout: Duration,
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
@@ -129,6 +137,7 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(30),
             body_limit: DEFAULT_BODY_LIMIT,
             max_connections: 1024,
+            max_http_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
             rate_per_account: ratelimit::DEFAULT_PER_KEY,

@@ -216,15 +216,15 @@ async fn start(
     let keep_acme = Arc::clone(&acme);
     let service = async move {
         let _keep_stop = keep_stop;
-        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let mut tasks = JoinSet::new();
         let mut accepts = JoinSet::new();
+        // Each listener has its own cap: idle connections on one never shut the other out.
         accepts.spawn(accept_loop(
             https,
             Some(acceptor),
             https_router,
             Arc::clone(&config),
-            Arc::clone(&connections),
+            config.max_connections.max(1),
             stop_rx.clone(),
         ));
         if let Some(http) = http {
@@ -233,7 +233,7 @@ async fn start(
                 None,
                 http_router,
                 Arc::clone(&config),
-                Arc::clone(&connections),
+                config.max_http_connections.max(1),
                 stop_rx.clone(),
             ));
         }
@@ -341,11 +341,15 @@ fn routers(acme: &Shared) -> (Router, Router) {
             .layer(axum::middleware::from_fn_with_state(Arc::clone(acme), request_timeout))
             .with_state(Arc::clone(acme))
     };
+    // `/acme/` itself is outside the nest's match: it goes to the ACME router too, whose
+    // fallback answers with a problem document.
+    let acme_root = acme_routes.clone().with_state(Arc::clone(acme));
     let https = limits(
         Router::new()
             .merge(public.clone())
             .route("/healthz", get(healthz))
-            .nest("/acme", acme_routes),
+            .nest("/acme", acme_routes)
+            .route_service("/acme/", acme_root),
     );
     let http = limits(public);
     (https, http)
@@ -375,13 +379,18 @@ async fn request_timeout(State(acme): State<Shared>, request: Request, next: axu
     response
 }
 
-/// `GET /healthz`: 200 when the store answers.
+/// `GET /healthz`: 200 when the store answers, else 503 with `Retry-After: 1`.
 async fn healthz(State(acme): State<Shared>) -> Response {
     match acme.pool.acme(|store| store.crl_published().map(|_| ())).await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => {
             tracing::warn!(error = %error, "health check: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "the store does not answer\n",
+            )
+                .into_response()
         }
     }
 }
@@ -401,7 +410,12 @@ async fn crl(State(acme): State<Shared>) -> Response {
         Ok(None) => (StatusCode::NOT_FOUND, "no CRL has been published yet\n").into_response(),
         Err(error) => {
             tracing::error!(error = %error, "cannot read the published CRL");
-            (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "the store does not answer\n",
+            )
+                .into_response()
         }
     }
 }
@@ -453,15 +467,17 @@ async fn ca_pem(State(acme): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Accepts connections until the stop, then drains them.
+/// Accepts connections until the stop (at most `max_connections` open at once; more are closed
+/// unread), then drains them.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
     config: Arc<ServeConfig>,
-    connections: Arc<Semaphore>,
+    max_connections: usize,
     mut stop: watch::Receiver<bool>,
 ) {
+    let connections = Arc::new(Semaphore::new(max_connections));
     let kind = if tls.is_some() { "https" } else { "http" };
     let local = listener
         .local_addr()
@@ -473,7 +489,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                        tracing::warn!(%peer, max = config.max_connections, "connection refused: too many open");
+                        tracing::warn!(%peer, kind, max = max_connections, "connection refused: too many open on this listener");
                         drop(tcp);
                         continue;
                     };
