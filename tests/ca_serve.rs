@@ -1271,6 +1271,343 @@ fn two_instances_on_one_postgresql_store_share_nonces_orders_and_issue_once() {
     });
 }
 
+/// `POST path` over plain HTTP with a body; the reply.
+async fn plain_post(address: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Reply {
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut raw)).await;
+    parse_reply(&raw)
+}
+
+/// The responseStatus of a DER OCSPResponse (RFC 6960 §4.2.1: 0 successful, 3 tryLater).
+fn ocsp_response_status(der: &[u8]) -> u8 {
+    assert_eq!(der.first(), Some(&0x30), "not an OCSPResponse: {der:02x?}");
+    let length = usize::from(der[1]);
+    let start = if length < 0x80 { 2 } else { 2 + (length & 0x7f) };
+    assert_eq!(&der[start..start + 2], [0x0a, 0x01], "no responseStatus: {der:02x?}");
+    der[start + 2]
+}
+
+/// Orders, validates (va_always_valid) and finalizes a certificate for `name`, downloads it,
+/// and asks `/ocsp` (plain HTTP) about it with `openssl ocsp`: the answer says good.
+async fn issue_and_ask_ocsp(client: &Client<'_>, name: &str) {
+    let server = client.server;
+    let order = ready_order(client, &[name]).await;
+    let (der, _) = csr(&[name]);
+    let reply = client
+        .post(
+            &client.path_of(order["finalize"].as_str().unwrap()),
+            Some(&json!({"csr": B64.encode(der)})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let done = client.settle(order["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "valid", "{done}");
+    let reply = client
+        .post(&client.path_of(done["certificate"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(reply.status, 200);
+    let chain = pem::parse_certificates(&reply.body, "chain").unwrap();
+    let cert = server.tmp.path().join(format!("{name}.pem"));
+    std::fs::write(&cert, pem::to_pem(pem::CERTIFICATE, &chain[0])).unwrap();
+    let request_file = server.tmp.path().join(format!("{name}.req"));
+    let out = std::process::Command::new("openssl")
+        .arg("ocsp")
+        .arg("-issuer")
+        .arg(server.root_pem())
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-no_nonce")
+        .arg("-reqout")
+        .arg(&request_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply = plain_post(
+        server.http,
+        "/ocsp",
+        "application/ocsp-request",
+        &std::fs::read(&request_file).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(ocsp_response_status(&reply.body), 0, "successful");
+    let response_file = server.tmp.path().join(format!("{name}.resp"));
+    std::fs::write(&response_file, &reply.body).unwrap();
+    let out = std::process::Command::new("openssl")
+        .arg("ocsp")
+        .arg("-respin")
+        .arg(&response_file)
+        .args(["-resp_text", "-noverify"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Cert Status: good"), "{text}");
+}
+
+/// Polls `GET /healthz` (bounded) until it answers 200; how many attempts failed first.
+async fn healthy_within(server: &Server, limit: Duration) -> usize {
+    let start = std::time::Instant::now();
+    let mut failed = 0;
+    loop {
+        let reply = request(server, "GET", "/healthz", None, b"").await;
+        if reply.status == 200 {
+            return failed;
+        }
+        assert_eq!(reply.status, 503);
+        failed += 1;
+        assert!(
+            start.elapsed() < limit,
+            "/healthz still {} after {limit:?}",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_restart() {
+    let mut pg = pg_support::Postgres::start();
+    let url = pg.url("ca");
+    let location = tessera::ca::Location::Postgres(url.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut init = InitRequest::new("Reconnecting Root");
+    init.store = location.clone();
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &init, None, OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let base = format!("https://127.0.0.1:{}", address.port());
+            let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
+            config.store = Some(location.clone());
+            config.va_always_valid = true;
+            config.pool_size = 2;
+            let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let http = http_listener.local_addr().unwrap();
+            let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
+                .await
+                .unwrap();
+            let server = Server {
+                tmp,
+                base,
+                address,
+                http,
+                handle,
+                service: tokio::spawn(service),
+            };
+            let alice = Client::register(&server).await;
+            let lease_end = || pg_count(&url, "SELECT coalesce(max(good_until), 0) FROM acme_leases");
+            for _ in 0..100 {
+                if lease_end() > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(lease_end() > 0, "the periodic work holds its leases");
+
+            // Every connection of the instance is terminated: the pool's two, the periodic
+            // work's and the CA's own (OCSP, issuance).
+            let terminated = pg.terminate_backends("tessera-ca");
+            assert!(terminated >= 4, "{terminated} connections terminated");
+            // Idle for over 100 ms, each connection is checked before use and replaced: not one
+            // request fails.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let reply = request(&server, "GET", "/healthz", None, b"").await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            issue_and_ask_ocsp(&alice, "after-terminate.example.test").await;
+
+            // The cluster stops: the store is unreachable, and every answer says so.
+            pg.stop_fast();
+            let reply = request(&server, "GET", "/healthz", None, b"").await;
+            assert_eq!(reply.status, 503);
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            let reply = request(&server, "HEAD", "/acme/new-nonce", None, b"").await;
+            assert_eq!(reply.status, 503, "no nonce without the store");
+            assert!(reply.header("replay-nonce").is_none());
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            let reply = request(&server, "GET", "/acme/new-nonce", None, b"").await;
+            assert_eq!((reply.status, reply.problem()), (503, "serverInternal".into()));
+            assert_eq!(reply.json()["status"], 503);
+            assert!(reply.header("replay-nonce").is_none());
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            let reply = parse_reply(&plain_http(server.http, b"", "/crl").await);
+            assert_eq!(reply.status, 503);
+            assert_eq!(reply.header("retry-after"), Some("1"));
+
+            // It starts again on the same port: the instance reconnects (with a backoff of at
+            // most 5 s between attempts), then serves orders, OCSP, the CRL and its leases.
+            pg.start_again();
+            healthy_within(&server, Duration::from_secs(30)).await;
+            let renewed_after = lease_end();
+            issue_and_ask_ocsp(&alice, "after-restart.example.test").await;
+            let reply = parse_reply(&plain_http(server.http, b"", "/crl").await);
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.header("content-type"), Some("application/pkix-crl"));
+            let mut renewed = false;
+            for _ in 0..200 {
+                if lease_end() > renewed_after {
+                    renewed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(renewed, "the periodic work renews its leases after the restart");
+            server.stop().await;
+        })
+        .await
+        .expect("within the time limit");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_listener_has_its_own_connection_cap_and_idle_connections_time_out() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| {
+            config.max_connections = 4;
+            config.max_http_connections = 3;
+            config.handshake_timeout = Duration::from_secs(2);
+            config.header_timeout = Duration::from_secs(2);
+        })
+        .await;
+        // Wait for the first CRL.
+        for _ in 0..100 {
+            if parse_reply(&plain_http(server.http, b"", "/crl").await).status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let closed_at_once = |mut tcp: tokio::net::TcpStream| async move {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(1000), tcp.read(&mut byte)).await;
+            matches!(read, Ok(Ok(0) | Err(_)))
+        };
+        // The HTTPS listener's cap taken by idle sockets (no TLS handshake).
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(tokio::net::TcpStream::connect(server.address).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let extra = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        assert!(
+            closed_at_once(extra).await,
+            "a fifth HTTPS connection is closed at once"
+        );
+        // The plain-HTTP listener still answers.
+        let reply = parse_reply(&plain_http(server.http, b"", "/crl").await);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some("application/pkix-crl"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1800),
+            "checked within the handshake timeout"
+        );
+        // The idle sockets are closed after the handshake timeout, freeing the cap.
+        for mut tcp in idle {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut byte))
+                .await
+                .expect("an idle HTTPS connection is closed after the handshake timeout");
+            assert!(matches!(read, Ok(0) | Err(_)));
+        }
+        let reply = request(&server, "GET", "/healthz", None, b"").await;
+        assert_eq!(reply.status, 200);
+
+        // The plain-HTTP listener's cap taken by idle sockets (nothing sent) and one that sends
+        // half a request line: HTTPS still answers.
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(tokio::net::TcpStream::connect(server.http).await.unwrap());
+        }
+        let mut partial = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        partial.write_all(b"GET /crl HT").await.unwrap();
+        idle.push(partial);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let extra = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        assert!(
+            closed_at_once(extra).await,
+            "a fourth HTTP connection is closed at once"
+        );
+        let reply = request(&server, "GET", "/healthz", None, b"").await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(1800),
+            "checked within the header timeout"
+        );
+        // They are closed after the header timeout (no complete request), freeing the cap.
+        for mut tcp in idle {
+            let mut raw = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+                .await
+                .expect("an idle HTTP connection is closed after the header timeout")
+                .ok();
+        }
+        let reply = parse_reply(&plain_http(server.http, b"", "/crl").await);
+        assert_eq!(reply.status, 200);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_under_acme_are_problem_documents_with_a_nonce() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| config.body_limit = 1024).await;
+        // An oversized body (axum's body limit): 413.
+        let big = vec![b'a'; 4096];
+        let reply = request(&server, "POST", "/acme/new-order", Some("application/jose+json"), &big).await;
+        assert_eq!((reply.status, reply.problem()), (413, "malformed".into()));
+        assert_eq!(reply.json()["status"], 413);
+        assert!(reply.header("replay-nonce").is_some());
+        // Methods a resource does not take: 405, with Allow.
+        for (method, path, allowed) in [
+            ("PUT", "/acme/new-order", "POST"),
+            ("GET", "/acme/new-account", "POST"),
+            ("GET", "/acme/order/abc", "POST"),
+            ("DELETE", "/acme/new-nonce", "GET"),
+            ("POST", "/acme/directory", "GET"),
+        ] {
+            let reply = request(&server, method, path, Some("application/jose+json"), b"{}").await;
+            assert_eq!(
+                (reply.status, reply.problem()),
+                (405, "malformed".into()),
+                "{method} {path}"
+            );
+            assert_eq!(reply.json()["status"], 405);
+            assert!(reply.header("allow").unwrap().contains(allowed), "{method} {path}");
+            assert!(reply.header("replay-nonce").is_some(), "{method} {path}");
+        }
+        // Unknown resources: 404.
+        for path in ["/acme/nothing", "/acme/order/abc/nothing", "/acme/"] {
+            let reply = request(&server, "GET", path, None, b"").await;
+            assert_eq!(reply.status, 404, "{path}");
+            assert_eq!(reply.problem(), "malformed", "{path}");
+            assert!(reply.header("replay-nonce").is_some(), "{path}");
+        }
+        // Successes carry a nonce: newNonce answers 200 (HEAD) and 204 (GET) with one.
+        let reply = request(&server, "GET", "/acme/new-nonce", None, b"").await;
+        assert_eq!(reply.status, 204);
+        assert!(reply.header("replay-nonce").is_some());
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The `ca serve` command
 

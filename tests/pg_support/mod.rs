@@ -136,6 +136,77 @@ impl Postgres {
     pub fn client(&self, db: &str) -> postgres::Client {
         postgres::Client::connect(&self.url(db), postgres::NoTls).unwrap()
     }
+
+    /// `SELECT pg_terminate_backend(pid)` for every connection whose `application_name` is
+    /// `application` (the CA's is `tessera-ca`), through `psql` (usable inside a Tokio
+    /// runtime); how many were terminated.
+    pub fn terminate_backends(&self, application: &str) -> i64 {
+        let out = as_postgres("psql")
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                "postgres",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+            ])
+            .arg(format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{application}'"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// `pg_ctl -m fast stop`: the server ends every connection and stops; the data stays, and
+    /// [`Postgres::start_again`] starts it on the same port.
+    pub fn stop_fast(&self) {
+        let out = as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the cluster stopped by [`Postgres::stop_fast`] again, on the same port.
+    pub fn start_again(&mut self) {
+        let data = self.dir.join("data");
+        let out = as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("-w")
+            .arg("-o")
+            .arg(format!(
+                "-k {} -c listen_addresses=127.0.0.1 -p {} -c fsync=off -c max_connections=60",
+                self.dir.display(),
+                self.port
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+        self.pid = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()));
+    }
 }
 
 impl Drop for Postgres {
