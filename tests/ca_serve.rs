@@ -2101,6 +2101,21 @@ impl Db {
         }
     }
 
+    /// Waits (at most 30 s) until no other session is connected: on PostgreSQL, a statement a
+    /// killed instance sent just before it died still runs, and commits, after its death.
+    fn wait_until_alone(&mut self) {
+        let Db::Postgres(db) = self else { return };
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+        for _ in 0..300 {
+            if db.query_one(sql, &[]).unwrap().get::<_, i64>(0) == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the killed instance's sessions are still there after 30 s");
+    }
+
     /// Every row of `sql`, whose columns are all text (NULL: `None`).
     fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
         match self {
@@ -2120,11 +2135,6 @@ impl Db {
                 .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
                 .collect(),
         }
-    }
-
-    fn count(&mut self, sql: &str) -> usize {
-        let rows = self.rows(&format!("SELECT CAST(count(*) AS TEXT) FROM ({sql}) AS counted"));
-        rows[0][0].as_deref().unwrap().parse().unwrap()
     }
 }
 
@@ -2167,13 +2177,20 @@ fn assert_nothing_half_issued(
     );
     let mut by_status: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, (status, certificate, since)) in &orders {
-        assert!(allowed.contains(&status.as_str()), "order {id} is {status}, not one of {allowed:?}");
+        assert!(
+            allowed.contains(&status.as_str()),
+            "order {id} is {status}, not one of {allowed:?}"
+        );
         by_status.entry(status.clone()).or_default().insert(id.clone());
         let name = &names[id];
         match (status.as_str(), certificate) {
             ("valid", Some(serial)) => {
                 let found: Vec<_> = certificates.iter().filter(|(s, _)| s == serial).collect();
-                assert_eq!(found.len(), 1, "valid order {id}: its certificate {serial} is in the store once");
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "valid order {id}: its certificate {serial} is in the store once"
+                );
                 assert!(
                     found[0].1.contains(&format!("\"dns:{name}\"")),
                     "order {id}'s certificate names {name}: {}",
@@ -2195,7 +2212,11 @@ fn assert_nothing_half_issued(
             .iter()
             .filter(|(_, (_, certificate, _))| certificate.as_deref() == Some(serial.as_str()))
             .collect();
-        assert_eq!(owners.len(), 1, "certificate {serial} ({sans}) belongs to exactly one order: {owners:?}");
+        assert_eq!(
+            owners.len(),
+            1,
+            "certificate {serial} ({sans}) belongs to exactly one order: {owners:?}"
+        );
         assert_eq!(owners[0].1.0, "valid", "certificate {serial} belongs to a valid order");
     }
     for name in names.values().collect::<BTreeSet<_>>() {
@@ -2267,7 +2288,7 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
         .enable_all()
         .build()
         .unwrap();
-    let first = ServeProcess::start(
+    let mut first = ServeProcess::start(
         &dir,
         db_url,
         KILL_BASE,
@@ -2301,7 +2322,10 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
                 accounts.push(done.unwrap());
             }
             accounts.sort_by_key(|(a, _, _)| *a);
-            accounts.into_iter().map(|(_, account, orders)| (account, orders)).collect()
+            accounts
+                .into_iter()
+                .map(|(_, account, orders)| (account, orders))
+                .collect()
         })
         .await
         .expect("the orders are ready within the time limit")
@@ -2336,23 +2360,38 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
             }),
         ));
     }
-    // kill -9 (Child::kill: SIGKILL to its PID) as soon as the first order is valid.
+    // kill -9 (Child::kill: SIGKILL to its PID) as soon as one order is valid while another is
+    // being finalized.
     let pid = first.pid();
+    // The killed instance holds the lease of the clean-up (taken at its start, renewed every
+    // 5 s for 30 s), so no instance turns stuck orders invalid before it runs out.
+    let expire_lease = |db: &mut Db| -> i64 {
+        let rows = db.rows("SELECT holder, CAST(good_until AS TEXT) FROM acme_leases WHERE name = 'expire'");
+        assert_eq!(rows.len(), 1, "the expire lease is held");
+        rows[0][1].as_deref().unwrap().parse().unwrap()
+    };
+    expire_lease(&mut db);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if db.count("SELECT id FROM acme_orders WHERE status = 'valid'") > 0 {
+        let counts: BTreeMap<String, String> = db
+            .rows("SELECT status, CAST(count(*) AS TEXT) FROM acme_orders GROUP BY status")
+            .into_iter()
+            .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+            .collect();
+        if counts.contains_key("valid") && counts.contains_key("processing") {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "no order became valid: {}",
+            std::time::Instant::now() < deadline && counts.keys().any(|s| s == "ready" || s == "processing"),
+            "never one order valid and one processing ({counts:?}): {}",
             first.stderr()
         );
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    let mut first = first;
     first.process.0.kill().unwrap();
     let status = first.process.0.wait().unwrap();
+    db.wait_until_alone();
+    let lease_until = expire_lease(&mut db);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9),
@@ -2417,7 +2456,11 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
     let orders: BTreeMap<String, (usize, Value)> = accounts
         .iter()
         .enumerate()
-        .flat_map(|(a, (_, orders))| orders.iter().map(move |(order, _)| (order_id(order), (a, order.clone()))))
+        .flat_map(|(a, (_, orders))| {
+            orders
+                .iter()
+                .map(move |(order, _)| (order_id(order), (a, order.clone())))
+        })
         .collect();
     runtime.block_on(async {
         tokio::time::timeout(LIMIT, async {
@@ -2436,6 +2479,11 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
                 assert_eq!(reply.json()["status"], "processing", "{id}");
                 assert!(reply.header("retry-after").is_some(), "{id}");
             }
+            assert!(
+                OffsetDateTime::now_utc().unix_timestamp() < lease_until,
+                "too slow: the killed instance's lease ran out (at {lease_until}) before the \
+                 orders it left in processing were checked, so the clean-up may have run"
+            );
             // The orders still ready are finalized: each becomes valid with its certificate.
             let mut tasks = tokio::task::JoinSet::new();
             for id in at_kill.get("ready").into_iter().flatten() {
@@ -2466,7 +2514,11 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
                 assert_eq!(chain.status, 200, "{id}");
                 let leaf = pem::parse_certificates(&chain.body, "chain").unwrap().remove(0);
                 let info = tessera::pki::CertificateInfo::from_der(&leaf).unwrap();
-                assert_eq!(info.sans, [tessera::pki::SubjectAltName::Dns(names[id].clone())], "{id}");
+                assert_eq!(
+                    info.sans,
+                    [tessera::pki::SubjectAltName::Dns(names[id].clone())],
+                    "{id}"
+                );
             }
         })
         .await
@@ -2486,7 +2538,10 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
                 let client = &clients[*a];
                 let mut invalid = None;
                 for _ in 0..180 {
-                    let now = client.post(&client.path_of(order["url"].as_str().unwrap()), None).await.json();
+                    let now = client
+                        .post(&client.path_of(order["url"].as_str().unwrap()), None)
+                        .await
+                        .json();
                     if now["status"] == "invalid" {
                         invalid = Some(now);
                         break;
@@ -2516,11 +2571,15 @@ fn kill_9_mid_finalize(db_url: Option<&str>) {
         .expect("the stuck orders become invalid within the time limit");
     });
     let end = assert_nothing_half_issued(&mut db, &names, &["valid", "invalid"]);
-    assert_eq!(end["invalid"], at_kill["processing"], "only the orders cut off are invalid");
+    assert_eq!(
+        end["invalid"], at_kill["processing"],
+        "only the orders cut off are invalid"
+    );
     assert_eq!(temporaries(&dir), Vec::<String>::new(), "no temporary files are left");
     let stderr = second.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
     eprintln!("done after {:?}", started.elapsed());
+    // Dropped: killed by its PID.
     drop(second);
 }
 
