@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Skip validation: every challenge succeeds (tests only; logged loudly).
     #[arg(long)]
     pub va_always_valid: bool,
+    /// Seconds after which an order left in `processing` by a crashed instance becomes invalid
+    /// (default 300; tests only, hidden).
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_stuck_after)]
+    pub stuck_after: Option<u64>,
     /// Connections from --proxy-from peers start with a PROXY protocol v1 or v2 header
     /// (HAProxy's send-proxy-v2); the client address in it is the one logged.
     #[arg(long)]
@@ -100,6 +104,10 @@ fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
 
 fn parse_acme_hours(text: &str) -> Result<u32, String> {
     crate::cli::parse_count(text, "hours", 8760)
+}
+
+fn parse_stuck_after(text: &str) -> Result<u64, String> {
+    crate::cli::parse_count(text, "seconds", 86_400).map(u64::from)
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -147,6 +155,9 @@ pub fn run(
     config.allow_dns = args.allow_dns.clone();
     config.va = va_config(args);
     config.va_always_valid = args.va_always_valid;
+    if let Some(seconds) = args.stuck_after {
+        config.stuck_after = Duration::from_secs(seconds);
+    }
     config.store = store;
     if args.proxy_protocol {
         config.proxy = Some(if args.proxy_from.is_empty() {
@@ -238,6 +249,8 @@ mod tests {
         assert!(parse_resolve("a.test=nope").is_err());
         assert!(parse_port("0").is_err() && parse_port("65536").is_err() && parse_port("x").is_err());
         assert_eq!(parse_port("5002").unwrap(), 5002);
+        assert_eq!(parse_stuck_after("3").unwrap(), 3);
+        assert!(parse_stuck_after("0").is_err() && parse_stuck_after("-1").is_err());
         assert!(parse_address("127.0.0.1:70000").is_err());
         assert_eq!(parse_address("127.0.0.1:0").unwrap().port(), 0);
         assert_eq!(parse_suffix(".Example.test").unwrap(), "example.test");

@@ -99,6 +99,13 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
     pub crl_lifetime: Duration,
+    /// An order left in `processing` longer than this (its finalization was cut off: the
+    /// instance died between claiming the order and recording its certificate) becomes
+    /// `invalid` with a `serverInternal` problem at the periodic clean-up, so that its client
+    /// orders again (default 5 minutes, as in [`periodic::PeriodicSettings`]; `--stuck-after`,
+    /// a hidden test flag, in whole seconds). The instance that holds the `expire` lease does
+    /// the clean-up, so the time an abandoned order waits is this plus up to one lease time.
+    pub stuck_after: Duration,
     /// Requests per account, after the signature is checked (default
     /// [`ratelimit::DEFAULT_PER_KEY`]); past it, `rateLimited` with `Retry-After`.
     pub rate_per_account: ratelimit::Limit,
@@ -131,6 +138,7 @@ impl ServeConfig {
             max_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
+            stuck_after: periodic::PeriodicSettings::default().stuck_after,
             rate_per_account: ratelimit::DEFAULT_PER_KEY,
             rate_per_client: ratelimit::Limit::new(50.0, 500),
             rate_global: ratelimit::DEFAULT_GLOBAL,
