@@ -438,20 +438,30 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     tessera::ca::pkcs12::create_private(&args.pkcs12, &der)?;
-    summary(
-        cli,
-        &format!(
-            "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
-            args.pkcs12.display(),
-            if args.legacy {
-                "PKCS#12, legacy 3DES and SHA-1 MAC"
-            } else {
-                "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
-            },
-            exportable.chain.len(),
-            shown(&exportable.info.subject)
-        ),
-    )?;
+    // Written into standard output (`/dev/stdout`, `/dev/fd/1`): the status line goes to
+    // standard error, never into the PKCS#12 data.
+    let into_stdout = tessera::cli::is_standard_output(&args.pkcs12);
+    let report = |message: &str| -> Result<(), CliError> {
+        if into_stdout {
+            if !cli.quiet {
+                tessera::cli::write_stderr(format_args!("{message}\n"));
+            }
+            Ok(())
+        } else {
+            summary(cli, message)
+        }
+    };
+    report(&format!(
+        "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
+        args.pkcs12.display(),
+        if args.legacy {
+            "PKCS#12, legacy 3DES and SHA-1 MAC"
+        } else {
+            "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
+        },
+        exportable.chain.len(),
+        shown(&exportable.info.subject)
+    ))?;
     Ok(exit::OK)
 }
 
