@@ -829,6 +829,86 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
     .expect("within the time limit");
 }
 
+// ---------------------------------------------------------------------------------------------
+// A refused CSR leaves the order ready (RFC 8555 §7.4); the account key is no certificate key
+// (§11.1)
+
+/// A CSR (DER) for `names` signed by the key in `pkcs8` (an ES256 account key, say).
+fn csr_with_key(names: &[&str], pkcs8: &[u8]) -> Vec<u8> {
+    let key = rcgen::KeyPair::try_from(pkcs8).unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_csr_check_comes_before_the_claim_and_the_account_key_is_refused() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| config.va_always_valid = true).await;
+        let client = Client::register(&server).await;
+        let order = ready_order(&client, &["a.example.test"]).await;
+        let order_path = client.path_of(order["url"].as_str().unwrap());
+        let finalize = client.path_of(order["finalize"].as_str().unwrap());
+        let before = server.certificates();
+
+        // An RSA-1024 key (too weak: 2048 to 8192 bits are issued for).
+        let key = server.tmp.path().join("weak.key");
+        let weak = server.tmp.path().join("weak.csr");
+        let out = support::openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            &support::s(&key),
+            "-subj",
+            "/CN=a.example.test",
+            "-addext",
+            "subjectAltName=DNS:a.example.test",
+            "-outform",
+            "DER",
+            "-out",
+            &support::s(&weak),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let weak = std::fs::read(&weak).unwrap();
+        // A self-signature that does not verify.
+        let (mut forged, _) = csr(&["a.example.test"]);
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        // Names other than the order's.
+        let (wrong_names, _) = csr(&["b.example.test"]);
+        // The account's own key (RFC 8555 §11.1).
+        let account_key = csr_with_key(&["a.example.test"], &client.key.pkcs8);
+        for (what, der, detail) in [
+            ("RSA-1024", &weak, "RSA"),
+            ("bad signature", &forged, "signature"),
+            ("wrong names", &wrong_names, "identifiers"),
+            ("account key", &account_key, "account key"),
+        ] {
+            let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(der)}))).await;
+            assert_eq!((reply.status, reply.problem()), (400, "badCSR".into()), "{what}");
+            let text = reply.json()["detail"].as_str().unwrap().to_string();
+            assert!(text.contains(detail), "{what}: {text}");
+            let now = client.post(&order_path, None).await.json();
+            assert_eq!(now["status"], "ready", "{what}: the order stays ready: {now}");
+            assert_eq!(server.certificates(), before, "{what}: nothing issued");
+        }
+
+        // A good CSR still finalizes the order.
+        let (good, _) = csr(&["a.example.test"]);
+        let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(good)}))).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let done = client.settle(order["url"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        assert_eq!(server.certificates(), before + 1);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_key_authorization_makes_the_challenge_and_order_invalid() {
     tokio::time::timeout(LIMIT, async {

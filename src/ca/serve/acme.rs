@@ -416,7 +416,7 @@ impl Acme {
 
 /// True when DNS name `name` is `domain` or below it (whole labels; a leading dot in `domain`
 /// means below it only).
-fn dns_within(name: &str, domain: &str) -> bool {
+pub(super) fn dns_within(name: &str, domain: &str) -> bool {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if let Some(below) = domain.strip_prefix('.') {
         return name.strip_suffix(below).is_some_and(|head| head.ends_with('.'));

@@ -46,7 +46,7 @@ pub use server::{ServeHandle, serve};
 use crate::ca::store::acme::{AcmeStore, PublishedCrl};
 use crate::ca::{CaError, Location};
 use crate::channel::{Credentials, ProxySources};
-use crate::pki::CrlInfo;
+use crate::pki::{CertificateInfo, CrlInfo};
 
 /// The default lifetime of ACME certificates (`--acme-hours`): 24 hours, short enough that
 /// revocation matters little, long enough that a client renewing at two thirds of it has
@@ -224,6 +224,51 @@ impl BaseUrl {
     pub fn host(&self) -> &str {
         &self.host
     }
+}
+
+/// Why no name equal to or below the DNS suffix `suffix` (an `--allow-dns` value, lower case,
+/// without a leading dot) can ever be issued by the CA whose chain is `chain` (its certificate
+/// first, DER): a CA of the chain permits DNS names (RFC 5280 §4.2.1.10) and none of its
+/// permitted domains overlaps `suffix`, or `suffix` lies inside a domain a CA excludes.
+/// `None` when some name below `suffix` may be issued. Certificates that cannot be read are
+/// skipped (the CA checks every issuance anyway).
+pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix: &str) -> Option<String> {
+    let suffix = suffix.trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+    for der in chain {
+        let Ok(info) = CertificateInfo::from_der(der) else {
+            continue;
+        };
+        let permitted: Vec<&str> = info
+            .permitted_names
+            .iter()
+            .filter_map(|n| n.strip_prefix("dns:"))
+            .collect();
+        // Two domains share a name when one lies within the other ("a.test" and ".test" share
+        // "x.a.test"; ".a.test" and "a.test" share "x.a.test").
+        let overlaps = |domain: &str| {
+            let base = domain.trim_start_matches('.');
+            acme::dns_within(&suffix, base) || acme::dns_within(base, &suffix)
+        };
+        if !permitted.is_empty() && !permitted.iter().any(|domain| overlaps(domain)) {
+            return Some(format!(
+                "no name under {suffix} lies inside the name constraints of the CA \"{}\" (it permits {})",
+                info.subject,
+                permitted.join(", ")
+            ));
+        }
+        if let Some(domain) = info
+            .excluded_names
+            .iter()
+            .filter_map(|n| n.strip_prefix("dns:"))
+            .find(|domain| acme::dns_within(&suffix, domain))
+        {
+            return Some(format!(
+                "every name under {suffix} is excluded by the CA \"{}\" (it excludes {domain})",
+                info.subject
+            ));
+        }
+    }
+    None
 }
 
 /// A DNS name the server's own certificate can be issued for, or why not.
