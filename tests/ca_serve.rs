@@ -1661,7 +1661,10 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
     for (url, message) in [
         ("https://*.example.test", "wildcard"),
         ("https://*.example.test:8443", "wildcard"),
-        ("https://acme.example.test.", "without the dot (https://acme.example.test)"),
+        (
+            "https://acme.example.test.",
+            "without the dot (https://acme.example.test)",
+        ),
         ("https://[::1]x", "other than :PORT"),
         ("https://acme.example.test:+443", "port"),
         ("https://0.0.0.0:443", "cannot connect"),
@@ -1670,7 +1673,11 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
     ] {
         let out = serve(&["--base-url", url]);
         assert_eq!(support::code(&out), 2, "{url}: {}", support::stderr(&out));
-        assert!(support::stderr(&out).contains(message), "{url}: {}", support::stderr(&out));
+        assert!(
+            support::stderr(&out).contains(message),
+            "{url}: {}",
+            support::stderr(&out)
+        );
     }
 
     // A host outside the name constraints: the server's own certificate cannot be issued (3),
@@ -1729,7 +1736,10 @@ fn allow_dns_suffixes_are_checked_against_every_name_constraint() {
         OffsetDateTime::now_utc(),
     )
     .unwrap();
-    assert_eq!(tessera::ca::serve::allow_dns_refusal(free.chain(), "anything.test"), None);
+    assert_eq!(
+        tessera::ca::serve::allow_dns_refusal(free.chain(), "anything.test"),
+        None
+    );
 }
 
 #[test]

@@ -547,7 +547,12 @@ pub fn read_ca_certificates(dir: &Path) -> Result<(CertificateDer<'static>, Vec<
     let cert_path = dir.join(CA_CERT);
     match std::fs::metadata(&cert_path) {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(CaError::NotACa { dir: dir.into() });
         }
         Err(e) => return Err(CaError::io(cert_path, e)),

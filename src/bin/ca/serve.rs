@@ -9,9 +9,9 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use tessera::ca::CaError;
 use tessera::ca::serve::{BaseUrl, ServeConfig, va::VaConfig};
 use tessera::channel::{Cidr, Credentials, ProxySources};
-use tessera::ca::CaError;
 use tessera::cli::{CliError, exit};
 use tessera::pki::PkiError;
 
@@ -40,9 +40,10 @@ pub const SERVE_EXIT_CODES: &str = "EXIT CODES:
   2  usage error (unknown flag, bad --base-url, --listen or --http-listen, a port out of range,
      --va-resolve without NAME=IP, a bad --proxy-from network, --tls-cert without --tls-key,
      an --allow-dns suffix the CA's name constraints leave no name under)
-  3  could not run (no CA or a damaged one in DIR, the store cannot be opened, an address
-     cannot be bound, unusable --tls-cert/--tls-key, the server's own certificate cannot be
-     issued for the host of --base-url, wrong passphrase)";
+  3  could not run (no CA or a damaged one in DIR, a CA directory this user may not read, the
+     store cannot be opened, an address cannot be bound, unusable --tls-cert/--tls-key, the
+     server's own certificate cannot be issued for the host of --base-url (outside the CA's
+     name constraints: give --tls-cert and --tls-key), wrong passphrase)";
 
 /// `ca serve`.
 #[derive(Debug, Args)]
@@ -262,7 +263,10 @@ fn own_certificate_error(error: CaError, own_certificate: bool, host: &str) -> a
             | CaError::OutlivesIssuer { .. }
             | CaError::IssuerNotValid { .. }
             | CaError::Pki(PkiError::NameConstraintViolation)
-            | CaError::InvalidRequest { field: "--tls-cert", .. }
+            | CaError::InvalidRequest {
+                field: "--tls-cert",
+                ..
+            }
     );
     if !own_certificate || !issuing {
         return error.into();

@@ -172,9 +172,11 @@ impl BaseUrl {
             let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
             let port = match after {
                 "" => None,
-                _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                    bad("has something other than :PORT after the IPv6 address's ]")
-                })?),
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("has something other than :PORT after the IPv6 address's ]"))?,
+                ),
             };
             (host.to_string(), port)
         } else {
@@ -233,7 +235,10 @@ impl BaseUrl {
 /// `None` when some name below `suffix` may be issued. Certificates that cannot be read are
 /// skipped (the CA checks every issuance anyway).
 pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix: &str) -> Option<String> {
-    let suffix = suffix.trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+    let suffix = suffix
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     for der in chain {
         let Ok(info) = CertificateInfo::from_der(der) else {
             continue;
@@ -295,7 +300,11 @@ fn check_host_name(host: &str) -> Result<(), String> {
     }
     // "1.2.3" or "127.000.0.1" is read as an IPv4 address by browsers' URL parsers (WHATWG),
     // never as a name: a top-level label is never all digits.
-    if host.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err("has a host that is neither a DNS name (its last label is all digits) nor an IPv4 address".into());
     }
     Ok(())
@@ -348,7 +357,10 @@ mod tests {
         assert_eq!(BaseUrl::parse("https://[::1]:443").unwrap().host(), "::1");
         let url = BaseUrl::parse("HTTPS://[0:0::0:1]:0443/").unwrap();
         assert_eq!((url.as_str(), url.host()), ("https://[::1]:443", "::1"));
-        assert_eq!(BaseUrl::parse("https://a1.test:1").unwrap().as_str(), "https://a1.test:1");
+        assert_eq!(
+            BaseUrl::parse("https://a1.test:1").unwrap().as_str(),
+            "https://a1.test:1"
+        );
         for (bad, why) in [
             ("https://*.example.test", "wildcard"),
             ("https://example.test.", "without the dot (https://example.test)"),
