@@ -53,7 +53,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: SocketAddr,
     /// The external HTTPS URL that clients use, https://HOST or https://HOST:PORT (a load balancer's, say):
-    /// every ACME URL is built from it, and each request's JWS url is checked against it.
+    /// every ACME URL is built from it, and each request's JWS url is checked against it. HOST is
+    /// the one name clients connect to (no wildcard, no trailing dot) or an IP address.
     #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: BaseUrl,
     /// Plain-HTTP address for /crl, /ocsp and /ca.pem (CRLs and OCSP travel over HTTP).
@@ -71,7 +72,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
     pub acme_hours: u32,
     /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's
-    /// own name constraints.
+    /// own name constraints (a suffix they leave no name under is refused).
     #[arg(long, value_name = "SUFFIX", value_parser = parse_suffix)]
     pub allow_dns: Vec<String>,
     /// Port the validation authority connects to for http-01 (default 80).
