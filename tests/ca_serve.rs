@@ -889,6 +889,86 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
     .expect("within the time limit");
 }
 
+// ---------------------------------------------------------------------------------------------
+// A refused CSR leaves the order ready (RFC 8555 §7.4); the account key is no certificate key
+// (§11.1)
+
+/// A CSR (DER) for `names` signed by the key in `pkcs8` (an ES256 account key, say).
+fn csr_with_key(names: &[&str], pkcs8: &[u8]) -> Vec<u8> {
+    let key = rcgen::KeyPair::try_from(pkcs8).unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_csr_check_comes_before_the_claim_and_the_account_key_is_refused() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| config.va_always_valid = true).await;
+        let client = Client::register(&server).await;
+        let order = ready_order(&client, &["a.example.test"]).await;
+        let order_path = client.path_of(order["url"].as_str().unwrap());
+        let finalize = client.path_of(order["finalize"].as_str().unwrap());
+        let before = server.certificates();
+
+        // An RSA-1024 key (too weak: 2048 to 8192 bits are issued for).
+        let key = server.tmp.path().join("weak.key");
+        let weak = server.tmp.path().join("weak.csr");
+        let out = support::openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            &support::s(&key),
+            "-subj",
+            "/CN=a.example.test",
+            "-addext",
+            "subjectAltName=DNS:a.example.test",
+            "-outform",
+            "DER",
+            "-out",
+            &support::s(&weak),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let weak = std::fs::read(&weak).unwrap();
+        // A self-signature that does not verify.
+        let (mut forged, _) = csr(&["a.example.test"]);
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        // Names other than the order's.
+        let (wrong_names, _) = csr(&["b.example.test"]);
+        // The account's own key (RFC 8555 §11.1).
+        let account_key = csr_with_key(&["a.example.test"], &client.key.pkcs8);
+        for (what, der, detail) in [
+            ("RSA-1024", &weak, "RSA"),
+            ("bad signature", &forged, "signature"),
+            ("wrong names", &wrong_names, "identifiers"),
+            ("account key", &account_key, "account key"),
+        ] {
+            let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(der)}))).await;
+            assert_eq!((reply.status, reply.problem()), (400, "badCSR".into()), "{what}");
+            let text = reply.json()["detail"].as_str().unwrap().to_string();
+            assert!(text.contains(detail), "{what}: {text}");
+            let now = client.post(&order_path, None).await.json();
+            assert_eq!(now["status"], "ready", "{what}: the order stays ready: {now}");
+            assert_eq!(server.certificates(), before, "{what}: nothing issued");
+        }
+
+        // A good CSR still finalizes the order.
+        let (good, _) = csr(&["a.example.test"]);
+        let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(good)}))).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let done = client.settle(order["url"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        assert_eq!(server.certificates(), before + 1);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_key_authorization_makes_the_challenge_and_order_invalid() {
     tokio::time::timeout(LIMIT, async {
@@ -1533,6 +1613,224 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
         assert!(std::time::Instant::now() < deadline, "ca serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `ca serve`: SIGHUP, --base-url hosts the CA cannot certify, --allow-dns outside the name
+// constraints, an unreadable CA directory
+
+/// `GET path` over a fresh TLS connection to `address`, trusting `root` (PEM).
+async fn https_get(address: SocketAddr, root: &Path, path: &str) -> Reply {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tls_client(root).connect(name, tcp).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    parse_reply(&raw)
+}
+
+/// Waits (bounded, 20 s) until the file at `log` holds `needle`; its text.
+fn wait_for_log(log: &Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ca_serve_keeps_serving_on_sighup_and_stops_with_exit_0_on_sigterm() {
+    use std::io::BufRead as _;
+    let ca = support::ToolCa::new("Serve Root", &[]);
+    let log = ca.path("serve.log");
+    let mut child = ca
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut process = Process(child);
+    let line = std::io::BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let address: SocketAddr = line
+        .trim_start_matches("listening on ")
+        .trim_end_matches(" (https)")
+        .parse()
+        .unwrap();
+    let root = ca.dir().join("ca.pem");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+    let pid = process.0.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+
+    // SIGHUP: a warning, and the server goes on.
+    signal("-HUP");
+    let text = wait_for_log(
+        &log,
+        "SIGHUP: ca serve does not reload; restart it (SIGTERM drains) to pick up changes",
+    );
+    assert!(text.contains("WARN"), "{text}");
+    assert!(process.0.try_wait().unwrap().is_none(), "ca serve ended on SIGHUP");
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+
+    // SIGTERM: the drain, "stopped", exit 0.
+    signal("-TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ca serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for_log(&log, "stopped");
+    let help = support::ok(ca.cmd().args(["serve", "--help"]));
+    for needle in ["SIGNALS:", "SIGHUP", "nothing is reloaded"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+#[test]
+fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
+    let ca = support::ToolCa::new("Constrained Root", &["--permit-dns", "example.test"]);
+    let serve = |flags: &[&str]| support::output(ca.cmd().args(["serve", "--listen", "127.0.0.1:0"]).args(flags));
+
+    // Hosts no certificate should be issued for: usage errors, before anything starts.
+    for (url, message) in [
+        ("https://*.example.test", "wildcard"),
+        ("https://*.example.test:8443", "wildcard"),
+        (
+            "https://acme.example.test.",
+            "without the dot (https://acme.example.test)",
+        ),
+        ("https://[::1]x", "other than :PORT"),
+        ("https://acme.example.test:+443", "port"),
+        ("https://0.0.0.0:443", "cannot connect"),
+        ("https://1.2.3", "all digits"),
+        ("https://acme.example.test?x=1", "query"),
+    ] {
+        let out = serve(&["--base-url", url]);
+        assert_eq!(support::code(&out), 2, "{url}: {}", support::stderr(&out));
+        assert!(
+            support::stderr(&out).contains(message),
+            "{url}: {}",
+            support::stderr(&out)
+        );
+    }
+
+    // A host outside the name constraints: the server's own certificate cannot be issued (3),
+    // and the hint names --tls-cert and --base-url, not ca issue's --san.
+    let out = serve(&["--base-url", "https://acme.other.test"]);
+    let stderr = support::stderr(&out);
+    assert_eq!(support::code(&out), 3, "{stderr}");
+    for needle in ["acme.other.test", "--base-url", "--tls-cert", "--tls-key"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(!stderr.contains("--san"), "{stderr}");
+
+    // An --allow-dns suffix no name of which the CA may certify: a usage error naming it.
+    let out = serve(&[
+        "--base-url",
+        "https://acme.example.test",
+        "--allow-dns",
+        "example.test",
+        "--allow-dns",
+        "other.test",
+    ]);
+    let stderr = support::stderr(&out);
+    assert_eq!(support::code(&out), 2, "{stderr}");
+    assert!(stderr.contains("--allow-dns other.test"), "{stderr}");
+    assert!(stderr.contains("example.test"), "{stderr}");
+}
+
+#[test]
+fn allow_dns_suffixes_are_checked_against_every_name_constraint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut request = InitRequest::new("Constrained Root");
+    request.permitted_dns = vec!["example.test".into(), ".corp.test".into()];
+    request.excluded_dns = vec!["secret.example.test".into()];
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &request, None, OffsetDateTime::now_utc()).unwrap();
+    for (suffix, issuable) in [
+        ("example.test", true),
+        ("a.example.test", true),
+        ("test", true),
+        ("corp.test", true),
+        ("x.corp.test", true),
+        ("other.test", false),
+        ("example.test.evil", false),
+        ("xexample.test", false),
+        ("secret.example.test", false),
+        ("a.secret.example.test", false),
+        ("notsecret.example.test", true),
+    ] {
+        let refusal = tessera::ca::serve::allow_dns_refusal(ca.chain(), suffix);
+        assert_eq!(refusal.is_none(), issuable, "{suffix}: {refusal:?}");
+    }
+    // A CA without name constraints may issue under every suffix.
+    let free = CertificateAuthority::init(
+        &tmp.path().join("free"),
+        &InitRequest::new("Free Root"),
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert_eq!(
+        tessera::ca::serve::allow_dns_refusal(free.chain(), "anything.test"),
+        None
+    );
+}
+
+#[test]
+fn an_unreadable_ca_directory_is_reported_as_permission_denied() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ca = support::ToolCa::new("Private Root", &[]);
+    let root = support::output(std::process::Command::new("id").arg("-u"));
+    let as_root = support::stdout(&root).trim() == "0";
+    // Others may reach the directory (so only its own mode is in the way), not enter it.
+    std::fs::set_permissions(ca.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    for args in [
+        &["list"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1"][..],
+    ] {
+        // root reads any directory: as root, run it as nobody.
+        let mut cmd = if as_root {
+            let mut cmd = support::command_path("runuser");
+            cmd.args(["-u", "nobody", "--"]).arg(support::tool("ca"));
+            cmd
+        } else {
+            support::command("ca")
+        };
+        cmd.arg("--dir").arg(ca.dir()).args(args);
+        let out = support::output(&mut cmd);
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 3, "{args:?}: {stderr}");
+        assert!(stderr.contains("Permission denied"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("not a CA directory"), "{args:?}: {stderr}");
+    }
+    std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

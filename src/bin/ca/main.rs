@@ -56,6 +56,10 @@ fn main() -> ExitCode {
 fn hint(error: &CaError) -> Option<String> {
     let hint = match error {
         CaError::NotACa { .. } => "create one with `ca init`, or point --dir (or TESSERA_CA_DIR) at an existing CA",
+        CaError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            "run as the user that owns the CA directory, or give this user access to it (it is not \
+             missing: the operating system refused access)"
+        }
         CaError::AlreadyInitialised { .. } => "choose another --dir",
         CaError::OutlivesIssuer { .. } => "ask for fewer --days/--hours, or omit them to end with the CA",
         CaError::Refused(PkiError::NameConstraintViolation) => {
