@@ -574,6 +574,24 @@ fn regular_file_id(path: &Path) -> Option<FileId> {
         .map(|m| FileId::of(&m))
 }
 
+/// Whether `path` names the very file, pipe or terminal that standard output is (`/dev/stdout`,
+/// `/dev/fd/1`, or a path to the file stdout is redirected to): the same device and inode,
+/// whatever its type. A tool that writes its data to such a path prints its own status lines to
+/// standard error instead, so that they do not end up inside the data.
+#[must_use]
+pub fn is_standard_output(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|out| FileId::of(&out) == FileId::of(&meta))
+}
+
 /// The identity of the regular file behind standard input or output, if it is one.
 fn stdio_id(which: Stdio) -> Option<FileId> {
     use std::os::fd::AsFd;

@@ -530,3 +530,46 @@ fn export_writes_into_a_fifo_as_readme_says() {
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(std::fs::read(pki.path("taken.p12")).unwrap(), b"keep");
 }
+
+#[test]
+fn export_into_standard_output_by_path_keeps_the_status_line_out_of_the_data() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let pki = ToolPki::new("P12 Root", "P12 Issuing", &[]);
+    let p12_pass = pass_file(pki.tmp.path(), "p12.pass", "pkcs12 secret");
+    let prefix = pki.issue("server", "www.test", &[]);
+    let passin = format!("file:{}", s(&p12_pass));
+    for path in ["/dev/stdout", "/dev/fd/1"] {
+        // Standard output is a pipe here (the test reads it).
+        let out = output(ca(&pki.inter()).arg("export").arg(&prefix).args([
+            "--pkcs12",
+            path,
+            "--passphrase-file",
+            &s(&p12_pass),
+        ]));
+        assert_eq!(code(&out), 0, "{path}: {}", stderr(&out));
+        assert!(
+            !out.stdout.windows(5).any(|w| w == b"wrote"),
+            "{path}: the status line is inside the PKCS#12 data"
+        );
+        assert!(
+            stderr(&out).contains(&format!("wrote {path} (PKCS#12")),
+            "{path}: {}",
+            stderr(&out)
+        );
+        let got = pki.path("stdout.p12");
+        std::fs::write(&got, &out.stdout).unwrap();
+        let read = openssl_output(&["pkcs12", "-in", &s(&got), "-passin", &passin, "-nokeys", "-clcerts"]);
+        assert!(read.status.success(), "{path}: {}", stderr(&read));
+        // Exactly one DER structure: nothing follows it.
+        let length = usize::from(out.stdout[2]) << 8 | usize::from(out.stdout[3]);
+        assert_eq!((out.stdout[0], out.stdout[1]), (0x30, 0x82), "{path}");
+        assert_eq!(
+            out.stdout.len(),
+            4 + length,
+            "{path}: bytes after the PKCS#12 structure"
+        );
+        std::fs::remove_file(&got).unwrap();
+    }
+}

@@ -12,7 +12,7 @@
 mod pg_support;
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -85,16 +85,8 @@ impl Server {
         self.tmp.path().join("ca")
     }
 
-    fn root_pem(&self) -> PathBuf {
-        self.tmp.path().join("root.pem")
-    }
-
     fn directory_url(&self) -> String {
         format!("{}/acme/directory", self.base)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     /// One count from the SQLite store.
@@ -113,6 +105,35 @@ impl Server {
             .await
             .expect("the service stops after shutdown")
             .unwrap();
+    }
+}
+
+/// Where an ACME server under test answers: an in-process [`Server`], or a `ca serve` process
+/// ([`ServeProcess`]).
+trait Endpoint: Sync {
+    /// `--base-url`: what every ACME URL and each JWS `url` starts with.
+    fn base(&self) -> &str;
+    /// The HTTPS listener to connect to (behind a load balancer, not the base URL's).
+    fn address(&self) -> SocketAddr;
+    /// The root (PEM) the HTTPS certificate chains to.
+    fn root_pem(&self) -> PathBuf;
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+}
+
+impl Endpoint for Server {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    fn root_pem(&self) -> PathBuf {
+        self.tmp.path().join("root.pem")
     }
 }
 
@@ -238,33 +259,73 @@ fn tls_client(root: &Path) -> tokio_rustls::TlsConnector {
 }
 
 /// One HTTP/1.1 request over a fresh TLS connection (`Connection: close`).
-async fn request(server: &Server, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
-    let connector = tls_client(&server.root_pem());
-    let tcp = tokio::net::TcpStream::connect(server.address).await.unwrap();
+async fn request(
+    server: &(impl Endpoint + ?Sized),
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    try_request(server.address(), &server.root_pem(), method, path, content_type, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`request`] to `address` (HTTPS, its certificate chaining to the PEM `root`), or why no
+/// complete response came (the connection failed or closed early: a server killed meanwhile).
+async fn try_request(
+    address: SocketAddr,
+    root: &Path,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, String> {
+    let connector = tls_client(root);
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("no TLS handshake: {e}"))?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        server.address.port(),
+        address.port(),
         body.len()
     );
     if let Some(content_type) = content_type {
         head.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
     head.push_str("\r\n");
-    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send: {e}"))?;
     // A server that refuses a large body may close before reading it all.
     let _ = tls.write_all(body).await;
     let mut raw = Vec::new();
     let _ = tls.read_to_end(&mut raw).await;
-    parse_reply(&raw)
+    let reply = try_parse_reply(&raw)?;
+    // Cut off: fewer bytes than announced (a HEAD response announces a body it does not send).
+    if let Some(length) = reply.header("content-length").and_then(|n| n.parse::<usize>().ok())
+        && method != "HEAD"
+        && length != reply.body.len()
+    {
+        return Err(format!("a body of {} bytes of {length}", reply.body.len()));
+    }
+    Ok(reply)
 }
 
 fn parse_reply(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(raw)));
+    try_parse_reply(raw).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An HTTP/1.1 response (chunked bodies joined), or what is wrong with `raw`.
+fn try_parse_reply(raw: &[u8]) -> Result<Reply, String> {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(format!("no HTTP response: {:?}", String::from_utf8_lossy(raw)));
+    };
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
@@ -277,23 +338,22 @@ fn parse_reply(raw: &[u8]) -> Reply {
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
     {
-        body = dechunk(&body);
+        body = dechunk(&body).ok_or("a chunked body cut off")?;
     }
-    Reply { status, headers, body }
+    Ok(Reply { status, headers, body })
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+/// A chunked body joined; `None` when it is cut off before its last chunk.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
+        let end = data.windows(2).position(|w| w == b"\r\n")?;
         let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
-            return out;
+            return Some(out);
         }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 2 + size + 2..];
+        out.extend_from_slice(data.get(end + 2..end + 2 + size)?);
+        data = data.get(end + 2 + size + 2..)?;
     }
 }
 
@@ -344,7 +404,7 @@ impl Signer {
 
 /// A hand-driven ACME client on one account.
 struct Client<'a> {
-    server: &'a Server,
+    server: &'a dyn Endpoint,
     key: Signer,
     kid: Option<String>,
 }
@@ -371,11 +431,11 @@ impl<'a> Client<'a> {
         request(self.server, "POST", path, Some("application/jose+json"), &body).await
     }
 
-    async fn register(server: &'a Server) -> Client<'a> {
+    async fn register(server: &'a dyn Endpoint) -> Client<'a> {
         Self::register_with(server, Signer::new()).await
     }
 
-    async fn register_with(server: &'a Server, key: Signer) -> Client<'a> {
+    async fn register_with(server: &'a dyn Endpoint, key: Signer) -> Client<'a> {
         let mut client = Client { server, key, kid: None };
         let reply = client
             .post("/acme/new-account", Some(&json!({"termsOfServiceAgreed": true})))
@@ -393,7 +453,7 @@ impl<'a> Client<'a> {
     }
 
     fn path_of(&self, url: &str) -> String {
-        url.strip_prefix(&self.server.base).unwrap().to_string()
+        url.strip_prefix(self.server.base()).unwrap().to_string()
     }
 
     /// Waits (bounded) until the resource at `url` leaves `processing`/`pending`.
@@ -829,6 +889,86 @@ async fn the_csr_must_name_exactly_the_orders_identifiers_and_a_double_finalize_
     .expect("within the time limit");
 }
 
+// ---------------------------------------------------------------------------------------------
+// A refused CSR leaves the order ready (RFC 8555 §7.4); the account key is no certificate key
+// (§11.1)
+
+/// A CSR (DER) for `names` signed by the key in `pkcs8` (an ES256 account key, say).
+fn csr_with_key(names: &[&str], pkcs8: &[u8]) -> Vec<u8> {
+    let key = rcgen::KeyPair::try_from(pkcs8).unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_csr_check_comes_before_the_claim_and_the_account_key_is_refused() {
+    tokio::time::timeout(LIMIT, async {
+        let server = Server::start(|config| config.va_always_valid = true).await;
+        let client = Client::register(&server).await;
+        let order = ready_order(&client, &["a.example.test"]).await;
+        let order_path = client.path_of(order["url"].as_str().unwrap());
+        let finalize = client.path_of(order["finalize"].as_str().unwrap());
+        let before = server.certificates();
+
+        // An RSA-1024 key (too weak: 2048 to 8192 bits are issued for).
+        let key = server.tmp.path().join("weak.key");
+        let weak = server.tmp.path().join("weak.csr");
+        let out = support::openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            &support::s(&key),
+            "-subj",
+            "/CN=a.example.test",
+            "-addext",
+            "subjectAltName=DNS:a.example.test",
+            "-outform",
+            "DER",
+            "-out",
+            &support::s(&weak),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let weak = std::fs::read(&weak).unwrap();
+        // A self-signature that does not verify.
+        let (mut forged, _) = csr(&["a.example.test"]);
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        // Names other than the order's.
+        let (wrong_names, _) = csr(&["b.example.test"]);
+        // The account's own key (RFC 8555 §11.1).
+        let account_key = csr_with_key(&["a.example.test"], &client.key.pkcs8);
+        for (what, der, detail) in [
+            ("RSA-1024", &weak, "RSA"),
+            ("bad signature", &forged, "signature"),
+            ("wrong names", &wrong_names, "identifiers"),
+            ("account key", &account_key, "account key"),
+        ] {
+            let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(der)}))).await;
+            assert_eq!((reply.status, reply.problem()), (400, "badCSR".into()), "{what}");
+            let text = reply.json()["detail"].as_str().unwrap().to_string();
+            assert!(text.contains(detail), "{what}: {text}");
+            let now = client.post(&order_path, None).await.json();
+            assert_eq!(now["status"], "ready", "{what}: the order stays ready: {now}");
+            assert_eq!(server.certificates(), before, "{what}: nothing issued");
+        }
+
+        // A good CSR still finalizes the order.
+        let (good, _) = csr(&["a.example.test"]);
+        let reply = client.post(&finalize, Some(&json!({"csr": B64.encode(good)}))).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let done = client.settle(order["url"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        assert_eq!(server.certificates(), before + 1);
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_key_authorization_makes_the_challenge_and_order_invalid() {
     tokio::time::timeout(LIMIT, async {
@@ -929,7 +1069,7 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
             })
             .await,
         );
-        let client = Client::register(&server).await;
+        let client = Client::register(&*server).await;
         let key = Arc::new(client.key.pkcs8.clone());
         let kid = client.kid.clone().unwrap();
         let limit = Arc::new(tokio::sync::Semaphore::new(32));
@@ -939,7 +1079,7 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
             let (server, limit) = (Arc::clone(&server), Arc::clone(&limit));
             tasks.spawn(async move {
                 let _permit = limit.acquire().await.unwrap();
-                let reply = request(&server, "HEAD", "/acme/new-nonce", None, b"").await;
+                let reply = request(&*server, "HEAD", "/acme/new-nonce", None, b"").await;
                 assert_eq!(reply.status, 200);
                 reply.header("replay-nonce").unwrap().to_string()
             });
@@ -956,7 +1096,7 @@ async fn concurrent_nonces_and_orders_are_neither_lost_nor_duplicated() {
             tasks.spawn(async move {
                 let _permit = limit.acquire().await.unwrap();
                 let client = Client {
-                    server: &server,
+                    server: &*server,
                     key: Signer::from_pkcs8(key.to_vec()),
                     kid: Some(kid),
                 };
@@ -1813,6 +1953,224 @@ fn ca_serve_listens_serves_and_stops_on_sigterm_and_exits_3_when_it_cannot_bind(
 }
 
 // ---------------------------------------------------------------------------------------------
+// `ca serve`: SIGHUP, --base-url hosts the CA cannot certify, --allow-dns outside the name
+// constraints, an unreadable CA directory
+
+/// `GET path` over a fresh TLS connection to `address`, trusting `root` (PEM).
+async fn https_get(address: SocketAddr, root: &Path, path: &str) -> Reply {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tls_client(root).connect(name, tcp).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    parse_reply(&raw)
+}
+
+/// Waits (bounded, 20 s) until the file at `log` holds `needle`; its text.
+fn wait_for_log(log: &Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ca_serve_keeps_serving_on_sighup_and_stops_with_exit_0_on_sigterm() {
+    use std::io::BufRead as _;
+    let ca = support::ToolCa::new("Serve Root", &[]);
+    let log = ca.path("serve.log");
+    let mut child = ca
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut process = Process(child);
+    let line = std::io::BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let address: SocketAddr = line
+        .trim_start_matches("listening on ")
+        .trim_end_matches(" (https)")
+        .parse()
+        .unwrap();
+    let root = ca.dir().join("ca.pem");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+    let pid = process.0.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+
+    // SIGHUP: a warning, and the server goes on.
+    signal("-HUP");
+    let text = wait_for_log(
+        &log,
+        "SIGHUP: ca serve does not reload; restart it (SIGTERM drains) to pick up changes",
+    );
+    assert!(text.contains("WARN"), "{text}");
+    assert!(process.0.try_wait().unwrap().is_none(), "ca serve ended on SIGHUP");
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(runtime.block_on(https_get(address, &root, "/healthz")).status, 200);
+
+    // SIGTERM: the drain, "stopped", exit 0.
+    signal("-TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ca serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for_log(&log, "stopped");
+    let help = support::ok(ca.cmd().args(["serve", "--help"]));
+    for needle in ["SIGNALS:", "SIGHUP", "nothing is reloaded"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+#[test]
+fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
+    let ca = support::ToolCa::new("Constrained Root", &["--permit-dns", "example.test"]);
+    let serve = |flags: &[&str]| support::output(ca.cmd().args(["serve", "--listen", "127.0.0.1:0"]).args(flags));
+
+    // Hosts no certificate should be issued for: usage errors, before anything starts.
+    for (url, message) in [
+        ("https://*.example.test", "wildcard"),
+        ("https://*.example.test:8443", "wildcard"),
+        (
+            "https://acme.example.test.",
+            "without the dot (https://acme.example.test)",
+        ),
+        ("https://[::1]x", "other than :PORT"),
+        ("https://acme.example.test:+443", "port"),
+        ("https://0.0.0.0:443", "cannot connect"),
+        ("https://1.2.3", "all digits"),
+        ("https://acme.example.test?x=1", "query"),
+    ] {
+        let out = serve(&["--base-url", url]);
+        assert_eq!(support::code(&out), 2, "{url}: {}", support::stderr(&out));
+        assert!(
+            support::stderr(&out).contains(message),
+            "{url}: {}",
+            support::stderr(&out)
+        );
+    }
+
+    // A host outside the name constraints: the server's own certificate cannot be issued (3),
+    // and the hint names --tls-cert and --base-url, not ca issue's --san.
+    let out = serve(&["--base-url", "https://acme.other.test"]);
+    let stderr = support::stderr(&out);
+    assert_eq!(support::code(&out), 3, "{stderr}");
+    for needle in ["acme.other.test", "--base-url", "--tls-cert", "--tls-key"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(!stderr.contains("--san"), "{stderr}");
+
+    // An --allow-dns suffix no name of which the CA may certify: a usage error naming it.
+    let out = serve(&[
+        "--base-url",
+        "https://acme.example.test",
+        "--allow-dns",
+        "example.test",
+        "--allow-dns",
+        "other.test",
+    ]);
+    let stderr = support::stderr(&out);
+    assert_eq!(support::code(&out), 2, "{stderr}");
+    assert!(stderr.contains("--allow-dns other.test"), "{stderr}");
+    assert!(stderr.contains("example.test"), "{stderr}");
+}
+
+#[test]
+fn allow_dns_suffixes_are_checked_against_every_name_constraint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut request = InitRequest::new("Constrained Root");
+    request.permitted_dns = vec!["example.test".into(), ".corp.test".into()];
+    request.excluded_dns = vec!["secret.example.test".into()];
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &request, None, OffsetDateTime::now_utc()).unwrap();
+    for (suffix, issuable) in [
+        ("example.test", true),
+        ("a.example.test", true),
+        ("test", true),
+        ("corp.test", true),
+        ("x.corp.test", true),
+        ("other.test", false),
+        ("example.test.evil", false),
+        ("xexample.test", false),
+        ("secret.example.test", false),
+        ("a.secret.example.test", false),
+        ("notsecret.example.test", true),
+    ] {
+        let refusal = tessera::ca::serve::allow_dns_refusal(ca.chain(), suffix);
+        assert_eq!(refusal.is_none(), issuable, "{suffix}: {refusal:?}");
+    }
+    // A CA without name constraints may issue under every suffix.
+    let free = CertificateAuthority::init(
+        &tmp.path().join("free"),
+        &InitRequest::new("Free Root"),
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert_eq!(
+        tessera::ca::serve::allow_dns_refusal(free.chain(), "anything.test"),
+        None
+    );
+}
+
+#[test]
+fn an_unreadable_ca_directory_is_reported_as_permission_denied() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ca = support::ToolCa::new("Private Root", &[]);
+    let root = support::output(std::process::Command::new("id").arg("-u"));
+    let as_root = support::stdout(&root).trim() == "0";
+    // Others may reach the directory (so only its own mode is in the way), not enter it.
+    std::fs::set_permissions(ca.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    for args in [
+        &["list"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1"][..],
+    ] {
+        // root reads any directory: as root, run it as nobody.
+        let mut cmd = if as_root {
+            let mut cmd = support::command_path("runuser");
+            cmd.args(["-u", "nobody", "--"]).arg(support::tool("ca"));
+            cmd
+        } else {
+            support::command("ca")
+        };
+        cmd.arg("--dir").arg(ca.dir()).args(args);
+        let out = support::output(&mut cmd);
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 3, "{args:?}: {stderr}");
+        assert!(stderr.contains("Permission denied"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("not a CA directory"), "{args:?}: {stderr}");
+    }
+    std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The account's orders list, key rollover, ARI replaces
 
 /// The `Link` header values of a reply.
@@ -2268,4 +2626,606 @@ async fn instant_acme_rolls_its_account_key_over() {
     })
     .await
     .expect("within the time limit");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `kill -9` mid-finalize: nothing half-issued (issue 10)
+
+/// A `ca serve` seen from outside: the base URL it was given, the HTTPS address it printed, the
+/// CA's root.
+#[derive(Clone)]
+struct Remote {
+    base: String,
+    address: SocketAddr,
+    root: PathBuf,
+}
+
+impl Endpoint for Remote {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    fn root_pem(&self) -> PathBuf {
+        self.root.clone()
+    }
+}
+
+/// A `ca serve` process (killed by its PID on drop) and where it answers.
+struct ServeProcess {
+    process: Process,
+    remote: Remote,
+    stderr: PathBuf,
+}
+
+impl ServeProcess {
+    /// `ca --dir DIR [--db URL] serve --listen 127.0.0.1:0 --base-url BASE FLAGS…`, its stderr to
+    /// `stderr`; waits (at most a minute) for its `listening on` line.
+    fn start(dir: &Path, db: Option<&str>, base: &str, flags: &[&str], stderr: PathBuf) -> Self {
+        use std::io::BufRead as _;
+        let mut command = support::ca(dir);
+        if let Some(url) = db {
+            command.arg("--db").arg(url);
+        }
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--base-url", base])
+            .args(flags)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let process = Process(child);
+        // The first line, then the rest drained (the pipe stays open), on a thread of its own.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(Ok(line))) => line,
+            other => panic!(
+                "ca serve did not say where it listens ({other:?}): {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            ),
+        };
+        let address: SocketAddr = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.strip_suffix(" (https)"))
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .parse()
+            .unwrap();
+        Self {
+            process,
+            remote: Remote {
+                base: base.to_string(),
+                address,
+                root: dir.join("ca.pem"),
+            },
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// A connection to a test's store, read only: `DIR/ca.db` or a PostgreSQL database.
+enum Db {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+impl Db {
+    fn open(dir: &Path, url: Option<&str>) -> Self {
+        match url {
+            None => Db::Sqlite(
+                rusqlite::Connection::open_with_flags(dir.join("ca.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .unwrap(),
+            ),
+            Some(url) => Db::Postgres(postgres::Client::connect(url, postgres::NoTls).unwrap()),
+        }
+    }
+
+    /// Waits (at most 30 s) until no other session is connected: on PostgreSQL, a statement a
+    /// killed instance sent just before it died still runs, and commits, after its death.
+    fn wait_until_alone(&mut self) {
+        let Db::Postgres(db) = self else { return };
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+        for _ in 0..300 {
+            if db.query_one(sql, &[]).unwrap().get::<_, i64>(0) == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the killed instance's sessions are still there after 30 s");
+    }
+
+    /// Every row of `sql`, whose columns are all text (NULL: `None`).
+    fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Db::Sqlite(db) => {
+                let mut statement = db.prepare(sql).unwrap();
+                let columns = statement.column_count();
+                statement
+                    .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Postgres(db) => db
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
+                .collect(),
+        }
+    }
+}
+
+/// The names of the files that interrupted atomic writes leave (`.NAME.tmp-PID-HEX`) in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp-"))
+        .collect()
+}
+
+/// Checks that the store holds nothing half-issued for the orders in `names` (order id → its
+/// one DNS name): every order's status is one of `allowed`; a valid order's certificate is in
+/// the store and names the order's name; no other order has a certificate; every certificate
+/// for these names belongs to exactly one valid order, so a name has as many certificates as
+/// valid orders; an order in `processing` says since when. Returns the order ids by status.
+fn assert_nothing_half_issued(
+    db: &mut Db,
+    names: &BTreeMap<String, String>,
+    allowed: &[&str],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let orders: BTreeMap<String, (String, Option<String>, Option<String>)> = db
+        .rows("SELECT id, status, certificate, CAST(processing_since AS TEXT) FROM acme_orders")
+        .into_iter()
+        .map(|row| {
+            let [id, status, certificate, since] = <[Option<String>; 4]>::try_from(row).unwrap();
+            (id.unwrap(), (status.unwrap(), certificate, since))
+        })
+        .collect();
+    let certificates: Vec<(String, String)> = db
+        .rows("SELECT serial, sans FROM certificates WHERE sans LIKE '%kill.example.test%'")
+        .into_iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        orders.keys().collect::<BTreeSet<_>>(),
+        names.keys().collect::<BTreeSet<_>>(),
+        "the store holds the test's orders"
+    );
+    let mut by_status: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, (status, certificate, since)) in &orders {
+        assert!(
+            allowed.contains(&status.as_str()),
+            "order {id} is {status}, not one of {allowed:?}"
+        );
+        by_status.entry(status.clone()).or_default().insert(id.clone());
+        let name = &names[id];
+        match (status.as_str(), certificate) {
+            ("valid", Some(serial)) => {
+                let found: Vec<_> = certificates.iter().filter(|(s, _)| s == serial).collect();
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "valid order {id}: its certificate {serial} is in the store once"
+                );
+                assert!(
+                    found[0].1.contains(&format!("\"dns:{name}\"")),
+                    "order {id}'s certificate names {name}: {}",
+                    found[0].1
+                );
+            }
+            ("valid", None) => panic!("order {id} is valid without a certificate"),
+            (_, Some(serial)) => panic!("order {id} is {status} but names certificate {serial}"),
+            (_, None) => {}
+        }
+        assert_eq!(
+            status == "processing",
+            since.is_some(),
+            "order {id} ({status}): processing_since {since:?}"
+        );
+    }
+    for (serial, sans) in &certificates {
+        let owners: Vec<_> = orders
+            .iter()
+            .filter(|(_, (_, certificate, _))| certificate.as_deref() == Some(serial.as_str()))
+            .collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "certificate {serial} ({sans}) belongs to exactly one order: {owners:?}"
+        );
+        assert_eq!(owners[0].1.0, "valid", "certificate {serial} belongs to a valid order");
+    }
+    for name in names.values().collect::<BTreeSet<_>>() {
+        let issued = certificates
+            .iter()
+            .filter(|(_, sans)| sans.contains(&format!("\"dns:{name}\"")))
+            .count();
+        let valid = names
+            .iter()
+            .filter(|(id, n)| *n == name && orders[*id].0 == "valid")
+            .count();
+        assert_eq!(issued, valid, "{name}: {issued} certificates for {valid} valid orders");
+    }
+    by_status
+}
+
+/// An account's key and URL, to talk to another instance as the same account.
+struct Account {
+    pkcs8: Vec<u8>,
+    kid: String,
+}
+
+impl Account {
+    fn at<'a>(&self, server: &'a dyn Endpoint) -> Client<'a> {
+        Client {
+            server,
+            key: Signer::from_pkcs8(self.pkcs8.clone()),
+            kid: Some(self.kid.clone()),
+        }
+    }
+}
+
+/// The order's id (the last part of its URL).
+fn order_id(order: &Value) -> String {
+    order["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+}
+
+/// A signed finalize request for `order` (one DNS name) with a new CSR, from `client`.
+async fn finalize_body(client: &Client<'_>, order: &Value, name: &str) -> (String, Vec<u8>) {
+    let path = client.path_of(order["finalize"].as_str().unwrap());
+    let nonce = client.nonce().await;
+    let (der, _) = csr(&[name]);
+    let body = client
+        .key
+        .sign(&client.protected(&nonce, &path), Some(&json!({"csr": B64.encode(der)})));
+    (path, body)
+}
+
+const KILL_ACCOUNTS: usize = 6;
+const KILL_ORDERS_EACH: usize = 5;
+/// What the clients think the server is (a load balancer's address); each instance listens on a
+/// port of its own.
+const KILL_BASE: &str = "https://127.0.0.1:1";
+
+/// Issue 10: `kill -9` of a `ca serve` while it finalizes many orders at once leaves nothing
+/// half-issued, and the next instance on the same directory and store finishes the job. `db`:
+/// a PostgreSQL store (`None`: SQLite in DIR/ca.db).
+fn kill_9_mid_finalize(db_url: Option<&str>) {
+    let started = std::time::Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let mut init = support::ca(&dir);
+    if let Some(url) = db_url {
+        init.arg("--db").arg(url);
+    }
+    support::ok(init.args(["init", "--name", "Kill Root", "--no-passphrase"]));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut first = ServeProcess::start(
+        &dir,
+        db_url,
+        KILL_BASE,
+        &["--va-always-valid"],
+        tmp.path().join("first.err"),
+    );
+    let remote = first.remote.clone();
+
+    // Accounts, each with orders brought to ready, at once.
+    let accounts: Vec<(Account, Vec<(Value, String)>)> = runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for a in 0..KILL_ACCOUNTS {
+                let remote = remote.clone();
+                tasks.spawn(async move {
+                    let client = Client::register(&remote).await;
+                    let mut orders = Vec::new();
+                    for i in 0..KILL_ORDERS_EACH {
+                        let name = format!("o{a}-{i}.kill.example.test");
+                        orders.push((ready_order(&client, &[name.as_str()]).await, name));
+                    }
+                    let account = Account {
+                        pkcs8: client.key.pkcs8.clone(),
+                        kid: client.kid.clone().unwrap(),
+                    };
+                    (a, account, orders)
+                });
+            }
+            let mut accounts = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                accounts.push(done.unwrap());
+            }
+            accounts.sort_by_key(|(a, _, _)| *a);
+            accounts
+                .into_iter()
+                .map(|(_, account, orders)| (account, orders))
+                .collect()
+        })
+        .await
+        .expect("the orders are ready within the time limit")
+    });
+    let names: BTreeMap<String, String> = accounts
+        .iter()
+        .flat_map(|(_, orders)| orders.iter().map(|(order, name)| (order_id(order), name.clone())))
+        .collect();
+    assert_eq!(names.len(), KILL_ACCOUNTS * KILL_ORDERS_EACH);
+    let mut db = Db::open(&dir, db_url);
+    assert_nothing_half_issued(&mut db, &names, &["ready"]);
+
+    // Every finalize request signed beforehand, then all sent at once.
+    let bodies: Vec<(String, String, Vec<u8>)> = runtime.block_on(async {
+        let mut bodies = Vec::new();
+        for (account, orders) in &accounts {
+            let client = account.at(&remote);
+            for (order, name) in orders {
+                let (path, body) = finalize_body(&client, order, name).await;
+                bodies.push((order_id(order), path, body));
+            }
+        }
+        bodies
+    });
+    let mut in_flight = Vec::new();
+    for (id, path, body) in bodies {
+        let (address, root) = (remote.address, remote.root.clone());
+        in_flight.push((
+            id,
+            runtime.spawn(async move {
+                try_request(address, &root, "POST", &path, Some("application/jose+json"), &body).await
+            }),
+        ));
+    }
+    // kill -9 (Child::kill: SIGKILL to its PID) as soon as one order is valid while another is
+    // being finalized.
+    let pid = first.pid();
+    // The killed instance holds the lease of the clean-up (taken at its start, renewed every
+    // 5 s for 30 s), so no instance turns stuck orders invalid before it runs out.
+    let expire_lease = |db: &mut Db| -> i64 {
+        let rows = db.rows("SELECT holder, CAST(good_until AS TEXT) FROM acme_leases WHERE name = 'expire'");
+        assert_eq!(rows.len(), 1, "the expire lease is held");
+        rows[0][1].as_deref().unwrap().parse().unwrap()
+    };
+    expire_lease(&mut db);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts: BTreeMap<String, String> = db
+            .rows("SELECT status, CAST(count(*) AS TEXT) FROM acme_orders GROUP BY status")
+            .into_iter()
+            .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+            .collect();
+        if counts.contains_key("valid") && counts.contains_key("processing") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && counts.keys().any(|s| s == "ready" || s == "processing"),
+            "never one order valid and one processing ({counts:?}): {}",
+            first.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    first.process.0.kill().unwrap();
+    let status = first.process.0.wait().unwrap();
+    db.wait_until_alone();
+    let lease_until = expire_lease(&mut db);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "{status}: {}",
+        first.stderr()
+    );
+    let replies: Vec<(String, Result<Reply, String>)> = runtime.block_on(async {
+        let mut replies = Vec::new();
+        for (id, task) in in_flight {
+            let reply = tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("a request to a killed server ends")
+                .unwrap();
+            replies.push((id, reply));
+        }
+        replies
+    });
+
+    // Nothing half-issued: ready, processing or valid, each valid order with its one certificate.
+    let at_kill = assert_nothing_half_issued(&mut db, &names, &["ready", "processing", "valid"]);
+    let count = |status: &str| at_kill.get(status).map_or(0, BTreeSet::len);
+    let cut_off = replies.iter().filter(|(_, reply)| reply.is_err()).count();
+    eprintln!(
+        "kill -9 after {:?}: {} ready, {} processing, {} valid; {cut_off} of {} finalize requests cut off",
+        started.elapsed(),
+        count("ready"),
+        count("processing"),
+        count("valid"),
+        replies.len()
+    );
+    assert!(cut_off > 0, "the kill came while requests were in flight");
+    assert!(
+        count("processing") > 0,
+        "the kill left an order being finalized (ready {}, valid {})",
+        count("ready"),
+        count("valid")
+    );
+    // What a client was told is what the store holds.
+    for (id, reply) in &replies {
+        let Ok(reply) = reply else { continue };
+        assert_eq!(reply.status, 200, "{id}: {}", String::from_utf8_lossy(&reply.body));
+        let told = reply.json()["status"].as_str().unwrap().to_string();
+        assert!(told == "valid" || told == "processing", "{id}: {told}");
+        if told == "valid" {
+            assert!(at_kill["valid"].contains(id), "{id} was answered valid");
+        }
+    }
+    // A write cut off leaves at most the killed process's own temporary file.
+    for name in temporaries(&dir) {
+        assert!(name.contains(&format!(".tmp-{pid}-")), "{name} in {}", dir.display());
+    }
+
+    // The next instance, on the same directory and store, with a short time for stuck orders.
+    let second = ServeProcess::start(
+        &dir,
+        db_url,
+        KILL_BASE,
+        &["--va-always-valid", "--stuck-after", "3"],
+        tmp.path().join("second.err"),
+    );
+    let remote = second.remote.clone();
+    let orders: BTreeMap<String, (usize, Value)> = accounts
+        .iter()
+        .enumerate()
+        .flat_map(|(a, (_, orders))| {
+            orders
+                .iter()
+                .map(move |(order, _)| (order_id(order), (a, order.clone())))
+        })
+        .collect();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let clients: Vec<Client<'_>> = accounts.iter().map(|(account, _)| account.at(&remote)).collect();
+            // An order the killed instance was finalizing answers processing, and a second
+            // finalize does not issue it again (checked right after the restart: the clean-up
+            // cannot run before the killed instance's lease runs out, 25 s or more from now).
+            for id in &at_kill["processing"] {
+                let (a, order) = &orders[id];
+                let client = &clients[*a];
+                let now = client.post(&client.path_of(order["url"].as_str().unwrap()), None).await;
+                assert_eq!(now.json()["status"], "processing", "{id}");
+                let (path, body) = finalize_body(client, order, &names[id]).await;
+                let reply = request(&remote, "POST", &path, Some("application/jose+json"), &body).await;
+                assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+                assert_eq!(reply.json()["status"], "processing", "{id}");
+                assert!(reply.header("retry-after").is_some(), "{id}");
+            }
+            assert!(
+                OffsetDateTime::now_utc().unix_timestamp() < lease_until,
+                "too slow: the killed instance's lease ran out (at {lease_until}) before the \
+                 orders it left in processing were checked, so the clean-up may have run"
+            );
+            // The orders still ready are finalized: each becomes valid with its certificate.
+            let mut tasks = tokio::task::JoinSet::new();
+            for id in at_kill.get("ready").into_iter().flatten() {
+                let (a, order) = &orders[id];
+                let (path, body) = finalize_body(&clients[*a], order, &names[id]).await;
+                let (address, root, id) = (remote.address, remote.root.clone(), id.clone());
+                tasks.spawn(async move {
+                    let reply = try_request(address, &root, "POST", &path, Some("application/jose+json"), &body).await;
+                    (id, reply)
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                let (id, reply) = done.unwrap();
+                let reply = reply.unwrap_or_else(|e| panic!("{id}: {e}"));
+                assert_eq!(reply.status, 200, "{id}: {}", String::from_utf8_lossy(&reply.body));
+            }
+            // Every order valid before the kill or since: its certificate downloads, for its name.
+            for (id, (a, order)) in &orders {
+                if at_kill["processing"].contains(id) {
+                    continue;
+                }
+                let client = &clients[*a];
+                let done = client.settle(order["url"].as_str().unwrap()).await;
+                assert_eq!(done["status"], "valid", "{id}: {done}");
+                let chain = client
+                    .post(&client.path_of(done["certificate"].as_str().unwrap()), None)
+                    .await;
+                assert_eq!(chain.status, 200, "{id}");
+                let leaf = pem::parse_certificates(&chain.body, "chain").unwrap().remove(0);
+                let info = tessera::pki::CertificateInfo::from_der(&leaf).unwrap();
+                assert_eq!(
+                    info.sans,
+                    [tessera::pki::SubjectAltName::Dns(names[id].clone())],
+                    "{id}"
+                );
+            }
+        })
+        .await
+        .expect("the ready orders are finalized within the time limit");
+    });
+    let settled = assert_nothing_half_issued(&mut db, &names, &["processing", "valid"]);
+    assert_eq!(settled.get("processing"), at_kill.get("processing"));
+
+    // The clean-up (once the killed instance's lease has run out) turns the orders it left in
+    // processing into invalid ones, with a serverInternal problem; the client orders again.
+    let mut names = names;
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let clients: Vec<Client<'_>> = accounts.iter().map(|(account, _)| account.at(&remote)).collect();
+            for id in &at_kill["processing"] {
+                let (a, order) = &orders[id];
+                let client = &clients[*a];
+                let mut invalid = None;
+                for _ in 0..180 {
+                    let now = client
+                        .post(&client.path_of(order["url"].as_str().unwrap()), None)
+                        .await
+                        .json();
+                    if now["status"] == "invalid" {
+                        invalid = Some(now);
+                        break;
+                    }
+                    assert_eq!(now["status"], "processing", "{id}: {now}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let invalid = invalid.unwrap_or_else(|| panic!("{id} is still processing after 90 s"));
+                assert_eq!(
+                    invalid["error"]["type"], "urn:ietf:params:acme:error:serverInternal",
+                    "{id}: {invalid}"
+                );
+                assert!(invalid.get("certificate").is_none(), "{id}: {invalid}");
+            }
+            let id = at_kill["processing"].first().unwrap();
+            let (a, _) = &orders[id];
+            let client = &clients[*a];
+            let again = ready_order(client, &[names[id].as_str()]).await;
+            let (path, body) = finalize_body(client, &again, &names[id]).await;
+            let reply = request(&remote, "POST", &path, Some("application/jose+json"), &body).await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            let done = client.settle(again["url"].as_str().unwrap()).await;
+            assert_eq!(done["status"], "valid", "{done}");
+            names.insert(order_id(&again), names[id].clone());
+        })
+        .await
+        .expect("the stuck orders become invalid within the time limit");
+    });
+    let end = assert_nothing_half_issued(&mut db, &names, &["valid", "invalid"]);
+    assert_eq!(
+        end["invalid"], at_kill["processing"],
+        "only the orders cut off are invalid"
+    );
+    assert_eq!(temporaries(&dir), Vec::<String>::new(), "no temporary files are left");
+    let stderr = second.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    eprintln!("done after {:?}", started.elapsed());
+    // Dropped: killed by its PID.
+    drop(second);
+}
+
+#[test]
+fn kill_9_mid_finalize_leaves_nothing_half_issued_on_sqlite() {
+    kill_9_mid_finalize(None);
+}
+
+#[test]
+fn kill_9_mid_finalize_leaves_nothing_half_issued_on_postgresql() {
+    let pg = pg_support::Postgres::start();
+    pg.create_db("kill");
+    kill_9_mid_finalize(Some(&pg.url("kill")));
 }

@@ -432,6 +432,12 @@ fn numeric_flags_out_of_range_are_usage_errors_naming_flag_range_and_value() {
         );
         assert!(!stderr.contains("cannot connect"), "{stderr}");
     }
+    // --retry-backoff means nothing without --retry: a usage error, not silently ignored.
+    let out = run(pki.client(closed, None).args(["--retry-backoff", "5", "m"]), b"", STEP);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--retry <N>"), "{stderr}");
+    assert!(!stderr.contains("cannot connect"), "{stderr}");
 }
 
 #[test]

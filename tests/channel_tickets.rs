@@ -489,11 +489,14 @@ fn new_ticket_key_refuses_stdin_and_says_how_to_fix_its_file() {
     let garbage = dir.join("garbage.keys");
     std::fs::write(&garbage, "not base64!\n").unwrap();
     std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dangling = dir.join("dangling.keys");
+    std::os::unix::fs::symlink(dir.join("nowhere.keys"), &dangling).unwrap();
     let cases = [
         (open.clone(), "chmod 600"),
         (garbage.clone(), "base64 32-byte keys, one per line"),
         (dir.join("missing").join("fleet.keys"), "does not exist: create it"),
         (dir.to_path_buf(), "is not a regular file"),
+        (dangling.clone(), "is a symbolic link to a file that does not exist"),
     ];
     for (path, hint) in cases {
         let out = new_ticket_key_cli(&path);

@@ -543,11 +543,21 @@ fn check_free(dir: &Path) -> Result<(), CaError> {
 /// Reads `ca.pem` and `chain.pem` of the CA in `dir` (no key needed).
 ///
 /// # Errors
-/// [`CaError::NotACa`] or PEM errors.
+/// [`CaError::NotACa`] when `DIR/ca.pem` does not exist; [`CaError::Io`] when it cannot be
+/// looked at (permission denied on the directory, say: that is not "no CA"); PEM errors.
 pub fn read_ca_certificates(dir: &Path) -> Result<(CertificateDer<'static>, Vec<CertificateDer<'static>>), CaError> {
     let cert_path = dir.join(CA_CERT);
-    if !cert_path.exists() {
-        return Err(CaError::NotACa { dir: dir.into() });
+    match std::fs::metadata(&cert_path) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(CaError::NotACa { dir: dir.into() });
+        }
+        Err(e) => return Err(CaError::io(cert_path, e)),
     }
     let certificate = pem::load_certificates(&cert_path)?
         .into_iter()

@@ -30,7 +30,7 @@ mod rotation;
 use std::path::Path;
 
 pub use crate::fsutil::AtomicFile;
-pub use crate::fsutil::{FileArg, SameFileError, ensure_distinct, find_same_file};
+pub use crate::fsutil::{FileArg, SameFileError, ensure_distinct, find_same_file, is_standard_output};
 
 pub use args::{parse_args, parse_args_from};
 pub use input::ensure_one_stdin;

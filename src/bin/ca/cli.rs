@@ -305,7 +305,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run the CA as a network service: ACME (RFC 8555) for certbot, lego and others, the CRL
     /// over HTTP, several instances on one PostgreSQL store.
-    #[command(after_help = help(crate::serve::SERVE_EXAMPLES, crate::serve::SERVE_EXIT_CODES))]
+    #[command(after_help = help(&format!("{}\n\n{}", crate::serve::SERVE_EXAMPLES, crate::serve::SERVE_SIGNALS), crate::serve::SERVE_EXIT_CODES))]
     Serve(crate::serve::ServeArgs),
 }
 

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
 fn hint(error: &CaError) -> Option<String> {
     let hint = match error {
         CaError::NotACa { .. } => "create one with `ca init`, or point --dir (or TESSERA_CA_DIR) at an existing CA",
+        CaError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            "run as the user that owns the CA directory, or give this user access to it (it is not \
+             missing: the operating system refused access)"
+        }
         CaError::AlreadyInitialised { .. } => "choose another --dir",
         CaError::OutlivesIssuer { .. } => "ask for fewer --days/--hours, or omit them to end with the CA",
         CaError::Refused(PkiError::NameConstraintViolation) => {
@@ -438,20 +442,30 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     tessera::ca::pkcs12::create_private(&args.pkcs12, &der)?;
-    summary(
-        cli,
-        &format!(
-            "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
-            args.pkcs12.display(),
-            if args.legacy {
-                "PKCS#12, legacy 3DES and SHA-1 MAC"
-            } else {
-                "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
-            },
-            exportable.chain.len(),
-            shown(&exportable.info.subject)
-        ),
-    )?;
+    // Written into standard output (`/dev/stdout`, `/dev/fd/1`): the status line goes to
+    // standard error, never into the PKCS#12 data.
+    let into_stdout = tessera::cli::is_standard_output(&args.pkcs12);
+    let report = |message: &str| -> Result<(), CliError> {
+        if into_stdout {
+            if !cli.quiet {
+                tessera::cli::write_stderr(format_args!("{message}\n"));
+            }
+            Ok(())
+        } else {
+            summary(cli, message)
+        }
+    };
+    report(&format!(
+        "wrote {} ({}, {} certificate(s) and the key of \"{}\")",
+        args.pkcs12.display(),
+        if args.legacy {
+            "PKCS#12, legacy 3DES and SHA-1 MAC"
+        } else {
+            "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
+        },
+        exportable.chain.len(),
+        shown(&exportable.info.subject)
+    ))?;
     Ok(exit::OK)
 }
 

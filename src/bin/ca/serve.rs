@@ -9,9 +9,11 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use tessera::ca::CaError;
 use tessera::ca::serve::{BaseUrl, ServeConfig, va::VaConfig};
 use tessera::channel::{Cidr, Credentials, ProxySources};
 use tessera::cli::{CliError, exit};
+use tessera::pki::PkiError;
 
 pub const SERVE_EXAMPLES: &str = "EXAMPLES:
   ca serve --listen 127.0.0.1:14000 --base-url https://127.0.0.1:14000 --dir certs/issuing
@@ -27,13 +29,21 @@ pub const SERVE_EXAMPLES: &str = "EXAMPLES:
 The ACME directory is BASE-URL/acme/directory. Certificates issued over ACME live --acme-hours
 (default 24); notBefore/notAfter in an order are refused. See docs/serve.md.";
 
+pub const SERVE_SIGNALS: &str = "SIGNALS:
+  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (up to 10 s), release the
+                   leases, log \"stopped\", exit 0
+  SIGHUP           nothing is reloaded (flags, files and the CA are read once at start): a
+                   warning is logged and serving goes on; restart to pick up changes";
+
 pub const SERVE_EXIT_CODES: &str = "EXIT CODES:
   0  stopped by SIGTERM or SIGINT (after letting in-flight requests finish)
   2  usage error (unknown flag, bad --base-url, --listen or --http-listen, a port out of range,
-     --va-resolve without NAME=IP, a bad --proxy-from network, --tls-cert without --tls-key)
-  3  could not run (no CA or a damaged one in DIR, the store cannot be opened, an address
-     cannot be bound, unusable --tls-cert/--tls-key, the server's own certificate cannot be
-     issued for the host of --base-url, wrong passphrase)";
+     --va-resolve without NAME=IP, a bad --proxy-from network, --tls-cert without --tls-key,
+     an --allow-dns suffix the CA's name constraints leave no name under)
+  3  could not run (no CA or a damaged one in DIR, a CA directory this user may not read, the
+     store cannot be opened, an address cannot be bound, unusable --tls-cert/--tls-key, the
+     server's own certificate cannot be issued for the host of --base-url (outside the CA's
+     name constraints: give --tls-cert and --tls-key), wrong passphrase)";
 
 /// `ca serve`.
 #[derive(Debug, Args)]
@@ -43,7 +53,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: SocketAddr,
     /// The external HTTPS URL that clients use, https://HOST or https://HOST:PORT (a load balancer's, say):
-    /// every ACME URL is built from it, and each request's JWS url is checked against it.
+    /// every ACME URL is built from it, and each request's JWS url is checked against it. HOST is
+    /// the one name clients connect to (no wildcard, no trailing dot) or an IP address.
     #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: BaseUrl,
     /// Plain-HTTP address for /crl, /ocsp and /ca.pem (CRLs and OCSP travel over HTTP).
@@ -61,7 +72,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
     pub acme_hours: u32,
     /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's
-    /// own name constraints.
+    /// own name constraints (a suffix they leave no name under is refused).
     #[arg(long, value_name = "SUFFIX", value_parser = parse_suffix)]
     pub allow_dns: Vec<String>,
     /// Port the validation authority connects to for http-01 (default 80).
@@ -76,6 +87,10 @@ pub struct ServeArgs {
     /// Skip validation: every challenge succeeds (tests only; logged loudly).
     #[arg(long)]
     pub va_always_valid: bool,
+    /// Seconds after which an order left in `processing` by a crashed instance becomes invalid
+    /// (default 300; tests only, hidden).
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_stuck_after)]
+    pub stuck_after: Option<u64>,
     /// Connections from --proxy-from peers start with a PROXY protocol v1 or v2 header
     /// (HAProxy's send-proxy-v2); the client address in it is the one logged.
     #[arg(long)]
@@ -100,6 +115,10 @@ fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
 
 fn parse_acme_hours(text: &str) -> Result<u32, String> {
     crate::cli::parse_count(text, "hours", 8760)
+}
+
+fn parse_stuck_after(text: &str) -> Result<u64, String> {
+    crate::cli::parse_count(text, "seconds", 86_400).map(u64::from)
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -142,11 +161,25 @@ pub fn run(
     args: &ServeArgs,
     store: Option<tessera::ca::Location>,
 ) -> anyhow::Result<u8> {
+    // A suffix the CA can never issue below would make every order under it fail: refused.
+    for suffix in &args.allow_dns {
+        if let Some(why) = tessera::ca::serve::allow_dns_refusal(ca.chain(), suffix) {
+            return Err(CliError::usage(format!("--allow-dns {suffix}: {why}"))
+                .with_hint(
+                    "give suffixes inside the CA's name constraints (see `ca show DIR/ca.pem`), or leave out \
+                     --allow-dns to issue for every name the CA permits",
+                )
+                .into());
+        }
+    }
     let mut config = ServeConfig::new(args.base_url.clone());
     config.acme_lifetime = Duration::from_secs(u64::from(args.acme_hours) * 3600);
     config.allow_dns = args.allow_dns.clone();
     config.va = va_config(args);
     config.va_always_valid = args.va_always_valid;
+    if let Some(seconds) = args.stuck_after {
+        config.stuck_after = Duration::from_secs(seconds);
+    }
     config.store = store;
     if args.proxy_protocol {
         config.proxy = Some(if args.proxy_from.is_empty() {
@@ -196,6 +229,9 @@ async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, CliError> 
 async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args: &ServeArgs) -> anyhow::Result<u8> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // SIGHUP reloads other Tessera services (echo-server); its default action, ending the
+    // process at once without the drain, would surprise. Nothing here can be reloaded safely.
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let https = bind(args.listen, "--listen").await?;
     let http = match args.http_listen {
         Some(address) => Some(bind(address, "--http-listen").await?),
@@ -207,7 +243,11 @@ async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args:
         .map(TcpListener::local_addr)
         .transpose()
         .context("cannot read the bound address")?;
-    let (handle, service) = tessera::ca::serve::serve(ca, config, https, http).await?;
+    let own_certificate = config.tls.is_none();
+    let host = config.base_url.host().to_string();
+    let (handle, service) = tessera::ca::serve::serve(ca, config, https, http)
+        .await
+        .map_err(|error| own_certificate_error(error, own_certificate, &host))?;
     tessera::outln!("listening on {https_address} (https)")?;
     if let Some(address) = http_address {
         tessera::outln!("listening on {address} (http)")?;
@@ -218,8 +258,39 @@ async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args:
             () = &mut service => return Ok(exit::OK),
             _ = sigint.recv() => handle.shutdown("SIGINT"),
             _ = sigterm.recv() => handle.shutdown("SIGTERM"),
+            _ = sighup.recv() => tracing::warn!(
+                "SIGHUP: ca serve does not reload; restart it (SIGTERM drains) to pick up changes"
+            ),
         }
     }
+}
+
+/// An error of [`tessera::ca::serve::serve`] in `ca serve`'s words: when the server's own
+/// certificate cannot be issued for the host of --base-url (outside the CA's name constraints,
+/// say), that is exit 3 with what to do instead; other errors are left as they are.
+fn own_certificate_error(error: CaError, own_certificate: bool, host: &str) -> anyhow::Error {
+    let issuing = matches!(
+        &error,
+        CaError::Refused(_)
+            | CaError::OutlivesIssuer { .. }
+            | CaError::IssuerNotValid { .. }
+            | CaError::Pki(PkiError::NameConstraintViolation)
+            | CaError::InvalidRequest {
+                field: "--tls-cert",
+                ..
+            }
+    );
+    if !own_certificate || !issuing {
+        return error.into();
+    }
+    CliError::failure(format!(
+        "cannot issue the server's own certificate for {host} (the host of --base-url): {error}"
+    ))
+    .with_hint(
+        "give the HTTPS certificate with --tls-cert CHAIN --tls-key KEY, or a --base-url whose host lies \
+         inside the CA's name constraints (see `ca show DIR/ca.pem`)",
+    )
+    .into()
 }
 
 #[cfg(test)]
@@ -238,6 +309,8 @@ mod tests {
         assert!(parse_resolve("a.test=nope").is_err());
         assert!(parse_port("0").is_err() && parse_port("65536").is_err() && parse_port("x").is_err());
         assert_eq!(parse_port("5002").unwrap(), 5002);
+        assert_eq!(parse_stuck_after("3").unwrap(), 3);
+        assert!(parse_stuck_after("0").is_err() && parse_stuck_after("-1").is_err());
         assert!(parse_address("127.0.0.1:70000").is_err());
         assert_eq!(parse_address("127.0.0.1:0").unwrap().port(), 0);
         assert_eq!(parse_suffix(".Example.test").unwrap(), "example.test");

@@ -95,8 +95,8 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = retry_count)]
     pub retry: Option<u64>,
     /// The first wait before reconnecting, in milliseconds (1 to 60000); it doubles at each
-    /// attempt (at most 10 s) and a random part (up to half) is taken off.
-    #[arg(long, value_name = "MS", value_parser = retry_backoff_ms, default_value_t = 100)]
+    /// attempt (at most 10 s) and a random part (up to half) is taken off. Only with --retry.
+    #[arg(long, value_name = "MS", value_parser = retry_backoff_ms, default_value_t = 100, requires = "retry")]
     pub retry_backoff: u64,
     /// Run a load test instead of sending messages.
     #[arg(long)]

@@ -232,6 +232,10 @@ fn rotation_hint(path: &std::path::Path) -> String {
              atomically through a temporary file there)",
             dir.display()
         ),
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => format!(
+            "{shown} is a symbolic link to a file that does not exist: point it at an existing key file, or \
+             remove the link to create the file there"
+        ),
         Err(_) if !dir.is_dir() => format!(
             "the directory {} does not exist: create it (`mkdir -p`), or give a path in an existing one",
             dir.display()

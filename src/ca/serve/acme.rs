@@ -419,7 +419,7 @@ impl Acme {
 
 /// True when DNS name `name` is `domain` or below it (whole labels; a leading dot in `domain`
 /// means below it only).
-fn dns_within(name: &str, domain: &str) -> bool {
+pub(super) fn dns_within(name: &str, domain: &str) -> bool {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if let Some(below) = domain.strip_prefix('.') {
         return name.strip_suffix(below).is_some_and(|head| head.ends_with('.'));
@@ -1313,6 +1313,33 @@ fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> 
     Ok((names, common_name))
 }
 
+/// The checks of a finalize request's CSR (DER), made before the order is claimed so that a
+/// refused CSR leaves the order `ready` (RFC 8555 §7.4): the request is well formed, its key is
+/// one the CA issues for (Ed25519, ECDSA P-256 or P-384, RSA of 2048 to 8192 bits) and its
+/// self-signature verifies; its names (dNSName SANs and a common name) are exactly `wanted`;
+/// and its key is not the account's key (RFC 8555 §11.1: account keys and certificate keys are
+/// kept apart). Returns the CSR's common name (lower case), if any.
+///
+/// # Errors
+/// `badCSR` saying which check failed.
+fn check_csr(der: &[u8], wanted: &BTreeSet<String>, account_key: &Jwk) -> Result<Option<String>, Problem> {
+    let csr = crate::ca::csr::parse(der).map_err(|error| issue_problem(&error))?;
+    let (names, common_name) = csr_names(der)?;
+    if names != *wanted {
+        return Err(Problem::new(
+            ProblemType::BadCsr,
+            "the CSR's names (subjectAltName and common name) differ from the order's identifiers",
+        ));
+    }
+    if account_key.matches_spki(csr.spki()) {
+        return Err(Problem::new(
+            ProblemType::BadCsr,
+            "the CSR's key is the account key: make the certificate's key a different one (RFC 8555 §11.1)",
+        ));
+    }
+    Ok(common_name)
+}
+
 /// A CA refusal as the problem finalize answers with.
 fn issue_problem(error: &CaError) -> Problem {
     match error {
@@ -1351,7 +1378,7 @@ pub(crate) async fn finalize(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let (jws, account, _) = acme
+    let (jws, account, account_key) = acme
         .account_request(&headers, &format!("/acme/order/{id}/finalize"), &body)
         .await?;
     let payload: FinalizePayload = jws.payload_json()?;
@@ -1366,15 +1393,10 @@ pub(crate) async fn finalize(
         };
     }
     let der = base64url(&payload.csr)?;
-    // Checked before the claim: a bad CSR leaves the order ready for a good one (§7.4).
-    let (names, common_name) = csr_names(&der)?;
+    // Every check of the CSR comes before the claim: a bad CSR leaves the order ready for a
+    // good one (§7.4).
     let wanted: BTreeSet<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
-    if names != wanted {
-        return Err(Problem::new(
-            ProblemType::BadCsr,
-            "the CSR's names (subjectAltName and common name) differ from the order's identifiers",
-        ));
-    }
+    let common_name = check_csr(&der, &wanted, &account_key)?;
     let claim = id.clone();
     let claimed = acme
         .pool

@@ -48,7 +48,7 @@ pub use server::{ServeHandle, serve};
 use crate::ca::store::acme::{AcmeStore, PublishedCrl};
 use crate::ca::{CaError, Location};
 use crate::channel::{Credentials, ProxySources};
-use crate::pki::CrlInfo;
+use crate::pki::{CertificateInfo, CrlInfo};
 
 /// The default lifetime of ACME certificates (`--acme-hours`): 24 hours, short enough that
 /// revocation matters little, long enough that a client renewing at two thirds of it has
@@ -107,6 +107,13 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
     pub crl_lifetime: Duration,
+    /// An order left in `processing` longer than this (its finalization was cut off: the
+    /// instance died between claiming the order and recording its certificate) becomes
+    /// `invalid` with a `serverInternal` problem at the periodic clean-up, so that its client
+    /// orders again (default 5 minutes, as in [`periodic::PeriodicSettings`]; `--stuck-after`,
+    /// a hidden test flag, in whole seconds). The instance that holds the `expire` lease does
+    /// the clean-up, so the time an abandoned order waits is this plus up to one lease time.
+    pub stuck_after: Duration,
     /// Requests per account, after the signature is checked (default
     /// [`ratelimit::DEFAULT_PER_KEY`]); past it, `rateLimited` with `Retry-After`.
     pub rate_per_account: ratelimit::Limit,
@@ -140,6 +147,7 @@ impl ServeConfig {
             max_http_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
+            stuck_after: periodic::PeriodicSettings::default().stuck_after,
             rate_per_account: ratelimit::DEFAULT_PER_KEY,
             rate_per_client: ratelimit::Limit::new(50.0, 500),
             rate_global: ratelimit::DEFAULT_GLOBAL,
@@ -147,8 +155,11 @@ impl ServeConfig {
     }
 }
 
-/// `--base-url`: `https://HOST[:PORT]`, without a path, query or fragment (a trailing `/` is
-/// dropped). HOST is a DNS name, an IPv4 address or a bracketed IPv6 address.
+/// `--base-url`: `https://HOST[:PORT]`, without a path, query, fragment or user (a trailing `/`
+/// is dropped). HOST is a DNS name (no wildcard, no trailing dot, a last label that is not all
+/// digits), an IPv4 address or a bracketed IPv6 address (neither unspecified, multicast nor
+/// broadcast); PORT is 1 to 65535 in digits. The CA issues the server's own certificate for
+/// HOST unless `--tls-cert` is given, so HOST must be one name a TLS client can match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseUrl {
     url: String,
@@ -156,47 +167,70 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// Parses and checks a base URL.
+    /// Parses and checks a base URL; the scheme and host are lower-cased, an IPv6 address
+    /// and the port are written in their canonical forms.
     ///
     /// # Errors
     /// [`CaError::InvalidRequest`] (field `--base-url`) saying what is wrong.
     pub fn parse(text: &str) -> Result<Self, CaError> {
         let bad = |why: &str| CaError::invalid("--base-url", format!("{text:?} {why}"));
         let rest = text
-            .strip_prefix("https://")
+            .get(..8)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            .and_then(|_| text.get(8..))
             .ok_or_else(|| bad("is not an https:// URL"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '?', '#', '@']) || rest.is_empty() {
+        if rest.contains(['/', '?', '#', '@', '\\']) || rest.is_empty() {
             return Err(bad(
                 "must be https://HOST[:PORT], without a path, query, fragment or user",
             ));
         }
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
-            host.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("has no IPv6 address between [ and ]"))?;
-            (host.to_string(), after.strip_prefix(':'))
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("has something other than :PORT after the IPv6 address's ]"))?,
+                ),
+            };
+            (host.to_string(), port)
         } else {
             match rest.rsplit_once(':') {
                 Some((host, port)) => (host.to_string(), Some(port)),
                 None => (rest.to_string(), None),
             }
         };
-        if let Some(port) = port
-            && port.parse::<u16>().ok().filter(|p| *p > 0).is_none()
-        {
-            return Err(bad("has a port that is not 1 to 65535"));
-        }
+        let port = match port {
+            None => None,
+            Some(port) => Some(
+                Some(port)
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("has a port that is not 1 to 65535"))?,
+            ),
+        };
         let host = host.to_ascii_lowercase();
-        if host.parse::<std::net::IpAddr>().is_err()
-            && !matches!(
-                crate::pki::SubjectAltName::check("dns", &host),
-                Ok(crate::pki::SubjectAltName::Dns(_))
-            )
-        {
-            return Err(bad("has a host that is neither a DNS name nor an IP address"));
-        }
-        let url = format!("https://{}", rest.to_ascii_lowercase());
+        let (shown, host) = if rest.starts_with('[') {
+            let ip = host
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("has no IPv6 address between [ and ]"))?;
+            check_ip(std::net::IpAddr::V6(ip)).map_err(|why| bad(&why))?;
+            let canonical = ip.to_string();
+            (format!("[{canonical}]"), canonical)
+        } else if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            check_ip(std::net::IpAddr::V4(ip)).map_err(|why| bad(&why))?;
+            (ip.to_string(), ip.to_string())
+        } else {
+            check_host_name(&host).map_err(|why| bad(&why))?;
+            (host.clone(), host)
+        };
+        let url = match port {
+            Some(port) => format!("https://{shown}:{port}"),
+            None => format!("https://{shown}"),
+        };
         Ok(Self { url, host })
     }
 
@@ -209,6 +243,100 @@ impl BaseUrl {
     pub fn host(&self) -> &str {
         &self.host
     }
+}
+
+/// Why no name equal to or below the DNS suffix `suffix` (an `--allow-dns` value, lower case,
+/// without a leading dot) can ever be issued by the CA whose chain is `chain` (its certificate
+/// first, DER): a CA of the chain permits DNS names (RFC 5280 §4.2.1.10) and none of its
+/// permitted domains overlaps `suffix`, or `suffix` lies inside a domain a CA excludes.
+/// `None` when some name below `suffix` may be issued. Certificates that cannot be read are
+/// skipped (the CA checks every issuance anyway).
+pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix: &str) -> Option<String> {
+    let suffix = suffix
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    for der in chain {
+        let Ok(info) = CertificateInfo::from_der(der) else {
+            continue;
+        };
+        let permitted: Vec<&str> = info
+            .permitted_names
+            .iter()
+            .filter_map(|n| n.strip_prefix("dns:"))
+            .collect();
+        // Two domains share a name when one lies within the other ("a.test" and ".test" share
+        // "x.a.test"; ".a.test" and "a.test" share "x.a.test").
+        let overlaps = |domain: &str| {
+            let base = domain.trim_start_matches('.');
+            acme::dns_within(&suffix, base) || acme::dns_within(base, &suffix)
+        };
+        if !permitted.is_empty() && !permitted.iter().any(|domain| overlaps(domain)) {
+            return Some(format!(
+                "no name under {suffix} lies inside the name constraints of the CA \"{}\" (it permits {})",
+                info.subject,
+                permitted.join(", ")
+            ));
+        }
+        if let Some(domain) = info
+            .excluded_names
+            .iter()
+            .filter_map(|n| n.strip_prefix("dns:"))
+            .find(|domain| acme::dns_within(&suffix, domain))
+        {
+            return Some(format!(
+                "every name under {suffix} is excluded by the CA \"{}\" (it excludes {domain})",
+                info.subject
+            ));
+        }
+    }
+    None
+}
+
+/// A DNS name the server's own certificate can be issued for, or why not.
+fn check_host_name(host: &str) -> Result<(), String> {
+    if host.ends_with('.') {
+        return Err(format!(
+            "has a host ending in a dot: give it without the dot (https://{})",
+            host.trim_end_matches('.')
+        ));
+    }
+    if host.split('.').any(|label| label.contains('*')) {
+        return Err(
+            "has a wildcard host: the server's certificate is for one name, the one clients connect to \
+             (e.g. https://acme.example.org)"
+                .into(),
+        );
+    }
+    if host.contains(':') {
+        return Err("has an IPv6 address without brackets: write https://[ADDRESS]:PORT".into());
+    }
+    match crate::pki::SubjectAltName::check("dns", host) {
+        Ok(crate::pki::SubjectAltName::Dns(_)) => {}
+        Ok(_) | Err(_) => return Err("has a host that is neither a DNS name nor an IP address".into()),
+    }
+    // "1.2.3" or "127.000.0.1" is read as an IPv4 address by browsers' URL parsers (WHATWG),
+    // never as a name: a top-level label is never all digits.
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("has a host that is neither a DNS name (its last label is all digits) nor an IPv4 address".into());
+    }
+    Ok(())
+}
+
+/// An IP address clients can connect to, or why not.
+fn check_ip(ip: std::net::IpAddr) -> Result<(), String> {
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(format!(
+            "has the address {ip}, which clients cannot connect to (unspecified, multicast or broadcast): \
+             give the address they use"
+        ));
+    }
+    Ok(())
 }
 
 /// Publishes a CRL the CA just wrote to the store, for every instance's `/crl`.
@@ -244,6 +372,21 @@ mod tests {
             ("https://acme.example.test", "acme.example.test")
         );
         assert_eq!(BaseUrl::parse("https://[::1]:443").unwrap().host(), "::1");
+        let url = BaseUrl::parse("HTTPS://[0:0::0:1]:0443/").unwrap();
+        assert_eq!((url.as_str(), url.host()), ("https://[::1]:443", "::1"));
+        assert_eq!(
+            BaseUrl::parse("https://a1.test:1").unwrap().as_str(),
+            "https://a1.test:1"
+        );
+        for (bad, why) in [
+            ("https://*.example.test", "wildcard"),
+            ("https://example.test.", "without the dot (https://example.test)"),
+            ("https://0.0.0.0:1", "cannot connect"),
+            ("https://[::1]x", "other than :PORT"),
+        ] {
+            let error = BaseUrl::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
         for bad in [
             "http://127.0.0.1:1",
             "https://",
@@ -254,6 +397,30 @@ mod tests {
             "https://a..test",
             "https://[zz]:1",
             "127.0.0.1:14000",
+            "https://*.example.test",
+            "https://*.example.test:14000",
+            "https://a*.example.test",
+            "https://example.test.",
+            "https://example.test.:443",
+            "https://a.test?x=1",
+            "https://a.test#f",
+            "https://a.test/?x",
+            "https://user:pw@a.test",
+            "https://a.test:+443",
+            "https://a.test:",
+            "https://[::1]junk",
+            "https://[::1]:",
+            "https://::1",
+            "https://[::]:443",
+            "https://0.0.0.0:443",
+            "https://224.0.0.1",
+            "https://255.255.255.255",
+            "https://1.2.3",
+            "https://127.000.0.1",
+            "https://a\\b.test",
+            "https://a%2eb.test",
+            "https://a.test :1",
+            "ftp://a.test",
         ] {
             assert!(
                 matches!(

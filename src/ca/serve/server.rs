@@ -255,6 +255,7 @@ async fn start(
             holder,
             super::periodic::PeriodicSettings {
                 crl_lifetime: config.crl_lifetime,
+                stuck_after: config.stuck_after,
                 ..super::periodic::PeriodicSettings::default()
             },
             async move {
