@@ -1436,8 +1436,7 @@ fn ocsp_response_status(der: &[u8]) -> u8 {
 
 /// Orders, validates (va_always_valid) and finalizes a certificate for `name`, downloads it,
 /// and asks `/ocsp` (plain HTTP) about it with `openssl ocsp`: the answer says good.
-async fn issue_and_ask_ocsp(client: &Client<'_>, name: &str) {
-    let server = client.server;
+async fn issue_and_ask_ocsp(server: &Server, client: &Client<'_>, name: &str) {
     let order = ready_order(client, &[name]).await;
     let (der, _) = csr(&[name]);
     let reply = client
@@ -1567,7 +1566,7 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
             tokio::time::sleep(Duration::from_millis(500)).await;
             let reply = request(&server, "GET", "/healthz", None, b"").await;
             assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-            issue_and_ask_ocsp(&alice, "after-terminate.example.test").await;
+            issue_and_ask_ocsp(&server, &alice, "after-terminate.example.test").await;
 
             // The cluster stops: the store is unreachable, and every answer says so.
             pg.stop_fast();
@@ -1592,7 +1591,7 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
             pg.start_again();
             healthy_within(&server, Duration::from_secs(30)).await;
             let renewed_after = lease_end();
-            issue_and_ask_ocsp(&alice, "after-restart.example.test").await;
+            issue_and_ask_ocsp(&server, &alice, "after-restart.example.test").await;
             let reply = parse_reply(&plain_http(server.http, b"", "/crl").await);
             assert_eq!(reply.status, 200);
             assert_eq!(reply.header("content-type"), Some("application/pkix-crl"));
