@@ -10,14 +10,10 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use channel_common::{Leaf, Pki, STEP, Server};
-use tessera::channel::{self, ChannelStream, RotationPolicy};
+use channel_common::{Pki, STEP, Server, echo_session, free_port};
+use tessera::channel;
 
 fn haproxy_binary() -> PathBuf {
     for candidate in ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"] {
@@ -26,15 +22,6 @@ fn haproxy_binary() -> PathBuf {
         }
     }
     panic!("haproxy is not installed: run `make deps` (apt-get install haproxy)");
-}
-
-/// A free loopback port (bound, then released for HAProxy to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running HAProxy, stopped by PID when dropped.
@@ -173,26 +160,6 @@ fn warnings(log: &str) -> Vec<&str> {
         .collect()
 }
 
-async fn session(
-    pki: &Pki,
-    addr: SocketAddr,
-    leaf: Option<&Leaf>,
-) -> Result<(ChannelStream<TcpStream>, SocketAddr), String> {
-    let config = Arc::new(channel::client_config(&pki.client_settings(leaf)).unwrap());
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let local = tcp.local_addr().unwrap();
-    let mut stream = ChannelStream::connect(config, "localhost", tcp, RotationPolicy::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let message = format!("hello from {local}");
-    stream.write_all(message.as_bytes()).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
-    let mut echoed = vec![0u8; message.len()];
-    stream.read_exact(&mut echoed).await.map_err(|e| e.to_string())?;
-    assert_eq!(echoed, message.as_bytes());
-    Ok((stream, local))
-}
-
 const CHECKS: &str = "check inter 500ms fall 2 rise 2 send-proxy-v2";
 
 #[test]
@@ -209,7 +176,9 @@ fn sessions_spread_over_three_servers_that_see_the_real_clients_with_mutual_tls_
     let mut open = Vec::new();
     for _ in 0..6 {
         let (stream, local) = rt
-            .block_on(async { tokio::time::timeout(STEP, session(&pki, haproxy.frontend, Some(&pki.client1))).await })
+            .block_on(async {
+                tokio::time::timeout(STEP, echo_session(&pki, haproxy.frontend, Some(&pki.client1))).await
+            })
             .unwrap()
             .unwrap();
         open.push((stream, local));
@@ -228,7 +197,7 @@ fn sessions_spread_over_three_servers_that_see_the_real_clients_with_mutual_tls_
     // Mutual TLS is end to end: without a certificate, the backend refuses (HAProxy only
     // passes bytes).
     let refused = rt
-        .block_on(async { tokio::time::timeout(STEP, session(&pki, haproxy.frontend, None)).await })
+        .block_on(async { tokio::time::timeout(STEP, echo_session(&pki, haproxy.frontend, None)).await })
         .unwrap();
     let error = refused.expect_err("a client without a certificate must be refused");
     assert!(
@@ -295,7 +264,7 @@ fn check_ssl_health_checks_send_local_then_a_handshake_and_keep_every_server_up(
         .build()
         .unwrap();
     let (mut stream, local) = rt
-        .block_on(async { tokio::time::timeout(STEP, session(&pki, haproxy.frontend, Some(&pki.client1))).await })
+        .block_on(async { tokio::time::timeout(STEP, echo_session(&pki, haproxy.frontend, Some(&pki.client1))).await })
         .unwrap()
         .unwrap();
     rt.block_on(async {
@@ -403,7 +372,9 @@ fn kill_9_of_a_server_mid_stream_loses_no_message_and_the_client_resumes_on_anot
     let mut open = Vec::new();
     for _ in 0..3 {
         let (stream, _) = rt
-            .block_on(async { tokio::time::timeout(STEP, session(&pki, haproxy.frontend, Some(&pki.client2))).await })
+            .block_on(async {
+                tokio::time::timeout(STEP, echo_session(&pki, haproxy.frontend, Some(&pki.client2))).await
+            })
             .unwrap()
             .unwrap();
         open.push(stream);

@@ -10,14 +10,9 @@ mod channel_common;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use channel_common::{Leaf, Pki, STEP, Server};
-use tessera::channel::{self, ChannelStream, RotationPolicy};
+use channel_common::{Pki, STEP, Server, echo_session, free_port};
 
 fn nginx_binary() -> PathBuf {
     for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
@@ -36,14 +31,6 @@ fn stream_module() -> PathBuf {
         "nginx's stream module is missing: run `make deps` (apt-get install libnginx-mod-stream)"
     );
     module
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running nginx (master in the foreground), stopped by PID when dropped.
@@ -126,30 +113,6 @@ impl Nginx {
     }
 }
 
-/// A mutual-TLS session through `addr` that echoes one message; the session and the client's
-/// own address.
-async fn session(
-    pki: &Pki,
-    addr: SocketAddr,
-    leaf: Option<&Leaf>,
-) -> Result<(ChannelStream<TcpStream>, SocketAddr), String> {
-    let config = Arc::new(channel::client_config(&pki.client_settings(leaf)).unwrap());
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let local = tcp.local_addr().unwrap();
-    let mut stream = ChannelStream::connect(config, "localhost", tcp, RotationPolicy::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let message = format!("hello from {local}");
-    stream.write_all(message.as_bytes()).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
-    let mut echoed = vec![0u8; message.len()];
-    stream.read_exact(&mut echoed).await.map_err(|e| e.to_string())?;
-    if echoed != message.as_bytes() {
-        return Err(format!("echoed {echoed:?}"));
-    }
-    Ok((stream, local))
-}
-
 #[test]
 fn behind_nginx_stream_with_proxy_protocol_servers_see_the_real_clients_and_mutual_tls_is_end_to_end() {
     let pki = Pki::new();
@@ -175,7 +138,9 @@ fn behind_nginx_stream_with_proxy_protocol_servers_see_the_real_clients_and_mutu
     let mut open = Vec::new();
     for _ in 0..4 {
         let (stream, local) = rt
-            .block_on(async { tokio::time::timeout(STEP, session(&pki, nginx.frontend, Some(&pki.client1))).await })
+            .block_on(async {
+                tokio::time::timeout(STEP, echo_session(&pki, nginx.frontend, Some(&pki.client1))).await
+            })
             .unwrap()
             .unwrap();
         open.push((stream, local));
@@ -194,7 +159,7 @@ fn behind_nginx_stream_with_proxy_protocol_servers_see_the_real_clients_and_mutu
     assert_eq!(per_server, vec![2, 2], "least_conn with long sessions:\n{logs:#?}");
     // Without a client certificate the backend refuses: nginx only passes bytes.
     let refused = rt
-        .block_on(async { tokio::time::timeout(STEP, session(&pki, nginx.frontend, None)).await })
+        .block_on(async { tokio::time::timeout(STEP, echo_session(&pki, nginx.frontend, None)).await })
         .unwrap();
     let error = refused.expect_err("a client without a certificate must be refused");
     assert!(
@@ -231,7 +196,7 @@ fn a_server_that_requires_the_header_refuses_a_client_that_bypasses_nginx() {
         .unwrap();
     // Through nginx: served.
     let (mut stream, local) = rt
-        .block_on(async { tokio::time::timeout(STEP, session(&pki, nginx.frontend, Some(&pki.client1))).await })
+        .block_on(async { tokio::time::timeout(STEP, echo_session(&pki, nginx.frontend, Some(&pki.client1))).await })
         .unwrap()
         .unwrap();
     rt.block_on(async {
@@ -240,7 +205,7 @@ fn a_server_that_requires_the_header_refuses_a_client_that_bypasses_nginx() {
     server.wait_for_log(&format!("client={local}"));
     // Straight to the server, no header: refused before any TLS.
     let direct = rt
-        .block_on(async { tokio::time::timeout(STEP, session(&pki, server.addr, Some(&pki.client1))).await })
+        .block_on(async { tokio::time::timeout(STEP, echo_session(&pki, server.addr, Some(&pki.client1))).await })
         .unwrap();
     assert!(direct.is_err(), "a connection without a PROXY header must be refused");
     server

@@ -436,3 +436,45 @@ impl Pki {
         command
     }
 }
+
+/// A free loopback port (bound, then released for a proxy to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A mutual-TLS session (`leaf`'s certificate, none for `None`) through `addr`, with one message
+/// echoed: the open session and the client's own address (what a server behind a proxy should
+/// log from the PROXY header).
+pub async fn echo_session(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    leaf: Option<&Leaf>,
+) -> Result<
+    (
+        tessera::channel::ChannelStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    ),
+    String,
+> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = Arc::new(tessera::channel::client_config(&pki.client_settings(leaf)).unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let local = tcp.local_addr().unwrap();
+    let mut stream =
+        tessera::channel::ChannelStream::connect(config, "localhost", tcp, tessera::channel::RotationPolicy::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    let message = format!("hello from {local}");
+    stream.write_all(message.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut echoed = vec![0u8; message.len()];
+    stream.read_exact(&mut echoed).await.map_err(|e| e.to_string())?;
+    if echoed != message.as_bytes() {
+        return Err(format!("echoed {echoed:?}, not {message:?}"));
+    }
+    Ok((stream, local))
+}
