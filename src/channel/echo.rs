@@ -570,7 +570,9 @@ async fn handle(
     // The PROXY header and the TLS handshake share the handshake timeout.
     let deadline = deadline_after(limits.handshake_timeout);
     let mut local = false;
-    let handshake = timeout_at(deadline, establish(tcp, peer, config, limits, &mut local));
+    // Boxed: the handshake's state (rustls' handshake, the PROXY reader) is freed once it ends
+    // instead of staying in this task's future for the life of the session.
+    let handshake = Box::pin(timeout_at(deadline, establish(tcp, peer, config, limits, &mut local)));
     let outcome = tokio::select! {
         outcome = handshake => Some(outcome),
         _ = evict.notified() => None,
@@ -582,7 +584,8 @@ async fn handle(
     };
     shared.pending.remove(id);
     let mut stream = match outcome {
-        Some(Ok(Ok(Established::Session(stream)))) => *stream,
+        // Kept boxed: the task's future holds a pointer, not the stream.
+        Some(Ok(Ok(Established::Session(stream)))) => stream,
         failed => {
             bump(&counters.handshakes_failed, 1);
             log_failed_start(failed, limits, local);
@@ -603,22 +606,26 @@ async fn handle(
     if resumed {
         bump(&counters.sessions_resumed, 1);
     }
-    let (identity, serial, sans) = describe_peer(&stream);
-    let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
-    let suite = stream
-        .cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("unknown");
-    // Names from the certificate are untrusted: `?` prints them quoted and escaped.
-    tracing::info!(
-        peer_identity = ?identity,
-        peer_serial = %serial,
-        peer_sans = ?sans,
-        version = %version,
-        suite = %suite,
-        resumed,
-        "connected"
-    );
+    {
+        // Strings for the log only: made again for the closing line rather than held by an idle
+        // connection.
+        let (identity, serial, sans) = describe_peer(&stream);
+        let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
+        let suite = stream
+            .cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown");
+        // Names from the certificate are untrusted: `?` prints them quoted and escaped.
+        tracing::info!(
+            peer_identity = ?identity,
+            peer_serial = %serial,
+            peer_sans = ?sans,
+            version = %version,
+            suite = %suite,
+            resumed,
+            "connected"
+        );
+    }
     let end = echo(&mut stream, limits, stop).await;
     let closed = match timeout(limits.shutdown_timeout, stream.close()).await {
         Ok(Ok(())) => "close_notify sent",
@@ -633,6 +640,7 @@ async fn handle(
         End::Shutdown => "server shutdown".to_string(),
         End::Failed(error) => format!("error: {error}"),
     };
+    let (identity, serial, _) = describe_peer(&stream);
     tracing::info!(
         peer_identity = ?identity,
         peer_serial = %serial,
@@ -955,5 +963,42 @@ mod tests {
             due <= Instant::now() + Duration::from_secs(365 * 24 * 3600),
             "a far timer wakes within a year"
         );
+    }
+
+    /// What every idle connection's task holds inline: the session (`ChannelStream`, more than
+    /// 1.5 KiB with rustls' connection inside) is boxed and the handshake's state is freed once
+    /// it ends, so the future stays far below the 5.2 KiB it was when both sat in it.
+    #[test]
+    fn the_connection_task_holds_neither_the_handshake_nor_the_stream_inline() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let peer = tcp.peer_addr().unwrap();
+            let shared = Arc::new(Shared {
+                limits: Arc::new(EchoConfig::default()),
+                sessions: Arc::new(Semaphore::new(1)),
+                pending: Pending::default(),
+                counters: Arc::default(),
+            });
+            let (_stop_tx, stop) = watch::channel(false);
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
+            let task = handle(tcp, peer, 1, Arc::default(), Arc::new(config), shared, stop);
+            let stream = std::mem::size_of::<ChannelStream<TcpStream>>();
+            let held = std::mem::size_of_val(&task);
+            assert!(stream > 1024, "the stream is {stream} bytes");
+            assert!(
+                held < stream,
+                "the connection's future is {held} bytes: it holds the stream ({stream} bytes) or the handshake inline"
+            );
+        });
     }
 }
