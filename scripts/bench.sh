@@ -24,6 +24,9 @@ echo "== ca store: issuance with an empty vs a large store, list, CRL, 1 vs 4 pr
 cargo bench --bench store
 echo "== channel: throughput, handshakes (server CPU), revocation, rotation (CPU per GiB), memory, callgrind"
 bash scripts/bench-channel.sh
+bash scripts/fleet-bench.sh  # fleet behind HAProxy: full vs resumed handshakes, throughput via HAProxy vs direct, 1-3 server capacity
+echo "== ca serve: ACME orders per second (SQLite, PostgreSQL, beside Pebble), OCSP responses per second (beside openssl ocsp)"
+cargo bench --bench acme
 echo
 echo "== summary: every same-run ratio (target/bench/*.json)"
 python3 - <<'PY'

@@ -10,6 +10,7 @@
 //! | I want to… | use |
 //! |---|---|
 //! | create a CA, issue, revoke, write CRLs | [`ca::CertificateAuthority`] |
+//! | run the CA as an ACME (RFC 8555) server with the CRL and OCSP over HTTP | [`ca::serve::serve`] with a [`ca::serve::ServeConfig`] |
 //! | decide whether a certificate is trusted for a usage at a time | [`pki::TrustStore::verify`] |
 //! | read certificates, CRLs, keys; inspect a certificate | [`pki::pem`], [`pki::PrivateKey`], [`pki::CertificateInfo`] |
 //! | sign a module (detached or embedded) | [`sign::Signer`] |
@@ -127,7 +128,8 @@
 //!
 //! # What Tessera does not do
 //!
-//! - No OCSP, no ACME, no online CA server: revocation is by CRL, issuance is local.
+//! - No OCSP stapling, no dns-01 (so no wildcard certificates over ACME), no ACME key change
+//!   or external account binding; the online CA ([`ca::serve`]) speaks ACME, CRL and OCSP only.
 //! - No RSA key generation (it verifies RSA chains issued elsewhere).
 //! - No TLS below 1.2, and TLS 1.2 only when asked for explicitly.
 #![forbid(unsafe_code)]

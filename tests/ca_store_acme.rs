@@ -836,7 +836,7 @@ fn a_second_runner_takes_over_with_the_next_token_when_the_first_stops_on_postgr
     assert!(runtime.block_on(a).unwrap_err().is_cancelled());
     let stopped = Instant::now();
     assert!(
-        eventually(ttl + Duration::from_secs(5), || crl_lease(&pg)
+        eventually(ttl + Duration::from_secs(8), || crl_lease(&pg)
             .is_some_and(|(holder, _)| holder == "runner-b")),
         "B never took the lease: {:?}",
         crl_lease(&pg)
@@ -845,7 +845,7 @@ fn a_second_runner_takes_over_with_the_next_token_when_the_first_stops_on_postgr
     // seconds: at least `ttl` − 1 s after its last renewal), and soon after.
     let took = stopped.elapsed();
     assert!(took >= ttl - Duration::from_millis(1500), "{took:?}");
-    assert!(took <= ttl + Duration::from_secs(2), "{took:?}");
+    assert!(took <= ttl + Duration::from_secs(4), "{took:?}");
     assert_eq!(crl_lease(&pg), Some(("runner-b".to_string(), a_token + 1)));
 
     // B does the work now: a revocation is in the next CRL, which B publishes (every CRL number
@@ -864,7 +864,8 @@ fn a_second_runner_takes_over_with_the_next_token_when_the_first_stops_on_postgr
     )
     .unwrap();
     let revoked_by = reader.crl_number().unwrap();
-    assert!(eventually(Duration::from_secs(10), || reader
+    // (Bounded generously: under a loaded CI machine a round can wait seconds for a thread.)
+    assert!(eventually(Duration::from_secs(30), || reader
         .acme()
         .crl_published()
         .unwrap()

@@ -703,6 +703,7 @@ fn build_fixtures() -> Fixtures {
             credentials,
             client_trust: None,
             authorization: channel::Authorization::any_verified(),
+            crl_next_update: None,
             options: channel::TlsOptions::default(),
             session_tickets: None,
         })

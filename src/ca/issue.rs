@@ -381,13 +381,27 @@ impl CertificateAuthority {
         &self,
         profile: &str,
         now: OffsetDateTime,
+        sign: impl FnMut(SerialNumber) -> Result<CertificateDer<'static>, CaError>,
+    ) -> Result<CertificateDer<'static>, CaError> {
+        self.sign_and_record_with(profile, now, sign, &mut |record| {
+            self.with_store(|store| store.issue(record, WriteAccess::granted()))
+        })
+    }
+
+    /// As [`CertificateAuthority::sign_and_record`], recording through `record_with` (false: the
+    /// serial is taken).
+    fn sign_and_record_with(
+        &self,
+        profile: &str,
+        now: OffsetDateTime,
         mut sign: impl FnMut(SerialNumber) -> Result<CertificateDer<'static>, CaError>,
+        record_with: &mut dyn FnMut(&Record) -> Result<bool, CaError>,
     ) -> Result<CertificateDer<'static>, CaError> {
         for _ in 0..16 {
             let certificate = sign(serial_number(&Serial::random()?))?;
             let info = CertificateInfo::from_der(&certificate)?;
             let record = record(&info, profile, &certificate, now);
-            if self.with_store(|store| store.issue(&record, WriteAccess::granted()))? {
+            if record_with(&record)? {
                 return Ok(certificate);
             }
             tracing::info!(serial = %info.serial, "serial already taken; signing again with another");
@@ -411,6 +425,21 @@ impl CertificateAuthority {
     /// [`CaError::BadCsr`], [`CaError::UnsupportedCsr`], [`CaError::OutlivesIssuer`],
     /// [`CaError::IssuerNotValid`], [`CaError::Refused`], database and I/O errors.
     pub fn issue(&self, request: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
+        self.issue_recorded(request, now, &mut |record| {
+            self.with_store(|store| store.issue(record, WriteAccess::granted()))
+        })
+    }
+
+    /// [`CertificateAuthority::issue`], recording the certificate through `record_with` instead
+    /// of the CA's own store (`ca serve`: `AcmeStore::order_finish` records it and makes its
+    /// order valid in one transaction). `record_with` returns false when the serial is taken
+    /// (the certificate is then signed again with another).
+    pub(crate) fn issue_recorded(
+        &self,
+        request: &IssueRequest,
+        now: OffsetDateTime,
+        record_with: &mut dyn FnMut(&Record) -> Result<bool, CaError>,
+    ) -> Result<Issued, CaError> {
         check_name(&request.name)?;
         let now = x509_time(now)?;
         let csr = request.csr.as_deref().map(csr::parse).transpose()?;
@@ -461,7 +490,7 @@ impl CertificateAuthority {
             None => Some(PrivateKey::generate(algorithm)?),
         };
         let key_pair = key.as_ref().map(PrivateKey::to_key_pair).transpose()?;
-        let certificate = self.sign_and_record(request.profile.name(), now, |serial| {
+        let sign = |serial| {
             params.serial_number = Some(serial);
             let cert = match (&csr, &key_pair) {
                 (Some(csr), _) => {
@@ -489,7 +518,8 @@ impl CertificateAuthority {
             // Checked before it is recorded: a refused certificate is never handed out.
             check::leaf(self.root(), &self.chain, &certificate, request.profile, &sans, now)?;
             Ok(certificate)
-        })?;
+        };
+        let certificate = self.sign_and_record_with(request.profile.name(), now, sign, record_with)?;
         let mut chain = vec![certificate.clone()];
         chain.extend(self.chain.iter().take(self.chain.len().saturating_sub(1)).cloned());
         let info = CertificateInfo::from_der(&certificate)?;

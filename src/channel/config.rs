@@ -234,6 +234,13 @@ pub struct ServerSettings {
     pub client_trust: Option<Arc<TrustStore>>,
     /// Which verified clients may connect (an allow list requires `client_trust`).
     pub authorization: Authorization,
+    /// The earliest nextUpdate of the CRLs in `client_trust` ([`ServerFiles::load`] sets it).
+    /// With session tickets, verdicts of the [`ResumptionCheck`] are cached no later than it;
+    /// `None` with CRLs in the store: verdicts are not cached (every resumption verifies the
+    /// chain in full).
+    ///
+    /// [`ServerFiles::load`]: super::ServerFiles::load
+    pub crl_next_update: Option<time::OffsetDateTime>,
     /// Protocol options.
     pub options: TlsOptions,
     /// TLS 1.3 session tickets sealed with these keys; `None` (the default): no tickets, no
@@ -283,10 +290,13 @@ pub fn server_config(settings: &ServerSettings) -> Result<ServerConfig, ChannelE
         Some(tickets) => {
             // A resumed session skips the client's certificate: the ticketer verifies the
             // chain in the ticket again against the current store and allow list.
-            let check = settings
-                .client_trust
-                .as_ref()
-                .map(|store| ResumptionCheck::new(Arc::clone(store), settings.authorization.clone()));
+            let check = settings.client_trust.as_ref().map(|store| {
+                let check = ResumptionCheck::new(Arc::clone(store), settings.authorization.clone());
+                match settings.crl_next_update {
+                    Some(next_update) => check.with_crl_next_update(Some(next_update)),
+                    None => check,
+                }
+            });
             config.ticketer = Arc::new(Ticketer::new(tickets, check));
             // Two, as rustls' default: a client that spends one on an attempt that fails
             // (a server killed under it) still has one to resume with.

@@ -81,6 +81,9 @@ pub struct EchoConfig {
     /// The peers that must start with a PROXY protocol header (v1 or v2); `None` (the default):
     /// no PROXY protocol. Other peers connect directly, and a header from them is refused.
     pub proxy: Option<ProxySources>,
+    /// A wait before each echo (default zero), so that each session holds its slot for a
+    /// known time: for capacity benchmarks only (`scripts/fleet-bench.sh`), never in service.
+    pub echo_delay: Duration,
 }
 
 impl Default for EchoConfig {
@@ -95,6 +98,7 @@ impl Default for EchoConfig {
             max_handshakes: 256,
             drain_timeout: Duration::ZERO,
             proxy: None,
+            echo_delay: Duration::ZERO,
         }
     }
 }
@@ -828,6 +832,13 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &EchoConfig, mut st
             Err(error) => return End::Failed(io_failure("read", error)),
         }
         stream.mark_message_received();
+        if !limits.echo_delay.is_zero() {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return End::Shutdown,
+                () = tokio::time::sleep(limits.echo_delay) => {}
+            }
+        }
         let write = async {
             stream.write_all(&batch).await?;
             stream.flush().await

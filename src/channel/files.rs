@@ -415,6 +415,7 @@ impl ServerFiles {
             credentials,
             client_trust,
             authorization: self.authorization.clone(),
+            crl_next_update: crls.iter().filter_map(|crl| crl.next_update).min(),
             options: self.options.clone(),
             session_tickets: session_tickets.clone(),
         })?;

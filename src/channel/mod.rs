@@ -94,7 +94,7 @@ pub use rotation::{
 pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
 pub use text::{alert_name, escape, version_name};
 pub use tickets::{
-    DEFAULT_TICKET_LIFETIME, KEPT_TICKET_KEYS, MAX_TICKET_KEY_FILE, MAX_TICKET_KEYS, MAX_TICKET_LIFETIME,
-    ResumptionCheck, SessionTickets, TICKET_KEY_LEN, TicketKeys, new_ticket_key,
+    DEFAULT_TICKET_LIFETIME, KEPT_TICKET_KEYS, MAX_CACHED_VERDICTS, MAX_TICKET_KEY_FILE, MAX_TICKET_KEYS,
+    MAX_TICKET_LIFETIME, ResumptionCheck, SessionTickets, TICKET_KEY_LEN, TicketKeys, new_ticket_key,
 };
 pub use verifier::{TrustStoreClientVerifier, TrustStoreServerVerifier};

@@ -44,10 +44,11 @@
 //! allow list ([`ResumptionCheck`]); a chain that fails gets a full handshake, in which the
 //! server's verifier refuses it with the alert that says why.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -298,33 +299,160 @@ pub fn new_ticket_key(path: &Path) -> Result<Vec<String>, ChannelError> {
     Ok(names)
 }
 
+/// How many verdicts a [`ResumptionCheck`] remembers at most; past it, expired verdicts are
+/// dropped first, then the oldest.
+pub const MAX_CACHED_VERDICTS: usize = 1024;
+
 /// Verifies, again, the client certificate chain a session ticket carries before the ticket is
 /// honoured: [`TrustStore::verify`] for [`Usage::Client`] at the current time with the server's
 /// current trust anchors and CRLs, then the allow list (RFC 8446 §2.2: a resumed session
 /// inherits the original handshake's authentication, which must still hold).
+///
+/// # The verdict cache
+///
+/// A chain that passed is remembered (by the SHA-256 of its certificates, each length-prefixed)
+/// with the instant its verdict stops holding: the earliest notAfter on the verified path (end
+/// entity, intermediates, root) and, when the store holds CRLs, the earliest CRL nextUpdate
+/// (past it a stale CRL refuses what it covers, RFC 5280 §5.1.2.5). A later ticket with the same
+/// chain is admitted without verifying again only while `verified at ≤ now < that instant`;
+/// otherwise the chain is verified in full. The cache belongs to this check, and a check to one
+/// server configuration: a reload (SIGHUP: new roots, CRLs or allow list) builds a new
+/// configuration with a new, empty cache, so a revocation reloaded is in force for the next
+/// resumption. Refusals are not cached. At most [`MAX_CACHED_VERDICTS`] verdicts are kept.
 #[derive(Clone, Debug)]
 pub struct ResumptionCheck {
     store: Arc<TrustStore>,
     authorization: Authorization,
+    /// `Some`: verdicts may be cached, bounded by this CRL nextUpdate (`Some(None)`: the store
+    /// holds no CRL). `None`: the store holds CRLs whose nextUpdate is unknown; no caching.
+    crl_bound: Option<Option<OffsetDateTime>>,
+    cache: Arc<Mutex<VerdictCache>>,
+}
+
+/// A verdict that held: who the chain names, and the span in which it holds.
+#[derive(Clone, Debug)]
+struct Verdict {
+    identity: PeerIdentity,
+    verified_at: OffsetDateTime,
+    valid_until: OffsetDateTime,
+    /// Insertion order, for eviction.
+    order: u64,
+}
+
+#[derive(Debug, Default)]
+struct VerdictCache {
+    entries: HashMap<[u8; 32], Verdict>,
+    next_order: u64,
+}
+
+impl VerdictCache {
+    fn insert(&mut self, key: [u8; 32], mut verdict: Verdict, now: OffsetDateTime) {
+        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_CACHED_VERDICTS {
+            self.entries.retain(|_, v| v.verified_at <= now && now < v.valid_until);
+            while self.entries.len() >= MAX_CACHED_VERDICTS {
+                let Some(oldest) = self.entries.iter().min_by_key(|(_, v)| v.order).map(|(k, _)| *k) else {
+                    break;
+                };
+                self.entries.remove(&oldest);
+            }
+        }
+        verdict.order = self.next_order;
+        self.next_order = self.next_order.wrapping_add(1);
+        self.entries.insert(key, verdict);
+    }
+}
+
+/// SHA-256 over the chain, each certificate prefixed with its length (8 bytes, big-endian), so
+/// two different chains never share a key.
+fn chain_key(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for certificate in chain {
+        context.update(&(certificate.len() as u64).to_be_bytes());
+        context.update(certificate.as_ref());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
 }
 
 impl ResumptionCheck {
     /// Checks against `store` and `authorization` (those of the server configuration in force).
+    /// If `store` holds CRLs, verdicts are not cached unless [`ResumptionCheck::with_crl_next_update`]
+    /// says when the CRLs go stale.
     pub fn new(store: Arc<TrustStore>, authorization: Authorization) -> Self {
-        Self { store, authorization }
+        let crl_bound = (store.crl_count() == 0).then_some(None);
+        Self {
+            store,
+            authorization,
+            crl_bound,
+            cache: Arc::new(Mutex::new(VerdictCache::default())),
+        }
     }
 
-    /// Verifies `chain` (end entity first) at `now`.
+    /// The earliest nextUpdate of the CRLs in the store (`None`: none has one, or there are
+    /// none), so that cached verdicts stop at it.
+    #[must_use]
+    pub fn with_crl_next_update(mut self, next_update: Option<OffsetDateTime>) -> Self {
+        self.crl_bound = Some(next_update);
+        self
+    }
+
+    /// How many verdicts are cached now.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).entries.len()
+    }
+
+    /// Verifies `chain` (end entity first) at `now`, from the cache when a verdict for the same
+    /// chain holds at `now`.
     ///
     /// # Errors
     /// The [`Refusal`] a full handshake would give the same chain: no certificate, not trusted,
     /// revoked, expired, wrong usage, not on the allow list.
     pub fn verify(&self, chain: &[CertificateDer<'_>], now: OffsetDateTime) -> Result<PeerIdentity, Refusal> {
+        let Some(crl_bound) = self.crl_bound else {
+            return self.verify_fully(chain, now).map(|(identity, _)| identity);
+        };
+        let key = chain_key(chain);
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(verdict) = cache.entries.get(&key)
+                && verdict.verified_at <= now
+                && now < verdict.valid_until
+            {
+                return Ok(verdict.identity.clone());
+            }
+        }
+        let (identity, not_after) = self.verify_fully(chain, now)?;
+        let valid_until = match crl_bound {
+            Some(next_update) => not_after.min(next_update),
+            None => not_after,
+        };
+        if now < valid_until {
+            let verdict = Verdict {
+                identity: identity.clone(),
+                verified_at: now,
+                valid_until,
+                order: 0,
+            };
+            self.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, verdict, now);
+        }
+        Ok(identity)
+    }
+
+    /// The full check; with the identity, the earliest notAfter on the verified path.
+    fn verify_fully(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: OffsetDateTime,
+    ) -> Result<(PeerIdentity, OffsetDateTime), Refusal> {
         let Some((end_entity, intermediates)) = chain.split_first() else {
             return Err(Refusal::NoCertificate);
         };
         let request = VerifyRequest::new(Usage::Client, now);
-        let _chain = self
+        let verified = self
             .store
             .verify(end_entity, intermediates, &request)
             .map_err(|error| Refusal::from_pki(&error))?;
@@ -334,7 +462,18 @@ impl ResumptionCheck {
         if !self.authorization.permits(&identity) {
             return Err(Refusal::NotAllowed { peer: identity });
         }
-        Ok(identity)
+        // A certificate that cannot be read here gives no bound: the verdict is then not kept.
+        let not_after = verified
+            .path()
+            .iter()
+            .map(|certificate| {
+                x509_parser::parse_x509_certificate(certificate.as_ref())
+                    .ok()
+                    .map_or(now, |(_, parsed)| parsed.validity().not_after.to_datetime())
+            })
+            .min()
+            .unwrap_or(now);
+        Ok((identity, not_after))
     }
 }
 
@@ -678,6 +817,180 @@ mod tests {
         assert!(client_chain(&none).is_none());
         for len in 0..20 {
             assert!(client_chain(&plain[..len]).is_none(), "cut at {len}");
+        }
+    }
+
+    mod verdicts {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
+        use time::macros::datetime;
+
+        use super::*;
+
+        const NOW: OffsetDateTime = datetime!(2030-06-01 0:00 UTC);
+        const LEAF_NOT_AFTER: OffsetDateTime = datetime!(2030-12-01 0:00 UTC);
+
+        struct Root {
+            params: CertificateParams,
+            key: KeyPair,
+            der: CertificateDer<'static>,
+        }
+
+        fn root(cn: &str) -> Root {
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.not_before = datetime!(2030-01-01 0:00 UTC);
+            params.not_after = datetime!(2031-01-01 0:00 UTC);
+            let key = KeyPair::generate().unwrap();
+            let der = params.self_signed(&key).unwrap().der().clone();
+            Root { params, key, der }
+        }
+
+        fn client(root: &Root, cn: &str) -> CertificateDer<'static> {
+            let mut params = CertificateParams::new(vec![format!("{cn}.example")]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.use_authority_key_identifier_extension = true;
+            params.not_before = datetime!(2030-01-01 0:00 UTC);
+            params.not_after = LEAF_NOT_AFTER;
+            let issuer = Issuer::from_params(&root.params, &root.key);
+            params
+                .signed_by(&KeyPair::generate().unwrap(), &issuer)
+                .unwrap()
+                .der()
+                .clone()
+        }
+
+        fn check(root: &Root) -> ResumptionCheck {
+            let mut store = TrustStore::new();
+            store.add_root(root.der.clone(), "root").unwrap();
+            ResumptionCheck::new(Arc::new(store), Authorization::any_verified())
+        }
+
+        fn valid_until(check: &ResumptionCheck, chain: &[CertificateDer<'_>]) -> Option<OffsetDateTime> {
+            let cache = check.cache.lock().unwrap();
+            cache.entries.get(&chain_key(chain)).map(|v| v.valid_until)
+        }
+
+        #[test]
+        fn a_cached_verdict_ends_at_the_earliest_not_after_and_is_not_used_past_it() {
+            let ca = root("root");
+            let check = check(&ca);
+            let chain = [client(&ca, "alice")];
+            assert_eq!(check.verify(&chain, NOW).unwrap().common_name.as_deref(), Some("alice"));
+            assert_eq!(check.cached(), 1);
+            assert_eq!(valid_until(&check, &chain), Some(LEAF_NOT_AFTER));
+            // A hit within the span.
+            assert!(check.verify(&chain, LEAF_NOT_AFTER - time::Duration::SECOND).is_ok());
+            // At and past notAfter the chain is verified in full, and refused as expired.
+            for at in [LEAF_NOT_AFTER + time::Duration::SECOND, datetime!(2030-12-02 0:00 UTC)] {
+                let refusal = check.verify(&chain, at).unwrap_err();
+                assert!(matches!(refusal, Refusal::Expired { .. }), "{at}: {refusal:?}");
+            }
+            // A clock set back before the verdict was made: verified in full (not yet valid).
+            assert!(check.verify(&chain, datetime!(2029-12-01 0:00 UTC)).is_err());
+        }
+
+        #[test]
+        fn a_different_chain_never_hits_another_chains_verdict() {
+            let ca = root("root");
+            let other = root("other root");
+            let check = check(&ca);
+            let alice = client(&ca, "alice");
+            assert!(check.verify(std::slice::from_ref(&alice), NOW).is_ok());
+            // Same subject, untrusted issuer; the trusted leaf with an extra certificate; the
+            // trusted leaf's bytes split differently.
+            assert!(check.verify(&[client(&other, "alice")], NOW).is_err());
+            let longer = [alice.clone(), other.der.clone()];
+            assert_ne!(chain_key(&longer), chain_key(std::slice::from_ref(&alice)));
+            let (head, tail) = alice.as_ref().split_at(10);
+            let split = [CertificateDer::from(head.to_vec()), CertificateDer::from(tail.to_vec())];
+            assert_ne!(chain_key(&split), chain_key(std::slice::from_ref(&alice)));
+            assert!(check.verify(&split, NOW).is_err());
+            assert_eq!(check.cached(), 1, "refusals are not cached");
+            // A chain not on the allow list of a configuration that excludes it.
+            let store = Arc::clone(&check.store);
+            let strict = ResumptionCheck::new(store, Authorization::only(["bob"]));
+            assert!(matches!(
+                strict.verify(std::slice::from_ref(&alice), NOW),
+                Err(Refusal::NotAllowed { .. })
+            ));
+            assert_eq!(strict.cached(), 0, "a new configuration starts with an empty cache");
+        }
+
+        #[test]
+        fn crls_bound_the_verdict_and_unknown_crl_times_disable_the_cache() {
+            let ca = root("root");
+            let check = check(&ca).with_crl_next_update(Some(NOW + time::Duration::HOUR));
+            let chain = [client(&ca, "alice")];
+            assert!(check.verify(&chain, NOW).is_ok());
+            assert_eq!(valid_until(&check, &chain), Some(NOW + time::Duration::HOUR));
+            // A store with CRLs whose nextUpdate nobody gave: nothing cached.
+            let mut store = TrustStore::clone(&check.store);
+            let crl = rcgen::CertificateRevocationListParams {
+                this_update: datetime!(2030-05-01 0:00 UTC),
+                next_update: datetime!(2030-07-01 0:00 UTC),
+                crl_number: rcgen::SerialNumber::from(1u64),
+                issuing_distribution_point: None,
+                revoked_certs: Vec::new(),
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            }
+            .signed_by(&Issuer::from_params(&ca.params, &ca.key))
+            .unwrap();
+            store.add_crl(crl.der(), "crl").unwrap();
+            let unbounded = ResumptionCheck::new(Arc::new(store), Authorization::any_verified());
+            assert!(unbounded.verify(&chain, NOW).is_ok());
+            assert_eq!(unbounded.cached(), 0);
+        }
+
+        #[test]
+        fn the_cache_stays_within_its_bound_dropping_expired_then_oldest() {
+            let identity = PeerIdentity::from_certificate(&root("x").der).unwrap();
+            let verdict = |until: OffsetDateTime| Verdict {
+                identity: identity.clone(),
+                verified_at: NOW,
+                valid_until: until,
+                order: 0,
+            };
+            let mut cache = VerdictCache::default();
+            let later = NOW + time::Duration::DAY;
+            for index in 0..MAX_CACHED_VERDICTS + 50 {
+                let mut key = [0u8; 32];
+                key[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                // Every tenth verdict has expired by the time the cache is full.
+                let until = if index % 10 == 0 {
+                    NOW + time::Duration::SECOND
+                } else {
+                    later
+                };
+                cache.insert(key, verdict(until), NOW + time::Duration::MINUTE);
+                assert!(cache.entries.len() <= MAX_CACHED_VERDICTS, "{index}");
+            }
+            // When it first filled up (1024), its 103 expired verdicts went, nothing else: 921,
+            // then 50 more.
+            assert_eq!(cache.entries.len(), MAX_CACHED_VERDICTS - 103 + 50);
+            let key_of = |index: u64| {
+                let mut key = [0u8; 32];
+                key[..8].copy_from_slice(&index.to_be_bytes());
+                key
+            };
+            assert!(!cache.entries.contains_key(&key_of(0)) && !cache.entries.contains_key(&key_of(1020)));
+            let first = key_of(1);
+            assert!(cache.entries.contains_key(&first));
+            // Filled with live verdicts: then the oldest goes, one per insertion.
+            for index in 0..(103 - 50 + 1) {
+                let mut key = [0xff; 32];
+                key[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                cache.insert(key, verdict(later), NOW);
+            }
+            assert_eq!(cache.entries.len(), MAX_CACHED_VERDICTS);
+            assert!(cache.entries.contains_key(&key_of(1074 - 1)));
+            assert!(!cache.entries.contains_key(&first), "the oldest was evicted");
         }
     }
 }

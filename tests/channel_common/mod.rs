@@ -175,6 +175,7 @@ impl Pki {
             credentials: self.server.credentials(),
             client_trust: Some(self.trust()),
             authorization,
+            crl_next_update: None,
             options: TlsOptions::default(),
             session_tickets: None,
         }

@@ -26,7 +26,8 @@ const EXIT_CODES: &str = "EXIT CODES:
   2  usage error (unknown flag, bad or out-of-range value, a serial that is not hex,
      a URL that is not http or https)
   3  could not run (no CA or a damaged one in DIR, unknown serial, unusable CSR,
-     certificate or CRL, missing files to export, wrong passphrase, I/O error)";
+     certificate or CRL, missing files to export, wrong passphrase, I/O error,
+     an address `serve` cannot bind)";
 
 const INIT_EXAMPLES: &str = "EXAMPLES:
   ca init --name 'Example Root' --no-passphrase --dir certs/root
@@ -302,6 +303,10 @@ pub enum Command {
     /// Verify a certificate's chain to a trusted root, for a usage, a name and a time.
     #[command(after_help = help(VERIFY_EXAMPLES, VERIFY_EXIT_CODES))]
     Verify(VerifyArgs),
+    /// Run the CA as a network service: ACME (RFC 8555) for certbot, lego and others, the CRL
+    /// over HTTP, several instances on one PostgreSQL store.
+    #[command(after_help = help(crate::serve::SERVE_EXAMPLES, crate::serve::SERVE_EXIT_CODES))]
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `ca init`.

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,7 +35,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli.resolve_dir();
-    tessera::cli::init_logging(cli.quiet, cli.verbose);
+    if matches!(cli.command, Command::Serve(_)) {
+        // A service: timestamped lines, its events (info) shown unless --quiet.
+        tessera::cli::init_logging_as(None, cli.quiet, !cli.quiet);
+    } else {
+        tessera::cli::init_logging(cli.quiet, cli.verbose);
+    }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -110,6 +116,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Backup(args) => backup(cli, args),
         Command::Show(args) => show(args),
         Command::Verify(args) => verify(cli, args, now),
+        Command::Serve(args) => {
+            let ca = open_ca(cli, &cli.dir)?;
+            serve::run(ca, args, location(cli)?)
+        }
     }
 }
 

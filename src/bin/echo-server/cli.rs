@@ -138,6 +138,10 @@ pub struct Args {
     /// Also accept TLS 1.2 (such connections cannot rotate keys).
     #[arg(long)]
     pub insecure_allow_tls12: bool,
+    /// Benchmarks only (hidden): wait this many milliseconds (0 to 10000) before each echo, so
+    /// that a session holds its --max-conns slot for a known time (scripts/fleet-bench.sh).
+    #[arg(long, value_name = "MS", hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub bench_echo_delay_ms: u64,
     /// Log errors only.
     #[arg(short, long)]
     pub quiet: bool,

@@ -89,6 +89,7 @@ fn echo_config(args: &cli::Args) -> Result<EchoConfig, CliError> {
                 ProxySources::new(args.proxy_from.clone())
             }
         }),
+        echo_delay: Duration::from_millis(args.bench_echo_delay_ms),
     })
 }
 

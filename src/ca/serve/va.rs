@@ -1,1 +1,1516 @@
-//! See the module list in `ca::serve`.
+//! The validation authority: http-01 (RFC 8555 §8.3) and tls-alpn-01 (RFC 8737).
+//!
+//! [`validate`] answers one question: does whoever controls `identifier` (a DNS name) hold the
+//! account key whose key authorization (RFC 8555 §8.1) it was given? It connects to the name as
+//! the RFCs say, and maps every failure to an RFC 8555 §6.7 problem type:
+//!
+//! | failure | problem type |
+//! |---|---|
+//! | the name does not resolve, or only to addresses the VA refuses | `dns` |
+//! | connection refused or reset, a timeout in any phase, a malformed HTTP response, a redirect the VA does not follow | `connection` |
+//! | an HTTP status other than 200 | `unauthorized` |
+//! | a body other than the key authorization, a body over [`MAX_BODY`] bytes | `incorrectResponse` |
+//! | the TLS handshake fails, or ALPN `acme-tls/1` is not negotiated | `tls` |
+//! | the tls-alpn-01 certificate is not the one RFC 8737 §3 describes | `incorrectResponse` |
+//! | an identifier that is not a DNS name, a token that is not base64url | `malformed` |
+//!
+//! Names are resolved through [`VaConfig::resolve`] (`--va-resolve NAME=IP`, `*` for every
+//! name, for tests and closed networks, as Pebble does) and otherwise through the system
+//! resolver. Loopback, unspecified, multicast and broadcast addresses are refused unless
+//! `--va-resolve` names them: nobody can make the CA probe itself by publishing `127.0.0.1`.
+//!
+//! http-01 redirects: at most [`MAX_REDIRECTS`] are followed, only to `http://` URLs on the
+//! http-01 port (an absent port, or port 80, or [`VaConfig::http_port`]) whose host is a DNS
+//! name, resolved on the same rules. A redirect to `https://`, to an IP literal or to another
+//! port is refused (`connection`): following those would need a second TLS client that accepts
+//! any certificate, for no gain to an ACME client that controls the name.
+//!
+//! Every validation runs under one deadline, [`VaConfig::timeout`], covering resolution,
+//! connecting, the TLS handshake, the response head and the body, and every redirect.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls13_signature_with_raw_key};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+
+use crate::ca::serve::problem::{Problem, ProblemType};
+
+/// The ALPN protocol of tls-alpn-01 (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The OID of the id-pe-acmeIdentifier extension (RFC 8737 §6.1), dotted.
+pub const ID_PE_ACME_IDENTIFIER: &str = "1.3.6.1.5.5.7.1.31";
+
+/// The largest http-01 response body read, in bytes. A key authorization is 87 bytes (two
+/// 43-character base64url strings and a dot); a body over this is refused, not truncated.
+pub const MAX_BODY: usize = 4096;
+
+/// The most http-01 redirects followed in one validation.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// The largest HTTP response head accepted, in bytes.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// At most this many characters of a peer's unexpected answer are quoted in a problem detail.
+const QUOTE_CHARS: usize = 100;
+
+/// At most this many resolved addresses are tried, in the resolver's order.
+const MAX_ADDRESSES: usize = 4;
+
+/// The `User-Agent` of http-01 requests.
+const VA_USER_AGENT: &str = concat!("tessera-va/", env!("CARGO_PKG_VERSION"));
+
+/// How the validation authority reaches the names it validates (`ca serve`'s `--va-*` flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaConfig {
+    /// The port http-01 connects to (`--va-http-port`; RFC 8555 §8.3 says 80).
+    pub http_port: u16,
+    /// The port tls-alpn-01 connects to (`--va-tls-port`; RFC 8737 §3 says 443).
+    pub tls_port: u16,
+    /// Fixed answers to name resolution (`--va-resolve NAME=IP`), looked up before the system
+    /// resolver: an entry whose name equals the identifier (ASCII case-insensitive) first, else
+    /// an entry named `*`. Addresses given here are used as they are, loopback included.
+    pub resolve: Vec<(String, IpAddr)>,
+    /// The deadline of one whole validation: resolution, connect, handshake, response, body and
+    /// redirects together.
+    pub timeout: Duration,
+}
+
+impl Default for VaConfig {
+    /// Ports 80 and 443, the system resolver, a 10-second deadline.
+    fn default() -> Self {
+        VaConfig {
+            http_port: 80,
+            tls_port: 443,
+            resolve: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl VaConfig {
+    /// Parses one `--va-resolve` value, `NAME=IP` (`*=IP` for every name).
+    ///
+    /// # Errors
+    /// A message naming what is wrong when there is no `=`, the name is neither `*` nor a DNS
+    /// name, or the address is not an IPv4 or IPv6 address.
+    pub fn parse_resolve(value: &str) -> Result<(String, IpAddr), String> {
+        let Some((name, ip)) = value.split_once('=') else {
+            return Err(format!("--va-resolve {value:?}: expected NAME=IP (or *=IP)"));
+        };
+        if name != "*" && check_dns_name(name).is_err() {
+            return Err(format!("--va-resolve {value:?}: {name:?} is neither * nor a DNS name"));
+        }
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("--va-resolve {value:?}: {ip:?} is not an IP address"))?;
+        Ok((name.to_ascii_lowercase(), ip))
+    }
+}
+
+/// A challenge type the validation authority performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChallengeKind {
+    /// `http-01` (RFC 8555 §8.3).
+    Http01,
+    /// `tls-alpn-01` (RFC 8737).
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// Every kind, in the order they are offered in an authorization.
+    pub const ALL: [ChallengeKind; 2] = [ChallengeKind::Http01, ChallengeKind::TlsAlpn01];
+
+    /// The challenge's `type` in ACME objects: `http-01` or `tls-alpn-01`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    /// The kind whose `type` is `name`, if the VA performs it.
+    pub fn parse(name: &str) -> Option<ChallengeKind> {
+        ChallengeKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a validation failed. [`VaError::problem_type`] gives its RFC 8555 §6.7 type; the
+/// `Display` text is the problem's `detail`. Peer-controlled text is quoted escaped and cut to
+/// 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaError {
+    /// The identifier or the token cannot be validated at all (a caller's mistake).
+    #[error("{0}")]
+    Malformed(String),
+    /// The name did not resolve.
+    #[error("cannot resolve {name}: {reason}")]
+    Dns {
+        /// The name looked up.
+        name: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// The name resolved only to addresses the VA does not connect to.
+    #[error(
+        "{name} resolves only to {addresses}, which the validation authority does not \
+         connect to (loopback, unspecified, multicast or broadcast)"
+    )]
+    RefusedAddress {
+        /// The name looked up.
+        name: String,
+        /// The addresses found, comma-separated.
+        addresses: String,
+    },
+    /// No connection could be made.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// What was dialled (`NAME (IP:PORT)`).
+        target: String,
+        /// The operating system's answer.
+        reason: String,
+    },
+    /// The deadline passed.
+    #[error("timeout after {after:?} while {phase} ({target})")]
+    Timeout {
+        /// What was being done: `resolving`, `connecting`, `waiting for the response` …
+        phase: &'static str,
+        /// The URL or address concerned.
+        target: String,
+        /// The configured deadline.
+        after: Duration,
+    },
+    /// The HTTP exchange failed below the status line.
+    #[error("{url}: {reason}")]
+    Http {
+        /// The URL fetched.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A redirect that is not followed.
+    #[error("{url}: redirect to {location} not followed: {reason}")]
+    Redirect {
+        /// The URL that answered with the redirect.
+        url: String,
+        /// The `Location` it gave, quoted.
+        location: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An HTTP status other than 200.
+    #[error("{url}: HTTP status {status}, expected 200")]
+    Status {
+        /// The URL fetched.
+        url: String,
+        /// The status received.
+        status: u16,
+    },
+    /// A response body over [`MAX_BODY`] bytes.
+    #[error("{url}: response body over {limit} bytes")]
+    BodyTooLarge {
+        /// The URL fetched.
+        url: String,
+        /// [`MAX_BODY`].
+        limit: usize,
+    },
+    /// A body other than the key authorization.
+    #[error("{url}: the body is {got}, expected the key authorization {expected:?}")]
+    WrongBody {
+        /// The URL fetched.
+        url: String,
+        /// The key authorization.
+        expected: String,
+        /// The body received (whitespace-trimmed), quoted.
+        got: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {target} failed: {reason}")]
+    Tls {
+        /// What was dialled.
+        target: String,
+        /// rustls's answer.
+        reason: String,
+    },
+    /// The server did not negotiate ALPN `acme-tls/1` (RFC 8737 §3).
+    #[error("{target} did not negotiate ALPN \"acme-tls/1\" (negotiated: {negotiated})")]
+    Alpn {
+        /// What was dialled.
+        target: String,
+        /// The protocol it chose, quoted, or `none`.
+        negotiated: String,
+    },
+    /// The tls-alpn-01 certificate is not the one RFC 8737 §3 describes.
+    #[error("{target}: the tls-alpn-01 certificate {reason}")]
+    Certificate {
+        /// What was dialled.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl VaError {
+    /// The RFC 8555 §6.7 problem type this failure is reported with (the table in the module
+    /// docs).
+    pub fn problem_type(&self) -> ProblemType {
+        match self {
+            VaError::Malformed(_) => ProblemType::Malformed,
+            VaError::Dns { .. } | VaError::RefusedAddress { .. } => ProblemType::Dns,
+            VaError::Connect { .. } | VaError::Timeout { .. } | VaError::Http { .. } | VaError::Redirect { .. } => {
+                ProblemType::Connection
+            }
+            VaError::Status { .. } => ProblemType::Unauthorized,
+            VaError::BodyTooLarge { .. } | VaError::WrongBody { .. } | VaError::Certificate { .. } => {
+                ProblemType::IncorrectResponse
+            }
+            VaError::Tls { .. } | VaError::Alpn { .. } => ProblemType::Tls,
+        }
+    }
+}
+
+impl From<VaError> for Problem {
+    fn from(error: VaError) -> Problem {
+        Problem::new(error.problem_type(), error.to_string())
+    }
+}
+
+/// Validates one challenge: `kind` for `identifier` (a DNS name, not a wildcard), whose token
+/// is `token` and whose expected key authorization (RFC 8555 §8.1, `token.thumbprint`) is
+/// `key_authorization`.
+///
+/// # Errors
+/// A [`Problem`] of the type the module docs' table gives, whose detail says what was
+/// expected and what was found.
+///
+/// # Security
+/// This authenticates control of the name as seen from the CA's network (RFC 8555 §10.2): an
+/// attacker on the path between the CA and the name can pass it. tls-alpn-01 proves nothing
+/// about the peer's certificate beyond its contents: any certificate is accepted for the
+/// handshake, as RFC 8737 §3 requires.
+pub async fn validate(
+    cfg: &VaConfig,
+    kind: ChallengeKind,
+    identifier: &str,
+    token: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
+    check(cfg, kind, identifier, token, key_authorization)
+        .await
+        .map_err(Problem::from)
+}
+
+/// [`validate`] with the failure as a [`VaError`] (its fields, for logs and tests).
+///
+/// # Errors
+/// See [`validate`].
+pub async fn check(
+    cfg: &VaConfig,
+    kind: ChallengeKind,
+    identifier: &str,
+    token: &str,
+    key_authorization: &str,
+) -> Result<(), VaError> {
+    check_dns_name(identifier)?;
+    let deadline = Instant::now() + cfg.timeout;
+    match kind {
+        ChallengeKind::Http01 => {
+            check_token(token)?;
+            http01(cfg, deadline, identifier, token, key_authorization).await
+        }
+        ChallengeKind::TlsAlpn01 => tls_alpn01(cfg, deadline, identifier, key_authorization).await,
+    }
+}
+
+/// A DNS name the VA can dial: 1–253 characters, labels of 1–63 letters, digits and hyphens
+/// not starting or ending with a hyphen, not all digits in the last label (so not an IP
+/// address), no wildcard.
+fn check_dns_name(name: &str) -> Result<(), VaError> {
+    let bad = |why: &str| {
+        VaError::Malformed(format!(
+            "identifier {} is not a DNS name the validation authority can check: {why}",
+            quote(name)
+        ))
+    };
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad("length must be 1 to 253"));
+    }
+    if name.starts_with("*.") {
+        return Err(bad("wildcards are validated through their base name"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("every label must be 1 to 63 characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(bad("only letters, digits, hyphens and dots are allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with a hyphen"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad("the last label is numeric (an IP address?)"));
+    }
+    Ok(())
+}
+
+/// A challenge token (RFC 8555 §8.3: base64url, no padding), so it is safe in a URL path.
+fn check_token(token: &str) -> Result<(), VaError> {
+    if token.is_empty()
+        || token.len() > 256
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(VaError::Malformed(format!("token {} is not base64url", quote(token))));
+    }
+    Ok(())
+}
+
+/// `text` escaped (control characters, quotes) and cut to [`QUOTE_CHARS`] characters, in
+/// double quotes: peer-controlled text is shown only this way.
+fn quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(QUOTE_CHARS) {
+        out.extend(c.escape_debug());
+    }
+    out.push('"');
+    if chars.next().is_some() {
+        out.push_str(" (truncated)");
+    }
+    out
+}
+
+/// The addresses to dial for `name`: from [`VaConfig::resolve`], else from the system resolver
+/// without the refused kinds, at most [`MAX_ADDRESSES`].
+async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<SocketAddr>, VaError> {
+    let fixed = cfg
+        .resolve
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .or_else(|| cfg.resolve.iter().find(|(n, _)| n == "*"));
+    if let Some((_, ip)) = fixed {
+        return Ok(vec![SocketAddr::new(*ip, port)]);
+    }
+    let found: Vec<SocketAddr> = match timeout_at(deadline, tokio::net::lookup_host((name, port))).await {
+        Err(_) => {
+            return Err(VaError::Timeout {
+                phase: "resolving",
+                target: name.to_string(),
+                after: cfg.timeout,
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(VaError::Dns {
+                name: name.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(Ok(addrs)) => addrs.collect(),
+    };
+    if found.is_empty() {
+        return Err(VaError::Dns {
+            name: name.to_string(),
+            reason: "no address".to_string(),
+        });
+    }
+    let allowed: Vec<SocketAddr> = found
+        .iter()
+        .copied()
+        .filter(|a| dialable(a.ip()))
+        .take(MAX_ADDRESSES)
+        .collect();
+    if allowed.is_empty() {
+        let addresses = found.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(VaError::RefusedAddress {
+            name: name.to_string(),
+            addresses,
+        });
+    }
+    Ok(allowed)
+}
+
+/// Whether the system resolver's `ip` may be dialled.
+fn dialable(ip: IpAddr) -> bool {
+    let mapped = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match mapped {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// A TCP connection to the first of `addrs` that answers, before `deadline`.
+async fn connect(
+    cfg: &VaConfig,
+    deadline: Instant,
+    name: &str,
+    addrs: &[SocketAddr],
+) -> Result<(TcpStream, String), VaError> {
+    let mut last = None;
+    for addr in addrs {
+        let target = format!("{name} ({addr})");
+        match timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(VaError::Timeout {
+                    phase: "connecting",
+                    target,
+                    after: cfg.timeout,
+                });
+            }
+            Ok(Ok(stream)) => return Ok((stream, target)),
+            Ok(Err(e)) => {
+                last = Some(VaError::Connect {
+                    target,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| VaError::Dns {
+        name: name.to_string(),
+        reason: "no address".to_string(),
+    }))
+}
+
+/// Aborts a spawned task when dropped (the HTTP connection driver of one request).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One http-01 URL: `http://host:port/path`.
+#[derive(Debug)]
+struct HttpTarget {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl fmt::Display for HttpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.port == 80 {
+            write!(f, "http://{}{}", self.host, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
+/// What one http-01 request got back.
+enum Fetched {
+    /// A 200 with its body (at most [`MAX_BODY`] bytes).
+    Body(Vec<u8>),
+    /// A 301, 302, 303, 307 or 308 with its `Location`.
+    Redirect(String),
+}
+
+/// RFC 8555 §8.3: GET `http://NAME/.well-known/acme-challenge/TOKEN`, following redirects as
+/// the module docs say; the whitespace-trimmed body must equal the key authorization.
+async fn http01(
+    cfg: &VaConfig,
+    deadline: Instant,
+    name: &str,
+    token: &str,
+    key_authorization: &str,
+) -> Result<(), VaError> {
+    let mut target = HttpTarget {
+        host: name.to_ascii_lowercase(),
+        port: cfg.http_port,
+        path: format!("/.well-known/acme-challenge/{token}"),
+    };
+    let mut redirects = 0;
+    loop {
+        let url = target.to_string();
+        match fetch(cfg, deadline, &target).await? {
+            Fetched::Body(body) => {
+                let text = std::str::from_utf8(&body).map_err(|_| VaError::WrongBody {
+                    url: url.clone(),
+                    expected: key_authorization.to_string(),
+                    got: format!("{} bytes that are not UTF-8", body.len()),
+                })?;
+                let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+                if trimmed != key_authorization {
+                    return Err(VaError::WrongBody {
+                        url,
+                        expected: key_authorization.to_string(),
+                        got: quote(trimmed),
+                    });
+                }
+                return Ok(());
+            }
+            Fetched::Redirect(location) => {
+                if redirects == MAX_REDIRECTS {
+                    return Err(VaError::Redirect {
+                        url,
+                        location: quote(&location),
+                        reason: format!("more than {MAX_REDIRECTS} redirects"),
+                    });
+                }
+                redirects += 1;
+                target = follow(cfg, &target, &url, &location)?;
+            }
+        }
+    }
+}
+
+/// The target a `Location` header points to, if the VA follows it (module docs).
+fn follow(cfg: &VaConfig, from: &HttpTarget, url: &str, location: &str) -> Result<HttpTarget, VaError> {
+    let refuse = |reason: &str| VaError::Redirect {
+        url: url.to_string(),
+        location: quote(location),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = location.parse().map_err(|_| refuse("not a valid URL"))?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or_else(|| "/".to_string());
+    let Some(authority) = uri.authority() else {
+        if !location.starts_with('/') || location.starts_with("//") {
+            return Err(refuse("only absolute URLs and absolute paths are followed"));
+        }
+        return Ok(HttpTarget {
+            host: from.host.clone(),
+            port: from.port,
+            path,
+        });
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(refuse("redirects to https are not followed")),
+        _ => return Err(refuse("only http redirects are followed")),
+    }
+    if authority.as_str().contains('@') {
+        return Err(refuse("credentials in a URL are not followed"));
+    }
+    let host = authority.host();
+    if check_dns_name(host).is_err() {
+        return Err(refuse("the host is not a DNS name"));
+    }
+    match authority.port_u16() {
+        None | Some(80) => {}
+        Some(p) if p == cfg.http_port => {}
+        Some(_) => return Err(refuse("only the http-01 port is followed")),
+    }
+    Ok(HttpTarget {
+        host: host.to_ascii_lowercase(),
+        port: cfg.http_port,
+        path,
+    })
+}
+
+/// One GET of `target` before `deadline`, body bounded by [`MAX_BODY`].
+async fn fetch(cfg: &VaConfig, deadline: Instant, target: &HttpTarget) -> Result<Fetched, VaError> {
+    let url = target.to_string();
+    let timeout = |phase| VaError::Timeout {
+        phase,
+        target: url.clone(),
+        after: cfg.timeout,
+    };
+    let http_error = |e: hyper::Error| VaError::Http {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
+    let addrs = resolve(cfg, deadline, &target.host, target.port).await?;
+    let (stream, _) = connect(cfg, deadline, &target.host, &addrs).await?;
+    let (mut sender, connection) = timeout_at(
+        deadline,
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| timeout("connecting"))?
+    .map_err(http_error)?;
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        // The connection's own error is the request's error, seen through `send_request`.
+        let _ = connection.await;
+    }));
+    let host = if target.port == 80 {
+        target.host.clone()
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = Request::get(target.path.as_str())
+        .header(HOST, host)
+        .header(USER_AGENT, VA_USER_AGENT)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| VaError::Http {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let response = timeout_at(deadline, sender.send_request(request))
+        .await
+        .map_err(|_| timeout("waiting for the response"))?
+        .map_err(http_error)?;
+    let status = response.status();
+    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| VaError::Http {
+                url: url.clone(),
+                reason: format!("HTTP status {} without a readable Location", status.as_u16()),
+            })?;
+        return Ok(Fetched::Redirect(location.to_string()));
+    }
+    if status != StatusCode::OK {
+        return Err(VaError::Status {
+            url,
+            status: status.as_u16(),
+        });
+    }
+    let too_large = || VaError::BodyTooLarge {
+        url: url.clone(),
+        limit: MAX_BODY,
+    };
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    loop {
+        let frame = match timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(timeout("reading the body")),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(http_error)?,
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Fetched::Body(bytes))
+}
+
+/// RFC 8737 §3: a TLS handshake with SNI `name` offering only ALPN `acme-tls/1`, then the
+/// certificate checks of [`check_acme_certificate`].
+async fn tls_alpn01(cfg: &VaConfig, deadline: Instant, name: &str, key_authorization: &str) -> Result<(), VaError> {
+    let addrs = resolve(cfg, deadline, name, cfg.tls_port).await?;
+    let (stream, target) = connect(cfg, deadline, name, &addrs).await?;
+    let tls_error = |reason: String| VaError::Tls {
+        target: target.clone(),
+        reason,
+    };
+    let config = alpn_client_config().map_err(|e| tls_error(e.to_string()))?;
+    let server_name = ServerName::try_from(name.to_ascii_lowercase()).map_err(|e| tls_error(e.to_string()))?;
+    let tls = timeout_at(deadline, TlsConnector::from(config).connect(server_name, stream))
+        .await
+        .map_err(|_| VaError::Timeout {
+            phase: "in the TLS handshake",
+            target: target.clone(),
+            after: cfg.timeout,
+        })?
+        .map_err(|e| tls_error(e.to_string()))?;
+    let (_, connection) = tls.get_ref();
+    if connection.alpn_protocol() != Some(ACME_TLS_ALPN) {
+        return Err(VaError::Alpn {
+            target: target.clone(),
+            negotiated: connection
+                .alpn_protocol()
+                .map(|p| quote(&String::from_utf8_lossy(p)))
+                .unwrap_or_else(|| "none".to_string()),
+        });
+    }
+    let Some(leaf) = connection.peer_certificates().and_then(|c| c.first()) else {
+        return Err(tls_error("no certificate".to_string()));
+    };
+    check_acme_certificate(leaf.as_ref(), name, key_authorization).map_err(|reason| VaError::Certificate {
+        target: target.clone(),
+        reason,
+    })
+}
+
+/// The rustls client of tls-alpn-01: ring, TLS 1.2 and 1.3, ALPN `acme-tls/1` only, any
+/// certificate accepted (its contents are checked afterwards).
+fn alpn_client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    config.enable_sni = true;
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// A verifier that accepts any server certificate (RFC 8737 §3: the certificate is
+/// self-signed and only its contents matter) but checks the handshake signatures against the
+/// certificate's public key, so the peer holds that key. The key is taken from the certificate
+/// with x509-parser: webpki refuses to parse a certificate with an unknown critical extension,
+/// which every tls-alpn-01 certificate has.
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl AnyCertificate {
+    /// Verifies `dss` over `message` with the key of `cert`, trying every algorithm the
+    /// provider maps the scheme to (TLS 1.2's ECDSA schemes do not fix the curve).
+    fn verify_with_certificate_key(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let spki = certificate_key(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let algorithms = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        if algorithms
+            .iter()
+            .any(|alg| key.verify_signature(*alg, message, dss.signature()).is_ok())
+        {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature,
+            ))
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo of `cert`, read with x509-parser.
+fn certificate_key(cert: &CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    Ok(SubjectPublicKeyInfoDer::from(
+        parsed.tbs_certificate.subject_pki.raw.to_vec(),
+    ))
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_with_certificate_key(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature_with_raw_key(
+            message,
+            &certificate_key(cert)?,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// RFC 8737 §3's checks of a tls-alpn-01 certificate (`der`) for `name`: exactly one
+/// subjectAltName extension holding exactly one entry, a dNSName equal to `name` (ASCII
+/// case-insensitive); exactly one id-pe-acmeIdentifier extension, critical, whose value is the
+/// DER OCTET STRING of SHA-256(`key_authorization`).
+///
+/// # Errors
+/// What is wrong, worded to follow "the tls-alpn-01 certificate …".
+pub fn check_acme_certificate(der: &[u8], name: &str, key_authorization: &str) -> Result<(), String> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("cannot be parsed: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("has an unreadable subjectAltName: {e}"))?
+        .ok_or("has no subjectAltName extension")?;
+    match san.value.general_names.as_slice() {
+        [GeneralName::DNSName(dns)] if dns.eq_ignore_ascii_case(name) => {}
+        [GeneralName::DNSName(dns)] => return Err(format!("names {}, expected {name}", quote(dns))),
+        [other] => return Err(format!("names {other} instead of the dNSName {name}")),
+        names => {
+            return Err(format!(
+                "has {} subjectAltName entries, expected exactly one (the dNSName {name})",
+                names.len()
+            ));
+        }
+    }
+    let mut acme = cert
+        .extensions()
+        .iter()
+        .filter(|ext| ext.oid.to_id_string() == ID_PE_ACME_IDENTIFIER);
+    let extension = acme
+        .next()
+        .ok_or("has no id-pe-acmeIdentifier extension (1.3.6.1.5.5.7.1.31)")?;
+    if acme.next().is_some() {
+        return Err("has more than one id-pe-acmeIdentifier extension".to_string());
+    }
+    if !extension.critical {
+        return Err("has an id-pe-acmeIdentifier extension not marked critical".to_string());
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+    let mut expected = vec![0x04, 0x20];
+    expected.extend_from_slice(digest.as_ref());
+    if extension.value != expected.as_slice() {
+        return Err(format!(
+            "has an id-pe-acmeIdentifier of {}, expected the OCTET STRING of SHA-256 of the key \
+             authorization ({})",
+            hex(extension.value),
+            hex(&expected)
+        ));
+    }
+    Ok(())
+}
+
+/// Lower-case hex, at most 40 bytes shown.
+fn hex(bytes: &[u8]) -> String {
+    let mut out: String = bytes.iter().take(40).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::Ipv4Addr;
+
+    use http_body_util::Full;
+    use hyper::Response;
+    use hyper::service::service_fn;
+    use rustls::pki_types::PrivateKeyDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const NAME: &str = "a.example.test";
+    const TOKEN: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+    const KEY_AUTHORIZATION: &str =
+        "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nysa1-kHjSSR-gWw0bHh0SYvmgsbfqf4mb-qvD3rrOY";
+
+    /// What the test HTTP responder answers.
+    #[derive(Clone)]
+    enum Reply {
+        Body(String),
+        Status(u16),
+        Redirect(String),
+        Slow,
+    }
+
+    /// A hyper HTTP/1.1 server on 127.0.0.1 answering every request with `reply(path, host)`.
+    async fn http_responder(reply: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply = Arc::new(reply);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let host = req
+                            .headers()
+                            .get(HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let answer = reply(req.uri().path(), &host);
+                        async move {
+                            let mut response = Response::builder();
+                            let body = match answer {
+                                Reply::Body(body) => body,
+                                Reply::Status(code) => {
+                                    response = response.status(code);
+                                    "nothing here".to_string()
+                                }
+                                Reply::Redirect(location) => {
+                                    response = response.status(302).header(LOCATION, location);
+                                    String::new()
+                                }
+                                Reply::Slow => {
+                                    tokio::time::sleep(Duration::from_secs(20)).await;
+                                    String::new()
+                                }
+                            };
+                            Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    /// A raw TCP server on 127.0.0.1 that writes `bytes` to every connection, then closes it.
+    async fn raw_responder(bytes: Vec<u8>) -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let bytes = bytes.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request).await;
+                    let _ = stream.write_all(&bytes).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    /// A port on 127.0.0.1 where nothing listens.
+    async fn closed_port() -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    fn config(http_port: u16, tls_port: u16) -> VaConfig {
+        VaConfig {
+            http_port,
+            tls_port,
+            resolve: vec![("*".to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn run(cfg: &VaConfig, kind: ChallengeKind, name: &str, ka: &str) -> Result<(), VaError> {
+        tokio::time::timeout(Duration::from_secs(30), check(cfg, kind, name, TOKEN, ka))
+            .await
+            .expect("validation bounded by its own deadline")
+    }
+
+    fn serves_key_authorization() -> impl Fn(&str, &str) -> Reply + Send + Sync + 'static {
+        |path, _| {
+            if path == format!("/.well-known/acme-challenge/{TOKEN}") {
+                Reply::Body(format!("{KEY_AUTHORIZATION}\r\n"))
+            } else {
+                Reply::Status(404)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn http01_accepts_the_key_authorization_with_the_name_as_host() {
+        let port = http_responder(|path, host| {
+            if path == format!("/.well-known/acme-challenge/{TOKEN}") && host.starts_with("a.example.test:") {
+                Reply::Body(format!(" {KEY_AUTHORIZATION}\n"))
+            } else {
+                Reply::Status(404)
+            }
+        })
+        .await;
+        let cfg = config(port, 1);
+        run(&cfg, ChallengeKind::Http01, "A.Example.Test", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+        validate(&cfg, ChallengeKind::Http01, NAME, TOKEN, KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn http01_wrong_key_authorization_is_incorrect_response_saying_both() {
+        let port = http_responder(serves_key_authorization()).await;
+        let cfg = config(port, 1);
+        let expected = format!("{TOKEN}.other-thumbprint");
+        let err = run(&cfg, ChallengeKind::Http01, NAME, &expected).await.unwrap_err();
+        assert!(matches!(err, VaError::WrongBody { .. }), "{err:?}");
+        assert_eq!(err.problem_type(), ProblemType::IncorrectResponse);
+        let detail = err.to_string();
+        assert!(detail.contains(&expected), "{detail}");
+        assert!(detail.contains(&format!("{KEY_AUTHORIZATION:?}")), "{detail}");
+        let problem = Problem::from(err);
+        assert_eq!(problem.kind, ProblemType::IncorrectResponse);
+    }
+
+    #[tokio::test]
+    async fn http01_404_is_unauthorized() {
+        let port = http_responder(|_, _| Reply::Status(404)).await;
+        let err = run(&config(port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            VaError::Status {
+                url: format!("http://a.example.test:{port}/.well-known/acme-challenge/{TOKEN}"),
+                status: 404
+            }
+        );
+        assert_eq!(err.problem_type(), ProblemType::Unauthorized);
+    }
+
+    #[tokio::test]
+    async fn refused_port_is_connection() {
+        let port = closed_port().await;
+        for kind in ChallengeKind::ALL {
+            let err = run(&config(port, port), kind, NAME, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Connect { .. }), "{kind}: {err:?}");
+            assert_eq!(err.problem_type(), ProblemType::Connection);
+            assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_server_times_out() {
+        let port = http_responder(|_, _| Reply::Slow).await;
+        let mut cfg = config(port, 1);
+        cfg.timeout = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let err = run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VaError::Timeout {
+                    phase: "waiting for the response",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.problem_type(), ProblemType::Connection);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        // Declared by Content-Length.
+        let big = "x".repeat(MAX_BODY + 1);
+        let port = http_responder(move |_, _| Reply::Body(big.clone())).await;
+        let err = run(&config(port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::BodyTooLarge { limit: MAX_BODY, .. }), "{err:?}");
+        assert_eq!(err.problem_type(), ProblemType::IncorrectResponse);
+        // Streamed until the connection closes, no length given.
+        let mut raw = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        raw.extend(std::iter::repeat_n(b'y', MAX_BODY * 3));
+        let port = raw_responder(raw).await;
+        let err = run(&config(port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::BodyTooLarge { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn long_or_binary_wrong_bodies_are_quoted_truncated() {
+        let body = format!("\u{1b}[31m{}", "z".repeat(500));
+        let port = http_responder(move |_, _| Reply::Body(body.clone())).await;
+        let err = run(&config(port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        let detail = err.to_string();
+        assert!(detail.contains("\\u{1b}[31m"), "{detail}");
+        assert!(detail.contains("(truncated)"), "{detail}");
+        assert!(!detail.contains(&"z".repeat(200)), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn not_http_is_connection() {
+        let port = raw_responder(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec()).await;
+        let err = run(&config(port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::Http { .. }), "{err:?}");
+        assert_eq!(err.problem_type(), ProblemType::Connection);
+    }
+
+    #[tokio::test]
+    async fn http01_follows_http_redirects_on_the_same_port_and_refuses_others() {
+        let port = http_responder(move |path, _| match path {
+            p if p.starts_with("/.well-known/") => Reply::Redirect("/moved".into()),
+            "/moved" => Reply::Redirect("http://b.example.test/final".into()),
+            "/final" => Reply::Body(KEY_AUTHORIZATION.into()),
+            "/loop" => Reply::Redirect("/loop".into()),
+            "/tls" => Reply::Redirect("https://a.example.test/x".into()),
+            "/port" => Reply::Redirect("http://a.example.test:1/x".into()),
+            "/ip" => Reply::Redirect("http://127.0.0.1/x".into()),
+            _ => Reply::Status(404),
+        })
+        .await;
+        let cfg = config(port, 1);
+        run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION).await.unwrap();
+        let from = HttpTarget {
+            host: NAME.into(),
+            port,
+            path: "/".into(),
+        };
+        for (location, reason) in [
+            ("https://a.example.test/x", "https"),
+            ("http://a.example.test:1/x", "port"),
+            ("http://127.0.0.1/x", "DNS name"),
+            ("ftp://a.example.test/x", "only http"),
+            ("relative/path", "not a valid URL"),
+            ("http://user@a.example.test/x", "credentials"),
+        ] {
+            let err = follow(&cfg, &from, "u", location).unwrap_err();
+            assert!(err.to_string().contains(reason), "{location}: {err}");
+            assert_eq!(err.problem_type(), ProblemType::Connection);
+        }
+        // A loop ends after MAX_REDIRECTS.
+        let loop_port = http_responder(|_, _| Reply::Redirect("/loop".into())).await;
+        let err = run(&config(loop_port, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 3 redirects"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn loopback_only_through_va_resolve() {
+        let port = http_responder(serves_key_authorization()).await;
+        let mut cfg = config(port, 1);
+        cfg.resolve.clear();
+        let err = run(&cfg, ChallengeKind::Http01, "localhost", KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::RefusedAddress { .. }), "{err:?}");
+        assert_eq!(err.problem_type(), ProblemType::Dns);
+        // Named explicitly, it is used; another name's entry is not.
+        cfg.resolve = vec![("localhost".into(), IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        run(&cfg, ChallengeKind::Http01, "LOCALHOST", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+        cfg.resolve = vec![("b.invalid".into(), IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        let err = run(&cfg, ChallengeKind::Http01, "a.invalid", KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert_eq!(err.problem_type(), ProblemType::Dns, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn bad_identifiers_and_tokens_are_malformed_before_any_connection() {
+        let cfg = config(closed_port().await, 1);
+        for name in [
+            "",
+            "*.example.test",
+            "a..b",
+            "a/b.test",
+            "10.0.0.1",
+            "-a.test",
+            "a.test:80",
+        ] {
+            let err = run(&cfg, ChallengeKind::Http01, name, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert_eq!(err.problem_type(), ProblemType::Malformed, "{name}: {err:?}");
+        }
+        for token in ["", "../x", "a b", "a?b"] {
+            let err = check(&cfg, ChallengeKind::Http01, NAME, token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert_eq!(err.problem_type(), ProblemType::Malformed, "{token}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn va_resolve_values_parse() {
+        assert_eq!(
+            VaConfig::parse_resolve("*=127.0.0.1").unwrap(),
+            ("*".to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            VaConfig::parse_resolve("A.Example.Test=::1").unwrap(),
+            ("a.example.test".to_string(), "::1".parse().unwrap())
+        );
+        for bad in ["a.example.test", "a.example.test=x", "a b=1.2.3.4", "=1.2.3.4"] {
+            assert!(VaConfig::parse_resolve(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ChallengeKind::parse("tls-alpn-01"), Some(ChallengeKind::TlsAlpn01));
+        assert_eq!(ChallengeKind::parse("dns-01"), None);
+    }
+
+    /// How the test tls-alpn-01 certificate's acmeIdentifier extension is made.
+    enum Acme {
+        Good,
+        Digest(&'static str),
+        NotCritical,
+        Missing,
+        Twice,
+    }
+
+    fn octet_string_of_digest(key_authorization: &str) -> Vec<u8> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+        let mut value = vec![0x04, 0x20];
+        value.extend_from_slice(digest.as_ref());
+        value
+    }
+
+    /// A self-signed rcgen certificate for `names` and its PKCS#8 key.
+    fn acme_certificate(names: &[&str], acme: Acme) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let extension = |ka: &str, critical: bool| {
+            let mut ext =
+                rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 31], octet_string_of_digest(ka));
+            ext.set_criticality(critical);
+            ext
+        };
+        match acme {
+            // rcgen's own encoding of the extension, an independent one.
+            Acme::Good => params
+                .custom_extensions
+                .push(rcgen::CustomExtension::new_acme_identifier(
+                    &octet_string_of_digest(KEY_AUTHORIZATION)[2..],
+                )),
+            Acme::Digest(ka) => params.custom_extensions.push(extension(ka, true)),
+            Acme::NotCritical => params.custom_extensions.push(extension(KEY_AUTHORIZATION, false)),
+            Acme::Missing => {}
+            Acme::Twice => {
+                params.custom_extensions.push(extension(KEY_AUTHORIZATION, true));
+                params.custom_extensions.push(extension(KEY_AUTHORIZATION, true));
+            }
+        }
+        let cert = params.self_signed(&key).unwrap();
+        (cert.der().clone(), PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+    }
+
+    /// A rustls server on 127.0.0.1 presenting `certificate`, choosing ALPN `alpn` if the
+    /// client offers it; records the SNI it saw.
+    async fn tls_responder(
+        certificate: (CertificateDer<'static>, PrivateKeyDer<'static>),
+        alpn: Option<&'static [u8]>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Not `with_single_cert`: it refuses the critical acmeIdentifier extension.
+        let key = provider.key_provider.load_private_key(certificate.1).unwrap();
+        let certified = rustls::sign::CertifiedKey::new(vec![certificate.0], key);
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        if let Some(alpn) = alpn {
+            config.alpn_protocols = vec![alpn.to_vec()];
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    if let Ok(Ok(mut tls)) = handshake.await {
+                        if let Some(sni) = tls.get_ref().1.server_name() {
+                            record.lock().unwrap().push(sni.to_string());
+                        }
+                        let mut buf = [0u8; 64];
+                        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await;
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    async fn tls_alpn(
+        certificate: (CertificateDer<'static>, PrivateKeyDer<'static>),
+        alpn: Option<&'static [u8]>,
+    ) -> Result<(), VaError> {
+        let (port, _) = tls_responder(certificate, alpn, rustls::ALL_VERSIONS).await;
+        run(&config(1, port), ChallengeKind::TlsAlpn01, NAME, KEY_AUTHORIZATION).await
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_accepts_the_rfc8737_certificate_with_sni() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (port, seen) =
+                tls_responder(acme_certificate(&[NAME], Acme::Good), Some(ACME_TLS_ALPN), &[version]).await;
+            let cfg = config(1, port);
+            run(&cfg, ChallengeKind::TlsAlpn01, "A.EXAMPLE.test", KEY_AUTHORIZATION)
+                .await
+                .unwrap();
+            // The server records the SNI once its side of the handshake ends.
+            for _ in 0..100 {
+                if !seen.lock().unwrap().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(seen.lock().unwrap().as_slice(), [NAME.to_string()]);
+            // The same certificate does not prove another key authorization.
+            let err = run(&cfg, ChallengeKind::TlsAlpn01, NAME, "other.thumbprint")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Certificate { .. }), "{err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_refuses_every_wrong_certificate() {
+        let cases: [(&[&str], Acme, &str); 6] = [
+            (
+                &[NAME],
+                Acme::Digest("wrong.key-authorization"),
+                "expected the OCTET STRING",
+            ),
+            (&[NAME], Acme::NotCritical, "not marked critical"),
+            (&[NAME], Acme::Missing, "no id-pe-acmeIdentifier"),
+            (&[NAME], Acme::Twice, "more than one"),
+            (&[NAME, "b.example.test"], Acme::Good, "2 subjectAltName entries"),
+            (
+                &["b.example.test"],
+                Acme::Good,
+                "\"b.example.test\", expected a.example.test",
+            ),
+        ];
+        for (names, acme, says) in cases {
+            let err = tls_alpn(acme_certificate(names, acme), Some(ACME_TLS_ALPN))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Certificate { .. }), "{says}: {err:?}");
+            assert!(err.to_string().contains(says), "{says}: {err}");
+            assert_eq!(err.problem_type(), ProblemType::IncorrectResponse);
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_needs_the_acme_tls_1_protocol() {
+        let err = tls_alpn(acme_certificate(&[NAME], Acme::Good), None).await.unwrap_err();
+        assert_eq!(
+            err,
+            VaError::Alpn {
+                target: err_target(&err),
+                negotiated: "none".into()
+            }
+        );
+        assert_eq!(err.problem_type(), ProblemType::Tls);
+        // A server that only speaks another protocol fails the handshake.
+        let err = tls_alpn(acme_certificate(&[NAME], Acme::Good), Some(b"h2"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::Tls { .. }), "{err:?}");
+        assert_eq!(err.problem_type(), ProblemType::Tls);
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_peer_must_hold_the_certificate_key() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (certificate, _) = acme_certificate(&[NAME], Acme::Good);
+            let (_, other_key) = acme_certificate(&[NAME], Acme::Good);
+            let (port, _) = tls_responder((certificate, other_key), Some(ACME_TLS_ALPN), &[version]).await;
+            let err = run(&config(1, port), ChallengeKind::TlsAlpn01, NAME, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Tls { .. }), "{version:?}: {err:?}");
+            assert!(err.to_string().contains("BadSignature"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_on_a_plain_http_port_is_tls() {
+        let port = http_responder(serves_key_authorization()).await;
+        let err = run(&config(1, port), ChallengeKind::TlsAlpn01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VaError::Tls { .. }), "{err:?}");
+    }
+
+    fn err_target(err: &VaError) -> String {
+        match err {
+            VaError::Alpn { target, .. } => target.clone(),
+            _ => String::new(),
+        }
+    }
+
+    #[test]
+    fn certificate_checks_name_other_san_kinds() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::new_acme_identifier(
+                &octet_string_of_digest(KEY_AUTHORIZATION)[2..],
+            ));
+        let cert = params.self_signed(&key).unwrap();
+        let err = check_acme_certificate(cert.der(), NAME, KEY_AUTHORIZATION).unwrap_err();
+        assert!(err.contains("instead of the dNSName"), "{err}");
+        assert!(
+            check_acme_certificate(b"\x30\x03junk", NAME, KEY_AUTHORIZATION)
+                .unwrap_err()
+                .contains("cannot be parsed")
+        );
+        let (der, _) = acme_certificate(&[NAME], Acme::Good);
+        check_acme_certificate(&der, NAME, KEY_AUTHORIZATION).unwrap();
+        check_acme_certificate(&der, "a.example.test.other", KEY_AUTHORIZATION).unwrap_err();
+    }
+}

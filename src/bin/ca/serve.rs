@@ -1,0 +1,246 @@
+//! `ca serve`: flags, binding, `listening on …`, signals. The service is `tessera::ca::serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use tessera::ca::serve::{BaseUrl, ServeConfig, va::VaConfig};
+use tessera::channel::{Cidr, Credentials, ProxySources};
+use tessera::cli::{CliError, exit};
+
+pub const SERVE_EXAMPLES: &str = "EXAMPLES:
+  ca serve --listen 127.0.0.1:14000 --base-url https://127.0.0.1:14000 --dir certs/issuing
+  ca serve --listen 0.0.0.0:443 --http-listen 0.0.0.0:80 --base-url https://acme.example.org \\
+      --allow-dns example.org --acme-hours 72 --dir certs/issuing
+  ca serve --listen 127.0.0.1:14000 --base-url https://127.0.0.1:14000 \\
+      --va-http-port 5002 --va-resolve '*=127.0.0.1' --dir certs/issuing      # tests
+  TESSERA_DB=postgres://ca@db:5432/ca ca serve --listen 10.0.0.5:8443 \\
+      --base-url https://acme.example.org --proxy-protocol --proxy-from 10.0.0.2 --dir certs/issuing
+  lego --server https://127.0.0.1:14000/acme/directory --accept-tos --email a@example.org \\
+      --domains www.example.org --http --http.port :5002 run
+
+The ACME directory is BASE-URL/acme/directory. Certificates issued over ACME live --acme-hours
+(default 24); notBefore/notAfter in an order are refused. See docs/serve.md.";
+
+pub const SERVE_EXIT_CODES: &str = "EXIT CODES:
+  0  stopped by SIGTERM or SIGINT (after letting in-flight requests finish)
+  2  usage error (unknown flag, bad --base-url, --listen or --http-listen, a port out of range,
+     --va-resolve without NAME=IP, a bad --proxy-from network, --tls-cert without --tls-key)
+  3  could not run (no CA or a damaged one in DIR, the store cannot be opened, an address
+     cannot be bound, unusable --tls-cert/--tls-key, the server's own certificate cannot be
+     issued for the host of --base-url, wrong passphrase)";
+
+/// `ca serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for ACME, /crl, /ocsp, /ca.pem and /healthz: IP:PORT (port 0: any free one;
+    /// the bound address is printed).
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen: SocketAddr,
+    /// The external HTTPS URL that clients use, https://HOST or https://HOST:PORT (a load balancer's, say):
+    /// every ACME URL is built from it, and each request's JWS url is checked against it.
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
+    pub base_url: BaseUrl,
+    /// Plain-HTTP address for /crl, /ocsp and /ca.pem (CRLs and OCSP travel over HTTP).
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub http_listen: Option<SocketAddr>,
+    /// The HTTPS certificate chain, PEM (default: a short-lived certificate for the host of
+    /// --base-url, issued by the CA itself and renewed at half its life).
+    #[arg(long, value_name = "CHAIN", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's key (PKCS#8 PEM, unencrypted).
+    #[arg(long, value_name = "KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Lifetime of certificates issued over ACME, in hours, 1 to 8760, shortened to end before
+    /// the CA.
+    #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
+    pub acme_hours: u32,
+    /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's
+    /// own name constraints.
+    #[arg(long, value_name = "SUFFIX", value_parser = parse_suffix)]
+    pub allow_dns: Vec<String>,
+    /// Port the validation authority connects to for http-01 (default 80).
+    #[arg(long, value_name = "N", value_parser = parse_port)]
+    pub va_http_port: Option<u16>,
+    /// Port the validation authority connects to for tls-alpn-01 (default 443).
+    #[arg(long, value_name = "N", value_parser = parse_port)]
+    pub va_tls_port: Option<u16>,
+    /// Resolve NAME to IP for validation instead of DNS (repeatable; `*=IP` for every name).
+    #[arg(long, value_name = "NAME=IP", value_parser = parse_resolve)]
+    pub va_resolve: Vec<(String, IpAddr)>,
+    /// Skip validation: every challenge succeeds (tests only; logged loudly).
+    #[arg(long)]
+    pub va_always_valid: bool,
+    /// Connections from --proxy-from peers start with a PROXY protocol v1 or v2 header
+    /// (HAProxy's send-proxy-v2); the client address in it is the one logged.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Peers that send a PROXY header, as CIDR (repeatable; default: loopback).
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol", value_parser = Cidr::parse)]
+    pub proxy_from: Vec<Cidr>,
+}
+
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{text:?} is not IP:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:14000, [::1]:0)"))
+}
+
+fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
+    BaseUrl::parse(text).map_err(|e| match e {
+        tessera::ca::CaError::InvalidRequest { reason, .. } => reason,
+        other => other.to_string(),
+    })
+}
+
+fn parse_acme_hours(text: &str) -> Result<u32, String> {
+    crate::cli::parse_count(text, "hours", 8760)
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u32>() {
+        Ok(port) if (1..=65_535).contains(&port) => Ok(u16::try_from(port).unwrap_or(u16::MAX)),
+        _ => Err(format!("{text:?} is not a port from 1 to 65535")),
+    }
+}
+
+fn parse_suffix(text: &str) -> Result<String, String> {
+    match tessera::pki::SubjectAltName::check("dns", text.trim().trim_start_matches('.')) {
+        Ok(tessera::pki::SubjectAltName::Dns(name)) if !name.starts_with('*') => Ok(name),
+        _ => Err(format!("{text:?} is not a DNS suffix such as example.org")),
+    }
+}
+
+fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
+    let Some((name, ip)) = text.split_once('=') else {
+        return Err(format!(
+            "{text:?} is not NAME=IP (e.g. a.example.test=127.0.0.1, or *=127.0.0.1)"
+        ));
+    };
+    let ip: IpAddr = ip
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ip:?} in {text:?} is not an IP address"))?;
+    let name = name.trim().to_ascii_lowercase();
+    if name != "*" {
+        match tessera::pki::SubjectAltName::check("dns", &name) {
+            Ok(tessera::pki::SubjectAltName::Dns(_)) => {}
+            _ => return Err(format!("{name:?} in {text:?} is not a DNS name (or *)")),
+        }
+    }
+    Ok((name, ip))
+}
+
+/// Runs `ca serve` until SIGTERM or SIGINT.
+pub fn run(
+    ca: tessera::ca::CertificateAuthority,
+    args: &ServeArgs,
+    store: Option<tessera::ca::Location>,
+) -> anyhow::Result<u8> {
+    let mut config = ServeConfig::new(args.base_url.clone());
+    config.acme_lifetime = Duration::from_secs(u64::from(args.acme_hours) * 3600);
+    config.allow_dns = args.allow_dns.clone();
+    config.va = va_config(args);
+    config.va_always_valid = args.va_always_valid;
+    config.store = store;
+    if args.proxy_protocol {
+        config.proxy = Some(if args.proxy_from.is_empty() {
+            ProxySources::loopback()
+        } else {
+            ProxySources::new(args.proxy_from.clone())
+        });
+    }
+    if let (Some(chain), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let credentials = Credentials::load(chain, key, None).map_err(|e| {
+            CliError::failure(format!("cannot use --tls-cert/--tls-key: {e}"))
+                .with_hint("give a PEM chain (leaf first) and its unencrypted PKCS#8 key")
+        })?;
+        config.tls = Some(credentials);
+    }
+    if args.va_always_valid {
+        tracing::warn!("--va-always-valid: challenges are NOT validated; every order can be issued. Tests only!");
+        tessera::errln!("ca: warning: --va-always-valid: challenges are NOT validated (tests only)");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(ca, config, args));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+fn va_config(args: &ServeArgs) -> VaConfig {
+    let mut va = VaConfig::default();
+    if let Some(port) = args.va_http_port {
+        va.http_port = port;
+    }
+    if let Some(port) = args.va_tls_port {
+        va.tls_port = port;
+    }
+    va.resolve = args.va_resolve.clone();
+    va
+}
+
+async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, CliError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot listen on {address} ({flag}): {e}")))
+}
+
+async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args: &ServeArgs) -> anyhow::Result<u8> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let https = bind(args.listen, "--listen").await?;
+    let http = match args.http_listen {
+        Some(address) => Some(bind(address, "--http-listen").await?),
+        None => None,
+    };
+    let https_address = https.local_addr().context("cannot read the bound address")?;
+    let http_address = http
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the bound address")?;
+    let (handle, service) = tessera::ca::serve::serve(ca, config, https, http).await?;
+    tessera::outln!("listening on {https_address} (https)")?;
+    if let Some(address) = http_address {
+        tessera::outln!("listening on {address} (http)")?;
+    }
+    tokio::pin!(service);
+    loop {
+        tokio::select! {
+            () = &mut service => return Ok(exit::OK),
+            _ = sigint.recv() => handle.shutdown("SIGINT"),
+            _ = sigterm.recv() => handle.shutdown("SIGTERM"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flag_values_are_checked() {
+        assert_eq!(
+            parse_resolve("*=127.0.0.1").unwrap(),
+            ("*".into(), "127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(parse_resolve("A.test=::1").unwrap().0, "a.test");
+        assert!(parse_resolve("a.test").unwrap_err().contains("NAME=IP"));
+        assert!(parse_resolve("a.test=nope").is_err());
+        assert!(parse_port("0").is_err() && parse_port("65536").is_err() && parse_port("x").is_err());
+        assert_eq!(parse_port("5002").unwrap(), 5002);
+        assert!(parse_address("127.0.0.1:70000").is_err());
+        assert_eq!(parse_address("127.0.0.1:0").unwrap().port(), 0);
+        assert_eq!(parse_suffix(".Example.test").unwrap(), "example.test");
+        assert!(parse_base_url("http://a.test").is_err());
+    }
+}

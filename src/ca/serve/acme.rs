@@ -1,0 +1,1390 @@
+//! The ACME (RFC 8555) resources under `/acme/`: directory (§7.1.1), newNonce (§7.2),
+//! newAccount and account updates (§7.3), newOrder (§7.4), authorizations and challenges
+//! (§7.5), finalize and certificate download (§7.4, §7.4.2), revokeCert (§7.6) and renewal
+//! information (RFC 9773).
+//!
+//! Handlers are thin: authenticate the JWS ([`Acme::authenticate`]), call the store (through
+//! the [`StorePool`], on the blocking pool) or the CA, render JSON. Every rule of a resource
+//! cites its RFC section. A fresh `Replay-Nonce` goes on every response under `/acme/` (errors
+//! included) and the `Link: <…/directory>;rel="index"` header with it (added by
+//! [`acme_headers`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::ServeConfig;
+use super::jws::{self, Jwk, Jws, KeyRef};
+use super::pool::StorePool;
+use super::problem::{Problem, ProblemType, Subproblem};
+use super::ratelimit::{RateLimiter, retry_after_seconds};
+use crate::ca::store::acme::{
+    Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Identifier, Order,
+    OrderStatus,
+};
+use crate::ca::store::{Store, WriteAccess};
+use crate::ca::{CaError, CertificateAuthority, IssueRequest, Profile, RevocationReason, SubjectAltName};
+use crate::pki::{CertificateInfo, PkiError, Serial, pem};
+
+/// How long a nonce stays good (§7.2 leaves it to the server).
+pub(crate) const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a pending order and its authorizations stay good.
+pub(crate) const ORDER_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The most identifiers in one order.
+pub(crate) const MAX_IDENTIFIERS: usize = 100;
+/// The `Retry-After` (seconds) on processing orders and challenges.
+const RETRY_AFTER: &str = "1";
+
+/// The media type of every ACME POST body (§6.2).
+const JOSE_JSON: &str = "application/jose+json";
+
+/// What every ACME handler shares.
+pub(crate) struct Acme {
+    /// The CA that signs.
+    pub(crate) ca: Arc<CertificateAuthority>,
+    /// The OCSP responder for `/ocsp` (`None`: one is made per request, and fails the same way).
+    pub(crate) ocsp: Option<crate::ca::ocsp::Responder>,
+    /// The store's ACME state.
+    pub(crate) pool: StorePool,
+    /// The service's settings.
+    pub(crate) config: Arc<ServeConfig>,
+    /// `--base-url` without a trailing slash.
+    pub(crate) base: String,
+    /// Per-account and global request limits.
+    pub(crate) limiter: RateLimiter,
+    /// Per-client-address limits of the requests that belong to no account (its global limit
+    /// is not used: `limiter` has the global one).
+    pub(crate) client_limiter: RateLimiter,
+}
+
+tokio::task_local! {
+    /// The `Retry-After` (seconds) a handler asks [`acme_headers`] to send with its answer (a
+    /// `rateLimited` problem).
+    static RATE_LIMIT_WAIT: Arc<AtomicU64>;
+}
+
+/// A `rateLimited` problem (RFC 8555 §6.7) that is sent with `Retry-After: wait`.
+fn rate_limited(wait: Duration, whose: &str) -> Problem {
+    let seconds = retry_after_seconds(wait);
+    let _ = RATE_LIMIT_WAIT.try_with(|slot| slot.store(seconds, Ordering::Relaxed));
+    tracing::info!(limit = whose, retry_after = seconds, "rate limited");
+    Problem::rate_limited(format!("too many requests ({whose} limit); retry after {seconds} s"))
+}
+
+/// A handler's result: a response, or a problem document (§6.7).
+type Answer = Result<Response, Problem>;
+
+/// The RFC 3339 form of a Unix time.
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn lifetime_secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A random URL-safe identifier of 128 bits (§8.1: tokens have at least that much entropy).
+pub(crate) fn random_id() -> Result<String, Problem> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Problem::server_internal("the random source failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A store failure as a problem: logged in full, told to the client as serverInternal.
+fn internal(error: CaError) -> Problem {
+    tracing::error!(error = %error, "store or CA failure");
+    Problem::server_internal("the server could not complete the request; try again later")
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn with_header(mut response: Response, name: header::HeaderName, value: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// Who signed a request.
+enum Signer {
+    /// An existing account, by `kid` (§6.2).
+    Account(Account, Jwk),
+    /// A bare key, by `jwk` (newAccount, revokeCert with the certificate's key).
+    Key(Jwk),
+}
+
+/// Which key forms a resource accepts (§6.2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyForm {
+    /// `kid` only: everything but the two below.
+    Kid,
+    /// `jwk` only: newAccount.
+    Jwk,
+    /// Either: revokeCert.
+    Either,
+}
+
+impl Acme {
+    /// A resource's absolute URL.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn account_url(&self, id: &str) -> String {
+        self.url(&format!("/acme/account/{id}"))
+    }
+
+    /// Checks and authenticates one POST (§6.2–§6.5): the media type, the JWS, its `url`
+    /// against `--base-url` and the path, its nonce (used up), its key form, the account's
+    /// status, and the signature.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+        form: KeyForm,
+    ) -> Result<(Jws, Signer), Problem> {
+        let media = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if !media.eq_ignore_ascii_case(JOSE_JSON) {
+            return Err(
+                Problem::malformed(format!("the Content-Type must be {JOSE_JSON} (RFC 8555 §6.2)")).with_status(415),
+            );
+        }
+        let jws = jws::parse(body)?;
+        // §6.5: every nonce is good once; taken first, so that no request replays it.
+        let nonce = jws
+            .nonce
+            .clone()
+            .ok_or_else(|| Problem::bad_nonce("the JWS has no nonce (RFC 8555 §6.5)"))?;
+        let taken = self
+            .pool
+            .acme(move |store| store.nonce_take(&nonce, now_unix()))
+            .await
+            .map_err(internal)?;
+        if !taken {
+            return Err(Problem::bad_nonce(
+                "the nonce is unknown, used or expired; get a new one (RFC 8555 §6.5)",
+            ));
+        }
+
+        // §6.4: the url in the protected header must be the URL the request was sent to (its
+        // nonce is used up all the same).
+        if jws.url != self.url(path) {
+            return Err(Problem::unauthorized(
+                "the JWS url is not the URL of this resource (RFC 8555 §6.4)",
+            ));
+        }
+        let signer = match (&jws.key, form) {
+            (KeyRef::Jwk(jwk), KeyForm::Jwk | KeyForm::Either) => Signer::Key(jwk.clone()),
+            (KeyRef::Kid(kid), KeyForm::Kid | KeyForm::Either) => {
+                let prefix = self.account_url("");
+                let Some(id) = kid
+                    .strip_prefix(&prefix)
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+                else {
+                    return Err(Problem::account_does_not_exist(
+                        "the kid is not an account URL of this server",
+                    ));
+                };
+                let id = id.to_string();
+                let account = self
+                    .pool
+                    .acme(move |store| store.account(&id))
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| Problem::account_does_not_exist("no such account"))?;
+                if account.status != AccountStatus::Valid {
+                    return Err(Problem::unauthorized(
+                        "the account is deactivated or revoked (RFC 8555 §7.3.6)",
+                    ));
+                }
+                let jwk = Jwk::from_json(account.jwk.as_bytes()).map_err(|_| {
+                    tracing::error!(account = %account.id, "the stored account key does not parse");
+                    Problem::server_internal("the account's key cannot be read")
+                })?;
+                Signer::Account(account, jwk)
+            }
+            (KeyRef::Jwk(_), KeyForm::Kid) => {
+                return Err(Problem::malformed(
+                    "this resource takes a kid, not a jwk (RFC 8555 §6.2)",
+                ));
+            }
+            (KeyRef::Kid(_), KeyForm::Jwk) => {
+                return Err(Problem::malformed("newAccount takes a jwk, not a kid (RFC 8555 §7.3)"));
+            }
+        };
+        let key = match &signer {
+            Signer::Account(_, jwk) | Signer::Key(jwk) => jwk,
+        };
+        jws.verify(key)?;
+        // After the signature: nobody can spend another account's allowance.
+        let now = std::time::Instant::now();
+        match &signer {
+            Signer::Account(account, _) => self
+                .limiter
+                .check(&account.id, now)
+                .map_err(|wait| rate_limited(wait, "per-account"))?,
+            Signer::Key(_) => self.limit_unauthenticated()?,
+        }
+        Ok((jws, signer))
+    }
+
+    /// The limits of a request that belongs to no account: its client address's
+    /// ([`ServeConfig::rate_per_client`], the address a PROXY header names behind a balancer)
+    /// and the global one.
+    fn limit_unauthenticated(&self) -> Result<(), Problem> {
+        let now = std::time::Instant::now();
+        if let Ok(Some(ip)) = super::server::CLIENT.try_with(|client| *client) {
+            self.client_limiter
+                .check(&ip.to_string(), now)
+                .map_err(|wait| rate_limited(wait, "per-client"))?;
+        }
+        self.limiter
+            .check_global(now)
+            .map_err(|wait| rate_limited(wait, "global"))
+    }
+
+    /// As [`Acme::authenticate`] for `kid`-signed requests: the account.
+    async fn account_request(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Jws, Account, Jwk), Problem> {
+        match self.authenticate(headers, path, body, KeyForm::Kid).await? {
+            (jws, Signer::Account(account, jwk)) => Ok((jws, account, jwk)),
+            (_, Signer::Key(_)) => Err(Problem::malformed("this resource takes a kid")),
+        }
+    }
+
+    fn account_json(&self, account: &Account) -> Value {
+        // No `orders` list (§7.1.2.1): no client this server is for reads it.
+        json!({
+            "status": account_status(account.status),
+            "contact": account.contact,
+        })
+    }
+
+    fn order_json(&self, order: &Order) -> Value {
+        let mut value = json!({
+            "status": order_status(order.status),
+            "expires": rfc3339(order.expires),
+            "identifiers": order.identifiers.iter().map(identifier_json).collect::<Vec<_>>(),
+            "authorizations": order.authorizations.iter().map(|a| self.url(&format!("/acme/authz/{a}"))).collect::<Vec<_>>(),
+            "finalize": self.url(&format!("/acme/order/{}/finalize", order.id)),
+        });
+        if let Some(map) = value.as_object_mut() {
+            if let Some(serial) = &order.certificate {
+                map.insert("certificate".into(), json!(self.url(&format!("/acme/cert/{serial}"))));
+            }
+            if let Some(error) = order
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            {
+                map.insert("error".into(), error);
+            }
+            if let Some(replaces) = &order.replaces {
+                map.insert("replaces".into(), json!(replaces));
+            }
+        }
+        value
+    }
+
+    fn challenge_json(&self, challenge: &Challenge) -> Value {
+        let mut value = json!({
+            "type": challenge.kind,
+            "url": self.url(&format!("/acme/chall/{}", challenge.id)),
+            "status": challenge_status(challenge.status),
+            "token": challenge.token,
+        });
+        if let Some(map) = value.as_object_mut() {
+            if let Some(at) = challenge.validated {
+                map.insert("validated".into(), json!(rfc3339(at)));
+            }
+            if let Some(error) = challenge
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            {
+                map.insert("error".into(), error);
+            }
+        }
+        value
+    }
+
+    fn authorization_json(&self, authz: &Authorization) -> Value {
+        let mut value = json!({
+            "status": authorization_status(authz.status),
+            "expires": rfc3339(authz.expires),
+            "identifier": identifier_json(&authz.identifier),
+            "challenges": authz.challenges.iter().map(|c| self.challenge_json(c)).collect::<Vec<_>>(),
+        });
+        if authz.wildcard
+            && let Some(map) = value.as_object_mut()
+        {
+            map.insert("wildcard".into(), json!(true));
+        }
+        value
+    }
+
+    fn order_response(&self, status: StatusCode, order: &Order) -> Response {
+        let mut response = json_response(status, &self.order_json(order));
+        response = with_header(
+            response,
+            header::LOCATION,
+            &self.url(&format!("/acme/order/{}", order.id)),
+        );
+        if order.status == OrderStatus::Processing {
+            response = with_header(response, header::RETRY_AFTER, RETRY_AFTER);
+        }
+        response
+    }
+
+    /// The names a dns identifier may not have: outside the CA's name constraints (every CA of
+    /// its chain), or outside every `--allow-dns` suffix when some are given.
+    fn identifier_refusal(&self, name: &str) -> Option<String> {
+        if !self.config.allow_dns.is_empty() && !self.config.allow_dns.iter().any(|suffix| dns_within(name, suffix)) {
+            return Some(format!("{name} is outside every --allow-dns suffix of this server"));
+        }
+        for der in self.ca.chain() {
+            let Ok(info) = CertificateInfo::from_der(der) else {
+                continue;
+            };
+            let permitted: Vec<&str> = info
+                .permitted_names
+                .iter()
+                .filter_map(|n| n.strip_prefix("dns:"))
+                .collect();
+            if !permitted.is_empty() && !permitted.iter().any(|domain| dns_within(name, domain)) {
+                return Some(format!(
+                    "{name} is outside the name constraints of the CA \"{}\"",
+                    info.subject
+                ));
+            }
+            if let Some(domain) = info
+                .excluded_names
+                .iter()
+                .filter_map(|n| n.strip_prefix("dns:"))
+                .find(|domain| dns_within(name, domain))
+            {
+                return Some(format!(
+                    "{name} is excluded by the CA \"{}\" (under {domain})",
+                    info.subject
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// True when DNS name `name` is `domain` or below it (whole labels; a leading dot in `domain`
+/// means below it only).
+fn dns_within(name: &str, domain: &str) -> bool {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(below) = domain.strip_prefix('.') {
+        return name.strip_suffix(below).is_some_and(|head| head.ends_with('.'));
+    }
+    name == domain
+        || name
+            .strip_suffix(domain.as_str())
+            .is_some_and(|head| head.ends_with('.'))
+}
+
+fn identifier_json(identifier: &Identifier) -> Value {
+    json!({"type": identifier.kind, "value": identifier.value})
+}
+
+fn account_status(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Valid => "valid",
+        AccountStatus::Deactivated => "deactivated",
+        AccountStatus::Revoked => "revoked",
+    }
+}
+
+fn order_status(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "pending",
+        OrderStatus::Ready => "ready",
+        OrderStatus::Processing => "processing",
+        OrderStatus::Valid => "valid",
+        OrderStatus::Invalid => "invalid",
+    }
+}
+
+fn authorization_status(status: AuthorizationStatus) -> &'static str {
+    match status {
+        AuthorizationStatus::Pending => "pending",
+        AuthorizationStatus::Valid => "valid",
+        AuthorizationStatus::Invalid => "invalid",
+        AuthorizationStatus::Deactivated => "deactivated",
+        AuthorizationStatus::Expired => "expired",
+        AuthorizationStatus::Revoked => "revoked",
+    }
+}
+
+fn challenge_status(status: ChallengeStatus) -> &'static str {
+    match status {
+        ChallengeStatus::Pending => "pending",
+        ChallengeStatus::Processing => "processing",
+        ChallengeStatus::Valid => "valid",
+        ChallengeStatus::Invalid => "invalid",
+    }
+}
+
+/// Shared state of the handlers.
+pub(crate) type Shared = Arc<Acme>;
+
+/// `GET /acme/directory` (§7.1.1).
+pub(crate) async fn directory(State(acme): State<Shared>) -> Response {
+    let body = json!({
+        "newNonce": acme.url("/acme/new-nonce"),
+        "newAccount": acme.url("/acme/new-account"),
+        "newOrder": acme.url("/acme/new-order"),
+        "revokeCert": acme.url("/acme/revoke-cert"),
+        "renewalInfo": acme.url("/acme/renewal-info"),
+        "meta": {
+            "externalAccountRequired": false,
+        },
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// `HEAD` / `GET /acme/new-nonce` (§7.2): 200 / 204, the nonce itself added by
+/// [`acme_headers`].
+pub(crate) async fn new_nonce(State(acme): State<Shared>, method: Method) -> Answer {
+    acme.limit_unauthenticated()?;
+    let status = if method == Method::HEAD {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    Ok((status, [(header::CACHE_CONTROL, "no-store")]).into_response())
+}
+
+/// Adds a fresh `Replay-Nonce` (§6.5) and the directory `Link` (§7.1) to every response under
+/// `/acme/`, errors included.
+pub(crate) async fn acme_headers(
+    State(acme): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let retry_after = Arc::new(AtomicU64::new(0));
+    let mut response = RATE_LIMIT_WAIT.scope(Arc::clone(&retry_after), next.run(request)).await;
+    let wait = retry_after.load(Ordering::Relaxed);
+    if wait > 0
+        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    match random_id() {
+        Ok(nonce) => {
+            let stored = nonce.clone();
+            let expires = now_unix().saturating_add(lifetime_secs(NONCE_LIFETIME));
+            match acme.pool.acme(move |store| store.nonce_put(&stored, expires)).await {
+                Ok(()) => {
+                    if let Ok(value) = HeaderValue::from_str(&nonce) {
+                        response.headers_mut().insert("replay-nonce", value);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "cannot record a nonce");
+                }
+            }
+        }
+        Err(problem) => tracing::error!(%problem, "cannot make a nonce"),
+    }
+    let link = format!("<{}>;rel=\"index\"", acme.url("/acme/directory"));
+    if let Ok(value) = HeaderValue::from_str(&link) {
+        response.headers_mut().append(header::LINK, value);
+    }
+    response
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct NewAccountPayload {
+    #[serde(default)]
+    contact: Vec<String>,
+    #[serde(default)]
+    only_return_existing: bool,
+}
+
+/// Checks contact URLs (§7.3): `mailto:` only, at most a few, printable.
+fn check_contacts(contact: &[String]) -> Result<(), Problem> {
+    if contact.len() > 8 {
+        return Err(Problem::new(ProblemType::InvalidContact, "at most 8 contact URLs"));
+    }
+    for c in contact {
+        let Some(address) = c.strip_prefix("mailto:") else {
+            return Err(Problem::new(
+                ProblemType::UnsupportedContact,
+                "only mailto: contacts are supported",
+            ));
+        };
+        if address.is_empty()
+            || address.len() > 254
+            || !address.contains('@')
+            || address
+                .chars()
+                .any(|ch| ch.is_control() || ch.is_whitespace() || ch == ',')
+        {
+            return Err(Problem::new(
+                ProblemType::InvalidContact,
+                "a contact is not a single e-mail address",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /acme/new-account` (§7.3): signed with `jwk`; an existing account for the key is
+/// returned with 200, a new one is made with 201; `onlyReturnExisting` never makes one.
+pub(crate) async fn new_account(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let (jws, signer) = acme
+        .authenticate(&headers, "/acme/new-account", &body, KeyForm::Jwk)
+        .await?;
+    let Signer::Key(jwk) = signer else {
+        return Err(Problem::malformed("newAccount takes a jwk"));
+    };
+    let payload: NewAccountPayload = jws.payload_json()?;
+    let thumbprint = jwk.thumbprint();
+    let lookup = thumbprint.clone();
+    let existing = acme
+        .pool
+        .acme(move |store| store.account_by_thumbprint(&lookup))
+        .await
+        .map_err(internal)?;
+    if let Some(account) = existing {
+        let response = json_response(StatusCode::OK, &acme.account_json(&account));
+        return Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)));
+    }
+    if payload.only_return_existing {
+        return Err(Problem::account_does_not_exist(
+            "no account has this key (onlyReturnExisting)",
+        ));
+    }
+    check_contacts(&payload.contact)?;
+    let account = Account {
+        id: random_id()?,
+        thumbprint,
+        jwk: jwk.to_json(),
+        contact: payload.contact,
+        status: AccountStatus::Valid,
+        created: now_unix(),
+    };
+    let (account, created) = acme
+        .pool
+        .acme(move |store| store.account_create(&account))
+        .await
+        .map_err(internal)?;
+    if created {
+        tracing::info!(account = %account.id, "account created");
+    }
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let response = json_response(status, &acme.account_json(&account));
+    Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
+}
+
+#[derive(Deserialize, Default)]
+struct AccountUpdatePayload {
+    contact: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+/// `POST /acme/account/{id}` (§7.3.2, §7.3.6): POST-as-GET reads the account; `contact`
+/// replaces its contacts; `status: deactivated` deactivates it. Only the account itself may.
+pub(crate) async fn account(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let path = format!("/acme/account/{id}");
+    let (jws, mut account, _) = acme.account_request(&headers, &path, &body).await?;
+    if account.id != id {
+        return Err(Problem::unauthorized("an account may only read or change itself"));
+    }
+    if !jws.is_post_as_get() {
+        let update: AccountUpdatePayload = jws.payload_json()?;
+        if let Some(contact) = update.contact {
+            check_contacts(&contact)?;
+            account.contact = contact;
+        }
+        match update.status.as_deref() {
+            None => {}
+            Some("deactivated") => account.status = AccountStatus::Deactivated,
+            Some(_) => return Err(Problem::malformed("an account's status may only be set to deactivated")),
+        }
+        let stored = account.clone();
+        acme.pool
+            .acme(move |store| store.account_update(&stored))
+            .await
+            .map_err(internal)?;
+        tracing::info!(account = %account.id, status = account_status(account.status), "account updated");
+    }
+    let response = json_response(StatusCode::OK, &acme.account_json(&account));
+    Ok(with_header(response, header::LOCATION, &acme.account_url(&account.id)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewOrderPayload {
+    identifiers: Vec<IdentifierPayload>,
+    not_before: Option<String>,
+    not_after: Option<String>,
+    replaces: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IdentifierPayload {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+/// `POST /acme/new-order` (§7.4): dns identifiers only, each valid, within the CA's name
+/// constraints and `--allow-dns`; one authorization per identifier with an http-01 and a
+/// tls-alpn-01 challenge. `notBefore` / `notAfter` are refused (the lifetime is
+/// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account.
+pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let (jws, account, _) = acme.account_request(&headers, "/acme/new-order", &body).await?;
+    let payload: NewOrderPayload = jws.payload_json()?;
+    if payload.not_before.is_some() || payload.not_after.is_some() {
+        return Err(Problem::malformed(
+            "notBefore and notAfter are not supported: certificates live --acme-hours from issuance",
+        ));
+    }
+    if payload.identifiers.is_empty() {
+        return Err(Problem::malformed("an order needs at least one identifier"));
+    }
+    if payload.identifiers.len() > MAX_IDENTIFIERS {
+        return Err(Problem::malformed(format!(
+            "an order has at most {MAX_IDENTIFIERS} identifiers"
+        )));
+    }
+    let mut identifiers: Vec<Identifier> = Vec::new();
+    let mut refused = Vec::new();
+    for requested in &payload.identifiers {
+        let shown = Identifier {
+            kind: requested.kind.clone(),
+            value: requested.value.clone(),
+        };
+        if requested.kind != "dns" {
+            refused.push(Subproblem::new(
+                ProblemType::UnsupportedIdentifier,
+                "only dns identifiers are supported",
+                Some(shown),
+            ));
+            continue;
+        }
+        if requested.value.starts_with("*.") {
+            refused.push(Subproblem::new(
+                ProblemType::RejectedIdentifier,
+                "wildcard names need dns-01, which this server does not offer",
+                Some(shown),
+            ));
+            continue;
+        }
+        let name = match SubjectAltName::check("dns", &requested.value) {
+            Ok(SubjectAltName::Dns(name)) if name == requested.value.to_ascii_lowercase() => name,
+            Ok(_) | Err(_) => {
+                refused.push(Subproblem::new(
+                    ProblemType::RejectedIdentifier,
+                    "not a valid DNS name (lower-case A-labels, no trailing dot)",
+                    Some(shown),
+                ));
+                continue;
+            }
+        };
+        if let Some(reason) = acme.identifier_refusal(&name) {
+            refused.push(Subproblem::new(ProblemType::RejectedIdentifier, reason, Some(shown)));
+            continue;
+        }
+        if !identifiers.iter().any(|i| i.value == name) {
+            identifiers.push(Identifier {
+                kind: "dns".into(),
+                value: name,
+            });
+        }
+    }
+    if !refused.is_empty() {
+        let detail = if refused.len() == 1 {
+            refused.first().map(|s| s.detail.clone()).unwrap_or_default()
+        } else {
+            format!("{} identifiers cannot be issued for", refused.len())
+        };
+        return Err(Problem::new(ProblemType::RejectedIdentifier, detail).with_subproblems(refused));
+    }
+    if let Some(replaces) = &payload.replaces {
+        acme.check_replaces(&account, replaces).await?;
+    }
+    let now = now_unix();
+    let expires = now.saturating_add(lifetime_secs(ORDER_LIFETIME));
+    let order_id = random_id()?;
+    let mut authorizations = Vec::with_capacity(identifiers.len());
+    for identifier in &identifiers {
+        let mut challenges = Vec::with_capacity(2);
+        for kind in ["http-01", "tls-alpn-01"] {
+            challenges.push(Challenge {
+                id: random_id()?,
+                kind: kind.into(),
+                token: random_id()?,
+                status: ChallengeStatus::Pending,
+                validated: None,
+                error: None,
+            });
+        }
+        authorizations.push(Authorization {
+            id: random_id()?,
+            order_id: order_id.clone(),
+            account_id: account.id.clone(),
+            identifier: identifier.clone(),
+            wildcard: false,
+            status: AuthorizationStatus::Pending,
+            expires,
+            challenges,
+        });
+    }
+    let order = Order {
+        id: order_id,
+        account_id: account.id.clone(),
+        status: OrderStatus::Pending,
+        identifiers,
+        authorizations: authorizations.iter().map(|a| a.id.clone()).collect(),
+        expires,
+        not_before: None,
+        not_after: None,
+        error: None,
+        certificate: None,
+        replaces: payload.replaces.clone(),
+        created: now,
+    };
+    let stored = order.clone();
+    acme.pool
+        .acme(move |store| store.order_create(&stored, &authorizations))
+        .await
+        .map_err(internal)?;
+    let names: Vec<&str> = order.identifiers.iter().map(|i| i.value.as_str()).collect();
+    tracing::info!(account = %account.id, order = %order.id, identifiers = ?names, "order created");
+    Ok(acme.order_response(StatusCode::CREATED, &order))
+}
+
+impl Acme {
+    /// RFC 9773 §5: the certificate an order replaces must be one of this account's.
+    async fn check_replaces(&self, account: &Account, replaces: &str) -> Result<(), Problem> {
+        let id = super::ari::CertId::parse(replaces)?;
+        let serial = id.serial();
+        let order = self
+            .pool
+            .acme(move |store| store.order_by_certificate(&serial))
+            .await
+            .map_err(internal)?;
+        match order {
+            Some(order) if order.account_id == account.id => Ok(()),
+            _ => Err(Problem::malformed(
+                "replaces names no certificate issued to this account (RFC 9773 §5)",
+            )),
+        }
+    }
+
+    /// The order `id` if it belongs to `account`.
+    async fn own_order(&self, account: &Account, id: String) -> Result<Order, Problem> {
+        let order = self.pool.acme(move |store| store.order(&id)).await.map_err(internal)?;
+        match order {
+            Some(order) if order.account_id == account.id => Ok(order),
+            Some(_) => Err(Problem::unauthorized("the order belongs to another account")),
+            None => Err(Problem::not_found("no such order")),
+        }
+    }
+}
+
+/// `POST /acme/order/{id}` (POST-as-GET, §7.4).
+pub(crate) async fn order(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/order/{id}"), &body)
+        .await?;
+    if !jws.is_post_as_get() {
+        return Err(Problem::malformed(
+            "an order is read with POST-as-GET (an empty payload)",
+        ));
+    }
+    let order = acme.own_order(&account, id).await?;
+    Ok(acme.order_response(StatusCode::OK, &order))
+}
+
+/// `POST /acme/authz/{id}` (§7.5): POST-as-GET reads it; `{"status": "deactivated"}`
+/// deactivates it (§7.5.2).
+pub(crate) async fn authorization(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/authz/{id}"), &body)
+        .await?;
+    let lookup = id.clone();
+    let authz = acme
+        .pool
+        .acme(move |store| store.authorization(&lookup))
+        .await
+        .map_err(internal)?;
+    let mut authz = match authz {
+        Some(authz) if authz.account_id == account.id => authz,
+        Some(_) => return Err(Problem::unauthorized("the authorization belongs to another account")),
+        None => return Err(Problem::not_found("no such authorization")),
+    };
+    if !jws.is_post_as_get() {
+        #[derive(Deserialize)]
+        struct Deactivate {
+            status: String,
+        }
+        let request: Deactivate = jws.payload_json()?;
+        if request.status != "deactivated" {
+            return Err(Problem::malformed(
+                "an authorization's status may only be set to deactivated",
+            ));
+        }
+        let target = id.clone();
+        let changed = acme
+            .pool
+            .acme(move |store| store.authorization_deactivate(&target))
+            .await
+            .map_err(internal)?;
+        if !changed {
+            return Err(Problem::malformed(
+                "only a pending or valid authorization can be deactivated",
+            ));
+        }
+        authz.status = AuthorizationStatus::Deactivated;
+        tracing::info!(account = %account.id, authorization = %id, "authorization deactivated");
+    }
+    let mut response = json_response(StatusCode::OK, &acme.authorization_json(&authz));
+    if authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing) {
+        response = with_header(response, header::RETRY_AFTER, RETRY_AFTER);
+    }
+    Ok(response)
+}
+
+/// `POST /acme/chall/{id}` (§7.5.1): POST-as-GET reads it; `{}` asks for validation, claimed
+/// once in the store (whichever instance gets the request) and done in the background by the
+/// validation authority; the challenge is returned as `processing`.
+pub(crate) async fn challenge(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, jwk) = acme
+        .account_request(&headers, &format!("/acme/chall/{id}"), &body)
+        .await?;
+    let lookup = id.clone();
+    let found = acme
+        .pool
+        .acme(move |store| store.challenge(&lookup))
+        .await
+        .map_err(internal)?;
+    let (mut challenge, authz) = match found {
+        Some((challenge, authz)) if authz.account_id == account.id => (challenge, authz),
+        Some(_) => return Err(Problem::unauthorized("the challenge belongs to another account")),
+        None => return Err(Problem::not_found("no such challenge")),
+    };
+    if !jws.is_post_as_get() {
+        // §7.5.1: the payload is an empty object.
+        let _: serde_json::Map<String, Value> = jws.payload_json()?;
+        let target = id.clone();
+        let now = now_unix();
+        let claimed = acme
+            .pool
+            .acme(move |store| store.challenge_claim(&target, now))
+            .await
+            .map_err(internal)?;
+        if claimed {
+            challenge.status = ChallengeStatus::Processing;
+            tracing::info!(
+                account = %account.id,
+                order = %authz.order_id,
+                identifier = %authz.identifier.value,
+                challenge = %challenge.kind,
+                "validation started"
+            );
+            let task_acme = Arc::clone(&acme);
+            let key_authorization = jws::key_authorization(&challenge.token, &jwk);
+            let kind = challenge.kind.clone();
+            let token = challenge.token.clone();
+            let identifier = authz.identifier.value.clone();
+            let order_id = authz.order_id.clone();
+            tokio::spawn(async move {
+                task_acme
+                    .validate(id, kind, identifier, token, key_authorization, order_id)
+                    .await;
+            });
+        } else if challenge.status == ChallengeStatus::Pending {
+            // The authorization is no longer pending (valid through another challenge, or
+            // expired): this one cannot start.
+            let reread = challenge.id.clone();
+            if let Some((now_challenge, _)) = acme
+                .pool
+                .acme(move |store| store.challenge(&reread))
+                .await
+                .map_err(internal)?
+            {
+                challenge = now_challenge;
+            }
+        }
+    }
+    let mut response = json_response(StatusCode::OK, &acme.challenge_json(&challenge));
+    response = with_header(
+        response,
+        header::LINK,
+        &format!("<{}>;rel=\"up\"", acme.url(&format!("/acme/authz/{}", authz.id))),
+    );
+    if challenge.status == ChallengeStatus::Processing {
+        response = with_header(response, header::RETRY_AFTER, RETRY_AFTER);
+    }
+    Ok(response)
+}
+
+impl Acme {
+    /// Validates one claimed challenge and records the outcome (`challenge_finish`).
+    async fn validate(
+        &self,
+        id: String,
+        kind: String,
+        identifier: String,
+        token: String,
+        key_authorization: String,
+        order_id: String,
+    ) {
+        let outcome = match super::va::ChallengeKind::parse(&kind) {
+            _ if self.config.va_always_valid => Ok(()),
+            Some(challenge_kind) => {
+                super::va::validate(&self.config.va, challenge_kind, &identifier, &token, &key_authorization).await
+            }
+            None => Err(Problem::malformed(format!(
+                "{kind} is not a challenge this server validates"
+            ))),
+        };
+        let (valid, error) = match &outcome {
+            Ok(()) => (true, None),
+            Err(problem) => (false, Some(String::from_utf8_lossy(&problem.to_json()).into_owned())),
+        };
+        match &outcome {
+            Ok(()) => tracing::info!(order = %order_id, identifier = %identifier, challenge = %kind, "validated"),
+            Err(problem) => tracing::info!(
+                order = %order_id,
+                identifier = %identifier,
+                challenge = %kind,
+                problem = %problem,
+                "validation failed"
+            ),
+        }
+        let now = now_unix();
+        if let Err(error) = self
+            .pool
+            .acme(move |store| store.challenge_finish(&id, valid, error.as_deref(), now))
+            .await
+        {
+            tracing::error!(order = %order_id, error = %error, "cannot record a validation");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct FinalizePayload {
+    csr: String,
+}
+
+fn base64url(text: &str) -> Result<Vec<u8>, Problem> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| Problem::malformed("a value is not base64url"))
+}
+
+/// The DNS names a CSR asks for: its dNSName SANs and a DNS-name common name.
+fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> {
+    use x509_parser::prelude::FromDer as _;
+    let bad = |why: &str| Problem::new(ProblemType::BadCsr, why.to_string());
+    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|_| bad("the CSR is not a PKCS#10 request"))?;
+    let mut names = BTreeSet::new();
+    let common_name = request
+        .certification_request_info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(|cn| cn.to_ascii_lowercase());
+    if let Some(cn) = &common_name {
+        names.insert(cn.clone());
+    }
+    if let Some(extensions) = request.requested_extensions() {
+        for extension in extensions {
+            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = extension {
+                for name in &san.general_names {
+                    match name {
+                        x509_parser::extensions::GeneralName::DNSName(dns) => {
+                            names.insert(dns.to_ascii_lowercase());
+                        }
+                        _ => return Err(bad("the CSR asks for a name that is not a DNS name")),
+                    }
+                }
+            }
+        }
+    }
+    Ok((names, common_name))
+}
+
+/// A CA refusal as the problem finalize answers with.
+fn issue_problem(error: &CaError) -> Problem {
+    match error {
+        CaError::BadCsr { reason, .. } => Problem::new(ProblemType::BadCsr, format!("the CSR is unusable: {reason}")),
+        CaError::UnsupportedCsr { reason, .. } => {
+            Problem::new(ProblemType::BadCsr, format!("cannot issue for the CSR: {reason}"))
+        }
+        CaError::Refused(_) => Problem::new(ProblemType::RejectedIdentifier, format!("{error}")),
+        CaError::InvalidRequest { .. } | CaError::OutlivesIssuer { .. } | CaError::IssuerNotValid { .. } => {
+            Problem::server_internal(format!("cannot issue: {error}"))
+        }
+        CaError::Pki(PkiError::NameConstraintViolation) => {
+            Problem::new(ProblemType::RejectedIdentifier, format!("{error}"))
+        }
+        _ => internal_ref(error),
+    }
+}
+
+fn internal_ref(error: &CaError) -> Problem {
+    tracing::error!(error = %error, "store or CA failure");
+    Problem::server_internal("the server could not complete the request; try again later")
+}
+
+/// `POST /acme/order/{id}/finalize` (§7.4): claims the ready order once (a second finalize
+/// sees it processing or valid, or gets orderNotReady), checks the CSR's names equal the
+/// order's identifiers (badCSR), issues through the CA (name constraints, lifetime
+/// `--acme-hours`), and records the certificate and the valid order in one transaction.
+pub(crate) async fn finalize(
+    State(acme): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/order/{id}/finalize"), &body)
+        .await?;
+    let payload: FinalizePayload = jws.payload_json()?;
+    let order = acme.own_order(&account, id.clone()).await?;
+    if order.status != OrderStatus::Ready {
+        return match order.status {
+            OrderStatus::Processing | OrderStatus::Valid => Ok(acme.order_response(StatusCode::OK, &order)),
+            _ => Err(Problem::new(
+                ProblemType::OrderNotReady,
+                format!("the order is {}, not ready", order_status(order.status)),
+            )),
+        };
+    }
+    let der = base64url(&payload.csr)?;
+    // Checked before the claim: a bad CSR leaves the order ready for a good one (§7.4).
+    let (names, common_name) = csr_names(&der)?;
+    let wanted: BTreeSet<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
+    if names != wanted {
+        return Err(Problem::new(
+            ProblemType::BadCsr,
+            "the CSR's names (subjectAltName and common name) differ from the order's identifiers",
+        ));
+    }
+    let claim = id.clone();
+    let claimed = acme
+        .pool
+        .acme(move |store| store.order_claim_finalize(&claim))
+        .await
+        .map_err(internal)?;
+    if !claimed {
+        let again = acme.own_order(&account, id.clone()).await?;
+        return match again.status {
+            OrderStatus::Processing | OrderStatus::Valid => Ok(acme.order_response(StatusCode::OK, &again)),
+            _ => Err(Problem::new(
+                ProblemType::OrderNotReady,
+                "the order is being finalized by another request",
+            )),
+        };
+    }
+    let name = common_name
+        .filter(|cn| wanted.contains(cn))
+        .or_else(|| order.identifiers.first().map(|i| i.value.clone()))
+        .unwrap_or_default();
+    let sans: Vec<SubjectAltName> = order
+        .identifiers
+        .iter()
+        .map(|i| SubjectAltName::Dns(i.value.clone()))
+        .collect();
+    let mut request = IssueRequest::new(Profile::Server, name).with_sans(sans);
+    request.csr = Some(der);
+    request.lifetime = Some(acme.acme_lifetime());
+    let ca = Arc::clone(&acme.ca);
+    let order_id = id.clone();
+    let issued = acme
+        .pool
+        .store(move |store: &mut dyn Store| {
+            let now = OffsetDateTime::now_utc();
+            let result = ca.issue_recorded(&request, now, &mut |record| {
+                store.acme().order_finish(&order_id, record, WriteAccess::granted())
+            });
+            match result {
+                Ok(issued) => Ok(Ok(issued.info.serial)),
+                Err(error) => {
+                    let problem = issue_problem(&error);
+                    let json = String::from_utf8_lossy(&problem.to_json()).into_owned();
+                    store.acme().order_fail(&order_id, &json)?;
+                    Ok(Err(problem))
+                }
+            }
+        })
+        .await
+        .map_err(internal)?;
+    match issued {
+        Ok(serial) => {
+            let names: Vec<&String> = wanted.iter().collect();
+            tracing::info!(account = %account.id, order = %id, serial = %serial, identifiers = ?names, "certificate issued");
+        }
+        Err(problem) => {
+            tracing::info!(account = %account.id, order = %id, problem = %problem, "finalize refused");
+            return Err(problem);
+        }
+    }
+    let order = acme.own_order(&account, id).await?;
+    Ok(acme.order_response(StatusCode::OK, &order))
+}
+
+impl Acme {
+    /// `--acme-hours`, shortened to end a minute before the CA's own notAfter.
+    fn acme_lifetime(&self) -> Duration {
+        let left = self.ca.info().not_after - OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        let left = Duration::try_from(left).unwrap_or(Duration::from_secs(60));
+        self.config.acme_lifetime.min(left).max(Duration::from_secs(60))
+    }
+
+    /// The PEM chain of a certificate record: the leaf, then the CA's chain without its root
+    /// (what `ca issue` writes to `PREFIX.chain.pem`); when the CA is itself the root, the root
+    /// follows the leaf, as clients such as certbot want at least one issuer certificate.
+    fn chain_pem(&self, leaf_pem: &str) -> String {
+        let chain = self.ca.chain();
+        let issuers = chain.len().saturating_sub(1).max(1);
+        let mut out = leaf_pem.to_string();
+        out.push_str(&pem::certificates_to_pem(chain.iter().take(issuers)));
+        out
+    }
+}
+
+/// `POST /acme/cert/{serial}` (POST-as-GET, §7.4.2): `application/pem-certificate-chain`, the
+/// leaf first, for the account whose order it was issued for.
+pub(crate) async fn certificate(
+    State(acme): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (jws, account, _) = acme
+        .account_request(&headers, &format!("/acme/cert/{serial}"), &body)
+        .await?;
+    if !jws.is_post_as_get() {
+        return Err(Problem::malformed("a certificate is downloaded with POST-as-GET"));
+    }
+    let serial: Serial = serial.parse().map_err(|_| Problem::not_found("no such certificate"))?;
+    let lookup = serial.clone();
+    let (order, record) = acme
+        .pool
+        .store(move |store: &mut dyn Store| {
+            let order = store.acme().order_by_certificate(&lookup)?;
+            let record = store.find(&lookup)?;
+            Ok((order, record))
+        })
+        .await
+        .map_err(internal)?;
+    let record = match (order, record) {
+        (Some(order), Some(record)) if order.account_id == account.id => record,
+        (Some(_), Some(_)) => return Err(Problem::unauthorized("the certificate was issued to another account")),
+        _ => return Err(Problem::not_found("no such certificate")),
+    };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
+        acme.chain_pem(&record.certificate),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokePayload {
+    certificate: String,
+    reason: Option<u8>,
+}
+
+/// The reasons a subscriber may give (RFC 8555 §7.6, RFC 5280 §5.3.1): not cACompromise,
+/// certificateHold, removeFromCRL or aACompromise.
+fn revocation_reason(code: Option<u8>) -> Result<RevocationReason, Problem> {
+    Ok(match code {
+        None | Some(0) => RevocationReason::Unspecified,
+        Some(1) => RevocationReason::KeyCompromise,
+        Some(3) => RevocationReason::AffiliationChanged,
+        Some(4) => RevocationReason::Superseded,
+        Some(5) => RevocationReason::CessationOfOperation,
+        Some(9) => RevocationReason::PrivilegeWithdrawn,
+        Some(other) => {
+            return Err(Problem::new(
+                ProblemType::BadRevocationReason,
+                format!("reason code {other} is not one a subscriber may give (0, 1, 3, 4, 5 or 9)"),
+            ));
+        }
+    })
+}
+
+/// `POST /acme/revoke-cert` (§7.6): signed by the account the certificate was issued to
+/// (`kid`) or by the certificate's own key (`jwk`); revoked through the CA (a fresh CRL,
+/// published to the store for `/crl`); `alreadyRevoked` when it was.
+pub(crate) async fn revoke_cert(State(acme): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let (jws, signer) = acme
+        .authenticate(&headers, "/acme/revoke-cert", &body, KeyForm::Either)
+        .await?;
+    let payload: RevokePayload = jws.payload_json()?;
+    let reason = revocation_reason(payload.reason)?;
+    let der = base64url(&payload.certificate)?;
+    let info = CertificateInfo::from_der(&der).map_err(|_| Problem::malformed("the certificate does not parse"))?;
+    let serial = info.serial.clone();
+    let lookup = serial.clone();
+    let (order, record) = acme
+        .pool
+        .store(move |store: &mut dyn Store| {
+            let order = store.acme().order_by_certificate(&lookup)?;
+            let record = store.find(&lookup)?;
+            Ok((order, record))
+        })
+        .await
+        .map_err(internal)?;
+    let Some(record) = record.filter(|r| r.certificate == pem::to_pem(pem::CERTIFICATE, &der)) else {
+        return Err(Problem::not_found("this CA issued no such certificate"));
+    };
+    let who = match &signer {
+        Signer::Account(account, _) => {
+            if order.as_ref().is_none_or(|o| o.account_id != account.id) {
+                return Err(Problem::unauthorized("the certificate was not issued to this account"));
+            }
+            format!("account {}", account.id)
+        }
+        Signer::Key(jwk) => {
+            let spki = crate::ca::authority::spki_of(&rustls_pki_types::CertificateDer::from(der.as_slice()))
+                .map_err(|_| Problem::malformed("the certificate does not parse"))?;
+            if !jwk.matches_spki(&spki) {
+                return Err(Problem::unauthorized("the jwk is not the certificate's key"));
+            }
+            "the certificate's key".to_string()
+        }
+    };
+    if record.revoked.is_some() {
+        return Err(Problem::new(
+            ProblemType::AlreadyRevoked,
+            "the certificate is already revoked",
+        ));
+    }
+    let ca = Arc::clone(&acme.ca);
+    let revoked_serial = serial.clone();
+    let crl_lifetime = acme.config.crl_lifetime;
+    acme.pool
+        .store(move |store: &mut dyn Store| {
+            let now = OffsetDateTime::now_utc();
+            match ca.revoke_certificate(&revoked_serial, reason, now, crl_lifetime) {
+                Ok(revoked) if revoked.newly_revoked => {
+                    super::publish_crl(store.acme(), &revoked.crl)?;
+                    Ok(Ok(()))
+                }
+                Ok(_) | Err(CaError::AlreadyRevoked { .. }) => Ok(Err(Problem::new(
+                    ProblemType::AlreadyRevoked,
+                    "the certificate is already revoked",
+                ))),
+                Err(other) => Err(other),
+            }
+        })
+        .await
+        .map_err(internal)??;
+    tracing::info!(serial = %serial, reason = reason.name(), by = %who, "certificate revoked");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /acme/renewal-info/{id}` (RFC 9773 §4.2): the suggested renewal window of a
+/// certificate this CA issued (its identifier's key identifier must be this CA's), with
+/// `Retry-After`.
+pub(crate) async fn renewal_info(State(acme): State<Shared>, Path(id): Path<String>) -> Answer {
+    let cert_id = super::ari::CertId::parse(&id)?;
+    let serial = cert_id.serial();
+    let record = acme
+        .pool
+        .store(move |store: &mut dyn Store| store.find(&serial))
+        .await
+        .map_err(internal)?;
+    let record = record
+        .filter(|record| {
+            pem::parse_certificates(record.certificate.as_bytes(), "record")
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .and_then(|der| super::ari::CertId::from_certificate(&der).ok())
+                .is_some_and(|issued| issued == cert_id)
+        })
+        .ok_or_else(|| Problem::not_found("this CA issued no such certificate"))?;
+    let info = super::ari::RenewalInfo::new(
+        record.not_before,
+        record.not_after,
+        record.revoked.is_some(),
+        OffsetDateTime::now_utc(),
+    );
+    let response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        info.to_json(),
+    )
+        .into_response();
+    Ok(with_header(
+        response,
+        header::RETRY_AFTER,
+        &info.retry_after().as_secs().to_string(),
+    ))
+}
