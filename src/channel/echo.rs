@@ -587,6 +587,8 @@ async fn handle(
         }
     };
     shared.pending.remove(id);
+    // The eviction signal is for the handshake only.
+    drop(evict);
     let mut stream = match outcome {
         // Kept boxed: the task's future holds a pointer, not the stream.
         Some(Ok(Ok(Established::Session(stream)))) => stream,
@@ -610,9 +612,9 @@ async fn handle(
     if resumed {
         bump(&counters.sessions_resumed, 1);
     }
-    {
-        // Strings for the log only: made again for the closing line rather than held by an idle
-        // connection.
+    if tracing::enabled!(tracing::Level::INFO) {
+        // Made for the log line and dropped: an idle session keeps no copy of the peer's
+        // identity (rustls keeps its certificate; the closing line makes it again).
         let (identity, serial, sans) = describe_peer(&stream);
         let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
         let suite = stream
@@ -638,6 +640,9 @@ async fn handle(
     };
     let stats = stream.stats();
     counters.session_ended(&stats);
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let ended = match &end {
         End::PeerClosed => "peer closed".to_string(),
         End::Idle => format!("idle for {} s", limits.idle_timeout.as_secs_f64()),
@@ -660,9 +665,10 @@ async fn handle(
     );
 }
 
-/// The peer's name, serial and SANs for the log (empty for a client without a certificate).
+/// The peer's name, serial and SANs for the log (empty for a client without a certificate),
+/// made afresh from its certificate: the stream keeps no copy.
 fn describe_peer(stream: &ChannelStream<TcpStream>) -> (String, String, String) {
-    stream.peer_identity().map_or_else(
+    stream.describe_peer().map_or_else(
         || ("anonymous".to_string(), String::new(), String::new()),
         |peer| {
             let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
@@ -805,13 +811,18 @@ async fn echo(stream: &mut ChannelStream<TcpStream>, limits: &EchoConfig, mut st
     let mut batch = Vec::new();
     let mut idle_at = deadline_after(limits.idle_timeout);
     loop {
+        // One timer for the idle limit and a time-based rotation, whichever comes first (a
+        // timer is part of every idle connection's task; the idle limit wins a tie).
         let rotation_due = stream.next_rotation_deadline();
+        let wake_at = rotation_due.map_or(idle_at, |due| due.min(idle_at));
         let chunk = tokio::select! {
             biased;
             _ = stop.changed() => return End::Shutdown,
             read = read_chunk(stream, &mut batch) => read,
-            _ = sleep_until(idle_at) => return End::Idle,
-            _ = sleep_until(rotation_due.unwrap_or(idle_at)), if rotation_due.is_some() => {
+            () = sleep_until(wake_at) => {
+                if wake_at >= idle_at {
+                    return End::Idle;
+                }
                 // Sending the KeyUpdate waits for a peer that reads: bounded like any write, and
                 // abandoned on shutdown.
                 let maintained = tokio::select! {
