@@ -559,7 +559,12 @@ enum End {
 
 /// One connection: the handshake (abandoned for a newer one when
 /// [`EchoConfig::max_handshakes`] are pending), a session slot, then the echo.
-async fn handle(
+///
+/// A plain function that returns the connection's task: the handshake's future is made and
+/// boxed here, so the task holds a pointer to it and what the session needs, not the socket,
+/// the peer's address and the server's configuration (an `async fn` would keep its arguments,
+/// and copies of them, in every idle connection's task for the life of the session).
+fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     id: u64,
@@ -567,102 +572,130 @@ async fn handle(
     config: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) {
-    let limits = &shared.limits;
-    let counters = &shared.counters;
+) -> impl Future<Output = ()> + Send + 'static {
     let _ = tcp.set_nodelay(true);
     // The PROXY header and the TLS handshake share the handshake timeout.
-    let deadline = deadline_after(limits.handshake_timeout);
-    let mut local = false;
+    let deadline = deadline_after(shared.limits.handshake_timeout);
     // Boxed: the handshake's state (rustls' handshake, the PROXY reader) is freed once it ends
-    // instead of staying in this task's future for the life of the session.
-    let handshake = Box::pin(timeout_at(deadline, establish(tcp, peer, config, limits, &mut local)));
-    let outcome = tokio::select! {
-        outcome = handshake => Some(outcome),
-        _ = evict.notified() => None,
-        _ = stop.changed() => {
-            shared.pending.remove(id);
-            bump(&counters.handshakes_failed, 1);
-            return;
-        }
-    };
-    shared.pending.remove(id);
-    // The eviction signal is for the handshake only.
-    drop(evict);
-    let mut stream = match outcome {
+    // instead of staying in the task's future for the life of the session.
+    let handshake = Box::pin(timeout_at(
+        deadline,
+        start(tcp, peer, config, Arc::clone(&shared.limits)),
+    ));
+    async move {
+        let outcome = tokio::select! {
+            outcome = handshake => Some(outcome),
+            _ = evict.notified() => None,
+            _ = stop.changed() => {
+                shared.pending.remove(id);
+                bump(&shared.counters.handshakes_failed, 1);
+                return;
+            }
+        };
+        shared.pending.remove(id);
+        // The eviction signal is for the handshake only.
+        drop(evict);
         // Kept boxed: the task's future holds a pointer, not the stream.
-        Some(Ok(Ok(Established::Session(stream)))) => stream,
+        if let Some(stream) = session_of(outcome, &shared) {
+            serve_session(stream, &shared, stop).await;
+        }
+    }
+}
+
+/// What the start of a connection came to: `None` when it was abandoned for a newer
+/// handshake, `Some(Err(_))` on the handshake timeout, else [`start`]'s result.
+type StartOutcome = Option<Result<(Result<Established, ChannelError>, bool), tokio::time::error::Elapsed>>;
+
+/// The session a connection's start established; otherwise counts and logs why there is none.
+/// Takes the outcome by value, so that nothing of it stays in the task during the session.
+fn session_of(outcome: StartOutcome, shared: &Shared) -> Option<Box<ChannelStream<TcpStream>>> {
+    match outcome {
+        Some(Ok((Ok(Established::Session(stream)), _))) => Some(stream),
         failed => {
-            bump(&counters.handshakes_failed, 1);
-            log_failed_start(failed, limits, local);
+            bump(&shared.counters.handshakes_failed, 1);
+            log_failed_start(failed, &shared.limits);
+            None
+        }
+    }
+}
+
+/// An established session: a session slot, the echo, then `close_notify` and the closing log
+/// line.
+/// (A plain function returning the future, for the same reason as [`handle`].)
+fn serve_session(
+    mut stream: Box<ChannelStream<TcpStream>>,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + '_ {
+    async move {
+        let limits = &shared.limits;
+        let counters = &shared.counters;
+        let Ok(_session) = Arc::clone(&shared.sessions).try_acquire_owned() else {
+            bump(&counters.refused_at_capacity, 1);
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection refused after its handshake: --max-conns reached"
+            );
+            let _ = timeout(limits.shutdown_timeout, stream.close()).await;
+            return;
+        };
+        bump(&counters.sessions_started, 1);
+        let resumed = stream.resumed();
+        if resumed {
+            bump(&counters.sessions_resumed, 1);
+        }
+        if tracing::enabled!(tracing::Level::INFO) {
+            // Made for the log line and dropped: an idle session keeps no copy of the peer's
+            // identity (rustls keeps its certificate; the closing line makes it again).
+            let (identity, serial, sans) = describe_peer(&stream);
+            let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
+            let suite = stream
+                .cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown");
+            // Names from the certificate are untrusted: `?` prints them quoted and escaped.
+            tracing::info!(
+                peer_identity = ?identity,
+                peer_serial = %serial,
+                peer_sans = ?sans,
+                version = %version,
+                suite = %suite,
+                resumed,
+                "connected"
+            );
+        }
+        let end = echo(&mut stream, limits, stop).await;
+        let closed = match timeout(limits.shutdown_timeout, stream.close()).await {
+            Ok(Ok(())) => "close_notify sent",
+            Ok(Err(_)) => "close failed",
+            Err(_) => "close timed out",
+        };
+        let stats = stream.stats();
+        counters.session_ended(&stats);
+        if !tracing::enabled!(tracing::Level::INFO) {
             return;
         }
-    };
-    let Ok(_session) = Arc::clone(&shared.sessions).try_acquire_owned() else {
-        bump(&counters.refused_at_capacity, 1);
-        tracing::warn!(
-            max = limits.max_connections,
-            "connection refused after its handshake: --max-conns reached"
-        );
-        let _ = timeout(limits.shutdown_timeout, stream.close()).await;
-        return;
-    };
-    bump(&counters.sessions_started, 1);
-    let resumed = stream.resumed();
-    if resumed {
-        bump(&counters.sessions_resumed, 1);
-    }
-    if tracing::enabled!(tracing::Level::INFO) {
-        // Made for the log line and dropped: an idle session keeps no copy of the peer's
-        // identity (rustls keeps its certificate; the closing line makes it again).
-        let (identity, serial, sans) = describe_peer(&stream);
-        let version = stream.protocol_version().map_or_else(|| "unknown".into(), version_name);
-        let suite = stream
-            .cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or("unknown");
-        // Names from the certificate are untrusted: `?` prints them quoted and escaped.
+        let ended = match &end {
+            End::PeerClosed => "peer closed".to_string(),
+            End::Idle => format!("idle for {} s", limits.idle_timeout.as_secs_f64()),
+            End::Shutdown => "server shutdown".to_string(),
+            End::Failed(error) => format!("error: {error}"),
+        };
+        let (identity, serial, _) = describe_peer(&stream);
         tracing::info!(
             peer_identity = ?identity,
             peer_serial = %serial,
-            peer_sans = ?sans,
-            version = %version,
-            suite = %suite,
-            resumed,
-            "connected"
+            bytes_in = stats.bytes_received,
+            bytes_out = stats.bytes_sent,
+            rotations = stats.rotations.total(),
+            rotations_by_sent = stats.rotations.by_sent,
+            rotations_by_received = stats.rotations.by_received,
+            rotations_by_interval = stats.rotations.by_interval,
+            ended = ?ended,
+            close = closed,
+            "connection closed"
         );
     }
-    let end = echo(&mut stream, limits, stop).await;
-    let closed = match timeout(limits.shutdown_timeout, stream.close()).await {
-        Ok(Ok(())) => "close_notify sent",
-        Ok(Err(_)) => "close failed",
-        Err(_) => "close timed out",
-    };
-    let stats = stream.stats();
-    counters.session_ended(&stats);
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return;
-    }
-    let ended = match &end {
-        End::PeerClosed => "peer closed".to_string(),
-        End::Idle => format!("idle for {} s", limits.idle_timeout.as_secs_f64()),
-        End::Shutdown => "server shutdown".to_string(),
-        End::Failed(error) => format!("error: {error}"),
-    };
-    let (identity, serial, _) = describe_peer(&stream);
-    tracing::info!(
-        peer_identity = ?identity,
-        peer_serial = %serial,
-        bytes_in = stats.bytes_received,
-        bytes_out = stats.bytes_sent,
-        rotations = stats.rotations.total(),
-        rotations_by_sent = stats.rotations.by_sent,
-        rotations_by_received = stats.rotations.by_received,
-        rotations_by_interval = stats.rotations.by_interval,
-        ended = ?ended,
-        close = closed,
-        "connection closed"
-    );
 }
 
 /// The peer's name, serial and SANs for the log (empty for a client without a certificate),
@@ -679,18 +712,16 @@ fn describe_peer(stream: &ChannelStream<TcpStream>) -> (String, String, String) 
 
 /// Logs why a connection ended before its session: `None` when it was abandoned for a newer
 /// handshake, `Some(Err(_))` on the handshake timeout.
-fn log_failed_start(
-    outcome: Option<Result<Result<Established, ChannelError>, tokio::time::error::Elapsed>>,
-    limits: &EchoConfig,
-    local: bool,
-) {
+fn log_failed_start(outcome: StartOutcome, limits: &EchoConfig) {
+    // The proxy's own connection (a PROXY header saying LOCAL).
+    let local = matches!(outcome, Some(Ok((_, true))));
     match outcome {
         None => tracing::warn!(
             max = limits.max_handshakes,
             "handshake abandoned: --max-handshakes handshakes were pending and this one was the oldest"
         ),
         Some(Err(_)) => tracing::warn!(seconds = limits.handshake_timeout.as_secs_f64(), "handshake timed out"),
-        Some(Ok(Err(error))) => match &error {
+        Some(Ok((Err(error), _))) => match &error {
             ChannelError::ProxyHeader { problem } if problem.is_silent_close() => {
                 tracing::debug!("closed before sending anything (a TCP health check)");
             }
@@ -705,10 +736,10 @@ fn log_failed_start(
                 None => tracing::warn!(reason = %error, "handshake failed"),
             },
         },
-        Some(Ok(Ok(Established::HealthCheck))) => {
+        Some(Ok((Ok(Established::HealthCheck), _))) => {
             tracing::debug!("closed right after its PROXY header (a health check)");
         }
-        Some(Ok(Ok(Established::Session(_)))) => {}
+        Some(Ok((Ok(Established::Session(_)), _))) => {}
     }
 }
 
@@ -718,6 +749,19 @@ enum Established {
     Session(Box<ChannelStream<TcpStream>>),
     /// The peer closed the connection right after its PROXY header.
     HealthCheck,
+}
+
+/// [`establish`] with its own reference to the limits (so that the future can be made before
+/// the task runs); also returns whether the peer was the proxy's own connection (LOCAL).
+async fn start(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    limits: Arc<EchoConfig>,
+) -> (Result<Established, ChannelError>, bool) {
+    let mut local = false;
+    let result = establish(tcp, peer, config, &limits, &mut local).await;
+    (result, local)
 }
 
 /// The PROXY header (when the peer is a listed proxy), then the TLS handshake. With

@@ -140,9 +140,7 @@ impl<IO> ChannelStream<IO> {
     /// The peer's identity from its (verified) certificate; `None` when it sent none. Made on
     /// the first call and kept; [`ChannelStream::describe_peer`] makes one without keeping it.
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
-        self.peer
-            .get_or_init(|| self.describe_peer().map(Box::new))
-            .as_deref()
+        self.peer.get_or_init(|| self.describe_peer().map(Box::new)).as_deref()
     }
 
     /// The peer's identity made afresh from its (verified) certificate, not kept by the stream:
