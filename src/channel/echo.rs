@@ -1032,8 +1032,11 @@ mod tests {
     }
 
     /// What every idle connection's task holds inline: the session (`ChannelStream`, more than
-    /// 1.5 KiB with rustls' connection inside) is boxed and the handshake's state is freed once
-    /// it ends, so the future stays far below the 5.2 KiB it was when both sat in it.
+    /// 1 KiB with rustls' connection inside) is boxed, the handshake's state is boxed and freed
+    /// once it ends, and the handshake's arguments are not kept (`handle` is a plain function
+    /// that makes the handshake's future), so the future stays far below the 5.2 KiB it was
+    /// when the stream and the handshake sat in it (840 bytes in a release build before the
+    /// arguments went, 624 after).
     #[test]
     fn the_connection_task_holds_neither_the_handshake_nor_the_stream_inline() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1062,8 +1065,8 @@ mod tests {
             let held = std::mem::size_of_val(&task);
             assert!(stream > 1024, "the stream is {stream} bytes");
             assert!(
-                held < stream,
-                "the connection's future is {held} bytes: it holds the stream ({stream} bytes) or the handshake inline"
+                held < stream / 2,
+                "the connection's future is {held} bytes: it holds the stream ({stream} bytes), the handshake or its arguments inline"
             );
         });
     }
