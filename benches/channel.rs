@@ -823,12 +823,15 @@ async fn ping_p50(stream: &mut ChannelStream<TcpStream>, pings: usize) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Starts one of the servers compared.
+type Starter<'a> = Box<dyn Fn() -> Proc + 'a>;
+
 async fn idle_memory(files: &Files, conns: usize, pings: usize, out: &mut Results) {
     println!("\n## Memory: {conns} idle mutual-TLS connections, each after echoing 64 KiB once");
     let config = client_config(files);
     // Another build of echo-server (e.g. of the previous commit) measured in the same run.
     let baseline = std::env::var_os("TESSERA_BENCH_BASELINE_ECHO_SERVER").map(PathBuf::from);
-    let mut servers: Vec<(&str, Box<dyn Fn() -> Proc + '_>)> = vec![
+    let mut servers: Vec<(&str, Starter<'_>)> = vec![
         ("echo-server", Box::new(|| echo_server(files, &[]))),
         ("minimal rustls echo", Box::new(|| self_server("rustls", files))),
     ];
