@@ -26,7 +26,9 @@
 //! `TESSERA_BENCH_BYTES` [1G], `TESSERA_BENCH_WRITE` [64K], `TESSERA_BENCH_ROTATE` [1M],
 //! `TESSERA_BENCH_HANDSHAKES` [2000], `TESSERA_BENCH_INFLIGHT` [8], `TESSERA_BENCH_STIME_SECS`
 //! [5, 0 skips s_time], `TESSERA_BENCH_IDLE_CONNS` [10000, 0 skips], `TESSERA_BENCH_PINGS` [2000],
-//! `TESSERA_BENCH_ROUNDS` [3: throughput is the best of this many rounds].
+//! `TESSERA_BENCH_ROUNDS` [3: throughput is the best of this many rounds],
+//! `TESSERA_BENCH_BASELINE_ECHO_SERVER` [unset: the path of another `echo-server` build whose idle
+//! memory is measured in the same run, e.g. one of the previous commit].
 //! `TESSERA_BENCH_CALLGRIND_HANDSHAKES` [200].
 //! Arguments select parts: `cargo bench --bench channel -- throughput handshakes memory rotation
 //! callgrind revocation`.
@@ -166,7 +168,12 @@ fn self_server_with(kind: &str, files: &Files, crl: Option<&Path>) -> Proc {
 }
 
 fn echo_server(files: &Files, extra: &[&str]) -> Proc {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
+    echo_server_at(Path::new(env!("CARGO_BIN_EXE_echo-server")), files, extra)
+}
+
+/// `echo-server` from `binary` (this build's, or another build to compare with).
+fn echo_server_at(binary: &Path, files: &Files, extra: &[&str]) -> Proc {
+    let mut command = Command::new(binary);
     command
         .args(["--listen", "127.0.0.1:0", "--quiet", "--cert"])
         .arg(&files.server_chain)
@@ -816,13 +823,27 @@ async fn ping_p50(stream: &mut ChannelStream<TcpStream>, pings: usize) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Starts one of the servers compared.
+type Starter<'a> = Box<dyn Fn() -> Proc + 'a>;
+
 async fn idle_memory(files: &Files, conns: usize, pings: usize, out: &mut Results) {
     println!("\n## Memory: {conns} idle mutual-TLS connections, each after echoing 64 KiB once");
     let config = client_config(files);
-    for (name, server) in [
-        ("echo-server", echo_server(files, &[])),
-        ("minimal rustls echo", self_server("rustls", files)),
-    ] {
+    // Another build of echo-server (e.g. of the previous commit) measured in the same run.
+    let baseline = std::env::var_os("TESSERA_BENCH_BASELINE_ECHO_SERVER").map(PathBuf::from);
+    let mut servers: Vec<(&str, Starter<'_>)> = vec![
+        ("echo-server", Box::new(|| echo_server(files, &[]))),
+        ("minimal rustls echo", Box::new(|| self_server("rustls", files))),
+    ];
+    if let Some(binary) = baseline {
+        println!("(baseline echo-server: {})", binary.display());
+        servers.push((
+            "baseline echo-server",
+            Box::new(move || echo_server_at(&binary, files, &[])),
+        ));
+    }
+    for (name, start) in servers {
+        let server = start();
         let mut active = tls_connect(server.addr, &config, RotationPolicy::never()).await;
         let quiet_p50 = ping_p50(&mut active, pings).await;
         tokio::time::sleep(Duration::from_millis(200)).await;

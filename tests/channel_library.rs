@@ -62,6 +62,8 @@ async fn mutual_tls_echo_with_identities() {
         assert_eq!(stream.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
         let server_identity = stream.peer_identity().unwrap().clone();
         assert_eq!(server_identity.common_name.as_deref(), Some("localhost"));
+        // Made afresh from the certificate rustls keeps: the same identity.
+        assert_eq!(stream.describe_peer().as_ref(), Some(&server_identity));
         assert!(
             server_identity
                 .sans

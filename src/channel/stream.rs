@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use rustls::{ClientConfig, ProtocolVersion, ServerConfig};
@@ -45,7 +45,10 @@ pub struct ChannelStream<IO> {
     inner: TlsStream<IO>,
     rotation: RotationState,
     stats: ChannelStats,
-    peer: Option<PeerIdentity>,
+    /// The peer's identity, made from rustls' copy of its certificate on first use (rustls
+    /// keeps the certificate anyway): a connection nobody asks about holds none, and the
+    /// boxed form keeps the stream small.
+    peer: OnceLock<Option<Box<PeerIdentity>>>,
     can_rotate: bool,
     flush_pending: bool,
     max_message: usize,
@@ -54,7 +57,7 @@ pub struct ChannelStream<IO> {
 impl<IO> std::fmt::Debug for ChannelStream<IO> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelStream")
-            .field("peer", &self.peer)
+            .field("peer", &self.peer_identity())
             .field("stats", &self.stats)
             .field("policy", self.rotation.policy())
             .finish_non_exhaustive()
@@ -120,10 +123,6 @@ impl<IO> ChannelStream<IO> {
     pub fn new(inner: TlsStream<IO>, policy: RotationPolicy) -> Self {
         let (_, state) = inner.get_ref();
         let can_rotate = state.protocol_version() == Some(ProtocolVersion::TLSv1_3);
-        let peer = state
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(PeerIdentity::from_certificate);
         if !can_rotate && !policy.is_never() {
             tracing::warn!("the connection is not TLS 1.3: its keys cannot be rotated");
         }
@@ -131,16 +130,29 @@ impl<IO> ChannelStream<IO> {
             inner,
             rotation: RotationState::new(policy, Instant::now()),
             stats: ChannelStats::default(),
-            peer,
+            peer: OnceLock::new(),
             can_rotate,
             flush_pending: false,
             max_message: DEFAULT_MAX_MESSAGE,
         }
     }
 
-    /// The peer's identity from its (verified) certificate; `None` when it sent none.
+    /// The peer's identity from its (verified) certificate; `None` when it sent none. Made on
+    /// the first call and kept; [`ChannelStream::describe_peer`] makes one without keeping it.
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
-        self.peer.as_ref()
+        self.peer.get_or_init(|| self.describe_peer().map(Box::new)).as_deref()
+    }
+
+    /// The peer's identity made afresh from its (verified) certificate, not kept by the stream:
+    /// for a long-lived connection that needs it only now and then (e.g. for a log line), so
+    /// that it holds no copy while idle. `None` when the peer sent no certificate.
+    pub fn describe_peer(&self) -> Option<PeerIdentity> {
+        self.inner
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(PeerIdentity::from_certificate)
     }
 
     /// Traffic and rotation counters so far.
