@@ -1060,11 +1060,20 @@ fn a_second_runner_takes_over_with_the_next_token_when_the_first_stops_on_postgr
     .unwrap();
     let revoked_by = reader.crl_number().unwrap();
     // (Bounded generously: under a loaded CI machine a round can wait seconds for a thread.)
-    assert!(eventually(Duration::from_secs(30), || reader
-        .acme()
-        .crl_published()
-        .unwrap()
-        .is_some_and(|crl| crl.number > revoked_by)));
+    let published_after = eventually(Duration::from_secs(60), || {
+        reader
+            .acme()
+            .crl_published()
+            .unwrap()
+            .is_some_and(|crl| crl.number > revoked_by)
+    });
+    assert!(
+        published_after,
+        "B published no CRL numbered above {revoked_by} in 60 s: published {:?}, store number {:?}, lease {:?}",
+        reader.acme().crl_published().unwrap().map(|crl| crl.number),
+        reader.crl_number(),
+        crl_lease(&pg)
+    );
     let (_, info) = published(reader.as_mut(), &dir);
     assert!(info.revoked.iter().any(|r| r.serial == issued.info.serial));
     assert_eq!(crl_lease(&pg).map(|(_, token)| token), Some(a_token + 1));
