@@ -21,6 +21,9 @@ const LEAF_LEN: usize = 32;
 /// helpers would cost more than it saves).
 const PARALLEL_MIN_BLOCKS: usize = 16;
 
+/// How many leaves a hashing thread claims at a time (32 KiB of input with the 8 KiB block).
+const LEAVES_PER_CLAIM: usize = 4;
+
 /// An incremental ParallelHash128 with a fixed block size, customization string and output
 /// length.
 ///
@@ -138,31 +141,48 @@ impl ParallelHash128 {
             }
             return;
         }
-        let mut leaves = vec![[0u8; LEAF_LEN]; count];
-        let per_thread = count.div_ceil(self.threads);
+        // Leaves are handed out a few at a time from a shared counter rather than cut into one
+        // share per thread: a thread that the scheduler holds back (the file reader runs beside
+        // the hashers) then simply hashes fewer leaves, and the others never wait long for it.
         let block_size = self.block_size;
-        std::thread::scope(|scope| {
-            let mut parts = blocks
-                .chunks(per_thread * block_size)
-                .zip(leaves.chunks_mut(per_thread));
-            // The calling thread takes the first share; helpers take the rest.
-            let first = parts.next();
-            for (input, output) in parts {
-                scope.spawn(move || hash_leaves(input, output, block_size));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = |found: &mut Vec<(usize, [u8; LEAF_LEN])>| loop {
+            let first = next.fetch_add(LEAVES_PER_CLAIM, std::sync::atomic::Ordering::Relaxed);
+            if first >= count {
+                break;
             }
-            if let Some((input, output)) = first {
-                hash_leaves(input, output, block_size);
+            for index in first..(first + LEAVES_PER_CLAIM).min(count) {
+                let start = index * block_size;
+                found.push((index, leaf(&blocks[start..start + block_size])));
+            }
+        };
+        let mut leaves = vec![[0u8; LEAF_LEN]; count];
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..self.threads.min(count))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut found = Vec::with_capacity(count);
+                        work(&mut found);
+                        found
+                    })
+                })
+                .collect();
+            // The calling thread hashes too.
+            let mut found = Vec::with_capacity(count);
+            work(&mut found);
+            for helper in helpers {
+                match helper.join() {
+                    Ok(theirs) => found.extend(theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            for (index, value) in found {
+                leaves[index] = value;
             }
         });
         for value in &leaves {
             self.absorb_leaf(value);
         }
-    }
-}
-
-fn hash_leaves(input: &[u8], output: &mut [[u8; LEAF_LEN]], block_size: usize) {
-    for (block, value) in input.chunks(block_size).zip(output.iter_mut()) {
-        *value = leaf(block);
     }
 }
 
