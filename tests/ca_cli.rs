@@ -216,6 +216,75 @@ fn name_constraints_are_enforced_at_issuance_and_nothing_is_written() {
 }
 
 #[test]
+fn a_server_named_by_an_ip_address_passes_openssl_under_dns_name_constraints() {
+    // OpenSSL reads a common name such as 127.0.0.1 as a host name and checks it against the
+    // CA's DNS name constraints; Tessera puts an IP address in the subjectAltName only, with an
+    // empty subject and a critical subjectAltName (RFC 5280 section 4.2.1.6).
+    let pki = pki(&["--permit-dns", "example.org"]);
+    let prefix = pki.path("ip-server");
+    let out = ok(ca(&pki.inter())
+        .args(["issue", "--profile", "server", "--name", "127.0.0.1", "--out"])
+        .arg(&prefix));
+    assert!(
+        out.starts_with("issued server certificate \"(empty subject)\" serial "),
+        "{out}"
+    );
+    assert!(out.contains("names:       ip:127.0.0.1"), "{out}");
+    let (root, inter) = (s(&pki.root().join("ca.pem")), s(&pki.inter().join("ca.pem")));
+    let verify = |cert: &str| {
+        let out = openssl_output(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-verify_ip",
+            "127.0.0.1",
+            "-CAfile",
+            &root,
+            "-untrusted",
+            &inter,
+            cert,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "openssl verify {cert}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{cert}: OK\n"));
+    };
+    let cert = s(&with(&prefix, ".pem"));
+    verify(&cert);
+    let text = openssl_output(&["x509", "-noout", "-text", "-in", &cert]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("X509v3 Subject Alternative Name: critical\n                IP Address:127.0.0.1\n"),
+        "{text}"
+    );
+    let info = CertificateInfo::from_der(&pem::load_certificates(&with(&prefix, ".pem")).unwrap()[0]).unwrap();
+    assert_eq!((info.subject.as_str(), info.name()), ("", "127.0.0.1".to_string()));
+
+    // A DNS name under the same CA keeps its common name.
+    let dns = pki.issue("server", "www.example.org", &[]);
+    let dns = CertificateInfo::from_der(&pem::load_certificates(&with(&dns, ".pem")).unwrap()[0]).unwrap();
+    assert_eq!(dns.subject, "CN=www.example.org");
+
+    // Renewal keeps the name and the empty subject; the renewed certificate passes too.
+    let renewed = pki.path("ip-server-renewed");
+    ok(ca(&pki.inter())
+        .args(["renew"])
+        .arg(with(&prefix, ".pem"))
+        .arg("--out")
+        .arg(&renewed));
+    let renewed_cert = s(&with(&renewed, ".pem"));
+    verify(&renewed_cert);
+    let info = CertificateInfo::from_der(&pem::load_certificates(&with(&renewed, ".pem")).unwrap()[0]).unwrap();
+    assert_eq!((info.subject.as_str(), info.name()), ("", "127.0.0.1".to_string()));
+    assert_eq!(
+        info.sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["ip:127.0.0.1"]
+    );
+    let listed = pki.list();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().filter(|r| r["subject"] == "").count() == 2, "{listed:?}");
+}
+
+#[test]
 fn lifetimes_are_clamped_by_default_and_refused_when_explicit() {
     let pki = pki(&["--days", "10"]);
     let inter_after = CertificateInfo::from_der(&pem::load_certificates(&pki.inter().join("ca.pem")).unwrap()[0])

@@ -2,10 +2,11 @@
 //! the issuer's), signing under a fresh unique serial and recording it, the output files
 //! `PREFIX.pem`, `PREFIX.key`, `PREFIX.chain.pem` and the repair of an interrupted write.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{CertificateParams, IsCa, SerialNumber};
+use rcgen::{CertificateParams, DistinguishedName, IsCa, SerialNumber};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -24,7 +25,8 @@ use crate::pki::{CertificateInfo, KeyAlgorithm, Passphrase, PkiError, PrivateKey
 pub struct IssueRequest {
     /// Server, client or code-signing.
     pub profile: Profile,
-    /// The subject's common name.
+    /// The subject's common name (for [`Profile::Server`] and an IP address, the subject is
+    /// empty and the address is the subjectAltName, RFC 5280 §4.2.1.6).
     pub name: String,
     /// Subject alternative names. A server certificate with none gets `dns:<name>`.
     pub sans: Vec<SubjectAltName>,
@@ -471,7 +473,15 @@ impl CertificateAuthority {
         let (not_after, clamped) = self.lifetime_end(now, request.lifetime, default_lifetime)?;
 
         let mut params = CertificateParams::default();
-        params.distinguished_name = common_name(&request.name);
+        params.distinguished_name = if request.profile == Profile::Server && request.name.parse::<IpAddr>().is_ok() {
+            // An IP address goes in the subjectAltName only, with an empty subject (rcgen then
+            // marks the subjectAltName critical, RFC 5280 §4.2.1.6): OpenSSL reads a common name
+            // such as `127.0.0.1` as a host name and checks it against the CA's DNS name
+            // constraints, so it would refuse the certificate under `--permit-dns`.
+            DistinguishedName::new()
+        } else {
+            common_name(&request.name)
+        };
         params.not_before = now
             .checked_sub(BACKDATE)
             .unwrap_or(EARLIEST_TIME)

@@ -145,10 +145,10 @@ impl Exportable {
         let local_key_id = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.certificate)
             .as_ref()
             .to_vec();
-        let alias = self.info.subject.strip_prefix("CN=").unwrap_or(&self.info.subject);
+        let alias = self.info.name();
         let mut store = KeyStore::new();
         store.add_entry(
-            alias,
+            &alias,
             KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
         );
         let writer = store.writer(password);

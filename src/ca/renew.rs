@@ -101,13 +101,13 @@ impl CertificateAuthority {
                 record.profile
             ))
         })?;
-        let name = parsed
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .ok_or_else(|| refuse("its subject has no common name".into()))?
-            .to_string();
+        let name = match parsed.subject().iter_common_name().next() {
+            Some(cn) => cn.as_str().ok().map(str::to_string),
+            // A server certificate named by an IP address has an empty subject.
+            None if parsed.subject().as_raw().len() <= 2 => Some(info.name()).filter(|name| !name.is_empty()),
+            None => None,
+        }
+        .ok_or_else(|| refuse("its subject has no common name".into()))?;
         let lifetime = Duration::try_from(record.not_after - record.issued_at)
             .ok()
             .filter(|d| !d.is_zero())

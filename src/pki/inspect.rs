@@ -111,6 +111,22 @@ impl CertificateInfo {
         Self::from_parsed(&cert, der)
     }
 
+    /// The certificate's name as Tessera's commands take it (`ca issue --name`): the subject
+    /// without its `CN=`; for a certificate with an empty subject (Tessera issues a server
+    /// certificate named by an IP address that way, RFC 5280 §4.2.1.6), the value of its first
+    /// subjectAltName (`127.0.0.1`); empty only when it has neither.
+    pub fn name(&self) -> String {
+        if self.subject.is_empty() {
+            return match self.sans.first() {
+                Some(SubjectAltName::Dns(name)) => name.clone(),
+                Some(SubjectAltName::Ip(ip)) => ip.to_string(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+        }
+        self.subject.strip_prefix("CN=").unwrap_or(&self.subject).to_string()
+    }
+
     /// The certificate inspected, and its subject's common name (see [`common_name`]), from
     /// one parse.
     ///

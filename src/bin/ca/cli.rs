@@ -451,7 +451,8 @@ pub struct IssueArgs {
     /// Certificate profile.
     #[arg(long, value_name = "server|client|code-signing")]
     pub profile: Profile,
-    /// The subject's common name.
+    /// The subject's common name (a server named by an IP address gets an empty subject and
+    /// the address as its subjectAltName only).
     #[arg(long)]
     pub name: String,
     /// Subject alternative name: dns:HOST, ip:ADDR, email:ADDR, uri:URI, or a bare value (repeatable).

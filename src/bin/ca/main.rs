@@ -150,6 +150,16 @@ fn shown(text: &str) -> String {
     tessera::cli::printable(text)
 }
 
+/// A subject as printed: `(empty subject)` for a server certificate named by an IP address,
+/// which carries its name in the subjectAltName only.
+fn subject_shown(subject: &str) -> String {
+    if subject.is_empty() {
+        "(empty subject)".into()
+    } else {
+        shown(subject)
+    }
+}
+
 /// A serial number as `ca revoke` takes it (see [`Serial`]'s `FromStr`: hex digits, optionally
 /// separated by colons, at most 20 octets, RFC 5280 §4.1.2.2); a usage error otherwise.
 fn parse_serial(text: &str) -> Result<Serial, CliError> {
@@ -237,10 +247,7 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         .into_iter()
         .next()
         .ok_or_else(|| CliError::failure(format!("{} holds no certificate", display_name(&args.cert))))?;
-    let common_name = || {
-        let name = CertificateInfo::from_der(&certificate).map(|info| info.subject)?;
-        Ok::<_, PkiError>(name.strip_prefix("CN=").unwrap_or(&name).to_string())
-    };
+    let common_name = || CertificateInfo::from_der(&certificate).map(|info| info.name());
     let prefix = match &args.out {
         Some(out) if is_stdio(out) => {
             return Err(CliError::usage(
@@ -358,7 +365,7 @@ fn renew(cli: &Cli, args: &RenewArgs, now: OffsetDateTime) -> anyhow::Result<u8>
             "renewed {} as {} certificate \"{}\" serial {}",
             renewal.record.serial,
             renewal.record.profile,
-            shown(&issued.info.subject),
+            subject_shown(&issued.info.subject),
             issued.info.serial
         )?;
         if !issued.info.sans.is_empty() {
@@ -464,7 +471,7 @@ fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<u8> {
             "PKCS#12, AES-256 and PBKDF2-SHA-256, SHA-256 MAC"
         },
         exportable.chain.len(),
-        shown(&exportable.info.subject)
+        subject_shown(&exportable.info.subject)
     ))?;
     Ok(exit::OK)
 }
@@ -832,7 +839,7 @@ fn issue(cli: &Cli, args: &IssueArgs, now: OffsetDateTime) -> anyhow::Result<u8>
         tessera::outln!(
             "issued {} certificate \"{}\" serial {}",
             args.profile,
-            shown(&issued.info.subject),
+            subject_shown(&issued.info.subject),
             issued.info.serial
         )?;
         if !issued.info.sans.is_empty() {
@@ -1073,7 +1080,7 @@ fn verify(cli: &Cli, args: &VerifyArgs, now: OffsetDateTime) -> anyhow::Result<u
                 for (depth, entry) in output.path.iter().enumerate() {
                     tessera::outln!(
                         "  {depth}: {} (serial {}, until {})",
-                        shown(&entry.subject),
+                        subject_shown(&entry.subject),
                         entry.serial,
                         rfc3339(entry.not_after)
                     )?;
