@@ -1728,6 +1728,11 @@ async fn errors_under_acme_are_problem_documents_with_a_nonce() {
             );
             assert_eq!(reply.json()["status"], 405);
             assert!(reply.header("allow").unwrap().contains(allowed), "{method} {path}");
+            let detail = reply.json()["detail"].as_str().unwrap().to_string();
+            assert!(
+                detail.starts_with("this resource does not take that method (allowed: ") && detail.contains(allowed),
+                "{method} {path}: {detail}"
+            );
             assert!(reply.header("replay-nonce").is_some(), "{method} {path}");
         }
         // Unknown resources: 404.
@@ -1811,6 +1816,54 @@ fn ca_serve_refuses_bad_flags_with_exit_2() {
     let help = support::ok(ca.cmd().args(["serve", "--help"]));
     for needle in ["EXAMPLES:", "EXIT CODES:", "--base-url", "--va-resolve", "--acme-hours"] {
         assert!(help.contains(needle), "{needle}");
+    }
+}
+
+#[test]
+fn ca_serve_says_which_tls_file_is_missing_or_unusable_with_exit_3() {
+    let ca = support::ToolCa::new("Serve Root", &[]);
+    let prefix = ca.path("srv");
+    support::ok(
+        ca.cmd()
+            .args(["issue", "--profile", "server", "--name", "127.0.0.1", "--out"])
+            .arg(&prefix),
+    );
+    let not_a_key = ca.path("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    let missing = ca.path("missing.key");
+    for (key, message, hint) in [
+        (
+            &missing,
+            "No such file or directory",
+            "ca: hint: check the paths given to --tls-cert and --tls-key\n",
+        ),
+        (
+            &not_a_key,
+            "cannot use --tls-cert/--tls-key: cannot load private key",
+            "ca: hint: give a PEM chain (leaf first) and its unencrypted PKCS#8 key\n",
+        ),
+    ] {
+        let out = support::output(
+            ca.cmd()
+                .args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--base-url",
+                    "https://127.0.0.1:1",
+                    "--tls-cert",
+                ])
+                .arg(support::with(&prefix, ".chain.pem"))
+                .arg("--tls-key")
+                .arg(key),
+        );
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 3, "{stderr}");
+        assert!(
+            stderr.contains(message) && stderr.contains(&key.display().to_string()),
+            "{stderr}"
+        );
+        assert!(stderr.ends_with(hint), "{stderr}");
     }
 }
 

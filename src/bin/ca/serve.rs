@@ -190,8 +190,25 @@ pub fn run(
     }
     if let (Some(chain), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let credentials = Credentials::load(chain, key, None).map_err(|e| {
-            CliError::failure(format!("cannot use --tls-cert/--tls-key: {e}"))
-                .with_hint("give a PEM chain (leaf first) and its unencrypted PKCS#8 key")
+            // The file's own problem (missing, unreadable) comes before its format.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut io_kind = None;
+            while let Some(error) = cause {
+                if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                    io_kind = Some(io.kind());
+                }
+                cause = error.source();
+            }
+            let hint = match io_kind {
+                Some(std::io::ErrorKind::NotFound) => "check the paths given to --tls-cert and --tls-key",
+                Some(std::io::ErrorKind::PermissionDenied) => "make the files readable by the user running `ca serve`",
+                _ => "give a PEM chain (leaf first) and its unencrypted PKCS#8 key",
+            };
+            CliError::failure(format!(
+                "cannot use --tls-cert/--tls-key: {}",
+                tessera::cli::error_chain(&e)
+            ))
+            .with_hint(hint)
         })?;
         config.tls = Some(credentials);
     }

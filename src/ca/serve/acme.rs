@@ -582,15 +582,9 @@ fn problem_for_plain_error(response: Response) -> Response {
     }
     let detail = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this server accepts".to_string(),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = response
-                .headers()
-                .get(header::ALLOW)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            format!("this resource does not take that method (allowed: {allowed})")
-        }
+        // axum's method router sets `Allow` after this middleware has run:
+        // [`name_allowed_methods`], outside it, adds the methods to the detail.
+        StatusCode::METHOD_NOT_ALLOWED => "this resource does not take that method".to_string(),
         StatusCode::NOT_FOUND => "no such ACME resource".to_string(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "the request's Content-Type is not accepted here".to_string(),
         other => format!("the request was refused ({other})"),
@@ -606,6 +600,36 @@ fn problem_for_plain_error(response: Response) -> Response {
         problem.headers_mut().insert(header::ALLOW, allow);
     }
     problem
+}
+
+/// Names the methods a resource takes in the detail of a 405 problem document, from the
+/// `Allow` header (RFC 9110 §15.5.6) that axum's method router adds once the ACME middleware
+/// has answered; applied around the whole router (server.rs), since a layer on its routes runs
+/// before the header is set. Other responses pass unchanged.
+pub(crate) fn name_allowed_methods(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(super::problem::CONTENT_TYPE.as_bytes()));
+    let allowed = response
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|value| value.to_str().ok())
+        .map(|methods| methods.split(',').map(str::trim).collect::<Vec<_>>().join(", "));
+    let (true, true, Some(allowed)) = (response.status() == StatusCode::METHOD_NOT_ALLOWED, is_problem, allowed) else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    let body = Problem::new(
+        ProblemType::Malformed,
+        format!("this resource does not take that method (allowed: {allowed})"),
+    )
+    .with_status(405)
+    .to_json();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 #[derive(Deserialize, Default)]

@@ -221,6 +221,16 @@ enum Role {
     KeyChangeInner,
 }
 
+impl Role {
+    /// What the JWS being parsed is, for messages.
+    fn what(self) -> &'static str {
+        match self {
+            Self::Request => "the request body",
+            Self::KeyChangeInner => "the key change's payload (the inner JWS, RFC 8555 §7.3.5)",
+        }
+    }
+}
+
 /// The flattened JSON serialization (RFC 7515 §7.2.2) as ACME allows it: these three members
 /// only (duplicates are refused by serde's derive).
 #[derive(Deserialize)]
@@ -246,17 +256,19 @@ struct Header {
 fn parse_with(body: &[u8], role: Role) -> Result<Jws, Problem> {
     if body.len() > MAX_JWS_BYTES {
         return Err(Problem::malformed(format!(
-            "the request body is {} bytes; at most {MAX_JWS_BYTES} are accepted",
+            "{} is {} bytes; at most {MAX_JWS_BYTES} are accepted",
+            role.what(),
             body.len()
         ))
         .with_status(413));
     }
     if !is_json_object(body) {
-        return Err(Problem::malformed(
-            "the request body is not a JSON object (a JWS in the flattened JSON serialization, RFC 8555 §6.2)",
-        ));
+        return Err(Problem::malformed(format!(
+            "{} is not a JSON object (a JWS in the flattened JSON serialization, RFC 8555 §6.2)",
+            role.what()
+        )));
     }
-    let flat: Flattened = serde_json::from_slice(body).map_err(|e| outer_shape_problem(body, &e))?;
+    let flat: Flattened = serde_json::from_slice(body).map_err(|e| outer_shape_problem(body, role, &e))?;
 
     let header_bytes = decode_part("protected", &flat.protected)?;
     if flat.protected.is_empty() || !is_json_object(&header_bytes) {
@@ -367,7 +379,7 @@ fn parse_with(body: &[u8], role: Role) -> Result<Jws, Problem> {
 }
 
 /// Explains why the body is not a flattened JWS, naming the forbidden shapes of RFC 8555 §6.2.
-fn outer_shape_problem(body: &[u8], error: &serde_json::Error) -> Problem {
+fn outer_shape_problem(body: &[u8], role: Role, error: &serde_json::Error) -> Problem {
     let members = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).ok();
     let has = |name: &str| members.as_ref().is_some_and(|m| m.contains_key(name));
     if has("signatures") {
@@ -378,8 +390,9 @@ fn outer_shape_problem(body: &[u8], error: &serde_json::Error) -> Problem {
         Problem::malformed("the JWS has an unprotected `header`, which ACME forbids (RFC 8555 §6.2)")
     } else {
         Problem::malformed(format!(
-            "the request body is not a JWS in the flattened JSON serialization with `protected`, `payload` \
-             and `signature` (RFC 8555 §6.2): {error}"
+            "{} is not a JWS in the flattened JSON serialization with `protected`, `payload` and \
+             `signature` (RFC 8555 §6.2): {error}",
+            role.what()
         ))
     }
 }
@@ -1500,6 +1513,25 @@ mod tests {
             parse_inner(&body(&new_key.jws(&kid, b"{}"))),
             ProblemType::Malformed,
             "new key in `jwk`",
+        );
+        // A payload that is not a JWS is named as the key change's payload, not the body.
+        for (payload, needle) in [
+            (
+                &br#"{"x":1}"#[..],
+                "the key change's payload (the inner JWS, RFC 8555 §7.3.5) is not a JWS",
+            ),
+            (
+                &b"[1]"[..],
+                "the key change's payload (the inner JWS, RFC 8555 §7.3.5) is not a JSON object",
+            ),
+        ] {
+            let problem = assert_problem(parse_inner(payload), ProblemType::Malformed, needle);
+            assert!(!problem.detail.contains("request body"), "{}", problem.detail);
+        }
+        assert_problem(
+            parse(br#"{"x":1}"#),
+            ProblemType::Malformed,
+            "the request body is not a JWS",
         );
     }
 

@@ -577,7 +577,9 @@ async fn connection(
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ClientAddress(client));
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+        // Outside the router: a 405's `Allow` header exists only once the router has answered.
+        async move { Ok::<_, std::convert::Infallible>(acme::name_allowed_methods(answer.await?)) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
