@@ -2497,6 +2497,21 @@ async fn a_certificate_is_replaced_by_one_live_order_at_a_time() {
         // Another account's order may not replace it.
         let reply = bob.post("/acme/new-order", Some(&replacing)).await;
         assert_eq!(reply.problem(), "malformed");
+        // Nor an order that shares no identifier with it (RFC 9773 §5); one sharing one may.
+        let unrelated = json!({
+            "identifiers": [{"type": "dns", "value": "other.example.test"}],
+            "replaces": cert_id,
+        });
+        let reply = alice.post("/acme/new-order", Some(&unrelated)).await;
+        assert_eq!((reply.status, reply.problem().as_str()), (400, "malformed"));
+        assert!(
+            reply.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("shares no identifier"),
+            "{}",
+            reply.json()
+        );
         // Two at once: one is created, the other is alreadyReplaced (409).
         let (a, b) = tokio::join!(
             alice.post("/acme/new-order", Some(&replacing)),

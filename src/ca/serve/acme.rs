@@ -1004,7 +1004,7 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
         return Err(Problem::new(ProblemType::RejectedIdentifier, detail).with_subproblems(refused));
     }
     if let Some(replaces) = &payload.replaces {
-        acme.check_replaces(&account, replaces).await?;
+        acme.check_replaces(&account, replaces, &identifiers).await?;
     }
     let now = now_unix();
     let expires = now.saturating_add(lifetime_secs(ORDER_LIFETIME));
@@ -1066,8 +1066,14 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
 }
 
 impl Acme {
-    /// RFC 9773 §5: the certificate an order replaces must be one of this account's.
-    async fn check_replaces(&self, account: &Account, replaces: &str) -> Result<(), Problem> {
+    /// RFC 9773 §5: the certificate an order replaces must be one of this account's and share
+    /// at least one identifier with the new order (`malformed` otherwise).
+    async fn check_replaces(
+        &self,
+        account: &Account,
+        replaces: &str,
+        identifiers: &[Identifier],
+    ) -> Result<(), Problem> {
         let id = super::ari::CertId::parse(replaces)?;
         let serial = id.serial();
         let order = self
@@ -1076,7 +1082,16 @@ impl Acme {
             .await
             .map_err(internal)?;
         match order {
-            Some(order) if order.account_id == account.id => Ok(()),
+            Some(order) if order.account_id == account.id => {
+                if order.identifiers.iter().any(|old| identifiers.contains(old)) {
+                    Ok(())
+                } else {
+                    Err(Problem::malformed(
+                        "the certificate named in replaces shares no identifier with this order (RFC 9773 §5); \
+                         order without replaces for other names",
+                    ))
+                }
+            }
             _ => Err(Problem::malformed(
                 "replaces names no certificate issued to this account (RFC 9773 §5)",
             )),
