@@ -1611,6 +1611,88 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
     });
 }
 
+#[test]
+fn a_stalled_postgresql_gets_prompt_answers_from_healthz_and_ocsp() {
+    // A table locked by someone else (a stalled store) must not hold /healthz or /ocsp until the
+    // request timeout: they answer 503 and tryLater after a third of it.
+    let pg = pg_support::Postgres::start();
+    let url = pg.url("ca");
+    let location = tessera::ca::Location::Postgres(url.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut init = InitRequest::new("Stalled Root");
+    init.store = location.clone();
+    init.permitted_dns = vec!["example.test".into()];
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &init, None, OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let base = format!("https://127.0.0.1:{}", address.port());
+            let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
+            config.store = Some(location.clone());
+            config.va_always_valid = true;
+            config.request_timeout = Duration::from_secs(6);
+            let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let http = http_listener.local_addr().unwrap();
+            let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
+                .await
+                .unwrap();
+            let server = Server {
+                tmp,
+                base,
+                address,
+                http,
+                handle,
+                service: tokio::spawn(service),
+            };
+            let alice = Client::register(&server).await;
+            issue_and_ask_ocsp(&server, &alice, "stalled.example.test").await;
+            let ocsp_request = std::fs::read(server.tmp.path().join("stalled.example.test.req")).unwrap();
+
+            let url_for_lock = url.clone();
+            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let holder = std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url_for_lock, postgres::NoTls).unwrap();
+                let mut tx = client.transaction().unwrap();
+                tx.batch_execute("LOCK TABLE certificates, published_crls IN ACCESS EXCLUSIVE MODE")
+                    .unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(Duration::from_secs(60));
+                tx.rollback().unwrap();
+            });
+            locked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+
+            let started = std::time::Instant::now();
+            let reply = request(&server, "GET", "/healthz", None, b"").await;
+            let waited = started.elapsed();
+            assert_eq!(reply.status, 503, "{}", String::from_utf8_lossy(&reply.body));
+            assert!(waited < Duration::from_secs(5), "/healthz took {waited:?}");
+            let started = std::time::Instant::now();
+            let reply = plain_post(server.http, "/ocsp", "application/ocsp-request", &ocsp_request).await;
+            let waited = started.elapsed();
+            assert_eq!(reply.status, 200);
+            assert_eq!(ocsp_response_status(&reply.body), 3, "tryLater");
+            assert!(waited < Duration::from_secs(5), "/ocsp took {waited:?}");
+
+            release_tx.send(()).unwrap();
+            holder.join().unwrap();
+            healthy_within(&server, Duration::from_secs(30)).await;
+            let reply = plain_post(server.http, "/ocsp", "application/ocsp-request", &ocsp_request).await;
+            assert_eq!(ocsp_response_status(&reply.body), 0, "successful once the lock is gone");
+            server.stop().await;
+        })
+        .await
+        .expect("within the time limit");
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_listener_has_its_own_connection_cap_and_idle_connections_time_out() {
     tokio::time::timeout(LIMIT, async {
@@ -2550,6 +2632,66 @@ async fn a_certificate_is_replaced_by_one_live_order_at_a_time() {
     })
     .await
     .expect("within the time limit");
+}
+
+#[test]
+fn ca_serve_on_postgresql_that_cannot_start_exits_3_with_the_reason_never_a_panic() {
+    // The blocking PostgreSQL client may not be closed on a runtime's thread: every way out
+    // before serving (a port in use, a host outside the name constraints) must close it off
+    // the runtime and say why, with exit 3.
+    let pg = pg_support::Postgres::start();
+    pg.create_db("start");
+    let url = pg.url("start");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    support::ok(support::ca(&dir).arg("--db").arg(&url).args([
+        "init",
+        "--name",
+        "PG Start Root",
+        "--no-passphrase",
+        "--permit-dns",
+        "example.test",
+    ]));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--listen", &taken, "--base-url", "https://acme.example.test"],
+            "cannot listen on",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                &taken,
+                "--base-url",
+                "https://acme.example.test",
+            ],
+            "(--http-listen)",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--base-url", "https://acme.elsewhere.org"],
+            "--tls-cert",
+        ),
+    ];
+    for (flags, needle) in cases {
+        let out = support::run(
+            support::ca(&dir).arg("--db").arg(&url).arg("serve").args(flags),
+            None,
+            Duration::from_secs(60),
+        );
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 3, "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains("ca: error: ") && stderr.contains(needle),
+            "{flags:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("runtime"),
+            "{flags:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

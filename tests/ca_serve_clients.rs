@@ -886,7 +886,7 @@ impl HaProxy {
         let stats = dir.join("haproxy.sock");
         let mut config = format!(
             "global\n  stats socket {} level admin\n\
-             defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  \
+             defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 35s\n  timeout server 35s\n  \
              retries 2\n  option redispatch\n",
             stats.display()
         );

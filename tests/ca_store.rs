@@ -537,9 +537,49 @@ fn an_unreachable_postgresql_is_exit_3_with_a_hint_and_nothing_is_written() {
     let out = output(ca_with(&dir, Some("mysql://u:hunter2@h/x")).arg("list"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
-    // Once reachable again, all is as it was; also through the Unix socket, without TCP.
+    // A password given as a parameter never reaches a message either.
+    for given in [
+        "host=127.0.0.1 password=hunter2 dbname=ca".to_string(),
+        format!("postgres://postgres@127.0.0.1:{dead}/ca?password=hunter2"),
+    ] {
+        let out = output(ca_with(&dir, Some(&given)).arg("list"));
+        assert!(matches!(out.status.code(), Some(2 | 3)), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("hunter2") && stderr(&out).contains("password=***"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Once reachable again, all is as it was; also through the Unix socket, without TCP. No
+    // PostgreSQL NOTICE reaches stderr.
+    let out = output(ca_with(&dir, Some(&url)).arg("list"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("NOTICE"), "{}", stderr(&out));
     assert_eq!(list(&dir, Some(&url)).len(), 1);
     assert_eq!(list(&dir, Some(&pg.socket_url("ca"))).len(), 1);
+    // A database without the schema, and a store of a newer Tessera: exit 3, each with its hint.
+    pg.create_db("empty");
+    let out = output(ca_with(&dir, Some(&pg.url("empty"))).arg("list"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no schema") && stderr(&out).contains("ca: hint: check that --db (or TESSERA_DB) names"),
+        "{}",
+        stderr(&out)
+    );
+    pg.client("ca")
+        .execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
+            &[],
+        )
+        .unwrap();
+    let out = output(ca_with(&dir, Some(&url)).arg("list"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("newer than this Tessera knows")
+            && stderr(&out).contains("ca: hint: run a Tessera at least as new"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

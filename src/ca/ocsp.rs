@@ -403,7 +403,7 @@ impl Responder {
 
 impl Answer {
     /// A response with this (unsuccessful) status and no `responseBytes`.
-    fn failed(status: ResponseStatus) -> Self {
+    pub(crate) fn failed(status: ResponseStatus) -> Self {
         let der = OcspResponse {
             response_status: status,
             response_bytes: None,

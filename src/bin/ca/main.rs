@@ -78,6 +78,13 @@ fn hint(error: &CaError) -> Option<String> {
             "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
              a new store would forget every revocation (certificates and keys are unaffected)"
         }
+        CaError::Store { reason, .. } if reason.contains("newer than this Tessera") => {
+            "run a Tessera at least as new as the one that last wrote this store (a newer version's \
+             store is never changed by an older one); nothing was changed"
+        }
+        CaError::Store { reason, .. } if reason.contains("no schema") => {
+            "check that --db (or TESSERA_DB) names this CA's database; nothing was changed"
+        }
         CaError::Store { .. } => {
             "check that the database is running and reachable, and that --db (or TESSERA_DB) names this \
              CA's store; nothing was changed"

@@ -220,9 +220,58 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(ca, config, args));
+    // The listeners and signal handlers come first, without the CA: on a failure here the CA
+    // (and a PostgreSQL store's blocking client, which may not be closed on a runtime's thread)
+    // is dropped after block_on has returned.
+    let prepared = runtime.block_on(prepare(args));
+    let result = match prepared {
+        Ok(prepared) => runtime.block_on(serve(ca, config, prepared)),
+        Err(error) => {
+            drop(ca);
+            Err(error)
+        }
+    };
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// What `ca serve` binds and handles before it starts.
+struct Prepared {
+    https: TcpListener,
+    http: Option<TcpListener>,
+    https_address: SocketAddr,
+    http_address: Option<SocketAddr>,
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+    sighup: tokio::signal::unix::Signal,
+}
+
+async fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
+    let sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // SIGHUP reloads other Tessera services (echo-server); its default action, ending the
+    // process at once without the drain, would surprise. Nothing here can be reloaded safely.
+    let sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let https = bind(args.listen, "--listen").await?;
+    let http = match args.http_listen {
+        Some(address) => Some(bind(address, "--http-listen").await?),
+        None => None,
+    };
+    let https_address = https.local_addr().context("cannot read the bound address")?;
+    let http_address = http
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the bound address")?;
+    Ok(Prepared {
+        https,
+        http,
+        https_address,
+        http_address,
+        sigint,
+        sigterm,
+        sighup,
+    })
 }
 
 fn va_config(args: &ServeArgs) -> VaConfig {
@@ -243,33 +292,32 @@ async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, CliError> 
         .map_err(|e| CliError::failure(format!("cannot listen on {address} ({flag}): {e}")))
 }
 
-async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, args: &ServeArgs) -> anyhow::Result<u8> {
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    // SIGHUP reloads other Tessera services (echo-server); its default action, ending the
-    // process at once without the drain, would surprise. Nothing here can be reloaded safely.
-    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let https = bind(args.listen, "--listen").await?;
-    let http = match args.http_listen {
-        Some(address) => Some(bind(address, "--http-listen").await?),
-        None => None,
-    };
-    let https_address = https.local_addr().context("cannot read the bound address")?;
-    let http_address = http
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()
-        .context("cannot read the bound address")?;
+async fn serve(ca: tessera::ca::CertificateAuthority, config: ServeConfig, prepared: Prepared) -> anyhow::Result<u8> {
+    let Prepared {
+        https,
+        http,
+        https_address,
+        http_address,
+        mut sigint,
+        mut sigterm,
+        mut sighup,
+    } = prepared;
     let own_certificate = config.tls.is_none();
     let host = config.base_url.host().to_string();
     let (handle, service) = tessera::ca::serve::serve(ca, config, https, http)
         .await
         .map_err(|error| own_certificate_error(error, own_certificate, &host))?;
-    tessera::outln!("listening on {https_address} (https)")?;
-    if let Some(address) = http_address {
-        tessera::outln!("listening on {address} (http)")?;
-    }
+    let said = tessera::outln!("listening on {https_address} (https)").and_then(|()| match http_address {
+        Some(address) => tessera::outln!("listening on {address} (http)"),
+        None => Ok(()),
+    });
     tokio::pin!(service);
+    if let Err(error) = said {
+        // Stopped, not dropped: the service closes its store connections off the runtime.
+        handle.shutdown("standard output failed");
+        service.await;
+        return Err(error.into());
+    }
     loop {
         tokio::select! {
             () = &mut service => return Ok(exit::OK),

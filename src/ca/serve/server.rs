@@ -130,6 +130,24 @@ pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
     }
 }
 
+/// Values dropped off the runtime ([`drop_off_runtime`]) unless taken back: the store
+/// connections opened by [`start`], when a later step fails.
+struct OffRuntime<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffRuntime<T> {
+    fn take(mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
+impl<T: Send + 'static> Drop for OffRuntime<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            drop_off_runtime(value);
+        }
+    }
+}
+
 async fn start(
     ca: Arc<CertificateAuthority>,
     config: ServeConfig,
@@ -155,7 +173,8 @@ async fn start(
         .await
         .map_err(|_| blocking_failed("opening the store"))??
     };
-    let (pool, periodic_store) = pool;
+    // Until the service owns them, a failure below drops the connections off the runtime.
+    let stores = OffRuntime(Some(pool));
     let (credentials, renew_at) = match &config.tls {
         Some(credentials) => (credentials.clone(), None),
         None => {
@@ -178,6 +197,7 @@ async fn start(
         .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let (pool, periodic_store) = stores.take().ok_or_else(|| blocking_failed("opening the store"))?;
 
     let ocsp = match crate::ca::ocsp::Responder::new(&ca) {
         Ok(responder) => Some(responder),
@@ -381,8 +401,24 @@ async fn request_timeout(State(acme): State<Shared>, request: Request, next: axu
 }
 
 /// `GET /healthz`: 200 when the store answers, else 503 with `Retry-After: 1`.
+/// How long `/healthz` and `/ocsp` wait for the store before they answer that it does not
+/// (503, `tryLater`): a third of the request timeout (10 s by default), so that the answer
+/// comes before the request timeout and a balancer's server timeout.
+fn store_deadline(config: &ServeConfig) -> Duration {
+    (config.request_timeout / 3).max(Duration::from_secs(1))
+}
+
 async fn healthz(State(acme): State<Shared>) -> Response {
-    match acme.pool.acme(|store| store.crl_published().map(|_| ())).await {
+    let deadline = store_deadline(&acme.config);
+    let checked = tokio::time::timeout(deadline, acme.pool.acme(|store| store.crl_published().map(|_| ())))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CaError::Store {
+                store: "the store".into(),
+                reason: format!("no answer within {} s", deadline.as_secs()),
+            })
+        });
+    match checked {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => {
             tracing::warn!(error = %error, "health check: the store does not answer");
@@ -442,8 +478,21 @@ async fn ocsp_answer(acme: &Shared, der: Vec<u8>) -> Response {
     let answer = tokio::task::spawn_blocking(move || match &task.ocsp {
         Some(responder) => responder.respond(&task.ca, &der, OffsetDateTime::now_utc()),
         None => crate::ca::ocsp::respond(&task.ca, &der, OffsetDateTime::now_utc()),
-    })
-    .await;
+    });
+    let deadline = store_deadline(&acme.config);
+    // A store that does not answer in time: tryLater (RFC 6960 §2.3), as when it fails.
+    let answer = match tokio::time::timeout(deadline, answer).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(
+                deadline_s = deadline.as_secs(),
+                "OCSP: the store did not answer in time; tryLater"
+            );
+            Ok(crate::ca::ocsp::Answer::failed(
+                crate::ca::ocsp::ResponseStatus::TryLater,
+            ))
+        }
+    };
     match answer {
         Ok(answer) => (
             StatusCode::OK,

@@ -91,13 +91,15 @@ impl Location {
     }
 }
 
-/// A URL without its password, for messages.
+/// A connection string without its password, for messages and logs: the password of a URL's
+/// user information (`postgres://ca:***@host/db`) and the value of every `password` parameter,
+/// in a URL's query (`?password=***`) or a keyword/value string (`password=***`, quoted or not).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return mask_password_parameters(url);
     };
     let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    let masked = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             if userinfo.contains(':') {
@@ -107,7 +109,58 @@ pub(crate) fn redact(url: &str) -> String {
             }
         }
         None => url.to_string(),
+    };
+    mask_password_parameters(&masked)
+}
+
+/// `password=VALUE` → `password=***` wherever `password` (any case) is a parameter name: at
+/// the start, or after `?`, `&` or white space, and followed by `=` (white space allowed
+/// around it, as in libpq's keyword/value strings). A value ends at `&` or white space, or, if
+/// it starts with `'`, at the next `'` not escaped by a backslash.
+fn mask_password_parameters(text: &str) -> String {
+    const NAME: &str = "password";
+    // ASCII lowercasing keeps every byte offset, so offsets found in `lower` index `text`.
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(NAME) {
+        let start = from + found;
+        let after = start + NAME.len();
+        from = after;
+        let at_boundary = start == 0 || matches!(bytes[start - 1], b'?' | b'&' | b' ' | b'\t' | b'\n' | b'\r');
+        let skip_space = |mut i: usize| {
+            while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            i
+        };
+        let equals = skip_space(after);
+        if !at_boundary || bytes.get(equals) != Some(&b'=') {
+            continue;
+        }
+        let value = skip_space(equals + 1);
+        let end = if bytes.get(value) == Some(&b'\'') {
+            let mut i = value + 1;
+            while i < bytes.len() && bytes[i] != b'\'' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            (i + 1).min(bytes.len())
+        } else {
+            let mut i = value;
+            while i < bytes.len() && bytes[i] != b'&' && !bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            i
+        };
+        out.push_str(&text[copied..value]);
+        out.push_str("***");
+        copied = end;
+        from = end.max(after);
     }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// What `DIR/store.json` says.
@@ -625,6 +678,44 @@ mod tests {
             "postgres://ca:***@db.example:5432/ca"
         );
         assert_eq!(redact("postgres://ca@127.0.0.1:5/x"), "postgres://ca@127.0.0.1:5/x");
+        // A password as a parameter, in a URL's query or a keyword/value string.
+        for (given, shown) in [
+            (
+                "postgres://ca@h:1/x?password=S3cret",
+                "postgres://ca@h:1/x?password=***",
+            ),
+            (
+                "postgresql://ca@h/x?sslmode=disable&PASSWORD=S3cret&application_name=a",
+                "postgresql://ca@h/x?sslmode=disable&PASSWORD=***&application_name=a",
+            ),
+            (
+                "postgres://ca:S3cret@h/x?password=S3cret",
+                "postgres://ca:***@h/x?password=***",
+            ),
+            ("host=h password=S3cret dbname=ca", "host=h password=*** dbname=ca"),
+            (
+                "host=h password = 'S3 \\' cret' dbname=ca",
+                "host=h password = *** dbname=ca",
+            ),
+            ("password=S3cret", "password=***"),
+            ("password='unterminated S3cret", "password=***"),
+            (
+                "host=h passwordless=1 mypassword=2",
+                "host=h passwordless=1 mypassword=2",
+            ),
+            ("host=h password=", "host=h password=***"),
+        ] {
+            assert_eq!(redact(given), shown, "{given}");
+            assert!(!redact(given).contains("S3"), "{given}");
+        }
+        let err = Location::parse("host=127.0.0.1 password=S3cret dbname=ca")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("S3cret") && err.contains("password=***"), "{err}");
+        let err = Location::parse("postgres://ca@127.0.0.1:99999/x?password=S3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("S3cret"), "{err}");
         let err = Location::parse("mysql://ca:pw@h/x").unwrap_err().to_string();
         assert!(!err.contains("pw@") && err.contains("not a store"), "{err}");
         assert_eq!(Location::parse("sqlite").unwrap(), Location::Sqlite);

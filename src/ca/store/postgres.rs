@@ -21,6 +21,9 @@ use crate::pki::{RevocationReason, Serial};
 
 /// How long connecting may take before the store counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one statement may run, waits for locks included (PostgreSQL's
+/// `statement_timeout`): under `ca serve`'s request timeout (30 s) and a balancer's.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The advisory lock that serialises migrations between instances starting at once.
 const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131; // "tessera1"
 
@@ -186,6 +189,15 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("tessera-ca");
+        // Server-side bounds on every statement (a table locked by someone else, a stalled
+        // query) so that a caller gets an error rather than waiting without end, and no NOTICE
+        // (`CREATE … IF NOT EXISTS` skipping) on the tool's stderr. Options in the URL come first.
+        let options = format!(
+            "{} -c statement_timeout={} -c client_min_messages=warning",
+            config.get_options().unwrap_or(""),
+            STATEMENT_TIMEOUT.as_millis()
+        );
+        config.options(options.trim_start());
         let client = config.connect(NoTls).map_err(|e| CaError::Store {
             store: redact(url),
             reason: format!("cannot connect ({})", describe(&e)),
@@ -276,7 +288,9 @@ impl PostgresStore {
         if !has_table && !creating {
             return Err(CaError::Store {
                 store: redact(&url),
-                reason: "it holds no CA store (no schema); `ca init --db URL` creates one".into(),
+                reason: "it holds no CA store (no schema): a new CA's store is created by `ca init --db URL`, \
+                         and an existing CA's store is in the database its `ca init` was given"
+                    .into(),
             });
         }
         tx.batch_execute(migrate::CREATE_TABLE).map_err(|e| fail(&url, &e))?;
