@@ -163,6 +163,33 @@ fn acme_suite(open: Open<'_>) {
     key_rollover(open, store.as_mut());
     replaced_once(open, store.as_mut());
     leases_released(store.as_mut());
+    clocks(store.as_mut());
+}
+
+/// The store's clock (PostgreSQL's on PostgreSQL) is this machine's within a second here, and
+/// a machine clock more than MAX_CLOCK_SKEW away from it is reported, ahead or behind.
+fn clocks(store: &mut dyn Store) {
+    let now = OffsetDateTime::now_utc();
+    let theirs = store.acme().clock().unwrap();
+    assert!(
+        (theirs - now.unix_timestamp()).abs() <= 2,
+        "store {theirs}, machine {}",
+        now.unix_timestamp()
+    );
+    assert_eq!(periodic::clock_skew(store, now).unwrap(), None);
+    let ahead = periodic::clock_skew(store, now + time::Duration::minutes(10))
+        .unwrap()
+        .unwrap();
+    assert!((598..=602).contains(&ahead), "{ahead}");
+    let behind = periodic::clock_skew(store, now - time::Duration::seconds(30))
+        .unwrap()
+        .unwrap();
+    assert!((-32..=-28).contains(&behind), "{behind}");
+    let limit = periodic::MAX_CLOCK_SKEW.as_secs() as i64;
+    assert_eq!(
+        periodic::clock_skew(store, now + time::Duration::seconds(limit - 2)).unwrap(),
+        None
+    );
 }
 
 /// An account's orders list (RFC 8555 §7.1.2.1): live orders, newest first, paged by cursor.

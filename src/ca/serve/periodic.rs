@@ -62,6 +62,23 @@ impl Default for PeriodicSettings {
     }
 }
 
+/// How far this machine's clock may be from the store's (seconds) before the periodic work
+/// stops taking leases: a lease runs until a time written by its holder's clock, so a clock
+/// ahead would take others' leases early and hold its own for as long as it is ahead, and a CRL
+/// signed by it would not be valid yet. Well under the lease's time (30 s).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
+
+/// This machine's clock minus the store's at `now` (seconds), when the difference is over
+/// [`MAX_CLOCK_SKEW`]; `None` when they agree.
+///
+/// # Errors
+/// [`CaError::Store`] when the store fails.
+pub fn clock_skew(store: &mut dyn Store, now: OffsetDateTime) -> Result<Option<i64>, CaError> {
+    let skew = now.unix_timestamp().saturating_sub(store.acme().clock()?);
+    let limit = i64::try_from(MAX_CLOCK_SKEW.as_secs()).unwrap_or(i64::MAX);
+    Ok((skew.saturating_abs() > limit).then_some(skew))
+}
+
 /// What one [`round`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Round {
@@ -225,6 +242,7 @@ pub async fn run(
     let mut ticks = tokio::time::interval(settings.period.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut held: (Option<i64>, Option<i64>) = (None, None);
+    let mut skewed: Option<i64> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -240,16 +258,42 @@ pub async fn run(
         let done = tokio::task::spawn_blocking(move || {
             let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
             match guard.0.as_mut() {
-                // A lost connection is replaced first (Store::ensure_connected).
-                Some(store) => store
-                    .ensure_connected()
-                    .and_then(|()| round(&ca, store.as_mut(), &who, &settings, OffsetDateTime::now_utc())),
-                None => Ok(Round::default()),
+                // A lost connection is replaced first (Store::ensure_connected); a clock that
+                // disagrees with the store's takes no lease.
+                Some(store) => store.ensure_connected().and_then(|()| {
+                    let now = OffsetDateTime::now_utc();
+                    match clock_skew(store.as_mut(), now)? {
+                        Some(skew) => Ok(Err(skew)),
+                        None => round(&ca, store.as_mut(), &who, &settings, now).map(Ok),
+                    }
+                }),
+                None => Ok(Ok(Round::default())),
             }
         })
         .await;
         match done {
-            Ok(Ok(result)) => log_round(&holder, &result, &mut held),
+            Ok(Ok(Err(skew))) => {
+                if skewed.is_none() {
+                    tracing::error!(
+                        holder = &*holder,
+                        skew_s = skew,
+                        max_s = MAX_CLOCK_SKEW.as_secs(),
+                        "this machine's clock is {} s {} the database's: no lease is taken (CRL, clean-up) until they agree; fix its time (NTP)",
+                        skew.saturating_abs(),
+                        if skew > 0 { "ahead of" } else { "behind" }
+                    );
+                }
+                skewed = Some(skew);
+            }
+            Ok(Ok(Ok(result))) => {
+                if skewed.take().is_some() {
+                    tracing::info!(
+                        holder = &*holder,
+                        "this machine's clock agrees with the database's again"
+                    );
+                }
+                log_round(&holder, &result, &mut held);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(holder = &*holder, error = %e, "periodic work failed; trying again next round")
             }

@@ -395,6 +395,14 @@ pub trait AcmeStore {
     /// [`CaError::Store`] when the database fails.
     fn lease_acquire(&mut self, name: &str, holder: &str, ttl: Duration, now: i64) -> Result<Option<Lease>, CaError>;
 
+    /// The store's clock, Unix seconds: PostgreSQL's `clock_timestamp()`, the one clock every
+    /// instance sharing the database sees (`ca serve` compares its own with it before it takes
+    /// a lease); an SQLite store is on this machine, so its clock is this machine's.
+    ///
+    /// # Errors
+    /// [`CaError::Store`] when the database fails.
+    fn clock(&mut self) -> Result<i64, CaError>;
+
     /// Gives up the lease `name` if `holder` holds it (a clean shutdown): its good-until time
     /// becomes 0, so that any instance takes it at its next try, with the next token. False
     /// when `holder` does not hold it (nothing changes).

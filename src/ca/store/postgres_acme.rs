@@ -665,6 +665,14 @@ impl AcmeStore for PostgresStore {
         .transpose()
     }
 
+    fn clock(&mut self) -> Result<i64, CaError> {
+        let row = self
+            .client
+            .query_one("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint", &[])
+            .map_err(|e| fail(&self.url, &e))?;
+        row.try_get(0).map_err(|e| fail(&self.url, &e))
+    }
+
     fn lease_release(&mut self, name: &str, holder: &str) -> Result<bool, CaError> {
         let changed = self
             .client

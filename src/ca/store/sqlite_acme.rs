@@ -739,6 +739,10 @@ impl AcmeStore for SqliteStore {
         }))
     }
 
+    fn clock(&mut self) -> Result<i64, CaError> {
+        Ok(time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
     fn lease_release(&mut self, name: &str, holder: &str) -> Result<bool, CaError> {
         let changed = self
             .conn
