@@ -90,6 +90,7 @@ deps: demo-deps
 	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
 	  apt-get update -qq && apt-get install -y -qq nginx libnginx-mod-stream >/dev/null; status=$$?; \
 	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$status; }
+	@command -v faketime >/dev/null 2>&1 || { echo "installing faketime (a ca serve instance with a clock ahead of the database's)"; apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@missing=""; for t in lego certbot pebble; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing (real ACME clients and the reference server for the ca serve tests)"; \
 	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi

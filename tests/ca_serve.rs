@@ -2695,6 +2695,86 @@ fn ca_serve_on_postgresql_that_cannot_start_exits_3_with_the_reason_never_a_pani
 }
 
 #[test]
+fn an_instance_whose_clock_is_ahead_of_postgresqls_takes_no_lease_and_says_so() {
+    use std::io::BufRead as _;
+    // libfaketime, preloaded into `ca` itself (the faketime wrapper would stand between the
+    // test and the process it signals).
+    let preload = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists());
+    if !support::require(
+        "libfaketime",
+        preload.is_some(),
+        "`make deps` installs the faketime package",
+    ) {
+        return;
+    }
+    let pg = pg_support::Postgres::start();
+    pg.create_db("skew");
+    let url = pg.url("skew");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    support::ok(
+        support::ca(&dir)
+            .arg("--db")
+            .arg(&url)
+            .args(["init", "--name", "Skewed Root", "--no-passphrase"]),
+    );
+    // The instance's clock (libfaketime) is 10 minutes ahead; the database's is right.
+    let stderr_path = tmp.path().join("serve.err");
+    let mut command = support::ca(&dir);
+    command
+        .env("LD_PRELOAD", preload.unwrap_or_default())
+        .env("FAKETIME", "+10m")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .arg("--db")
+        .arg(&url)
+        .args(["serve", "--listen", "127.0.0.1:0", "--base-url", "https://127.0.0.1:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut process = Process(command.spawn().unwrap());
+    let stdout = process.0.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout).lines().next().unwrap().unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    let said = (0..300).any(|_| {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if log.contains("ahead of the database's") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(said, "no clock error logged: {log}");
+    assert!(log.contains("fix its time (NTP)"), "{log}");
+    // Two more rounds (5 s apart): still no lease, and the error was said once.
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(pg_count(&url, "SELECT count(*) FROM acme_leases"), 0);
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert_eq!(log.matches("ahead of the database's").count(), 1, "{log}");
+    let pid = process.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "ca serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn ca_serve_on_postgresql_stops_on_sigterm_with_exit_0_and_releases_its_leases() {
     use std::io::BufRead as _;
     let pg = pg_support::Postgres::start();
