@@ -451,8 +451,15 @@ fn retryable(error: &anyhow::Error) -> bool {
 /// one about to be made), or gives the error back when it is not retryable or the `--retry`
 /// budget is spent.
 async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending: &str) -> anyhow::Result<u64> {
-    if used >= target.retry.attempts || !retryable(&error) {
+    if target.retry.attempts == 0 || !retryable(&error) {
         return Err(error);
+    }
+    if used >= target.retry.attempts {
+        return Err(error.context(format!(
+            "gave up after {} (--retry {}); the last one failed",
+            tessera::cli::counted(used, "connection attempt", "connection attempts"),
+            target.retry.attempts
+        )));
     }
     let used = used + 1;
     RetryCounters::bump(&target.counters.attempts);
@@ -467,6 +474,23 @@ async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending
     );
     tokio::time::sleep(wait).await;
     Ok(used)
+}
+
+/// On a failed run with `--retry`: the retry summary on stderr (nothing with -q), then
+/// `unfinished` (what was not done), so that a run that gave up says what its attempts did.
+fn retry_summary_on_failure(target: &Target, what: (&str, &str), unfinished: &str) {
+    if target.retry.attempts > 0 && !target.quiet {
+        tessera::errln!("echo-client: retry: {}; {unfinished}", target.counters.summary(what));
+    }
+}
+
+/// `messages N to TOTAL were not echoed` (N counted from 0 in `next`).
+fn not_echoed(next: usize, total: usize) -> String {
+    if next + 1 >= total {
+        format!("message {total} was not echoed")
+    } else {
+        format!("messages {} to {total} were not echoed", next + 1)
+    }
 }
 
 /// `messages N to TOTAL will be sent` (N counted from 0 in `next`).
@@ -491,7 +515,17 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
                     stream = Some(opened);
                 }
                 Err(error) => {
-                    attempts = retry_or_fail(target, error, attempts, &pending(next, messages.len())).await?;
+                    attempts = match retry_or_fail(target, error, attempts, &pending(next, messages.len())).await {
+                        Ok(attempts) => attempts,
+                        Err(error) => {
+                            retry_summary_on_failure(
+                                target,
+                                ("message", "messages"),
+                                &not_echoed(next, messages.len()),
+                            );
+                            return Err(error);
+                        }
+                    };
                     continue;
                 }
             }
@@ -504,7 +538,13 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             }
             Err(error) => {
                 stream = None;
-                attempts = retry_or_fail(target, error.into(), attempts, &pending(next, messages.len())).await?;
+                attempts = match retry_or_fail(target, error.into(), attempts, &pending(next, messages.len())).await {
+                    Ok(attempts) => attempts,
+                    Err(error) => {
+                        retry_summary_on_failure(target, ("message", "messages"), &not_echoed(next, messages.len()));
+                        return Err(error);
+                    }
+                };
                 // Sent (at least in part) and not echoed: it goes again on the next connection.
                 RetryCounters::bump(&target.counters.resent);
             }
@@ -822,7 +862,17 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
     }
     let mut results = Vec::with_capacity(usize::try_from(conns).unwrap_or(0));
     while let Some(joined) = tasks.join_next().await {
-        results.push(joined.context("a benchmark task failed")??);
+        match joined.context("a benchmark task failed")? {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                retry_summary_on_failure(
+                    &target,
+                    ("connection's exchange", "connections' exchanges"),
+                    "the benchmark did not complete",
+                );
+                return Err(error);
+            }
+        }
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
     let mut handshakes: Vec<f64> = results.iter().map(|r| r.handshake.as_secs_f64() * 1e3).collect();
