@@ -1,6 +1,8 @@
 //! echo-client's verdicts in `--bench` and `--retry` (reviewer's findings): a handshake-only
 //! bench hears the server's refusal, a refusal hidden behind a failed write is still a refusal
-//! (exit 1, never retried), and a `--retry` that runs out says so with its summary.
+//! (exit 1, never retried), and a `--retry` that runs out says so with its summary. Also
+//! echo-server's smaller ones: the ticket keys logged on SIGHUP, an empty key file path and a
+//! `--proxy-from` with host bits set as usage errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_macros)]
 
 mod channel_common;
@@ -195,4 +197,86 @@ fn a_retry_that_runs_out_says_so_with_its_summary() {
         "{stderr}"
     );
     assert!(!stderr.contains("echo-client: retry:"), "{stderr}");
+}
+
+fn echo_server(args: &[&str]) -> std::process::Output {
+    run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(args),
+        b"",
+        STEP,
+    )
+}
+
+/// `echo-server --new-ticket-key FILE`: the new sealing key's name.
+fn new_ticket_key(path: &std::path::Path) -> String {
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .arg("--new-ticket-key")
+            .arg(path),
+        b"",
+        STEP,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let name = stdout
+        .split("new sealing key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key name: {stdout}"));
+    name.to_string()
+}
+
+#[test]
+fn sighup_logs_the_ticket_keys_in_force() {
+    let pki = Pki::new();
+    let keys = pki.dir.path().join("tickets.keys");
+    let first = new_ticket_key(&keys);
+    let mut args = pki.server_args();
+    args.extend(["--ticket-keys".into(), keys.clone().into()]);
+    let server = Server::start(pki.dir.path(), &os(&args));
+    let log = server.wait_for_log("session tickets on");
+    assert!(log.contains(&format!("keys=1 sealing_key={first}")), "{log}");
+    let second = new_ticket_key(&keys);
+    assert_ne!(first, second);
+    server.signal("HUP");
+    let log = server.wait_for_log("configuration reloaded");
+    let line = log
+        .lines()
+        .find(|line| line.contains("configuration reloaded"))
+        .unwrap();
+    assert!(line.contains("generation=1"), "{line}");
+    assert!(line.contains(&format!("keys=2 sealing_key={second}")), "{line}");
+    let secret = std::fs::read_to_string(&keys).unwrap();
+    for key in secret.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        assert!(!log.contains(key.trim()), "a key reached the log: {log}");
+    }
+}
+
+#[test]
+fn an_empty_key_file_path_and_a_network_with_host_bits_are_usage_errors() {
+    for flag in ["--new-ticket-key", "--ticket-keys"] {
+        let out = echo_server(&[flag, "", "--listen", "127.0.0.1:0", "--cert", "c.pem", "--key", "k.pem"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("an empty path cannot be a ticket key file"), "{stderr}");
+    }
+    let out = echo_server(&["--new-ticket-key", ""]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = echo_server(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "c.pem",
+        "--key",
+        "k.pem",
+        "--proxy-protocol",
+        "--proxy-from",
+        "10.0.0.1/8",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--proxy-from") && stderr.contains("host bits set") && stderr.contains("10.0.0.0/8"),
+        "{stderr}"
+    );
 }
