@@ -249,6 +249,9 @@ pub fn serve_echo(
     (handle, service)
 }
 
+/// How long [`echo_round_trip`] reads, after a failed write, for the alert that explains it.
+const ALERT_READ_LIMIT: Duration = Duration::from_secs(1);
+
 /// The client's side of one echo (what `echo-client MESSAGE…` does per message): writes
 /// `payload`, flushes, and reads back exactly `payload.len()` bytes. Each direction counts as
 /// one message for [`RotationPolicy::with_messages`].
@@ -258,14 +261,28 @@ pub fn serve_echo(
 /// # Errors
 /// [`ChannelError::TruncatedMessage`] when the server closes before the whole echo came back,
 /// cleanly or without `close_notify` (`received` and `expected` count echoed bytes);
-/// [`ChannelError::Io`] (`write` or `read`) for any other failure, including a TLS alert.
+/// [`ChannelError::Io`] (`write` or `read`) for any other failure, including a TLS alert (a
+/// write that fails because the server refused us and closed is reported with the server's
+/// alert, read for up to a second after the failure, as a `read` error).
 pub async fn echo_round_trip<IO>(stream: &mut ChannelStream<IO>, payload: &[u8]) -> Result<Vec<u8>, ChannelError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let io = |operation| move |source| ChannelError::Io { operation, source };
-    stream.write_all(payload).await.map_err(io("write"))?;
-    stream.flush().await.map_err(io("write"))?;
+    let written = match stream.write_all(payload).await {
+        Ok(()) => stream.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = written {
+        // A server that refused our certificate sent its alert and closed: the write fails
+        // first (broken pipe, reset), and the alert is still to be read.
+        if error.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
+            && let Some(alert) = stream.alert_after_failure(ALERT_READ_LIMIT).await
+        {
+            return Err(io("read")(alert));
+        }
+        return Err(io("write")(error));
+    }
     stream.mark_message_sent();
     let expected = payload.len() as u64;
     let mut echoed = vec![0u8; payload.len()];

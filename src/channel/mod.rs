@@ -91,7 +91,7 @@ pub use rotation::{
     DEFAULT_ROTATE_BYTES, DEFAULT_ROTATE_INTERVAL, MAX_ROTATIONS_WITHOUT_SENDING, RotationPolicy, RotationStats,
     RotationTrigger, parse_byte_size,
 };
-pub use stream::{ChannelStats, ChannelStream, Exchanged, exchange};
+pub use stream::{ChannelStats, ChannelStream, Exchanged, MAX_DRAINED_AFTER_FAILURE, exchange};
 pub use text::{alert_name, escape, version_name};
 pub use tickets::{
     DEFAULT_TICKET_LIFETIME, KEPT_TICKET_KEYS, MAX_CACHED_VERDICTS, MAX_TICKET_KEY_FILE, MAX_TICKET_KEYS,

@@ -172,33 +172,37 @@ async fn read_exactly<R: AsyncRead + Unpin>(io: &mut R, buf: &mut [u8], already:
     let mut filled = 0;
     while filled < buf.len() {
         let Some(rest) = buf.get_mut(filled..) else { break };
-        let n = match io.read(rest).await {
-            Ok(n) => n,
-            // A reset before the first byte is a close too (health checkers reset).
-            Err(error)
-                if already + filled == 0
-                    && matches!(
-                        error.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-                    ) =>
-            {
-                0
-            }
-            Err(source) => {
-                return Err(ChannelError::Io {
-                    operation: "PROXY header read",
-                    source,
-                });
-            }
-        };
-        if n == 0 {
-            return Err(problem(ProxyProblem::Truncated {
-                received: already + filled,
-            }));
-        }
-        filled += n;
+        filled += read_some(io, rest, already + filled).await?;
     }
     Ok(())
+}
+
+/// Reads what has arrived, 1 to `buf.len()` bytes, or reports how far the header got
+/// (`already` bytes before these).
+async fn read_some<R: AsyncRead + Unpin>(io: &mut R, buf: &mut [u8], already: usize) -> Result<usize, ChannelError> {
+    let n = match io.read(buf).await {
+        Ok(n) => n,
+        // A reset before the first byte is a close too (health checkers reset).
+        Err(error)
+            if already == 0
+                && matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+        {
+            0
+        }
+        Err(source) => {
+            return Err(ChannelError::Io {
+                operation: "PROXY header read",
+                source,
+            });
+        }
+    };
+    if n == 0 && !buf.is_empty() {
+        return Err(problem(ProxyProblem::Truncated { received: already }));
+    }
+    Ok(n)
 }
 
 /// Reads one PROXY protocol header (v1 or v2) from the start of `io`, exactly: the bytes after
@@ -218,17 +222,16 @@ pub async fn read_proxy_header<R: AsyncRead + Unpin>(io: &mut R) -> Result<Proxy
     }
 }
 
-/// The rest of a v1 line: the shortest possible header at once, then a byte at a time up to
-/// the line feed, so that nothing after it is read.
+/// The rest of a v1 line, judged byte by byte as it arrives: what has arrived, up to the length
+/// of the shortest header, then a byte at a time up to the line feed, so that nothing after a
+/// valid line is read, and a line that cannot be a header (a byte that is not printable text, a
+/// wrong prefix, a line feed without its carriage return) is refused at once, not after waiting
+/// for more bytes.
 async fn read_v1<R: AsyncRead + Unpin>(io: &mut R) -> Result<ProxyHeader, ChannelError> {
-    let mut line = vec![0u8; MIN_V1_HEADER];
-    if let Some(first) = line.first_mut() {
-        *first = b'P';
-    }
-    if let Some(rest) = line.get_mut(1..) {
-        read_exactly(io, rest, 1).await?;
-    }
-    while line.last() != Some(&b'\n') {
+    let mut line = Vec::with_capacity(MAX_PROXY_V1_HEADER);
+    line.push(b'P');
+    let mut chunk = [0u8; MIN_V1_HEADER];
+    loop {
         if line.len() >= MAX_PROXY_V1_HEADER {
             return Err(problem(ProxyProblem::TooLarge {
                 version: ProxyVersion::V1,
@@ -236,11 +239,52 @@ async fn read_v1<R: AsyncRead + Unpin>(io: &mut R) -> Result<ProxyHeader, Channe
                 max: MAX_PROXY_V1_HEADER,
             }));
         }
-        let mut byte = [0u8; 1];
-        read_exactly(io, &mut byte, line.len()).await?;
-        line.extend_from_slice(&byte);
+        // A valid line ends with its first line feed, at MIN_V1_HEADER bytes or later.
+        let want = MIN_V1_HEADER.saturating_sub(line.len()).max(1);
+        let Some(buf) = chunk.get_mut(..want) else {
+            break;
+        };
+        let n = read_some(io, buf, line.len()).await?;
+        for &byte in buf.get(..n).unwrap_or_default() {
+            line.push(byte);
+            if v1_byte(&line)? {
+                return parse_v1(&line);
+            }
+        }
     }
     parse_v1(&line)
+}
+
+/// Checks the last byte of a v1 line being read: `true` when it ends the line (`\r\n`).
+fn v1_byte(line: &[u8]) -> Result<bool, ChannelError> {
+    const PREFIX: &[u8] = b"PROXY ";
+    let malformed = |reason: String| {
+        problem(ProxyProblem::Malformed {
+            version: ProxyVersion::V1,
+            reason,
+        })
+    };
+    let at = line.len().saturating_sub(1);
+    let (Some(&byte), previous) = (line.last(), at.checked_sub(1).and_then(|i| line.get(i))) else {
+        return Ok(false);
+    };
+    if PREFIX.get(at).is_some_and(|&expected| expected != byte) {
+        return Err(malformed("it does not start with \"PROXY \"".into()));
+    }
+    match (previous, byte) {
+        (Some(b'\r'), b'\n') => Ok(true),
+        (_, b'\n') => Err(malformed(
+            "the line must end with CRLF (\\r\\n), not a line feed alone".into(),
+        )),
+        (Some(b'\r'), _) => Err(malformed(
+            "the line must end with CRLF (\\r\\n): a carriage return comes before its end".into(),
+        )),
+        (_, b'\r' | b' '..=b'~') => Ok(false),
+        (_, other) => Err(malformed(format!(
+            "byte {} of the line is 0x{other:02x}, which is not printable ASCII text",
+            at + 1
+        ))),
+    }
 }
 
 fn parse_v1(line: &[u8]) -> Result<ProxyHeader, ChannelError> {
@@ -390,10 +434,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Parses `ADDRESS[/PREFIX]`.
+    /// Parses `ADDRESS[/PREFIX]`; with a prefix, the address must be the network's (no host
+    /// bits set: `10.0.0.0/8`, not `10.0.0.1/8`).
     ///
     /// # Errors
-    /// A message naming what is wrong.
+    /// A message naming what is wrong (for host bits set, the network form).
     pub fn parse(text: &str) -> Result<Self, String> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
@@ -411,7 +456,32 @@ impl Cidr {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("prefix length \"{}\" is not 0 to {max}", super::text::escape(prefix)))?,
         };
-        Ok(Self { network, prefix })
+        let cidr = Self { network, prefix };
+        // `10.0.0.1/8` most likely means a typo for one address or for the network: say which
+        // network it would be rather than guess.
+        let masked = cidr.network_address();
+        if masked != network {
+            return Err(format!(
+                "\"{}\" has host bits set: the network of prefix length {prefix} is {masked}/{prefix} (give that, or \
+                 {network} alone for one address)",
+                super::text::escape(text)
+            ));
+        }
+        Ok(cidr)
+    }
+
+    /// The address with the bits past the prefix cleared.
+    fn network_address(&self) -> IpAddr {
+        match self.network {
+            IpAddr::V4(address) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4(std::net::Ipv4Addr::from(u32::from(address) & mask))
+            }
+            IpAddr::V6(address) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(address) & mask))
+            }
+        }
     }
 
     /// True when `address` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
@@ -723,6 +793,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_v1_line_with_a_byte_that_is_not_text_is_refused_at_once() {
+        for bytes in [
+            b"PROXY \x00\r\n".to_vec(),
+            b"PROXY TCP4 1.2.3.4\x00 127.0.0.1 1 2\r\n".to_vec(),
+            b"PROXY \xff".to_vec(),
+        ] {
+            // The peer keeps the connection open and sends nothing more: no wait for more bytes.
+            let (mut client, mut server) = tokio::io::duplex(256);
+            client.write_all(&bytes).await.unwrap();
+            let header = tokio::time::timeout(Duration::from_secs(5), read_proxy_header(&mut server))
+                .await
+                .unwrap_or_else(|_| panic!("{bytes:?} was waited on"));
+            let problem = problem_of(header);
+            assert!(
+                matches!(
+                    problem,
+                    ProxyProblem::Malformed {
+                        version: ProxyVersion::V1,
+                        ..
+                    }
+                ) && problem.to_string().contains("which is not printable ASCII text"),
+                "{bytes:?}: {problem}"
+            );
+            drop(client);
+        }
+        // Followed by a ClientHello: still malformed, not "longer than 107 bytes".
+        let mut bytes = b"PROXY \x00\r\n".to_vec();
+        bytes.extend_from_slice(CLIENT_HELLO);
+        bytes.extend(std::iter::repeat_n(b'A', 200));
+        let (header, _) = read_in_pieces(bytes, 64).await;
+        let problem = problem_of(header);
+        assert_eq!(
+            problem.to_string(),
+            "the PROXY protocol v1 header is malformed: byte 7 of the line is 0x00, which is not printable ASCII text"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_v1_line_must_end_with_crlf() {
+        for (bytes, expected) in [
+            (
+                b"PROXY TCP4 1.2.3.4 127.0.0.1 1 2\n".to_vec(),
+                "the line must end with CRLF (\\r\\n), not a line feed alone",
+            ),
+            (b"PROXY UNKNOWN\n".to_vec(), "not a line feed alone"),
+            (
+                b"PROXY TCP4 1.2.3.4\r127.0.0.1 1 2\r\n".to_vec(),
+                "a carriage return comes before its end",
+            ),
+        ] {
+            let (mut client, mut server) = tokio::io::duplex(256);
+            client.write_all(&bytes).await.unwrap();
+            let header = tokio::time::timeout(Duration::from_secs(5), read_proxy_header(&mut server))
+                .await
+                .unwrap();
+            let problem = problem_of(header);
+            assert!(problem.to_string().ends_with(expected), "{problem}");
+            drop(client);
+        }
+    }
+
+    #[tokio::test]
     async fn a_plain_client_hello_is_not_a_header() {
         let (header, _) = read_in_pieces(CLIENT_HELLO.to_vec(), 64).await;
         let problem = problem_of(header);
@@ -755,5 +887,15 @@ mod tests {
         assert_eq!(Cidr::parse("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("ten/8").is_err());
+        // Host bits set: refused, naming the network.
+        let error = Cidr::parse("10.0.0.1/8").unwrap_err();
+        assert!(
+            error.contains("host bits set") && error.contains("10.0.0.0/8"),
+            "{error}"
+        );
+        let error = Cidr::parse("2001:db8::1/32").unwrap_err();
+        assert!(error.contains("2001:db8::/32"), "{error}");
+        assert!(Cidr::parse("10.0.0.1/32").is_ok());
+        assert!(Cidr::parse("::/0").is_ok());
     }
 }

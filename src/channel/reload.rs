@@ -195,7 +195,18 @@ impl ReloadableServerConfig {
                     ticket,
                 };
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-                tracing::info!(generation, "configuration reloaded");
+                match &loaded.session_tickets {
+                    // The keys in force, by their names (never the keys), as at start: an
+                    // operator confirms a rotation by the sealing key.
+                    Some(tickets) => tracing::info!(
+                        generation,
+                        keys = tickets.keys.len(),
+                        sealing_key = %tickets.keys.names().first().map_or("", String::as_str),
+                        lifetime_seconds = tickets.lifetime.as_secs(),
+                        "configuration reloaded"
+                    ),
+                    None => tracing::info!(generation, "configuration reloaded"),
+                }
                 Ok(generation)
             }
             Err(error) => {

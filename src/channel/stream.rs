@@ -40,6 +40,10 @@ pub struct ChannelStats {
     pub rotations: RotationStats,
 }
 
+/// The most plaintext [`ChannelStream::alert_after_failure`] reads (and drops) while it looks
+/// for the peer's alert.
+pub const MAX_DRAINED_AFTER_FAILURE: usize = 1024 * 1024;
+
 /// A TLS connection (client or server side) that applies a [`RotationPolicy`].
 pub struct ChannelStream<IO> {
     inner: TlsStream<IO>,
@@ -297,6 +301,40 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ChannelStream<IO> {
             operation: "shutdown",
             source,
         })
+    }
+
+    /// After a write (or flush) failed with a broken pipe or a reset: reads what the peer sent
+    /// before the connection broke, for at most `within` and [`MAX_DRAINED_AFTER_FAILURE`]
+    /// bytes (plaintext read is dropped), and returns the TLS error found there as the read
+    /// error rustls reported, e.g. the alert by which a TLS 1.3 server refuses our certificate
+    /// after our side of the handshake ended. A peer that sends the alert and closes makes our
+    /// next write fail before anything reads the alert, so without this a refusal would pass
+    /// for a lost connection. `None` when nothing the peer sent explains the failure (it
+    /// closed, reset, or `within` passed).
+    pub async fn alert_after_failure(&mut self, within: std::time::Duration) -> Option<io::Error> {
+        use tokio::io::AsyncReadExt;
+        let drain = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut drained = 0usize;
+            loop {
+                match self.read(&mut buf).await {
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        drained = drained.saturating_add(n);
+                        if drained >= MAX_DRAINED_AFTER_FAILURE {
+                            return None;
+                        }
+                    }
+                    Err(error) => {
+                        return error
+                            .get_ref()
+                            .is_some_and(|e| e.is::<rustls::Error>())
+                            .then_some(error);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(within, drain).await.ok().flatten()
     }
 
     /// Sends one message (a frame of [`framing::write_frame`]) and flushes it.

@@ -247,7 +247,7 @@ pub struct RetrySummary {
     pub reconnects: u64,
     /// `(S resumed its/their TLS session)`.
     pub resumed: u64,
-    /// `M message(s) sent again`.
+    /// `M message(s) sent again` (with --bench, `M connection's exchange(s) sent again`).
     pub resent: u64,
 }
 
@@ -280,7 +280,12 @@ impl RetrySummary {
             ]),
             reconnects: figure(&[" reconnects (", " reconnect ("]),
             resumed: figure(&[" resumed their TLS session", " resumed its TLS session"]),
-            resent: figure(&[" messages sent again", " message sent again"]),
+            resent: figure(&[
+                " messages sent again",
+                " message sent again",
+                " connections' exchanges sent again",
+                " connection's exchange sent again",
+            ]),
         }
     }
 }

@@ -26,7 +26,8 @@ OUTPUT:
   Messages: each MESSAGE is sent followed by a newline; what comes back is printed as is.
   With --retry, stderr ends with `echo-client: retry: A connection attempts after a failure,
   R reconnects (S resumed their TLS session), M messages sent again; …` (nothing with -q): A
-  counts every attempt --retry made, R those that opened a connection (singular nouns for 1).
+  counts every attempt --retry made, R those that opened a connection (singular nouns for 1);
+  a run that fails ends it with what was not done, and says when the attempts ran out.
   Stdin: streamed as it comes. A lost connection ends the run with exit 3 and an error saying
   how many bytes were sent and how many came back (those are on stdout; nothing else is): a
   stream cannot be sent again without echoing some of it twice, so --retry needs MESSAGEs.
@@ -34,7 +35,8 @@ OUTPUT:
   bytes_received, seconds, mib_per_second, handshakes_per_second, handshake_ms {p50, p99, max},
   rotations, resumed, attempts, reconnects, reconnects_resumed, resent). With --retry a
   connection lost mid-way reconnects and echoes its bytes again from the start (counted in
-  resent).
+  resent). --bytes 0: each connection closes at once and waits for the server's close, so a
+  server that refuses the certificate after the handshake fails the run (exit 1).
 
 ENVIRONMENT:
   SSLKEYLOGFILE     append TLS secrets to this file (for Wireshark); unset: nothing is written

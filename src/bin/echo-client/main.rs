@@ -451,8 +451,15 @@ fn retryable(error: &anyhow::Error) -> bool {
 /// one about to be made), or gives the error back when it is not retryable or the `--retry`
 /// budget is spent.
 async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending: &str) -> anyhow::Result<u64> {
-    if used >= target.retry.attempts || !retryable(&error) {
+    if target.retry.attempts == 0 || !retryable(&error) {
         return Err(error);
+    }
+    if used >= target.retry.attempts {
+        return Err(error.context(format!(
+            "gave up after {} (--retry {}); the last one failed",
+            tessera::cli::counted(used, "connection attempt", "connection attempts"),
+            target.retry.attempts
+        )));
     }
     let used = used + 1;
     RetryCounters::bump(&target.counters.attempts);
@@ -467,6 +474,23 @@ async fn retry_or_fail(target: &Target, error: anyhow::Error, used: u64, pending
     );
     tokio::time::sleep(wait).await;
     Ok(used)
+}
+
+/// On a failed run with `--retry`: the retry summary on stderr (nothing with -q), then
+/// `unfinished` (what was not done), so that a run that gave up says what its attempts did.
+fn retry_summary_on_failure(target: &Target, what: (&str, &str), unfinished: &str) {
+    if target.retry.attempts > 0 && !target.quiet {
+        tessera::errln!("echo-client: retry: {}; {unfinished}", target.counters.summary(what));
+    }
+}
+
+/// `messages N to TOTAL were not echoed` (N counted from 0 in `next`).
+fn not_echoed(next: usize, total: usize) -> String {
+    if next + 1 >= total {
+        format!("message {total} was not echoed")
+    } else {
+        format!("messages {} to {total} were not echoed", next + 1)
+    }
 }
 
 /// `messages N to TOTAL will be sent` (N counted from 0 in `next`).
@@ -491,7 +515,17 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
                     stream = Some(opened);
                 }
                 Err(error) => {
-                    attempts = retry_or_fail(target, error, attempts, &pending(next, messages.len())).await?;
+                    attempts = match retry_or_fail(target, error, attempts, &pending(next, messages.len())).await {
+                        Ok(attempts) => attempts,
+                        Err(error) => {
+                            retry_summary_on_failure(
+                                target,
+                                ("message", "messages"),
+                                &not_echoed(next, messages.len()),
+                            );
+                            return Err(error);
+                        }
+                    };
                     continue;
                 }
             }
@@ -504,7 +538,13 @@ async fn send_messages(target: &Target, messages: &[String]) -> anyhow::Result<C
             }
             Err(error) => {
                 stream = None;
-                attempts = retry_or_fail(target, error.into(), attempts, &pending(next, messages.len())).await?;
+                attempts = match retry_or_fail(target, error.into(), attempts, &pending(next, messages.len())).await {
+                    Ok(attempts) => attempts,
+                    Err(error) => {
+                        retry_summary_on_failure(target, ("message", "messages"), &not_echoed(next, messages.len()));
+                        return Err(error);
+                    }
+                };
                 // Sent (at least in part) and not echoed: it goes again on the next connection.
                 RetryCounters::bump(&target.counters.resent);
             }
@@ -822,7 +862,17 @@ async fn bench(args: &cli::Args, target: Arc<Target>) -> anyhow::Result<()> {
     }
     let mut results = Vec::with_capacity(usize::try_from(conns).unwrap_or(0));
     while let Some(joined) = tasks.join_next().await {
-        results.push(joined.context("a benchmark task failed")??);
+        match joined.context("a benchmark task failed")? {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                retry_summary_on_failure(
+                    &target,
+                    ("connection's exchange", "connections' exchanges"),
+                    "the benchmark did not complete",
+                );
+                return Err(error);
+            }
+        }
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
     let mut handshakes: Vec<f64> = results.iter().map(|r| r.handshake.as_secs_f64() * 1e3).collect();
@@ -895,16 +945,24 @@ async fn bench_connection(
     *opened = true;
     let handshake = begin.elapsed();
     let seconds = target.io_timeout.as_secs_f64();
-    let done = if bytes > 0 {
-        timeout(
-            target.io_timeout.max(Duration::from_secs(1)).saturating_mul(100),
-            channel::exchange(&mut stream, bytes, write_size),
-        )
-        .await
-        .map_err(|_| ChannelError::Timeout { phase: "echo", seconds })?
-        .map_err(io_error("echo"))?
-    } else {
-        channel::Exchanged::default()
+    if bytes == 0 {
+        await_verdict(target, &mut stream).await?;
+        return Ok(ConnResult {
+            handshake,
+            sent: 0,
+            received: 0,
+            rotations: stream.stats().rotations.total(),
+        });
+    }
+    let exchanged = timeout(
+        target.io_timeout.max(Duration::from_secs(1)).saturating_mul(100),
+        channel::exchange(&mut stream, bytes, write_size),
+    )
+    .await
+    .map_err(|_| ChannelError::Timeout { phase: "echo", seconds })?;
+    let done = match exchanged {
+        Ok(done) => done,
+        Err(error) => return Err(explain_failure(target, &mut stream, error).await.into()),
     };
     // A connection that ends early is a failed run, not a short report.
     if done.sent != bytes || done.received != bytes {
@@ -917,8 +975,8 @@ async fn bench_connection(
     let _ = timeout(target.io_timeout, stream.close()).await;
     if target.retry.attempts > 0 {
         // Read up to the server's close_notify: the session tickets it sent after the handshake
-        // come first, and the next connection resumes with one (a connection that echoed no
-        // byte would not have read them).
+        // come first, and the next connection resumes with one (a handshake-only connection
+        // reads them in `await_verdict`).
         let mut rest = Vec::new();
         let _ = timeout(
             target.io_timeout,
@@ -932,6 +990,66 @@ async fn bench_connection(
         received: done.received,
         rotations: stream.stats().rotations.total(),
     })
+}
+
+/// The longest wait, after a failed write, for the alert that explains it.
+const ALERT_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// A failed exchange as an error. A server that refuses our certificate sends its alert and
+/// closes, so a write often fails first (broken pipe, reset) with the alert unread: read it
+/// (bounded) before calling the failure a lost connection, which `--retry` would retry.
+async fn explain_failure(
+    target: &Target,
+    stream: &mut ChannelStream<TcpStream>,
+    error: std::io::Error,
+) -> ChannelError {
+    if error.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
+        && let Some(alert) = stream
+            .alert_after_failure(target.io_timeout.min(ALERT_READ_LIMIT))
+            .await
+    {
+        return io_error("read")(alert);
+    }
+    io_error("echo")(error)
+}
+
+/// A handshake-only connection (`--bench --bytes 0`): waits for the server's verdict on our
+/// certificate. In TLS 1.3 our side of the handshake ends with our Finished, before the server
+/// has judged the certificate that came with it; a refusal is an alert we only see by reading.
+/// So we send `close_notify` and read until the server's own `close_notify` (or the end of the
+/// connection): the server handles our records in order, so anything it sends in answer to our
+/// `close_notify` comes after its verdict, and a refusal is what we read first. Two other ways
+/// would not do: waiting for a session ticket (a server without ticket keys sends none, so we
+/// could not tell its silence from its consent), and a zero-length probe (rustls sends no empty
+/// application-data record, and the peer owes it no answer). Bounded by `--timeout`.
+async fn await_verdict(target: &Target, stream: &mut ChannelStream<TcpStream>) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let seconds = target.io_timeout.as_secs_f64();
+    // A failure to send it (the server already closed) leaves its alert to read.
+    let _ = timeout(target.io_timeout, stream.close()).await;
+    let verdict = async {
+        // Session tickets come first, and are kept for the next connection with --retry.
+        let mut rest = vec![0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut rest).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                // An alert (a refusal, or another TLS failure).
+                Err(error) if error.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                    return Err(io_error("read")(error));
+                }
+                // Closed or reset without a TLS alert: the server did not refuse us.
+                Err(_) => return Ok(()),
+            }
+        }
+    };
+    timeout(target.io_timeout, verdict)
+        .await
+        .map_err(|_| ChannelError::Timeout {
+            phase: "wait for the server's verdict on the handshake",
+            seconds,
+        })??;
+    Ok(())
 }
 
 /// The `q` quantile of sorted values (nearest rank).

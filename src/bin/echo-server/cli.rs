@@ -156,9 +156,12 @@ fn ticket_lifetime(text: &str) -> Result<u64, String> {
     tessera::cli::whole_number(text, 1, tessera::channel::MAX_TICKET_LIFETIME.as_secs())
 }
 
-/// `--ticket-keys`, `--new-ticket-key`: a path, never `-` (key files hold secrets: a 0600
-/// regular file, not stdin).
+/// `--ticket-keys`, `--new-ticket-key`: a path, never empty nor `-` (key files hold secrets: a
+/// 0600 regular file, not stdin).
 fn key_file(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("an empty path cannot be a ticket key file: give the path of a regular file of mode 0600".into());
+    }
     if text == "-" {
         return Err(
             "\"-\" (standard input or output) cannot be a ticket key file: give the path of a regular file of mode \
