@@ -2771,7 +2771,12 @@ fn an_instance_whose_clock_is_ahead_of_postgresqls_takes_no_lease_and_says_so() 
         assert!(std::time::Instant::now() < deadline, "ca serve did not stop");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
 }
 
 #[test]

@@ -325,6 +325,9 @@ pub async fn run(
         Err(e) => tracing::warn!(holder = &*holder, error = %e, "releasing the leases stopped midway"),
     }
     tracing::info!(holder = &*holder, "periodic work stopped");
+    // Should this task outlive the service (it is given 5 s to stop), its reference to the CA
+    // may be the last: the CA's store client is closed off the runtime.
+    super::server::drop_off_runtime(ca);
 }
 
 /// Gives up the leases ([`CRL_LEASE`], [`EXPIRE_LEASE`]) that `holder` holds (what [`run`]

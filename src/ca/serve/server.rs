@@ -247,11 +247,14 @@ async fn start(
             config.max_connections.max(1),
             stop_rx.clone(),
         ));
-        if let Some(http) = http {
+        // The plain-HTTP router holds the service's state too: without a listener it is kept
+        // here and closed off the runtime with the rest (below).
+        let mut http_router = Some(http_router);
+        if let (Some(http), Some(router)) = (http, http_router.take()) {
             accepts.spawn(accept_loop(
                 http,
                 None,
-                http_router,
+                router,
                 Arc::clone(&config),
                 config.max_http_connections.max(1),
                 stop_rx.clone(),
@@ -290,7 +293,7 @@ async fn start(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         // The last references to the CA and the store pool: closed off the runtime.
-        drop_off_runtime((ca, keep_acme));
+        drop_off_runtime((ca, keep_acme, http_router));
         tracing::info!("stopped");
     };
     Ok((handle, service))
