@@ -70,6 +70,8 @@ pub(crate) struct Acme {
     /// Per-client-address limits of the requests that belong to no account (its global limit
     /// is not used: `limiter` has the global one).
     pub(crate) client_limiter: RateLimiter,
+    /// The DNS name constraints of the CA's chain, read once.
+    pub(crate) constraints: super::DnsConstraints,
 }
 
 tokio::task_local! {
@@ -386,30 +388,17 @@ impl Acme {
         if !self.config.allow_dns.is_empty() && !self.config.allow_dns.iter().any(|suffix| dns_within(name, suffix)) {
             return Some(format!("{name} is outside every --allow-dns suffix of this server"));
         }
-        for der in self.ca.chain() {
-            let Ok(info) = CertificateInfo::from_der(der) else {
-                continue;
-            };
-            let permitted: Vec<&str> = info
-                .permitted_names
-                .iter()
-                .filter_map(|n| n.strip_prefix("dns:"))
-                .collect();
-            if !permitted.is_empty() && !permitted.iter().any(|domain| dns_within(name, domain)) {
+        for ca in self.constraints.cas() {
+            if !ca.permitted.is_empty() && !ca.permitted.iter().any(|domain| dns_within(name, domain)) {
                 return Some(format!(
                     "{name} is outside the name constraints of the CA \"{}\"",
-                    info.subject
+                    ca.subject
                 ));
             }
-            if let Some(domain) = info
-                .excluded_names
-                .iter()
-                .filter_map(|n| n.strip_prefix("dns:"))
-                .find(|domain| dns_within(name, domain))
-            {
+            if let Some(domain) = ca.excluded.iter().find(|domain| dns_within(name, domain)) {
                 return Some(format!(
                     "{name} is excluded by the CA \"{}\" (under {domain})",
-                    info.subject
+                    ca.subject
                 ));
             }
         }

@@ -256,41 +256,74 @@ pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix:
         .trim_start_matches('.')
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    for der in chain {
-        let Ok(info) = CertificateInfo::from_der(der) else {
-            continue;
-        };
-        let permitted: Vec<&str> = info
-            .permitted_names
-            .iter()
-            .filter_map(|n| n.strip_prefix("dns:"))
-            .collect();
+    for ca in &DnsConstraints::of_chain(chain).0 {
         // Two domains share a name when one lies within the other ("a.test" and ".test" share
         // "x.a.test"; ".a.test" and "a.test" share "x.a.test").
-        let overlaps = |domain: &str| {
+        let overlaps = |domain: &String| {
             let base = domain.trim_start_matches('.');
             acme::dns_within(&suffix, base) || acme::dns_within(base, &suffix)
         };
-        if !permitted.is_empty() && !permitted.iter().any(|domain| overlaps(domain)) {
+        if !ca.permitted.is_empty() && !ca.permitted.iter().any(overlaps) {
             return Some(format!(
                 "no name under {suffix} lies inside the name constraints of the CA \"{}\" (it permits {})",
-                info.subject,
-                permitted.join(", ")
+                ca.subject,
+                ca.permitted.join(", ")
             ));
         }
-        if let Some(domain) = info
-            .excluded_names
-            .iter()
-            .filter_map(|n| n.strip_prefix("dns:"))
-            .find(|domain| acme::dns_within(&suffix, domain))
-        {
+        if let Some(domain) = ca.excluded.iter().find(|domain| acme::dns_within(&suffix, domain)) {
             return Some(format!(
                 "every name under {suffix} is excluded by the CA \"{}\" (it excludes {domain})",
-                info.subject
+                ca.subject
             ));
         }
     }
     None
+}
+
+/// The DNS name constraints (RFC 5280 §4.2.1.10) of each CA of a chain, read once (`ca serve`
+/// checks every identifier of every new order against them). Certificates that cannot be read
+/// are skipped: the CA checks every issuance anyway.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DnsConstraints(Vec<CaDnsConstraints>);
+
+/// One CA's DNS name constraints.
+#[derive(Clone, Debug)]
+pub(crate) struct CaDnsConstraints {
+    /// The CA's subject, for messages.
+    pub(crate) subject: String,
+    /// Permitted DNS domains (none: DNS names are not constrained).
+    pub(crate) permitted: Vec<String>,
+    /// Excluded DNS domains.
+    pub(crate) excluded: Vec<String>,
+}
+
+impl DnsConstraints {
+    /// The constraints of `chain` (DER, leaf-side CA first).
+    pub(crate) fn of_chain(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Self {
+        let dns = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter_map(|name| name.strip_prefix("dns:"))
+                .map(str::to_string)
+                .collect()
+        };
+        Self(
+            chain
+                .iter()
+                .filter_map(|der| CertificateInfo::from_der(der).ok())
+                .map(|info| CaDnsConstraints {
+                    permitted: dns(&info.permitted_names),
+                    excluded: dns(&info.excluded_names),
+                    subject: info.subject,
+                })
+                .collect(),
+        )
+    }
+
+    /// Each CA's constraints.
+    pub(crate) fn cas(&self) -> &[CaDnsConstraints] {
+        &self.0
+    }
 }
 
 /// A DNS name the server's own certificate can be issued for, or why not.
