@@ -41,12 +41,21 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM is nginx's fast shutdown: the master stops its workers, waits for them and
+        // exits. A SIGKILL to the master alone would leave the workers running, as init's.
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Not gone in time: the workers by their parent (still the master), then the master.
+        let _ = std::process::Command::new("pkill").args(["-KILL", "-P", &pid]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The workers leave once their master is gone; make sure of it.
-        let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-P", &self.child.id().to_string()])
-            .status();
     }
 }
 
