@@ -58,12 +58,20 @@ impl Server {
         request.permitted_dns = vec!["example.test".into()];
         request.permitted_ip = vec![("127.0.0.1".parse().unwrap(), 32)];
         let ca = CertificateAuthority::init(&dir, &request, None, OffsetDateTime::now_utc()).unwrap();
+        Self::start_with(tmp, ca, |config| {
+            config.va.resolve = vec![("*".into(), "127.0.0.1".parse().unwrap())];
+            configure(config);
+        })
+        .await
+    }
+
+    /// Serves `ca` (made in `tmp/ca`) on loopback, with its root written to `tmp/root.pem`.
+    async fn start_with(tmp: TempDir, ca: CertificateAuthority, configure: impl FnOnce(&mut ServeConfig)) -> Self {
         std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let base = format!("https://127.0.0.1:{}", address.port());
         let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
-        config.va.resolve = vec![("*".into(), "127.0.0.1".parse().unwrap())];
         configure(&mut config);
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = http_listener.local_addr().unwrap();
@@ -1519,7 +1527,6 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
     let mut init = InitRequest::new("Reconnecting Root");
     init.store = location.clone();
     let ca = CertificateAuthority::init(&tmp.path().join("ca"), &init, None, OffsetDateTime::now_utc()).unwrap();
-    std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -1527,26 +1534,12 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
         .unwrap();
     runtime.block_on(async {
         tokio::time::timeout(LIMIT, async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let address = listener.local_addr().unwrap();
-            let base = format!("https://127.0.0.1:{}", address.port());
-            let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
-            config.store = Some(location.clone());
-            config.va_always_valid = true;
-            config.pool_size = 2;
-            let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let http = http_listener.local_addr().unwrap();
-            let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
-                .await
-                .unwrap();
-            let server = Server {
-                tmp,
-                base,
-                address,
-                http,
-                handle,
-                service: tokio::spawn(service),
-            };
+            let server = Server::start_with(tmp, ca, |config| {
+                config.store = Some(location.clone());
+                config.va_always_valid = true;
+                config.pool_size = 2;
+            })
+            .await;
             let alice = Client::register(&server).await;
             let lease_end = || pg_count(&url, "SELECT coalesce(max(good_until), 0) FROM acme_leases");
             for _ in 0..100 {
@@ -1623,7 +1616,6 @@ fn a_stalled_postgresql_gets_prompt_answers_from_healthz_and_ocsp() {
     init.store = location.clone();
     init.permitted_dns = vec!["example.test".into()];
     let ca = CertificateAuthority::init(&tmp.path().join("ca"), &init, None, OffsetDateTime::now_utc()).unwrap();
-    std::fs::write(tmp.path().join("root.pem"), pem::to_pem(pem::CERTIFICATE, ca.root())).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -1631,26 +1623,12 @@ fn a_stalled_postgresql_gets_prompt_answers_from_healthz_and_ocsp() {
         .unwrap();
     runtime.block_on(async {
         tokio::time::timeout(LIMIT, async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let address = listener.local_addr().unwrap();
-            let base = format!("https://127.0.0.1:{}", address.port());
-            let mut config = ServeConfig::new(BaseUrl::parse(&base).unwrap());
-            config.store = Some(location.clone());
-            config.va_always_valid = true;
-            config.request_timeout = Duration::from_secs(6);
-            let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let http = http_listener.local_addr().unwrap();
-            let (handle, service) = tessera::ca::serve::serve(ca, config, listener, Some(http_listener))
-                .await
-                .unwrap();
-            let server = Server {
-                tmp,
-                base,
-                address,
-                http,
-                handle,
-                service: tokio::spawn(service),
-            };
+            let server = Server::start_with(tmp, ca, |config| {
+                config.store = Some(location.clone());
+                config.va_always_valid = true;
+                config.request_timeout = Duration::from_secs(6);
+            })
+            .await;
             let alice = Client::register(&server).await;
             issue_and_ask_ocsp(&server, &alice, "stalled.example.test").await;
             let ocsp_request = std::fs::read(server.tmp.path().join("stalled.example.test.req")).unwrap();

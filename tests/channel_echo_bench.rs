@@ -9,7 +9,7 @@ mod channel_common;
 
 use std::ffi::{OsStr, OsString};
 
-use channel_common::{Pki, RetrySummary, STEP, Server, run};
+use channel_common::{Leaf, Pki, RetrySummary, STEP, Server, run};
 
 fn os(args: &[OsString]) -> Vec<&OsStr> {
     args.iter().map(OsString::as_os_str).collect()
@@ -26,6 +26,37 @@ fn start_allowing_client1(pki: &Pki) -> Server {
     Server::start(pki.dir.path(), &os(&args))
 }
 
+/// The two refusals of [`start_allowing_client1`]'s server: a client certificate not on the
+/// allow list, and none at all; each with the alert and the hint echo-client shows.
+fn refusals(pki: &Pki) -> [(Option<&Leaf>, &'static str, &'static str); 2] {
+    [
+        (
+            Some(&pki.client2),
+            "access_denied",
+            "the server's --allow list does not name it",
+        ),
+        (None, "certificate_required", "pass --cert and --key"),
+    ]
+}
+
+/// A refused run: exit 1, the alert and its hint on stderr, and no retry.
+#[track_caller]
+fn assert_refused(stderr: &str, code: Option<i32>, alert: &str, hint: &str, what: &str) {
+    assert_eq!(code, Some(1), "{what}: {stderr}");
+    assert!(
+        stderr.contains("echo-client: error:") && stderr.contains(alert),
+        "{what}: {stderr}"
+    );
+    assert!(
+        stderr.contains("echo-client: hint: ") && stderr.contains(hint),
+        "{what}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("reconnecting"),
+        "a refusal was retried ({what}): {stderr}"
+    );
+}
+
 /// A loopback port nothing listens on.
 fn closed_port() -> std::net::SocketAddr {
     format!("127.0.0.1:{}", channel_common::free_port()).parse().unwrap()
@@ -35,14 +66,7 @@ fn closed_port() -> std::net::SocketAddr {
 fn a_handshake_only_bench_reports_the_servers_refusal() {
     let pki = Pki::new();
     let server = start_allowing_client1(&pki);
-    for (leaf, alert, hint) in [
-        (
-            Some(&pki.client2),
-            "access_denied",
-            "the server's --allow list does not name it",
-        ),
-        (None, "certificate_required", "pass --cert and --key"),
-    ] {
+    for (leaf, alert, hint) in refusals(&pki) {
         for extra in [&[][..], &["--retry", "3", "--retry-backoff", "10"][..], &["--json"][..]] {
             let out = run(
                 pki.client(server.addr, leaf)
@@ -52,16 +76,7 @@ fn a_handshake_only_bench_reports_the_servers_refusal() {
                 STEP,
             );
             let stderr = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{alert} {extra:?}: {stderr}");
-            assert!(
-                stderr.contains("echo-client: error:") && stderr.contains(alert),
-                "{alert} {extra:?}: {stderr}"
-            );
-            assert!(
-                stderr.contains("echo-client: hint: ") && stderr.contains(hint),
-                "{stderr}"
-            );
-            assert!(!stderr.contains("reconnecting"), "{stderr}");
+            assert_refused(&stderr, out.status.code(), alert, hint, &format!("{alert} {extra:?}"));
             assert!(
                 out.stdout.is_empty(),
                 "no report for a refused run: {}",
@@ -86,14 +101,7 @@ fn a_handshake_only_bench_reports_the_servers_refusal() {
 fn a_refusal_behind_a_failed_write_is_a_refusal_and_never_retried() {
     let pki = Pki::new();
     let server = start_allowing_client1(&pki);
-    for (leaf, alert, hint) in [
-        (
-            Some(&pki.client2),
-            "access_denied",
-            "the server's --allow list does not name it",
-        ),
-        (None, "certificate_required", "pass --cert and --key"),
-    ] {
+    for (leaf, alert, hint) in refusals(&pki) {
         for extra in [&[][..], &["--retry", "5", "--retry-backoff", "10"][..]] {
             let out = run(
                 pki.client(server.addr, leaf)
@@ -103,13 +111,7 @@ fn a_refusal_behind_a_failed_write_is_a_refusal_and_never_retried() {
                 STEP,
             );
             let stderr = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{alert} {extra:?}: {stderr}");
-            assert!(stderr.contains(alert), "{alert} {extra:?}: {stderr}");
-            assert!(
-                stderr.contains("echo-client: hint:") && stderr.contains(hint),
-                "{stderr}"
-            );
-            assert!(!stderr.contains("reconnecting"), "a refusal was retried: {stderr}");
+            assert_refused(&stderr, out.status.code(), alert, hint, &format!("{alert} {extra:?}"));
             if !extra.is_empty() {
                 assert_eq!(RetrySummary::parse(&stderr).attempts, 0, "{stderr}");
             }

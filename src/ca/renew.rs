@@ -104,7 +104,7 @@ impl CertificateAuthority {
         let name = match parsed.subject().iter_common_name().next() {
             Some(cn) => cn.as_str().ok().map(str::to_string),
             // A server certificate named by an IP address has an empty subject.
-            None if parsed.subject().as_raw().len() <= 2 => Some(info.name()).filter(|name| !name.is_empty()),
+            None if info.subject.is_empty() => Some(info.name()).filter(|name| !name.is_empty()),
             None => None,
         }
         .ok_or_else(|| refuse("its subject has no common name".into()))?;

@@ -559,13 +559,11 @@ pub(crate) async fn acme_headers(
 /// An error response that is not a problem document (axum's own answers: 413 when the body
 /// is over [`ServeConfig::body_limit`], 405 for a method a resource does not take, 400 or 415
 /// from an extractor) as a `malformed` problem (RFC 8555 §6.7) with the same status; the
-/// `Allow` header of a 405 is kept. Problem documents and successes pass unchanged.
+/// `Allow` header of a 405 is added afterwards by axum's method router (see
+/// [`name_allowed_methods`]). Problem documents and successes pass unchanged.
 fn problem_for_plain_error(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(super::problem::CONTENT_TYPE.as_bytes()));
+    let is_problem = is_problem(&response);
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -583,12 +581,15 @@ fn problem_for_plain_error(response: Response) -> Response {
     } else {
         ProblemType::Malformed
     };
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut problem = Problem::new(kind, detail).with_status(status.as_u16()).into_response();
-    if let Some(allow) = allow {
-        problem.headers_mut().insert(header::ALLOW, allow);
-    }
-    problem
+    Problem::new(kind, detail).with_status(status.as_u16()).into_response()
+}
+
+/// Whether `response` is a problem document (RFC 7807 `application/problem+json`).
+fn is_problem(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(super::problem::CONTENT_TYPE.as_bytes()))
 }
 
 /// Names the methods a resource takes in the detail of a 405 problem document, from the
@@ -596,10 +597,7 @@ fn problem_for_plain_error(response: Response) -> Response {
 /// has answered; applied around the whole router (server.rs), since a layer on its routes runs
 /// before the header is set. Other responses pass unchanged.
 pub(crate) fn name_allowed_methods(response: Response) -> Response {
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(super::problem::CONTENT_TYPE.as_bytes()));
+    let is_problem = is_problem(&response);
     let allowed = response
         .headers()
         .get(header::ALLOW)

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::server::OffRuntime;
 use crate::ca::store::acme::{Expired, Lease, PublishedCrl};
 use crate::ca::store::{Store, WriteAccess};
 use crate::ca::{CaError, CertificateAuthority, DEFAULT_CRL_LIFETIME};
@@ -236,6 +237,8 @@ pub async fn run(
     settings: PeriodicSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    // Dropped off the async runtime, even when `run` is aborted: the blocking PostgreSQL client
+    // runs a runtime of its own to close its connection, which panics on a runtime's thread.
     let store = Arc::new(Mutex::new(OffRuntime(Some(store))));
     let settings = Arc::new(settings);
     let holder: Arc<str> = Arc::from(holder);
@@ -344,23 +347,6 @@ pub fn release(store: &mut dyn Store, holder: &str) -> Result<Vec<&'static str>,
         }
     }
     Ok(released)
-}
-
-/// The runner's store, dropped off the async runtime: the blocking PostgreSQL client runs a
-/// runtime of its own to close its connection, which panics on a runtime's thread (as when
-/// [`run`] is aborted).
-struct OffRuntime(Option<Box<dyn Store>>);
-
-impl Drop for OffRuntime {
-    fn drop(&mut self) {
-        if let Some(store) = self.0.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                std::thread::spawn(move || drop(store));
-            } else {
-                drop(store);
-            }
-        }
-    }
 }
 
 /// Logs what changed: a lease taken (with its token) or lost, a CRL published, a clean-up

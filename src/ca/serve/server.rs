@@ -130,9 +130,9 @@ pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
     }
 }
 
-/// Values dropped off the runtime ([`drop_off_runtime`]) unless taken back: the store
-/// connections opened by [`start`], when a later step fails.
-struct OffRuntime<T: Send + 'static>(Option<T>);
+/// A value dropped off the runtime ([`drop_off_runtime`]) unless taken back: the store
+/// connections opened by [`start`] when a later step fails, the periodic work's store.
+pub(crate) struct OffRuntime<T: Send + 'static>(pub(crate) Option<T>);
 
 impl<T: Send + 'static> OffRuntime<T> {
     fn take(mut self) -> Option<T> {
