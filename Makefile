@@ -26,14 +26,14 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## dependencies: ring is the only crypto provider (no aws-lc), one generation of RustCrypto crates, and
 ## `default-features = false` builds the library without clap, anyhow, tracing-subscriber, indicatif,
 ## rpassword or terminal_size
 dependencies:
 	@if $(CARGO) tree -i aws-lc-rs >/dev/null 2>&1; then echo "aws-lc-rs is in the dependency tree"; exit 1; fi
-	@dups=$$($(CARGO) tree --duplicates -e normal 2>/dev/null | grep -E '^(digest|pkcs8|pkcs5|der|spki|sha2|sha3|ed25519|ed25519-dalek|curve25519-dalek) v' || true); \
+	@dups=$$($(CARGO) tree --duplicates -e normal 2>/dev/null | grep -E '^(digest|pkcs8|pkcs5|der|spki|sha2|sha3|keccak|cshake|ed25519|ed25519-dalek|curve25519-dalek) v' || true); \
 	  if [ -n "$$dups" ]; then echo "two generations of RustCrypto crates: $$dups"; exit 1; fi
 	@cli=$$($(CARGO) tree --no-default-features -e normal --prefix none 2>/dev/null | grep -E '^(clap|clap_builder|anyhow|tracing-subscriber|indicatif|rpassword|terminal_size) v' | sort -u || true); \
 	  if [ -n "$$cli" ]; then echo "the library without the cli feature depends on CLI crates: $$cli"; exit 1; fi
@@ -42,10 +42,10 @@ dependencies:
 
 ## unit: every test; a missing outside tool fails the test that needs it (TESSERA_REQUIRE_TOOLS)
 unit:
-	TESSERA_REQUIRE_TOOLS=$(TESSERA_REQUIRE_TOOLS) $(CARGO) test
+	TESSERA_REQUIRE_TOOLS=$(TESSERA_REQUIRE_TOOLS) $(CARGO) test --workspace
 
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 ## conformance: the x509-limbo suite through tessera's pki verification path, and every case
 ## through `ca verify` too (its exit code must say what the library said)

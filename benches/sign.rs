@@ -191,6 +191,38 @@ fn parallelhash_against_minisign(
         }
         best
     };
+    // The same, one thread, one leaf at a time (no vector kernel): what the kernel buys.
+    let isa = tessera::internal::ParallelHash128::new(tessera::internal::PARALLELHASH_BLOCK_SIZE, b"", 32).vector_isa();
+    let portable = {
+        let mut best = Duration::MAX;
+        for _ in 0..runs {
+            let start = Instant::now();
+            let mut h = tessera::internal::ParallelHash128::new(tessera::internal::PARALLELHASH_BLOCK_SIZE, b"", 32)
+                .with_threads(1)
+                .portable();
+            h.update(&buffer);
+            assert_eq!(h.finalize(), bundle.statement().digest);
+            best = best.min(start.elapsed());
+        }
+        best
+    };
+    println!(
+        "parallelhash128 in memory, 1 thread, one leaf at a time: {:>8.3} s  {:>7.1} MB/s",
+        portable.as_secs_f64(),
+        mb_per_s(size, portable)
+    );
+    println!(
+        "parallelhash128 in memory, 1 thread, four leaves at a time ({}): {:>8.3} s  {:>7.1} MB/s  {:.2}x",
+        isa.unwrap_or("no vector kernel on this CPU"),
+        one_thread.as_secs_f64(),
+        mb_per_s(size, one_thread),
+        portable.as_secs_f64() / one_thread.as_secs_f64()
+    );
+    results.add(
+        "ratio.parallelhash128_vector_kernel_vs_one_leaf_at_a_time",
+        portable.as_secs_f64() / one_thread.as_secs_f64(),
+        "ratio",
+    );
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for threads in 1..=cores.max(2) {
         let mut best = Duration::MAX;

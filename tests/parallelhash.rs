@@ -16,8 +16,20 @@ fn independent(data: &[u8], block_size: usize, custom: &[u8], len: usize) -> Vec
     out
 }
 
-fn ours(data: &[u8], block_size: usize, custom: &[u8], len: usize, threads: usize, step: usize) -> Vec<u8> {
+/// Ours, with the vector leaf kernel where the CPU has one unless `portable`.
+fn ours(
+    data: &[u8],
+    block_size: usize,
+    custom: &[u8],
+    len: usize,
+    threads: usize,
+    step: usize,
+    portable: bool,
+) -> Vec<u8> {
     let mut h = ParallelHash128::new(block_size, custom, len).with_threads(threads);
+    if portable {
+        h = h.portable();
+    }
     for chunk in data.chunks(step.max(1)) {
         h.update(chunk);
     }
@@ -28,18 +40,40 @@ fn ours(data: &[u8], block_size: usize, custom: &[u8], len: usize, threads: usiz
 fn format_block_size_around_boundaries() {
     let b = PARALLELHASH_BLOCK_SIZE;
     let data: Vec<u8> = (0..(40 * b + 3)).map(|i| (i * 31 % 251) as u8).collect();
-    for size in [0, 1, b - 1, b, b + 1, 2 * b, 17 * b - 1, 17 * b, 17 * b + 1, 40 * b + 3] {
+    let isa = ParallelHash128::new(b, b"", 32).vector_isa();
+    eprintln!("vector leaf kernel on this CPU: {isa:?}");
+    for size in [
+        0,
+        1,
+        b - 1,
+        b,
+        b + 1,
+        2 * b,
+        4 * b,
+        17 * b - 1,
+        17 * b,
+        17 * b + 1,
+        40 * b + 3,
+    ] {
         let x = &data[..size];
-        assert_eq!(
-            ours(x, b, b"", 32, 2, 1 << 20),
-            independent(x, b, b"", 32),
-            "size {size}"
-        );
-        assert_eq!(
-            ours(x, b, b"", 32, 4, 5000),
-            independent(x, b, b"", 32),
-            "size {size}, split"
-        );
+        let expected = independent(x, b, b"", 32);
+        for portable in [false, true] {
+            assert_eq!(
+                ours(x, b, b"", 32, 1, 1 << 20, portable),
+                expected,
+                "size {size}, one thread, portable {portable}"
+            );
+            assert_eq!(
+                ours(x, b, b"", 32, 2, 1 << 20, portable),
+                expected,
+                "size {size}, portable {portable}"
+            );
+            assert_eq!(
+                ours(x, b, b"", 32, 4, 5000, portable),
+                expected,
+                "size {size}, split, portable {portable}"
+            );
+        }
     }
 }
 
@@ -53,8 +87,9 @@ proptest! {
         len in 1usize..100,
         threads in 1usize..5,
         step in 1usize..2000,
+        portable in any::<bool>(),
     ) {
-        prop_assert_eq!(ours(&data, block_size, &custom, len, threads, step), independent(&data, block_size, &custom, len));
+        prop_assert_eq!(ours(&data, block_size, &custom, len, threads, step, portable), independent(&data, block_size, &custom, len));
     }
 }
 

@@ -4,24 +4,29 @@
 //! `"ParallelHash"`. Leaves are independent, so they are hashed on every core while the input is
 //! read once.
 //!
-//! Built on the RustCrypto `cshake` crate (the same generation as `sha3`); this file only frames
-//! the input as §6.3 says.
+//! Built on the RustCrypto `cshake` crate (the same generation as `sha3`) for the outer function
+//! and single leaves, and on `tessera-keccak` (this workspace) for leaves four at a time in
+//! AVX2 or AVX-512VL registers when the CPU has them (chosen at run time; the values are the
+//! same either way). This file only frames the input as §6.3 says.
 
 use cshake::CShake128;
 use cshake::digest::{ExtendableOutput, Update, XofReader};
+use tessera_keccak::Shake128x4;
 
 /// The block size `B` of Tessera's signed statements, in bytes (`docs/FORMAT.md`). Fixed by the
 /// format: the digest depends on it.
 pub const PARALLELHASH_BLOCK_SIZE: usize = 8192;
 
-/// Length of one leaf value: cSHAKE128 with a 256-bit output (SP 800-185 §6.3, step 3.1).
-const LEAF_LEN: usize = 32;
+/// Length of one leaf value: cSHAKE128 with a 256-bit output (SP 800-185 §6.3, step 3.1), the
+/// vector kernel's output.
+const LEAF_LEN: usize = tessera_keccak::OUTPUT_LEN;
 
 /// Below this many whole blocks in one update, leaves are hashed on the calling thread (spawning
 /// helpers would cost more than it saves).
 const PARALLEL_MIN_BLOCKS: usize = 16;
 
-/// How many leaves a hashing thread claims at a time (32 KiB of input with the 8 KiB block).
+/// How many leaves a hashing thread claims at a time (32 KiB of input with the 8 KiB block): the
+/// four the vector kernel hashes side by side.
 const LEAVES_PER_CLAIM: usize = 4;
 
 /// An incremental ParallelHash128 with a fixed block size, customization string and output
@@ -47,6 +52,8 @@ pub struct ParallelHash128 {
     /// Leaves absorbed so far (`n` of §6.3 once finalized).
     blocks: u64,
     threads: usize,
+    /// The four-way leaf kernel, when this CPU has one and it is not turned off.
+    simd: Option<Shake128x4>,
 }
 
 impl std::fmt::Debug for ParallelHash128 {
@@ -56,6 +63,7 @@ impl std::fmt::Debug for ParallelHash128 {
             .field("output_len", &self.output_len)
             .field("blocks", &self.blocks)
             .field("threads", &self.threads)
+            .field("simd", &self.simd.map(|kernel| kernel.isa().name()))
             .finish_non_exhaustive()
     }
 }
@@ -63,7 +71,8 @@ impl std::fmt::Debug for ParallelHash128 {
 impl ParallelHash128 {
     /// A hasher with block size `block_size` bytes (`B`; at least 1, a 0 is taken as 1),
     /// customization string `customization` (`S`) and an output of `output_len` bytes (`L / 8`),
-    /// using every available core.
+    /// using every available core and, on x86-64 with AVX2 or AVX-512VL, four leaves per core
+    /// at a time.
     pub fn new(block_size: usize, customization: &[u8], output_len: usize) -> Self {
         let block_size = block_size.max(1);
         let mut outer = CShake128::new_with_function_name(b"ParallelHash", customization);
@@ -76,7 +85,22 @@ impl ParallelHash128 {
             pending: Vec::with_capacity(block_size),
             blocks: 0,
             threads,
+            simd: Shake128x4::detect(),
         }
+    }
+
+    /// Hashes leaves one at a time with the portable code even where the CPU has vector
+    /// instructions (tests and benchmarks compare the two; the value is the same).
+    #[must_use]
+    pub fn portable(mut self) -> Self {
+        self.simd = None;
+        self
+    }
+
+    /// The vector instruction set leaves are hashed with (`"avx512vl"`, `"avx2"`), or `None`
+    /// when they are hashed one at a time.
+    pub fn vector_isa(&self) -> Option<&'static str> {
+        self.simd.map(|kernel| kernel.isa().name())
     }
 
     /// Limits the leaves hashed at once to `threads` threads (the calling thread included);
@@ -135,26 +159,37 @@ impl ParallelHash128 {
         if count == 0 {
             return;
         }
+        let (block_size, simd) = (self.block_size, self.simd);
         if self.threads <= 1 || count < PARALLEL_MIN_BLOCKS {
-            for block in blocks.chunks(self.block_size) {
-                self.absorb_leaf(&leaf(block));
+            let mut leaves = Vec::with_capacity(count);
+            for group in blocks.chunks(LEAVES_PER_CLAIM * block_size) {
+                hash_leaves(simd, group, block_size, &mut |value| leaves.push(value));
+            }
+            for value in &leaves {
+                self.absorb_leaf(value);
             }
             return;
         }
         // Leaves are handed out a few at a time from a shared counter rather than cut into one
         // share per thread: a thread that the scheduler holds back (the file reader runs beside
         // the hashers) then simply hashes fewer leaves, and the others never wait long for it.
-        let block_size = self.block_size;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = |found: &mut Vec<(usize, [u8; LEAF_LEN])>| loop {
             let first = next.fetch_add(LEAVES_PER_CLAIM, std::sync::atomic::Ordering::Relaxed);
             if first >= count {
                 break;
             }
-            for index in first..(first + LEAVES_PER_CLAIM).min(count) {
-                let start = index * block_size;
-                found.push((index, leaf(&blocks[start..start + block_size])));
-            }
+            let end = (first + LEAVES_PER_CLAIM).min(count);
+            let mut index = first;
+            hash_leaves(
+                simd,
+                &blocks[first * block_size..end * block_size],
+                block_size,
+                &mut |value| {
+                    found.push((index, value));
+                    index += 1;
+                },
+            );
         };
         let mut leaves = vec![[0u8; LEAF_LEN]; count];
         std::thread::scope(|scope| {
@@ -183,6 +218,27 @@ impl ParallelHash128 {
         for value in &leaves {
             self.absorb_leaf(value);
         }
+    }
+}
+
+/// The leaf values of `group` (at most [`LEAVES_PER_CLAIM`] whole blocks of `block_size` bytes),
+/// handed to `emit` in order: four side by side with the vector kernel when there is one and
+/// the group is whole, else one at a time.
+fn hash_leaves(simd: Option<Shake128x4>, group: &[u8], block_size: usize, emit: &mut impl FnMut([u8; LEAF_LEN])) {
+    if let Some(kernel) = simd
+        && group.len() == LEAVES_PER_CLAIM * block_size
+    {
+        let (first, rest) = group.split_at(block_size);
+        let (second, rest) = rest.split_at(block_size);
+        let (third, fourth) = rest.split_at(block_size);
+        kernel
+            .hash_256([first, second, third, fourth])
+            .into_iter()
+            .for_each(&mut *emit);
+        return;
+    }
+    for block in group.chunks(block_size) {
+        emit(leaf(block));
     }
 }
 
@@ -276,17 +332,27 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let reference = {
-            let mut h = ParallelHash128::new(1024, b"", 32).with_threads(1);
+            let mut h = ParallelHash128::new(1024, b"", 32).with_threads(1).portable();
             h.update(&data);
             h.finalize()
         };
-        for threads in [1, 2, 3, 8] {
-            for step in [1usize, 7, 1023, 1024, 1025, 65_536, 200_003] {
-                let mut h = ParallelHash128::new(1024, b"", 32).with_threads(threads);
-                for chunk in data.chunks(step) {
-                    h.update(chunk);
+        for portable in [true, false] {
+            for threads in [1, 2, 3, 8] {
+                for step in [1usize, 7, 1023, 1024, 1025, 4096, 65_536, 200_003] {
+                    let mut h = ParallelHash128::new(1024, b"", 32).with_threads(threads);
+                    if portable {
+                        h = h.portable();
+                    }
+                    let isa = h.vector_isa();
+                    for chunk in data.chunks(step) {
+                        h.update(chunk);
+                    }
+                    assert_eq!(
+                        h.finalize(),
+                        reference,
+                        "threads {threads}, step {step}, vector kernel {isa:?}"
+                    );
                 }
-                assert_eq!(h.finalize(), reference, "threads {threads}, step {step}");
             }
         }
     }
