@@ -132,6 +132,33 @@ fn a_refusal_behind_a_failed_write_is_a_refusal_and_never_retried() {
     assert!(!stderr.contains("reconnecting"), "{stderr}");
 }
 
+/// Stdin streaming mode: a refused client whose write breaks first still exits 1 with the
+/// server's alert, and says nothing of a lost connection; an admitted one gets its bytes back.
+#[test]
+fn a_refusal_behind_a_failed_write_in_stream_mode_is_a_refusal() {
+    let pki = Pki::new();
+    let server = start_allowing_client1(&pki);
+    let input: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for (leaf, alert, hint) in refusals(&pki) {
+        for round in 0..3 {
+            let out = run(&mut pki.client(server.addr, leaf), &input, STEP);
+            let stderr = text(&out.stderr);
+            assert_refused(
+                &stderr,
+                out.status.code(),
+                alert,
+                hint,
+                &format!("{alert} round {round}"),
+            );
+            assert!(!stderr.contains("connection lost"), "{alert} round {round}: {stderr}");
+            assert!(out.stdout.is_empty(), "{alert}: nothing is echoed to a refused client");
+        }
+    }
+    let out = run(&mut pki.client(server.addr, Some(&pki.client1)), &input, STEP);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == input, "the admitted stream came back whole");
+}
+
 #[test]
 fn a_retry_that_runs_out_says_so_with_its_summary() {
     let pki = Pki::new();

@@ -755,7 +755,10 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
         } else {
             step.await
         };
-        let progress = stepped.map_err(|error| lost_stream(error, &stream.stats()))?;
+        let progress = match stepped {
+            Ok(progress) => progress,
+            Err(error) => return Err(explain_stream_failure(target, &mut stream, error).await),
+        };
         if !progress {
             break;
         }
@@ -774,7 +777,29 @@ async fn stream_stdin(target: &Target) -> anyhow::Result<ChannelStats> {
     Ok(stream.stats())
 }
 
-/// A stream mode failure, with how far the stream got (stdout holds exactly the echoed bytes).
+/// A stream mode failure. A refusal is said as one, also when a write broke before its alert
+/// was read (as in message mode, [`explain_failure`]); anything else is a lost connection, with
+/// how far the stream got (stdout holds exactly the echoed bytes).
+async fn explain_stream_failure(
+    target: &Target,
+    stream: &mut ChannelStream<TcpStream>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let error = match error.downcast::<ChannelError>() {
+        Ok(ChannelError::Io { operation, source }) => explain_failure(target, stream, operation, source).await.into(),
+        Ok(other) => other.into(),
+        Err(other) => other,
+    };
+    if error
+        .downcast_ref::<ChannelError>()
+        .is_some_and(ChannelError::is_rejection)
+    {
+        return error;
+    }
+    lost_stream(error, &stream.stats())
+}
+
+/// A lost stream, with how far it got.
 fn lost_stream(error: anyhow::Error, stats: &ChannelStats) -> anyhow::Error {
     // The stdout side's own errors (a closed pipe) are not a lost connection.
     if error.downcast_ref::<CliError>().is_some() {
@@ -962,7 +987,7 @@ async fn bench_connection(
     .map_err(|_| ChannelError::Timeout { phase: "echo", seconds })?;
     let done = match exchanged {
         Ok(done) => done,
-        Err(error) => return Err(explain_failure(target, &mut stream, error).await.into()),
+        Err(error) => return Err(explain_failure(target, &mut stream, "echo", error).await.into()),
     };
     // A connection that ends early is a failed run, not a short report.
     if done.sent != bytes || done.received != bytes {
@@ -1001,6 +1026,7 @@ const ALERT_READ_LIMIT: Duration = Duration::from_secs(2);
 async fn explain_failure(
     target: &Target,
     stream: &mut ChannelStream<TcpStream>,
+    operation: &'static str,
     error: std::io::Error,
 ) -> ChannelError {
     if error.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>())
@@ -1010,7 +1036,7 @@ async fn explain_failure(
     {
         return io_error("read")(alert);
     }
-    io_error("echo")(error)
+    io_error(operation)(error)
 }
 
 /// A handshake-only connection (`--bench --bytes 0`): waits for the server's verdict on our
