@@ -1864,6 +1864,28 @@ fn ca_serve_refuses_bad_flags_with_exit_2() {
             ][..],
             "--tls-key",
         ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--base-url",
+                "https://a.test",
+                "--ocsp-hours",
+                "0",
+            ][..],
+            "0 hours is out of range: use a whole number of hours from 1 to 240",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--base-url",
+                "https://a.test",
+                "--ocsp-hours",
+                "241",
+            ][..],
+            "241 hours is out of range",
+        ),
     ] {
         let out = support::output(ca.cmd().arg("serve").args(flags));
         assert_eq!(support::code(&out), 2, "{flags:?}: {}", support::stderr(&out));
@@ -1874,7 +1896,14 @@ fn ca_serve_refuses_bad_flags_with_exit_2() {
         );
     }
     let help = support::ok(ca.cmd().args(["serve", "--help"]));
-    for needle in ["EXAMPLES:", "EXIT CODES:", "--base-url", "--va-resolve", "--acme-hours"] {
+    for needle in [
+        "EXAMPLES:",
+        "EXIT CODES:",
+        "--base-url",
+        "--va-resolve",
+        "--acme-hours",
+        "--ocsp-hours",
+    ] {
         assert!(help.contains(needle), "{needle}");
     }
 }

@@ -279,6 +279,11 @@ struct Single {
 
 impl Single {
     fn start() -> Single {
+        Self::start_with(&[])
+    }
+
+    /// One instance with more flags.
+    fn start_with(extra: &[&str]) -> Single {
         let ca = Ca::new(None);
         let (va_http_port, va_tls_port) = (free_port(), free_port());
         let port = free_port();
@@ -289,7 +294,7 @@ impl Single {
             http_port: Some(ca.http_port),
             va_http_port,
             va_tls_port,
-            extra: Vec::new(),
+            extra: extra.iter().map(|flag| flag.to_string()).collect(),
         };
         let serve = Serve::start(&ca, &options, ca.path("serve.log"));
         assert_eq!(serve.https.port(), port);
@@ -463,6 +468,12 @@ fn assert_verifies(root: &Path, chain: &Path, domain: &str) {
 
 /// What `openssl ocsp` says about the leaf of `chain`: `good`, `revoked` or `unknown`.
 fn ocsp_status(ca: &Ca, chain: &Path) -> String {
+    ocsp_answer(ca, chain).0
+}
+
+/// `openssl ocsp`'s answer about the leaf of `chain`: its status, and how long it may be relied
+/// on (its Next Update − This Update).
+fn ocsp_answer(ca: &Ca, chain: &Path) -> (String, time::Duration) {
     let leaf = leaf_alone(chain, &chain.with_extension("ocsp.pem"));
     let out = support::openssl_output(&[
         "ocsp",
@@ -482,10 +493,29 @@ fn ocsp_status(ca: &Ca, chain: &Path) -> String {
         stderr(&out)
     );
     let prefix = format!("{}: ", s(&leaf));
-    stdout(&out)
+    let text = stdout(&out);
+    let status = text
         .lines()
         .find_map(|l| l.strip_prefix(&prefix).map(|status| status.trim().to_string()))
-        .unwrap_or_else(|| panic!("no status line in {}", stdout(&out)))
+        .unwrap_or_else(|| panic!("no status line in {text}"));
+    let time_of = |label: &str| {
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in {text}"));
+        openssl_time(line.trim())
+    };
+    (status, time_of("Next Update:") - time_of("This Update:"))
+}
+
+/// A time as openssl prints it: `Dec  1 09:00:00 2026 GMT`.
+fn openssl_time(text: &str) -> time::OffsetDateTime {
+    let format =
+        time::macros::format_description!("[month repr:short] [day padding:none] [hour]:[minute]:[second] [year] GMT");
+    let single_spaced = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    time::PrimitiveDateTime::parse(&single_spaced, format)
+        .unwrap_or_else(|e| panic!("{text:?} is not openssl's time: {e}"))
+        .assume_utc()
 }
 
 /// `openssl verify -crl_check -crl_download`: the CRL is fetched through the certificate's
@@ -538,7 +568,12 @@ fn assert_revoked(ca: &Ca, chain: &Path) {
 
 /// Before a revocation: OCSP says good and the CRL check passes.
 fn assert_good(ca: &Ca, chain: &Path) {
-    assert_eq!(ocsp_status(ca, chain), "good");
+    assert_good_for(ca, chain, time::Duration::HOUR);
+}
+
+/// [`assert_good`], with answers that may be relied on for `lifetime` (`--ocsp-hours`).
+fn assert_good_for(ca: &Ca, chain: &Path, lifetime: time::Duration) {
+    assert_eq!(ocsp_answer(ca, chain), ("good".to_string(), lifetime));
     let (verified, said) = crl_verify(ca, chain);
     assert!(verified, "openssl verify -crl_check -crl_download: {said}");
 }
@@ -623,7 +658,8 @@ fn certbot_certonly_standalone_then_revoke() {
     if !support::require_tool("certbot") {
         return;
     }
-    let server = Single::start();
+    // Also: OCSP answers that may be relied on for 8 hours (lego's test sees the default 1).
+    let server = Single::start_with(&["--ocsp-hours", "8"]);
     let root = server.ca.root();
     let dir = server.ca.path("certbot");
     let out = certbot_certonly(&server.directory(), &root, &dir, "c.example.test", server.va_http_port);
@@ -632,7 +668,7 @@ fn certbot_certonly_standalone_then_revoke() {
     let cert = live.join("cert.pem");
     check_leaf(&cert, "c.example.test");
     assert_verifies(&root, &live.join("fullchain.pem"), "c.example.test");
-    assert_good(&server.ca, &cert);
+    assert_good_for(&server.ca, &cert, time::Duration::hours(8));
 
     let out = certbot(
         &server.directory(),

@@ -15,7 +15,9 @@
 //!   know, a negative serial): `unknown`.
 //!
 //! Every `SingleResponse` has `thisUpdate` = the time of the answer and `nextUpdate` =
-//! `thisUpdate` + [`RESPONSE_LIFETIME`] (one hour); `producedAt` is the same time. The
+//! `thisUpdate` + the responder's lifetime ([`RESPONSE_LIFETIME`], one hour, unless
+//! [`Responder::with_lifetime`] says otherwise; `ca serve --ocsp-hours`); `producedAt` is the
+//! same time. The
 //! response is a `BasicOCSPResponse` whose `responderID` is `byKey` (SHA-1 of the CA's public
 //! key, RFC 6960 §4.2.2.3), signed by the CA's key (ECDSA P-256 with SHA-256, ECDSA P-384 with
 //! SHA-384, or Ed25519, as the CA's certificate), with no `certs`: the CA signs for itself, so
@@ -47,7 +49,7 @@ use x509_cert::spki::AlgorithmIdentifierOwned;
 use super::{CaError, CertificateAuthority};
 use crate::pki::{KeyAlgorithm, PkiError, RevocationReason, Serial};
 
-/// How long an answer may be relied on: `nextUpdate` − `thisUpdate`.
+/// How long an answer may be relied on by default: `nextUpdate` − `thisUpdate`.
 pub const RESPONSE_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The largest request [`Responder::respond`] reads (larger ones are `malformedRequest`).
@@ -223,6 +225,7 @@ pub struct Responder {
     subject_der: Vec<u8>,
     public_key_bits: Vec<u8>,
     responder_key_hash: Vec<u8>,
+    lifetime: Duration,
 }
 
 impl std::fmt::Debug for Responder {
@@ -252,7 +255,21 @@ impl Responder {
             subject_der,
             public_key_bits,
             responder_key_hash,
+            lifetime: RESPONSE_LIFETIME,
         })
+    }
+
+    /// Answers that may be relied on for `lifetime` (`nextUpdate` − `thisUpdate`, RFC 6960
+    /// §4.2.2.1) instead of [`RESPONSE_LIFETIME`]; whole seconds, at least one.
+    #[must_use]
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Duration::from_secs(lifetime.as_secs().max(1));
+        self
+    }
+
+    /// `nextUpdate` − `thisUpdate` of this responder's answers.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
     }
 
     /// Answers `request_der` from `ca`'s store at `now` (see the module documentation). Never
@@ -269,7 +286,13 @@ impl Responder {
             tracing::error!("OCSP: the clock is outside the times a response can carry");
             return Answer::failed(ResponseStatus::InternalError);
         };
-        let next_update = now + time::Duration::try_from(RESPONSE_LIFETIME).unwrap_or(time::Duration::HOUR);
+        let next_update = time::Duration::try_from(self.lifetime)
+            .ok()
+            .and_then(|lifetime| now.checked_add(lifetime));
+        let Some(next_update) = next_update else {
+            tracing::error!("OCSP: nextUpdate would be outside the times a response can carry");
+            return Answer::failed(ResponseStatus::InternalError);
+        };
         let (Some(this_update_der), Some(next_update_der)) = (generalized(now), generalized(next_update)) else {
             return Answer::failed(ResponseStatus::InternalError);
         };
@@ -732,6 +755,40 @@ mod tests {
             assert!(
                 matches!(data.responder_id, ResponderId::ByKey(hash) if hash.as_bytes() == responder.responder_key_hash)
             );
+        }
+    }
+
+    /// nextUpdate − thisUpdate is the responder's lifetime, in the answer and in the signed
+    /// bytes: one hour by default, what `with_lifetime` says, at least one second.
+    #[test]
+    fn next_update_follows_the_responders_lifetime() {
+        let (_dir, ca) = ca(KeyAlgorithm::P256);
+        let issued = ca
+            .issue(&IssueRequest::new(Profile::Client, "c"), OffsetDateTime::now_utc())
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        for (lifetime, expected) in [
+            (None, 3600),
+            (Some(Duration::from_secs(8 * 3600)), 8 * 3600),
+            (Some(Duration::from_millis(10)), 1),
+        ] {
+            let mut responder = Responder::new(&ca).unwrap();
+            if let Some(lifetime) = lifetime {
+                responder = responder.with_lifetime(lifetime);
+            }
+            assert_eq!(responder.lifetime(), Duration::from_secs(expected));
+            let der = request(&responder, issued.info.serial.as_octets(), None);
+            let answer = responder.respond(&ca, &der, now);
+            assert_eq!(answer.status, ResponseStatus::Successful);
+            let (this, next) = (answer.this_update.unwrap(), answer.next_update.unwrap());
+            assert_eq!((next - this).whole_seconds(), expected as i64, "{lifetime:?}");
+            let response = OcspResponse::from_der(&answer.der).unwrap();
+            let basic = BasicOcspResponse::from_der(response.response_bytes.unwrap().response.as_bytes()).unwrap();
+            let data = ResponseData::from_der(&basic.tbs_response_data.to_der().unwrap()).unwrap();
+            let single = &data.responses[0];
+            let signed_this = single.this_update.to_unix_duration().as_secs();
+            let signed_next = single.next_update.unwrap().to_unix_duration().as_secs();
+            assert_eq!(signed_next - signed_this, expected, "{lifetime:?}");
         }
     }
 

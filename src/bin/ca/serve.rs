@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// the CA.
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
     pub acme_hours: u32,
+    /// How long /ocsp answers may be relied on (nextUpdate − thisUpdate), in hours, 1 to 240.
+    /// A client that caches an answer may miss a revocation for up to this long.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_ocsp_hours)]
+    pub ocsp_hours: u32,
     /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's
     /// own name constraints (a suffix they leave no name under is refused).
     #[arg(long, value_name = "SUFFIX", value_parser = parse_suffix)]
@@ -115,6 +119,10 @@ fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
 
 fn parse_acme_hours(text: &str) -> Result<u32, String> {
     crate::cli::parse_count(text, "hours", 8760)
+}
+
+fn parse_ocsp_hours(text: &str) -> Result<u32, String> {
+    crate::cli::parse_count(text, "hours", 240)
 }
 
 fn parse_stuck_after(text: &str) -> Result<u64, String> {
@@ -174,6 +182,7 @@ pub fn run(
     }
     let mut config = ServeConfig::new(args.base_url.clone());
     config.acme_lifetime = Duration::from_secs(u64::from(args.acme_hours) * 3600);
+    config.ocsp_lifetime = Duration::from_secs(u64::from(args.ocsp_hours) * 3600);
     config.allow_dns = args.allow_dns.clone();
     config.va = va_config(args);
     config.va_always_valid = args.va_always_valid;

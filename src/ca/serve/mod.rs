@@ -107,6 +107,9 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
     pub crl_lifetime: Duration,
+    /// `nextUpdate` − `thisUpdate` of `/ocsp` answers (default
+    /// [`crate::ca::ocsp::RESPONSE_LIFETIME`], one hour; `--ocsp-hours`).
+    pub ocsp_lifetime: Duration,
     /// An order left in `processing` longer than this (its finalization was cut off: the
     /// instance died between claiming the order and recording its certificate) becomes
     /// `invalid` with a `serverInternal` problem at the periodic clean-up, so that its client
@@ -147,6 +150,7 @@ impl ServeConfig {
             max_http_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             crl_lifetime: crate::ca::DEFAULT_CRL_LIFETIME,
+            ocsp_lifetime: crate::ca::ocsp::RESPONSE_LIFETIME,
             stuck_after: periodic::PeriodicSettings::default().stuck_after,
             rate_per_account: ratelimit::DEFAULT_PER_KEY,
             rate_per_client: ratelimit::Limit::new(50.0, 500),

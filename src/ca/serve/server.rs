@@ -200,7 +200,7 @@ async fn start(
     let (pool, periodic_store) = stores.take().ok_or_else(|| blocking_failed("opening the store"))?;
 
     let ocsp = match crate::ca::ocsp::Responder::new(&ca) {
-        Ok(responder) => Some(responder),
+        Ok(responder) => Some(responder.with_lifetime(config.ocsp_lifetime)),
         Err(error) => {
             tracing::error!(error = %error, "the CA cannot sign OCSP responses; /ocsp answers internalError");
             None
