@@ -311,6 +311,23 @@ impl Single {
         format!("https://127.0.0.1:{}/acme/directory", self.serve.https.port())
     }
 
+    /// Stops the instance (kill -9) and starts it again on the same ports, with the CA's
+    /// current `--db`; its stderr goes to `log`.
+    fn restart(&mut self, log: &str) {
+        self.serve.process.kill();
+        let port = self.serve.https.port();
+        let options = ServeOptions {
+            dir: self.ca.dir(),
+            base_port: port,
+            listen_port: port,
+            http_port: Some(self.ca.http_port),
+            va_http_port: self.va_http_port,
+            va_tls_port: self.va_tls_port,
+            extra: Vec::new(),
+        };
+        self.serve = Serve::start(&self.ca, &options, self.ca.path(log));
+    }
+
     /// How many certificate rows the SQLite store holds for names under example.test, and how
     /// many orders point to a certificate.
     fn issued_and_orders(&self) -> (i64, i64) {
@@ -651,6 +668,86 @@ fn lego_http01_tls_alpn01_renew_and_revoke() {
 
     // Three orders, three certificates for example.test: nothing issued twice.
     assert_eq!(server.issued_and_orders(), (3, 3), "{}", server.serve.log());
+}
+
+/// An SQLite CA that served lego moves into PostgreSQL (`ca move-store`); after a restart on
+/// PostgreSQL lego renews with the same account (it would be `accountDoesNotExist` if the
+/// account had not moved) and revokes the new certificate; OCSP from PostgreSQL knows the one
+/// issued before the move.
+#[test]
+fn lego_keeps_its_account_and_certificates_when_the_store_moves_to_postgresql() {
+    if !support::require_tool("lego") {
+        return;
+    }
+    let pg = pg_support::Postgres::start();
+    let url = pg.url("ca");
+    let mut server = Single::start();
+    let root = server.ca.root();
+    let path = server.ca.path("lego");
+    let http = format!("127.0.0.1:{}", server.va_http_port);
+    let out = lego(
+        &server.directory(),
+        &root,
+        &path,
+        "m.example.test",
+        &["--http", "--http.port", &http, "run"],
+    );
+    assert_ran("lego run (before the move)", &out);
+    let m = lego_certificate(&path, "m.example.test");
+    let first_serial = check_leaf(&m, "m.example.test");
+    let kept = server.ca.path("m-before-the-move.crt");
+    std::fs::copy(&m, &kept).unwrap();
+
+    // Stop the instance, move its store, start it again on PostgreSQL.
+    server.serve.process.kill();
+    server.ca.db = Some(url);
+    let moved = support::ok(server.ca.cmd(&server.ca.dir()).arg("move-store"));
+    assert!(moved.contains("1 acme accounts"), "{moved}");
+    server.restart("serve-postgresql.log");
+
+    let out = lego(
+        &server.directory(),
+        &root,
+        &path,
+        "m.example.test",
+        &[
+            "--http",
+            "--http.port",
+            &http,
+            "renew",
+            "--days",
+            "30",
+            "--no-random-sleep",
+        ],
+    );
+    assert_ran("lego renew (after the move)", &out);
+    let renewed_serial = check_leaf(&m, "m.example.test");
+    assert_ne!(renewed_serial, first_serial);
+    assert_verifies(&root, &m, "m.example.test");
+    // lego revokes the renewed certificate (and moves its files to archives/: keep a copy);
+    // the one issued before the move is known to PostgreSQL and still good.
+    let renewed = server.ca.path("m-renewed.crt");
+    std::fs::copy(&m, &renewed).unwrap();
+    let out = lego(&server.directory(), &root, &path, "m.example.test", &["revoke"]);
+    assert_ran("lego revoke (after the move)", &out);
+    assert_revoked(&server.ca, &renewed);
+    assert_good(&server.ca, &kept);
+    let mut db = pg.client("ca");
+    let count = |db: &mut postgres::Client, sql: &str| -> i64 { db.query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM acme_accounts"),
+        1,
+        "one account, moved and reused"
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM acme_orders WHERE certificate IS NOT NULL"
+        ),
+        2,
+        "{}",
+        server.serve.log()
+    );
 }
 
 #[test]

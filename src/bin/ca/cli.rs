@@ -135,6 +135,19 @@ const BACKUP_EXIT_CODES: &str = "EXIT CODES:
   2  usage error
   3  could not run (FILE exists, the store is missing, damaged or PostgreSQL, I/O error)";
 
+const MOVE_STORE_EXAMPLES: &str = "EXAMPLES:
+  ca move-store --dir certs/issuing --db postgres://ca@db.internal:5432/ca
+  TESSERA_DB=postgres://ca@%2Frun%2Fpostgresql:5432/ca ca move-store --dir certs/issuing
+Then give every ca command of this CA the same --db (or TESSERA_DB). DIR/ca.db stays as it was,
+read-only (a write to it fails). A move cut short is finished by running it again. See
+docs/ca.md, \"Moving to PostgreSQL\".";
+
+const MOVE_STORE_EXIT_CODES: &str = "EXIT CODES:
+  0  moved (or a move cut short was finished)
+  2  usage error (no --db, or --db is not a PostgreSQL URL)
+  3  could not run (the CA is already on PostgreSQL, PostgreSQL cannot be reached or already
+     holds this CA with other records, the SQLite store is missing or damaged); nothing changed";
+
 const SHOW_EXAMPLES: &str = "EXAMPLES:
   ca show certs/issuing/ca.pem
   ca show --json certs/issuing/crl.pem
@@ -297,6 +310,10 @@ pub enum Command {
     /// Write a consistent copy of the CA's SQLite store, while other `ca` commands run.
     #[command(after_help = help(BACKUP_EXAMPLES, BACKUP_EXIT_CODES))]
     Backup(BackupArgs),
+    /// Move the CA's state from its SQLite store into PostgreSQL (named by --db or TESSERA_DB),
+    /// for several instances; stop the CA's other commands and `ca serve` first.
+    #[command(name = "move-store", after_help = help(MOVE_STORE_EXAMPLES, MOVE_STORE_EXIT_CODES))]
+    MoveStore,
     /// Show a certificate, a chain or a CRL.
     #[command(after_help = help(SHOW_EXAMPLES, SHOW_EXIT_CODES))]
     Show(ShowArgs),

@@ -129,6 +129,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Crl(args) => crl(cli, args, now),
         Command::List(args) => list(cli, args, now),
         Command::Backup(args) => backup(cli, args),
+        Command::MoveStore => move_store(cli),
         Command::Show(args) => show(args),
         Command::Verify(args) => verify(cli, args, now),
         Command::Serve(args) => {
@@ -975,6 +976,38 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
             "wrote a consistent copy of {} to {}",
             cli.dir.join("ca.db").display(),
             args.out.display()
+        ),
+    )?;
+    Ok(exit::OK)
+}
+
+/// `ca move-store`: the SQLite store into the PostgreSQL store `--db` names.
+fn move_store(cli: &Cli) -> anyhow::Result<u8> {
+    let Some(Location::Postgres(url)) = location(cli)? else {
+        return Err(CliError::usage("name the PostgreSQL store to move the CA's state into")
+            .with_hint("use --db postgres://USER@HOST:PORT/DB (or TESSERA_DB)")
+            .into());
+    };
+    let report = tessera::ca::store::move_to_postgres(&cli.dir, &url)?;
+    let what = if report.resumed {
+        "finished a move cut short: PostgreSQL already held exactly this store".to_string()
+    } else {
+        let rows: Vec<String> = report
+            .copied
+            .iter()
+            .filter(|(table, _)| *table != "issuers")
+            .map(|(table, rows)| format!("{rows} {}", table.replace('_', " ")))
+            .collect();
+        format!("copied {}", rows.join(", "))
+    };
+    summary(
+        cli,
+        &format!(
+            "moved the state of the CA in {} to {}: {what}. Give its ca commands --db (or TESSERA_DB) from \
+             now on; {} is kept, read-only",
+            cli.dir.display(),
+            report.target,
+            cli.dir.join("ca.db").display()
         ),
     )?;
     Ok(exit::OK)

@@ -18,7 +18,8 @@
 //!
 //! The CA directory records which store it has (`DIR/store.json`, written by `ca init` before
 //! `ca.pem`), so a missing or damaged store is refused, never taken for a fresh CA. A directory
-//! made by an earlier Tessera (`db.json`) is imported once, atomically (see [`open`]).
+//! made by an earlier Tessera (`db.json`) is imported once, atomically (see [`open`]). An SQLite
+//! store moves into PostgreSQL with [`move_to_postgres`] (`ca move-store`).
 
 pub mod acme;
 mod acme_sql;
@@ -27,6 +28,7 @@ mod postgres;
 mod postgres_acme;
 mod sqlite;
 mod sqlite_acme;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +42,7 @@ use crate::fsutil;
 use crate::pki::{RevocationReason, Serial, SubjectAltName};
 
 pub use sqlite::backup_sqlite;
+pub use transfer::{MoveReport, move_to_postgres};
 
 /// The SQLite store's file inside a CA directory.
 pub const SQLITE_FILE: &str = "ca.db";

@@ -180,7 +180,7 @@ impl PostgresStore {
         tx.commit().map_err(|e| fail(&url, &e))
     }
 
-    fn connect(url: &str, issuer: &str) -> Result<Self, CaError> {
+    pub(super) fn connect(url: &str, issuer: &str) -> Result<Self, CaError> {
         let mut config: Config = url.parse().map_err(|e| CaError::Store {
             store: redact(url),
             reason: format!("not a usable PostgreSQL URL ({e})"),
@@ -256,7 +256,7 @@ impl PostgresStore {
         fail(&self.url, &e)
     }
 
-    fn migrate(&mut self, creating: bool) -> Result<(), CaError> {
+    pub(super) fn migrate(&mut self, creating: bool) -> Result<(), CaError> {
         let url = self.url.clone();
         // Every command opens the store: a read first, the lock only when there is work.
         let applied: Option<Vec<i64>> = match self
