@@ -616,6 +616,194 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
     .expect("within the time limit");
 }
 
+/// RFC 8738: instant-acme orders a certificate for the IP address 127.0.0.1 (an ip identifier)
+/// from a server started with --allow-ip; the VA fetches http-01 from the address itself, the
+/// certificate's one subjectAltName is the iPAddress (critical, empty subject), and `openssl
+/// verify -verify_ip` accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instant_acme_obtains_a_certificate_for_an_ip_address() {
+    tokio::time::timeout(LIMIT, async {
+        let responder = Responder::start().await;
+        let port = responder.port;
+        let server = Server::start(|config| {
+            config.va.http_port = port;
+            // --va-resolve sends every name elsewhere: the address is dialled as it is.
+            config.va.resolve = vec![("*".into(), "192.0.2.1".parse().unwrap())];
+            config.va.allow_ip = vec![tessera::channel::Cidr::parse("127.0.0.0/8").unwrap()];
+        })
+        .await;
+        let (account, _) = instant_acme::Account::builder_with_root(server.root_pem())
+            .unwrap()
+            .create(
+                &instant_acme::NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                server.directory_url(),
+                None,
+            )
+            .await
+            .unwrap();
+        let identifiers = [instant_acme::Identifier::Ip("127.0.0.1".parse().unwrap())];
+        let mut order = account
+            .new_order(&instant_acme::NewOrder::new(&identifiers))
+            .await
+            .unwrap();
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization.unwrap();
+            assert_eq!(
+                authorization.identifier().identifier,
+                &instant_acme::Identifier::Ip("127.0.0.1".parse().unwrap())
+            );
+            // http-01 and tls-alpn-01, never dns-01 (RFC 8738 §7).
+            let kinds: Vec<_> = authorization.challenges.iter().map(|c| c.r#type.clone()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    instant_acme::ChallengeType::Http01,
+                    instant_acme::ChallengeType::TlsAlpn01
+                ]
+            );
+            let mut challenge = authorization.challenge(instant_acme::ChallengeType::Http01).unwrap();
+            responder.answer(&challenge.token, challenge.key_authorization().as_str());
+            challenge.set_ready().await.unwrap();
+        }
+        let retries = instant_acme::RetryPolicy::new()
+            .initial_delay(Duration::from_millis(100))
+            .timeout(Duration::from_secs(30));
+        assert_eq!(
+            order.poll_ready(&retries).await.unwrap(),
+            instant_acme::OrderStatus::Ready
+        );
+        let (csr, _key) = csr(&["127.0.0.1"]);
+        order.finalize_csr(&csr).await.unwrap();
+        let chain_pem = order.poll_certificate(&retries).await.unwrap();
+        let chain = pem::parse_certificates(chain_pem.as_bytes(), "chain").unwrap();
+        let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
+        assert_eq!(
+            info.sans,
+            [tessera::pki::SubjectAltName::Ip("127.0.0.1".parse().unwrap())]
+        );
+        assert_eq!(
+            info.subject, "",
+            "an empty subject, the address in a critical subjectAltName"
+        );
+        let chain_path = server.tmp.path().join("ip.chain.pem");
+        std::fs::write(&chain_path, &chain_pem).unwrap();
+        let leaf_path = server.tmp.path().join("ip.pem");
+        std::fs::write(&leaf_path, pem::to_pem(pem::CERTIFICATE, &chain[0])).unwrap();
+        let out = support::openssl(&[
+            "verify",
+            "-CAfile",
+            &support::s(&server.root_pem()),
+            "-untrusted",
+            &support::s(&chain_path),
+            "-purpose",
+            "sslserver",
+            "-verify_ip",
+            "127.0.0.1",
+            &support::s(&leaf_path),
+        ]);
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+/// Which ip identifiers newOrder refuses, and why (RFC 8738 §3): none without --allow-ip; not
+/// canonical; IPv4-mapped; outside --allow-ip; outside the CA's name constraints; and an
+/// address as a dns identifier. A CSR whose address is a dNSName does not match an ip order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ip_identifiers_are_refused_where_rfc_8738_or_the_server_says_no() {
+    tokio::time::timeout(LIMIT, async {
+        let refused = |reply: &Reply| -> String {
+            assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(&reply.body));
+            let problem = reply.json();
+            assert_eq!(
+                problem["type"], "urn:ietf:params:acme:error:rejectedIdentifier",
+                "{problem}"
+            );
+            problem["detail"].as_str().unwrap().to_string()
+        };
+        let ip_order = |value: &str| json!({"identifiers": [{"type": "ip", "value": value}]});
+        let plain = Server::start(|config| config.va_always_valid = true).await;
+        let client = Client::register(&plain).await;
+        let detail = refused(&client.post("/acme/new-order", Some(&ip_order("127.0.0.1"))).await);
+        assert!(detail.contains("without --allow-ip"), "{detail}");
+        plain.stop().await;
+
+        let server = Server::start(|config| {
+            config.va_always_valid = true;
+            config.va.allow_ip = vec![
+                tessera::channel::Cidr::parse("127.0.0.0/8").unwrap(),
+                tessera::channel::Cidr::parse("10.0.0.0/8").unwrap(),
+            ];
+        })
+        .await;
+        let client = Client::register(&server).await;
+        for (value, expected) in [
+            ("127.000.0.1", "is not an IPv4 or IPv6 address"),
+            ("::FFFF:7F00:1", "order the IPv4 address 127.0.0.1"),
+            ("2001:DB8::1", "write it 2001:db8::1"),
+            ("192.0.2.1", "outside every --allow-ip network"),
+            ("10.0.0.1", "outside the name constraints of the CA"),
+            ("localhost", "is not an IPv4 or IPv6 address"),
+        ] {
+            let detail = refused(&client.post("/acme/new-order", Some(&ip_order(value))).await);
+            assert!(detail.contains(expected), "{value}: {detail}");
+        }
+        for value in ["127.0.0.1", "1.2.3.256"] {
+            let detail = refused(&client.order(&[value]).await);
+            assert!(detail.contains("ip identifier"), "{value}: {detail}");
+        }
+        assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 0);
+
+        // An ip order is finalized only with a CSR that names the address as an iPAddress.
+        let reply = client.post("/acme/new-order", Some(&ip_order("127.0.0.1"))).await;
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        let order_url = reply.header("location").unwrap().to_string();
+        let order = reply.json();
+        let authz = client
+            .post(&client.path_of(order["authorizations"][0].as_str().unwrap()), None)
+            .await
+            .json();
+        assert_eq!(authz["identifier"], json!({"type": "ip", "value": "127.0.0.1"}));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::DnsName("127.0.0.1".try_into().unwrap())];
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let dns_csr = params.serialize_request(&key).unwrap().der().to_vec();
+        for challenge in authz["challenges"].as_array().unwrap() {
+            if challenge["type"] == "http-01" {
+                let url = challenge["url"].as_str().unwrap();
+                let reply = client.post(&client.path_of(url), Some(&json!({}))).await;
+                assert_eq!(reply.status, 200);
+            }
+        }
+        let ready = client.settle(&order_url).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        let finalize = client.path_of(order["finalize"].as_str().unwrap());
+        let reply = client
+            .post(&finalize, Some(&json!({"csr": B64.encode(&dns_csr)})))
+            .await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.json()["type"], "urn:ietf:params:acme:error:badCSR");
+        let (good_csr, _) = csr(&["127.0.0.1"]);
+        let reply = client
+            .post(&finalize, Some(&json!({"csr": B64.encode(good_csr)})))
+            .await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let done = client.settle(&order_url).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        server.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Requests that must be refused (RFC 8555 §6)
 
@@ -2241,6 +2429,16 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
     assert_eq!(support::code(&out), 2, "{stderr}");
     assert!(stderr.contains("--allow-dns other.test"), "{stderr}");
     assert!(stderr.contains("example.test"), "{stderr}");
+
+    // An --allow-ip value that is not a network (host bits set): a usage error naming the
+    // network meant (networks the constraints leave no address of: the test below).
+    let out = serve(&["--base-url", "https://acme.example.test", "--allow-ip", "10.0.0.1/8"]);
+    let stderr = support::stderr(&out);
+    assert_eq!(support::code(&out), 2, "{stderr}");
+    assert!(
+        stderr.contains("host bits set") && stderr.contains("10.0.0.0/8"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -2278,6 +2476,29 @@ fn allow_dns_suffixes_are_checked_against_every_name_constraint() {
         tessera::ca::serve::allow_dns_refusal(free.chain(), "anything.test"),
         None
     );
+}
+
+#[test]
+fn allow_ip_networks_are_checked_against_every_name_constraint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut request = InitRequest::new("Constrained Root");
+    request.permitted_ip = vec![("10.0.0.0".parse().unwrap(), 8), ("2001:db8::".parse().unwrap(), 32)];
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &request, None, OffsetDateTime::now_utc()).unwrap();
+    let cidr = |text: &str| tessera::channel::Cidr::parse(text).unwrap();
+    for (network, issuable) in [
+        ("10.0.0.0/8", true),
+        ("10.1.2.3", true),
+        ("0.0.0.0/0", true),
+        ("10.9.0.0/16", true),
+        ("8.0.0.0/6", true),
+        ("127.0.0.1", false),
+        ("11.0.0.0/8", false),
+        ("2001:db8::1", true),
+        ("2001:db9::/32", false),
+    ] {
+        let refusal = tessera::ca::serve::allow_ip_refusal(ca.chain(), &cidr(network));
+        assert_eq!(refusal.is_none(), issuable, "{network}: {refusal:?}");
+    }
 }
 
 #[test]

@@ -750,6 +750,37 @@ fn lego_keeps_its_account_and_certificates_when_the_store_moves_to_postgresql() 
     );
 }
 
+/// lego 4.9 (Debian) orders an IP address as a dns identifier, which RFC 8738 §3 does not
+/// allow: the order is refused with a problem that says to use an ip identifier, even from an
+/// instance that issues for the address (`--allow-ip`; instant-acme's ip identifiers get
+/// certificates there, tests/ca_serve.rs).
+#[test]
+fn lego_is_told_that_an_ip_address_is_an_ip_identifier() {
+    if !support::require_tool("lego") {
+        return;
+    }
+    let server = Single::start_with(&["--allow-ip", "127.0.0.0/8"]);
+    let path = server.ca.path("lego-ip");
+    let http = format!("127.0.0.1:{}", server.va_http_port);
+    let out = lego(
+        &server.directory(),
+        &server.ca.root(),
+        &path,
+        "127.0.0.1",
+        &["--http", "--http.port", &http, "run"],
+    );
+    assert!(
+        !out.status.success(),
+        "lego got a certificate for a dns identifier 127.0.0.1"
+    );
+    assert!(
+        stderr(&out).contains("rejectedIdentifier") && stderr(&out).contains("order it as an ip identifier"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.issued_and_orders(), (0, 0));
+}
+
 #[test]
 fn certbot_certonly_standalone_then_revoke() {
     if !support::require_tool("certbot") {

@@ -484,6 +484,16 @@ impl Cidr {
         }
     }
 
+    /// True when the two networks share an address (one lies within the other).
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.network) || other.contains(self.network)
+    }
+
+    /// True when every address of `other` is in this network.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.prefix <= other.prefix && self.contains(other.network)
+    }
+
     /// True when `address` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, address: IpAddr) -> bool {
         match (self.network, address.to_canonical()) {

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// own name constraints (a suffix they leave no name under is refused).
     #[arg(long, value_name = "SUFFIX", value_parser = parse_suffix)]
     pub allow_dns: Vec<String>,
+    /// Issue for IP addresses (RFC 8738 ip identifiers) in this network, as CIDR (repeatable),
+    /// inside the CA's own name constraints; without it, ip identifiers are refused. The
+    /// validation authority connects to these addresses.
+    #[arg(long, value_name = "CIDR", value_parser = Cidr::parse)]
+    pub allow_ip: Vec<Cidr>,
     /// Port the validation authority connects to for http-01 (default 80).
     #[arg(long, value_name = "N", value_parser = parse_port)]
     pub va_http_port: Option<u16>,
@@ -177,6 +182,13 @@ pub fn run(
                     "give suffixes inside the CA's name constraints (see `ca show DIR/ca.pem`), or leave out \
                      --allow-dns to issue for every name the CA permits",
                 )
+                .into());
+        }
+    }
+    for network in &args.allow_ip {
+        if let Some(why) = tessera::ca::serve::allow_ip_refusal(ca.chain(), network) {
+            return Err(CliError::usage(format!("--allow-ip {network}: {why}"))
+                .with_hint("give networks inside the CA's name constraints (see `ca show DIR/ca.pem`)")
                 .into());
         }
     }
@@ -292,6 +304,7 @@ fn va_config(args: &ServeArgs) -> VaConfig {
         va.tls_port = port;
     }
     va.resolve = args.va_resolve.clone();
+    va.allow_ip = args.allow_ip.clone();
     va
 }
 

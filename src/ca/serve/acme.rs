@@ -71,7 +71,7 @@ pub(crate) struct Acme {
     /// is not used: `limiter` has the global one).
     pub(crate) client_limiter: RateLimiter,
     /// The DNS name constraints of the CA's chain, read once.
-    pub(crate) constraints: super::DnsConstraints,
+    pub(crate) constraints: super::NameConstraints,
 }
 
 tokio::task_local! {
@@ -403,6 +403,48 @@ impl Acme {
             }
         }
         None
+    }
+}
+
+impl Acme {
+    /// An `ip` identifier's address (RFC 8738 §3): the canonical text of an IPv4 or IPv6
+    /// address (RFC 1123 §2.1, RFC 5952 §4), not IPv4-mapped, inside an `--allow-ip` network
+    /// and the CA's IP name constraints (every CA of its chain). The error says why not.
+    fn ip_identifier(&self, value: &str) -> Result<std::net::IpAddr, String> {
+        let shown = crate::text::printable(value);
+        let ip: std::net::IpAddr = value
+            .parse()
+            .map_err(|_| format!("\"{shown}\" is not an IPv4 or IPv6 address"))?;
+        if let std::net::IpAddr::V6(v6) = ip
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Err(format!(
+                "{ip} is an IPv4-mapped IPv6 address: order the IPv4 address {v4}"
+            ));
+        }
+        if ip.to_string() != value {
+            return Err(format!(
+                "\"{shown}\" is not written in canonical form (RFC 8738 §3): write it {ip}"
+            ));
+        }
+        if self.config.va.allow_ip.is_empty() {
+            return Err("this server issues for no IP address (it was started without --allow-ip)".into());
+        }
+        if !self.config.va.allow_ip.iter().any(|network| network.contains(ip)) {
+            return Err(format!("{ip} is outside every --allow-ip network of this server"));
+        }
+        for ca in self.constraints.cas() {
+            if !ca.permitted_ip.is_empty() && !ca.permitted_ip.iter().any(|network| network.contains(ip)) {
+                return Err(format!(
+                    "{ip} is outside the name constraints of the CA \"{}\"",
+                    ca.subject
+                ));
+            }
+            if ca.excluded_ip.iter().any(|network| network.contains(ip)) {
+                return Err(format!("{ip} is excluded by the CA \"{}\"", ca.subject));
+            }
+        }
+        Ok(ip)
     }
 }
 
@@ -944,10 +986,46 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
             kind: requested.kind.clone(),
             value: requested.value.clone(),
         };
+        if requested.kind == "ip" {
+            match acme.ip_identifier(&requested.value) {
+                Ok(ip) => {
+                    let value = ip.to_string();
+                    if !identifiers.iter().any(|i| i.kind == "ip" && i.value == value) {
+                        identifiers.push(Identifier {
+                            kind: "ip".into(),
+                            value,
+                        });
+                    }
+                }
+                Err(reason) => refused.push(Subproblem::new(ProblemType::RejectedIdentifier, reason, Some(shown))),
+            }
+            continue;
+        }
         if requested.kind != "dns" {
             refused.push(Subproblem::new(
                 ProblemType::UnsupportedIdentifier,
-                "only dns identifiers are supported",
+                "only dns and ip identifiers are supported",
+                Some(shown),
+            ));
+            continue;
+        }
+        if requested.value.parse::<std::net::IpAddr>().is_ok() {
+            refused.push(Subproblem::new(
+                ProblemType::RejectedIdentifier,
+                "an IP address is not a DNS name: order it as an ip identifier (RFC 8738 §3)",
+                Some(shown),
+            ));
+            continue;
+        }
+        if requested
+            .value
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+        {
+            refused.push(Subproblem::new(
+                ProblemType::RejectedIdentifier,
+                "not a DNS name: its last label is numeric (an IP address is an ip identifier, RFC 8738 §3)",
                 Some(shown),
             ));
             continue;
@@ -1305,20 +1383,29 @@ fn base64url(text: &str) -> Result<Vec<u8>, Problem> {
         .map_err(|_| Problem::malformed("a value is not base64url"))
 }
 
-/// The DNS names a CSR asks for: its dNSName SANs and a DNS-name common name.
-fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> {
+/// An identifier as finalize compares it: its type (`dns`, `ip`) and canonical value.
+type TypedName = (String, String);
+
+/// The names a CSR asks for, typed: its dNSName SANs (lower case), its iPAddress SANs
+/// (canonical text), and its common name (an address if it parses as one, else a DNS name);
+/// and the common name alone.
+fn csr_names(der: &[u8]) -> Result<(BTreeSet<TypedName>, Option<TypedName>), Problem> {
     use x509_parser::prelude::FromDer as _;
     let bad = |why: &str| Problem::new(ProblemType::BadCsr, why.to_string());
     let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map_err(|_| bad("the CSR is not a PKCS#10 request"))?;
     let mut names = BTreeSet::new();
+    // A common name is an IP address (canonical text) or a DNS name (lower case).
     let common_name = request
         .certification_request_info
         .subject
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
-        .map(|cn| cn.to_ascii_lowercase());
+        .map(|cn| match cn.parse::<std::net::IpAddr>() {
+            Ok(ip) => ("ip".to_string(), ip.to_string()),
+            Err(_) => ("dns".to_string(), cn.to_ascii_lowercase()),
+        });
     if let Some(cn) = &common_name {
         names.insert(cn.clone());
     }
@@ -1328,9 +1415,22 @@ fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> 
                 for name in &san.general_names {
                     match name {
                         x509_parser::extensions::GeneralName::DNSName(dns) => {
-                            names.insert(dns.to_ascii_lowercase());
+                            names.insert(("dns".to_string(), dns.to_ascii_lowercase()));
                         }
-                        _ => return Err(bad("the CSR asks for a name that is not a DNS name")),
+                        x509_parser::extensions::GeneralName::IPAddress(octets) => {
+                            let ip = match octets.len() {
+                                4 => <[u8; 4]>::try_from(*octets).ok().map(std::net::IpAddr::from),
+                                16 => <[u8; 16]>::try_from(*octets).ok().map(std::net::IpAddr::from),
+                                _ => None,
+                            }
+                            .ok_or_else(|| bad("the CSR has an iPAddress of neither 4 nor 16 octets"))?;
+                            names.insert(("ip".to_string(), ip.to_string()));
+                        }
+                        _ => {
+                            return Err(bad(
+                                "the CSR asks for a name that is neither a DNS name nor an IP address",
+                            ));
+                        }
                     }
                 }
             }
@@ -1342,13 +1442,14 @@ fn csr_names(der: &[u8]) -> Result<(BTreeSet<String>, Option<String>), Problem> 
 /// The checks of a finalize request's CSR (DER), made before the order is claimed so that a
 /// refused CSR leaves the order `ready` (RFC 8555 §7.4): the request is well formed, its key is
 /// one the CA issues for (Ed25519, ECDSA P-256 or P-384, RSA of 2048 to 8192 bits) and its
-/// self-signature verifies; its names (dNSName SANs and a common name) are exactly `wanted`;
+/// self-signature verifies; its names (dNSName and iPAddress SANs and a common name, typed) are
+/// exactly `wanted`;
 /// and its key is not the account's key (RFC 8555 §11.1: account keys and certificate keys are
-/// kept apart). Returns the CSR's common name (lower case), if any.
+/// kept apart). Returns the CSR's common name (typed, as in the set), if any.
 ///
 /// # Errors
 /// `badCSR` saying which check failed.
-fn check_csr(der: &[u8], wanted: &BTreeSet<String>, account_key: &Jwk) -> Result<Option<String>, Problem> {
+fn check_csr(der: &[u8], wanted: &BTreeSet<TypedName>, account_key: &Jwk) -> Result<Option<TypedName>, Problem> {
     let csr = crate::ca::csr::parse(der).map_err(|error| issue_problem(&error))?;
     let (names, common_name) = csr_names(der)?;
     if names != *wanted {
@@ -1421,7 +1522,11 @@ pub(crate) async fn finalize(
     let der = base64url(&payload.csr)?;
     // Every check of the CSR comes before the claim: a bad CSR leaves the order ready for a
     // good one (§7.4).
-    let wanted: BTreeSet<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
+    let wanted: BTreeSet<TypedName> = order
+        .identifiers
+        .iter()
+        .map(|i| (i.kind.clone(), i.value.clone()))
+        .collect();
     let common_name = check_csr(&der, &wanted, &account_key)?;
     let claim = id.clone();
     let claimed = acme
@@ -1439,14 +1544,20 @@ pub(crate) async fn finalize(
             )),
         };
     }
+    // The subject names the CSR's common name, or the first identifier; an IP address there
+    // gives an empty subject and a critical subjectAltName, as `ca issue` does (RFC 5280 §4.2.1.6).
     let name = common_name
         .filter(|cn| wanted.contains(cn))
+        .map(|(_, value)| value)
         .or_else(|| order.identifiers.first().map(|i| i.value.clone()))
         .unwrap_or_default();
     let sans: Vec<SubjectAltName> = order
         .identifiers
         .iter()
-        .map(|i| SubjectAltName::Dns(i.value.clone()))
+        .map(|i| match i.value.parse::<std::net::IpAddr>() {
+            Ok(ip) if i.kind == "ip" => SubjectAltName::Ip(ip),
+            _ => SubjectAltName::Dns(i.value.clone()),
+        })
         .collect();
     let mut request = IssueRequest::new(Profile::Server, name).with_sans(sans);
     request.csr = Some(der);
@@ -1474,7 +1585,7 @@ pub(crate) async fn finalize(
         .map_err(internal)?;
     match issued {
         Ok(serial) => {
-            let names: Vec<&String> = wanted.iter().collect();
+            let names: Vec<&String> = wanted.iter().map(|(_, value)| value).collect();
             tracing::info!(account = %account.id, order = %id, serial = %serial, identifiers = ?names, "certificate issued");
         }
         Err(problem) => {

@@ -72,7 +72,9 @@ pub struct ServeConfig {
     /// DNS suffixes (`--allow-dns`): when any is given, every identifier must be one of them or
     /// below one, besides lying within the CA's name constraints.
     pub allow_dns: Vec<String>,
-    /// The validation authority's settings (`--va-http-port`, `--va-tls-port`, `--va-resolve`).
+    /// The validation authority's settings (`--va-http-port`, `--va-tls-port`, `--va-resolve`),
+    /// and the networks whose addresses may be ordered as ip identifiers (`--allow-ip`,
+    /// [`va::VaConfig::allow_ip`]; RFC 8738), besides lying within the CA's name constraints.
     pub va: va::VaConfig,
     /// Skip validation (`--va-always-valid`): every challenge succeeds. Tests only.
     pub va_always_valid: bool,
@@ -260,7 +262,7 @@ pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix:
         .trim_start_matches('.')
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    for ca in &DnsConstraints::of_chain(chain).0 {
+    for ca in &NameConstraints::of_chain(chain).0 {
         // Two domains share a name when one lies within the other ("a.test" and ".test" share
         // "x.a.test"; ".a.test" and "a.test" share "x.a.test").
         let overlaps = |domain: &String| {
@@ -284,24 +286,56 @@ pub fn allow_dns_refusal(chain: &[rustls_pki_types::CertificateDer<'_>], suffix:
     None
 }
 
-/// The DNS name constraints (RFC 5280 §4.2.1.10) of each CA of a chain, read once (`ca serve`
-/// checks every identifier of every new order against them). Certificates that cannot be read
-/// are skipped: the CA checks every issuance anyway.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DnsConstraints(Vec<CaDnsConstraints>);
+/// Why no address of the network `network` (an `--allow-ip` value) can ever be issued by the CA
+/// whose chain is `chain` (its certificate first, DER): a CA of the chain permits IP addresses
+/// (RFC 5280 §4.2.1.10) and none of its permitted networks overlaps `network`, or `network`
+/// lies inside a network a CA excludes. `None` when some address of it may be issued.
+pub fn allow_ip_refusal(
+    chain: &[rustls_pki_types::CertificateDer<'_>],
+    network: &crate::channel::Cidr,
+) -> Option<String> {
+    for ca in &NameConstraints::of_chain(chain).0 {
+        if !ca.permitted_ip.is_empty() && !ca.permitted_ip.iter().any(|permitted| permitted.overlaps(network)) {
+            let permitted: Vec<String> = ca.permitted_ip.iter().map(ToString::to_string).collect();
+            return Some(format!(
+                "no address of it lies inside the name constraints of the CA \"{}\" (it permits {})",
+                ca.subject,
+                permitted.join(", ")
+            ));
+        }
+        if let Some(excluded) = ca.excluded_ip.iter().find(|excluded| excluded.covers(network)) {
+            return Some(format!(
+                "every address of it is excluded by the CA \"{}\" (it excludes {excluded})",
+                ca.subject
+            ));
+        }
+    }
+    None
+}
 
-/// One CA's DNS name constraints.
+/// The DNS and IP address name constraints (RFC 5280 §4.2.1.10) of each CA of a chain, read
+/// once (`ca serve` checks every identifier of every new order against them). Certificates
+/// that cannot be read, and subtrees that are not networks (a mask that is not a prefix), are
+/// skipped: the CA checks every issuance anyway.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameConstraints(Vec<CaNameConstraints>);
+
+/// One CA's DNS and IP address name constraints.
 #[derive(Clone, Debug)]
-pub(crate) struct CaDnsConstraints {
+pub(crate) struct CaNameConstraints {
     /// The CA's subject, for messages.
     pub(crate) subject: String,
     /// Permitted DNS domains (none: DNS names are not constrained).
     pub(crate) permitted: Vec<String>,
     /// Excluded DNS domains.
     pub(crate) excluded: Vec<String>,
+    /// Permitted IP networks (none: IP addresses are not constrained).
+    pub(crate) permitted_ip: Vec<crate::channel::Cidr>,
+    /// Excluded IP networks.
+    pub(crate) excluded_ip: Vec<crate::channel::Cidr>,
 }
 
-impl DnsConstraints {
+impl NameConstraints {
     /// The constraints of `chain` (DER, leaf-side CA first).
     pub(crate) fn of_chain(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Self {
         let dns = |names: &[String]| -> Vec<String> {
@@ -311,13 +345,22 @@ impl DnsConstraints {
                 .map(str::to_string)
                 .collect()
         };
+        let ip = |names: &[String]| -> Vec<crate::channel::Cidr> {
+            names
+                .iter()
+                .filter_map(|name| name.strip_prefix("ip:"))
+                .filter_map(|network| crate::channel::Cidr::parse(network).ok())
+                .collect()
+        };
         Self(
             chain
                 .iter()
                 .filter_map(|der| CertificateInfo::from_der(der).ok())
-                .map(|info| CaDnsConstraints {
+                .map(|info| CaNameConstraints {
                     permitted: dns(&info.permitted_names),
                     excluded: dns(&info.excluded_names),
+                    permitted_ip: ip(&info.permitted_names),
+                    excluded_ip: ip(&info.excluded_names),
                     subject: info.subject,
                 })
                 .collect(),
@@ -325,7 +368,7 @@ impl DnsConstraints {
     }
 
     /// Each CA's constraints.
-    pub(crate) fn cas(&self) -> &[CaDnsConstraints] {
+    pub(crate) fn cas(&self) -> &[CaNameConstraints] {
         &self.0
     }
 }

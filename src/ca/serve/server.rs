@@ -207,7 +207,7 @@ async fn start(
         }
     };
     let acme = Arc::new(Acme {
-        constraints: super::DnsConstraints::of_chain(ca.chain()),
+        constraints: super::NameConstraints::of_chain(ca.chain()),
         ocsp,
         ca: Arc::clone(&ca),
         pool,

@@ -1,8 +1,9 @@
 //! The validation authority: http-01 (RFC 8555 §8.3) and tls-alpn-01 (RFC 8737).
 //!
-//! [`validate`] answers one question: does whoever controls `identifier` (a DNS name) hold the
-//! account key whose key authorization (RFC 8555 §8.1) it was given? It connects to the name as
-//! the RFCs say, and maps every failure to an RFC 8555 §6.7 problem type:
+//! [`validate`] answers one question: does whoever controls `identifier` (a DNS name, or an IP
+//! address: RFC 8738) hold the account key whose key authorization (RFC 8555 §8.1) it was given?
+//! It connects to the name as the RFCs say, and maps every failure to an RFC 8555 §6.7 problem
+//! type:
 //!
 //! | failure | problem type |
 //! |---|---|
@@ -12,7 +13,7 @@
 //! | a body other than the key authorization, a body over [`MAX_BODY`] bytes | `incorrectResponse` |
 //! | the TLS handshake fails, or ALPN `acme-tls/1` is not negotiated | `tls` |
 //! | the tls-alpn-01 certificate is not the one RFC 8737 §3 describes | `incorrectResponse` |
-//! | an identifier that is not a DNS name, a token that is not base64url | `malformed` |
+//! | an identifier that is neither a DNS name nor an IP address, a token that is not base64url | `malformed` |
 //!
 //! Names are resolved through [`VaConfig::resolve`] (`--va-resolve NAME=IP`, `*` for every
 //! name, for tests and closed networks, as Pebble does) and otherwise through the system
@@ -24,6 +25,12 @@
 //! name, resolved on the same rules. A redirect to `https://`, to an IP literal or to another
 //! port is refused (`connection`): following those would need a second TLS client that accepts
 //! any certificate, for no gain to an ACME client that controls the name.
+//!
+//! IP identifiers (RFC 8738): `ca serve` admits only addresses inside its `--allow-ip` networks,
+//! and the VA dials the address itself (no resolution, no `--va-resolve`). http-01 asks
+//! `http://ADDRESS/…` (`[ADDRESS]` for IPv6) with that `Host`; tls-alpn-01 sends as SNI the
+//! address's reverse DNS name (`4.3.2.1.in-addr.arpa`, nibbles under `ip6.arpa`; RFC 8738 §6)
+//! and wants a certificate whose one subjectAltName is the iPAddress.
 //!
 //! Every validation runs under one deadline, [`VaConfig::timeout`], covering resolution,
 //! connecting, the TLS handshake, the response head and the body, and every redirect.
@@ -84,6 +91,10 @@ pub struct VaConfig {
     /// resolver: an entry whose name equals the identifier (ASCII case-insensitive) first, else
     /// an entry named `*`. Addresses given here are used as they are, loopback included.
     pub resolve: Vec<(String, IpAddr)>,
+    /// The networks whose addresses may be validated as ip identifiers (RFC 8738;
+    /// `--allow-ip`): `ca serve` orders only those, and the VA dials no other address
+    /// (`malformed` otherwise). Empty: no ip identifier.
+    pub allow_ip: Vec<crate::channel::Cidr>,
     /// The deadline of one whole validation: resolution, connect, handshake, response, body and
     /// redirects together.
     pub timeout: Duration,
@@ -96,6 +107,7 @@ impl Default for VaConfig {
             http_port: 80,
             tls_port: 443,
             resolve: Vec::new(),
+            allow_ip: Vec::new(),
             timeout: Duration::from_secs(10),
         }
     }
@@ -331,7 +343,21 @@ pub async fn check(
     token: &str,
     key_authorization: &str,
 ) -> Result<(), VaError> {
-    check_dns_name(identifier)?;
+    // ca serve's orders hold canonical addresses (RFC 8738 §3) and DNS names that never parse
+    // as one (a numeric last label is refused).
+    match identifier.parse::<IpAddr>() {
+        Ok(ip) => {
+            let admitted = cfg.allow_ip.iter().any(|network| network.contains(ip));
+            if !admitted || ip.to_string() != identifier || ip.to_canonical() != ip {
+                return Err(VaError::Malformed(format!(
+                    "identifier {} is not an address the validation authority may dial (--allow-ip, canonical \
+                     form)",
+                    quote(identifier)
+                )));
+            }
+        }
+        Err(_) => check_dns_name(identifier)?,
+    }
     let deadline = Instant::now() + cfg.timeout;
     match kind {
         ChallengeKind::Http01 => {
@@ -410,6 +436,11 @@ fn quote(text: &str) -> String {
 /// The addresses to dial for `name`: from [`VaConfig::resolve`], else from the system resolver
 /// without the refused kinds, at most [`MAX_ADDRESSES`].
 async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<SocketAddr>, VaError> {
+    // An IP identifier: dialled as it is (ca serve admitted it with --allow-ip). Redirects to
+    // IP literals are never followed, so no other address gets here.
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
     let fixed = cfg
         .resolve
         .iter()
@@ -518,12 +549,23 @@ struct HttpTarget {
     path: String,
 }
 
+impl HttpTarget {
+    /// The host as a URL and the `Host` header write it: an IPv6 address in brackets.
+    fn host_in_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+}
+
 impl fmt::Display for HttpTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.port == 80 {
-            write!(f, "http://{}{}", self.host, self.path)
+            write!(f, "http://{}{}", self.host_in_url(), self.path)
         } else {
-            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+            write!(f, "http://{}:{}{}", self.host_in_url(), self.port, self.path)
         }
     }
 }
@@ -660,9 +702,9 @@ async fn fetch(cfg: &VaConfig, deadline: Instant, target: &HttpTarget) -> Result
         let _ = connection.await;
     }));
     let host = if target.port == 80 {
-        target.host.clone()
+        target.host_in_url()
     } else {
-        format!("{}:{}", target.host, target.port)
+        format!("{}:{}", target.host_in_url(), target.port)
     };
     let request = Request::get(target.path.as_str())
         .header(HOST, host)
@@ -724,8 +766,9 @@ async fn fetch(cfg: &VaConfig, deadline: Instant, target: &HttpTarget) -> Result
     Ok(Fetched::Body(bytes))
 }
 
-/// RFC 8737 §3: a TLS handshake with SNI `name` offering only ALPN `acme-tls/1`, then the
-/// certificate checks of [`check_acme_certificate`].
+/// RFC 8737 §3: a TLS handshake with SNI `name` (for an address, its reverse name: RFC 8738
+/// §6) offering only ALPN `acme-tls/1`, then the certificate checks of
+/// [`check_acme_certificate`].
 async fn tls_alpn01(cfg: &VaConfig, deadline: Instant, name: &str, key_authorization: &str) -> Result<(), VaError> {
     let addrs = resolve(cfg, deadline, name, cfg.tls_port).await?;
     let (stream, target) = connect(cfg, deadline, name, &addrs).await?;
@@ -734,7 +777,11 @@ async fn tls_alpn01(cfg: &VaConfig, deadline: Instant, name: &str, key_authoriza
         reason,
     };
     let config = alpn_client_config().map_err(|e| tls_error(e.to_string()))?;
-    let server_name = ServerName::try_from(name.to_ascii_lowercase()).map_err(|e| tls_error(e.to_string()))?;
+    let sni = match name.parse::<IpAddr>() {
+        Ok(ip) => reverse_name(ip),
+        Err(_) => name.to_ascii_lowercase(),
+    };
+    let server_name = ServerName::try_from(sni).map_err(|e| tls_error(e.to_string()))?;
     let tls = timeout_at(deadline, TlsConnector::from(config).connect(server_name, stream))
         .await
         .map_err(|_| VaError::Timeout {
@@ -760,6 +807,25 @@ async fn tls_alpn01(cfg: &VaConfig, deadline: Instant, name: &str, key_authoriza
         target: target.clone(),
         reason,
     })
+}
+
+/// The reverse DNS name of `ip` (RFC 8738 §6, after RFC 1035 §3.5 and RFC 3596 §2.5):
+/// `4.3.2.1.in-addr.arpa` for 1.2.3.4, 32 nibbles under `ip6.arpa` for IPv6.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0x0f, byte >> 4));
+            }
+            name.push_str("ip6.arpa");
+            name
+        }
+    }
 }
 
 /// The rustls client of tls-alpn-01: ring, TLS 1.2 and 1.3, ALPN `acme-tls/1` only, any
@@ -873,7 +939,7 @@ impl ServerCertVerifier for AnyCertificate {
 
 /// RFC 8737 §3's checks of a tls-alpn-01 certificate (`der`) for `name`: exactly one
 /// subjectAltName extension holding exactly one entry, a dNSName equal to `name` (ASCII
-/// case-insensitive); exactly one id-pe-acmeIdentifier extension, critical, whose value is the
+/// case-insensitive), or for an address (RFC 8738 §6) the iPAddress equal to it; exactly one id-pe-acmeIdentifier extension, critical, whose value is the
 /// DER OCTET STRING of SHA-256(`key_authorization`).
 ///
 /// # Errors
@@ -887,6 +953,24 @@ pub fn check_acme_certificate(der: &[u8], name: &str, key_authorization: &str) -
         .subject_alternative_name()
         .map_err(|e| format!("has an unreadable subjectAltName: {e}"))?
         .ok_or("has no subjectAltName extension")?;
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        // RFC 8738 §6: the one subjectAltName is the iPAddress.
+        let octets = match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        match san.value.general_names.as_slice() {
+            [GeneralName::IPAddress(found)] if *found == octets.as_slice() => {}
+            [other] => return Err(format!("names {other} instead of the iPAddress {ip}")),
+            names => {
+                return Err(format!(
+                    "has {} subjectAltName entries, expected exactly one (the iPAddress {ip})",
+                    names.len()
+                ));
+            }
+        }
+        return check_acme_identifier(&cert, key_authorization);
+    }
     match san.value.general_names.as_slice() {
         [GeneralName::DNSName(dns)] if dns.eq_ignore_ascii_case(name) => {}
         [GeneralName::DNSName(dns)] => return Err(format!("names {}, expected {name}", quote(dns))),
@@ -898,6 +982,15 @@ pub fn check_acme_certificate(der: &[u8], name: &str, key_authorization: &str) -
             ));
         }
     }
+    check_acme_identifier(&cert, key_authorization)
+}
+
+/// RFC 8737 §3: exactly one id-pe-acmeIdentifier extension, critical, whose value is the DER
+/// OCTET STRING of SHA-256(`key_authorization`).
+fn check_acme_identifier(
+    cert: &x509_parser::prelude::X509Certificate<'_>,
+    key_authorization: &str,
+) -> Result<(), String> {
     let mut acme = cert
         .extensions()
         .iter()
@@ -1037,6 +1130,7 @@ mod tests {
             http_port,
             tls_port,
             resolve: vec![("*".to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            allow_ip: vec![crate::channel::Cidr::parse("127.0.0.0/8").unwrap()],
             timeout: Duration::from_secs(5),
         }
     }
@@ -1257,6 +1351,8 @@ mod tests {
             "a..b",
             "a/b.test",
             "10.0.0.1",
+            "127.000.0.1",
+            "::ffff:127.0.0.1",
             "-a.test",
             "a.test:80",
         ] {
@@ -1410,6 +1506,82 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, VaError::Certificate { .. }), "{err:?}");
         }
+    }
+
+    /// RFC 8738: an ip identifier is dialled as it is (not through --va-resolve), with the
+    /// address as Host for http-01, and its reverse name as SNI and the address as the one
+    /// iPAddress for tls-alpn-01.
+    #[tokio::test]
+    async fn ip_identifiers_are_dialled_directly_with_the_address_as_host_and_reverse_name_as_sni() {
+        let port = http_responder(|path, host| {
+            if path == format!("/.well-known/acme-challenge/{TOKEN}") && host.starts_with("127.0.0.1:") {
+                Reply::Body(KEY_AUTHORIZATION.to_string())
+            } else {
+                Reply::Status(404)
+            }
+        })
+        .await;
+        // --va-resolve points every name elsewhere: an address is not a name.
+        let mut cfg = config(port, 1);
+        cfg.resolve = vec![("*".to_string(), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))];
+        run(&cfg, ChallengeKind::Http01, "127.0.0.1", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+
+        let (port, seen) = tls_responder(
+            acme_certificate(&["127.0.0.1"], Acme::Good),
+            Some(ACME_TLS_ALPN),
+            rustls::ALL_VERSIONS,
+        )
+        .await;
+        let mut cfg = config(1, port);
+        cfg.resolve.clear();
+        run(&cfg, ChallengeKind::TlsAlpn01, "127.0.0.1", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if !seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.lock().unwrap().as_slice(), ["1.0.0.127.in-addr.arpa".to_string()]);
+        // A certificate for a DNS name, or for another address, does not prove the address.
+        for names in [
+            &["a.example.test"][..],
+            &["127.0.0.2"][..],
+            &["127.0.0.1", "a.example.test"][..],
+        ] {
+            let (port, _) = tls_responder(
+                acme_certificate(names, Acme::Good),
+                Some(ACME_TLS_ALPN),
+                rustls::ALL_VERSIONS,
+            )
+            .await;
+            let err = run(
+                &config(1, port),
+                ChallengeKind::TlsAlpn01,
+                "127.0.0.1",
+                KEY_AUTHORIZATION,
+            )
+            .await
+            .unwrap_err();
+            match &err {
+                VaError::Certificate { reason, .. } => {
+                    assert!(reason.contains("iPAddress 127.0.0.1"), "{names:?}: {reason}");
+                }
+                other => panic!("{names:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reverse_names_follow_rfc_1035_and_3596() {
+        assert_eq!(reverse_name("192.0.2.10".parse().unwrap()), "10.2.0.192.in-addr.arpa");
+        assert_eq!(
+            reverse_name("2001:db8::567:89ab".parse().unwrap()),
+            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
     }
 
     #[tokio::test]
