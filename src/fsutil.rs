@@ -21,13 +21,44 @@
 //! writing leaves it behind; [`remove_stale_temporaries`] removes such leftovers (only names of
 //! this exact shape, and only when the process that made them is gone or they are old), and the
 //! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
-//! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]).
+//! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]),
+//! and every new temporary file first removes its own target's stale leftovers, so repeated
+//! interrupted writes of one file never pile up. A process ended by SIGINT, SIGTERM or SIGHUP
+//! removes its temporary files at once when its binary asked for it
+//! (`cli::remove_temporaries_on_signal`, which calls [`remove_temporaries_in_progress`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+/// The temporary files this process is writing (made and not yet placed or removed), for
+/// [`remove_temporaries_in_progress`].
+static IN_PROGRESS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn track(temp: &Path) {
+    if let Ok(mut list) = IN_PROGRESS.lock() {
+        list.push(temp.to_path_buf());
+    }
+}
+
+fn untrack(temp: &Path) {
+    if let Ok(mut list) = IN_PROGRESS.lock() {
+        list.retain(|p| p != temp);
+    }
+}
+
+/// Removes the temporary files this process is writing right now, so that a process about to
+/// end on a signal leaves none behind (the targets are untouched: nothing half-written ever
+/// has their names). Afterwards a write still under way fails. Returns how many were removed.
+pub(crate) fn remove_temporaries_in_progress() -> usize {
+    let list = match IN_PROGRESS.lock() {
+        Ok(list) => list.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    list.iter().filter(|temp| std::fs::remove_file(temp).is_ok()).count()
+}
 
 /// Permission bits for files holding secrets.
 pub(crate) const PRIVATE_MODE: u32 = 0o600;
@@ -136,6 +167,9 @@ impl AtomicFile {
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?;
+        // What a killed earlier write of this target left (its process gone): removed first.
+        let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
+        let _ = remove_stale(parent_dir(target), Some(&prefix));
         let mut suffix = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
             .map_err(|_| io::Error::other("no randomness for a temporary file name"))?;
@@ -146,6 +180,7 @@ impl AtomicFile {
             u64::from_be_bytes(suffix)
         ));
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        track(&temp);
         // Exactly `mode`, whatever the umask (0644 stays 0644 under umask 077; 0600 under 000).
         let chmod = {
             use std::os::unix::fs::PermissionsExt;
@@ -153,6 +188,7 @@ impl AtomicFile {
         };
         if let Err(e) = chmod {
             let _ = std::fs::remove_file(&temp);
+            untrack(&temp);
             return Err(e);
         }
         Ok(Self {
@@ -190,15 +226,18 @@ impl AtomicFile {
             self.done = true;
             return Ok(());
         };
-        if overwrite {
-            std::fs::rename(temp, &self.target)?;
+        let placed = if overwrite {
+            std::fs::rename(temp, &self.target)
         } else {
             let linked = std::fs::hard_link(temp, &self.target);
             let _ = std::fs::remove_file(temp);
-            linked?;
+            linked
+        };
+        if placed.is_ok() {
+            untrack(temp);
+            self.done = true;
         }
-        self.done = true;
-        Ok(())
+        placed
     }
 }
 
@@ -409,6 +448,7 @@ impl Drop for AtomicFile {
             && let Some(temp) = &self.temp
         {
             let _ = std::fs::remove_file(temp);
+            untrack(temp);
         }
     }
 }

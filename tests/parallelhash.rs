@@ -93,11 +93,18 @@ proptest! {
     }
 }
 
-/// `sign --hash parallelhash128` end to end: the digest `verify --json` reports is the
-/// independent implementation's ParallelHash128(module, B = 8192, L = 256, S = ""), and one
-/// changed byte is refused (exit 1).
+/// `sign --hash parallelhash128` end to end, for a module of fewer leaves than a vector group
+/// and for one of many (the binaries then hash four leaves at a time on several threads): the
+/// digest `verify --json` reports is the independent implementation's ParallelHash128(module,
+/// B = 8192, L = 256, S = ""), and one changed byte is refused (exit 1).
 #[test]
 fn sign_and_verify_with_parallelhash128() {
+    for size in [3 * PARALLELHASH_BLOCK_SIZE + 1234, 67 * PARALLELHASH_BLOCK_SIZE + 4321] {
+        sign_and_verify_with_parallelhash128_of(size);
+    }
+}
+
+fn sign_and_verify_with_parallelhash128_of(size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = support::output(
@@ -106,9 +113,7 @@ fn sign_and_verify_with_parallelhash128() {
             .args(["--generate", "k", "--no-passphrase"]),
     );
     assert!(out.status.success(), "{out:?}");
-    let module: Vec<u8> = (0..(3 * PARALLELHASH_BLOCK_SIZE + 1234))
-        .map(|i| (i * 7 % 256) as u8)
-        .collect();
+    let module: Vec<u8> = (0..size).map(|i| ((i * 7) ^ (i >> 13)) as u8).collect();
     std::fs::write(d.join("m.bin"), &module).unwrap();
     let out = support::output(support::command("sign").current_dir(d).args([
         "m.bin",
@@ -130,10 +135,10 @@ fn sign_and_verify_with_parallelhash128() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(report["digest"], expected.as_str());
+    assert_eq!(report["digest"], expected.as_str(), "{size} bytes");
 
     let mut tampered = module.clone();
-    tampered[PARALLELHASH_BLOCK_SIZE + 5] ^= 0x01;
+    tampered[size - PARALLELHASH_BLOCK_SIZE - 5] ^= 0x01;
     std::fs::write(d.join("m.bin"), &tampered).unwrap();
     let out = support::output(
         support::command("verify")
@@ -141,4 +146,42 @@ fn sign_and_verify_with_parallelhash128() {
             .args(["m.bin", "--pubkey", "k.pub"]),
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// `sign --name` is checked as a module name when the command line is read: empty, over 255
+/// bytes or with a control character is a usage error (exit 2) and nothing is written.
+#[test]
+fn a_bad_module_name_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = support::output(
+        support::command("sign")
+            .current_dir(d)
+            .args(["--generate", "k", "--no-passphrase"]),
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(d.join("m.bin"), b"module").unwrap();
+    let long = "n".repeat(256);
+    for (name, reason) in [
+        ("", "it is empty"),
+        (long.as_str(), "longer than 255 bytes"),
+        ("a\u{7}b", "control characters"),
+    ] {
+        let out = support::output(
+            support::command("sign")
+                .current_dir(d)
+                .args(["m.bin", "--key", "k.key", "-o", "m.sig", "--name", name]),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {stderr}");
+        assert!(stderr.contains(reason), "{name:?}: {stderr}");
+        assert!(!d.join("m.sig").exists());
+    }
+    let name = "n".repeat(255);
+    let out = support::output(
+        support::command("sign")
+            .current_dir(d)
+            .args(["m.bin", "--key", "k.key", "-o", "m.sig", "--name", &name]),
+    );
+    assert!(out.status.success(), "{out:?}");
 }

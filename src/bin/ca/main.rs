@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         tessera::cli::init_logging_as(None, cli.quiet, !cli.quiet);
     } else {
         tessera::cli::init_logging(cli.quiet, cli.verbose);
+        // One-shot commands; `ca serve` drains on SIGTERM instead.
+        tessera::cli::remove_temporaries_on_signal();
     }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -32,7 +32,8 @@ const EXAMPLES: &str = "EXAMPLES:
 
 const EXIT_CODES: &str = "EXIT CODES:
   0  signed (or key pair generated)
-  2  usage error, including an output that is one of the inputs (nothing is written)
+  2  usage error, including an output that is one of the inputs and a --name that is empty,
+     over 255 bytes or holds control characters (nothing is written)
   3  could not sign: unreadable input, wrong passphrase, a key or certificate unfit for
      signing, an output that exists (--generate) or cannot be written";
 
@@ -62,8 +63,9 @@ struct Cli {
     /// Write a copy of FILE with the signature appended instead of a detached signature.
     #[arg(long)]
     embed: bool,
-    /// The module's logical name, bound into the signature (default: FILE's base name).
-    #[arg(long, value_name = "NAME")]
+    /// The module's logical name, bound into the signature (default: FILE's base name): 1 to
+    /// 255 bytes, no control characters.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     name: Option<String>,
     /// Hash algorithm.
     #[arg(long, value_name = "ALG", default_value = "sha3-256", value_parser = ["sha3-256", "sha3-512", "parallelhash128"])]
@@ -86,12 +88,24 @@ struct Cli {
     quiet: bool,
 }
 
+/// `--name`: checked as the signature will check it, so that a bad one is a usage error.
+fn parse_name(text: &str) -> Result<String, String> {
+    tessera::sign::check_name(text).map_err(|e| match e {
+        SignError::InvalidName { reason, .. } => {
+            format!("not a module name: {reason} (give 1 to 255 bytes, no control characters)")
+        }
+        other => other.to_string(),
+    })?;
+    Ok(text.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = match tessera::cli::parse_args::<Cli>(TOOL) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
     tessera::cli::init_logging(cli.quiet, false);
+    tessera::cli::remove_temporaries_on_signal();
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {

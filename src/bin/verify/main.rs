@@ -120,6 +120,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     tessera::cli::init_logging(cli.quiet, false);
+    tessera::cli::remove_temporaries_on_signal();
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
