@@ -487,6 +487,34 @@ fn csr(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
     (request.der().to_vec(), key.serialize_der())
 }
 
+/// `openssl verify` accepts the leaf of `chain_pem` (leaf first) against the server's root, as
+/// a TLS server for `name` (`-verify_ip` for an address, else `-verify_hostname`).
+fn assert_openssl_verifies(server: &Server, chain_pem: &str, name: &str) {
+    let chain = pem::parse_certificates(chain_pem.as_bytes(), "chain").unwrap();
+    let chain_path = server.tmp.path().join(format!("{name}.chain.pem"));
+    std::fs::write(&chain_path, chain_pem).unwrap();
+    let leaf_path = server.tmp.path().join(format!("{name}.pem"));
+    std::fs::write(&leaf_path, pem::to_pem(pem::CERTIFICATE, &chain[0])).unwrap();
+    let check = if name.parse::<std::net::IpAddr>().is_ok() {
+        "-verify_ip"
+    } else {
+        "-verify_hostname"
+    };
+    let out = support::openssl(&[
+        "verify",
+        "-CAfile",
+        &support::s(&server.root_pem()),
+        "-untrusted",
+        &support::s(&chain_path),
+        "-purpose",
+        "sslserver",
+        check,
+        name,
+        &support::s(&leaf_path),
+    ]);
+    assert!(out.status.success(), "{name}: {}", support::stderr(&out));
+}
+
 // ---------------------------------------------------------------------------------------------
 // A real client: instant-acme
 
@@ -544,24 +572,8 @@ async fn instant_acme_obtains_a_certificate_over_http_01_with_ari_and_revocation
         assert_eq!(server.certificates(), before + 1, "one certificate recorded");
 
         // The chain verifies with openssl against the root, for the name, as a server.
-        let chain_path = server.tmp.path().join("www.chain.pem");
-        std::fs::write(&chain_path, &chain_pem).unwrap();
+        assert_openssl_verifies(&server, &chain_pem, "www.example.test");
         let chain = pem::parse_certificates(chain_pem.as_bytes(), "chain").unwrap();
-        let leaf_path = server.tmp.path().join("www.pem");
-        std::fs::write(&leaf_path, pem::to_pem(pem::CERTIFICATE, &chain[0])).unwrap();
-        let out = support::openssl(&[
-            "verify",
-            "-CAfile",
-            &support::s(&server.root_pem()),
-            "-untrusted",
-            &support::s(&chain_path),
-            "-purpose",
-            "sslserver",
-            "-verify_hostname",
-            "www.example.test",
-            &support::s(&leaf_path),
-        ]);
-        assert!(out.status.success(), "{}", support::stderr(&out));
         let info = tessera::pki::CertificateInfo::from_der(&chain[0]).unwrap();
         assert_eq!(
             info.sans,
@@ -690,23 +702,7 @@ async fn instant_acme_obtains_a_certificate_for_an_ip_address() {
             info.subject, "",
             "an empty subject, the address in a critical subjectAltName"
         );
-        let chain_path = server.tmp.path().join("ip.chain.pem");
-        std::fs::write(&chain_path, &chain_pem).unwrap();
-        let leaf_path = server.tmp.path().join("ip.pem");
-        std::fs::write(&leaf_path, pem::to_pem(pem::CERTIFICATE, &chain[0])).unwrap();
-        let out = support::openssl(&[
-            "verify",
-            "-CAfile",
-            &support::s(&server.root_pem()),
-            "-untrusted",
-            &support::s(&chain_path),
-            "-purpose",
-            "sslserver",
-            "-verify_ip",
-            "127.0.0.1",
-            &support::s(&leaf_path),
-        ]);
-        assert!(out.status.success(), "{}", support::stderr(&out));
+        assert_openssl_verifies(&server, &chain_pem, "127.0.0.1");
         server.stop().await;
     })
     .await

@@ -1475,6 +1475,18 @@ mod tests {
         (port, seen)
     }
 
+    /// The SNI values [`tls_responder`] recorded, once there is one (it records the SNI when
+    /// its side of the handshake ends, which may be after ours); waits at most 5 s.
+    async fn sni_seen(seen: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+        for _ in 0..100 {
+            if !seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen.lock().unwrap().clone()
+    }
+
     async fn tls_alpn(
         certificate: (CertificateDer<'static>, PrivateKeyDer<'static>),
         alpn: Option<&'static [u8]>,
@@ -1492,14 +1504,7 @@ mod tests {
             run(&cfg, ChallengeKind::TlsAlpn01, "A.EXAMPLE.test", KEY_AUTHORIZATION)
                 .await
                 .unwrap();
-            // The server records the SNI once its side of the handshake ends.
-            for _ in 0..100 {
-                if !seen.lock().unwrap().is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert_eq!(seen.lock().unwrap().as_slice(), [NAME.to_string()]);
+            assert_eq!(sni_seen(&seen).await, [NAME.to_string()]);
             // The same certificate does not prove another key authorization.
             let err = run(&cfg, ChallengeKind::TlsAlpn01, NAME, "other.thumbprint")
                 .await
@@ -1539,13 +1544,7 @@ mod tests {
         run(&cfg, ChallengeKind::TlsAlpn01, "127.0.0.1", KEY_AUTHORIZATION)
             .await
             .unwrap();
-        for _ in 0..100 {
-            if !seen.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(seen.lock().unwrap().as_slice(), ["1.0.0.127.in-addr.arpa".to_string()]);
+        assert_eq!(sni_seen(&seen).await, ["1.0.0.127.in-addr.arpa".to_string()]);
         // A certificate for a DNS name, or for another address, does not prove the address.
         for names in [
             &["a.example.test"][..],
