@@ -22,8 +22,8 @@
 //! this exact shape, and only when the process that made them is gone or they are old), and the
 //! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
 //! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]),
-//! and every new temporary file first removes its own target's stale leftovers, so repeated
-//! interrupted writes of one file never pile up. A process ended by SIGINT, SIGTERM or SIGHUP
+//! and every replacement ([`AtomicFile::create`], [`write_atomic`]) first removes its own
+//! target's stale leftovers, so repeated interrupted writes of one file never pile up. A process ended by SIGINT, SIGTERM or SIGHUP
 //! removes its temporary files at once when its binary asked for it
 //! (`cli::remove_temporaries_on_signal`, which calls [`remove_temporaries_in_progress`]).
 
@@ -149,7 +149,13 @@ impl AtomicFile {
     /// a new file gets `mode`.
     pub(crate) fn create_with_mode(target: &Path, mode: u32) -> io::Result<Self> {
         match classify(target)? {
-            Target::Replace(resolved) => Self::create_new_with_mode(&resolved, mode),
+            Target::Replace(resolved) => {
+                // What a killed earlier write of this target left (its process gone): removed
+                // first. Only here, where a file is replaced: files created new (a CA's issued
+                // certificates, in a directory that grows) are not worth a directory scan each.
+                let _ = remove_stale_temporaries_of(&resolved);
+                Self::create_new_with_mode(&resolved, mode)
+            }
             Target::Direct => {
                 let file = OpenOptions::new().write(true).open(target)?;
                 Ok(Self {
@@ -167,9 +173,6 @@ impl AtomicFile {
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?;
-        // What a killed earlier write of this target left (its process gone): removed first.
-        let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
-        let _ = remove_stale(parent_dir(target), Some(&prefix));
         let mut suffix = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
             .map_err(|_| io::Error::other("no randomness for a temporary file name"))?;
