@@ -1789,6 +1789,49 @@ fn serve_reconnects_after_its_postgresql_backends_are_terminated_and_after_a_res
 }
 
 #[test]
+fn a_serve_on_an_sqlite_store_moved_away_says_unhealthy_and_writes_nothing() {
+    // `ca move-store` while an instance still serves the SQLite store: that instance must leave
+    // the balancer (/healthz 503) and refuse writes (503) rather than write where nobody reads.
+    let pg = pg_support::Postgres::start();
+    pg.create_db("moved");
+    let url = pg.url("moved");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let server = Server::start(|_| {}).await;
+            let _client = Client::register(&server).await;
+            assert_eq!(request(&server, "GET", "/healthz", None, b"").await.status, 200);
+            let accounts = server.count("SELECT count(*) FROM acme_accounts");
+            let nonces = server.count("SELECT count(*) FROM acme_nonces");
+
+            let dir = server.dir();
+            let out = tokio::task::spawn_blocking(move || {
+                support::output(support::ca(&dir).args(["--db", &url, "move-store"]))
+            })
+            .await
+            .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+
+            let reply = request(&server, "GET", "/healthz", None, b"").await;
+            assert_eq!(reply.status, 503);
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            // A new nonce is a write: refused with 503, nothing stored.
+            let reply = request(&server, "HEAD", "/acme/new-nonce", None, b"").await;
+            assert_eq!(reply.status, 503);
+            assert_eq!(server.count("SELECT count(*) FROM acme_nonces"), nonces);
+            assert_eq!(server.count("SELECT count(*) FROM acme_accounts"), accounts);
+            server.stop().await;
+        })
+        .await
+        .expect("within the time limit");
+    });
+}
+
+#[test]
 fn a_stalled_postgresql_gets_prompt_answers_from_healthz_and_ocsp() {
     // A table locked by someone else (a stalled store) must not hold /healthz or /ocsp until the
     // request timeout: they answer 503 and tryLater after a third of it.

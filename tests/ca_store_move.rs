@@ -166,33 +166,83 @@ fn an_sqlite_store_moves_into_postgresql_with_every_record_and_the_old_one_is_fe
     assert_eq!(list(&dir, Some(&url)).len(), 7);
 }
 
-#[test]
-fn a_move_cut_short_is_finished_and_a_conflicting_copy_is_refused_with_nothing_changed() {
-    let pg = Postgres::start();
-    let url = pg.url("ca");
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, _) = sqlite_ca(tmp.path(), "Interrupted Root", 4);
-    // A copy of the directory taken before the move, ca.db included.
-    let copy = tmp.path().join("copy");
-    copy_tree(&dir, &copy);
-    let before = list(&dir, None);
-    ok(ca_with(&dir, Some(&url)).arg("move-store"));
-
-    // Cut short after PostgreSQL committed: store.json and ca.db as they were before.
-    std::fs::write(dir.join("store.json"), "{\"backend\": \"sqlite\"}\n").unwrap();
+/// The names of the triggers that fence `DIR/ca.db` off.
+fn fence_triggers(dir: &Path) -> Vec<String> {
     let db = rusqlite::Connection::open(dir.join("ca.db")).unwrap();
-    let triggers: Vec<String> = db
+    let mut names: Vec<String> = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(triggers.len(), 27, "{triggers:?}");
-    for trigger in triggers {
-        db.execute_batch(&format!("DROP TRIGGER {trigger}")).unwrap();
-    }
-    drop(db);
+    names.sort();
+    names
+}
+
+/// A `ca` command that must fail with exit 3 because the move of the CA in `dir` was cut short.
+fn refused_as_cut_short(cmd: &mut std::process::Command) {
+    let out = output(cmd);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("moved to PostgreSQL by ca move-store"), "{err}");
+    assert!(err.contains("the move was cut short"), "{err}");
+    assert!(err.contains("run `ca move-store` again"), "{err}");
+}
+
+#[test]
+fn a_move_cut_short_is_finished_and_a_conflicting_copy_is_refused_with_nothing_changed() {
+    let pg = Postgres::start();
+    let url = pg.url("ca");
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, serials) = sqlite_ca(tmp.path(), "Interrupted Root", 4);
+    // A copy of the directory taken before the move, ca.db included.
+    let copy = tmp.path().join("copy");
+    copy_tree(&dir, &copy);
+    let before = list(&dir, None);
+    ok(ca_with(&dir, Some(&url)).arg("move-store"));
+    assert_eq!(fence_triggers(&dir).len(), 27, "{:?}", fence_triggers(&dir));
+
+    // Cut short after PostgreSQL committed (killed before store.json was written): ca.db is
+    // fenced, store.json still says sqlite. Every command says to finish the move, reads and
+    // writes alike, and nothing is written to ca.db.
+    std::fs::write(dir.join("store.json"), "{\"backend\": \"sqlite\"}\n").unwrap();
+    refused_as_cut_short(ca(&dir).args(["list"]));
+    refused_as_cut_short(ca(&dir).args(["issue", "--profile", "client", "--name", "lost"]));
+    refused_as_cut_short(ca(&dir).args(["revoke", &serials[0]]));
+
+    // PostgreSQL's copy drifted in a column no count or status shows (a subject): the next
+    // move compares every column of every row and refuses, naming the table; ca.db stays
+    // fenced as it was, store.json unchanged.
+    let pg_client = || pg.client("ca");
+    let subject: String = pg_client()
+        .query_one("SELECT subject FROM certificates WHERE serial = $1", &[&serials[3]])
+        .unwrap()
+        .get(0);
+    pg_client()
+        .execute(
+            "UPDATE certificates SET subject = 'CN=drifted' WHERE serial = $1",
+            &[&serials[3]],
+        )
+        .unwrap();
+    let out = output(ca_with(&dir, Some(&url)).arg("move-store"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("certificates: 4 rows there, 4 here, not all the same"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("nothing was changed"), "{}", stderr(&out));
+    assert!(store_json(&dir).contains("sqlite"));
+    assert_eq!(fence_triggers(&dir).len(), 27);
+
+    // Put back as it was: the move is finished, nothing copied twice.
+    pg_client()
+        .execute(
+            "UPDATE certificates SET subject = $1 WHERE serial = $2",
+            &[&subject, &serials[3]],
+        )
+        .unwrap();
     let out = output(ca_with(&dir, Some(&url)).arg("move-store"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -202,22 +252,42 @@ fn a_move_cut_short_is_finished_and_a_conflicting_copy_is_refused_with_nothing_c
     );
     assert!(store_json(&dir).contains("postgres"));
     assert_eq!(list(&dir, Some(&url)), before);
-    let rows: i64 = pg
-        .client("ca")
+    let rows: i64 = pg_client()
         .query_one("SELECT count(*) FROM certificates", &[])
         .unwrap()
         .get(0);
     assert_eq!(rows, 4, "nothing copied twice");
 
+    // Cut short after the fence, before PostgreSQL committed: modelled by pointing the fenced
+    // store at an empty database. The next move copies everything there.
+    std::fs::write(dir.join("store.json"), "{\"backend\": \"sqlite\"}\n").unwrap();
+    pg.create_db("second");
+    let second = pg.url("second");
+    let out = output(ca_with(&dir, Some(&second)).arg("move-store"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        support::stdout(&out).contains("copied 4 certificates"),
+        "{}",
+        support::stdout(&out)
+    );
+    assert_eq!(list(&dir, Some(&second)), before);
+
     // The copy goes on on SQLite (one more certificate), then tries to move into the database
-    // that already holds its CA with other records: refused, and the copy is unchanged.
+    // that already holds its CA with other records: refused, and the copy is unchanged: no
+    // fence is left on it, it still issues.
     ok(ca(&copy).args(["issue", "--profile", "client", "--name", "only-in-the-copy"]));
     let copy_before = list(&copy, None);
     let out = output(ca_with(&copy, Some(&url)).arg("move-store"));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("with other records"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("certificates: 4 rows there, 5 here"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("nothing was changed"), "{}", stderr(&out));
     assert!(store_json(&copy).contains("sqlite"));
+    assert!(fence_triggers(&copy).is_empty(), "{:?}", fence_triggers(&copy));
     assert_eq!(list(&copy, None), copy_before);
     ok(ca(&copy).args(["issue", "--profile", "client", "--name", "still-writable"]));
     assert_eq!(list(&dir, Some(&url)), before, "PostgreSQL unchanged");

@@ -147,6 +147,20 @@ pub enum CaError {
         /// What went wrong.
         reason: String,
     },
+    /// `DIR/ca.db` is fenced off by `ca move-store`: the CA's state was moved (or is being
+    /// moved) to PostgreSQL, and the SQLite store takes no more writes. When `DIR/store.json`
+    /// still says `sqlite`, a move was cut short: running `ca move-store` again finishes it.
+    /// Nothing was changed.
+    #[error(
+        "{path} was moved to PostgreSQL by ca move-store and takes no more writes{}",
+        .unfinished.then_some(", but the move was cut short (store.json still names it)").unwrap_or("")
+    )]
+    StoreMoved {
+        /// The fenced SQLite file.
+        path: PathBuf,
+        /// `store.json` still names the SQLite store: the move did not finish.
+        unfinished: bool,
+    },
     /// `crl.pem` is newer than the issuance database: the database was replaced by an older
     /// copy, which may lack revocations that the CRL has. Nothing is written until that is
     /// resolved, so no revocation is undone.
@@ -217,6 +231,7 @@ impl CaError {
             | Self::MissingDatabase { .. }
             | Self::Database { .. }
             | Self::Store { .. }
+            | Self::StoreMoved { .. }
             | Self::DatabaseBehindCrl { .. }
             | Self::UnfinishedInit { .. }
             | Self::UnfinishedOutput { .. }

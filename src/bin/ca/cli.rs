@@ -140,7 +140,7 @@ const MOVE_STORE_EXAMPLES: &str = "EXAMPLES:
   TESSERA_DB=postgres://ca@%2Frun%2Fpostgresql:5432/ca ca move-store --dir certs/issuing
 Then give every ca command of this CA the same --db (or TESSERA_DB). DIR/ca.db stays as it was,
 read-only (a write to it fails). A move cut short is finished by running it again. See
-docs/ca.md, \"Moving to PostgreSQL\".";
+docs/ca.md, \"ca move-store\".";
 
 const MOVE_STORE_EXIT_CODES: &str = "EXIT CODES:
   0  moved (or a move cut short was finished)

@@ -80,6 +80,13 @@ fn hint(error: &CaError) -> Option<String> {
             "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
              a new store would forget every revocation (certificates and keys are unaffected)"
         }
+        CaError::StoreMoved { unfinished: true, .. } => {
+            "run `ca move-store` again with the same --db (or TESSERA_DB) to finish the move; nothing was changed"
+        }
+        CaError::StoreMoved { .. } => {
+            "give this CA's ca commands --db (or TESSERA_DB) naming the PostgreSQL store it moved to, and \
+             restart a ca serve still running on the SQLite store; nothing was changed"
+        }
         CaError::Store { reason, .. } if reason.contains("newer than this Tessera") => {
             "run a Tessera at least as new as the one that last wrote this store (a newer version's \
              store is never changed by an older one); nothing was changed"

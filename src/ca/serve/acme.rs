@@ -1488,7 +1488,7 @@ fn issue_problem(error: &CaError) -> Problem {
 fn internal_ref(error: &CaError) -> Problem {
     tracing::error!(error = %error, "store or CA failure");
     let problem = Problem::server_internal("the server could not complete the request; try again later");
-    if matches!(error, CaError::Store { .. }) {
+    if matches!(error, CaError::Store { .. } | CaError::StoreMoved { .. }) {
         let _ = RATE_LIMIT_WAIT.try_with(|slot| slot.store(1, Ordering::Relaxed));
         return problem.with_status(503);
     }

@@ -414,7 +414,7 @@ fn store_deadline(config: &ServeConfig) -> Duration {
 
 async fn healthz(State(acme): State<Shared>) -> Response {
     let deadline = store_deadline(&acme.config);
-    let checked = tokio::time::timeout(deadline, acme.pool.acme(|store| store.crl_published().map(|_| ())))
+    let checked = tokio::time::timeout(deadline, acme.pool.acme(|store| store.check_health()))
         .await
         .unwrap_or_else(|_| {
             Err(CaError::Store {

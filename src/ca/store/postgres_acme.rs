@@ -710,6 +710,13 @@ impl AcmeStore for PostgresStore {
         Ok(stored.is_some())
     }
 
+    fn check_health(&mut self) -> Result<(), CaError> {
+        self.client
+            .query_one("SELECT crl_number FROM issuers WHERE issuer = $1", &[&self.issuer])
+            .map(drop)
+            .map_err(|e| fail(&self.url, &e))
+    }
+
     fn crl_published(&mut self) -> Result<Option<PublishedCrl>, CaError> {
         let row = self
             .client

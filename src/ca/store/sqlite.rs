@@ -33,10 +33,27 @@ pub(crate) struct SqliteStore {
 impl SqliteStore {
     /// Opens `DIR/ca.db`, which must exist, be whole, carry a schema this build knows (newer
     /// migrations are applied), and belong to `issuer`.
+    ///
+    /// # Errors
+    /// [`CaError::StoreMoved`] when `ca move-store` fenced it off, and the errors of
+    /// [`super::open`].
     pub(crate) fn open(dir: &Path, issuer: &str) -> Result<Self, CaError> {
+        Self::open_inner(dir, issuer, false)
+    }
+
+    /// [`SqliteStore::open`], also when `ca move-store` fenced the store off: for the move
+    /// itself, which reads it once more to finish a move cut short.
+    pub(super) fn open_fenced(dir: &Path, issuer: &str) -> Result<Self, CaError> {
+        Self::open_inner(dir, issuer, true)
+    }
+
+    fn open_inner(dir: &Path, issuer: &str, fenced_too: bool) -> Result<Self, CaError> {
         let path = dir.join(SQLITE_FILE);
         check_file(&path)?;
         let mut conn = connect(&path, false)?;
+        if !fenced_too && is_fenced(&conn).map_err(|e| database_error(&path, e))? {
+            return Err(moved_error(&path));
+        }
         migrate(&mut conn, &path, false)?;
         let store = Self {
             conn,
@@ -592,6 +609,9 @@ fn check_file_once(path: &Path) -> Result<(), FileProblem> {
 /// Maps an SQLite error: a damaged file is [`CaError::Database`]; anything else (busy past the
 /// timeout, full disk, permissions) is [`CaError::Store`].
 pub(super) fn database_error(path: &Path, e: rusqlite::Error) -> CaError {
+    if e.to_string().contains(FENCE_MESSAGE) {
+        return moved_error(path);
+    }
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => CaError::Database {
             path: path.into(),
@@ -602,6 +622,34 @@ pub(super) fn database_error(path: &Path, e: rusqlite::Error) -> CaError {
             store: path.display().to_string(),
             reason: e.to_string(),
         },
+    }
+}
+
+/// The name of every trigger `ca move-store` adds to fence a moved `ca.db` off starts so.
+pub(super) const FENCE_PREFIX: &str = "moved_to_postgresql_";
+
+/// What those triggers abort a write with (and how [`database_error`] knows them).
+pub(super) const FENCE_MESSAGE: &str = "this CA's store moved to PostgreSQL (ca move-store)";
+
+/// Whether `ca move-store` fenced this database off (its triggers are there).
+pub(super) fn is_fenced(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?1) = ?2)",
+        params![FENCE_PREFIX.len() as i64, FENCE_PREFIX],
+        |row| row.get(0),
+    )
+}
+
+/// [`CaError::StoreMoved`] for the fenced `path`: unfinished when the CA directory's
+/// `store.json` still names the SQLite store.
+pub(super) fn moved_error(path: &Path) -> CaError {
+    let unfinished = path
+        .parent()
+        .and_then(|dir| super::read_marker(dir).ok().flatten())
+        .is_some_and(|marker| marker.backend == "sqlite");
+    CaError::StoreMoved {
+        path: path.into(),
+        unfinished,
     }
 }
 

@@ -785,6 +785,21 @@ impl AcmeStore for SqliteStore {
         Ok(stored.is_some())
     }
 
+    fn check_health(&mut self) -> Result<(), CaError> {
+        let fail = |e| database_error(&self.path, e);
+        if super::sqlite::is_fenced(&self.conn).map_err(fail)? {
+            return Err(super::sqlite::moved_error(&self.path));
+        }
+        self.conn
+            .query_row(
+                "SELECT crl_number FROM issuers WHERE issuer = ?1",
+                params![self.issuer],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(drop)
+            .map_err(fail)
+    }
+
     fn crl_published(&mut self) -> Result<Option<PublishedCrl>, CaError> {
         let row: Option<(i64, Vec<u8>, i64, i64)> = self
             .conn
