@@ -424,8 +424,9 @@ pub trait AcmeStore {
     /// [`CaError::Store`] when the database fails.
     fn crl_published(&mut self) -> Result<Option<PublishedCrl>, CaError>;
 
-    /// Whether the store can serve this CA now (`/healthz`): one small query of the CA's row,
-    /// and for SQLite, that `ca move-store` has not fenced the store off.
+    /// Whether the store can serve this CA now (`/healthz`): one small query of the published
+    /// CRL (what `/ocsp` and `/crl` read), and for SQLite, that `ca move-store` has not fenced
+    /// the store off.
     ///
     /// # Errors
     /// [`CaError::Store`] when the database fails; [`CaError::StoreMoved`] for a moved SQLite

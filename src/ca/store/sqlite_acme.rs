@@ -790,14 +790,8 @@ impl AcmeStore for SqliteStore {
         if super::sqlite::is_fenced(&self.conn).map_err(fail)? {
             return Err(super::sqlite::moved_error(&self.path));
         }
-        self.conn
-            .query_row(
-                "SELECT crl_number FROM issuers WHERE issuer = ?1",
-                params![self.issuer],
-                |row| row.get::<_, i64>(0),
-            )
-            .map(drop)
-            .map_err(fail)
+        // The published CRL's row: what /ocsp and /crl read, so a locked or stalled table shows.
+        self.crl_published().map(drop)
     }
 
     fn crl_published(&mut self) -> Result<Option<PublishedCrl>, CaError> {
