@@ -23,9 +23,10 @@
 //! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
 //! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]),
 //! and every replacement ([`AtomicFile::create`], [`write_atomic`]) first removes its own
-//! target's stale leftovers, so repeated interrupted writes of one file never pile up. A process ended by SIGINT, SIGTERM or SIGHUP
-//! removes its temporary files at once when its binary asked for it
-//! (`cli::remove_temporaries_on_signal`, which calls [`remove_temporaries_in_progress`]).
+//! target's stale leftovers, so repeated interrupted writes of one file never pile up. A process
+//! ended by SIGINT, SIGTERM, SIGHUP, SIGQUIT or SIGXFSZ removes its temporary files at once when
+//! its binary asked for it (`cli::remove_temporaries_on_signal`, which calls
+//! [`remove_temporaries_in_progress`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
