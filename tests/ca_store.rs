@@ -948,7 +948,12 @@ fn ca_backup_is_private_from_the_start_and_leaves_nothing_behind() {
             .arg(&out),
     );
     assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
-    assert!(stderr(&run).contains("ulimit -f"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("at most 65536 bytes"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("ca: hint:") && stderr(&run).contains("`ulimit -f`"),
+        "{}",
+        stderr(&run)
+    );
     assert!(!out.exists());
     assert!(temporaries_of(&out).is_empty(), "{:?}", temporaries_of(&out));
 

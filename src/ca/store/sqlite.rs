@@ -745,16 +745,25 @@ pub fn backup_sqlite(dir: &Path, issuer: &str, out: &Path) -> Result<(), CaError
 
 /// Why `VACUUM INTO` failed: the store's error, or, for a failure to write (SQLite reports
 /// an `EFBIG` or `ENOSPC` from a write as a bare I/O error or "disk full"), one naming `out`
-/// and the process's file size limit when it has one.
+/// and the process's file size limit when it has one. An I/O error under such a limit is
+/// taken for `EFBIG` (file too large), so that the tool's hint says what to do about it.
 fn copy_error(store: &Path, out: &Path, e: rusqlite::Error) -> CaError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen) => {
-            let limit = fsutil::file_size_limit()
-                .map(|limit| format!(" (this process may write files of at most {limit} bytes: `ulimit -f`)"))
-                .unwrap_or_default();
-            CaError::io(out, std::io::Error::other(format!("cannot write the copy: {e}{limit}")))
-        }
-        _ => database_error(store, e),
+    let code = e.sqlite_error_code();
+    if !matches!(
+        code,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen)
+    ) {
+        return database_error(store, e);
+    }
+    match fsutil::file_size_limit() {
+        Some(limit) if code == Some(ErrorCode::SystemIoFailure) => CaError::io(
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("cannot write the copy: {e} (this process may write files of at most {limit} bytes)"),
+            ),
+        ),
+        _ => CaError::io(out, std::io::Error::other(format!("cannot write the copy: {e}"))),
     }
 }
 
