@@ -23,9 +23,10 @@
 //! CA calls it on its directories whenever it takes its lock; [`remove_stale_temporaries_of`]
 //! does the same for one file's leftovers (a session ticket key file, under [`lock_dir_of`]),
 //! and every replacement ([`AtomicFile::create`], [`write_atomic`]) first removes its own
-//! target's stale leftovers, so repeated interrupted writes of one file never pile up. A process ended by SIGINT, SIGTERM or SIGHUP
-//! removes its temporary files at once when its binary asked for it
-//! (`cli::remove_temporaries_on_signal`, which calls [`remove_temporaries_in_progress`]).
+//! target's stale leftovers, so repeated interrupted writes of one file never pile up. A process
+//! ended by SIGINT, SIGTERM, SIGHUP, SIGQUIT or SIGXFSZ removes its temporary files at once when
+//! its binary asked for it (`cli::remove_temporaries_on_signal`, which calls
+//! [`remove_temporaries_in_progress`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -58,6 +59,17 @@ pub(crate) fn remove_temporaries_in_progress() -> usize {
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     list.iter().filter(|temp| std::fs::remove_file(temp).is_ok()).count()
+}
+
+/// The largest file this process may write (its soft `RLIMIT_FSIZE`, `ulimit -f`), as
+/// `/proc/self/limits` says; `None` when unlimited or unknown.
+pub(crate) fn file_size_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max file size"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
 }
 
 /// Permission bits for files holding secrets.
@@ -94,6 +106,8 @@ pub struct AtomicFile {
     target: PathBuf,
     /// The temporary file; `None` when writing straight into a non-regular target.
     temp: Option<PathBuf>,
+    /// Files SQLite may make beside the temporary one (see [`AtomicFile::with_sqlite_companions`]).
+    companions: Vec<PathBuf>,
     file: File,
     done: bool,
 }
@@ -161,11 +175,53 @@ impl AtomicFile {
                 Ok(Self {
                     target: target.to_path_buf(),
                     temp: None,
+                    companions: Vec::new(),
                     file,
                     done: false,
                 })
             }
         }
+    }
+
+    /// Starts writing the new file `target`, which must not exist (nor be a link, dangling or
+    /// not): a temporary file in its directory, created with exactly `mode` (`create_new`, so
+    /// never readable by anyone else for a moment when `mode` is 0600, whatever the umask),
+    /// that [`AtomicFile::commit`]`(false)` links into place. What killed earlier writes of
+    /// `target` left is removed first (for files written now and then, such as a backup; a CA
+    /// issuing into a growing directory uses [`create_new_atomic`], which does not scan it).
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `target` is there; the I/O error creating the temporary file.
+    pub(crate) fn create_new(target: &Path, mode: u32) -> io::Result<Self> {
+        if target.symlink_metadata().is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
+        }
+        let _ = remove_stale_temporaries_of(target);
+        Self::create_new_with_mode(target, mode)
+    }
+
+    /// Makes the files SQLite keeps beside a database (`-journal`, `-wal`, `-shm`) part of the
+    /// temporary file: removed with it when the write fails, is dropped, or a signal ends the
+    /// process (their names are the temporary file's own, so nothing else has them). For a
+    /// temporary file that SQLite writes, such as `ca backup`'s copy.
+    #[must_use]
+    pub(crate) fn with_sqlite_companions(mut self) -> Self {
+        if let Some(temp) = &self.temp {
+            for suffix in SQLITE_COMPANIONS {
+                let mut name = temp.as_os_str().to_owned();
+                name.push(suffix);
+                let companion = PathBuf::from(name);
+                track(&companion);
+                self.companions.push(companion);
+            }
+        }
+        self
+    }
+
+    /// The temporary file's path (`None` when writing straight into a FIFO or device), for a
+    /// writer that opens it by name (SQLite's `VACUUM INTO`).
+    pub(crate) fn temporary_path(&self) -> Option<&Path> {
+        self.temp.as_deref()
     }
 
     /// Starts writing a temporary file for exactly `target` (no link followed).
@@ -197,6 +253,7 @@ impl AtomicFile {
         Ok(Self {
             target: target.to_path_buf(),
             temp: Some(temp),
+            companions: Vec::new(),
             file,
             done: false,
         })
@@ -238,6 +295,9 @@ impl AtomicFile {
         };
         if placed.is_ok() {
             untrack(temp);
+            for companion in &self.companions {
+                untrack(companion);
+            }
             self.done = true;
         }
         placed
@@ -292,11 +352,15 @@ pub(crate) fn create_new_group(files: &[(&Path, &[u8], u32)]) -> Result<(), (Pat
 /// What marks a temporary file name: `.<target>` + this + `<pid>-<hex>`.
 const TEMP_MARK: &str = ".tmp-";
 
+/// What SQLite adds to a database's name for the files it keeps beside it.
+const SQLITE_COMPANIONS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
 /// A temporary file whose process may still be alive is left alone for this long.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Removes the temporary files that interrupted writes left in `dir`: regular files named
-/// `.<name>.tmp-<pid>-<16 hex>` (or `.<name>.tmp-<16 hex>`, as older versions named them) whose
+/// `.<name>.tmp-<pid>-<16 hex>` (or `.<name>.tmp-<16 hex>`, as older versions named them; either
+/// followed by `-journal`, `-wal` or `-shm`, SQLite's files beside a temporary database) whose
 /// process is gone, or which have not been touched for [`STALE_AFTER`]. Nothing else is
 /// touched, and a file of a live writer is never removed (unless it is older than that, which no
 /// write of a CA file takes). Returns how many were removed. A missing `dir` is not an error.
@@ -401,6 +465,11 @@ fn temporary_owner(name: &str) -> Option<Option<u32>> {
         return None;
     }
     let tail = rest.get(at + TEMP_MARK.len()..)?;
+    // A temporary SQLite database's companions are as much ours as the database.
+    let tail = SQLITE_COMPANIONS
+        .iter()
+        .find_map(|suffix| tail.strip_suffix(suffix))
+        .unwrap_or(tail);
     let is_hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     match tail.split_once('-') {
         Some((pid, random)) if is_hex16(random) && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
@@ -452,6 +521,10 @@ impl Drop for AtomicFile {
         {
             let _ = std::fs::remove_file(temp);
             untrack(temp);
+            for companion in &self.companions {
+                let _ = std::fs::remove_file(companion);
+                untrack(companion);
+            }
         }
     }
 }
@@ -738,6 +811,68 @@ mod tests {
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert!(!dir.path().join(&names[2]).exists());
         assert_eq!(remove_stale_temporaries(&dir.path().join("absent")).unwrap(), 0);
+    }
+
+    /// `create_new` refuses what exists, makes its temporary file 0600 (never more, whatever
+    /// the umask), sweeps a killed write's leftovers of the same target (SQLite's companions
+    /// included), and takes the SQLite companions with the temporary file when dropped.
+    #[test]
+    fn create_new_is_private_sweeps_leftovers_and_takes_sqlite_companions_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ca.db.bak");
+        std::fs::write(&target, b"x").unwrap();
+        let err = AtomicFile::create_new(&target, PRIVATE_MODE).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(&target).unwrap();
+        std::os::unix::fs::symlink("nowhere", &target).unwrap();
+        let err = AtomicFile::create_new(&target, PRIVATE_MODE).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(&target).unwrap();
+
+        let dead = 4_194_305u32;
+        let leftovers: Vec<PathBuf> = ["", "-journal", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| {
+                dir.path()
+                    .join(format!(".ca.db.bak.tmp-{dead}-0123456789abcdef{suffix}"))
+            })
+            .collect();
+        let other = dir.path().join(format!(".ca.db.bak.tmp-{dead}-0123456789abcdef-other"));
+        for path in leftovers.iter().chain([&other]) {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let f = AtomicFile::create_new(&target, PRIVATE_MODE)
+            .unwrap()
+            .with_sqlite_companions();
+        for path in &leftovers {
+            assert!(!path.exists(), "{} was not swept", path.display());
+        }
+        assert!(other.exists(), "not a name of ours");
+        let temp = f.temporary_path().unwrap().to_path_buf();
+        assert_eq!(std::fs::metadata(&temp).unwrap().permissions().mode() & 0o777, 0o600);
+        let companions: Vec<PathBuf> = ["-journal", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| PathBuf::from(format!("{}{suffix}", temp.display())))
+            .collect();
+        for path in &companions {
+            std::fs::write(path, b"x").unwrap();
+        }
+        drop(f);
+        assert!(!temp.exists());
+        for path in &companions {
+            assert!(!path.exists(), "{} stayed", path.display());
+        }
+        assert!(!target.exists());
+        // Committed, it is linked into place with its mode.
+        let mut f = AtomicFile::create_new(&target, PRIVATE_MODE).unwrap();
+        f.write_all(b"copy").unwrap();
+        f.commit(false).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -623,6 +623,108 @@ fn openssl_verifies_responses_signed_by_ed25519_and_p384_cas() {
     }
 }
 
+/// A root CA made by the library that was created at `start` and is valid for `lifetime`, with
+/// one client certificate `DIR/c.pem` issued at `start`: (temporary directory, CA directory,
+/// certificate).
+fn dated_ca(start: OffsetDateTime, lifetime: time::Duration) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use tessera::ca::{InitRequest, IssueRequest, Profile};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let mut init = InitRequest::new("Dated OCSP Root");
+    init.lifetime = Some(lifetime.try_into().unwrap());
+    let authority = CertificateAuthority::init(&dir, &init, None, start).unwrap();
+    let issued = authority
+        .issue(&IssueRequest::new(Profile::Client, "c.test"), start)
+        .unwrap();
+    let files = issued.write(&tmp.path().join("c"), None).unwrap();
+    (tmp, dir, files.certificate)
+}
+
+/// `openssl x509 -enddate`'s time, as `openssl ocsp` prints times (`Jan  2 03:04:05 2030 GMT`).
+fn not_after_text(certificate: &Path) -> String {
+    let out = stdout(&openssl(&["x509", "-noout", "-enddate", "-in", &s(certificate)]));
+    out.trim().strip_prefix("notAfter=").unwrap().to_string()
+}
+
+/// A CA that ends in ten minutes answers with nextUpdate = its notAfter (not an hour later),
+/// and OpenSSL verifies that answer now; `ca serve --ocsp-hours` cannot move it further.
+#[test]
+fn next_update_is_never_after_the_cas_not_after() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let lifetime = time::Duration::days(1);
+    let (_tmp, dir, cert) = dated_ca(now - lifetime + time::Duration::minutes(10), lifetime);
+    let issuer = s(&dir.join("ca.pem"));
+    let request = dir.join("req.der");
+    openssl(&["ocsp", "-issuer", &issuer, "-cert", &s(&cert), "-reqout", &s(&request)]);
+    let authority = CertificateAuthority::open(&dir, None).unwrap();
+    let request_der = std::fs::read(&request).unwrap();
+    for lifetime in [ocsp::RESPONSE_LIFETIME, std::time::Duration::from_secs(240 * 3600)] {
+        let responder = ocsp::Responder::new(&authority).unwrap().with_lifetime(lifetime);
+        let answer = responder.respond(&authority, &request_der, OffsetDateTime::now_utc());
+        assert_eq!(answer.status, ResponseStatus::Successful);
+        let next = answer.next_update.unwrap();
+        assert!(
+            next - answer.this_update.unwrap() <= time::Duration::minutes(10),
+            "{next}"
+        );
+        let response = dir.join("resp.der");
+        std::fs::write(&response, &answer.der).unwrap();
+        let out = openssl_output(&[
+            "ocsp",
+            "-respin",
+            &s(&response),
+            "-issuer",
+            &issuer,
+            "-CAfile",
+            &issuer,
+            "-no_nonce",
+            "-cert",
+            &s(&cert),
+        ]);
+        let (out_text, err_text) = (stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{out_text}{err_text}");
+        assert!(err_text.contains("Response verify OK"), "{err_text}");
+        assert!(out_text.contains(": good"), "{out_text}");
+        // What OpenSSL read from the signed bytes: the CA's own notAfter.
+        let text = stdout(&openssl(&["ocsp", "-respin", &s(&response), "-resp_text", "-noverify"]));
+        let next_update = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Next Update: "))
+            .unwrap_or_else(|| panic!("no Next Update in {text}"));
+        assert_eq!(next_update, not_after_text(&PathBuf::from(&issuer)), "{text}");
+    }
+}
+
+/// A CA whose certificate has expired signs nothing: OpenSSL reads the response status
+/// `unauthorized` (6) and no response bytes, for a request it made itself.
+#[test]
+fn an_expired_ca_answers_unauthorized() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let lifetime = time::Duration::days(1);
+    let (_tmp, dir, cert) = dated_ca(OffsetDateTime::now_utc() - lifetime * 2, lifetime);
+    let issuer = s(&dir.join("ca.pem"));
+    let request = dir.join("req.der");
+    openssl(&["ocsp", "-issuer", &issuer, "-cert", &s(&cert), "-reqout", &s(&request)]);
+    let authority = CertificateAuthority::open(&dir, None).unwrap();
+    let answer = ocsp::respond(&authority, &std::fs::read(&request).unwrap(), OffsetDateTime::now_utc());
+    assert_eq!(answer.status, ResponseStatus::Unauthorized);
+    assert!(answer.answers.is_empty());
+    let response = dir.join("resp.der");
+    std::fs::write(&response, &answer.der).unwrap();
+    let out = openssl_output(&["ocsp", "-respin", &s(&response), "-resp_text", "-noverify"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("unauthorized (6)"), "{text}");
+    assert!(
+        !text.contains("Response Type") && !text.contains("Cert Status"),
+        "{text}"
+    );
+}
+
 /// A CA made with `ca init --no-passphrase` in a fresh directory.
 fn url_ca(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();

@@ -1617,6 +1617,117 @@ async fn plain_post(address: SocketAddr, path: &str, content_type: &str, body: &
     parse_reply(&raw)
 }
 
+/// A root made at `start`, valid for `lifetime`, served (with an HTTPS certificate of its own
+/// issued at `start`, so that an expired CA starts too) with `/ocsp` answers said to hold for
+/// 240 hours (`--ocsp-hours 240`); `tmp/leaf.pem` is a certificate it issued at `start`, and
+/// `tmp/leaf.req` an `openssl ocsp` request about it.
+async fn dated_ocsp_server(start: OffsetDateTime, lifetime: time::Duration) -> Server {
+    use tessera::ca::{IssueRequest, Profile};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut request = InitRequest::new("Dated OCSP Root");
+    request.lifetime = Some(lifetime.try_into().unwrap());
+    let ca = CertificateAuthority::init(&tmp.path().join("ca"), &request, None, start).unwrap();
+    let tls = ca
+        .issue(
+            &IssueRequest::new(Profile::Server, "ca serve 127.0.0.1")
+                .with_sans([tessera::pki::SubjectAltName::Ip("127.0.0.1".parse().unwrap())]),
+            start,
+        )
+        .unwrap();
+    let credentials = tessera::channel::Credentials::new(tls.chain.clone(), tls.key.as_ref().unwrap()).unwrap();
+    let leaf = ca
+        .issue(&IssueRequest::new(Profile::Client, "leaf.test"), start)
+        .unwrap();
+    let leaf_pem = tmp.path().join("leaf.pem");
+    std::fs::write(&leaf_pem, pem::to_pem(pem::CERTIFICATE, &leaf.certificate)).unwrap();
+    let request_file = tmp.path().join("leaf.req");
+    let ca_pem = tmp.path().join("ca").join("ca.pem");
+    let out = std::process::Command::new("openssl")
+        .arg("ocsp")
+        .arg("-issuer")
+        .arg(&ca_pem)
+        .arg("-cert")
+        .arg(&leaf_pem)
+        .arg("-no_nonce")
+        .arg("-reqout")
+        .arg(&request_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Server::start_with(tmp, ca, |config| {
+        config.tls = Some(credentials);
+        config.ocsp_lifetime = Duration::from_secs(240 * 3600);
+    })
+    .await
+}
+
+/// `openssl ocsp -resp_text -noverify` on a response: what it printed.
+fn openssl_response_text(server: &Server, der: &[u8]) -> String {
+    let file = server.tmp.path().join("leaf.resp");
+    std::fs::write(&file, der).unwrap();
+    let out = std::process::Command::new("openssl")
+        .arg("ocsp")
+        .arg("-respin")
+        .arg(&file)
+        .args(["-resp_text", "-noverify"])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `/ocsp` of `ca serve --ocsp-hours 240` for a CA that ends in ten minutes says nextUpdate =
+/// the CA's notAfter (OpenSSL reads it from the response); for a CA that has expired it answers
+/// `unauthorized` (6) and signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ocsp_answers_end_with_the_ca_and_an_expired_ca_answers_unauthorized() {
+    if !support::require_tool("openssl") {
+        return;
+    }
+    tokio::time::timeout(LIMIT, async {
+        let day = time::Duration::days(1);
+        let now = OffsetDateTime::now_utc();
+        let ending = dated_ocsp_server(now - day + time::Duration::minutes(10), day).await;
+        let body = std::fs::read(ending.tmp.path().join("leaf.req")).unwrap();
+        let reply = plain_post(ending.http, "/ocsp", "application/ocsp-request", &body).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(ocsp_response_status(&reply.body), 0, "successful");
+        let text = openssl_response_text(&ending, &reply.body);
+        assert!(text.contains("Cert Status: good"), "{text}");
+        let next_update = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Next Update: "))
+            .unwrap_or_else(|| panic!("no Next Update: {text}"))
+            .to_string();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(ending.dir().join("ca.pem"))
+            .output()
+            .unwrap();
+        let not_after = String::from_utf8_lossy(&out.stdout).trim().replace("notAfter=", "");
+        assert_eq!(next_update, not_after, "{text}");
+        ending.stop().await;
+
+        let expired = dated_ocsp_server(now - day * 2, day).await;
+        let body = std::fs::read(expired.tmp.path().join("leaf.req")).unwrap();
+        let reply = plain_post(expired.http, "/ocsp", "application/ocsp-request", &body).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body,
+            [0x30, 0x03, 0x0a, 0x01, 0x06],
+            "unauthorized, nothing signed"
+        );
+        let text = openssl_response_text(&expired, &reply.body);
+        assert!(text.contains("unauthorized (6)"), "{text}");
+        expired.stop().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
 /// The responseStatus of a DER OCSPResponse (RFC 6960 §4.2.1: 0 successful, 3 tryLater).
 fn ocsp_response_status(der: &[u8]) -> u8 {
     assert_eq!(der.first(), Some(&0x30), "not an OCSPResponse: {der:02x?}");

@@ -863,6 +863,114 @@ fn ca_backup_is_a_consistent_copy_taken_while_others_write() {
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
 
+/// The hidden temporary files of writes of `out` beside it (`.NAME.tmp-…`, SQLite's
+/// `-journal`, `-wal` and `-shm` of one included).
+fn temporaries_of(out: &Path) -> Vec<String> {
+    let prefix = format!(".{}.tmp-", out.file_name().unwrap().to_string_lossy());
+    std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
+/// `ca backup` writes a file only its owner can read, from its creation: 0600 under umask 022
+/// (and 000), where a file SQLite creates would be 0644 (0666). A failed backup leaves neither
+/// the file nor a temporary file nor SQLite's companions of one: OUT exists, OUT's directory
+/// is unwritable, or the copy outgrows the file size limit (`ulimit -f`, SIGXFSZ ignored:
+/// exit 3 and a message naming the limit). What a killed backup left (its process gone) is
+/// removed by the next backup to the same OUT.
+#[test]
+fn ca_backup_is_private_from_the_start_and_leaves_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    ok(ca(&dir).args(["init", "--no-passphrase"]));
+    issue(&dir, None, "first");
+    let backups = tmp.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    for umask in ["022", "000"] {
+        let out = backups.join(format!("umask{umask}.db"));
+        let run = output(
+            support::command_under_shell(&format!("umask {umask}"), "ca")
+                .arg("--dir")
+                .arg(&dir)
+                .args(["backup", "--out"])
+                .arg(&out),
+        );
+        assert!(run.status.success(), "{}", stderr(&run));
+        assert_eq!(mode(&out), 0o600, "umask {umask}");
+        assert!(temporaries_of(&out).is_empty(), "{:?}", temporaries_of(&out));
+    }
+
+    // OUT exists: refused before anything is written, OUT untouched.
+    let out = backups.join("umask022.db");
+    let before = std::fs::read(&out).unwrap();
+    let run = output(ca(&dir).args(["backup", "--out"]).arg(&out));
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert!(stderr(&run).contains("already exists"), "{}", stderr(&run));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    assert!(temporaries_of(&out).is_empty(), "{:?}", temporaries_of(&out));
+
+    // OUT's directory cannot be written (as root, whom a mode does not stop: a directory of
+    // /sys, where nobody creates files).
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let writable = std::fs::write(locked.join("probe"), b"").is_ok();
+    let out = if writable {
+        PathBuf::from("/sys/tessera-backup.db")
+    } else {
+        locked.join("copy.db")
+    };
+    let run = output(ca(&dir).args(["backup", "--out"]).arg(&out));
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert!(stderr(&run).contains("ca: error:"), "{}", stderr(&run));
+    assert!(!out.exists());
+    if !writable {
+        assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The copy outgrows the file size limit (128 blocks of 512 bytes, as POSIX shells count:
+    // room for the store's 32 KiB -shm file, half the store's size) with SIGXFSZ ignored, so
+    // the write fails with EFBIG: exit 3, the limit named, nothing left.
+    let store_size = std::fs::metadata(dir.join("ca.db")).unwrap().len();
+    assert!(store_size > 128 * 1024, "{store_size}");
+    let out = backups.join("limited.db");
+    let run = output(
+        support::command_under_shell("trap '' XFSZ; ulimit -f 128", "ca")
+            .arg("--dir")
+            .arg(&dir)
+            .args(["backup", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert!(stderr(&run).contains("at most 65536 bytes"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("ca: hint:") && stderr(&run).contains("`ulimit -f`"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!out.exists());
+    assert!(temporaries_of(&out).is_empty(), "{:?}", temporaries_of(&out));
+
+    // What a killed backup left beside OUT (its process gone): removed by the next one.
+    let out = backups.join("swept.db");
+    let left: Vec<PathBuf> = ["", "-journal", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| backups.join(format!(".swept.db.tmp-4194305-0123456789abcdef{suffix}")))
+        .collect();
+    for path in &left {
+        std::fs::write(path, b"half a copy").unwrap();
+    }
+    ok(ca(&dir).args(["backup", "--out"]).arg(&out));
+    assert!(temporaries_of(&out).is_empty(), "{:?}", temporaries_of(&out));
+    assert_eq!(mode(&out), 0o600);
+}
+
 #[test]
 fn ca_list_filters_and_limits() {
     let tmp = tempfile::tempdir().unwrap();

@@ -16,8 +16,16 @@
 //!
 //! Every `SingleResponse` has `thisUpdate` = the time of the answer and `nextUpdate` =
 //! `thisUpdate` + the responder's lifetime ([`RESPONSE_LIFETIME`], one hour, unless
-//! [`Responder::with_lifetime`] says otherwise; `ca serve --ocsp-hours`); `producedAt` is the
-//! same time. The
+//! [`Responder::with_lifetime`] says otherwise; `ca serve --ocsp-hours`), but never later than
+//! the CA certificate's `notAfter`: the CA cannot vouch for anything past its own end, and a
+//! client caching the answer until `nextUpdate` would rely on a signature no longer valid;
+//! `producedAt` is the same time as `thisUpdate`.
+//!
+//! A CA whose certificate is not valid at the time of the request (expired, or not yet valid)
+//! signs nothing: every request that parses is answered `unauthorized` (RFC 6960 §2.3: the
+//! responder cannot answer authoritatively), with no `responseBytes`.
+//!
+//! The
 //! response is a `BasicOCSPResponse` whose `responderID` is `byKey` (SHA-1 of the CA's public
 //! key, RFC 6960 §4.2.2.3), signed by the CA's key (ECDSA P-256 with SHA-256, ECDSA P-384 with
 //! SHA-384, or Ed25519, as the CA's certificate), with no `certs`: the CA signs for itself, so
@@ -79,7 +87,8 @@ pub enum ResponseStatus {
     TryLater = 3,
     /// The request must be signed (never sent by Tessera).
     SigRequired = 5,
-    /// The client may not query this responder (never sent by Tessera).
+    /// The responder cannot answer authoritatively (here: the CA's certificate is expired or
+    /// not yet valid, RFC 6960 §2.3).
     Unauthorized = 6,
 }
 
@@ -226,6 +235,13 @@ pub struct Responder {
     public_key_bits: Vec<u8>,
     responder_key_hash: Vec<u8>,
     lifetime: Duration,
+    /// The CA certificate's validity: answers are signed only inside it, and never said to
+    /// hold past its end.
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    /// Whether the `unauthorized` answers of an expired CA have been logged as a warning (once;
+    /// then at debug level, so a flood of requests does not flood the log).
+    warned_invalid: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Responder {
@@ -243,6 +259,9 @@ impl Responder {
         let (_, parsed) = x509_parser::parse_x509_certificate(ca.certificate()).map_err(|e| {
             PkiError::malformed("ca.pem", format!("cannot be parsed: {}", crate::pki::describe_x509(&e)))
         })?;
+        let validity = parsed.validity();
+        let not_before = validity.not_before.to_datetime();
+        let not_after = validity.not_after.to_datetime();
         let subject_der = parsed.tbs_certificate.subject.as_raw().to_vec();
         let public_key_bits = parsed.public_key().subject_public_key.data.to_vec();
         let responder_key_hash = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &public_key_bits)
@@ -256,6 +275,9 @@ impl Responder {
             public_key_bits,
             responder_key_hash,
             lifetime: RESPONSE_LIFETIME,
+            not_before,
+            not_after,
+            warned_invalid: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -267,9 +289,16 @@ impl Responder {
         self
     }
 
-    /// `nextUpdate` − `thisUpdate` of this responder's answers.
+    /// `nextUpdate` − `thisUpdate` of this responder's answers (less for answers given within
+    /// that time of the CA certificate's end: `nextUpdate` is never after its `notAfter`).
     pub fn lifetime(&self) -> Duration {
         self.lifetime
+    }
+
+    /// Whether the CA's certificate is valid at `now` (RFC 5280 §4.1.2.5: both ends included),
+    /// so that the CA may sign answers.
+    fn ca_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now <= self.not_after
     }
 
     /// Answers `request_der` from `ca`'s store at `now` (see the module documentation). Never
@@ -286,9 +315,21 @@ impl Responder {
             tracing::error!("OCSP: the clock is outside the times a response can carry");
             return Answer::failed(ResponseStatus::InternalError);
         };
+        if !self.ca_valid_at(now) {
+            let first = !self.warned_invalid.swap(true, std::sync::atomic::Ordering::Relaxed);
+            let (not_before, not_after) = (self.not_before, self.not_after);
+            if first {
+                tracing::warn!(%not_before, %not_after, "OCSP: the CA's certificate is not valid now; answering unauthorized");
+            } else {
+                tracing::debug!(%not_before, %not_after, "OCSP: the CA's certificate is not valid now; answering unauthorized");
+            }
+            return Answer::failed(ResponseStatus::Unauthorized);
+        }
+        // Never past the CA's own end (its notAfter is at least `now`, checked above).
         let next_update = time::Duration::try_from(self.lifetime)
             .ok()
-            .and_then(|lifetime| now.checked_add(lifetime));
+            .and_then(|lifetime| now.checked_add(lifetime))
+            .map(|next| next.min(self.not_after));
         let Some(next_update) = next_update else {
             tracing::error!("OCSP: nextUpdate would be outside the times a response can carry");
             return Answer::failed(ResponseStatus::InternalError);
@@ -790,6 +831,76 @@ mod tests {
             let signed_next = single.next_update.unwrap().to_unix_duration().as_secs();
             assert_eq!(signed_next - signed_this, expected, "{lifetime:?}");
         }
+    }
+
+    /// The signed nextUpdate of the one SingleResponse of a successful answer, in Unix seconds.
+    fn signed_next_update(answer: &Answer) -> u64 {
+        let response = OcspResponse::from_der(&answer.der).unwrap();
+        let basic = BasicOcspResponse::from_der(response.response_bytes.unwrap().response.as_bytes()).unwrap();
+        let data = ResponseData::from_der(&basic.tbs_response_data.to_der().unwrap()).unwrap();
+        data.responses[0].next_update.unwrap().to_unix_duration().as_secs()
+    }
+
+    /// A CA that ends in ten minutes: an answer with a lifetime of an hour says nextUpdate =
+    /// the CA's notAfter, in the answer and in the signed bytes; up to notAfter itself it
+    /// answers, a second later it answers `unauthorized` without `responseBytes`, as it does
+    /// before its notBefore.
+    #[test]
+    fn next_update_stops_at_the_cas_end_and_an_expired_ca_is_unauthorized() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let mut init = InitRequest::new("Short Root");
+        init.lifetime = Some(Duration::from_secs(3600));
+        let ca = CertificateAuthority::init(&dir.path().join("ca"), &init, None, start).unwrap();
+        let issued = ca.issue(&IssueRequest::new(Profile::Client, "c"), start).unwrap();
+        let responder = Responder::new(&ca).unwrap();
+        let not_after = responder.not_after;
+        assert!(
+            not_after > start && not_after <= start + time::Duration::HOUR,
+            "{not_after}"
+        );
+        let der = request(&responder, issued.info.serial.as_octets(), None);
+
+        // Well inside: the full hour.
+        let answer = responder.respond(&ca, &der, start);
+        assert_eq!(answer.status, ResponseStatus::Successful);
+        assert_eq!(
+            answer.next_update,
+            Some(start + time::Duration::HOUR).map(|t| t.min(not_after))
+        );
+
+        for before_end in [600, 1, 0] {
+            let now = not_after - time::Duration::seconds(before_end);
+            let answer = responder.respond(&ca, &der, now);
+            assert_eq!(answer.status, ResponseStatus::Successful, "{before_end}");
+            assert_eq!(answer.answers[0].status, CertStatus::Good);
+            assert_eq!(answer.this_update, Some(now));
+            assert_eq!(answer.next_update, Some(not_after), "{before_end}");
+            assert_eq!(
+                signed_next_update(&answer),
+                not_after.unix_timestamp() as u64,
+                "{before_end}"
+            );
+        }
+
+        let not_before = responder.not_before;
+        for now in [
+            not_after + time::Duration::SECOND,
+            not_after + time::Duration::days(400),
+            not_before - time::Duration::SECOND,
+        ] {
+            let answer = responder.respond(&ca, &der, now);
+            assert_eq!(answer.status, ResponseStatus::Unauthorized, "{now}");
+            assert!(answer.answers.is_empty() && answer.next_update.is_none());
+            let response = OcspResponse::from_der(&answer.der).unwrap();
+            assert_eq!(response.response_status, ResponseStatus::Unauthorized);
+            assert!(response.response_bytes.is_none(), "nothing signed");
+            // The free function answers the same.
+            assert_eq!(respond(&ca, &der, now).status, ResponseStatus::Unauthorized);
+        }
+        // A malformed request is still malformed.
+        let answer = responder.respond(&ca, b"\x30\x00", not_after + time::Duration::SECOND);
+        assert_eq!(answer.status, ResponseStatus::MalformedRequest);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod output;
 mod passphrase;
 mod report;
 mod rotation;
+mod signals;
 
 use std::path::Path;
 
@@ -44,6 +45,7 @@ pub use rotation::{
     MAX_PHASE_SECONDS, MAX_SECONDS, MIN_ROTATE_INTERVAL, MIN_TIMEOUT, RotationArgs, count, host_port, seconds,
     seconds_value, timeout_seconds, whole_number,
 };
+pub use signals::{die_if_signalled, remove_temporaries_on_signal};
 
 /// Process exit codes shared by every tool.
 pub mod exit {
@@ -79,34 +81,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `AlreadyExists` when the file is there; other I/O errors.
 pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::fsutil::create_new_atomic(path, bytes, crate::fsutil::PUBLIC_MODE)
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP remove the temporary files of the writes under way
-/// (`.NAME.tmp-PID-…` beside each output) before the process ends as the signal's
-/// default action would end it (exit status 128 + the signal's number, as seen by a shell).
-/// For the one-shot tools (`sign`, `verify`, `ca` except `ca serve`, which drains on SIGTERM):
-/// an interrupted `sign -o`, `sign --embed` or `verify --extract` leaves no hidden partial file.
-/// A handler that cannot be installed is logged and skipped (the next write of the same file
-/// removes what a killed one left).
-pub fn remove_temporaries_on_signal() {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        Ok(signals) => signals,
-        Err(error) => {
-            tracing::debug!(%error, "no signal handler: temporary files stay until the next write");
-            return;
-        }
-    };
-    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            crate::fsutil::remove_temporaries_in_progress();
-            let _ = signal_hook::low_level::emulate_default_handler(signal);
-            std::process::exit(128 + signal);
-        }
-    });
-    if let Err(error) = spawned {
-        tracing::debug!(%error, "no signal thread: temporary files stay until the next write");
-    }
 }
 
 /// Prints a value as pretty JSON on stdout, followed by a newline.

@@ -98,6 +98,9 @@ pub struct Verdict {
 /// - Its hint is `hint`'s (the tool's own words for its flags), else Tessera's generic one (how
 ///   to give a passphrase, a root, a path), else none.
 /// - An error Tessera does not know (anything else, e.g. a bare I/O error): exit 3, no hint.
+/// - With no other hint, a write that failed because the file grew too large (`EFBIG`: the
+///   process's file size limit, `ulimit -f`, with SIGXFSZ ignored, or the file system's
+///   largest file) gets one saying so.
 pub fn verdict(
     error: &(dyn Error + 'static),
     role: Role,
@@ -109,6 +112,30 @@ pub fn verdict(
             hint: None,
         };
     }
+    let mut verdict = classify(error, role, hint);
+    if verdict.hint.is_none() && chain(error).any(is_file_too_large) {
+        verdict.hint = Some(FILE_TOO_LARGE_HINT.into());
+    }
+    verdict
+}
+
+/// What to do when a file grew too large to be written.
+pub(crate) const FILE_TOO_LARGE_HINT: &str = "a file grew past the largest size this process may write: the \
+     file size limit (`ulimit -f`, RLIMIT_FSIZE) or the file system's largest file; raise the limit, or \
+     write to another file system";
+
+/// An I/O error `EFBIG` ("File too large").
+fn is_file_too_large(e: &(dyn Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::FileTooLarge)
+}
+
+/// [`verdict`] without the file-size hint.
+fn classify(
+    error: &(dyn Error + 'static),
+    role: Role,
+    hint: impl Fn(&(dyn Error + 'static)) -> Option<String>,
+) -> Verdict {
     for e in chain(error) {
         if let Some(cli) = e.downcast_ref::<CliError>() {
             return Verdict {
@@ -235,6 +262,9 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
 /// quiet verdict (exit 0, see [`CliError::quiet`]) prints nothing. A failing stderr is ignored:
 /// the exit code stays the same.
 pub fn report(tool: &str, error: &(dyn Error + 'static), verdict: &Verdict) -> ExitCode {
+    // An error a handled signal caused (a write past the file size limit after SIGXFSZ, a
+    // temporary file removed by the signal thread): the process ends by the signal instead.
+    super::die_if_signalled();
     if verdict.code == exit::OK {
         return ExitCode::from(exit::OK);
     }
@@ -304,6 +334,29 @@ mod tests {
                 hint: None,
             }
         );
+    }
+
+    /// A write refused with EFBIG (the file size limit with SIGXFSZ ignored) says so in a hint,
+    /// wherever it is in the chain, unless the tool has a hint of its own.
+    #[test]
+    fn a_file_grown_too_large_gets_a_hint() {
+        let efbig = || std::io::Error::from_raw_os_error(27);
+        assert_eq!(
+            judge(&wrapped(efbig())),
+            Verdict {
+                code: exit::FAILURE,
+                hint: Some(FILE_TOO_LARGE_HINT.into()),
+            }
+        );
+        let in_ca = CaError::Io {
+            path: "out.pem".into(),
+            source: efbig(),
+        };
+        assert_eq!(judge(&in_ca).hint.as_deref(), Some(FILE_TOO_LARGE_HINT));
+        let own = verdict(&in_ca, Role::Judge, |_| Some("the tool's own".into()));
+        assert_eq!(own.hint.as_deref(), Some("the tool's own"));
+        assert_eq!(judge(&wrapped(std::io::Error::from_raw_os_error(28))).hint, None);
+        assert!(FILE_TOO_LARGE_HINT.contains("`ulimit -f`"));
     }
 
     #[test]

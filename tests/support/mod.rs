@@ -77,6 +77,18 @@ pub fn command_path(path: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// The tool `name` started by `sh -c 'PRELUDE; exec TOOL ARGS…'` in the clean environment of
+/// [`command`]: for what only a shell sets up before a program starts, and the program
+/// inherits (`umask 022`, `ulimit -f 128`, `trap '' HUP`: a signal ignored, as under `nohup`).
+/// Add the tool's arguments with `.arg`/`.args`.
+pub fn command_under_shell(prelude: &str, name: &str) -> Command {
+    let mut cmd = command_path("sh");
+    cmd.arg("-c")
+        .arg(format!("{prelude}; exec \"$0\" \"$@\""))
+        .arg(tool(name));
+    cmd
+}
+
 /// `ca --dir DIR` in a clean environment (see [`command`]).
 pub fn ca(dir: &Path) -> Command {
     let mut cmd = command("ca");

@@ -71,8 +71,9 @@ pub struct ServeArgs {
     /// the CA.
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = parse_acme_hours)]
     pub acme_hours: u32,
-    /// How long /ocsp answers may be relied on (nextUpdate − thisUpdate), in hours, 1 to 240.
-    /// A client that caches an answer may miss a revocation for up to this long.
+    /// How long /ocsp answers may be relied on (nextUpdate − thisUpdate), in hours, 1 to 240,
+    /// never past the CA's own end (an expired CA answers `unauthorized`). A client that caches
+    /// an answer may miss a revocation for up to this long.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_ocsp_hours)]
     pub ocsp_hours: u32,
     /// Issue only for names equal to or below this DNS suffix (repeatable), besides the CA's

@@ -110,7 +110,8 @@ pub struct ServeConfig {
     /// The nextUpdate of the CRLs published after a revocation (default 7 days).
     pub crl_lifetime: Duration,
     /// `nextUpdate` − `thisUpdate` of `/ocsp` answers (default
-    /// [`crate::ca::ocsp::RESPONSE_LIFETIME`], one hour; `--ocsp-hours`).
+    /// [`crate::ca::ocsp::RESPONSE_LIFETIME`], one hour; `--ocsp-hours`), cut short so that
+    /// `nextUpdate` is never after the CA certificate's `notAfter`.
     pub ocsp_lifetime: Duration,
     /// An order left in `processing` longer than this (its finalization was cut off: the
     /// instance died between claiming the order and recording its certificate) becomes

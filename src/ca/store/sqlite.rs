@@ -67,11 +67,19 @@ impl SqliteStore {
     /// Creates `DIR/ca.db` for a new CA (refusing to replace one).
     pub(crate) fn create(dir: &Path, issuer: &str) -> Result<(), CaError> {
         let path = dir.join(SQLITE_FILE);
+        let unfinished = || CaError::UnfinishedInit {
+            dir: dir.into(),
+            found: SQLITE_FILE.into(),
+        };
         if path.symlink_metadata().is_ok() {
-            return Err(CaError::UnfinishedInit {
-                dir: dir.into(),
-                found: SQLITE_FILE.into(),
-            });
+            return Err(unfinished());
+        }
+        // Made here (so removed below on failure: never a file another process made).
+        match create_private(&path) {
+            Err(CaError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(unfinished());
+            }
+            other => other?,
         }
         let result = (|| {
             let mut conn = connect(&path, true)?;
@@ -92,11 +100,17 @@ impl SqliteStore {
     /// left): the import appears whole or not at all.
     pub(crate) fn import(dir: &Path, issuer: &str, legacy: &Database) -> Result<(), CaError> {
         let path = dir.join(SQLITE_FILE);
-        let temp = dir.join(format!(
-            ".{SQLITE_FILE}.tmp-{}-{:016x}",
-            std::process::id(),
-            OffsetDateTime::now_utc().unix_timestamp_nanos() as u64
-        ));
+        // 0600 from its creation, removed with SQLite's files beside it on failure or signal.
+        let file = fsutil::AtomicFile::create_with_mode(&path, fsutil::PRIVATE_MODE)
+            .map_err(|e| CaError::io(&path, e))?
+            .with_sqlite_companions();
+        let temp = file
+            .temporary_path()
+            .ok_or_else(|| CaError::Database {
+                path: path.clone(),
+                reason: "it is not a regular file".into(),
+            })?
+            .to_path_buf();
         let result = (|| {
             let mut conn = connect(&temp, true)?;
             make_private(&temp)?;
@@ -131,16 +145,11 @@ impl SqliteStore {
                 .map_err(|e| database_error(&temp, e))?;
             }
             tx.commit().map_err(|e| database_error(&temp, e))?;
-            conn.close().map_err(|(_, e)| database_error(&temp, e))?;
-            let file = std::fs::File::open(&temp).map_err(|e| CaError::io(&temp, e))?;
-            file.sync_all().map_err(|e| CaError::io(&temp, e))?;
-            std::fs::rename(&temp, &path).map_err(|e| CaError::io(&path, e))?;
-            fsutil::sync_parent(&path).map_err(|e| CaError::io(&path, e))
+            conn.close().map_err(|(_, e)| database_error(&temp, e))
         })();
-        if result.is_err() {
-            remove_database(&temp);
-        }
-        result
+        // Dropped on failure, the temporary file goes with its companions.
+        result?;
+        file.commit(true).map_err(|e| CaError::io(&path, e))
     }
 
     fn describe_path(&self) -> String {
@@ -653,6 +662,19 @@ pub(super) fn moved_error(path: &Path) -> CaError {
     }
 }
 
+/// Creates the empty file `path` with mode 0600 (`create_new`), so that SQLite, which keeps an
+/// existing file's mode, never makes it readable by others, not even for a moment.
+fn create_private(path: &Path) -> Result<(), CaError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(fsutil::PRIVATE_MODE)
+        .open(path)
+        .map(drop)
+        .map_err(|e| CaError::io(path, e))
+}
+
 /// The store holds every certificate and revocation: 0600 whatever the umask, like the key
 /// (SQLite gives its `-wal` and `-shm` files the same mode).
 fn make_private(path: &Path) -> Result<(), CaError> {
@@ -673,51 +695,76 @@ fn remove_database(path: &Path) {
 /// fingerprint `issuer`) to `out`, while other processes go on using it (`VACUUM INTO`, which
 /// reads one snapshot). `out` must not exist; the copy is checked before it gets its name.
 ///
+/// The copy holds what the store holds, so it is private from the first byte: `VACUUM INTO`
+/// writes into a temporary file beside `out` made with `create_new` and mode 0600 (SQLite gives
+/// its `-journal`, `-wal` and `-shm` files the same mode), which is linked to `out` once checked.
+/// On any failure the temporary file and SQLite's files beside it are removed, and so they are
+/// when a signal ends `ca backup` (see `cli::remove_temporaries_on_signal`); what a killed
+/// backup left (`.NAME.tmp-PID-…`, its process gone) is removed by the next backup to `out`.
+///
 /// # Errors
-/// [`CaError::MissingDatabase`], [`CaError::Database`], [`CaError::Store`], or
+/// [`CaError::MissingDatabase`], [`CaError::Database`], [`CaError::Store`], [`CaError::Io`], or
 /// [`crate::pki::PkiError::AlreadyExists`] when `out` exists.
 pub fn backup_sqlite(dir: &Path, issuer: &str, out: &Path) -> Result<(), CaError> {
+    let exists = || crate::pki::PkiError::AlreadyExists { path: out.into() }.into();
     if out.symlink_metadata().is_ok() {
-        return Err(crate::pki::PkiError::AlreadyExists { path: out.into() }.into());
+        return Err(exists());
+    }
+    if out.file_name().is_none() {
+        return Err(CaError::invalid("--out", "give a file name"));
     }
     let store = SqliteStore::open(dir, issuer)?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("backup");
-    let temp = parent.join(format!(
-        ".{name}.tmp-{}-{:016x}",
-        std::process::id(),
-        OffsetDateTime::now_utc().unix_timestamp_nanos() as u64
-    ));
-    let result = (|| {
-        let temp_text = temp
-            .to_str()
-            .ok_or_else(|| CaError::invalid("--out", "the path must be UTF-8"))?;
-        store
-            .conn
-            .execute("VACUUM INTO ?1", params![temp_text])
-            .map_err(|e| database_error(&store.path, e))?;
-        // The copy must open as this CA's store.
-        check_file(&temp)?;
-        let mut copy = connect(&temp, false)?;
-        migrate(&mut copy, &temp, false)?;
-        copy.close().map_err(|(_, e)| database_error(&temp, e))?;
-        let file = std::fs::File::open(&temp).map_err(|e| CaError::io(&temp, e))?;
-        file.sync_all().map_err(|e| CaError::io(&temp, e))?;
-        // A hard link refuses to replace a file that appeared meanwhile.
-        std::fs::hard_link(&temp, out).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                crate::pki::PkiError::AlreadyExists { path: out.into() }.into()
-            } else {
-                CaError::io(out, e)
-            }
-        })?;
-        fsutil::sync_parent(out).map_err(|e| CaError::io(out, e))
-    })();
-    remove_database(&temp);
-    result
+    let file = fsutil::AtomicFile::create_new(out, fsutil::PRIVATE_MODE)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => exists(),
+            _ => CaError::io(out, e),
+        })?
+        .with_sqlite_companions();
+    let temp = file
+        .temporary_path()
+        .ok_or_else(|| CaError::invalid("--out", "give a regular file"))?
+        .to_path_buf();
+    let temp_text = temp
+        .to_str()
+        .ok_or_else(|| CaError::invalid("--out", "the path must be UTF-8"))?;
+    store
+        .conn
+        .execute("VACUUM INTO ?1", params![temp_text])
+        .map_err(|e| copy_error(&store.path, out, e))?;
+    // The copy must open as this CA's store.
+    check_file(&temp)?;
+    let mut copy = connect(&temp, false)?;
+    migrate(&mut copy, &temp, false)?;
+    copy.close().map_err(|(_, e)| database_error(&temp, e))?;
+    // A hard link refuses to replace a file that appeared meanwhile.
+    file.commit(false).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => exists(),
+        _ => CaError::io(out, e),
+    })
+}
+
+/// Why `VACUUM INTO` failed: the store's error, or, for a failure to write (SQLite reports
+/// an `EFBIG` or `ENOSPC` from a write as a bare I/O error or "disk full"), one naming `out`
+/// and the process's file size limit when it has one. An I/O error under such a limit is
+/// taken for `EFBIG` (file too large), so that the tool's hint says what to do about it.
+fn copy_error(store: &Path, out: &Path, e: rusqlite::Error) -> CaError {
+    let code = e.sqlite_error_code();
+    if !matches!(
+        code,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen)
+    ) {
+        return database_error(store, e);
+    }
+    match fsutil::file_size_limit() {
+        Some(limit) if code == Some(ErrorCode::SystemIoFailure) => CaError::io(
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("cannot write the copy: {e} (this process may write files of at most {limit} bytes)"),
+            ),
+        ),
+        _ => CaError::io(out, std::io::Error::other(format!("cannot write the copy: {e}"))),
+    }
 }
 
 #[cfg(test)]
