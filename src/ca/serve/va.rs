@@ -17,8 +17,16 @@
 //!
 //! Names are resolved through [`VaConfig::resolve`] (`--va-resolve NAME=IP`, `*` for every
 //! name, for tests and closed networks, as Pebble does) and otherwise through the system
-//! resolver. Loopback, unspecified, multicast and broadcast addresses are refused unless
-//! `--va-resolve` names them: nobody can make the CA probe itself by publishing `127.0.0.1`.
+//! resolver.
+//!
+//! Every address the VA dials — an ip identifier, a `--va-resolve` answer, the resolver's
+//! answer for the identifier or for a redirect's host — passes one check first
+//! (`dial::Dialable::check`, the only way to a connection): no special-purpose address
+//! ([`address`](super::address): unspecified, link-local, multicast, broadcast, reserved, and
+//! the IPv4-mapped, IPv4-compatible and NAT64 forms of any of these or of loopback), and
+//! loopback written as such (`127.0.0.0/8`, `::1`) only when the operator named it: an ip
+//! identifier inside `--allow-ip`, or a `--va-resolve` answer. Nobody can make the CA probe
+//! itself or a metadata service by publishing `127.0.0.1` or `169.254.169.254`.
 //!
 //! http-01 redirects: at most [`MAX_REDIRECTS`] are followed, only to `http://` URLs on the
 //! http-01 port (an absent port, or port 80, or [`VaConfig::http_port`]) whose host is a DNS
@@ -89,7 +97,8 @@ pub struct VaConfig {
     pub tls_port: u16,
     /// Fixed answers to name resolution (`--va-resolve NAME=IP`), looked up before the system
     /// resolver: an entry whose name equals the identifier (ASCII case-insensitive) first, else
-    /// an entry named `*`. Addresses given here are used as they are, loopback included.
+    /// an entry named `*`. Addresses given here are used as they are, loopback included, but
+    /// no other special-purpose address is dialled (module docs).
     pub resolve: Vec<(String, IpAddr)>,
     /// The networks whose addresses may be validated as ip identifiers (RFC 8738;
     /// `--allow-ip`): `ca serve` orders only those, and the VA dials no other address
@@ -183,15 +192,13 @@ pub enum VaError {
         /// The resolver's answer.
         reason: String,
     },
-    /// The name resolved only to addresses the VA does not connect to.
-    #[error(
-        "{name} resolves only to {addresses}, which the validation authority does not \
-         connect to (loopback, unspecified, multicast or broadcast)"
-    )]
+    /// The name resolved only to addresses the VA does not connect to (module docs).
+    #[error("{name} resolves only to addresses the validation authority does not connect to: {addresses}")]
     RefusedAddress {
         /// The name looked up.
         name: String,
-        /// The addresses found, comma-separated.
+        /// The addresses found, each with why it is refused (`169.254.169.254 is link-local
+        /// (169.254.0.0/16)`), comma-separated.
         addresses: String,
     },
     /// No connection could be made.
@@ -347,11 +354,14 @@ pub async fn check(
     // as one (a numeric last label is refused).
     match identifier.parse::<IpAddr>() {
         Ok(ip) => {
-            let admitted = cfg.allow_ip.iter().any(|network| network.contains(ip));
-            if !admitted || ip.to_string() != identifier || ip.to_canonical() != ip {
+            let refusal = if ip.to_string() != identifier {
+                Some(format!("it is not in canonical form (RFC 8738 §3): write it {ip}"))
+            } else {
+                dial::refusal(cfg, dial::Source::Identifier, ip).map(|why| format!("{ip} is {why}"))
+            };
+            if let Some(why) = refusal {
                 return Err(VaError::Malformed(format!(
-                    "identifier {} is not an address the validation authority may dial (--allow-ip, canonical \
-                     form)",
+                    "identifier {} cannot be validated: {why}",
                     quote(identifier)
                 )));
             }
@@ -433,13 +443,20 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// The addresses to dial for `name`: from [`VaConfig::resolve`], else from the system resolver
-/// without the refused kinds, at most [`MAX_ADDRESSES`].
-async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<SocketAddr>, VaError> {
-    // An IP identifier: dialled as it is (ca serve admitted it with --allow-ip). Redirects to
-    // IP literals are never followed, so no other address gets here.
+/// The addresses to dial for `name`, each passed by [`dial::Dialable::check`]: an ip
+/// identifier's own address, else the answer of [`VaConfig::resolve`], else the system
+/// resolver's answers without the refused ones, at most [`MAX_ADDRESSES`].
+async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<dial::Dialable>, VaError> {
+    let refused = |addresses: String| VaError::RefusedAddress {
+        name: name.to_string(),
+        addresses,
+    };
+    // An IP identifier is dialled as it is, if the operator admitted it (--allow-ip).
     if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+        let address = SocketAddr::new(ip, port);
+        return dial::Dialable::check(cfg, dial::Source::Identifier, address)
+            .map(|dialable| vec![dialable])
+            .map_err(|why| refused(format!("{ip} is {why}")));
     }
     let fixed = cfg
         .resolve
@@ -447,7 +464,9 @@ async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Re
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .or_else(|| cfg.resolve.iter().find(|(n, _)| n == "*"));
     if let Some((_, ip)) = fixed {
-        return Ok(vec![SocketAddr::new(*ip, port)]);
+        return dial::Dialable::check(cfg, dial::Source::Fixed, SocketAddr::new(*ip, port))
+            .map(|dialable| vec![dialable])
+            .map_err(|why| refused(format!("{ip} is {why} (--va-resolve)")));
     }
     let found: Vec<SocketAddr> = match timeout_at(deadline, tokio::net::lookup_host((name, port))).await {
         Err(_) => {
@@ -471,31 +490,79 @@ async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Re
             reason: "no address".to_string(),
         });
     }
-    let allowed: Vec<SocketAddr> = found
-        .iter()
-        .copied()
-        .filter(|a| dialable(a.ip()))
-        .take(MAX_ADDRESSES)
-        .collect();
-    if allowed.is_empty() {
-        let addresses = found.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
-        return Err(VaError::RefusedAddress {
-            name: name.to_string(),
-            addresses,
-        });
+    let mut allowed = Vec::new();
+    let mut refusals = Vec::new();
+    for address in found {
+        match dial::Dialable::check(cfg, dial::Source::Resolver, address) {
+            Ok(dialable) => allowed.push(dialable),
+            Err(why) => refusals.push(format!("{} is {why}", address.ip())),
+        }
     }
+    if allowed.is_empty() {
+        return Err(refused(refusals.join(", ")));
+    }
+    allowed.truncate(MAX_ADDRESSES);
     Ok(allowed)
 }
 
-/// Whether the system resolver's `ip` may be dialled.
-fn dialable(ip: IpAddr) -> bool {
-    let mapped = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    match mapped {
-        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
-        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()),
+/// The one check of every address the VA dials (module docs), and the type that proves it was
+/// made: a [`Dialable`](dial::Dialable) is made only by [`Dialable::check`](dial::Dialable::check),
+/// and [`connect`] dials nothing else.
+mod dial {
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::VaConfig;
+    use crate::ca::serve::address;
+
+    /// Where an address to dial came from, which decides whether loopback may be dialled.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Source {
+        /// An ip identifier's own address (RFC 8738): only inside an `--allow-ip` network,
+        /// where plain loopback may be named.
+        Identifier,
+        /// The operator's `--va-resolve` answer: plain loopback allowed.
+        Fixed,
+        /// The system resolver's answer: no special-purpose address at all.
+        Resolver,
+    }
+
+    /// An address that passed [`Dialable::check`].
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Dialable(SocketAddr);
+
+    impl Dialable {
+        /// `address` if the VA may dial it, coming from `source`; else why not, worded to
+        /// follow "ADDRESS is …".
+        pub(super) fn check(cfg: &VaConfig, source: Source, address: SocketAddr) -> Result<Dialable, String> {
+            match refusal(cfg, source, address.ip()) {
+                None => Ok(Dialable(address)),
+                Some(why) => Err(why),
+            }
+        }
+
+        /// The address.
+        pub(super) fn address(&self) -> SocketAddr {
+            self.0
+        }
+    }
+
+    /// Why `ip`, coming from `source`, may not be dialled (worded to follow "ADDRESS is …"),
+    /// or `None`.
+    pub(super) fn refusal(cfg: &VaConfig, source: Source, ip: IpAddr) -> Option<String> {
+        if let Some(special) = address::special_purpose(ip)
+            && !(special.is_plain_loopback() && source != Source::Resolver)
+        {
+            return Some(format!("{special}, which the validation authority never dials"));
+        }
+        if source == Source::Identifier {
+            if ip.to_canonical() != ip {
+                return Some(format!("IPv4-mapped: the address is {}", ip.to_canonical()));
+            }
+            if !cfg.allow_ip.iter().any(|network| network.contains(ip)) {
+                return Some("outside every --allow-ip network".to_string());
+            }
+        }
+        None
     }
 }
 
@@ -504,10 +571,10 @@ async fn connect(
     cfg: &VaConfig,
     deadline: Instant,
     name: &str,
-    addrs: &[SocketAddr],
+    addrs: &[dial::Dialable],
 ) -> Result<(TcpStream, String), VaError> {
     let mut last = None;
-    for addr in addrs {
+    for addr in addrs.iter().map(dial::Dialable::address) {
         let target = format!("{name} ({addr})");
         match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => {
@@ -1318,6 +1385,132 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("more than 3 redirects"), "{err}");
+    }
+
+    /// The one check before every dial: which addresses each source may give. Loopback only
+    /// from the operator (an ip identifier inside --allow-ip, --va-resolve) and only written as
+    /// loopback; every other special-purpose address, and the IPv4-mapped, IPv4-compatible and
+    /// NAT64 forms of special-purpose IPv4 addresses, from no source.
+    #[test]
+    fn every_dialled_address_passes_one_check() {
+        use dial::Source::{Fixed, Identifier, Resolver};
+        let mut cfg = config(1, 1);
+        cfg.allow_ip = vec![
+            crate::channel::Cidr::parse("0.0.0.0/0").unwrap(),
+            crate::channel::Cidr::parse("::/0").unwrap(),
+        ];
+        let never = [
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "169.254.169.254",
+            "fe80::1",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::e000:1",
+        ];
+        for text in never {
+            let ip: IpAddr = text.parse().unwrap();
+            for source in [Identifier, Fixed, Resolver] {
+                let why = dial::refusal(&cfg, source, ip);
+                assert!(why.is_some(), "{text} from {source:?} would be dialled");
+            }
+        }
+        for text in ["127.0.0.1", "127.1.2.3", "::1"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(
+                dial::refusal(&cfg, Resolver, ip).unwrap().contains("loopback"),
+                "{text}"
+            );
+            assert_eq!(dial::refusal(&cfg, Fixed, ip), None, "{text}");
+            assert_eq!(dial::refusal(&cfg, Identifier, ip), None, "{text}");
+        }
+        for text in [
+            "192.0.2.1",
+            "10.0.0.1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "64:ff9b::c000:201",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(dial::refusal(&cfg, Resolver, ip), None, "{text}");
+            assert_eq!(dial::refusal(&cfg, Fixed, ip), None, "{text}");
+        }
+        // An identifier must also lie inside --allow-ip, and be written as itself.
+        cfg.allow_ip = vec![crate::channel::Cidr::parse("127.0.0.0/8").unwrap()];
+        assert!(
+            dial::refusal(&cfg, Identifier, "10.0.0.1".parse().unwrap())
+                .unwrap()
+                .contains("--allow-ip")
+        );
+        assert!(dial::refusal(&cfg, Identifier, "::ffff:127.0.0.1".parse().unwrap()).is_some());
+    }
+
+    /// `0.0.0.0` reaches the local machine when dialled (Linux): neither --va-resolve, nor an
+    /// ip identifier inside a wide --allow-ip, nor a redirect's host makes the VA dial it or
+    /// another special-purpose address.
+    #[tokio::test]
+    async fn special_purpose_addresses_are_dialled_from_no_source() {
+        let port = http_responder(|path, _| match path {
+            "/final" => Reply::Body(KEY_AUTHORIZATION.into()),
+            _ => Reply::Redirect("http://b.example.test/final".into()),
+        })
+        .await;
+        for address in ["0.0.0.0", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "64:ff9b::7f00:1"] {
+            let mut cfg = config(port, port);
+            cfg.resolve = vec![("*".to_string(), address.parse().unwrap())];
+            for kind in ChallengeKind::ALL {
+                let err = run(&cfg, kind, NAME, KEY_AUTHORIZATION).await.unwrap_err();
+                assert!(
+                    matches!(err, VaError::RefusedAddress { .. }),
+                    "{address} {kind}: {err:?}"
+                );
+                assert!(err.to_string().contains("never dials"), "{err}");
+            }
+        }
+        // An ip identifier: refused before anything is dialled, whatever --allow-ip admits.
+        let mut cfg = config(port, port);
+        cfg.allow_ip = vec![
+            crate::channel::Cidr::parse("0.0.0.0/0").unwrap(),
+            crate::channel::Cidr::parse("::/0").unwrap(),
+        ];
+        for address in [
+            "0.0.0.0",
+            "::",
+            "169.254.169.254",
+            "224.0.0.1",
+            "64:ff9b::7f00:1",
+            "::7f00:1",
+        ] {
+            for kind in ChallengeKind::ALL {
+                let err = run(&cfg, kind, address, KEY_AUTHORIZATION).await.unwrap_err();
+                assert_eq!(err.problem_type(), ProblemType::Malformed, "{address} {kind}: {err:?}");
+                assert!(err.to_string().contains("never dials"), "{address}: {err}");
+            }
+        }
+        // A redirect to a name whose answer is special-purpose.
+        let mut cfg = config(port, 1);
+        cfg.resolve = vec![
+            (NAME.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ("b.example.test".to_string(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ];
+        let err = run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert_eq!(err.problem_type(), ProblemType::Dns, "{err:?}");
+        assert!(err.to_string().contains("does not connect to"), "{err}");
+        // The same redirect to a name on loopback through --va-resolve is followed.
+        cfg.resolve[1].1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION).await.unwrap();
     }
 
     #[tokio::test]
