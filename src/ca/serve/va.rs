@@ -32,7 +32,12 @@
 //! http-01 port (an absent port, or port 80, or [`VaConfig::http_port`]) whose host is a DNS
 //! name, resolved on the same rules. A redirect to `https://`, to an IP literal or to another
 //! port is refused (`connection`): following those would need a second TLS client that accepts
-//! any certificate, for no gain to an ACME client that controls the name.
+//! any certificate, for no gain to an ACME client that controls the name. For an ip identifier
+//! only redirects on its own address are followed (a path, or a URL whose host is the
+//! address): a redirect to another host is refused (`connection`). Once a redirect has led to
+//! a host other than the identifier's, a failure is reported without anything that host
+//! answered ([`VaError::Elsewhere`]: no body, no `Location`, not where it led): only the
+//! kind of failure, its problem type, and the first URL on the other host.
 //!
 //! IP identifiers (RFC 8738): `ca serve` admits only addresses inside its `--allow-ip` networks,
 //! and the VA dials the address itself (no resolution, no `--va-resolve`). http-01 asks
@@ -287,6 +292,21 @@ pub enum VaError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An http-01 validation failed after a redirect to another host. Nothing that host (or
+    /// one it led to) answered is shown: not its body, its `Location`, nor where that led.
+    #[error(
+        "{url}: redirected to another host, {via}, where the validation failed with {what} (its answer is not shown)"
+    )]
+    Elsewhere {
+        /// The identifier's own URL, where the validation started.
+        url: String,
+        /// The first URL on another host (the `Location` the identifier's host gave).
+        via: String,
+        /// The kind of failure, in words, without the peer's text.
+        what: String,
+        /// The problem type of the failure itself.
+        kind: ProblemType,
+    },
 }
 
 impl VaError {
@@ -304,6 +324,7 @@ impl VaError {
                 ProblemType::IncorrectResponse
             }
             VaError::Tls { .. } | VaError::Alpn { .. } => ProblemType::Tls,
+            VaError::Elsewhere { kind, .. } => *kind,
         }
     }
 }
@@ -659,10 +680,35 @@ async fn http01(
         port: cfg.http_port,
         path: format!("/.well-known/acme-challenge/{token}"),
     };
+    let first = target.to_string();
+    let own_host = target.host.clone();
+    // An ip identifier's redirects stay on its address (module docs).
+    let same_host_only = name.parse::<IpAddr>().is_ok();
+    // The first URL on a host other than the identifier's, once a redirect went there: from
+    // then on, nothing any host answers is quoted (hide_elsewhere).
+    let mut elsewhere: Option<String> = None;
     let mut redirects = 0;
     loop {
         let url = target.to_string();
-        match fetch(cfg, deadline, &target).await? {
+        if elsewhere.is_none() && target.host != own_host {
+            elsewhere = Some(url.clone());
+        }
+        let hide = |error: VaError| match &elsewhere {
+            Some(via) => hide_elsewhere(error, &first, via),
+            None => error,
+        };
+        match fetch(cfg, deadline, &target).await.map_err(hide)? {
+            Fetched::Body(body) if elsewhere.is_some() => {
+                let text = std::str::from_utf8(&body).unwrap_or_default();
+                if text.trim_matches(|c: char| c.is_ascii_whitespace()) != key_authorization {
+                    return Err(hide(VaError::WrongBody {
+                        url,
+                        expected: key_authorization.to_string(),
+                        got: format!("{} bytes", body.len()),
+                    }));
+                }
+                return Ok(());
+            }
             Fetched::Body(body) => {
                 let text = std::str::from_utf8(&body).map_err(|_| VaError::WrongBody {
                     url: url.clone(),
@@ -681,21 +727,58 @@ async fn http01(
             }
             Fetched::Redirect(location) => {
                 if redirects == MAX_REDIRECTS {
-                    return Err(VaError::Redirect {
+                    return Err(hide(VaError::Redirect {
                         url,
                         location: quote(&location),
                         reason: format!("more than {MAX_REDIRECTS} redirects"),
-                    });
+                    }));
                 }
                 redirects += 1;
-                target = follow(cfg, &target, &url, &location)?;
+                target = follow(cfg, &target, &url, &location, same_host_only).map_err(hide)?;
             }
         }
     }
 }
 
-/// The target a `Location` header points to, if the VA follows it (module docs).
-fn follow(cfg: &VaConfig, from: &HttpTarget, url: &str, location: &str) -> Result<HttpTarget, VaError> {
+/// `error`, met after a redirect took the validation from the identifier's URL `first` to
+/// another host at `via`, without anything the hosts answered from there on (a body, a
+/// `Location`, the URLs and names they led to, the addresses found for those): the other host
+/// may be one the ACME client cannot reach itself, and the VA is no proxy for reading it. The
+/// problem type stays the same.
+fn hide_elsewhere(error: VaError, first: &str, via: &str) -> VaError {
+    let what = match &error {
+        VaError::Malformed(_) => "a malformed request".to_string(),
+        VaError::Dns { .. } => "a name that does not resolve".to_string(),
+        VaError::RefusedAddress { .. } => {
+            "a name that resolves only to addresses the validation authority does not connect to".to_string()
+        }
+        VaError::Connect { .. } => "no connection".to_string(),
+        VaError::Timeout { phase, after, .. } => format!("a timeout after {after:?} while {phase}"),
+        VaError::Http { .. } => "an HTTP exchange that failed".to_string(),
+        VaError::Redirect { reason, .. } => format!("a redirect that is not followed: {reason}"),
+        VaError::Status { status, .. } => format!("HTTP status {status}, expected 200"),
+        VaError::BodyTooLarge { limit, .. } => format!("a response body over {limit} bytes"),
+        VaError::WrongBody { got, .. } => format!("a body ({got}) other than the key authorization"),
+        VaError::Tls { .. } | VaError::Alpn { .. } | VaError::Certificate { .. } => "a TLS failure".to_string(),
+        VaError::Elsewhere { .. } => return error,
+    };
+    VaError::Elsewhere {
+        url: first.to_string(),
+        via: via.to_string(),
+        what,
+        kind: error.problem_type(),
+    }
+}
+
+/// The target a `Location` header points to, if the VA follows it (module docs); for an ip
+/// identifier (`same_host_only`), only on the host it was sent from.
+fn follow(
+    cfg: &VaConfig,
+    from: &HttpTarget,
+    url: &str,
+    location: &str,
+    same_host_only: bool,
+) -> Result<HttpTarget, VaError> {
     let refuse = |reason: &str| VaError::Redirect {
         url: url.to_string(),
         location: quote(location),
@@ -726,16 +809,29 @@ fn follow(cfg: &VaConfig, from: &HttpTarget, url: &str, location: &str) -> Resul
         return Err(refuse("credentials in a URL are not followed"));
     }
     let host = authority.host();
-    if check_dns_name(host).is_err() {
-        return Err(refuse("the host is not a DNS name"));
-    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<IpAddr>();
+    let cross_host = "an ip identifier is validated on its own address: a redirect to another host is not followed";
+    let host = match (literal, same_host_only) {
+        // An IP literal is followed only as the ip identifier's own address.
+        (Ok(ip), true) if ip.to_string() == from.host => from.host.clone(),
+        (_, true) => return Err(refuse(cross_host)),
+        (Ok(_), false) => return Err(refuse("the host is not a DNS name")),
+        (Err(_), false) => {
+            check_dns_name(host).map_err(|_| refuse("the host is not a DNS name"))?;
+            host.to_ascii_lowercase()
+        }
+    };
     match authority.port_u16() {
         None | Some(80) => {}
         Some(p) if p == cfg.http_port => {}
         Some(_) => return Err(refuse("only the http-01 port is followed")),
     }
     Ok(HttpTarget {
-        host: host.to_ascii_lowercase(),
+        host,
         port: cfg.http_port,
         path,
     })
@@ -1375,7 +1471,7 @@ mod tests {
             ("relative/path", "not a valid URL"),
             ("http://user@a.example.test/x", "credentials"),
         ] {
-            let err = follow(&cfg, &from, "u", location).unwrap_err();
+            let err = follow(&cfg, &from, "u", location, false).unwrap_err();
             assert!(err.to_string().contains(reason), "{location}: {err}");
             assert_eq!(err.problem_type(), ProblemType::Connection);
         }
@@ -1385,6 +1481,96 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("more than 3 redirects"), "{err}");
+    }
+
+    /// RFC 8738 ip identifiers: http-01 follows redirects only on the address itself (a path,
+    /// or a URL whose host is the address); a redirect to another host, by name or address,
+    /// is refused.
+    #[tokio::test]
+    async fn an_ip_identifiers_redirects_stay_on_its_address() {
+        let port = http_responder(|path, host| {
+            let token = path.rsplit('/').next().unwrap_or_default();
+            match (path, token) {
+                ("/final", _) => Reply::Body(KEY_AUTHORIZATION.into()),
+                (_, "path") => Reply::Redirect("/final".into()),
+                (_, "same") => Reply::Redirect(format!("http://{}/final", host.split(':').next().unwrap())),
+                (_, "byname") => Reply::Redirect("http://a.example.test/final".into()),
+                (_, "otherip") => Reply::Redirect("http://127.0.0.2/final".into()),
+                _ => Reply::Status(404),
+            }
+        })
+        .await;
+        let cfg = config(port, 1);
+        for token in ["byname", "otherip"] {
+            let err = check(&cfg, ChallengeKind::Http01, "127.0.0.1", token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Redirect { .. }), "{token}: {err:?}");
+            assert!(
+                err.to_string().contains("another host is not followed"),
+                "{token}: {err}"
+            );
+            assert_eq!(err.problem_type(), ProblemType::Connection);
+        }
+        for token in ["path", "same"] {
+            check(&cfg, ChallengeKind::Http01, "127.0.0.1", token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_or_else(|err| panic!("{token}: {err}"));
+        }
+        // The same redirect by name is followed for a dns identifier.
+        check(&cfg, ChallengeKind::Http01, NAME, "byname", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+    }
+
+    /// After a redirect to another host, a failure says what kind it was and where the
+    /// redirect went, and quotes nothing that host answered: not its body, not its Location,
+    /// not the URL it sent the VA on to.
+    #[tokio::test]
+    async fn after_a_cross_host_redirect_nothing_the_other_host_said_is_shown() {
+        let port = http_responder(|path, host| {
+            let last = path.rsplit('/').next().unwrap_or_default().to_string();
+            if host.starts_with("a.example.test") {
+                // The identifier's own host sends the VA to b.example.test (token = path there).
+                return Reply::Redirect(format!("http://b.example.test/{last}"));
+            }
+            match last.as_str() {
+                "good" => Reply::Body(KEY_AUTHORIZATION.into()),
+                "body" => Reply::Body("SECRET internal page".into()),
+                "hop" => Reply::Redirect("/SECRET-path".into()),
+                "away" => Reply::Redirect("https://SECRET.example/".into()),
+                _ => Reply::Status(404),
+            }
+        })
+        .await;
+        let cfg = config(port, 1);
+        check(&cfg, ChallengeKind::Http01, NAME, "good", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+        for (token, kind) in [
+            ("body", ProblemType::IncorrectResponse),
+            ("hop", ProblemType::Unauthorized),
+            ("away", ProblemType::Connection),
+        ] {
+            let problem = validate(&cfg, ChallengeKind::Http01, NAME, token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert_eq!(problem.kind, kind, "{token}: {problem}");
+            assert!(!problem.detail.contains("SECRET"), "{token}: {problem}");
+            assert!(
+                problem
+                    .detail
+                    .contains(&format!("http://b.example.test:{port}/{token}")),
+                "{token}: {problem}"
+            );
+            assert!(problem.detail.contains("not shown"), "{token}: {problem}");
+        }
+        // On the identifier's own host, a wrong body is still quoted (the client's own server).
+        let own = http_responder(|_, _| Reply::Body("own page".into())).await;
+        let err = run(&config(own, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("own page"), "{err}");
     }
 
     /// The one check before every dial: which addresses each source may give. Loopback only
