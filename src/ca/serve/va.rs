@@ -431,7 +431,9 @@ fn check_dns_name(name: &str) -> Result<(), VaError> {
         .next()
         .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(bad("the last label is numeric (an IP address?)"));
+        return Err(bad(
+            "the last label is numeric, as in an IP address (an address is validated as an ip identifier)",
+        ));
     }
     Ok(())
 }
