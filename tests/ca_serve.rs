@@ -2581,6 +2581,35 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
         stderr.contains("host bits set") && stderr.contains("10.0.0.0/8"),
         "{stderr}"
     );
+
+    // An IPv4-mapped --allow-ip network, one of only special-purpose addresses, a
+    // special-purpose --va-resolve answer: usage errors when the command line is read, saying
+    // what to give instead.
+    for (flag, value, message) in [
+        ("--allow-ip", "::ffff:127.0.0.1/128", "give 127.0.0.1/32"),
+        ("--allow-ip", "::ffff:10.0.0.0/104", "give 10.0.0.0/8"),
+        ("--allow-ip", "169.254.0.0/16", "link-local"),
+        ("--allow-ip", "169.254.169.254", "link-local"),
+        ("--allow-ip", "224.0.0.0/4", "multicast"),
+        ("--allow-ip", "0.0.0.0/8", "unspecified"),
+        ("--allow-ip", "240.0.0.0/4", "reserved"),
+        ("--allow-ip", "fe80::/10", "link-local"),
+        ("--allow-ip", "ff00::/8", "multicast"),
+        ("--allow-ip", "::", "unspecified"),
+        ("--allow-ip", "64:ff9b::7f00:1", "give 127.0.0.1/32"),
+        ("--allow-ip", "127.1", "write the address 127.0.0.1"),
+        ("--va-resolve", "*=0.0.0.0", "never dials"),
+        ("--va-resolve", "a.example.test=169.254.169.254", "never dials"),
+        ("--va-resolve", "*=::ffff:127.0.0.1", "never dials"),
+    ] {
+        let out = serve(&["--base-url", "https://acme.example.test", flag, value]);
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("for '{flag} ")) && stderr.contains(message),
+            "{flag} {value}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -132,7 +132,8 @@ impl VaConfig {
     ///
     /// # Errors
     /// A message naming what is wrong when there is no `=`, the name is neither `*` nor a DNS
-    /// name, or the address is not an IPv4 or IPv6 address.
+    /// name, or the address is not an IPv4 or IPv6 address or is one the VA never dials
+    /// (special-purpose other than plain loopback, module docs).
     pub fn parse_resolve(value: &str) -> Result<(String, IpAddr), String> {
         let Some((name, ip)) = value.split_once('=') else {
             return Err(format!("--va-resolve {value:?}: expected NAME=IP (or *=IP)"));
@@ -143,6 +144,11 @@ impl VaConfig {
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| format!("--va-resolve {value:?}: {ip:?} is not an IP address"))?;
+        if let Some(special) = super::address::special_purpose(ip).filter(|s| !s.is_plain_loopback()) {
+            return Err(format!(
+                "--va-resolve {value:?}: {ip} is {special}, which the validation authority never dials"
+            ));
+        }
         Ok((name.to_ascii_lowercase(), ip))
     }
 }
@@ -1762,6 +1768,15 @@ mod tests {
         );
         for bad in ["a.example.test", "a.example.test=x", "a b=1.2.3.4", "=1.2.3.4"] {
             assert!(VaConfig::parse_resolve(bad).is_err(), "{bad}");
+        }
+        for special in [
+            "*=0.0.0.0",
+            "*=169.254.169.254",
+            "a.example.test=::ffff:127.0.0.1",
+            "*=::",
+        ] {
+            let why = VaConfig::parse_resolve(special).unwrap_err();
+            assert!(why.contains("never dials"), "{special}: {why}");
         }
         assert_eq!(ChallengeKind::parse("tls-alpn-01"), Some(ChallengeKind::TlsAlpn01));
         assert_eq!(ChallengeKind::parse("dns-01"), None);
