@@ -700,6 +700,10 @@ async fn instant_acme_obtains_a_certificate_for_an_ip_address() {
         );
         assert_eq!(
             info.subject, "",
+            "the address only as an iPAddress, under an empty subject"
+        );
+        assert_eq!(
+            info.subject, "",
             "an empty subject, the address in a critical subjectAltName"
         );
         assert_openssl_verifies(&server, &chain_pem, "127.0.0.1");
@@ -1563,6 +1567,10 @@ async fn without_tls_cert_the_server_certificate_is_short_lived_from_the_ca_and_
         assert_eq!(
             info.sans,
             [tessera::pki::SubjectAltName::Ip("127.0.0.1".parse().unwrap())]
+        );
+        assert_eq!(
+            info.subject, "",
+            "the address only as an iPAddress, under an empty subject"
         );
         assert!(
             info.not_after - info.not_before <= time::Duration::hours(25),
