@@ -700,6 +700,10 @@ async fn instant_acme_obtains_a_certificate_for_an_ip_address() {
         );
         assert_eq!(
             info.subject, "",
+            "the address only as an iPAddress, under an empty subject"
+        );
+        assert_eq!(
+            info.subject, "",
             "an empty subject, the address in a critical subjectAltName"
         );
         assert_openssl_verifies(&server, &chain_pem, "127.0.0.1");
@@ -710,8 +714,10 @@ async fn instant_acme_obtains_a_certificate_for_an_ip_address() {
 }
 
 /// Which ip identifiers newOrder refuses, and why (RFC 8738 §3): none without --allow-ip; not
-/// canonical; IPv4-mapped; outside --allow-ip; outside the CA's name constraints; and an
-/// address as a dns identifier. A CSR whose address is a dNSName does not match an ip order.
+/// canonical (saying the canonical form); IPv4-mapped; special-purpose; outside --allow-ip;
+/// outside the CA's name constraints; and an address as a dns identifier, in any spelling
+/// (one hint). Several refusals: one problem whose type agrees with theirs. A CSR whose address
+/// is a dNSName does not match an ip order, and is told so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ip_identifiers_are_refused_where_rfc_8738_or_the_server_says_no() {
     tokio::time::timeout(LIMIT, async {
@@ -741,20 +747,116 @@ async fn ip_identifiers_are_refused_where_rfc_8738_or_the_server_says_no() {
         .await;
         let client = Client::register(&server).await;
         for (value, expected) in [
-            ("127.000.0.1", "is not an IPv4 or IPv6 address"),
+            ("127.000.0.1", "write it 127.0.0.1"),
+            ("127.1", "write it 127.0.0.1"),
+            ("0x7f.0.0.1", "write it 127.0.0.1"),
+            ("2130706433", "write it 127.0.0.1"),
+            ("127.0.0.1.", "write it 127.0.0.1"),
+            ("[::1]", "write it ::1"),
+            // A leading 0 is octal to inet_aton and browsers, decimal to others: both said.
+            (
+                "0177.0.0.1",
+                "octal to some software (127.0.0.1) and nothing to others (177.0.0.1)",
+            ),
             ("::FFFF:7F00:1", "order the IPv4 address 127.0.0.1"),
             ("2001:DB8::1", "write it 2001:db8::1"),
             ("192.0.2.1", "outside every --allow-ip network"),
             ("10.0.0.1", "outside the name constraints of the CA"),
             ("localhost", "is not an IPv4 or IPv6 address"),
+            // Special-purpose addresses, whatever --allow-ip says: never validated.
+            ("0.0.0.0", "unspecified (0.0.0.0/8)"),
+            ("169.254.169.254", "link-local (169.254.0.0/16)"),
+            ("224.0.0.1", "multicast (224.0.0.0/4)"),
+            ("255.255.255.255", "broadcast (255.255.255.255/32)"),
+            ("240.0.0.1", "reserved (240.0.0.0/4)"),
+            ("::", "unspecified (::/128)"),
+            ("fe80::1", "link-local (fe80::/10)"),
+            ("FE80::1", "link-local (fe80::/10)"),
+            ("ff02::1", "multicast (ff00::/8)"),
+            (
+                "::ffff:169.254.169.254",
+                "the IPv4-mapped form of 169.254.169.254, link-local",
+            ),
+            ("::7f00:1", "the IPv4-compatible form of 127.0.0.1, loopback"),
+            ("64:ff9b::7f00:1", "the NAT64 form of 127.0.0.1, loopback"),
+            ("64:ff9b::a9fe:a9fe", "the NAT64 form of 169.254.169.254, link-local"),
         ] {
             let detail = refused(&client.post("/acme/new-order", Some(&ip_order(value))).await);
             assert!(detail.contains(expected), "{value}: {detail}");
+            let special = (expected.contains('(') || expected.contains(" form of ")) && !expected.contains("octal");
+            assert_eq!(detail.contains("special-purpose"), special, "{value}: {detail}");
         }
-        for value in ["127.0.0.1", "1.2.3.256"] {
+        // An address as a dns identifier, however it is written: one hint, to order an ip
+        // identifier, with its canonical form.
+        for (value, canonical) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("127.000.0.1", "127.0.0.1"),
+            ("0x7f.0.0.1", "127.0.0.1"),
+            ("127.0.0.1.", "127.0.0.1"),
+            ("0177.0.0.1", "127.0.0.1 or 177.0.0.1"),
+            ("[::1]", "::1"),
+            ("::1", "::1"),
+            ("2001:DB8::1", "2001:db8::1"),
+            ("::ffff:10.0.0.1", "10.0.0.1"),
+        ] {
             let detail = refused(&client.order(&[value]).await);
-            assert!(detail.contains("ip identifier"), "{value}: {detail}");
+            assert!(
+                detail.contains(&format!("order it as an ip identifier, {canonical} ")),
+                "{value}: {detail}"
+            );
         }
+        let detail = refused(&client.order(&["1.2.3.256"]).await);
+        assert!(detail.contains("ordered as an ip identifier"), "{detail}");
+
+        // Several identifiers: the problem's type is the subproblems' when they share one,
+        // else compound; each subproblem keeps its hint, and so does the top-level detail.
+        let reply = client.order(&["127.0.0.1", "10.0.0.1"]).await;
+        let detail = refused(&reply);
+        assert_eq!(detail.matches("order it as an ip identifier").count(), 2, "{detail}");
+        let problem = reply.json();
+        for subproblem in problem["subproblems"].as_array().unwrap() {
+            assert_eq!(subproblem["type"], "urn:ietf:params:acme:error:rejectedIdentifier");
+            let detail = subproblem["detail"].as_str().unwrap();
+            assert!(detail.contains("order it as an ip identifier"), "{detail}");
+        }
+        let email = json!({"type": "email", "value": "a@example.test"});
+        let reply = client
+            .post("/acme/new-order", Some(&json!({"identifiers": [email]})))
+            .await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            reply.json()["type"],
+            "urn:ietf:params:acme:error:unsupportedIdentifier",
+            "one refusal: its own type"
+        );
+        let dns = json!({"type": "dns", "value": "127.0.0.1"});
+        let reply = client
+            .post("/acme/new-order", Some(&json!({"identifiers": [dns, email]})))
+            .await;
+        assert_eq!(reply.status, 400);
+        let problem = reply.json();
+        assert_eq!(problem["type"], "urn:ietf:params:acme:error:compound", "{problem}");
+        let types: Vec<&str> = problem["subproblems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "urn:ietf:params:acme:error:rejectedIdentifier",
+                "urn:ietf:params:acme:error:unsupportedIdentifier"
+            ]
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("order it as an ip identifier"),
+            "{problem}"
+        );
         assert_eq!(server.count("SELECT count(*) FROM acme_orders"), 0);
 
         // An ip order is finalized only with a CSR that names the address as an iPAddress.
@@ -787,6 +889,11 @@ async fn ip_identifiers_are_refused_where_rfc_8738_or_the_server_says_no() {
             .await;
         assert_eq!(reply.status, 400);
         assert_eq!(reply.json()["type"], "urn:ietf:params:acme:error:badCSR");
+        let detail = reply.json()["detail"].as_str().unwrap().to_string();
+        assert!(
+            detail.contains("\"127.0.0.1\" is an IP address written as a dNSName"),
+            "{detail}"
+        );
         let (good_csr, _) = csr(&["127.0.0.1"]);
         let reply = client
             .post(&finalize, Some(&json!({"csr": B64.encode(good_csr)})))
@@ -1460,6 +1567,10 @@ async fn without_tls_cert_the_server_certificate_is_short_lived_from_the_ca_and_
         assert_eq!(
             info.sans,
             [tessera::pki::SubjectAltName::Ip("127.0.0.1".parse().unwrap())]
+        );
+        assert_eq!(
+            info.subject, "",
+            "the address only as an iPAddress, under an empty subject"
         );
         assert!(
             info.not_after - info.not_before <= time::Duration::hours(25),
@@ -2589,6 +2700,35 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
         stderr.contains("host bits set") && stderr.contains("10.0.0.0/8"),
         "{stderr}"
     );
+
+    // An IPv4-mapped --allow-ip network, one of only special-purpose addresses, a
+    // special-purpose --va-resolve answer: usage errors when the command line is read, saying
+    // what to give instead.
+    for (flag, value, message) in [
+        ("--allow-ip", "::ffff:127.0.0.1/128", "give 127.0.0.1/32"),
+        ("--allow-ip", "::ffff:10.0.0.0/104", "give 10.0.0.0/8"),
+        ("--allow-ip", "169.254.0.0/16", "link-local"),
+        ("--allow-ip", "169.254.169.254", "link-local"),
+        ("--allow-ip", "224.0.0.0/4", "multicast"),
+        ("--allow-ip", "0.0.0.0/8", "unspecified"),
+        ("--allow-ip", "240.0.0.0/4", "reserved"),
+        ("--allow-ip", "fe80::/10", "link-local"),
+        ("--allow-ip", "ff00::/8", "multicast"),
+        ("--allow-ip", "::", "unspecified"),
+        ("--allow-ip", "64:ff9b::7f00:1", "give 127.0.0.1/32"),
+        ("--allow-ip", "127.1", "write the address 127.0.0.1"),
+        ("--va-resolve", "*=0.0.0.0", "never dials"),
+        ("--va-resolve", "a.example.test=169.254.169.254", "never dials"),
+        ("--va-resolve", "*=::ffff:127.0.0.1", "never dials"),
+    ] {
+        let out = serve(&["--base-url", "https://acme.example.test", flag, value]);
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("for '{flag} ")) && stderr.contains(message),
+            "{flag} {value}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -470,6 +470,16 @@ impl Cidr {
         Ok(cidr)
     }
 
+    /// The network's first address (`10.0.0.0` for `10.0.0.0/8`).
+    pub fn address(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length (`8` for `10.0.0.0/8`; 32 or 128 for one address).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// The address with the bits past the prefix cleared.
     fn network_address(&self) -> IpAddr {
         match self.network {

@@ -38,8 +38,10 @@ pub const SERVE_SIGNALS: &str = "SIGNALS:
 pub const SERVE_EXIT_CODES: &str = "EXIT CODES:
   0  stopped by SIGTERM or SIGINT (after letting in-flight requests finish)
   2  usage error (unknown flag, bad --base-url, --listen or --http-listen, a port out of range,
-     --va-resolve without NAME=IP, a bad --proxy-from network, --tls-cert without --tls-key,
-     an --allow-dns suffix the CA's name constraints leave no name under)
+     --va-resolve without NAME=IP or to a special-purpose address, a bad --proxy-from network,
+     --tls-cert without --tls-key, an --allow-dns suffix or --allow-ip network the CA's name
+     constraints leave nothing in, an --allow-ip network that is IPv4-mapped or of only
+     special-purpose addresses)
   3  could not run (no CA or a damaged one in DIR, a CA directory this user may not read, the
      store cannot be opened, an address cannot be bound, unusable --tls-cert/--tls-key, the
      server's own certificate cannot be issued for the host of --base-url (outside the CA's
@@ -82,8 +84,10 @@ pub struct ServeArgs {
     pub allow_dns: Vec<String>,
     /// Issue for IP addresses (RFC 8738 ip identifiers) in this network, as CIDR (repeatable),
     /// inside the CA's own name constraints; without it, ip identifiers are refused. The
-    /// validation authority connects to these addresses.
-    #[arg(long, value_name = "CIDR", value_parser = Cidr::parse)]
+    /// validation authority connects to these addresses. Loopback (127.0.0.0/8, ::1) may be
+    /// given; an IPv4-mapped network (::ffff:…, give the IPv4 one) or one of only
+    /// special-purpose addresses (link-local, multicast, unspecified, reserved) may not.
+    #[arg(long, value_name = "CIDR", value_parser = parse_allow_ip)]
     pub allow_ip: Vec<Cidr>,
     /// Port the validation authority connects to for http-01 (default 80).
     #[arg(long, value_name = "N", value_parser = parse_port)]
@@ -92,6 +96,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = parse_port)]
     pub va_tls_port: Option<u16>,
     /// Resolve NAME to IP for validation instead of DNS (repeatable; `*=IP` for every name).
+    /// IP may be loopback, but no other special-purpose address.
     #[arg(long, value_name = "NAME=IP", value_parser = parse_resolve)]
     pub va_resolve: Vec<(String, IpAddr)>,
     /// Skip validation: every challenge succeeds (tests only; logged loudly).
@@ -149,6 +154,32 @@ fn parse_suffix(text: &str) -> Result<String, String> {
     }
 }
 
+/// An `--allow-ip` network: CIDR (`Cidr::parse`), neither IPv4-mapped nor made only of
+/// special-purpose addresses (`tessera::ca::serve::address::allow_ip_network_refusal`); an
+/// address written in another form (`127.1`, `[::1]`) is told its canonical one.
+fn parse_allow_ip(text: &str) -> Result<Cidr, String> {
+    let network = Cidr::parse(text).map_err(|why| {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        match tessera::ca::serve::address::read_address(address) {
+            Some(tessera::ca::serve::address::Reading::Address(ip)) => match prefix {
+                Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("{why}: write it {ip}/{prefix}")
+                }
+                _ => format!("{why}: write the address {ip}"),
+            },
+            Some(ambiguous) => format!("{why}: {}", ambiguous.advice()),
+            None => why,
+        }
+    })?;
+    match tessera::ca::serve::address::allow_ip_network_refusal(&network) {
+        Some(why) => Err(why),
+        None => Ok(network),
+    }
+}
+
 fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
     let Some((name, ip)) = text.split_once('=') else {
         return Err(format!(
@@ -159,6 +190,11 @@ fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
         .trim()
         .parse()
         .map_err(|_| format!("{ip:?} in {text:?} is not an IP address"))?;
+    if let Some(special) = tessera::ca::serve::address::special_purpose(ip).filter(|s| !s.is_plain_loopback()) {
+        return Err(format!(
+            "{ip} in {text:?} is {special}, which the validation authority never dials"
+        ));
+    }
     let name = name.trim().to_ascii_lowercase();
     if name != "*" {
         match tessera::pki::SubjectAltName::check("dns", &name) {
@@ -395,6 +431,28 @@ mod tests {
         assert_eq!(parse_resolve("A.test=::1").unwrap().0, "a.test");
         assert!(parse_resolve("a.test").unwrap_err().contains("NAME=IP"));
         assert!(parse_resolve("a.test=nope").is_err());
+        assert_eq!(parse_resolve("*=::1").unwrap().1, "::1".parse::<IpAddr>().unwrap());
+        for special in ["*=0.0.0.0", "*=169.254.169.254", "a.test=::ffff:127.0.0.1", "*=ff02::1"] {
+            assert!(parse_resolve(special).unwrap_err().contains("never dials"), "{special}");
+        }
+        assert_eq!(parse_allow_ip("127.0.0.0/8").unwrap().to_string(), "127.0.0.0/8");
+        assert_eq!(parse_allow_ip("::1").unwrap().to_string(), "::1/128");
+        for (bad, says) in [
+            ("::ffff:127.0.0.1/128", "give 127.0.0.1/32"),
+            ("::ffff:10.0.0.0/104", "give 10.0.0.0/8"),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/4", "multicast"),
+            ("fe80::/10", "link-local"),
+            ("0.0.0.0", "unspecified"),
+            ("64:ff9b::7f00:1", "give 127.0.0.1/32"),
+            ("127.1/32", "write it 127.0.0.1/32"),
+            ("[::1]", "write the address ::1"),
+            ("0177.0.0.1", "octal"),
+            ("10.0.0.1/8", "10.0.0.0/8"),
+        ] {
+            let why = parse_allow_ip(bad).unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
+        }
         assert!(parse_port("0").is_err() && parse_port("65536").is_err() && parse_port("x").is_err());
         assert_eq!(parse_port("5002").unwrap(), 5002);
         assert_eq!(parse_stuck_after("3").unwrap(), 3);

@@ -408,18 +408,39 @@ impl Acme {
 
 impl Acme {
     /// An `ip` identifier's address (RFC 8738 §3): the canonical text of an IPv4 or IPv6
-    /// address (RFC 1123 §2.1, RFC 5952 §4), not IPv4-mapped, inside an `--allow-ip` network
-    /// and the CA's IP name constraints (every CA of its chain). The error says why not.
+    /// address (RFC 1123 §2.1, RFC 5952 §4), not IPv4-mapped, not special-purpose (other than
+    /// plain loopback; [`super::address`]), inside an `--allow-ip` network and the CA's IP name
+    /// constraints (every CA of its chain). The error says why not, and for a text that is an
+    /// address in another form (`127.000.0.1`, `127.1`, `0x7f.0.0.1`) what the canonical form
+    /// is (both readings for `0177.0.0.1`, whose leading 0 means octal to some software only).
     fn ip_identifier(&self, value: &str) -> Result<std::net::IpAddr, String> {
         let shown = crate::text::printable(value);
-        let ip: std::net::IpAddr = value
-            .parse()
-            .map_err(|_| format!("\"{shown}\" is not an IPv4 or IPv6 address"))?;
+        let ip: std::net::IpAddr = match value.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return Err(match super::address::read_address(value) {
+                    Some(reading) => format!(
+                        "\"{shown}\" is not an address in canonical form (RFC 8738 §3: for IPv4, RFC 1123 §2.1's four \
+                         decimal numbers without leading zeros): {}",
+                        reading.advice()
+                    ),
+                    None => format!("\"{shown}\" is not an IPv4 or IPv6 address"),
+                });
+            }
+        };
+        let special = super::address::special_purpose(ip).filter(|special| !special.is_plain_loopback());
         if let std::net::IpAddr::V6(v6) = ip
             && let Some(v4) = v6.to_ipv4_mapped()
+            && special.is_none_or(|special| special.kind == super::address::SpecialPurpose::Loopback)
         {
             return Err(format!(
                 "{ip} is an IPv4-mapped IPv6 address: order the IPv4 address {v4}"
+            ));
+        }
+        if let Some(special) = special {
+            return Err(format!(
+                "{ip} is a special-purpose address, {special}: the validation authority never dials it, so no \
+                 certificate is issued for it"
             ));
         }
         if ip.to_string() != value {
@@ -446,6 +467,31 @@ impl Acme {
         }
         Ok(ip)
     }
+}
+
+/// Why the value of a dns identifier is not a DNS name because it is an IP address, in any
+/// spelling software reads as one (`127.0.0.1`, `127.1`, `0177.0.0.1`, `[::1]`, `1.2.3.4.`), or
+/// ends in an all-digit label as addresses do: one message, with the hint to order an ip
+/// identifier (RFC 8738 §3) and its canonical value. `None` for any other value.
+pub(super) fn address_as_dns_name(value: &str) -> Option<String> {
+    let shown = crate::text::printable(value);
+    if let Some(reading) = super::address::read_address(value) {
+        return Some(format!(
+            "\"{shown}\" is an IP address, not a DNS name: order it as an ip identifier, {reading} (RFC 8738 §3)"
+        ));
+    }
+    value
+        .strip_suffix('.')
+        .unwrap_or(value)
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| {
+            format!(
+                "\"{shown}\" is not a DNS name: its last label is all digits, as in an IP address (an address is \
+                 ordered as an ip identifier, in canonical form: RFC 8738 §3)"
+            )
+        })
 }
 
 /// True when DNS name `name` is `domain` or below it (whole labels; a leading dot in `domain`
@@ -957,9 +1003,10 @@ struct IdentifierPayload {
     value: String,
 }
 
-/// `POST /acme/new-order` (§7.4): dns identifiers only, each valid, within the CA's name
-/// constraints and `--allow-dns`; one authorization per identifier with an http-01 and a
-/// tls-alpn-01 challenge. `notBefore` / `notAfter` are refused (the lifetime is
+/// `POST /acme/new-order` (§7.4): dns identifiers, each valid, within the CA's name
+/// constraints and `--allow-dns`, and ip identifiers ([`Acme::ip_identifier`]); one
+/// authorization per identifier with an http-01 and a tls-alpn-01 challenge. Refused
+/// identifiers are answered together ([`Problem::for_identifiers`]). `notBefore` / `notAfter` are refused (the lifetime is
 /// `--acme-hours`). `replaces` (RFC 9773 §5) must name a certificate of this account
 /// (`malformed`) that no other order that is not invalid replaces (`alreadyReplaced`, 409,
 /// decided by the store: of two such orders at once, one is created).
@@ -1009,25 +1056,8 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
             ));
             continue;
         }
-        if requested.value.parse::<std::net::IpAddr>().is_ok() {
-            refused.push(Subproblem::new(
-                ProblemType::RejectedIdentifier,
-                "an IP address is not a DNS name: order it as an ip identifier (RFC 8738 §3)",
-                Some(shown),
-            ));
-            continue;
-        }
-        if requested
-            .value
-            .rsplit('.')
-            .next()
-            .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
-        {
-            refused.push(Subproblem::new(
-                ProblemType::RejectedIdentifier,
-                "not a DNS name: its last label is numeric (an IP address is an ip identifier, RFC 8738 §3)",
-                Some(shown),
-            ));
+        if let Some(reason) = address_as_dns_name(&requested.value) {
+            refused.push(Subproblem::new(ProblemType::RejectedIdentifier, reason, Some(shown)));
             continue;
         }
         if requested.value.starts_with("*.") {
@@ -1061,12 +1091,7 @@ pub(crate) async fn new_order(State(acme): State<Shared>, headers: HeaderMap, bo
         }
     }
     if !refused.is_empty() {
-        let detail = if refused.len() == 1 {
-            refused.first().map(|s| s.detail.clone()).unwrap_or_default()
-        } else {
-            format!("{} identifiers cannot be issued for", refused.len())
-        };
-        return Err(Problem::new(ProblemType::RejectedIdentifier, detail).with_subproblems(refused));
+        return Err(Problem::for_identifiers(refused));
     }
     if let Some(replaces) = &payload.replaces {
         acme.check_replaces(&account, replaces, &identifiers).await?;
@@ -1453,10 +1478,20 @@ fn check_csr(der: &[u8], wanted: &BTreeSet<TypedName>, account_key: &Jwk) -> Res
     let csr = crate::ca::csr::parse(der).map_err(|error| issue_problem(&error))?;
     let (names, common_name) = csr_names(der)?;
     if names != *wanted {
-        return Err(Problem::new(
-            ProblemType::BadCsr,
-            "the CSR's names (subjectAltName and common name) differ from the order's identifiers",
-        ));
+        let mut detail =
+            "the CSR's names (subjectAltName and common name) differ from the order's identifiers".to_string();
+        // An address written as a dNSName: say where it goes.
+        if let Some((_, address)) = names
+            .iter()
+            .find(|(kind, value)| kind == "dns" && super::address::read_address(value).is_some())
+        {
+            detail.push_str(&format!(
+                ": \"{}\" is an IP address written as a dNSName; an address goes in an iPAddress subjectAltName \
+                 (and is ordered as an ip identifier)",
+                crate::text::printable(address)
+            ));
+        }
+        return Err(Problem::new(ProblemType::BadCsr, detail));
     }
     if account_key.matches_spki(csr.spki()) {
         return Err(Problem::new(

@@ -27,9 +27,12 @@
 //! RFC 8555 §6.2), `problem.rs` (RFC 7807 problem documents with RFC 8555 §6.7's error types),
 //! `ari.rs` (renewal information, RFC 9773), `ratelimit.rs` (per-account and global request
 //! limits), `va.rs` (http-01 and tls-alpn-01 validation, RFC 8555 §8.3 and RFC 8737),
-//! `periodic.rs` (CRL regeneration and clean-up under leases in the store).
+//! `periodic.rs` (CRL regeneration and clean-up under leases in the store), `address.rs` (the
+//! special-purpose addresses the VA never dials, newOrder refuses and `--allow-ip` cannot
+//! name; how an address's text is read).
 
 mod acme;
+pub mod address;
 pub mod ari;
 pub mod jws;
 pub mod periodic;

@@ -18,6 +18,10 @@ use crate::ca::store::acme::Identifier;
 /// The media type of a problem document (RFC 7807 §3, RFC 8555 §6.7).
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// At most this many subproblems' details are repeated in the detail of
+/// [`Problem::for_identifiers`].
+pub const LISTED_SUBPROBLEMS: usize = 5;
+
 /// The namespace of ACME error types (RFC 8555 §6.7, §9.6).
 pub const ERROR_NAMESPACE: &str = "urn:ietf:params:acme:error:";
 
@@ -255,6 +259,44 @@ impl Problem {
         Problem::new(ProblemType::Compound, detail).with_subproblems(subproblems)
     }
 
+    /// The problem of a request refused for some of its identifiers, with one subproblem per
+    /// refused identifier (RFC 8555 §6.7.1). Its type is theirs when they all share one (so a
+    /// lone `unsupportedIdentifier` is not reported as `rejectedIdentifier`), else `compound`.
+    /// Its detail is the subproblem's for one identifier; for several it repeats each
+    /// identifier's detail (the first [`LISTED_SUBPROBLEMS`]), for clients that show only the
+    /// top-level detail.
+    pub fn for_identifiers(subproblems: Vec<Subproblem>) -> Problem {
+        let kind = match subproblems.split_first() {
+            Some((first, rest)) if rest.iter().all(|s| s.kind == first.kind) => first.kind,
+            Some(_) => ProblemType::Compound,
+            None => ProblemType::Malformed,
+        };
+        let detail = match subproblems.as_slice() {
+            [] => "no identifier is refused".to_string(),
+            [one] => one.detail.clone(),
+            several => {
+                let mut listed: Vec<String> = several
+                    .iter()
+                    .take(LISTED_SUBPROBLEMS)
+                    .map(|s| match &s.identifier {
+                        Some(identifier) => format!(
+                            "{} \"{}\": {}",
+                            crate::text::printable(&identifier.kind),
+                            crate::text::printable(&identifier.value),
+                            s.detail
+                        ),
+                        None => s.detail.clone(),
+                    })
+                    .collect();
+                if several.len() > LISTED_SUBPROBLEMS {
+                    listed.push(format!("{} more (see subproblems)", several.len() - LISTED_SUBPROBLEMS));
+                }
+                format!("{} identifiers are refused: {}", several.len(), listed.join("; "))
+            }
+        };
+        Problem::new(kind, detail).with_subproblems(subproblems)
+    }
+
     /// The problem document: `{"type","detail","status"[,"subproblems"][,"algorithms"]}`, UTF-8
     /// JSON (RFC 7807 §3.1, RFC 8555 §6.7).
     pub fn to_json(&self) -> Vec<u8> {
@@ -488,6 +530,64 @@ mod tests {
         );
         assert!(v["subproblems"][1].get("identifier").is_none());
         assert_eq!(Problem::from_json(&p.to_json()), Some(p));
+    }
+
+    /// RFC 8555 §6.7.1: the top-level type agrees with the subproblems (theirs when they share
+    /// one, else compound), and each identifier's detail reaches clients that show only the
+    /// top-level one.
+    #[test]
+    fn a_problem_for_identifiers_has_their_type_or_compound() {
+        let id = |kind: &str, value: &str| {
+            Some(Identifier {
+                kind: kind.into(),
+                value: value.into(),
+            })
+        };
+        let unsupported = Subproblem::new(
+            ProblemType::UnsupportedIdentifier,
+            "only dns and ip identifiers are supported",
+            id("email", "a@example.test"),
+        );
+        let rejected = |value: &str| {
+            Subproblem::new(
+                ProblemType::RejectedIdentifier,
+                format!("\"{value}\" is an IP address, not a DNS name: order it as an ip identifier"),
+                id("dns", value),
+            )
+        };
+        let one = Problem::for_identifiers(vec![unsupported.clone()]);
+        assert_eq!(one.kind, ProblemType::UnsupportedIdentifier);
+        assert_eq!(one.detail, unsupported.detail);
+        assert_eq!(one.subproblems, std::slice::from_ref(&unsupported));
+
+        let same = Problem::for_identifiers(vec![rejected("127.0.0.1"), rejected("10.0.0.1")]);
+        assert_eq!(same.kind, ProblemType::RejectedIdentifier);
+        assert_eq!(same.status, 400);
+        for value in ["127.0.0.1", "10.0.0.1"] {
+            assert!(
+                same.detail
+                    .contains(&format!("dns \"{value}\": \"{value}\" is an IP address")),
+                "{}",
+                same.detail
+            );
+        }
+        assert_eq!(same.detail.matches("order it as an ip identifier").count(), 2);
+
+        let mixed = Problem::for_identifiers(vec![rejected("127.0.0.1"), unsupported]);
+        assert_eq!(mixed.kind, ProblemType::Compound);
+        assert_eq!(mixed.status, 400);
+        assert_eq!(mixed.subproblems.len(), 2);
+        assert!(
+            mixed.detail.contains("order it as an ip identifier"),
+            "{}",
+            mixed.detail
+        );
+        assert!(mixed.detail.contains("only dns and ip"), "{}", mixed.detail);
+
+        let many = Problem::for_identifiers((0..8).map(|i| rejected(&format!("10.0.0.{i}"))).collect());
+        assert!(many.detail.starts_with("8 identifiers are refused"), "{}", many.detail);
+        assert!(many.detail.ends_with("3 more (see subproblems)"), "{}", many.detail);
+        assert_eq!(many.subproblems.len(), 8);
     }
 
     #[test]

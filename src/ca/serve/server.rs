@@ -73,15 +73,7 @@ fn issue_server_certificate(ca: &CertificateAuthority, host: &str) -> Result<(Cr
             "the CA expires within minutes, too soon to issue the server's own certificate",
         ));
     }
-    // OpenSSL (certbot's Python) reads a hostname-like common name as a DNS name under name
-    // constraints when there is no dNSName, so an IP host goes in an iPAddress under a plain CN.
-    let request = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(ip) => {
-            IssueRequest::new(Profile::Server, format!("ca serve {ip}")).with_sans([crate::pki::SubjectAltName::Ip(ip)])
-        }
-        Err(_) => IssueRequest::new(Profile::Server, host),
-    };
-    let issued = ca.issue(&request.with_lifetime(lifetime), now)?;
+    let issued = ca.issue(&server_certificate_request(host).with_lifetime(lifetime), now)?;
     let key = issued
         .key
         .as_ref()
@@ -91,6 +83,20 @@ fn issue_server_certificate(ca: &CertificateAuthority, host: &str) -> Result<(Cr
     let renew_at = now + time::Duration::seconds(i64::try_from(lifetime.as_secs() / 2).unwrap_or(3600));
     tracing::info!(serial = %issued.info.serial, host, not_after = %crate::pki::rfc3339(issued.info.not_after), "issued the server's own certificate");
     Ok((credentials, renew_at))
+}
+
+/// The request for the server's own certificate for `host` (the host of `--base-url`). A DNS
+/// name is the common name and the one dNSName. An address (IPv6 with or without brackets) is
+/// the one subjectAltName, an iPAddress, under an empty subject (RFC 5280 §4.2.1.6; the
+/// subjectAltName is then critical), as `ca issue` makes a server named by an address: a
+/// common name or a dNSName holding the address would be read as a host name (OpenSSL checks
+/// such a common name against the CA's DNS name constraints), and is not how RFC 6125 clients
+/// match an address.
+fn server_certificate_request(host: &str) -> IssueRequest {
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => IssueRequest::new(Profile::Server, ip.to_string()).with_sans([crate::pki::SubjectAltName::Ip(ip)]),
+        Err(_) => IssueRequest::new(Profile::Server, host),
+    }
 }
 
 /// Starts `ca serve` on bound listeners: `https` (ACME, `/crl`, `/ca.pem`, `/healthz`) and,
@@ -685,4 +691,56 @@ async fn serve_http<I, S>(
     // connection closes.
     connection.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(config.drain_timeout, connection.as_mut()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+    use crate::pki::SubjectAltName;
+
+    /// The server's own certificate for an address base URL: the address as the one
+    /// subjectAltName, an iPAddress, critical, under an empty subject; no common name, no
+    /// dNSName. For a DNS name: the name as common name and the one dNSName.
+    #[test]
+    fn the_servers_own_certificate_names_an_address_as_an_ip_address_under_an_empty_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ca = CertificateAuthority::init(&dir.path().join("ca"), &crate::ca::InitRequest::new("Root"), None, now)
+            .unwrap();
+        for (host, ip) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let issued = ca.issue(&server_certificate_request(host), now).unwrap();
+            assert_eq!(issued.info.subject, "", "{host}");
+            assert_eq!(issued.info.sans, [SubjectAltName::Ip(ip)], "{host}");
+            let (_, cert) = X509Certificate::from_der(issued.certificate.as_ref()).unwrap();
+            assert_eq!(cert.subject().iter_common_name().count(), 0, "{host}");
+            let san = cert.subject_alternative_name().unwrap().unwrap();
+            assert!(
+                san.critical,
+                "{host}: an empty subject makes the subjectAltName critical"
+            );
+            assert!(
+                !san.value
+                    .general_names
+                    .iter()
+                    .any(|name| matches!(name, GeneralName::DNSName(_))),
+                "{host}"
+            );
+        }
+        let issued = ca.issue(&server_certificate_request("acme.example.test"), now).unwrap();
+        assert_eq!(issued.info.sans, [SubjectAltName::Dns("acme.example.test".into())]);
+        assert!(
+            issued.info.subject.contains("acme.example.test"),
+            "{}",
+            issued.info.subject
+        );
+    }
 }

@@ -17,14 +17,27 @@
 //!
 //! Names are resolved through [`VaConfig::resolve`] (`--va-resolve NAME=IP`, `*` for every
 //! name, for tests and closed networks, as Pebble does) and otherwise through the system
-//! resolver. Loopback, unspecified, multicast and broadcast addresses are refused unless
-//! `--va-resolve` names them: nobody can make the CA probe itself by publishing `127.0.0.1`.
+//! resolver.
+//!
+//! Every address the VA dials — an ip identifier, a `--va-resolve` answer, the resolver's
+//! answer for the identifier or for a redirect's host — passes one check first
+//! (`dial::Dialable::check`, the only way to a connection): no special-purpose address
+//! ([`address`](super::address): unspecified, link-local, multicast, broadcast, reserved, and
+//! the IPv4-mapped, IPv4-compatible and NAT64 forms of any of these or of loopback), and
+//! loopback written as such (`127.0.0.0/8`, `::1`) only when the operator named it: an ip
+//! identifier inside `--allow-ip`, or a `--va-resolve` answer. Nobody can make the CA probe
+//! itself or a metadata service by publishing `127.0.0.1` or `169.254.169.254`.
 //!
 //! http-01 redirects: at most [`MAX_REDIRECTS`] are followed, only to `http://` URLs on the
 //! http-01 port (an absent port, or port 80, or [`VaConfig::http_port`]) whose host is a DNS
 //! name, resolved on the same rules. A redirect to `https://`, to an IP literal or to another
 //! port is refused (`connection`): following those would need a second TLS client that accepts
-//! any certificate, for no gain to an ACME client that controls the name.
+//! any certificate, for no gain to an ACME client that controls the name. For an ip identifier
+//! only redirects on its own address are followed (a path, or a URL whose host is the
+//! address): a redirect to another host is refused (`connection`). Once a redirect has led to
+//! a host other than the identifier's, a failure is reported without anything that host
+//! answered ([`VaError::Elsewhere`]: no body, no `Location`, not where it led): only the
+//! kind of failure, its problem type, and the first URL on the other host.
 //!
 //! IP identifiers (RFC 8738): `ca serve` admits only addresses inside its `--allow-ip` networks,
 //! and the VA dials the address itself (no resolution, no `--va-resolve`). http-01 asks
@@ -89,7 +102,8 @@ pub struct VaConfig {
     pub tls_port: u16,
     /// Fixed answers to name resolution (`--va-resolve NAME=IP`), looked up before the system
     /// resolver: an entry whose name equals the identifier (ASCII case-insensitive) first, else
-    /// an entry named `*`. Addresses given here are used as they are, loopback included.
+    /// an entry named `*`. Addresses given here are used as they are, loopback included, but
+    /// no other special-purpose address is dialled (module docs).
     pub resolve: Vec<(String, IpAddr)>,
     /// The networks whose addresses may be validated as ip identifiers (RFC 8738;
     /// `--allow-ip`): `ca serve` orders only those, and the VA dials no other address
@@ -118,7 +132,8 @@ impl VaConfig {
     ///
     /// # Errors
     /// A message naming what is wrong when there is no `=`, the name is neither `*` nor a DNS
-    /// name, or the address is not an IPv4 or IPv6 address.
+    /// name, or the address is not an IPv4 or IPv6 address or is one the VA never dials
+    /// (special-purpose other than plain loopback, module docs).
     pub fn parse_resolve(value: &str) -> Result<(String, IpAddr), String> {
         let Some((name, ip)) = value.split_once('=') else {
             return Err(format!("--va-resolve {value:?}: expected NAME=IP (or *=IP)"));
@@ -129,6 +144,11 @@ impl VaConfig {
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| format!("--va-resolve {value:?}: {ip:?} is not an IP address"))?;
+        if let Some(special) = super::address::special_purpose(ip).filter(|s| !s.is_plain_loopback()) {
+            return Err(format!(
+                "--va-resolve {value:?}: {ip} is {special}, which the validation authority never dials"
+            ));
+        }
         Ok((name.to_ascii_lowercase(), ip))
     }
 }
@@ -183,15 +203,13 @@ pub enum VaError {
         /// The resolver's answer.
         reason: String,
     },
-    /// The name resolved only to addresses the VA does not connect to.
-    #[error(
-        "{name} resolves only to {addresses}, which the validation authority does not \
-         connect to (loopback, unspecified, multicast or broadcast)"
-    )]
+    /// The name resolved only to addresses the VA does not connect to (module docs).
+    #[error("{name} resolves only to addresses the validation authority does not connect to: {addresses}")]
     RefusedAddress {
         /// The name looked up.
         name: String,
-        /// The addresses found, comma-separated.
+        /// The addresses found, each with why it is refused (`169.254.169.254 is link-local
+        /// (169.254.0.0/16)`), comma-separated.
         addresses: String,
     },
     /// No connection could be made.
@@ -280,6 +298,21 @@ pub enum VaError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An http-01 validation failed after a redirect to another host. Nothing that host (or
+    /// one it led to) answered is shown: not its body, its `Location`, nor where that led.
+    #[error(
+        "{url}: redirected to another host, {via}, where the validation failed with {what} (its answer is not shown)"
+    )]
+    Elsewhere {
+        /// The identifier's own URL, where the validation started.
+        url: String,
+        /// The first URL on another host (the `Location` the identifier's host gave).
+        via: String,
+        /// The kind of failure, in words, without the peer's text.
+        what: String,
+        /// The problem type of the failure itself.
+        kind: ProblemType,
+    },
 }
 
 impl VaError {
@@ -297,6 +330,7 @@ impl VaError {
                 ProblemType::IncorrectResponse
             }
             VaError::Tls { .. } | VaError::Alpn { .. } => ProblemType::Tls,
+            VaError::Elsewhere { kind, .. } => *kind,
         }
     }
 }
@@ -347,11 +381,14 @@ pub async fn check(
     // as one (a numeric last label is refused).
     match identifier.parse::<IpAddr>() {
         Ok(ip) => {
-            let admitted = cfg.allow_ip.iter().any(|network| network.contains(ip));
-            if !admitted || ip.to_string() != identifier || ip.to_canonical() != ip {
+            let refusal = if ip.to_string() != identifier {
+                Some(format!("it is not in canonical form (RFC 8738 §3): write it {ip}"))
+            } else {
+                dial::refusal(cfg, dial::Source::Identifier, ip).map(|why| format!("{ip} is {why}"))
+            };
+            if let Some(why) = refusal {
                 return Err(VaError::Malformed(format!(
-                    "identifier {} is not an address the validation authority may dial (--allow-ip, canonical \
-                     form)",
+                    "identifier {} cannot be validated: {why}",
                     quote(identifier)
                 )));
             }
@@ -400,7 +437,9 @@ fn check_dns_name(name: &str) -> Result<(), VaError> {
         .next()
         .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(bad("the last label is numeric (an IP address?)"));
+        return Err(bad(
+            "the last label is numeric, as in an IP address (an address is validated as an ip identifier)",
+        ));
     }
     Ok(())
 }
@@ -433,13 +472,20 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// The addresses to dial for `name`: from [`VaConfig::resolve`], else from the system resolver
-/// without the refused kinds, at most [`MAX_ADDRESSES`].
-async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<SocketAddr>, VaError> {
-    // An IP identifier: dialled as it is (ca serve admitted it with --allow-ip). Redirects to
-    // IP literals are never followed, so no other address gets here.
+/// The addresses to dial for `name`, each passed by [`dial::Dialable::check`]: an ip
+/// identifier's own address, else the answer of [`VaConfig::resolve`], else the system
+/// resolver's answers without the refused ones, at most [`MAX_ADDRESSES`].
+async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Result<Vec<dial::Dialable>, VaError> {
+    let refused = |addresses: String| VaError::RefusedAddress {
+        name: name.to_string(),
+        addresses,
+    };
+    // An IP identifier is dialled as it is, if the operator admitted it (--allow-ip).
     if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+        let address = SocketAddr::new(ip, port);
+        return dial::Dialable::check(cfg, dial::Source::Identifier, address)
+            .map(|dialable| vec![dialable])
+            .map_err(|why| refused(format!("{ip} is {why}")));
     }
     let fixed = cfg
         .resolve
@@ -447,7 +493,9 @@ async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Re
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .or_else(|| cfg.resolve.iter().find(|(n, _)| n == "*"));
     if let Some((_, ip)) = fixed {
-        return Ok(vec![SocketAddr::new(*ip, port)]);
+        return dial::Dialable::check(cfg, dial::Source::Fixed, SocketAddr::new(*ip, port))
+            .map(|dialable| vec![dialable])
+            .map_err(|why| refused(format!("{ip} is {why} (--va-resolve)")));
     }
     let found: Vec<SocketAddr> = match timeout_at(deadline, tokio::net::lookup_host((name, port))).await {
         Err(_) => {
@@ -471,31 +519,79 @@ async fn resolve(cfg: &VaConfig, deadline: Instant, name: &str, port: u16) -> Re
             reason: "no address".to_string(),
         });
     }
-    let allowed: Vec<SocketAddr> = found
-        .iter()
-        .copied()
-        .filter(|a| dialable(a.ip()))
-        .take(MAX_ADDRESSES)
-        .collect();
-    if allowed.is_empty() {
-        let addresses = found.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
-        return Err(VaError::RefusedAddress {
-            name: name.to_string(),
-            addresses,
-        });
+    let mut allowed = Vec::new();
+    let mut refusals = Vec::new();
+    for address in found {
+        match dial::Dialable::check(cfg, dial::Source::Resolver, address) {
+            Ok(dialable) => allowed.push(dialable),
+            Err(why) => refusals.push(format!("{} is {why}", address.ip())),
+        }
     }
+    if allowed.is_empty() {
+        return Err(refused(refusals.join(", ")));
+    }
+    allowed.truncate(MAX_ADDRESSES);
     Ok(allowed)
 }
 
-/// Whether the system resolver's `ip` may be dialled.
-fn dialable(ip: IpAddr) -> bool {
-    let mapped = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    match mapped {
-        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
-        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()),
+/// The one check of every address the VA dials (module docs), and the type that proves it was
+/// made: a [`Dialable`](dial::Dialable) is made only by [`Dialable::check`](dial::Dialable::check),
+/// and [`connect`] dials nothing else.
+mod dial {
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::VaConfig;
+    use crate::ca::serve::address;
+
+    /// Where an address to dial came from, which decides whether loopback may be dialled.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Source {
+        /// An ip identifier's own address (RFC 8738): only inside an `--allow-ip` network,
+        /// where plain loopback may be named.
+        Identifier,
+        /// The operator's `--va-resolve` answer: plain loopback allowed.
+        Fixed,
+        /// The system resolver's answer: no special-purpose address at all.
+        Resolver,
+    }
+
+    /// An address that passed [`Dialable::check`].
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Dialable(SocketAddr);
+
+    impl Dialable {
+        /// `address` if the VA may dial it, coming from `source`; else why not, worded to
+        /// follow "ADDRESS is …".
+        pub(super) fn check(cfg: &VaConfig, source: Source, address: SocketAddr) -> Result<Dialable, String> {
+            match refusal(cfg, source, address.ip()) {
+                None => Ok(Dialable(address)),
+                Some(why) => Err(why),
+            }
+        }
+
+        /// The address.
+        pub(super) fn address(&self) -> SocketAddr {
+            self.0
+        }
+    }
+
+    /// Why `ip`, coming from `source`, may not be dialled (worded to follow "ADDRESS is …"),
+    /// or `None`.
+    pub(super) fn refusal(cfg: &VaConfig, source: Source, ip: IpAddr) -> Option<String> {
+        if let Some(special) = address::special_purpose(ip)
+            && !(special.is_plain_loopback() && source != Source::Resolver)
+        {
+            return Some(format!("{special}, which the validation authority never dials"));
+        }
+        if source == Source::Identifier {
+            if ip.to_canonical() != ip {
+                return Some(format!("IPv4-mapped: the address is {}", ip.to_canonical()));
+            }
+            if !cfg.allow_ip.iter().any(|network| network.contains(ip)) {
+                return Some("outside every --allow-ip network".to_string());
+            }
+        }
+        None
     }
 }
 
@@ -504,10 +600,10 @@ async fn connect(
     cfg: &VaConfig,
     deadline: Instant,
     name: &str,
-    addrs: &[SocketAddr],
+    addrs: &[dial::Dialable],
 ) -> Result<(TcpStream, String), VaError> {
     let mut last = None;
-    for addr in addrs {
+    for addr in addrs.iter().map(dial::Dialable::address) {
         let target = format!("{name} ({addr})");
         match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => {
@@ -592,10 +688,35 @@ async fn http01(
         port: cfg.http_port,
         path: format!("/.well-known/acme-challenge/{token}"),
     };
+    let first = target.to_string();
+    let own_host = target.host.clone();
+    // An ip identifier's redirects stay on its address (module docs).
+    let same_host_only = name.parse::<IpAddr>().is_ok();
+    // The first URL on a host other than the identifier's, once a redirect went there: from
+    // then on, nothing any host answers is quoted (hide_elsewhere).
+    let mut elsewhere: Option<String> = None;
     let mut redirects = 0;
     loop {
         let url = target.to_string();
-        match fetch(cfg, deadline, &target).await? {
+        if elsewhere.is_none() && target.host != own_host {
+            elsewhere = Some(url.clone());
+        }
+        let hide = |error: VaError| match &elsewhere {
+            Some(via) => hide_elsewhere(error, &first, via),
+            None => error,
+        };
+        match fetch(cfg, deadline, &target).await.map_err(hide)? {
+            Fetched::Body(body) if elsewhere.is_some() => {
+                let text = std::str::from_utf8(&body).unwrap_or_default();
+                if text.trim_matches(|c: char| c.is_ascii_whitespace()) != key_authorization {
+                    return Err(hide(VaError::WrongBody {
+                        url,
+                        expected: key_authorization.to_string(),
+                        got: format!("{} bytes", body.len()),
+                    }));
+                }
+                return Ok(());
+            }
             Fetched::Body(body) => {
                 let text = std::str::from_utf8(&body).map_err(|_| VaError::WrongBody {
                     url: url.clone(),
@@ -614,21 +735,58 @@ async fn http01(
             }
             Fetched::Redirect(location) => {
                 if redirects == MAX_REDIRECTS {
-                    return Err(VaError::Redirect {
+                    return Err(hide(VaError::Redirect {
                         url,
                         location: quote(&location),
                         reason: format!("more than {MAX_REDIRECTS} redirects"),
-                    });
+                    }));
                 }
                 redirects += 1;
-                target = follow(cfg, &target, &url, &location)?;
+                target = follow(cfg, &target, &url, &location, same_host_only).map_err(hide)?;
             }
         }
     }
 }
 
-/// The target a `Location` header points to, if the VA follows it (module docs).
-fn follow(cfg: &VaConfig, from: &HttpTarget, url: &str, location: &str) -> Result<HttpTarget, VaError> {
+/// `error`, met after a redirect took the validation from the identifier's URL `first` to
+/// another host at `via`, without anything the hosts answered from there on (a body, a
+/// `Location`, the URLs and names they led to, the addresses found for those): the other host
+/// may be one the ACME client cannot reach itself, and the VA is no proxy for reading it. The
+/// problem type stays the same.
+fn hide_elsewhere(error: VaError, first: &str, via: &str) -> VaError {
+    let what = match &error {
+        VaError::Malformed(_) => "a malformed request".to_string(),
+        VaError::Dns { .. } => "a name that does not resolve".to_string(),
+        VaError::RefusedAddress { .. } => {
+            "a name that resolves only to addresses the validation authority does not connect to".to_string()
+        }
+        VaError::Connect { .. } => "no connection".to_string(),
+        VaError::Timeout { phase, after, .. } => format!("a timeout after {after:?} while {phase}"),
+        VaError::Http { .. } => "an HTTP exchange that failed".to_string(),
+        VaError::Redirect { reason, .. } => format!("a redirect that is not followed: {reason}"),
+        VaError::Status { status, .. } => format!("HTTP status {status}, expected 200"),
+        VaError::BodyTooLarge { limit, .. } => format!("a response body over {limit} bytes"),
+        VaError::WrongBody { got, .. } => format!("a body ({got}) other than the key authorization"),
+        VaError::Tls { .. } | VaError::Alpn { .. } | VaError::Certificate { .. } => "a TLS failure".to_string(),
+        VaError::Elsewhere { .. } => return error,
+    };
+    VaError::Elsewhere {
+        url: first.to_string(),
+        via: via.to_string(),
+        what,
+        kind: error.problem_type(),
+    }
+}
+
+/// The target a `Location` header points to, if the VA follows it (module docs); for an ip
+/// identifier (`same_host_only`), only on the host it was sent from.
+fn follow(
+    cfg: &VaConfig,
+    from: &HttpTarget,
+    url: &str,
+    location: &str,
+    same_host_only: bool,
+) -> Result<HttpTarget, VaError> {
     let refuse = |reason: &str| VaError::Redirect {
         url: url.to_string(),
         location: quote(location),
@@ -659,16 +817,29 @@ fn follow(cfg: &VaConfig, from: &HttpTarget, url: &str, location: &str) -> Resul
         return Err(refuse("credentials in a URL are not followed"));
     }
     let host = authority.host();
-    if check_dns_name(host).is_err() {
-        return Err(refuse("the host is not a DNS name"));
-    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<IpAddr>();
+    let cross_host = "an ip identifier is validated on its own address: a redirect to another host is not followed";
+    let host = match (literal, same_host_only) {
+        // An IP literal is followed only as the ip identifier's own address.
+        (Ok(ip), true) if ip.to_string() == from.host => from.host.clone(),
+        (_, true) => return Err(refuse(cross_host)),
+        (Ok(_), false) => return Err(refuse("the host is not a DNS name")),
+        (Err(_), false) => {
+            check_dns_name(host).map_err(|_| refuse("the host is not a DNS name"))?;
+            host.to_ascii_lowercase()
+        }
+    };
     match authority.port_u16() {
         None | Some(80) => {}
         Some(p) if p == cfg.http_port => {}
         Some(_) => return Err(refuse("only the http-01 port is followed")),
     }
     Ok(HttpTarget {
-        host: host.to_ascii_lowercase(),
+        host,
         port: cfg.http_port,
         path,
     })
@@ -1308,7 +1479,7 @@ mod tests {
             ("relative/path", "not a valid URL"),
             ("http://user@a.example.test/x", "credentials"),
         ] {
-            let err = follow(&cfg, &from, "u", location).unwrap_err();
+            let err = follow(&cfg, &from, "u", location, false).unwrap_err();
             assert!(err.to_string().contains(reason), "{location}: {err}");
             assert_eq!(err.problem_type(), ProblemType::Connection);
         }
@@ -1318,6 +1489,222 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("more than 3 redirects"), "{err}");
+    }
+
+    /// RFC 8738 ip identifiers: http-01 follows redirects only on the address itself (a path,
+    /// or a URL whose host is the address); a redirect to another host, by name or address,
+    /// is refused.
+    #[tokio::test]
+    async fn an_ip_identifiers_redirects_stay_on_its_address() {
+        let port = http_responder(|path, host| {
+            let token = path.rsplit('/').next().unwrap_or_default();
+            match (path, token) {
+                ("/final", _) => Reply::Body(KEY_AUTHORIZATION.into()),
+                (_, "path") => Reply::Redirect("/final".into()),
+                (_, "same") => Reply::Redirect(format!("http://{}/final", host.split(':').next().unwrap())),
+                (_, "byname") => Reply::Redirect("http://a.example.test/final".into()),
+                (_, "otherip") => Reply::Redirect("http://127.0.0.2/final".into()),
+                _ => Reply::Status(404),
+            }
+        })
+        .await;
+        let cfg = config(port, 1);
+        for token in ["byname", "otherip"] {
+            let err = check(&cfg, ChallengeKind::Http01, "127.0.0.1", token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VaError::Redirect { .. }), "{token}: {err:?}");
+            assert!(
+                err.to_string().contains("another host is not followed"),
+                "{token}: {err}"
+            );
+            assert_eq!(err.problem_type(), ProblemType::Connection);
+        }
+        for token in ["path", "same"] {
+            check(&cfg, ChallengeKind::Http01, "127.0.0.1", token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_or_else(|err| panic!("{token}: {err}"));
+        }
+        // The same redirect by name is followed for a dns identifier.
+        check(&cfg, ChallengeKind::Http01, NAME, "byname", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+    }
+
+    /// After a redirect to another host, a failure says what kind it was and where the
+    /// redirect went, and quotes nothing that host answered: not its body, not its Location,
+    /// not the URL it sent the VA on to.
+    #[tokio::test]
+    async fn after_a_cross_host_redirect_nothing_the_other_host_said_is_shown() {
+        let port = http_responder(|path, host| {
+            let last = path.rsplit('/').next().unwrap_or_default().to_string();
+            if host.starts_with("a.example.test") {
+                // The identifier's own host sends the VA to b.example.test (token = path there).
+                return Reply::Redirect(format!("http://b.example.test/{last}"));
+            }
+            match last.as_str() {
+                "good" => Reply::Body(KEY_AUTHORIZATION.into()),
+                "body" => Reply::Body("SECRET internal page".into()),
+                "hop" => Reply::Redirect("/SECRET-path".into()),
+                "away" => Reply::Redirect("https://SECRET.example/".into()),
+                _ => Reply::Status(404),
+            }
+        })
+        .await;
+        let cfg = config(port, 1);
+        check(&cfg, ChallengeKind::Http01, NAME, "good", KEY_AUTHORIZATION)
+            .await
+            .unwrap();
+        for (token, kind) in [
+            ("body", ProblemType::IncorrectResponse),
+            ("hop", ProblemType::Unauthorized),
+            ("away", ProblemType::Connection),
+        ] {
+            let problem = validate(&cfg, ChallengeKind::Http01, NAME, token, KEY_AUTHORIZATION)
+                .await
+                .unwrap_err();
+            assert_eq!(problem.kind, kind, "{token}: {problem}");
+            assert!(!problem.detail.contains("SECRET"), "{token}: {problem}");
+            assert!(
+                problem
+                    .detail
+                    .contains(&format!("http://b.example.test:{port}/{token}")),
+                "{token}: {problem}"
+            );
+            assert!(problem.detail.contains("not shown"), "{token}: {problem}");
+        }
+        // On the identifier's own host, a wrong body is still quoted (the client's own server).
+        let own = http_responder(|_, _| Reply::Body("own page".into())).await;
+        let err = run(&config(own, 1), ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("own page"), "{err}");
+    }
+
+    /// The one check before every dial: which addresses each source may give. Loopback only
+    /// from the operator (an ip identifier inside --allow-ip, --va-resolve) and only written as
+    /// loopback; every other special-purpose address, and the IPv4-mapped, IPv4-compatible and
+    /// NAT64 forms of special-purpose IPv4 addresses, from no source.
+    #[test]
+    fn every_dialled_address_passes_one_check() {
+        use dial::Source::{Fixed, Identifier, Resolver};
+        let mut cfg = config(1, 1);
+        cfg.allow_ip = vec![
+            crate::channel::Cidr::parse("0.0.0.0/0").unwrap(),
+            crate::channel::Cidr::parse("::/0").unwrap(),
+        ];
+        let never = [
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "169.254.169.254",
+            "fe80::1",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::e000:1",
+        ];
+        for text in never {
+            let ip: IpAddr = text.parse().unwrap();
+            for source in [Identifier, Fixed, Resolver] {
+                let why = dial::refusal(&cfg, source, ip);
+                assert!(why.is_some(), "{text} from {source:?} would be dialled");
+            }
+        }
+        for text in ["127.0.0.1", "127.1.2.3", "::1"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(
+                dial::refusal(&cfg, Resolver, ip).unwrap().contains("loopback"),
+                "{text}"
+            );
+            assert_eq!(dial::refusal(&cfg, Fixed, ip), None, "{text}");
+            assert_eq!(dial::refusal(&cfg, Identifier, ip), None, "{text}");
+        }
+        for text in [
+            "192.0.2.1",
+            "10.0.0.1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "64:ff9b::c000:201",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(dial::refusal(&cfg, Resolver, ip), None, "{text}");
+            assert_eq!(dial::refusal(&cfg, Fixed, ip), None, "{text}");
+        }
+        // An identifier must also lie inside --allow-ip, and be written as itself.
+        cfg.allow_ip = vec![crate::channel::Cidr::parse("127.0.0.0/8").unwrap()];
+        assert!(
+            dial::refusal(&cfg, Identifier, "10.0.0.1".parse().unwrap())
+                .unwrap()
+                .contains("--allow-ip")
+        );
+        assert!(dial::refusal(&cfg, Identifier, "::ffff:127.0.0.1".parse().unwrap()).is_some());
+    }
+
+    /// `0.0.0.0` reaches the local machine when dialled (Linux): neither --va-resolve, nor an
+    /// ip identifier inside a wide --allow-ip, nor a redirect's host makes the VA dial it or
+    /// another special-purpose address.
+    #[tokio::test]
+    async fn special_purpose_addresses_are_dialled_from_no_source() {
+        let port = http_responder(|path, _| match path {
+            "/final" => Reply::Body(KEY_AUTHORIZATION.into()),
+            _ => Reply::Redirect("http://b.example.test/final".into()),
+        })
+        .await;
+        for address in ["0.0.0.0", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "64:ff9b::7f00:1"] {
+            let mut cfg = config(port, port);
+            cfg.resolve = vec![("*".to_string(), address.parse().unwrap())];
+            for kind in ChallengeKind::ALL {
+                let err = run(&cfg, kind, NAME, KEY_AUTHORIZATION).await.unwrap_err();
+                assert!(
+                    matches!(err, VaError::RefusedAddress { .. }),
+                    "{address} {kind}: {err:?}"
+                );
+                assert!(err.to_string().contains("never dials"), "{err}");
+            }
+        }
+        // An ip identifier: refused before anything is dialled, whatever --allow-ip admits.
+        let mut cfg = config(port, port);
+        cfg.allow_ip = vec![
+            crate::channel::Cidr::parse("0.0.0.0/0").unwrap(),
+            crate::channel::Cidr::parse("::/0").unwrap(),
+        ];
+        for address in [
+            "0.0.0.0",
+            "::",
+            "169.254.169.254",
+            "224.0.0.1",
+            "64:ff9b::7f00:1",
+            "::7f00:1",
+        ] {
+            for kind in ChallengeKind::ALL {
+                let err = run(&cfg, kind, address, KEY_AUTHORIZATION).await.unwrap_err();
+                assert_eq!(err.problem_type(), ProblemType::Malformed, "{address} {kind}: {err:?}");
+                assert!(err.to_string().contains("never dials"), "{address}: {err}");
+            }
+        }
+        // A redirect to a name whose answer is special-purpose.
+        let mut cfg = config(port, 1);
+        cfg.resolve = vec![
+            (NAME.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ("b.example.test".to_string(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ];
+        let err = run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION)
+            .await
+            .unwrap_err();
+        assert_eq!(err.problem_type(), ProblemType::Dns, "{err:?}");
+        assert!(err.to_string().contains("does not connect to"), "{err}");
+        // The same redirect to a name on loopback through --va-resolve is followed.
+        cfg.resolve[1].1 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        run(&cfg, ChallengeKind::Http01, NAME, KEY_AUTHORIZATION).await.unwrap();
     }
 
     #[tokio::test]
@@ -1381,6 +1768,15 @@ mod tests {
         );
         for bad in ["a.example.test", "a.example.test=x", "a b=1.2.3.4", "=1.2.3.4"] {
             assert!(VaConfig::parse_resolve(bad).is_err(), "{bad}");
+        }
+        for special in [
+            "*=0.0.0.0",
+            "*=169.254.169.254",
+            "a.example.test=::ffff:127.0.0.1",
+            "*=::",
+        ] {
+            let why = VaConfig::parse_resolve(special).unwrap_err();
+            assert!(why.contains("never dials"), "{special}: {why}");
         }
         assert_eq!(ChallengeKind::parse("tls-alpn-01"), Some(ChallengeKind::TlsAlpn01));
         assert_eq!(ChallengeKind::parse("dns-01"), None);
