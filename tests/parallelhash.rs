@@ -107,12 +107,7 @@ fn sign_and_verify_with_parallelhash128() {
 fn sign_and_verify_with_parallelhash128_of(size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = support::output(
-        support::command("sign")
-            .current_dir(d)
-            .args(["--generate", "k", "--no-passphrase"]),
-    );
-    assert!(out.status.success(), "{out:?}");
+    support::generate_sign_key(d);
     let module: Vec<u8> = (0..size).map(|i| ((i * 7) ^ (i >> 13)) as u8).collect();
     std::fs::write(d.join("m.bin"), &module).unwrap();
     let out = support::output(support::command("sign").current_dir(d).args([
@@ -154,12 +149,7 @@ fn sign_and_verify_with_parallelhash128_of(size: usize) {
 fn a_bad_module_name_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = support::output(
-        support::command("sign")
-            .current_dir(d)
-            .args(["--generate", "k", "--no-passphrase"]),
-    );
-    assert!(out.status.success(), "{out:?}");
+    support::generate_sign_key(d);
     std::fs::write(d.join("m.bin"), b"module").unwrap();
     let long = "n".repeat(256);
     for (name, reason) in [

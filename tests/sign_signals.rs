@@ -78,12 +78,7 @@ fn interrupted_writes_remove_their_temporary_files_and_never_create_out() {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = support::output(
-        support::command("sign")
-            .current_dir(d)
-            .args(["--generate", "k", "--no-passphrase"]),
-    );
-    assert!(out.status.success(), "{out:?}");
+    support::generate_sign_key(d);
     let head = vec![7u8; 2 * 1024 * 1024];
 
     // sign --embed -o OUT from standard input, stopped mid-write (no core file for SIGQUIT).
@@ -192,15 +187,6 @@ fn start_sign_under(prelude: &str, d: &Path, head: &[u8]) -> (Child, std::proces
     (child, pipe)
 }
 
-fn generated_key(d: &Path) {
-    let out = support::output(
-        support::command("sign")
-            .current_dir(d)
-            .args(["--generate", "k", "--no-passphrase"]),
-    );
-    assert!(out.status.success(), "{out:?}");
-}
-
 /// Started with SIGHUP ignored (as `nohup` starts it), `sign` keeps it ignored: a SIGHUP
 /// mid-write changes nothing and the signature is written; SIGTERM still ends it cleanly.
 #[test]
@@ -208,7 +194,7 @@ fn a_signal_inherited_as_ignored_stays_ignored() {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    generated_key(d);
+    support::generate_sign_key(d);
     let head = vec![7u8; 2 * 1024 * 1024];
     let signed = d.join("module.signed");
 
@@ -254,7 +240,7 @@ fn a_write_past_the_file_size_limit_leaves_nothing_behind() {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    generated_key(d);
+    support::generate_sign_key(d);
     let module = vec![7u8; 1024 * 1024];
     std::fs::write(d.join("module"), &module).unwrap();
     let signed = d.join("module.signed");

@@ -167,6 +167,17 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
+/// `sign --generate k --no-passphrase` in `dir`: an unencrypted signing key `k.key` and its
+/// public key `k.pub`; panics (the test fails) if `sign` does not exit 0.
+pub fn generate_sign_key(dir: &Path) {
+    let out = output(
+        command("sign")
+            .current_dir(dir)
+            .args(["--generate", "k", "--no-passphrase"]),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// Runs `cmd` with empty standard input, within [`TIMEOUT`].
 #[track_caller]
 pub fn output(cmd: &mut Command) -> Output {
