@@ -2700,6 +2700,20 @@ fn ca_serve_refuses_hosts_and_suffixes_the_ca_cannot_certify() {
         stderr.contains("host bits set") && stderr.contains("10.0.0.0/8"),
         "{stderr}"
     );
+    // Its advice never repeats the value refused (a wrong prefix, host bits set) as the
+    // spelling to use instead.
+    for (value, wrong) in [
+        ("10.0.0.1/8", "write it 10.0.0.1/8"),
+        ("127.0.0.1/33", "write it 127.0.0.1/33"),
+        ("::1/129", "write it ::1/129"),
+        ("127.1/33", "write it 127.0.0.1/33"),
+        ("127.1/8", "write it 127.0.0.1/8"),
+    ] {
+        let out = serve(&["--base-url", "https://acme.example.test", "--allow-ip", value]);
+        let stderr = support::stderr(&out);
+        assert_eq!(support::code(&out), 2, "{value}: {stderr}");
+        assert!(!stderr.contains(wrong), "{value}: {stderr}");
+    }
 
     // An IPv4-mapped --allow-ip network, one of only special-purpose addresses, a
     // special-purpose --va-resolve answer: usage errors when the command line is read, saying

@@ -164,8 +164,16 @@ fn parse_allow_ip(text: &str) -> Result<Cidr, String> {
             None => (text, None),
         };
         match tessera::ca::serve::address::read_address(address) {
+            // Written canonically already: what is wrong is the prefix, which `why` names.
+            Some(tessera::ca::serve::address::Reading::Address(ip)) if ip.to_string() == address => why,
+            // Another spelling: its canonical form, with the prefix only where that makes a
+            // network (never the wrong prefix, or a network with host bits set, again).
             Some(tessera::ca::serve::address::Reading::Address(ip)) => match prefix {
-                Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(prefix)
+                    if !prefix.is_empty()
+                        && prefix.bytes().all(|b| b.is_ascii_digit())
+                        && Cidr::parse(&format!("{ip}/{prefix}")).is_ok() =>
+                {
                     format!("{why}: write it {ip}/{prefix}")
                 }
                 _ => format!("{why}: write the address {ip}"),
