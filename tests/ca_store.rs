@@ -436,6 +436,20 @@ fn four_instances_share_one_postgresql_database() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("hint: give every ca command on this CA --db postgres://"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("reachable"), "{}", stderr(&out));
+    // An SQLite CA given a PostgreSQL --db is told to leave it out (nothing was contacted).
+    let sqlite_dir = tmp.path().join("sqlite-ca");
+    ok(ca(&sqlite_dir).args(["init", "--name", "SQLite Root", "--no-passphrase"]));
+    let out = output(ca_with(&sqlite_dir, Some(&url)).arg("list"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(SQLite), not in PostgreSQL"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: leave out --db"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("reachable"), "{}", stderr(&out));
 
     let contested: Vec<String> = (0..3)
         .map(|i| issue(&first, Some(&url), &format!("contested-{i}")))

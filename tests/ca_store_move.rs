@@ -157,6 +157,13 @@ fn an_sqlite_store_moves_into_postgresql_with_every_record_and_the_old_one_is_fe
         "{}",
         stderr(&out)
     );
+    // Its hint says the move is done (no database was contacted: no "reachable" advice).
+    assert!(
+        stderr(&out).contains("hint: nothing to do: the move is done"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("reachable"), "{}", stderr(&out));
 
     // A second CA moves into the same database beside the first; each sees its own records.
     let (other, _) = sqlite_ca(tmp.path(), "Second Root", 3);

@@ -147,6 +147,19 @@ pub enum CaError {
         /// What went wrong.
         reason: String,
     },
+    /// The store asked for (`--db`/`TESSERA_DB`, or none for `DIR/ca.db`) is not the one
+    /// `DIR/store.json` records for this CA, or `ca move-store` was asked to move a CA that
+    /// already keeps its state in PostgreSQL. No database was contacted and nothing was changed;
+    /// `fix` says what to give instead.
+    #[error("cannot use the CA's store {store}: {reason}")]
+    WrongStore {
+        /// The store: `DIR/store.json`, or a URL without its password.
+        store: String,
+        /// What contradicts what.
+        reason: String,
+        /// What to do: which option to give or leave out.
+        fix: String,
+    },
     /// `DIR/ca.db` is fenced off by `ca move-store`: the CA's state was moved (or is being
     /// moved) to PostgreSQL, and the SQLite store takes no more writes. When `DIR/store.json`
     /// still says `sqlite`, a move was cut short: running `ca move-store` again finishes it.
@@ -231,6 +244,7 @@ impl CaError {
             | Self::MissingDatabase { .. }
             | Self::Database { .. }
             | Self::Store { .. }
+            | Self::WrongStore { .. }
             | Self::StoreMoved { .. }
             | Self::DatabaseBehindCrl { .. }
             | Self::UnfinishedInit { .. }

@@ -80,6 +80,7 @@ fn hint(error: &CaError) -> Option<String> {
             "restore the store from a backup (`ca backup` makes one); a CA never starts afresh without it, as \
              a new store would forget every revocation (certificates and keys are unaffected)"
         }
+        CaError::WrongStore { fix, .. } => return Some(fix.clone()),
         CaError::StoreMoved { unfinished: true, .. } => {
             "run `ca move-store` again with the same --db (or TESSERA_DB) to finish the move; nothing was changed"
         }

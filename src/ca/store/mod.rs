@@ -352,16 +352,22 @@ pub fn open(dir: &Path, issuer: &str, wanted: Option<&Location>) -> Result<Box<d
     match (recorded.backend.as_str(), wanted) {
         ("sqlite", None | Some(Location::Sqlite)) => Ok(Box::new(sqlite::SqliteStore::open(dir, issuer)?)),
         ("postgres", Some(Location::Postgres(url))) => Ok(Box::new(postgres::PostgresStore::open(url, issuer)?)),
-        ("postgres", _) => Err(CaError::Store {
+        ("postgres", _) => Err(CaError::WrongStore {
             store: dir.join(STORE_FILE).display().to_string(),
             reason: "this CA keeps its state in PostgreSQL; give its URL with --db (or TESSERA_DB)".into(),
+            fix: "give every ca command on this CA --db postgres://USER@HOST:PORT/DB (or set TESSERA_DB) \
+                  naming the database it keeps its state in; nothing was changed"
+                .into(),
         }),
-        ("sqlite", Some(Location::Postgres(url))) => Err(CaError::Store {
+        ("sqlite", Some(Location::Postgres(url))) => Err(CaError::WrongStore {
             store: redact(url),
             reason: format!(
                 "the CA in {} keeps its state in {SQLITE_FILE} (SQLite), not in PostgreSQL",
                 dir.display()
             ),
+            fix: "leave out --db (and unset TESSERA_DB) for this CA, or move its state into \
+                  PostgreSQL first with `ca --db URL move-store`; nothing was changed"
+                .into(),
         }),
         (other, _) => Err(CaError::Database {
             path: dir.join(STORE_FILE),

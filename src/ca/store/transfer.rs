@@ -92,9 +92,12 @@ pub fn move_to_postgres(dir: &Path, url: &str) -> Result<MoveReport, CaError> {
     match read_marker(dir)? {
         Some(marker) if marker.backend == "sqlite" => {}
         Some(marker) if marker.backend == "postgres" => {
-            return Err(CaError::Store {
+            return Err(CaError::WrongStore {
                 store: dir.join(STORE_FILE).display().to_string(),
                 reason: "this CA already keeps its state in PostgreSQL: there is nothing to move".into(),
+                fix: "nothing to do: the move is done; give this CA's ca commands --db (or TESSERA_DB) \
+                      naming that PostgreSQL database"
+                    .into(),
             });
         }
         _ => {
