@@ -595,18 +595,7 @@ fn openssl_verifies_responses_signed_by_ed25519_and_p384_cas() {
             "{}",
             stderr(&out)
         );
-        let out = openssl_output(&[
-            "ocsp",
-            "-respin",
-            &s(&response),
-            "-issuer",
-            &issuer,
-            "-CAfile",
-            &issuer,
-            "-no_nonce",
-            "-cert",
-            &s(&cert),
-        ]);
+        let out = openssl_ocsp_of_root(&response, &issuer, &cert);
         assert!(
             stdout(&out).contains(": good"),
             "{key_type}: {}{}",
@@ -672,18 +661,7 @@ fn next_update_is_never_after_the_cas_not_after() {
         );
         let response = dir.join("resp.der");
         std::fs::write(&response, &answer.der).unwrap();
-        let out = openssl_output(&[
-            "ocsp",
-            "-respin",
-            &s(&response),
-            "-issuer",
-            &issuer,
-            "-CAfile",
-            &issuer,
-            "-no_nonce",
-            "-cert",
-            &s(&cert),
-        ]);
+        let out = openssl_ocsp_of_root(&response, &issuer, &cert);
         let (out_text, err_text) = (stdout(&out), stderr(&out));
         assert!(out.status.success(), "{out_text}{err_text}");
         assert!(err_text.contains("Response verify OK"), "{err_text}");
@@ -884,4 +862,22 @@ fn url_checks_refuse_empty_ports_and_bad_hosts_and_lower_the_scheme() {
     );
     let out = support::output(ca(&dir).args(["init", "--no-passphrase", "--crl-url", "http://h:/"]));
     assert_eq!(support::code(&out), 2, "{}", stderr(&out));
+}
+
+/// `openssl ocsp -respin RESPONSE -issuer ROOT -CAfile ROOT -no_nonce -cert CERT`: OpenSSL's
+/// reading of a response signed by the root `root_pem` itself (not a delegated responder) about
+/// `cert`, which it prints as `CERT: good` (or revoked, unknown) on stdout.
+fn openssl_ocsp_of_root(response: &Path, root_pem: &str, cert: &Path) -> std::process::Output {
+    openssl_output(&[
+        "ocsp",
+        "-respin",
+        &s(response),
+        "-issuer",
+        root_pem,
+        "-CAfile",
+        root_pem,
+        "-no_nonce",
+        "-cert",
+        &s(cert),
+    ])
 }
