@@ -141,44 +141,75 @@ pub fn special_purpose(ip: IpAddr) -> Option<Special> {
     };
     match ip {
         IpAddr::V4(v4) => special_ipv4(v4).map(plain),
-        IpAddr::V6(v6) => {
-            if v6.is_unspecified() {
-                return Some(plain((SpecialPurpose::Unspecified, "::/128")));
-            }
-            if v6.is_loopback() {
-                return Some(plain((SpecialPurpose::Loopback, "::1/128")));
-            }
-            if let Some((embedding, v4)) = embedded_ipv4(v6) {
-                return special_ipv4(v4).map(|(kind, network)| Special {
-                    kind,
-                    network,
-                    embeds: Some((embedding, v4)),
-                });
-            }
-            let [first, ..] = v6.segments();
-            if first & 0xffc0 == 0xfe80 {
-                return Some(plain((SpecialPurpose::LinkLocal, "fe80::/10")));
-            }
-            if first & 0xff00 == 0xff00 {
-                return Some(plain((SpecialPurpose::Multicast, "ff00::/8")));
-            }
-            None
-        }
+        IpAddr::V6(v6) => match embedded_ipv4(v6) {
+            Some((embedding, v4)) => special_ipv4(v4).map(|(kind, network)| Special {
+                kind,
+                network,
+                embeds: Some((embedding, v4)),
+            }),
+            None => ipv6_network_kind(v6, 128).map(plain),
+        },
     }
 }
 
+/// The special-purpose IPv4 networks (the module docs' table), the broadcast address before
+/// the reserved network that holds it: kind, network address, prefix length, CIDR text.
+const SPECIAL_IPV4: [(SpecialPurpose, [u8; 4], u8, &str); 6] = [
+    (SpecialPurpose::Unspecified, [0, 0, 0, 0], 8, "0.0.0.0/8"),
+    (SpecialPurpose::Loopback, [127, 0, 0, 0], 8, "127.0.0.0/8"),
+    (SpecialPurpose::LinkLocal, [169, 254, 0, 0], 16, "169.254.0.0/16"),
+    (SpecialPurpose::Multicast, [224, 0, 0, 0], 4, "224.0.0.0/4"),
+    (
+        SpecialPurpose::Broadcast,
+        [255, 255, 255, 255],
+        32,
+        "255.255.255.255/32",
+    ),
+    (SpecialPurpose::Reserved, [240, 0, 0, 0], 4, "240.0.0.0/4"),
+];
+
+/// The special-purpose IPv6 networks that embed no IPv4 address (the module docs' table):
+/// kind, network address, prefix length, CIDR text.
+const SPECIAL_IPV6: [(SpecialPurpose, u128, u8, &str); 4] = [
+    (SpecialPurpose::Unspecified, 0, 128, "::/128"),
+    (SpecialPurpose::Loopback, 1, 128, "::1/128"),
+    (SpecialPurpose::LinkLocal, 0xfe80 << 112, 10, "fe80::/10"),
+    (SpecialPurpose::Multicast, 0xff00 << 112, 8, "ff00::/8"),
+];
+
 /// The special-purpose kind and network of an IPv4 address.
 fn special_ipv4(v4: Ipv4Addr) -> Option<(SpecialPurpose, &'static str)> {
-    let [a, b, _, _] = v4.octets();
-    match (a, b) {
-        (0, _) => Some((SpecialPurpose::Unspecified, "0.0.0.0/8")),
-        (127, _) => Some((SpecialPurpose::Loopback, "127.0.0.0/8")),
-        (169, 254) => Some((SpecialPurpose::LinkLocal, "169.254.0.0/16")),
-        (224..=239, _) => Some((SpecialPurpose::Multicast, "224.0.0.0/4")),
-        _ if v4.is_broadcast() => Some((SpecialPurpose::Broadcast, "255.255.255.255/32")),
-        (240..=255, _) => Some((SpecialPurpose::Reserved, "240.0.0.0/4")),
-        _ => None,
-    }
+    ipv4_network_kind(v4, 32)
+}
+
+/// The entry of [`SPECIAL_IPV4`] that holds the whole IPv4 network `v4/prefix` (for a single
+/// address, `prefix` 32); `224.0.0.0/3` and its subnets across both ranges count as multicast
+/// and reserved together.
+fn ipv4_network_kind(v4: Ipv4Addr, prefix: u8) -> Option<(SpecialPurpose, &'static str)> {
+    let bits = u32::from(v4);
+    let within = |range: [u8; 4], range_prefix: u8| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(range_prefix)).unwrap_or(0);
+        prefix >= range_prefix && bits & mask == u32::from(Ipv4Addr::from(range)) & mask
+    };
+    SPECIAL_IPV4
+        .iter()
+        .find(|(_, range, range_prefix, _)| within(*range, *range_prefix))
+        .map(|(kind, _, _, network)| (*kind, *network))
+        .or_else(|| {
+            within([224, 0, 0, 0], 3).then_some((SpecialPurpose::Multicast, "224.0.0.0/4 and reserved 240.0.0.0/4"))
+        })
+}
+
+/// The entry of [`SPECIAL_IPV6`] that holds the whole IPv6 network `v6/prefix` (for a single
+/// address, `prefix` 128).
+fn ipv6_network_kind(v6: Ipv6Addr, prefix: u8) -> Option<(SpecialPurpose, &'static str)> {
+    let bits = u128::from(v6);
+    SPECIAL_IPV6
+        .iter()
+        .find(|(_, range, range_prefix, _)| {
+            prefix >= *range_prefix && bits & mask128(*range_prefix) == range & mask128(*range_prefix)
+        })
+        .map(|(kind, _, _, network)| (*kind, *network))
 }
 
 /// The IPv4 address an IPv6 address embeds (IPv4-mapped, IPv4-compatible other than `::` and
@@ -248,15 +279,7 @@ pub fn allow_ip_network_refusal(network: &Cidr) -> Option<String> {
                     )
                 });
             }
-            let refused = if prefix == 128 && v6.is_unspecified() {
-                Some((SpecialPurpose::Unspecified, "::/128"))
-            } else if within(0xfe80_u128 << 112, 10) {
-                Some((SpecialPurpose::LinkLocal, "fe80::/10"))
-            } else if within(0xff00_u128 << 112, 8) {
-                Some((SpecialPurpose::Multicast, "ff00::/8"))
-            } else {
-                None
-            };
+            let refused = ipv6_network_kind(v6, prefix).filter(|(kind, _)| *kind != SpecialPurpose::Loopback);
             refused.map(|(kind, range)| {
                 format!(
                     "every address of it is {kind} ({range}), which the validation authority never dials: give the \
@@ -271,28 +294,7 @@ pub fn allow_ip_network_refusal(network: &Cidr) -> Option<String> {
 /// have one that is refused (loopback only when `loopback_refused`); `224.0.0.0/3` counts as
 /// multicast and reserved together.
 fn ipv4_network_special(v4: Ipv4Addr, prefix: u8, loopback_refused: bool) -> Option<Special> {
-    let bits = u32::from(v4);
-    let within = |range: [u8; 4], range_prefix: u8| {
-        let mask = u32::MAX.checked_shl(32 - u32::from(range_prefix)).unwrap_or(0);
-        prefix >= range_prefix && bits & mask == u32::from(Ipv4Addr::from(range)) & mask
-    };
-    let found = if within([0, 0, 0, 0], 8) {
-        Some((SpecialPurpose::Unspecified, "0.0.0.0/8"))
-    } else if within([127, 0, 0, 0], 8) && loopback_refused {
-        Some((SpecialPurpose::Loopback, "127.0.0.0/8"))
-    } else if within([169, 254, 0, 0], 16) {
-        Some((SpecialPurpose::LinkLocal, "169.254.0.0/16"))
-    } else if prefix == 32 && v4.is_broadcast() {
-        Some((SpecialPurpose::Broadcast, "255.255.255.255/32"))
-    } else if within([240, 0, 0, 0], 4) {
-        Some((SpecialPurpose::Reserved, "240.0.0.0/4"))
-    } else if within([224, 0, 0, 0], 4) {
-        Some((SpecialPurpose::Multicast, "224.0.0.0/4"))
-    } else if within([224, 0, 0, 0], 3) {
-        Some((SpecialPurpose::Multicast, "224.0.0.0/4 and reserved 240.0.0.0/4"))
-    } else {
-        None
-    };
+    let found = ipv4_network_kind(v4, prefix).filter(|(kind, _)| loopback_refused || *kind != SpecialPurpose::Loopback);
     found.map(|(kind, network)| Special {
         kind,
         network,
