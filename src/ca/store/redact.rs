@@ -104,9 +104,18 @@ fn is_url(text: &str) -> bool {
 /// The password of a URL's user information: from the first `:` to the last `@` of what
 /// follows the first `://` (of the whole text when there is none). With no `@` at all, a URL
 /// whose "port" is no port (`postgres://USER:PASSWORD`, the host left out) is masked from that
-/// `:` to the end.
+/// `:` to the end. When a `:` comes before the first `://`, that `://` may be inside a password
+/// (`postgres:/USER:P://@HOST`, `USER:P://@HOST`): the whole text is read that way too.
 fn user_information(text: &str, masks: &mut Vec<Range<usize>>) {
-    let start = text.find("://").map_or(0, |at| at + 3);
+    let separator = text.find("://");
+    user_information_after(text, separator.map_or(0, |at| at + 3), masks);
+    if separator.is_some_and(|at| text.find(':').is_some_and(|colon| colon < at)) {
+        user_information_after(text, 0, masks);
+    }
+}
+
+/// [`user_information`] of what follows `text[..start]`.
+fn user_information_after(text: &str, start: usize, masks: &mut Vec<Range<usize>>) {
     let Some(body) = text.get(start..) else {
         return;
     };
@@ -437,6 +446,11 @@ mod tests {
         ] {
             assert_eq!(redact(given), shown, "{given}");
         }
+        // A `://` inside the password is not the scheme's.
+        assert!(!redact("postgres:/a:S3://@h/d").contains("S3"));
+        assert!(!redact("postgres://a:S3://@h/d").contains("S3"));
+        assert!(!redact("a_b:S3://x@h/d").contains("S3"));
+        assert!(!redact("postgres:/a:X S3://@h/d").contains("S3"));
         // Without an `@`, "ca:S3cret" is a host and port, not user information; the
         // connection attempt names it, and so may its messages.
         assert!(!redact("postgres://ca:S3cret@").contains("S3"));
