@@ -207,10 +207,7 @@ impl AtomicFile {
     #[must_use]
     pub(crate) fn with_sqlite_companions(mut self) -> Self {
         if let Some(temp) = &self.temp {
-            for suffix in SQLITE_COMPANIONS {
-                let mut name = temp.as_os_str().to_owned();
-                name.push(suffix);
-                let companion = PathBuf::from(name);
+            for companion in sqlite_companions(temp) {
                 track(&companion);
                 self.companions.push(companion);
             }
@@ -354,6 +351,16 @@ const TEMP_MARK: &str = ".tmp-";
 
 /// What SQLite adds to a database's name for the files it keeps beside it.
 const SQLITE_COMPANIONS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// The files SQLite may keep beside the database `path`: `path-journal`, `path-wal`,
+/// `path-shm`.
+pub(crate) fn sqlite_companions(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    SQLITE_COMPANIONS.iter().map(move |suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
 
 /// A temporary file whose process may still be alive is left alone for this long.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(15 * 60);

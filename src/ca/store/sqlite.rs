@@ -684,10 +684,9 @@ fn make_private(path: &Path) -> Result<(), CaError> {
 }
 
 fn remove_database(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(name));
+    let _ = std::fs::remove_file(path);
+    for companion in fsutil::sqlite_companions(path) {
+        let _ = std::fs::remove_file(companion);
     }
 }
 
